@@ -1,0 +1,44 @@
+# segflow — `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install segflow with the dev extras
+
+demo: $(STAMP) ## Run segflow on its embedded defaults with generated live traffic
+	$(BIN)/segflow demo
+
+test: $(STAMP) ## Run the test suite
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP) ## Run the tests without the slow marker
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP) ## ruff + mypy
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+format: $(STAMP) ## Format the code
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench: $(STAMP) ## Run the benchmarks and update BENCHMARKS.md
+	$(BIN)/python -m benchmarks.run
+
+clean: ## Remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+.PHONY: help install demo test test-fast lint format bench clean

@@ -1,0 +1,1 @@
+"""segflow.activate (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""segflow.api (see docs/architecture.md)."""

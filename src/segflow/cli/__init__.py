@@ -1,0 +1,1 @@
+"""segflow.cli (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""segflow.collect (see docs/architecture.md)."""

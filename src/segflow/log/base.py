@@ -1,0 +1,64 @@
+"""The log interface: topics are implicit (one event log per data directory), partitions and
+offsets are Kafka's model, consumer groups commit offsets.
+
+Drivers: ``segflow.log.sqlite`` (embedded default); a Kafka driver later (issue 10) implements
+the same protocol, so nothing above this module knows which driver runs.
+
+>>> partition_for("user_42", 8) == partition_for("user_42", 8)
+True
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from segflow.spec.events import Event
+
+
+class Record(msgspec.Struct, frozen=True):
+    """One event at its place in the log."""
+
+    partition: int
+    offset: int
+    event: Event
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Stable partition of an identity key (crc32, like Kafka's murmur2 it is stable across runs)."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+class EventLog(Protocol):
+    """What the collector writes to and what the processor and loader read from."""
+
+    @property
+    def partitions(self) -> int: ...
+
+    def append(self, events: Sequence[Event]) -> list[tuple[int, int]]:
+        """Durably append (fsynced before return); returns ``(partition, offset)`` per event.
+
+        Raises ``segflow.errors.TransientError`` when the write fails (disk full, I/O error).
+        """
+        ...
+
+    def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]:
+        """Records of ``partition`` with offset >= ``offset``, in offset order."""
+        ...
+
+    def end_offsets(self) -> dict[int, int]:
+        """Per partition, the offset the next appended record will get."""
+        ...
+
+    def committed(self, group: str) -> dict[int, int]:
+        """Per partition, the next offset ``group`` will read (0 when never committed)."""
+        ...
+
+    def commit(self, group: str, offsets: dict[int, int]) -> None:
+        """Record that ``group`` has consumed everything before ``offsets[p]``."""
+        ...
+
+    def close(self) -> None: ...

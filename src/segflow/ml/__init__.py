@@ -1,0 +1,1 @@
+"""segflow.ml (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""segflow.profiles (see docs/architecture.md)."""

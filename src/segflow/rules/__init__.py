@@ -1,0 +1,1 @@
+"""segflow.rules (see docs/architecture.md)."""

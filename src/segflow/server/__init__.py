@@ -1,0 +1,1 @@
+"""segflow.server (see docs/architecture.md)."""

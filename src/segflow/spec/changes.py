@@ -1,0 +1,61 @@
+"""Changes the processor emits downstream (to the warehouse and to destinations).
+
+``sequence`` increases per profile; ``at_ms`` is the (event or timer) time of the change.
+
+>>> c = MembershipChange(profile_id="p1", segment="dormant", kind="entered", at_ms=5, sequence=1)
+>>> c.kind
+'entered'
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import msgspec
+
+
+class MembershipChange(msgspec.Struct, frozen=True, kw_only=True, tag="membership"):
+    """A profile entered or exited a segment."""
+
+    profile_id: str
+    segment: str
+    kind: Literal["entered", "exited"]
+    at_ms: int
+    sequence: int
+    segment_version: int = 1
+
+
+class ProfileMerged(msgspec.Struct, frozen=True, kw_only=True, tag="profile_merged"):
+    """Two profiles became one: ``absorbed`` now resolves to ``survivor``."""
+
+    survivor: str
+    absorbed: str
+    reason: str
+    at_ms: int
+    sequence: int
+
+
+Change = MembershipChange | ProfileMerged
+
+
+class IdentityLinked(msgspec.Struct, frozen=True, kw_only=True, tag="identity_linked"):
+    """An identifier (``type``, ``value``) now belongs to ``profile_id`` (fed to the warehouse)."""
+
+    profile_id: str
+    id_type: str
+    id_value: str
+    at_ms: int
+    sequence: int
+
+
+AnyChange = MembershipChange | ProfileMerged | IdentityLinked
+
+
+class ChangeFeed(Protocol):
+    """The processor's ordered output (an outbox committed with its state).
+
+    Consumers (the warehouse loader, the delivery queue) keep their own cursor: ``read``
+    returns ``(seq, change)`` pairs with ``seq > after_seq`` in increasing order.
+    """
+
+    def read(self, after_seq: int, limit: int = 1000) -> list[tuple[int, AnyChange]]: ...

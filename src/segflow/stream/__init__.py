@@ -1,0 +1,1 @@
+"""segflow.stream (see docs/architecture.md)."""

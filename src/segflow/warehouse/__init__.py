@@ -1,0 +1,1 @@
+"""segflow.warehouse (see docs/architecture.md)."""
