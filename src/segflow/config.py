@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from segflow.errors import ConfigError
+from segflow.identity.rules import IdentityRules
 
 ENV_PREFIX = "SEGFLOW_"
 
@@ -34,6 +35,79 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
 class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
     driver: str = "sqlite"
     partitions: int = 8
+    dedupe_window_ms: int = 24 * 3_600_000
+    max_pending_events: int = 200_000
+    retention_ms: int = 7 * 24 * 3_600_000
+    retention_interval_s: float = 300.0
+
+
+class CollectSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The collection API's limits (Segment's documented ones by default) and CORS."""
+
+    max_message_bytes: int = 32 * 1024
+    max_batch_bytes: int = 500 * 1024
+    max_batch_messages: int = 2500
+    max_message_id_length: int = 100
+    future_tolerance_ms: int = 23 * 3_600_000
+    retry_after_s: int = 1
+    cors_origins: tuple[str, ...] = ("*",)
+
+
+class MlSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """ML jobs in ``segflow serve``: scheduled when enabled, daily jobs from ``run_at_hour_utc``."""
+
+    schedule_enabled: bool = True
+    run_at_hour_utc: int = 2
+    check_interval_s: float = 60.0
+    threads: int = 0  # cap on the ML libraries' threads in jobs (0: their default)
+
+
+class CustomFeature(msgspec.Struct, frozen=True, kw_only=True):
+    """A user-defined feature: either ``sql``, an aggregate SQL expression over ``profile_events``
+    in ``(T - window_days, T]``, or ``rule``, the segment language's aggregate form
+    (``count("Order Completed" in last 30 days)``)."""
+
+    name: str
+    sql: str = ""
+    rule: str = ""
+    window_days: int | None = None
+
+
+class WarehouseSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The DuckDB warehouse: loader micro-batches, sessionisation and the feature definitions."""
+
+    flush_interval_ms: int = 1000
+    batch_max_events: int = 50_000
+    release_between_batches: bool = True
+    lock_timeout_s: float = 30.0
+    session_gap_minutes: int = 30
+    active_event_types: tuple[str, ...] = ("track", "page", "screen")
+    order_event: str = "Order Completed"
+    revenue_property: str = "revenue"
+    support_event: str = "Support Ticket Created"
+    key_features: tuple[str, ...] = ()
+    custom_features: tuple[CustomFeature, ...] = ()
+
+
+class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The processor (``segflow.stream``): owned partitions (None = all), batch size, timer poll,
+    and ``synchronous`` of ``state.sqlite`` (FULL: every batch commit is fsynced)."""
+
+    group: str = "processor"
+    partitions: tuple[int, ...] | None = None
+    batch_size: int = 500
+    poll_interval_ms: int = 200
+    synchronous: str = "FULL"
+
+
+class ActivateSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Delivery to destinations: the SSRF allow-list (CIDRs or host names) and pacing."""
+
+    allow_list: tuple[str, ...] = ()
+    poll_interval_ms: int = 50
+    feed_interval_ms: int = 5
+    secret_overlap_ms: int = 24 * 3_600_000
+    delivered_retention_ms: int = 7 * 24 * 3_600_000
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,6 +115,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
+    collect: CollectSettings = msgspec.field(default_factory=CollectSettings)
+    ml: MlSettings = msgspec.field(default_factory=MlSettings)
+    warehouse: WarehouseSettings = msgspec.field(default_factory=WarehouseSettings)
+    stream: StreamSettings = msgspec.field(default_factory=StreamSettings)
+    identity: IdentityRules = msgspec.field(default_factory=IdentityRules)
+    activate: ActivateSettings = msgspec.field(default_factory=ActivateSettings)
 
     @property
     def data_path(self) -> Path:
@@ -89,7 +169,9 @@ def load_settings(
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read settings file {toml_path}: {exc}") from exc
     known = {f.encode_name for f in msgspec.structs.fields(Settings)}
-    env_values = {k: v for k, v in _from_env(os.environ if env is None else env).items() if k in known}
+    env_values = {
+        k: v for k, v in _from_env(os.environ if env is None else env).items() if k in known
+    }
     raw = _deep_merge(raw, env_values)
     raw = _deep_merge(raw, overrides or {})
     try:

@@ -74,7 +74,9 @@ class TransientError(SegflowError):
 
     code = "unavailable"
 
-    def __init__(self, message: str, *, retry_after_s: float = 1.0, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after_s: float = 1.0, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message, details=details)
         self.retry_after_s = retry_after_s
 

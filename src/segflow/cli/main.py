@@ -19,7 +19,19 @@ app = typer.Typer(
 )
 
 # Modules under segflow.cli that each expose register(app). Keep alphabetical.
-_AREAS: tuple[str, ...] = ()
+_AREAS: tuple[str, ...] = (
+    "dead_letters",
+    "deliveries",
+    "destinations",
+    "imports",
+    "ml",
+    "process",
+    "profiles",
+    "serve",
+    "sources",
+    "tokens",
+    "warehouse",
+)
 
 
 def _register_all() -> None:

@@ -18,6 +18,21 @@ import msgspec
 
 from segflow.spec.events import Event
 
+Position = tuple[int, int]
+"""``(partition, offset)`` of an appended record."""
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A refused payload kept with its reason (bad input is never silently dropped)."""
+
+    source_id: str
+    received_at_ms: int
+    field: str
+    reason: str
+    payload: bytes
+    message_id: str | None = None
+    id: int | None = None
+
 
 class Record(msgspec.Struct, frozen=True):
     """One event at its place in the log."""
@@ -38,8 +53,13 @@ class EventLog(Protocol):
     @property
     def partitions(self) -> int: ...
 
-    def append(self, events: Sequence[Event]) -> list[tuple[int, int]]:
+    def append(self, events: Sequence[Event]) -> list[Position | None]:
         """Durably append (fsynced before return); returns ``(partition, offset)`` per event.
+
+        Deduplication is part of the append and atomic with it: an event whose
+        ``(source_id, message_id)`` was already appended within the dedupe window (default
+        24 h) is not stored again and gets ``None`` in the result (it is acknowledged; the
+        first copy stays where it was). Duplicates inside one call are handled the same way.
 
         Raises ``segflow.errors.TransientError`` when the write fails (disk full, I/O error).
         """

@@ -11,12 +11,12 @@ from segflow.spec.changes import (
 from segflow.spec.events import EVENT_TYPES, Event, decode_event, encode_event
 
 __all__ = [
-    "AnyChange",
-    "ChangeFeed",
-    "IdentityLinked",
     "EVENT_TYPES",
+    "AnyChange",
     "Change",
+    "ChangeFeed",
     "Event",
+    "IdentityLinked",
     "MembershipChange",
     "ProfileMerged",
     "decode_event",

@@ -1,0 +1,1 @@
+"""Baselines the benchmarks compare segflow against (what a competent user would write)."""

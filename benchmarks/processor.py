@@ -1,0 +1,364 @@
+"""Processor throughput (identity + trait updates, one core) and profile-lookup latency.
+
+    python -m benchmarks.processor [--events 100000] [--people 60000] [--rounds 5]
+                                   [--lookup-seconds 4] [--rate 2000] [--skip-lookup]
+
+Throughput: segflow's ``Processor`` on ``state.sqlite`` (``synchronous=FULL``, default batch)
+vs ``baselines/processor_sqlite.py`` (the same stitching and profile updates written straight
+in SQLite, with less work: no limits, no merge records, no outbox), interleaved, from the same
+pre-decoded log records (log reads are not measured). The stream is seeded: 70% anonymous
+traffic (anonymous_id only), logins (identify with email), server-side events by user_id,
+support tickets by email.
+
+Lookup: each API served by one uvicorn process pinned to core 0 (segflow: Starlette +
+``profile_routes`` + token auth; baseline: FastAPI + pydantic on the baseline's tables),
+loaded by ``wrk`` pinned to core 1 at a capped offered rate (20 connections, each waiting
+``20_000 / rate - 2`` ms between requests; the achieved rate is reported),
+looking up random known ``user_id``s; p50/p99/max as wrk reports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.baselines.processor_sqlite import SqliteBaseline
+from segflow.clock import ManualClock
+from segflow.log.base import Record, partition_for
+from segflow.spec import Event
+
+PARTITIONS = 8
+BATCH = 500  # records per partition per transaction, as segflow's default
+T0 = 1_700_000_000_000
+
+
+def make_stream(n: int, people: int, seed: int = 7) -> list[Event]:
+    """Seeded realistic traffic: 70% anonymous, ~20% identified, logins link devices to users."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        p = rnd.randrange(people)
+        device = f"d{p}-{rnd.randrange(2)}"
+        ts = T0 + i * 50
+        common = {
+            "message_id": f"m{i}",
+            "source_id": "web",
+            "timestamp_ms": ts,
+            "received_at_ms": ts,
+        }
+        r = rnd.random()
+        if r < 0.70:
+            out.append(
+                Event(
+                    type="track",
+                    anonymous_id=device,
+                    event=rnd.choice(("Viewed", "Added", "Searched")),
+                    properties={"i": i},
+                    **common,
+                )
+            )
+        elif r < 0.80:
+            out.append(
+                Event(
+                    type="identify",
+                    anonymous_id=device,
+                    user_id=f"user-{p}",
+                    traits={"email": f"u{p}@example.com", "plan": rnd.choice(("free", "pro"))},
+                    **common,
+                )
+            )
+        elif r < 0.97:
+            out.append(
+                Event(
+                    type="track",
+                    user_id=f"user-{p}",
+                    anonymous_id=device,
+                    event="Order Completed",
+                    properties={"revenue": rnd.randrange(100)},
+                    **common,
+                )
+            )
+        else:
+            out.append(
+                Event(
+                    type="track",
+                    anonymous_id=f"srv-{i}",
+                    event="Support Ticket Created",
+                    context={"traits": {"email": f"u{p}@example.com"}},
+                    **common,
+                )
+            )
+    return out  # fmt: skip
+
+
+class ListLog:
+    """Pre-decoded records in memory, partitioned like the real log."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self.records: list[list[Record]] = [[] for _ in range(PARTITIONS)]
+        for e in events:
+            p = partition_for(e.identity_key, PARTITIONS)
+            self.records[p].append(Record(p, len(self.records[p]), e))
+
+    @property
+    def partitions(self) -> int:
+        return PARTITIONS
+
+    def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]:
+        return self.records[partition][offset : offset + max_records]
+
+
+def run_segflow(log: ListLog, path: Path) -> float:
+    from segflow.stream import Processor, ProcessorSettings, SqliteStateStore
+
+    store = SqliteStateStore(path)
+    proc = Processor(
+        log, store, clock=ManualClock(T0), settings=ProcessorSettings(batch_size=BATCH)
+    )
+    t0 = time.perf_counter()
+    while proc.run_once() > 0:
+        pass
+    elapsed = time.perf_counter() - t0
+    store.close()
+    return elapsed
+
+
+def run_baseline(log: ListLog, path: Path) -> float:
+    # the same order segflow consumes: batch_size records of each partition in turn
+    records: list[Record] = []
+    offsets = [0] * PARTITIONS
+    while True:
+        chunk = [r for p in range(PARTITIONS) for r in log.read(p, offsets[p], BATCH)]
+        if not chunk:
+            break
+        for p in range(PARTITIONS):
+            offsets[p] += len(log.read(p, offsets[p], BATCH))
+        records.extend(chunk)
+    base = SqliteBaseline(path)
+    t0 = time.perf_counter()
+    base.process(records, batch=BATCH * PARTITIONS)
+    elapsed = time.perf_counter() - t0
+    base.close()
+    return elapsed
+
+
+def state_stats(path: Path) -> tuple[int, float, float]:
+    """(profiles, state file bytes per profile, mean encoded profile bytes)."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    n, total = con.execute(
+        "SELECT COUNT(*), SUM(LENGTH(value)) FROM kv WHERE ns = 'profile'"
+    ).fetchone()
+    con.close()
+    return n, path.stat().st_size / n, total / n
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(kind: str, data_dir: Path, port: int, token_file: Path) -> None:
+    """Run one API (``segflow`` or ``baseline``) on ``port`` (child process entry point)."""
+    import uvicorn
+
+    token = token_file.read_text().strip()
+    if kind == "segflow":
+        from starlette.applications import Starlette
+
+        from segflow.api.auth import TokenStore, authorizer
+        from segflow.api.profiles import profile_routes
+        from segflow.stream import ProfileReader, SqliteStateStore
+
+        store = SqliteStateStore(data_dir / "state.sqlite")
+        reader = ProfileReader(store.reader(), log=None)  # type: ignore[arg-type]
+        app = Starlette(
+            routes=profile_routes(reader, authorizer(TokenStore(data_dir / "catalog.sqlite")))
+        )
+    else:
+        from benchmarks.baselines.processor_sqlite import baseline_app
+
+        app = baseline_app(data_dir / "baseline.sqlite", token)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+LUA = """
+local ids = {}
+for line in io.lines(os.getenv("IDS_FILE")) do ids[#ids + 1] = line end
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
+local delay_ms = tonumber(os.getenv("DELAY_MS"))
+request = function() return wrk.format("GET", "/api/v1/profiles/user_id:" .. ids[math.random(#ids)]) end
+delay = function() return delay_ms end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d\\n", latency:percentile(50), latency:percentile(99),
+    latency.max, summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def lookup_round(
+    kind: str, data_dir: Path, seconds: int, rate: int, env: dict[str, str]
+) -> dict[str, float]:
+    port = _free_port()
+    token_file = data_dir / ("token" if kind == "segflow" else "baseline_token")
+    cmd = [
+        "taskset",
+        "-c",
+        "0",
+        sys.executable,
+        "-m",
+        "benchmarks.processor",
+        "--serve",
+        kind,
+        str(data_dir),
+        str(port),
+        str(token_file),
+    ]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:  # wait until it listens
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        conns = 20
+        wrk_env = {
+            **env,
+            "TOKEN": token_file.read_text().strip(),
+            "DELAY_MS": str(max(1, 1000 * conns // rate - 2)),
+        }
+        out = subprocess.run(
+            [
+                "taskset",
+                "-c",
+                "1",
+                "wrk",
+                "-t1",
+                f"-c{conns}",
+                f"-d{seconds}s",
+                "-s",
+                str(data_dir / "lookup.lua"),
+                f"http://127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            env=wrk_env,
+            check=True,
+        ).stdout
+    finally:
+        server.terminate()
+        server.wait()
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))
+    p50, p99, mx, reqs, dur_us, errors = (int(x) for x in line.split()[1:])
+    return {
+        "p50_ms": p50 / 1000,
+        "p99_ms": p99 / 1000,
+        "max_ms": mx / 1000,
+        "rps": reqs / (dur_us / 1e6),
+        "errors": errors,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--people", type=int, default=60_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--lookup-seconds", type=int, default=4)
+    ap.add_argument("--rate", type=int, default=2000)
+    ap.add_argument("--skip-lookup", action="store_true")
+    ap.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.serve[0], Path(args.serve[1]), int(args.serve[2]), Path(args.serve[3]))
+        return
+    os.sched_setaffinity(0, {0})
+    events = make_stream(args.events, args.people)
+    log = ListLog(events)
+    tmp = Path(tempfile.mkdtemp(prefix="segflow-bench-proc-"))
+    try:
+        ours, theirs, ratios = [], [], []
+        for rnd in range(args.rounds + 1):  # round 0 is the warm-up
+            for p in tmp.glob("*.sqlite*"):
+                p.unlink()
+            s = run_segflow(log, tmp / "state.sqlite")
+            b = run_baseline(log, tmp / "baseline.sqlite")
+            if rnd == 0:
+                continue
+            ours.append(args.events / s)
+            theirs.append(args.events / b)
+            ratios.append(b / s)
+            print(
+                f"round {rnd}: segflow {args.events / s:,.0f} ev/s, baseline {args.events / b:,.0f} ev/s",
+                file=sys.stderr,
+            )
+        profiles, file_bpp, enc_bpp = state_stats(tmp / "state.sqlite")
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+        print(
+            f"\nmachine: {machine}; {args.events:,} events, {profiles:,} profiles; peak RSS {rss_mb:,.0f} MB"
+        )
+        print("| benchmark | segflow | baseline | ratio (median of rounds) | target |")
+        print("| --- | --- | --- | --- | --- |")
+        print(
+            f"| processor events/s, 1 core | {statistics.median(ours):,.0f} | {statistics.median(theirs):,.0f} | {statistics.median(ratios):.2f}x | >= 200,000 |"
+        )
+        print(
+            f"| state bytes per profile (file / encoded profile) | {file_bpp:,.0f} / {enc_bpp:,.0f} | - | - | - |"
+        )
+        if not args.skip_lookup and shutil.which("wrk"):
+            lookups(tmp, events, args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def lookups(tmp: Path, events: list[Event], args: argparse.Namespace) -> None:
+    from segflow.api.auth import TokenStore
+
+    (tmp / "token").write_text(TokenStore(tmp / "catalog.sqlite").create("read"))
+    (tmp / "baseline_token").write_text("baseline-secret")
+    users = sorted({e.user_id for e in events if e.user_id})
+    (tmp / "ids.txt").write_text("\n".join(users) + "\n")
+    (tmp / "lookup.lua").write_text(LUA)
+    env = {**os.environ, "IDS_FILE": str(tmp / "ids.txt")}
+    res: dict[str, list[dict[str, float]]] = {"segflow": [], "baseline": []}
+    for rnd in range(args.rounds + 1):
+        for kind in ("segflow", "baseline"):
+            r = lookup_round(kind, tmp, args.lookup_seconds if rnd else 1, args.rate, env)
+            if rnd:
+                res[kind].append(r)
+                print(f"lookup round {rnd} {kind}: {r}", file=sys.stderr)
+
+    def med(kind: str, key: str) -> float:
+        return statistics.median(r[key] for r in res[kind])
+
+    ratio = statistics.median(
+        b["p99_ms"] / s["p99_ms"] for s, b in zip(res["segflow"], res["baseline"], strict=True)
+    )
+    print(
+        f"| profile lookup p50 / p99 / max ms at {med('segflow', 'rps'):,.0f} req/s (baseline {med('baseline', 'rps'):,.0f}) "
+        f"| {med('segflow', 'p50_ms'):.2f} / {med('segflow', 'p99_ms'):.2f} / {med('segflow', 'max_ms'):.1f} "
+        f"| {med('baseline', 'p50_ms'):.2f} / {med('baseline', 'p99_ms'):.2f} / {med('baseline', 'max_ms'):.1f} "
+        f"| {ratio:.2f}x (baseline p99 / segflow p99) | p99 <= 5 ms |"
+    )
+
+
+if __name__ == "__main__":
+    main()

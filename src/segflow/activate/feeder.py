@@ -1,0 +1,221 @@
+"""From the processor's change feed to the delivery queue.
+
+:class:`Feeder` reads the :class:`~segflow.spec.ChangeFeed` after its cursor, turns each
+``MembershipChange`` into one queued delivery per subscribed destination, and stores the rows
+and the new cursor in one transaction: after a crash the feed is re-read from the last
+committed cursor, so nothing is lost and nothing is queued twice.
+
+It also remembers what each destination has been told (``sent_state``), which makes initial
+syncs and live changes meet without duplicates, and lets a consent withdrawal send
+``exited`` for every segment the destination believes the profile is in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from sqlite3 import Connection
+from typing import Any, NamedTuple
+
+from segflow.activate.models import ChangeKind, Destination, Subscription
+from segflow.activate.payloads import (
+    ChangeContext,
+    ProfileLookup,
+    build_payload,
+    consent_denied,
+    select_traits,
+    webhook_id,
+)
+from segflow.activate.store import DeliveryStore, NewDelivery
+from segflow.clock import Clock, WallClock
+from segflow.spec import ChangeFeed, MembershipChange
+
+CURSOR = "change_feed"
+
+
+class PumpResult(NamedTuple):
+    read: int
+    queued: int
+
+
+class _Profile:
+    def __init__(self, lookup: ProfileLookup, profile_id: str) -> None:
+        self.identities = list(lookup.identities(profile_id))
+        self.traits: dict[str, Any] = dict(lookup.traits(profile_id))
+
+
+class Feeder:
+    """Queues membership changes for the destinations subscribed to their segments.
+
+    >>> import tempfile, os
+    >>> from segflow.activate.payloads import DictProfiles
+    >>> store = DeliveryStore(os.path.join(tempfile.mkdtemp(), "d.sqlite"))
+    >>> class EmptyFeed:
+    ...     def read(self, after_seq, limit=1000): return []
+    >>> Feeder(store, lookup=DictProfiles()).pump(EmptyFeed())
+    PumpResult(read=0, queued=0)
+    """
+
+    def __init__(
+        self, store: DeliveryStore, lookup: ProfileLookup, clock: Clock | None = None
+    ) -> None:
+        self.store = store
+        self.lookup = lookup
+        self.clock = clock or WallClock()
+
+    def pump(self, feed: ChangeFeed, limit: int = 1000) -> PumpResult:
+        """Queue the next ``limit`` changes of ``feed``: how many were read, how many rows queued."""
+        after = self.store.cursor(CURSOR)
+        batch = feed.read(after, limit)
+        if not batch:
+            return PumpResult(0, 0)
+        routes = self._routes()
+        changes = [c for _, c in batch if isinstance(c, MembershipChange) and c.segment in routes]
+        profiles = {pid: _Profile(self.lookup, pid) for pid in {c.profile_id for c in changes}}
+        now_ms = self.clock.now_ms()
+        with self.store.transaction() as con:
+            if self.store.cursor(CURSOR) != after:
+                return PumpResult(0, 0)  # another feeder moved the cursor meanwhile
+            queued = 0
+            for change in changes:
+                for dest, sub in routes[change.segment]:
+                    rows = self._rows(con, dest, sub, change, profiles[change.profile_id], now_ms)
+                    queued += self.store.enqueue(con, rows, now_ms)
+            self.store.set_cursor(con, CURSOR, batch[-1][0])
+        return PumpResult(len(batch), queued)
+
+    def initial_sync(self, destination: str, segment: str | None = None) -> int:
+        """Queue ``entered`` for current members the destination has not been told about."""
+        dest = self.store.destination(destination)
+        subs = [s for s in self.store.subscriptions(destination) if segment in (None, s.segment)]
+        now_ms = self.clock.now_ms()
+        queued = 0
+        for sub in subs:
+            if "entered" not in sub.kinds:
+                continue
+            members = list(self.lookup.members(sub.segment))
+            profiles = {pid: _Profile(self.lookup, pid) for pid in members}
+            with self.store.transaction() as con:
+                for pid in members:
+                    change = MembershipChange(
+                        profile_id=pid,
+                        segment=sub.segment,
+                        kind="entered",
+                        at_ms=now_ms,
+                        sequence=0,
+                    )
+                    rows = self._rows(con, dest, sub, change, profiles[pid], now_ms, sync=True)
+                    queued += self.store.enqueue(con, rows, now_ms)
+        return queued
+
+    def recheck_consent(self, profile_ids: Iterable[str]) -> int:
+        """Send ``exited`` to consent-aware destinations for profiles that withdrew consent."""
+        dests = [d for d in self.store.destinations() if d.enabled and d.consent_purpose]
+        now_ms = self.clock.now_ms()
+        queued = 0
+        for pid in profile_ids:
+            profile = _Profile(self.lookup, pid)
+            with self.store.transaction() as con:
+                for dest in dests:
+                    if consent_denied(profile.traits, dest.consent_purpose):
+                        rows = self._withdraw(con, dest, pid, profile, now_ms, now_ms)
+                        queued += self.store.enqueue(con, rows, now_ms)
+        return queued
+
+    def _routes(self) -> dict[str, list[tuple[Destination, Subscription]]]:
+        dests = {d.name: d for d in self.store.destinations() if d.enabled}
+        routes: dict[str, list[tuple[Destination, Subscription]]] = {}
+        for sub in self.store.subscriptions():
+            if sub.destination in dests:
+                routes.setdefault(sub.segment, []).append((dests[sub.destination], sub))
+        return routes
+
+    def _rows(
+        self,
+        con: Connection,
+        dest: Destination,
+        sub: Subscription,
+        change: MembershipChange,
+        profile: _Profile,
+        now_ms: int,
+        *,
+        sync: bool = False,
+    ) -> list[NewDelivery]:
+        pid = change.profile_id
+        if consent_denied(profile.traits, dest.consent_purpose):
+            return self._withdraw(con, dest, pid, profile, change.at_ms, change.sequence)
+        if self.store.sent_kind(con, dest.name, pid, change.segment) == change.kind:
+            return []  # the destination already knows (initial sync met a live change)
+        if change.kind not in sub.kinds:
+            self.store.set_sent(con, dest.name, pid, change.segment, change.kind)
+            return []
+        tag = f"sync:{now_ms}" if sync else change.kind
+        return [
+            _new(
+                dest,
+                sub,
+                pid,
+                change.segment,
+                change.kind,
+                change.at_ms,
+                change.sequence,
+                profile,
+                tag,
+            )
+        ]
+
+    def _withdraw(
+        self,
+        con: Connection,
+        dest: Destination,
+        pid: str,
+        profile: _Profile,
+        at_ms: int,
+        sequence: int,
+    ) -> list[NewDelivery]:
+        out: list[NewDelivery] = []
+        subs = {s.segment: s for s in self.store.subscriptions(dest.name)}
+        for segment in self.store.entered_segments(con, dest.name, pid):
+            sub = subs.get(segment) or Subscription(destination=dest.name, segment=segment)
+            tag = f"consent:{sequence}:{at_ms}"
+            out.append(
+                _new(dest, sub, pid, segment, "exited", at_ms, sequence, profile, tag, consent=True)
+            )
+        return out
+
+
+def _new(
+    dest: Destination,
+    sub: Subscription,
+    pid: str,
+    segment: str,
+    kind: ChangeKind,
+    at_ms: int,
+    sequence: int,
+    profile: _Profile,
+    tag: str,
+    *,
+    consent: bool = False,
+) -> NewDelivery:
+    wid = webhook_id(dest.name, pid, segment, tag, sequence)
+    hashed = dest.identifiers == "hashed"
+    traits = {} if consent else select_traits(profile.traits, sub.traits, hashed=hashed)
+    ctx = ChangeContext(
+        profile_id=pid,
+        segment=segment,
+        kind=kind,
+        at_ms=at_ms,
+        sequence=sequence,
+        identities=profile.identities,
+        traits=traits,
+        webhook_id=wid,
+    )
+    return NewDelivery(
+        destination=dest.name,
+        profile_id=pid,
+        webhook_id=wid,
+        segment=segment,
+        kind=kind,
+        sequence=sequence,
+        at_ms=at_ms,
+        payload=build_payload(dest, ctx),
+    )

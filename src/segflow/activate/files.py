@@ -1,0 +1,173 @@
+"""File destinations: change files per period and audience snapshots (Parquet and CSV).
+
+Layout under the destination's directory::
+
+    changes/<period start, UTC, e.g. 2024-01-01T13>.csv       appended as changes arrive
+    snapshots/<segment>/<taken at>.parquet and .csv           one row per current member
+
+Writing goes through :class:`Writer`, so object storage can replace the local directory.
+
+>>> import tempfile
+>>> w = LocalWriter(tempfile.mkdtemp())
+>>> w.append("a/b.csv", b"x\\n"); w.append("a/b.csv", b"y\\n"); w.read("a/b.csv")
+b'x\\ny\\n'
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from segflow.activate.exceptions import InvalidDestinationError, RetryableDeliveryError
+from segflow.activate.identifiers import hashed_identifier
+from segflow.activate.models import Delivery, Destination
+from segflow.activate.payloads import select_traits
+
+CHANGE_COLUMNS = ("webhook_id", "profile_id", "segment", "kind", "at_ms", "sequence", "payload")
+
+
+class Writer(Protocol):
+    """Where file destinations put bytes (a local directory; object storage later)."""
+
+    def append(self, path: str, data: bytes) -> None: ...
+
+    def put(self, path: str, data: bytes) -> None: ...
+
+    def exists(self, path: str) -> bool: ...
+
+
+class LocalWriter:
+    """A :class:`Writer` on a local directory; ``append`` fsyncs before returning."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, path: str) -> Path:
+        full = (self.root / path).resolve()
+        if self.root.resolve() not in full.parents:
+            raise InvalidDestinationError("path", f"{path!r} escapes the destination directory")
+        full.parent.mkdir(parents=True, exist_ok=True)
+        return full
+
+    def append(self, path: str, data: bytes) -> None:
+        with open(self._path(path), "ab") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def put(self, path: str, data: bytes) -> None:
+        full = self._path(path)
+        tmp = full.with_suffix(full.suffix + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, full)
+
+    def exists(self, path: str) -> bool:
+        return (self.root / path).exists()
+
+    def read(self, path: str) -> bytes:
+        return (self.root / path).read_bytes()
+
+
+def period_name(at_ms: int, period_ms: int) -> str:
+    """The file name of the period holding ``at_ms``.
+
+    >>> period_name(3_600_000 * 25 + 5, 3_600_000)
+    '1970-01-02T01-00-00'
+    """
+    start = at_ms - at_ms % period_ms
+    return datetime.fromtimestamp(start / 1000, tz=UTC).strftime("%Y-%m-%dT%H-%M-%S")
+
+
+def _csv_lines(rows: Iterable[Sequence[Any]]) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue().encode()
+
+
+class FileSink:
+    """Appends changes to the change file of their period (by the time they are written).
+
+    ``writer_for(directory)`` makes the :class:`Writer` of a destination.
+    """
+
+    def __init__(self, writer_for: Any = LocalWriter) -> None:
+        self.writer_for = writer_for
+
+    def write(self, dest: Destination, deliveries: Sequence[Delivery], now_ms: int) -> int:
+        if not dest.directory:
+            raise InvalidDestinationError("directory", "a file destination needs a directory")
+        writer: Writer = self.writer_for(dest.directory)
+        path = f"changes/{period_name(now_ms, dest.file_period_ms)}.csv"
+        rows = [
+            (
+                d.webhook_id,
+                d.profile_id,
+                d.segment,
+                d.kind,
+                d.at_ms,
+                d.sequence,
+                msgspec.json.encode(d.payload).decode(),
+            )
+            for d in deliveries
+        ]
+        try:
+            header = [] if writer.exists(path) else [CHANGE_COLUMNS]
+            writer.append(path, _csv_lines([*header, *rows]))
+        except OSError as exc:
+            raise RetryableDeliveryError(f"cannot write {path}: {exc}") from exc
+        return 200
+
+
+def write_snapshot(
+    writer: Writer, segment: str, rows: Sequence[dict[str, Any]], taken_at_ms: int
+) -> list[str]:
+    """Write the members of ``segment`` as Parquet and CSV; returns the paths written.
+
+    Each row is a flat mapping (``profile_id``, identifiers, selected traits).
+    """
+    columns = sorted({k for r in rows for k in r} | {"profile_id"})
+    table = pa.table({c: [_cell(r.get(c)) for r in rows] for c in columns})
+    stem = f"snapshots/{segment}/{period_name(taken_at_ms, 1000)}"
+    parquet = io.BytesIO()
+    pq.write_table(table, parquet)
+    text = io.BytesIO()
+    pa_csv.write_csv(table, text)
+    writer.put(f"{stem}.parquet", parquet.getvalue())
+    writer.put(f"{stem}.csv", text.getvalue())
+    return [f"{stem}.parquet", f"{stem}.csv"]
+
+
+def _cell(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return msgspec.json.encode(value).decode()
+
+
+def snapshot_rows(
+    members: Iterable[str],
+    identities: Any,
+    traits: Any,
+    trait_names: Sequence[str],
+    *,
+    hashed: bool,
+) -> list[dict[str, Any]]:
+    """Flat rows for :func:`write_snapshot` from a profile lookup's answers."""
+    out: list[dict[str, Any]] = []
+    for pid in members:
+        row: dict[str, Any] = {"profile_id": pid}
+        for id_type, value in identities(pid):
+            t, v = hashed_identifier(id_type, value) if hashed else (id_type, value)
+            row.setdefault(t, v)
+        row.update(select_traits(traits(pid), trait_names, hashed=hashed))
+        out.append(row)
+    return out

@@ -1,0 +1,159 @@
+"""API tokens: roles ``read`` < ``editor`` < ``admin``, stored hashed in ``catalog.sqlite``.
+
+A token is ``sft_<id>_<secret>``: the id finds the row, the secret is checked against its
+SHA-256 digest with a constant-time compare. Secrets are 32 random bytes, so a fast hash is
+enough (no password-grade KDF needed); the plain token is shown once, at creation.
+
+>>> import tempfile, os
+>>> tokens = TokenStore(os.path.join(tempfile.mkdtemp(), "catalog.sqlite"))
+>>> token = tokens.create("editor", name="ci")
+>>> tokens.verify(token).role, tokens.verify(token + "x")
+('editor', None)
+>>> tokens.verify(token).allows("read"), tokens.verify(token).allows("admin")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from segflow.errors import ValidationError
+from segflow.sqlite import connect
+
+ROLES = ("read", "editor", "admin")
+PREFIX = "sft_"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_tokens (
+    token_id TEXT PRIMARY KEY,
+    secret_sha256 BLOB NOT NULL,
+    role TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+"""
+
+
+class TokenInfo(msgspec.Struct, frozen=True):
+    """A stored token (never its secret)."""
+
+    token_id: str
+    role: str
+    name: str
+    created_ms: int
+    revoked_ms: int | None = None
+
+    def allows(self, role: str) -> bool:
+        """True when this token's role is at least ``role``."""
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+class TokenStore:
+    """Create, verify, list and revoke API tokens in the catalog."""
+
+    def __init__(self, catalog_path: str | Path) -> None:
+        self.con = connect(catalog_path)
+        self.con.executescript(_SCHEMA)
+        self.lock = threading.Lock()
+
+    def create(self, role: str, *, name: str = "") -> str:
+        """A new token with ``role``; returns the plain token (shown once)."""
+        if role not in ROLES:
+            raise ValidationError("role", f"must be one of {', '.join(ROLES)}")
+        token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        with self.lock:
+            self.con.execute(
+                "INSERT INTO api_tokens (token_id, secret_sha256, role, name, created_ms) VALUES (?, ?, ?, ?, ?)",
+                (token_id, _digest(secret), role, name, time.time_ns() // 1_000_000),
+            )
+        return f"{PREFIX}{token_id}_{secret}"
+
+    def verify(self, token: str) -> TokenInfo | None:
+        """The token's info when it is valid and not revoked, else None."""
+        if not token.startswith(PREFIX):
+            return None
+        token_id, sep, secret = token[len(PREFIX) :].partition("_")
+        if not sep:
+            return None
+        with self.lock:
+            row = self.con.execute(
+                "SELECT secret_sha256, role, name, created_ms, revoked_ms FROM api_tokens WHERE token_id = ?",
+                (token_id,),
+            ).fetchone()
+        if row is None or row[4] is not None:
+            return None
+        if not hmac.compare_digest(bytes(row[0]), _digest(secret)):
+            return None
+        return TokenInfo(token_id, row[1], row[2], row[3])
+
+    def list(self) -> list[TokenInfo]:
+        with self.lock:
+            rows = self.con.execute(
+                "SELECT token_id, role, name, created_ms, revoked_ms FROM api_tokens ORDER BY created_ms"
+            ).fetchall()
+        return [TokenInfo(*r) for r in rows]
+
+    def revoke(self, token_id: str) -> bool:
+        with self.lock:
+            cur = self.con.execute(
+                "UPDATE api_tokens SET revoked_ms = ? WHERE token_id = ? AND revoked_ms IS NULL",
+                (time.time_ns() // 1_000_000, token_id),
+            )
+        return cur.rowcount > 0
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class TokenVerifier(Protocol):
+    """What the API needs of a token store."""
+
+    def verify(self, token: str) -> TokenInfo | None: ...
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (or ``X-API-Token``), if any."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-token")
+
+
+Authorize = Callable[[Request, str], Awaitable[None]]
+
+
+def authorizer(tokens: TokenVerifier) -> Authorize:
+    """An ``authorize(request, role)`` coroutine: raises ``HTTPException`` 401 (no or bad token)
+    or 403 (role too low); sets ``request.state.token`` on success."""
+
+    async def authorize(request: Request, role: str) -> None:
+        token = bearer_token(request)
+        info = None if token is None else tokens.verify(token)
+        if info is None:
+            raise HTTPException(
+                401, "a valid API token is required", {"WWW-Authenticate": "Bearer"}
+            )
+        if not info.allows(role):
+            raise HTTPException(
+                403, f"this token's role ({info.role}) cannot do this (needs {role})"
+            )
+        request.state.token = info
+
+    return authorize

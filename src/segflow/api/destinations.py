@@ -1,0 +1,226 @@
+"""``/api/v1/destinations``: destinations, subscriptions, delivery logs, dead letters.
+
+Built from explicit dependencies: an :class:`~segflow.activate.service.ActivationService`
+and an ``authorize(request, role)`` coroutine (:func:`segflow.api.auth.authorizer`).
+
+======  ==================================================================  ======
+GET     /api/v1/destinations                                                read
+POST    /api/v1/destinations   (returns the signing secret, once)           admin
+GET     /api/v1/destinations/{name}   (with delivery stats and notices)     read
+PATCH   /api/v1/destinations/{name}   (``resync: true`` re-sends members)   admin
+DELETE  /api/v1/destinations/{name}                                         admin
+POST    /api/v1/destinations/{name}/test                                    editor
+POST    /api/v1/destinations/{name}/secrets   (rotate)                      admin
+PUT     /api/v1/destinations/{name}/subscriptions/{segment}                 editor
+DELETE  /api/v1/destinations/{name}/subscriptions/{segment}                 editor
+GET     /api/v1/destinations/{name}/deliveries?status=&limit=&since_ms=     read
+GET     /api/v1/destinations/{name}/dead-letters?since_ms=&limit=           read
+POST    /api/v1/destinations/{name}/dead-letters/replay  ``{since_ms, ids}`` editor
+======  ==================================================================  ======
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from segflow.activate.service import ActivationService
+from segflow.errors import (
+    ConflictError,
+    NotFoundError,
+    SegflowError,
+    TransientError,
+    ValidationError,
+)
+
+Authorize = Callable[[Request, str], Awaitable[None]]
+Call = Callable[[ActivationService, Request, dict[str, Any]], Any]
+PREFIX = "/api/v1/destinations"
+
+
+async def allow_all(request: Request, role: str) -> None:
+    """An authorizer that lets everything through (tests, single-user local runs)."""
+    return None
+
+
+def _status(exc: SegflowError) -> int:
+    for kind, status in (
+        (ValidationError, 422),
+        (NotFoundError, 404),
+        (ConflictError, 409),
+        (TransientError, 503),
+    ):
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return {}
+    raw = await request.body()
+    body = msgspec.json.decode(raw) if raw else {}
+    if not isinstance(body, dict):
+        raise ValidationError("body", "expected a JSON object")
+    return body
+
+
+def _endpoint(
+    service: ActivationService, authorize: Authorize, role: str, fn: Call, *, status: int = 200
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            await authorize(request, role)
+            body = await _body(request)
+            result = await run_in_threadpool(fn, service, request, body)
+            if isinstance(result, Awaitable):
+                result = await result
+            return JSONResponse(msgspec.to_builtins(result), status_code=status)
+        except SegflowError as exc:
+            return JSONResponse(exc.to_dict(), status_code=_status(exc))
+        except msgspec.DecodeError as exc:
+            return JSONResponse(ValidationError("body", str(exc)).to_dict(), status_code=400)
+
+    return endpoint
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    try:
+        return default if raw is None else int(raw)
+    except ValueError as exc:
+        raise ValidationError(name, "expected an integer") from exc
+
+
+def _create(svc: ActivationService, request: Request, body: dict[str, Any]) -> Any:
+    subs = body.pop("subscriptions", [])
+    initial_sync = bool(body.pop("initial_sync", False))
+    dest, secret = svc.create_destination(body)
+    queued = 0
+    for sub in subs:
+        queued += svc.subscribe(
+            dest.name,
+            sub["segment"],
+            kinds=sub.get("kinds", ("entered", "exited")),
+            traits=sub.get("traits", ()),
+            initial_sync=initial_sync,
+        )[1]
+    return {
+        "destination": dest,
+        "secret": secret,
+        "subscriptions": svc.store.subscriptions(dest.name),
+        "queued": queued,
+    }
+
+
+def _name(request: Request) -> str:
+    return str(request.path_params["name"])
+
+
+def _update(svc: ActivationService, request: Request, body: dict[str, Any]) -> Any:
+    resync = bool(body.pop("resync", False))
+    return {"destination": svc.update_destination(_name(request), body, resync=resync)}
+
+
+def _delete(svc: ActivationService, request: Request, body: dict[str, Any]) -> Any:
+    svc.delete_destination(_name(request))
+    return {"deleted": _name(request)}
+
+
+def _subscribe(svc: ActivationService, request: Request, body: dict[str, Any]) -> Any:
+    sub, queued = svc.subscribe(
+        _name(request),
+        request.path_params["segment"],
+        kinds=body.get("kinds", ("entered", "exited")),
+        traits=body.get("traits", ()),
+        initial_sync=bool(body.get("initial_sync", False)),
+    )
+    return {"subscription": sub, "queued": queued}
+
+
+def _unsubscribe(svc: ActivationService, request: Request, body: dict[str, Any]) -> Any:
+    if not svc.unsubscribe(_name(request), request.path_params["segment"]):
+        raise NotFoundError(
+            "no such subscription", details={"segment": request.path_params["segment"]}
+        )
+    return {"deleted": request.path_params["segment"]}
+
+
+def _deliveries(svc: ActivationService, request: Request, body: dict[str, Any]) -> Any:
+    status = request.query_params.get("status")
+    return {
+        "deliveries": svc.deliveries(
+            _name(request),
+            status=status,
+            since_ms=_int(request, "since_ms", 0),
+            limit=_int(request, "limit", 100),
+        ),
+        "stats": svc.store.stats(_name(request)),
+    }
+
+
+def _dead(svc: ActivationService, request: Request, body: dict[str, Any]) -> Any:
+    return {
+        "dead_letters": svc.dead_letters(
+            _name(request), since_ms=_int(request, "since_ms", 0), limit=_int(request, "limit", 100)
+        )
+    }
+
+
+def _replay(svc: ActivationService, request: Request, body: dict[str, Any]) -> Any:
+    ids = [int(i) for i in body.get("ids", [])]
+    return {"replayed": svc.replay(_name(request), since_ms=int(body.get("since_ms", 0)), ids=ids)}
+
+
+def destination_routes(service: ActivationService, authorize: Authorize = allow_all) -> list[Route]:
+    """The routes of ``/api/v1/destinations``; mount them in the API app.
+
+    >>> import tempfile, os
+    >>> from segflow.activate.ssrf import UrlGuard
+    >>> from segflow.activate.store import DeliveryStore
+    >>> svc = ActivationService(DeliveryStore(os.path.join(tempfile.mkdtemp(), "d.sqlite")), guard=UrlGuard())
+    >>> len(destination_routes(svc)) > 5
+    True
+    """
+
+    def ep(role: str, fn: Call, status: int = 200) -> Callable[[Request], Awaitable[Response]]:
+        return _endpoint(service, authorize, role, fn, status=status)
+
+    return [
+        Route(
+            PREFIX,
+            ep("read", lambda s, r, b: {"destinations": s.list_destinations()}),
+            methods=["GET"],
+        ),
+        Route(PREFIX, ep("admin", _create, 201), methods=["POST"]),
+        Route(PREFIX + "/{name}", ep("read", lambda s, r, b: s.show(_name(r))), methods=["GET"]),
+        Route(PREFIX + "/{name}", ep("admin", _update), methods=["PATCH"]),
+        Route(PREFIX + "/{name}", ep("admin", _delete), methods=["DELETE"]),
+        Route(
+            PREFIX + "/{name}/test",
+            ep("editor", lambda s, r, b: s.test_send(_name(r))),
+            methods=["POST"],
+        ),
+        Route(
+            PREFIX + "/{name}/secrets",
+            ep("admin", lambda s, r, b: {"secret": s.rotate_secret(_name(r))}),
+            methods=["POST"],
+        ),
+        Route(
+            PREFIX + "/{name}/subscriptions/{segment}", ep("editor", _subscribe), methods=["PUT"]
+        ),
+        Route(
+            PREFIX + "/{name}/subscriptions/{segment}",
+            ep("editor", _unsubscribe),
+            methods=["DELETE"],
+        ),
+        Route(PREFIX + "/{name}/deliveries", ep("read", _deliveries), methods=["GET"]),
+        Route(PREFIX + "/{name}/dead-letters", ep("read", _dead), methods=["GET"]),
+        Route(PREFIX + "/{name}/dead-letters/replay", ep("editor", _replay), methods=["POST"]),
+    ]

@@ -1,0 +1,80 @@
+"""``segflow dead-letters list``: refused messages with the field and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
+from segflow.sqlite import connect
+
+dead_letters_app = typer.Typer(
+    help="Messages the collector refused, with the reason.", no_args_is_help=True
+)
+
+
+class DeadLetterRow(msgspec.Struct, kw_only=True):
+    id: int
+    source_id: str
+    received_at_ms: int
+    message_id: str | None
+    field: str
+    reason: str
+    payload: str
+
+
+@dead_letters_app.command("list")
+def list_dead_letters(
+    source: str | None = typer.Option(None, "--source", help="only this source id"),
+    limit: int = typer.Option(50, "--limit"),
+    data_dir: Path | None = DataDirOption,
+    config: Path | None = ConfigOption,
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
+) -> None:
+    """The most recent dead letters, newest first (read-only: safe while the server runs)."""
+    path = resolve_settings(data_dir, config).data_path / "log.sqlite"
+    if not path.exists():
+        return
+    con = connect(path, read_only=True)
+    sql = (
+        "SELECT id, source_id, received_at_ms, message_id, field, reason, payload FROM dead_letters"
+    )
+    args: tuple[object, ...] = ()
+    if source:
+        sql, args = sql + " WHERE source_id=?", (source,)
+    rows = con.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+    con.close()
+    letters = [
+        DeadLetterRow(
+            id=r[0],
+            source_id=r[1],
+            received_at_ms=r[2],
+            message_id=r[3],
+            field=r[4],
+            reason=r[5],
+            payload=bytes(r[6])[:2000].decode("utf-8", "replace"),
+        )
+        for r in rows
+    ]
+    if as_json:
+        for letter in letters:
+            typer.echo(msgspec.json.encode(letter).decode())
+        return
+    table = Table("id", "source", "messageId", "field", "reason")
+    for letter in letters:
+        table.add_row(
+            str(letter.id),
+            letter.source_id,
+            letter.message_id or "-",
+            letter.field or "-",
+            letter.reason[:120],
+        )
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dead_letters_app, name="dead-letters")

@@ -1,0 +1,51 @@
+"""``segflow profiles show TYPE:VALUE``: a profile as JSON, read from the processor's state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
+
+profiles_app = typer.Typer(help="Unified profiles (identity-resolved).", no_args_is_help=True)
+
+
+@profiles_app.command("show")
+def show(
+    ident: str = typer.Argument(..., help="type:value, e.g. user_id:42 or email:ann@example.com"),
+    events: int = typer.Option(0, "--events", help="also print the newest N events"),
+    data_dir: Path | None = DataDirOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Print the profile holding an identifier (exit 1 when unknown)."""
+    import msgspec
+
+    from segflow.api.profiles import profile_json
+    from segflow.log.sqlite import open_log
+    from segflow.stream.compose import build_reader
+
+    settings = resolve_settings(data_dir, config)
+    log = open_log(settings.data_path, partitions=settings.log.partitions)
+    try:
+        reader = build_reader(settings, log)
+        id_type, _, value = ident.partition(":")
+        try:
+            profile = reader.lookup(id_type, value)
+        except KeyError:
+            typer.echo(f"unknown identifier type {id_type!r}", err=True)
+            raise typer.Exit(code=2) from None
+        if profile is None:
+            typer.echo(f"no profile has {ident}", err=True)
+            raise typer.Exit(code=1)
+        out = profile_json(profile)
+        if events:
+            out["events"] = [msgspec.to_builtins(e) for e in reader.events(profile, events)]
+        typer.echo(json.dumps(out, indent=2, default=str))
+    finally:
+        log.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(profiles_app, name="profiles")

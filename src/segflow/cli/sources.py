@@ -1,0 +1,122 @@
+"""``segflow sources create|list|configure|violations``: sources and write keys."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
+from segflow.collect.catalog import SourceCatalog, SourceConfig, open_catalog
+from segflow.errors import SegflowError
+
+sources_app = typer.Typer(help="Sources and their write keys.", no_args_is_help=True)
+
+
+def _catalog(data_dir: Path | None, config: Path | None) -> SourceCatalog:
+    return open_catalog(resolve_settings(data_dir, config).data_path)
+
+
+def _fail(exc: SegflowError) -> typer.Exit:
+    typer.echo(json.dumps(exc.to_dict()), err=True)
+    return typer.Exit(code=2)
+
+
+def _read_config(path: Path) -> SourceConfig:
+    """A source config from a TOML or JSON file (``event_names``, ``tracking_plan``)."""
+    try:
+        raw = (
+            tomllib.loads(path.read_text())
+            if path.suffix == ".toml"
+            else json.loads(path.read_text())
+        )
+        return msgspec.convert(raw, SourceConfig)
+    except (OSError, ValueError, msgspec.ValidationError) as exc:
+        raise typer.BadParameter(f"{path}: {exc}") from exc
+
+
+@sources_app.command("create")
+def create(
+    name: str,
+    source_config: Path | None = typer.Option(
+        None, "--source-config", help="TOML/JSON: event_names, tracking_plan"
+    ),
+    data_dir: Path | None = DataDirOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Create a source; its write key is printed as the last line (shown only once)."""
+    catalog = _catalog(data_dir, config)
+    try:
+        source, key = catalog.create(name, _read_config(source_config) if source_config else None)
+    except SegflowError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"created source {source.name} ({source.id}); its write key (shown once):")
+    typer.echo(key)
+
+
+@sources_app.command("list")
+def list_sources(
+    data_dir: Path | None = DataDirOption,
+    config: Path | None = ConfigOption,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List sources (write keys are stored hashed and never shown again)."""
+    sources = _catalog(data_dir, config).list()
+    if as_json:
+        typer.echo(msgspec.json.encode(sources).decode())
+        return
+    table = Table("name", "id", "event-name rules", "tracking plan")
+    for s in sources:
+        plan = s.config.tracking_plan
+        table.add_row(
+            s.name,
+            s.id,
+            str(len(s.config.event_names)),
+            f"{plan.mode}, {len(plan.events)} events" if plan else "-",
+        )
+    Console().print(table)
+
+
+@sources_app.command("configure")
+def configure(
+    name: str,
+    source_config: Path = typer.Argument(..., help="TOML/JSON file: event_names, tracking_plan"),
+    data_dir: Path | None = DataDirOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Replace a source's event-name rules and tracking plan (a running server picks it up on restart)."""
+    try:
+        _catalog(data_dir, config).configure(name, _read_config(source_config))
+    except SegflowError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"configured source {name}")
+
+
+@sources_app.command("violations")
+def violations(
+    name: str,
+    data_dir: Path | None = DataDirOption,
+    config: Path | None = ConfigOption,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Tracking-plan violations of a source, counted per event name."""
+    try:
+        rows = _catalog(data_dir, config).violations(name)
+    except SegflowError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        typer.echo(msgspec.json.encode(rows).decode())
+        return
+    table = Table("event", "violation", "count")
+    for v in rows:
+        table.add_row(v.event, v.violation, str(v.count))
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sources_app, name="sources")

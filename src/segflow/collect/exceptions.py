@@ -1,0 +1,58 @@
+"""Errors of the collection API. HTTP statuses are mapped from these in ``collect.responses``.
+
+::
+
+    SegflowError
+    ├── ValidationError
+    │   ├── spec.exceptions.InvalidMessage     400, names the field
+    │   ├── PayloadTooLarge                    413, names the limit
+    │   └── PlanViolation                      400 (tracking plan in ``block`` mode)
+    ├── Unauthorized                           401 (bad or missing write key)
+    ├── NotFoundError
+    │   └── UnknownSource                      404 (``segflow sources`` by name)
+    ├── ConflictError
+    │   └── SourceExists                       409
+    └── TransientError (log.exceptions.*)       503 + Retry-After
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segflow.errors import ConflictError, NotFoundError, SegflowError, ValidationError
+
+
+class PayloadTooLarge(ValidationError):
+    """A body, a message or a batch over a configured limit."""
+
+    code = "payload_too_large"
+
+    def __init__(self, limit: str, allowed: int, *, actual: int | None = None) -> None:
+        reason = f"over the {limit} limit of {allowed}"
+        details: dict[str, Any] = {"limit": limit, "allowed": allowed}
+        if actual is not None:
+            details["actual"] = actual
+        super().__init__(limit, reason, details=details)
+        self.limit = limit
+
+
+class PlanViolation(ValidationError):
+    """A message the source's tracking plan (``block`` mode) refuses."""
+
+    code = "tracking_plan_violation"
+
+    def __init__(self, violations: list[str]) -> None:
+        super().__init__("event", "; ".join(violations), details={"violations": violations})
+        self.violations = violations
+
+
+class Unauthorized(SegflowError):
+    code = "unauthorized"
+
+
+class UnknownSource(NotFoundError):
+    code = "unknown_source"
+
+
+class SourceExists(ConflictError):
+    code = "source_exists"

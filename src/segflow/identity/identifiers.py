@@ -1,0 +1,131 @@
+"""Identifiers: what an event says about who sent it.
+
+An identifier is a ``(type, value)`` pair. Types: ``user_id``, ``anonymous_id``, ``email``
+(from ``traits.email`` or ``context.traits.email``, trimmed and lower-cased), ``group_id``
+(when ``link_group_id`` is on) and the external ids declared in the rules.
+
+>>> from segflow.spec import Event
+>>> e = Event(type="identify", message_id="m", source_id="s", timestamp_ms=1, received_at_ms=1,
+...           user_id="u1", anonymous_id="a1", traits={"email": " Ann@Example.COM "})
+>>> [str(i) for i in extract_identifiers(e, IdentityRules())]
+['user_id:u1', 'email:ann@example.com', 'anonymous_id:a1']
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+from segflow.identity.rules import IdentityRules, blocked_set
+from segflow.spec.events import Event
+
+
+class Identifier(NamedTuple):
+    """One identifier; ``str()`` gives the ``type:value`` key used by indexes and the API."""
+
+    type: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.value}"
+
+    @classmethod
+    def parse(cls, key: str) -> Identifier:
+        """Inverse of ``str()``: ``Identifier.parse("email:a@b.c") == Identifier("email", "a@b.c")``."""
+        id_type, sep, value = key.partition(":")
+        if not sep:
+            raise ValueError(f"not a type:value identifier: {key!r}")
+        return cls(id_type, value)
+
+
+def normalise(id_type: str, value: Any) -> str | None:
+    """The canonical text of a value: strings trimmed, emails lower-cased; None when unusable.
+
+    >>> normalise("email", " A@B.C "), normalise("user_id", 42), normalise("user_id", {})
+    ('a@b.c', '42', None)
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    text: str = value.strip()
+    return text.lower() if id_type == "email" else text
+
+
+def _dotted(data: dict[str, Any], path: str) -> Any:
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _email(event: Event) -> Any:
+    email = event.traits.get("email") if event.traits else None
+    if email is None:
+        ctx_traits = event.context.get("traits") if event.context else None
+        if isinstance(ctx_traits, dict):
+            email = ctx_traits.get("email")
+    return email
+
+
+def _external(event: Event, rules: IdentityRules) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    root = {"context": event.context, "traits": event.traits, "properties": event.properties}
+    declared = {x.type for x in rules.external_ids}
+    for ext in rules.external_ids:
+        if ext.path:
+            out.append((ext.type, _dotted(root, ext.path)))
+    listed = event.context.get("externalIds") if event.context else None
+    if isinstance(listed, list):
+        for item in listed:
+            if isinstance(item, dict) and item.get("type") in declared:
+                out.append((str(item["type"]), item.get("id")))
+    return out
+
+
+def extract_identifiers(event: Event, rules: IdentityRules) -> list[Identifier]:
+    """The usable identifiers of ``event``, strongest first (rules' priority), blocked ones dropped.
+
+    ``alias`` links ``previous_id`` to ``user_id``: ``previous_id`` is read as an ``anonymous_id``
+    unless it is already known as a ``user_id`` (the resolver decides that; here it is typed
+    ``anonymous_id``).
+    """
+    raw: list[tuple[str, Any]] = [
+        ("user_id", event.user_id),
+        ("email", _email(event)),
+        ("anonymous_id", event.anonymous_id),
+    ]
+    if event.type == "alias":
+        raw.append(("anonymous_id", event.previous_id))
+    if rules.link_group_id and event.group_id is not None:
+        raw.append(("group_id", event.group_id))
+    if rules.external_ids:
+        raw.extend(_external(event, rules))
+    blocked = blocked_set(rules.blocked_values)
+    ranks = _ranks(rules.priority_order)
+    seen: set[Identifier] = set()
+    ranked: list[tuple[int, int, Identifier]] = []
+    for id_type, value in raw:
+        if value is None:
+            continue
+        text = normalise(id_type, value)
+        if text is None or text.lower() in blocked:
+            continue
+        ident = Identifier(id_type, text)
+        if ident not in seen:
+            seen.add(ident)
+            rank = ranks.get(id_type)
+            if rank is None:
+                rank = rules.priority(id_type)
+            ranked.append((rank, len(ranked), ident))
+    ranked.sort()
+    return [ident for _, _, ident in ranked]
+
+
+@functools.lru_cache(maxsize=16)
+def _ranks(order: tuple[str, ...]) -> dict[str, int]:
+    return {t: i for i, t in enumerate(order)}

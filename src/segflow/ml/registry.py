@@ -1,0 +1,215 @@
+"""The model registry and job results, stored in the warehouse (DuckDB).
+
+Tables (created on first use):
+
+- ``ml_models(name, kind, spec JSON, created_at_ms, updated_at_ms)``: model definitions.
+- ``ml_runs(run_id, model, kind, job, status, started_at_ms, finished_at_ms, duration_ms,
+  params JSON, data_window JSON, metrics JSON, error)``: one row per training/scoring job.
+- ``ml_artifacts(model, run_id, created_at_ms, artifact BLOB)``: the fitted model (pickle; only
+  ever read back from the warehouse the registry wrote).
+- ``ml_cluster_names(model, cluster, name, renamed)``: cluster names, user renames kept.
+- ``profile_scores(profile_id, model, score, scored_at_ms)``,
+  ``profile_clusters(profile_id, model, cluster, assigned_at_ms)``: the attributes rules read.
+- ``ml_score_reasons(profile_id, model, reasons JSON)``: the top contributing features.
+- ``ml_score_history(run_id, profile_id, model, score, scored_at_ms)``: a fixed sample of
+  profiles per scoring run, for backtests and drift.
+
+>>> import duckdb
+>>> reg = Registry(duckdb.connect())
+>>> reg.put_model(ModelSpec(name="churn", kind="propensity", target="no activity within 30 days"), now_ms=1)
+>>> reg.get_model("churn").kind
+'propensity'
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Literal
+
+import duckdb
+import msgspec
+
+from segflow.ml.exceptions import ModelNotFound
+
+Kind = Literal["propensity", "cluster", "ltv"]
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS ml_models (name VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, spec JSON NOT NULL,
+        created_at_ms BIGINT NOT NULL, updated_at_ms BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ml_runs (run_id VARCHAR PRIMARY KEY, model VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+        job VARCHAR NOT NULL, status VARCHAR NOT NULL, started_at_ms BIGINT NOT NULL, finished_at_ms BIGINT,
+        duration_ms BIGINT, params JSON, data_window JSON, metrics JSON, error VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS ml_artifacts (model VARCHAR NOT NULL, run_id VARCHAR NOT NULL,
+        created_at_ms BIGINT NOT NULL, artifact BLOB NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ml_cluster_names (model VARCHAR NOT NULL, cluster INTEGER NOT NULL,
+        name VARCHAR NOT NULL, renamed BOOLEAN NOT NULL DEFAULT false, PRIMARY KEY (model, cluster))""",
+    """CREATE TABLE IF NOT EXISTS profile_scores (profile_id VARCHAR NOT NULL, model VARCHAR NOT NULL,
+        score DOUBLE NOT NULL, scored_at_ms BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS profile_clusters (profile_id VARCHAR NOT NULL, model VARCHAR NOT NULL,
+        cluster VARCHAR NOT NULL, assigned_at_ms BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ml_score_reasons (profile_id VARCHAR NOT NULL, model VARCHAR NOT NULL, reasons JSON)""",
+    """CREATE TABLE IF NOT EXISTS ml_score_history (run_id VARCHAR NOT NULL, profile_id VARCHAR NOT NULL,
+        model VARCHAR NOT NULL, score DOUBLE NOT NULL, scored_at_ms BIGINT NOT NULL)""",
+)
+
+
+class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A model definition. ``target`` for propensity models; ``k`` (None = automatic) for clusters;
+    ``horizon_days`` and the transaction event for LTV; ``schedule`` is a cron-like daily time."""
+
+    name: str
+    kind: Kind
+    target: str | None = None
+    k: int | None = None
+    features: tuple[str, ...] | None = None
+    n_cutoffs: int = 4
+    horizon_days: int = 365
+    order_event: str = "Order Completed"
+    schedule: str = "daily"
+    description: str = ""
+
+
+class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored job result."""
+
+    run_id: str
+    model: str
+    kind: str
+    job: str
+    status: str
+    started_at_ms: int
+    finished_at_ms: int | None = None
+    duration_ms: int | None = None
+    params: dict[str, Any] = {}
+    data_window: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    error: str | None = None
+
+
+DEFAULT_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name="purchase_7d", kind="propensity", target='performs "Order Completed" within 7 days'
+    ),
+    ModelSpec(name="churn", kind="propensity", target="no activity within 30 days"),
+    ModelSpec(
+        name="bundle_72h",
+        kind="propensity",
+        target='"Order Completed" in 2+ distinct category within 72 hours',
+    ),
+    ModelSpec(name="customer_segments", kind="cluster"),
+    ModelSpec(name="ltv", kind="ltv", horizon_days=365),
+)
+
+_RUN_COLUMNS = "run_id, model, kind, job, status, started_at_ms, finished_at_ms, duration_ms, params, data_window, metrics, error"
+
+
+class Registry:
+    """Model definitions, job results and artifacts in one DuckDB connection (the warehouse's)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        for statement in _SCHEMA:
+            con.execute(statement)
+
+    def put_model(self, spec: ModelSpec, *, now_ms: int) -> None:
+        """Create or replace a model definition."""
+        self.con.execute(
+            "INSERT INTO ml_models VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind,"
+            " spec = excluded.spec, updated_at_ms = excluded.updated_at_ms",
+            [spec.name, spec.kind, msgspec.json.encode(spec).decode(), now_ms, now_ms],
+        )
+
+    def get_model(self, name: str) -> ModelSpec:
+        """The stored definition, else a built-in default of that name."""
+        row = next(
+            iter(self.con.execute("SELECT spec FROM ml_models WHERE name = ?", [name]).fetchall()),
+            None,
+        )
+        if row is not None:
+            return msgspec.json.decode(row[0], type=ModelSpec)
+        for spec in DEFAULT_MODELS:
+            if spec.name == name:
+                return spec
+        raise ModelNotFound(name)
+
+    def list_models(self) -> list[ModelSpec]:
+        stored = [
+            msgspec.json.decode(r[0], type=ModelSpec)
+            for r in self.con.execute("SELECT spec FROM ml_models ORDER BY name").fetchall()
+        ]
+        names = {s.name for s in stored}
+        return sorted(
+            stored + [s for s in DEFAULT_MODELS if s.name not in names], key=lambda s: s.name
+        )
+
+    def record_run(self, run: RunRecord) -> None:
+        enc = msgspec.json.encode
+        self.con.execute(
+            f"INSERT OR REPLACE INTO ml_runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run.run_id, run.model, run.kind, run.job, run.status, run.started_at_ms, run.finished_at_ms,
+             run.duration_ms, enc(run.params).decode(), enc(run.data_window).decode(), enc(run.metrics).decode(), run.error],
+        )  # fmt: skip
+
+    def runs(self, model: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """Job results, newest first."""
+        where, args = ("WHERE model = ?", [model]) if model else ("", [])
+        rows = self.con.execute(
+            f"SELECT {_RUN_COLUMNS} FROM ml_runs {where} ORDER BY started_at_ms DESC, run_id DESC LIMIT {int(limit)}",
+            args,
+        ).fetchall()
+        return [_run(r) for r in rows]
+
+    def last_run(
+        self, model: str, job: str | None = None, status: str = "succeeded"
+    ) -> RunRecord | None:
+        for run in self.runs(model, limit=200):
+            if run.status == status and (job is None or run.job == job):
+                return run
+        return None
+
+    def save_artifact(self, model: str, run_id: str, obj: object, *, now_ms: int) -> None:
+        self.con.execute(
+            "INSERT INTO ml_artifacts VALUES (?, ?, ?, ?)",
+            [model, run_id, now_ms, pickle.dumps(obj)],
+        )
+
+    def load_artifact(self, model: str) -> Any:
+        """The latest fitted model object of ``model``."""
+        rows = self.con.execute(
+            "SELECT artifact FROM ml_artifacts WHERE model = ? ORDER BY created_at_ms DESC, rowid DESC LIMIT 1",
+            [model],
+        ).fetchall()
+        row = rows[0] if rows else None
+        if row is None:
+            raise ModelNotFound(model, details={"reason": "never trained"})
+        return pickle.loads(row[0])
+
+    def cluster_names(self, model: str) -> dict[int, tuple[str, bool]]:
+        rows = self.con.execute(
+            "SELECT cluster, name, renamed FROM ml_cluster_names WHERE model = ?", [model]
+        ).fetchall()
+        return {int(c): (str(n), bool(r)) for c, n, r in rows}
+
+    def rename_cluster(self, model: str, cluster: int, name: str) -> None:
+        """Give a cluster a user name; it survives retrains (the id is stable)."""
+        names = self.cluster_names(model)
+        if int(cluster) not in names:
+            raise ModelNotFound(f"{model}/cluster {cluster}")
+        old_name = names[int(cluster)][0]
+        self.con.execute(
+            "UPDATE ml_cluster_names SET name = ?, renamed = true WHERE model = ? AND cluster = ?",
+            [name, model, cluster],
+        )
+        self.con.execute(
+            "UPDATE profile_clusters SET cluster = ? WHERE model = ? AND cluster = ?",
+            [name, model, old_name],
+        )
+
+
+def _run(row: tuple[Any, ...]) -> RunRecord:
+    dec = msgspec.json.decode
+    return RunRecord(
+        run_id=row[0], model=row[1], kind=row[2], job=row[3], status=row[4], started_at_ms=row[5],
+        finished_at_ms=row[6], duration_ms=row[7], params=dec(row[8]) if row[8] else {},
+        data_window=dec(row[9]) if row[9] else {}, metrics=dec(row[10]) if row[10] else {}, error=row[11],
+    )  # fmt: skip

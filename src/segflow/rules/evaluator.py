@@ -1,0 +1,257 @@
+"""The incremental evaluator: :class:`SegmentProgram` implements segflow.stream's ``SegmentEvaluator``.
+
+>>> from segflow.spec.events import Event
+>>> prog = compile_segments({"buyers": 'did "Order Completed" in last 1 hour'})
+>>> ev = Event(type="track", message_id="m1", source_id="s", timestamp_ms=1_000,
+...            received_at_ms=1_000, user_id="u1", event="Order Completed")
+>>> res = prog.on_event(StaticProfile("p1"), None, ev, now_ms=1_000)
+>>> sorted(res.members), res.next_wakeup_ms
+(['buyers'], 3601000)
+>>> sorted(prog.on_time(StaticProfile("p1"), res.state, now_ms=3_601_000).members)
+[]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from segflow.rules import ast
+from segflow.rules.evaluate import Context, new_seq_fold, replay
+from segflow.rules.passes import conditions
+from segflow.rules.program import DEFAULT_LATE_MS, Plan, SlotDef, build_plan
+from segflow.rules.render import render
+from segflow.rules.state import (
+    Entry,
+    ProfileState,
+    SeqFold,
+    SeqState,
+    SlotState,
+    decode,
+    encode,
+    fold,
+    insert,
+    merge_fold,
+    prune,
+)
+from segflow.rules.values import MISSING, get_path, selector_matches
+from segflow.spec.events import Event
+
+
+class ProfileView(Protocol):
+    """What the rules read from a profile (the processor's ``ProfileView``, structurally)."""
+
+    @property
+    def profile_id(self) -> str: ...
+    @property
+    def scores(self) -> Mapping[str, float]: ...
+    @property
+    def clusters(self) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True)
+class StaticProfile:
+    """A minimal ProfileView for tests, previews and replays."""
+
+    profile_id: str
+    user_id: str | None = None
+    traits: Mapping[str, Any] = field(default_factory=dict)
+    first_seen_ms: int | None = None
+    last_seen_ms: int | None = None
+    scores: Mapping[str, float] = field(default_factory=dict)
+    clusters: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    state: bytes | None
+    members: frozenset[str]
+    computed_traits: Mapping[str, Any]
+    next_wakeup_ms: int | None
+
+
+class SegmentProgram:
+    """All segments and computed traits, compiled together (cycles and unknown names refused)."""
+
+    def __init__(
+        self, plan: Plan, definitions: Mapping[str, str], traits: Mapping[str, str]
+    ) -> None:
+        self.plan = plan
+        self.definitions = dict(definitions)
+        self.traits = dict(traits)
+
+    # --- the SegmentEvaluator protocol --------------------------------------------------------
+    def on_event(
+        self, profile: ProfileView, state: bytes | None, event: Event, now_ms: int
+    ) -> EvalResult:
+        st = self._load(state)
+        touched = self._record(st, event, now_ms)
+        return self._evaluate(profile, st, now_ms, touched)
+
+    def on_time(self, profile: ProfileView, state: bytes | None, now_ms: int) -> EvalResult:
+        return self._evaluate(profile, self._load(state), now_ms, set())
+
+    def merge_states(self, survivor: bytes | None, absorbed: bytes | None) -> bytes | None:
+        """Merge two profiles' states; exact for event slots, approximate for sequence folds."""
+        if not survivor or not absorbed:
+            return survivor or absorbed
+        a, b = decode(survivor), decode(absorbed)
+        out = ProfileState(fingerprint="")
+        for key in a.slots.keys() | b.slots.keys():
+            sa, sb = a.slots.get(key, SlotState()), b.slots.get(key, SlotState())
+            merged = SlotState(entries=list(sa.entries))
+            for e in sb.entries:
+                insert(merged, e)
+            sd = self.plan.slots.get(key)
+            merged.fold = merge_fold(sa.fold, sb.fold, bool(sd and sd.counts))
+            out.slots[key] = merged
+        for key in a.seqs.keys() | b.seqs.keys():
+            qa, qb = a.seqs.get(key, SeqState()), b.seqs.get(key, SeqState())
+            seq = SeqState(entries=list(qa.entries), fold=qa.fold or qb.fold)
+            for e in qb.entries:
+                insert(seq, e)
+            out.seqs[key] = seq
+        return encode(out)
+
+    def explain(
+        self, profile: ProfileView, state: bytes | None, segment: str, now_ms: int
+    ) -> list[Explanation]:
+        """Every condition of ``segment`` for this profile at ``now_ms``: holds?, value, event times.
+
+        >>> prog = compile_segments({"s": 'did "A" in last 1 hour and score churn > 0.5'})
+        >>> [(e.condition, e.holds) for e in prog.explain(StaticProfile("p"), None, "s", 0)][1:]
+        [('count("A" in last 1 hour) >= 1', False), ('score churn > 0.5', False)]
+        """
+        st = self._load(state)
+        ctx = Context(self.plan, st, profile, now_ms)
+        for name in self.plan.order:
+            st.results[name] = ctx.cond(self.plan.segments[name])
+        return [_explain(ctx, node) for node in conditions(self.plan.segments[segment])]
+
+    # --- internals --------------------------------------------------------------------------
+    def _load(self, state: bytes | None) -> ProfileState:
+        st = decode(state)
+        if st.fingerprint != self.plan.fingerprint:
+            st.fingerprint = self.plan.fingerprint
+            st.results, st.wakes = {}, {}
+            st.slots = {k: v for k, v in st.slots.items() if k in self.plan.slots}
+            st.seqs = {k: v for k, v in st.seqs.items() if k in self.plan.seqs}
+        return st
+
+    def _record(self, st: ProfileState, event: Event, now_ms: int) -> set[str]:
+        touched: set[str] = set()
+        candidates = self.plan.by_name.get(None, []) + (
+            self.plan.by_name.get(event.event, []) if event.type == "track" and event.event else []
+        )
+        for sd in candidates:
+            if selector_matches(sd.selector, event):
+                slot = st.slots.setdefault(sd.key, SlotState())
+                insert(slot, Entry(event.timestamp_ms, event.message_id, _values(sd, event)))
+                _compact(slot, sd, now_ms)
+                touched.add(sd.key)
+        for key, qd in self.plan.seqs.items():
+            steps = [*qd.seq.steps, *([qd.seq.absent] if qd.seq.absent else [])]
+            mask = sum(1 << i for i, s in enumerate(steps) if selector_matches(s.selector, event))
+            if mask:
+                seq = st.seqs.setdefault(key, SeqState())
+                insert(seq, Entry(event.timestamp_ms, event.message_id, (mask,)))
+                _compact_seq(seq, qd.seq, now_ms - qd.horizon_ms)
+                touched.add(key)
+        return touched
+
+    def _evaluate(
+        self, profile: ProfileView, st: ProfileState, now_ms: int, touched: set[str]
+    ) -> EvalResult:
+        ctx = Context(self.plan, st, profile, now_ms)
+        dirty = set(self.plan.profile_rules)
+        dirty.update(name for name, wake in st.wakes.items() if wake <= now_ms)
+        for key in touched:
+            dirty.update(self.plan.slot_rules.get(key, ()))
+        if len(st.results) < len(self.plan.order):
+            dirty.update(name for name in self.plan.order if name not in st.results)
+        for name in self.plan.order:
+            if name not in dirty:
+                continue
+            cond = self.plan.segments[name]
+            result = ctx.cond(cond)
+            if st.results.get(name) != result:
+                dirty |= self.plan.dependents[name]
+            st.results[name] = result
+            wake = ctx.wake(cond)
+            if wake is None:
+                st.wakes.pop(name, None)
+            else:
+                st.wakes[name] = wake
+        traits = {name: ctx.aggregate(agg) for name, agg in self.plan.traits.items()}
+        trait_wakes = [ctx.value_wake(agg) for agg in self.plan.traits.values()]
+        wakes = [w for w in (*st.wakes.values(), *trait_wakes) if w is not None]
+        members = frozenset(n for n, ok in st.results.items() if ok)
+        return EvalResult(encode(st), members, traits, min(wakes) if wakes else None)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One condition of a rule: its text, whether it holds, its value and the events behind it."""
+
+    condition: str
+    holds: bool
+    value: Any = None
+    event_times_ms: tuple[int, ...] = ()
+
+
+def _explain(ctx: Context, node: ast.Condition) -> Explanation:
+    value: Any = None
+    times: tuple[int, ...] = ()
+    if isinstance(node, ast.Compare | ast.Exists):
+        left = node.left if isinstance(node, ast.Compare) else node.value
+        value = ctx.value(left)
+        value = None if value is MISSING else value
+        if isinstance(left, ast.Aggregate):
+            _, slot = ctx.slot(left.selector)
+            times = tuple(e.ts for e in ctx.window_items(slot, left.window))
+    return Explanation(render(node), ctx.cond(node), value, times)
+
+
+def _values(sd: SlotDef, event: Event) -> tuple[Any, ...]:
+    source = event.traits if sd.selector.kind == "trait" else event.properties
+    out = []
+    for path in sd.paths:
+        v = get_path(source, path)
+        out.append(v if isinstance(v, str | int | float | bool | dict | list) else None)
+    return tuple(out)
+
+
+def _compact(slot: SlotState, sd: SlotDef, now_ms: int) -> None:
+    if sd.fold:
+        fold(slot, now_ms=now_ms, horizon_ms=sd.horizon_ms, npaths=len(sd.paths), counts=sd.counts)
+    else:
+        prune(slot, now_ms=now_ms, horizon_ms=sd.horizon_ms)
+
+
+def _compact_seq(seq: SeqState, c: ast.Sequence, cut_ms: int) -> None:
+    old = [e for e in seq.entries if e.ts <= cut_ms]
+    if not old:
+        return
+    machine = seq.fold or new_seq_fold(c)
+    replay(c, machine, old)
+    seq.fold = SeqFold(machine.last, machine.hit)
+    del seq.entries[: len(old)]
+
+
+def compile_segments(
+    definitions: Mapping[str, str],
+    traits: Mapping[str, str] | None = None,
+    *,
+    late_ms: int = DEFAULT_LATE_MS,
+) -> SegmentProgram:
+    """Compile segments (name -> rule) and computed traits (name -> expression) together.
+
+    Raises :class:`RuleSyntaxError` with every error of every definition, or
+    :class:`RuleCycleError` when segments refer to each other in a cycle.
+
+    >>> compile_segments({"pro": 'trait plan = "pro"'}).plan.order
+    ['pro']
+    """
+    traits = dict(traits or {})
+    return SegmentProgram(build_plan(definitions, traits, late_ms), definitions, traits)

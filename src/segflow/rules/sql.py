@@ -1,0 +1,589 @@
+"""The SQL compiler: a rule -> a query for the profiles that are members at time T.
+
+Built as SQLGlot expressions over the warehouse's ``profile_events`` (and ``profile_scores``,
+``profile_clusters``), so it transpiles to other dialects. The meaning is the incremental
+evaluator's (docs/segments.md); the differential test holds them to it.
+
+>>> sql = compile_members('did "Order Completed" in last 1 hour', at_ms=3_600_000)
+>>> "profile_events" in sql and "3600000" in sql
+True
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+
+from sqlglot import exp
+
+from segflow.rules import ast
+from segflow.rules.parser import parse, parse_trait
+from segflow.rules.passes import segment_refs, substitute_computed, topological_order
+from segflow.rules.program import _parse_all
+
+NUM_TYPES = ("BIGINT", "UBIGINT", "DOUBLE")
+TEXT_TYPES = ("VARCHAR", "BIGINT", "UBIGINT", "BOOLEAN")
+
+
+def _lit(v: ast.Scalar) -> exp.Expr:
+    if isinstance(v, bool):
+        return exp.Boolean(this=v)
+    if isinstance(v, str):
+        return exp.Literal.string(v)
+    return exp.cast(exp.Literal.number(v), "DOUBLE")
+
+
+def json_path(path: ast.Path) -> str:
+    """DuckDB/JSONPath text for a property path (``$.a.b``; odd keys quoted)."""
+    return "$" + "".join(
+        f".{k}" if k.replace("_", "a").isalnum() and not k[0].isdigit() else f'."{k}"' for k in path
+    )
+
+
+def _try_double(e: exp.Expr) -> exp.Expr:
+    return exp.TryCast(this=e, to=exp.DataType.build("DOUBLE"))
+
+
+def _in(this: exp.Expr, items: tuple[str, ...]) -> exp.Expr:
+    return exp.In(this=this, expressions=[exp.Literal.string(i) for i in items])
+
+
+def _false_if_null(e: exp.Expr) -> exp.Expr:
+    return exp.Coalesce(this=exp.paren(e, copy=False), expressions=[exp.false()])
+
+
+class _JsonValue:
+    """A JSON value at ``path`` of ``doc``: its type and its text."""
+
+    def __init__(self, doc: exp.Expr, path: str) -> None:
+        self.doc, self.path = doc, exp.Literal.string(path)
+
+    @property
+    def type(self) -> exp.Expr:
+        return exp.Anonymous(this="JSON_TYPE", expressions=[self.doc.copy(), self.path.copy()])
+
+    @property
+    def text(self) -> exp.Expr:
+        return exp.JSONExtractScalar(this=self.doc.copy(), expression=self.path.copy())
+
+    def number(self) -> exp.Expr:
+        return exp.Case(ifs=[exp.If(this=_in(self.type, NUM_TYPES), true=_try_double(self.text))])
+
+    def as_text(self) -> exp.Expr:
+        return exp.Case(ifs=[exp.If(this=_in(self.type, TEXT_TYPES), true=self.text)])
+
+    def exists(self) -> exp.Expr:
+        return exp.and_(
+            exp.Not(this=exp.Is(this=self.type, expression=exp.null())),
+            exp.NEQ(this=self.type, expression=exp.Literal.string("NULL")),
+        )
+
+    def time_ms(self) -> exp.Expr:
+        ts = exp.TryCast(this=self.text, to=exp.DataType.build("TIMESTAMPTZ"))
+        epoch = exp.cast(exp.Anonymous(this="EPOCH_MS", expressions=[ts]), "DOUBLE")
+        return exp.Case(
+            ifs=[
+                exp.If(this=_in(self.type, NUM_TYPES), true=_try_double(self.text)),
+                exp.If(
+                    this=exp.EQ(this=self.type, expression=exp.Literal.string("VARCHAR")),
+                    true=epoch,
+                ),
+            ]
+        )
+
+    def compare(self, op: str, lit: ast.Scalar | tuple[ast.Scalar, ...]) -> exp.Expr:
+        if isinstance(lit, tuple):
+            return exp.or_(*(_false_if_null(self.compare("=", i)) for i in lit))
+        if isinstance(lit, bool):
+            if op not in ("=", "!="):
+                return exp.false()
+            typed = exp.EQ(this=self.type, expression=exp.Literal.string("BOOLEAN"))
+            return exp.and_(
+                typed, _op(op, self.text, exp.Literal.string("true" if lit else "false"))
+            )
+        if isinstance(lit, int | float):
+            return exp.and_(_in(self.type, NUM_TYPES), _op(op, _try_double(self.text), _lit(lit)))
+        typed = exp.EQ(this=self.type, expression=exp.Literal.string("VARCHAR"))
+        return exp.and_(typed, _text_op(op, self.text, lit))
+
+
+def _op(op: str, left: exp.Expr, right: exp.Expr) -> exp.Expr:
+    klass: dict[str, type[exp.Expr]] = {
+        "=": exp.EQ,
+        "!=": exp.NEQ,
+        "<": exp.LT,
+        "<=": exp.LTE,
+        ">": exp.GT,
+        ">=": exp.GTE,
+    }
+    if op not in klass:
+        return exp.false()
+    return klass[op](this=left, expression=right)
+
+
+def _text_op(op: str, left: exp.Expr, lit: str) -> exp.Expr:
+    if op in ("contains", "starts with"):
+        pos = exp.StrPosition(this=left, substr=exp.Literal.string(lit))
+        if op == "contains":
+            return exp.GT(this=pos, expression=exp.Literal.number(0))
+        return exp.EQ(this=pos, expression=exp.Literal.number(1))
+    return _op(op, left, exp.Literal.string(lit))
+
+
+def _typed_compare(value: exp.Expr, op: str, lit: ast.Scalar | tuple[ast.Scalar, ...]) -> exp.Expr:
+    """Compare an already typed SQL value (a number or text) with a literal of its type."""
+    if isinstance(lit, tuple):
+        return exp.or_(*(_false_if_null(_typed_compare(value.copy(), "=", i)) for i in lit))
+    if isinstance(lit, str):
+        return _text_op(op, value, lit)
+    return _op(op, value, _lit(lit))
+
+
+class Compiler:
+    """Compiles conditions for one profile row ``p`` against the CTE ``ev`` (events up to T)."""
+
+    def __init__(self, at: exp.Expr, segments: Mapping[str, ast.Condition] | None = None) -> None:
+        self.at = at
+        self.segments = dict(segments or {})
+        self.names = (f"e{i}" for i in itertools.count())
+
+    def T(self) -> exp.Expr:
+        return self.at.copy()
+
+    def _events(self, alias: str, *where: exp.Expr) -> exp.Select:
+        pid = exp.EQ(this=exp.column("profile_id", alias), expression=exp.column("profile_id", "p"))
+        table = exp.alias_(exp.to_table("ev"), alias, table=True)
+        return exp.select().from_(table).where(exp.and_(pid, *where))
+
+    def selector(self, sel: ast.Selector, a: str) -> exp.Expr:
+        typ = exp.column("type", a)
+        parts: list[exp.Expr] = []
+        if sel.kind == "track":
+            parts += [
+                exp.EQ(this=typ, expression=exp.Literal.string("track")),
+                exp.EQ(this=exp.column("event", a), expression=exp.Literal.string(sel.name or "")),
+            ]
+        elif sel.kind in ("page", "screen", "identify"):
+            parts.append(exp.EQ(this=typ, expression=exp.Literal.string(sel.kind)))
+            if sel.name is not None:
+                parts.append(
+                    exp.EQ(this=exp.column("name", a), expression=exp.Literal.string(sel.name))
+                )
+        elif sel.kind == "identified":
+            parts.append(exp.Not(this=exp.Is(this=exp.column("user_id", a), expression=exp.null())))
+        elif sel.kind == "trait":
+            parts.append(exp.EQ(this=typ, expression=exp.Literal.string("identify")))
+            parts.append(
+                exp.Not(
+                    this=exp.Is(
+                        this=_JsonValue(exp.column("traits", a), json_path(sel.trait or ())).type,
+                        expression=exp.null(),
+                    )
+                )
+            )
+        if sel.filter is not None:
+            parts.append(self.filter(sel.filter, a))
+        return exp.and_(*parts) if parts else exp.true()
+
+    def filter(self, f: ast.Filter, a: str) -> exp.Expr:
+        if isinstance(f, ast.FAnd):
+            return exp.and_(*(self.filter(i, a) for i in f.items))
+        if isinstance(f, ast.FOr):
+            return exp.or_(*(self.filter(i, a) for i in f.items))
+        if isinstance(f, ast.FNot):
+            return exp.not_(self.filter(f.item, a))
+        jv = _JsonValue(exp.column("properties", a), json_path(f.path))
+        return _false_if_null(
+            jv.exists() if isinstance(f, ast.FExists) else jv.compare(f.op, f.value)
+        )
+
+    def window(self, w: ast.Window, a: str) -> list[exp.Expr]:
+        ts = exp.column("timestamp_ms", a)
+        out: list[exp.Expr] = [
+            exp.LTE(
+                this=ts, expression=exp.Sub(this=self.T(), expression=exp.Literal.number(w.near_ms))
+            )
+        ]
+        if w.far_ms is not None:
+            out.append(
+                exp.GT(
+                    this=ts.copy(),
+                    expression=exp.Sub(this=self.T(), expression=exp.Literal.number(w.far_ms)),
+                )
+            )
+        return out
+
+    # --- values ----------------------------------------------------------------------------
+    def aggregate(self, agg: ast.Aggregate) -> exp.Expr:
+        a = next(self.names)
+        where = [self.selector(agg.selector, a), *self.window(agg.window, a)]
+        if agg.func == "count":
+            return exp.Subquery(this=self._events(a, *where).select(exp.Count(this=exp.Star())))
+        jv = _JsonValue(exp.column("properties", a), json_path(agg.path or ()))
+        num, text = jv.number(), jv.as_text()
+        q = self._events(a, *where)
+        if agg.func == "sum":
+            sel: exp.Expr = exp.Coalesce(
+                this=exp.Sum(this=num), expressions=[exp.cast(exp.Literal.number(0), "DOUBLE")]
+            )
+        elif agg.func == "avg":
+            n = exp.Count(this=num.copy())
+            sel = exp.Case(
+                ifs=[
+                    exp.If(
+                        this=exp.GT(this=n, expression=exp.Literal.number(0)),
+                        true=exp.Div(this=exp.Sum(this=num), expression=n.copy()),
+                    )
+                ]
+            )
+        elif agg.func in ("min", "max"):
+            sel = exp.Min(this=num) if agg.func == "min" else exp.Max(this=num)
+        elif agg.func == "unique_count":
+            sel = exp.Count(this=exp.Distinct(expressions=[text]))
+        elif agg.func == "unique_list":
+            q = q.where(exp.Not(this=exp.Is(this=text.copy(), expression=exp.null())))
+            listed = exp.ArraySort(this=exp.ArrayAgg(this=exp.Distinct(expressions=[text])))
+            sel = exp.Coalesce(this=listed, expressions=[exp.Array(expressions=[])])
+        else:
+            q = q.where(exp.Not(this=exp.Is(this=text.copy(), expression=exp.null())))
+            if agg.func == "most_frequent":
+                q = q.group_by(text.copy()).order_by(
+                    exp.Ordered(this=exp.Count(this=exp.Star()), desc=True),
+                    exp.Ordered(this=text.copy()),
+                )
+            else:
+                desc = agg.func == "last"
+                q = q.order_by(
+                    exp.Ordered(this=exp.column("timestamp_ms", a), desc=desc),
+                    exp.Ordered(this=exp.column("message_id", a), desc=desc),
+                )
+            sel = text
+            q = q.limit(1)
+        return exp.Subquery(this=q.select(sel))
+
+    def trait_json(self, path: ast.Path) -> exp.Expr:
+        a = next(self.names)
+        sel = ast.Selector("trait", trait=path)
+        q = (
+            self._events(a, self.selector(sel, a))
+            .select(
+                exp.JSONExtract(
+                    this=exp.column("traits", a), expression=exp.Literal.string(json_path(path))
+                )
+            )
+            .order_by(
+                exp.Ordered(this=exp.column("timestamp_ms", a), desc=True),
+                exp.Ordered(this=exp.column("message_id", a), desc=True),
+            )
+            .limit(1)
+        )
+        return exp.Subquery(this=q)
+
+    def first_seen(self) -> exp.Expr:
+        a = next(self.names)
+        return exp.Subquery(
+            this=self._events(a).select(
+                exp.cast(exp.Min(this=exp.column("timestamp_ms", a)), "DOUBLE")
+            )
+        )
+
+    def model_value(self, v: ast.ScoreRef | ast.ClusterRef) -> exp.Expr:
+        table, col = (
+            ("profile_scores", "score")
+            if isinstance(v, ast.ScoreRef)
+            else ("profile_clusters", "cluster")
+        )
+        s = next(self.names)
+        q = (
+            exp.select(exp.column(col, s))
+            .from_(exp.alias_(exp.to_table(table), s, table=True))
+            .where(
+                exp.and_(
+                    exp.EQ(
+                        this=exp.column("profile_id", s), expression=exp.column("profile_id", "p")
+                    ),
+                    exp.EQ(this=exp.column("model", s), expression=exp.Literal.string(v.model)),
+                )
+            )
+            .limit(1)
+        )
+        value: exp.Expr = exp.Subquery(this=q)
+        return exp.cast(value, "DOUBLE") if isinstance(v, ast.ScoreRef) else value
+
+    # --- conditions -------------------------------------------------------------------------
+    def condition(self, c: ast.Condition) -> exp.Expr:
+        if isinstance(c, ast.And):
+            return exp.and_(*(self.condition(i) for i in c.items))
+        if isinstance(c, ast.Or):
+            return exp.or_(*(self.condition(i) for i in c.items))
+        if isinstance(c, ast.Not):
+            return exp.not_(self.condition(c.item))
+        if isinstance(c, ast.Const):
+            return exp.true() if c.value else exp.false()
+        return _false_if_null(self.atom(c))
+
+    def atom(self, c: ast.Condition) -> exp.Expr:
+        if isinstance(c, ast.Compare):
+            return self.compare(c)
+        if isinstance(c, ast.Exists):
+            if isinstance(c.value, ast.TraitRef):
+                return _JsonValue(self.trait_json(c.value.path), "$").exists()
+            return exp.Not(this=exp.Is(this=self.value(c.value), expression=exp.null()))
+        if isinstance(c, ast.TimeIn):
+            if isinstance(c.value, ast.TraitRef):
+                t = _JsonValue(self.trait_json(c.value.path), "$").time_ms()
+            else:
+                t = self.first_seen()
+            return self.time_in(t, c.window)
+        if isinstance(c, ast.InSegment):
+            seg = exp.select(exp.column("profile_id")).from_(exp.to_table(_seg_table(c.name)))
+            return exp.In(this=exp.column("profile_id", "p"), query=exp.Subquery(this=seg))
+        if isinstance(c, ast.Anonymous):
+            a = next(self.names)
+            q = self._events(
+                a, exp.Not(this=exp.Is(this=exp.column("user_id", a), expression=exp.null()))
+            )
+            return exp.not_(exp.Exists(this=q.select(exp.Literal.number(1))))
+        if isinstance(c, ast.Periodic):
+            return self.periodic(c)
+        assert isinstance(c, ast.Sequence)
+        return self.sequence(c)
+
+    def value(self, v: ast.Value) -> exp.Expr:
+        if isinstance(v, ast.Aggregate):
+            return self.aggregate(v)
+        if isinstance(v, ast.ScoreRef | ast.ClusterRef):
+            return self.model_value(v)
+        if isinstance(v, ast.FirstSeen):
+            return self.first_seen()
+        raise TypeError(f"unresolved value {v!r}")
+
+    def compare(self, c: ast.Compare) -> exp.Expr:
+        if isinstance(c.left, ast.TraitRef):
+            return _JsonValue(self.trait_json(c.left.path), "$").compare(c.op, c.right)
+        if isinstance(c.left, ast.Aggregate) and c.left.func == "unique_list":
+            assert isinstance(c.right, str)
+            agg = ast.Aggregate(
+                "count",
+                ast.Selector(
+                    c.left.selector.kind,
+                    c.left.selector.name,
+                    ast.FAnd(
+                        tuple(
+                            x
+                            for x in (
+                                c.left.selector.filter,
+                                ast.FCompare(c.left.path or (), "=", c.right),
+                            )
+                            if x is not None
+                        )
+                    ),
+                    c.left.selector.trait,
+                ),
+                None,
+                c.left.window,
+            )
+            if c.op != "contains":
+                return exp.false()
+            return exp.GTE(this=self.aggregate(agg), expression=exp.Literal.number(1))
+        return _typed_compare(self.value(c.left), c.op, c.right)
+
+    def time_in(self, t: exp.Expr, w: ast.Window) -> exp.Expr:
+        parts: list[exp.Expr] = [
+            exp.LTE(
+                this=t, expression=exp.Sub(this=self.T(), expression=exp.Literal.number(w.near_ms))
+            )
+        ]
+        if w.far_ms is not None:
+            parts.append(
+                exp.GT(
+                    this=t.copy(),
+                    expression=exp.Sub(this=self.T(), expression=exp.Literal.number(w.far_ms)),
+                )
+            )
+        return exp.and_(*parts)
+
+    def periodic(self, c: ast.Periodic) -> exp.Expr:
+        a = next(self.names)
+        span = ast.Window(c.buckets * c.period_ms)
+        bucket = exp.IntDiv(
+            this=exp.paren(exp.Sub(this=self.T(), expression=exp.column("timestamp_ms", a))),
+            expression=exp.Literal.number(c.period_ms),
+        )
+        q = self._events(a, self.selector(c.selector, a), *self.window(span, a)).select(
+            exp.Count(this=exp.Distinct(expressions=[bucket]))
+        )
+        return exp.GTE(this=exp.Subquery(this=q), expression=exp.Literal.number(c.min_buckets))
+
+    def _completions(self, steps: tuple[ast.Step, ...], a: str) -> list[exp.Expr]:
+        """Predicates making row ``a`` a completion of the chain ``steps``."""
+        *before, last = steps
+        preds = [self.selector(last.selector, a)]
+        if before:
+            b = next(self.names)
+            link = [
+                *self._completions(tuple(before), b),
+                exp.LT(
+                    this=exp.column("timestamp_ms", b), expression=exp.column("timestamp_ms", a)
+                ),
+            ]
+            if last.within_ms is not None:
+                gap = exp.Sub(
+                    this=exp.column("timestamp_ms", a), expression=exp.column("timestamp_ms", b)
+                )
+                link.append(exp.LTE(this=gap, expression=exp.Literal.number(last.within_ms)))
+            inner = (
+                exp.select(exp.Literal.number(1))
+                .from_(exp.alias_(exp.to_table("ev"), b, table=True))
+                .where(
+                    exp.and_(
+                        exp.EQ(
+                            this=exp.column("profile_id", b), expression=exp.column("profile_id", a)
+                        ),
+                        *link,
+                    )
+                )
+            )
+            preds.append(exp.Exists(this=inner))
+        return preds
+
+    def sequence(self, c: ast.Sequence) -> exp.Expr:
+        a = next(self.names)
+        anchor_q = self._events(a, *self._completions(c.steps, a)).select(
+            exp.Max(this=exp.column("timestamp_ms", a))
+        )
+        anchor = exp.Subquery(this=anchor_q)
+        present = exp.Not(this=exp.Is(this=anchor, expression=exp.null()))
+        if c.absent is None:
+            return present
+        x = next(self.names)
+        w = c.absent.within_ms
+        after: list[exp.Expr] = [
+            exp.GT(this=exp.column("timestamp_ms", x), expression=anchor.copy())
+        ]
+        parts: list[exp.Expr] = [present]
+        if w is not None:
+            end = exp.Add(this=anchor.copy(), expression=exp.Literal.number(w))
+            after.append(exp.LTE(this=exp.column("timestamp_ms", x), expression=end))
+            parts.append(exp.LTE(this=end.copy(), expression=self.T()))
+        hit = self._events(x, self.selector(c.absent.selector, x), *after).select(
+            exp.Literal.number(1)
+        )
+        parts.append(exp.not_(exp.Exists(this=hit)))
+        return exp.and_(*parts)
+
+
+def _seg_table(name: str) -> str:
+    return f"segment__{name}"
+
+
+def _at(at_ms: int | None) -> exp.Expr:
+    return exp.Placeholder(this="at_ms") if at_ms is None else exp.Literal.number(at_ms)
+
+
+def _base_ctes(at: exp.Expr) -> list[tuple[str, exp.Expr]]:
+    ev = (
+        exp.select(exp.Star())
+        .from_("profile_events")
+        .where(exp.LTE(this=exp.column("timestamp_ms"), expression=at.copy()))
+    )
+    profiles = exp.select(exp.column("profile_id")).distinct().from_("profile_events")
+    return [("ev", ev), ("profiles", profiles)]
+
+
+def _members_query(comp: Compiler, cond: ast.Condition) -> exp.Select:
+    return (
+        exp.select(exp.column("profile_id", "p"))
+        .from_(exp.alias_(exp.to_table("profiles"), "p", table=True))
+        .where(comp.condition(cond))
+    )
+
+
+def members_expression(
+    rule: str | ast.Rule,
+    *,
+    segments: Mapping[str, str] | None = None,
+    traits: Mapping[str, str] | None = None,
+    at_ms: int | None = None,
+) -> exp.Select:
+    """The members query as a SQLGlot expression (``$at_ms`` placeholder when ``at_ms`` is None)."""
+    conds, aggs = _parse_all(dict(segments or {}), dict(traits or {}))
+    cond = (parse(rule) if isinstance(rule, str) else rule).condition
+    assert cond is not None
+    cond = substitute_computed(cond, aggs)
+    needed = _needed_segments(cond, conds)
+    at = _at(at_ms)
+    comp = Compiler(at, conds)
+    query = _members_query(comp, cond).order_by(exp.column("profile_id", "p"))
+    for name, cte in _base_ctes(at):
+        query = query.with_(name, as_=cte)
+    for name in needed:
+        query = query.with_(
+            exp.to_identifier(_seg_table(name), quoted=True), as_=_members_query(comp, conds[name])
+        )
+    return query
+
+
+def _needed_segments(cond: ast.Condition, conds: Mapping[str, ast.Condition]) -> list[str]:
+    seen: dict[str, set[str]] = {}
+    todo = list(segment_refs(cond))
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen[name] = segment_refs(conds[name])
+        todo.extend(seen[name])
+    return topological_order(seen)
+
+
+def compile_members(
+    rule: str | ast.Rule,
+    *,
+    segments: Mapping[str, str] | None = None,
+    traits: Mapping[str, str] | None = None,
+    at_ms: int | None = None,
+    dialect: str = "duckdb",
+    pretty: bool = False,
+) -> str:
+    """SQL returning the ``profile_id`` of every member at ``at_ms`` (or ``$at_ms``).
+
+    ``segments`` holds the other segments the rule may reference with ``in segment``.
+
+    >>> print(compile_members('score churn >= 0.7', at_ms=0, dialect="postgres").count("profile_scores"))
+    1
+    """
+    return members_expression(rule, segments=segments, traits=traits, at_ms=at_ms).sql(
+        dialect=dialect, pretty=pretty
+    )
+
+
+def traits_expression(traits: Mapping[str, str], *, at_ms: int | None = None) -> exp.Select:
+    """``SELECT profile_id, <trait>...`` — every computed trait's value at ``at_ms`` per profile."""
+    at = _at(at_ms)
+    comp = Compiler(at)
+    query = exp.select(exp.column("profile_id", "p")).from_(
+        exp.alias_(exp.to_table("profiles"), "p", table=True)
+    )
+    for name, text in traits.items():
+        value = parse_trait(text).value
+        assert isinstance(value, ast.Aggregate)
+        query = query.select(exp.alias_(comp.aggregate(value), name, quoted=True))
+    query = query.order_by(exp.column("profile_id", "p"))
+    for name, cte in _base_ctes(at):
+        query = query.with_(name, as_=cte)
+    return query
+
+
+def compile_traits(
+    traits: Mapping[str, str],
+    *,
+    at_ms: int | None = None,
+    dialect: str = "duckdb",
+    pretty: bool = False,
+) -> str:
+    """SQL computing every computed trait (name -> expression) for every profile at ``at_ms``.
+
+    >>> "SUM" in compile_traits({"spent": 'sum(revenue of "Order Completed")'}, at_ms=0)
+    True
+    """
+    return traits_expression(traits, at_ms=at_ms).sql(dialect=dialect, pretty=pretty)

@@ -1,0 +1,85 @@
+"""The serve process's ASGI app: the collector at the root, more apps mounted by prefix,
+and the lifespan that starts and stops the background services.
+
+>>> import tempfile
+>>> from segflow.config import load_settings
+>>> from segflow.server.runtime import Runtime
+>>> rt = Runtime.open(load_settings(overrides={"server": {"data_dir": tempfile.mkdtemp()}}))
+>>> app = build_app(rt, services=[], mounts={"/admin": build_collector(rt)})
+>>> callable(app)
+True
+>>> rt.close()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from segflow.collect.app import CollectorApp
+from segflow.collect.asgi import ASGIApp, Receive, Scope, Send
+from segflow.server.runtime import Runtime
+from segflow.server.services import Service, ServiceGroup
+
+
+def build_collector(runtime: Runtime) -> CollectorApp:
+    return CollectorApp(runtime.ingestor, clock=runtime.clock)
+
+
+class ServeApp:
+    """Dispatches by path prefix (longest first) and runs the lifespan."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        root: ASGIApp,
+        mounts: Mapping[str, ASGIApp],
+        services: Sequence[Service],
+    ) -> None:
+        self.runtime = runtime
+        self.root = root
+        self.mounts = sorted(
+            ((p.rstrip("/"), a) for p, a in mounts.items()), key=lambda m: -len(m[0])
+        )
+        self.services = ServiceGroup(services)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        path: str = scope.get("path", "")
+        for prefix, app in self.mounts:
+            if path == prefix or path.startswith(prefix + "/"):
+                child = dict(scope)
+                child["root_path"] = scope.get("root_path", "") + prefix
+                child["path"] = path[len(prefix) :] or "/"
+                await app(child, receive, send)
+                return
+        await self.root(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.services.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.services.stop()
+                self.runtime.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def build_app(
+    runtime: Runtime,
+    *,
+    services: Sequence[Service] = (),
+    mounts: Mapping[str, ASGIApp] | None = None,
+) -> ServeApp:
+    """The whole serve app: collector at ``/``, ``mounts`` (e.g. ``{"/api": admin_app}``)
+    under their prefixes, ``services`` started and stopped with the server. The runtime's
+    stores are closed at shutdown, after the services stop."""
+    return ServeApp(runtime, build_collector(runtime), mounts or {}, services)

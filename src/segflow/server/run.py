@@ -1,0 +1,87 @@
+"""Running the serve process on one data directory, under uvicorn (default) or granian.
+
+The collector is a plain ASGI app, so any ASGI server runs it. ``benchmarks/ingest.py
+--granian`` measures both (BENCHMARKS.md): granian's Rust HTTP layer accepts batches faster;
+uvicorn (uvloop + httptools) stays the default because it runs in this process, which keeps
+signals, SIGKILL crash semantics and in-process services simple; ``--http-server granian``
+(``pip install 'segflow[granian]'``) is there for throughput.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+
+import msgspec
+import uvicorn
+
+from segflow.collect.asgi import ASGIApp
+from segflow.config import Settings
+from segflow.errors import ConfigError
+from segflow.server.app import build_app
+from segflow.server.runtime import Runtime
+from segflow.server.services import Service
+
+ServiceFactory = Callable[[Runtime], Sequence[Service]]
+MountFactory = Callable[[Runtime], Mapping[str, ASGIApp]]
+
+
+def serve(
+    settings: Settings,
+    *,
+    services: ServiceFactory | None = None,
+    mounts: MountFactory | None = None,
+    log_level: str = "warning",
+    http_server: str = "uvicorn",
+) -> None:
+    """Open the data directory, build the app and serve until interrupted (SIGINT/SIGTERM)."""
+    if http_server == "granian":
+        _serve_granian(settings, log_level)
+        return
+    if http_server != "uvicorn":
+        raise ConfigError(f"unknown HTTP server {http_server!r} (uvicorn or granian)")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    runtime = Runtime.open(settings)
+    app = build_app(
+        runtime,
+        services=services(runtime) if services else (),
+        mounts=mounts(runtime) if mounts else None,
+    )
+    config = uvicorn.Config(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,  # URLs may carry write keys (/v1/projects/{writeKey}/settings)
+        log_level=log_level,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
+def _serve_granian(settings: Settings, log_level: str) -> None:
+    """Serve under granian; the app is built in its worker by ``segflow.server.asgi``."""
+    try:
+        from granian import Granian
+    except ImportError as exc:
+        raise ConfigError("granian is not installed: pip install 'segflow[granian]'") from exc
+    from segflow.server.asgi import SETTINGS_ENV
+
+    os.environ[SETTINGS_ENV] = msgspec.json.encode(settings).decode()
+    Granian(
+        "segflow.server.asgi:create_app",
+        factory=True,
+        address=settings.server.host,
+        port=settings.server.port,
+        interface="asgi",  # type: ignore[arg-type]
+        loop="uvloop",  # type: ignore[arg-type]
+        http="1",  # type: ignore[arg-type]
+        websockets=False,
+        log_level=log_level,  # type: ignore[arg-type]
+        log_access=False,
+    ).serve()

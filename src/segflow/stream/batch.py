@@ -1,0 +1,109 @@
+"""The working set of one transaction: decoded profiles, the identity index, outbox, timers.
+
+Profiles are decoded once per batch and encoded once at :meth:`Batch.flush`; the resolver
+reads the identity graph through this object (it implements ``segflow.identity.GraphView``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from segflow.identity import Identifier
+from segflow.profiles import Profile, decode_profile, encode_profile
+from segflow.spec.changes import AnyChange
+from segflow.stream import keys
+from segflow.stream.outbox import encode_change
+from segflow.stream.state.base import StateTransaction
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+class Batch:
+    """Reads and writes of one transaction, with a profile cache and the outbox counter."""
+
+    def __init__(self, tx: StateTransaction) -> None:
+        self.tx = tx
+        self.profiles: dict[str, Profile | None] = {}
+        self.dirty: set[str] = set()
+        self.outbox_seq = self._meta("outbox_seq")
+        self.record_seq = self._meta("record_seq")
+
+    def _meta(self, name: str) -> int:
+        raw = self.tx.get(keys.META, name)
+        return 0 if raw is None else int(raw)
+
+    # -- profiles ---------------------------------------------------------------------------
+    def profile(self, profile_id: str) -> Profile:
+        found = self.find(profile_id)
+        if found is None:
+            raise KeyError(profile_id)
+        return found
+
+    def find(self, profile_id: str) -> Profile | None:
+        if profile_id not in self.profiles:
+            raw = self.tx.get(keys.PROFILE, profile_id)
+            self.profiles[profile_id] = None if raw is None else decode_profile(raw)
+        return self.profiles[profile_id]
+
+    def put(self, profile: Profile) -> None:
+        self.profiles[profile.profile_id] = profile
+        self.dirty.add(profile.profile_id)
+
+    def remove(self, profile_id: str) -> None:
+        self.profiles[profile_id] = None
+        self.dirty.add(profile_id)
+
+    # -- identity graph (GraphView) ---------------------------------------------------------
+    def owner(self, ident: Identifier) -> str | None:
+        raw = self.tx.get(keys.OWNER, str(ident))
+        return None if raw is None else raw.decode()
+
+    def set_owner(self, ident_key: str, profile_id: str) -> None:
+        self.tx.set(keys.OWNER, ident_key, profile_id.encode())
+
+    def identities(self, profile_id: str) -> Mapping[Identifier, int]:
+        return {
+            Identifier(e.type, e.value): e.first_seen_ms
+            for e in self.profile(profile_id).identities
+        }
+
+    def age(self, profile_id: str) -> tuple[int, str]:
+        return (self.profile(profile_id).created_ms, profile_id)
+
+    def merge_count(self, profile_id: str) -> int:
+        return self.profile(profile_id).merge_count
+
+    def excluded(self, profile_id: str) -> frozenset[Identifier]:
+        return frozenset(Identifier.parse(k) for k in self.profile(profile_id).excluded)
+
+    # -- outputs ----------------------------------------------------------------------------
+    def emit(self, change: AnyChange) -> None:
+        self.outbox_seq += 1
+        self.tx.set(keys.OUTBOX, keys.seq_key(self.outbox_seq), encode_change(change))
+
+    def record(self, ns: str, profile_id: str, record: msgspec.Struct) -> None:
+        self.record_seq += 1
+        self.tx.set(ns, f"{profile_id}|{keys.seq_key(self.record_seq)}", _encoder.encode(record))
+
+    def set_timer(self, profile: Profile, due_ms: int | None) -> None:
+        if profile.next_wakeup_ms == due_ms:
+            return
+        if profile.next_wakeup_ms is not None:
+            self.tx.delete(keys.TIMER, keys.timer_key(profile.next_wakeup_ms, profile.profile_id))
+        if due_ms is not None:
+            self.tx.set(keys.TIMER, keys.timer_key(due_ms, profile.profile_id), b"")
+        profile.next_wakeup_ms = due_ms
+
+    def flush(self) -> None:
+        """Write dirty profiles and counters into the transaction (before commit)."""
+        for pid in sorted(self.dirty):
+            profile = self.profiles.get(pid)
+            if profile is None:
+                self.tx.delete(keys.PROFILE, pid)
+            else:
+                self.tx.set(keys.PROFILE, pid, encode_profile(profile))
+        self.dirty.clear()
+        self.tx.set(keys.META, "outbox_seq", str(self.outbox_seq).encode())
+        self.tx.set(keys.META, "record_seq", str(self.record_seq).encode())

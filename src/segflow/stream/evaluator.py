@@ -1,0 +1,90 @@
+"""The seam between the processor (``segflow.stream``) and the segment rules (``segflow.rules``).
+
+``segflow.rules`` implements these Protocols structurally, without importing ``stream``.
+The processor keeps each profile's opaque ``state`` and last ``members``, diffs ``members`` to
+emit membership changes, stores ``computed_traits`` on the profile and calls ``on_time`` when
+the clock passes ``next_wakeup_ms``.
+
+>>> from segflow.profiles import Profile
+>>> r = NullEvaluator().on_time(Profile(profile_id="p", created_ms=0), None, 5)
+>>> r.members, r.next_wakeup_ms
+(frozenset(), None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from segflow.spec.events import Event
+
+
+class ProfileView(Protocol):
+    """Implemented by ``segflow.profiles.Profile``; read by the rules."""
+
+    @property
+    def profile_id(self) -> str: ...
+    @property
+    def user_id(self) -> str | None: ...
+    @property
+    def traits(self) -> Mapping[str, Any]: ...
+    @property
+    def first_seen_ms(self) -> int | None: ...
+    @property
+    def last_seen_ms(self) -> int | None: ...
+    @property
+    def scores(self) -> Mapping[str, float]: ...
+    @property
+    def clusters(self) -> Mapping[str, str]: ...
+
+
+class EvalResult(Protocol):
+    """The agreed fields, read-only here so frozen dataclasses and Structs satisfy it."""
+
+    @property
+    def state(self) -> bytes | None: ...
+    @property
+    def members(self) -> frozenset[str]: ...
+    @property
+    def computed_traits(self) -> Mapping[str, Any]: ...
+    @property
+    def next_wakeup_ms(self) -> int | None: ...
+
+
+class SegmentEvaluator(Protocol):
+    def on_event(
+        self, profile: ProfileView, state: bytes | None, event: Event, now_ms: int
+    ) -> EvalResult: ...
+
+    def on_time(self, profile: ProfileView, state: bytes | None, now_ms: int) -> EvalResult: ...
+
+    def merge_states(self, survivor: bytes | None, absorbed: bytes | None) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A plain :class:`EvalResult` (what :class:`NullEvaluator` returns)."""
+
+    state: bytes | None = None
+    members: frozenset[str] = frozenset()
+    computed_traits: Mapping[str, Any] = field(default_factory=dict)
+    next_wakeup_ms: int | None = None
+
+
+_EMPTY = Evaluation()
+
+
+class NullEvaluator:
+    """No segments: every profile is in no segment and never needs a timer."""
+
+    def on_event(
+        self, profile: ProfileView, state: bytes | None, event: Event, now_ms: int
+    ) -> EvalResult:
+        return _EMPTY
+
+    def on_time(self, profile: ProfileView, state: bytes | None, now_ms: int) -> EvalResult:
+        return _EMPTY
+
+    def merge_states(self, survivor: bytes | None, absorbed: bytes | None) -> bytes | None:
+        return survivor

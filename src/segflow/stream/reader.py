@@ -1,0 +1,171 @@
+"""Read side of the processor's state: look up a profile by any identifier, its timeline,
+segments and merge history. Used by the profile API and by activation (webhook payloads).
+
+The timeline is an index in ``state.sqlite`` — ``(profile_id, timestamp_ms, partition,
+offset)`` per event, written in the processor's transaction — pointing into the log; a
+profile's timeline is the newest-first union of its own index and those of the profiles it
+absorbed. Profile reads never scan the warehouse.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterator, Mapping
+from typing import Any, TypeVar
+
+import msgspec
+
+from segflow.identity import IdentityRules, normalise
+from segflow.log.base import Record
+from segflow.profiles import Profile, decode_profile
+from segflow.spec.events import Event
+from segflow.stream import keys
+from segflow.stream.processor import ReadableLog
+from segflow.stream.state.base import StateReader, iter_scan, prefix_end
+
+_T = TypeVar("_T")
+
+LOOKUP_TYPES = ("profile_id", "user_id", "anonymous_id", "email", "group_id")
+
+
+class TimelinePage(msgspec.Struct, frozen=True):
+    """Events newest first; ``next_before`` is the cursor of the next page (None: no more)."""
+
+    events: list[Record]
+    next_before: str | None
+
+
+def parse_cursor(before: str | None) -> tuple[int, int, int] | None:
+    """``before`` is epoch ms (``"1700000000000"``) or a page cursor (``"ts.partition.offset"``).
+
+    >>> parse_cursor("5"), parse_cursor("5.1.2"), parse_cursor(None)
+    ((5, -1, -1), (5, 1, 2), None)
+    """
+    if before is None or before == "":
+        return None
+    parts = before.split(".")
+    if len(parts) == 1:
+        return (int(parts[0]), -1, -1)
+    ts, part, off = (int(p) for p in parts)
+    return (ts, part, off)
+
+
+class ProfileReader:
+    """Committed profile state, through a :class:`StateReader` (safe from API threads)."""
+
+    def __init__(
+        self, reader: StateReader, log: ReadableLog, rules: IdentityRules | None = None
+    ) -> None:
+        self.reader = reader
+        self.log = log
+        self.rules = rules or IdentityRules()
+
+    def id_types(self) -> tuple[str, ...]:
+        return (*LOOKUP_TYPES, *(x.type for x in self.rules.external_ids))
+
+    def resolve(self, id_type: str, value: str) -> str | None:
+        """The current profile id of an identifier (absorbed profile ids resolve to survivors).
+
+        Raises ``KeyError`` for an unknown identifier type.
+        """
+        if id_type not in self.id_types():
+            raise KeyError(id_type)
+        if id_type == "profile_id":
+            if self.reader.get(keys.PROFILE, value) is not None:
+                return value
+            alias = self.reader.get(keys.ALIAS, value)
+            return None if alias is None else alias.decode()
+        text = normalise(id_type, value)
+        raw = None if text is None else self.reader.get(keys.OWNER, f"{id_type}:{text}")
+        return None if raw is None else raw.decode()
+
+    def get(self, profile_id: str) -> Profile | None:
+        """The profile by its current or an absorbed id (identities, traits, memberships...)."""
+        current = self.resolve("profile_id", profile_id)
+        raw = None if current is None else self.reader.get(keys.PROFILE, current)
+        return None if raw is None else decode_profile(raw)
+
+    def lookup(self, id_type: str, value: str) -> Profile | None:
+        """The profile holding identifier ``id_type:value``, None when unknown."""
+        pid = self.resolve(id_type, value)
+        return None if pid is None else self.get(pid)
+
+    def timeline(
+        self, profile: Profile, limit: int = 50, before: str | None = None
+    ) -> TimelinePage:
+        """Events of ``profile`` across all its identifiers, newest first, paged by ``before``."""
+        cursor = parse_cursor(before)
+        streams = [self._index(pid, cursor) for pid in (profile.profile_id, *profile.absorbed)]
+        merged = heapq.merge(*streams, reverse=True)
+        entries = list(itertools.islice(merged, limit + 1))
+        page, more = entries[:limit], len(entries) > limit
+        records = [r for r in (self._read(p, o) for _, p, o in page) if r is not None]
+        nxt = f"{page[-1][0]}.{page[-1][1]}.{page[-1][2]}" if more and page else None
+        return TimelinePage(records, nxt)
+
+    def _index(
+        self, pid: str, cursor: tuple[int, int, int] | None
+    ) -> Iterator[tuple[int, int, int]]:
+        start = f"{pid}|"
+        end = prefix_end(start) if cursor is None else _cursor_key(pid, cursor)
+        while True:
+            rows = self.reader.scan(keys.TIMELINE, start, end, reverse=True, limit=200)
+            for key, _ in rows:
+                _, ts, part, off = keys.parse_timeline_key(key)
+                yield (ts, part, off)
+            if len(rows) < 200:
+                return
+            end = rows[-1][0]
+
+    def _read(self, partition: int, offset: int) -> Record | None:
+        found = self.log.read(partition, offset, 1)
+        return found[0] if found and found[0].offset == offset else None
+
+    def merges(self, profile: Profile) -> list[keys.MergeRecord]:
+        """Why this profile is one person: every merge into it (and into what it absorbed)."""
+        return sorted(
+            self._records(keys.MERGE, profile, keys.MergeRecord), key=lambda m: (m.at_ms, m.offset)
+        )
+
+    def conflicts(self, profile: Profile) -> list[keys.ConflictRecord]:
+        """Links the merge rules refused for events of this profile."""
+        return sorted(
+            self._records(keys.CONFLICT, profile, keys.ConflictRecord), key=lambda c: c.at_ms
+        )
+
+    def _records(self, ns: str, profile: Profile, kind: type[_T]) -> list[_T]:
+        decoder = msgspec.msgpack.Decoder(kind)
+        out: list[_T] = []
+        for pid in (profile.profile_id, *profile.absorbed):
+            start = f"{pid}|"
+            out.extend(decoder.decode(v) for _, v in self.reader.scan(ns, start, prefix_end(start)))
+        return out
+
+    # -- what activation needs (segflow.activate.payloads.ProfileLookup) ---------------------
+    def identities(self, profile_id: str) -> list[tuple[str, str]]:
+        """``(type, value)`` of every identifier of the profile (empty when unknown)."""
+        profile = self.get(profile_id)
+        return [] if profile is None else [(e.type, e.value) for e in profile.identities]
+
+    def traits(self, profile_id: str) -> Mapping[str, Any]:
+        """The profile's current traits (empty when unknown)."""
+        profile = self.get(profile_id)
+        return {} if profile is None else profile.traits
+
+    def members(self, segment: str) -> Iterator[str]:
+        """Profile ids currently in ``segment`` (from the membership index, paged)."""
+        start = f"{segment}|"
+        for key, _ in iter_scan(self.reader, keys.MEMBER, start, prefix_end(start)):
+            yield key[len(start) :]
+
+    def events(self, profile: Profile, limit: int = 50, before: str | None = None) -> list[Event]:
+        """Just the events of :meth:`timeline`."""
+        return [r.event for r in self.timeline(profile, limit, before).events]
+
+
+def _cursor_key(pid: str, cursor: tuple[int, int, int]) -> str:
+    ts, part, off = cursor
+    if part < 0:
+        return f"{pid}|{max(ts, 0):016x}"
+    return keys.timeline_key(pid, ts, part, off)

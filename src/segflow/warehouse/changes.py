@@ -1,0 +1,203 @@
+"""Applying the processor's change feed to the warehouse, in bulk, in feed order.
+
+Identity links and membership changes are applied as Arrow batches; a merge splits the
+batch (links after a merge must see it). Merges rewrite ``identities.profile_id`` to the
+survivor, so ``profile_events`` attributes every past event to the profile it belongs to now.
+
+>>> import duckdb
+>>> from segflow.warehouse.schema import ensure_schema
+>>> from segflow.spec import IdentityLinked, ProfileMerged
+>>> con = duckdb.connect(); ensure_schema(con)
+>>> apply_changes(con, [(1, IdentityLinked(profile_id="p1", id_type="anonymous_id", id_value="a1", at_ms=1, sequence=1)),
+...                     (2, ProfileMerged(survivor="p2", absorbed="p1", reason="login", at_ms=2, sequence=1))])
+2
+>>> con.execute("SELECT profile_id FROM identities").fetchall()
+[('p2',)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import msgspec
+import pyarrow as pa
+
+from segflow.spec.changes import AnyChange, IdentityLinked, MembershipChange, ProfileMerged
+
+ID_TYPE_ALIASES = {"userId": "user_id", "anonymousId": "anonymous_id", "groupId": "group_id"}
+_json = msgspec.json.Encoder()
+
+
+def normalise_id_type(id_type: str) -> str:
+    """Identifier types in the warehouse are snake_case (``userId`` -> ``user_id``).
+
+    >>> normalise_id_type("anonymousId"), normalise_id_type("email")
+    ('anonymous_id', 'email')
+    """
+    return ID_TYPE_ALIASES.get(id_type, id_type)
+
+
+def apply_changes(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[int, AnyChange]]) -> int:
+    """Apply ``(seq, change)`` pairs in order inside the caller's transaction; returns how many."""
+    if not items:
+        return 0
+    _insert_changes(con, items)
+    run: list[tuple[int, AnyChange]] = []
+    for seq, change in items:
+        if isinstance(change, ProfileMerged):
+            _apply_run(con, run)
+            run = []
+            _apply_merge(con, seq, change)
+        else:
+            run.append((seq, change))
+    _apply_run(con, run)
+    return len(items)
+
+
+def _profile_of(change: AnyChange) -> str:
+    return change.survivor if isinstance(change, ProfileMerged) else change.profile_id
+
+
+def _insert_changes(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[int, AnyChange]]) -> None:
+    table = pa.table(
+        {
+            "seq": pa.array([s for s, _ in items], pa.int64()),
+            "kind": [type(c).__struct_config__.tag for _, c in items],
+            "profile_id": [_profile_of(c) for _, c in items],
+            "at_ms": pa.array([c.at_ms for _, c in items], pa.int64()),
+            "sequence": pa.array([c.sequence for _, c in items], pa.int64()),
+            "payload": [_json.encode(c).decode() for _, c in items],
+        }
+    )
+    con.register("_wh_changes", table)
+    con.execute("INSERT OR IGNORE INTO changes SELECT * FROM _wh_changes")
+    con.unregister("_wh_changes")
+
+
+def _apply_run(con: duckdb.DuckDBPyConnection, run: Sequence[tuple[int, AnyChange]]) -> None:
+    links = [(s, c) for s, c in run if isinstance(c, IdentityLinked)]
+    members = [c for _, c in run if isinstance(c, MembershipChange)]
+    if links:
+        _apply_links(con, links)
+    if members:
+        _apply_memberships(con, members)
+
+
+def _apply_links(
+    con: duckdb.DuckDBPyConnection, links: Sequence[tuple[int, IdentityLinked]]
+) -> None:
+    table = pa.table(
+        {
+            "id_type": [normalise_id_type(c.id_type) for _, c in links],
+            "id_value": [c.id_value for _, c in links],
+            "profile_id": [c.profile_id for _, c in links],
+            "at_ms": pa.array([c.at_ms for _, c in links], pa.int64()),
+            "seq": pa.array([s for s, _ in links], pa.int64()),
+        }
+    )
+    con.register("_wh_links", table)
+    # A link to an already-absorbed profile points at its survivor (merged_into is chain-closed).
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _wh_links_resolved AS
+           SELECT l.id_type, l.id_value, coalesce(p.merged_into, l.profile_id) AS profile_id, l.at_ms, l.seq
+           FROM _wh_links AS l LEFT JOIN profiles AS p ON p.profile_id = l.profile_id"""
+    )
+    con.execute(
+        """INSERT INTO identity_history SELECT id_type, id_value, profile_id, at_ms, seq
+           FROM _wh_links_resolved"""
+    )
+    con.execute(
+        """INSERT INTO identities
+           SELECT id_type, id_value, arg_max(profile_id, seq), min(at_ms), max(at_ms)
+           FROM _wh_links_resolved GROUP BY id_type, id_value
+           ON CONFLICT (id_type, id_value) DO UPDATE
+           SET profile_id = excluded.profile_id, updated_at_ms = excluded.updated_at_ms"""
+    )
+    con.execute(
+        """INSERT INTO profiles SELECT profile_id, min(at_ms), NULL, NULL
+           FROM _wh_links_resolved GROUP BY profile_id ON CONFLICT DO NOTHING"""
+    )
+    con.unregister("_wh_links")
+    con.execute("DROP TABLE _wh_links_resolved")
+
+
+def _apply_merge(con: duckdb.DuckDBPyConnection, seq: int, m: ProfileMerged) -> None:
+    con.execute(
+        "INSERT INTO profile_merges VALUES (?, ?, ?, ?, ?)",
+        [m.survivor, m.absorbed, m.reason, m.at_ms, seq],
+    )
+    con.execute(
+        "INSERT INTO profiles VALUES (?, ?, NULL, NULL), (?, ?, NULL, NULL) ON CONFLICT DO NOTHING",
+        [m.survivor, m.at_ms, m.absorbed, m.at_ms],
+    )
+    con.execute(
+        "UPDATE profiles SET merged_into = ?, merged_at_ms = ? WHERE profile_id = ? OR merged_into = ?",
+        [m.survivor, m.at_ms, m.absorbed, m.absorbed],
+    )
+    con.execute(
+        "UPDATE identities SET profile_id = ?, updated_at_ms = ? WHERE profile_id = ?",
+        [m.survivor, m.at_ms, m.absorbed],
+    )
+
+
+def membership_intervals(
+    changes: Sequence[MembershipChange],
+) -> tuple[list[tuple[str, str, int, int | None, int]], dict[tuple[str, str], int]]:
+    """Fold membership changes into new intervals and exits of intervals opened earlier.
+
+    >>> ch = [MembershipChange(profile_id="p", segment="s", kind="exited", at_ms=1, sequence=1),
+    ...       MembershipChange(profile_id="p", segment="s", kind="entered", at_ms=2, sequence=2)]
+    >>> membership_intervals(ch)
+    ([('p', 's', 2, None, 1)], {('p', 's'): 1})
+    """
+    opened: dict[tuple[str, str], tuple[int, int]] = {}
+    rows: list[tuple[str, str, int, int | None, int]] = []
+    exits: dict[tuple[str, str], int] = {}
+    for c in changes:
+        key = (c.profile_id, c.segment)
+        if c.kind == "entered":
+            opened.setdefault(key, (c.at_ms, c.segment_version))
+        elif key in opened:
+            entered_at, version = opened.pop(key)
+            rows.append((*key, entered_at, c.at_ms, version))
+        else:
+            exits.setdefault(key, c.at_ms)
+    rows.extend((*key, at, None, version) for key, (at, version) in opened.items())
+    return rows, exits
+
+
+def _apply_memberships(con: duckdb.DuckDBPyConnection, changes: Sequence[MembershipChange]) -> None:
+    rows, exits = membership_intervals(changes)
+    if exits:
+        ex = pa.table(
+            {
+                "profile_id": [k[0] for k in exits],
+                "segment": [k[1] for k in exits],
+                "at_ms": pa.array(list(exits.values()), pa.int64()),
+            }
+        )
+        con.register("_wh_exits", ex)
+        con.execute(
+            """UPDATE memberships AS m SET exited_at_ms = x.at_ms FROM _wh_exits AS x
+               WHERE m.profile_id = x.profile_id AND m.segment = x.segment AND m.exited_at_ms IS NULL"""
+        )
+        con.unregister("_wh_exits")
+    if rows:
+        new = pa.table(
+            {
+                "profile_id": [r[0] for r in rows],
+                "segment": [r[1] for r in rows],
+                "entered_at_ms": pa.array([r[2] for r in rows], pa.int64()),
+                "exited_at_ms": pa.array([r[3] for r in rows], pa.int64()),
+                "segment_version": pa.array([r[4] for r in rows], pa.int32()),
+            }
+        )
+        con.register("_wh_members", new)
+        # An "entered" for a segment the profile is already in (replayed feed) opens nothing new.
+        con.execute(
+            """INSERT INTO memberships SELECT n.* FROM _wh_members AS n
+               WHERE NOT EXISTS (SELECT 1 FROM memberships AS m WHERE m.profile_id = n.profile_id
+                                 AND m.segment = n.segment AND m.exited_at_ms IS NULL)"""
+        )
+        con.unregister("_wh_members")

@@ -1,0 +1,95 @@
+"""Opening ``warehouse.duckdb``: one writing process per file, readers wait for the lock.
+
+DuckDB lets one process open a database file for writing, and no other process may open it
+(not even read-only) while it does. segflow's loader therefore holds the file only while it
+writes a micro-batch (``warehouse.release_between_batches``, the default), and every other
+opener (``segflow sql``, ``segflow export``, ML jobs) retries on the lock for up to
+``lock_timeout_s`` (docs/warehouse.md, "Who owns the file"). Inside one process DuckDB shares one database
+instance per file between connections, so in-process readers open it read-write (the
+default) and never wait.
+
+>>> import tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), "warehouse.duckdb")
+>>> with open_warehouse(path) as con:
+...     con.execute("SELECT count(*) FROM events").fetchone()
+(0,)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from segflow.warehouse.exceptions import WarehouseBusy
+from segflow.warehouse.schema import ensure_schema
+
+WAREHOUSE_FILE = "warehouse.duckdb"
+_RETRY_S = 0.05
+_SCHEMA_LOCK = threading.Lock()
+
+
+def warehouse_path(data_dir: str | Path) -> Path:
+    """The warehouse file of a data directory.
+
+    >>> warehouse_path("/data").name
+    'warehouse.duckdb'
+    """
+    return Path(data_dir) / WAREHOUSE_FILE
+
+
+def connect(
+    path: str | Path, *, read_only: bool = False, timeout_s: float = 30.0
+) -> duckdb.DuckDBPyConnection:
+    """Open ``path``, retrying while another process holds its lock; writers get the schema.
+
+    Raises :class:`WarehouseBusy` when the lock is still held after ``timeout_s``.
+    """
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if not _is_lock_conflict(exc) or time.monotonic() >= deadline:
+                if _is_lock_conflict(exc):
+                    raise WarehouseBusy(str(path)) from exc
+                raise
+            time.sleep(_RETRY_S)
+    if not read_only:
+        _ensure_schema_once(con)
+    return con
+
+
+def _ensure_schema_once(con: duckdb.DuckDBPyConnection) -> None:
+    # Connections of one process share one database instance and could race to create the
+    # schema (a write-write conflict); other processes cannot open the file meanwhile.
+    with _SCHEMA_LOCK:
+        ensure_schema(con)
+
+
+def _is_lock_conflict(exc: duckdb.IOException) -> bool:
+    # DuckDB has no dedicated lock-conflict type: an IOException naming the lock is the marker.
+    return "lock" in str(exc).lower()
+
+
+@contextmanager
+def open_warehouse(
+    path: str | Path, *, read_only: bool = False, timeout_s: float = 30.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Context-managed :func:`connect` that closes (and so releases the file) on exit."""
+    if read_only and not Path(path).exists():
+        with open_warehouse(path, timeout_s=timeout_s):
+            pass
+    con = connect(path, read_only=read_only, timeout_s=timeout_s)
+    try:
+        yield con
+    finally:
+        con.close()

@@ -1,0 +1,232 @@
+"""The warehouse loader: log + change feed -> DuckDB in micro-batches, exactly once.
+
+Each micro-batch reads events from every log partition from the cursors stored *in DuckDB*,
+reads the change feed after its stored sequence, and writes the events (one Arrow insert),
+the changes and the new cursors in **one DuckDB transaction**. A crash before ``COMMIT``
+loses the whole batch and the next run re-reads it; a crash after it re-reads nothing.
+Events are also unique on ``(source_id, message_id)`` (``INSERT OR IGNORE``), so a record
+appended twice to the log is loaded once. The log's own consumer-group offset (group
+``warehouse``) is committed after the DuckDB commit, for lag monitoring only.
+
+>>> import tempfile, os
+>>> from segflow.clock import ManualClock
+>>> from segflow.warehouse.memory import MemoryEventLog
+>>> from segflow.spec import Event
+>>> log = MemoryEventLog(partitions=2)
+>>> _ = log.append([Event(type="track", message_id="m1", source_id="web", timestamp_ms=1,
+...                       received_at_ms=1, user_id="u1", event="Signed Up")])
+>>> loader = WarehouseLoader(log, None, os.path.join(tempfile.mkdtemp(), "w.duckdb"), ManualClock(5))
+>>> loader.run_once().events_loaded
+1
+>>> loader.run_once().events_loaded
+0
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from segflow.clock import Clock
+from segflow.config import WarehouseSettings
+from segflow.log.base import EventLog, Record
+from segflow.spec.changes import ChangeFeed
+from segflow.warehouse.batches import events_table
+from segflow.warehouse.changes import apply_changes
+from segflow.warehouse.connection import connect
+from segflow.warehouse.schema import CHANGES_CURSOR, log_cursor_name
+
+CONSUMER_GROUP = "warehouse"
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    """What one micro-batch did."""
+
+    events_read: int = 0
+    events_loaded: int = 0
+    duplicates: int = 0
+    changes_applied: int = 0
+    offsets: dict[int, int] = field(default_factory=dict)
+    change_seq: int = 0
+    duration_ms: float = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return self.events_read == 0 and self.changes_applied == 0
+
+
+class WarehouseLoader:
+    """Consumes ``log`` (and ``change_feed`` when given) into the DuckDB file at ``path``.
+
+    Use :meth:`run_once` (one micro-batch), :meth:`run_until_idle`, or :meth:`start` /
+    :meth:`stop` for a background thread that flushes at least every ``flush_interval_ms``.
+    """
+
+    name = "warehouse-loader"  # a ``segflow.server.services.Service``
+
+    def __init__(
+        self,
+        log: EventLog,
+        change_feed: ChangeFeed | None,
+        path: str | Path,
+        clock: Clock,
+        settings: WarehouseSettings | None = None,
+    ) -> None:
+        self.log = log
+        self.change_feed = change_feed
+        self.path = Path(path)
+        self.clock = clock
+        self.settings = settings or WarehouseSettings()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: BaseException | None = None
+
+    # -- one micro-batch -------------------------------------------------------------------
+    def run_once(self) -> LoadInfo:
+        """Load one micro-batch (up to ``batch_max_events`` events and their changes)."""
+        t0 = time.perf_counter()
+        con = self._connection()
+        try:
+            info = self._load(con, t0)
+        finally:
+            if self.settings.release_between_batches:
+                self._release()
+        if info.events_read:
+            self.log.commit(CONSUMER_GROUP, info.offsets)
+        return info
+
+    def run_until_idle(self, max_batches: int = 1_000_000) -> list[LoadInfo]:
+        """Run micro-batches until one finds nothing new."""
+        out: list[LoadInfo] = []
+        for _ in range(max_batches):
+            info = self.run_once()
+            if info.empty:
+                break
+            out.append(info)
+        return out
+
+    def _load(self, con: duckdb.DuckDBPyConnection, t0: float) -> LoadInfo:
+        cursors = read_cursors(con)
+        offsets = {p: cursors.get(log_cursor_name(p), 0) for p in range(self.log.partitions)}
+        records, new_offsets = self._read_log(offsets)
+        change_seq = cursors.get(CHANGES_CURSOR, 0)
+        changes = (
+            self.change_feed.read(change_seq, self.settings.batch_max_events)
+            if self.change_feed
+            else []
+        )
+        if not records and not changes:
+            return LoadInfo(offsets=offsets, change_seq=change_seq)
+        con.execute("BEGIN")
+        try:
+            # INSERT OR IGNORE also drops repeats inside the batch itself.
+            loaded = self._insert_events(con, records)
+            applied = apply_changes(con, changes)
+            new_seq = changes[-1][0] if changes else change_seq
+            _write_cursors(con, new_offsets, new_seq)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return LoadInfo(
+            events_read=len(records),
+            events_loaded=loaded,
+            duplicates=len(records) - loaded,
+            changes_applied=applied,
+            offsets=new_offsets,
+            change_seq=new_seq,
+            duration_ms=(time.perf_counter() - t0) * 1000,
+        )
+
+    def _read_log(self, offsets: dict[int, int]) -> tuple[list[Record], dict[int, int]]:
+        budget = self.settings.batch_max_events
+        per_partition = max(1, budget // max(1, self.log.partitions))
+        records: list[Record] = []
+        new_offsets = dict(offsets)
+        for p, start in offsets.items():
+            got = self.log.read(p, start, per_partition)
+            if got:
+                records.extend(got)
+                new_offsets[p] = got[-1].offset + 1
+        return records, new_offsets
+
+    def _insert_events(self, con: duckdb.DuckDBPyConnection, records: list[Record]) -> int:
+        if not records:
+            return 0
+        table = events_table(records, loaded_at_ms=self.clock.now_ms())
+        con.register("_wh_batch", table)
+        try:
+            row = next(
+                iter(
+                    con.execute("INSERT OR IGNORE INTO events SELECT * FROM _wh_batch").fetchall()
+                ),
+                None,
+            )
+        finally:
+            con.unregister("_wh_batch")
+        return int(row[0]) if row else 0
+
+    # -- the file --------------------------------------------------------------------------
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self._con = connect(self.path, timeout_s=self.settings.lock_timeout_s)
+        return self._con
+
+    def _release(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    # -- background service ----------------------------------------------------------------
+    def start(self) -> None:
+        """Run micro-batches in a daemon thread until :meth:`stop`."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="warehouse-loader", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the thread after its current batch and release the file."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        self._release()
+
+    def _loop(self) -> None:
+        interval_s = self.settings.flush_interval_ms / 1000
+        while not self._stop.is_set():
+            try:
+                info = self.run_once()
+                self.last_error = None
+            except Exception as exc:  # keep the service alive; the next batch retries
+                logger.exception("warehouse loader batch failed")
+                self.last_error = exc
+                info = LoadInfo()
+            full = info.events_read >= self.settings.batch_max_events
+            if not full:
+                self._stop.wait(interval_s)
+
+
+def read_cursors(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """The loader's cursors: ``log:<partition>`` -> next offset, ``changes`` -> last seq."""
+    return {
+        name: int(pos)
+        for name, pos in con.execute("SELECT name, position FROM warehouse_cursors").fetchall()
+    }
+
+
+def _write_cursors(
+    con: duckdb.DuckDBPyConnection, offsets: dict[int, int], change_seq: int
+) -> None:
+    rows = [(log_cursor_name(p), o) for p, o in offsets.items()] + [(CHANGES_CURSOR, change_seq)]
+    con.executemany("INSERT OR REPLACE INTO warehouse_cursors VALUES (?, ?)", rows)

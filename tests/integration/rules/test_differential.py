@@ -1,0 +1,642 @@
+"""The invariant: for any history and any T, incremental members == SQL members (DuckDB)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from segflow.rules import StaticProfile, compile_segments, parse
+from segflow.rules.render import render
+from segflow.rules.sql import compile_members, compile_traits
+from segflow.spec.events import Event
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "segments.md"
+
+
+def doc_blocks(kind: str) -> dict[str, str]:
+    """The ```rule NAME / ```trait NAME blocks of docs/segments.md."""
+    text = DOC.read_text()
+    return {m[1]: m[2].strip() for m in re.finditer(rf"```{kind} (\S+)\n(.*?)```", text, re.S)}
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """An event for ``profile_id`` that reaches the processor at ``arrived_ms``."""
+
+    profile_id: str
+    event: Event
+    arrived_ms: int
+
+
+@dataclass
+class _Profile:
+    view: StaticProfile
+    state: bytes | None = None
+    members: frozenset[str] = frozenset()
+    traits: Mapping[str, Any] = field(default_factory=dict)
+    wake: int | None = None
+
+
+class Differential:
+    """Feeds one history to the incremental evaluator (as the processor would) and to DuckDB."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        segments: Mapping[str, str],
+        traits: Mapping[str, str],
+        scores: Mapping[str, dict[str, float]],
+        clusters: Mapping[str, dict[str, str]],
+    ) -> None:
+        self.con = con
+        self.segments, self.traits = dict(segments), dict(traits)
+        self.program = compile_segments(segments, traits)
+        self.scores, self.clusters = scores, clusters
+        self.profiles: dict[str, _Profile] = {}
+        rows = [(pid, m, s) for pid, by_model in scores.items() for m, s in by_model.items()]
+        if rows:
+            con.executemany("INSERT INTO profile_scores VALUES (?, ?, ?)", rows)
+        labels = [(pid, m, c) for pid, by_model in clusters.items() for m, c in by_model.items()]
+        if labels:
+            con.executemany("INSERT INTO profile_clusters VALUES (?, ?, ?)", labels)
+
+    def _fire_timers(self, until_ms: int) -> None:
+        while True:
+            due = [p for p in self.profiles.values() if p.wake is not None and p.wake <= until_ms]
+            if not due:
+                return
+            prof = min(due, key=lambda p: p.wake or 0)
+            assert prof.wake is not None
+            self._apply(prof, self.program.on_time(prof.view, prof.state, prof.wake))
+
+    def _apply(self, prof: _Profile, res: Any) -> None:
+        prof.state, prof.members, prof.traits, prof.wake = (
+            res.state,
+            res.members,
+            res.computed_traits,
+            res.next_wakeup_ms,
+        )
+
+    def feed(self, arrival: Arrival) -> None:
+        self._fire_timers(arrival.arrived_ms)
+        pid = arrival.profile_id
+        if pid not in self.profiles:
+            view = StaticProfile(
+                pid, scores=self.scores.get(pid, {}), clusters=self.clusters.get(pid, {})
+            )
+            self.profiles[pid] = _Profile(view)
+        prof = self.profiles[pid]
+        self._apply(
+            prof, self.program.on_event(prof.view, prof.state, arrival.event, arrival.arrived_ms)
+        )
+        e = arrival.event
+        self.con.execute(
+            "INSERT INTO profile_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                pid,
+                e.message_id,
+                e.source_id,
+                e.type,
+                e.event,
+                e.name,
+                e.timestamp_ms,
+                e.user_id,
+                e.anonymous_id,
+                json.dumps(e.properties),
+                json.dumps(e.traits),
+                json.dumps(e.context),
+            ],
+        )
+
+    def incremental_members(self, at_ms: int) -> dict[str, set[str]]:
+        self._fire_timers(at_ms)
+        out: dict[str, set[str]] = {name: set() for name in self.segments}
+        for pid, prof in self.profiles.items():
+            for name in prof.members:
+                out[name].add(pid)
+        return out
+
+    def sql_members(self, at_ms: int) -> dict[str, set[str]]:
+        out = {}
+        for name, text in self.segments.items():
+            sql = compile_members(text, segments=self.segments, traits=self.traits, at_ms=at_ms)
+            out[name] = {row[0] for row in self.con.execute(sql).fetchall()}
+        return out
+
+    def incremental_traits(self, at_ms: int) -> dict[str, dict[str, Any]]:
+        self._fire_timers(at_ms)
+        return {pid: dict(p.traits) for pid, p in self.profiles.items()}
+
+    def sql_traits(self, at_ms: int) -> dict[str, dict[str, Any]]:
+        if not self.traits:
+            return {pid: {} for pid in self.profiles}
+        cur = self.con.execute(compile_traits(self.traits, at_ms=at_ms))
+        cols = [d[0] for d in cur.description][1:]
+        return {row[0]: dict(zip(cols, row[1:], strict=True)) for row in cur.fetchall()}
+
+
+MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
+BASE = 1_700_006_400_000  # a midnight, UTC
+NAMES = [
+    "Product Viewed",
+    "Product Added",
+    "Order Completed",
+    "Feature Used",
+    "Email Clicked",
+    "Trial Started",
+    "Products Searched",
+    "Workout Logged",
+]
+TEXTS = ["shoes", "hats", "bags", "X", "Y", "marketing", "running shoes", "s1", "s2", "Shoes", ""]
+scalars = st.one_of(
+    st.sampled_from(TEXTS),
+    st.integers(-2, 300),
+    st.integers(-8, 1600).map(lambda n: n / 4),
+    st.booleans(),
+    st.none(),
+)
+properties = st.dictionaries(
+    st.sampled_from(
+        ["category", "revenue", "feature", "list", "query", "session_id", "price", "product"]
+    ),
+    scalars | st.fixed_dictionaries({"category": scalars}),
+    max_size=4,
+)
+times = st.one_of(
+    st.integers(0, 3).map(lambda d: BASE + d * DAY),
+    st.integers(-10, 10).map(lambda d: BASE + d * DAY),
+    st.sampled_from(["2023-01-01T00:00:00Z", "2023-11-10T12:00:00+01:00", "not a date"]),
+)
+trait_values = st.dictionaries(
+    st.sampled_from(["plan", "email", "created_at"]),
+    st.one_of(st.sampled_from(["pro", "free", "a@b.c"]), st.integers(0, 5), st.none(), times),
+    max_size=3,
+)
+
+
+REALISTIC = {
+    "Product Viewed": st.fixed_dictionaries(
+        {"category": st.sampled_from(["shoes", "shoes", "hats", "bags", 7])}
+    ),
+    "Product Added": st.fixed_dictionaries({"category": st.sampled_from(["shoes", "hats"])}),
+    "Order Completed": st.fixed_dictionaries(
+        {"revenue": st.integers(0, 1200).map(lambda n: n / 4)}
+    ),
+    "Feature Used": st.fixed_dictionaries({"feature": st.sampled_from(["X", "Y", "X"])}),
+    "Email Clicked": st.fixed_dictionaries({"list": st.sampled_from(["marketing", "news"])}),
+    "Products Searched": st.fixed_dictionaries(
+        {"query": st.sampled_from(["running shoes", "hats"])}
+    ),
+}
+realistic_traits = st.fixed_dictionaries(
+    {"plan": st.sampled_from(["pro", "free"]), "email": st.just("a@b.c")},
+    optional={"created_at": times},
+)
+
+
+def _props(draw: Any, name: str) -> dict[str, Any]:
+    if name in REALISTIC and draw(st.booleans()):
+        props: dict[str, Any] = draw(REALISTIC[name])
+        if draw(st.booleans()):
+            props["session_id"] = draw(st.sampled_from([f"s{i}" for i in range(12)]))
+        return props
+    return dict(draw(properties))
+
+
+@st.composite
+def histories(draw: Any, max_events: int = 40) -> list[Arrival]:
+    n = draw(st.integers(1, max_events))
+    spread = draw(st.sampled_from([2, 12, 35, 95]))
+    focus = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True))
+    arrivals = []
+    for i in range(n):
+        day = draw(st.integers(0, spread))
+        minute = draw(st.integers(0, 24)) * 5 + draw(st.sampled_from([0, 0, 0, 1]))
+        ts = BASE + day * DAY + 600 * MIN + minute * MIN
+        delay = draw(st.sampled_from([0, 0, 0, 1]))
+        delay_ms = 0 if delay == 0 else draw(st.integers(-120, 60)) * MIN
+        kind = draw(st.sampled_from(["track"] * 6 + ["page", "identify"]))
+        pid = draw(st.sampled_from(["p1", "p2", "p2", "p3"]))
+        user_id = draw(st.sampled_from([None, None, f"u-{pid}"]))
+        common: dict[str, Any] = dict(
+            message_id=f"m{i:03d}",
+            source_id="web",
+            timestamp_ms=ts,
+            received_at_ms=ts,
+            user_id=user_id,
+            anonymous_id=f"a-{pid}",
+        )
+        if kind == "track":
+            name = draw(st.sampled_from(focus if draw(st.integers(0, 4)) else NAMES))
+            event = Event(type="track", event=name, properties=_props(draw, name), **common)
+        elif kind == "page":
+            event = Event(
+                type="page",
+                name=draw(st.sampled_from(["Home", "Shoes"])),
+                properties=draw(properties),
+                **common,
+            )
+        else:
+            traits = draw(st.one_of(trait_values, realistic_traits))
+            event = Event(type="identify", traits=traits, **common)
+        arrivals.append(Arrival(pid, event, max(BASE, ts + delay_ms)))
+    arrivals.sort(key=lambda a: a.arrived_ms)
+    return arrivals
+
+
+models = st.fixed_dictionaries(
+    {
+        p: st.dictionaries(st.just("churn"), st.sampled_from([0.1, 0.7, 0.9]), max_size=1)
+        for p in ["p1", "p2", "p3"]
+    }
+)
+clusters = st.fixed_dictionaries(
+    {
+        p: st.dictionaries(
+            st.just("customer_segments"), st.sampled_from(["High spenders", "Other"]), max_size=1
+        )
+        for p in ["p1", "p2", "p3"]
+    }
+)
+checkpoints = st.lists(st.integers(0, 130 * DAY), min_size=1, max_size=3)
+
+
+def _assert_agree(diff: Differential, arrivals: list[Arrival], offsets: list[int]) -> None:
+    times = sorted({BASE + o for o in offsets} | {arrivals[-1].arrived_ms})
+    pending = list(arrivals)
+    for at_ms in times:
+        while pending and pending[0].arrived_ms <= at_ms:
+            diff.feed(pending.pop(0))
+        if not diff.profiles:
+            continue
+        inc, sql = diff.incremental_members(at_ms), diff.sql_members(at_ms)
+        for name in diff.segments:
+            assert inc[name] == sql[name], (name, diff.segments[name], at_ms - BASE)
+        assert diff.incremental_traits(at_ms) == diff.sql_traits(at_ms), at_ms - BASE
+
+
+DOC_SEGMENTS = doc_blocks("rule")
+DOC_TRAITS = doc_blocks("trait")
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(histories(), models, clusters, checkpoints)
+def test_documented_rules_agree(
+    warehouse: Any, arrivals: list[Arrival], scores: Any, labels: Any, offsets: list[int]
+) -> None:
+    diff = Differential(warehouse(), DOC_SEGMENTS, DOC_TRAITS, scores, labels)
+    _assert_agree(diff, arrivals, offsets)
+
+
+# --- generated rules ---------------------------------------------------------------------------
+
+event_names = st.sampled_from([f'"{n}"' for n in NAMES[:4]] + ["any event", 'page "Shoes"', "page"])
+filters = st.sampled_from(
+    [
+        'category = "shoes"',
+        "revenue > 100",
+        "revenue <= 50.5",
+        'category in ["shoes", "hats"]',
+        'category != "hats"',
+        'query contains "shoe"',
+        'category starts with "s"',
+        "price exists",
+        "feature = true",
+        '(category = "shoes" or revenue >= 10)',
+        'not category = "X"',
+        'product.category = "shoes"',
+        "revenue = 3",
+        'category < "m"',
+    ]
+)
+selectors = st.builds(
+    lambda n, f: n + (f" where {f}" if f else ""), event_names, st.none() | filters
+)
+windows = st.sampled_from(
+    [
+        "",
+        " in last 1 hour",
+        " in last 2 days",
+        " in last 30 days",
+        " between 60 and 30 days ago",
+        " between 3 and 1 hours ago",
+        " before 7 days ago",
+        " ever",
+        " in last 90 minutes",
+    ]
+)
+counts = st.sampled_from(["", " at least 2 times", " at most 1 times", " exactly 2 times"])
+did = st.builds(
+    lambda neg, s, c, w: f"did {'not ' if neg else ''}{s}{c}{w}",
+    st.booleans(),
+    selectors,
+    counts,
+    windows,
+)
+num_agg = st.builds(
+    lambda f, p, s, w, op, v: f"{f}({p} of {s}{w}) {op} {v}",
+    st.sampled_from(["sum", "avg", "min", "max", "unique_count"]),
+    st.sampled_from(["revenue", "price", "category", "product.category"]),
+    selectors,
+    windows,
+    st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
+    st.sampled_from(["0", "1", "2", "50", "100.5", "-1"]),
+)
+count_agg = st.builds(
+    lambda s, w, op, v: f"count({s}{w}) {op} {v}",
+    selectors,
+    windows,
+    st.sampled_from(["=", ">=", "<"]),
+    st.integers(0, 3),
+)
+text_agg = st.builds(
+    lambda f, p, s, w, op, v: f'{f}({p} of {s}{w}) {op} "{v}"',
+    st.sampled_from(["most_frequent", "first", "last"]),
+    st.sampled_from(["category", "revenue", "feature"]),
+    selectors,
+    windows,
+    st.sampled_from(["=", "!=", ">", "contains", "starts with"]),
+    st.sampled_from(["shoes", "hats", "s", "1"]),
+)
+list_agg = st.builds(
+    lambda s, w: f'unique_list(category of {s}{w}) contains "shoes"', selectors, windows
+)
+misc = st.sampled_from(
+    [
+        'trait plan = "pro"',
+        'trait plan != "free"',
+        "trait email exists",
+        "trait created_at before 30 days ago",
+        "trait created_at in last 40 days",
+        "trait plan = 3",
+        'trait plan in [3, "pro"]',
+        "is anonymous",
+        "is identified",
+        "first seen in last 2 days",
+        "first seen before 30 days ago",
+        "score churn >= 0.7",
+        'cluster customer_segments = "High spenders"',
+        "did any event on at least 2 of last 3 days",
+        '"Product Viewed" in at least 2 of last 4 weeks',
+        "not did any event in last 14 days",
+    ]
+)
+misc = misc.map(lambda t: "did " + t if t.startswith('"') else t)
+sequences = st.builds(
+    lambda a, b, w, c, w2, shape: (
+        f"did {a} then {b}"
+        + (f" within {w} minutes" if w else "")
+        + ("" if shape == 0 else f" then not {c}" + (f" within {w2} minutes" if w2 else ""))
+        if shape != 2
+        else f"did {a} then not {c}" + (f" within {w2} minutes" if w2 else "")
+    ),
+    selectors,
+    selectors,
+    st.sampled_from([None, 30, 60, 600]),
+    selectors,
+    st.sampled_from([None, 60, 120]),
+    st.integers(0, 2),
+)
+atoms = st.one_of(did, num_agg, count_agg, text_agg, list_agg, misc, sequences)
+rules = st.recursive(
+    atoms,
+    lambda inner: st.one_of(
+        st.builds(lambda a, b: f"({a}) and ({b})", inner, inner),
+        st.builds(lambda a, b: f"({a}) or ({b})", inner, inner),
+        st.builds(lambda a: f"not ({a})", inner),
+    ),
+    max_leaves=3,
+)
+rule_sets = st.builds(
+    lambda a, b, c, ref: {"g0": a, "g1": b, "g2": f'({c}) {ref} in segment "g0"'},
+    rules,
+    rules,
+    rules,
+    st.sampled_from(["and", "or", "and not"]),
+)
+trait_sets = st.dictionaries(
+    st.sampled_from(["t1", "t2"]),
+    st.one_of(
+        st.builds(lambda s, w: f"count({s}{w})", selectors, windows),
+        st.builds(
+            lambda f, p, s, w: f"{f}({p} of {s}{w})",
+            st.sampled_from(
+                [
+                    "sum",
+                    "avg",
+                    "min",
+                    "max",
+                    "most_frequent",
+                    "first",
+                    "last",
+                    "unique_list",
+                    "unique_count",
+                ]
+            ),
+            st.sampled_from(["revenue", "category"]),
+            selectors,
+            windows,
+        ),
+    ),
+    max_size=2,
+)
+
+
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(histories(), rule_sets, trait_sets, models, clusters, checkpoints)
+def test_generated_rules_agree(
+    warehouse: Any,
+    arrivals: list[Arrival],
+    segments: dict[str, str],
+    traits: dict[str, str],
+    scores: Any,
+    labels: Any,
+    offsets: list[int],
+) -> None:
+    for text in segments.values():
+        cond = parse(text).condition
+        assert cond is not None and parse(render(cond)).condition == cond, text
+    diff = Differential(warehouse(), segments, traits, scores, labels)
+    _assert_agree(diff, arrivals, offsets)
+
+
+def test_iso_helpers_match_duckdb(warehouse: Any) -> None:
+    con = warehouse()
+    text = "2023-11-10T12:00:00+01:00"
+    (duck,) = con.execute("SELECT epoch_ms(TRY_CAST(? AS TIMESTAMPTZ))", [text]).fetchone()
+    assert duck == int(datetime.fromisoformat(text).astimezone(UTC).timestamp() * 1000)
+
+
+# --- every documented example has a member and a near miss, on both back ends -------------------
+
+T0 = BASE + 100 * DAY
+
+
+def _ev(
+    pid: str,
+    i: int,
+    at: int,
+    name: str = "Page",
+    kind: str = "track",
+    user: str | None = None,
+    **props: Any,
+) -> Arrival:
+    fields: dict[str, Any] = dict(
+        message_id=f"{pid}-{i}",
+        source_id="web",
+        timestamp_ms=T0 - at,
+        received_at_ms=T0 - at,
+        anonymous_id=f"anon-{pid}",
+        user_id=user,
+    )
+    if kind == "identify":
+        event = Event(type="identify", traits=props, **fields)
+    elif kind == "page":
+        event = Event(type="page", name=name, properties=props, **fields)
+    else:
+        event = Event(type="track", event=name, properties=props, **fields)
+    return Arrival(pid, event, T0 - at)
+
+
+def _story(pid: str, *events: tuple[Any, ...]) -> list[Arrival]:
+    out = []
+    for i, spec in enumerate(events):
+        at, name, *rest = spec
+        props = rest[0] if rest else {}
+        out.append(_ev(pid, i, at, name, **props))
+    return out
+
+
+M, H = MIN, HOUR
+WITNESSES: dict[str, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = {
+    "viewed_3_in_hour": (
+        [(50 * M, "Product Viewed"), (30 * M, "Product Viewed"), (M, "Product Viewed")],
+        [(60 * M, "Product Viewed"), (30 * M, "Product Viewed"), (M, "Product Viewed")],
+    ),
+    "x_not_y": (
+        [(DAY, "Feature Used", {"feature": "X"})],
+        [(DAY, "Feature Used", {"feature": "X"}), (H, "Feature Used", {"feature": "Y"})],
+    ),
+    "emailed_no_trial": (
+        [(2 * DAY, "Email Clicked", {"list": "marketing"})],
+        [(2 * DAY, "Email Clicked", {"list": "marketing"}), (90 * DAY, "Trial Started")],
+    ),
+    "abandoned_cart": (
+        [(2 * H, "Product Added")],
+        [(2 * H, "Product Added"), (90 * M, "Order Completed")],
+    ),
+    "frequent_visitors": (
+        [(k * DAY + H, "Home", {"kind": "page"}) for k in range(8)],
+        [(k * H + H, "Home", {"kind": "page"}) for k in range(8)],
+    ),
+    "footwear_prospect": (
+        [(2 * H, "Products Searched", {"query": "running shoes"})],
+        [(2 * H, "Products Searched", {"query": "running shoes", "user": "u1"})],
+    ),
+    "big_spenders": (
+        [
+            (10 * DAY, "Order Completed", {"revenue": 250}),
+            (20 * DAY, "Order Completed", {"revenue": 200.5}),
+        ],
+        [(k * DAY, "Order Completed", {"revenue": 100}) for k in range(1, 5)],
+    ),
+    "dormant": ([(15 * DAY, "Home", {"kind": "page"})], [(14 * DAY - 1, "Home", {"kind": "page"})]),
+    "viewed_added_no_order": (
+        [(3 * H, "Product Viewed"), (3 * H - 10 * M, "Product Added")],
+        [(3 * H, "Product Viewed"), (2 * H, "Product Added")],
+    ),
+    "shoe_explorers": (
+        [(DAY, "Product Viewed", {"category": c}) for c in ("shoes", "shoes", "hats", "bags")],
+        [(DAY, "Product Viewed", {"category": c}) for c in ("shoes", "hats", "bags")],
+    ),
+    "pro_at_risk": (
+        [
+            (
+                DAY,
+                "identify",
+                {
+                    "kind": "identify",
+                    "plan": "pro",
+                    "email": "a@b.c",
+                    "created_at": "2023-01-01T00:00:00Z",
+                },
+            )
+        ],
+        [
+            (
+                DAY,
+                "identify",
+                {"kind": "identify", "plan": "pro", "email": "a@b.c", "created_at": T0 - 3 * DAY},
+            )
+        ],
+    ),
+    "new_workout_users": (
+        [(2 * DAY, "Workout Logged")],
+        [(2 * DAY, "Workout Logged"), (10 * DAY, "Workout Logged")],
+    ),
+    "regular_workouts": (
+        [(k * DAY, "Workout Logged") for k in (1, 8, 15)],
+        [(k * DAY, "Workout Logged") for k in (1, 2, 3)],
+    ),
+    "stopped_workouts": (
+        [(45 * DAY, "Workout Logged")],
+        [(45 * DAY, "Workout Logged"), (5 * DAY, "Workout Logged")],
+    ),
+    "ordered_30_to_90_days_ago": ([(40 * DAY, "Order Completed")], [(10 * DAY, "Order Completed")]),
+    "loyal_shoe_buyers": (
+        [
+            (DAY, "Order Completed"),
+            (2 * DAY, "Order Completed"),
+            (DAY, "Product Viewed", {"category": "shoes"}),
+        ],
+        [(DAY, "Order Completed"), (DAY, "Product Viewed", {"category": "shoes"})],
+    ),
+    "engaged_not_dormant": (
+        [(k * DAY + H, "Home", {"kind": "page"}) for k in range(8)],
+        [(15 * DAY, "Home", {"kind": "page"})],
+    ),
+}
+
+
+def _normalise(spec: tuple[Any, ...]) -> tuple[Any, ...]:
+    at, name, *rest = spec
+    props = dict(rest[0]) if rest else {}
+    extra = {k: props.pop(k) for k in ("kind", "user") if k in props}
+    return (at, name, {**extra, **props})
+
+
+def test_every_documented_example_has_a_member_and_a_near_miss(warehouse: Any) -> None:
+    assert set(WITNESSES) == set(DOC_SEGMENTS)
+    arrivals: list[Arrival] = []
+    for name, (member, near_miss) in WITNESSES.items():
+        arrivals += _story(f"{name}:w", *map(_normalise, member))
+        arrivals += _story(f"{name}:n", *map(_normalise, near_miss))
+    arrivals.sort(key=lambda a: a.arrived_ms)
+    scores = {"pro_at_risk:w": {"churn": 0.8}, "pro_at_risk:n": {"churn": 0.8}}
+    clusters = {p: {"customer_segments": "High spenders"} for p in scores}
+    diff = Differential(warehouse(), DOC_SEGMENTS, DOC_TRAITS, scores, clusters)
+    for arrival in arrivals:
+        diff.feed(arrival)
+    inc, sql = diff.incremental_members(T0), diff.sql_members(T0)
+    for name in DOC_SEGMENTS:
+        pair = {f"{name}:w", f"{name}:n"}
+        assert inc[name] & pair == {f"{name}:w"}, (name, inc[name] & pair)
+        assert sql[name] & pair == {f"{name}:w"}, (name, sql[name] & pair)
+    assert diff.incremental_traits(T0) == diff.sql_traits(T0)

@@ -1,0 +1,272 @@
+"""Queue and worker behaviour with an in-memory transport and a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from segflow.activate.exceptions import DestinationExistsError, UnsafeUrlError
+from segflow.activate.payloads import DictProfiles
+from segflow.activate.service import ActivationService
+from segflow.activate.ssrf import UrlGuard
+from segflow.activate.store import DeliveryStore
+from segflow.activate.worker import DeliveryWorker
+from segflow.clock import HOUR_MS, ManualClock
+from segflow.spec import AnyChange, MembershipChange
+
+PUBLIC = UrlGuard(resolver=lambda host: ["93.184.216.34"])
+
+
+class ListFeed:
+    def __init__(self) -> None:
+        self.items: list[AnyChange] = []
+
+    def add(self, *changes: AnyChange) -> None:
+        self.items.extend(changes)
+
+    def read(self, after_seq: int, limit: int = 1000) -> list[tuple[int, AnyChange]]:
+        return [(i + 1, c) for i, c in enumerate(self.items)][after_seq : after_seq + limit]
+
+
+def mc(pid: str, kind: str, seq: int, segment: str = "vip") -> MembershipChange:
+    return MembershipChange(profile_id=pid, segment=segment, kind=kind, at_ms=seq, sequence=seq)  # type: ignore[arg-type]
+
+
+class Harness:
+    def __init__(
+        self,
+        tmp_path: Path,
+        handler: Callable[[httpx.Request], httpx.Response],
+        lookup: DictProfiles | None = None,
+    ) -> None:
+        self.clock = ManualClock(1_000_000)
+        self.requests: list[httpx.Request] = []
+        self.lookup = lookup or DictProfiles()
+
+        def record(request: httpx.Request) -> httpx.Response:
+            self.requests.append(request)
+            return handler(request)
+
+        transport = httpx.MockTransport(record)
+        self.store = DeliveryStore(tmp_path / "delivery.sqlite")
+        self.feed = ListFeed()
+        self.service = ActivationService(
+            self.store, guard=PUBLIC, lookup=self.lookup, clock=self.clock, transport=transport
+        )
+        self.worker = DeliveryWorker(
+            self.store, self.feed, self.lookup, guard=PUBLIC, clock=self.clock, transport=transport
+        )
+
+    def passes(self, n: int = 1, advance_ms: int = 0) -> None:
+        async def go() -> None:
+            for _ in range(n):
+                await self.worker.run_pass()
+                self.clock.advance(advance_ms)
+            await self.worker.aclose()
+
+        asyncio.run(go())
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [msgspec.json.decode(r.content) for r in self.requests]
+
+
+def ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200)
+
+
+def test_rejected_change_is_dead_lettered_at_once_and_replayable(tmp_path: Path) -> None:
+    answers = iter([400, 200, 200])
+    h = Harness(tmp_path, lambda r: httpx.Response(next(answers)))
+    h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
+    h.service.subscribe("d", "vip")
+    h.feed.add(mc("p1", "entered", 1), mc("p1", "exited", 2))
+    h.passes(2)
+    assert [d["delivery"].status for d in h.service.deliveries("d")] == ["delivered", "dead"]
+    dead = h.service.dead_letters("d")[0]
+    assert dead["attempts"][0].status == 400
+    assert h.service.replay("d") == 1
+    h.passes(1)
+    ids = [r.headers["webhook-id"] for r in h.requests]
+    assert ids[0] == ids[2]  # the replay keeps the idempotency key
+    assert h.store.stats("d").dead == 0
+
+
+def test_later_change_waits_for_the_earlier_one(tmp_path: Path) -> None:
+    answers = iter([503, 503, 200, 200, 200])
+    h = Harness(tmp_path, lambda r: httpx.Response(next(answers)))
+    h.service.create_destination(
+        {"name": "d", "url": "https://hooks.example/x", "backoff_base_ms": 100}
+    )
+    h.service.subscribe("d", "vip")
+    h.feed.add(mc("p1", "entered", 1), mc("p1", "exited", 2), mc("p1", "entered", 3))
+    h.passes(10, advance_ms=1_000)
+    seqs = [b["data"]["sequence"] for b in h.bodies()]
+    assert seqs == [1, 1, 1, 2, 3]
+
+
+def test_horizon_moves_the_change_to_dead_letters_with_every_attempt(tmp_path: Path) -> None:
+    h = Harness(tmp_path, lambda r: httpx.Response(500))
+    h.service.create_destination(
+        {
+            "name": "d",
+            "url": "https://hooks.example/x",
+            "horizon_ms": HOUR_MS,
+            "backoff_base_ms": 60_000,
+            "backoff_max_ms": 600_000,
+        }
+    )
+    h.service.subscribe("d", "vip")
+    h.feed.add(mc("p1", "entered", 1))
+    h.passes(40, advance_ms=5 * 60_000)
+    [dead] = h.service.dead_letters("d")
+    assert dead["delivery"].attempts == len(dead["attempts"]) >= 3
+    assert all(a.status == 500 for a in dead["attempts"])
+
+
+def test_410_disables_the_destination_and_keeps_its_queue(tmp_path: Path) -> None:
+    h = Harness(tmp_path, lambda r: httpx.Response(410))
+    h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
+    h.service.subscribe("d", "vip")
+    h.feed.add(mc("p1", "entered", 1))
+    h.passes(3)
+    shown = h.service.show("d")
+    assert shown["destination"].enabled is False and "410" in (
+        shown["destination"].disabled_reason or ""
+    )
+    assert shown["stats"].pending == 1 and "410" in shown["notices"][0]["message"]
+    assert len(h.requests) == 1
+
+
+def test_redirects_are_not_followed(tmp_path: Path) -> None:
+    h = Harness(
+        tmp_path, lambda r: httpx.Response(302, headers={"location": "http://169.254.169.254/"})
+    )
+    h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
+    h.service.subscribe("d", "vip")
+    h.feed.add(mc("p1", "entered", 1))
+    h.passes(1)
+    assert len(h.requests) == 1
+    assert "redirect" in (h.service.deliveries("d")[0]["delivery"].last_error or "")
+
+
+def test_ssrf_is_checked_again_at_delivery_time(tmp_path: Path) -> None:
+    answers = {"ip": "93.184.216.34"}
+    guard = UrlGuard(resolver=lambda host: [answers["ip"]])
+    h = Harness(tmp_path, ok)
+    h.service.guard = guard
+    h.worker.guard = guard
+    h.service.create_destination({"name": "d", "url": "https://rebind.example/x"})
+    h.service.subscribe("d", "vip")
+    answers["ip"] = "169.254.169.254"
+    h.feed.add(mc("p1", "entered", 1))
+    h.passes(1)
+    assert h.requests == []
+    assert "169.254.169.254" in (h.service.deliveries("d")[0]["delivery"].last_error or "")
+    with pytest.raises(UnsafeUrlError):
+        h.service.create_destination({"name": "e", "url": "https://rebind.example/x"})
+
+
+def test_initial_sync_then_live_changes_without_duplicates(tmp_path: Path) -> None:
+    lookup = DictProfiles(
+        identities={"p1": [("email", "a@b.co")]},
+        traits={"p1": {"plan": "pro"}},
+        members={"vip": ["p1", "p2"]},
+    )
+    h = Harness(tmp_path, ok, lookup)
+    h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
+    _, queued = h.service.subscribe("d", "vip", traits=["plan"], initial_sync=True)
+    assert queued == 2
+    h.feed.add(mc("p1", "entered", 5), mc("p1", "exited", 6))
+    h.passes(3)
+    got = [(b["data"]["profile_id"], b["data"]["kind"]) for b in h.bodies()]
+    assert sorted(got) == [("p1", "entered"), ("p1", "exited"), ("p2", "entered")]
+    assert h.bodies()[0]["data"]["traits"] == {"plan": "pro"}
+
+
+def test_consent_denied_is_not_sent_and_withdrawal_sends_exited(tmp_path: Path) -> None:
+    lookup = DictProfiles(traits={"p2": {"consent": {"advertising": False}}})
+    h = Harness(tmp_path, ok, lookup)
+    h.service.create_destination(
+        {"name": "ads", "url": "https://ads.example/x", "consent_purpose": "advertising"}
+    )
+    h.service.subscribe("ads", "vip")
+    h.feed.add(mc("p1", "entered", 1), mc("p2", "entered", 1))
+    h.passes(1)
+    assert [b["data"]["profile_id"] for b in h.bodies()] == ["p1"]
+    lookup.trait_map["p1"] = {"consent": {"advertising": False}}
+    assert h.worker.feeder.recheck_consent(["p1"]) == 1
+    h.passes(1)
+    assert [(b["data"]["profile_id"], b["data"]["kind"]) for b in h.bodies()][-1] == (
+        "p1",
+        "exited",
+    )
+
+
+def test_unsubscribed_kinds_and_segments_are_not_sent(tmp_path: Path) -> None:
+    h = Harness(tmp_path, ok)
+    h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
+    h.service.subscribe("d", "vip", kinds=["entered"])
+    h.feed.add(
+        mc("p1", "entered", 1),
+        mc("p1", "exited", 2),
+        mc("p1", "entered", 3),
+        mc("p1", "entered", 4, "other"),
+    )
+    h.passes(4)
+    assert [b["data"]["sequence"] for b in h.bodies()] == [1, 3]
+    with pytest.raises(DestinationExistsError):
+        h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
+
+
+def test_file_destination_writes_change_files_and_snapshots(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    lookup = DictProfiles(identities={"p1": [("email", "a@b.co")]}, members={"vip": ["p1"]})
+    h = Harness(tmp_path, ok, lookup)
+    out = tmp_path / "exports"
+    h.service.create_destination(
+        {"name": "f", "kind": "file", "directory": str(out), "identifiers": "hashed"}
+    )
+    h.service.subscribe("f", "vip")
+    h.feed.add(mc("p1", "entered", 1), mc("p1", "exited", 2))
+    h.passes(3)
+    [change_file] = list((out / "changes").iterdir())
+    lines = change_file.read_text().splitlines()
+    assert lines[0].startswith("webhook_id,profile_id") and len(lines) == 3
+    paths = h.service.snapshot("f", "vip")
+    table = pq.read_table(out / paths[0])
+    assert table.column("profile_id").to_pylist() == ["p1"] and "email_sha256" in table.column_names
+
+
+def test_secret_rotation_signs_with_both_secrets_then_only_the_new(tmp_path: Path) -> None:
+    from standardwebhooks import Webhook
+
+    h = Harness(tmp_path, ok)
+    _, old = h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
+    h.service.secret_overlap_ms = 0
+    new = h.service.rotate_secret("d")
+    h.service.subscribe("d", "vip")
+    h.feed.add(mc("p1", "entered", 1))
+    h.passes(1)
+    request = h.requests[0]
+    headers = dict(request.headers)
+    Webhook(new).verify(request.content, headers)
+    assert len(headers["webhook-signature"].split(" ")) == 1  # overlap 0: the old one expired
+    assert old != new
+
+
+def test_delivered_rows_are_pruned(tmp_path: Path) -> None:
+    h = Harness(tmp_path, ok)
+    h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
+    h.service.subscribe("d", "vip")
+    h.feed.add(mc("p1", "entered", 1), mc("p2", "entered", 1))
+    h.passes(1)
+    assert h.store.stats("d").delivered == 2
+    assert h.store.prune(h.clock.now_ms() + 1) == 2
+    assert h.store.stats("d").delivered == 0

@@ -1,0 +1,145 @@
+"""Parser, diagnostics and passes."""
+
+from __future__ import annotations
+
+import pytest
+
+from segflow.errors import ValidationError
+from segflow.rules import (
+    RuleCycleError,
+    RuleSyntaxError,
+    ast,
+    check,
+    compile_segments,
+    parse,
+    parse_trait,
+)
+
+
+def test_count_window_and_filter() -> None:
+    cond = parse(
+        'did "Product Viewed" where category = "shoes" at least 3 times in last 2 hours'
+    ).condition
+    assert cond == ast.Compare(
+        ast.Aggregate(
+            "count",
+            ast.Selector("track", "Product Viewed", ast.FCompare(("category",), "=", "shoes")),
+            None,
+            ast.Window(2 * 3_600_000, 0),
+        ),
+        ">=",
+        3,
+    )
+
+
+def test_precedence_and_over_or_and_not() -> None:
+    cond = parse("is anonymous or not is anonymous and true").condition
+    assert cond == ast.Or((ast.Anonymous(), ast.And((ast.Not(ast.Anonymous()), ast.Const(True)))))
+
+
+def test_between_is_order_insensitive() -> None:
+    a = parse('did "A" between 30 and 90 days ago').condition
+    b = parse('did "A" between 90 and 30 days ago').condition
+    assert a == b
+
+
+def test_sequence_with_absent_step() -> None:
+    cond = parse('did "A" then "B" within 30 minutes then not "C" within 1 hour').condition
+    assert cond == ast.Sequence(
+        (ast.Step(ast.Selector("track", "A")), ast.Step(ast.Selector("track", "B"), 1_800_000)),
+        ast.Step(ast.Selector("track", "C"), 3_600_000),
+    )
+
+
+def test_nested_paths_lists_and_text_ops() -> None:
+    cond = parse(
+        'did any event where (properties.product.category in ["a", "b"] or q contains "x" '
+        'or q starts with "y" or not z exists)'
+    ).condition
+    assert isinstance(cond, ast.Compare) and isinstance(cond.left, ast.Aggregate)
+    flt = cond.left.selector.filter
+    assert isinstance(flt, ast.FOr)
+    assert flt.items[0] == ast.FCompare(("product", "category"), "in", ("a", "b"))
+    assert flt.items[3] == ast.FNot(ast.FExists(("z",)))
+
+
+def test_ml_engineers_syntax_for_scores_and_clusters() -> None:
+    cond = parse(
+        'cluster of model customer_segments = "High \\"VIP\\"" and score churn >= 0.7'
+    ).condition
+    assert cond == ast.And(
+        (
+            ast.Compare(ast.ClusterRef("customer_segments"), "=", 'High "VIP"'),
+            ast.Compare(ast.ScoreRef("churn"), ">=", 0.7),
+        )
+    )
+
+
+def test_every_error_is_reported_with_line_and_column() -> None:
+    with pytest.raises(RuleSyntaxError) as info:
+        parse('did Product at least 3 times\nand did "A" in last 3 mins\nand (trait plan = ')
+    err = info.value
+    assert isinstance(err, ValidationError)
+    got = [(d.line, d.column) for d in err.diagnostics]
+    assert got == [(1, 5), (2, 23), (3, 19), (3, 5)]
+    assert "unknown time unit 'mins'" in err.diagnostics[1].message
+    assert err.to_dict()["details"]["errors"][0]["line"] == 1
+
+
+def test_unclosed_string_and_paren() -> None:
+    with pytest.raises(RuleSyntaxError) as info:
+        parse('(did "A')
+    messages = [d.message for d in info.value.diagnostics]
+    assert any("closing" in m for m in messages)
+    assert any("never closed" in m for m in messages)
+
+
+def test_type_errors_from_validation() -> None:
+    diags = check('count("A") = "x" or score churn = "high" or most_frequent(c of "A") > 3')
+    assert len(diags) == 3 and all(d.severity == "error" for d in diags)
+
+
+def test_unknown_events_are_warnings() -> None:
+    diags = check('did "Order Complete" or did "Order Completed"', known_events=["Order Completed"])
+    assert [(d.severity, d.message) for d in diags] == [
+        ("warning", 'no event named "Order Complete" has been seen')
+    ]
+
+
+def test_trait_expressions() -> None:
+    assert parse_trait('most frequent(category of "Product Viewed")').value == ast.Aggregate(
+        "most_frequent", ast.Selector("track", "Product Viewed"), ("category",)
+    )
+    with pytest.raises(RuleSyntaxError):
+        parse_trait('sum("Order Completed")')
+
+
+def test_cycles_are_refused() -> None:
+    with pytest.raises(RuleCycleError) as info:
+        compile_segments(
+            {"a": 'in segment "b"', "b": "in segment c", "c": 'in segment "a" or is anonymous'}
+        )
+    assert info.value.cycle == ["a", "b", "c", "a"]
+
+
+def test_unknown_segment_and_computed_trait_are_errors() -> None:
+    with pytest.raises(RuleSyntaxError) as info:
+        compile_segments({"a": 'in segment "nope" and computed spent > 3'})
+    assert {d.message for d in info.value.diagnostics} == {
+        'unknown segment "nope"',
+        'unknown computed trait "spent"',
+    }
+    assert all(d.definition == "a" for d in info.value.diagnostics)
+
+
+def test_render_round_trips_every_documented_example() -> None:
+    import re
+    from pathlib import Path
+
+    from segflow.rules.render import render
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "segments.md").read_text()
+    for text in re.findall(r"```rule \S+\n(.*?)```", doc, re.S):
+        cond = parse(text).condition
+        assert cond is not None
+        assert parse(render(cond)).condition == cond, text
