@@ -27,7 +27,8 @@ from segflow.clock import Clock, WallClock
 from segflow.errors import NotFoundError
 from segflow.identity import IdentityRules
 from segflow.log.base import Record
-from segflow.stream import keys
+from segflow.stream import backfill, keys
+from segflow.stream.attributes import AttributeInbox, AttributeUpdate
 from segflow.stream.batch import Batch
 from segflow.stream.evaluator import NullEvaluator, SegmentEvaluator
 from segflow.stream.handler import EventHandler
@@ -80,6 +81,8 @@ class Processor:
         self.settings = settings or ProcessorSettings()
         self.handler = EventHandler(rules or IdentityRules(), evaluator or NullEvaluator())
         self._pending_evaluator: SegmentEvaluator | None = None
+        self._complete_for: str | None = None  # the rule set the state is backfilled for
+        self.attributes = AttributeInbox()  # ML scores and clusters, applied between batches
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -103,8 +106,70 @@ class Processor:
         self._swap_evaluator()
         limit = max_records or self.settings.batch_size
         done = self._process_batch(limit)
+        self.apply_attributes()
+        self.backfill_step()
         self.fire_timers()
         return done
+
+    def backfill_step(self, limit: int = 200) -> int:
+        """Rebuild up to ``limit`` profiles' rule state for a changed rule set (see
+        :mod:`segflow.stream.backfill`); returns how many (0 when the state is complete)."""
+        fingerprint = backfill.fingerprint_of(self.handler.evaluator)
+        if fingerprint is None or fingerprint == self._complete_for:
+            return 0
+        tx = self.store.begin_global()
+        try:
+            if not backfill.pending(tx, fingerprint):
+                tx.rollback()
+                self._complete_for = fingerprint
+                return 0
+            done = backfill.step(
+                tx, self.handler, self.log, fingerprint, self.clock.now_ms(), limit
+            )
+            tx.commit()
+        except BaseException:
+            tx.rollback()
+            raise
+        if done < limit:
+            self._complete_for = fingerprint
+        return done
+
+    def backfilling(self) -> bool:
+        """True while a changed rule set is being backfilled."""
+        fingerprint = backfill.fingerprint_of(self.handler.evaluator)
+        tx = self.store.begin_global()
+        try:
+            return backfill.pending(tx, fingerprint)
+        finally:
+            tx.rollback()
+
+    def put_scores(self, model: str, values: Sequence[tuple[str, float]], at_ms: int) -> None:
+        """Queue ML scores for profiles (``segflow.ml.jobs.AttributeSink``)."""
+        self.attributes.put_scores(model, values, at_ms)
+
+    def put_clusters(self, model: str, values: Sequence[tuple[str, str]], at_ms: int) -> None:
+        """Queue ML cluster labels for profiles (``segflow.ml.jobs.AttributeSink``)."""
+        self.attributes.put_clusters(model, values, at_ms)
+
+    def apply_attributes(self, limit: int = 5000) -> int:
+        """Apply up to ``limit`` queued scores/clusters in one transaction, re-evaluating the
+        rules of each touched profile; returns how many profiles were updated."""
+        updates = self.attributes.drain(limit)
+        if not updates:
+            return 0
+        now_ms = self.clock.now_ms()
+        tx = self.store.begin_global()
+        try:
+            batch = Batch(tx)
+            touched = _apply_updates(batch, updates)
+            for profile_id in sorted(touched):
+                self.handler.on_timer(batch, profile_id, now_ms)
+            batch.flush()
+            tx.commit()
+        except BaseException:
+            tx.rollback()
+            raise
+        return len(touched)
 
     def _swap_evaluator(self) -> None:
         with self._lock:
@@ -219,3 +284,31 @@ class Processor:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+
+
+def _apply_updates(batch: Batch, updates: Sequence[AttributeUpdate]) -> set[str]:
+    touched: set[str] = set()
+    for update in updates:
+        profile_id = _survivor(batch, update.profile_id)
+        profile = None if profile_id is None else batch.find(profile_id)
+        if profile is None:
+            continue
+        if update.kind == "score":
+            profile.scores = {**profile.scores, update.model: float(update.value)}
+        else:
+            profile.clusters = {**profile.clusters, update.model: str(update.value)}
+        batch.put(profile)
+        touched.add(profile.profile_id)
+    return touched
+
+
+def _survivor(batch: Batch, profile_id: str, max_hops: int = 64) -> str | None:
+    """Follow merge aliases from ``profile_id`` to the profile that holds it now."""
+    for _ in range(max_hops):
+        if batch.find(profile_id) is not None:
+            return profile_id
+        raw = batch.tx.get(keys.ALIAS, profile_id)
+        if raw is None:
+            return None
+        profile_id = raw.decode()
+    return None

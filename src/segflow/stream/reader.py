@@ -149,9 +149,10 @@ class ProfileReader:
         return [] if profile is None else [(e.type, e.value) for e in profile.identities]
 
     def traits(self, profile_id: str) -> Mapping[str, Any]:
-        """The profile's current traits (empty when unknown)."""
+        """The profile's current traits and computed traits (computed win on a name clash, as
+        Segment sends computed traits to destinations as traits); empty when unknown."""
         profile = self.get(profile_id)
-        return {} if profile is None else profile.traits
+        return {} if profile is None else {**profile.traits, **profile.computed_traits}
 
     def members(self, segment: str) -> Iterator[str]:
         """Profile ids currently in ``segment`` (from the membership index, paged)."""

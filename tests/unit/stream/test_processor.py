@@ -311,4 +311,5 @@ def test_set_evaluator_applies_at_next_batch(
     assert profile is not None and profile.members == ["active"]
     assert list(reader.members("active")) == [profile.profile_id]
     assert reader.identities(profile.profile_id) == [("anonymous_id", "a")]
-    assert reader.traits(profile.profile_id) == {} and reader.identities("p_nope") == []
+    # activation reads computed traits as traits (as Segment sends them)
+    assert reader.traits(profile.profile_id) == {"n": 1} and reader.identities("p_nope") == []

@@ -1,0 +1,121 @@
+"""Backfilling a changed rule set: every profile's rule state rebuilt from its own history.
+
+When the processor is handed a rule set whose fingerprint differs from the one its state was
+built with, new and widened rules would otherwise see only the events that arrive from then on.
+The backfill walks every profile (``step`` takes ``limit`` profiles per state transaction) and
+replays its timeline — its events and those of the profiles it absorbed, read back from the log
+in event-time order — through the new rules, as the live processor would have seen them, then
+evaluates at now. Only real differences become membership changes, at now.
+
+Progress is kept in the state's ``meta`` namespace in the same transaction as the rebuilt
+profiles (``rules_fingerprint``: the rule set the state is complete for; ``backfill_target``
+and ``backfill_cursor``: the one being backfilled and the last profile done), so a crash
+resumes where it stopped and a rule change during a backfill starts a new one. Profiles that
+receive events meanwhile are processed with the new rules and are still rebuilt when the walk
+reaches them, so the result does not depend on how the two interleave.
+
+The timeline reads the log: events the log's retention removed cannot be replayed (log
+retention is off by default for this reason; docs/segments.md, "Editing definitions").
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol
+
+from segflow.log.base import Record
+from segflow.profiles import Profile
+from segflow.stream import keys
+from segflow.stream.batch import Batch
+from segflow.stream.evaluator import SegmentEvaluator
+from segflow.stream.state.base import StateTransaction, prefix_end
+
+if TYPE_CHECKING:
+    from segflow.stream.handler import EventHandler
+
+FINGERPRINT = "rules_fingerprint"
+TARGET = "backfill_target"
+CURSOR = "backfill_cursor"
+
+
+class RecordLog(Protocol):
+    def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]: ...
+
+
+def fingerprint_of(evaluator: SegmentEvaluator) -> str | None:
+    """The rule set's fingerprint (None for evaluators without one: nothing to backfill)."""
+    plan = getattr(evaluator, "plan", None)
+    value = getattr(plan, "fingerprint", None)
+    return value if isinstance(value, str) else None
+
+
+def _meta(tx: StateTransaction, name: str) -> str | None:
+    raw = tx.get(keys.META, name)
+    return None if raw is None else raw.decode()
+
+
+def pending(tx: StateTransaction, fingerprint: str | None) -> bool:
+    """True while the state is not complete for the rule set ``fingerprint``."""
+    return fingerprint is not None and _meta(tx, FINGERPRINT) != fingerprint
+
+
+def step(
+    tx: StateTransaction,
+    handler: EventHandler,
+    log: RecordLog,
+    fingerprint: str,
+    now_ms: int,
+    limit: int = 200,
+) -> int:
+    """Rebuild up to ``limit`` profiles in ``tx``; returns how many (0 once complete)."""
+    cursor = (_meta(tx, CURSOR) or "") if _meta(tx, TARGET) == fingerprint else ""
+    tx.set(keys.META, TARGET, fingerprint.encode())
+    start = cursor + "\x00" if cursor else ""
+    rows = tx.scan(keys.PROFILE, start, "\U0010ffff", limit=limit)
+    batch = Batch(tx)
+    for profile_id, _ in rows:
+        profile = batch.profile(profile_id)
+        rebuild(batch, handler, log, profile, now_ms)
+    batch.flush()
+    if len(rows) < limit:
+        tx.set(keys.META, FINGERPRINT, fingerprint.encode())
+        tx.delete(keys.META, CURSOR)
+    else:
+        tx.set(keys.META, CURSOR, rows[-1][0].encode())
+    return len(rows)
+
+
+def rebuild(
+    batch: Batch, handler: EventHandler, log: RecordLog, profile: Profile, now_ms: int
+) -> None:
+    """Replay ``profile``'s timeline through the handler's rules and apply the result at now."""
+    evaluator = handler.evaluator
+    state: bytes | None = None
+    for ts, partition, offset in timeline(batch.tx, profile):
+        found = log.read(partition, offset, 1)
+        if not found or found[0].offset != offset:
+            continue  # removed by log retention
+        event = found[0].event
+        state = evaluator.on_event(profile, state, event, max(ts, event.timestamp_ms)).state
+    result = evaluator.on_time(profile, state, now_ms)
+    handler.apply_result(batch, profile, result, now_ms)
+    batch.put(profile)
+
+
+def timeline(tx: StateTransaction, profile: Profile) -> Iterator[tuple[int, int, int]]:
+    """``(timestamp_ms, partition, offset)`` of the profile's events, oldest first."""
+    streams = [_entries(tx, pid) for pid in (profile.profile_id, *profile.absorbed)]
+    yield from heapq.merge(*streams)
+
+
+def _entries(tx: StateTransaction, profile_id: str) -> Iterator[tuple[int, int, int]]:
+    start, end = f"{profile_id}|", prefix_end(f"{profile_id}|")
+    while True:
+        rows = tx.scan(keys.TIMELINE, start, end, limit=500)
+        for key, _ in rows:
+            _, ts, partition, offset = keys.parse_timeline_key(key)
+            yield ts, partition, offset
+        if len(rows) < 500:
+            return
+        start = rows[-1][0] + "\x00"
