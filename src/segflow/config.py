@@ -37,7 +37,7 @@ class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
     partitions: int = 8
     dedupe_window_ms: int = 24 * 3_600_000
     max_pending_events: int = 200_000
-    retention_ms: int = 7 * 24 * 3_600_000
+    retention_ms: int | None = None  # None: keep the log (timelines and rule backfills read it)
     retention_interval_s: float = 300.0
 
 

@@ -279,6 +279,8 @@ class DeliveryWorker:
     >>> worker.start(); worker.stop()
     """
 
+    name = "delivery"  # a segflow.server.services.Service
+
     def __init__(
         self,
         store: DeliveryStore,

@@ -38,6 +38,7 @@ from segflow.errors import (
     TransientError,
     ValidationError,
 )
+from segflow.ml.jobs import AttributeSink
 from segflow.ml.registry import ModelSpec, Registry
 
 Authorize = Callable[[Request, str], Awaitable[None]]
@@ -54,6 +55,7 @@ class ModelsDeps:
     clock: Clock
     catalog_path: Path | None = None
     authorize: Authorize = allow_all
+    sink: AttributeSink | None = None  # the processor: scores of on-demand runs reach profiles
 
 
 def _status(exc: SegflowError) -> int:
@@ -151,7 +153,7 @@ def build_model_routes(deps: ModelsDeps) -> list[Route]:
     def run(reg: Registry, request: Request, body: dict[str, Any]) -> Any:
         from segflow.ml.jobs import JobContext, run_job
 
-        ctx = JobContext(con=reg.con, clock=deps.clock)
+        ctx = JobContext(con=reg.con, clock=deps.clock, sink=deps.sink)
         return {"run": run_job(ctx, request.path_params["name"], body.get("job"))}
 
     def rename(reg: Registry, request: Request, body: dict[str, Any]) -> Any:

@@ -21,14 +21,17 @@ app = typer.Typer(
 # Modules under segflow.cli that each expose register(app). Keep alphabetical.
 _AREAS: tuple[str, ...] = (
     "dead_letters",
+    "demo",
     "deliveries",
     "destinations",
     "imports",
     "ml",
     "process",
     "profiles",
+    "segments",
     "serve",
     "sources",
+    "status",
     "tokens",
     "warehouse",
 )

@@ -25,6 +25,8 @@ def process(
 ) -> None:
     """Consume the log into profile state (identity, traits, segments, timers) until stopped."""
     from segflow.log.sqlite import open_log
+    from segflow.segments.service import DefinitionWatcher, SegmentService
+    from segflow.segments.store import DefinitionStore
     from segflow.stream.compose import build_processor
 
     settings = resolve_settings(data_dir, config)
@@ -34,6 +36,9 @@ def process(
         )
     log = open_log(settings.data_path, partitions=settings.log.partitions)
     processor = build_processor(settings, log)
+    definitions = DefinitionStore(settings.data_path / "catalog.sqlite")
+    watcher = DefinitionWatcher(SegmentService(definitions), processor.set_evaluator)
+    watcher.refresh()  # the segments and traits of the catalog, backfilled when they changed
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -44,11 +49,16 @@ def process(
     total = 0
     try:
         if until_idle:
-            while not stop.is_set() and (n := processor.run_once()) > 0:
+            while not stop.is_set() and (
+                (n := processor.run_once()) > 0 or processor.backfilling()
+            ):
                 total += n
         else:
+            watcher.start()
             processor.run_forever(stop)
     finally:
+        watcher.stop()
+        definitions.close()
         processor.store.close()
         log.close()
     typer.echo(f"processed {total} events" if until_idle else "stopped")

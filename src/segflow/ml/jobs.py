@@ -260,8 +260,13 @@ def _score_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
         ctx.sink.put_scores(
             spec.name, list(zip(matrix.profile_ids, scores.tolist(), strict=True)), now
         )
+    quantiles = (
+        {f"{q:g}": round(float(np.quantile(scores, q)), 4) for q in (0.5, 0.75, 0.9, 0.99)}
+        if len(scores)
+        else {}
+    )
     metrics = {"profiles": len(scores), "mean_score": round(float(scores.mean()), 4) if len(scores) else None, **drift,
-               "backtest": backtest(ctx, spec.name, model)}  # fmt: skip
+               "score_quantiles": quantiles, "backtest": backtest(ctx, spec.name, model)}  # fmt: skip
     return {}, {"as_of_ms": now}, metrics
 
 

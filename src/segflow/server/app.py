@@ -25,6 +25,17 @@ def build_collector(runtime: Runtime) -> CollectorApp:
     return CollectorApp(runtime.ingestor, clock=runtime.clock)
 
 
+class KeepPath:
+    """Wraps a mounted app that routes on full paths (``/api/v1/...``): it gets the request's
+    scope unchanged instead of the path below its prefix."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
 class ServeApp:
     """Dispatches by path prefix (longest first) and runs the lifespan."""
 
@@ -49,6 +60,9 @@ class ServeApp:
         path: str = scope.get("path", "")
         for prefix, app in self.mounts:
             if path == prefix or path.startswith(prefix + "/"):
+                if isinstance(app, KeepPath):
+                    await app(scope, receive, send)
+                    return
                 child = dict(scope)
                 child["root_path"] = scope.get("root_path", "") + prefix
                 child["path"] = path[len(prefix) :] or "/"

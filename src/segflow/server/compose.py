@@ -1,27 +1,176 @@
-"""What ``segflow serve`` runs beside the collector. Add a part here: a service factory in
-:func:`services` (started after the collector is ready, stopped before the log closes) or an
-ASGI app in :func:`mounts` (served under its path prefix, e.g. the admin API at ``/api``)."""
+"""What ``segflow serve`` runs beside the collector, wired from one data directory.
+
+:func:`assemble` builds every part once and returns the services (started in order after the
+collector is ready, stopped in reverse before the log closes) and the ASGI apps mounted beside
+the collector:
+
+=====================  ===============================================================
+service                what
+=====================  ===============================================================
+segment-definitions    recompiles segments/traits from ``catalog.sqlite`` on change
+processor              log -> identity -> profiles -> rules -> change outbox
+warehouse-loader       log + change feed -> ``warehouse.duckdb`` (micro-batches)
+delivery               change feed -> delivery queue -> destinations
+ml-scheduler           nightly model jobs; scores and clusters back into profile state
+log-retention          deletes consumed log records past ``log.retention_ms`` (off by default)
+=====================  ===============================================================
+
+The admin API (``/api/v1/...``) shares the processor's reader, the activation service and the
+segment service with the services, so a change made over the API takes effect in this
+process without a restart.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
+import duckdb
+
+from segflow.activate.service import ActivationService
+from segflow.activate.ssrf import UrlGuard
+from segflow.activate.store import DeliveryStore
+from segflow.activate.worker import DeliveryWorker
+from segflow.api.app import ApiDeps, build_api
+from segflow.api.auth import TokenStore
 from segflow.collect.asgi import ASGIApp
+from segflow.segments.service import DefinitionWatcher, SegmentService
+from segflow.segments.store import DefinitionStore
+from segflow.server.app import KeepPath
+from segflow.server.ml import MlService
 from segflow.server.retention import LogRetention
 from segflow.server.runtime import Runtime
 from segflow.server.services import Service
+from segflow.stream.compose import build_processor, build_reader
+from segflow.stream.processor import Processor
+from segflow.warehouse.connection import connect, warehouse_path
+from segflow.warehouse.loader import WarehouseLoader
+
+
+@dataclass
+class Assembly:
+    """Every part of one serve process (tests and the demo reach into it)."""
+
+    processor: Processor
+    loader: WarehouseLoader
+    delivery: DeliveryWorker
+    activation: ActivationService
+    segments: SegmentService
+    tokens: TokenStore
+    services: list[Service]
+    mounts: dict[str, ASGIApp]
+
+
+_ASSEMBLIES: dict[int, Assembly] = {}
+_LOCK = threading.Lock()
+
+
+def assemble(runtime: Runtime) -> Assembly:
+    """The parts of ``runtime``'s serve process (built once per runtime)."""
+    with _LOCK:
+        found = _ASSEMBLIES.get(id(runtime))
+        if found is None:
+            found = _ASSEMBLIES[id(runtime)] = _build(runtime)
+        return found
+
+
+def _build(runtime: Runtime) -> Assembly:
+    settings, clock, data = runtime.settings, runtime.clock, runtime.settings.data_path
+    processor = build_processor(settings, runtime.log, clock=clock)
+    reader = build_reader(settings, runtime.log)
+    wh_path = warehouse_path(data)
+    timeout_s = settings.warehouse.lock_timeout_s
+
+    def warehouse() -> duckdb.DuckDBPyConnection:
+        return connect(wh_path, timeout_s=timeout_s)
+
+    segments = SegmentService(
+        DefinitionStore(data / "catalog.sqlite"), warehouse=warehouse, clock=clock
+    )
+    loader = WarehouseLoader(
+        runtime.log, processor.change_feed(), wh_path, clock, settings.warehouse
+    )
+    guard = UrlGuard(settings.activate.allow_list)
+    store = DeliveryStore(Path(data) / "delivery.sqlite")
+    delivery = DeliveryWorker(
+        store,
+        processor.change_feed(),
+        reader,
+        guard=guard,
+        clock=clock,
+        poll_interval_ms=settings.activate.poll_interval_ms,
+        feed_interval_ms=settings.activate.feed_interval_ms,
+        retention_ms=settings.activate.delivered_retention_ms,
+    )
+    activation = ActivationService(
+        store,
+        guard=guard,
+        lookup=reader,
+        clock=clock,
+        secret_overlap_ms=settings.activate.secret_overlap_ms,
+    )
+    tokens = TokenStore(data / "catalog.sqlite")
+    ml = MlService(warehouse, clock, sink=processor, settings=settings.ml)
+    log = settings.log
+    closer = _Closer([processor.store.close, segments.store.close, store.close, tokens.close])
+    services: list[Service] = [
+        closer,  # started first, so stopped last: closes the stores after every service
+        DefinitionWatcher(segments, processor.set_evaluator),
+        processor,
+        loader,
+        delivery,
+        ml,
+    ]
+    if log.retention_ms is not None:
+        retention = LogRetention(
+            runtime.log, retention_ms=log.retention_ms, interval_s=log.retention_interval_s
+        )
+        services.append(retention)
+    api = build_api(
+        ApiDeps(
+            runtime=runtime,
+            reader=reader,
+            processor=processor,
+            loader=loader,
+            activation=activation,
+            segments=segments,
+            tokens=tokens,
+            warehouse=warehouse,
+            catalog_path=data / "catalog.sqlite",
+        )
+    )
+    return Assembly(
+        processor, loader, delivery, activation, segments, tokens, services, {"/api": KeepPath(api)}
+    )
+
+
+class _Closer:
+    name = "stores"
+
+    def __init__(self, closers: list[Callable[[], None]]) -> None:
+        self.closers = closers
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        for close in self.closers:
+            close()
 
 
 def services(runtime: Runtime) -> Sequence[Service]:
     """The background services of the serve process (processor, loader, delivery, ...)."""
-    log = runtime.settings.log
-    return [
-        LogRetention(
-            runtime.log, retention_ms=log.retention_ms, interval_s=log.retention_interval_s
-        )
-    ]
+    return assemble(runtime).services
 
 
 def mounts(runtime: Runtime) -> Mapping[str, ASGIApp]:
-    """ASGI apps mounted beside the collector, by path prefix."""
-    return {}
+    """ASGI apps mounted beside the collector, by path prefix (the admin API at ``/api``)."""
+    return assemble(runtime).mounts
+
+
+def release(runtime: Runtime) -> None:
+    """Forget ``runtime``'s assembly (after shutdown)."""
+    with _LOCK:
+        _ASSEMBLIES.pop(id(runtime), None)

@@ -1,0 +1,90 @@
+"""The admin API app (``/api/v1``): one Starlette app from the serve process's parts.
+
+=========================  =====================================================
+/api/v1/health             liveness, no token
+/api/v1/status             the lag of each part (``segflow status`` shows the same)
+/api/v1/profiles/...       ``segflow.api.profiles``
+/api/v1/segments, /traits  ``segflow.api.segments``
+/api/v1/destinations/...   ``segflow.api.destinations``
+/api/v1/models/...         ``segflow.api.models``
+=========================  =====================================================
+
+Every route but ``/health`` needs an API token (``segflow tokens create``) with the route's
+role; ``segflow.api.auth`` explains the roles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from segflow.activate.service import ActivationService
+from segflow.api.auth import TokenStore, authorizer
+from segflow.api.common import endpoint
+from segflow.api.destinations import destination_routes
+from segflow.api.models import ModelsDeps, build_model_routes
+from segflow.api.profiles import profile_routes
+from segflow.api.segments import segment_routes
+from segflow.segments.service import SegmentService
+from segflow.server.runtime import Runtime
+from segflow.server.status import status
+from segflow.stream.processor import Processor
+from segflow.stream.reader import ProfileReader
+from segflow.warehouse.loader import WarehouseLoader
+
+
+@dataclass(frozen=True)
+class ApiDeps:
+    """What the admin API reads and drives."""
+
+    runtime: Runtime
+    reader: ProfileReader
+    processor: Processor
+    loader: WarehouseLoader
+    activation: ActivationService
+    segments: SegmentService
+    tokens: TokenStore
+    warehouse: Callable[[], duckdb.DuckDBPyConnection]
+    catalog_path: Path
+
+
+async def _health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def build_api(deps: ApiDeps) -> Starlette:
+    """The ``/api/v1`` app; routes carry their full paths (mount it with ``KeepPath``)."""
+    authorize = authorizer(deps.tokens)
+
+    def current_status(request: Request, body: dict[str, Any]) -> Any:
+        out = status(deps.runtime.log, deps.activation.store)
+        loader_error = deps.loader.last_error
+        out["parts"]["warehouse_loader"]["last_error"] = (
+            repr(loader_error) if loader_error else None
+        )
+        return out
+
+    models = ModelsDeps(
+        connect=deps.warehouse,
+        clock=deps.runtime.clock,
+        catalog_path=deps.catalog_path,
+        authorize=authorize,
+        sink=deps.processor,
+    )
+    routes = [
+        Route("/api/v1/health", _health, methods=["GET"]),
+        Route("/api/v1/status", endpoint(authorize, "read", current_status), methods=["GET"]),
+        *profile_routes(deps.reader, authorize, splitter=deps.processor),
+        *segment_routes(deps.segments, deps.reader, authorize),
+        *destination_routes(deps.activation, authorize),
+        *build_model_routes(models),
+    ]
+    return Starlette(routes=routes)

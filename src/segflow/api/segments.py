@@ -1,0 +1,123 @@
+"""``/api/v1/segments`` and ``/api/v1/traits``: definitions, checks, previews and members.
+
+=======  ======================================  ======  ============================================
+GET      /api/v1/segments                         read    every segment with its rule and version
+POST     /api/v1/segments                         editor  ``{"name", "rule", "description"?}``
+GET      /api/v1/segments/{name}                  read    the current version and its history
+DELETE   /api/v1/segments/{name}                  editor  refused while another segment uses it
+GET      /api/v1/segments/{name}/members          read    ``?limit`` current members (processor state)
+POST     /api/v1/segments/check                   read    ``{"rule"}`` -> every diagnostic (as you type)
+POST     /api/v1/segments/preview                 read    ``{"rule", "at_ms"?}`` -> count + sample (SQL)
+GET/POST /api/v1/traits                           read/editor  computed traits, same shapes
+DELETE   /api/v1/traits/{name}                    editor
+=======  ======================================  ======  ============================================
+
+>>> import tempfile, os
+>>> from segflow.segments.store import DefinitionStore
+>>> svc = SegmentService(DefinitionStore(os.path.join(tempfile.mkdtemp(), "c.sqlite")))
+>>> [r.path for r in segment_routes(svc, None)][:2]
+['/api/v1/segments', '/api/v1/segments/check']
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.routing import Route
+
+from segflow.api.auth import Authorize
+from segflow.api.common import endpoint, query_int
+from segflow.errors import ValidationError
+from segflow.segments.service import SegmentService
+from segflow.segments.store import Kind
+from segflow.stream.reader import ProfileReader
+
+
+async def _allow_all(request: Request, role: str) -> None:
+    return None
+
+
+def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str:
+    value = body.get(key, "")
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ValidationError(key, "a non-empty string is required" if required else "must be text")
+    return value
+
+
+def segment_routes(
+    service: SegmentService, reader: ProfileReader | None, authorize: Authorize = _allow_all
+) -> list[Route]:
+    """The segment and trait routes over ``service`` (members come from ``reader``)."""
+
+    def listing(kind: Kind) -> Any:
+        return lambda request, body: [msgspec.to_builtins(d) for d in service.definitions(kind)]
+
+    def put(kind: Kind) -> Any:
+        def handle(request: Request, body: dict[str, Any]) -> Any:
+            name, rule = _text(body, "name"), _text(body, "rule")
+            description = _text(body, "description", required=False)
+            if kind == "segment":
+                return service.put_segment(name, rule, description)
+            return service.put_trait(name, rule, description)
+
+        return handle
+
+    def show(kind: Kind) -> Any:
+        def handle(request: Request, body: dict[str, Any]) -> Any:
+            name = request.path_params["name"]
+            current = service.get(kind, name)
+            return {**msgspec.to_builtins(current), "history": service.store.history(kind, name)}
+
+        return handle
+
+    def delete(kind: Kind) -> Any:
+        def handle(request: Request, body: dict[str, Any]) -> Any:
+            service.delete(kind, request.path_params["name"])
+            return {"deleted": request.path_params["name"]}
+
+        return handle
+
+    def check(request: Request, body: dict[str, Any]) -> Any:
+        diagnostics = service.check(_text(body, "rule"), trait=bool(body.get("trait")))
+        return {
+            "ok": not any(d.severity == "error" for d in diagnostics),
+            "diagnostics": diagnostics,
+        }
+
+    def preview(request: Request, body: dict[str, Any]) -> Any:
+        at_ms = body.get("at_ms")
+        if at_ms is not None and not isinstance(at_ms, int):
+            raise ValidationError("at_ms", "expected epoch milliseconds (an integer)")
+        sample = body.get("sample", 20)
+        if not isinstance(sample, int) or not 0 < sample <= 1000:
+            raise ValidationError("sample", "expected an integer between 1 and 1000")
+        return service.preview(_text(body, "rule"), at_ms=at_ms, sample=sample)
+
+    def members(request: Request, body: dict[str, Any]) -> Any:
+        name = request.path_params["name"]
+        service.get("segment", name)
+        limit = query_int(request, "limit", 100, low=1, high=10_000)
+        ids = [] if reader is None else list(itertools.islice(reader.members(name), limit))
+        return {"segment": name, "members": ids, "returned": len(ids)}
+
+    base, traits = "/api/v1/segments", "/api/v1/traits"
+    return [
+        Route(base, endpoint(authorize, "read", listing("segment")), methods=["GET"]),
+        Route(f"{base}/check", endpoint(authorize, "read", check), methods=["POST"]),
+        Route(f"{base}/preview", endpoint(authorize, "read", preview), methods=["POST"]),
+        Route(base, endpoint(authorize, "editor", put("segment"), status=201), methods=["POST"]),
+        Route(f"{base}/{{name}}", endpoint(authorize, "read", show("segment")), methods=["GET"]),
+        Route(
+            f"{base}/{{name}}", endpoint(authorize, "editor", delete("segment")), methods=["DELETE"]
+        ),
+        Route(f"{base}/{{name}}/members", endpoint(authorize, "read", members), methods=["GET"]),
+        Route(traits, endpoint(authorize, "read", listing("trait")), methods=["GET"]),
+        Route(traits, endpoint(authorize, "editor", put("trait"), status=201), methods=["POST"]),
+        Route(f"{traits}/{{name}}", endpoint(authorize, "read", show("trait")), methods=["GET"]),
+        Route(
+            f"{traits}/{{name}}", endpoint(authorize, "editor", delete("trait")), methods=["DELETE"]
+        ),
+    ]

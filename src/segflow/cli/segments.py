@@ -1,0 +1,149 @@
+"""``segflow segments list|show|create|delete|check|preview`` and ``segflow traits ...``.
+
+Definitions live in ``DATA_DIR/catalog.sqlite`` (versioned); a running ``segflow serve`` picks
+up every change within a second and backfills the changed rules from history. ``preview`` runs
+the rule's SQL on the warehouse (waiting for its lock while ``serve`` writes a micro-batch).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import typer
+
+from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
+from segflow.errors import SegflowError
+from segflow.segments.service import SegmentService
+from segflow.segments.store import Kind
+
+segments_app = typer.Typer(help="Segments: rules in the segment language.", no_args_is_help=True)
+traits_app = typer.Typer(help="Computed traits: named expressions.", no_args_is_help=True)
+JsonOption = typer.Option(False, "--json", help="print JSON instead of a table")
+
+
+def _service(data_dir: Path | None, config: Path | None) -> SegmentService:
+    from segflow.segments.store import DefinitionStore
+    from segflow.warehouse.connection import connect, warehouse_path
+
+    settings = resolve_settings(data_dir, config)
+    path = warehouse_path(settings.data_path)
+    return SegmentService(
+        DefinitionStore(settings.data_path / "catalog.sqlite"),
+        warehouse=lambda: connect(path, timeout_s=settings.warehouse.lock_timeout_s),
+    )
+
+
+def _emit(data: Any) -> None:
+    typer.echo(json.dumps(msgspec.to_builtins(data), indent=2, default=str))
+
+
+def _fail(exc: SegflowError) -> typer.Exit:
+    typer.echo(json.dumps(exc.to_dict(), default=str), err=True)
+    return typer.Exit(code=2)
+
+
+def _commands(app: typer.Typer, kind: Kind) -> None:
+    noun = "segment" if kind == "segment" else "computed trait"
+
+    @app.command("list")
+    def list_(
+        as_json: bool = JsonOption,
+        data_dir: Path | None = DataDirOption,
+        config: Path | None = ConfigOption,
+    ) -> None:
+        """Every current definition with its version."""
+        found = _service(data_dir, config).definitions(kind)
+        if as_json:
+            _emit(found)
+            return
+        for d in found:
+            typer.echo(f"{d.name}\tv{d.version}\t{' '.join(d.rule.split())}")
+
+    @app.command("show")
+    def show(
+        name: str,
+        data_dir: Path | None = DataDirOption,
+        config: Path | None = ConfigOption,
+    ) -> None:
+        """The current version and the history of one definition (JSON)."""
+        svc = _service(data_dir, config)
+        try:
+            _emit({"current": svc.get(kind, name), "history": svc.store.history(kind, name)})
+        except SegflowError as exc:
+            raise _fail(exc) from exc
+
+    @app.command("create")
+    def create(
+        name: str,
+        rule: str = typer.Argument(..., help=f"the {noun}'s text (quote it)"),
+        description: str = typer.Option("", "--description"),
+        data_dir: Path | None = DataDirOption,
+        config: Path | None = ConfigOption,
+    ) -> None:
+        """Create or edit (a new version); refused with every error when it does not compile."""
+        svc = _service(data_dir, config)
+        try:
+            put = svc.put_segment if kind == "segment" else svc.put_trait
+            d = put(name, rule, description)
+        except SegflowError as exc:
+            raise _fail(exc) from exc
+        typer.echo(f"{noun} {d.name} saved as version {d.version}")
+
+    @app.command("delete")
+    def delete(
+        name: str,
+        data_dir: Path | None = DataDirOption,
+        config: Path | None = ConfigOption,
+    ) -> None:
+        """Delete (its history stays); refused while another segment uses it."""
+        try:
+            _service(data_dir, config).delete(kind, name)
+        except SegflowError as exc:
+            raise _fail(exc) from exc
+        typer.echo(f"deleted {noun} {name}")
+
+
+_commands(segments_app, "segment")
+_commands(traits_app, "trait")
+
+
+@segments_app.command("check")
+def check(
+    rule: str = typer.Argument(..., help="a rule to check (nothing is stored)"),
+    data_dir: Path | None = DataDirOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Print every error and warning with line and column; exit 2 on errors."""
+    diagnostics = _service(data_dir, config).check(rule)
+    for d in diagnostics:
+        typer.echo(d.render())
+    if any(d.severity == "error" for d in diagnostics):
+        raise typer.Exit(code=2)
+    typer.echo("ok")
+
+
+@segments_app.command("preview")
+def preview(
+    rule: str = typer.Argument(..., help="a rule to run on the warehouse"),
+    sample: int = typer.Option(10, "--sample", help="how many member ids to show"),
+    as_json: bool = JsonOption,
+    data_dir: Path | None = DataDirOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """How many profiles the rule selects now, from the warehouse's full history."""
+    try:
+        result = _service(data_dir, config).preview(rule, sample=sample)
+    except SegflowError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        _emit(result)
+        return
+    typer.echo(f"{result.count} profiles match; e.g. {', '.join(result.sample) or '-'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(segments_app, name="segments")
+    app.add_typer(traits_app, name="traits")

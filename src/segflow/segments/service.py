@@ -1,0 +1,205 @@
+"""Segments and computed traits as a service: what the API, the CLI and the demo call.
+
+Every write is validated against the whole catalogue before it is stored (a rule that does not
+parse, refers to an unknown segment, or closes a cycle is refused with every diagnostic), then
+saved as a new version in ``catalog.sqlite``. The serve process picks changes up with a
+:class:`DefinitionWatcher`, which recompiles the rule set and hands it to the processor.
+
+Previews run the rule's SQL (``segflow.rules.sql``) on the warehouse, so a rule can be tried on
+the full history before it is saved.
+
+>>> import tempfile, os
+>>> svc = SegmentService(DefinitionStore(os.path.join(tempfile.mkdtemp(), "catalog.sqlite")))
+>>> svc.put_segment("dormant", "not did any event in last 14 days").version
+1
+>>> [d.message for d in svc.check('did "A" in last 3 parsecs')]
+["unknown time unit 'parsecs'; use seconds, minutes, hours, days or weeks"]
+>>> sorted(svc.program().plan.order)
+['dormant']
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from segflow.clock import Clock, WallClock
+from segflow.errors import ValidationError
+from segflow.rules import Diagnostic, RuleSyntaxError, SegmentProgram, check, compile_segments
+from segflow.rules.sql import compile_members
+from segflow.segments.store import Definition, DefinitionStore, Kind, check_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a rule selects in the warehouse at ``at_ms``: the count and a sample of members."""
+
+    count: int
+    sample: list[str]
+    at_ms: int
+    sql: str
+
+
+class SegmentService:
+    """Validated, versioned segment and trait definitions over one :class:`DefinitionStore`."""
+
+    def __init__(
+        self,
+        store: DefinitionStore,
+        *,
+        warehouse: Callable[[], duckdb.DuckDBPyConnection] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store = store
+        self.warehouse = warehouse
+        self.clock = clock or WallClock()
+
+    # -- reading -----------------------------------------------------------------------------
+    def segments(self) -> dict[str, str]:
+        """Current segment rules by name."""
+        return {d.name: d.rule for d in self.store.list("segment")}
+
+    def traits(self) -> dict[str, str]:
+        """Current computed-trait expressions by name."""
+        return {d.name: d.rule for d in self.store.list("trait")}
+
+    def definitions(self, kind: Kind = "segment") -> list[Definition]:
+        """Current definitions of ``kind``, by name."""
+        return self.store.list(kind)
+
+    def get(self, kind: Kind, name: str) -> Definition:
+        return self.store.get(kind, name)
+
+    def program(self) -> SegmentProgram:
+        """The compiled rule set of every current segment and trait."""
+        return compile_segments(self.segments(), self.traits())
+
+    # -- checking and writing ----------------------------------------------------------------
+    def check(self, rule: str, *, trait: bool = False) -> list[Diagnostic]:
+        """Every error and warning of ``rule`` (as you type: nothing is stored)."""
+        return check(rule, trait=trait)
+
+    def put_segment(self, name: str, rule: str, description: str = "") -> Definition:
+        """Create or edit segment ``name``; refused with every diagnostic when invalid."""
+        return self._put("segment", name, rule, description)
+
+    def put_trait(self, name: str, expression: str, description: str = "") -> Definition:
+        """Create or edit computed trait ``name``."""
+        return self._put("trait", name, expression, description)
+
+    def delete(self, kind: Kind, name: str) -> None:
+        """Delete a definition (its history stays); refused when another segment uses it."""
+        self.store.get(kind, name)
+        segments, traits = self.segments(), self.traits()
+        (segments if kind == "segment" else traits).pop(name)
+        self._compile(segments, traits)
+        self.store.delete(kind, name)
+
+    def _put(self, kind: Kind, name: str, rule: str, description: str) -> Definition:
+        check_name(name)
+        if not rule.strip():
+            raise ValidationError("rule", "must not be empty")
+        errors = [d for d in check(rule, trait=kind == "trait") if d.severity == "error"]
+        if errors:
+            raise RuleSyntaxError(errors, field="rule")
+        segments, traits = self.segments(), self.traits()
+        (segments if kind == "segment" else traits)[name] = rule
+        self._compile(segments, traits)
+        return self.store.put(kind, name, rule, description)
+
+    @staticmethod
+    def _compile(segments: dict[str, str], traits: dict[str, str]) -> SegmentProgram:
+        # RuleSyntaxError / RuleCycleError are ValidationErrors carrying every diagnostic.
+        return compile_segments(segments, traits)
+
+    # -- previews ----------------------------------------------------------------------------
+    def preview(self, rule: str, *, at_ms: int | None = None, sample: int = 20) -> Preview:
+        """Run ``rule`` as SQL on the warehouse: how many profiles match at ``at_ms`` (now)."""
+        if self.warehouse is None:
+            raise ValidationError("warehouse", "previews need the warehouse, which is not open")
+        at = self.clock.now_ms() if at_ms is None else at_ms
+        sql = compile_members(rule, segments=self.segments(), traits=self.traits(), at_ms=at)
+        con = self.warehouse()
+        try:
+            rows = con.execute(
+                f"SELECT profile_id, count(*) OVER () FROM ({sql}) ORDER BY profile_id LIMIT ?",
+                [max(sample, 1)],
+            ).fetchall()
+        finally:
+            con.close()
+        count = int(rows[0][1]) if rows else 0
+        return Preview(count=count, sample=[r[0] for r in rows[:sample]], at_ms=at, sql=sql)
+
+
+class DefinitionWatcher:
+    """Recompiles the rule set when ``catalog.sqlite`` changes and hands it to ``apply``.
+
+    A service of ``segflow serve``: it polls the definitions' fingerprint every
+    ``interval_s`` (edits may come from other processes: the CLI, ML jobs). A rule set that
+    no longer compiles (edited around the service) is logged and the running one is kept.
+    """
+
+    name = "segment-definitions"
+
+    def __init__(
+        self,
+        service: SegmentService,
+        apply: Callable[[SegmentProgram], None],
+        *,
+        interval_s: float = 1.0,
+    ) -> None:
+        self.service = service
+        self.apply = apply
+        self.interval_s = interval_s
+        self.fingerprint: tuple[Any, ...] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> bool:
+        """Recompile and apply when the definitions changed; True when applied."""
+        current = _fingerprint(
+            [*self.service.definitions("segment"), *self.service.definitions("trait")]
+        )
+        if current == self.fingerprint:
+            return False
+        try:
+            program = self.service.program()
+        except ValidationError:
+            log.exception("segment definitions do not compile; keeping the running rule set")
+            self.fingerprint = current
+            return False
+        self.apply(program)
+        self.fingerprint = current
+        return True
+
+    def start(self) -> None:
+        self.refresh()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="segflow-definitions", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.refresh()
+            except Exception:
+                log.exception("reading segment definitions failed")
+                time.sleep(self.interval_s)
+
+
+def _fingerprint(definitions: Iterable[Definition]) -> tuple[Any, ...]:
+    return tuple(sorted((d.kind, d.name, d.version) for d in definitions))

@@ -1,0 +1,79 @@
+"""Scheduled ML jobs as a serve-process service.
+
+Every ``check_interval_s`` it opens the warehouse, asks :class:`~segflow.ml.scheduler.MlScheduler`
+which models are due (nightly by default, from ``ml.run_at_hour_utc``), runs them one at a time
+and closes the file again, so ``segflow sql`` and other readers are only kept waiting while a
+job runs. Scores and cluster labels go to the warehouse and to ``sink`` (the processor), where
+segment rules read them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import duckdb
+
+from segflow.clock import Clock
+from segflow.config import MlSettings
+from segflow.ml.jobs import AttributeSink, JobContext
+from segflow.ml.registry import RunRecord
+from segflow.ml.scheduler import MlScheduler
+
+log = logging.getLogger(__name__)
+
+
+class MlService:
+    """Runs due model jobs in a background thread (``start`` / ``stop``)."""
+
+    name = "ml-scheduler"
+
+    def __init__(
+        self,
+        warehouse: Callable[[], duckdb.DuckDBPyConnection],
+        clock: Clock,
+        *,
+        sink: AttributeSink | None = None,
+        settings: MlSettings | None = None,
+    ) -> None:
+        self.warehouse = warehouse
+        self.clock = clock
+        self.sink = sink
+        self.settings = settings or MlSettings()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> list[RunRecord]:
+        """Run every due job now."""
+        con = self.warehouse()
+        try:
+            ctx = JobContext(
+                con=con, clock=self.clock, sink=self.sink, threads=self.settings.threads or None
+            )
+            scheduler = MlScheduler(
+                ctx, run_at_hour_utc=self.settings.run_at_hour_utc, enabled=True
+            )
+            return scheduler.tick()
+        finally:
+            con.close()
+
+    def start(self) -> None:
+        if not self.settings.schedule_enabled:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.check_interval_s):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("scheduled ML jobs failed; will retry")

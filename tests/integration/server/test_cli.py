@@ -1,0 +1,60 @@
+"""``segflow segments|traits|status|process`` on a real data directory, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "segflow.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_segments_are_checked_versioned_and_evaluated_by_process(tmp_path: Path) -> None:
+    d = ["--data-dir", str(tmp_path / "data")]
+    bad = run("segments", "create", "buyers", 'did "Order Completed', *d)
+    assert bad.returncode == 2
+    error = json.loads(bad.stderr)
+    assert error["field"] == "rule" and error["details"]["errors"][0]["column"] == 5
+
+    assert run("segments", "create", "buyers", 'did "Order Completed"', *d).returncode == 0
+    again = run("segments", "create", "buyers", 'did "Order Completed" at least 2 times', *d)
+    assert "version 2" in again.stdout
+    listed = json.loads(run("segments", "list", "--json", *d).stdout)
+    assert [(x["name"], x["version"]) for x in listed] == [("buyers", 2)]
+    cycle = run("segments", "create", "loop", 'in segment "loop"', *d)
+    assert cycle.returncode == 2 and "cycle" in cycle.stderr
+
+    key = run("sources", "create", "web", *d).stdout.strip().splitlines()[-1]
+    assert key
+    from segflow.log.sqlite import open_log
+    from segflow.spec import Event
+
+    log = open_log(tmp_path / "data", partitions=8)
+    log.append(
+        [
+            Event(
+                type="track",
+                message_id=f"m{n}",
+                source_id="web",
+                timestamp_ms=1_000 + n,
+                received_at_ms=1_000 + n,
+                user_id="u1",
+                event="Order Completed",
+            )  # fmt: skip
+            for n in range(2)
+        ]
+    )
+    log.close()
+    assert "processed 2 events" in run("process", "--until-idle", *d).stdout
+    shown = run("profiles", "show", "user_id:u1", *d)
+    assert shown.returncode == 0 and "buyers" in shown.stdout, shown.stdout + shown.stderr
+    status = json.loads(run("status", "--json", *d).stdout)
+    assert status["events"] == 2 and status["parts"]["processor"]["lag"] == 0

@@ -1,0 +1,232 @@
+"""The whole pipeline in one real ``segflow serve`` process: collect -> log -> processor ->
+segments -> warehouse -> activation, driven only through its HTTP APIs and CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks import Webhook
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(*args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "segflow.cli.main", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _until(predicate: Callable[[], Any], deadline_s: float = 30.0) -> Any:
+    """Poll an asynchronous outcome (a liveness bound, not a timing assertion)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+class Hooks:
+    """A real webhook receiver on loopback keeping every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        hooks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                hooks.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    data = tmp_path_factory.mktemp("serve") / "data"
+    write_key = _cli("sources", "create", "web", "--data-dir", str(data))
+    token = _cli("tokens", "create", "--role", "admin", "--data-dir", str(data))
+    port = _free_port()
+    env = {**os.environ, "SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]'}
+    log = (data.parent / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "segflow.cli.main",
+            "serve",
+            "--data-dir",
+            str(data),
+            "--port",
+            str(port),
+        ],  # fmt: skip
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return proc.poll() is not None
+
+    _until(up)
+    assert proc.poll() is None, (data.parent / "serve.log").read_text()
+    api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    collector = httpx.Client(base_url=url, auth=(write_key, ""), timeout=30)
+    yield {"api": api, "collector": collector, "data": data, "proc": proc}
+    api.close()
+    collector.close()
+    proc.terminate()
+    proc.wait(30)
+    log.close()
+
+
+def test_events_become_memberships_warehouse_rows_and_signed_webhooks(
+    serve: dict[str, Any],
+) -> None:
+    hooks = Hooks()
+    try:
+        _pipeline(serve["api"], serve["collector"], hooks)
+    finally:
+        hooks.close()
+
+
+def _pipeline(api: httpx.Client, collector: httpx.Client, hooks: Hooks) -> None:
+    made = api.post(
+        "/api/v1/destinations",
+        json={
+            "name": "crm",
+            "url": hooks.url,
+            "subscriptions": [{"segment": "buyers", "traits": ["plan", "spent"]}],
+        },  # fmt: skip
+    )
+    assert made.status_code == 201, made.text
+    secret = made.json()["secret"]
+    assert (
+        api.post(
+            "/api/v1/traits", json={"name": "spent", "rule": 'sum(revenue of "Order Completed")'}
+        ).status_code
+        == 201
+    )
+    bad = api.post("/api/v1/segments", json={"name": "buyers", "rule": 'did "Order Completed'})
+    assert bad.status_code == 422 and bad.json()["details"]["errors"][0]["line"] == 1
+    rule = 'did "Order Completed" and computed spent >= 100'
+    assert api.post("/api/v1/segments", json={"name": "buyers", "rule": rule}).status_code == 201
+
+    batch = [
+        {"type": "page", "anonymousId": "anon-1", "name": "Home", "messageId": "e1"},
+        {
+            "type": "identify",
+            "anonymousId": "anon-1",
+            "userId": "u1",
+            "messageId": "e2",
+            "traits": {"plan": "pro", "email": "U1@Example.com"},
+        },  # fmt: skip
+        {
+            "type": "track",
+            "userId": "u1",
+            "event": "Order Completed",
+            "messageId": "e3",
+            "properties": {"revenue": 120},
+        },  # fmt: skip
+        {
+            "type": "track",
+            "userId": "u2",
+            "event": "Order Completed",
+            "messageId": "e4",
+            "properties": {"revenue": 5},
+        },  # fmt: skip
+    ]
+    answer = collector.post("/v1/batch", json={"batch": batch}).json()
+    assert answer["success"] is True and answer.get("refused", []) == [], answer
+
+    members = _until(lambda: api.get("/api/v1/segments/buyers/members").json()["members"])
+    profile = api.get("/api/v1/profiles/email:u1@example.com").json()
+    assert members == [profile["id"]]
+    assert profile["segments"] == ["buyers"] and profile["computed_traits"] == {"spent": 120}
+    assert {"type": "anonymous_id", "value": "anon-1"} in [
+        {"type": i["type"], "value": i["value"]} for i in profile["identities"]
+    ]
+
+    headers, body = _until(lambda: hooks.requests)[0]
+    payload = Webhook(secret).verify(body, headers)  # a Standard Webhooks implementation
+    assert payload["data"]["segment"] == "buyers" and payload["data"]["kind"] == "entered"
+    assert payload["data"]["traits"] == {"plan": "pro", "spent": 120}
+
+    def loaded() -> Any:
+        status = api.get("/api/v1/status").json()["parts"]
+        return status["warehouse_loader"]["lag"] == 0 and status["processor"]["lag"] == 0
+
+    _until(loaded)
+    preview = _until(
+        lambda: (
+            (p := api.post("/api/v1/segments/preview", json={"rule": rule}).json())["count"] and p
+        )
+    )
+    assert preview["sample"] == [profile["id"]]  # SQL over the warehouse agrees
+
+
+def test_a_segment_created_later_is_backfilled_from_history(serve: dict[str, Any]) -> None:
+    api, collector = serve["api"], serve["collector"]
+    batch = [
+        {"type": "track", "userId": "v1", "event": "Product Viewed", "messageId": f"v{n}"}
+        for n in range(3)
+    ]
+    assert collector.post("/v1/batch", json={"batch": batch}).status_code == 200
+    _until(lambda: api.get("/api/v1/profiles/user_id:v1").status_code == 200)
+    rule = 'did "Product Viewed" at least 3 times in last 1 hour'
+    assert api.post("/api/v1/segments", json={"name": "viewers", "rule": rule}).status_code == 201
+    members = _until(lambda: api.get("/api/v1/segments/viewers/members").json()["members"])
+    assert members == [api.get("/api/v1/profiles/user_id:v1").json()["id"]]
+
+
+def test_the_api_refuses_without_a_token_and_names_bad_fields(serve: dict[str, Any]) -> None:
+    api = serve["api"]
+    with httpx.Client() as plain:
+        anon = plain.get(f"{api.base_url}/api/v1/segments")
+    assert anon.status_code == 401
+    assert (
+        api.post("/api/v1/segments", json={"name": "Bad Name", "rule": "true"}).json()["field"]
+        == "name"
+    )
+    assert api.get("/api/v1/segments/nope").status_code == 404
+    check = api.post("/api/v1/segments/check", json={"rule": 'did "A" in last 3 parsecs'}).json()
+    assert check["ok"] is False and "parsecs" in check["diagnostics"][0]["message"]
+    assert json.loads(api.get("/api/v1/status").text)["events"] >= 0
