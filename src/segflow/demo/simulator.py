@@ -343,3 +343,46 @@ def batches(messages: list[Message], size: int = 100) -> Iterator[list[Message]]
 
 
 __all__ = ["HOUR_MS", "MINUTE_MS", "Message", "Simulator", "batches", "iso"]
+
+
+STORY_ANONYMOUS_ID = "anon_123xyz"
+
+
+def story(at_ms: int) -> list[Message]:
+    """The mission's story, starting at ``at_ms``: an anonymous visitor from a social ad searches
+    "trail running shoes", views a pair, adds it to the cart, browses women's jackets and leaves.
+
+    >>> [m.get("event", m["type"]) for m in story(0)][:3]
+    ['page', 'Products Searched', 'Product Viewed']
+    """
+    from segflow.demo.catalog import PRODUCTS
+
+    by_id = {p.product_id: p for p in PRODUCTS}
+    shoes, storm, shell = by_id["sku-trail-1"], by_id["sku-jkt-1"], by_id["sku-jkt-2"]
+    ctx: dict[str, Any] = {
+        "channel": "web",
+        "campaign": {"source": "instagram", "medium": "social", "name": "trail_season"},
+        "page": {"url": "https://shop.example/?utm_source=instagram"},
+    }
+    steps: list[tuple[str, str | None, dict[str, Any]]] = [
+        ("page", None, {"name": "Home", "properties": {"path": "/"}}),
+        ("track", "Products Searched", {"properties": {"query": "trail running shoes"}}),
+        ("track", "Product Viewed", {"properties": _product_props(shoes)}),
+        ("track", "Product Added", {"properties": _product_props(shoes)}),
+        ("track", "Product Viewed", {"properties": _product_props(storm)}),
+        ("track", "Product Viewed", {"properties": _product_props(shell)}),
+    ]
+    out: list[Message] = []
+    for n, (kind, event, body) in enumerate(steps):
+        msg: Message = {
+            "type": kind,
+            "messageId": f"story-{at_ms}-{n}",
+            "anonymousId": STORY_ANONYMOUS_ID,
+            "timestamp": iso(at_ms + n * 45_000),
+            "context": ctx,
+            **body,
+        }
+        if event:
+            msg["event"] = event
+        out.append(msg)
+    return out

@@ -1,0 +1,69 @@
+"""The segments and computed traits the demo defines: docs/segments.md's examples, written
+against the simulated shop's events (``segflow.demo.simulator``).
+
+>>> from segflow.rules import compile_segments
+>>> sorted(compile_segments(SEGMENTS, TRAITS).plan.order)[:3]
+['abandoned_cart', 'big_spenders', 'dormant']
+"""
+
+from __future__ import annotations
+
+TRAITS: dict[str, str] = {
+    "orders_90d": 'count("Order Completed" in last 90 days)',
+    "lifetime_revenue": 'sum(revenue of "Order Completed")',
+    "favourite_category": 'most_frequent(category of "Product Viewed")',
+    "categories_seen": 'unique_list(category of "Product Viewed")',
+    "viewed_products": 'unique_list(name of "Product Viewed" in last 1 day)',
+    "cart_products": 'unique_list(name of "Product Added" in last 1 day)',
+}
+
+SEGMENTS: dict[str, str] = {
+    "viewed_3_in_hour": 'did "Product Viewed" at least 3 times in last 1 hour',
+    "wishlist_not_compare": (
+        'did "Feature Used" where feature = "wishlist"'
+        ' and not did "Feature Used" where feature = "compare"'
+    ),
+    "emailed_no_order": 'did "Email Link Clicked" in last 30 days and not did "Order Completed"',
+    "abandoned_cart": 'did "Product Added" then not "Order Completed" within 1 hour',
+    "frequent_visitors": "did any event on at least 8 of last 30 days",
+    "footwear_prospect": (
+        "is anonymous and first seen in last 1 day\n"
+        'and (did "Products Searched" where query contains "running shoes"\n'
+        '     or did "Product Viewed" where category = "shoes" at least 2 times)'
+    ),
+    "big_spenders": (
+        'sum(revenue of "Order Completed" in last 90 days) >= 400\n'
+        'and avg(revenue of "Order Completed" in last 90 days) > 100'
+    ),
+    "dormant": "not did any event in last 14 days",
+    "viewed_added_no_order": (
+        'did "Product Viewed" then "Product Added" within 30 minutes then not "Order Completed"'
+    ),
+    "shoe_explorers": (
+        'unique_count(category of "Product Viewed" in last 7 days) >= 3\n'
+        'and most_frequent(category of "Product Viewed" in last 7 days) = "shoes"'
+    ),
+    "engaged_not_dormant": (
+        '(in segment "frequent_visitors" or in segment "big_spenders") and not in segment "dormant"'
+    ),
+    "ordered_30_to_90_days_ago": 'did "Order Completed" between 90 and 30 days ago',
+    "loyal_shoe_buyers": 'computed orders_90d >= 2 and computed favourite_category = "shoes"',
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "footwear_prospect": "New prospect - high intent - footwear",
+    "abandoned_cart": "Abandoned cart: added, no order within 1 hour",
+    "high_bundle_propensity": "High bundle-purchase propensity (nightly model)",
+}
+
+
+def score_segments(bundle_threshold: float) -> dict[str, str]:
+    """Segments on the models' outputs, defined once the models have run.
+
+    >>> score_segments(0.25)["high_bundle_propensity"]
+    'score bundle_72h >= 0.25'
+    """
+    return {
+        "high_bundle_propensity": f"score bundle_72h >= {bundle_threshold:g}",
+        "churn_risk": 'score churn >= 0.7 and did "Order Completed"',
+    }
