@@ -24,6 +24,7 @@ The HTTP handlers (``collect.app``) and bulk import (``warehouse``) both go thro
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -238,7 +239,7 @@ class Ingestor:
         prepared.refused.append(
             Refusal(index=index, message_id=message_id, field=exc.field, reason=exc.reason)
         )
-        payload = raw if isinstance(raw, bytes) else _encode_any(raw)
+        payload = redact_write_key(raw if isinstance(raw, bytes) else _encode_any(raw))
         prepared.dead_letters.append(
             DeadLetter(
                 source_id=request.source.id,
@@ -298,3 +299,15 @@ def _merge(result: IngestResult, prepared: Prepared, positions: list[Position | 
     result.accepted += len(positions)
     result.duplicates += duplicates
     result.refused.extend(prepared.refused)
+
+
+_WRITE_KEY = re.compile(rb'("writeKey"\s*:\s*)"(?:[^"\\]|\\.)*"')
+
+
+def redact_write_key(payload: bytes) -> bytes:
+    """A dead letter keeps the refused bytes, never a write key that came with them.
+
+    >>> redact_write_key(b'{"writeKey": "abc", "type": "track"}')
+    b'{"writeKey": "[redacted]", "type": "track"}'
+    """
+    return _WRITE_KEY.sub(rb'\1"[redacted]"', payload)

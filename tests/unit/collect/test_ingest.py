@@ -177,3 +177,24 @@ def test_values_that_cannot_be_stored_are_refused(
     )
     assert result.accepted == 1
     assert result.refused[0].message_id == "big" and "cannot be stored" in result.refused[0].reason
+
+
+def test_dead_letters_never_keep_a_write_key(
+    ingestor: Ingestor, catalog: SourceCatalog, log: SqliteEventLog
+) -> None:
+    source, key = catalog.create("browser")
+    ingestor.ingest(
+        source,
+        [{"type": "track", "messageId": "m1", "event": "E", "writeKey": key}],
+        received_at_ms=NOW_MS,
+        ip="10.1.1.1",
+    )
+    (letter,) = log.dead_letters()
+    assert key.encode() not in letter.payload and b'"writeKey":"[redacted]"' in letter.payload
+
+
+def test_write_key_redaction_handles_escapes() -> None:
+    from segflow.collect.ingest import redact_write_key
+
+    raw = b'{"writeKey": "a\\"b\\\\c", "event": "E"}'
+    assert redact_write_key(raw) == b'{"writeKey": "[redacted]", "event": "E"}'
