@@ -156,6 +156,9 @@ class Demo:
         raise RuntimeError(f"segflow serve did not start; see {log_path}")
 
     def stop(self) -> None:
+        for client in (getattr(self, "client", None), getattr(self, "collector", None)):
+            if client is not None:
+                client.close()
         if self.server is not None and self.server.poll() is None:
             self.server.terminate()
             try:
