@@ -11,9 +11,12 @@ import pytest
 
 import segflow
 
-MODULES = sorted(
-    m.name for m in pkgutil.walk_packages(segflow.__path__, prefix="segflow.") if not m.ispkg
-) + ["segflow"]
+MODULES = [
+    *sorted(
+        m.name for m in pkgutil.walk_packages(segflow.__path__, prefix="segflow.") if not m.ispkg
+    ),
+    "segflow",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -13,9 +13,14 @@ from segflow.demo.run import DemoOptions, running
 def test_the_demo_tells_the_story_through_the_real_api(tmp_path: Path) -> None:
     out = io.StringIO()
     options = DemoOptions(
-        data_dir=tmp_path / "demo", port=0, people=150, days=21, rate=200, duration_s=2,
+        data_dir=tmp_path / "demo",
+        port=0,
+        people=150,
+        days=21,
+        rate=200,
+        duration_s=2,
         open_browser=False,
-    )  # fmt: skip
+    )
     with running(options, Console(file=out, width=200)) as demo:
         result = demo.run()
     text = out.getvalue()
@@ -31,9 +36,10 @@ def test_the_demo_tells_the_story_through_the_real_api(tmp_path: Path) -> None:
         "ltv",
     }
     story = [
-        w["data"] for w in result.webhooks
+        w["data"]
+        for w in result.webhooks
         if {"type": "anonymous_id", "value": "anon_123xyz"} in w["data"]["identifiers"]
-    ]  # fmt: skip
+    ]
     assert [(s["segment"], s["kind"]) for s in story][:1] == [("footwear_prospect", "entered")]
     assert "Trail Runner GTX" in story[0]["traits"]["cart_products"]
     assert "Women's Storm Jacket" in story[0]["traits"]["viewed_products"]

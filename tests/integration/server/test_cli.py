@@ -48,7 +48,7 @@ def test_segments_are_checked_versioned_and_evaluated_by_process(tmp_path: Path)
                 received_at_ms=1_000 + n,
                 user_id="u1",
                 event="Order Completed",
-            )  # fmt: skip
+            )
             for n in range(2)
         ]
     )

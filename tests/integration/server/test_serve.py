@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -93,7 +92,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             str(data),
             "--port",
             str(port),
-        ],  # fmt: skip
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -135,7 +134,7 @@ def _pipeline(api: httpx.Client, collector: httpx.Client, hooks: Hooks) -> None:
             "name": "crm",
             "url": hooks.url,
             "subscriptions": [{"segment": "buyers", "traits": ["plan", "spent"]}],
-        },  # fmt: skip
+        },
     )
     assert made.status_code == 201, made.text
     secret = made.json()["secret"]
@@ -158,21 +157,21 @@ def _pipeline(api: httpx.Client, collector: httpx.Client, hooks: Hooks) -> None:
             "userId": "u1",
             "messageId": "e2",
             "traits": {"plan": "pro", "email": "U1@Example.com"},
-        },  # fmt: skip
+        },
         {
             "type": "track",
             "userId": "u1",
             "event": "Order Completed",
             "messageId": "e3",
             "properties": {"revenue": 120},
-        },  # fmt: skip
+        },
         {
             "type": "track",
             "userId": "u2",
             "event": "Order Completed",
             "messageId": "e4",
             "properties": {"revenue": 5},
-        },  # fmt: skip
+        },
     ]
     answer = collector.post("/v1/batch", json={"batch": batch}).json()
     assert answer["success"] is True and answer.get("refused", []) == [], answer
