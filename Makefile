@@ -35,7 +35,7 @@ format: $(STAMP) ## Format the code
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-bench: $(STAMP) ## Run the benchmarks and update BENCHMARKS.md
+bench: $(STAMP) ## Run every benchmark against its baseline (rows in benchmarks/latest.md)
 	$(BIN)/python -m benchmarks.run
 
 clean: ## Remove the venv and caches
