@@ -3,7 +3,7 @@
 Status codes are mapped here, from the marker types of ``segflow.errors``:
 
 ==================  ======
-ValidationError     422 (400 for a body that is not JSON)
+ValidationError     400 (with ``field``, ``reason`` and, for rules, every diagnostic)
 NotFoundError       404
 ConflictError       409
 TransientError      503
@@ -37,7 +37,7 @@ from segflow.errors import (
 
 Call = Callable[[Request, dict[str, Any]], Any]
 _STATUS: tuple[tuple[type[SegflowError], int], ...] = (
-    (ValidationError, 422),
+    (ValidationError, 400),
     (NotFoundError, 404),
     (ConflictError, 409),
     (TransientError, 503),

@@ -1,11 +1,13 @@
 """``/api/v1/segments`` and ``/api/v1/traits``: definitions, checks, previews and members.
 
 =======  ======================================  ======  ============================================
-GET      /api/v1/segments                         read    every segment with its rule and version
+GET      /api/v1/segments                         read    every segment: rule, version, current size
 POST     /api/v1/segments                         editor  ``{"name", "rule", "description"?}``
-GET      /api/v1/segments/{name}                  read    the current version and its history
+GET      /api/v1/segments/{name}                  read    the current version, size and history
+PUT      /api/v1/segments/{name}                  editor  ``{"rule", "description"?}`` a new version
 DELETE   /api/v1/segments/{name}                  editor  refused while another segment uses it
-GET      /api/v1/segments/{name}/members          read    ``?limit`` current members (processor state)
+GET      /api/v1/segments/{name}/members          read    ``?limit&cursor`` now; ``?at_ms`` at a past time
+GET      /api/v1/profiles/{ident}/segments/history read   when it entered and left each segment
 POST     /api/v1/segments/check                   read    ``{"rule"}`` -> every diagnostic (as you type)
 POST     /api/v1/segments/preview                 read    ``{"rule", "at_ms"?}`` -> count + sample (SQL)
 GET/POST /api/v1/traits                           read/editor  computed traits, same shapes
@@ -30,7 +32,7 @@ from starlette.routing import Route
 
 from segflow.api.auth import Authorize
 from segflow.api.common import endpoint, query_int
-from segflow.errors import ValidationError
+from segflow.errors import NotFoundError, ValidationError
 from segflow.segments.service import SegmentService
 from segflow.segments.store import Kind
 from segflow.stream.reader import ProfileReader
@@ -52,12 +54,23 @@ def segment_routes(
 ) -> list[Route]:
     """The segment and trait routes over ``service`` (members come from ``reader``)."""
 
+    def size(name: str) -> int | None:
+        return None if reader is None else sum(1 for _ in reader.members(name))
+
     def listing(kind: Kind) -> Any:
-        return lambda request, body: [msgspec.to_builtins(d) for d in service.definitions(kind)]
+        def handle(request: Request, body: dict[str, Any]) -> Any:
+            out = [msgspec.to_builtins(d) for d in service.definitions(kind)]
+            if kind == "segment":
+                for d in out:
+                    d["size"] = size(d["name"])
+            return out
+
+        return handle
 
     def put(kind: Kind) -> Any:
         def handle(request: Request, body: dict[str, Any]) -> Any:
-            name, rule = _text(body, "name"), _text(body, "rule")
+            name = request.path_params.get("name") or _text(body, "name")
+            rule = _text(body, "rule")
             description = _text(body, "description", required=False)
             if kind == "segment":
                 return service.put_segment(name, rule, description)
@@ -68,8 +81,10 @@ def segment_routes(
     def show(kind: Kind) -> Any:
         def handle(request: Request, body: dict[str, Any]) -> Any:
             name = request.path_params["name"]
-            current = service.get(kind, name)
-            return {**msgspec.to_builtins(current), "history": service.store.history(kind, name)}
+            current = msgspec.to_builtins(service.get(kind, name))
+            if kind == "segment":
+                current["size"] = size(name)
+            return {**current, "history": service.store.history(kind, name)}
 
         return handle
 
@@ -100,8 +115,33 @@ def segment_routes(
         name = request.path_params["name"]
         service.get("segment", name)
         limit = query_int(request, "limit", 100, low=1, high=10_000)
-        ids = [] if reader is None else list(itertools.islice(reader.members(name), limit))
-        return {"segment": name, "members": ids, "returned": len(ids)}
+        if "at_ms" in request.query_params:
+            at_ms = query_int(request, "at_ms", 0, high=2**62)
+            ids = service.members_at(name, at_ms, limit)
+            return {"segment": name, "at_ms": at_ms, "members": ids, "returned": len(ids)}
+        cursor = request.query_params.get("cursor") or None
+        found = (
+            []
+            if reader is None
+            else list(itertools.islice(reader.members(name, cursor), limit + 1))
+        )
+        ids, more = found[:limit], len(found) > limit
+        return {"segment": name, "members": ids, "returned": len(ids),
+                "next_cursor": ids[-1] if more else None}  # fmt: skip
+
+    def profile_history(request: Request, body: dict[str, Any]) -> Any:
+        if reader is None:
+            raise ValidationError("profile", "no profile state in this process")
+        ident = request.path_params["ident"]
+        id_type, _, value = ident.partition(":")
+        try:
+            profile = reader.lookup(id_type, value)
+        except KeyError:
+            raise ValidationError("identifier", f"unknown identifier type {id_type!r}") from None
+        if profile is None:
+            raise NotFoundError(f"no profile has {ident}", details={"identifier": ident})
+        ids = [profile.profile_id, *profile.absorbed]
+        return {"profile_id": profile.profile_id, "memberships": service.history(ids)}
 
     base, traits = "/api/v1/segments", "/api/v1/traits"
     return [
@@ -110,13 +150,20 @@ def segment_routes(
         Route(f"{base}/preview", endpoint(authorize, "read", preview), methods=["POST"]),
         Route(base, endpoint(authorize, "editor", put("segment"), status=201), methods=["POST"]),
         Route(f"{base}/{{name}}", endpoint(authorize, "read", show("segment")), methods=["GET"]),
+        Route(f"{base}/{{name}}", endpoint(authorize, "editor", put("segment")), methods=["PUT"]),
         Route(
             f"{base}/{{name}}", endpoint(authorize, "editor", delete("segment")), methods=["DELETE"]
+        ),
+        Route(
+            "/api/v1/profiles/{ident}/segments/history",
+            endpoint(authorize, "read", profile_history),
+            methods=["GET"],
         ),
         Route(f"{base}/{{name}}/members", endpoint(authorize, "read", members), methods=["GET"]),
         Route(traits, endpoint(authorize, "read", listing("trait")), methods=["GET"]),
         Route(traits, endpoint(authorize, "editor", put("trait"), status=201), methods=["POST"]),
         Route(f"{traits}/{{name}}", endpoint(authorize, "read", show("trait")), methods=["GET"]),
+        Route(f"{traits}/{{name}}", endpoint(authorize, "editor", put("trait")), methods=["PUT"]),
         Route(
             f"{traits}/{{name}}", endpoint(authorize, "editor", delete("trait")), methods=["DELETE"]
         ),

@@ -110,6 +110,7 @@ _commands(segments_app, "segment")
 _commands(traits_app, "trait")
 
 
+@segments_app.command("validate", help="Same as check.")
 @segments_app.command("check")
 def check(
     rule: str = typer.Argument(..., help="a rule to check (nothing is stored)"),

@@ -120,14 +120,35 @@ class SegmentService:
         # RuleSyntaxError / RuleCycleError are ValidationErrors carrying every diagnostic.
         return compile_segments(segments, traits)
 
+    # -- history -----------------------------------------------------------------------------
+    def members_at(self, segment: str, at_ms: int, limit: int = 100) -> list[str]:
+        """Who was in ``segment`` at ``at_ms`` (the warehouse keeps membership intervals)."""
+        self.store.get("segment", segment)
+        con = self._warehouse()
+        try:
+            return members_at(con, segment, at_ms, limit)
+        finally:
+            con.close()
+
+    def history(self, profile_ids: list[str]) -> list[dict[str, Any]]:
+        """Every segment interval of these profile ids (a profile and the ones it absorbed)."""
+        con = self._warehouse()
+        try:
+            return profile_history(con, profile_ids)
+        finally:
+            con.close()
+
+    def _warehouse(self) -> duckdb.DuckDBPyConnection:
+        if self.warehouse is None:
+            raise ValidationError("warehouse", "this needs the warehouse, which is not open")
+        return self.warehouse()
+
     # -- previews ----------------------------------------------------------------------------
     def preview(self, rule: str, *, at_ms: int | None = None, sample: int = 20) -> Preview:
         """Run ``rule`` as SQL on the warehouse: how many profiles match at ``at_ms`` (now)."""
-        if self.warehouse is None:
-            raise ValidationError("warehouse", "previews need the warehouse, which is not open")
         at = self.clock.now_ms() if at_ms is None else at_ms
         sql = compile_members(rule, segments=self.segments(), traits=self.traits(), at_ms=at)
-        con = self.warehouse()
+        con = self._warehouse()
         try:
             rows = con.execute(
                 f"SELECT profile_id, count(*) OVER () FROM ({sql}) ORDER BY profile_id LIMIT ?",
@@ -137,6 +158,26 @@ class SegmentService:
             con.close()
         count = int(rows[0][1]) if rows else 0
         return Preview(count=count, sample=[r[0] for r in rows[:sample]], at_ms=at, sql=sql)
+
+
+def members_at(con: duckdb.DuckDBPyConnection, segment: str, at_ms: int, limit: int) -> list[str]:
+    """Who was in ``segment`` at ``at_ms``, from the warehouse's membership intervals."""
+    rows = con.execute(
+        "SELECT DISTINCT profile_id FROM memberships WHERE segment = ? AND entered_at_ms <= ?"
+        " AND (exited_at_ms IS NULL OR exited_at_ms > ?) ORDER BY profile_id LIMIT ?",
+        [segment, at_ms, at_ms, limit],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def profile_history(con: duckdb.DuckDBPyConnection, profile_ids: list[str]) -> list[dict[str, Any]]:
+    """When each of the profile's ids entered and left each segment (warehouse intervals)."""
+    rows = con.execute(
+        "SELECT segment, entered_at_ms, exited_at_ms FROM memberships WHERE profile_id IN"
+        " (SELECT unnest(?)) ORDER BY entered_at_ms, segment",
+        [profile_ids],
+    ).fetchall()
+    return [{"segment": r[0], "entered_at_ms": r[1], "exited_at_ms": r[2]} for r in rows]
 
 
 class DefinitionWatcher:

@@ -154,11 +154,13 @@ class ProfileReader:
         profile = self.get(profile_id)
         return {} if profile is None else {**profile.traits, **profile.computed_traits}
 
-    def members(self, segment: str) -> Iterator[str]:
-        """Profile ids currently in ``segment`` (from the membership index, paged)."""
-        start = f"{segment}|"
-        for key, _ in iter_scan(self.reader, keys.MEMBER, start, prefix_end(start)):
-            yield key[len(start) :]
+    def members(self, segment: str, after: str | None = None) -> Iterator[str]:
+        """Profile ids currently in ``segment`` in id order, after ``after`` when given (from
+        the membership index, paged)."""
+        prefix = f"{segment}|"
+        start = prefix if after is None else f"{prefix}{after}\x00"
+        for key, _ in iter_scan(self.reader, keys.MEMBER, start, prefix_end(prefix)):
+            yield key[len(prefix) :]
 
     def events(self, profile: Profile, limit: int = 50, before: str | None = None) -> list[Event]:
         """Just the events of :meth:`timeline`."""

@@ -145,7 +145,8 @@ def _pipeline(api: httpx.Client, collector: httpx.Client, hooks: Hooks) -> None:
         == 201
     )
     bad = api.post("/api/v1/segments", json={"name": "buyers", "rule": 'did "Order Completed'})
-    assert bad.status_code == 422 and bad.json()["details"]["errors"][0]["line"] == 1
+    assert bad.status_code == 400 and bad.json()["details"]["errors"][0]["line"] == 1
+    assert bad.json()["field"] == "rule"
     rule = 'did "Order Completed" and computed spent >= 100'
     assert api.post("/api/v1/segments", json={"name": "buyers", "rule": rule}).status_code == 201
 
@@ -201,6 +202,22 @@ def _pipeline(api: httpx.Client, collector: httpx.Client, hooks: Hooks) -> None:
     )
     assert preview["sample"] == [profile["id"]]  # SQL over the warehouse agrees
 
+    shown = api.get("/api/v1/segments/buyers").json()
+    assert shown["size"] == 1 and shown["version"] == 1
+    listed = {d["name"]: d["size"] for d in api.get("/api/v1/segments").json()}
+    assert listed["buyers"] == 1
+    entered_ms = payload["data"]["at_ms"]
+    before = api.get(f"/api/v1/segments/buyers/members?at_ms={entered_ms - 1}").json()
+    after = api.get(f"/api/v1/segments/buyers/members?at_ms={entered_ms}").json()
+    assert before["members"] == [] and after["members"] == [profile["id"]]
+    history = api.get("/api/v1/profiles/user_id:u1/segments/history").json()
+    assert [(m["segment"], m["exited_at_ms"]) for m in history["memberships"]] == [("buyers", None)]
+
+    edited = api.put("/api/v1/segments/buyers", json={"rule": rule.replace("100", "500")})
+    assert edited.status_code == 200 and edited.json()["version"] == 2
+    # the edit is backfilled: u1 (spent 120) leaves without a new event
+    _until(lambda: api.get("/api/v1/segments/buyers/members").json()["members"] == [])
+
 
 def test_a_segment_created_later_is_backfilled_from_history(serve: dict[str, Any]) -> None:
     api, collector = serve["api"], serve["collector"]
@@ -226,6 +243,13 @@ def test_the_api_refuses_without_a_token_and_names_bad_fields(serve: dict[str, A
         == "name"
     )
     assert api.get("/api/v1/segments/nope").status_code == 404
+    for n in range(3):
+        api.post("/api/v1/segments", json={"name": f"all{n}", "rule": "true"})
+    first = api.get("/api/v1/segments/all0/members?limit=1").json()
+    assert first["returned"] in (0, 1)
+    if first["next_cursor"]:
+        rest = api.get(f"/api/v1/segments/all0/members?cursor={first['next_cursor']}").json()
+        assert first["members"][0] not in rest["members"]
     check = api.post("/api/v1/segments/check", json={"rule": 'did "A" in last 3 parsecs'}).json()
     assert check["ok"] is False and "parsecs" in check["diagnostics"][0]["message"]
     assert json.loads(api.get("/api/v1/status").text)["events"] >= 0
