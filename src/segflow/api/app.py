@@ -3,6 +3,7 @@
 =========================  =====================================================
 /api/v1/health             liveness, no token
 /api/v1/status             the lag of each part (``segflow status`` shows the same)
+/api/v1/audit              every configuration change: who, what, when, before/after (admin)
 /api/v1/profiles/...       ``segflow.api.profiles``
 /api/v1/segments, /traits  ``segflow.api.segments``
 /api/v1/destinations/...   ``segflow.api.destinations``
@@ -28,11 +29,12 @@ from starlette.routing import Route
 
 from segflow.activate.service import ActivationService
 from segflow.api.auth import TokenStore, authorizer
-from segflow.api.common import endpoint
+from segflow.api.common import endpoint, query_int
 from segflow.api.destinations import destination_routes
 from segflow.api.models import ModelsDeps, build_model_routes
 from segflow.api.profiles import profile_routes
 from segflow.api.segments import segment_routes
+from segflow.audit import AuditLog
 from segflow.segments.service import SegmentService
 from segflow.server.runtime import Runtime
 from segflow.server.status import status
@@ -54,6 +56,7 @@ class ApiDeps:
     tokens: TokenStore
     warehouse: Callable[[], duckdb.DuckDBPyConnection]
     catalog_path: Path
+    audit: AuditLog | None = None
 
 
 async def _health(request: Request) -> JSONResponse:
@@ -72,6 +75,14 @@ def build_api(deps: ApiDeps) -> Starlette:
         )
         return out
 
+    def audit_log(request: Request, body: dict[str, Any]) -> Any:
+        if deps.audit is None:
+            return {"entries": []}
+        limit = query_int(request, "limit", 100, low=1, high=1000)
+        q = request.query_params
+        found = deps.audit.list(limit=limit, action=q.get("action"), target=q.get("target"))
+        return {"entries": found}
+
     models = ModelsDeps(
         connect=deps.warehouse,
         clock=deps.runtime.clock,
@@ -82,9 +93,10 @@ def build_api(deps: ApiDeps) -> Starlette:
     routes = [
         Route("/api/v1/health", _health, methods=["GET"]),
         Route("/api/v1/status", endpoint(authorize, "read", current_status), methods=["GET"]),
+        Route("/api/v1/audit", endpoint(authorize, "admin", audit_log), methods=["GET"]),
         *profile_routes(deps.reader, authorize, splitter=deps.processor),
         *segment_routes(deps.segments, deps.reader, authorize),
-        *destination_routes(deps.activation, authorize),
+        *destination_routes(deps.activation, authorize, deps.audit),
         *build_model_routes(models),
     ]
     return Starlette(routes=routes)

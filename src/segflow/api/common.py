@@ -63,6 +63,14 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
+def actor(request: Request) -> str:
+    """Who makes this request, for the audit log: ``token:<id> (<name>)``."""
+    info = getattr(request.state, "token", None)
+    if info is None:
+        return "anonymous"
+    return f"token:{info.token_id}" + (f" ({info.name})" if info.name else "")
+
+
 def query_int(
     request: Request, name: str, default: int, *, low: int = 0, high: int = 10_000
 ) -> int:

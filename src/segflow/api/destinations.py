@@ -31,6 +31,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from segflow.activate.service import ActivationService
+from segflow.api.common import actor
+from segflow.audit import AuditLog
 from segflow.errors import (
     ConflictError,
     NotFoundError,
@@ -178,8 +180,36 @@ def _replay(svc: ActivationService, request: Request, body: dict[str, Any]) -> A
     return {"replayed": svc.replay(_name(request), since_ms=int(body.get("since_ms", 0)), ids=ids)}
 
 
-def destination_routes(service: ActivationService, authorize: Authorize = allow_all) -> list[Route]:
-    """The routes of ``/api/v1/destinations``; mount them in the API app.
+def _state(svc: ActivationService, name: str) -> dict[str, Any] | None:
+    """A destination and its subscriptions (never secrets), for the audit log."""
+    try:
+        dest = svc.store.destination(name)
+    except NotFoundError:
+        return None
+    subs = [msgspec.to_builtins(s) for s in svc.store.subscriptions(name)]
+    return {"destination": msgspec.to_builtins(dest), "subscriptions": subs}
+
+
+def _audited(audit: AuditLog | None, action: str, fn: Call) -> Call:
+    """``fn``, recording the destination before and after in ``audit`` when it succeeds."""
+    if audit is None:
+        return fn
+
+    def call(svc: ActivationService, request: Request, body: dict[str, Any]) -> Any:
+        name = request.path_params.get("name") or str(body.get("name", ""))
+        before = _state(svc, name)
+        result = fn(svc, request, body)
+        audit.record(actor(request), action, name, before, _state(svc, name))
+        return result
+
+    return call
+
+
+def destination_routes(
+    service: ActivationService, authorize: Authorize = allow_all, audit: AuditLog | None = None
+) -> list[Route]:
+    """The routes of ``/api/v1/destinations``; mount them in the API app. Changes are recorded
+    in ``audit`` when given.
 
     >>> import tempfile, os
     >>> from segflow.activate.ssrf import UrlGuard
@@ -192,16 +222,19 @@ def destination_routes(service: ActivationService, authorize: Authorize = allow_
     def ep(role: str, fn: Call, status: int = 200) -> Callable[[Request], Awaitable[Response]]:
         return _endpoint(service, authorize, role, fn, status=status)
 
+    def changes(role: str, action: str, fn: Call, status: int = 200) -> Any:
+        return ep(role, _audited(audit, f"destination.{action}", fn), status)
+
     return [
         Route(
             PREFIX,
             ep("read", lambda s, r, b: {"destinations": s.list_destinations()}),
             methods=["GET"],
         ),
-        Route(PREFIX, ep("admin", _create, 201), methods=["POST"]),
+        Route(PREFIX, changes("admin", "create", _create, 201), methods=["POST"]),
         Route(PREFIX + "/{name}", ep("read", lambda s, r, b: s.show(_name(r))), methods=["GET"]),
-        Route(PREFIX + "/{name}", ep("admin", _update), methods=["PATCH"]),
-        Route(PREFIX + "/{name}", ep("admin", _delete), methods=["DELETE"]),
+        Route(PREFIX + "/{name}", changes("admin", "update", _update), methods=["PATCH"]),
+        Route(PREFIX + "/{name}", changes("admin", "delete", _delete), methods=["DELETE"]),
         Route(
             PREFIX + "/{name}/test",
             ep("editor", lambda s, r, b: s.test_send(_name(r))),
@@ -209,18 +242,26 @@ def destination_routes(service: ActivationService, authorize: Authorize = allow_
         ),
         Route(
             PREFIX + "/{name}/secrets",
-            ep("admin", lambda s, r, b: {"secret": s.rotate_secret(_name(r))}),
+            changes(
+                "admin", "rotate_secret", lambda s, r, b: {"secret": s.rotate_secret(_name(r))}
+            ),
             methods=["POST"],
         ),
         Route(
-            PREFIX + "/{name}/subscriptions/{segment}", ep("editor", _subscribe), methods=["PUT"]
+            PREFIX + "/{name}/subscriptions/{segment}",
+            changes("editor", "subscribe", _subscribe),
+            methods=["PUT"],
         ),
         Route(
             PREFIX + "/{name}/subscriptions/{segment}",
-            ep("editor", _unsubscribe),
+            changes("editor", "unsubscribe", _unsubscribe),
             methods=["DELETE"],
         ),
         Route(PREFIX + "/{name}/deliveries", ep("read", _deliveries), methods=["GET"]),
         Route(PREFIX + "/{name}/dead-letters", ep("read", _dead), methods=["GET"]),
-        Route(PREFIX + "/{name}/dead-letters/replay", ep("editor", _replay), methods=["POST"]),
+        Route(
+            PREFIX + "/{name}/dead-letters/replay",
+            changes("editor", "replay", _replay),
+            methods=["POST"],
+        ),
     ]

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from segflow.api.auth import Authorize
-from segflow.api.common import endpoint, query_int
+from segflow.api.common import actor, endpoint, query_int
 from segflow.errors import NotFoundError, ValidationError
 from segflow.segments.service import SegmentService
 from segflow.segments.store import Kind
@@ -73,8 +73,8 @@ def segment_routes(
             rule = _text(body, "rule")
             description = _text(body, "description", required=False)
             if kind == "segment":
-                return service.put_segment(name, rule, description)
-            return service.put_trait(name, rule, description)
+                return service.put_segment(name, rule, description, actor=actor(request))
+            return service.put_trait(name, rule, description, actor=actor(request))
 
         return handle
 
@@ -90,7 +90,7 @@ def segment_routes(
 
     def delete(kind: Kind) -> Any:
         def handle(request: Request, body: dict[str, Any]) -> Any:
-            service.delete(kind, request.path_params["name"])
+            service.delete(kind, request.path_params["name"], actor=actor(request))
             return {"deleted": request.path_params["name"]}
 
         return handle

@@ -20,6 +20,7 @@ app = typer.Typer(
 
 # Modules under segflow.cli that each expose register(app). Keep alphabetical.
 _AREAS: tuple[str, ...] = (
+    "audit",
     "dead_letters",
     "demo",
     "deliveries",

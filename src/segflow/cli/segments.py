@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import typer
 
+from segflow.audit import AuditLog, cli_actor
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
 from segflow.errors import SegflowError
 from segflow.segments.service import SegmentService
@@ -30,9 +31,11 @@ def _service(data_dir: Path | None, config: Path | None) -> SegmentService:
 
     settings = resolve_settings(data_dir, config)
     path = warehouse_path(settings.data_path)
+    catalog = settings.data_path / "catalog.sqlite"
     return SegmentService(
-        DefinitionStore(settings.data_path / "catalog.sqlite"),
+        DefinitionStore(catalog),
         warehouse=lambda: connect(path, timeout_s=settings.warehouse.lock_timeout_s),
+        audit=AuditLog(catalog),
     )
 
 
@@ -87,7 +90,7 @@ def _commands(app: typer.Typer, kind: Kind) -> None:
         svc = _service(data_dir, config)
         try:
             put = svc.put_segment if kind == "segment" else svc.put_trait
-            d = put(name, rule, description)
+            d = put(name, rule, description, actor=cli_actor())
         except SegflowError as exc:
             raise _fail(exc) from exc
         typer.echo(f"{noun} {d.name} saved as version {d.version}")
@@ -100,7 +103,7 @@ def _commands(app: typer.Typer, kind: Kind) -> None:
     ) -> None:
         """Delete (its history stays); refused while another segment uses it."""
         try:
-            _service(data_dir, config).delete(kind, name)
+            _service(data_dir, config).delete(kind, name, actor=cli_actor())
         except SegflowError as exc:
             raise _fail(exc) from exc
         typer.echo(f"deleted {noun} {name}")

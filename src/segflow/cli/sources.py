@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from segflow.audit import AuditLog, cli_actor
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
 from segflow.collect.catalog import SourceCatalog, SourceConfig, open_catalog
 from segflow.errors import SegflowError
@@ -25,6 +27,16 @@ def _catalog(data_dir: Path | None, config: Path | None) -> SourceCatalog:
 def _fail(exc: SegflowError) -> typer.Exit:
     typer.echo(json.dumps(exc.to_dict()), err=True)
     return typer.Exit(code=2)
+
+
+def _audit(
+    data_dir: Path | None, config: Path | None, action: str, target: str, before: Any, after: Any
+) -> None:
+    log = AuditLog(resolve_settings(data_dir, config).data_path / "catalog.sqlite")
+    try:
+        log.record(cli_actor(), action, target, before, after)
+    finally:
+        log.close()
 
 
 def _read_config(path: Path) -> SourceConfig:
@@ -55,6 +67,7 @@ def create(
         source, key = catalog.create(name, _read_config(source_config) if source_config else None)
     except SegflowError as exc:
         raise _fail(exc) from exc
+    _audit(data_dir, config, "source.create", source.name, None, source)
     typer.echo(f"created source {source.name} ({source.id}); its write key (shown once):")
     typer.echo(key)
 
@@ -90,10 +103,12 @@ def configure(
     config: Path | None = ConfigOption,
 ) -> None:
     """Replace a source's event-name rules and tracking plan (a running server picks it up on restart)."""
+    new = _read_config(source_config)
     try:
-        _catalog(data_dir, config).configure(name, _read_config(source_config))
+        _catalog(data_dir, config).configure(name, new)
     except SegflowError as exc:
         raise _fail(exc) from exc
+    _audit(data_dir, config, "source.configure", name, None, new)
     typer.echo(f"configured source {name}")
 
 

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from segflow.api.auth import ROLES, TokenStore
+from segflow.audit import AuditLog, cli_actor
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
 
 tokens_app = typer.Typer(help="API tokens (roles: read, editor, admin).", no_args_is_help=True)
+
+
+def _audit(
+    data_dir: Path | None, config: Path | None, action: str, target: str, after: Any
+) -> None:
+    log = AuditLog(resolve_settings(data_dir, config).data_path / "catalog.sqlite")
+    try:
+        log.record(cli_actor(), action, target, None, after)
+    finally:
+        log.close()
 
 
 def _store(data_dir: Path | None, config: Path | None) -> TokenStore:
@@ -29,6 +41,7 @@ def create(
         raise typer.Exit(code=2)
     store = _store(data_dir, config)
     token = store.create(role, name=name)
+    _audit(data_dir, config, "token.create", token.split("_")[1], {"role": role, "name": name})
     typer.echo(f"created a {role} token (shown once; stored hashed):")
     typer.echo(token)
 
@@ -53,6 +66,7 @@ def revoke(
     if not store.revoke(token_id):
         typer.echo(f"no active token {token_id}", err=True)
         raise typer.Exit(code=1)
+    _audit(data_dir, config, "token.revoke", token_id, None)
     typer.echo(f"revoked {token_id}")
 
 

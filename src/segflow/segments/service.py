@@ -29,6 +29,7 @@ from typing import Any
 
 import duckdb
 
+from segflow.audit import AuditLog
 from segflow.clock import Clock, WallClock
 from segflow.errors import ValidationError
 from segflow.rules import Diagnostic, RuleSyntaxError, SegmentProgram, check, compile_segments
@@ -57,10 +58,12 @@ class SegmentService:
         *,
         warehouse: Callable[[], duckdb.DuckDBPyConnection] | None = None,
         clock: Clock | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.store = store
         self.warehouse = warehouse
         self.clock = clock or WallClock()
+        self.audit = audit
 
     # -- reading -----------------------------------------------------------------------------
     def segments(self) -> dict[str, str]:
@@ -87,23 +90,29 @@ class SegmentService:
         """Every error and warning of ``rule`` (as you type: nothing is stored)."""
         return check(rule, trait=trait)
 
-    def put_segment(self, name: str, rule: str, description: str = "") -> Definition:
+    def put_segment(
+        self, name: str, rule: str, description: str = "", *, actor: str = "system"
+    ) -> Definition:
         """Create or edit segment ``name``; refused with every diagnostic when invalid."""
-        return self._put("segment", name, rule, description)
+        return self._put("segment", name, rule, description, actor)
 
-    def put_trait(self, name: str, expression: str, description: str = "") -> Definition:
+    def put_trait(
+        self, name: str, expression: str, description: str = "", *, actor: str = "system"
+    ) -> Definition:
         """Create or edit computed trait ``name``."""
-        return self._put("trait", name, expression, description)
+        return self._put("trait", name, expression, description, actor)
 
-    def delete(self, kind: Kind, name: str) -> None:
+    def delete(self, kind: Kind, name: str, *, actor: str = "system") -> None:
         """Delete a definition (its history stays); refused when another segment uses it."""
-        self.store.get(kind, name)
+        before = self.store.get(kind, name)
         segments, traits = self.segments(), self.traits()
         (segments if kind == "segment" else traits).pop(name)
         self._compile(segments, traits)
         self.store.delete(kind, name)
+        if self.audit is not None:
+            self.audit.record(actor, f"{kind}.delete", name, before, None)
 
-    def _put(self, kind: Kind, name: str, rule: str, description: str) -> Definition:
+    def _put(self, kind: Kind, name: str, rule: str, description: str, actor: str) -> Definition:
         check_name(name)
         if not rule.strip():
             raise ValidationError("rule", "must not be empty")
@@ -111,9 +120,15 @@ class SegmentService:
         if errors:
             raise RuleSyntaxError(errors, field="rule")
         segments, traits = self.segments(), self.traits()
+        before = (segments if kind == "segment" else traits).get(name)
         (segments if kind == "segment" else traits)[name] = rule
         self._compile(segments, traits)
-        return self.store.put(kind, name, rule, description)
+        saved = self.store.put(kind, name, rule, description)
+        if self.audit is not None:
+            action = f"{kind}.{'create' if before is None else 'update'}"
+            old = None if before is None else {"rule": before}
+            self.audit.record(actor, action, name, old, saved)
+        return saved
 
     @staticmethod
     def _compile(segments: dict[str, str], traits: dict[str, str]) -> SegmentProgram:

@@ -35,6 +35,7 @@ from segflow.activate.store import DeliveryStore
 from segflow.activate.worker import DeliveryWorker
 from segflow.api.app import ApiDeps, build_api
 from segflow.api.auth import TokenStore
+from segflow.audit import AuditLog
 from segflow.collect.asgi import ASGIApp
 from segflow.segments.service import DefinitionWatcher, SegmentService
 from segflow.segments.store import DefinitionStore
@@ -86,8 +87,9 @@ def _build(runtime: Runtime) -> Assembly:
     def warehouse() -> duckdb.DuckDBPyConnection:
         return connect(wh_path, timeout_s=timeout_s)
 
+    audit = AuditLog(data / "catalog.sqlite")
     segments = SegmentService(
-        DefinitionStore(data / "catalog.sqlite"), warehouse=warehouse, clock=clock
+        DefinitionStore(data / "catalog.sqlite"), warehouse=warehouse, clock=clock, audit=audit
     )
     loader = WarehouseLoader(
         runtime.log, processor.change_feed(), wh_path, clock, settings.warehouse
@@ -114,7 +116,9 @@ def _build(runtime: Runtime) -> Assembly:
     tokens = TokenStore(data / "catalog.sqlite")
     ml = MlService(warehouse, clock, sink=processor, settings=settings.ml)
     log = settings.log
-    closer = _Closer([processor.store.close, segments.store.close, store.close, tokens.close])
+    closer = _Closer(
+        [processor.store.close, segments.store.close, store.close, tokens.close, audit.close]
+    )
     services: list[Service] = [
         closer,  # started first, so stopped last: closes the stores after every service
         DefinitionWatcher(segments, processor.set_evaluator),
@@ -139,6 +143,7 @@ def _build(runtime: Runtime) -> Assembly:
             tokens=tokens,
             warehouse=warehouse,
             catalog_path=data / "catalog.sqlite",
+            audit=audit,
         )
     )
     return Assembly(

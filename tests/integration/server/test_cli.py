@@ -56,5 +56,10 @@ def test_segments_are_checked_versioned_and_evaluated_by_process(tmp_path: Path)
     assert "processed 2 events" in run("process", "--until-idle", *d).stdout
     shown = run("profiles", "show", "user_id:u1", *d)
     assert shown.returncode == 0 and "buyers" in shown.stdout, shown.stdout + shown.stderr
+    audit = json.loads(run("audit", "--json", *d).stdout)
+    assert [e["action"] for e in audit] == [
+        "source.create", "segment.update", "segment.create"
+    ]  # fmt: skip
+    assert all(e["actor"].startswith("cli:") for e in audit)
     status = json.loads(run("status", "--json", *d).stdout)
     assert status["events"] == 2 and status["parts"]["processor"]["lag"] == 0

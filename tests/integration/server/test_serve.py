@@ -218,6 +218,15 @@ def _pipeline(api: httpx.Client, collector: httpx.Client, hooks: Hooks) -> None:
     # the edit is backfilled: u1 (spent 120) leaves without a new event
     _until(lambda: api.get("/api/v1/segments/buyers/members").json()["members"] == [])
 
+    audit = api.get("/api/v1/audit?target=buyers").json()["entries"]
+    assert [e["action"] for e in audit][:2] == ["segment.update", "segment.create"]
+    assert audit[0]["before"] == {"rule": rule} and audit[0]["after"]["version"] == 2
+    assert audit[0]["actor"].startswith("token:")
+    made_crm = api.get("/api/v1/audit?action=destination.create").json()["entries"][0]
+    assert made_crm["target"] == "crm" and made_crm["before"] is None
+    assert made_crm["after"]["subscriptions"][0]["segment"] == "buyers"
+    assert "whsec_" not in str(made_crm)  # secrets never reach the audit log
+
 
 def test_a_segment_created_later_is_backfilled_from_history(serve: dict[str, Any]) -> None:
     api, collector = serve["api"], serve["collector"]
