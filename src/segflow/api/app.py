@@ -4,6 +4,7 @@
 /api/v1/health             liveness, no token
 /api/v1/status             the lag of each part (``segflow status`` shows the same)
 /api/v1/audit              every configuration change: who, what, when, before/after (admin)
+/api/v1/openapi.json       the OpenAPI 3.1 document; /api/v1/docs the same as a page
 /api/v1/profiles/...       ``segflow.api.profiles``
 /api/v1/segments, /traits  ``segflow.api.segments``
 /api/v1/destinations/...   ``segflow.api.destinations``
@@ -24,10 +25,11 @@ from typing import Any
 import duckdb
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from segflow.activate.service import ActivationService
+from segflow.api import openapi
 from segflow.api.auth import TokenStore, authorizer
 from segflow.api.common import endpoint, query_int
 from segflow.api.destinations import destination_routes
@@ -98,5 +100,19 @@ def build_api(deps: ApiDeps) -> Starlette:
         *segment_routes(deps.segments, deps.reader, authorize),
         *destination_routes(deps.activation, authorize, deps.audit),
         *build_model_routes(models),
+    ]
+    pairs = [(m, r.path) for r in routes for m in sorted(r.methods or ()) if m != "HEAD"]
+    pairs += [("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/docs")]
+    doc = openapi.document(pairs)
+
+    async def openapi_json(request: Request) -> JSONResponse:
+        return JSONResponse(doc)
+
+    async def docs_page(request: Request) -> HTMLResponse:
+        return HTMLResponse(openapi.page(doc))
+
+    routes += [
+        Route("/api/v1/openapi.json", openapi_json, methods=["GET"]),
+        Route("/api/v1/docs", docs_page, methods=["GET"]),
     ]
     return Starlette(routes=routes)
