@@ -1,4 +1,5 @@
-"""``segflow segments list|show|create|delete|check|preview`` and ``segflow traits ...``.
+"""``segflow segments list|show|create|delete|check|preview``, ``segflow traits ...``, and
+``segflow apply DIR`` / ``segflow export-definitions DIR`` (definitions as YAML files).
 
 Definitions live in ``DATA_DIR/catalog.sqlite`` (versioned); a running ``segflow serve`` picks
 up every change within a second and backfills the changed rules from history. ``preview`` runs
@@ -148,6 +149,70 @@ def preview(
     typer.echo(f"{result.count} profiles match; e.g. {', '.join(result.sample) or '-'}")
 
 
+def apply_definitions(
+    directory: Path = typer.Argument(..., help="a folder with segments/*.yaml and traits/*.yaml"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="show what would change, change nothing"),
+    prune: bool = typer.Option(False, "--prune", help="also delete definitions that have no file"),
+    sizes: bool = typer.Option(True, "--sizes/--no-sizes", help="size change of each (SQL)"),
+    data_dir: Path | None = DataDirOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Make the catalogue match a directory of YAML definitions (all or nothing)."""
+    from segflow.segments import files
+
+    svc = _service(data_dir, config)
+    try:
+        changes = files.plan(svc, directory, prune=prune)
+    except SegflowError as exc:
+        raise _fail(exc) from exc
+    planned = files.future(svc, changes)
+    for c in changes:
+        if c.action == "same":
+            continue
+        line = f"{c.action:7} {c.kind:7} {c.name}"
+        if sizes and c.kind == "segment":
+            line += _size_change(svc, c, planned)
+        typer.echo(line)
+    pending = [c for c in changes if c.action != "same"]
+    if dry_run or not pending:
+        typer.echo(f"{len(pending)} to change" + (" (dry run: nothing applied)" if dry_run else ""))
+        return
+    try:
+        done = files.apply(svc, changes, actor=cli_actor())
+    except SegflowError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"applied {done} changes")
+
+
+def _size_change(svc: SegmentService, change: Any, planned: tuple[Any, Any]) -> str:
+    """`` 12 -> 30 profiles`` from the warehouse (blank when it cannot be read)."""
+    segments, traits = planned
+    try:
+        before = svc.preview(change.old_rule, sample=1).count if change.old_rule else 0
+        after = (
+            svc.preview(change.rule, sample=1, segments=segments, traits=traits).count
+            if change.action != "delete"
+            else 0
+        )
+    except SegflowError:
+        return ""
+    return f"  ({before} -> {after} profiles)"
+
+
+def export_definitions(
+    directory: Path = typer.Argument(..., help="where to write segments/ and traits/"),
+    data_dir: Path | None = DataDirOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Write every current segment and computed trait as a YAML file."""
+    from segflow.segments import files
+
+    written = files.export(_service(data_dir, config), directory)
+    typer.echo(f"wrote {len(written)} files under {directory}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(segments_app, name="segments")
     app.add_typer(traits_app, name="traits")
+    app.command("apply")(apply_definitions)
+    app.command("export-definitions")(export_definitions)

@@ -159,10 +159,25 @@ class SegmentService:
         return self.warehouse()
 
     # -- previews ----------------------------------------------------------------------------
-    def preview(self, rule: str, *, at_ms: int | None = None, sample: int = 20) -> Preview:
-        """Run ``rule`` as SQL on the warehouse: how many profiles match at ``at_ms`` (now)."""
+    def preview(
+        self,
+        rule: str,
+        *,
+        at_ms: int | None = None,
+        sample: int = 20,
+        segments: dict[str, str] | None = None,
+        traits: dict[str, str] | None = None,
+    ) -> Preview:
+        """Run ``rule`` as SQL on the warehouse: how many profiles match at ``at_ms`` (now).
+
+        ``segments``/``traits`` replace the catalogue's (to preview against a planned one).
+        """
         at = self.clock.now_ms() if at_ms is None else at_ms
-        sql = compile_members(rule, segments=self.segments(), traits=self.traits(), at_ms=at)
+        segments = self.segments() if segments is None else segments
+        traits = self.traits() if traits is None else traits
+        # every error of the rule in the context of the others (unknown names, cycles)
+        compile_segments({**segments, "_preview_": rule}, traits)
+        sql = compile_members(rule, segments=segments, traits=traits, at_ms=at)
         con = self._warehouse()
         try:
             rows = con.execute(

@@ -1,0 +1,165 @@
+"""Segments and computed traits as code: YAML files in a directory under version control.
+
+One file per definition, ``segments/NAME.yaml`` or ``traits/NAME.yaml``::
+
+    name: abandoned_cart
+    description: Added to cart, no order within 1 hour
+    rule: did "Product Added" then not "Order Completed" within 1 hour
+
+:func:`plan` compares a directory with the catalogue (new, edited, deleted, unchanged);
+:func:`apply` carries a plan out through :class:`SegmentService` (so every definition is
+validated against the whole future catalogue first, versioned, and audited); :func:`export`
+writes the catalogue out. A plan is all-or-nothing: when any definition does not compile with
+the others, nothing is applied.
+
+>>> import tempfile, os
+>>> from segflow.segments.store import DefinitionStore
+>>> root = tempfile.mkdtemp()
+>>> svc = SegmentService(DefinitionStore(os.path.join(root, "catalog.sqlite")))
+>>> _ = svc.put_segment("old", "true")
+>>> d = os.path.join(root, "defs"); os.makedirs(os.path.join(d, "segments"))
+>>> _ = open(os.path.join(d, "segments", "buyers.yaml"), "w").write('rule: did "Order Completed"\\n')
+>>> [(c.action, c.kind, c.name) for c in plan(svc, d, prune=True)]
+[('create', 'segment', 'buyers'), ('delete', 'segment', 'old')]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from segflow.errors import ValidationError
+from segflow.rules import compile_segments
+from segflow.segments.service import SegmentService
+from segflow.segments.store import Kind
+
+FOLDERS: dict[Kind, str] = {"segment": "segments", "trait": "traits"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One definition's fate under a plan: ``create``, ``update``, ``delete`` or ``same``."""
+
+    action: str
+    kind: Kind
+    name: str
+    rule: str = ""
+    description: str = ""
+    old_rule: str | None = None
+
+
+def read_directory(root: str | Path) -> dict[tuple[Kind, str], tuple[str, str]]:
+    """``(kind, name) -> (rule, description)`` from the YAML files under ``root``."""
+    out: dict[tuple[Kind, str], tuple[str, str]] = {}
+    for kind, folder in FOLDERS.items():
+        for path in sorted((Path(root) / folder).glob("*.y*ml")):
+            try:
+                data = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ValidationError(str(path), f"not valid YAML: {exc}") from exc
+            if not isinstance(data, dict) or not isinstance(data.get("rule"), str):
+                raise ValidationError(str(path), "needs a 'rule' (text)")
+            name = str(data.get("name") or path.stem)
+            out[(kind, name)] = (data["rule"], str(data.get("description") or ""))
+    return out
+
+
+def plan(service: SegmentService, root: str | Path, *, prune: bool = False) -> list[Change]:
+    """What applying ``root`` would change (``prune``: delete definitions without a file).
+
+    Raises the compiler's :class:`ValidationError` (with every diagnostic) when the resulting
+    catalogue would not compile.
+    """
+    wanted = read_directory(root)
+    changes: list[Change] = []
+    for kind in FOLDERS:
+        current = {d.name: d for d in service.definitions(kind)}
+        for (k, name), (rule, description) in sorted(wanted.items()):
+            if k != kind:
+                continue
+            old = current.get(name)
+            if old is None:
+                changes.append(Change("create", kind, name, rule, description))
+            elif (old.rule, old.description) != (rule, description):
+                changes.append(Change("update", kind, name, rule, description, old.rule))
+            else:
+                changes.append(Change("same", kind, name, rule, description, old.rule))
+        if prune:
+            for name, old in sorted(current.items()):
+                if (kind, name) not in wanted:
+                    changes.append(Change("delete", kind, name, old_rule=old.rule))
+    _check(service, changes)
+    return changes
+
+
+def future(service: SegmentService, changes: list[Change]) -> tuple[dict[str, str], dict[str, str]]:
+    """The segments and traits the catalogue would hold after ``changes``."""
+    segments, traits = service.segments(), service.traits()
+    for c in changes:
+        target = segments if c.kind == "segment" else traits
+        if c.action == "delete":
+            target.pop(c.name, None)
+        else:
+            target[c.name] = c.rule
+    return segments, traits
+
+
+def _check(service: SegmentService, changes: list[Change]) -> None:
+    compile_segments(*future(service, changes))
+
+
+def apply(service: SegmentService, changes: list[Change], *, actor: str) -> int:
+    """Carry out a plan; returns how many definitions changed.
+
+    Each write is checked against the catalogue as it is at that moment, so writes are retried
+    in rounds until every one went through (a new segment may use another new one); the plan
+    itself was checked as a whole, so the rounds converge.
+    """
+    writes = [c for c in changes if c.action in ("create", "update")]
+    deletes = [c for c in changes if c.action == "delete"]
+    writes.sort(key=lambda c: c.kind != "trait")  # traits first: segments may use them
+    deletes.sort(key=lambda c: c.kind == "trait")  # segments first: they may use traits
+
+    def write(c: Change) -> None:
+        put = service.put_segment if c.kind == "segment" else service.put_trait
+        put(c.name, c.rule, c.description, actor=actor)
+
+    def delete(c: Change) -> None:
+        service.delete(c.kind, c.name, actor=actor)
+
+    return _in_rounds(writes, write) + _in_rounds(deletes, delete)
+
+
+def _in_rounds(pending: list[Change], act: Callable[[Change], None]) -> int:
+    done = 0
+    while pending:
+        failed: list[Change] = []
+        error: ValidationError | None = None
+        for c in pending:
+            try:
+                act(c)
+                done += 1
+            except ValidationError as exc:
+                failed.append(c)
+                error = exc
+        if len(failed) == len(pending) and error is not None:
+            raise error
+        pending = failed
+    return done
+
+
+def export(service: SegmentService, root: str | Path) -> list[Path]:
+    """Write every current definition as YAML under ``root``; returns the files written."""
+    written = []
+    for kind, folder in FOLDERS.items():
+        directory = Path(root) / folder
+        directory.mkdir(parents=True, exist_ok=True)
+        for d in service.definitions(kind):
+            body = {"name": d.name, "description": d.description, "rule": d.rule}
+            path = directory / f"{d.name}.yaml"
+            path.write_text(yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100))
+            written.append(path)
+    return written
