@@ -75,6 +75,7 @@ def build_api(deps: ApiDeps) -> Starlette:
         out["parts"]["warehouse_loader"]["last_error"] = (
             repr(loader_error) if loader_error else None
         )
+        out["freshness"] = deps.processor.freshness.summary()
         return out
 
     def audit_log(request: Request, body: dict[str, Any]) -> Any:
@@ -97,7 +98,7 @@ def build_api(deps: ApiDeps) -> Starlette:
         Route("/api/v1/status", endpoint(authorize, "read", current_status), methods=["GET"]),
         Route("/api/v1/audit", endpoint(authorize, "admin", audit_log), methods=["GET"]),
         *profile_routes(deps.reader, authorize, splitter=deps.processor),
-        *segment_routes(deps.segments, deps.reader, authorize),
+        *segment_routes(deps.segments, deps.reader, authorize, deps.processor.freshness),
         *destination_routes(deps.activation, authorize, deps.audit),
         *build_model_routes(models),
     ]

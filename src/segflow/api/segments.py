@@ -35,6 +35,7 @@ from segflow.api.common import actor, endpoint, query_int
 from segflow.errors import NotFoundError, ValidationError
 from segflow.segments.service import SegmentService
 from segflow.segments.store import Kind
+from segflow.stream.freshness import Freshness
 from segflow.stream.reader import ProfileReader
 
 
@@ -50,9 +51,13 @@ def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str:
 
 
 def segment_routes(
-    service: SegmentService, reader: ProfileReader | None, authorize: Authorize = _allow_all
+    service: SegmentService,
+    reader: ProfileReader | None,
+    authorize: Authorize = _allow_all,
+    freshness: Freshness | None = None,
 ) -> list[Route]:
-    """The segment and trait routes over ``service`` (members come from ``reader``)."""
+    """The segment and trait routes over ``service`` (members come from ``reader``, measured
+    freshness from the processor's ``freshness``)."""
 
     def size(name: str) -> int | None:
         return None if reader is None else sum(1 for _ in reader.members(name))
@@ -84,6 +89,7 @@ def segment_routes(
             current = msgspec.to_builtins(service.get(kind, name))
             if kind == "segment":
                 current["size"] = size(name)
+                current["freshness"] = (freshness.summary() if freshness else {}).get(name)
             return {**current, "history": service.store.history(kind, name)}
 
         return handle

@@ -12,7 +12,7 @@ import msgspec
 
 from segflow.identity import Identifier
 from segflow.profiles import Profile, decode_profile, encode_profile
-from segflow.spec.changes import AnyChange
+from segflow.spec.changes import AnyChange, MembershipChange
 from segflow.stream import keys
 from segflow.stream.outbox import encode_change
 from segflow.stream.state.base import StateTransaction
@@ -28,6 +28,8 @@ class Batch:
         self.profiles: dict[str, Profile | None] = {}
         self.dirty: set[str] = set()
         self.outbox_seq = self._meta("outbox_seq")
+        self.cause_ms: int | None = None  # what the changes emitted now answer (freshness)
+        self.caused: list[tuple[str, int]] = []  # (segment, cause_ms) of membership changes
         self.record_seq = self._meta("record_seq")
 
     def _meta(self, name: str) -> int:
@@ -80,6 +82,8 @@ class Batch:
 
     # -- outputs ----------------------------------------------------------------------------
     def emit(self, change: AnyChange) -> None:
+        if self.cause_ms is not None and isinstance(change, MembershipChange):
+            self.caused.append((change.segment, self.cause_ms))
         self.outbox_seq += 1
         self.tx.set(keys.OUTBOX, keys.seq_key(self.outbox_seq), encode_change(change))
 

@@ -96,7 +96,9 @@ class EventHandler:
             profile.profile_id, event.timestamp_ms, record.partition, record.offset
         )
         batch.tx.set(keys.TIMELINE, tl_key, b"")
+        batch.cause_ms = event.received_at_ms
         self._evaluate(batch, profile, event.timestamp_ms, event, now_ms)
+        batch.cause_ms = None
         batch.put(profile)
         return profile.profile_id
 

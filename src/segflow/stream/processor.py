@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
@@ -31,6 +32,7 @@ from segflow.stream import backfill, keys
 from segflow.stream.attributes import AttributeInbox, AttributeUpdate
 from segflow.stream.batch import Batch
 from segflow.stream.evaluator import NullEvaluator, SegmentEvaluator
+from segflow.stream.freshness import Freshness
 from segflow.stream.handler import EventHandler
 from segflow.stream.outbox import StateChangeFeed
 from segflow.stream.state.base import StateStore
@@ -82,7 +84,11 @@ class Processor:
         self.handler = EventHandler(rules or IdentityRules(), evaluator or NullEvaluator())
         self._pending_evaluator: SegmentEvaluator | None = None
         self._complete_for: str | None = None  # the rule set the state is backfilled for
-        self.attributes = AttributeInbox()  # ML scores and clusters, applied between batches
+        self.attributes = AttributeInbox()
+        self.freshness = Freshness()  # ack -> committed change, per segment
+        self.wall_ms: Callable[[], int] = lambda: (
+            time.time_ns() // 1_000_000
+        )  # ML scores and clusters, applied between batches
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -201,8 +207,13 @@ class Processor:
         except BaseException:
             tx.rollback()
             raise
+        self.freshness.observe(batch.caused, self.wall_ms())
         self._mirror_offsets(advanced)
         return done
+
+    def _wall_of(self, due_ms: int, now_ms: int) -> int:
+        """A timer's due time on the wall clock (the processor's clock may be a replay's)."""
+        return self.wall_ms() - (now_ms - due_ms)
 
     def _mirror_offsets(self, offsets: dict[int, int]) -> None:
         commit = getattr(self.log, "commit", None)
@@ -226,9 +237,12 @@ class Processor:
                 return 0
             batch = Batch(tx)
             for key, _ in due:
-                self.handler.on_timer(batch, key.split("|", 1)[1], now_ms)
+                due_hex, profile_id = key.split("|", 1)
+                batch.cause_ms = self._wall_of(int(due_hex, 16), now_ms)
+                self.handler.on_timer(batch, profile_id, now_ms)
             batch.flush()
             tx.commit()
+            self.freshness.observe(batch.caused, self.wall_ms())
         except BaseException:
             tx.rollback()
             raise

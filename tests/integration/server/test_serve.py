@@ -204,18 +204,27 @@ def _pipeline(api: httpx.Client, collector: httpx.Client, hooks: Hooks) -> None:
 
     shown = api.get("/api/v1/segments/buyers").json()
     assert shown["size"] == 1 and shown["version"] == 1
+    # freshness: acknowledged -> membership change committed, measured per segment
+    order = {"type": "track", "userId": "u3", "event": "Order Completed", "messageId": "e5",
+             "properties": {"revenue": 150}}  # fmt: skip
+    assert collector.post("/v1/batch", json={"batch": [order]}).status_code == 200
+    _until(lambda: len(api.get("/api/v1/segments/buyers/members").json()["members"]) == 2)
+    fresh = api.get("/api/v1/segments/buyers").json()["freshness"]
+    assert fresh["count"] >= 1 and 0 <= fresh["p50_ms"] <= fresh["max_ms"] < 30_000
+    assert api.get("/api/v1/status").json()["freshness"]["buyers"]["count"] >= 1
     listed = {d["name"]: d["size"] for d in api.get("/api/v1/segments").json()}
-    assert listed["buyers"] == 1
+    assert listed["buyers"] == 2  # u1 and u3
     entered_ms = payload["data"]["at_ms"]
     before = api.get(f"/api/v1/segments/buyers/members?at_ms={entered_ms - 1}").json()
     after = api.get(f"/api/v1/segments/buyers/members?at_ms={entered_ms}").json()
     assert before["members"] == [] and after["members"] == [profile["id"]]
+    _until(lambda: api.get("/api/v1/status").json()["parts"]["warehouse_loader"]["lag"] == 0)
     history = api.get("/api/v1/profiles/user_id:u1/segments/history").json()
     assert [(m["segment"], m["exited_at_ms"]) for m in history["memberships"]] == [("buyers", None)]
 
     edited = api.put("/api/v1/segments/buyers", json={"rule": rule.replace("100", "500")})
     assert edited.status_code == 200 and edited.json()["version"] == 2
-    # the edit is backfilled: u1 (spent 120) leaves without a new event
+    # the edit is backfilled: u1 (spent 120) and u3 (150) leave without a new event
     _until(lambda: api.get("/api/v1/segments/buyers/members").json()["members"] == [])
 
     audit = api.get("/api/v1/audit?target=buyers").json()["entries"]

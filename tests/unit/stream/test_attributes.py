@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from segflow.clock import ManualClock
+from segflow.clock import HOUR_MS, ManualClock
 from segflow.rules import compile_segments
 from segflow.spec import MembershipChange
 from segflow.stream import MemoryStateStore, Processor, ProfileReader
@@ -73,3 +73,25 @@ def test_scores_for_an_absorbed_profile_reach_its_survivor(
     now = reader.lookup("user_id", "u1")
     assert now is not None and now.profile_id == known
     assert now.scores == {"buy": 0.8} and now.members == ["hot"]
+
+
+def test_freshness_is_measured_from_acknowledgement_to_commit(
+    memory_log: Any, make_event: Callable[..., Any]
+) -> None:
+    clock = ManualClock(T0)
+    proc = Processor(
+        memory_log,
+        MemoryStateStore(),
+        evaluator=compile_segments({"recent": 'did "A" in last 1 hour'}),
+        clock=clock,
+    )
+    proc.wall_ms = lambda: T0 + 40  # committed 40 ms after the event was acknowledged
+    memory_log.append([make_event("track", ts=T0, user_id="u1", event="A")])
+    proc.run_once()
+    assert proc.freshness.summary()["recent"] == {
+        "count": 1, "p50_ms": 40.0, "p99_ms": 40.0, "max_ms": 40
+    }  # fmt: skip
+    clock.set(T0 + HOUR_MS + 300)  # the timer was due at T0 + 1 h; it fires 300 ms late
+    proc.wall_ms = lambda: T0 + HOUR_MS + 310
+    proc.run_once()
+    assert proc.freshness.summary()["recent"]["max_ms"] == 300  # fired 300 ms after due
