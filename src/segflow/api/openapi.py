@@ -27,6 +27,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str | None, str, str | None]] = {
     ("GET", "/api/v1/profiles/{ident}/events"): ("read", "Its timeline, newest first (?limit&before)", None),
     ("GET", "/api/v1/profiles/{ident}/segments"): ("read", "Current memberships and computed traits", None),
     ("GET", "/api/v1/profiles/{ident}/segments/history"): ("read", "When it entered and left each segment", None),
+    ("GET", "/api/v1/profiles/{ident}/scores"): ("read", "Scores with the reasons behind each, and clusters", None),
     ("GET", "/api/v1/profiles/{ident}/merges"): ("read", "Why these identifiers are one person", None),
     ("POST", "/api/v1/profiles/{ident}/split"): ("admin", "Split identifiers off into a new profile", "identifiers"),
     ("GET", "/api/v1/segments"): ("read", "Every segment with its rule, version and size", None),

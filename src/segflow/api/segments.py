@@ -8,6 +8,7 @@ PUT      /api/v1/segments/{name}                  editor  ``{"rule", "descriptio
 DELETE   /api/v1/segments/{name}                  editor  refused while another segment uses it
 GET      /api/v1/segments/{name}/members          read    ``?limit&cursor`` now; ``?at_ms`` at a past time
 GET      /api/v1/profiles/{ident}/segments/history read   when it entered and left each segment
+GET      /api/v1/profiles/{ident}/scores          read    scores with the reasons behind each
 POST     /api/v1/segments/check                   read    ``{"rule"}`` -> every diagnostic (as you type)
 POST     /api/v1/segments/preview                 read    ``{"rule", "at_ms"?}`` -> count + sample (SQL)
 GET/POST /api/v1/traits                           read/editor  computed traits, same shapes
@@ -135,7 +136,7 @@ def segment_routes(
         return {"segment": name, "members": ids, "returned": len(ids),
                 "next_cursor": ids[-1] if more else None}  # fmt: skip
 
-    def profile_history(request: Request, body: dict[str, Any]) -> Any:
+    def find(request: Request) -> Any:
         if reader is None:
             raise ValidationError("profile", "no profile state in this process")
         ident = request.path_params["ident"]
@@ -146,8 +147,24 @@ def segment_routes(
             raise ValidationError("identifier", f"unknown identifier type {id_type!r}") from None
         if profile is None:
             raise NotFoundError(f"no profile has {ident}", details={"identifier": ident})
+        return profile
+
+    def profile_history(request: Request, body: dict[str, Any]) -> Any:
+        profile = find(request)
         ids = [profile.profile_id, *profile.absorbed]
         return {"profile_id": profile.profile_id, "memberships": service.history(ids)}
+
+    def profile_scores(request: Request, body: dict[str, Any]) -> Any:
+        profile = find(request)
+        ids = [profile.profile_id, *profile.absorbed]
+        reasons = service.score_reasons(ids)
+        return {
+            "profile_id": profile.profile_id,
+            "scores": {
+                m: {"score": v, "reasons": reasons.get(m, [])} for m, v in profile.scores.items()
+            },
+            "clusters": profile.clusters,
+        }
 
     base, traits = "/api/v1/segments", "/api/v1/traits"
     return [
@@ -163,6 +180,11 @@ def segment_routes(
         Route(
             "/api/v1/profiles/{ident}/segments/history",
             endpoint(authorize, "read", profile_history),
+            methods=["GET"],
+        ),
+        Route(
+            "/api/v1/profiles/{ident}/scores",
+            endpoint(authorize, "read", profile_scores),
             methods=["GET"],
         ),
         Route(f"{base}/{{name}}/members", endpoint(authorize, "read", members), methods=["GET"]),

@@ -41,8 +41,11 @@ class MlScheduler:
                 continue
             if period >= DAY_MS and (now % DAY_MS) < self.run_at_hour_utc * HOUR_MS:
                 continue
-            last = self.ctx.registry.runs(spec.name, 1)
-            if not last or now - last[0].started_at_ms >= period - HOUR_MS:
+            recent = self.ctx.registry.runs(spec.name, 1)
+            if recent and recent[0].status == "failed" and now - recent[0].started_at_ms < HOUR_MS:
+                continue  # a failed run is retried an hour later, not at every check
+            last = self.ctx.registry.last_run(spec.name)
+            if last is None or now - last.started_at_ms >= period - HOUR_MS:
                 out.append(spec.name)
         return out
 

@@ -328,6 +328,12 @@ class Parser:
             kind = "any"
         elif self.at("page", "screen", "identify", "pages", "screens"):
             kind = self.take().text.lower().rstrip("s")  # type: ignore[assignment]
+            if self.tok.kind is Kind.STRING and kind == "identify":
+                # identify calls have no name (the grammar has none); accepting one made the
+                # SQL compiler match no event while the incremental evaluator matched them all
+                raise self.fail(
+                    f'identify events have no name; write identify, or page/screen "{self.tok.value}"'
+                )
             if self.tok.kind is Kind.STRING:
                 name = str(self.take().value)
         else:

@@ -161,7 +161,29 @@ def _parse_all(
             diags.append(_diag(name, f'unknown segment "{ref}"'))
     if diags:
         raise RuleSyntaxError(diags, field="definitions")
-    return {n: substitute_computed(c, aggs) for n, c in conds.items()}, aggs
+    out = {n: substitute_computed(c, aggs) for n, c in conds.items()}
+    for name in conds:
+        diags.extend(_named(computed_type_errors(conds[name], out[name]), name))
+    if diags:
+        raise RuleSyntaxError(diags, field="definitions")
+    return out, aggs
+
+
+def computed_type_errors(original: ast.Condition, substituted: ast.Condition) -> list[Diagnostic]:
+    """Type errors that appear once ``computed NAME`` is replaced by its aggregate.
+
+    ``computed orders = "x"`` with ``orders = count(...)`` is as wrong as ``count(...) = "x"``
+    (which the parser's passes refuse); left through, SQL engines reject the comparison of a
+    number with text while the incremental evaluator says false, so the two would disagree.
+    """
+    if original == substituted:
+        return []
+    before = {d.message for d in analyze(ast.Rule("", condition=original))}
+    return [
+        Diagnostic(line=1, column=1, message=f"with its computed traits inlined: {d.message}")
+        for d in analyze(ast.Rule("", condition=substituted))
+        if d.severity == "error" and d.message not in before
+    ]
 
 
 def _diag(name: str, message: str) -> Diagnostic:

@@ -17,9 +17,10 @@ from collections.abc import Mapping
 from sqlglot import exp
 
 from segflow.rules import ast
+from segflow.rules.exceptions import RuleSyntaxError
 from segflow.rules.parser import parse, parse_trait
 from segflow.rules.passes import segment_refs, substitute_computed, topological_order
-from segflow.rules.program import _parse_all
+from segflow.rules.program import _parse_all, computed_type_errors
 
 NUM_TYPES = ("BIGINT", "UBIGINT", "DOUBLE")
 TEXT_TYPES = ("VARCHAR", "BIGINT", "UBIGINT", "BOOLEAN")
@@ -508,9 +509,11 @@ def members_expression(
 ) -> exp.Select:
     """The members query as a SQLGlot expression (``$at_ms`` placeholder when ``at_ms`` is None)."""
     conds, aggs = _parse_all(dict(segments or {}), dict(traits or {}))
-    cond = (parse(rule) if isinstance(rule, str) else rule).condition
-    assert cond is not None
-    cond = substitute_computed(cond, aggs)
+    original = (parse(rule) if isinstance(rule, str) else rule).condition
+    assert original is not None
+    cond = substitute_computed(original, aggs)
+    if errors := computed_type_errors(original, cond):
+        raise RuleSyntaxError(errors)
     needed = _needed_segments(cond, conds)
     at = _at(at_ms)
     comp = Compiler(at, conds)

@@ -20,6 +20,7 @@ the full history before it is saved.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -152,6 +153,20 @@ class SegmentService:
             return profile_history(con, profile_ids)
         finally:
             con.close()
+
+    def score_reasons(self, profile_ids: list[str]) -> dict[str, Any]:
+        """``{model: reasons}``: the top contributing features behind each score (warehouse)."""
+        con = self._warehouse()
+        try:
+            rows = con.execute(
+                "SELECT model, reasons FROM ml_score_reasons WHERE profile_id IN (SELECT unnest(?))",
+                [profile_ids],
+            ).fetchall()
+        except duckdb.CatalogException:  # no model has scored yet
+            return {}
+        finally:
+            con.close()
+        return {m: json.loads(r) if isinstance(r, str) else r for m, r in rows}
 
     def _warehouse(self) -> duckdb.DuckDBPyConnection:
         if self.warehouse is None:
