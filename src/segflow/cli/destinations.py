@@ -26,12 +26,19 @@ def service(data_dir: Path | None) -> ActivationService:
     """The activation service on the data directory, with the configured SSRF allow-list."""
     from segflow.config import load_settings
 
+    from segflow.log.sqlite import open_log
+    from segflow.stream.compose import build_reader
+
     settings = load_settings()
-    root = data_dir or settings.data_path
+    if data_dir is not None:
+        settings = load_settings(overrides={"server": {"data_dir": str(data_dir)}})
+    root = settings.data_path
+    log = open_log(root, partitions=settings.log.partitions)
     return ActivationService.open(
         root,
         allow_list=settings.activate.allow_list,
         secret_overlap_ms=settings.activate.secret_overlap_ms,
+        lookup=build_reader(settings, log),  # members and traits for --initial-sync
     )
 
 

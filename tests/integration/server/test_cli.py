@@ -56,6 +56,13 @@ def test_segments_are_checked_versioned_and_evaluated_by_process(tmp_path: Path)
     assert "processed 2 events" in run("process", "--until-idle", *d).stdout
     shown = run("profiles", "show", "user_id:u1", *d)
     assert shown.returncode == 0 and "buyers" in shown.stdout, shown.stdout + shown.stderr
+    files = tmp_path / "files"
+    made = run("destinations", "create", "crm", "--directory", str(files), *d)
+    assert made.returncode == 0, made.stderr
+    synced = run("destinations", "subscribe", "crm", "buyers", "--initial-sync", *d)
+    assert synced.returncode == 0, synced.stderr
+    assert '"queued": 1' in synced.stdout  # the current member, from the processor's state
+
     audit = json.loads(run("audit", "--json", *d).stdout)
     assert [e["action"] for e in audit] == [
         "source.create", "segment.update", "segment.create"
