@@ -25,7 +25,6 @@ DataDir = typer.Option(None, "--data-dir", help="segflow data directory (default
 def service(data_dir: Path | None) -> ActivationService:
     """The activation service on the data directory, with the configured SSRF allow-list."""
     from segflow.config import load_settings
-
     from segflow.log.sqlite import open_log
     from segflow.stream.compose import build_reader
 

@@ -103,22 +103,31 @@ def load(
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
 ) -> None:
-    """Load the log into the warehouse until caught up (when `segflow serve` is not running)."""
+    """Load the log (and the processor's changes) into the warehouse until caught up (when
+    `segflow serve` is not running; run `segflow process --until-idle` first for profiles)."""
     from segflow.clock import WallClock
     from segflow.log.sqlite import SqliteEventLog
+    from segflow.stream.compose import state_path
+    from segflow.stream.outbox import StateChangeFeed
+    from segflow.stream.state.sqlite import SqliteReader
     from segflow.warehouse.loader import WarehouseLoader
 
     settings = resolve_settings(data_dir, config)
     log = SqliteEventLog(settings.data_path / "log.sqlite", partitions=settings.log.partitions)
+    feed = None
+    if state_path(settings).exists():  # the processor's changes: identities, merges, memberships
+        feed = StateChangeFeed(SqliteReader(state_path(settings)))
     try:
         loader = WarehouseLoader(
-            log, None, _path(data_dir, config), WallClock(), settings.warehouse
+            log, feed, _path(data_dir, config), WallClock(), settings.warehouse
         )
         infos = loader.run_until_idle()
     except SegflowError as exc:
         raise _fail(exc) from exc
     finally:
         log.close()
+        if feed is not None:
+            feed.reader.close()
     typer.echo(f"loaded {sum(i.events_loaded for i in infos)} events in {len(infos)} batches")
 
 

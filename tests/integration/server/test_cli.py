@@ -68,5 +68,12 @@ def test_segments_are_checked_versioned_and_evaluated_by_process(tmp_path: Path)
         "source.create", "segment.update", "segment.create"
     ]  # fmt: skip
     assert all(e["actor"].startswith("cli:") for e in audit)
+    assert "loaded 2 events" in run("load", *d).stdout
+    rows = run("sql", "SELECT segment FROM memberships", "--format", "csv", *d).stdout
+    assert rows.replace('"', "").split() == [
+        "segment",
+        "buyers",
+    ]  # the processor's changes were loaded too
     status = json.loads(run("status", "--json", *d).stdout)
     assert status["events"] == 2 and status["parts"]["processor"]["lag"] == 0
+    assert status["parts"]["warehouse_loader"]["lag"] == 0
