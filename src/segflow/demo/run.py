@@ -51,7 +51,7 @@ class DemoOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     people: int = 2000
-    days: int = 28
+    days: int = 42
     rate: float = 20.0
     seed: int = 42
     duration_s: float | None = None  # None: until interrupted
@@ -213,6 +213,10 @@ class Demo:
         raise RuntimeError("segflow did not catch up with the backfill")
 
     def _models(self) -> None:
+        # the built-in churn model looks 30 days ahead at 4 cutoffs (120 days of history);
+        # the demo's weeks of history fit a 14-day horizon at 2 cutoffs
+        churn = {"kind": "propensity", "target": "no activity within 14 days", "n_cutoffs": 2}
+        self._api("PUT", "/api/v1/models/churn", json=churn)
         with Progress(console=self.console, transient=True) as progress:
             task = progress.add_task("training models", total=len(MODELS))
             for name in MODELS:
@@ -328,7 +332,7 @@ class Demo:
         self._story_status()
         self._banner()
         if self.on_ready is not None:
-            self.on_ready(self.result.url)
+            self.on_ready(f"{self.result.url}/console")
         deadline = None if self.o.duration_s is None else time.monotonic() + self.o.duration_s
         self._live(lambda: deadline is not None and time.monotonic() >= deadline)
         self._story_status()
@@ -345,7 +349,8 @@ class Demo:
 
     def _banner(self) -> None:
         table = Table(show_header=False, box=None)
-        table.add_row("API", f"{self.result.url}/api/v1/status")
+        table.add_row("console", f"{self.result.url}/console  (log in with the admin token)")
+        table.add_row("API", f"{self.result.url}/api/v1/docs")
         table.add_row(
             "her profile", f"{self.result.url}/api/v1/profiles/anonymous_id:{STORY_ANONYMOUS_ID}"
         )

@@ -15,7 +15,7 @@ ml-scheduler           nightly model jobs; scores and clusters back into profile
 log-retention          deletes consumed log records past ``log.retention_ms`` (off by default)
 =====================  ===============================================================
 
-The admin API (``/api/v1/...``) shares the processor's reader, the activation service and the
+The admin API (``/api/v1/...``) and the web console (``/console``) share the processor's reader, the activation service and the
 segment service with the services, so a change made over the API takes effect in this
 process without a restart.
 """
@@ -46,6 +46,7 @@ from segflow.server.runtime import Runtime
 from segflow.server.services import Service
 from segflow.stream.compose import build_processor, build_reader
 from segflow.stream.processor import Processor
+from segflow.ui import build_console
 from segflow.warehouse.connection import connect, warehouse_path
 from segflow.warehouse.loader import WarehouseLoader
 
@@ -132,23 +133,23 @@ def _build(runtime: Runtime) -> Assembly:
             runtime.log, retention_ms=log.retention_ms, interval_s=log.retention_interval_s
         )
         services.append(retention)
-    api = build_api(
-        ApiDeps(
-            runtime=runtime,
-            reader=reader,
-            processor=processor,
-            loader=loader,
-            activation=activation,
-            segments=segments,
-            tokens=tokens,
-            warehouse=warehouse,
-            catalog_path=data / "catalog.sqlite",
-            audit=audit,
-        )
+    api_deps = ApiDeps(
+        runtime=runtime,
+        reader=reader,
+        processor=processor,
+        loader=loader,
+        activation=activation,
+        segments=segments,
+        tokens=tokens,
+        warehouse=warehouse,
+        catalog_path=data / "catalog.sqlite",
+        audit=audit,
     )
-    return Assembly(
-        processor, loader, delivery, activation, segments, tokens, services, {"/api": KeepPath(api)}
-    )
+    mounts: dict[str, ASGIApp] = {
+        "/api": KeepPath(build_api(api_deps)),
+        "/console": KeepPath(build_console(api_deps)),
+    }
+    return Assembly(processor, loader, delivery, activation, segments, tokens, services, mounts)
 
 
 class _Closer:

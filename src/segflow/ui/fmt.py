@@ -1,0 +1,77 @@
+"""Template filters: times, numbers and JSON as people read them.
+
+>>> when(0)
+'1970-01-01 00:00:00'
+>>> number(1234567)
+'1,234,567'
+>>> ago(1_000, now=61_000)
+'1 min ago'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from markupsafe import Markup
+
+from segflow.ui.highlight import rule_html
+
+
+def when(ms: int | None) -> str:
+    """Epoch ms as UTC ``YYYY-MM-DD HH:MM:SS`` (``-`` for none)."""
+    if ms is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ago(ms: int | None, now: int | None = None) -> str:
+    """How long before ``now`` (default: the wall clock) ``ms`` was."""
+    if ms is None:
+        return "never"
+    seconds = max(0, ((now if now is not None else time.time_ns() // 1_000_000) - ms) // 1000)
+    for size, unit in ((86_400, "d"), (3_600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".")
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "-" if value is None else str(value)
+
+
+def pretty(value: Any) -> str:
+    """Compact JSON for a value (traits, properties)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def value(item: Any) -> str:
+    """Text as it is, anything else as compact JSON."""
+    return item if isinstance(item, str) else pretty(item)
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def rule(text: str) -> Markup:
+    """A segment rule, syntax-highlighted."""
+    return rule_html(text)
+
+
+FILTERS: dict[str, Callable[..., str]] = {
+    "rule": rule,
+    "when": when,
+    "ago": ago,
+    "number": number,
+    "pretty": pretty,
+    "value": value,
+    "percent": percent,
+}

@@ -1,0 +1,70 @@
+"""Profiles: search by any identifier, and one profile's identities, traits, computed traits,
+scores, clusters, segment memberships and event timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from segflow.api.profiles import profile_json
+from segflow.profiles import Profile
+from segflow.ui.web import Console, Form, redirect
+
+PAGE = 50
+
+
+def _find(console: Console, query: str) -> Profile | None:
+    """``type:value`` looks up one identifier type; a bare value tries every type."""
+    reader = console.deps.reader
+    id_type, sep, value = query.partition(":")
+    if sep and id_type in reader.id_types():
+        return reader.lookup(id_type, value)
+    for kind in reader.id_types():
+        found = reader.lookup(kind, query)
+        if found is not None:
+            return found
+    return None
+
+
+def search(console: Console, request: Request, form: Form) -> Response:
+    query = request.query_params.get("q", "").strip()
+    if query:
+        found = _find(console, query)
+        if found is not None:
+            return redirect(f"/console/profiles/{found.profile_id}")
+    return console.render(
+        request, "profiles.html", title="Profiles", query=query,
+        id_types=console.deps.reader.id_types(), missing=bool(query),
+    )  # fmt: skip
+
+
+def _timeline(console: Console, profile: Profile, before: str | None) -> dict[str, Any]:
+    try:
+        page = console.deps.reader.timeline(profile, PAGE, before)
+    except ValueError:
+        page = console.deps.reader.timeline(profile, PAGE, None)
+    return {"events": [r.event for r in page.events], "next_before": page.next_before}
+
+
+def show(console: Console, request: Request, form: Form) -> Response:
+    profile = console.deps.reader.get(request.path_params["profile_id"])
+    if profile is None:
+        return console.render(
+            request, "error.html", 404, title="Not found", reason="no such profile"
+        )
+    timeline = _timeline(console, profile, request.query_params.get("before"))
+    return console.render(
+        request, "profile.html", title=f"Profile {profile.profile_id}",
+        p=profile_json(profile), **timeline,
+        source_names={s.id: s.name for s in console.deps.runtime.catalog.list()},
+    )  # fmt: skip
+
+
+def routes(console: Console) -> list[Route]:
+    return [
+        Route("/console/profiles", console.page("read", search), methods=["GET"]),
+        Route("/console/profiles/{profile_id}", console.page("read", show), methods=["GET"]),
+    ]

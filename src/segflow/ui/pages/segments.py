@@ -1,0 +1,122 @@
+"""Segments: the list with sizes, and the rule editor (check and preview as you type, save).
+
+``POST /console/segments/try`` is what the editor's script calls while you type: every
+diagnostic of the rule and, when it has no errors, the warehouse preview (count and sample).
+Saving is an ordinary form POST, so the editor works without the script too.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import duckdb
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from segflow.errors import SegflowError, ValidationError
+from segflow.rules import Diagnostic, RuleSyntaxError
+from segflow.ui.highlight import KEYWORDS
+from segflow.ui.web import Console, Form, redirect
+
+SAMPLE = 10
+
+
+def _size(console: Console, name: str) -> int:
+    return sum(1 for _ in console.deps.reader.members(name))
+
+
+def segment_list(console: Console, request: Request, form: Form) -> Response:
+    rows = [
+        {"d": d, "size": _size(console, d.name)}
+        for d in console.deps.segments.definitions("segment")
+    ]
+    return console.render(request, "segments.html", title="Segments", rows=rows)
+
+
+def _editor(console: Console, request: Request, *, status: int = 200, **values: Any) -> Response:
+    values.setdefault("diagnostics", [])
+    values.setdefault("members", [])
+    values.setdefault("error", None)
+    return console.render(
+        request, "segment_edit.html", status=status, keywords=sorted(KEYWORDS), **values
+    )
+
+
+def segment_new(console: Console, request: Request, form: Form) -> Response:
+    return _editor(
+        console, request, title="New segment", name="", rule="", description="", new=True
+    )
+
+
+def segment_show(console: Console, request: Request, form: Form) -> Response:
+    name = request.path_params["name"]
+    try:
+        d = console.deps.segments.get("segment", name)
+    except SegflowError:
+        return console.render(
+            request, "error.html", 404, title="Not found", reason=f"no segment {name}"
+        )
+    ids = itertools.islice(console.deps.reader.members(name), SAMPLE)
+    members = [(pid, _label(console, pid)) for pid in ids]
+    return _editor(
+        console, request, title=f"Segment {name}", name=name, rule=d.rule,
+        description=d.description, new=False, version=d.version,
+        size=_size(console, name), members=members,
+    )  # fmt: skip
+
+
+def _label(console: Console, profile_id: str) -> str:
+    """A member as people know it: its user id or email, else its first identifier."""
+    profile = console.deps.reader.get(profile_id)
+    ids = {} if profile is None else {e.type: e.value for e in reversed(profile.identities)}
+    return ids.get("user_id") or ids.get("email") or next(iter(ids.values()), profile_id)
+
+
+def _diagnostics(exc: SegflowError) -> list[Diagnostic]:
+    return list(exc.diagnostics) if isinstance(exc, RuleSyntaxError) else []
+
+
+def segment_save(console: Console, request: Request, form: Form) -> Response:
+    name = request.path_params.get("name") or form.get("name", "").strip()
+    rule, description = form.get("rule", ""), form.get("description", "")
+    try:
+        console.deps.segments.put_segment(name, rule, description)
+    except SegflowError as exc:
+        return _editor(
+            console, request, status=400 if isinstance(exc, ValidationError) else 409,
+            title="Segment", name=name, rule=rule, description=description,
+            new="name" not in request.path_params, error=exc.message,
+            diagnostics=_diagnostics(exc),
+        )  # fmt: skip
+    return redirect(f"/console/segments/{name}")
+
+
+def segment_try(console: Console, request: Request, form: Form) -> Response:
+    rule = form.get("rule", "")
+    diagnostics = console.deps.segments.check(rule) if rule.strip() else []
+    ok = bool(rule.strip()) and not any(d.severity == "error" for d in diagnostics)
+    out: dict[str, Any] = {"ok": ok, "diagnostics": msgspec.to_builtins(diagnostics)}
+    if ok:
+        try:
+            preview = console.deps.segments.preview(rule, sample=SAMPLE)
+            out["preview"] = {"count": preview.count, "sample": preview.sample}
+        except (SegflowError, duckdb.Error) as exc:
+            out["preview_error"] = getattr(exc, "message", str(exc))
+            if isinstance(exc, SegflowError):
+                out["diagnostics"] += msgspec.to_builtins(_diagnostics(exc))
+    return JSONResponse(out, headers={"Cache-Control": "no-store"})
+
+
+def routes(console: Console) -> list[Route]:
+    base = "/console/segments"
+    return [
+        Route(base, console.page("read", segment_list), methods=["GET"]),
+        Route(base, console.page("editor", segment_save), methods=["POST"]),
+        Route(f"{base}/new", console.page("read", segment_new), methods=["GET"]),
+        Route(f"{base}/try", console.page("read", segment_try), methods=["POST"]),
+        Route(base + "/{name}", console.page("read", segment_show), methods=["GET"]),
+        Route(base + "/{name}", console.page("editor", segment_save), methods=["POST"]),
+    ]

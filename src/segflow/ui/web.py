@@ -1,0 +1,140 @@
+"""What every console page shares: the session check, CSRF, forms and rendering.
+
+A page handler is ``fn(ctx, request, form) -> Response`` wrapped by :func:`Console.page`,
+which (1) loads the signed session cookie or redirects to the login page, (2) refuses a role
+below the page's with 403, (3) on POST checks the session's CSRF token (form field ``csrf`` or
+header ``X-CSRF-Token``) and refuses a missing or wrong one with 403, and (4) runs the handler
+in a thread (the stores it reads block).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import msgspec
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from segflow.api.app import ApiDeps
+from segflow.api.auth import ROLES
+from segflow.ui.fmt import FILTERS
+from segflow.ui.session import COOKIE, Session, Signer
+
+TEMPLATES = Path(__file__).parent / "templates"
+Form = dict[str, str]
+Handler = Callable[["Console", Request, Form], Response]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+async def read_form(request: Request) -> Form:
+    """The urlencoded form (or JSON object) of a POST, last value per field."""
+    if request.method != "POST":
+        return {}
+    raw = await request.body()
+    if request.headers.get("content-type", "").startswith("application/json"):
+        data = msgspec.json.decode(raw) if raw else {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    pairs = urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    return dict(pairs)
+
+
+@dataclass
+class Console:
+    """The console's dependencies: the serve process's parts, templates and the signer."""
+
+    deps: ApiDeps
+    signer: Signer
+    env: jinja2.Environment
+
+    @classmethod
+    def create(cls, deps: ApiDeps, signer: Signer) -> Console:
+        return cls(deps, signer, _environment())
+
+    def session(self, request: Request) -> Session | None:
+        session = self.signer.load(request.cookies.get(COOKIE), now_ms=now_ms())
+        if session is None or not self._live(session.token_id):
+            return None
+        return session
+
+    def _live(self, token_id: str) -> bool:
+        return any(t.token_id == token_id and t.revoked_ms is None for t in self.deps.tokens.list())
+
+    def render(
+        self, request: Request, template: str, status: int = 200, **values: Any
+    ) -> HTMLResponse:
+        session: Session | None = getattr(request.state, "session", None)
+        html = self.env.get_template(template).render(
+            request=request, session=session, path=request.url.path, **values
+        )
+        return HTMLResponse(html, status_code=status, headers=_HEADERS)
+
+    def page(self, role: str, fn: Handler) -> Endpoint:
+        """``fn`` behind the session, role and CSRF checks."""
+
+        async def endpoint(request: Request) -> Response:
+            session = self.session(request)
+            if session is None:
+                return _to_login(request)
+            request.state.session = session
+            if ROLES.index(session.role) < ROLES.index(role):
+                return self.refuse(request, f"this page needs the {role} role")
+            form = await read_form(request)
+            if request.method == "POST" and not _csrf_ok(request, form, session):
+                return self.refuse(request, "the form's CSRF token is missing or wrong")
+            return await run_in_threadpool(fn, self, request, form)
+
+        return endpoint
+
+    def refuse(self, request: Request, reason: str) -> Response:
+        if request.headers.get("accept", "").startswith("application/json"):
+            return JSONResponse({"code": "forbidden", "message": reason}, status_code=403)
+        return self.render(request, "error.html", status=403, title="Forbidden", reason=reason)
+
+
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def _csrf_ok(request: Request, form: Mapping[str, str], session: Session) -> bool:
+    sent = form.get("csrf") or request.headers.get("x-csrf-token") or ""
+    return hmac.compare_digest(sent.encode(), session.csrf.encode())
+
+
+def _to_login(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method != "GET" or request.headers.get("accept", "").startswith("application/json"):
+        return JSONResponse({"code": "unauthorized", "message": "log in first"}, status_code=401)
+    query = urllib.parse.urlencode({"next": target})
+    return RedirectResponse(f"/console/login?{query}", status_code=303)
+
+
+def redirect(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)

@@ -1,0 +1,169 @@
+"""A real serve app (collector + admin API + console) on a loopback port, with data in it.
+
+The background services are not started: tests drive the processor and the loader with
+:meth:`Served.settle`, so what the pages show is decided by the test, not by timing.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from segflow.api.app import ApiDeps
+from segflow.config import load_settings
+from segflow.ml.registry import Registry, RunRecord
+from segflow.server.app import KeepPath, build_app
+from segflow.server.compose import Assembly, assemble, release
+from segflow.server.runtime import Runtime
+from segflow.stream.compose import build_reader
+from segflow.ui import build_console
+from segflow.warehouse.connection import connect, warehouse_path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    """The running server and its parts."""
+
+    url: str
+    runtime: Runtime
+    parts: Assembly
+    deps: ApiDeps
+    write_key: str
+    tokens: dict[str, str]  # role -> plain token
+
+    def send(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        """Events through the collector's ``/v1/batch`` (the way an SDK sends them)."""
+        answer = httpx.post(
+            f"{self.url}/v1/batch", json={"batch": batch}, auth=(self.write_key, ""), timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        result: dict[str, Any] = answer.json()
+        return result
+
+    def settle(self) -> None:
+        """Apply the current segments, process every event, load the warehouse."""
+        self.parts.processor.set_evaluator(self.parts.segments.program())
+        while self.parts.processor.run_once() or self.parts.processor.backfill_step():
+            pass
+        self.parts.loader.run_until_idle()
+
+
+def _deps(rt: Runtime, parts: Assembly) -> ApiDeps:
+    data = rt.settings.data_path
+    return ApiDeps(
+        runtime=rt,
+        reader=build_reader(rt.settings, rt.log),
+        processor=parts.processor,
+        loader=parts.loader,
+        activation=parts.activation,
+        segments=parts.segments,
+        tokens=parts.tokens,
+        warehouse=lambda: connect(warehouse_path(data)),
+        catalog_path=data / "catalog.sqlite",
+    )
+
+
+def shop_events(now_ms: int) -> list[dict[str, Any]]:
+    """Ada buys twice, Grace once, an anonymous visitor only browses."""
+    iso = lambda ms: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + "Z"  # noqa: E731
+    events: list[dict[str, Any]] = []
+    for i, (user, email) in enumerate((("ada", "ada@example.com"), ("grace", "grace@example.com"))):
+        at = now_ms - 3_600_000 * (i + 2)
+        events.append({"type": "identify", "userId": user, "anonymousId": f"anon-{user}",
+                       "traits": {"email": email, "plan": "pro" if i == 0 else "free"},
+                       "messageId": f"id-{user}", "timestamp": iso(at)})  # fmt: skip
+    for n, user in enumerate(("ada", "ada", "grace")):
+        events.append({"type": "track", "userId": user, "event": "Order Completed",
+                       "properties": {"revenue": 40 + n}, "messageId": f"order-{n}",
+                       "timestamp": iso(now_ms - 60_000 * (n + 1))})  # fmt: skip
+    events.append({"type": "page", "anonymousId": "visitor-1", "name": "Pricing",
+                   "messageId": "page-1", "timestamp": iso(now_ms - 30_000)})  # fmt: skip
+    return events
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    tmp: Path = tmp_path_factory.mktemp("console")
+    rt = Runtime.open(load_settings(overrides={"server": {"data_dir": str(tmp)}}))
+    parts = assemble(rt)
+    deps = _deps(rt, parts)
+    app = build_app(
+        rt, services=[], mounts={**parts.mounts, "/console": KeepPath(build_console(deps))}
+    )
+    _, write_key = rt.catalog.create("web")
+    tokens = {
+        role: parts.tokens.create(role, name=f"ui-{role}") for role in ("read", "editor", "admin")
+    }
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        thread.join(0.01)
+    served = Served(f"http://127.0.0.1:{port}", rt, parts, deps, write_key, tokens)
+    served.send(shop_events(time.time_ns() // 1_000_000))
+    parts.segments.put_segment("pro_users", 'trait plan = "pro"', "paying on the pro plan")
+    served.settle()
+    seed_cluster_run(served)
+    seed_dead_letter(served)
+    try:
+        yield served
+    finally:
+        server.should_exit = True
+        thread.join()
+        parts.services[0].stop()  # the stores (services never started; shutdown closed the log)
+        release(rt)
+
+
+def seed_cluster_run(served: Served, model: str = "customer_segments") -> None:
+    """A stored clustering run (cards and map) as ``segflow ml run`` leaves it."""
+    cards = [
+        {"cluster": c, "name": name, "size": size, "share": size / 3, "centroid": {},
+         "distinguishing": [["monetary_value_90d", z]]}
+        for c, name, size, z in ((0, "High spend", 2, 1.2), (1, "Low spend", 1, -0.9))
+    ]  # fmt: skip
+    points = [[0.1, 0.2, 0], [0.3, 0.1, 0], [-1.0, -0.8, 1]]
+    metrics = {"k": 2, "cards": cards, "changed_share": None,
+               "projection": {"points": points, "centroids": [[0.2, 0.15, 0], [-1.0, -0.8, 1]]}}  # fmt: skip
+    now = time.time_ns() // 1_000_000
+    con = served.deps.warehouse()
+    try:
+        registry = Registry(con)
+        registry.record_run(RunRecord(run_id="run-1", model=model, kind="cluster", job="cluster",
+                                      status="succeeded", started_at_ms=now, finished_at_ms=now + 900,
+                                      duration_ms=900, metrics=metrics))  # fmt: skip
+        for card in cards:
+            con.execute(
+                "INSERT INTO ml_cluster_names VALUES (?, ?, ?, false)",
+                [model, card["cluster"], card["name"]],
+            )
+    finally:
+        con.close()
+
+
+def seed_dead_letter(served: Served, destination: str = "crm") -> None:
+    """A destination for ``pro_users`` whose first delivery died."""
+    activation = served.parts.activation
+    exports = served.runtime.settings.data_path / "exports"
+    activation.create_destination({"name": destination, "kind": "file", "directory": str(exports)})
+    activation.subscribe(destination, "pro_users", initial_sync=True)
+    now = time.time_ns() // 1_000_000
+    due = activation.store.ready(destination, now + 1, 10)
+    assert due, "the initial sync queued nothing"
+    activation.store.record(due, now, status=500, error="disk full at the CRM",
+                            latency_ms=12.0, outcome="dead")  # fmt: skip

@@ -1,0 +1,212 @@
+"""The console over HTTP without a browser: sessions, CSRF, roles, and every page with data."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+if TYPE_CHECKING:
+    from tests.integration.ui.conftest import Served
+
+PAGES = (
+    "/console",
+    "/console/segments",
+    "/console/segments/new",
+    "/console/segments/pro_users",
+    "/console/profiles",
+    "/console/clusters",
+    "/console/models",
+    "/console/destinations",
+    "/console/sources",
+    "/console/overview/live",
+)
+
+
+@contextlib.contextmanager
+def login(served: Served, role: str) -> Iterator[httpx.Client]:
+    """A client logged in with the ``role`` token (through the login form)."""
+    with httpx.Client(base_url=served.url, timeout=30) as client:
+        yield _logged_in(client, served, role)
+
+
+def _logged_in(client: httpx.Client, served: Served, role: str) -> httpx.Client:
+    form = client.get("/console/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf, form.text
+    done = client.post(
+        "/console/login", data={"csrf": csrf[1], "token": served.tokens[role], "next": "/console"}
+    )
+    assert done.status_code == 303 and done.headers["location"] == "/console", done.text
+    return client
+
+
+def csrf_of(client: httpx.Client, path: str = "/console/segments/new") -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get(path).text)
+    assert found
+    return found[1]
+
+
+def test_pages_need_a_login(served: Served) -> None:
+    with httpx.Client(base_url=served.url) as client:
+        page = client.get("/console/segments")
+        assert page.status_code == 303
+        assert page.headers["location"] == "/console/login?next=%2Fconsole%2Fsegments"
+        assert client.post("/console/segments/try", json={"rule": "true"}).status_code == 401
+        assert client.get("/console/static/console.css").status_code == 200  # assets are public
+
+
+def test_a_wrong_token_is_refused(served: Served) -> None:
+    with httpx.Client(base_url=served.url) as client:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text)
+        assert csrf
+        refused = client.post("/console/login", data={"csrf": csrf[1], "token": "sft_x_nope"})
+        assert refused.status_code == 401 and "not valid" in refused.text
+        assert "segflow_console" not in refused.cookies
+        no_csrf = client.post("/console/login", data={"token": served.tokens["admin"]})
+        assert no_csrf.status_code == 403
+
+
+def test_session_cookie_is_signed_httponly_strict(served: Served) -> None:
+    with httpx.Client(base_url=served.url, timeout=30) as client:
+        _check_cookie(client, served)
+
+
+def _check_cookie(client: httpx.Client, served: Served) -> None:
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text)
+    assert csrf
+    data = {"csrf": csrf[1], "token": served.tokens["read"]}
+    behind_tls = httpx.post(
+        f"{served.url}/console/login", data=data, cookies={"segflow_login_csrf": csrf[1]},
+        headers={"x-forwarded-proto": "https"},  # uvicorn trusts a proxy on loopback
+    )  # fmt: skip
+    cookie = next(
+        h for h in behind_tls.headers.get_list("set-cookie") if h.startswith("segflow_console=")
+    )
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" in cookie
+    done = client.post("/console/login", data=data)
+    assert done.status_code == 303
+    value = client.cookies["segflow_console"]
+    client.cookies.set("segflow_console", value[:-2] + ("AA" if value[-2:] != "AA" else "BB"))
+    assert client.get("/console/segments").status_code == 303  # a forged cookie is no session
+
+
+def test_every_post_needs_the_csrf_token(served: Served) -> None:
+    with login(served, "editor") as client:
+        form = {"name": "no_csrf", "rule": "true"}
+        assert client.post("/console/segments", data=form).status_code == 403
+        assert client.post("/console/segments", data={**form, "csrf": "wrong"}).status_code == 403
+        assert client.post("/console/segments/try", json={"rule": "true"}).status_code == 403
+        assert client.post("/console/logout").status_code == 403
+        assert "no_csrf" not in served.parts.segments.segments()
+
+
+def test_a_read_token_cannot_save_a_segment(served: Served) -> None:
+    with login(served, "read") as client:
+        csrf = csrf_of(client)
+        saved = client.post("/console/segments", data={"csrf": csrf, "name": "x", "rule": "true"})
+        assert saved.status_code == 403 and "editor" in saved.text
+        assert client.get("/console/sources").status_code == 403  # admin page
+        assert "x" not in served.parts.segments.segments()
+
+
+def test_editor_checks_previews_and_saves(served: Served) -> None:
+    with login(served, "editor") as client:
+        csrf = csrf_of(client)
+        headers = {"x-csrf-token": csrf}
+        bad = client.post("/console/segments/try", json={"rule": 'did "Order Completed" in last 3 parsecs'}, headers=headers).json()  # fmt: skip
+        assert not bad["ok"] and "parsecs" in bad["diagnostics"][0]["message"]
+        rule = 'did "Order Completed" at least 2 times in last 30 days'
+        good = client.post("/console/segments/try", json={"rule": rule}, headers=headers).json()
+        assert good["ok"] and good["preview"]["count"] == 1
+        refused = client.post("/console/segments", data={"csrf": csrf, "name": "repeat_buyers", "rule": rule.replace("days", "parsecs")})  # fmt: skip
+        assert refused.status_code == 400 and "parsecs" in refused.text
+        saved = client.post("/console/segments", data={"csrf": csrf, "name": "repeat_buyers", "rule": rule})  # fmt: skip
+        assert (
+            saved.status_code == 303
+            and saved.headers["location"] == "/console/segments/repeat_buyers"
+        )
+        assert served.parts.segments.get("segment", "repeat_buyers").rule == rule
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_render_with_data(served: Served, path: str) -> None:
+    with login(served, "admin") as client:
+        page = client.get(path)
+        assert page.status_code == 200, page.text
+        assert "Content-Security-Policy" in page.headers
+
+
+def test_pages_show_the_data(served: Served) -> None:
+    with login(served, "admin") as client:
+        overview = client.get("/console").text
+        assert "Order Completed" in overview and "<svg" in overview
+        segments = client.get("/console/segments").text
+        assert "pro_users" in segments and '<span class="k">trait</span>' in segments
+        found = client.get("/console/profiles", params={"q": "ada@example.com"})
+        assert found.status_code == 303
+        profile = client.get(found.headers["location"]).text
+        assert "ada@example.com" in profile and "pro_users" in profile
+        assert profile.count("Order Completed") >= 2
+        missing = client.get("/console/profiles", params={"q": "user_id:nobody"}).text
+        assert "No profile has user_id:nobody" in missing
+        sources = client.get("/console/sources").text
+        assert "web" in sources
+
+
+def test_user_text_is_escaped(served: Served) -> None:
+    served.send([{"type": "track", "userId": "<script>alert(1)</script>", "event": "<b>x</b>",
+                  "messageId": "xss-1"}])  # fmt: skip
+    served.settle()
+    with login(served, "read") as client:
+        page = client.get("/console").text
+        assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+def test_clusters_show_the_map_and_rename(served: Served) -> None:
+    with login(served, "editor") as client:
+        page = client.get("/console/clusters").text
+        assert "High spend" in page and page.count("<circle") >= 5
+        csrf = csrf_of(client, "/console/clusters")
+        renamed = client.post("/console/clusters/customer_segments/0/rename", data={"csrf": csrf, "name": "Big <spenders>"})  # fmt: skip
+        assert renamed.status_code == 303
+        page = client.get("/console/clusters").text
+        assert "Big &lt;spenders&gt;" in page
+        models = client.get("/console/models").text
+        assert "run-1" in models and "succeeded" in models
+
+
+def test_destinations_show_dead_letters_and_replay(served: Served) -> None:
+    with login(served, "editor") as client:
+        listing = client.get("/console/destinations").text
+        assert "crm" in listing
+        page = client.get("/console/destinations/crm").text
+        assert "disk full at the CRM" in page and "Replay all dead letters" in page
+        csrf = csrf_of(client, "/console/destinations/crm")
+        replayed = client.post("/console/destinations/crm/replay", data={"csrf": csrf})
+        assert replayed.status_code == 303 and replayed.headers["location"].endswith("replayed=1")
+        assert served.parts.activation.store.stats("crm").dead == 0
+
+
+def test_sources_show_refused_events(served: Served) -> None:
+    httpx.post(f"{served.url}/v1/batch", json={"batch": [{"type": "track", "userId": "x", "messageId": "bad-1"}]},
+               auth=(served.write_key, ""))  # fmt: skip
+    with login(served, "admin") as client:
+        page = client.get("/console/sources").text
+        assert "bad-1" in page and "event" in page
+
+
+def test_logout_and_revocation_end_the_session(served: Served) -> None:
+    with login(served, "read") as client:
+        out = client.post("/console/logout", data={"csrf": csrf_of(client, "/console/profiles")})
+        assert out.status_code == 303 and client.get("/console").status_code == 303
+    token = served.parts.tokens.create("read", name="short-lived")
+    served.tokens["short"] = token
+    with login(served, "short") as client:
+        assert client.get("/console/segments").status_code == 200
+        served.parts.tokens.revoke(token.split("_")[1])
+        assert client.get("/console/segments").status_code == 303
