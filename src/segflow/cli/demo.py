@@ -15,7 +15,7 @@ def demo(
     port: int = typer.Option(8080, "--port", help="port to serve on (another if it is taken)"),
     rate: float = typer.Option(20.0, "--rate", help="live traffic, events per second"),
     people: int = typer.Option(2000, "--people", help="simulated people"),
-    days: int = typer.Option(28, "--days", help="days of history sent as the backfill"),
+    days: int = typer.Option(42, "--days", help="days of history sent as the backfill"),
     seed: int = typer.Option(42, "--seed", help="the simulator's seed (same seed, same shop)"),
     duration: float | None = typer.Option(
         None, "--duration", help="seconds of live traffic, then stop (default: until Ctrl-C)"

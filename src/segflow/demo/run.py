@@ -206,7 +206,12 @@ class Demo:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             parts = self._api("GET", "/api/v1/status")["parts"]
-            if parts["processor"]["lag"] == 0 and parts["warehouse_loader"]["lag"] == 0:
+            busy = parts["processor"].get("backfilling", False)  # new segments see history
+            if (
+                not busy
+                and parts["processor"]["lag"] == 0
+                and parts["warehouse_loader"]["lag"] == 0
+            ):
                 time.sleep(1.5)  # the loader flushes the processor's changes every second
                 return
             time.sleep(0.5)
@@ -328,7 +333,9 @@ class Demo:
         c.print(f"backfill sent: {self.result.events_sent:,} events for {self.o.people:,} people")
         self._wait_caught_up()
         self._models()
+        started = time.monotonic()
         self._wait_caught_up()
+        c.print(f"score segments backfilled from history in {time.monotonic() - started:.1f} s")
         self._story_status()
         self._banner()
         if self.on_ready is not None:

@@ -256,6 +256,7 @@ class Simulator:
                 {"product_id": p.product_id, "category": p.category, "price": p.price} for p in cart
             ],
             "categories": sorted({p.category for p in cart}),
+            "category": max(cart, key=lambda p: p.price).category,  # the order's main category
         }
         ids = {"userId": person.user_id}
         return [

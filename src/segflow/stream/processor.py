@@ -140,6 +140,14 @@ class Processor:
             self._complete_for = fingerprint
         return done
 
+    @property
+    def backfill_pending(self) -> bool:
+        """Whether the current rule set is not yet known to be backfilled (in memory: safe to
+        read from any thread; :meth:`backfilling` asks the state, from the processor's own)."""
+        fingerprint = backfill.fingerprint_of(self.handler.evaluator)
+        pending = self._pending_evaluator is not None or fingerprint != self._complete_for
+        return pending and (fingerprint is not None or self._pending_evaluator is not None)
+
     def backfilling(self) -> bool:
         """True while a changed rule set is being backfilled."""
         fingerprint = backfill.fingerprint_of(self.handler.evaluator)
