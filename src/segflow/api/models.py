@@ -18,6 +18,7 @@ POST     /api/v1/models/{name}/clusters/{id}/segment      editor
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 import duckdb
 import msgspec
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -40,6 +42,8 @@ from segflow.errors import (
 )
 from segflow.ml.jobs import AttributeSink
 from segflow.ml.registry import ModelSpec, Registry
+
+log = logging.getLogger(__name__)
 
 Authorize = Callable[[Request, str], Awaitable[None]]
 
@@ -97,6 +101,12 @@ def _handler(
             return _json(await run_in_threadpool(call))
         except SegflowError as exc:
             return JSONResponse(exc.to_dict(), status_code=_status(exc))
+        except HTTPException:
+            raise  # 401/403 from authorize, answered by Starlette
+        except Exception as exc:  # a job that crashed: recorded as a failed run, said as JSON
+            log.exception("model endpoint failed")
+            body = {"code": "job_failed", "message": f"{type(exc).__name__}: {exc}", "details": {}}
+            return JSONResponse(body, status_code=500)
         except msgspec.DecodeError as exc:
             return JSONResponse(ValidationError("body", str(exc)).to_dict(), status_code=400)
 

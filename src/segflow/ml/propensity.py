@@ -46,6 +46,33 @@ BACKTEST_SAMPLE = 50_000
 BASELINE_SAMPLE = 200_000  # two features: more rows change nothing but the time
 
 
+def calibration_split(
+    y: np.ndarray, rows: np.ndarray, random_state: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified fifth of ``rows`` for calibration, the rest for fitting: both parts hold
+    both labels (calibration's cross-validation needs each class in every fold).
+
+    >>> y = np.array([0] * 20 + [1] * 5)
+    >>> cal, fit = calibration_split(y, np.arange(25))
+    >>> sorted(set(y[cal].tolist())), sorted(set(y[fit].tolist())), len(cal)
+    ([0, 1], [0, 1], 6)
+    """
+    rng = np.random.default_rng(random_state)
+    cal_parts, fit_parts = [], []
+    for label in (0, 1):
+        of_label = rng.permutation(rows[y[rows] == label])
+        if len(of_label) < 4:  # 2 to calibrate (two folds) and 2 to fit, at the least
+            raise FitError(
+                "propensity",
+                f"too few {'positive' if label else 'negative'} labels to train and calibrate"
+                f" ({len(of_label)}; at least 4 are needed)",
+            )
+        n_cal = max(len(of_label) // 5, 2)
+        cal_parts.append(of_label[:n_cal])
+        fit_parts.append(of_label[n_cal:])
+    return np.concatenate(cal_parts), np.concatenate(fit_parts)
+
+
 def training_cutoffs(
     now_ms: int, within_ms: int, n_cutoffs: int = 4, step_ms: int | None = None
 ) -> list[int]:
@@ -186,13 +213,11 @@ def train(
     valid_rows = np.flatnonzero(ts.cutoff_ms == validation_cutoff)
     if len(train_rows) == 0 or len(np.unique(ts.y[train_rows])) < 2:
         raise FitError("propensity", "the training cutoffs need both positive and negative labels")
+    cal_rows, fit_rows = calibration_split(ts.y, train_rows, random_state)
     rng = np.random.default_rng(random_state)
-    shuffled = rng.permutation(train_rows)
-    n_cal = max(len(shuffled) // 5, 1)
-    cal_rows, fit_rows = shuffled[:n_cal], shuffled[n_cal:]
     booster = HistGradientBoostingClassifier(max_iter=max_iter, random_state=random_state)
     booster.fit(ts.X[fit_rows], ts.y[fit_rows])
-    method = "isotonic" if n_cal >= 1000 else "sigmoid"
+    method = "isotonic" if len(cal_rows) >= 1000 else "sigmoid"
     calibrated = CalibratedClassifierCV(FrozenEstimator(booster), method=method).fit(
         ts.X[cal_rows], ts.y[cal_rows]
     )
