@@ -13,6 +13,7 @@ POST    /api/v1/destinations/{name}/test                                    edit
 POST    /api/v1/destinations/{name}/secrets   (rotate)                      admin
 PUT     /api/v1/destinations/{name}/subscriptions/{segment}                 editor
 DELETE  /api/v1/destinations/{name}/subscriptions/{segment}                 editor
+POST    /api/v1/destinations/{name}/snapshots/{segment}  (file: Parquet+CSV)  editor
 GET     /api/v1/destinations/{name}/deliveries?status=&limit=&since_ms=     read
 GET     /api/v1/destinations/{name}/dead-letters?since_ms=&limit=           read
 POST    /api/v1/destinations/{name}/dead-letters/replay  ``{since_ms, ids}`` editor
@@ -256,6 +257,14 @@ def destination_routes(
             PREFIX + "/{name}/subscriptions/{segment}",
             changes("editor", "unsubscribe", _unsubscribe),
             methods=["DELETE"],
+        ),
+        Route(
+            PREFIX + "/{name}/snapshots/{segment}",
+            ep(
+                "editor",
+                lambda s, r, b: {"written": s.snapshot(_name(r), r.path_params["segment"])},
+            ),
+            methods=["POST"],
         ),
         Route(PREFIX + "/{name}/deliveries", ep("read", _deliveries), methods=["GET"]),
         Route(PREFIX + "/{name}/dead-letters", ep("read", _dead), methods=["GET"]),

@@ -9,6 +9,7 @@ DELETE   /api/v1/segments/{name}                  editor  refused while another 
 GET      /api/v1/segments/{name}/members          read    ``?limit&cursor`` now; ``?at_ms`` at a past time
 GET      /api/v1/profiles/{ident}/segments/history read   when it entered and left each segment
 GET      /api/v1/profiles/{ident}/scores          read    scores with the reasons behind each
+GET      /api/v1/profiles/{ident}/traits/history  read    every trait change, newest first
 POST     /api/v1/segments/check                   read    ``{"rule"}`` -> every diagnostic (as you type)
 POST     /api/v1/segments/preview                 read    ``{"rule", "at_ms"?}`` -> count + sample (SQL)
 GET/POST /api/v1/traits                           read/editor  computed traits, same shapes
@@ -154,6 +155,14 @@ def segment_routes(
         ids = [profile.profile_id, *profile.absorbed]
         return {"profile_id": profile.profile_id, "memberships": service.history(ids)}
 
+    def trait_history(request: Request, body: dict[str, Any]) -> Any:
+        profile = find(request)
+        changes = [
+            {"key": c.key, "value": c.value, "at_ms": c.at_ms, "message_id": c.message_id}
+            for c in reversed(profile.trait_history)
+        ]
+        return {"profile_id": profile.profile_id, "traits": profile.traits, "history": changes}
+
     def profile_scores(request: Request, body: dict[str, Any]) -> Any:
         profile = find(request)
         ids = [profile.profile_id, *profile.absorbed]
@@ -180,6 +189,11 @@ def segment_routes(
         Route(
             "/api/v1/profiles/{ident}/segments/history",
             endpoint(authorize, "read", profile_history),
+            methods=["GET"],
+        ),
+        Route(
+            "/api/v1/profiles/{ident}/traits/history",
+            endpoint(authorize, "read", trait_history),
             methods=["GET"],
         ),
         Route(

@@ -167,5 +167,15 @@ def rotate_secret(name: str, data_dir: Path | None = DataDir) -> None:
         raise fail(exc) from exc
 
 
+@app.command()
+def snapshot(name: str, segment: str, data_dir: Path | None = DataDir) -> None:
+    """Write the current members of a segment to a file destination (Parquet and CSV)."""
+    try:
+        paths = service(data_dir).snapshot(name, segment)
+    except SegflowError as exc:
+        raise fail(exc) from exc
+    emit({"written": paths})
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="destinations")

@@ -62,6 +62,12 @@ def test_segments_are_checked_versioned_and_evaluated_by_process(tmp_path: Path)
     synced = run("destinations", "subscribe", "crm", "buyers", "--initial-sync", *d)
     assert synced.returncode == 0, synced.stderr
     assert '"queued": 1' in synced.stdout  # the current member, from the processor's state
+    snap = run("destinations", "snapshot", "crm", "buyers", *d)
+    assert snap.returncode == 0, snap.stderr
+    written = json.loads(snap.stdout)["written"]
+    assert sorted(Path(w).suffix for w in written) == [".csv", ".parquet"]
+    csv = next(w for w in written if w.endswith(".csv"))  # relative to the directory
+    assert "user_id" in (files / csv).read_text()
 
     audit = json.loads(run("audit", "--json", *d).stdout)
     assert [e["action"] for e in audit] == [

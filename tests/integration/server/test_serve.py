@@ -219,6 +219,8 @@ def _pipeline(api: httpx.Client, collector: httpx.Client, hooks: Hooks) -> None:
     after = api.get(f"/api/v1/segments/buyers/members?at_ms={entered_ms}").json()
     assert before["members"] == [] and after["members"] == [profile["id"]]
     _until(lambda: api.get("/api/v1/status").json()["parts"]["warehouse_loader"]["lag"] == 0)
+    traits = api.get("/api/v1/profiles/user_id:u1/traits/history").json()
+    assert {(c["key"], c["value"]) for c in traits["history"]} >= {("plan", "pro")}
     history = api.get("/api/v1/profiles/user_id:u1/segments/history").json()
     assert [(m["segment"], m["exited_at_ms"]) for m in history["memberships"]] == [("buyers", None)]
 
