@@ -17,8 +17,9 @@ the others, nothing is applied.
 >>> root = tempfile.mkdtemp()
 >>> svc = SegmentService(DefinitionStore(os.path.join(root, "catalog.sqlite")))
 >>> _ = svc.put_segment("old", "true")
->>> d = os.path.join(root, "defs"); os.makedirs(os.path.join(d, "segments"))
->>> _ = open(os.path.join(d, "segments", "buyers.yaml"), "w").write('rule: did "Order Completed"\\n')
+>>> from pathlib import Path
+>>> d = Path(root, "defs"); (d / "segments").mkdir(parents=True)
+>>> _ = (d / "segments" / "buyers.yaml").write_text('rule: did "Order Completed"\\n')
 >>> [(c.action, c.kind, c.name) for c in plan(svc, d, prune=True)]
 [('create', 'segment', 'buyers'), ('delete', 'segment', 'old')]
 """
