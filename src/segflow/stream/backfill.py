@@ -9,10 +9,14 @@ evaluates at now. Only real differences become membership changes, at now.
 
 Progress is kept in the state's ``meta`` namespace in the same transaction as the rebuilt
 profiles (``rules_fingerprint``: the rule set the state is complete for; ``backfill_target``
-and ``backfill_cursor``: the one being backfilled and the last profile done), so a crash
-resumes where it stopped and a rule change during a backfill starts a new one. Profiles that
-receive events meanwhile are processed with the new rules and are still rebuilt when the walk
-reaches them, so the result does not depend on how the two interleave.
+and ``backfill_cursor``: the one being backfilled and the last profile done;
+``backfill_from``: the consumer offsets when it started), so a crash resumes where it stopped
+and a rule change during a backfill starts a new one. Profiles that receive events meanwhile
+are processed with the new rules and are still rebuilt when the walk reaches them. A profile
+the walk has passed can still absorb one it has not reached (a merge during the backfill):
+their states merge, and the absorbed one's, built by the old rules, lacks the new rules'
+history. So the last step also rebuilds the survivor of every merge logged since the backfill
+started, and the result does not depend on how the walk and the events interleave.
 
 The timeline reads the log: events the log's retention removed cannot be replayed (log
 retention is off by default for this reason; docs/segments.md, "Editing definitions").
@@ -23,6 +27,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
+
+import msgspec
 
 from segflow.log.base import Record
 from segflow.profiles import Profile
@@ -37,6 +43,8 @@ if TYPE_CHECKING:
 FINGERPRINT = "rules_fingerprint"
 TARGET = "backfill_target"
 CURSOR = "backfill_cursor"
+FROM = "backfill_from"
+_merge_decoder = msgspec.msgpack.Decoder(keys.MergeRecord)
 
 
 class RecordLog(Protocol):
@@ -69,7 +77,12 @@ def step(
     limit: int = 200,
 ) -> int:
     """Rebuild up to ``limit`` profiles in ``tx``; returns how many (0 once complete)."""
-    cursor = (_meta(tx, CURSOR) or "") if _meta(tx, TARGET) == fingerprint else ""
+    if _meta(tx, TARGET) == fingerprint:
+        cursor = _meta(tx, CURSOR) or ""
+    else:  # a new backfill: merges logged from here on are redone at the end
+        cursor = ""
+        parts = range(getattr(log, "partitions", 1))
+        tx.set(keys.META, FROM, ",".join(str(tx.get_offset(p)) for p in parts).encode())
     tx.set(keys.META, TARGET, fingerprint.encode())
     start = cursor + "\x00" if cursor else ""
     rows = tx.scan(keys.PROFILE, start, "\U0010ffff", limit=limit)
@@ -77,6 +90,11 @@ def step(
     for profile_id, _ in rows:
         profile = batch.profile(profile_id)
         rebuild(batch, handler, log, profile, now_ms)
+    if len(rows) < limit:
+        for profile_id in sorted(_merged_since(tx, _meta(tx, FROM) or "")):
+            found = batch.find(profile_id)
+            if found is not None:
+                rebuild(batch, handler, log, found, now_ms)
     batch.flush()
     if len(rows) < limit:
         tx.set(keys.META, FINGERPRINT, fingerprint.encode())
@@ -101,6 +119,32 @@ def rebuild(
     result = evaluator.on_time(profile, state, now_ms)
     handler.apply_result(batch, profile, result, now_ms)
     batch.put(profile)
+
+
+def _merged_since(tx: StateTransaction, offsets: str) -> set[str]:
+    """Current ids of the profiles that absorbed another at or after log ``offsets``."""
+    start = [int(o) for o in offsets.split(",") if o]
+    out: set[str] = set()
+    begin = ""
+    while True:
+        rows = tx.scan(keys.MERGE, begin, "\U0010ffff", limit=500)
+        for _, raw in rows:
+            rec = _merge_decoder.decode(raw)
+            if rec.partition >= len(start) or rec.offset >= start[rec.partition]:
+                out.add(_current(tx, rec.survivor))
+        if len(rows) < 500:
+            return out
+        begin = rows[-1][0] + "\x00"
+
+
+def _current(tx: StateTransaction, profile_id: str, max_hops: int = 64) -> str:
+    """Follow merge aliases from ``profile_id`` to the profile that holds it now."""
+    for _ in range(max_hops):
+        alias = tx.get(keys.ALIAS, profile_id)
+        if alias is None:
+            break
+        profile_id = alias.decode()
+    return profile_id
 
 
 def timeline(tx: StateTransaction, profile: Profile) -> Iterator[tuple[int, int, int]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,9 +14,10 @@ import duckdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segflow.rules import StaticProfile, compile_segments, parse
+from segflow.rules import StaticProfile, ast, compile_segments, parse, parse_trait
 from segflow.rules.render import render
 from segflow.rules.sql import compile_members, compile_traits
+from segflow.rules.values import get_path, to_time_ms
 from segflow.spec.events import Event
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "segments.md"
@@ -62,6 +63,7 @@ class Differential:
         self.program = compile_segments(segments, traits)
         self.scores, self.clusters = scores, clusters
         self.profiles: dict[str, _Profile] = {}
+        self._sql: dict[str, str] = {}
         rows = [(pid, m, s) for pid, by_model in scores.items() for m, s in by_model.items()]
         if rows:
             con.executemany("INSERT INTO profile_scores VALUES (?, ?, ?)", rows)
@@ -125,11 +127,21 @@ class Differential:
                 out[name].add(pid)
         return out
 
-    def sql_members(self, at_ms: int) -> dict[str, set[str]]:
+    def sql_members(self, at_ms: int, *, literal: bool = False) -> dict[str, set[str]]:
+        """Members by SQL: the ``$at_ms`` query compiled once per segment (``literal``: the
+        query compiled with ``at_ms`` written in, as a one-off preview does)."""
         out = {}
         for name, text in self.segments.items():
-            sql = compile_members(text, segments=self.segments, traits=self.traits, at_ms=at_ms)
-            out[name] = {row[0] for row in self.con.execute(sql).fetchall()}
+            if literal:
+                sql = compile_members(text, segments=self.segments, traits=self.traits, at_ms=at_ms)
+                rows = self.con.execute(sql).fetchall()
+            else:
+                if name not in self._sql:
+                    self._sql[name] = compile_members(
+                        text, segments=self.segments, traits=self.traits
+                    )
+                rows = self.con.execute(self._sql[name], {"at_ms": at_ms}).fetchall()
+            out[name] = {row[0] for row in rows}
         return out
 
     def incremental_traits(self, at_ms: int) -> dict[str, dict[str, Any]]:
@@ -224,7 +236,7 @@ def histories(draw: Any, max_events: int = 40) -> list[Arrival]:
         ts = BASE + day * DAY + 600 * MIN + minute * MIN
         delay = draw(st.sampled_from([0, 0, 0, 1]))
         delay_ms = 0 if delay == 0 else draw(st.integers(-120, 60)) * MIN
-        kind = draw(st.sampled_from(["track"] * 6 + ["page", "identify"]))
+        kind = draw(st.sampled_from(["track"] * 6 + ["page", "identify", "screen"]))
         pid = draw(st.sampled_from(["p1", "p2", "p2", "p3"]))
         user_id = draw(st.sampled_from([None, None, f"u-{pid}"]))
         common: dict[str, Any] = dict(
@@ -238,9 +250,9 @@ def histories(draw: Any, max_events: int = 40) -> list[Arrival]:
         if kind == "track":
             name = draw(st.sampled_from(focus if draw(st.integers(0, 4)) else NAMES))
             event = Event(type="track", event=name, properties=_props(draw, name), **common)
-        elif kind == "page":
+        elif kind in ("page", "screen"):
             event = Event(
-                type="page",
+                type=kind,
                 name=draw(st.sampled_from(["Home", "Shoes"])),
                 properties=draw(properties),
                 **common,
@@ -270,8 +282,82 @@ clusters = st.fixed_dictionaries(
 checkpoints = st.lists(st.integers(0, 130 * DAY), min_size=1, max_size=3)
 
 
-def _assert_agree(diff: Differential, arrivals: list[Arrival], offsets: list[int]) -> None:
-    times = sorted({BASE + o for o in offsets} | {arrivals[-1].arrived_ms})
+def boundary_families(
+    arrivals: Sequence[Arrival], segments: Mapping[str, str], traits: Mapping[str, str]
+) -> list[list[int]]:
+    """Times T where an off-by-one in ``<`` vs ``<=`` would show: ``anchor + D - 1``,
+    ``anchor + D`` and ``anchor + D + 1`` for every distance D a rule measures from an anchor to
+    T — window edges from event times, trait time windows from the traits' times, period edges,
+    a negated step's ``within`` — grouped by kind so that each kind can be drawn from."""
+    events = sorted({a.event.timestamp_ms for a in arrivals})
+    firsts: dict[str, int] = {}  # first event time per identifier: the candidate first seens
+    for a in arrivals:
+        for key in (a.profile_id, a.event.anonymous_id, a.event.user_id):
+            if key:
+                firsts[key] = min(firsts.get(key, a.event.timestamp_ms), a.event.timestamp_ms)
+    found: dict[str, set[int]] = {}
+
+    def add(kind: str, anchors: Iterable[int], offsets: Iterable[int | None]) -> None:
+        times = found.setdefault(kind, set())
+        for o in offsets:
+            if o is not None:
+                times.update(a + o + d for a in anchors for d in (-1, 0, 1))
+
+    def trait_times(path: ast.Path) -> set[int]:
+        out = set()
+        for a in arrivals:
+            t = to_time_ms(get_path(a.event.traits, path)) if a.event.type == "identify" else None
+            if t is not None and t == int(t):
+                out.add(int(t))
+        return out
+
+    todo: list[Any] = [parse(t).condition for t in segments.values()]
+    todo += [parse_trait(t).value for t in traits.values()]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.TimeIn):
+            w = node.window
+            if isinstance(node.value, ast.TraitRef):
+                add("trait time", trait_times(node.value.path), (w.far_ms, w.near_ms))
+            else:
+                add("first seen", firsts.values(), (w.far_ms, w.near_ms))
+            continue
+        if isinstance(node, ast.Aggregate):
+            add("window", events, (node.window.far_ms, node.window.near_ms))
+        elif isinstance(node, ast.Periodic):
+            add("period", events, [k * node.period_ms for k in range(node.buckets + 1)])
+        elif isinstance(node, ast.Sequence):
+            add("sequence", events, (0, node.absent.within_ms if node.absent else None))
+        if is_dataclass(node):
+            todo.extend(getattr(node, f.name) for f in fields(node))
+        elif isinstance(node, tuple):
+            todo.extend(node)
+    return [sorted(times) for _, times in sorted(found.items()) if times]
+
+
+def draw_boundaries(
+    data: st.DataObject,
+    arrivals: Sequence[Arrival],
+    segments: Mapping[str, str],
+    traits: Mapping[str, str],
+    per_kind: int,
+) -> set[int]:
+    """Up to ``per_kind`` boundary times of each kind (see :func:`boundary_families`)."""
+    out: set[int] = set()
+    for times in boundary_families(arrivals, segments, traits):
+        out.update(data.draw(st.lists(st.sampled_from(times), max_size=per_kind)))
+    return out
+
+
+def _assert_agree(
+    diff: Differential,
+    arrivals: list[Arrival],
+    offsets: list[int],
+    edges: Iterable[int] = (),
+    *,
+    literal: bool = True,
+) -> None:
+    times = sorted({BASE + o for o in offsets} | {arrivals[-1].arrived_ms} | set(edges))
     pending = list(arrivals)
     for at_ms in times:
         while pending and pending[0].arrived_ms <= at_ms:
@@ -282,6 +368,8 @@ def _assert_agree(diff: Differential, arrivals: list[Arrival], offsets: list[int
         for name in diff.segments:
             assert inc[name] == sql[name], (name, diff.segments[name], at_ms - BASE)
         assert diff.incremental_traits(at_ms) == diff.sql_traits(at_ms), at_ms - BASE
+    if literal:  # the query with T written in (a one-off preview) gives the same members
+        assert diff.sql_members(times[-1], literal=True) == sql
 
 
 DOC_SEGMENTS = doc_blocks("rule")
@@ -293,17 +381,29 @@ DOC_TRAITS = doc_blocks("trait")
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(histories(), models, clusters, checkpoints)
+@given(histories(), models, clusters, checkpoints, st.data())
 def test_documented_rules_agree(
-    warehouse: Any, arrivals: list[Arrival], scores: Any, labels: Any, offsets: list[int]
+    warehouse: Any,
+    arrivals: list[Arrival],
+    scores: Any,
+    labels: Any,
+    offsets: list[int],
+    data: st.DataObject,
 ) -> None:
     diff = Differential(warehouse(), DOC_SEGMENTS, DOC_TRAITS, scores, labels)
-    _assert_agree(diff, arrivals, offsets)
+    # each checkpoint runs 17 queries: one boundary time of each kind
+    edges = draw_boundaries(data, arrivals, DOC_SEGMENTS, DOC_TRAITS, per_kind=1)
+    # compiling 17 rules with T written in costs ~1 s; the witness test below does that once
+    _assert_agree(diff, arrivals, offsets, edges, literal=False)
 
 
 # --- generated rules ---------------------------------------------------------------------------
 
-event_names = st.sampled_from([f'"{n}"' for n in NAMES[:4]] + ["any event", 'page "Shoes"', "page"])
+event_names = st.sampled_from(
+    [f'"{n}"' for n in NAMES[:4]]
+    + ["any event", 'page "Shoes"', "page", 'track "Product Added"']
+    + ["screen", 'screen "Home"', "identify"]
+)
 filters = st.sampled_from(
     [
         'category = "shoes"',
@@ -336,12 +436,18 @@ windows = st.sampled_from(
         " before 7 days ago",
         " ever",
         " in last 90 minutes",
+        " in last 90 seconds",
+        " within the last 2 weeks",
+        " in the last week",
+        " between 3 and 1 weeks ago",
+        " before 1 week ago",
+        " between 600 and 30 seconds ago",
     ]
 )
 counts = st.sampled_from(["", " at least 2 times", " at most 1 times", " exactly 2 times"])
 did = st.builds(
-    lambda neg, s, c, w: f"did {'not ' if neg else ''}{s}{c}{w}",
-    st.booleans(),
+    lambda verb, s, c, w: f"{verb} {s}{c}{w}",
+    st.sampled_from(["did", "did not", "has", "has done", "has not", "never", "never did"]),
     selectors,
     counts,
     windows,
@@ -374,6 +480,13 @@ text_agg = st.builds(
 list_agg = st.builds(
     lambda s, w: f'unique_list(category of {s}{w}) contains "shoes"', selectors, windows
 )
+exists_agg = st.builds(
+    lambda f, s, w, t: f"{f}(revenue of {s}{w}) {t}",
+    st.sampled_from(["avg", "min", "max", "first", "last", "most_frequent"]),
+    selectors,
+    windows,
+    st.sampled_from(["exists", "does not exist"]),
+)
 misc = st.sampled_from(
     [
         'trait plan = "pro"',
@@ -381,71 +494,88 @@ misc = st.sampled_from(
         "trait email exists",
         "trait created_at before 30 days ago",
         "trait created_at in last 40 days",
+        "trait created_at within the last 2 weeks",
+        "trait created_at between 3 and 1 weeks ago",
         "trait plan = 3",
         'trait plan in [3, "pro"]',
+        "trait plan does not exist",
         "is anonymous",
         "is identified",
+        "is not anonymous",
+        "true",
+        "false",
         "first seen in last 2 days",
+        "first seen in last 90 seconds",
         "first seen before 30 days ago",
         "score churn >= 0.7",
+        "score churn does not exist",
         'cluster customer_segments = "High spenders"',
+        "cluster of model customer_segments exists",
         "did any event on at least 2 of last 3 days",
         '"Product Viewed" in at least 2 of last 4 weeks',
+        "screen on at least 2 of last 3 hours",
         "not did any event in last 14 days",
     ]
 )
-misc = misc.map(lambda t: "did " + t if t.startswith('"') else t)
-sequences = st.builds(
-    lambda a, b, w, c, w2, shape: (
-        f"did {a} then {b}"
-        + (f" within {w} minutes" if w else "")
-        + ("" if shape == 0 else f" then not {c}" + (f" within {w2} minutes" if w2 else ""))
-        if shape != 2
-        else f"did {a} then not {c}" + (f" within {w2} minutes" if w2 else "")
-    ),
-    selectors,
-    selectors,
-    st.sampled_from([None, 30, 60, 600]),
-    selectors,
-    st.sampled_from([None, 60, 120]),
-    st.integers(0, 2),
+misc = misc.map(lambda t: "did " + t if t.startswith(('"', "screen")) else t)
+withins = st.sampled_from(
+    [
+        "",
+        "",
+        " within 30 minutes",
+        " within 1 hour",
+        " within 600 minutes",
+        " within 90 seconds",
+        " within 2 days",
+        " within 1 week",
+    ]
 )
-atoms = st.one_of(did, num_agg, count_agg, text_agg, list_agg, misc, sequences)
-rules = st.recursive(
-    atoms,
-    lambda inner: st.one_of(
-        st.builds(lambda a, b: f"({a}) and ({b})", inner, inner),
-        st.builds(lambda a, b: f"({a}) or ({b})", inner, inner),
-        st.builds(lambda a: f"not ({a})", inner),
-    ),
-    max_leaves=3,
-)
-rule_sets = st.builds(
-    lambda a, b, c, ref: {"g0": a, "g1": b, "g2": f'({c}) {ref} in segment "g0"'},
-    rules,
-    rules,
-    rules,
-    st.sampled_from(["and", "or", "and not"]),
-)
+
+
+@st.composite
+def sequences(draw: Any) -> str:
+    """``did A [then B [within W] [then C [within W2]]] [then not D [within W3]]``."""
+    steps = [draw(selectors)]
+    for _ in range(draw(st.integers(0, 2))):
+        steps.append(draw(selectors) + draw(withins))
+    text = "did " + " then ".join(steps)
+    if len(steps) == 1 or draw(st.booleans()):
+        text += f" then not {draw(selectors)}{draw(withins)}"
+    return text
+
+
+BASE_ATOMS = (did, num_agg, count_agg, text_agg, list_agg, exists_agg, misc, sequences())
+# tests of a computed trait, by the type of its aggregate (ill-typed ones are refused)
+COMPUTED_TESTS = {
+    "number": [">= 1", "= 0", "< 50.5", "> 2", "!= 1", "exists", "does not exist"],
+    "text": ['= "shoes"', '!= "hats"', 'starts with "s"', 'in ["1", "bags"]', "exists"],
+    "list": ['contains "shoes"', 'contains "hats"', "exists", "does not exist"],
+}
+TRAIT_FUNCS = {"count": "number", "sum": "number", "avg": "number", "min": "number"}
+TRAIT_FUNCS |= {"max": "number", "unique_count": "number", "unique_list": "list"}
+TRAIT_FUNCS |= {"most_frequent": "text", "first": "text", "last": "text"}
+
+
+def _rules(atoms: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.recursive(
+        atoms,
+        lambda inner: st.one_of(
+            st.builds(lambda a, b: f"({a}) and ({b})", inner, inner),
+            st.builds(lambda a, b: f"({a}) or ({b})", inner, inner),
+            st.builds(lambda a: f"not ({a})", inner),
+        ),
+        max_leaves=3,
+    )
+
+
+rules = _rules(st.one_of(*BASE_ATOMS))
 trait_sets = st.dictionaries(
     st.sampled_from(["t1", "t2"]),
     st.one_of(
         st.builds(lambda s, w: f"count({s}{w})", selectors, windows),
         st.builds(
             lambda f, p, s, w: f"{f}({p} of {s}{w})",
-            st.sampled_from(
-                [
-                    "sum",
-                    "avg",
-                    "min",
-                    "max",
-                    "most_frequent",
-                    "first",
-                    "last",
-                    "unique_list",
-                    "unique_count",
-                ]
-            ),
+            st.sampled_from(sorted(TRAIT_FUNCS.keys() - {"count"})),
             st.sampled_from(["revenue", "category"]),
             selectors,
             windows,
@@ -455,26 +585,45 @@ trait_sets = st.dictionaries(
 )
 
 
+@st.composite
+def definitions(draw: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """Segments g0..g2 (g2 refers to g0) and computed traits the segments may use."""
+    traits = draw(trait_sets)
+    computed = [
+        st.builds(
+            lambda test, name=name: f"computed {name} {test}",
+            st.sampled_from(COMPUTED_TESTS[TRAIT_FUNCS[text.split("(", 1)[0]]]),
+        )
+        for name, text in sorted(traits.items())
+    ]
+    rule = _rules(st.one_of(*BASE_ATOMS, *computed)) if computed else rules
+    a, b, c = draw(rule), draw(rule), draw(rule)
+    ref = draw(st.sampled_from(["and", "or", "and not"]))
+    return {"g0": a, "g1": b, "g2": f'({c}) {ref} in segment "g0"'}, traits
+
+
 @settings(
     max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(histories(), rule_sets, trait_sets, models, clusters, checkpoints)
+@given(histories(), definitions(), models, clusters, checkpoints, st.data())
 def test_generated_rules_agree(
     warehouse: Any,
     arrivals: list[Arrival],
-    segments: dict[str, str],
-    traits: dict[str, str],
+    defs: tuple[dict[str, str], dict[str, str]],
     scores: Any,
     labels: Any,
     offsets: list[int],
+    data: st.DataObject,
 ) -> None:
+    segments, traits = defs
     for text in segments.values():
         cond = parse(text).condition
         assert cond is not None and parse(render(cond)).condition == cond, text
     diff = Differential(warehouse(), segments, traits, scores, labels)
-    _assert_agree(diff, arrivals, offsets)
+    edges = draw_boundaries(data, arrivals, segments, traits, per_kind=3)
+    _assert_agree(diff, arrivals, offsets, edges)
 
 
 def test_iso_helpers_match_duckdb(warehouse: Any) -> None:
@@ -634,9 +783,69 @@ def test_every_documented_example_has_a_member_and_a_near_miss(warehouse: Any) -
     diff = Differential(warehouse(), DOC_SEGMENTS, DOC_TRAITS, scores, clusters)
     for arrival in arrivals:
         diff.feed(arrival)
-    inc, sql = diff.incremental_members(T0), diff.sql_members(T0)
+    inc, sql = diff.incremental_members(T0), diff.sql_members(T0, literal=True)
+    assert diff.sql_members(T0) == sql
     for name in DOC_SEGMENTS:
         pair = {f"{name}:w", f"{name}:n"}
         assert inc[name] & pair == {f"{name}:w"}, (name, inc[name] & pair)
         assert sql[name] & pair == {f"{name}:w"}, (name, sql[name] & pair)
     assert diff.incremental_traits(T0) == diff.sql_traits(T0)
+
+
+# --- every kind of edge, hit exactly: t + D - 1, t + D, t + D + 1 -------------------------------
+
+EDGE_CASES: dict[str, list[tuple[int, str, dict[str, Any]]]] = {
+    # rule: events as (time after T0, name or "identify", properties or traits)
+    'did "A" in last 1 hour': [(0, "A", {})],
+    'did "A" in last 90 seconds at least 2 times': [(0, "A", {}), (30_000, "A", {})],
+    'did "A" between 3 and 1 hours ago': [(0, "A", {})],
+    'did "A" before 1 week ago': [(0, "A", {})],
+    'count("A" in the last 2 weeks) = 1': [(0, "A", {})],
+    'sum(revenue of "A" between 600 and 30 seconds ago) > 1': [(0, "A", {"revenue": 2})],
+    "trait created_at in last 40 days": [(0, "identify", {"created_at": T0 - 5 * DAY})],
+    "trait created_at before 30 days ago": [(0, "identify", {"created_at": T0 - 5 * DAY})],
+    "trait created_at between 3 and 1 weeks ago": [
+        (0, "identify", {"created_at": "2023-11-10T12:00:00+01:00"})
+    ],
+    "first seen in last 2 days": [(0, "A", {}), (HOUR, "A", {})],
+    'did "A" on at least 2 of last 3 days': [(0, "A", {}), (DAY + HOUR, "A", {})],
+    'did "A" then not "B" within 1 hour': [(0, "A", {})],
+    'did "A" then "B" then not "C" within 90 seconds': [(0, "A", {}), (MIN, "B", {})],
+}
+SPACED = {  # sequences: steps exactly ``within`` apart, and 1 ms more
+    'did "A" then "B" within 30 minutes': [
+        [(0, "A", {}), (30 * MIN + extra, "B", {})] for extra in (0, 1)
+    ],
+    'did "A" then "B" within 1 hour then "C" within 90 seconds': [
+        [(0, "A", {}), (HOUR + extra, "B", {}), (HOUR + 90_000 + extra2, "C", {})]
+        for extra in (0, 1)
+        for extra2 in (0, 1)
+    ],
+}
+
+
+def test_every_kind_of_window_edge_agrees(warehouse: Any) -> None:
+    """Deterministic companion of the generated tests: each edge of each kind of window is
+    checked at exactly ``anchor + D - 1``, ``anchor + D`` and ``anchor + D + 1``."""
+    cases = {rule: [events] for rule, events in EDGE_CASES.items()} | SPACED
+    for rule, histories_ in cases.items():
+        arrivals = []
+        for n, events in enumerate(histories_):
+            for i, (at, name, data) in enumerate(events):
+                kind = "identify" if name == "identify" else "track"
+                fields_: dict[str, Any] = dict(
+                    message_id=f"{n}-{i}",
+                    source_id="web",
+                    timestamp_ms=T0 + at,
+                    received_at_ms=T0 + at,
+                    anonymous_id=f"a{n}",
+                )
+                if kind == "identify":
+                    event = Event(type="identify", traits=data, **fields_)
+                else:
+                    event = Event(type="track", event=name, properties=data, **fields_)
+                arrivals.append(Arrival(f"p{n}", event, T0 + at))
+        arrivals.sort(key=lambda a: a.arrived_ms)
+        edges = set().union(*boundary_families(arrivals, {"s": rule}, {}))
+        diff = Differential(warehouse(), {"s": rule}, {}, {}, {})
+        _assert_agree(diff, arrivals, [], edges)
