@@ -44,8 +44,11 @@ _STATUS: tuple[tuple[type[SegflowError], int], ...] = (
 )
 
 
-def status_for(exc: SegflowError) -> int:
-    """The HTTP status of a segflow error."""
+def status_for(exc: SegflowError, *, validation: int = 400) -> int:
+    """The HTTP status of a segflow error (``validation``: the destination and model routes
+    answer 422 for bad input, kept for compatibility)."""
+    if isinstance(exc, ValidationError):
+        return validation
     for kind, status in _STATUS:
         if isinstance(exc, kind):
             return status

@@ -32,13 +32,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from segflow.activate.service import ActivationService
-from segflow.api.common import actor
+from segflow.api.common import actor, json_body, status_for
 from segflow.audit import AuditLog
 from segflow.errors import (
-    ConflictError,
     NotFoundError,
     SegflowError,
-    TransientError,
     ValidationError,
 )
 
@@ -52,41 +50,19 @@ async def allow_all(request: Request, role: str) -> None:
     return None
 
 
-def _status(exc: SegflowError) -> int:
-    for kind, status in (
-        (ValidationError, 422),
-        (NotFoundError, 404),
-        (ConflictError, 409),
-        (TransientError, 503),
-    ):
-        if isinstance(exc, kind):
-            return status
-    return 400
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    if request.method not in ("POST", "PUT", "PATCH"):
-        return {}
-    raw = await request.body()
-    body = msgspec.json.decode(raw) if raw else {}
-    if not isinstance(body, dict):
-        raise ValidationError("body", "expected a JSON object")
-    return body
-
-
 def _endpoint(
     service: ActivationService, authorize: Authorize, role: str, fn: Call, *, status: int = 200
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
             await authorize(request, role)
-            body = await _body(request)
+            body = await json_body(request)
             result = await run_in_threadpool(fn, service, request, body)
             if isinstance(result, Awaitable):
                 result = await result
             return JSONResponse(msgspec.to_builtins(result), status_code=status)
         except SegflowError as exc:
-            return JSONResponse(exc.to_dict(), status_code=_status(exc))
+            return JSONResponse(exc.to_dict(), status_code=status_for(exc, validation=422))
         except msgspec.DecodeError as exc:
             return JSONResponse(ValidationError("body", str(exc)).to_dict(), status_code=400)
 

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from segflow.api.common import json_body
 from segflow.clock import Clock
 from segflow.errors import (
     ConflictError,
@@ -84,12 +85,7 @@ def _handler(
     async def endpoint(request: Request) -> JSONResponse:
         try:
             await deps.authorize(request, role)
-            body: dict[str, Any] = {}
-            if request.method in ("PUT", "POST", "PATCH"):
-                raw = await request.body()
-                body = msgspec.json.decode(raw) if raw else {}
-                if not isinstance(body, dict):
-                    raise ValidationError("body", "expected a JSON object")
+            body = await json_body(request)
 
             def call() -> Any:
                 con = deps.connect()
