@@ -92,8 +92,31 @@ class SegmentProgram:
     def on_time(self, profile: ProfileView, state: bytes | None, now_ms: int) -> EvalResult:
         return self._evaluate(profile, self._load(state), now_ms, set())
 
+    def can_merge(self, survivor: bytes | None, absorbed: bytes | None) -> bool:
+        """Whether :meth:`merge_states` is exact for these two states.
+
+        Event slots always merge exactly (entries interleave, folds are order-insensitive). A
+        sequence's folded state machine cannot take events older than what it has folded: the
+        merge is exact only when at most one side has a fold and every entry of the other side
+        is later than what that fold holds. Otherwise the caller replays the merged history.
+
+        >>> prog = compile_segments({"s": 'did "A" then "B"'})
+        >>> a = prog.on_event(StaticProfile("a"), None, Event(type="track", message_id="1",
+        ...     source_id="s", timestamp_ms=0, received_at_ms=0, event="A"), 7_200_000).state
+        >>> prog.can_merge(a, None), prog.can_merge(a, a)
+        (True, False)
+        """
+        if not survivor or not absorbed:
+            return True
+        a, b = decode(survivor), decode(absorbed)
+        return all(
+            _seq_mergeable(a.seqs.get(key, _NO_SEQ), b.seqs.get(key, _NO_SEQ))
+            for key in a.seqs.keys() & b.seqs.keys()
+        )
+
     def merge_states(self, survivor: bytes | None, absorbed: bytes | None) -> bytes | None:
-        """Merge two profiles' states; exact for event slots, approximate for sequence folds."""
+        """Merge two profiles' states: exact when :meth:`can_merge` says so; otherwise a
+        sequence keeps one side's fold (the processor replays the merged timeline instead)."""
         if not survivor or not absorbed:
             return survivor or absorbed
         a, b = decode(survivor), decode(absorbed)
@@ -235,8 +258,24 @@ def _compact_seq(seq: SeqState, c: ast.Sequence, cut_ms: int) -> None:
         return
     machine = seq.fold or new_seq_fold(c)
     replay(c, machine, old)
-    seq.fold = SeqFold(machine.last, machine.hit)
+    upto = max(old[-1].ts, machine.upto if machine.upto is not None else old[-1].ts)
+    seq.fold = SeqFold(machine.last, machine.hit, upto)
     del seq.entries[: len(old)]
+
+
+_NO_SEQ = SeqState()
+
+
+def _seq_mergeable(a: SeqState, b: SeqState) -> bool:
+    if a.fold is None and b.fold is None:
+        return True
+    if a.fold is not None and b.fold is not None:
+        return False
+    folded, other = (a, b) if a.fold is not None else (b, a)
+    upto = folded.fold.upto if folded.fold is not None else None
+    if not other.entries:
+        return True
+    return upto is not None and other.entries[0].ts > upto
 
 
 def compile_segments(

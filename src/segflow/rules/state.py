@@ -63,6 +63,7 @@ class SlotState(msgspec.Struct, array_like=True):
 class SeqFold(msgspec.Struct, array_like=True):
     last: list[int | None] = []
     hit: bool = False
+    upto: int | None = None  # the latest timestamp folded in (None: unknown, older states)
 
 
 class SeqState(msgspec.Struct, array_like=True):

@@ -109,16 +109,32 @@ def rebuild(
 ) -> None:
     """Replay ``profile``'s timeline through the handler's rules and apply the result at now."""
     evaluator = handler.evaluator
-    state: bytes | None = None
-    for ts, partition, offset in timeline(batch.tx, profile):
-        found = log.read(partition, offset, 1)
-        if not found or found[0].offset != offset:
-            continue  # removed by log retention
-        event = found[0].event
-        state = evaluator.on_event(profile, state, event, max(ts, event.timestamp_ms)).state
+    state, _ = replay(batch.tx, evaluator, log, profile, now_ms)
     result = evaluator.on_time(profile, state, now_ms)
     handler.apply_result(batch, profile, result, now_ms)
     batch.put(profile)
+
+
+def replay(
+    tx: StateTransaction,
+    evaluator: SegmentEvaluator,
+    log: RecordLog,
+    profile: Profile,
+    now_ms: int,
+) -> tuple[bytes | None, bool]:
+    """The rule state of ``profile``'s timeline replayed in event-time order, and whether
+    every event was still in the log (False: some were removed by log retention)."""
+    state: bytes | None = None
+    complete = True
+    for ts, partition, offset in timeline(tx, profile):
+        found = log.read(partition, offset, 1)
+        if not found or found[0].offset != offset:
+            complete = False  # removed by log retention
+            continue
+        # as of its own time, never later than now (compaction at a later time would drop
+        # entries that a window still holds at now)
+        state = evaluator.on_event(profile, state, found[0].event, min(ts, now_ms)).state
+    return state, complete
 
 
 def _merged_since(tx: StateTransaction, offsets: str) -> set[str]:

@@ -59,6 +59,11 @@ class SegmentEvaluator(Protocol):
 
     def on_time(self, profile: ProfileView, state: bytes | None, now_ms: int) -> EvalResult: ...
 
+    def can_merge(self, survivor: bytes | None, absorbed: bytes | None) -> bool:
+        """Whether ``merge_states`` is exact for these states; when not, the processor replays
+        the merged profile's timeline from the log instead."""
+        ...
+
     def merge_states(self, survivor: bytes | None, absorbed: bytes | None) -> bytes | None: ...
 
 
@@ -85,6 +90,9 @@ class NullEvaluator:
 
     def on_time(self, profile: ProfileView, state: bytes | None, now_ms: int) -> EvalResult:
         return _EMPTY
+
+    def can_merge(self, survivor: bytes | None, absorbed: bytes | None) -> bool:
+        return True
 
     def merge_states(self, survivor: bytes | None, absorbed: bytes | None) -> bytes | None:
         return survivor

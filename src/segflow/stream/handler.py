@@ -22,7 +22,8 @@ from segflow.log.base import Record
 from segflow.profiles import Profile, apply_event, merge_into
 from segflow.spec.changes import IdentityLinked, MembershipChange, ProfileMerged
 from segflow.spec.events import Event
-from segflow.stream import keys
+from segflow.stream import backfill, keys
+from segflow.stream.backfill import RecordLog
 from segflow.stream.batch import Batch
 from segflow.stream.evaluator import EvalResult, Evaluation, SegmentEvaluator
 
@@ -44,9 +45,12 @@ def new_profile_id(event: Event, seed: Identifier) -> str:
 class EventHandler:
     """Applies events and timers to state. ``evaluator`` may be swapped between batches."""
 
-    def __init__(self, rules: IdentityRules, evaluator: SegmentEvaluator) -> None:
+    def __init__(
+        self, rules: IdentityRules, evaluator: SegmentEvaluator, log: RecordLog | None = None
+    ) -> None:
         self.rules = rules
         self.evaluator = evaluator
+        self.log = log  # to replay a merged profile's timeline when states can't merge exactly
 
     # -- events -----------------------------------------------------------------------------
     def prefetch(self, batch: Batch, records: Sequence[Record]) -> list[list[Identifier]]:
@@ -155,9 +159,15 @@ class EventHandler:
                     sequence=absorbed.next_sequence(),
                 )
             )
+        exact = self.evaluator.can_merge(survivor.rule_state, absorbed.rule_state)
         survivor.rule_state = self.evaluator.merge_states(survivor.rule_state, absorbed.rule_state)
         batch.set_timer(absorbed, None)
         merge_into(survivor, absorbed)
+        if not exact and self.log is not None:
+            # e.g. both sides folded a sequence: only the merged history, in order, is exact
+            state, complete = backfill.replay(batch.tx, self.evaluator, self.log, survivor, now_ms)
+            if complete:
+                survivor.rule_state = state
         for key in absorbed.identity_keys():
             batch.set_owner(key, survivor.profile_id)
         for old in (absorbed.profile_id, *absorbed.absorbed):
@@ -205,10 +215,9 @@ class EventHandler:
             if event is None:
                 result = self.evaluator.on_time(profile, profile.rule_state, now_ms)
             else:
-                # an event is never evaluated before it happened (a replay's clock may lag)
-                result = self.evaluator.on_event(
-                    profile, profile.rule_state, event, max(now_ms, event.timestamp_ms)
-                )
+                # at the clock's now, even for an event stamped in the future: it counts from
+                # its own time on (a timer is due then), as in SQL's ``timestamp_ms <= T``
+                result = self.evaluator.on_event(profile, profile.rule_state, event, now_ms)
         except Exception as exc:  # a bad rule never stops the stream
             log.exception("segment evaluation failed for %s", profile.profile_id)
             batch.tx.set(keys.DEAD, f"eval|{profile.profile_id}|{at_ms:016x}", repr(exc).encode())

@@ -81,7 +81,7 @@ class Processor:
         self.store = store
         self.clock: Clock = clock or WallClock()
         self.settings = settings or ProcessorSettings()
-        self.handler = EventHandler(rules or IdentityRules(), evaluator or NullEvaluator())
+        self.handler = EventHandler(rules or IdentityRules(), evaluator or NullEvaluator(), log)
         self._pending_evaluator: SegmentEvaluator | None = None
         self._complete_for: str | None = None  # the rule set the state is backfilled for
         self.attributes = AttributeInbox()

@@ -271,6 +271,9 @@ class WindowEvaluator:
             return Evaluation(state=state, members=frozenset(), computed_traits={"n": 0})
         return Evaluation(state=state, members=frozenset(profile.members), next_wakeup_ms=due)
 
+    def can_merge(self, survivor: bytes | None, absorbed: bytes | None) -> bool:
+        return True
+
     def merge_states(self, survivor: bytes | None, absorbed: bytes | None) -> bytes | None:
         return survivor or absorbed
 

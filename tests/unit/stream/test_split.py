@@ -24,6 +24,9 @@ class CountEvaluator:
         n = int(state or b"0")
         return Evaluation(state, frozenset({"busy"}) if n >= 3 else frozenset(), {"n": n})
 
+    def can_merge(self, survivor: bytes | None, absorbed: bytes | None) -> bool:
+        return True
+
     def merge_states(self, survivor: bytes | None, absorbed: bytes | None) -> bytes | None:
         return str(int(survivor or b"0") + int(absorbed or b"0")).encode()
 
