@@ -75,6 +75,7 @@ def build_api(deps: ApiDeps) -> Starlette:
         out["parts"]["warehouse_loader"]["last_error"] = (
             repr(loader_error) if loader_error else None
         )
+        out["parts"]["warehouse_loader"]["changes_lag"] = deps.loader.changes_lag()
         out["parts"]["processor"]["backfilling"] = deps.processor.backfill_pending
         out["freshness"] = deps.processor.freshness.summary()
         return out

@@ -6,8 +6,9 @@
 >>> tx = store.begin_global()
 >>> tx.set("outbox", "0000000000000001", encode_change(ProfileMerged(survivor="a", absorbed="b",
 ...        reason="r", at_ms=1, sequence=1))); tx.commit()
->>> [(s, c.absorbed) for s, c in StateChangeFeed(store.reader()).read(0)]
-[(1, 'b')]
+>>> feed = StateChangeFeed(store.reader())
+>>> [(s, c.absorbed) for s, c in feed.read(0)], feed.last_seq()
+([(1, 'b')], 1)
 """
 
 from __future__ import annotations
@@ -39,3 +40,8 @@ class StateChangeFeed:
     def read(self, after_seq: int, limit: int = 1000) -> list[tuple[int, AnyChange]]:
         rows = self.reader.scan(OUTBOX, seq_key(after_seq + 1), "g", limit=limit)
         return [(int(k, 16), decode_change(v)) for k, v in rows]
+
+    def last_seq(self) -> int:
+        """The sequence number of the newest committed change (0 when there is none)."""
+        rows = self.reader.scan(OUTBOX, seq_key(1), "g", reverse=True, limit=1)
+        return int(rows[0][0], 16) if rows else 0

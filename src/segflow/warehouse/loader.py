@@ -88,6 +88,7 @@ class WarehouseLoader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: BaseException | None = None
+        self.change_seq: int | None = None  # the last change loaded (None: no batch ran yet)
 
     # -- one micro-batch -------------------------------------------------------------------
     def run_once(self) -> LoadInfo:
@@ -101,7 +102,15 @@ class WarehouseLoader:
                 self._release()
         if info.events_read:
             self.log.commit(CONSUMER_GROUP, info.offsets)
+        self.change_seq = info.change_seq
         return info
+
+    def changes_lag(self) -> int | None:
+        """Changes the processor committed that are not loaded yet (None: unknown)."""
+        last_seq = getattr(self.change_feed, "last_seq", None)
+        if last_seq is None or self.change_seq is None:
+            return None
+        return max(0, int(last_seq()) - self.change_seq)
 
     def run_until_idle(self, max_batches: int = 1_000_000) -> list[LoadInfo]:
         """Run micro-batches until one finds nothing new."""

@@ -78,3 +78,6 @@ class ListChangeFeed:
             (i + 1, c)
             for i, c in enumerate(self._items[after_seq : after_seq + limit], start=after_seq)
         ]
+
+    def last_seq(self) -> int:
+        return len(self._items)

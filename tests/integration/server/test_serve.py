@@ -192,7 +192,8 @@ def _pipeline(api: httpx.Client, collector: httpx.Client, hooks: Hooks) -> None:
 
     def loaded() -> Any:
         status = api.get("/api/v1/status").json()["parts"]
-        return status["warehouse_loader"]["lag"] == 0 and status["processor"]["lag"] == 0
+        loader = status["warehouse_loader"]
+        return loader["lag"] == 0 == loader["changes_lag"] and status["processor"]["lag"] == 0
 
     _until(loaded)
     preview = _until(
@@ -214,6 +215,7 @@ def _pipeline(api: httpx.Client, collector: httpx.Client, hooks: Hooks) -> None:
     assert api.get("/api/v1/status").json()["freshness"]["buyers"]["count"] >= 1
     listed = {d["name"]: d["size"] for d in api.get("/api/v1/segments").json()}
     assert listed["buyers"] == 2  # u1 and u3
+    _until(loaded)  # the membership intervals below are the warehouse's
     entered_ms = payload["data"]["at_ms"]
     before = api.get(f"/api/v1/segments/buyers/members?at_ms={entered_ms - 1}").json()
     after = api.get(f"/api/v1/segments/buyers/members?at_ms={entered_ms}").json()
