@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from segflow.rules import ast
-from segflow.rules.evaluate import Context, new_seq_fold, replay
+from segflow.rules.evaluate import (
+    Context,
+    compile_condition,
+    compile_value,
+    new_seq_fold,
+    replay,
+)
 from segflow.rules.passes import conditions
 from segflow.rules.program import DEFAULT_LATE_MS, Plan, SlotDef, build_plan
 from segflow.rules.render import render
@@ -80,6 +86,8 @@ class SegmentProgram:
         self.plan = plan
         self.definitions = dict(definitions)
         self.traits = dict(traits)
+        self._rules = [(n, *compile_condition(plan, plan.segments[n])) for n in plan.order]
+        self._trait_fns = [(n, *compile_value(plan, agg)) for n, agg in plan.traits.items()]
 
     # --- the SegmentEvaluator protocol --------------------------------------------------------
     def on_event(
@@ -187,27 +195,32 @@ class SegmentProgram:
         self, profile: ProfileView, st: ProfileState, now_ms: int, touched: set[str]
     ) -> EvalResult:
         ctx = Context(self.plan, st, profile, now_ms)
-        dirty = set(self.plan.profile_rules)
-        dirty.update(name for name, wake in st.wakes.items() if wake <= now_ms)
+        # a rule's timer changes only when its slots change or it comes due: those are
+        # "moved"; rules re-evaluated for another reason (scores, a segment they refer to)
+        # keep theirs
+        moved = {name for name, wake in st.wakes.items() if wake <= now_ms}
         for key in touched:
-            dirty.update(self.plan.slot_rules.get(key, ()))
+            moved.update(self.plan.slot_rules.get(key, ()))
         if len(st.results) < len(self.plan.order):
-            dirty.update(name for name in self.plan.order if name not in st.results)
-        for name in self.plan.order:
+            moved.update(name for name in self.plan.order if name not in st.results)
+        dirty = moved | self.plan.profile_rules
+        results, wakes_of, dependents = st.results, st.wakes, self.plan.dependents
+        for name, holds, wake_of in self._rules:
             if name not in dirty:
                 continue
-            cond = self.plan.segments[name]
-            result = ctx.cond(cond)
-            if st.results.get(name) != result:
-                dirty |= self.plan.dependents[name]
-            st.results[name] = result
-            wake = ctx.wake(cond)
+            result = holds(ctx)
+            if results.get(name) != result:
+                dirty |= dependents[name]
+            results[name] = result
+            if name not in moved:
+                continue
+            wake = wake_of(ctx)
             if wake is None:
-                st.wakes.pop(name, None)
+                wakes_of.pop(name, None)
             else:
-                st.wakes[name] = wake
-        traits = {name: ctx.aggregate(agg) for name, agg in self.plan.traits.items()}
-        trait_wakes = [ctx.value_wake(agg) for agg in self.plan.traits.values()]
+                wakes_of[name] = wake
+        traits = {name: value(ctx) for name, value, _ in self._trait_fns}
+        trait_wakes = [wake_of(ctx) for _, _, wake_of in self._trait_fns]
         wakes = [w for w in (*st.wakes.values(), *trait_wakes) if w is not None]
         members = frozenset(n for n, ok in st.results.items() if ok)
         return EvalResult(encode(st), members, traits, min(wakes) if wakes else None)

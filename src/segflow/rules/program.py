@@ -14,6 +14,7 @@ import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from segflow.rules import ast
 from segflow.rules.exceptions import Diagnostic, RuleSyntaxError
@@ -70,6 +71,8 @@ class Plan:
     fingerprint: str
     keys: dict[int, str] = field(default_factory=dict)
     slot_rules: dict[str, set[str]] = field(default_factory=dict)
+    # the rules' nodes compiled to closures (segflow.rules.evaluate), filled on first use
+    compiled: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
 
 def slot_key(sel: ast.Selector) -> str:

@@ -15,6 +15,7 @@ needs all time. A *sequence slot* folds a small state machine in time order.
 from __future__ import annotations
 
 import bisect
+import operator
 from typing import Any
 
 import msgspec
@@ -30,12 +31,12 @@ class Entry(msgspec.Struct, array_like=True, frozen=True, order=True):
     vals: tuple[Any, ...] = ()
 
 
-_LAST_ID = "\U0010ffff"
+_TS = operator.attrgetter("ts")
 
 
 def after(entries: list[Entry], ts_ms: int | float) -> int:
     """Index of the first entry with ``ts > ts_ms`` (entries are sorted)."""
-    return bisect.bisect_right(entries, Entry(int(ts_ms), _LAST_ID))
+    return bisect.bisect_right(entries, ts_ms, key=_TS)
 
 
 class PathFold(msgspec.Struct, array_like=True):
