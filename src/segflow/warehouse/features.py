@@ -283,7 +283,9 @@ def features_query(
         final = final.with_("rule_features", rules_cte)
     final = final.with_("agg", agg).with_("base", base)
     if dialect == "clickhouse":  # its window function names are case-sensitive
-        final = final.transform(_lower_cume_dist)
+        lowered = final.transform(_lower_cume_dist)
+        assert isinstance(lowered, exp.Select)
+        return lowered
     return final
 
 
