@@ -12,7 +12,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m pip install -q -e '.[dev,bench,postgres,clickhouse,spark]'
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install segflow with the dev extras

@@ -74,8 +74,11 @@ class CustomFeature(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WarehouseSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """The DuckDB warehouse: loader micro-batches, sessionisation and the feature definitions."""
+    """The warehouse: its engine (``duckdb`` file, or ``postgres`` at ``dsn``), loader
+    micro-batches, sessionisation and the feature definitions."""
 
+    engine: str = "duckdb"
+    dsn: str = ""
     flush_interval_ms: int = 1000
     batch_max_events: int = 50_000
     release_between_batches: bool = True

@@ -17,13 +17,19 @@ from collections.abc import Mapping
 from sqlglot import exp
 
 from segflow.rules import ast
+from segflow.rules.dialects import Engine, engine, json_path
 from segflow.rules.exceptions import RuleSyntaxError
 from segflow.rules.parser import parse, parse_trait
 from segflow.rules.passes import segment_refs, substitute_computed, topological_order
 from segflow.rules.program import _parse_all, computed_type_errors
 
-NUM_TYPES = ("BIGINT", "UBIGINT", "DOUBLE")
-TEXT_TYPES = ("VARCHAR", "BIGINT", "UBIGINT", "BOOLEAN")
+__all__ = [
+    "compile_members",
+    "compile_traits",
+    "json_path",
+    "members_expression",
+    "traits_expression",
+]
 
 
 def _lit(v: ast.Scalar) -> exp.Expr:
@@ -34,78 +40,48 @@ def _lit(v: ast.Scalar) -> exp.Expr:
     return exp.cast(exp.Literal.number(v), "DOUBLE")
 
 
-def json_path(path: ast.Path) -> str:
-    """DuckDB/JSONPath text for a property path (``$.a.b``; odd keys quoted)."""
-    return "$" + "".join(
-        f".{k}" if k.replace("_", "a").isalnum() and not k[0].isdigit() else f'."{k}"' for k in path
-    )
-
-
-def _try_double(e: exp.Expr) -> exp.Expr:
-    return exp.TryCast(this=e, to=exp.DataType.build("DOUBLE"))
-
-
-def _in(this: exp.Expr, items: tuple[str, ...]) -> exp.Expr:
-    return exp.In(this=this, expressions=[exp.Literal.string(i) for i in items])
-
-
 def _false_if_null(e: exp.Expr) -> exp.Expr:
     return exp.Coalesce(this=exp.paren(e, copy=False), expressions=[exp.false()])
 
 
 class _JsonValue:
-    """A JSON value at ``path`` of ``doc``: its type and its text."""
+    """A JSON value at ``path`` of ``doc``, typed and read by ``engine``."""
 
-    def __init__(self, doc: exp.Expr, path: str) -> None:
-        self.doc, self.path = doc, exp.Literal.string(path)
-
-    @property
-    def type(self) -> exp.Expr:
-        return exp.Anonymous(this="JSON_TYPE", expressions=[self.doc.copy(), self.path.copy()])
-
-    @property
-    def text(self) -> exp.Expr:
-        return exp.JSONExtractScalar(this=self.doc.copy(), expression=self.path.copy())
+    def __init__(self, engine: Engine, doc: exp.Expr, path: ast.Path) -> None:
+        self.engine, self.doc, self.path = engine, doc, path
 
     def number(self) -> exp.Expr:
-        return exp.Case(ifs=[exp.If(this=_in(self.type, NUM_TYPES), true=_try_double(self.text))])
+        e, d, p = self.engine, self.doc, self.path
+        return exp.Case(ifs=[exp.If(this=e.is_number(d, p), true=e.number(d, p))])
 
     def as_text(self) -> exp.Expr:
-        return exp.Case(ifs=[exp.If(this=_in(self.type, TEXT_TYPES), true=self.text)])
+        e, d, p = self.engine, self.doc, self.path
+        return exp.Case(ifs=[exp.If(this=e.is_text(d, p), true=e.text(d, p))])
 
     def exists(self) -> exp.Expr:
-        return exp.and_(
-            exp.Not(this=exp.Is(this=self.type, expression=exp.null())),
-            exp.NEQ(this=self.type, expression=exp.Literal.string("NULL")),
-        )
+        return self.engine.exists(self.doc, self.path)
 
     def time_ms(self) -> exp.Expr:
-        ts = exp.TryCast(this=self.text, to=exp.DataType.build("TIMESTAMPTZ"))
-        epoch = exp.cast(exp.Anonymous(this="EPOCH_MS", expressions=[ts]), "DOUBLE")
+        e, d, p = self.engine, self.doc, self.path
         return exp.Case(
             ifs=[
-                exp.If(this=_in(self.type, NUM_TYPES), true=_try_double(self.text)),
-                exp.If(
-                    this=exp.EQ(this=self.type, expression=exp.Literal.string("VARCHAR")),
-                    true=epoch,
-                ),
+                exp.If(this=e.is_number(d, p), true=e.number(d, p)),
+                exp.If(this=e.is_string(d, p), true=e.text_epoch_ms(e.text(d, p))),
             ]
         )
 
     def compare(self, op: str, lit: ast.Scalar | tuple[ast.Scalar, ...]) -> exp.Expr:
+        e, d, p = self.engine, self.doc, self.path
         if isinstance(lit, tuple):
             return exp.or_(*(_false_if_null(self.compare("=", i)) for i in lit))
         if isinstance(lit, bool):
             if op not in ("=", "!="):
                 return exp.false()
-            typed = exp.EQ(this=self.type, expression=exp.Literal.string("BOOLEAN"))
-            return exp.and_(
-                typed, _op(op, self.text, exp.Literal.string("true" if lit else "false"))
-            )
+            value = exp.Literal.string("true" if lit else "false")
+            return exp.and_(e.is_bool(d, p), _op(op, e.text(d, p), value))
         if isinstance(lit, int | float):
-            return exp.and_(_in(self.type, NUM_TYPES), _op(op, _try_double(self.text), _lit(lit)))
-        typed = exp.EQ(this=self.type, expression=exp.Literal.string("VARCHAR"))
-        return exp.and_(typed, _text_op(op, self.text, lit))
+            return exp.and_(e.is_number(d, p), _op(op, e.number(d, p), _lit(lit)))
+        return exp.and_(e.is_string(d, p), _text_op(e, op, e.text(d, p), lit))
 
 
 def _op(op: str, left: exp.Expr, right: exp.Expr) -> exp.Expr:
@@ -122,31 +98,63 @@ def _op(op: str, left: exp.Expr, right: exp.Expr) -> exp.Expr:
     return klass[op](this=left, expression=right)
 
 
-def _text_op(op: str, left: exp.Expr, lit: str) -> exp.Expr:
+def _text_op(e: Engine, op: str, left: exp.Expr, lit: str) -> exp.Expr:
     if op in ("contains", "starts with"):
         pos = exp.StrPosition(this=left, substr=exp.Literal.string(lit))
         if op == "contains":
             return exp.GT(this=pos, expression=exp.Literal.number(0))
         return exp.EQ(this=pos, expression=exp.Literal.number(1))
+    if op in ("<", "<=", ">", ">="):
+        left = e.ordered_text(left)
     return _op(op, left, exp.Literal.string(lit))
 
 
-def _typed_compare(value: exp.Expr, op: str, lit: ast.Scalar | tuple[ast.Scalar, ...]) -> exp.Expr:
+def _typed_compare(
+    e: Engine, value: exp.Expr, op: str, lit: ast.Scalar | tuple[ast.Scalar, ...]
+) -> exp.Expr:
     """Compare an already typed SQL value (a number or text) with a literal of its type."""
     if isinstance(lit, tuple):
-        return exp.or_(*(_false_if_null(_typed_compare(value.copy(), "=", i)) for i in lit))
+        return exp.or_(*(_false_if_null(_typed_compare(e, value.copy(), "=", i)) for i in lit))
     if isinstance(lit, str):
-        return _text_op(op, value, lit)
+        return _text_op(e, op, value, lit)
     return _op(op, value, _lit(lit))
 
 
 class Compiler:
     """Compiles conditions for one profile row ``p`` against the CTE ``ev`` (events up to T)."""
 
-    def __init__(self, at: exp.Expr, segments: Mapping[str, ast.Condition] | None = None) -> None:
+    def __init__(
+        self,
+        at: exp.Expr,
+        segments: Mapping[str, ast.Condition] | None = None,
+        dialect: str = "duckdb",
+    ) -> None:
         self.at = at
         self.segments = dict(segments or {})
+        self.engine = engine(dialect)
         self.names = (f"e{i}" for i in itertools.count())
+        self.ctes: list[tuple[str, exp.Select]] = []  # per-profile helper tables (sequences)
+
+    def _json(self, doc: exp.Expr, path: ast.Path) -> _JsonValue:
+        return _JsonValue(self.engine, doc, path)
+
+    def _scalar(self, q: exp.Select, empty: exp.Expr | None = None) -> exp.Expr:
+        """``(q)`` as a value; ``empty`` is what an aggregate ``q`` gives over no rows, which
+        engines that decorrelate into an outer join (ClickHouse) return as NULL instead."""
+        sub: exp.Expr = exp.Subquery(this=q)
+        if empty is not None and self.engine.empty_subquery_is_null:
+            return exp.Coalesce(this=sub, expressions=[empty])
+        return sub
+
+    def _latest(self, q: exp.Select, value: exp.Expr, a: str, *, desc: bool = True) -> exp.Select:
+        """``q`` reduced to ``value`` of its last (``desc``) or first row by time and message id."""
+        keys = [exp.column("timestamp_ms", a), exp.column("message_id", a)]
+        if not self.engine.limit_in_correlated:
+            func = "argMax" if desc else "argMin"
+            key = exp.Anonymous(this="tuple", expressions=keys)
+            return q.select(exp.Anonymous(this=func, expressions=[value, key]))
+        order = [exp.Ordered(this=k, desc=desc) for k in keys]
+        return q.order_by(*order).limit(1).select(value)
 
     def T(self) -> exp.Expr:
         return self.at.copy()
@@ -174,14 +182,7 @@ class Compiler:
             parts.append(exp.Not(this=exp.Is(this=exp.column("user_id", a), expression=exp.null())))
         elif sel.kind == "trait":
             parts.append(exp.EQ(this=typ, expression=exp.Literal.string("identify")))
-            parts.append(
-                exp.Not(
-                    this=exp.Is(
-                        this=_JsonValue(exp.column("traits", a), json_path(sel.trait or ())).type,
-                        expression=exp.null(),
-                    )
-                )
-            )
+            parts.append(self.engine.present(exp.column("traits", a), sel.trait or ()))
         if sel.filter is not None:
             parts.append(self.filter(sel.filter, a))
         return exp.and_(*parts) if parts else exp.true()
@@ -193,7 +194,7 @@ class Compiler:
             return exp.or_(*(self.filter(i, a) for i in f.items))
         if isinstance(f, ast.FNot):
             return exp.not_(self.filter(f.item, a))
-        jv = _JsonValue(exp.column("properties", a), json_path(f.path))
+        jv = self._json(exp.column("properties", a), f.path)
         return _false_if_null(
             jv.exists() if isinstance(f, ast.FExists) else jv.compare(f.op, f.value)
         )
@@ -218,15 +219,16 @@ class Compiler:
     def aggregate(self, agg: ast.Aggregate) -> exp.Expr:
         a = next(self.names)
         where = [self.selector(agg.selector, a), *self.window(agg.window, a)]
+        zero = exp.Literal.number(0)
         if agg.func == "count":
-            return exp.Subquery(this=self._events(a, *where).select(exp.Count(this=exp.Star())))
-        jv = _JsonValue(exp.column("properties", a), json_path(agg.path or ()))
+            return self._scalar(self._events(a, *where).select(exp.Count(this=exp.Star())), zero)
+        jv = self._json(exp.column("properties", a), agg.path or ())
         num, text = jv.number(), jv.as_text()
         q = self._events(a, *where)
+        empty: exp.Expr | None = None
         if agg.func == "sum":
-            sel: exp.Expr = exp.Coalesce(
-                this=exp.Sum(this=num), expressions=[exp.cast(exp.Literal.number(0), "DOUBLE")]
-            )
+            empty = exp.cast(exp.Literal.number(0), "DOUBLE")
+            sel: exp.Expr = exp.Coalesce(this=exp.Sum(this=num), expressions=[empty.copy()])
         elif agg.func == "avg":
             n = exp.Count(this=num.copy())
             sel = exp.Case(
@@ -240,45 +242,39 @@ class Compiler:
         elif agg.func in ("min", "max"):
             sel = exp.Min(this=num) if agg.func == "min" else exp.Max(this=num)
         elif agg.func == "unique_count":
-            sel = exp.Count(this=exp.Distinct(expressions=[text]))
+            sel, empty = exp.Count(this=exp.Distinct(expressions=[text])), zero
         elif agg.func == "unique_list":
             q = q.where(exp.Not(this=exp.Is(this=text.copy(), expression=exp.null())))
-            listed = exp.ArraySort(this=exp.ArrayAgg(this=exp.Distinct(expressions=[text])))
-            sel = exp.Coalesce(this=listed, expressions=[exp.Array(expressions=[])])
+            empty = self.engine.empty_list()
+            sel = exp.Coalesce(this=self.engine.sorted_distinct(text), expressions=[empty.copy()])
         else:
             q = q.where(exp.Not(this=exp.Is(this=text.copy(), expression=exp.null())))
             if agg.func == "most_frequent":
-                q = q.group_by(text.copy()).order_by(
-                    exp.Ordered(this=exp.Count(this=exp.Star()), desc=True),
-                    exp.Ordered(this=text.copy()),
-                )
-            else:
-                desc = agg.func == "last"
-                q = q.order_by(
-                    exp.Ordered(this=exp.column("timestamp_ms", a), desc=desc),
-                    exp.Ordered(this=exp.column("message_id", a), desc=desc),
-                )
-            sel = text
-            q = q.limit(1)
-        return exp.Subquery(this=q.select(sel))
+                return self._most_frequent(q, text)
+            return exp.Subquery(this=self._latest(q, text, a, desc=agg.func == "last"))
+        return self._scalar(q.select(sel), empty)
+
+    def _most_frequent(self, q: exp.Select, text: exp.Expr) -> exp.Expr:
+        """The most frequent text, ties to the first in code point order."""
+        count = exp.Count(this=exp.Star())
+        if self.engine.limit_in_correlated:
+            q = q.group_by(text.copy()).order_by(
+                exp.Ordered(this=count, desc=True),
+                exp.Ordered(this=self.engine.ordered_text(text.copy())),
+            )
+            return exp.Subquery(this=q.limit(1).select(text))
+        counted = q.select(text.as_("t"), count.as_("c")).group_by(text.copy())
+        key = exp.Anonymous(
+            this="tuple", expressions=[exp.Neg(this=exp.column("c")), exp.column("t")]
+        )
+        pick = exp.select(exp.Anonymous(this="argMin", expressions=[exp.column("t"), key]))
+        return exp.Subquery(this=pick.from_(counted.subquery("f")))
 
     def trait_json(self, path: ast.Path) -> exp.Expr:
         a = next(self.names)
         sel = ast.Selector("trait", trait=path)
-        q = (
-            self._events(a, self.selector(sel, a))
-            .select(
-                exp.JSONExtract(
-                    this=exp.column("traits", a), expression=exp.Literal.string(json_path(path))
-                )
-            )
-            .order_by(
-                exp.Ordered(this=exp.column("timestamp_ms", a), desc=True),
-                exp.Ordered(this=exp.column("message_id", a), desc=True),
-            )
-            .limit(1)
-        )
-        return exp.Subquery(this=q)
+        raw = self.engine.raw(exp.column("traits", a), path)
+        return exp.Subquery(this=self._latest(self._events(a, self.selector(sel, a)), raw, a))
 
     def first_seen(self) -> exp.Expr:
         a = next(self.names)
@@ -306,8 +302,11 @@ class Compiler:
                     exp.EQ(this=exp.column("model", s), expression=exp.Literal.string(v.model)),
                 )
             )
-            .limit(1)
         )
+        if self.engine.limit_in_correlated:
+            q = q.limit(1)
+        else:  # one score per (profile, model): any of them is the one
+            q.set("expressions", [exp.AnyValue(this=exp.column(col, s))])
         value: exp.Expr = exp.Subquery(this=q)
         return exp.cast(value, "DOUBLE") if isinstance(v, ast.ScoreRef) else value
 
@@ -328,11 +327,11 @@ class Compiler:
             return self.compare(c)
         if isinstance(c, ast.Exists):
             if isinstance(c.value, ast.TraitRef):
-                return _JsonValue(self.trait_json(c.value.path), "$").exists()
+                return self._json(self.trait_json(c.value.path), ()).exists()
             return exp.Not(this=exp.Is(this=self.value(c.value), expression=exp.null()))
         if isinstance(c, ast.TimeIn):
             if isinstance(c.value, ast.TraitRef):
-                t = _JsonValue(self.trait_json(c.value.path), "$").time_ms()
+                t = self._json(self.trait_json(c.value.path), ()).time_ms()
             else:
                 t = self.first_seen()
             return self.time_in(t, c.window)
@@ -361,7 +360,7 @@ class Compiler:
 
     def compare(self, c: ast.Compare) -> exp.Expr:
         if isinstance(c.left, ast.TraitRef):
-            return _JsonValue(self.trait_json(c.left.path), "$").compare(c.op, c.right)
+            return self._json(self.trait_json(c.left.path), ()).compare(c.op, c.right)
         if isinstance(c.left, ast.Aggregate) and c.left.func == "unique_list":
             assert isinstance(c.right, str)
             agg = ast.Aggregate(
@@ -387,7 +386,7 @@ class Compiler:
             if c.op != "contains":
                 return exp.false()
             return exp.GTE(this=self.aggregate(agg), expression=exp.Literal.number(1))
-        return _typed_compare(self.value(c.left), c.op, c.right)
+        return _typed_compare(self.engine, self.value(c.left), c.op, c.right)
 
     def time_in(self, t: exp.Expr, w: ast.Window) -> exp.Expr:
         parts: list[exp.Expr] = [
@@ -414,7 +413,8 @@ class Compiler:
         q = self._events(a, self.selector(c.selector, a), *self.window(span, a)).select(
             exp.Count(this=exp.Distinct(expressions=[bucket]))
         )
-        return exp.GTE(this=exp.Subquery(this=q), expression=exp.Literal.number(c.min_buckets))
+        days = self._scalar(q, exp.Literal.number(0))
+        return exp.GTE(this=days, expression=exp.Literal.number(c.min_buckets))
 
     def _completions(self, steps: tuple[ast.Step, ...], a: str) -> list[exp.Expr]:
         """Predicates making row ``a`` a completion of the chain ``steps``."""
@@ -450,36 +450,64 @@ class Compiler:
 
     def sequence(self, c: ast.Sequence) -> exp.Expr:
         a = next(self.names)
-        anchor_q = self._events(a, *self._completions(c.steps, a)).select(
-            exp.Max(this=exp.column("timestamp_ms", a))
-        )
-        anchor = exp.Subquery(this=anchor_q)
-        present = exp.Not(this=exp.Is(this=anchor, expression=exp.null()))
+        completions = self._completions(c.steps, a)
+        ts = exp.column("timestamp_ms", a)
         if c.absent is None:
-            return present
-        x = next(self.names)
+            anchor_q = self._events(a, *completions).select(exp.Max(this=ts))
+            return exp.Not(this=exp.Is(this=exp.Subquery(this=anchor_q), expression=exp.null()))
+        # Each profile's last completion goes into a helper table, so that the absent step
+        # refers to it one level out (a reference two levels out is not portable: Spark and
+        # ClickHouse refuse it).
+        name = f"seq{len(self.ctes)}"
+        anchors = (
+            exp.select(
+                exp.column("profile_id", a).as_("profile_id"), exp.Max(this=ts).as_("anchor")
+            )
+            .from_(exp.alias_(exp.to_table("ev"), a, table=True))
+            .where(exp.and_(*completions))
+            .group_by(exp.column("profile_id", a))
+        )
+        self.ctes.append((name, anchors))
+        s, x = next(self.names), next(self.names)
+        anchor, x_ts = exp.column("anchor", s), exp.column("timestamp_ms", x)
+        after: list[exp.Expr] = [exp.GT(this=x_ts, expression=anchor)]
+        mine = exp.EQ(this=exp.column("profile_id", s), expression=exp.column("profile_id", "p"))
+        parts: list[exp.Expr] = [mine]
         w = c.absent.within_ms
-        after: list[exp.Expr] = [
-            exp.GT(this=exp.column("timestamp_ms", x), expression=anchor.copy())
-        ]
-        parts: list[exp.Expr] = [present]
         if w is not None:
             end = exp.Add(this=anchor.copy(), expression=exp.Literal.number(w))
-            after.append(exp.LTE(this=exp.column("timestamp_ms", x), expression=end))
+            after.append(exp.LTE(this=x_ts.copy(), expression=end))
             parts.append(exp.LTE(this=end.copy(), expression=self.T()))
-        hit = self._events(x, self.selector(c.absent.selector, x), *after).select(
-            exp.Literal.number(1)
+        same = exp.EQ(this=exp.column("profile_id", x), expression=exp.column("profile_id", s))
+        hit = (
+            exp.select(exp.Literal.number(1))
+            .from_(exp.alias_(exp.to_table("ev"), x, table=True))
+            .where(exp.and_(same, self.selector(c.absent.selector, x), *after))
         )
         parts.append(exp.not_(exp.Exists(this=hit)))
-        return exp.and_(*parts)
+        found = exp.select(exp.Literal.number(1)).from_(
+            exp.alias_(exp.to_table(name), s, table=True)
+        )
+        return exp.Exists(this=found.where(exp.and_(*parts)))
 
 
 def _seg_table(name: str) -> str:
     return f"segment__{name}"
 
 
-def _at(at_ms: int | None) -> exp.Expr:
-    return exp.Placeholder(this="at_ms") if at_ms is None else exp.Literal.number(at_ms)
+def _at(at_ms: int | None, dialect: str = "duckdb") -> exp.Expr:
+    if at_ms is not None:
+        return exp.Literal.number(at_ms)
+    if dialect == "clickhouse":  # ClickHouse's parameters carry their type: {at_ms: Int64}
+        return exp.Placeholder(this="at_ms", kind=exp.DataType.build("Int64", dialect=dialect))
+    return exp.Placeholder(this="at_ms")
+
+
+def _with(query: exp.Select, comp: Compiler, at: exp.Expr) -> exp.Select:
+    """``query`` with the events up to T, the profiles and the compiler's helper tables."""
+    for name, cte in [*_base_ctes(at), *comp.ctes]:
+        query = query.with_(name, as_=cte)
+    return query
 
 
 def _base_ctes(at: exp.Expr) -> list[tuple[str, exp.Expr]]:
@@ -506,8 +534,10 @@ def members_expression(
     segments: Mapping[str, str] | None = None,
     traits: Mapping[str, str] | None = None,
     at_ms: int | None = None,
+    dialect: str = "duckdb",
 ) -> exp.Select:
-    """The members query as a SQLGlot expression (``$at_ms`` placeholder when ``at_ms`` is None)."""
+    """The members query as a SQLGlot expression (``$at_ms`` placeholder when ``at_ms`` is None)
+    for ``dialect`` (its JSON functions; see ``segflow.rules.dialects``)."""
     conds, aggs = _parse_all(dict(segments or {}), dict(traits or {}))
     original = (parse(rule) if isinstance(rule, str) else rule).condition
     assert original is not None
@@ -515,15 +545,13 @@ def members_expression(
     if errors := computed_type_errors(original, cond):
         raise RuleSyntaxError(errors)
     needed = _needed_segments(cond, conds)
-    at = _at(at_ms)
-    comp = Compiler(at, conds)
+    at = _at(at_ms, dialect)
+    comp = Compiler(at, conds, dialect)
     query = _members_query(comp, cond).order_by(exp.column("profile_id", "p"))
-    for name, cte in _base_ctes(at):
-        query = query.with_(name, as_=cte)
-    for name in needed:
-        query = query.with_(
-            exp.to_identifier(_seg_table(name), quoted=True), as_=_members_query(comp, conds[name])
-        )
+    members = [(name, _members_query(comp, conds[name])) for name in needed]
+    query = _with(query, comp, at)
+    for name, cte in members:
+        query = query.with_(exp.to_identifier(_seg_table(name), quoted=True), as_=cte)
     return query
 
 
@@ -555,15 +583,16 @@ def compile_members(
     >>> print(compile_members('score churn >= 0.7', at_ms=0, dialect="postgres").count("profile_scores"))
     1
     """
-    return members_expression(rule, segments=segments, traits=traits, at_ms=at_ms).sql(
-        dialect=dialect, pretty=pretty
-    )
+    query = members_expression(rule, segments=segments, traits=traits, at_ms=at_ms, dialect=dialect)
+    return query.sql(dialect=dialect, pretty=pretty)
 
 
-def traits_expression(traits: Mapping[str, str], *, at_ms: int | None = None) -> exp.Select:
+def traits_expression(
+    traits: Mapping[str, str], *, at_ms: int | None = None, dialect: str = "duckdb"
+) -> exp.Select:
     """``SELECT profile_id, <trait>...`` — every computed trait's value at ``at_ms`` per profile."""
-    at = _at(at_ms)
-    comp = Compiler(at)
+    at = _at(at_ms, dialect)
+    comp = Compiler(at, dialect=dialect)
     query = exp.select(exp.column("profile_id", "p")).from_(
         exp.alias_(exp.to_table("profiles"), "p", table=True)
     )
@@ -571,10 +600,7 @@ def traits_expression(traits: Mapping[str, str], *, at_ms: int | None = None) ->
         value = parse_trait(text).value
         assert isinstance(value, ast.Aggregate)
         query = query.select(exp.alias_(comp.aggregate(value), name, quoted=True))
-    query = query.order_by(exp.column("profile_id", "p"))
-    for name, cte in _base_ctes(at):
-        query = query.with_(name, as_=cte)
-    return query
+    return _with(query.order_by(exp.column("profile_id", "p")), comp, at)
 
 
 def compile_traits(
@@ -589,4 +615,5 @@ def compile_traits(
     >>> "SUM" in compile_traits({"spent": 'sum(revenue of "Order Completed")'}, at_ms=0)
     True
     """
-    return traits_expression(traits, at_ms=at_ms).sql(dialect=dialect, pretty=pretty)
+    query = traits_expression(traits, at_ms=at_ms, dialect=dialect)
+    return query.sql(dialect=dialect, pretty=pretty)

@@ -36,6 +36,8 @@ from segflow.errors import ValidationError
 from segflow.rules import Diagnostic, RuleSyntaxError, SegmentProgram, check, compile_segments
 from segflow.rules.sql import compile_members
 from segflow.segments.store import Definition, DefinitionStore, Kind, check_name
+from segflow.warehouse.exceptions import QueryError
+from segflow.warehouse.postgres import dialect_of
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +161,15 @@ class SegmentService:
         con = self._warehouse()
         try:
             rows = con.execute(
-                "SELECT model, reasons FROM ml_score_reasons WHERE profile_id IN (SELECT unnest(?))",
+                "SELECT model, reasons FROM ml_score_reasons WHERE profile_id IN (SELECT unnest(CAST(? AS VARCHAR[])))",
                 [profile_ids],
             ).fetchall()
         except duckdb.CatalogException:  # no model has scored yet
             return {}
+        except QueryError as exc:  # PostgreSQL: no ML jobs there (docs/warehouse.md)
+            if exc.undefined_table:
+                return {}
+            raise
         finally:
             con.close()
         return {m: json.loads(r) if isinstance(r, str) else r for m, r in rows}
@@ -192,11 +198,13 @@ class SegmentService:
         traits = self.traits() if traits is None else traits
         # every error of the rule in the context of the others (unknown names, cycles)
         compile_segments({**segments, "_preview_": rule}, traits)
-        sql = compile_members(rule, segments=segments, traits=traits, at_ms=at)
         con = self._warehouse()
         try:
+            dialect = dialect_of(con)  # DuckDB, or PostgreSQL (warehouse.engine)
+            sql = compile_members(rule, segments=segments, traits=traits, at_ms=at, dialect=dialect)
             rows = con.execute(
-                f"SELECT profile_id, count(*) OVER () FROM ({sql}) ORDER BY profile_id LIMIT ?",
+                f"SELECT profile_id, count(*) OVER () FROM ({sql}) AS members"
+                " ORDER BY profile_id LIMIT ?",
                 [max(sample, 1)],
             ).fetchall()
         finally:
@@ -219,7 +227,7 @@ def profile_history(con: duckdb.DuckDBPyConnection, profile_ids: list[str]) -> l
     """When each of the profile's ids entered and left each segment (warehouse intervals)."""
     rows = con.execute(
         "SELECT segment, entered_at_ms, exited_at_ms FROM memberships WHERE profile_id IN"
-        " (SELECT unnest(?)) ORDER BY entered_at_ms, segment",
+        " (SELECT unnest(CAST(? AS VARCHAR[]))) ORDER BY entered_at_ms, segment",
         [profile_ids],
     ).fetchall()
     return [{"segment": r[0], "entered_at_ms": r[1], "exited_at_ms": r[2]} for r in rows]

@@ -27,8 +27,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
-
 from segflow.activate.service import ActivationService
 from segflow.activate.ssrf import UrlGuard
 from segflow.activate.store import DeliveryStore
@@ -47,7 +45,7 @@ from segflow.server.services import Service
 from segflow.stream.compose import build_processor, build_reader
 from segflow.stream.processor import Processor
 from segflow.ui import build_console
-from segflow.warehouse.connection import connect, warehouse_path
+from segflow.warehouse import backends as warehouse_backends
 from segflow.warehouse.loader import WarehouseLoader
 
 
@@ -82,19 +80,13 @@ def _build(runtime: Runtime) -> Assembly:
     settings, clock, data = runtime.settings, runtime.clock, runtime.settings.data_path
     processor = build_processor(settings, runtime.log, clock=clock)
     reader = build_reader(settings, runtime.log)
-    wh_path = warehouse_path(data)
-    timeout_s = settings.warehouse.lock_timeout_s
-
-    def warehouse() -> duckdb.DuckDBPyConnection:
-        return connect(wh_path, timeout_s=timeout_s)
+    warehouse = warehouse_backends.opener(settings)  # DuckDB file or PostgreSQL (engine)
 
     audit = AuditLog(data / "catalog.sqlite")
     segments = SegmentService(
         DefinitionStore(data / "catalog.sqlite"), warehouse=warehouse, clock=clock, audit=audit
     )
-    loader = WarehouseLoader(
-        runtime.log, processor.change_feed(), wh_path, clock, settings.warehouse
-    )
+    loader = warehouse_backends.build_loader(settings, runtime.log, processor.change_feed(), clock)
     guard = UrlGuard(settings.activate.allow_list)
     store = DeliveryStore(Path(data) / "delivery.sqlite")
     delivery = DeliveryWorker(
@@ -126,8 +118,9 @@ def _build(runtime: Runtime) -> Assembly:
         processor,
         loader,
         delivery,
-        ml,
     ]
+    if settings.warehouse.engine == "duckdb":  # ML jobs read and write DuckDB (docs/warehouse.md)
+        services.append(ml)
     if log.retention_ms is not None:
         retention = LogRetention(
             runtime.log, retention_ms=log.retention_ms, interval_s=log.retention_interval_s

@@ -4,7 +4,8 @@
 
     SegflowError
     ├── TransientError
-    │   └── WarehouseBusy          another process holds the DuckDB file (retry later)
+    │   ├── WarehouseBusy          another process holds the DuckDB file (retry later)
+    │   └── WarehouseUnavailable   the PostgreSQL warehouse cannot be reached (or no driver)
     ├── ValidationError
     │   ├── QueryError             a user's SQL failed (``segflow sql``, ``segflow export``)
     │   ├── FeatureDefinitionError a configured feature does not compile
@@ -30,12 +31,22 @@ class WarehouseBusy(TransientError):
         self.path = path
 
 
+class WarehouseUnavailable(TransientError):
+    """The configured warehouse server cannot be reached, or its driver is not installed."""
+
+    code = "warehouse_unavailable"
+
+    def __init__(self, reason: str, *, retry_after_s: float = 5.0) -> None:
+        super().__init__(reason, retry_after_s=retry_after_s)
+
+
 class QueryError(ValidationError):
     code = "query_error"
 
-    def __init__(self, sql: str, reason: str) -> None:
+    def __init__(self, sql: str, reason: str, *, undefined_table: bool = False) -> None:
         super().__init__("sql", reason, details={"sql": sql})
         self.sql = sql
+        self.undefined_table = undefined_table  # the query names a table that does not exist
 
 
 class FeatureDefinitionError(ValidationError):

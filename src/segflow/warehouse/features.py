@@ -28,7 +28,7 @@ r_score/f_score/m_score RFM quintiles (1-5; 5 = most recent / most frequent / mo
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -39,10 +39,12 @@ from sqlglot.errors import ParseError
 from segflow.clock import DAY_MS
 from segflow.config import CustomFeature, WarehouseSettings
 from segflow.rules import ast as rules_ast
+from segflow.rules.dialects import engine
 from segflow.rules.exceptions import RuleSyntaxError
 from segflow.rules.parser import parse_trait
 from segflow.rules.sql import traits_expression
 from segflow.warehouse.exceptions import FeatureDefinitionError
+from segflow.warehouse.postgres import PgConnection, dialect_of
 from segflow.warehouse.sessions import AS_OF, active_events, sessions_query
 
 FEATURES_TABLE = "features"
@@ -106,7 +108,9 @@ def _check_name(feature: CustomFeature) -> None:
         raise FeatureDefinitionError(feature.name, "the name must be a new SQL identifier")
 
 
-def rule_features_query(features: Sequence[CustomFeature]) -> exp.Select | None:
+def rule_features_query(
+    features: Sequence[CustomFeature], dialect: str = "duckdb"
+) -> exp.Select | None:
     """The segment-language features (``rule``), compiled by ``segflow.rules.sql`` at ``$as_of``.
 
     >>> q = rule_features_query([CustomFeature(name="orders_30d", rule='count("Order Completed" in last 30 days)')])
@@ -131,10 +135,19 @@ def rule_features_query(features: Sequence[CustomFeature]) -> exp.Select | None:
         traits[feature.name] = feature.rule
     if not traits:
         return None
-    query = traits_expression(traits).transform(_as_of_placeholder)
+    query = traits_expression(traits, dialect=dialect).transform(_as_of_placeholder)
     assert isinstance(query, exp.Select)
     query.set("order", None)
     return query
+
+
+def _bind_as_of(at_ms: int) -> Callable[[exp.Expr], exp.Expr]:
+    def bind(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Placeholder) and node.name == "as_of":
+            return exp.Literal.number(at_ms)
+        return node
+
+    return bind
 
 
 def _as_of_placeholder(node: exp.Expr) -> exp.Expr:
@@ -143,12 +156,11 @@ def _as_of_placeholder(node: exp.Expr) -> exp.Expr:
     return node
 
 
-def _aggregates(settings: WarehouseSettings, source: str) -> exp.Select:
+def _aggregates(settings: WarehouseSettings, source: str, dialect: str) -> exp.Select:
     order = exp.EQ(this=exp.column("event"), expression=exp.convert(settings.order_event))
     support = exp.EQ(this=exp.column("event"), expression=exp.convert(settings.support_event))
-    revenue = _p(
-        f"TRY_CAST(json_extract_string(properties, {exp.convert('$.' + settings.revenue_property).sql()}) AS DOUBLE)"
-    )
+    e = engine(dialect)
+    revenue = e.numeric_text(e.text(exp.column("properties"), (settings.revenue_property,)))
     in_90 = exp.and_(order, _p(_since(90)))
     select = sqlglot.select(
         "profile_id",
@@ -172,7 +184,7 @@ def _adoption(settings: WarehouseSettings) -> exp.Expr:
             "feature_adoption_rate"
         )
     # No key features configured: every track event name seen by anyone up to T is one.
-    return _p("count(DISTINCT event) / greatest(any_value(n.n_names), 1.0)").as_("feature_adoption_rate")  # fmt: skip
+    return _p("count(DISTINCT event) / greatest(CAST(max(n.n_names) AS DOUBLE), 1.0)").as_("feature_adoption_rate")  # fmt: skip
 
 
 def _custom_ctes(settings: WarehouseSettings) -> list[tuple[str, exp.Select, list[str]]]:
@@ -195,13 +207,15 @@ def _custom_ctes(settings: WarehouseSettings) -> list[tuple[str, exp.Select, lis
 
 
 def features_query(
-    settings: WarehouseSettings | None = None, source: str = "profile_events"
+    settings: WarehouseSettings | None = None,
+    source: str = "profile_events",
+    dialect: str = "duckdb",
 ) -> exp.Select:
-    """The features model (one row per profile seen at or before ``$as_of``)."""
+    """The features model (one row per profile seen at or before ``$as_of``), for ``dialect``."""
     settings = settings or WarehouseSettings()
     events = sqlglot.select("*").from_(exp.to_table(source)).where(f"timestamp_ms <= {AS_OF}", dialect="duckdb").where("profile_id IS NOT NULL")  # fmt: skip
     sessions = sessions_query(
-        settings, events=active_events(settings, "e", detail=False), detail=False
+        settings, events=active_events(settings, "e", detail=False), detail=False, dialect=dialect
     )
     sess_agg = sqlglot.select(
         "profile_id",
@@ -215,7 +229,7 @@ def features_query(
         .where("type = 'track'")
     )
     customs = _custom_ctes(settings)
-    agg = _aggregates(settings, source)
+    agg = _aggregates(settings, source, dialect)
     if not settings.key_features:
         agg = agg.join("n", join_type="cross")
         agg.set("group", exp.Group(expressions=[exp.column("profile_id", "e")]))
@@ -223,7 +237,7 @@ def features_query(
             *agg.expressions[1:]
         )
     base = sqlglot.select(
-        "a.profile_id",
+        _p("a.profile_id").as_("profile_id"),
         _p(f"({AS_OF} - coalesce(s.last_active_ms, a.last_ms)) / {float(DAY_MS)}").as_("recency"),
         _p("coalesce(s.frequency_30d, 0)").as_("frequency_30d"),
         "a.monetary_value_90d",
@@ -237,7 +251,7 @@ def features_query(
     for cte, _, _ in customs:
         base = base.join(f"{cte}", on=f"{cte}.profile_id = a.profile_id", join_type="left")
     rule_features = [f for f in settings.custom_features if f.rule]
-    rules_cte = rule_features_query(rule_features)
+    rules_cte = rule_features_query(rule_features, dialect)
     if rules_cte is not None:
         base = base.select(*(exp.column(f.name, "r", quoted=True) for f in rule_features))
         base = base.join("rule_features AS r", on="r.profile_id = a.profile_id", join_type="left")
@@ -267,7 +281,16 @@ def features_query(
         final = final.with_(cte, q)
     if rules_cte is not None:
         final = final.with_("rule_features", rules_cte)
-    return final.with_("agg", agg).with_("base", base)
+    final = final.with_("agg", agg).with_("base", base)
+    if dialect == "clickhouse":  # its window function names are case-sensitive
+        lowered = final.transform(_lower_cume_dist)
+        assert isinstance(lowered, exp.Select)
+        return lowered
+    return final
+
+
+def _lower_cume_dist(node: exp.Expr) -> exp.Expr:
+    return exp.Anonymous(this="cume_dist") if isinstance(node, exp.CumeDist) else node
 
 
 def features_sql(
@@ -281,11 +304,11 @@ def features_sql(
     >>> "FILTER" in features_sql()
     True
     """
-    return features_query(settings, events_table).sql(dialect=dialect, pretty=True)
+    return features_query(settings, events_table, dialect).sql(dialect=dialect, pretty=True)
 
 
 def compute_features(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | PgConnection,
     at_ms: int,
     settings: WarehouseSettings | None = None,
     *,
@@ -294,15 +317,23 @@ def compute_features(
 ) -> FeaturesInfo:
     """Materialise the features as of ``at_ms`` into ``table`` (replaced) and describe it."""
     t0 = time.perf_counter()
-    sql = features_sql(source, settings)
-    target = exp.to_table(table).sql("duckdb")
-    con.execute(f"CREATE OR REPLACE TABLE {target} AS {sql}", {"as_of": int(at_ms)})
+    dialect = dialect_of(con)  # DuckDB, or PostgreSQL (warehouse.engine = "postgres")
+    target = exp.to_table(table).sql(dialect)
+    if dialect == "duckdb":
+        sql = features_sql(source, settings)
+        con.execute(f"CREATE OR REPLACE TABLE {target} AS {sql}", {"as_of": int(at_ms)})
+    else:  # T written in: no driver-specific parameter syntax
+        query = features_query(settings, source, dialect).transform(_bind_as_of(int(at_ms)))
+        con.execute(f"DROP TABLE IF EXISTS {target}")
+        con.execute(f"CREATE TABLE {target} AS {query.sql(dialect)}")
     con.execute(
-        "INSERT OR REPLACE INTO warehouse_meta VALUES (?, ?)",
+        "INSERT INTO warehouse_meta VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [f"{table}.as_of_ms", str(int(at_ms))],
     )
     count_row = next(iter(con.execute(f"SELECT count(*) FROM {target}").fetchall()), None)
-    columns = tuple(r[0] for r in con.execute(f"DESCRIBE {target}").fetchall())
+    described = con.execute(f"SELECT * FROM {target} LIMIT 0").description
+    columns = tuple(getattr(d, "name", None) or d[0] for d in described)
     return FeaturesInfo(
         table,
         int(at_ms),

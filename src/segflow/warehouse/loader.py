@@ -29,13 +29,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import duckdb
+from typing import Any
 
 from segflow.clock import Clock
 from segflow.config import WarehouseSettings
 from segflow.log.base import EventLog, Record
-from segflow.spec.changes import ChangeFeed
+from segflow.spec.changes import AnyChange, ChangeFeed
 from segflow.warehouse.batches import events_table
 from segflow.warehouse.changes import apply_changes
 from segflow.warehouse.connection import connect
@@ -70,6 +69,7 @@ class WarehouseLoader:
     """
 
     name = "warehouse-loader"  # a ``segflow.server.services.Service``
+    releases_file = True  # DuckDB: let other processes open the file between batches
 
     def __init__(
         self,
@@ -84,7 +84,7 @@ class WarehouseLoader:
         self.path = Path(path)
         self.clock = clock
         self.settings = settings or WarehouseSettings()
-        self._con: duckdb.DuckDBPyConnection | None = None
+        self._con: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: BaseException | None = None
@@ -98,7 +98,7 @@ class WarehouseLoader:
         try:
             info = self._load(con, t0)
         finally:
-            if self.settings.release_between_batches:
+            if self.settings.release_between_batches and self.releases_file:
                 self._release()
         if info.events_read:
             self.log.commit(CONSUMER_GROUP, info.offsets)
@@ -122,7 +122,7 @@ class WarehouseLoader:
             out.append(info)
         return out
 
-    def _load(self, con: duckdb.DuckDBPyConnection, t0: float) -> LoadInfo:
+    def _load(self, con: Any, t0: float) -> LoadInfo:
         cursors = read_cursors(con)
         offsets = {p: cursors.get(log_cursor_name(p), 0) for p in range(self.log.partitions)}
         records, new_offsets = self._read_log(offsets)
@@ -138,7 +138,7 @@ class WarehouseLoader:
         try:
             # INSERT OR IGNORE also drops repeats inside the batch itself.
             loaded = self._insert_events(con, records)
-            applied = apply_changes(con, changes)
+            applied = self._apply_changes(con, changes)
             new_seq = changes[-1][0] if changes else change_seq
             _write_cursors(con, new_offsets, new_seq)
             con.execute("COMMIT")
@@ -155,6 +155,9 @@ class WarehouseLoader:
             duration_ms=(time.perf_counter() - t0) * 1000,
         )
 
+    def _apply_changes(self, con: Any, changes: list[tuple[int, AnyChange]]) -> int:
+        return apply_changes(con, changes)
+
     def _read_log(self, offsets: dict[int, int]) -> tuple[list[Record], dict[int, int]]:
         budget = self.settings.batch_max_events
         per_partition = max(1, budget // max(1, self.log.partitions))
@@ -167,7 +170,7 @@ class WarehouseLoader:
                 new_offsets[p] = got[-1].offset + 1
         return records, new_offsets
 
-    def _insert_events(self, con: duckdb.DuckDBPyConnection, records: list[Record]) -> int:
+    def _insert_events(self, con: Any, records: list[Record]) -> int:
         if not records:
             return 0
         table = events_table(records, loaded_at_ms=self.clock.now_ms())
@@ -184,7 +187,7 @@ class WarehouseLoader:
         return int(row[0]) if row else 0
 
     # -- the file --------------------------------------------------------------------------
-    def _connection(self) -> duckdb.DuckDBPyConnection:
+    def _connection(self) -> Any:
         if self._con is None:
             self._con = connect(self.path, timeout_s=self.settings.lock_timeout_s)
         return self._con
@@ -226,7 +229,7 @@ class WarehouseLoader:
                 self._stop.wait(interval_s)
 
 
-def read_cursors(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def read_cursors(con: Any) -> dict[str, int]:
     """The loader's cursors: ``log:<partition>`` -> next offset, ``changes`` -> last seq."""
     return {
         name: int(pos)
@@ -234,8 +237,10 @@ def read_cursors(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     }
 
 
-def _write_cursors(
-    con: duckdb.DuckDBPyConnection, offsets: dict[int, int], change_seq: int
-) -> None:
+def _write_cursors(con: Any, offsets: dict[int, int], change_seq: int) -> None:
     rows = [(log_cursor_name(p), o) for p, o in offsets.items()] + [(CHANGES_CURSOR, change_seq)]
-    con.executemany("INSERT OR REPLACE INTO warehouse_cursors VALUES (?, ?)", rows)
+    con.executemany(
+        "INSERT INTO warehouse_cursors VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+        rows,
+    )

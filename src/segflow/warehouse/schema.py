@@ -49,7 +49,7 @@ _EVENTS_DDL = (
     + ", PRIMARY KEY (source_id, message_id))"
 )
 
-_TABLES: tuple[str, ...] = (
+TABLES: tuple[str, ...] = (
     _EVENTS_DDL,
     """CREATE TABLE IF NOT EXISTS identities (id_type VARCHAR NOT NULL, id_value VARCHAR NOT NULL,
         profile_id VARCHAR NOT NULL, first_seen_ms BIGINT NOT NULL, updated_at_ms BIGINT NOT NULL,
@@ -72,7 +72,7 @@ _TABLES: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS warehouse_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)""",
 )
 
-_VIEWS: tuple[str, ...] = (
+VIEWS: tuple[str, ...] = (
     f"""CREATE VIEW IF NOT EXISTS profile_events AS
         SELECT coalesce(iu.profile_id, ia.profile_id, {FALLBACK_PROFILE_SQL}) AS profile_id, e.*
         FROM events AS e
@@ -90,7 +90,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         return
     con.execute("BEGIN")
     try:
-        for ddl in (*_TABLES, *_VIEWS):
+        for ddl in (*TABLES, *VIEWS):
             con.execute(ddl)
         con.execute(
             "INSERT OR IGNORE INTO warehouse_meta VALUES ('schema_version', ?)",

@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from segflow.clock import MINUTE_MS
 from segflow.config import WarehouseSettings
+from segflow.rules.dialects import engine
 
 AS_OF = "$as_of"
 
@@ -33,6 +34,7 @@ def active_events(
     *,
     point_in_time: bool = False,
     detail: bool = True,
+    dialect: str = "duckdb",
 ) -> exp.Select:
     """Active events (``profile_id, timestamp_ms, message_id`` and, with ``detail``,
     ``source_id, landing``), up to ``$as_of`` when ``point_in_time``."""
@@ -41,13 +43,10 @@ def active_events(
     )
     columns: list[str | exp.Expr] = ["profile_id", "timestamp_ms", "message_id"]
     if detail:
-        columns += [
-            "source_id",
-            _p(
-                "coalesce(json_extract_string(context, '$.page.url'), "
-                "json_extract_string(properties, '$.url'))"
-            ).as_("landing"),
-        ]
+        e = engine(dialect)
+        page = e.text(exp.column("context"), ("page", "url"))
+        url = e.text(exp.column("properties"), ("url",))
+        columns += ["source_id", exp.Coalesce(this=page, expressions=[url]).as_("landing")]
     query = (
         sqlglot.select(*columns)
         .from_(exp.to_table(source))
@@ -66,6 +65,7 @@ def sessions_query(
     point_in_time: bool = False,
     events: exp.Select | None = None,
     detail: bool = True,
+    dialect: str = "duckdb",
 ) -> exp.Select:
     """One row per session; with ``point_in_time`` only events at or before ``$as_of`` count.
 
@@ -73,7 +73,9 @@ def sessions_query(
     features model does not need them and skips the JSON extraction).
     """
     gap_ms = settings.session_gap_minutes * MINUTE_MS
-    base = events or active_events(settings, source, point_in_time=point_in_time, detail=detail)
+    base = events or active_events(
+        settings, source, point_in_time=point_in_time, detail=detail, dialect=dialect
+    )
     marked = sqlglot.select(
         "*",
         _p(
@@ -98,9 +100,10 @@ def sessions_query(
         _p("count(*)").as_("event_count"),
     ]
     if detail:
+        first_by, ts = engine(dialect).first_by, exp.column("timestamp_ms")
         columns += [
-            _p("arg_min(source_id, timestamp_ms)").as_("source_id"),
-            _p("arg_min(landing, timestamp_ms)").as_("landing_page"),
+            first_by(exp.column("source_id"), ts).as_("source_id"),
+            first_by(exp.column("landing"), ts.copy()).as_("landing_page"),
         ]
     return (
         sqlglot.select(*columns)
@@ -117,5 +120,7 @@ def sessions_sql(
     point_in_time: bool = False,
 ) -> str:
     """The sessions model as SQL text for ``dialect`` (``duckdb``, ``postgres``, ``spark``, ...)."""
-    query = sessions_query(settings or WarehouseSettings(), source, point_in_time=point_in_time)
+    query = sessions_query(
+        settings or WarehouseSettings(), source, point_in_time=point_in_time, dialect=dialect
+    )
     return query.sql(dialect=dialect, pretty=True)

@@ -1,4 +1,6 @@
-"""Golden SQL for every documented example (DuckDB and PostgreSQL); transpiles to Spark and ClickHouse.
+"""Golden SQL for every documented example (DuckDB, PostgreSQL, ClickHouse); transpiles to Spark.
+
+tests/integration/rules/test_engines.py runs this SQL on each engine.
 
 Regenerate after a deliberate change with ``SEGFLOW_UPDATE_GOLDEN=1 pytest tests/unit/rules``.
 """
@@ -37,14 +39,14 @@ def _check(path: Path, sql: str) -> None:
     )
 
 
-@pytest.mark.parametrize("dialect", ["duckdb", "postgres"])
+@pytest.mark.parametrize("dialect", ["duckdb", "postgres", "clickhouse"])
 @pytest.mark.parametrize("name", sorted(RULES))
 def test_members_sql_is_golden(name: str, dialect: str) -> None:
     sql = compile_members(RULES[name], segments=RULES, traits=TRAITS, dialect=dialect, pretty=True)
     _check(GOLDEN / f"{name}.{dialect}.sql", sql)
 
 
-@pytest.mark.parametrize("dialect", ["duckdb", "postgres"])
+@pytest.mark.parametrize("dialect", ["duckdb", "postgres", "clickhouse"])
 def test_traits_sql_is_golden(dialect: str) -> None:
     _check(
         GOLDEN / f"computed_traits.{dialect}.sql",

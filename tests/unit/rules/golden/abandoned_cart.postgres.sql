@@ -8,6 +8,15 @@ WITH ev AS (
   SELECT DISTINCT
     profile_id
   FROM profile_events
+), seq0 AS (
+  SELECT
+    e0.profile_id AS profile_id,
+    MAX(e0.timestamp_ms) AS anchor
+  FROM ev AS e0
+  WHERE
+    e0.type = 'track' AND e0.event = 'Product Added'
+  GROUP BY
+    e0.profile_id
 )
 SELECT
   p.profile_id
@@ -15,55 +24,25 @@ FROM profiles AS p
 WHERE
   COALESCE(
     (
-      NOT (
-        SELECT
-          MAX(e0.timestamp_ms)
-        FROM ev AS e0
-        WHERE
-          e0.profile_id = p.profile_id
-          AND (
-            e0.type = 'track' AND e0.event = 'Product Added'
-          )
-      ) IS NULL
-      AND (
-        SELECT
-          MAX(e0.timestamp_ms)
-        FROM ev AS e0
-        WHERE
-          e0.profile_id = p.profile_id
-          AND (
-            e0.type = 'track' AND e0.event = 'Product Added'
-          )
-      ) + 3600000 <= %(at_ms)s
-      AND NOT EXISTS(
+      EXISTS(
         SELECT
           1
-        FROM ev AS e1
+        FROM seq0 AS e1
         WHERE
           e1.profile_id = p.profile_id
-          AND (
-            e1.type = 'track' AND e1.event = 'Order Completed'
-          )
-          AND e1.timestamp_ms > (
+          AND e1.anchor + 3600000 <= %(at_ms)s
+          AND NOT EXISTS(
             SELECT
-              MAX(e0.timestamp_ms)
-            FROM ev AS e0
+              1
+            FROM ev AS e2
             WHERE
-              e0.profile_id = p.profile_id
+              e2.profile_id = e1.profile_id
               AND (
-                e0.type = 'track' AND e0.event = 'Product Added'
+                e2.type = 'track' AND e2.event = 'Order Completed'
               )
+              AND e2.timestamp_ms > e1.anchor
+              AND e2.timestamp_ms <= e1.anchor + 3600000
           )
-          AND e1.timestamp_ms <= (
-            SELECT
-              MAX(e0.timestamp_ms)
-            FROM ev AS e0
-            WHERE
-              e0.profile_id = p.profile_id
-              AND (
-                e0.type = 'track' AND e0.event = 'Product Added'
-              )
-          ) + 3600000
       )
     ),
     FALSE

@@ -20,8 +20,11 @@ WHERE
           COALESCE(
             SUM(
               CASE
-                WHEN JSON_TYPE(e0.properties, '$.revenue') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-                THEN CAST(e0.properties ->> '$.revenue' AS DOUBLE PRECISION)
+                WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e0.properties AS JSON), 'revenue')) = 'number'
+                THEN CASE
+                  WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e0.properties AS JSON), 'revenue')) = 'number'
+                  THEN CAST(JSON_EXTRACT_PATH_TEXT(CAST(e0.properties AS JSON), 'revenue') AS DOUBLE PRECISION)
+                END
               END
             ),
             CAST(0 AS DOUBLE PRECISION)
@@ -45,19 +48,28 @@ WHERE
           CASE
             WHEN COUNT(
               CASE
-                WHEN JSON_TYPE(e1.properties, '$.revenue') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-                THEN CAST(e1.properties ->> '$.revenue' AS DOUBLE PRECISION)
+                WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'revenue')) = 'number'
+                THEN CASE
+                  WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'revenue')) = 'number'
+                  THEN CAST(JSON_EXTRACT_PATH_TEXT(CAST(e1.properties AS JSON), 'revenue') AS DOUBLE PRECISION)
+                END
               END
             ) > 0
             THEN CAST(SUM(
               CASE
-                WHEN JSON_TYPE(e1.properties, '$.revenue') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-                THEN CAST(e1.properties ->> '$.revenue' AS DOUBLE PRECISION)
+                WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'revenue')) = 'number'
+                THEN CASE
+                  WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'revenue')) = 'number'
+                  THEN CAST(JSON_EXTRACT_PATH_TEXT(CAST(e1.properties AS JSON), 'revenue') AS DOUBLE PRECISION)
+                END
               END
             ) AS DOUBLE PRECISION) / COUNT(
               CASE
-                WHEN JSON_TYPE(e1.properties, '$.revenue') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-                THEN CAST(e1.properties ->> '$.revenue' AS DOUBLE PRECISION)
+                WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'revenue')) = 'number'
+                THEN CASE
+                  WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'revenue')) = 'number'
+                  THEN CAST(JSON_EXTRACT_PATH_TEXT(CAST(e1.properties AS JSON), 'revenue') AS DOUBLE PRECISION)
+                END
               END
             )
           END

@@ -28,8 +28,11 @@ SELECT
       COALESCE(
         SUM(
           CASE
-            WHEN JSON_TYPE(e1.properties, '$.revenue') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-            THEN CAST(e1.properties ->> '$.revenue' AS DOUBLE PRECISION)
+            WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'revenue')) = 'number'
+            THEN CASE
+              WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'revenue')) = 'number'
+              THEN CAST(JSON_EXTRACT_PATH_TEXT(CAST(e1.properties AS JSON), 'revenue') AS DOUBLE PRECISION)
+            END
           END
         ),
         CAST(0 AS DOUBLE PRECISION)
@@ -45,8 +48,12 @@ SELECT
   (
     SELECT
       CASE
-        WHEN JSON_TYPE(e2.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-        THEN e2.properties ->> '$.category'
+        WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e2.properties AS JSON), 'category')) IN ('string', 'boolean')
+        OR (
+          JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e2.properties AS JSON), 'category')) = 'number'
+          AND CAST(JSON_EXTRACT_PATH(CAST(e2.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+        )
+        THEN JSON_EXTRACT_PATH_TEXT(CAST(e2.properties AS JSON), 'category')
       END
     FROM ev AS e2
     WHERE
@@ -58,27 +65,43 @@ SELECT
         AND e2.timestamp_ms <= %(at_ms)s - 0
       )
       AND NOT CASE
-        WHEN JSON_TYPE(e2.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-        THEN e2.properties ->> '$.category'
+        WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e2.properties AS JSON), 'category')) IN ('string', 'boolean')
+        OR (
+          JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e2.properties AS JSON), 'category')) = 'number'
+          AND CAST(JSON_EXTRACT_PATH(CAST(e2.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+        )
+        THEN JSON_EXTRACT_PATH_TEXT(CAST(e2.properties AS JSON), 'category')
       END IS NULL
     GROUP BY
       CASE
-        WHEN JSON_TYPE(e2.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-        THEN e2.properties ->> '$.category'
+        WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e2.properties AS JSON), 'category')) IN ('string', 'boolean')
+        OR (
+          JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e2.properties AS JSON), 'category')) = 'number'
+          AND CAST(JSON_EXTRACT_PATH(CAST(e2.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+        )
+        THEN JSON_EXTRACT_PATH_TEXT(CAST(e2.properties AS JSON), 'category')
       END
     ORDER BY
       COUNT(*) DESC NULLS LAST,
       CASE
-        WHEN JSON_TYPE(e2.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-        THEN e2.properties ->> '$.category'
-      END
+        WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e2.properties AS JSON), 'category')) IN ('string', 'boolean')
+        OR (
+          JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e2.properties AS JSON), 'category')) = 'number'
+          AND CAST(JSON_EXTRACT_PATH(CAST(e2.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+        )
+        THEN JSON_EXTRACT_PATH_TEXT(CAST(e2.properties AS JSON), 'category')
+      END COLLATE "C"
     LIMIT 1
   ) AS "favourite_category",
   (
     SELECT
       CASE
-        WHEN JSON_TYPE(e3.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-        THEN e3.properties ->> '$.category'
+        WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e3.properties AS JSON), 'category')) IN ('string', 'boolean')
+        OR (
+          JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e3.properties AS JSON), 'category')) = 'number'
+          AND CAST(JSON_EXTRACT_PATH(CAST(e3.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+        )
+        THEN JSON_EXTRACT_PATH_TEXT(CAST(e3.properties AS JSON), 'category')
       END
     FROM ev AS e3
     WHERE
@@ -90,8 +113,12 @@ SELECT
         AND e3.timestamp_ms <= %(at_ms)s - 0
       )
       AND NOT CASE
-        WHEN JSON_TYPE(e3.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-        THEN e3.properties ->> '$.category'
+        WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e3.properties AS JSON), 'category')) IN ('string', 'boolean')
+        OR (
+          JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e3.properties AS JSON), 'category')) = 'number'
+          AND CAST(JSON_EXTRACT_PATH(CAST(e3.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+        )
+        THEN JSON_EXTRACT_PATH_TEXT(CAST(e3.properties AS JSON), 'category')
       END IS NULL
     ORDER BY
       e3.timestamp_ms ASC,
@@ -101,8 +128,12 @@ SELECT
   (
     SELECT
       CASE
-        WHEN JSON_TYPE(e4.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-        THEN e4.properties ->> '$.category'
+        WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e4.properties AS JSON), 'category')) IN ('string', 'boolean')
+        OR (
+          JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e4.properties AS JSON), 'category')) = 'number'
+          AND CAST(JSON_EXTRACT_PATH(CAST(e4.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+        )
+        THEN JSON_EXTRACT_PATH_TEXT(CAST(e4.properties AS JSON), 'category')
       END
     FROM ev AS e4
     WHERE
@@ -114,8 +145,12 @@ SELECT
         AND e4.timestamp_ms <= %(at_ms)s - 0
       )
       AND NOT CASE
-        WHEN JSON_TYPE(e4.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-        THEN e4.properties ->> '$.category'
+        WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e4.properties AS JSON), 'category')) IN ('string', 'boolean')
+        OR (
+          JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e4.properties AS JSON), 'category')) = 'number'
+          AND CAST(JSON_EXTRACT_PATH(CAST(e4.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+        )
+        THEN JSON_EXTRACT_PATH_TEXT(CAST(e4.properties AS JSON), 'category')
       END IS NULL
     ORDER BY
       e4.timestamp_ms DESC NULLS LAST,
@@ -125,15 +160,24 @@ SELECT
   (
     SELECT
       COALESCE(
-        ARRAY_SORT(
-          ARRAY_AGG(
-            DISTINCT CASE
-              WHEN JSON_TYPE(e5.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-              THEN e5.properties ->> '$.category'
-            END
-          )
+        ARRAY_AGG(
+          DISTINCT CASE
+            WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e5.properties AS JSON), 'category')) IN ('string', 'boolean')
+            OR (
+              JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e5.properties AS JSON), 'category')) = 'number'
+              AND CAST(JSON_EXTRACT_PATH(CAST(e5.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+            )
+            THEN JSON_EXTRACT_PATH_TEXT(CAST(e5.properties AS JSON), 'category')
+          END COLLATE "C" ORDER BY CASE
+            WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e5.properties AS JSON), 'category')) IN ('string', 'boolean')
+            OR (
+              JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e5.properties AS JSON), 'category')) = 'number'
+              AND CAST(JSON_EXTRACT_PATH(CAST(e5.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+            )
+            THEN JSON_EXTRACT_PATH_TEXT(CAST(e5.properties AS JSON), 'category')
+          END COLLATE "C"
         ),
-        ARRAY[]
+        CAST(ARRAY[] AS TEXT[])
       )
     FROM ev AS e5
     WHERE
@@ -145,16 +189,24 @@ SELECT
         AND e5.timestamp_ms <= %(at_ms)s - 0
       )
       AND NOT CASE
-        WHEN JSON_TYPE(e5.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-        THEN e5.properties ->> '$.category'
+        WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e5.properties AS JSON), 'category')) IN ('string', 'boolean')
+        OR (
+          JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e5.properties AS JSON), 'category')) = 'number'
+          AND CAST(JSON_EXTRACT_PATH(CAST(e5.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+        )
+        THEN JSON_EXTRACT_PATH_TEXT(CAST(e5.properties AS JSON), 'category')
       END IS NULL
   ) AS "categories_seen",
   (
     SELECT
       COUNT(
         DISTINCT CASE
-          WHEN JSON_TYPE(e6.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-          THEN e6.properties ->> '$.category'
+          WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e6.properties AS JSON), 'category')) IN ('string', 'boolean')
+          OR (
+            JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e6.properties AS JSON), 'category')) = 'number'
+            AND CAST(JSON_EXTRACT_PATH(CAST(e6.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+          )
+          THEN JSON_EXTRACT_PATH_TEXT(CAST(e6.properties AS JSON), 'category')
         END
       )
     FROM ev AS e6
@@ -169,8 +221,11 @@ SELECT
     SELECT
       MAX(
         CASE
-          WHEN JSON_TYPE(e7.properties, '$.revenue') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-          THEN CAST(e7.properties ->> '$.revenue' AS DOUBLE PRECISION)
+          WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e7.properties AS JSON), 'revenue')) = 'number'
+          THEN CASE
+            WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e7.properties AS JSON), 'revenue')) = 'number'
+            THEN CAST(JSON_EXTRACT_PATH_TEXT(CAST(e7.properties AS JSON), 'revenue') AS DOUBLE PRECISION)
+          END
         END
       )
     FROM ev AS e7

@@ -26,8 +26,8 @@ WHERE
             AND e0.event = 'Email Clicked'
             AND COALESCE(
               (
-                JSON_TYPE(e0.properties, '$.list') = 'VARCHAR'
-                AND e0.properties ->> '$.list' = 'marketing'
+                JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e0.properties AS JSON), 'list')) = 'string'
+                AND JSON_EXTRACT_PATH_TEXT(CAST(e0.properties AS JSON), 'list') = 'marketing'
               ),
               FALSE
             )

@@ -20,8 +20,11 @@ WITH ev AS (
             COALESCE(
               SUM(
                 CASE
-                  WHEN JSON_TYPE(e0.properties, '$.revenue') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-                  THEN CAST(e0.properties ->> '$.revenue' AS DOUBLE PRECISION)
+                  WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e0.properties AS JSON), 'revenue')) = 'number'
+                  THEN CASE
+                    WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e0.properties AS JSON), 'revenue')) = 'number'
+                    THEN CAST(JSON_EXTRACT_PATH_TEXT(CAST(e0.properties AS JSON), 'revenue') AS DOUBLE PRECISION)
+                  END
                 END
               ),
               CAST(0 AS DOUBLE PRECISION)
@@ -45,19 +48,28 @@ WITH ev AS (
             CASE
               WHEN COUNT(
                 CASE
-                  WHEN JSON_TYPE(e1.properties, '$.revenue') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-                  THEN CAST(e1.properties ->> '$.revenue' AS DOUBLE PRECISION)
+                  WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'revenue')) = 'number'
+                  THEN CASE
+                    WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'revenue')) = 'number'
+                    THEN CAST(JSON_EXTRACT_PATH_TEXT(CAST(e1.properties AS JSON), 'revenue') AS DOUBLE PRECISION)
+                  END
                 END
               ) > 0
               THEN CAST(SUM(
                 CASE
-                  WHEN JSON_TYPE(e1.properties, '$.revenue') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-                  THEN CAST(e1.properties ->> '$.revenue' AS DOUBLE PRECISION)
+                  WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'revenue')) = 'number'
+                  THEN CASE
+                    WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'revenue')) = 'number'
+                    THEN CAST(JSON_EXTRACT_PATH_TEXT(CAST(e1.properties AS JSON), 'revenue') AS DOUBLE PRECISION)
+                  END
                 END
               ) AS DOUBLE PRECISION) / COUNT(
                 CASE
-                  WHEN JSON_TYPE(e1.properties, '$.revenue') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-                  THEN CAST(e1.properties ->> '$.revenue' AS DOUBLE PRECISION)
+                  WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'revenue')) = 'number'
+                  THEN CASE
+                    WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'revenue')) = 'number'
+                    THEN CAST(JSON_EXTRACT_PATH_TEXT(CAST(e1.properties AS JSON), 'revenue') AS DOUBLE PRECISION)
+                  END
                 END
               )
             END
@@ -121,8 +133,12 @@ WITH ev AS (
           SELECT
             COUNT(
               DISTINCT CASE
-                WHEN JSON_TYPE(e4.properties, '$.session_id') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-                THEN e4.properties ->> '$.session_id'
+                WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e4.properties AS JSON), 'session_id')) IN ('string', 'boolean')
+                OR (
+                  JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e4.properties AS JSON), 'session_id')) = 'number'
+                  AND CAST(JSON_EXTRACT_PATH(CAST(e4.properties AS JSON), 'session_id') AS TEXT) ~ '^-?[0-9]+$'
+                )
+                THEN JSON_EXTRACT_PATH_TEXT(CAST(e4.properties AS JSON), 'session_id')
               END
             )
           FROM ev AS e4

@@ -58,8 +58,8 @@ WHERE
               AND e2.event = 'Products Searched'
               AND COALESCE(
                 (
-                  JSON_TYPE(e2.properties, '$.query') = 'VARCHAR'
-                  AND e2.properties ->> '$.query' = 'running shoes'
+                  JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e2.properties AS JSON), 'query')) = 'string'
+                  AND JSON_EXTRACT_PATH_TEXT(CAST(e2.properties AS JSON), 'query') = 'running shoes'
                 ),
                 FALSE
               )
@@ -82,8 +82,8 @@ WHERE
               AND e3.event = 'Product Viewed'
               AND COALESCE(
                 (
-                  JSON_TYPE(e3.properties, '$.category') = 'VARCHAR'
-                  AND e3.properties ->> '$.category' = 'shoes'
+                  JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e3.properties AS JSON), 'category')) = 'string'
+                  AND JSON_EXTRACT_PATH_TEXT(CAST(e3.properties AS JSON), 'category') = 'shoes'
                 ),
                 FALSE
               )

@@ -36,8 +36,12 @@ WHERE
         SELECT
           COUNT(
             DISTINCT CASE
-              WHEN JSON_TYPE(e1.properties, '$.session_id') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-              THEN e1.properties ->> '$.session_id'
+              WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'session_id')) IN ('string', 'boolean')
+              OR (
+                JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'session_id')) = 'number'
+                AND CAST(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'session_id') AS TEXT) ~ '^-?[0-9]+$'
+              )
+              THEN JSON_EXTRACT_PATH_TEXT(CAST(e1.properties AS JSON), 'session_id')
             END
           )
         FROM ev AS e1

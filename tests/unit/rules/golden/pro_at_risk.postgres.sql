@@ -15,146 +15,183 @@ FROM profiles AS p
 WHERE
   COALESCE(
     (
-      JSON_TYPE(
-        (
+      JSON_TYPEOF(
+        CAST((
           SELECT
-            e0.traits -> '$.plan'
+            JSON_EXTRACT_PATH(CAST(e0.traits AS JSON), 'plan')
           FROM ev AS e0
           WHERE
             e0.profile_id = p.profile_id
             AND (
-              e0.type = 'identify' AND NOT JSON_TYPE(e0.traits, '$.plan') IS NULL
+              e0.type = 'identify'
+              AND NOT JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e0.traits AS JSON), 'plan')) IS NULL
             )
           ORDER BY
             e0.timestamp_ms DESC NULLS LAST,
             e0.message_id DESC NULLS LAST
           LIMIT 1
-        ),
-        '$'
-      ) = 'VARCHAR'
-      AND (
-        SELECT
-          e0.traits -> '$.plan'
-        FROM ev AS e0
-        WHERE
-          e0.profile_id = p.profile_id
-          AND (
-            e0.type = 'identify' AND NOT JSON_TYPE(e0.traits, '$.plan') IS NULL
+        ) AS JSON)
+      ) = 'string'
+      AND JSON_EXTRACT_PATH_TEXT(
+        JSON_BUILD_ARRAY(
+          (
+            SELECT
+              JSON_EXTRACT_PATH(CAST(e0.traits AS JSON), 'plan')
+            FROM ev AS e0
+            WHERE
+              e0.profile_id = p.profile_id
+              AND (
+                e0.type = 'identify'
+                AND NOT JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e0.traits AS JSON), 'plan')) IS NULL
+              )
+            ORDER BY
+              e0.timestamp_ms DESC NULLS LAST,
+              e0.message_id DESC NULLS LAST
+            LIMIT 1
           )
-        ORDER BY
-          e0.timestamp_ms DESC NULLS LAST,
-          e0.message_id DESC NULLS LAST
-        LIMIT 1
-      ) ->> '$' = 'pro'
+        ),
+        '0'
+      ) = 'pro'
     ),
     FALSE
   )
   AND COALESCE(
     (
-      NOT JSON_TYPE(
-        (
+      NOT JSON_TYPEOF(
+        CAST((
           SELECT
-            e1.traits -> '$.email'
+            JSON_EXTRACT_PATH(CAST(e1.traits AS JSON), 'email')
           FROM ev AS e1
           WHERE
             e1.profile_id = p.profile_id
             AND (
-              e1.type = 'identify' AND NOT JSON_TYPE(e1.traits, '$.email') IS NULL
+              e1.type = 'identify'
+              AND NOT JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.traits AS JSON), 'email')) IS NULL
             )
           ORDER BY
             e1.timestamp_ms DESC NULLS LAST,
             e1.message_id DESC NULLS LAST
           LIMIT 1
-        ),
-        '$'
+        ) AS JSON)
       ) IS NULL
-      AND JSON_TYPE(
-        (
+      AND JSON_TYPEOF(
+        CAST((
           SELECT
-            e1.traits -> '$.email'
+            JSON_EXTRACT_PATH(CAST(e1.traits AS JSON), 'email')
           FROM ev AS e1
           WHERE
             e1.profile_id = p.profile_id
             AND (
-              e1.type = 'identify' AND NOT JSON_TYPE(e1.traits, '$.email') IS NULL
+              e1.type = 'identify'
+              AND NOT JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.traits AS JSON), 'email')) IS NULL
             )
           ORDER BY
             e1.timestamp_ms DESC NULLS LAST,
             e1.message_id DESC NULLS LAST
           LIMIT 1
-        ),
-        '$'
-      ) <> 'NULL'
+        ) AS JSON)
+      ) <> 'null'
     ),
     FALSE
   )
   AND COALESCE(
     (
       CASE
-        WHEN JSON_TYPE(
-          (
-            SELECT
-              e2.traits -> '$.created_at'
-            FROM ev AS e2
-            WHERE
-              e2.profile_id = p.profile_id
-              AND (
-                e2.type = 'identify' AND NOT JSON_TYPE(e2.traits, '$.created_at') IS NULL
-              )
-            ORDER BY
-              e2.timestamp_ms DESC NULLS LAST,
-              e2.message_id DESC NULLS LAST
-            LIMIT 1
-          ),
-          '$'
-        ) IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-        THEN CAST((
-          SELECT
-            e2.traits -> '$.created_at'
-          FROM ev AS e2
-          WHERE
-            e2.profile_id = p.profile_id
-            AND (
-              e2.type = 'identify' AND NOT JSON_TYPE(e2.traits, '$.created_at') IS NULL
-            )
-          ORDER BY
-            e2.timestamp_ms DESC NULLS LAST,
-            e2.message_id DESC NULLS LAST
-          LIMIT 1
-        ) ->> '$' AS DOUBLE PRECISION)
-        WHEN JSON_TYPE(
-          (
-            SELECT
-              e2.traits -> '$.created_at'
-            FROM ev AS e2
-            WHERE
-              e2.profile_id = p.profile_id
-              AND (
-                e2.type = 'identify' AND NOT JSON_TYPE(e2.traits, '$.created_at') IS NULL
-              )
-            ORDER BY
-              e2.timestamp_ms DESC NULLS LAST,
-              e2.message_id DESC NULLS LAST
-            LIMIT 1
-          ),
-          '$'
-        ) = 'VARCHAR'
-        THEN CAST(EPOCH_MS(
+        WHEN JSON_TYPEOF(
           CAST((
             SELECT
-              e2.traits -> '$.created_at'
+              JSON_EXTRACT_PATH(CAST(e2.traits AS JSON), 'created_at')
             FROM ev AS e2
             WHERE
               e2.profile_id = p.profile_id
               AND (
-                e2.type = 'identify' AND NOT JSON_TYPE(e2.traits, '$.created_at') IS NULL
+                e2.type = 'identify'
+                AND NOT JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e2.traits AS JSON), 'created_at')) IS NULL
               )
             ORDER BY
               e2.timestamp_ms DESC NULLS LAST,
               e2.message_id DESC NULLS LAST
             LIMIT 1
-          ) ->> '$' AS TIMESTAMPTZ)
-        ) AS DOUBLE PRECISION)
+          ) AS JSON)
+        ) = 'number'
+        THEN CASE
+          WHEN JSON_TYPEOF(
+            CAST((
+              SELECT
+                JSON_EXTRACT_PATH(CAST(e2.traits AS JSON), 'created_at')
+              FROM ev AS e2
+              WHERE
+                e2.profile_id = p.profile_id
+                AND (
+                  e2.type = 'identify'
+                  AND NOT JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e2.traits AS JSON), 'created_at')) IS NULL
+                )
+              ORDER BY
+                e2.timestamp_ms DESC NULLS LAST,
+                e2.message_id DESC NULLS LAST
+              LIMIT 1
+            ) AS JSON)
+          ) = 'number'
+          THEN CAST(JSON_EXTRACT_PATH_TEXT(
+            JSON_BUILD_ARRAY(
+              (
+                SELECT
+                  JSON_EXTRACT_PATH(CAST(e2.traits AS JSON), 'created_at')
+                FROM ev AS e2
+                WHERE
+                  e2.profile_id = p.profile_id
+                  AND (
+                    e2.type = 'identify'
+                    AND NOT JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e2.traits AS JSON), 'created_at')) IS NULL
+                  )
+                ORDER BY
+                  e2.timestamp_ms DESC NULLS LAST,
+                  e2.message_id DESC NULLS LAST
+                LIMIT 1
+              )
+            ),
+            '0'
+          ) AS DOUBLE PRECISION)
+        END
+        WHEN JSON_TYPEOF(
+          CAST((
+            SELECT
+              JSON_EXTRACT_PATH(CAST(e2.traits AS JSON), 'created_at')
+            FROM ev AS e2
+            WHERE
+              e2.profile_id = p.profile_id
+              AND (
+                e2.type = 'identify'
+                AND NOT JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e2.traits AS JSON), 'created_at')) IS NULL
+              )
+            ORDER BY
+              e2.timestamp_ms DESC NULLS LAST,
+              e2.message_id DESC NULLS LAST
+            LIMIT 1
+          ) AS JSON)
+        ) = 'string'
+        THEN SEGFLOW_EPOCH_MS(
+          JSON_EXTRACT_PATH_TEXT(
+            JSON_BUILD_ARRAY(
+              (
+                SELECT
+                  JSON_EXTRACT_PATH(CAST(e2.traits AS JSON), 'created_at')
+                FROM ev AS e2
+                WHERE
+                  e2.profile_id = p.profile_id
+                  AND (
+                    e2.type = 'identify'
+                    AND NOT JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e2.traits AS JSON), 'created_at')) IS NULL
+                  )
+                ORDER BY
+                  e2.timestamp_ms DESC NULLS LAST,
+                  e2.message_id DESC NULLS LAST
+                LIMIT 1
+              )
+            ),
+            '0'
+          )
+        )
       END <= %(at_ms)s - 2592000000
     ),
     FALSE

@@ -19,8 +19,12 @@ WHERE
         SELECT
           COUNT(
             DISTINCT CASE
-              WHEN JSON_TYPE(e0.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-              THEN e0.properties ->> '$.category'
+              WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e0.properties AS JSON), 'category')) IN ('string', 'boolean')
+              OR (
+                JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e0.properties AS JSON), 'category')) = 'number'
+                AND CAST(JSON_EXTRACT_PATH(CAST(e0.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+              )
+              THEN JSON_EXTRACT_PATH_TEXT(CAST(e0.properties AS JSON), 'category')
             END
           )
         FROM ev AS e0
@@ -40,8 +44,12 @@ WHERE
       (
         SELECT
           CASE
-            WHEN JSON_TYPE(e1.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-            THEN e1.properties ->> '$.category'
+            WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'category')) IN ('string', 'boolean')
+            OR (
+              JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'category')) = 'number'
+              AND CAST(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+            )
+            THEN JSON_EXTRACT_PATH_TEXT(CAST(e1.properties AS JSON), 'category')
           END
         FROM ev AS e1
         WHERE
@@ -54,20 +62,32 @@ WHERE
             AND e1.timestamp_ms > %(at_ms)s - 604800000
           )
           AND NOT CASE
-            WHEN JSON_TYPE(e1.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-            THEN e1.properties ->> '$.category'
+            WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'category')) IN ('string', 'boolean')
+            OR (
+              JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'category')) = 'number'
+              AND CAST(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+            )
+            THEN JSON_EXTRACT_PATH_TEXT(CAST(e1.properties AS JSON), 'category')
           END IS NULL
         GROUP BY
           CASE
-            WHEN JSON_TYPE(e1.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-            THEN e1.properties ->> '$.category'
+            WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'category')) IN ('string', 'boolean')
+            OR (
+              JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'category')) = 'number'
+              AND CAST(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+            )
+            THEN JSON_EXTRACT_PATH_TEXT(CAST(e1.properties AS JSON), 'category')
           END
         ORDER BY
           COUNT(*) DESC NULLS LAST,
           CASE
-            WHEN JSON_TYPE(e1.properties, '$.category') IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'BOOLEAN')
-            THEN e1.properties ->> '$.category'
-          END
+            WHEN JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'category')) IN ('string', 'boolean')
+            OR (
+              JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'category')) = 'number'
+              AND CAST(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'category') AS TEXT) ~ '^-?[0-9]+$'
+            )
+            THEN JSON_EXTRACT_PATH_TEXT(CAST(e1.properties AS JSON), 'category')
+          END COLLATE "C"
         LIMIT 1
       ) = 'shoes'
     ),

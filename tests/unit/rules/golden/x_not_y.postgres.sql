@@ -26,8 +26,8 @@ WHERE
             AND e0.event = 'Feature Used'
             AND COALESCE(
               (
-                JSON_TYPE(e0.properties, '$.feature') = 'VARCHAR'
-                AND e0.properties ->> '$.feature' = 'X'
+                JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e0.properties AS JSON), 'feature')) = 'string'
+                AND JSON_EXTRACT_PATH_TEXT(CAST(e0.properties AS JSON), 'feature') = 'X'
               ),
               FALSE
             )
@@ -50,8 +50,8 @@ WHERE
             AND e1.event = 'Feature Used'
             AND COALESCE(
               (
-                JSON_TYPE(e1.properties, '$.feature') = 'VARCHAR'
-                AND e1.properties ->> '$.feature' = 'Y'
+                JSON_TYPEOF(JSON_EXTRACT_PATH(CAST(e1.properties AS JSON), 'feature')) = 'string'
+                AND JSON_EXTRACT_PATH_TEXT(CAST(e1.properties AS JSON), 'feature') = 'Y'
               ),
               FALSE
             )

@@ -75,7 +75,12 @@ WITH e AS (
     MIN(timestamp_ms) AS first_ms,
     MAX(timestamp_ms) AS last_ms,
     COALESCE(
-      SUM(CAST(JSON_EXTRACT_PATH_TEXT(properties, 'revenue') AS DOUBLE PRECISION)) FILTER(WHERE
+      SUM(
+        CASE
+          WHEN JSON_EXTRACT_PATH_TEXT(CAST(properties AS JSON), 'revenue') ~ '^ *[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)? *$'
+          THEN CAST(JSON_EXTRACT_PATH_TEXT(CAST(properties AS JSON), 'revenue') AS DOUBLE PRECISION)
+        END
+      ) FILTER(WHERE
         event = 'Order Completed' AND timestamp_ms > %(as_of)s - 7776000000),
       0.0
     ) AS monetary_value_90d,
@@ -90,7 +95,7 @@ WITH e AS (
     profile_id
 ), base AS (
   SELECT
-    a.profile_id,
+    a.profile_id AS profile_id,
     CAST((
       %(as_of)s - COALESCE(s.last_active_ms, a.last_ms)
     ) AS DOUBLE PRECISION) / 86400000.0 AS recency,

@@ -75,7 +75,12 @@ WITH e AS (
     MIN(timestamp_ms) AS first_ms,
     MAX(timestamp_ms) AS last_ms,
     COALESCE(
-      SUM(TRY_CAST(GET_JSON_OBJECT(properties, '$.revenue') AS DOUBLE)) FILTER(WHERE
+      SUM(
+        CASE
+          WHEN VARIANT_GET(PARSE_JSON(properties), '$[\'revenue\']', 'STRING') RLIKE '^ *[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)? *$'
+          THEN CAST(VARIANT_GET(PARSE_JSON(properties), '$[\'revenue\']', 'STRING') AS DOUBLE)
+        END
+      ) FILTER(WHERE
         event = 'Order Completed' AND timestamp_ms > :as_of - 7776000000),
       0.0
     ) AS monetary_value_90d,
@@ -90,7 +95,7 @@ WITH e AS (
     profile_id
 ), base AS (
   SELECT
-    a.profile_id,
+    a.profile_id AS profile_id,
     (
       :as_of - COALESCE(s.last_active_ms, a.last_ms)
     ) / 86400000.0 AS recency,

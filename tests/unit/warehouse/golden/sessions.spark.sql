@@ -30,7 +30,10 @@ FROM (
         timestamp_ms,
         message_id,
         source_id,
-        COALESCE(GET_JSON_OBJECT(context, '$.page.url'), GET_JSON_OBJECT(properties, '$.url')) AS landing
+        COALESCE(
+          VARIANT_GET(PARSE_JSON(context), '$[\'page\'][\'url\']', 'STRING'),
+          VARIANT_GET(PARSE_JSON(properties), '$[\'url\']', 'STRING')
+        ) AS landing
       FROM profile_events
       WHERE
         type IN ('track', 'page', 'screen') AND NOT profile_id IS NULL
