@@ -21,10 +21,13 @@ demo: $(STAMP) ## Run segflow on its embedded defaults with generated live traff
 	$(BIN)/segflow demo
 
 test: $(STAMP) ## Run the test suite
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not spark"
+
+test-spark: $(STAMP) ## Run the Spark SQL engine tests (CI runs them after `test`)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m spark
 
 test-fast: $(STAMP) ## Run the tests without the slow marker
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not spark"
 
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff check src tests benchmarks
@@ -41,4 +44,4 @@ bench: $(STAMP) ## Run every benchmark against its baseline (rows in benchmarks/
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help install demo test test-fast lint format bench clean
+.PHONY: help install demo test test-spark test-fast lint format bench clean

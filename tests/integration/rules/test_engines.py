@@ -44,7 +44,9 @@ ENGINES = ["postgres", "clickhouse", "spark"]
 Factory = Callable[[], Backend]
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(
+    params=[pytest.param(e, marks=[pytest.mark.spark] if e == "spark" else []) for e in ENGINES]
+)
 def engine_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -133,7 +135,7 @@ def _generated(name: str) -> Callable[..., None]:
 
 test_generated_rules_agree_on_postgres = _generated("postgres")
 test_generated_rules_agree_on_clickhouse = _generated("clickhouse")
-test_generated_rules_agree_on_spark = _generated("spark")
+test_generated_rules_agree_on_spark = pytest.mark.spark(_generated("spark"))
 
 
 @pytest.mark.slow
