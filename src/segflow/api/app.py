@@ -4,6 +4,8 @@
 /api/v1/health             liveness, no token
 /api/v1/status             the lag of each part (``segflow status`` shows the same)
 /api/v1/audit              every configuration change: who, what, when, before/after (admin)
+/api/v1/tokens/...         API tokens: create (shown once), list, revoke (admin)
+/api/v1/sources/...        sources, write keys (shown once), violations, refused events
 /api/v1/openapi.json       the OpenAPI 3.1 document; /api/v1/docs the same as a page
 /api/v1/profiles/...       ``segflow.api.profiles``
 /api/v1/segments, /traits  ``segflow.api.segments``
@@ -11,8 +13,9 @@
 /api/v1/models/...         ``segflow.api.models``
 =========================  =====================================================
 
-Every route but ``/health`` needs an API token (``segflow tokens create``) with the route's
-role; ``segflow.api.auth`` explains the roles.
+Every route but ``/health`` and the docs needs an API token (``segflow tokens create``) with
+the route's role; ``segflow.api.auth`` explains the roles. Every error, of any route and of
+unknown routes too, has the shape of ``segflow.api.common``.
 """
 
 from __future__ import annotations
@@ -24,18 +27,22 @@ from typing import Any
 
 import duckdb
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from segflow.activate.service import ActivationService
-from segflow.api import openapi
+from segflow.api import docs, openapi
 from segflow.api.auth import TokenStore, authorizer
-from segflow.api.common import endpoint, query_int
+from segflow.api.common import endpoint, http_error, internal_error, query_int
 from segflow.api.destinations import destination_routes
 from segflow.api.models import ModelsDeps, build_model_routes
 from segflow.api.profiles import profile_routes
 from segflow.api.segments import segment_routes
+from segflow.api.sources import source_routes
+from segflow.api.tokens import token_routes
 from segflow.audit import AuditLog
 from segflow.segments.service import SegmentService
 from segflow.server.runtime import Runtime
@@ -63,6 +70,10 @@ class ApiDeps:
 
 async def _health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    return internal_error(request, exc)
 
 
 def build_api(deps: ApiDeps) -> Starlette:
@@ -94,28 +105,53 @@ def build_api(deps: ApiDeps) -> Starlette:
         catalog_path=deps.catalog_path,
         authorize=authorize,
         sink=deps.processor,
+        audit=deps.audit,
     )
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/api/v1/health", _health, methods=["GET"]),
         Route("/api/v1/status", endpoint(authorize, "read", current_status), methods=["GET"]),
         Route("/api/v1/audit", endpoint(authorize, "admin", audit_log), methods=["GET"]),
-        *profile_routes(deps.reader, authorize, splitter=deps.processor),
+        *profile_routes(deps.reader, authorize, splitter=deps.processor, audit=deps.audit),
         *segment_routes(deps.segments, deps.reader, authorize, deps.processor.freshness),
         *destination_routes(deps.activation, authorize, deps.audit),
         *build_model_routes(models),
+        *token_routes(deps.tokens, authorize, deps.audit),
+        *source_routes(deps.runtime.catalog, deps.runtime.log.dead_letters, authorize, deps.audit),
     ]
-    pairs = [(m, r.path) for r in routes for m in sorted(r.methods or ()) if m != "HEAD"]
+    pairs = [
+        (m, r.path)
+        for r in routes
+        if isinstance(r, Route)
+        for m in sorted(r.methods or ())
+        if m != "HEAD"
+    ]
     pairs += [("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/docs")]
     doc = openapi.document(pairs)
 
     async def openapi_json(request: Request) -> JSONResponse:
         return JSONResponse(doc)
 
+    html = docs.page(doc)
+
     async def docs_page(request: Request) -> HTMLResponse:
-        return HTMLResponse(openapi.page(doc))
+        return HTMLResponse(html, headers=docs.HEADERS)
 
     routes += [
         Route("/api/v1/openapi.json", openapi_json, methods=["GET"]),
         Route("/api/v1/docs", docs_page, methods=["GET"]),
+        Mount(docs.ASSETS, StaticFiles(directory=docs.STATIC), name="api-docs"),
     ]
-    return Starlette(routes=routes)
+
+    async def unrouted(request: Request, exc: Exception) -> Response:
+        """Starlette's 404 and 405 (with every method the path has, not only the first
+        route's) in the error shape."""
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            path = request.url.path
+            allowed = {m for r in routes if isinstance(r, Route) and r.path_regex.match(path)
+                       for m in r.methods or ()}  # fmt: skip
+            exc.headers = {"Allow": ", ".join(sorted(allowed))}
+        return http_error(exc)
+
+    handlers = {HTTPException: unrouted, Exception: _crash}
+    return Starlette(routes=routes, exception_handlers=handlers)

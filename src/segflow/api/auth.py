@@ -74,15 +74,29 @@ class TokenStore:
 
     def create(self, role: str, *, name: str = "") -> str:
         """A new token with ``role``; returns the plain token (shown once)."""
+        return self.issue(role, name=name)[1]
+
+    def issue(self, role: str, *, name: str = "") -> tuple[TokenInfo, str]:
+        """A new token with ``role``: its stored info and the plain token (shown once)."""
         if role not in ROLES:
             raise ValidationError("role", f"must be one of {', '.join(ROLES)}")
         token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        info = TokenInfo(token_id, role, name, time.time_ns() // 1_000_000)
         with self.lock:
             self.con.execute(
                 "INSERT INTO api_tokens (token_id, secret_sha256, role, name, created_ms) VALUES (?, ?, ?, ?, ?)",
-                (token_id, _digest(secret), role, name, time.time_ns() // 1_000_000),
+                (token_id, _digest(secret), role, name, info.created_ms),
             )
-        return f"{PREFIX}{token_id}_{secret}"
+        return info, f"{PREFIX}{token_id}_{secret}"
+
+    def get(self, token_id: str) -> TokenInfo | None:
+        """A token's info by id (revoked ones too), or None."""
+        with self.lock:
+            row = self.con.execute(
+                "SELECT token_id, role, name, created_ms, revoked_ms FROM api_tokens WHERE token_id = ?",
+                (token_id,),
+            ).fetchone()
+        return None if row is None else TokenInfo(*row)
 
     def verify(self, token: str) -> TokenInfo | None:
         """The token's info when it is valid and not revoked, else None."""
@@ -103,6 +117,7 @@ class TokenStore:
         return TokenInfo(token_id, row[1], row[2], row[3])
 
     def list(self) -> list[TokenInfo]:
+        """Every token, oldest first (never a secret)."""
         with self.lock:
             rows = self.con.execute(
                 "SELECT token_id, role, name, created_ms, revoked_ms FROM api_tokens ORDER BY created_ms"
@@ -110,6 +125,7 @@ class TokenStore:
         return [TokenInfo(*r) for r in rows]
 
     def revoke(self, token_id: str) -> bool:
+        """Revoke an active token; False when there is none with that id."""
         with self.lock:
             cur = self.con.execute(
                 "UPDATE api_tokens SET revoked_ms = ? WHERE token_id = ? AND revoked_ms IS NULL",
@@ -139,20 +155,34 @@ def bearer_token(request: Request) -> str | None:
 Authorize = Callable[[Request, str], Awaitable[None]]
 
 
+class Refused(HTTPException):
+    """A 401 or 403 with ``details`` for the error body (``segflow.api.common``)."""
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        details: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status_code, detail, headers)
+        self.details = details or {}
+
+
 def authorizer(tokens: TokenVerifier) -> Authorize:
-    """An ``authorize(request, role)`` coroutine: raises ``HTTPException`` 401 (no or bad token)
+    """An ``authorize(request, role)`` coroutine: raises :class:`Refused` 401 (no or bad token)
     or 403 (role too low); sets ``request.state.token`` on success."""
 
     async def authorize(request: Request, role: str) -> None:
         token = bearer_token(request)
         info = None if token is None else tokens.verify(token)
         if info is None:
-            raise HTTPException(
-                401, "a valid API token is required", {"WWW-Authenticate": "Bearer"}
-            )
+            raise Refused(401, "a valid API token is required", {"WWW-Authenticate": "Bearer"})
         if not info.allows(role):
-            raise HTTPException(
-                403, f"this token's role ({info.role}) cannot do this (needs {role})"
+            raise Refused(
+                403,
+                f"this token's role ({info.role}) cannot do this (needs {role})",
+                details={"role": info.role, "needs": role},
             )
         request.state.token = info
 

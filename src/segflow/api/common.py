@@ -1,22 +1,39 @@
-"""What every admin API module shares: the status of an error, JSON bodies, one endpoint shape.
+"""What every admin API module shares: the error shape, JSON bodies, one endpoint shape.
 
-Status codes are mapped here, from the marker types of ``segflow.errors``:
+Every error of ``/api/v1`` has one shape (the Segment-compatible ``/v1/*`` collection routes
+keep Segment's own)::
 
-==================  ======
-ValidationError     400 (with ``field``, ``reason`` and, for rules, every diagnostic)
-NotFoundError       404
-ConflictError       409
-TransientError      503
+    {"error": {"code": "validation_error", "message": "limit: must be between 1 and 500",
+               "details": {"field": "limit", "reason": "must be between 1 and 500"}}}
+
+``code`` is stable and machine-readable, ``message`` is for people, ``details`` is always an
+object: ``field`` and ``reason`` for bad input, ``errors`` (every diagnostic with line and
+column) for a rule that does not compile, ``request_id`` for an unexpected failure. Status
+codes are mapped here, from the marker types of ``segflow.errors``:
+
+==================  ======  ===========================================
+ValidationError     400     ``validation_error``, ``rule_syntax_error``, ...
+(no or bad token)   401     ``unauthorized`` (``WWW-Authenticate: Bearer``)
+(role too low)      403     ``forbidden`` (``details.role``, ``details.needs``)
+NotFoundError       404     ``not_found``, ``model_not_found``, ... and unknown routes
+(wrong method)      405     ``method_not_allowed`` (``details.allowed``)
+ConflictError       409     ``conflict``
+TransientError      503     ``unavailable`` (``Retry-After``)
 other SegflowError  400
-==================  ======
+anything else       500     ``internal_error`` with ``details.request_id`` (logged with it)
+==================  ======  ===========================================
 
->>> from segflow.errors import NotFoundError
+>>> from segflow.errors import NotFoundError, ValidationError
 >>> status_for(NotFoundError("no segment x"))
 404
+>>> error_body(ValidationError("limit", "must be positive"))["error"]["details"]
+{'field': 'limit', 'reason': 'must be positive'}
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,6 +52,8 @@ from segflow.errors import (
     ValidationError,
 )
 
+log = logging.getLogger(__name__)
+
 Call = Callable[[Request, dict[str, Any]], Any]
 _STATUS: tuple[tuple[type[SegflowError], int], ...] = (
     (ValidationError, 400),
@@ -42,17 +61,84 @@ _STATUS: tuple[tuple[type[SegflowError], int], ...] = (
     (ConflictError, 409),
     (TransientError, 503),
 )
+_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 
 
-def status_for(exc: SegflowError, *, validation: int = 400) -> int:
-    """The HTTP status of a segflow error (``validation``: the destination and model routes
-    answer 422 for bad input, kept for compatibility)."""
-    if isinstance(exc, ValidationError):
-        return validation
+def status_for(exc: SegflowError) -> int:
+    """The HTTP status of a segflow error."""
     for kind, status in _STATUS:
         if isinstance(exc, kind):
             return status
     return 400
+
+
+def error_body(exc: SegflowError) -> dict[str, Any]:
+    """``{"error": {"code", "message", "details"}}`` of a segflow error."""
+    details = dict(exc.details)
+    if isinstance(exc, ValidationError):
+        details = {"field": exc.field, "reason": exc.reason, **details}
+    return {"error": {"code": exc.code, "message": exc.message, "details": details}}
+
+
+def refusal(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An error response of the stable shape, for errors that are not a ``SegflowError``."""
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_response(exc: SegflowError) -> JSONResponse:
+    """The response of a segflow error (``Retry-After`` on 503)."""
+    headers = None
+    if isinstance(exc, TransientError):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+    return JSONResponse(error_body(exc), status_code=status_for(exc), headers=headers)
+
+
+def http_error(exc: HTTPException) -> JSONResponse:
+    """An ``HTTPException`` (401/403 from the authorizer, Starlette's 404/405) as JSON."""
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    details: dict[str, Any] = getattr(exc, "details", None) or {}
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and "allow" in {k.lower() for k in headers}:
+        allow = next(v for k, v in headers.items() if k.lower() == "allow")
+        details = {"allowed": [m.strip() for m in allow.split(",")]}
+    return refusal(exc.status_code, code, str(exc.detail), details, headers or None)
+
+
+def internal_error(request: Request, exc: BaseException, code: str = "internal_error") -> Response:
+    """A last resort: an unexpected failure, logged with a request id the client also gets."""
+    request_id = secrets.token_hex(8)
+    log.error(
+        "%s %s failed (request %s)", request.method, request.url.path, request_id, exc_info=exc
+    )
+    message = f"{type(exc).__name__}: {exc}" if code != "internal_error" else "internal error"
+    return refusal(500, code, message, {"request_id": request_id}, {"X-Request-ID": request_id})
+
+
+async def answer(
+    request: Request, work: Callable[[], Awaitable[Any]], *, status: int = 200, failure: str = ""
+) -> Response:
+    """Run ``work`` and answer its result as JSON, or any error in the stable shape.
+
+    ``failure`` names the code of an unexpected exception (default ``internal_error``).
+    """
+    try:
+        result = await work()
+        if isinstance(result, Response):
+            return result
+        return JSONResponse(msgspec.to_builtins(result), status_code=status)
+    except HTTPException as exc:
+        return http_error(exc)
+    except SegflowError as exc:
+        return error_response(exc)
+    except Exception as exc:
+        return internal_error(request, exc, failure or "internal_error")
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -60,7 +146,10 @@ async def json_body(request: Request) -> dict[str, Any]:
     if request.method not in ("POST", "PUT", "PATCH"):
         return {}
     raw = await request.body()
-    body = msgspec.json.decode(raw) if raw else {}
+    try:
+        body = msgspec.json.decode(raw) if raw else {}
+    except msgspec.DecodeError as exc:
+        raise ValidationError("body", f"not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ValidationError("body", "expected a JSON object")
     return body
@@ -94,21 +183,11 @@ def endpoint(
     """An endpoint that authorizes ``role``, decodes the body and runs ``fn`` in a thread."""
 
     async def handle(request: Request) -> Response:
-        try:
+        async def work() -> Any:
             await authorize(request, role)
             body = await json_body(request)
-            result = await run_in_threadpool(fn, request, body)
-            return JSONResponse(msgspec.to_builtins(result), status_code=status)
-        except HTTPException as exc:
-            code = "unauthorized" if exc.status_code == 401 else "forbidden"
-            return JSONResponse(
-                {"code": code, "message": exc.detail},
-                status_code=exc.status_code,
-                headers=exc.headers,
-            )
-        except SegflowError as exc:
-            return JSONResponse(exc.to_dict(), status_code=status_for(exc))
-        except msgspec.DecodeError as exc:
-            return JSONResponse(ValidationError("body", str(exc)).to_dict(), status_code=400)
+            return await run_in_threadpool(fn, request, body)
+
+        return await answer(request, work, status=status)
 
     return handle

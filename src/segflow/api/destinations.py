@@ -28,17 +28,13 @@ from typing import Any
 import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from segflow.activate.service import ActivationService
-from segflow.api.common import actor, json_body, status_for
+from segflow.api.common import actor, answer, json_body
 from segflow.audit import AuditLog
-from segflow.errors import (
-    NotFoundError,
-    SegflowError,
-    ValidationError,
-)
+from segflow.errors import NotFoundError, ValidationError
 
 Authorize = Callable[[Request, str], Awaitable[None]]
 Call = Callable[[ActivationService, Request, dict[str, Any]], Any]
@@ -54,17 +50,15 @@ def _endpoint(
     service: ActivationService, authorize: Authorize, role: str, fn: Call, *, status: int = 200
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        try:
+        async def work() -> Any:
             await authorize(request, role)
             body = await json_body(request)
             result = await run_in_threadpool(fn, service, request, body)
             if isinstance(result, Awaitable):
                 result = await result
-            return JSONResponse(msgspec.to_builtins(result), status_code=status)
-        except SegflowError as exc:
-            return JSONResponse(exc.to_dict(), status_code=status_for(exc, validation=422))
-        except msgspec.DecodeError as exc:
-            return JSONResponse(ValidationError("body", str(exc)).to_dict(), status_code=400)
+            return result
+
+        return await answer(request, work, status=status)
 
     return endpoint
 
@@ -77,8 +71,25 @@ def _int(request: Request, name: str, default: int) -> int:
         raise ValidationError(name, "expected an integer") from exc
 
 
+def _strings(body: Any, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A list-of-text field of a subscription (``kinds``, ``traits``)."""
+    value = body.get(key, default) if isinstance(body, dict) else default
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValidationError(key, "expected a list of strings")
+    return tuple(value)
+
+
 def _create(svc: ActivationService, request: Request, body: dict[str, Any]) -> Any:
     subs = body.pop("subscriptions", [])
+    if not isinstance(subs, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("segment"), str) for s in subs
+    ):
+        raise ValidationError(
+            "subscriptions", 'expected a list of {"segment", "kinds"?, "traits"?}'
+        )
+    for s in subs:  # every subscription checked before anything is created
+        _strings(s, "kinds", ("entered", "exited"))
+        _strings(s, "traits", ())
     initial_sync = bool(body.pop("initial_sync", False))
     dest, secret = svc.create_destination(body)
     queued = 0
@@ -86,8 +97,8 @@ def _create(svc: ActivationService, request: Request, body: dict[str, Any]) -> A
         queued += svc.subscribe(
             dest.name,
             sub["segment"],
-            kinds=sub.get("kinds", ("entered", "exited")),
-            traits=sub.get("traits", ()),
+            kinds=_strings(sub, "kinds", ("entered", "exited")),
+            traits=_strings(sub, "traits", ()),
             initial_sync=initial_sync,
         )[1]
     return {
@@ -116,8 +127,8 @@ def _subscribe(svc: ActivationService, request: Request, body: dict[str, Any]) -
     sub, queued = svc.subscribe(
         _name(request),
         request.path_params["segment"],
-        kinds=body.get("kinds", ("entered", "exited")),
-        traits=body.get("traits", ()),
+        kinds=_strings(body, "kinds", ("entered", "exited")),
+        traits=_strings(body, "traits", ()),
         initial_sync=bool(body.get("initial_sync", False)),
     )
     return {"subscription": sub, "queued": queued}
@@ -153,8 +164,12 @@ def _dead(svc: ActivationService, request: Request, body: dict[str, Any]) -> Any
 
 
 def _replay(svc: ActivationService, request: Request, body: dict[str, Any]) -> Any:
-    ids = [int(i) for i in body.get("ids", [])]
-    return {"replayed": svc.replay(_name(request), since_ms=int(body.get("since_ms", 0)), ids=ids)}
+    ids, since_ms = body.get("ids", []), body.get("since_ms", 0)
+    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+        raise ValidationError("ids", "expected a list of dead-letter ids (integers)")
+    if not isinstance(since_ms, int):
+        raise ValidationError("since_ms", "expected epoch milliseconds (an integer)")
+    return {"replayed": svc.replay(_name(request), since_ms=since_ms, ids=ids)}
 
 
 def _state(svc: ActivationService, name: str) -> dict[str, Any] | None:

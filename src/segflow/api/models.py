@@ -18,7 +18,6 @@ POST     /api/v1/models/{name}/clusters/{id}/segment      editor
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,26 +26,19 @@ from typing import Any
 import duckdb
 import msgspec
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
-from segflow.api.common import json_body
+from segflow.api.common import actor, answer, json_body, query_int
+from segflow.audit import AuditLog
 from segflow.clock import Clock
-from segflow.errors import (
-    ConflictError,
-    NotFoundError,
-    SegflowError,
-    TransientError,
-    ValidationError,
-)
+from segflow.errors import ValidationError
 from segflow.ml.jobs import AttributeSink
 from segflow.ml.registry import ModelSpec, Registry
 
-log = logging.getLogger(__name__)
-
 Authorize = Callable[[Request, str], Awaitable[None]]
+JOBS = ("train", "score", "cluster", "ltv")
 
 
 async def allow_all(request: Request, role: str) -> None:
@@ -61,29 +53,21 @@ class ModelsDeps:
     catalog_path: Path | None = None
     authorize: Authorize = allow_all
     sink: AttributeSink | None = None  # the processor: scores of on-demand runs reach profiles
+    audit: AuditLog | None = None  # definitions, renames and saved clusters are recorded here
 
-
-def _status(exc: SegflowError) -> int:
-    for kind, status in (
-        (ValidationError, 422),
-        (NotFoundError, 404),
-        (ConflictError, 409),
-        (TransientError, 503),
-    ):
-        if isinstance(exc, kind):
-            return status
-    return 500 if not exc.code.endswith("error") else 400
-
-
-def _json(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(msgspec.to_builtins(data), status_code=status)
+    def record(self, request: Request, action: str, target: str, before: Any, after: Any) -> None:
+        if self.audit is not None:
+            self.audit.record(actor(request), action, target, before, after)
 
 
 def _handler(
-    deps: ModelsDeps, role: str, fn: Callable[[Registry, Request, dict[str, Any]], Any]
-) -> Callable[[Request], Awaitable[JSONResponse]]:
-    async def endpoint(request: Request) -> JSONResponse:
-        try:
+    deps: ModelsDeps,
+    role: str,
+    fn: Callable[[Registry, Request, dict[str, Any]], Any],
+    failure: str = "",
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        async def work() -> Any:
             await deps.authorize(request, role)
             body = await json_body(request)
 
@@ -94,17 +78,9 @@ def _handler(
                 finally:
                     con.close()
 
-            return _json(await run_in_threadpool(call))
-        except SegflowError as exc:
-            return JSONResponse(exc.to_dict(), status_code=_status(exc))
-        except HTTPException:
-            raise  # 401/403 from authorize, answered by Starlette
-        except Exception as exc:  # a job that crashed: recorded as a failed run, said as JSON
-            log.exception("model endpoint failed")
-            body = {"code": "job_failed", "message": f"{type(exc).__name__}: {exc}", "details": {}}
-            return JSONResponse(body, status_code=500)
-        except msgspec.DecodeError as exc:
-            return JSONResponse(ValidationError("body", str(exc)).to_dict(), status_code=400)
+            return await run_in_threadpool(call)
+
+        return await answer(request, work, failure=failure)
 
     return endpoint
 
@@ -126,7 +102,7 @@ def _show(reg: Registry, request: Request, body: dict[str, Any]) -> Any:
 def _runs(reg: Registry, request: Request, body: dict[str, Any]) -> Any:
     name = request.path_params["name"]
     reg.get_model(name)
-    return {"runs": reg.runs(name, int(request.query_params.get("limit", "50")))}
+    return {"runs": reg.runs(name, query_int(request, "limit", 50, low=1, high=1000))}
 
 
 def _clusters(reg: Registry, request: Request, body: dict[str, Any]) -> Any:
@@ -153,23 +129,30 @@ def build_model_routes(deps: ModelsDeps) -> list[Route]:
             from segflow.ml.targets import parse_target
 
             parse_target(spec.target or "")
+        before = next((m for m in reg.list_models() if m.name == spec.name), None)
         reg.put_model(spec, now_ms=deps.clock.now_ms())
+        deps.record(request, "model.put", spec.name, msgspec.to_builtins(before),
+                    msgspec.to_builtins(spec))  # fmt: skip
         return {"spec": spec}
 
     def run(reg: Registry, request: Request, body: dict[str, Any]) -> Any:
         from segflow.ml.jobs import JobContext, run_job
 
+        job = body.get("job")
+        if job is not None and job not in JOBS:
+            raise ValidationError("job", f"must be one of {', '.join(JOBS)} (or left out)")
         ctx = JobContext(con=reg.con, clock=deps.clock, sink=deps.sink)
-        return {"run": run_job(ctx, request.path_params["name"], body.get("job"))}
+        return {"run": run_job(ctx, request.path_params["name"], job)}
 
     def rename(reg: Registry, request: Request, body: dict[str, Any]) -> Any:
         new = body.get("name")
         if not isinstance(new, str) or not new.strip():
             raise ValidationError("name", "a non-empty string is required")
-        reg.rename_cluster(
-            request.path_params["name"], int(request.path_params["cluster"]), new.strip()
-        )
-        return {"cluster": int(request.path_params["cluster"]), "name": new.strip()}
+        model, cluster = request.path_params["name"], int(request.path_params["cluster"])
+        before = reg.cluster_names(model).get(cluster, (None, False))[0]
+        reg.rename_cluster(model, cluster, new.strip())
+        deps.record(request, "cluster.rename", f"{model}/{cluster}", before, new.strip())
+        return {"cluster": cluster, "name": new.strip()}
 
     def save(reg: Registry, request: Request, body: dict[str, Any]) -> Any:
         from segflow.ml.segments import save_cluster_as_segment
@@ -186,6 +169,9 @@ def build_model_routes(deps: ModelsDeps) -> list[Route]:
             int(request.path_params["cluster"]),
             segment,
         )
+        target = f"{request.path_params['name']}/{request.path_params['cluster']}"
+        deps.record(request, "cluster.save_as_segment", target, None,
+                    {"segment": segment, "version": d.version, "rule": d.rule})  # fmt: skip
         return {"segment": segment, "version": d.version, "rule": d.rule}
 
     base = "/api/v1/models"
@@ -194,7 +180,8 @@ def build_model_routes(deps: ModelsDeps) -> list[Route]:
         Route(base + "/{name}", _handler(deps, "read", _show), methods=["GET"]),
         Route(base + "/{name}", _handler(deps, "editor", put), methods=["PUT"]),
         Route(base + "/{name}/runs", _handler(deps, "read", _runs), methods=["GET"]),
-        Route(base + "/{name}/runs", _handler(deps, "editor", run), methods=["POST"]),
+        # a job that crashed is recorded as a failed run and answered as job_failed (500)
+        Route(base + "/{name}/runs", _handler(deps, "editor", run, "job_failed"), methods=["POST"]),
         Route(base + "/{name}/clusters", _handler(deps, "read", _clusters), methods=["GET"]),
         Route(
             base + "/{name}/clusters/{cluster:int}",

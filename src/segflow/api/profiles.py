@@ -25,13 +25,14 @@ from typing import Any, Protocol
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from segflow.api.auth import Authorize
-from segflow.errors import NotFoundError, SegflowError, ValidationError
+from segflow.api.common import actor, answer
+from segflow.audit import AuditLog
+from segflow.errors import NotFoundError, ValidationError
 from segflow.profiles import Profile
 from segflow.stream.reader import ProfileReader
 
@@ -92,12 +93,6 @@ def _find(reader: ProfileReader, ident: str) -> Profile:
     return profile
 
 
-def _status(exc: SegflowError) -> int:
-    if isinstance(exc, ValidationError):
-        return 400
-    return 404 if isinstance(exc, NotFoundError) else 500
-
-
 Handler = Callable[[ProfileReader, Profile, Request], Any]
 
 
@@ -105,7 +100,7 @@ def _endpoint(
     reader: ProfileReader, authorize: Authorize, role: str, fn: Handler, *, inline: bool = False
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        try:
+        async def work() -> Response:
             await authorize(request, role)
             profile = _find(reader, request.path_params["ident"])
             request.state.body = await request.body() if request.method == "POST" else b""
@@ -116,14 +111,8 @@ def _endpoint(
                 else await run_in_threadpool(fn, reader, profile, request)
             )
             return Response(msgspec.json.encode(data), media_type="application/json")
-        except HTTPException as exc:
-            body = {
-                "code": "unauthorized" if exc.status_code == 401 else "forbidden",
-                "message": exc.detail,
-            }
-            return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-        except SegflowError as exc:
-            return JSONResponse(exc.to_dict(), status_code=_status(exc))
+
+        return await answer(request, work)
 
     return endpoint
 
@@ -183,25 +172,32 @@ class _SplitBody(msgspec.Struct, frozen=True):
     identifiers: list[str]
 
 
-def _split_handler(splitter: Splitter) -> Handler:
+def _split_handler(splitter: Splitter, audit: AuditLog | None) -> Handler:
     def split(reader: ProfileReader, profile: Profile, request: Request) -> Any:
         body = request.state.body
         try:
             parsed = msgspec.json.decode(body, type=_SplitBody)
         except msgspec.DecodeError as exc:
             raise ValidationError("identifiers", str(exc)) from None
-        result = splitter.split(profile.profile_id, parsed.identifiers)
-        return msgspec.to_builtins(result)
+        result = msgspec.to_builtins(splitter.split(profile.profile_id, parsed.identifiers))
+        if audit is not None:
+            audit.record(actor(request), "profile.split", profile.profile_id,
+                         {"identifiers": parsed.identifiers}, result)  # fmt: skip
+        return result
 
     return split
 
 
 def profile_routes(
-    reader: ProfileReader, authorize: Authorize = allow_all, splitter: Splitter | None = None
+    reader: ProfileReader,
+    authorize: Authorize = allow_all,
+    splitter: Splitter | None = None,
+    audit: AuditLog | None = None,
 ) -> list[Route]:
     """The profile API's routes, from explicit dependencies (mount them in any Starlette app).
 
-    ``POST .../split`` is served only when a ``splitter`` (the processor) is given.
+    ``POST .../split`` is served only when a ``splitter`` (the processor) is given; splits are
+    recorded in ``audit``.
     """
     base = "/api/v1/profiles/{ident}"
     split = (
@@ -210,7 +206,7 @@ def profile_routes(
         else [
             Route(
                 f"{base}/split",
-                _endpoint(reader, authorize, "admin", _split_handler(splitter)),
+                _endpoint(reader, authorize, "admin", _split_handler(splitter, audit)),
                 methods=["POST"],
             )
         ]

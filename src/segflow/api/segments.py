@@ -5,7 +5,7 @@ GET      /api/v1/segments                         read    every segment: rule, v
 POST     /api/v1/segments                         editor  ``{"name", "rule", "description"?}``
 GET      /api/v1/segments/{name}                  read    the current version, size and history
 PUT      /api/v1/segments/{name}                  editor  ``{"rule", "description"?}`` a new version
-DELETE   /api/v1/segments/{name}                  editor  refused while another segment uses it
+DELETE   /api/v1/segments/{name}                  admin   refused while another segment uses it
 GET      /api/v1/segments/{name}/members          read    ``?limit&cursor`` now; ``?at_ms`` at a past time
 GET      /api/v1/profiles/{ident}/segments/history read   when it entered and left each segment
 GET      /api/v1/profiles/{ident}/scores          read    scores with the reasons behind each
@@ -13,7 +13,7 @@ GET      /api/v1/profiles/{ident}/traits/history  read    every trait change, ne
 POST     /api/v1/segments/check                   read    ``{"rule"}`` -> every diagnostic (as you type)
 POST     /api/v1/segments/preview                 read    ``{"rule", "at_ms"?}`` -> count + sample (SQL)
 GET/POST /api/v1/traits                           read/editor  computed traits, same shapes
-DELETE   /api/v1/traits/{name}                    editor
+DELETE   /api/v1/traits/{name}                    admin
 =======  ======================================  ======  ============================================
 
 >>> import tempfile, os
@@ -184,7 +184,7 @@ def segment_routes(
         Route(f"{base}/{{name}}", endpoint(authorize, "read", show("segment")), methods=["GET"]),
         Route(f"{base}/{{name}}", endpoint(authorize, "editor", put("segment")), methods=["PUT"]),
         Route(
-            f"{base}/{{name}}", endpoint(authorize, "editor", delete("segment")), methods=["DELETE"]
+            f"{base}/{{name}}", endpoint(authorize, "admin", delete("segment")), methods=["DELETE"]
         ),
         Route(
             "/api/v1/profiles/{ident}/segments/history",
@@ -207,6 +207,6 @@ def segment_routes(
         Route(f"{traits}/{{name}}", endpoint(authorize, "read", show("trait")), methods=["GET"]),
         Route(f"{traits}/{{name}}", endpoint(authorize, "editor", put("trait")), methods=["PUT"]),
         Route(
-            f"{traits}/{{name}}", endpoint(authorize, "editor", delete("trait")), methods=["DELETE"]
+            f"{traits}/{{name}}", endpoint(authorize, "admin", delete("trait")), methods=["DELETE"]
         ),
     ]

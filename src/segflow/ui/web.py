@@ -21,10 +21,11 @@ import jinja2
 import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from segflow.api.app import ApiDeps
 from segflow.api.auth import ROLES
+from segflow.api.common import refusal
 from segflow.ui.fmt import FILTERS
 from segflow.ui.session import COOKIE, Session, Signer
 
@@ -111,7 +112,7 @@ class Console:
 
     def refuse(self, request: Request, reason: str) -> Response:
         if request.headers.get("accept", "").startswith("application/json"):
-            return JSONResponse({"code": "forbidden", "message": reason}, status_code=403)
+            return refusal(403, "forbidden", reason)
         return self.render(request, "error.html", status=403, title="Forbidden", reason=reason)
 
 
@@ -131,7 +132,7 @@ def _csrf_ok(request: Request, form: Mapping[str, str], session: Session) -> boo
 def _to_login(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if request.method != "GET" or request.headers.get("accept", "").startswith("application/json"):
-        return JSONResponse({"code": "unauthorized", "message": "log in first"}, status_code=401)
+        return refusal(401, "unauthorized", "log in first")
     query = urllib.parse.urlencode({"next": target})
     return RedirectResponse(f"/console/login?{query}", status_code=303)
 

@@ -102,7 +102,7 @@ def test_ssrf_refusals_are_clear_errors(tmp_path: Path) -> None:
     api = client(tmp_path, [])
     for url in ("http://127.0.0.1:9/hook", "http://169.254.169.254/latest", "http://localhost:9/"):
         response = api.post("/api/v1/destinations", json={"name": "x", "url": url})
-        assert response.status_code == 422, url
-        body = response.json()
-        assert body["code"] == "unsafe_url" and body["field"] == "url"
+        assert response.status_code == 400, url
+        body = response.json()["error"]
+        assert body["code"] == "unsafe_url" and body["details"]["field"] == "url"
         assert "allow_list" in body["message"]

@@ -173,7 +173,7 @@ def test_models_api(api: tuple[str, str, str]) -> None:
         bad = client.put(
             "/api/v1/models/x", json={"kind": "propensity", "target": "whatever"}, headers=admin
         )
-        assert bad.status_code == 422 and bad.json()["field"] == "target"
+        assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "target"
         run = client.post("/api/v1/models/segs/runs", json={}, headers=admin)
         assert run.status_code == 200, run.text
         assert run.json()["run"]["status"] == "succeeded"

@@ -145,8 +145,9 @@ def _pipeline(api: httpx.Client, collector: httpx.Client, hooks: Hooks) -> None:
         == 201
     )
     bad = api.post("/api/v1/segments", json={"name": "buyers", "rule": 'did "Order Completed'})
-    assert bad.status_code == 400 and bad.json()["details"]["errors"][0]["line"] == 1
-    assert bad.json()["field"] == "rule"
+    error = bad.json()["error"]
+    assert bad.status_code == 400 and error["details"]["errors"][0]["line"] == 1
+    assert error["code"] == "rule_syntax_error" and error["details"]["field"] == "rule"
     rule = 'did "Order Completed" and computed spent >= 100'
     assert api.post("/api/v1/segments", json={"name": "buyers", "rule": rule}).status_code == 201
 
@@ -261,7 +262,9 @@ def test_the_api_refuses_without_a_token_and_names_bad_fields(serve: dict[str, A
         anon = plain.get(f"{api.base_url}/api/v1/segments")
     assert anon.status_code == 401
     assert (
-        api.post("/api/v1/segments", json={"name": "Bad Name", "rule": "true"}).json()["field"]
+        api.post("/api/v1/segments", json={"name": "Bad Name", "rule": "true"}).json()["error"][
+            "details"
+        ]["field"]
         == "name"
     )
     assert api.get("/api/v1/segments/nope").status_code == 404

@@ -137,13 +137,13 @@ def test_seed_scenario_through_the_api(api: tuple[str, dict[str, str]]) -> None:
 def test_errors_are_json(api: tuple[str, dict[str, str]]) -> None:
     base, tok = api
     r = get(base, "/api/v1/profiles/user_id:nobody", tok["read"])
-    assert r.status_code == 404 and r.json()["details"] == {"identifier": "user_id:nobody"}
+    assert r.status_code == 404 and r.json()["error"]["details"] == {"identifier": "user_id:nobody"}
     assert get(base, "/api/v1/profiles/shoe_size:42", tok["read"]).status_code == 400
     assert (
         get(base, "/api/v1/profiles/user_id:user_42/events?limit=0", tok["read"]).status_code == 400
     )
     r = get(base, "/api/v1/profiles/user_id:user_42", None)
-    assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
     assert get(base, "/api/v1/profiles/user_id:user_42", tok["read"] + "x").status_code == 401
 
 
@@ -152,7 +152,7 @@ def test_split_needs_admin_and_separates_identifiers(api: tuple[str, dict[str, s
     url = base + "/api/v1/profiles/user_id:user_42/split"
     body = {"identifiers": ["anonymous_id:zendesk-1"]}
     r = httpx.post(url, json=body, headers={"Authorization": f"Bearer {tok['read']}"})
-    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
     r = httpx.post(url, json=body, headers={"Authorization": f"Bearer {tok['admin']}"})
     assert r.status_code == 200, r.text
     result = r.json()
