@@ -33,11 +33,12 @@ def list_dead_letters(
     limit: int = typer.Option(50, "--limit"),
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
-    as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON array of the letters"),
 ) -> None:
     """The most recent dead letters, newest first (read-only: safe while the server runs)."""
     path = resolve_settings(data_dir, config).data_path / "log.sqlite"
     if not path.exists():
+        typer.echo("[]" if as_json else "no log yet")
         return
     con = connect(path, read_only=True)
     sql = (
@@ -61,8 +62,7 @@ def list_dead_letters(
         for r in rows
     ]
     if as_json:
-        for letter in letters:
-            typer.echo(msgspec.json.encode(letter).decode())
+        typer.echo(msgspec.json.encode(letters).decode())
         return
     table = Table("id", "source", "messageId", "field", "reason")
     for letter in letters:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from segflow.cli.destinations import DataDir, emit, fail, service
+from segflow.cli.render import JsonOption, record
 from segflow.errors import SegflowError, ValidationError
 
 app = typer.Typer(help="The delivery log, dead letters and replays.", no_args_is_help=True)
@@ -35,10 +36,13 @@ def list_(
     status: str | None = typer.Option(None, help="pending, delivered, dead"),
     limit: int = typer.Option(50),
     data_dir: Path | None = DataDir,
+    as_json: bool = JsonOption,
 ) -> None:
     """Recent deliveries with every attempt (status, latency, next retry)."""
     try:
-        emit(service(data_dir).deliveries(destination, status=status, limit=limit))
+        record(
+            service(data_dir).deliveries(destination, status=status, limit=limit), as_json=as_json
+        )
     except SegflowError as exc:
         raise fail(exc) from exc
 
@@ -49,10 +53,12 @@ def dead_letters(
     since: str | None = typer.Option(None, "--since"),
     limit: int = typer.Option(50),
     data_dir: Path | None = DataDir,
+    as_json: bool = JsonOption,
 ) -> None:
     """Changes that were given up on, with every attempt."""
     try:
-        emit(service(data_dir).dead_letters(destination, since_ms=since_ms(since), limit=limit))
+        found = service(data_dir).dead_letters(destination, since_ms=since_ms(since), limit=limit)
+        record(found, as_json=as_json)
     except SegflowError as exc:
         raise fail(exc) from exc
 

@@ -14,6 +14,7 @@ import msgspec
 import typer
 
 from segflow.activate.service import ActivationService
+from segflow.cli.render import JsonOption, record, rows
 from segflow.errors import SegflowError
 
 app = typer.Typer(
@@ -62,17 +63,22 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 
 
 @app.command("list")
-def list_(data_dir: Path | None = DataDir) -> None:
+def list_(data_dir: Path | None = DataDir, as_json: bool = JsonOption) -> None:
     """Every destination with its delivery counts."""
     svc = service(data_dir)
-    emit([{"destination": d, "stats": svc.store.stats(d.name)} for d in svc.list_destinations()])
+    found = [(d, svc.store.stats(d.name)) for d in svc.list_destinations()]
+    if as_json:
+        emit([{"destination": d, "stats": stats} for d, stats in found])
+        return
+    table = [{"name": d.name, **msgspec.to_builtins(stats)} for d, stats in found]
+    rows(table, ("name", "pending", "delivered", "dead", "skipped"), as_json=False)
 
 
 @app.command()
-def show(name: str, data_dir: Path | None = DataDir) -> None:
+def show(name: str, data_dir: Path | None = DataDir, as_json: bool = JsonOption) -> None:
     """A destination, its subscriptions, delivery stats, secrets (prefixes) and notices."""
     try:
-        emit(service(data_dir).show(name))
+        record(service(data_dir).show(name), as_json=as_json)
     except SegflowError as exc:
         raise fail(exc) from exc
 

@@ -10,9 +10,23 @@ import importlib
 
 import typer
 
+HELP = (
+    "segflow: self-hosted, real-time behavioral segmentation.\n\n"
+    "Collects events through a Segment-compatible API (/v1), stitches each person's identifiers "
+    "into one profile, keeps segment memberships current as events arrive and as time passes, "
+    "scores profiles with ML models, and pushes membership changes to webhooks and files.\n\n"
+    "Start with `segflow demo` (a simulated shop: the five-minute tour), or run your own: "
+    "`segflow serve --data-dir DIR`, `segflow sources create web`, `segflow tokens create "
+    "--role admin`, then open http://127.0.0.1:8080/console (the admin API: /api/v1/docs).\n\n"
+    "Every command works on one data directory (--data-dir, or settings server.data_dir) and "
+    "is safe to run while `segflow serve` runs on it. Listings and show commands take --json "
+    "(one JSON document on stdout); errors are JSON on stderr with exit code 2. "
+    "`segflow COMMAND --help` documents each command; docs/cli.md lists them all."
+)
+
 app = typer.Typer(
     name="segflow",
-    help="segflow: self-hosted, real-time behavioral segmentation.",
+    help=HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -46,7 +60,7 @@ def _register_all() -> None:
 
 @app.command()
 def version() -> None:
-    """Print segflow's version."""
+    """Print segflow's version and exit."""
     from segflow import __version__
 
     typer.echo(__version__)

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from segflow.cli.render import JsonOption, record
 from segflow.clock import Clock, ManualClock, WallClock
 from segflow.errors import SegflowError
 
@@ -24,6 +25,7 @@ ltv_app = typer.Typer(help="Predicted lifetime value (BG/NBD + Gamma-Gamma).", n
 models_app = typer.Typer(
     help="The model registry: definitions and job results.", no_args_is_help=True
 )
+ModelName = typer.Argument(..., help="the model's name (see `segflow models list`)")
 DataDir = typer.Option(
     None, "--data-dir", help="segflow data directory (default: settings server.data_dir)"
 )
@@ -47,9 +49,11 @@ def ltv_fit(
     transactions: Path = typer.Argument(
         ..., help="CSV, TSV, whitespace-separated text, Parquet or JSON lines"
     ),
-    customer_col: str = typer.Option(..., "--customer-col"),
-    date_col: str = typer.Option(..., "--date-col"),
-    amount_col: str | None = typer.Option(None, "--amount-col"),
+    customer_col: str = typer.Option(..., "--customer-col", help="the column naming the customer"),
+    date_col: str = typer.Option(..., "--date-col", help="the column holding the purchase date"),
+    amount_col: str | None = typer.Option(
+        None, "--amount-col", help="the column holding the amount (for Gamma-Gamma spend)"
+    ),
     calibration_end: str = typer.Option(..., "--calibration-end", help="YYYY-MM-DD, inclusive"),
     holdout_end: str | None = typer.Option(
         None, "--holdout-end", help="default: the last date in the file"
@@ -58,7 +62,7 @@ def ltv_fit(
     date_format: str = typer.Option(
         "auto", "--date-format", help="auto, yyyymmdd, epoch_ms or iso"
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = JsonOption,
 ) -> None:
     """Fit BG/NBD and Gamma-Gamma to a transaction file; compare with the holdout if there is one."""
     from segflow.ml.lifetime import fit_summary
@@ -88,9 +92,7 @@ def ltv_fit(
 
 
 @models_app.command("list")
-def models_list(
-    data_dir: Path | None = DataDir, as_json: bool = typer.Option(False, "--json")
-) -> None:
+def models_list(data_dir: Path | None = DataDir, as_json: bool = JsonOption) -> None:
     """Every model with its last run."""
     from segflow.ml.registry import Registry
 
@@ -125,9 +127,12 @@ def models_list(
 
 @models_app.command("show")
 def models_show(
-    name: str, data_dir: Path | None = DataDir, runs: int = typer.Option(5, "--runs")
+    name: str = ModelName,
+    data_dir: Path | None = DataDir,
+    runs: int = typer.Option(5, "--runs", help="how many recent runs to include"),
+    as_json: bool = JsonOption,
 ) -> None:
-    """A model's definition and its latest job results (JSON)."""
+    """A model's definition and its latest job results (metrics, errors)."""
     from segflow.ml.registry import Registry
 
     registry = Registry(_warehouse(data_dir))
@@ -141,11 +146,16 @@ def models_show(
     }
     if spec.kind == "cluster":
         out["clusters"] = {str(c): n for c, (n, _) in registry.cluster_names(name).items()}
-    typer.echo(json.dumps(out, indent=2))
+    record(out, as_json=as_json)
 
 
 @models_app.command("rename-cluster")
-def rename_cluster(name: str, cluster: int, new_name: str, data_dir: Path | None = DataDir) -> None:
+def rename_cluster(
+    name: str = ModelName,
+    cluster: int = typer.Argument(..., help="the cluster's number (see `models show`)"),
+    new_name: str = typer.Argument(..., help="what people should call it"),
+    data_dir: Path | None = DataDir,
+) -> None:
     """Rename a discovered cluster (the name survives retrains)."""
     from segflow.ml.registry import Registry
 
@@ -158,9 +168,9 @@ def rename_cluster(name: str, cluster: int, new_name: str, data_dir: Path | None
 
 @models_app.command("save-cluster")
 def save_cluster(
-    name: str,
-    cluster: int,
-    segment: str = typer.Option(..., "--segment"),
+    name: str = ModelName,
+    cluster: int = typer.Argument(..., help="the cluster's number (see `models show`)"),
+    segment: str = typer.Option(..., "--segment", help="the new segment's name"),
     data_dir: Path | None = DataDir,
 ) -> None:
     """Save a cluster as a segment (a rule on the cluster label) in the catalog."""
@@ -223,13 +233,15 @@ def _run(name: str, job: str | None, data_dir: Path | None, as_of_ms: int | None
     )
 
 
-def train_cmd(name: str, data_dir: Path | None = DataDir, as_of_ms: int | None = AsOf) -> None:
+def train_cmd(
+    name: str = ModelName, data_dir: Path | None = DataDir, as_of_ms: int | None = AsOf
+) -> None:
     """Train (then score) a propensity model, or fit an LTV model, now."""
     _run(name, None, data_dir, as_of_ms)
 
 
 def cluster_cmd(
-    name: str = typer.Argument("customer_segments"),
+    name: str = typer.Argument("customer_segments", help="a cluster model's name"),
     data_dir: Path | None = DataDir,
     as_of_ms: int | None = AsOf,
 ) -> None:
@@ -237,7 +249,9 @@ def cluster_cmd(
     _run(name, "cluster", data_dir, as_of_ms)
 
 
-def score_cmd(name: str, data_dir: Path | None = DataDir, as_of_ms: int | None = AsOf) -> None:
+def score_cmd(
+    name: str = ModelName, data_dir: Path | None = DataDir, as_of_ms: int | None = AsOf
+) -> None:
     """Rescore every profile with the latest trained propensity model."""
     _run(name, "score", data_dir, as_of_ms)
 

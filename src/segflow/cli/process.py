@@ -11,6 +11,7 @@ import msgspec
 import typer
 
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
+from segflow.cli.render import counting
 
 
 def process(
@@ -49,10 +50,12 @@ def process(
     total = 0
     try:
         if until_idle:
-            while not stop.is_set() and (
-                (n := processor.run_once()) > 0 or processor.backfilling()
-            ):
-                total += n
+            with counting("processing the log", "events") as advance:
+                while not stop.is_set() and (
+                    (n := processor.run_once()) > 0 or processor.backfilling()
+                ):
+                    total += n
+                    advance(n)
         else:
             watcher.start()
             processor.run_forever(stop)

@@ -1,21 +1,26 @@
-"""``segflow profiles show TYPE:VALUE``: a profile as JSON, read from the processor's state."""
+"""``segflow profiles show TYPE:VALUE``: a profile, read from the processor's state."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
+from segflow.cli.render import JsonOption, record
 
-profiles_app = typer.Typer(help="Unified profiles (identity-resolved).", no_args_is_help=True)
+profiles_app = typer.Typer(
+    help="Unified profiles: every identifier of a person stitched into one profile "
+    "(docs/identity.md), with traits, computed traits, scores and segments.",
+    no_args_is_help=True,
+)
 
 
 @profiles_app.command("show")
 def show(
     ident: str = typer.Argument(..., help="type:value, e.g. user_id:42 or email:ann@example.com"),
     events: int = typer.Option(0, "--events", help="also print the newest N events"),
+    as_json: bool = JsonOption,
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
 ) -> None:
@@ -42,7 +47,7 @@ def show(
         out = profile_json(profile)
         if events:
             out["events"] = [msgspec.to_builtins(e) for e in reader.events(profile, events)]
-        typer.echo(json.dumps(out, indent=2, default=str))
+        record(out, as_json=as_json)
     finally:
         log.close()
 

@@ -12,18 +12,28 @@ import json
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import typer
+from rich.console import Console
+from rich.progress import Progress
 
 from segflow.audit import AuditLog, cli_actor
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
+from segflow.cli.render import JsonOption, emit_json, record, rows, working
 from segflow.errors import SegflowError
 from segflow.segments.service import SegmentService
 from segflow.segments.store import Kind
 
-segments_app = typer.Typer(help="Segments: rules in the segment language.", no_args_is_help=True)
-traits_app = typer.Typer(help="Computed traits: named expressions.", no_args_is_help=True)
-JsonOption = typer.Option(False, "--json", help="print JSON instead of a table")
+segments_app = typer.Typer(
+    help="Segments: rules in the segment language (docs/segments.md), versioned in the catalog; "
+    "a running `segflow serve` applies a change within a second and backfills it.",
+    no_args_is_help=True,
+)
+traits_app = typer.Typer(
+    help="Computed traits: named expressions over a profile's events and traits, usable in "
+    "segment rules as `computed NAME`.",
+    no_args_is_help=True,
+)
+NameArgument = typer.Argument(..., help="the definition's name (lower case, digits, _)")
 
 
 def _service(data_dir: Path | None, config: Path | None) -> SegmentService:
@@ -40,10 +50,6 @@ def _service(data_dir: Path | None, config: Path | None) -> SegmentService:
     )
 
 
-def _emit(data: Any) -> None:
-    typer.echo(json.dumps(msgspec.to_builtins(data), indent=2, default=str))
-
-
 def _fail(exc: SegflowError) -> typer.Exit:
     typer.echo(json.dumps(exc.to_dict(), default=str), err=True)
     return typer.Exit(code=2)
@@ -58,36 +64,37 @@ def _commands(app: typer.Typer, kind: Kind) -> None:
         data_dir: Path | None = DataDirOption,
         config: Path | None = ConfigOption,
     ) -> None:
-        """Every current definition with its version."""
+        """Every current definition: name, version, rule (``--json``: with every field)."""
         found = _service(data_dir, config).definitions(kind)
-        if as_json:
-            _emit(found)
-            return
-        for d in found:
-            typer.echo(f"{d.name}\tv{d.version}\t{' '.join(d.rule.split())}")
+        rows(found, ("name", "version", "rule", "description"), as_json=as_json)
 
     @app.command("show")
     def show(
-        name: str,
+        name: str = NameArgument,
+        as_json: bool = JsonOption,
         data_dir: Path | None = DataDirOption,
         config: Path | None = ConfigOption,
     ) -> None:
-        """The current version and the history of one definition (JSON)."""
+        """The current version and every earlier one of a definition."""
         svc = _service(data_dir, config)
         try:
-            _emit({"current": svc.get(kind, name), "history": svc.store.history(kind, name)})
+            found = {"current": svc.get(kind, name), "history": svc.store.history(kind, name)}
         except SegflowError as exc:
             raise _fail(exc) from exc
+        record(found, as_json=as_json)
 
     @app.command("create")
     def create(
-        name: str,
+        name: str = NameArgument,
         rule: str = typer.Argument(..., help=f"the {noun}'s text (quote it)"),
-        description: str = typer.Option("", "--description"),
+        description: str = typer.Option("", "--description", help="what it is for, for people"),
         data_dir: Path | None = DataDirOption,
         config: Path | None = ConfigOption,
     ) -> None:
-        """Create or edit (a new version); refused with every error when it does not compile."""
+        """Create or edit (a new version); refused with every error when it does not compile.
+
+        Example: ``segflow segments create buyers 'did "Order Completed" in last 30 days'``
+        """
         svc = _service(data_dir, config)
         try:
             put = svc.put_segment if kind == "segment" else svc.put_trait
@@ -98,7 +105,7 @@ def _commands(app: typer.Typer, kind: Kind) -> None:
 
     @app.command("delete")
     def delete(
-        name: str,
+        name: str = NameArgument,
         data_dir: Path | None = DataDirOption,
         config: Path | None = ConfigOption,
     ) -> None:
@@ -118,11 +125,16 @@ _commands(traits_app, "trait")
 @segments_app.command("check")
 def check(
     rule: str = typer.Argument(..., help="a rule to check (nothing is stored)"),
+    as_json: bool = JsonOption,
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """Print every error and warning with line and column; exit 2 on errors."""
     diagnostics = _service(data_dir, config).check(rule)
+    failed = any(d.severity == "error" for d in diagnostics)
+    if as_json:
+        emit_json({"ok": not failed, "diagnostics": diagnostics})
+        raise typer.Exit(code=2 if failed else 0)
     for d in diagnostics:
         typer.echo(d.render())
     if any(d.severity == "error" for d in diagnostics):
@@ -140,11 +152,12 @@ def preview(
 ) -> None:
     """How many profiles the rule selects now, from the warehouse's full history."""
     try:
-        result = _service(data_dir, config).preview(rule, sample=sample)
+        with working("running the rule on the warehouse"):
+            result = _service(data_dir, config).preview(rule, sample=sample)
     except SegflowError as exc:
         raise _fail(exc) from exc
     if as_json:
-        _emit(result)
+        emit_json(result)
         return
     typer.echo(f"{result.count} profiles match; e.g. {', '.join(result.sample) or '-'}")
 
@@ -166,14 +179,18 @@ def apply_definitions(
     except SegflowError as exc:
         raise _fail(exc) from exc
     planned = files.future(svc, changes)
-    for c in changes:
-        if c.action == "same":
-            continue
-        line = f"{c.action:7} {c.kind:7} {c.name}"
-        if sizes and c.kind == "segment":
-            line += _size_change(svc, c, planned)
-        typer.echo(line)
     pending = [c for c in changes if c.action != "same"]
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("sizes from the warehouse", total=len(pending))
+        lines = []
+        for c in pending:
+            line = f"{c.action:7} {c.kind:7} {c.name}"
+            if sizes and c.kind == "segment":
+                line += _size_change(svc, c, planned)
+            lines.append(line)
+            bar.advance(task)
+    for line in lines:
+        typer.echo(line)
     if dry_run or not pending:
         typer.echo(f"{len(pending)} to change" + (" (dry run: nothing applied)" if dry_run else ""))
         return

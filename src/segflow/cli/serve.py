@@ -14,12 +14,16 @@ def serve(
     host: str | None = typer.Option(None, "--host", help="address to bind (default 127.0.0.1)"),
     port: int | None = typer.Option(None, "--port", help="port to bind (default 8080)"),
     config: Path | None = ConfigOption,
-    log_level: str = typer.Option("warning", "--log-level"),
+    log_level: str = typer.Option(
+        "warning", "--log-level", help="the HTTP server's log level: debug, info, warning, error"
+    ),
     http_server: str = typer.Option(
         "uvicorn", "--http-server", help="uvicorn (default) or granian"
     ),
 ) -> None:
-    """Run segflow (collection API and every background part) on one data directory."""
+    """Run segflow on one data directory: the collection API (/v1), the admin API (/api/v1, docs
+    at /api/v1/docs), the web console (/console) and every background part (processor,
+    warehouse loader, delivery, ML schedule). Stop with Ctrl-C."""
     from segflow.server import compose
     from segflow.server.run import serve as run_server
 

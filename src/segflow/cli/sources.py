@@ -13,11 +13,18 @@ from rich.console import Console
 from rich.table import Table
 
 from segflow.audit import AuditLog, cli_actor
+from segflow.cli import render
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
+from segflow.cli.render import JsonOption
 from segflow.collect.catalog import SourceCatalog, SourceConfig, open_catalog
 from segflow.errors import SegflowError
 
-sources_app = typer.Typer(help="Sources and their write keys.", no_args_is_help=True)
+sources_app = typer.Typer(
+    help="Sources (a website, an app, a backend) and their write keys, which SDKs send as the "
+    "Basic-auth user of /v1/batch; event-name rules and tracking plans (docs/collection.md).",
+    no_args_is_help=True,
+)
+SourceName = typer.Argument(..., help="the source's name (see `segflow sources list`)")
 
 
 def _catalog(data_dir: Path | None, config: Path | None) -> SourceCatalog:
@@ -54,7 +61,7 @@ def _read_config(path: Path) -> SourceConfig:
 
 @sources_app.command("create")
 def create(
-    name: str,
+    name: str = typer.Argument(..., help="a name for the new source, e.g. web or ios"),
     source_config: Path | None = typer.Option(
         None, "--source-config", help="TOML/JSON: event_names, tracking_plan"
     ),
@@ -76,12 +83,12 @@ def create(
 def list_sources(
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = JsonOption,
 ) -> None:
     """List sources (write keys are stored hashed and never shown again)."""
     sources = _catalog(data_dir, config).list()
     if as_json:
-        typer.echo(msgspec.json.encode(sources).decode())
+        render.emit_json(sources)
         return
     table = Table("name", "id", "event-name rules", "tracking plan")
     for s in sources:
@@ -97,7 +104,7 @@ def list_sources(
 
 @sources_app.command("configure")
 def configure(
-    name: str,
+    name: str = SourceName,
     source_config: Path = typer.Argument(..., help="TOML/JSON file: event_names, tracking_plan"),
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
@@ -114,23 +121,17 @@ def configure(
 
 @sources_app.command("violations")
 def violations(
-    name: str,
+    name: str = SourceName,
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = JsonOption,
 ) -> None:
     """Tracking-plan violations of a source, counted per event name."""
     try:
-        rows = _catalog(data_dir, config).violations(name)
+        found = _catalog(data_dir, config).violations(name)
     except SegflowError as exc:
         raise _fail(exc) from exc
-    if as_json:
-        typer.echo(msgspec.json.encode(rows).decode())
-        return
-    table = Table("event", "violation", "count")
-    for v in rows:
-        table.add_row(v.event, v.violation, str(v.count))
-    Console().print(table)
+    render.rows(found, ("event", "violation", "count", "last_seen_ms"), as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:

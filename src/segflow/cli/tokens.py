@@ -1,72 +1,97 @@
-"""``segflow tokens create|list|revoke``: API tokens (stored hashed in ``catalog.sqlite``)."""
+"""``segflow tokens create|list|revoke``: API tokens (stored hashed in ``catalog.sqlite``).
+
+The same service as ``/api/v1/tokens`` and the console's Tokens page (``segflow.api.tokens``):
+every create and revoke is written to the audit log.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
+import msgspec
 import typer
 
-from segflow.api.auth import ROLES, TokenStore
+from segflow.api import tokens as service
+from segflow.api.auth import TokenStore
 from segflow.audit import AuditLog, cli_actor
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
+from segflow.cli.render import JsonOption, emit_json, rows
+from segflow.errors import SegflowError
 
-tokens_app = typer.Typer(help="API tokens (roles: read, editor, admin).", no_args_is_help=True)
+tokens_app = typer.Typer(
+    help="API tokens for the admin API and the console. Roles: read (query), editor "
+    "(segments, traits, destinations, models), admin (sources, tokens, deletion).",
+    no_args_is_help=True,
+)
 
 
-def _audit(
-    data_dir: Path | None, config: Path | None, action: str, target: str, after: Any
-) -> None:
-    log = AuditLog(resolve_settings(data_dir, config).data_path / "catalog.sqlite")
+@contextmanager
+def _stores(data_dir: Path | None, config: Path | None) -> Iterator[tuple[TokenStore, AuditLog]]:
+    catalog = resolve_settings(data_dir, config).data_path / "catalog.sqlite"
+    store, audit = TokenStore(catalog), AuditLog(catalog)
     try:
-        log.record(cli_actor(), action, target, None, after)
+        yield store, audit
     finally:
-        log.close()
+        store.close()
+        audit.close()
 
 
-def _store(data_dir: Path | None, config: Path | None) -> TokenStore:
-    return TokenStore(resolve_settings(data_dir, config).data_path / "catalog.sqlite")
+def _fail(exc: SegflowError) -> typer.Exit:
+    typer.echo(msgspec.json.encode(exc.to_dict()).decode(), err=True)
+    return typer.Exit(code=2)
 
 
 @tokens_app.command("create")
 def create(
     role: str = typer.Option(..., "--role", help="read, editor or admin"),
     name: str = typer.Option("", "--name", help="a label to recognise the token by"),
+    as_json: bool = JsonOption,
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
 ) -> None:
-    """Create a token; it is printed once, as the last line."""
-    if role not in ROLES:
-        typer.echo(f"--role must be one of {', '.join(ROLES)}", err=True)
-        raise typer.Exit(code=2)
-    store = _store(data_dir, config)
-    token = store.create(role, name=name)
-    _audit(data_dir, config, "token.create", token.split("_")[1], {"role": role, "name": name})
-    typer.echo(f"created a {role} token (shown once; stored hashed):")
+    """Create a token. It is printed once, as the last line (stored hashed, never shown again).
+
+    Example: ``segflow tokens create --role read --name grafana``
+    """
+    with _stores(data_dir, config) as (store, audit):
+        try:
+            info, token = service.issue(store, audit, cli_actor(), {"role": role, "name": name})
+        except SegflowError as exc:
+            raise _fail(exc) from exc
+    if as_json:
+        emit_json({"token": token, "info": info})
+        return
+    typer.echo(f"created a {role} token {info.token_id} (shown once; stored hashed):")
     typer.echo(token)
 
 
 @tokens_app.command("list")
-def list_tokens(data_dir: Path | None = DataDirOption, config: Path | None = ConfigOption) -> None:
-    """List tokens (ids, roles, names; never secrets)."""
-    store = _store(data_dir, config)
-    for info in store.list():
-        state = "revoked" if info.revoked_ms else "active"
-        typer.echo(f"{info.token_id}\t{info.role}\t{state}\t{info.name}")
+def list_tokens(
+    as_json: bool = JsonOption,
+    data_dir: Path | None = DataDirOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Every token: id, role, name, when it was created and revoked (never a secret)."""
+    with _stores(data_dir, config) as (store, _):
+        found = store.list()
+    columns = ("token_id", "role", "name", "created_ms", "revoked_ms")
+    rows(found, columns, as_json=as_json)
 
 
 @tokens_app.command("revoke")
 def revoke(
-    token_id: str = typer.Argument(..., help="the id shown by `tokens list`"),
+    token_id: str = typer.Argument(..., help="the id shown by `segflow tokens list`"),
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
 ) -> None:
-    """Revoke a token by id."""
-    store = _store(data_dir, config)
-    if not store.revoke(token_id):
-        typer.echo(f"no active token {token_id}", err=True)
-        raise typer.Exit(code=1)
-    _audit(data_dir, config, "token.revoke", token_id, None)
+    """Revoke a token by id: the API refuses it at once and its console sessions end."""
+    with _stores(data_dir, config) as (store, audit):
+        try:
+            service.revoke(store, audit, cli_actor(), token_id)
+        except SegflowError as exc:
+            raise _fail(exc) from exc
     typer.echo(f"revoked {token_id}")
 
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
+from segflow.cli.render import counting, working
 from segflow.errors import SegflowError
 
 
@@ -60,7 +61,7 @@ def sql(
 def export(
     table_or_query: str = typer.Argument(..., help="a table/view name or a SELECT"),
     out: Path = typer.Argument(..., help="the Parquet file to write"),
-    timeout: float = typer.Option(30.0, "--timeout"),
+    timeout: float = typer.Option(30.0, "--timeout", help="seconds to wait for the file's lock"),
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
 ) -> None:
@@ -69,7 +70,10 @@ def export(
     from segflow.warehouse.query import export_parquet
 
     try:
-        with open_warehouse(_path(data_dir, config), read_only=True, timeout_s=timeout) as con:
+        with (
+            working(f"exporting to {out}"),
+            open_warehouse(_path(data_dir, config), read_only=True, timeout_s=timeout) as con,
+        ):
             info = export_parquet(con, table_or_query, out)
     except SegflowError as exc:
         raise _fail(exc) from exc
@@ -78,7 +82,7 @@ def export(
 
 def features(
     at: str | None = typer.Option(None, "--at", help="YYYY-MM-DD or ISO time, UTC (default: now)"),
-    timeout: float = typer.Option(30.0, "--timeout"),
+    timeout: float = typer.Option(30.0, "--timeout", help="seconds to wait for the file's lock"),
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
 ) -> None:
@@ -89,7 +93,10 @@ def features(
     settings = resolve_settings(data_dir, config)
     at_ms = _parse_at(at)
     try:
-        with open_warehouse(_path(data_dir, config), timeout_s=timeout) as con:
+        with (
+            working("computing features"),
+            open_warehouse(_path(data_dir, config), timeout_s=timeout) as con,
+        ):
             info = compute_features(con, at_ms, settings.warehouse)
     except SegflowError as exc:
         raise _fail(exc) from exc
@@ -121,7 +128,11 @@ def load(
         loader = WarehouseLoader(
             log, feed, _path(data_dir, config), WallClock(), settings.warehouse
         )
-        infos = loader.run_until_idle()
+        infos = []
+        with counting("loading the warehouse", "events") as advance:
+            while not (info := loader.run_once()).empty:
+                infos.append(info)
+                advance(info.events_loaded)
     except SegflowError as exc:
         raise _fail(exc) from exc
     finally:
