@@ -45,6 +45,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str | None, str, str | None]] = {
     ("GET", "/api/v1/segments/{name}"): ("read", "A segment: current version, size, history", None),
     ("PUT", "/api/v1/segments/{name}"): ("editor", "A new version of a segment (backfilled)", "rule, description"),
     ("DELETE", "/api/v1/segments/{name}"): ("admin", "Delete a segment (history kept)", None),
+    ("GET", "/api/v1/segments/{name}/sizes"): ("read", "Its size at each of the last ?days=30 days (warehouse intervals)", None),
     ("GET", "/api/v1/segments/{name}/members"): ("read", "Members now (?limit&cursor) or at a past time (?at_ms)", None),
     ("GET", "/api/v1/traits"): ("read", "Every computed trait", None),
     ("POST", "/api/v1/traits"): ("editor", "Create or edit a computed trait", "name, rule, description"),

@@ -7,6 +7,7 @@ GET      /api/v1/segments/{name}                  read    the current version, s
 PUT      /api/v1/segments/{name}                  editor  ``{"rule", "description"?}`` a new version
 DELETE   /api/v1/segments/{name}                  admin   refused while another segment uses it
 GET      /api/v1/segments/{name}/members          read    ``?limit&cursor`` now; ``?at_ms`` at a past time
+GET      /api/v1/segments/{name}/sizes            read    ``?days=30``: its size at the end of each day
 GET      /api/v1/profiles/{ident}/segments/history read   when it entered and left each segment
 GET      /api/v1/profiles/{ident}/scores          read    scores with the reasons behind each
 GET      /api/v1/profiles/{ident}/traits/history  read    every trait change, newest first
@@ -28,6 +29,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import duckdb
 import msgspec
 from starlette.requests import Request
 from starlette.routing import Route
@@ -43,6 +45,30 @@ from segflow.stream.reader import ProfileReader
 
 async def _allow_all(request: Request, role: str) -> None:
     return None
+
+
+DAY_MS = 86_400_000
+
+
+def size_history(
+    con: duckdb.DuckDBPyConnection, segments: list[str], at_ms: list[int]
+) -> dict[str, list[int]]:
+    """How many profiles were in each segment at each of ``at_ms`` (the warehouse's membership
+    intervals): ``{segment: [size at at_ms[0], ...]}``."""
+    rows = con.execute(
+        "SELECT s.segment, t.at_ms, count(DISTINCT m.profile_id)"
+        " FROM (SELECT unnest(?) AS at_ms) t CROSS JOIN (SELECT unnest(?) AS segment) s"
+        " LEFT JOIN memberships m ON m.segment = s.segment AND m.entered_at_ms <= t.at_ms"
+        " AND (m.exited_at_ms IS NULL OR m.exited_at_ms > t.at_ms) GROUP BY 1, 2",
+        [at_ms, segments],
+    ).fetchall()
+    found = {(s, t): int(n) for s, t, n in rows}
+    return {s: [found.get((s, t), 0) for t in at_ms] for s in segments}
+
+
+def days_back(now_ms: int, days: int) -> list[int]:
+    """``days + 1`` instants a day apart, ending at ``now_ms`` (oldest first)."""
+    return [now_ms - (days - i) * DAY_MS for i in range(days + 1)]
 
 
 def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str:
@@ -150,6 +176,23 @@ def segment_routes(
             raise NotFoundError(f"no profile has {ident}", details={"identifier": ident})
         return profile
 
+    def sizes(request: Request, body: dict[str, Any]) -> Any:
+        name = request.path_params["name"]
+        service.get("segment", name)
+        days = query_int(request, "days", 30, low=1, high=366)
+        at = days_back(service.clock.now_ms(), days)
+        con = service.warehouse() if service.warehouse else None
+        if con is None:
+            raise ValidationError("warehouse", "this needs the warehouse, which is not open")
+        try:
+            found = size_history(con, [name], at)[name]
+        finally:
+            con.close()
+        return {
+            "segment": name,
+            "sizes": [{"at_ms": t, "size": n} for t, n in zip(at, found, strict=True)],
+        }
+
     def profile_history(request: Request, body: dict[str, Any]) -> Any:
         profile = find(request)
         ids = [profile.profile_id, *profile.absorbed]
@@ -202,6 +245,7 @@ def segment_routes(
             methods=["GET"],
         ),
         Route(f"{base}/{{name}}/members", endpoint(authorize, "read", members), methods=["GET"]),
+        Route(f"{base}/{{name}}/sizes", endpoint(authorize, "read", sizes), methods=["GET"]),
         Route(traits, endpoint(authorize, "read", listing("trait")), methods=["GET"]),
         Route(traits, endpoint(authorize, "editor", put("trait"), status=201), methods=["POST"]),
         Route(f"{traits}/{{name}}", endpoint(authorize, "read", show("trait")), methods=["GET"]),

@@ -2,12 +2,13 @@
 
 ======================  ======  ==============================================================
 /console                read    overview: event rate, events by source and name, lag, live feed
-/console/segments       read    segments with sizes; the editor (save needs editor)
-/console/profiles       read    search by any identifier; one profile with its timeline
+/console/segments       read    segments, sizes over time; the editor (save needs editor)
+/console/profiles       read    search by any identifier; a profile, its links, scores, history
 /console/clusters       read    the 2-D map and cluster cards (rename needs editor)
-/console/models         read    model runs and metrics
+/console/models         read    model runs, metrics, calibration and lift charts
 /console/destinations   read    delivery stats, log, dead letters (replay needs editor)
-/console/sources        admin   sources, tracking-plan violations, dead-lettered events
+/console/sources        admin   sources (new: the write key, once), violations, refused events
+/console/tokens         admin   API tokens: create (the secret, shown once), revoke
 /console/login, logout  -       log in with an API token (``segflow tokens create``)
 /console/static/...     -       the stylesheet and the script (no CDN: works offline)
 ======================  ======  ==============================================================
@@ -25,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from segflow.api.app import ApiDeps
 from segflow.ui.login import build_login
+from segflow.ui.pages import access as access
 from segflow.ui.pages import activity as activity
 from segflow.ui.pages import models as models
 from segflow.ui.pages import overview as overview
@@ -49,6 +51,7 @@ def build_console(deps: ApiDeps) -> Starlette:
         *profiles.routes(console),
         *models.routes(console),
         *activity.routes(console),
+        *access.routes(console),
         Mount("/console/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return Starlette(routes=routes)

@@ -103,3 +103,75 @@ def _open(width: int, height: int, kind: str) -> str:
         f'<svg class="chart {kind}" viewBox="0 0 {width} {height}" width="{width}"'
         f' height="{height}" role="img" xmlns="http://www.w3.org/2000/svg">'
     )
+
+
+def sparkline(values: Sequence[float], *, width: int = 140, height: int = 28) -> Markup:
+    """A small line of ``values`` (oldest left), e.g. a segment's size per day."""
+    if not values:
+        return Markup("")
+    top, n = max(values) or 1, max(len(values) - 1, 1)
+    points = " ".join(
+        f"{i * width / n:.1f},{height - 2 - (height - 4) * v / top:.1f}"
+        for i, v in enumerate(values)
+    )
+    return Markup(
+        _open(width, height, "spark")
+        + f'<polyline points="{points}" fill="none" stroke="{colour(0)}" stroke-width="1.5">'
+        f"<title>{escape(f'{values[0]:,.0f} -> {values[-1]:,.0f}')}</title></polyline></svg>"
+    )
+
+
+Series = tuple[str, Sequence[tuple[float, float]]]
+
+
+def xy(
+    series: Sequence[Series],
+    *,
+    x_label: str,
+    y_label: str,
+    x_max: float | None = None,
+    y_max: float | None = None,
+    diagonal: bool = False,
+    width: int = 380,
+    height: int = 240,
+) -> Markup:
+    """Lines with dots, one per ``(label, [(x, y), ...])``, on axes from 0; ``diagonal`` draws
+    y = x (a calibration chart's perfect line)."""
+    xs = [x for _, pts in series for x, _ in pts] or [1.0]
+    ys = [y for _, pts in series for _, y in pts] or [1.0]
+    x_top = x_max if x_max is not None else (max(xs) or 1.0)
+    y_top = y_max if y_max is not None else (max(ys) or 1.0)
+    left, bottom, pad = 44, 34, 10
+    w, h = width - left - pad, height - bottom - pad
+
+    def at(x: float, y: float) -> str:
+        return f"{left + w * x / x_top:.1f},{pad + h - h * y / y_top:.1f}"
+
+    parts = [_open(width, height, "xy"),
+             f'<polyline points="{at(0, y_top)} {at(0, 0)} {at(x_top, 0)}" fill="none" stroke="#999"/>',
+             f'<text x="{left - 4}" y="{pad + 4}" text-anchor="end">{_num(y_top)}</text>',
+             f'<text x="{left - 4}" y="{pad + h}" text-anchor="end">0</text>',
+             f'<text x="{left + w}" y="{pad + h + 14}" text-anchor="end">{_num(x_top)}</text>',
+             f'<text x="{left + w / 2:.0f}" y="{height - 4}" text-anchor="middle">{escape(x_label)}</text>',
+             f'<text x="12" y="{pad + h / 2:.0f}" transform="rotate(-90 12 {pad + h / 2:.0f})"'
+             f' text-anchor="middle">{escape(y_label)}</text>']  # fmt: skip
+    if diagonal:
+        top = min(x_top, y_top)
+        parts.append(f'<polyline points="{at(0, 0)} {at(top, top)}" fill="none" stroke="#bbb"'
+                     ' stroke-dasharray="4 3"/>')  # fmt: skip
+    for i, (label, pts) in enumerate(series):
+        line = " ".join(at(x, y) for x, y in pts)
+        parts.append(f'<polyline points="{line}" fill="none" stroke="{colour(i)}" stroke-width="2">'
+                     f"<title>{escape(label)}</title></polyline>")  # fmt: skip
+        for x, y in pts:
+            cx, cy = at(x, y).split(",")
+            parts.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{colour(i)}">'
+                         f"<title>{escape(label)}: {_num(x)}, {_num(y)}</title></circle>")  # fmt: skip
+        parts.append(
+            f'<text x="{left + 8}" y="{pad + 14 + 14 * i}" fill="{colour(i)}">{escape(label)}</text>'
+        )
+    return Markup("".join([*parts, "</svg>"]))
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:.2g}"

@@ -82,7 +82,8 @@ class Console:
         return session
 
     def _live(self, token_id: str) -> bool:
-        return any(t.token_id == token_id and t.revoked_ms is None for t in self.deps.tokens.list())
+        info = self.deps.tokens.get(token_id)
+        return info is not None and info.revoked_ms is None
 
     def render(
         self, request: Request, template: str, status: int = 200, **values: Any
@@ -109,6 +110,18 @@ class Console:
             return await run_in_threadpool(fn, self, request, form)
 
         return endpoint
+
+    def actor(self, request: Request) -> str:
+        """Who is logged in, for the audit log: ``token:<id> (<name>)``, as the API writes it."""
+        session: Session = request.state.session
+        info = self.deps.tokens.get(session.token_id)
+        name = info.name if info is not None else ""
+        return f"token:{session.token_id}" + (f" ({name})" if name else "")
+
+    def record(self, request: Request, action: str, target: str, before: Any, after: Any) -> None:
+        """Write a change made in the console to the audit log."""
+        if self.deps.audit is not None:
+            self.deps.audit.record(self.actor(request), action, target, before, after)
 
     def refuse(self, request: Request, reason: str) -> Response:
         if request.headers.get("accept", "").startswith("application/json"):

@@ -20,7 +20,7 @@ import uvicorn
 
 from segflow.api.app import ApiDeps
 from segflow.config import load_settings
-from segflow.ml.registry import Registry, RunRecord
+from segflow.ml.registry import ModelSpec, Registry, RunRecord
 from segflow.server.app import KeepPath, build_app
 from segflow.server.compose import Assembly, assemble, release
 from segflow.server.runtime import Runtime
@@ -75,6 +75,7 @@ def _deps(rt: Runtime, parts: Assembly) -> ApiDeps:
         tokens=parts.tokens,
         warehouse=lambda: connect(warehouse_path(data)),
         catalog_path=data / "catalog.sqlite",
+        audit=parts.segments.audit,
     )
 
 
@@ -120,6 +121,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     parts.segments.put_segment("pro_users", 'trait plan = "pro"', "paying on the pro plan")
     served.settle()
     seed_cluster_run(served)
+    seed_propensity_run(served)
     seed_dead_letter(served)
     try:
         yield served
@@ -154,6 +156,36 @@ def seed_cluster_run(served: Served, model: str = "customer_segments") -> None:
             )
     finally:
         con.close()
+
+
+def seed_propensity_run(served: Served, model: str = "purchase_7d") -> None:
+    """A trained propensity run with its validation report, as ``segflow train`` leaves it,
+    and Ada's score with its reasons in the stored format (``[[feature, contribution]]``)."""
+    bins = [
+        {"bin_low": 0.0, "bin_high": 0.1, "count": 70, "mean_predicted": 0.04, "observed_rate": 0.05},
+        {"bin_low": 0.3, "bin_high": 0.4, "count": 20, "mean_predicted": 0.35, "observed_rate": 0.3},
+        {"bin_low": 0.8, "bin_high": 0.9, "count": 10, "mean_predicted": 0.85, "observed_rate": 0.8},
+    ]  # fmt: skip
+    validation = {"roc_auc": 0.81, "pr_auc": 0.52, "lift_top_decile": 4.2, "base_rate": 0.175,
+                  "n": 100, "calibration": bins}  # fmt: skip
+    now = time.time_ns() // 1_000_000
+    ada = served.deps.reader.lookup("user_id", "ada")
+    assert ada is not None
+    con = served.deps.warehouse()
+    try:
+        registry = Registry(con)
+        registry.put_model(ModelSpec(name=model, kind="propensity",
+                                     target='performs "Order Completed" within 7 days'), now_ms=now)  # fmt: skip
+        registry.record_run(RunRecord(run_id="run-p", model=model, kind="propensity", job="train",
+                                      status="succeeded", started_at_ms=now, finished_at_ms=now + 500,
+                                      duration_ms=500, metrics={"validation": validation,
+                                      "baseline": {"roc_auc": 0.66}, "train_rows": 300}))  # fmt: skip
+        con.execute("INSERT INTO ml_score_reasons VALUES (?, ?, ?)",
+                    [ada.profile_id, model, '[["orders_90d", 0.31], ["recency_days", -0.12]]'])  # fmt: skip
+    finally:
+        con.close()
+    served.parts.processor.put_scores(model, [(ada.profile_id, 0.72)], at_ms=now)
+    served.settle()
 
 
 def seed_dead_letter(served: Served, destination: str = "crm") -> None:

@@ -23,6 +23,7 @@ PAGES = (
     "/console/models",
     "/console/destinations",
     "/console/sources",
+    "/console/tokens",
     "/console/overview/live",
 )
 
@@ -210,3 +211,82 @@ def test_logout_and_revocation_end_the_session(served: Served) -> None:
         assert client.get("/console/segments").status_code == 200
         served.parts.tokens.revoke(token.split("_")[1])
         assert client.get("/console/segments").status_code == 303
+
+
+def test_admins_create_and_revoke_tokens_in_the_console(served: Served) -> None:
+    with login(served, "admin") as client:
+        csrf = csrf_of(client, "/console/tokens")
+        assert client.post("/console/tokens", data={"role": "read", "name": "x"}).status_code == 403
+        made = client.post("/console/tokens", data={"csrf": csrf, "role": "read", "name": "bi"})
+        found = re.search(r'id="token-secret">(sft_[^<]+)<', made.text)
+        assert made.status_code == 200 and found, made.text
+        token = found[1]
+        assert served.parts.tokens.verify(token) is not None
+        listing = client.get("/console/tokens").text
+        assert token.split("_", 2)[2] not in listing  # the secret is shown once only
+        token_id = token.split("_")[1]
+        assert token_id in listing
+        bad = client.post("/console/tokens", data={"csrf": csrf, "role": "root"})
+        assert bad.status_code == 400 and "role" in bad.text
+        gone = client.post(f"/console/tokens/{token_id}/revoke", data={"csrf": csrf})
+        assert gone.status_code == 303 and served.parts.tokens.verify(token) is None
+    entries = served.parts.segments.audit.list(action="token.")  # type: ignore[union-attr]
+    assert [(e.action, e.target) for e in entries][:2] == [
+        ("token.revoke", token_id), ("token.create", token_id)
+    ]  # fmt: skip
+    assert entries[0].actor == f"token:{served.tokens['admin'].split('_')[1]} (ui-admin)"
+    with login(served, "editor") as client:
+        assert client.get("/console/tokens").status_code == 403
+        csrf = csrf_of(client)
+        assert (
+            client.post("/console/tokens", data={"csrf": csrf, "role": "admin"}).status_code == 403
+        )
+
+
+def test_admins_create_a_source_and_see_its_write_key_once(served: Served) -> None:
+    with login(served, "admin") as client:
+        csrf = csrf_of(client, "/console/sources")
+        made = client.post("/console/sources", data={"csrf": csrf, "name": "ios"})
+        found = re.search(r'id="write-key">([^<]+)<', made.text)
+        assert made.status_code == 200 and found, made.text
+        sent = httpx.post(f"{served.url}/v1/batch", auth=(found[1], ""), json={"batch": [
+            {"type": "track", "userId": "ios-user", "event": "App Opened", "messageId": "ios-1"}]})  # fmt: skip
+        assert sent.status_code == 200, sent.text
+        assert found[1] not in client.get("/console/sources").text
+        taken = client.post("/console/sources", data={"csrf": csrf, "name": "ios"})
+        assert "already exists" in taken.text
+
+
+def test_console_changes_are_audited_with_the_token(served: Served) -> None:
+    with login(served, "editor") as client:
+        csrf = csrf_of(client)
+        saved = client.post("/console/segments", data={"csrf": csrf, "name": "audited", "rule": "true"})  # fmt: skip
+        assert saved.status_code == 303
+    entry = served.parts.segments.audit.list(target="audited")[0]  # type: ignore[union-attr]
+    assert entry.action == "segment.create" and entry.actor.endswith("(ui-editor)")
+
+
+def test_segments_show_their_size_over_time(served: Served) -> None:
+    with login(served, "read") as client:
+        listing = client.get("/console/segments").text
+        assert '<svg class="chart spark"' in listing
+        page = client.get("/console/segments/pro_users").text
+        assert 'id="size-chart"' in page and "<polyline" in page
+
+
+def test_a_profile_shows_links_scores_with_reasons_and_history(served: Served) -> None:
+    with login(served, "read") as client:
+        found = client.get("/console/profiles", params={"q": "ada"})
+        page = client.get(found.headers["location"]).text
+        assert 'id="merges"' in page and "seen together" in page
+        assert "score purchase_7d" in page and "orders_90d +0.31" in page
+        history = page[page.index('id="membership-history"') :]
+        assert "pro_users" in history.split("</table>")[0]
+
+
+def test_models_show_calibration_and_lift(served: Served) -> None:
+    with login(served, "read") as client:
+        page = client.get("/console/models").text
+        assert "purchase_7d" in page and "roc_auc <b>0.81</b>" in page
+        assert 'class="calibration"' in page and 'class="lift"' in page
+        assert "baseline roc_auc 0.66" in page

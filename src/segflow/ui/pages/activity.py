@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -44,10 +46,11 @@ def replay(console: Console, request: Request, form: Form) -> Response:
         count = console.deps.activation.replay(name, ids=ids)
     except SegflowError as exc:
         return console.render(request, "error.html", 404, title="Replay", reason=exc.message)
+    console.record(request, "destination.replay", name, None, {"ids": ids, "replayed": count})
     return redirect(f"/console/destinations/{name}?replayed={count}")
 
 
-def sources(console: Console, request: Request, form: Form) -> Response:
+def sources(console: Console, request: Request, form: Form, **shown: Any) -> Response:
     catalog, log = console.deps.runtime.catalog, console.deps.runtime.log
     rows = [{"s": s, "violations": catalog.violations(s.name)} for s in catalog.list()]
     names = {s.id: s.name for s in catalog.list()}
@@ -56,7 +59,11 @@ def sources(console: Console, request: Request, form: Form) -> Response:
          "payload": d.payload[:600].decode("utf-8", "replace")}
         for d in log.dead_letters(limit=LOG_ROWS)
     ]  # fmt: skip
-    return console.render(request, "sources.html", title="Sources", rows=rows, letters=letters)
+    shown.setdefault("created", None)
+    shown.setdefault("error", None)
+    return console.render(
+        request, "sources.html", title="Sources", rows=rows, letters=letters, **shown
+    )
 
 
 def routes(console: Console) -> list[Route]:

@@ -1,4 +1,5 @@
-"""Clusters (the 2-D map coloured by cluster, the cards, rename) and models (runs, metrics).
+"""Clusters (the 2-D map coloured by cluster, the cards, rename) and models (runs, metrics, and
+for propensity models the calibration and lift charts of the newest trained run's validation).
 
 Both read the model registry in the warehouse (``segflow.ml.registry``). A rename is stored
 at once; the cards show the stored names over the ones of the last run.
@@ -15,7 +16,7 @@ from starlette.routing import Route
 
 from segflow.errors import SegflowError
 from segflow.ml.registry import Registry, RunRecord
-from segflow.ui.svg import colour, scatter
+from segflow.ui.svg import colour, scatter, xy
 from segflow.ui.web import Console, Form, redirect
 
 T = TypeVar("T")
@@ -36,9 +37,52 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def lift_points(bins: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """Cumulative lift over the share of profiles, best scores first, from the validation's
+    calibration bins: at each bin, the positive rate so far over the base rate.
+
+    >>> lift_points([{"bin_low": 0.0, "count": 80, "observed_rate": 0.05},
+    ...              {"bin_low": 0.5, "count": 20, "observed_rate": 0.6}])
+    [(0.2, 3.75), (1.0, 1.0)]
+    """
+    total = sum(b["count"] for b in bins)
+    positives = sum(b["count"] * b["observed_rate"] for b in bins)
+    if not total or not positives:
+        return []
+    base, seen, hits, out = positives / total, 0, 0.0, []
+    for b in sorted(bins, key=lambda b: -b["bin_low"]):
+        seen, hits = seen + b["count"], hits + b["count"] * b["observed_rate"]
+        out.append((round(seen / total, 4), round(hits / seen / base, 2)))
+    return out
+
+
+def _evaluation(runs: list[RunRecord]) -> dict[str, Any] | None:
+    """Calibration and lift charts and the headline figures of the newest trained run."""
+    run = next((r for r in runs if r.status == "succeeded" and "validation" in r.metrics), None)
+    if run is None:
+        return None
+    valid, base = run.metrics["validation"], run.metrics.get("baseline", {})
+    bins = valid.get("calibration", [])
+    calibration = [(b["mean_predicted"], b["observed_rate"]) for b in bins]
+    top = max([1e-9, *(v for pt in calibration for v in pt)])
+    return {
+        "run": run,
+        "figures": {k: valid.get(k) for k in ("roc_auc", "pr_auc", "lift_top_decile", "base_rate", "n")},
+        "baseline_auc": base.get("roc_auc"),
+        "calibration": xy([("validation", calibration)], x_label="predicted", y_label="observed",
+                          x_max=top, y_max=top, diagonal=True),
+        "lift": xy([("model", lift_points(bins))], x_label="share of profiles, best first",
+                   y_label="lift", x_max=1.0),
+    }  # fmt: skip
+
+
 def models(console: Console, request: Request, form: Form) -> Response:
     def read(reg: Registry) -> list[dict[str, Any]]:
-        return [{"spec": s, "runs": reg.runs(s.name, 10)} for s in reg.list_models()]
+        out = []
+        for s in reg.list_models():
+            runs = reg.runs(s.name, 10)
+            out.append({"spec": s, "runs": runs, "evaluation": _evaluation(runs)})
+        return out
 
     found = _with_registry(console, read)
     return console.render(request, "models.html", title="Models", models=found, scalars=_scalars)
@@ -76,10 +120,17 @@ def rename(console: Console, request: Request, form: Form) -> Response:
     new = form.get("name", "").strip()
     if not new:
         return console.render(request, "error.html", 400, title="Rename", reason="a name is needed")
+
+    def rename_it(reg: Registry) -> str | None:
+        before = reg.cluster_names(model).get(cluster, (None, False))[0]
+        reg.rename_cluster(model, cluster, new)
+        return before
+
     try:
-        _with_registry(console, lambda reg: reg.rename_cluster(model, cluster, new))
+        before = _with_registry(console, rename_it)
     except SegflowError as exc:
         return console.render(request, "error.html", 404, title="Rename", reason=exc.message)
+    console.record(request, "cluster.rename", f"{model}/{cluster}", before, new)
     return redirect(f"/console/clusters?model={model}")
 
 

@@ -1,15 +1,18 @@
-"""Profiles: search by any identifier, and one profile's identities, traits, computed traits,
-scores, clusters, segment memberships and event timeline."""
+"""Profiles: search by any identifier, and one profile's identities and how they were linked,
+traits, computed traits, scores with their reasons, clusters, segment memberships now and over
+time, and its event timeline."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import duckdb
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from segflow.api.profiles import profile_json
+from segflow.errors import SegflowError
 from segflow.profiles import Profile
 from segflow.ui.web import Console, Form, redirect
 
@@ -58,9 +61,33 @@ def show(console: Console, request: Request, form: Form) -> Response:
     timeline = _timeline(console, profile, request.query_params.get("before"))
     return console.render(
         request, "profile.html", title=f"Profile {profile.profile_id}",
-        p=profile_json(profile), **timeline,
+        p=profile_json(profile), **timeline, **_warehouse_view(console, profile),
+        merges=console.deps.reader.merges(profile),
         source_names={s.id: s.name for s in console.deps.runtime.catalog.list()},
     )  # fmt: skip
+
+
+def _warehouse_view(console: Console, profile: Profile) -> dict[str, Any]:
+    """Its memberships over time and the reasons behind its scores (from the warehouse; empty
+    while nothing is loaded)."""
+    ids = [profile.profile_id, *profile.absorbed]
+    try:
+        history = console.deps.segments.history(ids)
+        reasons = console.deps.segments.score_reasons(ids)
+    except (duckdb.Error, SegflowError):
+        history, reasons = [], {}
+    return {"history": history[::-1], "reasons": {m: _pairs(r) for m, r in reasons.items()}}
+
+
+def _pairs(reasons: Any) -> list[tuple[str, float]]:
+    """A score's reasons as ``(feature, contribution)``: the jobs store ``[[feature, value]]``."""
+    out = []
+    for r in reasons if isinstance(reasons, list) else []:
+        if isinstance(r, dict):
+            out.append((str(r.get("feature")), float(r.get("contribution") or 0)))
+        elif isinstance(r, list | tuple) and len(r) == 2:
+            out.append((str(r[0]), float(r[1])))
+    return out
 
 
 def routes(console: Console) -> list[Route]:

@@ -16,30 +16,50 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from segflow.api.segments import days_back, size_history
 from segflow.errors import SegflowError, ValidationError
 from segflow.rules import Diagnostic, RuleSyntaxError
 from segflow.ui.highlight import KEYWORDS
-from segflow.ui.web import Console, Form, redirect
+from segflow.ui.svg import sparkline, xy
+from segflow.ui.web import Console, Form, now_ms, redirect
 
 SAMPLE = 10
+DAYS = 30
 
 
 def _size(console: Console, name: str) -> int:
     return sum(1 for _ in console.deps.reader.members(name))
 
 
+def _history(console: Console, names: list[str]) -> dict[str, list[int]]:
+    """Each segment's size at the end of each of the last :data:`DAYS` days (warehouse)."""
+    if not names:
+        return {}
+    try:
+        con = console.deps.warehouse()
+        try:
+            return size_history(con, names, days_back(now_ms(), DAYS))
+        finally:
+            con.close()
+    except (duckdb.Error, SegflowError):
+        return {}
+
+
 def segment_list(console: Console, request: Request, form: Form) -> Response:
+    found = console.deps.segments.definitions("segment")
+    history = _history(console, [d.name for d in found])
     rows = [
-        {"d": d, "size": _size(console, d.name)}
-        for d in console.deps.segments.definitions("segment")
+        {"d": d, "size": _size(console, d.name), "trend": sparkline(history.get(d.name, []))}
+        for d in found
     ]
-    return console.render(request, "segments.html", title="Segments", rows=rows)
+    return console.render(request, "segments.html", title="Segments", rows=rows, days=DAYS)
 
 
 def _editor(console: Console, request: Request, *, status: int = 200, **values: Any) -> Response:
     values.setdefault("diagnostics", [])
     values.setdefault("members", [])
     values.setdefault("error", None)
+    values.setdefault("chart", None)
     return console.render(
         request, "segment_edit.html", status=status, keywords=sorted(KEYWORDS), **values
     )
@@ -61,10 +81,13 @@ def segment_show(console: Console, request: Request, form: Form) -> Response:
         )
     ids = itertools.islice(console.deps.reader.members(name), SAMPLE)
     members = [(pid, _label(console, pid)) for pid in ids]
+    sizes = _history(console, [name]).get(name, [])
+    chart = xy([("members", list(enumerate(sizes)))], x_label=f"days (0 = {DAYS} days ago)",
+               y_label="members", x_max=DAYS) if sizes else None  # fmt: skip
     return _editor(
         console, request, title=f"Segment {name}", name=name, rule=d.rule,
         description=d.description, new=False, version=d.version,
-        size=_size(console, name), members=members,
+        size=_size(console, name), members=members, chart=chart,
     )  # fmt: skip
 
 
@@ -83,7 +106,7 @@ def segment_save(console: Console, request: Request, form: Form) -> Response:
     name = request.path_params.get("name") or form.get("name", "").strip()
     rule, description = form.get("rule", ""), form.get("description", "")
     try:
-        console.deps.segments.put_segment(name, rule, description)
+        console.deps.segments.put_segment(name, rule, description, actor=console.actor(request))
     except SegflowError as exc:
         return _editor(
             console, request, status=400 if isinstance(exc, ValidationError) else 409,
