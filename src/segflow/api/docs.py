@@ -69,6 +69,7 @@ def page(doc: dict[str, Any]) -> str:
             "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             "<title>segflow admin API</title>"
+            f"<link rel='icon' href='{ASSETS}/favicon.svg' type='image/svg+xml'>"
             f"<link rel='stylesheet' href='{ASSETS}/apidocs.css'>"
             f"<script src='{ASSETS}/apidocs.js' defer></script></head><body>"
             f"<h1>segflow admin API <span class='muted'>{escape(doc['info']['version'])}</span></h1>"

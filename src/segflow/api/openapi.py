@@ -97,6 +97,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/models/{name}/clusters/{cluster}/segment"): {"segment": "big_spenders"},
 }  # fmt: skip
 
+_TAGS = {"openapi.json": "docs", "health": "status"}
 _PARAM = re.compile(r"\{([a-z_]+)(?::[a-z]+)?\}")
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -153,7 +154,7 @@ def _operation(method: str, path: str) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
         "operationId": f"{method.lower()}_{re.sub(r'[^a-z0-9]+', '_', path[8:]).strip('_')}",
-        "tags": [path.split("/")[3]],
+        "tags": [_TAGS.get(path.split("/")[3], path.split("/")[3])],
         "parameters": [
             {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
             for n in _PARAM.findall(path)
