@@ -230,7 +230,9 @@ class Demo:
                 status = r.json()["run"]["status"] if r.status_code == 200 else "failed"
                 self.result.model_runs[name] = status
                 if r.status_code != 200:  # e.g. too little history for a target: say so, go on
-                    self.console.print(f"  model {name} did not train: {r.json()['error']['message']}")
+                    self.console.print(
+                        f"  model {name} did not train: {r.json()['error']['message']}"
+                    )
                 progress.advance(task)
         self.console.print(
             "models: " + ", ".join(f"{n} {s}" for n, s in self.result.model_runs.items())

@@ -57,7 +57,8 @@ def test_pages_need_a_login(served: Served) -> None:
         page = client.get("/console/segments")
         assert page.status_code == 303
         assert page.headers["location"] == "/console/login?next=%2Fconsole%2Fsegments"
-        assert client.post("/console/segments/try", json={"rule": "true"}).status_code == 401
+        ended = client.post("/console/segments/try", json={"rule": "true"})
+        assert ended.status_code == 401 and ended.json()["error"]["code"] == "unauthorized"
         assert client.get("/console/static/console.css").status_code == 200  # assets are public
 
 
@@ -101,7 +102,10 @@ def test_every_post_needs_the_csrf_token(served: Served) -> None:
         form = {"name": "no_csrf", "rule": "true"}
         assert client.post("/console/segments", data=form).status_code == 403
         assert client.post("/console/segments", data={**form, "csrf": "wrong"}).status_code == 403
-        assert client.post("/console/segments/try", json={"rule": "true"}).status_code == 403
+        refused = client.post(
+            "/console/segments/try", json={"rule": "true"}, headers={"accept": "application/json"}
+        )
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
         assert client.post("/console/logout").status_code == 403
         assert "no_csrf" not in served.parts.segments.segments()
 

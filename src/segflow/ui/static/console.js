@@ -82,7 +82,12 @@ function setupEditor(editor) {
       preview.innerHTML = '<span class="error">Your session ended: <a href="/console/login">log in again</a> (the rule stays here).</span>';
       return;
     }
-    if (!response.ok) return;
+    if (!response.ok) {  // the console answers errors as {"error": {"code", "message", "details"}}
+      let message = `the check failed (${response.status})`;
+      try { message = (await response.json()).error.message; } catch (e) { /* not JSON */ }
+      preview.innerHTML = `<span class="error">${escapeHtml(message)}</span>`;
+      return;
+    }
     const result = await response.json();
     diagnostics = result.diagnostics;
     paint();
