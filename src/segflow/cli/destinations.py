@@ -14,7 +14,7 @@ import msgspec
 import typer
 
 from segflow.activate.service import ActivationService
-from segflow.cli.render import JsonOption, record, rows
+from segflow.cli.render import JsonOption, record
 from segflow.errors import SegflowError
 
 app = typer.Typer(
@@ -64,14 +64,9 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 
 @app.command("list")
 def list_(data_dir: Path | None = DataDir, as_json: bool = JsonOption) -> None:
-    """Every destination with its delivery counts."""
+    """Every destination with its delivery counts (JSON, with or without --json)."""
     svc = service(data_dir)
-    found = [(d, svc.store.stats(d.name)) for d in svc.list_destinations()]
-    if as_json:
-        emit([{"destination": d, "stats": stats} for d, stats in found])
-        return
-    table = [{"name": d.name, **msgspec.to_builtins(stats)} for d, stats in found]
-    rows(table, ("name", "pending", "delivered", "dead", "skipped"), as_json=False)
+    emit([{"destination": d, "stats": svc.store.stats(d.name)} for d in svc.list_destinations()])
 
 
 @app.command()

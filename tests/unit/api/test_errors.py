@@ -3,7 +3,6 @@ input is a 400 naming the field, never a 500: checked on the real app, route by 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -46,16 +45,6 @@ def restore(parts: Assembly) -> None:
 Api = tuple[Any, dict[str, str], Assembly]
 
 
-def call(app: Any, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://segflow") as client:
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
-            return await client.request(method, path, headers=headers, **kw)
-
-    return asyncio.run(go())
-
-
 def error_of(response: httpx.Response) -> dict[str, Any]:
     body = response.json()
     assert set(body) == {"error"}, body
@@ -66,7 +55,7 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     return error
 
 
-def test_validation_errors_name_the_field_and_reason(api: Api) -> None:
+def test_validation_errors_name_the_field_and_reason(call: Any, api: Api) -> None:
     app, tok, _ = api
     bad = call(app, "POST", "/api/v1/segments", tok["editor"], json={"name": "Bad Name", "rule": "true"})  # fmt: skip
     assert bad.status_code == 400
@@ -78,7 +67,7 @@ def test_validation_errors_name_the_field_and_reason(api: Api) -> None:
     assert body.status_code == 400 and error_of(body)["details"]["field"] == "body"
 
 
-def test_a_rule_error_carries_every_diagnostic(api: Api) -> None:
+def test_a_rule_error_carries_every_diagnostic(call: Any, api: Api) -> None:
     app, tok, _ = api
     rule = 'did "Order Completed" in last 3 parsecs and trait plan =='
     bad = call(app, "POST", "/api/v1/segments", tok["editor"], json={"name": "x", "rule": rule})
@@ -90,7 +79,7 @@ def test_a_rule_error_carries_every_diagnostic(api: Api) -> None:
     assert any("parsecs" in d["message"] for d in found)
 
 
-def test_auth_errors(api: Api) -> None:
+def test_auth_errors(call: Any, api: Api) -> None:
     app, tok, _ = api
     anonymous = call(app, "GET", "/api/v1/segments")
     assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
@@ -100,7 +89,7 @@ def test_auth_errors(api: Api) -> None:
     assert error_of(low)["details"] == {"role": "read", "needs": "editor"}
 
 
-def test_unknown_routes_and_methods_answer_json(api: Api) -> None:
+def test_unknown_routes_and_methods_answer_json(call: Any, api: Api) -> None:
     app, tok, _ = api
     missing = call(app, "GET", "/api/v1/nothing-here", tok["read"])
     assert missing.status_code == 404 and error_of(missing)["code"] == "not_found"
@@ -112,6 +101,7 @@ def test_unknown_routes_and_methods_answer_json(api: Api) -> None:
 
 
 def test_the_models_and_destinations_routes_answer_400_for_bad_input(
+    call: Any,
     api: Api,
 ) -> None:
     app, tok, _ = api
@@ -135,7 +125,7 @@ BODIES: tuple[Any, ...] = (
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(OPERATIONS))
-def test_no_route_answers_500_to_bad_input(api: Api, method: str, path: str) -> None:
+def test_no_route_answers_500_to_bad_input(call: Any, api: Api, method: str, path: str) -> None:
     app, tok, parts = api
     restore(parts)
     concrete = path.replace("{cluster}", "7")
@@ -149,7 +139,7 @@ def test_no_route_answers_500_to_bad_input(api: Api, method: str, path: str) -> 
             error_of(answer)
 
 
-def test_openapi_documents_the_error_shape(api: Api) -> None:
+def test_openapi_documents_the_error_shape(call: Any, api: Api) -> None:
     app, _, _ = api
     doc = call(app, "GET", "/api/v1/openapi.json").json()
     schema = doc["components"]["schemas"]["Error"]

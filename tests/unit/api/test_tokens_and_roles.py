@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from segflow.config import load_settings
@@ -33,17 +31,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
         runtime.close()
 
 
-def call(app: Any, method: str, path: str, token: str | None, **kw: Any) -> httpx.Response:
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://segflow") as client:
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
-            return await client.request(method, path, headers=headers, **kw)
-
-    return asyncio.run(go())
-
-
-def test_an_admin_creates_lists_and_revokes_tokens(api: Api) -> None:
+def test_an_admin_creates_lists_and_revokes_tokens(call: Any, api: Api) -> None:
     app, tok, parts, runtime = api
     data = runtime.settings.data_path
     made = call(app, "POST", "/api/v1/tokens", tok["admin"], json={"role": "editor", "name": "ci"})
@@ -70,7 +58,7 @@ def test_an_admin_creates_lists_and_revokes_tokens(api: Api) -> None:
     assert all(secret not in str(e) for e in audit) and audit[0]["actor"].endswith("(admin)")
 
 
-def test_bad_token_requests_are_400(api: Api) -> None:
+def test_bad_token_requests_are_400(call: Any, api: Api) -> None:
     app, tok, _, _ = api
     bad = call(app, "POST", "/api/v1/tokens", tok["admin"], json={"role": "root"})
     assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "role"
@@ -96,7 +84,7 @@ ACTIONS: tuple[tuple[str, str, Any, str], ...] = (
 )
 
 
-def test_each_role_does_what_it_may_and_nothing_more(api: Api) -> None:
+def test_each_role_does_what_it_may_and_nothing_more(call: Any, api: Api) -> None:
     app, tok, parts, runtime = api
     order = ("read", "editor", "admin")
     for method, path, body, lowest in ACTIONS:
@@ -111,7 +99,7 @@ def test_each_role_does_what_it_may_and_nothing_more(api: Api) -> None:
     assert [s.name for s in runtime.catalog.list()] == ["ios"]
 
 
-def test_a_new_source_gives_its_write_key_once(api: Api) -> None:
+def test_a_new_source_gives_its_write_key_once(call: Any, api: Api) -> None:
     app, tok, _, runtime = api
     made = call(app, "POST", "/api/v1/sources", tok["admin"], json={"name": "ios"})
     assert made.status_code == 201, made.text
