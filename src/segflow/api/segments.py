@@ -54,10 +54,11 @@ def size_history(
     con: duckdb.DuckDBPyConnection, segments: list[str], at_ms: list[int]
 ) -> dict[str, list[int]]:
     """How many profiles were in each segment at each of ``at_ms`` (the warehouse's membership
-    intervals): ``{segment: [size at at_ms[0], ...]}``."""
+    intervals): ``{segment: [size at at_ms[0], ...]}``. Portable SQL (DuckDB and PostgreSQL)."""
     rows = con.execute(
         "SELECT s.segment, t.at_ms, count(DISTINCT m.profile_id)"
-        " FROM (SELECT unnest(?) AS at_ms) t CROSS JOIN (SELECT unnest(?) AS segment) s"
+        " FROM (SELECT unnest(CAST(? AS BIGINT[])) AS at_ms) t"
+        " CROSS JOIN (SELECT unnest(CAST(? AS VARCHAR[])) AS segment) s"
         " LEFT JOIN memberships m ON m.segment = s.segment AND m.entered_at_ms <= t.at_ms"
         " AND (m.exited_at_ms IS NULL OR m.exited_at_ms > t.at_ms) GROUP BY 1, 2",
         [at_ms, segments],
