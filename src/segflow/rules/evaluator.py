@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any, Protocol
 
 from segflow.rules import ast
@@ -26,7 +27,7 @@ from segflow.rules.evaluate import (
     replay,
 )
 from segflow.rules.passes import conditions
-from segflow.rules.program import DEFAULT_LATE_MS, Plan, SlotDef, build_plan
+from segflow.rules.program import DEFAULT_LATE_MS, Plan, SeqDef, SlotDef, build_plan
 from segflow.rules.render import render
 from segflow.rules.state import (
     Entry,
@@ -41,7 +42,7 @@ from segflow.rules.state import (
     merge_fold,
     prune,
 )
-from segflow.rules.values import MISSING, get_path, selector_matches
+from segflow.rules.values import MISSING, get_path, index_key, selector_matches
 from segflow.spec.events import Event
 
 
@@ -88,6 +89,13 @@ class SegmentProgram:
         self.traits = dict(traits)
         self._rules = [(n, *compile_condition(plan, plan.segments[n])) for n in plan.order]
         self._trait_fns = [(n, *compile_value(plan, agg)) for n, agg in plan.traits.items()]
+        self._candidates: dict[str | None, tuple[list[SlotDef], list[_SeqCheck]]] = {}
+        self._indexed = {n for n in plan.by_name if n} | {
+            n
+            for qd in plan.seqs.values()
+            for s in (*qd.seq.steps, qd.seq.absent)
+            if s is not None and (n := index_key(s.selector))
+        }
 
     # --- the SegmentEvaluator protocol --------------------------------------------------------
     def on_event(
@@ -172,18 +180,15 @@ class SegmentProgram:
 
     def _record(self, st: ProfileState, event: Event, now_ms: int) -> set[str]:
         touched: set[str] = set()
-        candidates = self.plan.by_name.get(None, []) + (
-            self.plan.by_name.get(event.event, []) if event.type == "track" and event.event else []
-        )
-        for sd in candidates:
+        slots, seqs = self._candidates_for(event.event if event.type == "track" else None)
+        for sd in slots:
             if selector_matches(sd.selector, event):
                 slot = st.slots.setdefault(sd.key, SlotState())
                 insert(slot, Entry(event.timestamp_ms, event.message_id, _values(sd, event)))
                 _compact(slot, sd, now_ms)
                 touched.add(sd.key)
-        for key, qd in self.plan.seqs.items():
-            steps = [*qd.seq.steps, *([qd.seq.absent] if qd.seq.absent else [])]
-            mask = sum(1 << i for i, s in enumerate(steps) if selector_matches(s.selector, event))
+        for key, qd, steps in seqs:
+            mask = sum(1 << i for i, s in enumerate(steps) if selector_matches(s, event))
             if mask:
                 seq = st.seqs.setdefault(key, SeqState())
                 insert(seq, Entry(event.timestamp_ms, event.message_id, (mask,)))
@@ -191,26 +196,43 @@ class SegmentProgram:
                 touched.add(key)
         return touched
 
+    def _candidates_for(self, name: str | None) -> tuple[list[SlotDef], list[_SeqCheck]]:
+        """The slots and sequences an event of this track name (None: not a track) may match:
+        indexed by name, so an event touches only what can read it."""
+        if name not in self._indexed:
+            name = None  # read by no rule: what matches any event only (a bounded cache)
+        found = self._candidates.get(name)
+        if found is None:
+            by_name = self.plan.by_name
+            slots = by_name.get(None, []) + (by_name.get(name, []) if name else [])
+            seqs = []
+            for key, qd in self.plan.seqs.items():
+                steps = [s.selector for s in (*qd.seq.steps, qd.seq.absent) if s is not None]
+                if any(index_key(s) in (None, name) for s in steps):
+                    seqs.append((key, qd, steps))
+            found = self._candidates[name] = (slots, seqs)
+        return found
+
     def _evaluate(
         self, profile: ProfileView, st: ProfileState, now_ms: int, touched: set[str]
     ) -> EvalResult:
         ctx = Context(self.plan, st, profile, now_ms)
+        plan, results, wakes_of = self.plan, st.results, st.wakes
         # a rule's timer changes only when its slots change or it comes due: those are
         # "moved"; rules re-evaluated for another reason (scores, a segment they refer to)
         # keep theirs
-        moved = {name for name, wake in st.wakes.items() if wake <= now_ms}
+        moved = {name for name, wake in wakes_of.items() if wake <= now_ms} if wakes_of else set()
         for key in touched:
-            moved.update(self.plan.slot_rules.get(key, ()))
-        if len(st.results) < len(self.plan.order):
-            moved.update(name for name in self.plan.order if name not in st.results)
-        dirty = moved | self.plan.profile_rules
-        results, wakes_of, dependents = st.results, st.wakes, self.plan.dependents
+            moved |= plan.slot_rules.get(key, _NONE)
+        if len(results) < len(plan.order):
+            moved.update(name for name in plan.order if name not in results)
+        dirty = moved | plan.profile_rules
         for name, holds, wake_of in self._rules:
             if name not in dirty:
                 continue
             result = holds(ctx)
             if results.get(name) != result:
-                dirty |= dependents[name]
+                dirty |= plan.dependents[name]
             results[name] = result
             if name not in moved:
                 continue
@@ -219,11 +241,15 @@ class SegmentProgram:
                 wakes_of.pop(name, None)
             else:
                 wakes_of[name] = wake
-        traits = {name: value(ctx) for name, value, _ in self._trait_fns}
-        trait_wakes = [wake_of(ctx) for _, _, wake_of in self._trait_fns]
-        wakes = [w for w in (*st.wakes.values(), *trait_wakes) if w is not None]
-        members = frozenset(n for n, ok in st.results.items() if ok)
-        return EvalResult(encode(st), members, traits, min(wakes) if wakes else None)
+        nxt = min(wakes_of.values()) if wakes_of else None
+        traits = {}
+        for name, value, wake_of in self._trait_fns:
+            traits[name] = value(ctx)
+            wake = wake_of(ctx)
+            if wake is not None and (nxt is None or wake < nxt):
+                nxt = wake
+        members = frozenset(compress(results, results.values()))
+        return EvalResult(encode(st), members, traits, nxt)
 
 
 @dataclass(frozen=True)
@@ -256,6 +282,10 @@ def _values(sd: SlotDef, event: Event) -> tuple[Any, ...]:
         v = get_path(source, path)
         out.append(v if isinstance(v, str | int | float | bool | dict | list) else None)
     return tuple(out)
+
+
+_NONE: frozenset[str] = frozenset()
+_SeqCheck = tuple[str, SeqDef, list[ast.Selector]]
 
 
 def _compact(slot: SlotState, sd: SlotDef, now_ms: int) -> None:

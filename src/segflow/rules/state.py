@@ -98,10 +98,14 @@ def _key(e: Entry) -> tuple[int, str]:
 
 def insert(st: SlotState | SeqState, entry: Entry) -> None:
     """Insert keeping (ts, message id) order; a repeated message id is ignored."""
-    i = bisect.bisect_left(st.entries, _key(entry), key=_key)
-    if i < len(st.entries) and _key(st.entries[i]) == _key(entry):
+    entries = st.entries
+    if not entries or (entry.ts, entry.mid) > (entries[-1].ts, entries[-1].mid):
+        entries.append(entry)  # the usual case: the newest event
         return
-    st.entries.insert(i, entry)
+    i = bisect.bisect_left(entries, _key(entry), key=_key)
+    if i < len(entries) and _key(entries[i]) == _key(entry):
+        return
+    entries.insert(i, entry)
 
 
 def add_to_fold(f: Fold, e: Entry, counts: bool) -> None:
@@ -143,7 +147,7 @@ def fold(st: SlotState, *, now_ms: int, horizon_ms: int | None, npaths: int, cou
     ``horizon_ms`` is the look-back kept as entries; entries with ``ts <= now - horizon``
     go to the fold. Pass ``horizon_ms`` negative-free; to drop instead of fold see :func:`prune`.
     """
-    if horizon_ms is None:
+    if horizon_ms is None or not st.entries or st.entries[0].ts > now_ms - horizon_ms:
         return
     cut = after(st.entries, now_ms - horizon_ms)
     if cut == 0:
@@ -157,9 +161,9 @@ def fold(st: SlotState, *, now_ms: int, horizon_ms: int | None, npaths: int, cou
 
 def prune(st: SlotState | SeqState, *, now_ms: int, horizon_ms: int) -> None:
     """Drop entries with ``ts <= now - horizon`` (no rule can see them again)."""
-    cut = after(st.entries, now_ms - horizon_ms)
-    if cut:
-        del st.entries[:cut]
+    if not st.entries or st.entries[0].ts > now_ms - horizon_ms:
+        return
+    del st.entries[: after(st.entries, now_ms - horizon_ms)]
 
 
 def merge_fold(a: Fold | None, b: Fold | None, counts: bool) -> Fold | None:
