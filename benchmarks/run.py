@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "ingest": ("benchmarks.ingest", ["--rounds", "2", "--seconds", "0.5"]),
     "processor": ("benchmarks.processor", ["--events", "5000", "--people", "3000", "--rounds", "2", "--skip-lookup"]),
     "rules": ("benchmarks.rules", ["--rounds", "2", "--events", "1000", "--profiles", "100"]),
+    "windows": ("benchmarks.windows", ["--rounds", "2", "--events", "5000", "--profiles", "300"]),
     "loader": ("benchmarks.loader", ["--events", "20000", "--executemany-events", "500", "--rounds", "2"]),
     "features": ("benchmarks.features", ["--profiles", "2000", "--events", "50000", "--rounds", "2"]),
     "imports": ("benchmarks.imports", ["--events", "5000", "--rounds", "2"]),
