@@ -220,14 +220,43 @@ def _periodic(plan: Plan, c: ast.Periodic) -> CondFn:
     def periodic(ctx: Context) -> bool:
         entries = ctx.slots.get(key, _EMPTY).entries
         now = ctx.now
-        hits, hi = 0, after(entries, now)
+        lo = bisect_right(entries, now - buckets * period, key=_TS)
+        hi = bisect_right(entries, now, key=_TS)
+        if hi - lo <= 2 * buckets:  # few events: the period of each (k = (now - t) // period)
+            return len({(now - e.ts) // period for e in entries[lo:hi]}) >= needed
+        hits = 0
         for k in range(buckets):
-            lo = after(entries, now - (k + 1) * period)
-            hits += lo < hi
-            hi = lo
+            start = bisect_right(entries, now - (k + 1) * period, key=_TS)
+            hits += start < hi
+            hi = start
         return hits >= needed
 
     return periodic
+
+
+def _periodic_wake(plan: Plan, c: ast.Periodic) -> WakeFn:
+    """When an event crosses into the next period (or out of the last, or becomes current):
+    ``min over k`` of the first ``t + k·period`` after now, computed per event when few."""
+    key, buckets, period = _slot_key(plan, c.selector), c.buckets, c.period_ms
+    by_offset = _earliest([_entry_wake(plan, key, k * period) for k in range(buckets + 1)])
+
+    def periodic_wake(ctx: Context) -> int | None:
+        st = ctx.slots.get(key)
+        if st is None:
+            return None
+        entries, now = st.entries, ctx.now
+        lo = bisect_right(entries, now - buckets * period, key=_TS)
+        if len(entries) - lo > 2 * buckets:
+            return by_offset(ctx)
+        best = None
+        for e in entries[lo:]:
+            d = now - e.ts
+            t = e.ts if d < 0 else e.ts + (d // period + 1) * period
+            if best is None or t < best:
+                best = t
+        return best
+
+    return periodic_wake
 
 
 def _sequence(plan: Plan, c: ast.Sequence) -> CondFn:
@@ -433,8 +462,7 @@ def _wakes(plan: Plan, c: ast.Condition) -> list[WakeFn]:
     if isinstance(c, ast.Anonymous):
         return [_entry_wake(plan, _slot_key(plan, IDENTIFIED), 0)]
     if isinstance(c, ast.Periodic):
-        key = _slot_key(plan, c.selector)
-        return [_entry_wake(plan, key, k * c.period_ms) for k in range(c.buckets + 1)]
+        return [_compiled(plan, c, _periodic_wake)]
     if isinstance(c, ast.Sequence):
         return [_entry_wake(plan, _seq_key(plan, c), 0, seq=True), _absent_wake(plan, c)]
     return []
