@@ -1,15 +1,16 @@
 """Freshness per segment, measured: from an event's acknowledgement (``received_at_ms``) to
-the commit of the membership change it caused, and for time-driven changes from the timer's
-due time to that commit (timer lateness).
+the commit of the membership change it caused, and, apart, for time-driven changes from the
+timer's due time to that commit (timer lateness).
 
 The processor observes every committed change; each segment keeps its last ``window``
-latencies in memory, summarised as count, p50, p99 and max (``/api/v1/segments/{name}``,
-``/api/v1/status``).
+latencies of each kind in memory, summarised as count, p50, p99 and max
+(``/api/v1/segments/{name}``, ``/api/v1/status``).
 
 >>> f = Freshness(window=100)
 >>> f.observe([("buyers", 1_000), ("buyers", 1_010)], committed_ms=1_020)
+>>> f.observe([("buyers", 1_000)], committed_ms=1_150, kind="timer")
 >>> f.summary()["buyers"]
-{'count': 2, 'p50_ms': 15.0, 'p99_ms': 19.9, 'max_ms': 20}
+{'count': 2, 'p50_ms': 15.0, 'p99_ms': 19.9, 'max_ms': 20, 'timers': {'count': 1, 'p50_ms': 150.0, 'p99_ms': 150.0, 'max_ms': 150}}
 """
 
 from __future__ import annotations
@@ -17,39 +18,53 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+Kind = Literal["event", "timer"]
+
 
 class Freshness:
-    """Per-segment latency windows (thread-safe)."""
+    """Per-segment latency windows, event-caused and time-driven apart (thread-safe)."""
 
     def __init__(self, window: int = 2048) -> None:
         self.window = window
         self._lock = threading.Lock()
-        self._latencies: dict[str, deque[int]] = {}
+        self._latencies: dict[tuple[str, Kind], deque[int]] = {}
 
-    def observe(self, causes: Iterable[tuple[str, int]], committed_ms: int) -> None:
+    def observe(
+        self, causes: Iterable[tuple[str, int]], committed_ms: int, kind: Kind = "event"
+    ) -> None:
         """Record ``committed_ms - cause_ms`` for each ``(segment, cause_ms)``."""
         with self._lock:
             for segment, cause_ms in causes:
-                found = self._latencies.get(segment)
+                found = self._latencies.get((segment, kind))
                 if found is None:
-                    found = self._latencies[segment] = deque(maxlen=self.window)
+                    found = self._latencies[(segment, kind)] = deque(maxlen=self.window)
                 found.append(max(0, committed_ms - cause_ms))
 
     def summary(self) -> dict[str, dict[str, Any]]:
-        """``{segment: {count, p50_ms, p99_ms, max_ms}}`` over each segment's window."""
+        """``{segment: {count, p50_ms, p99_ms, max_ms, timers?: {...}}}``: the top level
+        for changes caused by events, ``timers`` for time-driven ones (when there are any)."""
         with self._lock:
-            snapshot = {s: list(d) for s, d in self._latencies.items()}
-        out = {}
-        for segment, values in sorted(snapshot.items()):
-            arr = np.asarray(values, dtype=float)
-            out[segment] = {
-                "count": len(values),
-                "p50_ms": round(float(np.percentile(arr, 50)), 1),
-                "p99_ms": round(float(np.percentile(arr, 99)), 1),
-                "max_ms": int(arr.max()),
-            }
+            snapshot = {key: list(d) for key, d in self._latencies.items()}
+        out: dict[str, dict[str, Any]] = {}
+        for (segment, kind), values in sorted(snapshot.items()):
+            entry = out.setdefault(segment, {"count": 0, "p50_ms": None, "p99_ms": None,
+                                             "max_ms": None})  # fmt: skip
+            if kind == "event":
+                entry.update(_stats(values))
+            else:
+                entry["timers"] = _stats(values)
         return out
+
+
+def _stats(values: list[int]) -> dict[str, Any]:
+    arr = np.asarray(values, dtype=float)
+    return {
+        "count": len(values),
+        "p50_ms": round(float(np.percentile(arr, 50)), 1),
+        "p99_ms": round(float(np.percentile(arr, 99)), 1),
+        "max_ms": int(arr.max()),
+    }

@@ -250,7 +250,7 @@ class Processor:
                 self.handler.on_timer(batch, profile_id, now_ms)
             batch.flush()
             tx.commit()
-            self.freshness.observe(batch.caused, self.wall_ms())
+            self.freshness.observe(batch.caused, self.wall_ms(), kind="timer")
         except BaseException:
             tx.rollback()
             raise
