@@ -294,3 +294,13 @@ def test_models_show_calibration_and_lift(served: Served) -> None:
         assert "purchase_7d" in page and "roc_auc <b>0.81</b>" in page
         assert 'class="calibration"' in page and 'class="lift"' in page
         assert "baseline roc_auc 0.66" in page
+
+
+def test_a_segment_page_shows_its_measured_freshness(served: Served) -> None:
+    served.send([{"type": "identify", "userId": "fresh-pro", "messageId": "fresh-1",
+                  "traits": {"plan": "pro"}}])  # fmt: skip
+    served.settle()  # the live processor enters her: a change caused by an event
+    with login(served, "read") as client:
+        page = client.get("/console/segments/pro_users").text
+    shown = page[page.index('id="freshness"') :].split("</p>")[0]
+    assert "event to membership p50" in shown and "changes)" in shown

@@ -88,6 +88,7 @@ def segment_show(console: Console, request: Request, form: Form) -> Response:
         console, request, title=f"Segment {name}", name=name, rule=d.rule,
         description=d.description, new=False, version=d.version,
         size=_size(console, name), members=members, chart=chart,
+        freshness=console.deps.processor.freshness.summary().get(name),
     )  # fmt: skip
 
 
