@@ -21,13 +21,16 @@ demo: $(STAMP) ## Run segflow on its embedded defaults with generated live traff
 	$(BIN)/segflow demo
 
 test: $(STAMP) ## Run the test suite
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not spark"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not spark and not long"
 
 test-spark: $(STAMP) ## Run the Spark SQL engine tests (CI runs them after `test`)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m spark
 
+test-long: $(STAMP) ## Run the differential tests' long variants (400 examples each)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout 0 -m long
+
 test-fast: $(STAMP) ## Run the tests without the slow marker
-	$(BIN)/python -m pytest -q -m "not slow and not spark"
+	$(BIN)/python -m pytest -q -m "not slow and not spark and not long"
 
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff check src tests benchmarks
@@ -44,4 +47,4 @@ bench: $(STAMP) ## Run every benchmark against its baseline (rows in benchmarks/
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help install demo test test-spark test-fast lint format bench clean
+.PHONY: help install demo test test-spark test-long test-fast lint format bench clean

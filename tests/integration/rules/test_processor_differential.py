@@ -411,7 +411,7 @@ def test_backfilled_rules_agree_with_sql_and_with_rules_set_from_the_start(
     check_backfill(warehouse, tmp_path_factory, arrivals, defs, offsets, data)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @LONG
 @GIVEN
 def test_processor_with_merges_agrees_with_sql_long(
@@ -420,7 +420,7 @@ def test_processor_with_merges_agrees_with_sql_long(
     check_merges(warehouse, arrivals, defs, offsets, data)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @LONG
 @GIVEN
 def test_backfill_agrees_long(
