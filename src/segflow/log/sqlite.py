@@ -32,12 +32,11 @@ True
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -393,21 +392,6 @@ class SqliteEventLog:
 
     # -- erasure (segflow.privacy) -------------------------------------------------------
 
-    def read_positions(self, positions: Iterable[Position]) -> list[Record]:
-        """The records still stored at ``positions`` (missing ones are skipped)."""
-        out: list[Record] = []
-        for partition, run in _runs(sorted(set(positions))):
-            for start in range(0, len(run), 500):
-                chunk = run[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                with self._read_lock:
-                    rows = self._read.execute(
-                        f"SELECT offset, payload FROM records WHERE partition=? AND offset IN ({marks})",
-                        (partition, *chunk),
-                    ).fetchall()
-                out.extend(Record(partition, off, decode_event(payload)) for off, payload in rows)
-        return out
-
     def erase(self, positions: Iterable[Position], *, chunk: int = 20_000) -> int:
         """Delete the records at ``positions`` (a regulation); returns how many were deleted.
 
@@ -474,12 +458,6 @@ class SqliteEventLog:
         self._writer.join()
         self._write.close()
         self._read.close()
-
-
-def _runs(positions: Sequence[Position]) -> Iterator[tuple[int, list[int]]]:
-    """Offsets grouped by partition (``positions`` sorted)."""
-    for partition, group in itertools.groupby(positions, key=lambda p: p[0]):
-        yield partition, [offset for _, offset in group]
 
 
 def open_log(data_dir: str | Path, **kwargs: Any) -> SqliteEventLog:

@@ -91,3 +91,13 @@ def check_retention(settings: Settings) -> None:
     finally:
         definitions.close()
     retention.check(settings, program)
+
+
+def suppression_filter(settings: Settings) -> SuppressionList:
+    """The data directory's suppression list as stored now (for ``segflow import``, another
+    process: its ingestor drops suppressed events like the collector does)."""
+    store = PrivacyStore(Path(settings.data_path) / "catalog.sqlite")
+    try:
+        return SuppressionList(store.key(), settings.identity, store.suppressed_hashes())
+    finally:
+        store.close()

@@ -15,11 +15,13 @@ hold        the named identifiers are *held*: new events carrying them are dropp
             suppressions
 retire      processor: find the profiles, hold every identifier they have, and (deletions) emit
             ``exited`` for each segment they are in; the profiles are marked ``erasing``
-notify      the delivery feeder has queued the exits; deletion notices are queued; the job waits
+notify      processor: the timeline's log positions; the loader starts deleting the profile's
+            rows in every warehouse table (its events by log position) in its thread; the
+            delivery feeder has queued the exits; deletion notices are queued; the job waits
             (``privacy.notify_timeout_s``) for the profile's deliveries to be sent
-warehouse   loader: delete the profile's rows in every table, its events by messageId
-log         delete the profile's events from the log (by position) and matching dead letters
-delivery    delete queue entries, attempts, sent state; scrub file destinations in the data dir
+erase       the events leave the log (by position), with matching dead letters; queue entries,
+            attempts, sent state; file destinations in the data directory are scrubbed; the
+            loader confirms the warehouse
 state       processor: delete the profiles, identity nodes, timelines, outbox changes, ...
 sweep       a second barrier: events in flight when the hold began are dropped and erased
 compact     (runner, once for every regulation erased) rewrite the stores without free space
@@ -161,28 +163,28 @@ class RegulationJob:
         if reg.type == "suppress":
             return
         self._save(reg, work, "notify")
-        self._notify(reg, work)
-        self._save(reg, work, "warehouse")
         positions = self._wait(
             self.owners.processor.submit(
                 functools.partial(_positions, profile_ids=work.profile_ids)
             ),
             "processor",
         )
-        records = self.owners.log.read_positions(positions)
-        keys = sorted({(r.event.source_id, r.event.message_id) for r in records})
-        self._erase_warehouse(work, keys, barrier)
-        self._save(reg, work, "log")
+        # the loader erases the warehouse in its thread meanwhile (DuckDB's commit of many
+        # deletions is the longest part: BENCHMARKS.md, "Privacy")
+        warehouse = self._erase_warehouse(work, positions, barrier)
+        self._notify(reg, work)
+        self._save(reg, work, "erase")
         self._erase_log(work, positions)
-        self._save(reg, work, "delivery")
         self._erase_delivery(work)
+        _add(work.counts, self._wait(warehouse, "warehouse loader"), "warehouse.")
         self._save(reg, work, "state")
         erase = functools.partial(
             _erase_state, profile_ids=work.profile_ids, identifiers=work.expanded
         )
         _add(work.counts, self._wait(self.owners.processor.submit(erase), "processor"), "state.")
         self._save(reg, work, "sweep")
-        self._wait(self.owners.processor.submit(_noop, after=self._barrier()), "processor")
+        sweep = self._owned(self._barrier())
+        self._wait(self.owners.processor.submit(_noop, after=sweep), "processor")
 
     def _hold(self, reg: Regulation, idents: Sequence[Identifier]) -> None:
         key = self.store.key()
@@ -203,13 +205,17 @@ class RegulationJob:
         self.owners.log.submit(()).result()
         return self.owners.log.end_offsets()
 
+    def _owned(self, barrier: Mapping[int, int]) -> dict[int, int]:
+        """The part of a barrier the processor can pass (the partitions it owns)."""
+        owned = set(self.owners.processor.owned_partitions)
+        return {p: o for p, o in barrier.items() if p in owned}
+
     def _retire(
         self, reg: Regulation, work: Work, named: Sequence[Identifier], barrier: Mapping[int, int]
     ) -> None:
         known = [*named, *(Identifier(*i) for i in work.expanded)]
-        owned = set(self.owners.processor.owned_partitions)
         retire = functools.partial(_retire, identifiers=known, exits=reg.type != "suppress")
-        after = {p: o for p, o in barrier.items() if p in owned}
+        after = self._owned(barrier)
         found = self._wait(self.owners.processor.submit(retire, after=after), "processor")
         work.profile_ids = sorted({*work.profile_ids, *found.profile_ids})
         work.expanded = sorted({*work.expanded, *found.identifiers})
@@ -236,16 +242,15 @@ class RegulationJob:
             work.counts["exits_not_queued"] = 1
 
     def _erase_warehouse(
-        self, work: Work, keys: Sequence[tuple[str, str]], barrier: Mapping[int, int]
-    ) -> None:
+        self, work: Work, positions: Sequence[tuple[int, int]], barrier: Mapping[int, int]
+    ) -> Future[dict[str, int]]:
         erase = functools.partial(
             warehouse_erase.erase,
             profile_ids=work.profile_ids,
             identifiers=work.expanded,
-            message_keys=keys,
+            positions=positions,
         )
-        future = self.owners.loader.submit(erase, after=barrier, after_change=work.exit_seq)
-        _add(work.counts, self._wait(future, "warehouse loader"), "warehouse.")
+        return self.owners.loader.submit(erase, after=barrier, after_change=work.exit_seq)
 
     def _erase_log(self, work: Work, positions: Sequence[tuple[int, int]]) -> None:
         values = sorted({v for _, v in work.expanded})

@@ -292,10 +292,13 @@ class Processor:
             result = pending.command(batch, self.clock.now_ms())
             batch.flush()
             tx.commit()
-        except BaseException as exc:
+        except Exception as exc:  # the command's failure is its caller's to handle
             tx.rollback()
             pending.future.set_exception(exc)
             return True
+        except BaseException:
+            tx.rollback()
+            raise
         pending.future.set_result(result)
         return True
 

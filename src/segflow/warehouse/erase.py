@@ -10,7 +10,9 @@ without a list to keep up to date):
   ``profile_events`` gives events not linked yet);
 - rows whose ``user_id``, ``anonymous_id``, ``previous_id`` or ``id_value`` is one of the
   identifiers' values;
-- in ``events``, the events on the profiles' timelines, by ``(source_id, message_id)``.
+- in ``events``, the events on the profiles' timelines, by their place in the log
+  (``log_partition``, ``log_offset``): that also finds an event none of whose identifiers is
+  the person's any more (an anonymousId whose link the merge rules refused).
 
 DuckDB marks deleted rows and frees blocks without overwriting them, so deleted values stay
 in the file until it is rewritten. :func:`rewrite` copies the database into a fresh file
@@ -63,10 +65,11 @@ def erase(
     con: duckdb.DuckDBPyConnection,
     profile_ids: Sequence[str],
     identifiers: Sequence[tuple[str, str]],
-    message_keys: Sequence[tuple[str, str]],
+    positions: Sequence[tuple[int, int]],
 ) -> dict[str, int]:
-    """Delete the rows of these profiles, identifiers and events (in the caller's
-    transaction); returns rows deleted per table (tables with none are left out)."""
+    """Delete the rows of these profiles, identifiers and events (``positions``: the events'
+    ``(partition, offset)`` in the log), in the caller's transaction; returns rows deleted per
+    table (tables with none are left out)."""
     values = sorted({v for _, v in identifiers})
     fallback = [f"user:{v}" for t, v in identifiers if t == "user_id"]
     fallback += [f"anon:{v}" for t, v in identifiers if t == "anonymous_id"]
@@ -76,8 +79,8 @@ def erase(
         "_erase_events",
         pa.table(
             {
-                "source_id": pa.array([k[0] for k in message_keys], pa.string()),
-                "message_id": pa.array([k[1] for k in message_keys], pa.string()),
+                "p": pa.array([p for p, _ in positions], pa.int32()),
+                "o": pa.array([o for _, o in positions], pa.int64()),
             }
         ),
     )
@@ -97,7 +100,7 @@ def _erase_all(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             deleted += _count(
                 con.execute(
                     "DELETE FROM events USING _erase_events AS k"
-                    " WHERE events.source_id = k.source_id AND events.message_id = k.message_id"
+                    " WHERE events.log_partition = k.p AND events.log_offset = k.o"
                 )
             )
         conds = [f"{c} IN (SELECT v FROM _erase_profiles)" for c in PROFILE_COLUMNS if c in columns]

@@ -93,6 +93,7 @@ class WarehouseLoader:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._file_lock = threading.RLock()  # held while the loader uses the file
+        self._commands_lock = threading.Lock()  # the queue only: submitting never waits
         self._commands: list[_Command[Any]] = []
         self._retained_ms = 0
         self.last_error: BaseException | None = None
@@ -148,42 +149,52 @@ class WarehouseLoader:
         return self._queue(pending)
 
     def _queue(self, pending: _Command[_T]) -> Future[_T]:
-        with self._file_lock:
+        with self._commands_lock:
             self._commands.append(pending)
         self._wake.set()
         return pending.future
 
-    def _run_commands(self, con: Any) -> None:
-        with self._file_lock:
-            queued = [c for c in self._commands if not c.needs_file]
-            if not queued:
-                return
-            cursors = read_cursors(con)
-            for cmd in queued:
-                if not _passed(cursors, cmd):
-                    continue
+    def _take(self, needs_file: bool, cursors: Mapping[str, int] | None) -> list[_Command[Any]]:
+        """Remove and return the queued commands of one kind whose barrier is passed."""
+        with self._commands_lock:
+            ready = [
+                c
+                for c in self._commands
+                if c.needs_file == needs_file and (cursors is None or _passed(cursors, c))
+            ]
+            for cmd in ready:
                 self._commands.remove(cmd)
+        return ready
+
+    def _run_commands(self, con: Any) -> None:
+        with self._commands_lock:
+            if not any(not c.needs_file for c in self._commands):
+                return
+        with self._file_lock:
+            for cmd in self._take(False, read_cursors(con)):
                 con.execute("BEGIN")
                 try:
                     result = cmd.command(con)
                     con.execute("COMMIT")
-                except BaseException as exc:
+                except Exception as exc:  # the command's failure is its caller's to handle
                     con.execute("ROLLBACK")
                     cmd.future.set_exception(exc)
                     continue
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
                 cmd.future.set_result(result)
 
     def _run_file_commands(self) -> None:
         with self._file_lock:
-            queued = [c for c in self._commands if c.needs_file]
+            queued = self._take(True, None)
             if not queued:
                 return
             self._release()
             for cmd in queued:
-                self._commands.remove(cmd)
                 try:
                     cmd.future.set_result(cmd.command(self.path))
-                except BaseException as exc:
+                except Exception as exc:
                     cmd.future.set_exception(exc)
 
     def _apply_retention(self, con: Any) -> int:

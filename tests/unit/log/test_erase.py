@@ -29,8 +29,6 @@ def event(message_id: str, user: str) -> Event:
 def test_erased_records_leave_a_gap_that_readers_and_appends_respect(open_log: OpenLog) -> None:
     log = open_log(partitions=1)
     log.append([event(f"m{i}", "secret-user" if i in (1, 3) else "other") for i in range(5)])
-    found = log.read_positions([(0, 1), (0, 3), (0, 9)])
-    assert [r.event.message_id for r in found] == ["m1", "m3"]
     assert log.erase([(0, 1), (0, 3), (0, 3)]) == 2
     assert [r.offset for r in log.read(0, 0)] == [0, 2, 4]
     assert [r.offset for r in log.read(0, 1, 1)] == [2]  # a consumer at offset 1 reads on

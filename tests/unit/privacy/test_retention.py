@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest

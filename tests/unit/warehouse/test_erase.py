@@ -36,6 +36,8 @@ def loaded(tmp_path: Path, event_factory: Callable[..., Event]) -> WarehouseLoad
         [
             event_factory(user_id="canary-u", anonymous_id="canary-a", message_id="c1"),
             event_factory(user_id=None, anonymous_id="canary-a", message_id="c2"),
+            # on the canary's timeline, though its anonymousId was never linked (refused)
+            event_factory(user_id=None, anonymous_id="refused-link", message_id="c3"),
             event_factory(user_id="control-u", message_id="k1"),
         ]
     )
@@ -71,15 +73,18 @@ def test_erase_reaches_every_table_keyed_by_profile_or_identifier(
         con.execute(
             "CREATE TABLE fallback AS SELECT * FROM (VALUES ('user:canary-u'), ('p_k')) t(profile_id)"
         )
+        [position] = con.execute(
+            "SELECT log_partition, log_offset FROM events WHERE message_id = 'c3'"
+        ).fetchall()
         con.execute("BEGIN")
         counts = erase(
             con,
             ["p_c"],
             [("user_id", "canary-u"), ("anonymous_id", "canary-a"), ("email", "c@x.org")],
-            [("web", "c1")],
+            [position],
         )
         con.execute("COMMIT")
-        assert counts["events"] == 2 and counts["identities"] == 2 and counts["memberships"] == 1
+        assert counts["events"] == 3 and counts["identities"] == 2 and counts["memberships"] == 1
         assert counts["my_features"] == 1 and counts["fallback"] == 1 and counts["changes"] == 3
         rows = con.execute("SELECT message_id FROM events ORDER BY 1").fetchall()
         assert rows == [("k1",)]
@@ -100,7 +105,7 @@ def test_the_loader_runs_commands_after_its_barrier(
     later = loader.submit(lambda con: "ran", after={part: end[part] + 1})
     now = loader.submit(lambda con: con.execute("SELECT count(*) FROM events").fetchone())
     loader.run_once()
-    assert now.result(timeout=0) == (3,) and not later.done()
+    assert now.result(timeout=0) == (4,) and not later.done()
     loader.log.append([event_factory(user_id="late-user", message_id="late-a")])
     loader.run_once()
     assert later.result(timeout=0) == "ran"
