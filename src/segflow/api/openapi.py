@@ -100,6 +100,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/models/{name}/runs"): {"job": "train"},
     ("PATCH", "/api/v1/models/{name}/clusters/{cluster}"): {"name": "Big spenders"},
     ("POST", "/api/v1/models/{name}/clusters/{cluster}/segment"): {"segment": "big_spenders"},
+    ("POST", "/api/v1/regulations"): {"type": "delete", "identifiers": [{"type": "email", "value": "ann@example.com"}]},
 }  # fmt: skip
 
 _TAGS = {"openapi.json": "docs", "health": "status"}

@@ -48,6 +48,9 @@ def compact(owners: Owners, catalog: PrivacyStore, *, timeout_s: float = 600.0) 
         timed("state", state_compact)
     timed("delivery", owners.delivery.compact)
     timed("catalog", catalog.compact)
+    if not owners.loader.releases_file:  # PostgreSQL: the server's storage, not a file of ours
+        spent["warehouse"] = "not rewritten: a PostgreSQL server reclaims space by VACUUM"
+        return spent
     future = owners.loader.submit_file(rewrite)
     try:
         spent["warehouse_bytes"] = timed("warehouse", lambda: future.result(timeout=timeout_s))

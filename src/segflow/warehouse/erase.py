@@ -34,6 +34,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -62,18 +63,22 @@ def _tables(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
 
 
 def erase(
-    con: duckdb.DuckDBPyConnection,
+    con: Any,
     profile_ids: Sequence[str],
     identifiers: Sequence[tuple[str, str]],
     positions: Sequence[tuple[int, int]],
 ) -> dict[str, int]:
     """Delete the rows of these profiles, identifiers and events (``positions``: the events'
     ``(partition, offset)`` in the log), in the caller's transaction; returns rows deleted per
-    table (tables with none are left out)."""
+    table (tables with none are left out). ``con`` is DuckDB's, or the PostgreSQL engine's
+    (:func:`erase_postgres`)."""
     values = sorted({v for _, v in identifiers})
     fallback = [f"user:{v}" for t, v in identifiers if t == "user_id"]
     fallback += [f"anon:{v}" for t, v in identifiers if t == "anonymous_id"]
-    con.register("_erase_profiles", pa.table({"v": sorted({*profile_ids, *fallback})}))
+    ids = sorted({*profile_ids, *fallback})
+    if getattr(con, "dialect", "duckdb") == "postgres":
+        return erase_postgres(con, ids, values, positions)
+    con.register("_erase_profiles", pa.table({"v": ids}))
     con.register("_erase_values", pa.table({"v": pa.array(values, pa.string())}))
     con.register(
         "_erase_events",
@@ -109,6 +114,42 @@ def _erase_all(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         ]
         if conds:
             deleted += _count(con.execute(f"DELETE FROM {quoted} WHERE {' OR '.join(conds)}"))
+        if deleted:
+            counts[table] = deleted
+    return counts
+
+
+def erase_postgres(
+    con: Any, ids: Sequence[str], values: Sequence[str], positions: Sequence[tuple[int, int]]
+) -> dict[str, int]:
+    """:func:`erase` on the PostgreSQL engine (``segflow.warehouse.postgres.PgConnection``):
+    the same tables and columns, found in ``information_schema``, with array parameters."""
+    rows = con.execute(
+        "SELECT c.table_name, c.column_name FROM information_schema.columns AS c"
+        " JOIN information_schema.tables AS t ON t.table_schema = c.table_schema"
+        " AND t.table_name = c.table_name"
+        " WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'"
+    ).fetchall()
+    tables: dict[str, set[str]] = {}
+    for table, column in rows:
+        tables.setdefault(table, set()).add(column)
+    counts: dict[str, int] = {}
+    for table, columns in sorted(tables.items()):
+        quoted = '"' + table.replace('"', '""') + '"'
+        deleted = 0
+        if table == "events" and positions:
+            deleted += con.execute(
+                "DELETE FROM events WHERE (log_partition, log_offset) IN"
+                " (SELECT * FROM unnest(?::int[], ?::bigint[]))",
+                [[p for p, _ in positions], [o for _, o in positions]],
+            ).rowcount
+        conds = [(c, list(ids)) for c in PROFILE_COLUMNS if c in columns]
+        conds += [(c, list(values)) for c in IDENTIFIER_COLUMNS if c in columns]
+        if conds:
+            where = " OR ".join(f"{c} = ANY(?)" for c, _ in conds)
+            deleted += con.execute(
+                f"DELETE FROM {quoted} WHERE {where}", [v for _, v in conds]
+            ).rowcount
         if deleted:
             counts[table] = deleted
     return counts

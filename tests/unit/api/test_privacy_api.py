@@ -117,7 +117,8 @@ def test_a_bad_request_is_a_400_naming_the_field(
 ) -> None:
     answer = api["client"].post("/api/v1/regulations", json=body, headers=api["admin"])
     assert answer.status_code == 400
-    assert answer.json()["field"] == field and answer.json()["reason"]
+    details = answer.json()["error"]["details"]
+    assert details["field"] == field and details["reason"]
 
 
 def test_only_admins_may_ask(api: dict[str, Any]) -> None:
@@ -127,7 +128,8 @@ def test_only_admins_may_ask(api: dict[str, Any]) -> None:
     assert client.post("/api/v1/regulations", json=body, headers=api["editor"]).status_code == 403
     assert client.get("/api/v1/suppressions", headers=api["editor"]).status_code == 403
     missing = client.get("/api/v1/regulations/reg_nope", headers=api["admin"])
-    assert missing.status_code == 404 and missing.json()["code"] == "regulation_not_found"
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "regulation_not_found"
 
 
 def test_suppressions_are_listed_as_hashes_and_can_be_lifted(api: dict[str, Any]) -> None:

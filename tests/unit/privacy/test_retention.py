@@ -98,8 +98,8 @@ def test_serve_refuses_to_start_and_the_api_refuses_the_rule(tmp_path: Path) -> 
             )
         )
         assert answer.status_code == 400
-        body = answer.json()
-        assert body["field"] == "rule" and 'segment "year" (365 days)' in body["reason"]
+        details = answer.json()["error"]["details"]
+        assert details["field"] == "rule" and 'segment "year" (365 days)' in details["reason"]
         ok = asyncio.run(
             _post(
                 parts.mounts["/api"],
