@@ -126,7 +126,7 @@ def suppress(
 @privacy_app.command()
 def status(
     regulation_id: str | None = typer.Argument(None, help="one regulation (default: recent ones)"),
-    limit: int = typer.Option(20, "--limit"),
+    limit: int = typer.Option(20, "--limit", help="how many recent regulations to show"),
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
 ) -> None:
@@ -140,7 +140,7 @@ def status(
 
 @privacy_app.command()
 def suppressions(
-    limit: int = typer.Option(100, "--limit"),
+    limit: int = typer.Option(100, "--limit", help="how many suppressions to show"),
     after: str = typer.Option("", "--after", help="page: the last hash of the previous page"),
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
