@@ -23,6 +23,9 @@ class Always:
     def on_time(self, profile: Any, state: bytes | None, now_ms: int) -> Any:
         return Evaluation(state, frozenset({"all"}), {"seen": True}, now_ms + 3_600_000)
 
+    def can_merge(self, survivor: bytes | None, absorbed: bytes | None) -> bool:
+        return True
+
     def merge_states(self, survivor: bytes | None, absorbed: bytes | None) -> bytes | None:
         return survivor or absorbed
 
