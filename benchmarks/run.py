@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "imports": ("benchmarks.imports", ["--events", "5000", "--rounds", "2"]),
     "ml": ("benchmarks.ml", ["--profiles", "5000", "--rounds", "2"]),
     "delivery": ("benchmarks.delivery", ["--rounds", "2", "--seconds", "0.5"]),
+    "privacy": ("benchmarks.privacy", ["--events", "5000", "--others", "5000", "--rounds", "2"]),
 }  # fmt: skip
 
 

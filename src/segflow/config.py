@@ -90,6 +90,8 @@ class WarehouseSettings(msgspec.Struct, frozen=True, kw_only=True):
     support_event: str = "Support Ticket Created"
     key_features: tuple[str, ...] = ()
     custom_features: tuple[CustomFeature, ...] = ()
+    retention_ms: int | None = None  # None: keep every event (docs/privacy.md, "Retention")
+    retention_interval_s: float = 300.0
 
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,6 +115,17 @@ class ActivateSettings(msgspec.Struct, frozen=True, kw_only=True):
     delivered_retention_ms: int = 7 * 24 * 3_600_000
 
 
+class PrivacySettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Deletion and suppression regulations (docs/privacy.md): how long a regulation waits
+    for destinations to confirm the exits, for each store's owner, and whether the stores are
+    compacted (rewritten without free space) after regulations finish."""
+
+    compact_after_regulation: bool = True
+    notify_timeout_s: float = 30.0
+    step_timeout_s: float = 600.0
+    poll_interval_s: float = 1.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """All of segflow's settings, one section per part."""
 
@@ -124,6 +137,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream: StreamSettings = msgspec.field(default_factory=StreamSettings)
     identity: IdentityRules = msgspec.field(default_factory=IdentityRules)
     activate: ActivateSettings = msgspec.field(default_factory=ActivateSettings)
+    privacy: PrivacySettings = msgspec.field(default_factory=PrivacySettings)
 
     @property
     def data_path(self) -> Path:

@@ -17,6 +17,7 @@ DestinationKind = Literal["webhook", "file"]
 PayloadFormat = Literal["segflow", "segment_track", "segment_identify"]
 IdentifierMode = Literal["raw", "hashed"]
 ChangeKind = Literal["entered", "exited"]
+DeliveryKind = Literal["entered", "exited", "deleted"]  # deleted: a deletion notice
 DeliveryStatus = Literal["pending", "delivered", "dead", "skipped"]
 
 
@@ -24,6 +25,9 @@ class Destination(msgspec.Struct, frozen=True, kw_only=True):
     """Where membership changes go, and how they are shaped and paced.
 
     ``url`` is for webhooks, ``directory`` for file destinations. Times are milliseconds.
+    ``deletion_notice``: when a deletion regulation erases a profile this destination was
+    told about, it also receives a ``profile.deleted`` notice after the ``exited`` changes
+    (docs/privacy.md).
     """
 
     name: str
@@ -45,6 +49,7 @@ class Destination(msgspec.Struct, frozen=True, kw_only=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     enabled: bool = True
     disabled_reason: str | None = None
+    deletion_notice: bool = False
     created_ms: int = 0
     updated_ms: int = 0
 
@@ -67,7 +72,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     profile_id: str
     webhook_id: str
     segment: str
-    kind: ChangeKind
+    kind: DeliveryKind
     sequence: int
     at_ms: int
     payload: dict[str, Any]

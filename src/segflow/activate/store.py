@@ -35,7 +35,7 @@ from segflow.activate.models import (
     SecretInfo,
     Subscription,
 )
-from segflow.sqlite import connect
+from segflow.sqlite import connect, vacuum
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS destinations (name TEXT PRIMARY KEY, spec BLOB NOT NULL);
@@ -444,6 +444,11 @@ class DeliveryStore:
             return con.execute(
                 "DELETE FROM deliveries WHERE status='delivered' AND finished_ms < ?", (before_ms,)
             ).rowcount
+
+    def compact(self) -> None:
+        """VACUUM the file and truncate its write-ahead file (after a regulation)."""
+        with self._lock:
+            vacuum(self._con)
 
     def add_notice(self, destination: str, at_ms: int, level: str, message: str) -> None:
         with self.transaction() as con:

@@ -11,6 +11,7 @@
 /api/v1/segments, /traits  ``segflow.api.segments``
 /api/v1/destinations/...   ``segflow.api.destinations``
 /api/v1/models/...         ``segflow.api.models``
+/api/v1/regulations, ...   ``segflow.api.privacy`` (deletion and suppression)
 =========================  =====================================================
 
 Every route but ``/health`` and the docs needs an API token (``segflow tokens create``) with
@@ -39,11 +40,13 @@ from segflow.api.auth import TokenStore, authorizer
 from segflow.api.common import endpoint, http_error, internal_error, query_int
 from segflow.api.destinations import destination_routes
 from segflow.api.models import ModelsDeps, build_model_routes
+from segflow.api.privacy import privacy_routes
 from segflow.api.profiles import profile_routes
 from segflow.api.segments import segment_routes
 from segflow.api.sources import source_routes
 from segflow.api.tokens import token_routes
 from segflow.audit import AuditLog
+from segflow.privacy.service import PrivacyService
 from segflow.segments.service import SegmentService
 from segflow.server.runtime import Runtime
 from segflow.server.status import status
@@ -66,6 +69,7 @@ class ApiDeps:
     warehouse: Callable[[], duckdb.DuckDBPyConnection]
     catalog_path: Path
     audit: AuditLog | None = None
+    privacy: PrivacyService | None = None
 
 
 async def _health(request: Request) -> JSONResponse:
@@ -117,6 +121,7 @@ def build_api(deps: ApiDeps) -> Starlette:
         *build_model_routes(models),
         *token_routes(deps.tokens, authorize, deps.audit),
         *source_routes(deps.runtime.catalog, deps.runtime.log.dead_letters, authorize, deps.audit),
+        *(privacy_routes(deps.privacy, authorize) if deps.privacy is not None else ()),
     ]
     pairs = [
         (m, r.path)

@@ -73,6 +73,11 @@ OPERATIONS: dict[tuple[str, str], tuple[str | None, str, str | None]] = {
     ("GET", "/api/v1/models/{name}/clusters"): ("read", "Cluster cards and the 2-D projection", None),
     ("PATCH", "/api/v1/models/{name}/clusters/{cluster}"): ("editor", "Rename a cluster", "name"),
     ("POST", "/api/v1/models/{name}/clusters/{cluster}/segment"): ("editor", "Save a cluster as a segment", "segment"),
+    ("POST", "/api/v1/regulations"): ("admin", "Delete and/or suppress a person (202: runs in the background)", "type, identifiers"),
+    ("GET", "/api/v1/regulations"): ("admin", "Regulations, newest first (?status&limit)", None),
+    ("GET", "/api/v1/regulations/{id}"): ("admin", "A regulation: status, step, counts, error", None),
+    ("GET", "/api/v1/suppressions"): ("admin", "Suppressed identifiers as keyed hashes (?after&limit)", None),
+    ("DELETE", "/api/v1/suppressions/{hash}"): ("admin", "Lift a suppression", None),
 }  # fmt: skip
 
 # request bodies worth showing (the docs page pre-fills them)
@@ -95,6 +100,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/models/{name}/runs"): {"job": "train"},
     ("PATCH", "/api/v1/models/{name}/clusters/{cluster}"): {"name": "Big spenders"},
     ("POST", "/api/v1/models/{name}/clusters/{cluster}/segment"): {"segment": "big_spenders"},
+    ("POST", "/api/v1/regulations"): {"type": "delete", "identifiers": [{"type": "email", "value": "ann@example.com"}]},
 }  # fmt: skip
 
 _TAGS = {"openapi.json": "docs", "health": "status"}

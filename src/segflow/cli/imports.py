@@ -34,6 +34,7 @@ def import_(
     from segflow.collect.catalog import open_catalog
     from segflow.collect.ingest import Ingestor
     from segflow.log.sqlite import SqliteEventLog
+    from segflow.privacy.compose import suppression_filter
     from segflow.warehouse.importer import import_file
     from segflow.warehouse.readers import CDNOW_COLUMNS, detect_format, parse_mapping
 
@@ -45,6 +46,7 @@ def import_(
     console = Console(stderr=True)
     try:
         ingestor = Ingestor(log, catalog, settings.collect)
+        ingestor.blocked = suppression_filter(settings).blocks_event  # docs/privacy.md
         src = ingestor.source(source)
         total = file.stat().st_size
         with Progress(

@@ -41,6 +41,7 @@ _AREAS: tuple[str, ...] = (
     "destinations",
     "imports",
     "ml",
+    "privacy",
     "process",
     "profiles",
     "segments",

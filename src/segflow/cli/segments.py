@@ -43,10 +43,13 @@ def _service(data_dir: Path | None, config: Path | None) -> SegmentService:
     settings = resolve_settings(data_dir, config)
     path = warehouse_path(settings.data_path)
     catalog = settings.data_path / "catalog.sqlite"
+    from segflow.privacy.retention import guard
+
     return SegmentService(
         DefinitionStore(catalog),
         warehouse=lambda: connect(path, timeout_s=settings.warehouse.lock_timeout_s),
         audit=AuditLog(catalog),
+        history_check=guard(settings),
     )
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,10 +64,12 @@ class Refusal(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 class IngestResult(msgspec.Struct, kw_only=True):
-    """``accepted`` counts stored messages and acknowledged duplicates (``duplicates`` of them)."""
+    """``accepted`` counts stored messages and acknowledged duplicates (``duplicates`` of them)
+    and suppressed messages (``suppressed``: acknowledged and dropped, as Segment does)."""
 
     accepted: int = 0
     duplicates: int = 0
+    suppressed: int = 0
     refused: list[Refusal] = msgspec.field(default_factory=list)
 
 
@@ -80,6 +82,7 @@ class Prepared:
     refused: list[Refusal] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     violations: Counter[tuple[str, str]] = field(default_factory=Counter)
+    suppressed: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ class Ingestor:
         self.log = log
         self.catalog = catalog
         self.settings = settings or CollectSettings()
+        # events for which this is true are acknowledged and dropped (segflow.privacy)
+        self.blocked: Callable[[Event], bool] | None = None
 
     # -- public API --------------------------------------------------------------------------
 
@@ -185,6 +190,9 @@ class Ingestor:
                 if isinstance(item, InvalidMessage):
                     raise item
                 event = self._one(request, item, rules, prepared)
+                if self.blocked is not None and self.blocked(event):
+                    prepared.suppressed += 1
+                    continue
                 payload = _encode_event(event)
                 prepared.events.append(event)
                 prepared.payloads.append(payload)
@@ -296,8 +304,9 @@ def _encode_any(obj: Any) -> bytes:
 
 def _merge(result: IngestResult, prepared: Prepared, positions: list[Position | None]) -> None:
     duplicates = sum(1 for p in positions if p is None)
-    result.accepted += len(positions)
+    result.accepted += len(positions) + prepared.suppressed
     result.duplicates += duplicates
+    result.suppressed += prepared.suppressed
     result.refused.extend(prepared.refused)
 
 

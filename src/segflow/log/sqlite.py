@@ -36,7 +36,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from segflow.log.base import DeadLetter, Position, Record, partition_for
 from segflow.log.dedupe import DedupeIndex, dedupe_key
 from segflow.log.exceptions import LogBackpressure, LogClosed, LogWriteFailed
 from segflow.spec.events import Event, decode_event, encode_event
-from segflow.sqlite import connect
+from segflow.sqlite import connect, vacuum
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -373,11 +373,15 @@ class SqliteEventLog:
             rows,
         )
 
-    def apply_retention(self, *, older_than_ms: int = 0) -> int:
+    def apply_retention(
+        self, *, older_than_ms: int = 0, required_groups: Sequence[str] = ()
+    ) -> int:
         """Delete records every consumer group has passed (and appended before
-        ``now - older_than_ms``). Returns how many were deleted; none while no group exists."""
+        ``now - older_than_ms``). Returns how many were deleted; none while no group exists,
+        nor while one of ``required_groups`` (the processor, the warehouse loader) has not
+        committed yet: a consumer that has not started must not lose what it has not read."""
         groups = self.consumer_groups()
-        if not groups:
+        if not groups or not set(required_groups) <= set(groups):
             return 0
         floor = {p: min(self.committed(g)[p] for g in groups) for p in range(self._partitions)}
         cutoff = self._clock.now_ms() - older_than_ms
@@ -385,6 +389,44 @@ class SqliteEventLog:
         return self._locked_write(
             "DELETE FROM records WHERE partition=? AND offset<? AND appended_at_ms<=?", rows
         )
+
+    # -- erasure (segflow.privacy) -------------------------------------------------------
+
+    def erase(self, positions: Iterable[Position], *, chunk: int = 20_000) -> int:
+        """Delete the records at ``positions`` (a regulation); returns how many were deleted.
+
+        Offsets are never reused (``partitions.next_offset`` does not move), so the offsets of
+        every other record and every consumer's committed offset stay valid: readers skip the
+        gap. Written in transactions of ``chunk`` records, so appends wait at most one chunk.
+        """
+        rows = sorted(set(positions))
+        deleted = 0
+        for start in range(0, len(rows), chunk):
+            deleted += self._locked_write(
+                "DELETE FROM records WHERE partition=? AND offset=?", rows[start : start + chunk]
+            )
+        return deleted
+
+    def erase_dead_letters(self, matches: Callable[[bytes], bool], needles: Sequence[bytes]) -> int:
+        """Delete the dead letters whose payload contains one of ``needles`` (a byte prefilter,
+        case-insensitive) and that ``matches`` confirms; returns how many."""
+        if not needles:
+            return 0
+        where = " OR ".join("instr(lower(CAST(payload AS TEXT)), ?) > 0" for _ in needles)
+        args = [n.decode("utf-8", "replace").lower() for n in needles]
+        with self._read_lock:
+            rows = self._read.execute(
+                f"SELECT id, payload FROM dead_letters WHERE {where}", args
+            ).fetchall()
+        ids = [(row_id,) for row_id, payload in rows if matches(bytes(payload))]
+        return self._locked_write("DELETE FROM dead_letters WHERE id=?", ids) if ids else 0
+
+    def compact(self) -> None:
+        """Rewrite the file without free pages (``VACUUM``) and empty the write-ahead file
+        (``wal_checkpoint(TRUNCATE)``), so deleted records leave no bytes behind. Appends wait
+        meanwhile (the write lock is held)."""
+        with self._write_lock:
+            vacuum(self._write)
 
     def _locked_write(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> int:
         with self._write_lock:

@@ -62,6 +62,7 @@ class Profile(msgspec.Struct, array_like=True, kw_only=True):
     merge_count: int = 0
     absorbed: list[str] = []
     excluded: list[str] = []
+    erasing: bool = False  # a deletion regulation runs: no memberships, no timers
 
     @property
     def user_id(self) -> str | None:

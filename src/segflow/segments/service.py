@@ -62,11 +62,14 @@ class SegmentService:
         warehouse: Callable[[], duckdb.DuckDBPyConnection] | None = None,
         clock: Clock | None = None,
         audit: AuditLog | None = None,
+        history_check: Callable[[SegmentProgram], None] | None = None,
     ) -> None:
         self.store = store
         self.warehouse = warehouse
         self.clock = clock or WallClock()
         self.audit = audit
+        # refuses a rule set that reads more raw history than is kept (segflow.privacy.retention)
+        self.history_check = history_check
 
     # -- reading -----------------------------------------------------------------------------
     def segments(self) -> dict[str, str]:
@@ -125,7 +128,9 @@ class SegmentService:
         segments, traits = self.segments(), self.traits()
         before = (segments if kind == "segment" else traits).get(name)
         (segments if kind == "segment" else traits)[name] = rule
-        self._compile(segments, traits)
+        program = self._compile(segments, traits)
+        if self.history_check is not None:
+            self.history_check(program)
         saved = self.store.put(kind, name, rule, description)
         if self.audit is not None:
             action = f"{kind}.{'create' if before is None else 'update'}"

@@ -13,6 +13,7 @@ warehouse-loader       log + change feed -> ``warehouse.duckdb`` (micro-batches)
 delivery               change feed -> delivery queue -> destinations
 ml-scheduler           nightly model jobs; scores and clusters back into profile state
 log-retention          deletes consumed log records past ``log.retention_ms`` (off by default)
+privacy                runs deletion/suppression regulations (``segflow.privacy``)
 =====================  ===============================================================
 
 The admin API (``/api/v1/...``) and the web console (``/console``) share the processor's reader, the activation service and the
@@ -35,6 +36,8 @@ from segflow.api.app import ApiDeps, build_api
 from segflow.api.auth import TokenStore
 from segflow.audit import AuditLog
 from segflow.collect.asgi import ASGIApp
+from segflow.privacy import compose as privacy_compose
+from segflow.privacy.compose import PrivacyParts
 from segflow.segments.service import DefinitionWatcher, SegmentService
 from segflow.segments.store import DefinitionStore
 from segflow.server.app import KeepPath
@@ -46,6 +49,7 @@ from segflow.stream.compose import build_processor, build_reader
 from segflow.stream.processor import Processor
 from segflow.ui import build_console
 from segflow.warehouse import backends as warehouse_backends
+from segflow.warehouse.loader import CONSUMER_GROUP as LOADER_GROUP
 from segflow.warehouse.loader import WarehouseLoader
 
 
@@ -61,6 +65,7 @@ class Assembly:
     tokens: TokenStore
     services: list[Service]
     mounts: dict[str, ASGIApp]
+    privacy: PrivacyParts | None = None
 
 
 _ASSEMBLIES: dict[int, Assembly] = {}
@@ -78,6 +83,7 @@ def assemble(runtime: Runtime) -> Assembly:
 
 def _build(runtime: Runtime) -> Assembly:
     settings, clock, data = runtime.settings, runtime.clock, runtime.settings.data_path
+    privacy_compose.check_retention(settings)  # ConfigError when the rules read more history
     processor = build_processor(settings, runtime.log, clock=clock)
     reader = build_reader(settings, runtime.log)
     warehouse = warehouse_backends.opener(settings)  # DuckDB file or PostgreSQL (engine)
@@ -109,9 +115,21 @@ def _build(runtime: Runtime) -> Assembly:
     tokens = TokenStore(data / "catalog.sqlite")
     ml = MlService(warehouse, clock, sink=processor, settings=settings.ml)
     log = settings.log
+    privacy = privacy_compose.build(
+        settings,
+        clock,
+        ingestor=runtime.ingestor,
+        log=runtime.log,
+        processor=processor,
+        loader=loader,
+        delivery=store,
+        audit=audit,
+        segments=segments,
+    )
     closer = _Closer(
         [processor.store.close, segments.store.close, store.close, tokens.close, audit.close]
     )
+    closer.closers.append(privacy.store.close)
     services: list[Service] = [
         closer,  # started first, so stopped last: closes the stores after every service
         DefinitionWatcher(segments, processor.set_evaluator),
@@ -123,9 +141,13 @@ def _build(runtime: Runtime) -> Assembly:
         services.append(ml)
     if log.retention_ms is not None:
         retention = LogRetention(
-            runtime.log, retention_ms=log.retention_ms, interval_s=log.retention_interval_s
+            runtime.log,
+            retention_ms=log.retention_ms,
+            interval_s=log.retention_interval_s,
+            required_groups=(settings.stream.group, LOADER_GROUP),
         )
         services.append(retention)
+    services.append(privacy.runner)  # started after, stopped before, the parts it asks
     api_deps = ApiDeps(
         runtime=runtime,
         reader=reader,
@@ -137,12 +159,15 @@ def _build(runtime: Runtime) -> Assembly:
         warehouse=warehouse,
         catalog_path=data / "catalog.sqlite",
         audit=audit,
+        privacy=privacy.service,
     )
     mounts: dict[str, ASGIApp] = {
         "/api": KeepPath(build_api(api_deps)),
         "/console": KeepPath(build_console(api_deps)),
     }
-    return Assembly(processor, loader, delivery, activation, segments, tokens, services, mounts)
+    return Assembly(
+        processor, loader, delivery, activation, segments, tokens, services, mounts, privacy
+    )
 
 
 class _Closer:

@@ -1,5 +1,8 @@
 """Log retention as a serve-process service: every ``interval_s``, delete the records every
-consumer group has passed and that are older than ``retention_ms``.
+consumer group has passed and that are older than ``retention_ms``. Nothing is deleted until
+each of ``required_groups`` (the processor and the warehouse loader) has committed: a consumer
+that has not started yet must not lose what it has not read. Whether the rules can live with
+the retention is checked at start-up (``segflow.privacy.retention``; docs/privacy.md).
 
 >>> import os, tempfile
 >>> from segflow.log.sqlite import SqliteEventLog
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 from segflow.errors import TransientError
 from segflow.log.sqlite import SqliteEventLog
@@ -26,8 +30,16 @@ class LogRetention:
 
     name = "log-retention"
 
-    def __init__(self, log: SqliteEventLog, *, retention_ms: int, interval_s: float) -> None:
+    def __init__(
+        self,
+        log: SqliteEventLog,
+        *,
+        retention_ms: int,
+        interval_s: float,
+        required_groups: Sequence[str] = (),
+    ) -> None:
         self._log = log
+        self._required = tuple(required_groups)
         self._retention_ms = retention_ms
         self._interval_s = interval_s
         self._stop = threading.Event()
@@ -36,7 +48,9 @@ class LogRetention:
     def run_once(self) -> int:
         """Apply retention now; returns how many records were deleted."""
         try:
-            return self._log.apply_retention(older_than_ms=self._retention_ms)
+            return self._log.apply_retention(
+                older_than_ms=self._retention_ms, required_groups=self._required
+            )
         except TransientError:
             logger.warning("log retention failed; will retry", exc_info=True)
             return 0

@@ -230,7 +230,13 @@ class EventHandler:
         self.apply_result(batch, profile, result, at_ms)
 
     def apply_result(self, batch: Batch, profile: Profile, result: EvalResult, at_ms: int) -> None:
-        """Store the evaluator's result on the profile and emit the membership changes."""
+        """Store the evaluator's result on the profile and emit the membership changes.
+
+        A profile being erased (``Profile.erasing``, see :mod:`segflow.stream.erase`) keeps
+        no memberships and no timer, whatever its rules say."""
+        if profile.erasing:
+            batch.set_timer(profile, None)
+            return
         profile.rule_state = result.state
         if result.computed_traits or profile.computed_traits:
             profile.computed_traits = dict(result.computed_traits)

@@ -13,6 +13,7 @@ merge      ``{profile_id}|{seq:016x}``                 msgpack :class:`MergeReco
 conflict   ``{profile_id}|{seq:016x}``                 msgpack :class:`ConflictRecord`
 outbox     ``{seq:016x}``                              msgpack change (``ChangeFeed``)
 dead       ``{part:04x}|{off:016x}``                   reason (utf-8)
+dropped    ``{part:04x}|{off:016x}``                   empty (a suppressed event to erase from the log)
 meta       ``outbox_seq`` / ``record_seq``             decimal text
 =========  ==========================================  ==================================
 
@@ -36,6 +37,7 @@ MERGE = "merge"
 CONFLICT = "conflict"
 OUTBOX = "outbox"
 DEAD = "dead"
+DROPPED = "dropped"
 META = "meta"
 
 

@@ -19,14 +19,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import msgspec
 
 from segflow.clock import Clock, WallClock
 from segflow.errors import NotFoundError
-from segflow.identity import IdentityRules
+from segflow.identity import Identifier, IdentityRules
 from segflow.log.base import Record
 from segflow.stream import backfill, keys
 from segflow.stream.attributes import AttributeInbox, AttributeUpdate
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from segflow.stream.split import SplitResult
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+Command = Callable[[Batch, int], _T]
+"""Work applied in the processor's loop, in its own state transaction: ``(batch, now_ms)``."""
 
 
 class ReadableLog(Protocol):
@@ -92,6 +96,10 @@ class Processor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._commands: list[_Pending[Any]] = []
+        # events carrying one of these identifiers are dropped (segflow.privacy suppressions)
+        self.blocked: Callable[[Sequence[Identifier]], bool] | None = None
+        self._dropped_unerased = True  # positions noted before a restart are erased first
 
     @property
     def owned_partitions(self) -> Sequence[int]:
@@ -112,6 +120,8 @@ class Processor:
         self._swap_evaluator()
         limit = max_records or self.settings.batch_size
         done = self._process_batch(limit)
+        self.erase_dropped()
+        self.run_commands()
         self.apply_attributes()
         self.backfill_step()
         self.fire_timers()
@@ -202,6 +212,9 @@ class Processor:
                 records = self.log.read(partition, tx.get_offset(partition), limit)
                 idents = self.handler.prefetch(batch, records)
                 for record, ids in zip(records, idents, strict=True):
+                    if self.blocked is not None and self.blocked(ids):
+                        self._drop(batch, record)
+                        continue
                     self.handler.handle(batch, record, now_ms, ids)
                 if records:
                     advanced[partition] = records[-1].offset + 1
@@ -218,6 +231,76 @@ class Processor:
         self.freshness.observe(batch.caused, self.wall_ms())
         self._mirror_offsets(advanced)
         return done
+
+    def _drop(self, batch: Batch, record: Record) -> None:
+        """A suppressed event: not attributed; its position is noted so that the record is
+        erased from the log after this transaction commits (:meth:`erase_dropped`)."""
+        batch.tx.set(keys.DROPPED, f"{record.partition:04x}|{record.offset:016x}", b"")
+        self._dropped_unerased = True
+
+    def erase_dropped(self) -> int:
+        """Erase the log records of suppressed events noted by committed batches (when the
+        log can erase); returns how many positions were cleared."""
+        erase = getattr(self.log, "erase", None)
+        if not self._dropped_unerased or erase is None:
+            return 0
+        tx = self.store.begin_global()
+        try:
+            rows = tx.scan(keys.DROPPED, "", "\U0010ffff", limit=10_000)
+            positions = [(int(k[:4], 16), int(k[5:], 16)) for k, _ in rows]
+            erase(positions)
+            for key, _ in rows:
+                tx.delete(keys.DROPPED, key)
+            tx.commit()
+        except BaseException:
+            tx.rollback()
+            raise
+        self._dropped_unerased = len(rows) == 10_000
+        return len(rows)
+
+    # -- commands (segflow.privacy) ---------------------------------------------------------
+    def submit(self, command: Command[_T], *, after: Mapping[int, int] | None = None) -> Future[_T]:
+        """Queue ``command`` to run in the processor's loop, in its own state transaction,
+        once the processor has consumed every partition up to ``after`` (a barrier: e.g. the
+        log's end offsets when a regulation started). The future holds its result, or its
+        exception (the transaction is then rolled back)."""
+        pending: _Pending[_T] = _Pending(command, dict(after or {}))
+        with self._lock:
+            self._commands.append(pending)
+        return pending.future
+
+    def run_commands(self) -> int:
+        """Run the queued commands whose barrier is passed; returns how many ran."""
+        with self._lock:
+            queued = list(self._commands)
+        ran = 0
+        for pending in queued:
+            if self._run_command(pending):
+                ran += 1
+                with self._lock:
+                    self._commands.remove(pending)
+        return ran
+
+    def _run_command(self, pending: _Pending[Any]) -> bool:
+        self._swap_evaluator()
+        tx = self.store.begin_global()
+        try:
+            if any(tx.get_offset(p) < o for p, o in pending.after.items()):
+                tx.rollback()
+                return False
+            batch = Batch(tx)
+            result = pending.command(batch, self.clock.now_ms())
+            batch.flush()
+            tx.commit()
+        except Exception as exc:  # the command's failure is its caller's to handle
+            tx.rollback()
+            pending.future.set_exception(exc)
+            return True
+        except BaseException:
+            tx.rollback()
+            raise
+        pending.future.set_result(result)
+        return True
 
     def _wall_of(self, due_ms: int, now_ms: int) -> int:
         """A timer's due time on the wall clock (the processor's clock may be a replay's)."""
@@ -306,6 +389,15 @@ class Processor:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+
+
+class _Pending(Generic[_T]):
+    """A queued command, its barrier and its future."""
+
+    def __init__(self, command: Command[_T], after: dict[int, int]) -> None:
+        self.command = command
+        self.after = after
+        self.future: Future[_T] = Future()
 
 
 def _apply_updates(batch: Batch, updates: Sequence[AttributeUpdate]) -> set[str]:

@@ -57,7 +57,7 @@ def connect(
         try:
             con = duckdb.connect(str(path), read_only=read_only)
             break
-        except duckdb.IOException as exc:
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not _is_lock_conflict(exc) or time.monotonic() >= deadline:
                 if _is_lock_conflict(exc):
                     raise WarehouseBusy(str(path)) from exc
@@ -75,9 +75,12 @@ def _ensure_schema_once(con: duckdb.DuckDBPyConnection) -> None:
         ensure_schema(con)
 
 
-def _is_lock_conflict(exc: duckdb.IOException) -> bool:
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
     # DuckDB has no dedicated lock-conflict type: an IOException naming the lock is the marker.
-    return "lock" in str(exc).lower()
+    # In this process, the file held by ``segflow.warehouse.erase.exclusive`` (a rewrite)
+    # shows as a configuration mismatch: wait for it the same way.
+    text = str(exc).lower()
+    return "lock" in text or "different configuration" in text
 
 
 @contextmanager

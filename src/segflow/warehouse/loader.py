@@ -27,14 +27,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from segflow.clock import Clock
 from segflow.config import WarehouseSettings
 from segflow.log.base import EventLog, Record
 from segflow.spec.changes import AnyChange, ChangeFeed
+from segflow.spec.events import Event
 from segflow.warehouse.batches import events_table
 from segflow.warehouse.changes import apply_changes
 from segflow.warehouse.connection import connect
@@ -42,6 +45,7 @@ from segflow.warehouse.schema import CHANGES_CURSOR, log_cursor_name
 
 CONSUMER_GROUP = "warehouse"
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -86,20 +90,31 @@ class WarehouseLoader:
         self.settings = settings or WarehouseSettings()
         self._con: Any = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._file_lock = threading.RLock()  # held while the loader uses the file
+        self._commands_lock = threading.Lock()  # the queue only: submitting never waits
+        self._commands: list[_Command[Any]] = []
+        self._retained_ms = 0
         self.last_error: BaseException | None = None
         self.change_seq: int | None = None  # the last change loaded (None: no batch ran yet)
+        # events for which this is true are not loaded (segflow.privacy suppressions)
+        self.skip: Callable[[Event], bool] | None = None
 
     # -- one micro-batch -------------------------------------------------------------------
     def run_once(self) -> LoadInfo:
         """Load one micro-batch (up to ``batch_max_events`` events and their changes)."""
         t0 = time.perf_counter()
-        con = self._connection()
-        try:
-            info = self._load(con, t0)
-        finally:
-            if self.settings.release_between_batches and self.releases_file:
-                self._release()
+        with self._file_lock:
+            con = self._connection()
+            try:
+                info = self._load(con, t0)
+                self._run_commands(con)
+                self._apply_retention(con)
+            finally:
+                if self.settings.release_between_batches and self.releases_file:
+                    self._release()
+            self._run_file_commands()
         if info.events_read:
             self.log.commit(CONSUMER_GROUP, info.offsets)
         self.change_seq = info.change_seq
@@ -111,6 +126,90 @@ class WarehouseLoader:
         if last_seq is None or self.change_seq is None:
             return None
         return max(0, int(last_seq()) - self.change_seq)
+
+    # -- commands (segflow.privacy) ---------------------------------------------------------
+    def submit(
+        self,
+        command: Callable[[Any], _T],
+        *,
+        after: Mapping[int, int] | None = None,
+        after_change: int = 0,
+    ) -> Future[_T]:
+        """Queue ``command(con)`` to run in the loader's thread, in one DuckDB transaction,
+        once the loader has loaded every partition up to ``after`` and the change feed up to
+        ``after_change`` (a barrier). The loader is the file's only writer, so the command
+        never races a micro-batch."""
+        pending: _Command[_T] = _Command(command, dict(after or {}), after_change, False)
+        return self._queue(pending)
+
+    def submit_file(self, command: Callable[[Path], _T]) -> Future[_T]:
+        """Queue ``command(path)`` to run in the loader's thread with the file closed by the
+        loader (e.g. rewriting it: :func:`segflow.warehouse.erase.rewrite`)."""
+        pending: _Command[_T] = _Command(command, {}, 0, True)
+        return self._queue(pending)
+
+    def _queue(self, pending: _Command[_T]) -> Future[_T]:
+        with self._commands_lock:
+            self._commands.append(pending)
+        self._wake.set()
+        return pending.future
+
+    def _take(self, needs_file: bool, cursors: Mapping[str, int] | None) -> list[_Command[Any]]:
+        """Remove and return the queued commands of one kind whose barrier is passed."""
+        with self._commands_lock:
+            ready = [
+                c
+                for c in self._commands
+                if c.needs_file == needs_file and (cursors is None or _passed(cursors, c))
+            ]
+            for cmd in ready:
+                self._commands.remove(cmd)
+        return ready
+
+    def _run_commands(self, con: Any) -> None:
+        with self._commands_lock:
+            if not any(not c.needs_file for c in self._commands):
+                return
+        with self._file_lock:
+            for cmd in self._take(False, read_cursors(con)):
+                con.execute("BEGIN")
+                try:
+                    result = cmd.command(con)
+                    con.execute("COMMIT")
+                except Exception as exc:  # the command's failure is its caller's to handle
+                    con.execute("ROLLBACK")
+                    cmd.future.set_exception(exc)
+                    continue
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                cmd.future.set_result(result)
+
+    def _run_file_commands(self) -> None:
+        with self._file_lock:
+            queued = self._take(True, None)
+            if not queued:
+                return
+            self._release()
+            for cmd in queued:
+                try:
+                    cmd.future.set_result(cmd.command(self.path))
+                except Exception as exc:
+                    cmd.future.set_exception(exc)
+
+    def _apply_retention(self, con: Any) -> int:
+        """Delete warehouse events older than ``warehouse.retention_ms`` (event time), at
+        most every ``retention_interval_s``; returns how many were deleted."""
+        retention = self.settings.retention_ms
+        now_ms = self.clock.now_ms()
+        interval_ms = int(self.settings.retention_interval_s * 1000)
+        if retention is None or now_ms - self._retained_ms < interval_ms:
+            return 0
+        self._retained_ms = now_ms
+        row = con.execute(
+            "DELETE FROM events WHERE timestamp_ms < ?", [now_ms - retention]
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def run_until_idle(self, max_batches: int = 1_000_000) -> list[LoadInfo]:
         """Run micro-batches until one finds nothing new."""
@@ -137,7 +236,7 @@ class WarehouseLoader:
         con.execute("BEGIN")
         try:
             # INSERT OR IGNORE also drops repeats inside the batch itself.
-            loaded = self._insert_events(con, records)
+            loaded = self._insert_events(con, self._kept(records))
             applied = self._apply_changes(con, changes)
             new_seq = changes[-1][0] if changes else change_seq
             _write_cursors(con, new_offsets, new_seq)
@@ -169,6 +268,11 @@ class WarehouseLoader:
                 records.extend(got)
                 new_offsets[p] = got[-1].offset + 1
         return records, new_offsets
+
+    def _kept(self, records: list[Record]) -> list[Record]:
+        """``records`` without the suppressed events (``skip``)."""
+        skip = self.skip
+        return records if skip is None else [r for r in records if not skip(r.event)]
 
     def _insert_events(self, con: Any, records: list[Record]) -> int:
         if not records:
@@ -209,6 +313,7 @@ class WarehouseLoader:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the thread after its current batch and release the file."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
@@ -217,6 +322,7 @@ class WarehouseLoader:
     def _loop(self) -> None:
         interval_s = self.settings.flush_interval_ms / 1000
         while not self._stop.is_set():
+            self._wake.clear()
             try:
                 info = self.run_once()
                 self.last_error = None
@@ -226,7 +332,26 @@ class WarehouseLoader:
                 info = LoadInfo()
             full = info.events_read >= self.settings.batch_max_events
             if not full:
-                self._stop.wait(interval_s)
+                self._wake.wait(interval_s)
+
+
+class _Command(Generic[_T]):
+    """A queued loader command, its barrier and its future."""
+
+    def __init__(
+        self, command: Callable[..., _T], after: dict[int, int], after_change: int, needs_file: bool
+    ) -> None:
+        self.command = command
+        self.after = after
+        self.after_change = after_change
+        self.needs_file = needs_file
+        self.future: Future[_T] = Future()
+
+
+def _passed(cursors: Mapping[str, int], cmd: _Command[Any]) -> bool:
+    if cursors.get(CHANGES_CURSOR, 0) < cmd.after_change:
+        return False
+    return all(cursors.get(log_cursor_name(p), 0) >= o for p, o in cmd.after.items())
 
 
 def read_cursors(con: Any) -> dict[str, int]:

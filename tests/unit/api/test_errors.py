@@ -131,7 +131,9 @@ def test_no_route_answers_500_to_bad_input(call: Any, api: Api, method: str, pat
     concrete = path.replace("{cluster}", "7")
     names, queries = ("nope", "buyers", "user_id:nobody"), ("", "?limit=abc&at_ms=-1&since_ms=x")
     for name, body, query in itertools.product(names, BODIES, queries):
-        target = concrete.format(name=name, ident=name, segment=name, token_id=name)
+        target = concrete.format(
+            name=name, ident=name, segment=name, token_id=name, id=name, hash=name
+        )
         kw: dict[str, Any] = {} if body is None else {"json": body}
         answer = call(app, method, target + query, tok["admin"], **kw)
         assert answer.status_code < 500, (method, target, body, answer.text)

@@ -1,0 +1,103 @@
+"""Wiring deletion, suppression and retention checks into one serve process.
+
+``segflow.server.compose`` calls :func:`build` with the parts it made; this module hooks the
+suppression list into the three readers of raw events (the collector's ingestor, the
+processor, the warehouse loader) and makes the regulation runner, a service started after
+the processor and the loader and stopped before them.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from segflow.activate.store import DeliveryStore
+from segflow.audit import AuditLog
+from segflow.clock import Clock
+from segflow.collect.ingest import Ingestor
+from segflow.config import Settings
+from segflow.errors import ValidationError
+from segflow.log.sqlite import SqliteEventLog
+from segflow.privacy import retention
+from segflow.privacy.compact import compact
+from segflow.privacy.job import Owners, RegulationJob
+from segflow.privacy.runner import RegulationRunner
+from segflow.privacy.service import PrivacyService
+from segflow.privacy.store import PrivacyStore
+from segflow.privacy.suppression import SuppressionList
+from segflow.segments.service import SegmentService
+from segflow.segments.store import DefinitionStore
+from segflow.stream.processor import Processor
+from segflow.warehouse.loader import WarehouseLoader
+
+
+@dataclass
+class PrivacyParts:
+    """What the serve process keeps: the service (API), the runner (a service), the list."""
+
+    store: PrivacyStore
+    service: PrivacyService
+    runner: RegulationRunner
+    suppressions: SuppressionList
+
+
+def build(
+    settings: Settings,
+    clock: Clock,
+    *,
+    ingestor: Ingestor,
+    log: SqliteEventLog,
+    processor: Processor,
+    loader: WarehouseLoader,
+    delivery: DeliveryStore,
+    audit: AuditLog | None,
+    segments: SegmentService,
+) -> PrivacyParts:
+    """The privacy parts of a serve process, hooked into the readers of raw events; rules
+    that read more raw history than is kept are refused from now on (HTTP 400)."""
+    segments.history_check = retention.guard(settings)
+    data = Path(settings.data_path)
+    store = PrivacyStore(data / "catalog.sqlite")
+    suppressions = SuppressionList(store.key(), settings.identity, store.suppressed_hashes())
+    ingestor.blocked = suppressions.blocks_event
+    processor.blocked = suppressions.blocks
+    loader.skip = suppressions.blocks_event
+    owners = Owners(log=log, processor=processor, loader=loader, delivery=delivery, data_dir=data)
+    job = RegulationJob(store, suppressions, owners, settings.privacy, clock, audit)
+    runner = RegulationRunner(
+        job,
+        store,
+        suppressions,
+        compact=functools.partial(
+            compact, owners, store, timeout_s=settings.privacy.step_timeout_s
+        ),
+        interval_s=settings.privacy.poll_interval_s,
+    )
+    service = PrivacyService(store, rules=settings.identity, audit=audit, on_submit=runner.wake)
+    return PrivacyParts(store, service, runner, suppressions)
+
+
+def check_retention(settings: Settings) -> None:
+    """Refuse to start (``RetentionTooShort``, a ``ConfigError``) when a retention is shorter
+    than what the stored rules read."""
+    if not retention.retentions(settings):
+        return
+    definitions = DefinitionStore(Path(settings.data_path) / "catalog.sqlite")
+    try:
+        program = SegmentService(definitions).program()
+    except ValidationError:  # a rule set that does not compile is the watcher's to report
+        return
+    finally:
+        definitions.close()
+    retention.check(settings, program)
+
+
+def suppression_filter(settings: Settings) -> SuppressionList:
+    """The data directory's suppression list as stored now (for ``segflow import``, another
+    process: its ingestor drops suppressed events like the collector does)."""
+    store = PrivacyStore(Path(settings.data_path) / "catalog.sqlite")
+    try:
+        return SuppressionList(store.key(), settings.identity, store.suppressed_hashes())
+    finally:
+        store.close()

@@ -1,0 +1,116 @@
+"""The serve process's regulation runner: a background service that runs regulations.
+
+Regulations are queued in ``catalog.sqlite`` by the API and the CLI (another process, which
+cannot reach this process's processor and loader). The runner polls them every
+``privacy.poll_interval_s`` (and at once when the API wakes it), runs each open one with
+:class:`~segflow.privacy.job.RegulationJob`, then compacts the stores once for every
+regulation that finished erasing and marks them finished. It also keeps the in-memory
+suppression list in step with the stored one (the CLI may add or remove suppressions).
+
+At start it holds again the identifiers of regulations that were running when the process
+stopped, and resumes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from segflow.privacy.job import RegulationJob
+from segflow.privacy.store import PrivacyStore
+from segflow.privacy.suppression import SuppressionList
+
+log = logging.getLogger(__name__)
+COMPACT_RETRY_S = 60.0
+
+
+class RegulationRunner:
+    """A :class:`~segflow.server.services.Service` (``start``/``stop``), or :meth:`run_once`."""
+
+    name = "privacy"
+
+    def __init__(
+        self,
+        job: RegulationJob,
+        store: PrivacyStore,
+        suppressions: SuppressionList,
+        *,
+        compact: Callable[[], Any],
+        interval_s: float = 1.0,
+    ) -> None:
+        self.job = job
+        self.store = store
+        self.suppressions = suppressions
+        self.compact = compact
+        self.interval_s = interval_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._compact_after = 0.0
+
+    def refresh(self) -> None:
+        """Reload the stored suppressions when they changed."""
+        version = self.store.suppressions_version()
+        if version != self.suppressions.version:
+            self.suppressions.replace(self.store.suppressed_hashes(), version)
+
+    def run_once(self) -> int:
+        """Run every open regulation, then compact once for those that erased; returns how
+        many regulations were worked on."""
+        self.refresh()
+        regs = self.store.open_regulations()
+        for reg in regs:
+            if self._stop.is_set():
+                break
+            self.job.run(reg)
+        self._compact_waiting()
+        return len(regs)
+
+    def _compact_waiting(self) -> None:
+        waiting = [r for r in self.store.open_regulations() if r.step == "compact"]
+        if not waiting or time.monotonic() < self._compact_after:
+            return
+        try:
+            spent = self.compact()
+        except Exception as exc:  # the data is erased; only the free bytes wait
+            log.exception("compaction after regulations failed; retrying later")
+            self._compact_after = time.monotonic() + COMPACT_RETRY_S
+            for reg in waiting:
+                reg.error = f"compact: {exc} (retried)"
+                self.store.save(reg, None)
+            return
+        now_ms = self.job.clock.now_ms()
+        for reg in waiting:
+            reg.error = None
+            reg.result["compaction"] = spent
+            self.job.finish(reg, compacted_ms=now_ms)
+
+    def wake(self) -> None:
+        """Look at the regulations now (a new one was queued in this process)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self.refresh()
+        self.job.resume_holds(r for r in self.store.open_regulations() if r.status == "running")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="segflow-privacy", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("running regulations failed; will retry")
+            self._wake.wait(self.interval_s)

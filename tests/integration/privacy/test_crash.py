@@ -1,0 +1,113 @@
+"""A ``segflow serve`` killed (SIGKILL) in the middle of a deletion resumes it on restart,
+and the CLI queues and follows regulations like the API."""
+
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TAG = uuid.uuid4().hex[:10]
+
+
+def batch(user: str, anon: str, email: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "identify",
+            "userId": user,
+            "anonymousId": anon,
+            "messageId": uuid.uuid4().hex,
+            "traits": {"email": email},
+        },
+        {
+            "type": "track",
+            "userId": user,
+            "event": "Order Completed",
+            "messageId": uuid.uuid4().hex,
+        },
+    ]
+
+
+@pytest.mark.slow
+def test_a_deletion_killed_midway_resumes_after_restart(
+    tmp_path: Path,
+    start_serve: Callable[..., Any],
+    hooks: Any,
+    poll: Callable[..., Any],
+    segflow_cli: Callable[..., str],
+) -> None:
+    data = tmp_path / "data"
+    env = {"SEGFLOW_PRIVACY__POLL_INTERVAL_S": "0.2", "SEGFLOW_PRIVACY__NOTIFY_TIMEOUT_S": "600"}
+    serve = start_serve(data, env)
+    api = serve.api
+    assert (
+        api.post(
+            "/api/v1/segments", json={"name": "buyers", "rule": 'did "Order Completed"'}
+        ).status_code
+        == 201
+    )
+    made = api.post(
+        "/api/v1/destinations",
+        json={
+            "name": "crm",
+            "url": hooks.url,
+            "backoff_base_ms": 100,
+            "backoff_max_ms": 200,
+            "subscriptions": [{"segment": "buyers"}],
+        },
+    )
+    assert made.status_code == 201, made.text
+    ann = (f"ann-{TAG}", f"anon-ann-{TAG}", f"ann.{TAG}@example.org")
+    bob = (f"bob-{TAG}", f"anon-bob-{TAG}", f"bob.{TAG}@example.org")
+    for p in (ann, bob):
+        assert serve.collector.post("/v1/batch", json={"batch": batch(*p)}).status_code == 200
+    poll(lambda: sum(b"segment.entered" in b for b in hooks.bodies) == 2)
+
+    hooks.status = 503  # the exit cannot be delivered: the regulation waits in "notify"
+    asked = api.post(
+        "/api/v1/regulations",
+        json={"type": "delete", "identifiers": [{"type": "user_id", "value": ann[0]}]},
+    )
+    reg_id = asked.json()["id"]
+    poll(lambda: api.get(f"/api/v1/regulations/{reg_id}").json()["step"] == "notify")
+    serve.proc.send_signal(signal.SIGKILL)
+    serve.proc.wait(30)
+
+    hooks.status = 204
+    restarted = start_serve(data, env)  # a new source and token on the same data directory
+    poll(
+        lambda: (
+            restarted.api.get(f"/api/v1/regulations/{reg_id}").json()["status"]
+            in ("finished", "failed")
+        ),
+        deadline_s=120,
+    )
+    shown = json.loads(segflow_cli("privacy", "status", reg_id, "--data-dir", str(data)))
+    assert shown["status"] == "finished", shown
+    assert shown["attempts"] == 2  # resumed once
+    exits = [json.loads(b) for b in hooks.bodies if b"segment.exited" in b]
+    assert [e["data"]["identifiers"][0]["value"] for e in exits][:1] == [
+        ann[0]
+    ]  # sent after restart
+    assert restarted.api.get(f"/api/v1/profiles/user_id:{ann[0]}").status_code == 404
+    everything = b"".join(p.read_bytes() for p in data.rglob("*") if p.is_file())
+    assert ann[0].encode() not in everything and ann[2].encode() not in everything
+    assert bob[0].encode() in everything
+
+    # the CLI queues a regulation that the running server executes; --wait follows it
+    out = json.loads(
+        segflow_cli(
+            "privacy", "delete", "--suppress", "--email", bob[2], "--wait", "--data-dir", str(data)
+        )
+    )
+    assert out["status"] == "finished" and out["type"] == "suppress_and_delete"
+    assert restarted.api.get(f"/api/v1/profiles/user_id:{bob[0]}").status_code == 404
+    listed = json.loads(segflow_cli("privacy", "suppressions", "--data-dir", str(data)))
+    assert sorted(s["type"] for s in listed) == ["anonymous_id", "email", "user_id"]
+    dropped = restarted.collector.post("/v1/batch", json={"batch": batch(*bob)})
+    assert dropped.status_code == 200 and dropped.json()["accepted"] == 2
