@@ -54,7 +54,8 @@ def test_features_are_point_in_time(warehouse: Warehouse, warehouse_features: bo
     )
     after = features_at(con, cutoff, warehouse_features=warehouse_features)
     assert after.profile_ids == before.profile_ids
-    np.testing.assert_array_equal(after.values, before.values)
+    # equal up to the order DuckDB's parallel aggregation adds floats in (last-bit differences)
+    np.testing.assert_allclose(after.values, before.values, rtol=1e-12, atol=0)
 
 
 def test_labels_come_only_from_the_window_after_each_cutoff(warehouse: Warehouse) -> None:
