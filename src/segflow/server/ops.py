@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from segflow.collect.asgi import Receive, Scope, Send, send_json
@@ -41,6 +40,7 @@ from segflow.server.gauges import consumer_lag
 
 logger = logging.getLogger("segflow.server.ops")
 PATHS = ("/metrics", "/healthz", "/readyz")
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"  # what generate_latest writes
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class OpsApp:
             return
         body = await asyncio.to_thread(self._render)
         headers = [
-            (b"content-type", CONTENT_TYPE_LATEST.encode()),
+            (b"content-type", CONTENT_TYPE),
             (b"content-length", str(len(body)).encode()),
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -140,13 +141,16 @@ class Processor:
                 tx.rollback()
                 self._complete_for = fingerprint
                 return 0
+            counts: Counter[tuple[str, str]] = Counter()
             done = backfill.step(
-                tx, self.handler, self.log, fingerprint, self.clock.now_ms(), limit
+                tx, self.handler, self.log, fingerprint, self.clock.now_ms(), limit, counts
             )
             tx.commit()
         except BaseException:
             tx.rollback()
             raise
+        for (segment, kind), n in counts.items():
+            MEMBERSHIPS.labels(segment=segment, kind=kind).inc(n)
         if done < limit:
             self._complete_for = fingerprint
         return done
