@@ -7,7 +7,6 @@ The HTTP handlers (``collect.app``) and bulk import (``warehouse``) both go thro
 >>> import os, tempfile
 >>> from segflow.collect.catalog import SourceCatalog
 >>> from segflow.log.sqlite import SqliteEventLog
-from segflow.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_RECEIVED, EVENTS_REFUSED
 >>> d = tempfile.mkdtemp()
 >>> log = SqliteEventLog(os.path.join(d, "log.sqlite"))
 >>> catalog = SourceCatalog(os.path.join(d, "catalog.sqlite"))

@@ -163,13 +163,14 @@ def _build(runtime: Runtime) -> Assembly:
         audit=audit,
         privacy=privacy.service,
     )
-    api = settings.api
+    api: ASGIApp = build_api(api_deps)
+    if settings.api.rate_limit_per_s > 0:
+        limits = settings.api
+        api = TokenRateLimit(
+            api, tokens, rate=limits.rate_limit_per_s, burst=limits.rate_limit_burst
+        )
     mounts: dict[str, ASGIApp] = {
-        "/api": KeepPath(
-            TokenRateLimit(
-                build_api(api_deps), tokens, rate=api.rate_limit_per_s, burst=api.rate_limit_burst
-            )
-        ),
+        "/api": KeepPath(api),
         "/console": KeepPath(build_console(api_deps)),
     }
     ops, started = ops_mounts(runtime, reader, processor, activation.store, tokens)
