@@ -53,7 +53,7 @@ class CollectSettings(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: tuple[str, ...] = ("*",)
     rate_limit_events_per_s: float = 0.0  # per source (write key); 0: no limit
     rate_limit_burst: float = 0.0  # events a source may send at once (0: one second's worth)
-    max_inflight_requests: int = 256  # more get 503 + Retry-After before their body is read
+    max_inflight_requests: int = 64  # more get 503 + Retry-After before their body is read
 
 
 class MlSettings(msgspec.Struct, frozen=True, kw_only=True):
