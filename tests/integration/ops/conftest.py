@@ -65,6 +65,7 @@ class Server:
                 [sys.executable, "-m", "segflow.cli.main", "serve", "--data-dir", str(data_dir),
                  "--port", str(self.port), *args],
                 env={**os.environ, **(env or {})},
+                cwd=data_dir.parent,  # relative paths a request names land in the test's tmp
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )  # fmt: skip
