@@ -327,13 +327,23 @@ def _top_field(name: str) -> str:
     return top if top in _FIELDS else ("" if not top else "other")
 
 
+_SOURCE_COUNTERS: dict[str, tuple[Any, Any, Any]] = {}
+
+
 def _count(source: Source, received: int, prepared: Prepared, positions: list[Any]) -> None:
     """Per request: ``segflow_collect_events_*_total`` by source (and refusal reason)."""
+    counters = _SOURCE_COUNTERS.get(source.name)
+    if counters is None:  # labels() takes a lock and hashes the labels: once per source
+        counters = _SOURCE_COUNTERS[source.name] = (
+            EVENTS_RECEIVED.labels(source=source.name),
+            EVENTS_ACCEPTED.labels(source=source.name),
+            EVENTS_DUPLICATE.labels(source=source.name),
+        )
     duplicates = sum(1 for p in positions if p is None)
-    EVENTS_RECEIVED.labels(source=source.name).inc(received)
-    EVENTS_ACCEPTED.labels(source=source.name).inc(len(positions) - duplicates)
+    counters[0].inc(received)
+    counters[1].inc(len(positions) - duplicates)
     if duplicates:
-        EVENTS_DUPLICATE.labels(source=source.name).inc(duplicates)
+        counters[2].inc(duplicates)
     for (code, name), n in prepared.reasons.items():
         EVENTS_REFUSED.labels(source=source.name, reason=code, field=name).inc(n)
 

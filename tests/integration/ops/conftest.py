@@ -39,6 +39,29 @@ def last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
 
 
+def source(data_dir: Path, name: str) -> str:
+    """A source's write key, made the way ``segflow sources create`` makes it (in process:
+    each CLI start costs seconds on a loaded machine; the CLI itself is tested elsewhere)."""
+    from segflow.collect.catalog import SourceCatalog
+
+    catalog = SourceCatalog(data_dir / "catalog.sqlite")
+    try:
+        return catalog.create(name)[1]
+    finally:
+        catalog.close()
+
+
+def token(data_dir: Path, role: str) -> str:
+    """An API token, made the way ``segflow tokens create`` makes it."""
+    from segflow.api.auth import TokenStore
+
+    store = TokenStore(data_dir / "catalog.sqlite")
+    try:
+        return store.create(role)
+    finally:
+        store.close()
+
+
 def until(predicate: Callable[[], Any], deadline_s: float = 30.0) -> Any:
     """Poll an asynchronous outcome (a liveness bound, not a timing assertion)."""
     end = time.monotonic() + deadline_s
@@ -115,6 +138,8 @@ def ops() -> Any:
 
     class Helpers:
         cli = staticmethod(cli)
+        source = staticmethod(source)
+        token = staticmethod(token)
         last_line = staticmethod(last_line)
         until = staticmethod(until)
         free_port = staticmethod(free_port)

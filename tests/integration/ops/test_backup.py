@@ -95,8 +95,8 @@ def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles
     tmp_path: Path, make_server: Callable[..., Any], ops: Any
 ) -> None:
     data = tmp_path / "data"
-    key = ops.last_line(ops.cli("sources", "create", "web", "--data-dir", str(data)))
-    token = ops.last_line(ops.cli("tokens", "create", "--role", "admin", "--data-dir", str(data)))
+    key = ops.source(data, "web")
+    token = ops.token(data, "admin")
     env = {"SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]', "SEGFLOW_WAREHOUSE__FLUSH_INTERVAL_MS": "100"}  # fmt: skip
     source = make_server(data, env=env)
     auth = {"Authorization": f"Bearer {token}"}
@@ -217,9 +217,9 @@ def test_backup_through_the_server_when_it_keeps_the_warehouse_open(
     tmp_path: Path, make_server: Callable[..., Any], ops: Any
 ) -> None:
     data = tmp_path / "data"
-    key = ops.last_line(ops.cli("sources", "create", "web", "--data-dir", str(data)))
-    token = ops.last_line(ops.cli("tokens", "create", "--role", "admin", "--data-dir", str(data)))
-    reader = ops.last_line(ops.cli("tokens", "create", "--role", "editor", "--data-dir", str(data)))
+    key = ops.source(data, "web")
+    token = ops.token(data, "admin")
+    reader = ops.token(data, "editor")
     env = {"SEGFLOW_WAREHOUSE__RELEASE_BETWEEN_BATCHES": "false", "SEGFLOW_WAREHOUSE__LOCK_TIMEOUT_S": "1"}  # fmt: skip
     server = make_server(data, env=env)
     events = [{"type": "track", "userId": f"u{i}", "event": "E", "messageId": f"m{i}"} for i in range(50)]  # fmt: skip
@@ -257,7 +257,7 @@ def test_backup_through_the_server_when_it_keeps_the_warehouse_open(
 
 def test_a_damaged_backup_is_refused(tmp_path: Path, ops: Any) -> None:
     data = tmp_path / "data"
-    ops.cli("sources", "create", "web", "--data-dir", str(data))
+    ops.source(data, "web")
     out = tmp_path / "backup"
     ops.cli("backup", str(out), "--data-dir", str(data))
     with (out / "catalog.sqlite").open("r+b") as f:

@@ -227,8 +227,8 @@ def test_collection_answers_no_5xx_to_generated_payloads(
 
 def _server(tmp_path: Path, make_server: Callable[..., Any], ops: Any) -> tuple[Any, str, str]:
     data = tmp_path / "data"
-    key = ops.last_line(ops.cli("sources", "create", "web", "--data-dir", str(data)))
-    token = ops.last_line(ops.cli("tokens", "create", "--role", "admin", "--data-dir", str(data)))
+    key = ops.source(data, "web")
+    token = ops.token(data, "admin")
     env = {
         "SEGFLOW_ML__SCHEDULE_ENABLED": "false",
         "SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]',

@@ -16,10 +16,10 @@ def test_sources_and_tokens_are_rate_limited_separately(
     tmp_path: Path, make_server: Callable[..., Any], ops: Any
 ) -> None:
     data = tmp_path / "data"
-    web = ops.last_line(ops.cli("sources", "create", "web", "--data-dir", str(data)))
-    ios = ops.last_line(ops.cli("sources", "create", "ios", "--data-dir", str(data)))
-    one = ops.last_line(ops.cli("tokens", "create", "--role", "read", "--data-dir", str(data)))
-    two = ops.last_line(ops.cli("tokens", "create", "--role", "read", "--data-dir", str(data)))
+    web = ops.source(data, "web")
+    ios = ops.source(data, "ios")
+    one = ops.token(data, "read")
+    two = ops.token(data, "read")
     env = {
         # refills are slow enough that the test's own pace never earns a token back
         "SEGFLOW_COLLECT__RATE_LIMIT_EVENTS_PER_S": "0.01",
@@ -69,8 +69,8 @@ def test_no_personal_data_or_secret_reaches_the_application_log(
     tmp_path: Path, make_server: Callable[..., Any], ops: Any
 ) -> None:
     data = tmp_path / "data"
-    key = ops.last_line(ops.cli("sources", "create", "web", "--data-dir", str(data)))
-    token = ops.last_line(ops.cli("tokens", "create", "--role", "admin", "--data-dir", str(data)))
+    key = ops.source(data, "web")
+    token = ops.token(data, "admin")
     # debug: the most verbose the log gets; a webhook to a closed port logs delivery failures
     server = make_server(
         data,

@@ -57,8 +57,8 @@ def test_metrics_count_what_each_part_did(
     tmp_path: Path, make_server: Callable[..., Any], ops: Any
 ) -> None:
     data = tmp_path / "data"
-    key = ops.last_line(ops.cli("sources", "create", "web", "--data-dir", str(data)))
-    token = ops.last_line(ops.cli("tokens", "create", "--role", "admin", "--data-dir", str(data)))
+    key = ops.source(data, "web")
+    token = ops.token(data, "admin")
     server = make_server(data, env={"SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]'})
     api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
     receiver = Receiver()
@@ -127,7 +127,7 @@ def test_health_readiness_and_request_ids(
     tmp_path: Path, make_server: Callable[..., Any], ops: Any
 ) -> None:
     data = tmp_path / "data"
-    key = ops.last_line(ops.cli("sources", "create", "web", "--data-dir", str(data)))
+    key = ops.source(data, "web")
     # the processor owns partition 0 only: events of other partitions are never consumed
     env = {
         "SEGFLOW_STREAM__PARTITIONS": "[0]",
@@ -175,7 +175,7 @@ def test_metrics_can_require_a_read_token(
     tmp_path: Path, make_server: Callable[..., Any], ops: Any
 ) -> None:
     data = tmp_path / "data"
-    token = ops.last_line(ops.cli("tokens", "create", "--role", "read", "--data-dir", str(data)))
+    token = ops.token(data, "read")
     server = make_server(data, env={"SEGFLOW_OBSERVABILITY__METRICS_AUTH": "token"})
     assert httpx.get(f"{server.url}/metrics").status_code == 401
     bad = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer sft_x_y"})

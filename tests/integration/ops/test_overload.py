@@ -55,7 +55,7 @@ def test_overload_is_shed_with_retry_after_and_loses_no_acked_event(
     tmp_path: Path, make_server: Callable[..., Any], ops: Any
 ) -> None:
     data = tmp_path / "data"
-    key = ops.last_line(ops.cli("sources", "create", "web", "--data-dir", str(data)))
+    key = ops.source(data, "web")
     env = {"SEGFLOW_LOG__MAX_PENDING_EVENTS": "300", "SEGFLOW_COLLECT__MAX_INFLIGHT_REQUESTS": "6"}
     server = make_server(data, env=env)
     statuses, acked, retry_after = asyncio.run(_blast(server.url, key))
