@@ -9,7 +9,10 @@
    200 is looked up in ``log.sqlite``.
 
 Server pinned to core 0 (``taskset``), this load generator to core 1. segflow's default
-settings (``collect.max_inflight_requests`` 64, ``log.max_pending_events`` 200,000).
+settings (``collect.max_inflight_requests`` 64, ``log.max_pending_events`` 200,000), except the
+nightly ML scheduler, off (``SEGFLOW_ML__SCHEDULE_ENABLED=false``: its start-up runs on an empty
+warehouse would share the core and the memory figures). RSS is reported every 10 s, to show
+whether it levels off.
 
 Run: ``python -m benchmarks.overload [--seconds 60] [--factor 2]``
 """
@@ -122,6 +125,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=128)
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
+    os.environ.setdefault("SEGFLOW_ML__SCHEDULE_ENABLED", "false")
     root = Path(tempfile.mkdtemp(prefix="segflow-overload-"))
     proc, port, key = start_segflow(root)
     rss: list[float] = []
@@ -150,6 +154,7 @@ def main() -> None:
     lost = storm.acked - stored
     shutil.rmtree(root, ignore_errors=True)
     report(args, sustainable_rps, storm, rss_before, max(rss or [0.0]), rss_after, len(lost))
+    print("RSS MB every 10 s:", [round(v) for v in rss[::20]])
 
 
 def report(args: argparse.Namespace, rps: float, storm: Storm, before: float, peak: float, after: float, lost: int) -> None:  # fmt: skip
