@@ -236,11 +236,12 @@ def test_backup_through_the_server_when_it_keeps_the_warehouse_open(
     editor = httpx.post(f"{server.url}/api/v1/backups", json={"path": str(out)}, headers={"Authorization": f"Bearer {reader}"})  # fmt: skip
     assert editor.status_code == 403  # admin only
     relative = api.post("/api/v1/backups", json={"path": "relative/dir"})
-    assert relative.status_code == 400 and relative.json()["field"] == "path"
+    assert relative.status_code == 400
+    assert relative.json()["error"]["details"]["field"] == "path"
     printed = ops.cli("backup", str(out), "--url", server.url, "--token", token)
     assert "backup written to" in printed
     again = api.post("/api/v1/backups", json={"path": str(out)})
-    assert again.status_code == 409 and again.json()["code"] == "target_not_empty"
+    assert again.status_code == 409 and again.json()["error"]["code"] == "target_not_empty"
     audit = api.get("/api/v1/audit", params={"action": "backup."}).json()["entries"]
     assert [e["action"] for e in audit] == ["backup.create"]
     api.close()

@@ -48,7 +48,7 @@ def test_sources_and_tokens_are_rate_limited_separately(
 
     assert [status(one).status_code for _ in range(3)] == [200, 200, 200]
     limited = status(one)
-    assert limited.status_code == 429 and limited.json()["code"] == "rate_limited"
+    assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limited"
     assert int(limited.headers["retry-after"]) >= 1
     assert status(two).status_code == 200  # another token has its own bucket
     # a bad token is not limited (it gets 401), and cannot drain a real token's bucket

@@ -66,7 +66,7 @@ def test_dead_letter_replay_refuses_bad_fields(api: tuple[Any, str], body: Any, 
     assert made.status_code == 201, made.text
     answer = call(app, token, "POST", "/api/v1/destinations/crm/dead-letters/replay", body)
     assert answer.status_code in (400, 422), answer.text
-    assert answer.json()["field"] == field
+    assert answer.json()["error"]["details"]["field"] == field
     ok = call(
         app,
         token,
@@ -84,7 +84,7 @@ def test_a_model_run_with_a_bad_job_is_refused(api: tuple[Any, str], job: Any) -
     assert made.status_code == 200, made.text
     answer = call(app, token, "POST", "/api/v1/models/churn/runs", {"job": job})
     assert answer.status_code in (400, 422), answer.text
-    assert answer.json()["field"] == "job"
+    assert answer.json()["error"]["details"]["field"] == "job"
 
 
 @pytest.mark.parametrize("limit", ["x", "-1", "99999999999999999999"])
@@ -93,4 +93,4 @@ def test_model_runs_refuse_a_bad_limit(api: tuple[Any, str], limit: str) -> None
     assert call(app, token, "PUT", "/api/v1/models/churn", {"kind": "cluster"}).status_code == 200
     answer = call(app, token, "GET", f"/api/v1/models/churn/runs?limit={limit}", None)
     assert answer.status_code in (400, 422), answer.text
-    assert answer.json()["field"] == "limit"
+    assert answer.json()["error"]["details"]["field"] == "limit"
