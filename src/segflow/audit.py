@@ -6,6 +6,10 @@ subscriptions, tokens, sources), so a change is recorded once whatever surface m
 ``actor`` names who: ``token:<id> (<name>)`` for the API and console, ``cli:<user>`` for
 the command line.
 
+The log is append-only: no API route, CLI command or console page edits or deletes an
+entry, and the store refuses it (triggers raise on ``UPDATE`` and ``DELETE`` of
+``audit_log``; ``DROP TABLE`` remains possible to whoever owns the file).
+
 >>> import tempfile, os
 >>> log = AuditLog(os.path.join(tempfile.mkdtemp(), "catalog.sqlite"))
 >>> log.record("cli:ann", "segment.create", "buyers", None, {"rule": 'did "Order Completed"'})
@@ -35,6 +39,10 @@ CREATE TABLE IF NOT EXISTS audit_log (
     before TEXT,
     after TEXT
 );
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 """
 
 

@@ -51,6 +51,9 @@ class CollectSettings(msgspec.Struct, frozen=True, kw_only=True):
     future_tolerance_ms: int = 23 * 3_600_000
     retry_after_s: int = 1
     cors_origins: tuple[str, ...] = ("*",)
+    rate_limit_events_per_s: float = 0.0  # per source (write key); 0: no limit
+    rate_limit_burst: float = 0.0  # events a source may send at once (0: one second's worth)
+    max_inflight_requests: int = 64  # more get 503 + Retry-After before their body is read
 
 
 class MlSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,6 +129,22 @@ class PrivacySettings(msgspec.Struct, frozen=True, kw_only=True):
     poll_interval_s: float = 1.0
 
 
+class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The admin API (``/api/v1``): requests per second per API token (0: no limit)."""
+
+    rate_limit_per_s: float = 0.0
+    rate_limit_burst: float = 0.0
+
+
+class ObservabilitySettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Logs, ``/metrics`` and ``/readyz`` (docs/operations.md)."""
+
+    log_level: str = "warning"
+    log_format: str = "auto"  # auto (JSON unless stderr is a terminal), json, text
+    metrics_auth: str = "open"  # open, or token (an API token with role read)
+    ready_max_lag: int = 100_000  # records a consumer group may lag while ready (0: no bound)
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """All of segflow's settings, one section per part."""
 
@@ -138,6 +157,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     identity: IdentityRules = msgspec.field(default_factory=IdentityRules)
     activate: ActivateSettings = msgspec.field(default_factory=ActivateSettings)
     privacy: PrivacySettings = msgspec.field(default_factory=PrivacySettings)
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
 
     @property
     def data_path(self) -> Path:

@@ -12,6 +12,7 @@
 /api/v1/destinations/...   ``segflow.api.destinations``
 /api/v1/models/...         ``segflow.api.models``
 /api/v1/regulations, ...   ``segflow.api.privacy`` (deletion and suppression)
+/api/v1/backups            a consistent backup of the data directory (admin; ``segflow.api.backups``)
 =========================  =====================================================
 
 Every route but ``/health`` and the docs needs an API token (``segflow tokens create``) with
@@ -37,6 +38,7 @@ from starlette.staticfiles import StaticFiles
 from segflow.activate.service import ActivationService
 from segflow.api import docs, openapi
 from segflow.api.auth import TokenStore, authorizer
+from segflow.api.backups import backup_routes
 from segflow.api.common import endpoint, http_error, internal_error, query_int
 from segflow.api.destinations import destination_routes
 from segflow.api.models import ModelsDeps, build_model_routes
@@ -122,6 +124,13 @@ def build_api(deps: ApiDeps) -> Starlette:
         *token_routes(deps.tokens, authorize, deps.audit),
         *source_routes(deps.runtime.catalog, deps.runtime.log.dead_letters, authorize, deps.audit),
         *(privacy_routes(deps.privacy, authorize) if deps.privacy is not None else ()),
+        *backup_routes(
+            deps.runtime.settings.data_path,
+            deps.loader.lock,
+            authorize,
+            lock_timeout_s=deps.runtime.settings.warehouse.lock_timeout_s,
+            audit=deps.audit,
+        ),
     ]
     pairs = [
         (m, r.path)

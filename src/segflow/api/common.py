@@ -11,15 +11,7 @@ object: ``field`` and ``reason`` for bad input, ``errors`` (every diagnostic wit
 column) for a rule that does not compile, ``request_id`` for an unexpected failure. Status
 codes are mapped here, from the marker types of ``segflow.errors``:
 
-==================  ======  ===========================================
-ValidationError     400     ``validation_error``, ``rule_syntax_error``, ...
-(no or bad token)   401     ``unauthorized`` (``WWW-Authenticate: Bearer``)
-(role too low)      403     ``forbidden`` (``details.role``, ``details.needs``)
-NotFoundError       404     ``not_found``, ``model_not_found``, ... and unknown routes
-(wrong method)      405     ``method_not_allowed`` (``details.allowed``)
-ConflictError       409     ``conflict``
-TransientError      503     ``unavailable`` (``Retry-After``)
-other SegflowError  400
+==================  ======  ====================================other SegflowError  400
 anything else       500     ``internal_error`` with ``details.request_id`` (logged with it)
 ==================  ======  ===========================================
 
@@ -44,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from segflow.api.auth import Authorize
+from segflow.collect.exceptions import RateLimited
 from segflow.errors import (
     ConflictError,
     NotFoundError,
@@ -51,6 +44,7 @@ from segflow.errors import (
     TransientError,
     ValidationError,
 )
+from segflow.logs import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +53,7 @@ _STATUS: tuple[tuple[type[SegflowError], int], ...] = (
     (ValidationError, 400),
     (NotFoundError, 404),
     (ConflictError, 409),
+    (RateLimited, 429),
     (TransientError, 503),
 )
 _HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
@@ -113,12 +108,16 @@ def http_error(exc: HTTPException) -> JSONResponse:
 
 def internal_error(request: Request, exc: BaseException, code: str = "internal_error") -> Response:
     """A last resort: an unexpected failure, logged with a request id the client also gets."""
-    request_id = secrets.token_hex(8)
+    request_id = REQUEST_ID.get()  # set by the serve app's middleware (also in the header)
+    headers = None
+    if request_id is None:
+        request_id = secrets.token_hex(8)
+        headers = {"X-Request-ID": request_id}
     log.error(
         "%s %s failed (request %s)", request.method, request.url.path, request_id, exc_info=exc
     )
     message = f"{type(exc).__name__}: {exc}" if code != "internal_error" else "internal error"
-    return refusal(500, code, message, {"request_id": request_id}, {"X-Request-ID": request_id})
+    return refusal(500, code, message, {"request_id": request_id}, headers)
 
 
 async def answer(

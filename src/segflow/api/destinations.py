@@ -23,7 +23,7 @@ POST    /api/v1/destinations/{name}/dead-letters/replay  ``{since_ms, ids}`` edi
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
@@ -163,12 +163,21 @@ def _dead(svc: ActivationService, request: Request, body: dict[str, Any]) -> Any
     }
 
 
+_INT64 = msgspec.Meta(ge=-(2**63), le=2**63 - 1)
+
+
+def _field(body: dict[str, Any], name: str, kind: Any, default: Any) -> Any:
+    """``body[name]`` as ``kind`` (a 400 naming the field otherwise, never a 500)."""
+    try:
+        return msgspec.convert(body.get(name, default), kind)
+    except msgspec.ValidationError as exc:
+        raise ValidationError(name, str(exc)) from exc
+
+
 def _replay(svc: ActivationService, request: Request, body: dict[str, Any]) -> Any:
-    ids, since_ms = body.get("ids", []), body.get("since_ms", 0)
-    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-        raise ValidationError("ids", "expected a list of dead-letter ids (integers)")
-    if not isinstance(since_ms, int):
-        raise ValidationError("since_ms", "expected epoch milliseconds (an integer)")
+    Int64 = Annotated[int, _INT64]
+    ids = _field(body, "ids", list[Int64], [])
+    since_ms = _field(body, "since_ms", Int64, 0)
     return {"replayed": svc.replay(_name(request), since_ms=since_ms, ids=ids)}
 
 

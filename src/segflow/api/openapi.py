@@ -20,6 +20,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str | None, str, str | None]] = {
     ("GET", "/api/v1/health"): (None, "Liveness (no token)", None),
     ("GET", "/api/v1/status"): ("read", "Lag of each part and the delivery backlog", None),
     ("GET", "/api/v1/audit"): ("admin", "Configuration changes, newest first (?limit&action&target)", None),
+    ("POST", "/api/v1/backups"): ("admin", "Write a consistent backup of the data directory to a new directory on the server", "path"),
     ("GET", "/api/v1/openapi.json"): (None, "This document", None),
     ("GET", "/api/v1/docs"): (None, "This document as a page where each route can be tried", None),
     ("GET", "/api/v1/tokens"): ("admin", "Every API token (never a secret)", None),

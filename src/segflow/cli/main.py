@@ -35,6 +35,7 @@ app = typer.Typer(
 # Modules under segflow.cli that each expose register(app). Keep alphabetical.
 _AREAS: tuple[str, ...] = (
     "audit",
+    "backup",
     "dead_letters",
     "demo",
     "deliveries",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import typer
 
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
@@ -14,8 +15,11 @@ def serve(
     host: str | None = typer.Option(None, "--host", help="address to bind (default 127.0.0.1)"),
     port: int | None = typer.Option(None, "--port", help="port to bind (default 8080)"),
     config: Path | None = ConfigOption,
-    log_level: str = typer.Option(
-        "warning", "--log-level", help="the HTTP server's log level: debug, info, warning, error"
+    log_level: str | None = typer.Option(
+        None, "--log-level", help="debug, info, warning, error (default: observability.log_level)"
+    ),
+    log_format: str | None = typer.Option(
+        None, "--log-format", help="auto (JSON unless stderr is a terminal), json or text"
     ),
     http_server: str = typer.Option(
         "uvicorn", "--http-server", help="uvicorn (default) or granian"
@@ -28,6 +32,11 @@ def serve(
     from segflow.server.run import serve as run_server
 
     settings = resolve_settings(data_dir, config, host=host, port=port)
+    if log_format is not None:
+        settings = msgspec.structs.replace(
+            settings,
+            observability=msgspec.structs.replace(settings.observability, log_format=log_format),
+        )
     run_server(
         settings,
         services=compose.services,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -26,9 +26,11 @@ from segflow.collect.catalog import Source
 from segflow.collect.cors import CorsPolicy
 from segflow.collect.exceptions import PayloadTooLarge, Unauthorized
 from segflow.collect.ingest import Ingestor, Request
+from segflow.collect.limits import Admission, TokenBuckets
 from segflow.collect.responses import error_response
 from segflow.collect.sdk_settings import rudderstack_source_config, segment_settings
 from segflow.errors import SegflowError
+from segflow.metrics import REQUESTS_REFUSED
 from segflow.spec.exceptions import InvalidMessage
 from segflow.spec.wire import WireMessage, decode_batch, peek_write_key
 
@@ -56,6 +58,12 @@ class CollectorApp:
         self.settings = ingestor.settings
         self.cors = CorsPolicy(self.settings.cors_origins)
         self.clock = clock or WallClock()
+        self.limits = TokenBuckets(
+            rate=self.settings.rate_limit_events_per_s, burst=self.settings.rate_limit_burst
+        )
+        self.admission = Admission(
+            self.settings.max_inflight_requests, retry_after_s=self.settings.retry_after_s
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,6 +73,7 @@ class CollectorApp:
             await self._route(scope, receive, send, cors)
         except SegflowError as exc:
             status, body, extra = error_response(exc, self.settings.retry_after_s)
+            REQUESTS_REFUSED.labels(app="collect", reason=exc.code).inc()
             await send_json(send, status, body, [*cors, *extra])
         except Exception:
             logger.exception("unexpected error in the collector")
@@ -84,9 +93,9 @@ class CollectorApp:
             await send_empty(send, 204, preflight)
             return
         if method == "POST" and path in SINGLE_ROUTES:
-            await self._single(scope, receive, send, cors, SINGLE_ROUTES[path])
+            await self._admitted(self._single(scope, receive, send, cors, SINGLE_ROUTES[path]))
         elif method == "POST" and path in BATCH_ROUTES:
-            await self._batch(scope, receive, send, cors)
+            await self._admitted(self._batch(scope, receive, send, cors))
         elif method in ("GET", "HEAD") and path == "health":
             await send_json(
                 send, 200, {"status": "ok", "pendingEvents": self.ingestor.log.pending_events}, cors
@@ -105,6 +114,18 @@ class CollectorApp:
             )
 
     # -- ingestion ---------------------------------------------------------------------------
+
+    async def _admitted(self, handler: Coroutine[Any, Any, None]) -> None:
+        """Run an ingestion handler within ``max_inflight_requests`` (else 503 at once)."""
+        try:
+            self.admission.enter()
+        except SegflowError:
+            handler.close()  # never awaited: close it (no "never awaited" warning)
+            raise
+        try:
+            await handler
+        finally:
+            self.admission.leave()
 
     def _authenticate(self, scope: Scope, body_key: str | None) -> Source:
         catalog = self.ingestor.catalog
@@ -140,6 +161,7 @@ class CollectorApp:
         item = self.ingestor.decode_raw(body)
         key = item.write_key if isinstance(item, WireMessage) else peek_write_key(body)
         source = self._authenticate(scope, key)
+        self.limits.take(source.id)
         result = await self.ingestor.ingest_async(
             self._request(scope, source, call), [item], [body]
         )
@@ -169,6 +191,7 @@ class CollectorApp:
         limit = self.settings.max_batch_messages
         if len(batch.batch) > limit:
             raise PayloadTooLarge("max_batch_messages", limit, actual=len(batch.batch))
+        self.limits.take(source.id, len(batch.batch))
         raws: Sequence[bytes] = [bytes(raw) for raw in batch.batch]
         items = [self.ingestor.decode_raw(raw) for raw in raws]
         result = await self.ingestor.ingest_async(

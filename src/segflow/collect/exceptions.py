@@ -13,13 +13,21 @@
     ├── ConflictError
     │   └── SourceExists                       409
     └── TransientError (log.exceptions.*)       503 + Retry-After
+        ├── RateLimited                        429 + Retry-After (per source, per API token)
+        └── Overloaded                         503 + Retry-After (too many requests in flight)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from segflow.errors import ConflictError, NotFoundError, SegflowError, ValidationError
+from segflow.errors import (
+    ConflictError,
+    NotFoundError,
+    SegflowError,
+    TransientError,
+    ValidationError,
+)
 
 
 class PayloadTooLarge(ValidationError):
@@ -56,3 +64,15 @@ class UnknownSource(NotFoundError):
 
 class SourceExists(ConflictError):
     code = "source_exists"
+
+
+class RateLimited(TransientError):
+    """A source or an API token over its configured rate (HTTP 429 + ``Retry-After``)."""
+
+    code = "rate_limited"
+
+
+class Overloaded(TransientError):
+    """More requests in flight than ``collect.max_inflight_requests`` (HTTP 503 + ``Retry-After``)."""
+
+    code = "overloaded"

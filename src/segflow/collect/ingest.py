@@ -39,6 +39,7 @@ from segflow.config import CollectSettings
 from segflow.errors import ValidationError
 from segflow.log.base import DeadLetter, Position
 from segflow.log.sqlite import SqliteEventLog
+from segflow.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_RECEIVED, EVENTS_REFUSED
 from segflow.spec.events import Event, encode_event
 from segflow.spec.exceptions import InvalidMessage
 from segflow.spec.normalize import NameRules, normalize
@@ -83,6 +84,7 @@ class Prepared:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     violations: Counter[tuple[str, str]] = field(default_factory=Counter)
     suppressed: int = 0
+    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)  # (code, field) refused
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class Ingestor:
             ).result()
             self._record_violations(source, prepared)
             _merge(result, prepared, positions)
+            _count(source, len(chunk), prepared, positions)
         return result
 
     async def ingest_async(
@@ -152,6 +155,7 @@ class Ingestor:
             await asyncio.to_thread(self._record_violations, request.source, prepared)
         result = IngestResult()
         _merge(result, prepared, positions)
+        _count(request.source, len(items), prepared, positions)
         return result
 
     async def dead_letter_async(
@@ -244,6 +248,7 @@ class Ingestor:
         exc: ValidationError,
     ) -> None:
         message_id = _message_id_of(exc, item, raw)
+        prepared.reasons[(exc.code, _top_field(exc.field))] += 1
         prepared.refused.append(
             Refusal(index=index, message_id=message_id, field=exc.field, reason=exc.reason)
         )
@@ -308,6 +313,39 @@ def _merge(result: IngestResult, prepared: Prepared, positions: list[Position | 
     result.duplicates += duplicates
     result.suppressed += prepared.suppressed
     result.refused.extend(prepared.refused)
+
+
+_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(WireMessage)) | {
+    "type",
+    "max_message_bytes",
+}
+
+
+def _top_field(name: str) -> str:
+    """A refused field as a metric label: its top-level name, if it is one of the message's."""
+    top = name.split(".", 1)[0]
+    return top if top in _FIELDS else ("" if not top else "other")
+
+
+_SOURCE_COUNTERS: dict[str, tuple[Any, Any, Any]] = {}
+
+
+def _count(source: Source, received: int, prepared: Prepared, positions: list[Any]) -> None:
+    """Per request: ``segflow_collect_events_*_total`` by source (and refusal reason)."""
+    counters = _SOURCE_COUNTERS.get(source.name)
+    if counters is None:  # labels() takes a lock and hashes the labels: once per source
+        counters = _SOURCE_COUNTERS[source.name] = (
+            EVENTS_RECEIVED.labels(source=source.name),
+            EVENTS_ACCEPTED.labels(source=source.name),
+            EVENTS_DUPLICATE.labels(source=source.name),
+        )
+    duplicates = sum(1 for p in positions if p is None)
+    counters[0].inc(received)
+    counters[1].inc(len(positions) - duplicates)
+    if duplicates:
+        counters[2].inc(duplicates)
+    for (code, name), n in prepared.reasons.items():
+        EVENTS_REFUSED.labels(source=source.name, reason=code, field=name).inc(n)
 
 
 _WRITE_KEY = re.compile(rb'("writeKey"\s*:\s*)"(?:[^"\\]|\\.)*"')

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from segflow.collect.exceptions import PayloadTooLarge, Unauthorized
+from segflow.collect.exceptions import PayloadTooLarge, RateLimited, Unauthorized
 from segflow.errors import (
     ConflictError,
     NotFoundError,
@@ -34,7 +34,7 @@ def status_of(exc: SegflowError) -> int:
         return 404
     if isinstance(exc, ConflictError):
         return 409
-    if isinstance(exc, LogBackpressure):
+    if isinstance(exc, LogBackpressure | RateLimited):
         return 429
     if isinstance(exc, TransientError):
         return 503

@@ -30,6 +30,7 @@ import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 from segflow.clock import DAY_MS, Clock
+from segflow.metrics import JOB_DURATION
 from segflow.ml import cards as cards_mod
 from segflow.ml.clustering import ClusterConfig, ClusterModel, changed_share, fit_clusters
 from segflow.ml.exceptions import MLInputError
@@ -94,7 +95,9 @@ def run_job(ctx: JobContext, name: str, job: str | None = None) -> RunRecord:
         failed = RunRecord(run_id=run_id, model=name, kind=spec.kind, job=job, status="failed", started_at_ms=started,
                            finished_at_ms=started + duration, duration_ms=duration, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
         ctx.registry.record_run(failed)
+        JOB_DURATION.labels(job=f"ml_{job}", status="failed").observe(time.perf_counter() - t0)
         raise
+    JOB_DURATION.labels(job=f"ml_{job}", status="succeeded").observe(time.perf_counter() - t0)
     duration = int((time.perf_counter() - t0) * 1000)
     run = RunRecord(run_id=run_id, model=name, kind=spec.kind, job=job, status="succeeded", started_at_ms=started,
                     finished_at_ms=started + duration, duration_ms=duration, params=params, data_window=window, metrics=metrics)  # fmt: skip

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 from segflow.collect.app import CollectorApp
 from segflow.collect.asgi import ASGIApp, Receive, Scope, Send
+from segflow.server.requests import RequestContext
 from segflow.server.runtime import Runtime
 from segflow.server.services import Service, ServiceGroup
 
@@ -52,11 +53,15 @@ class ServeApp:
             ((p.rstrip("/"), a) for p, a in mounts.items()), key=lambda m: -len(m[0])
         )
         self.services = ServiceGroup(services)
+        self._http = RequestContext(self._dispatch)  # request ids, latency, access log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
+        await self._http(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
         for prefix, app in self.mounts:
             if path == prefix or path.startswith(prefix + "/"):

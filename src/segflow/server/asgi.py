@@ -13,6 +13,7 @@ import os
 import msgspec
 
 from segflow.config import Settings, load_settings
+from segflow.logs import configure_logging
 from segflow.server import compose
 from segflow.server.app import ServeApp, build_app
 from segflow.server.runtime import Runtime
@@ -28,5 +29,6 @@ def create_app() -> ServeApp:
         settings = msgspec.json.decode(encoded, type=Settings)
     else:
         settings = load_settings(os.environ.get("SEGFLOW_CONFIG"))
+    configure_logging(settings.observability.log_level, settings.observability.log_format)
     runtime = Runtime.open(settings)
     return build_app(runtime, services=compose.services(runtime), mounts=compose.mounts(runtime))

@@ -42,6 +42,8 @@ from segflow.segments.service import DefinitionWatcher, SegmentService
 from segflow.segments.store import DefinitionStore
 from segflow.server.app import KeepPath
 from segflow.server.ml import MlService
+from segflow.server.observability import ops_mounts
+from segflow.server.ratelimit import TokenRateLimit
 from segflow.server.retention import LogRetention
 from segflow.server.runtime import Runtime
 from segflow.server.services import Service
@@ -161,10 +163,19 @@ def _build(runtime: Runtime) -> Assembly:
         audit=audit,
         privacy=privacy.service,
     )
+    api: ASGIApp = build_api(api_deps)
+    if settings.api.rate_limit_per_s > 0:
+        limits = settings.api
+        api = TokenRateLimit(
+            api, tokens, rate=limits.rate_limit_per_s, burst=limits.rate_limit_burst
+        )
     mounts: dict[str, ASGIApp] = {
-        "/api": KeepPath(build_api(api_deps)),
+        "/api": KeepPath(api),
         "/console": KeepPath(build_console(api_deps)),
     }
+    ops, started = ops_mounts(runtime, reader, processor, activation.store, tokens)
+    services.append(started)  # last: readiness starts once every service did
+    mounts.update(ops)
     return Assembly(
         processor, loader, delivery, activation, segments, tokens, services, mounts, privacy
     )

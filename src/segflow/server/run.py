@@ -9,7 +9,6 @@ signals, SIGKILL crash semantics and in-process services simple; ``--http-server
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 
@@ -19,6 +18,7 @@ import uvicorn
 from segflow.collect.asgi import ASGIApp
 from segflow.config import Settings
 from segflow.errors import ConfigError
+from segflow.logs import configure_logging
 from segflow.server.app import build_app
 from segflow.server.runtime import Runtime
 from segflow.server.services import Service
@@ -32,18 +32,20 @@ def serve(
     *,
     services: ServiceFactory | None = None,
     mounts: MountFactory | None = None,
-    log_level: str = "warning",
+    log_level: str | None = None,
     http_server: str = "uvicorn",
 ) -> None:
-    """Open the data directory, build the app and serve until interrupted (SIGINT/SIGTERM)."""
+    """Open the data directory, build the app and serve until interrupted (SIGINT/SIGTERM).
+
+    Logs go to stderr as ``observability`` says (JSON lines unless stderr is a terminal);
+    ``log_level`` overrides ``observability.log_level``."""
+    log_level = (log_level or settings.observability.log_level).lower()
     if http_server == "granian":
         _serve_granian(settings, log_level)
         return
     if http_server != "uvicorn":
         raise ConfigError(f"unknown HTTP server {http_server!r} (uvicorn or granian)")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level, settings.observability.log_format)
     runtime = Runtime.open(settings)
     app = build_app(
         runtime,
@@ -57,7 +59,8 @@ def serve(
         loop="uvloop",
         http="httptools",
         lifespan="on",
-        access_log=False,  # URLs may carry write keys (/v1/projects/{writeKey}/settings)
+        access_log=False,  # URLs may carry write keys: segflow.access logs route templates
+        log_config=None,  # uvicorn's loggers propagate to segflow's handler
         log_level=log_level,
         server_header=False,
     )
@@ -72,6 +75,8 @@ def _serve_granian(settings: Settings, log_level: str) -> None:
         raise ConfigError("granian is not installed: pip install 'segflow[granian]'") from exc
     from segflow.server.asgi import SETTINGS_ENV
 
+    observability = msgspec.structs.replace(settings.observability, log_level=log_level)
+    settings = msgspec.structs.replace(settings, observability=observability)
     os.environ[SETTINGS_ENV] = msgspec.json.encode(settings).decode()
     Granian(
         "segflow.server.asgi:create_app",

@@ -25,6 +25,7 @@ retention is off by default for this reason; docs/segments.md, "Editing definiti
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
@@ -75,8 +76,10 @@ def step(
     fingerprint: str,
     now_ms: int,
     limit: int = 200,
+    memberships: Counter[tuple[str, str]] | None = None,
 ) -> int:
-    """Rebuild up to ``limit`` profiles in ``tx``; returns how many (0 once complete)."""
+    """Rebuild up to ``limit`` profiles in ``tx``; returns how many (0 once complete).
+    ``memberships`` receives the (segment, kind) counts of the changes emitted."""
     if _meta(tx, TARGET) == fingerprint:
         cursor = _meta(tx, CURSOR) or ""
     else:  # a new backfill: merges logged from here on are redone at the end
@@ -96,6 +99,8 @@ def step(
             if found is not None:
                 rebuild(batch, handler, log, found, now_ms)
     batch.flush()
+    if memberships is not None:
+        memberships.update(batch.memberships)
     if len(rows) < limit:
         tx.set(keys.META, FINGERPRINT, fingerprint.encode())
         tx.delete(keys.META, CURSOR)

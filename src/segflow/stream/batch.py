@@ -6,6 +6,7 @@ reads the identity graph through this object (it implements ``segflow.identity.G
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 
 import msgspec
@@ -30,6 +31,7 @@ class Batch:
         self.outbox_seq = self._meta("outbox_seq")
         self.cause_ms: int | None = None  # what the changes emitted now answer (freshness)
         self.caused: list[tuple[str, int]] = []  # (segment, cause_ms) of membership changes
+        self.memberships: Counter[tuple[str, str]] = Counter()  # (segment, kind) -> changes
         self.record_seq = self._meta("record_seq")
 
     def _meta(self, name: str) -> int:
@@ -82,8 +84,10 @@ class Batch:
 
     # -- outputs ----------------------------------------------------------------------------
     def emit(self, change: AnyChange) -> None:
-        if self.cause_ms is not None and isinstance(change, MembershipChange):
-            self.caused.append((change.segment, self.cause_ms))
+        if isinstance(change, MembershipChange):
+            self.memberships[(change.segment, change.kind)] += 1
+            if self.cause_ms is not None:
+                self.caused.append((change.segment, self.cause_ms))
         self.outbox_seq += 1
         self.tx.set(keys.OUTBOX, keys.seq_key(self.outbox_seq), encode_change(change))
 

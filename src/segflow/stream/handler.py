@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 
 from segflow.identity import (
@@ -19,6 +20,7 @@ from segflow.identity import (
     resolve,
 )
 from segflow.log.base import Record
+from segflow.metrics import RULE_EVAL, RULE_EVAL_SAMPLE
 from segflow.profiles import Profile, apply_event, merge_into
 from segflow.spec.changes import IdentityLinked, MembershipChange, ProfileMerged
 from segflow.spec.events import Event
@@ -51,6 +53,7 @@ class EventHandler:
         self.rules = rules
         self.evaluator = evaluator
         self.log = log  # to replay a merged profile's timeline when states can't merge exactly
+        self._evaluations = 0  # one evaluation in RULE_EVAL_SAMPLE is timed (metrics)
 
     # -- events -----------------------------------------------------------------------------
     def prefetch(self, batch: Batch, records: Sequence[Record]) -> list[list[Identifier]]:
@@ -209,6 +212,17 @@ class EventHandler:
         batch.put(profile)
 
     def _evaluate(
+        self, batch: Batch, profile: Profile, at_ms: int, event: Event | None, now_ms: int
+    ) -> None:
+        self._evaluations += 1
+        if self._evaluations & (RULE_EVAL_SAMPLE - 1):
+            self._evaluate_rules(batch, profile, at_ms, event, now_ms)
+            return
+        started = time.perf_counter()
+        self._evaluate_rules(batch, profile, at_ms, event, now_ms)
+        RULE_EVAL.observe(time.perf_counter() - started)
+
+    def _evaluate_rules(
         self, batch: Batch, profile: Profile, at_ms: int, event: Event | None, now_ms: int
     ) -> None:
         try:

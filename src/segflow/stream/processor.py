@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -29,6 +30,7 @@ from segflow.clock import Clock, WallClock
 from segflow.errors import NotFoundError
 from segflow.identity import Identifier, IdentityRules
 from segflow.log.base import Record
+from segflow.metrics import MEMBERSHIPS, PROCESSOR_BATCH, PROCESSOR_EVENTS
 from segflow.stream import backfill, keys
 from segflow.stream.attributes import AttributeInbox, AttributeUpdate
 from segflow.stream.batch import Batch
@@ -139,13 +141,16 @@ class Processor:
                 tx.rollback()
                 self._complete_for = fingerprint
                 return 0
+            counts: Counter[tuple[str, str]] = Counter()
             done = backfill.step(
-                tx, self.handler, self.log, fingerprint, self.clock.now_ms(), limit
+                tx, self.handler, self.log, fingerprint, self.clock.now_ms(), limit, counts
             )
             tx.commit()
         except BaseException:
             tx.rollback()
             raise
+        for (segment, kind), n in counts.items():
+            MEMBERSHIPS.labels(segment=segment, kind=kind).inc(n)
         if done < limit:
             self._complete_for = fingerprint
         return done
@@ -193,6 +198,7 @@ class Processor:
         except BaseException:
             tx.rollback()
             raise
+        _count_memberships(batch)
         return len(touched)
 
     def _swap_evaluator(self) -> None:
@@ -202,6 +208,7 @@ class Processor:
                 self._pending_evaluator = None
 
     def _process_batch(self, limit: int) -> int:
+        started = time.perf_counter()
         tx = self.store.begin_global()
         advanced: dict[int, int] = {}
         done = 0
@@ -230,6 +237,10 @@ class Processor:
             raise
         self.freshness.observe(batch.caused, self.wall_ms())
         self._mirror_offsets(advanced)
+        group = self.settings.group
+        PROCESSOR_EVENTS.labels(group=group).inc(done)
+        PROCESSOR_BATCH.labels(group=group).observe(time.perf_counter() - started)
+        _count_memberships(batch)
         return done
 
     def _drop(self, batch: Batch, record: Record) -> None:
@@ -337,6 +348,7 @@ class Processor:
         except BaseException:
             tx.rollback()
             raise
+        _count_memberships(batch)
         return len(due)
 
     def split(self, profile_id: str, identifiers: Sequence[str]) -> SplitResult:
@@ -360,6 +372,7 @@ class Processor:
         except BaseException:
             tx.rollback()
             raise
+        _count_memberships(batch)
         return result
 
     def run_forever(self, stop_event: threading.Event) -> None:
@@ -398,6 +411,12 @@ class _Pending(Generic[_T]):
         self.command = command
         self.after = after
         self.future: Future[_T] = Future()
+
+
+def _count_memberships(batch: Batch) -> None:
+    """Add a committed batch's membership changes to ``segflow_memberships_total``."""
+    for (segment, kind), n in batch.memberships.items():
+        MEMBERSHIPS.labels(segment=segment, kind=kind).inc(n)
 
 
 def _apply_updates(batch: Batch, updates: Sequence[AttributeUpdate]) -> set[str]:

@@ -36,6 +36,7 @@ from typing import Any, Generic, TypeVar
 from segflow.clock import Clock
 from segflow.config import WarehouseSettings
 from segflow.log.base import EventLog, Record
+from segflow.metrics import JOB_DURATION, LOADER_EVENTS
 from segflow.spec.changes import AnyChange, ChangeFeed
 from segflow.spec.events import Event
 from segflow.warehouse.batches import events_table
@@ -100,21 +101,33 @@ class WarehouseLoader:
         self.change_seq: int | None = None  # the last change loaded (None: no batch ran yet)
         # events for which this is true are not loaded (segflow.privacy suppressions)
         self.skip: Callable[[Event], bool] | None = None
+        self.lock = self._file_lock  # a backup holds it to keep the file still (segflow.backup)
 
     # -- one micro-batch -------------------------------------------------------------------
     def run_once(self) -> LoadInfo:
         """Load one micro-batch (up to ``batch_max_events`` events and their changes)."""
         t0 = time.perf_counter()
         with self._file_lock:
-            con = self._connection()
             try:
-                info = self._load(con, t0)
-                self._run_commands(con)
-                self._apply_retention(con)
-            finally:
-                if self.settings.release_between_batches and self.releases_file:
-                    self._release()
-            self._run_file_commands()
+                con = self._connection()
+                try:
+                    info = self._load(con, t0)
+                    self._run_commands(con)
+                    self._apply_retention(con)
+                finally:
+                    if self.settings.release_between_batches and self.releases_file:
+                        self._release()
+                self._run_file_commands()
+            except Exception:
+                JOB_DURATION.labels(job="warehouse_load", status="failed").observe(
+                    time.perf_counter() - t0
+                )
+                raise
+        if not info.empty:
+            JOB_DURATION.labels(job="warehouse_load", status="succeeded").observe(
+                info.duration_ms / 1000
+            )
+            LOADER_EVENTS.inc(info.events_loaded)
         if info.events_read:
             self.log.commit(CONSUMER_GROUP, info.offsets)
         self.change_seq = info.change_seq
