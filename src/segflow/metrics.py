@@ -107,6 +107,15 @@ MEMBERSHIPS = Counter(
     registry=REGISTRY,
 )
 
+FRESHNESS = Histogram(
+    "segflow_membership_freshness_seconds",
+    "Event acknowledgement (kind=event) or timer due time (kind=timer) to the commit of the "
+    "membership change it caused, by segment.",
+    ["segment", "kind"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+
 # -- jobs ------------------------------------------------------------------------------------
 JOB_DURATION = Histogram(
     "segflow_job_duration_seconds",

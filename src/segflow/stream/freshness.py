@@ -4,7 +4,8 @@ timer's due time to that commit (timer lateness).
 
 The processor observes every committed change; each segment keeps its last ``window``
 latencies of each kind in memory, summarised as count, p50, p99 and max
-(``/api/v1/segments/{name}``, ``/api/v1/status``).
+(``/api/v1/segments/{name}``, ``/api/v1/status``), and feeds the Prometheus histogram
+``segflow_membership_freshness_seconds{segment, kind}`` (``/metrics``).
 
 >>> f = Freshness(window=100)
 >>> f.observe([("buyers", 1_000), ("buyers", 1_010)], committed_ms=1_020)
@@ -21,6 +22,8 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 import numpy as np
+
+from segflow.metrics import FRESHNESS
 
 Kind = Literal["event", "timer"]
 
@@ -42,7 +45,9 @@ class Freshness:
                 found = self._latencies.get((segment, kind))
                 if found is None:
                     found = self._latencies[(segment, kind)] = deque(maxlen=self.window)
-                found.append(max(0, committed_ms - cause_ms))
+                latency = max(0, committed_ms - cause_ms)
+                found.append(latency)
+                FRESHNESS.labels(segment=segment, kind=kind).observe(latency / 1000)
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """``{segment: {count, p50_ms, p99_ms, max_ms, timers?: {...}}}``: the top level

@@ -182,3 +182,40 @@ def test_metrics_can_require_a_read_token(
     assert bad.status_code == 401
     assert scrape(server.url, {"Authorization": f"Bearer {token}"})
     assert httpx.get(f"{server.url}/healthz").status_code == 200  # probes stay open
+
+
+def test_freshness_is_a_metric_per_segment(
+    tmp_path: Path, make_server: Callable[..., Any], ops: Any
+) -> None:
+    data = tmp_path / "data"
+    key = ops.source(data, "web")
+    token = ops.token(data, "admin")
+    server = make_server(data)
+    api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
+
+    def order(user: str) -> None:
+        event = {"type": "track", "userId": user, "event": "Order Completed", "messageId": user}
+        sent = httpx.post(f"{server.url}/v1/batch", json={"batch": [event]}, auth=(key, ""))
+        assert sent.status_code == 200, sent.text
+
+    def members() -> int:
+        return len(api.get("/api/v1/segments/buyers/members").json()["members"])
+
+    try:
+        rule = {"name": "buyers", "rule": 'did "Order Completed"'}
+        assert api.post("/api/v1/segments", json=rule).status_code == 201
+        order("u1")
+        ops.until(lambda: members() == 1)  # the rule set is live (or backfilled u1)
+        order("u2")  # caused by an event, with the rule set live: measured
+        ops.until(lambda: members() == 2)
+        fresh = {"segment": "buyers", "kind": "event"}
+        samples = ops.until(
+            lambda: (
+                (s := scrape(server.url))
+                and value(s, "segflow_membership_freshness_seconds_count", **fresh) >= 1
+                and s
+            )
+        )
+    finally:
+        api.close()
+    assert value(samples, "segflow_membership_freshness_seconds_sum", **fresh) < 30
