@@ -1,8 +1,8 @@
-"""A cluster saved as a segment keeps its members through a rename and a retrain, in both evaluators.
+"""ML outputs in segments, end to end: scores crossing a threshold and saved clusters.
 
-Real parts end to end: events in a SQLite log, the processor (SQLite state) with the cluster
-job's labels pushed into profile state, the warehouse loader, the cluster job on the loaded
-warehouse, the segment catalog, and the SQL compiler on the warehouse.
+Real parts: events in a SQLite log, the processor (SQLite state) into which jobs push scores
+and clusters, the warehouse loader, the jobs on the loaded warehouse (and serve's scheduler
+service), the segment catalog, and the SQL compiler on the warehouse.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from segflow.clock import DAY_MS, ManualClock
+from segflow.clock import DAY_MS, HOUR_MS, ManualClock
+from segflow.config import MlSettings
 from segflow.log.sqlite import SqliteEventLog
 from segflow.ml import cards
 from segflow.ml.jobs import JobContext, run_job
@@ -24,6 +25,7 @@ from segflow.ml.segments import cluster_name_rule, rules_naming_cluster, save_cl
 from segflow.rules import compile_segments
 from segflow.rules.sql import compile_members
 from segflow.segments.store import DefinitionStore
+from segflow.server.ml import MlService
 from segflow.spec import Event, MembershipChange
 from segflow.stream import Processor, ProfileReader, SqliteStateStore
 from segflow.warehouse.loader import WarehouseLoader
@@ -200,3 +202,33 @@ def test_saving_another_clusters_segment_after_a_regenerated_name(
     con.close()
     assert stack.stream_members("kept") == members == stack.sql_members(saved.rule or "")
     assert stack.exits("kept") == 0
+
+
+def test_serve_rescores_daily_and_a_crossed_threshold_changes_membership(stack: Stack) -> None:
+    """The serve process's scheduler runs every default model; scores reach profile state."""
+    store = DefinitionStore(stack.catalog)
+    store.put("segment", "buyers", "score purchase_7d >= 0.5")
+    store.put("segment", "valuable", "score ltv >= 1")
+    store.close()
+    stack.use_catalog()
+    clock = ManualClock(NOW + 3 * HOUR_MS)  # after the default run hour (02:00 UTC)
+    warehouse = lambda: duckdb.connect(str(stack.loader.path))  # noqa: E731
+    service = MlService(warehouse, clock, sink=stack.processor, settings=MlSettings(threads=1))
+    runs = {r.model: r for r in service.tick()}
+    # churn (30-day windows) cannot train on 60 days of history: recorded, the others still run
+    assert {"purchase_7d", "customer_segments", "ltv"} <= set(runs) and "churn" not in runs
+    con = warehouse()
+    assert Registry(con).runs("churn", 1)[0].status == "failed"
+    con.close()
+    assert service.tick() == []  # nothing is due again the same day
+    stack.settle()
+    for segment, rule in (("buyers", "score purchase_7d >= 0.5"), ("valuable", "score ltv >= 1")):
+        members = stack.stream_members(segment)
+        assert members and members == stack.sql_members(rule), segment
+    entered = [
+        c for _, c in stack.processor.change_feed().read(0, 1_000_000)
+        if isinstance(c, MembershipChange) and c.segment == "buyers" and c.kind == "entered"
+    ]  # fmt: skip
+    assert len(entered) == len(stack.stream_members("buyers"))  # no event needed: the scores
+    clock.set(NOW + DAY_MS + 3 * HOUR_MS)  # the next day: rescored
+    assert "purchase_7d" in {r.model for r in service.tick()}
