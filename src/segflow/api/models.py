@@ -149,10 +149,17 @@ def build_model_routes(deps: ModelsDeps) -> list[Route]:
         if not isinstance(new, str) or not new.strip():
             raise ValidationError("name", "a non-empty string is required")
         model, cluster = request.path_params["name"], int(request.path_params["cluster"])
-        before = reg.cluster_names(model).get(cluster, (None, False))[0]
-        reg.rename_cluster(model, cluster, new.strip())
+        before = reg.rename_cluster(
+            model, cluster, new.strip(), sink=deps.sink, now_ms=deps.clock.now_ms()
+        )
         deps.record(request, "cluster.rename", f"{model}/{cluster}", before, new.strip())
-        return {"cluster": cluster, "name": new.strip()}
+        out: dict[str, Any] = {"cluster": cluster, "name": new.strip(), "previous_name": before}
+        if deps.catalog_path is not None:
+            from segflow.ml.segments import rules_naming_cluster
+
+            # rules on the old name no longer match it (rules on the id, as saved clusters are, do)
+            out["segments_naming_previous"] = rules_naming_cluster(deps.catalog_path, model, before)
+        return out
 
     def save(reg: Registry, request: Request, body: dict[str, Any]) -> Any:
         from segflow.ml.segments import save_cluster_as_segment

@@ -79,16 +79,36 @@ def ltv_fit(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    console = Console()
-    console.print(f"BG/NBD  {result['bgnbd']}   LL {result['log_likelihood']['bgnbd']}")
+    _print_ltv(Console(), result)
+
+
+def _print_ltv(console: Console, result: dict[str, Any]) -> None:
+    """The fit as people read it: parameters, log-likelihoods, the holdout comparison."""
+    unit, customers, ll = result["time_unit"], result["customers"], result["log_likelihood"]
+
+    def params(values: dict[str, float]) -> str:
+        return "  ".join(f"{k} = {v:.4f}" for k, v in values.items())
+
+    console.print(f"BG/NBD ({customers['calibration']:,} customers, time in {unit})")
+    console.print(f"  {params(result['bgnbd'])}   log-likelihood {ll['bgnbd']:.4f}")
+    if result["gamma_gamma"]:
+        console.print(f"Gamma-Gamma ({customers['repeat']:,} customers with repeat purchases)")
+        console.print(f"  {params(result['gamma_gamma'])}   log-likelihood {ll['gamma_gamma']:.4f}")
+    holdout = result["holdout"]
+    if not holdout:
+        console.print("no holdout: the file ends at the calibration end")
+        return
+    error = holdout["error_pct"]
     console.print(
-        f"Gamma-Gamma  {result['gamma_gamma']}   LL {result['log_likelihood']['gamma_gamma']}"
+        f"Holdout ({holdout['length']:g} {unit}): predicted {holdout['predicted_repeat_purchases']:,.2f}"
+        f" repeat purchases, actual {holdout['actual_repeat_purchases']:,}"
+        + (f" ({error:+.2f}%)" if error is not None else "")
     )
-    if result["holdout"]:
-        h = result["holdout"]
-        console.print(
-            f"holdout ({h['length']} {time_unit}): predicted {h['predicted_repeat_purchases']} vs actual {h['actual_repeat_purchases']}"
-        )
+    table = Table("purchases in calibration", "customers", "actual mean", "predicted mean")
+    for row in holdout["by_calibration_frequency"]:
+        table.add_row(row["x"], f"{row['customers']:,}", f"{row['actual_mean']:.3f}",
+                      f"{row['predicted_mean']:.3f}")  # fmt: skip
+    console.print(table)
 
 
 @models_app.command("list")
@@ -156,14 +176,19 @@ def rename_cluster(
     new_name: str = typer.Argument(..., help="what people should call it"),
     data_dir: Path | None = DataDir,
 ) -> None:
-    """Rename a discovered cluster (the name survives retrains)."""
+    """Rename a discovered cluster (the name survives retrains; segments saved from it keep
+    their members, they refer to its id). Rules written on the old name are listed."""
     from segflow.ml.registry import Registry
+    from segflow.ml.segments import rules_naming_cluster
 
+    root = data_dir or _default_dir()
     try:
-        Registry(_warehouse(data_dir)).rename_cluster(name, cluster, new_name)
+        before = Registry(_warehouse(root)).rename_cluster(name, cluster, new_name)
     except SegflowError as exc:
         raise _fail(exc) from exc
-    typer.echo(f"{name}/{cluster} -> {new_name}")
+    typer.echo(f"{name}/{cluster}: {before} -> {new_name}")
+    for segment in rules_naming_cluster(root / "catalog.sqlite", name, before):
+        typer.echo(f"warning: segment {segment} names the cluster {before!r}", err=True)
 
 
 @models_app.command("save-cluster")

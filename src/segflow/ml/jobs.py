@@ -49,7 +49,9 @@ class AttributeSink(Protocol):
 
     def put_scores(self, model: str, values: Sequence[tuple[str, float]], at_ms: int) -> None: ...
 
-    def put_clusters(self, model: str, values: Sequence[tuple[str, str]], at_ms: int) -> None: ...
+    def put_clusters(
+        self, model: str, values: Sequence[tuple[str, str, int]], at_ms: int
+    ) -> None: ...  # (profile_id, cluster name, stable cluster id)
 
 
 def _no_progress(step: str, fraction: float) -> None:
@@ -123,7 +125,7 @@ def _cluster_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
     stored = ctx.registry.cluster_names(spec.name)
     names = cards_mod.name_clusters(model, {c: n for c, (n, renamed) in stored.items() if renamed})
     ctx.progress("write", 0.8)
-    prev_ids = _previous_assignments(ctx.con, spec.name, stored)
+    prev_ids = _previous_assignments(ctx.con, spec.name)
     _write_cluster_names(ctx.con, spec.name, names, stored)
     labels = [names[int(c)] for c in assigned]
     _replace(
@@ -135,11 +137,15 @@ def _cluster_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
             "model": spec.name,
             "cluster": labels,
             "assigned_at_ms": now,
+            "cluster_id": assigned.astype(np.int32),
         },
     )
     ctx.registry.save_artifact(spec.name, run_id, model, now_ms=now)
     if ctx.sink is not None:
-        ctx.sink.put_clusters(spec.name, list(zip(matrix.profile_ids, labels, strict=True)), now)
+        ids = assigned.tolist()
+        ctx.sink.put_clusters(
+            spec.name, list(zip(matrix.profile_ids, labels, ids, strict=True)), now
+        )
     cards = [dataclasses.asdict(c) for c in cards_mod.cluster_cards(model, assigned, names)]
     metrics = {
         "k": model.k,
@@ -166,14 +172,12 @@ def _previous_cluster_model(registry: Registry, name: str) -> ClusterModel | Non
     return obj if isinstance(obj, ClusterModel) else None
 
 
-def _previous_assignments(
-    con: duckdb.DuckDBPyConnection, model: str, stored: dict[int, tuple[str, bool]]
-) -> dict[str, int]:
-    by_name = {n: c for c, (n, _) in stored.items()}
+def _previous_assignments(con: duckdb.DuckDBPyConnection, model: str) -> dict[str, int]:
     rows = con.execute(
-        "SELECT profile_id, cluster FROM profile_clusters WHERE model = ?", [model]
+        "SELECT profile_id, cluster_id FROM profile_clusters WHERE model = ? AND cluster_id IS NOT NULL",
+        [model],
     ).fetchall()
-    return {str(p): by_name[c] for p, c in rows if c in by_name}
+    return {str(p): int(c) for p, c in rows}
 
 
 def _write_cluster_names(
@@ -194,10 +198,9 @@ def _replace(
     con: duckdb.DuckDBPyConnection, table: str, model: str, columns: dict[str, Any]
 ) -> None:
     """Replace ``model``'s rows of ``table`` in one transaction (scalars in ``columns`` are broadcast)."""
-    n = len(next(v for v in columns.values() if isinstance(v, list | np.ndarray)))
-    data = pa.table(
-        {k: v if isinstance(v, list | np.ndarray) else [v] * n for k, v in columns.items()}
-    )
+    arrays = (list, np.ndarray, pa.Array)
+    n = len(next(v for v in columns.values() if isinstance(v, arrays)))
+    data = pa.table({k: v if isinstance(v, arrays) else [v] * n for k, v in columns.items()})
     con.execute("BEGIN")
     try:
         con.execute(f"DELETE FROM {table} WHERE model = ?", [model])
@@ -229,35 +232,21 @@ def _train_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
 
 
 def _score_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
-    model = ctx.registry.load_artifact(spec.name)
+    artifact_run, model = ctx.registry.latest_artifact(spec.name)
     if not isinstance(model, PropensityModel):
         raise MLInputError("model", f"{spec.name!r} is not a propensity model")
     now = ctx.clock.now_ms()
     matrix = ctx.features_now(model.columns)
     scores = model.score(matrix)
-    reasons = model.reasons_json(matrix)
-    _replace(
-        ctx.con,
-        "profile_scores",
-        spec.name,
-        {
-            "profile_id": matrix.profile_ids,
-            "model": spec.name,
-            "score": scores,
-            "scored_at_ms": now,
-        },
-    )
-
-    _replace(
-        ctx.con,
-        "ml_score_reasons",
-        spec.name,
-        {
-            "profile_id": matrix.profile_ids,
-            "model": spec.name,
-            "reasons": reasons,
-        },
-    )
+    ids = pa.array(matrix.profile_ids, pa.string())
+    _replace(ctx.con, "profile_scores", spec.name,
+             {"profile_id": ids, "model": spec.name, "score": scores, "scored_at_ms": now})  # fmt: skip
+    # the inputs of every score: "why this score" is computed from them when a profile is read
+    # (segflow.ml.reasons), instead of one prediction pass per feature for everyone here
+    inputs = pa.FixedSizeListArray.from_arrays(pa.array(matrix.values.ravel()), len(model.columns))
+    _replace(ctx.con, "ml_score_inputs", spec.name,
+             {"profile_id": ids, "model": spec.name, "run_id": artifact_run, "inputs": inputs})  # fmt: skip
+    ctx.con.execute("DELETE FROM ml_score_reasons WHERE model = ?", [spec.name])  # older releases
     drift = _drift_and_history(ctx, spec.name, run_id, matrix.profile_ids, scores, now)
     if ctx.sink is not None:
         ctx.sink.put_scores(

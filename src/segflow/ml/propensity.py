@@ -18,7 +18,6 @@ regression on log recency and log 30-day frequency, measured in the same run.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +43,7 @@ IntArray = npt.NDArray[np.int64]
 BASELINE_COLUMNS = ("recency", "frequency_30d")
 BACKTEST_SAMPLE = 50_000
 BASELINE_SAMPLE = 200_000  # two features: more rows change nothing but the time
+STACKED_ROWS = 4_096  # up to this many rows, contributions take one prediction call
 
 
 def calibration_split(
@@ -161,15 +161,23 @@ class PropensityModel:
     def contributions(self, matrix: FeatureMatrix, top: int = 3) -> tuple[IntArray, FloatArray]:
         """Top contributing features per profile as arrays ``(feature index, log-odds change)``,
         shape ``(n, top)``: the change when the feature is set to the training median
-        (positive raises the score). One extra prediction pass per feature, done in chunks."""
+        (positive raises the score). One extra prediction pass per feature: the scoring job
+        leaves this to :mod:`segflow.ml.reasons`, which runs it for a profile when it is read."""
         X = matrix.values
-        contrib = np.empty_like(X)
-        swapped = np.empty_like(X)
-        base = self.booster.decision_function(X)
-        for j in range(X.shape[1]):
-            np.copyto(swapped, X)
-            swapped[:, j] = self.reference[j]
-            contrib[:, j] = base - self.booster.decision_function(swapped)
+        n, f = X.shape
+        if n * (f + 1) <= STACKED_ROWS:  # a few profiles: every variant in one prediction call
+            stacked = np.repeat(X[:, None, :], f + 1, axis=1)
+            stacked[:, np.arange(1, f + 1), np.arange(f)] = self.reference
+            raw = self.booster.decision_function(stacked.reshape(-1, f)).reshape(n, f + 1)
+            contrib = raw[:, :1] - raw[:, 1:]
+        else:
+            contrib = np.empty_like(X)
+            swapped = np.empty_like(X)
+            base = self.booster.decision_function(X)
+            for j in range(f):
+                np.copyto(swapped, X)
+                swapped[:, j] = self.reference[j]
+                contrib[:, j] = base - self.booster.decision_function(swapped)
         order = np.argsort(-np.abs(contrib), axis=1)[:, :top].astype(np.int64)
         values: FloatArray = np.round(np.take_along_axis(contrib, order, axis=1), 4)
         return order, values
@@ -179,15 +187,6 @@ class PropensityModel:
         order, values = self.contributions(matrix, top)
         return [
             [(self.columns[j], float(v)) for j, v in zip(row, vals, strict=True)]
-            for row, vals in zip(order.tolist(), values.tolist(), strict=True)
-        ]
-
-    def reasons_json(self, matrix: FeatureMatrix, top: int = 3) -> list[str]:
-        """:meth:`contributions` as one JSON text per profile: ``[["recency", 0.41], ...]``."""
-        order, values = self.contributions(matrix, top)
-        names = [json.dumps(c) for c in self.columns]
-        return [
-            "[" + ", ".join(f"[{names[j]}, {v!r}]" for j, v in zip(row, vals, strict=True)) + "]"
             for row, vals in zip(order.tolist(), values.tolist(), strict=True)
         ]
 

@@ -9,8 +9,13 @@ Tables (created on first use):
   ever read back from the warehouse the registry wrote).
 - ``ml_cluster_names(model, cluster, name, renamed)``: cluster names, user renames kept.
 - ``profile_scores(profile_id, model, score, scored_at_ms)``,
-  ``profile_clusters(profile_id, model, cluster, assigned_at_ms)``: the attributes rules read.
-- ``ml_score_reasons(profile_id, model, reasons JSON)``: the top contributing features.
+  ``profile_clusters(profile_id, model, cluster, assigned_at_ms, cluster_id)``: the attributes
+  rules read (``cluster`` is the name, ``cluster_id`` the stable id).
+- ``ml_score_inputs(profile_id, model, run_id, inputs DOUBLE[])``: the features each score was
+  computed from, and the run whose artifact computed it (``segflow.ml.reasons`` explains a
+  score from them on read).
+- ``ml_score_reasons(profile_id, model, reasons JSON)``: reasons stored by older releases (read
+  until the model's next scoring run replaces them).
 - ``ml_score_history(run_id, profile_id, model, score, scored_at_ms)``: a fixed sample of
   profiles per scoring run, for backtests and drift.
 
@@ -24,12 +29,13 @@ Tables (created on first use):
 from __future__ import annotations
 
 import pickle
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
 
 import duckdb
 import msgspec
 
-from segflow.ml.exceptions import ModelNotFound
+from segflow.ml.exceptions import MLInputError, ModelNotFound
 
 Kind = Literal["propensity", "cluster", "ltv"]
 
@@ -46,8 +52,10 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS profile_scores (profile_id VARCHAR NOT NULL, model VARCHAR NOT NULL,
         score DOUBLE NOT NULL, scored_at_ms BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS profile_clusters (profile_id VARCHAR NOT NULL, model VARCHAR NOT NULL,
-        cluster VARCHAR NOT NULL, assigned_at_ms BIGINT NOT NULL)""",
+        cluster VARCHAR NOT NULL, assigned_at_ms BIGINT NOT NULL, cluster_id INTEGER)""",
     """CREATE TABLE IF NOT EXISTS ml_score_reasons (profile_id VARCHAR NOT NULL, model VARCHAR NOT NULL, reasons JSON)""",
+    """CREATE TABLE IF NOT EXISTS ml_score_inputs (profile_id VARCHAR NOT NULL, model VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL, inputs DOUBLE[] NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS ml_score_history (run_id VARCHAR NOT NULL, profile_id VARCHAR NOT NULL,
         model VARCHAR NOT NULL, score DOUBLE NOT NULL, scored_at_ms BIGINT NOT NULL)""",
 )
@@ -100,6 +108,7 @@ DEFAULT_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(name="ltv", kind="ltv", horizon_days=365),
 )
 
+KEEP_ARTIFACTS = 3
 _RUN_COLUMNS = "run_id, model, kind, job, status, started_at_ms, finished_at_ms, duration_ms, params, data_window, metrics, error"
 
 
@@ -110,6 +119,7 @@ class Registry:
         self.con = con
         for statement in _SCHEMA:
             con.execute(statement)
+        _add_cluster_ids(con)
 
     def put_model(self, spec: ModelSpec, *, now_ms: int) -> None:
         """Create or replace a model definition."""
@@ -154,7 +164,7 @@ class Registry:
         """Job results, newest first."""
         where, args = ("WHERE model = ?", [model]) if model else ("", [])
         rows = self.con.execute(
-            f"SELECT {_RUN_COLUMNS} FROM ml_runs {where} ORDER BY started_at_ms DESC, run_id DESC LIMIT {int(limit)}",
+            f"SELECT {_RUN_COLUMNS} FROM ml_runs {where} ORDER BY started_at_ms DESC, rowid DESC LIMIT {int(limit)}",
             args,
         ).fetchall()
         return [_run(r) for r in rows]
@@ -168,21 +178,37 @@ class Registry:
         return None
 
     def save_artifact(self, model: str, run_id: str, obj: object, *, now_ms: int) -> None:
+        """Store a fitted model; the newest ``KEEP_ARTIFACTS`` of each model are kept."""
         self.con.execute(
             "INSERT INTO ml_artifacts VALUES (?, ?, ?, ?)",
             [model, run_id, now_ms, pickle.dumps(obj)],
         )
+        self.con.execute(
+            "DELETE FROM ml_artifacts WHERE model = ? AND rowid NOT IN (SELECT rowid FROM ml_artifacts"
+            " WHERE model = ? ORDER BY created_at_ms DESC, rowid DESC LIMIT ?)",
+            [model, model, KEEP_ARTIFACTS],
+        )
 
-    def load_artifact(self, model: str) -> Any:
-        """The latest fitted model object of ``model``."""
+    def latest_artifact(self, model: str) -> tuple[str, Any]:
+        """The run id and fitted model object of ``model``'s newest artifact."""
         rows = self.con.execute(
-            "SELECT artifact FROM ml_artifacts WHERE model = ? ORDER BY created_at_ms DESC, rowid DESC LIMIT 1",
+            "SELECT run_id, artifact FROM ml_artifacts WHERE model = ? ORDER BY created_at_ms DESC, rowid DESC LIMIT 1",
             [model],
         ).fetchall()
-        row = rows[0] if rows else None
-        if row is None:
+        if not rows:
             raise ModelNotFound(model, details={"reason": "never trained"})
-        return pickle.loads(row[0])
+        return str(rows[0][0]), pickle.loads(rows[0][1])
+
+    def load_artifact(self, model: str, run_id: str | None = None) -> Any:
+        """The fitted model object of ``model``: the newest, or the one of ``run_id``."""
+        if run_id is None:
+            return self.latest_artifact(model)[1]
+        rows = self.con.execute(
+            "SELECT artifact FROM ml_artifacts WHERE model = ? AND run_id = ?", [model, run_id]
+        ).fetchall()
+        if not rows:
+            raise ModelNotFound(model, details={"reason": f"no artifact of run {run_id}"})
+        return pickle.loads(rows[0][0])
 
     def cluster_names(self, model: str) -> dict[int, tuple[str, bool]]:
         rows = self.con.execute(
@@ -190,20 +216,66 @@ class Registry:
         ).fetchall()
         return {int(c): (str(n), bool(r)) for c, n, r in rows}
 
-    def rename_cluster(self, model: str, cluster: int, name: str) -> None:
-        """Give a cluster a user name; it survives retrains (the id is stable)."""
+    def rename_cluster(
+        self,
+        model: str,
+        cluster: int,
+        name: str,
+        *,
+        sink: ClusterSink | None = None,
+        now_ms: int = 0,
+    ) -> str:
+        """Give a cluster a user name (it survives retrains: the id is stable); returns the old name.
+
+        The members' labels change in ``profile_clusters`` and, through ``sink`` (the processor),
+        in profile state, so both evaluators see the new name. Rules on the id
+        (``cluster id of model M = N``, what a saved cluster segment uses) keep their members.
+        """
         names = self.cluster_names(model)
         if int(cluster) not in names:
             raise ModelNotFound(f"{model}/cluster {cluster}")
+        taken = [c for c, (n, _) in names.items() if n == name and c != int(cluster)]
+        if taken:
+            raise MLInputError("name", f"cluster {taken[0]} of {model} is already called {name!r}")
         old_name = names[int(cluster)][0]
         self.con.execute(
             "UPDATE ml_cluster_names SET name = ?, renamed = true WHERE model = ? AND cluster = ?",
             [name, model, cluster],
         )
         self.con.execute(
-            "UPDATE profile_clusters SET cluster = ? WHERE model = ? AND cluster = ?",
-            [name, model, old_name],
+            "UPDATE profile_clusters SET cluster = ? WHERE model = ? AND cluster_id = ?",
+            [name, model, cluster],
         )
+        if sink is not None:
+            rows = self.con.execute(
+                "SELECT profile_id FROM profile_clusters WHERE model = ? AND cluster_id = ?",
+                [model, cluster],
+            ).fetchall()
+            sink.put_clusters(model, [(str(r[0]), name, int(cluster)) for r in rows], now_ms)
+        return old_name
+
+
+class ClusterSink(Protocol):
+    """Where renamed labels go besides the warehouse (``segflow.ml.jobs.AttributeSink``)."""
+
+    def put_clusters(
+        self, model: str, values: Sequence[tuple[str, str, int]], at_ms: int
+    ) -> None: ...
+
+
+def _add_cluster_ids(con: duckdb.DuckDBPyConnection) -> None:
+    """Warehouses from before ``profile_clusters.cluster_id``: add it, filled from the names."""
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'profile_clusters'"
+        " AND column_name = 'cluster_id' AND schema_name = current_schema()"
+    ).fetchall()
+    if found[0][0]:
+        return
+    con.execute("ALTER TABLE profile_clusters ADD COLUMN cluster_id INTEGER")
+    con.execute(
+        "UPDATE profile_clusters SET cluster_id = n.cluster FROM ml_cluster_names n"
+        " WHERE n.model = profile_clusters.model AND n.name = profile_clusters.cluster"
+    )
 
 
 def _run(row: tuple[Any, ...]) -> RunRecord:

@@ -1,7 +1,14 @@
-"""Save a discovered cluster as a segment in one step: a rule on the profile's cluster label.
+"""Save a discovered cluster as a segment in one step: a rule on the cluster's stable id.
 
->>> cluster_rule("customer_segments", 'High spend · "VIP"')
-'cluster of model customer_segments = "High spend · \\\\"VIP\\\\""'
+The saved rule is ``cluster id of model MODEL = ID``, not the cluster's name: a rename, or a
+retrain that regenerates the name of a cluster its centroid matching kept, leaves the segment's
+members alone. Rules written by hand on the name (``cluster of model MODEL = "NAME"``) follow the
+name; :func:`rules_naming_cluster` finds them so a rename can warn about them.
+
+>>> cluster_rule("customer_segments", 3)
+'cluster id of model customer_segments = 3'
+>>> print(cluster_name_rule("customer_segments", 'High spend · "VIP"'))
+cluster of model customer_segments = "High spend · \\"VIP\\""
 """
 
 from __future__ import annotations
@@ -22,15 +29,20 @@ class _Definition(Protocol):
     def rule(self) -> str | None: ...
 
 
-def cluster_rule(model: str, cluster_name: str) -> str:
-    """The segment-language rule selecting the profiles of one cluster."""
+def cluster_rule(model: str, cluster: int) -> str:
+    """The segment-language rule selecting the profiles of one cluster, by its stable id."""
+    return f"cluster id of model {model} = {int(cluster)}"
+
+
+def cluster_name_rule(model: str, cluster_name: str) -> str:
+    """The rule selecting a cluster by its current name (follows renames of the name)."""
     return f"cluster of model {model} = {json.dumps(cluster_name, ensure_ascii=False)}"
 
 
 def save_cluster_as_segment(
     registry: Registry, catalog_path: str | Path, model: str, cluster: int, segment: str
 ) -> _Definition:
-    """Create (or version) segment ``segment`` as ``cluster of model MODEL = "NAME"`` in the catalog."""
+    """Create (or version) segment ``segment`` as ``cluster id of model MODEL = ID`` in the catalog."""
     from segflow.segments.store import DefinitionStore
 
     names = registry.cluster_names(model)
@@ -38,9 +50,39 @@ def save_cluster_as_segment(
         raise ModelNotFound(f"{model}/cluster {cluster}")
     store = DefinitionStore(catalog_path)
     try:
-        description = f"cluster {cluster} of {model}, saved from segment discovery"
-        return store.put(
-            "segment", segment, cluster_rule(model, names[int(cluster)][0]), description
+        description = (
+            f"cluster {cluster} of {model} ({names[int(cluster)][0]!r} when saved),"
+            " saved from segment discovery"
         )
+        return store.put("segment", segment, cluster_rule(model, int(cluster)), description)
     finally:
         store.close()
+
+
+def rules_naming_cluster(catalog_path: str | Path, model: str, name: str) -> list[str]:
+    """Segments whose rule compares ``cluster of model MODEL`` (the name) with ``name``."""
+    from segflow.segments.store import DefinitionStore
+
+    store = DefinitionStore(catalog_path)
+    try:
+        return [d.name for d in store.list("segment") if _names_cluster(d.rule or "", model, name)]
+    finally:
+        store.close()
+
+
+def _names_cluster(text: str, model: str, name: str) -> bool:
+    from segflow.rules import ast
+    from segflow.rules.exceptions import RuleSyntaxError
+    from segflow.rules.parser import parse
+    from segflow.rules.passes import conditions
+
+    try:
+        condition = parse(text).condition
+    except RuleSyntaxError:
+        return False
+    for node in conditions(condition) if condition is not None else ():
+        if isinstance(node, ast.Compare) and node.left == ast.ClusterRef(model):
+            right = node.right if isinstance(node.right, tuple) else (node.right,)
+            if name in right:
+                return True
+    return False

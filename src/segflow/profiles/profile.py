@@ -63,6 +63,7 @@ class Profile(msgspec.Struct, array_like=True, kw_only=True):
     absorbed: list[str] = []
     excluded: list[str] = []
     erasing: bool = False  # a deletion regulation runs: no memberships, no timers
+    cluster_ids: dict[str, int] = {}  # stable cluster id per model (``cluster id of model M``)
 
     @property
     def user_id(self) -> str | None:

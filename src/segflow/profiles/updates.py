@@ -102,6 +102,7 @@ def merge_into(survivor: Profile, absorbed: Profile) -> None:
     survivor.last_seen_ms = _pick(max, survivor.last_seen_ms, absorbed.last_seen_ms)
     survivor.scores = {**absorbed.scores, **survivor.scores}
     survivor.clusters = {**absorbed.clusters, **survivor.clusters}
+    survivor.cluster_ids = {**absorbed.cluster_ids, **survivor.cluster_ids}
     survivor.merge_count += 1 + absorbed.merge_count
     survivor.absorbed = [*survivor.absorbed, absorbed.profile_id, *absorbed.absorbed]
     survivor.excluded = sorted({*survivor.excluded, *absorbed.excluded})

@@ -123,6 +123,7 @@ class ScoreRef:
 @dataclass(frozen=True, slots=True)
 class ClusterRef:
     model: str
+    by_id: bool = False  # ``cluster id of model M``: the stable cluster id, not its name
 
 
 @dataclass(frozen=True, slots=True)

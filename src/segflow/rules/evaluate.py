@@ -50,6 +50,9 @@ class Scores(Protocol):
     @property
     def clusters(self) -> Mapping[str, str]: ...
 
+    @property
+    def cluster_ids(self) -> Mapping[str, int]: ...
+
 
 class Context:
     """One evaluation of a profile at ``now_ms`` (members of earlier segments in ``results``)."""
@@ -297,6 +300,8 @@ def _value(plan: Plan, v: ast.Value) -> ValueFn:
         return lambda ctx: ctx.profile.scores.get(model)
     if isinstance(v, ast.ClusterRef):
         model = v.model
+        if v.by_id:
+            return lambda ctx: ctx.profile.cluster_ids.get(model)
         return lambda ctx: ctx.profile.clusters.get(model)
     raise TypeError(f"unresolved value {v!r}")
 

@@ -55,6 +55,8 @@ class ProfileView(Protocol):
     def scores(self) -> Mapping[str, float]: ...
     @property
     def clusters(self) -> Mapping[str, str]: ...
+    @property
+    def cluster_ids(self) -> Mapping[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class StaticProfile:
     last_seen_ms: int | None = None
     scores: Mapping[str, float] = field(default_factory=dict)
     clusters: Mapping[str, str] = field(default_factory=dict)
+    cluster_ids: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -182,10 +182,13 @@ class Parser:
             return ast.ComputedRef(self.name("computed trait name"))
         if word in ("score", "cluster"):
             self.take()
+            by_id = word == "cluster" and self.at("id") and self.peek().text.lower() == "of"
+            if by_id:
+                self.take()
             if self.accept("of"):
                 self.expect("model")
             model = self.name("model name")
-            return ast.ScoreRef(model) if word == "score" else ast.ClusterRef(model)
+            return ast.ScoreRef(model) if word == "score" else ast.ClusterRef(model, by_id)
         if word in AGG_FUNCS or word in ("unique", "most", "distinct"):
             return self.aggregate()
         raise self.fail(

@@ -76,7 +76,8 @@ def _check_compare(node: ast.Compare) -> Iterator[Diagnostic]:
     elif isinstance(left, ast.ScoreRef):
         label, want = f"score {left.model}", "number"
     elif isinstance(left, ast.ClusterRef):
-        label, want = f"cluster of model {left.model}", "text"
+        label = f"cluster {'id ' if left.by_id else ''}of model {left.model}"
+        want = "number" if left.by_id else "text"
     elif isinstance(left, ast.FirstSeen):
         yield _diag("first seen is a time; use a window: first seen in last 1 day")
         return

@@ -86,7 +86,7 @@ def value(v: ast.Value) -> str:
     if isinstance(v, ast.ScoreRef):
         return f"score {v.model}"
     if isinstance(v, ast.ClusterRef):
-        return f"cluster of model {v.model}"
+        return f"cluster {'id ' if v.by_id else ''}of model {v.model}"
     return "first seen"
 
 

@@ -288,7 +288,7 @@ class Compiler:
         table, col = (
             ("profile_scores", "score")
             if isinstance(v, ast.ScoreRef)
-            else ("profile_clusters", "cluster")
+            else ("profile_clusters", "cluster_id" if v.by_id else "cluster")
         )
         s = next(self.names)
         q = (

@@ -20,7 +20,6 @@ the full history before it is saved.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -36,7 +35,6 @@ from segflow.errors import ValidationError
 from segflow.rules import Diagnostic, RuleSyntaxError, SegmentProgram, check, compile_segments
 from segflow.rules.sql import compile_members
 from segflow.segments.store import Definition, DefinitionStore, Kind, check_name
-from segflow.warehouse.exceptions import QueryError
 from segflow.warehouse.postgres import dialect_of
 
 log = logging.getLogger(__name__)
@@ -162,22 +160,17 @@ class SegmentService:
             con.close()
 
     def score_reasons(self, profile_ids: list[str]) -> dict[str, Any]:
-        """``{model: reasons}``: the top contributing features behind each score (warehouse)."""
+        """``{model: reasons}``: the top contributing features behind each score, computed
+        from the inputs the scoring run stored (``segflow.ml.reasons``)."""
+        from segflow.ml.reasons import score_reasons
+
         con = self._warehouse()
         try:
-            rows = con.execute(
-                "SELECT model, reasons FROM ml_score_reasons WHERE profile_id IN (SELECT unnest(CAST(? AS VARCHAR[])))",
-                [profile_ids],
-            ).fetchall()
-        except duckdb.CatalogException:  # no model has scored yet
-            return {}
-        except QueryError as exc:  # PostgreSQL: no ML jobs there (docs/warehouse.md)
-            if exc.undefined_table:
-                return {}
-            raise
+            if not isinstance(con, duckdb.DuckDBPyConnection):
+                return {}  # PostgreSQL: no ML jobs there (docs/warehouse.md)
+            return score_reasons(con, profile_ids)
         finally:
             con.close()
-        return {m: json.loads(r) if isinstance(r, str) else r for m, r in rows}
 
     def _warehouse(self) -> duckdb.DuckDBPyConnection:
         if self.warehouse is None:

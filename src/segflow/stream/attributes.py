@@ -13,8 +13,9 @@ does (docs/ml.md, "Scores in rules").
 
 >>> inbox = AttributeInbox()
 >>> inbox.put_scores("churn", [("p1", 0.9)], at_ms=5)
->>> [(u.kind, u.model, u.profile_id, u.value) for u in inbox.drain()]
-[('score', 'churn', 'p1', 0.9)]
+>>> inbox.put_clusters("segs", [("p1", "Big spenders", 3)], at_ms=5)
+>>> [(u.kind, u.model, u.profile_id, u.value, u.cluster_id) for u in inbox.drain()]
+[('score', 'churn', 'p1', 0.9, None), ('cluster', 'segs', 'p1', 'Big spenders', 3)]
 >>> inbox.drain()
 []
 """
@@ -29,13 +30,14 @@ from typing import Literal
 
 @dataclass(frozen=True, slots=True)
 class AttributeUpdate:
-    """One profile's new score (``kind="score"``, a float) or cluster label (a string)."""
+    """One profile's new score (``kind="score"``, a float) or cluster (its name and stable id)."""
 
     kind: Literal["score", "cluster"]
     model: str
     profile_id: str
     value: float | str
     at_ms: int
+    cluster_id: int | None = None
 
 
 class AttributeInbox:
@@ -50,8 +52,11 @@ class AttributeInbox:
         with self._lock:
             self._pending.extend(updates)
 
-    def put_clusters(self, model: str, values: Sequence[tuple[str, str]], at_ms: int) -> None:
-        updates = [AttributeUpdate("cluster", model, pid, str(v), at_ms) for pid, v in values]
+    def put_clusters(self, model: str, values: Sequence[tuple[str, str, int]], at_ms: int) -> None:
+        updates = [
+            AttributeUpdate("cluster", model, pid, str(name), at_ms, int(cid))
+            for pid, name, cid in values
+        ]
         with self._lock:
             self._pending.extend(updates)
 

@@ -176,8 +176,8 @@ class Processor:
         """Queue ML scores for profiles (``segflow.ml.jobs.AttributeSink``)."""
         self.attributes.put_scores(model, values, at_ms)
 
-    def put_clusters(self, model: str, values: Sequence[tuple[str, str]], at_ms: int) -> None:
-        """Queue ML cluster labels for profiles (``segflow.ml.jobs.AttributeSink``)."""
+    def put_clusters(self, model: str, values: Sequence[tuple[str, str, int]], at_ms: int) -> None:
+        """Queue ML clusters ``(profile_id, name, stable id)`` for profiles (``segflow.ml.jobs.AttributeSink``)."""
         self.attributes.put_clusters(model, values, at_ms)
 
     def apply_attributes(self, limit: int = 5000) -> int:
@@ -430,6 +430,8 @@ def _apply_updates(batch: Batch, updates: Sequence[AttributeUpdate]) -> set[str]
             profile.scores = {**profile.scores, update.model: float(update.value)}
         else:
             profile.clusters = {**profile.clusters, update.model: str(update.value)}
+            if update.cluster_id is not None:
+                profile.cluster_ids = {**profile.cluster_ids, update.model: update.cluster_id}
         batch.put(profile)
         touched.add(profile.profile_id)
     return touched

@@ -66,6 +66,7 @@ def _fresh(
         p.add_identity(ident.type, ident.value, first_seen[(ident.type, ident.value)])
     p.excluded = sorted({*old.excluded, *(str(i) for i in excluded)})
     p.scores, p.clusters = dict(old.scores), dict(old.clusters)
+    p.cluster_ids = dict(old.cluster_ids)
     if pid == old.profile_id:  # the kept side keeps its history and memberships (diffed later)
         p.members, p.absorbed, p.merge_count = (
             list(old.members),

@@ -67,7 +67,7 @@ TABLES: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS profile_scores (profile_id VARCHAR NOT NULL, model VARCHAR NOT NULL,
         score DOUBLE NOT NULL, scored_at_ms BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS profile_clusters (profile_id VARCHAR NOT NULL, model VARCHAR NOT NULL,
-        cluster VARCHAR NOT NULL, assigned_at_ms BIGINT NOT NULL)""",
+        cluster VARCHAR NOT NULL, assigned_at_ms BIGINT NOT NULL, cluster_id INTEGER)""",
     """CREATE TABLE IF NOT EXISTS warehouse_cursors (name VARCHAR PRIMARY KEY, position BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS warehouse_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)""",
 )

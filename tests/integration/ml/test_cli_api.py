@@ -71,9 +71,16 @@ def test_cli_train_cluster_models(data_dir: Path) -> None:
     store = DefinitionStore(data_dir / "catalog.sqlite")
     assert (
         store.get("segment", "discovered").rule
-        == f"cluster of model customer_segments = {json.dumps(shown['clusters'][cluster], ensure_ascii=False)}"
+        == f"cluster id of model customer_segments = {cluster}"
     )
+    old_name = shown["clusters"][cluster]
+    store.put("segment", "by_hand", f"cluster of model customer_segments = {json.dumps(old_name)}")
     store.close()
+    renamed = segflow("models", "rename-cluster", "customer_segments", cluster, "Regulars",
+                      "--data-dir", str(data_dir))  # fmt: skip
+    assert renamed.returncode == 0, renamed.stderr
+    assert renamed.stdout.strip() == f"customer_segments/{cluster}: {old_name} -> Regulars"
+    assert f"segment by_hand names the cluster {old_name!r}" in renamed.stderr
     missing = segflow("models", "show", "nope", "--data-dir", str(data_dir))
     assert missing.returncode == 2 and json.loads(missing.stderr)["code"] == "model_not_found"
 
@@ -184,9 +191,15 @@ def test_models_api(api: tuple[str, str, str]) -> None:
             f"/api/v1/models/segs/clusters/{cid}", json={"name": "Loyal core"}, headers=admin
         )
         assert renamed.status_code == 200
+        assert renamed.json()["name"] == "Loyal core" and renamed.json()["previous_name"]
+        other = clusters["clusters"][1]["cluster"]
+        taken = client.patch(
+            f"/api/v1/models/segs/clusters/{other}", json={"name": "Loyal core"}, headers=admin
+        )
+        assert taken.status_code == 400 and taken.json()["error"]["details"]["field"] == "name"
         saved = client.post(
             f"/api/v1/models/segs/clusters/{cid}/segment", json={"segment": "loyal"}, headers=admin
         )
-        assert saved.json()["rule"] == 'cluster of model segs = "Loyal core"'
+        assert saved.json()["rule"] == f"cluster id of model segs = {cid}"
         assert client.get("/api/v1/models/segs/runs").json()["runs"][0]["job"] == "cluster"
         assert client.get("/api/v1/models/nope").status_code == 404

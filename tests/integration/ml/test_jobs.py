@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import duckdb
@@ -11,9 +10,10 @@ import pytest
 
 from segflow.clock import DAY_MS, ManualClock
 from segflow.ml.exceptions import FitError, ModelNotFound
-from segflow.ml.features import features_at
+from segflow.ml.features import FeatureMatrix, features_at
 from segflow.ml.jobs import JobContext, run_job
 from segflow.ml.propensity import build_training_set, training_cutoffs
+from segflow.ml.reasons import score_reasons
 from segflow.ml.registry import ModelSpec
 from segflow.ml.scheduler import MlScheduler
 from segflow.ml.targets import parse_target
@@ -27,12 +27,12 @@ NOW = HORIZON_DAYS * DAY_MS
 class RecordingSink:
     def __init__(self) -> None:
         self.scores: dict[str, list[tuple[str, float]]] = {}
-        self.clusters: dict[str, list[tuple[str, str]]] = {}
+        self.clusters: dict[str, list[tuple[str, str, int]]] = {}
 
     def put_scores(self, model: str, values: list[tuple[str, float]], at_ms: int) -> None:
         self.scores[model] = list(values)
 
-    def put_clusters(self, model: str, values: list[tuple[str, str]], at_ms: int) -> None:
+    def put_clusters(self, model: str, values: list[tuple[str, str, int]], at_ms: int) -> None:
         self.clusters[model] = list(values)
 
 
@@ -91,12 +91,16 @@ def test_train_scores_and_reports_against_baseline(warehouse: Warehouse) -> None
         "SELECT count(*), min(score), max(score) FROM profile_scores WHERE model = 'churn'"
     ).fetchone()
     assert n[0] == 600 and 0 <= n[1] <= n[2] <= 1
-    reasons = json.loads(
-        con.execute(
-            "SELECT reasons FROM ml_score_reasons WHERE model = 'churn' LIMIT 1"
-        ).fetchone()[0]
-    )
-    assert len(reasons) == 3
+    # why this score: computed on read from the inputs the run stored, with its fitted model
+    pid = "p00002"  # a fading user
+    inputs = con.execute(
+        "SELECT inputs FROM ml_score_inputs WHERE model = 'churn' AND profile_id = ?", [pid]
+    ).fetchone()[0]
+    np.testing.assert_allclose(inputs, features_at(con, NOW).values[2], rtol=1e-12)
+    model = ctx.registry.load_artifact("churn")
+    matrix = FeatureMatrix([pid], model.columns, np.array([inputs]))
+    reasons = score_reasons(con, ["unknown", pid])["churn"]
+    assert reasons == [[f, c] for f, c in model.reasons(matrix)[0]] and len(reasons) == 3
     assert len(sink.scores["churn"]) == 600
     # a later rescore reports drift against the previous run and a backtest of the first run's scores
     ctx.clock.set(NOW + 31 * DAY_MS)  # type: ignore[attr-defined]

@@ -185,6 +185,18 @@ def test_clusters_show_the_map_and_rename(served: Served) -> None:
         assert "run-1" in models and "succeeded" in models
 
 
+def test_a_cluster_is_saved_as_a_segment_in_one_step(served: Served) -> None:
+    with login(served, "editor") as client:
+        assert "Save as segment" in client.get("/console/clusters").text
+        csrf = csrf_of(client, "/console/clusters")
+        saved = client.post("/console/clusters/customer_segments/1/segment", data={"csrf": csrf, "segment": "found_1"})  # fmt: skip
+        assert saved.status_code == 303 and saved.headers["location"] == "/console/segments/found_1"
+        page = client.get("/console/segments/found_1").text
+        assert "cluster id of model customer_segments = 1" in page
+        missing = client.post("/console/clusters/customer_segments/99/segment", data={"csrf": csrf, "segment": "x"})  # fmt: skip
+        assert missing.status_code == 404
+
+
 def test_destinations_show_dead_letters_and_replay(served: Served) -> None:
     with login(served, "editor") as client:
         listing = client.get("/console/destinations").text

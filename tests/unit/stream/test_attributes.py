@@ -35,11 +35,12 @@ def test_scores_enter_and_exit_segments_without_events(
     assert _changes(proc) == []
 
     proc.put_scores("churn", [(pid, 0.9), ("p_gone", 0.99)], at_ms=T0)
-    proc.put_clusters("kmeans", [(pid, "explorers")], at_ms=T0)
+    proc.put_clusters("kmeans", [(pid, "explorers", 4)], at_ms=T0)
     assert proc.run_once() == 0  # no events, but the attributes are applied
     profile = reader.lookup("user_id", "u1")
     assert profile is not None
     assert profile.scores == {"churn": 0.9} and profile.clusters == {"kmeans": "explorers"}
+    assert profile.cluster_ids == {"kmeans": 4}
     assert sorted(_changes(proc)) == [(pid, "at_risk", "entered"), (pid, "explorers", "entered")]
 
     proc.put_scores("churn", [(pid, 0.2)], at_ms=T0 + 1)

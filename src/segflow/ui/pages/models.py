@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from segflow.errors import SegflowError
+from segflow.errors import NotFoundError, SegflowError
 from segflow.ml.registry import Registry, RunRecord
 from segflow.ui.svg import colour, scatter, xy
 from segflow.ui.web import Console, Form, redirect
@@ -122,16 +122,37 @@ def rename(console: Console, request: Request, form: Form) -> Response:
         return console.render(request, "error.html", 400, title="Rename", reason="a name is needed")
 
     def rename_it(reg: Registry) -> str | None:
-        before = reg.cluster_names(model).get(cluster, (None, False))[0]
-        reg.rename_cluster(model, cluster, new)
-        return before
+        sink, now = console.deps.processor, console.deps.runtime.clock.now_ms()
+        return reg.rename_cluster(model, cluster, new, sink=sink, now_ms=now)
 
     try:
         before = _with_registry(console, rename_it)
     except SegflowError as exc:
-        return console.render(request, "error.html", 404, title="Rename", reason=exc.message)
+        code = 404 if isinstance(exc, NotFoundError) else 400
+        return console.render(request, "error.html", code, title="Rename", reason=exc.message)
     console.record(request, "cluster.rename", f"{model}/{cluster}", before, new)
     return redirect(f"/console/clusters?model={model}")
+
+
+def save_segment(console: Console, request: Request, form: Form) -> Response:
+    """Save a cluster as a segment (``cluster id of model M = N``) in one step."""
+    from segflow.ml.segments import save_cluster_as_segment
+
+    model, cluster = request.path_params["model"], int(request.path_params["cluster"])
+    segment = form.get("segment", "").strip()
+    if not segment:
+        return console.render(request, "error.html", 400, title="Save", reason="a segment name is needed")  # fmt: skip
+    catalog = console.deps.catalog_path
+    try:
+        saved = _with_registry(
+            console, lambda reg: save_cluster_as_segment(reg, catalog, model, cluster, segment)
+        )
+    except SegflowError as exc:
+        code = 404 if isinstance(exc, NotFoundError) else 400
+        return console.render(request, "error.html", code, title="Save", reason=exc.message)
+    after = {"segment": segment, "version": saved.version, "rule": saved.rule}
+    console.record(request, "cluster.save_as_segment", f"{model}/{cluster}", None, after)
+    return redirect(f"/console/segments/{segment}")
 
 
 def routes(console: Console) -> list[Route]:
@@ -141,6 +162,11 @@ def routes(console: Console) -> list[Route]:
         Route(
             "/console/clusters/{model}/{cluster:int}/rename",
             console.page("editor", rename),
+            methods=["POST"],
+        ),
+        Route(
+            "/console/clusters/{model}/{cluster:int}/segment",
+            console.page("editor", save_segment),
             methods=["POST"],
         ),
     ]
