@@ -6,8 +6,7 @@ The HTTP handlers (``collect.app``) and bulk import (``warehouse``) both go thro
 
 >>> import os, tempfile
 >>> from segflow.collect.catalog import SourceCatalog
->>> from segflow.log.sqlite import SqliteEventLog
->>> d = tempfile.mkdtemp()
+>>> >>> d = tempfile.mkdtemp()
 >>> log = SqliteEventLog(os.path.join(d, "log.sqlite"))
 >>> catalog = SourceCatalog(os.path.join(d, "catalog.sqlite"))
 >>> source, _ = catalog.create("backend")
@@ -37,8 +36,7 @@ from segflow.collect.exceptions import PayloadTooLarge, PlanViolation
 from segflow.collect.plans import check
 from segflow.config import CollectSettings
 from segflow.errors import ValidationError
-from segflow.log.base import DeadLetter, Position
-from segflow.log.sqlite import SqliteEventLog
+from segflow.log.base import DeadLetter, Position, ServedLog
 from segflow.spec.events import Event, encode_event
 from segflow.spec.exceptions import InvalidMessage
 from segflow.spec.normalize import NameRules, normalize
@@ -100,7 +98,7 @@ class Ingestor:
     """See the module docstring. Thread-safe; one per process."""
 
     def __init__(
-        self, log: SqliteEventLog, catalog: SourceCatalog, settings: CollectSettings | None = None
+        self, log: ServedLog, catalog: SourceCatalog, settings: CollectSettings | None = None
     ) -> None:
         self.log = log
         self.catalog = catalog
