@@ -408,10 +408,9 @@ class KafkaEventLog:
         if not offsets:
             return
         member = self._members.get(group)
-        consumer = member.consumer if member is not None else self._group(group)
         try:
-            done = consumer.committed(
-                [TopicPartition(self.topic, p) for p in sorted(offsets)], timeout=10
+            done = self._group(group).committed(
+                [TopicPartition(self.topic, p) for p in sorted(offsets)], timeout=5
             )
             before = {tp.partition: tp.offset for tp in done}
             parts = [
@@ -419,8 +418,10 @@ class KafkaEventLog:
                 for p, o in sorted(offsets.items())
                 if o > before.get(p, -1)  # never moves back (two members during a rebalance)
             ]
-            if parts:
-                consumer.commit(offsets=parts, asynchronous=False)
+            if parts and member is not None:  # made by the member's thread, asynchronously
+                member.request_commit({tp.partition: tp.offset for tp in parts})
+            elif parts:
+                self._group(group).commit(offsets=parts, asynchronous=False)
         except KafkaException as exc:
             raise LogWriteFailed(f"the offset commit failed: {exc}", retry_after_s=1.0) from exc
 

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 logger = logging.getLogger("segflow.log.lease")
 
@@ -50,6 +50,7 @@ class PartitionLease:
             }
         )
         self._owned: tuple[int, ...] = ()
+        self._to_commit: dict[int, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -80,9 +81,24 @@ class PartitionLease:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
+    def request_commit(self, offsets: dict[int, int]) -> None:
+        """Commit ``offsets`` from the member's own thread (the client serialises calls on one
+        consumer, and its polling thread would starve a commit made from another)."""
+        with self._lock:
+            for p, o in offsets.items():
+                self._to_commit[p] = max(o, self._to_commit.get(p, 0))
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self.consumer.poll(0.1)  # serves the group protocol; the partitions are paused
+            with self._lock:
+                todo, self._to_commit = self._to_commit, {}
+            if todo:
+                parts = [TopicPartition(self.topic, p, o) for p, o in sorted(todo.items())]
+                try:
+                    self.consumer.commit(offsets=parts, asynchronous=True)
+                except KafkaException:  # informative offsets: the next commit carries them
+                    logger.warning("offset commit of %s failed", self.group, exc_info=True)
 
     def stop(self) -> None:
         """Leave the group (the others take the partitions over without waiting for a timeout)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Mapping, Sequence
 
 import msgspec
@@ -20,8 +22,9 @@ from segflow.collect.asgi import ASGIApp
 from segflow.config import Settings
 from segflow.errors import ConfigError
 from segflow.server.app import build_app
+from segflow.server.roles import HTTP_ROLES, parse_roles
 from segflow.server.runtime import Runtime
-from segflow.server.services import Service
+from segflow.server.services import Service, ServiceGroup
 
 ServiceFactory = Callable[[Runtime], Sequence[Service]]
 MountFactory = Callable[[Runtime], Mapping[str, ASGIApp]]
@@ -35,7 +38,13 @@ def serve(
     log_level: str = "warning",
     http_server: str = "uvicorn",
 ) -> None:
-    """Open the data directory, build the app and serve until interrupted (SIGINT/SIGTERM)."""
+    """Open the data directory, build the app and serve until interrupted (SIGINT/SIGTERM).
+
+    A process whose roles need no HTTP (``--role process,load,activate``) runs its services
+    without opening a port."""
+    if not parse_roles(settings.server.roles) & HTTP_ROLES:
+        _serve_headless(settings, services, log_level)
+        return
     if http_server == "granian":
         _serve_granian(settings, log_level)
         return
@@ -62,6 +71,24 @@ def serve(
         server_header=False,
     )
     uvicorn.Server(config).run()
+
+
+def _serve_headless(settings: Settings, services: ServiceFactory | None, log_level: str) -> None:
+    """Run the background services until SIGTERM/SIGINT, with no HTTP server."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    runtime = Runtime.open(settings)
+    group = ServiceGroup(services(runtime) if services else ())
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    group.start()
+    try:
+        stop.wait()
+    finally:
+        group.stop()
+        runtime.close()
 
 
 def _serve_granian(settings: Settings, log_level: str) -> None:

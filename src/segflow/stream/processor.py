@@ -56,6 +56,12 @@ class ReadableLog(Protocol):
     def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]: ...
 
 
+class Assignment(Protocol):
+    """Which partitions this processor owns now (a consumer group's share, which can change)."""
+
+    def partitions(self) -> Sequence[int]: ...
+
+
 class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     """``group``: consumer group (offsets mirrored to the log for lag monitoring);
     ``partitions``: owned partitions (None = all); ``poll_interval_ms`` bounds timer lateness."""
@@ -79,12 +85,14 @@ class Processor:
         clock: Clock | None = None,
         settings: ProcessorSettings | None = None,
         rules: IdentityRules | None = None,
+        assignment: Assignment | None = None,
     ) -> None:
         self.name = "processor"  # a segflow.server.services.Service: start() / stop()
         self.log = log
         self.store = store
         self.clock: Clock = clock or WallClock()
         self.settings = settings or ProcessorSettings()
+        self.assignment = assignment  # None: ``settings.partitions`` (None: every partition)
         self.handler = EventHandler(rules or IdentityRules(), evaluator or NullEvaluator(), log)
         self._pending_evaluator: SegmentEvaluator | None = None
         self._complete_for: str | None = None  # the rule set the state is backfilled for
@@ -103,6 +111,8 @@ class Processor:
 
     @property
     def owned_partitions(self) -> Sequence[int]:
+        if self.assignment is not None:
+            return self.assignment.partitions()
         return self.settings.partitions or tuple(range(self.log.partitions))
 
     def set_evaluator(self, evaluator: SegmentEvaluator) -> None:
