@@ -110,6 +110,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: int = 500
     poll_interval_ms: int = 200
     synchronous: str = "FULL"
+    optimistic: bool | None = None  # None: on with the kafka driver (processors share the store)
 
 
 class ActivateSettings(msgspec.Struct, frozen=True, kw_only=True):

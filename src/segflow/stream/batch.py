@@ -27,10 +27,11 @@ class Batch:
         self.tx = tx
         self.profiles: dict[str, Profile | None] = {}
         self.dirty: set[str] = set()
-        self.outbox_seq = self._meta("outbox_seq")
         self.cause_ms: int | None = None  # what the changes emitted now answer (freshness)
         self.caused: list[tuple[str, int]] = []  # (segment, cause_ms) of membership changes
-        self.record_seq = self._meta("record_seq")
+        # numbered when written (at flush, or at an optimistic commit: every batch bumps them)
+        self.changes: list[bytes] = []
+        self.records: list[tuple[str, str, bytes]] = []
 
     def _meta(self, name: str) -> int:
         raw = self.tx.get(keys.META, name)
@@ -84,12 +85,10 @@ class Batch:
     def emit(self, change: AnyChange) -> None:
         if self.cause_ms is not None and isinstance(change, MembershipChange):
             self.caused.append((change.segment, self.cause_ms))
-        self.outbox_seq += 1
-        self.tx.set(keys.OUTBOX, keys.seq_key(self.outbox_seq), encode_change(change))
+        self.changes.append(encode_change(change))
 
     def record(self, ns: str, profile_id: str, record: msgspec.Struct) -> None:
-        self.record_seq += 1
-        self.tx.set(ns, f"{profile_id}|{keys.seq_key(self.record_seq)}", _encoder.encode(record))
+        self.records.append((ns, profile_id, _encoder.encode(record)))
 
     def set_timer(self, profile: Profile, due_ms: int | None) -> None:
         if profile.next_wakeup_ms == due_ms:
@@ -109,5 +108,22 @@ class Batch:
             else:
                 self.tx.set(keys.PROFILE, pid, encode_profile(profile))
         self.dirty.clear()
-        self.tx.set(keys.META, "outbox_seq", str(self.outbox_seq).encode())
-        self.tx.set(keys.META, "record_seq", str(self.record_seq).encode())
+        defer = getattr(self.tx, "defer", None)  # an optimistic transaction numbers at commit
+        if defer is None:
+            self._number()
+        else:
+            defer(self._number)
+
+    def _number(self) -> None:
+        """Give the emitted changes and records their sequence numbers, and write them."""
+        seq = self._meta("outbox_seq")
+        for change in self.changes:
+            seq += 1
+            self.tx.set(keys.OUTBOX, keys.seq_key(seq), change)
+        self.tx.set(keys.META, "outbox_seq", str(seq).encode())
+        rseq = self._meta("record_seq")
+        for ns, profile_id, raw in self.records:
+            rseq += 1
+            self.tx.set(ns, f"{profile_id}|{keys.seq_key(rseq)}", raw)
+        self.tx.set(keys.META, "record_seq", str(rseq).encode())
+        self.changes, self.records = [], []

@@ -36,7 +36,8 @@ from segflow.stream.evaluator import NullEvaluator, SegmentEvaluator
 from segflow.stream.freshness import Freshness
 from segflow.stream.handler import EventHandler
 from segflow.stream.outbox import StateChangeFeed
-from segflow.stream.state.base import StateStore
+from segflow.stream.state.base import StateStore, StateTransaction
+from segflow.stream.state.optimistic import StateConflict
 
 if TYPE_CHECKING:
     from segflow.stream.split import SplitResult
@@ -64,7 +65,9 @@ class Assignment(Protocol):
 
 class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     """``group``: consumer group (offsets mirrored to the log for lag monitoring);
-    ``partitions``: owned partitions (None = all); ``poll_interval_ms`` bounds timer lateness."""
+    ``partitions``: owned partitions (None = all); ``poll_interval_ms`` bounds timer lateness;
+    ``optimistic_tries``: optimistic attempts of a batch before it takes the store's write lock
+    (:mod:`segflow.stream.state.optimistic`; for processors sharing one store)."""
 
     group: str = "processor"
     partitions: tuple[int, ...] | None = None
@@ -72,6 +75,7 @@ class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     poll_interval_ms: int = 200
     timer_batch: int = 1000
     mirror_offsets: bool = True
+    optimistic_tries: int = 0  # > 0: batches run optimistically first (several processors)
 
 
 class Processor:
@@ -101,6 +105,8 @@ class Processor:
         self.wall_ms: Callable[[], int] = lambda: (
             time.time_ns() // 1_000_000
         )  # ML scores and clusters, applied between batches
+        self._records: dict[int, list[Record]] = {}
+        self.conflicts = 0  # optimistic batches redone because another processor won
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -212,14 +218,36 @@ class Processor:
                 self._pending_evaluator = None
 
     def _process_batch(self, limit: int) -> int:
-        tx = self.store.begin_global()
+        """One batch; optimistic first when the store offers it and the settings ask (several
+        processors on one store), pessimistic (the store's write lock) after repeated conflicts."""
+        begin = getattr(self.store, "begin_optimistic", None)
+        tries = self.settings.optimistic_tries if begin is not None else 0
+        try:
+            for _ in range(tries):
+                try:
+                    return self._batch(begin(), limit)  # type: ignore[misc]
+                except StateConflict:
+                    self.conflicts += 1
+            return self._batch(self.store.begin_global(), limit)
+        finally:
+            self._records.clear()
+
+    def _read(self, partition: int, offset: int, limit: int) -> list[Record]:
+        """The log's records, kept until the batch commits (a retried batch reads them again)."""
+        found = self._records.get(partition)
+        if not found or found[0].offset != offset or len(found) < limit:
+            found = self.log.read(partition, offset, limit)
+            self._records[partition] = found
+        return found[:limit]
+
+    def _batch(self, tx: StateTransaction, limit: int) -> int:
         advanced: dict[int, int] = {}
         done = 0
         try:
             batch = Batch(tx)
             now_ms = self.clock.now_ms()
             for partition in self.owned_partitions:
-                records = self.log.read(partition, tx.get_offset(partition), limit)
+                records = self._read(partition, tx.get_offset(partition), limit)
                 idents = self.handler.prefetch(batch, records)
                 for record, ids in zip(records, idents, strict=True):
                     if self.blocked is not None and self.blocked(ids):

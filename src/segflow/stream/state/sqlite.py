@@ -19,8 +19,12 @@ import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segflow.sqlite import connect, vacuum
+
+if TYPE_CHECKING:
+    from segflow.stream.state.optimistic import OptimisticTransaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -52,6 +56,7 @@ class SqliteStateStore:
         self.cache: dict[tuple[str, str], bytes | None] = {}
         self.cache_entries = cache_entries
         self.data_version = -1
+        self._optimistic: sqlite3.Connection | None = None
 
     def validate_cache(self) -> None:
         """Drop the cache if anyone else committed since we last looked (call in a transaction)."""
@@ -66,6 +71,19 @@ class SqliteStateStore:
     def begin_global(self) -> SqliteTransaction:
         return SqliteTransaction(self, None)
 
+    def begin_optimistic(self) -> OptimisticTransaction:
+        """A transaction that reads without the write lock and validates at commit
+        (:mod:`segflow.stream.state.optimistic`)."""
+        from segflow.stream.state.optimistic import OptimisticTransaction
+
+        return OptimisticTransaction(self)
+
+    def optimistic_connection(self) -> sqlite3.Connection:
+        """The connection optimistic transactions read committed state through (autocommit)."""
+        if self._optimistic is None:
+            self._optimistic = connect(self.path, synchronous="OFF")
+        return self._optimistic
+
     def reader(self) -> SqliteReader:
         return SqliteReader(self.path)
 
@@ -78,6 +96,8 @@ class SqliteStateStore:
 
     def close(self) -> None:
         self.con.close()
+        if self._optimistic is not None:
+            self._optimistic.close()
 
 
 class SqlitePartition:
