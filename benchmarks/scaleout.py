@@ -68,6 +68,7 @@ def run_config(processors: int, args: argparse.Namespace, bootstrap: str | None)
     if bootstrap is not None:
         env |= {"SEGFLOW_LOG__DRIVER": "kafka", "SEGFLOW_LOG__BOOTSTRAP_SERVERS": bootstrap,
                 "SEGFLOW_LOG__TOPIC": f"bench-{uuid.uuid4().hex[:8]}",
+                "SEGFLOW_STREAM__GROUP": f"bench-{uuid.uuid4().hex[:8]}",
                 "SEGFLOW_LOG__SESSION_TIMEOUT_MS": "6000"}  # fmt: skip
         subprocess.run([sys.executable, "-c", _CREATE_TOPIC], env=env, check=True)
     procs = [

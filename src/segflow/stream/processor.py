@@ -135,11 +135,13 @@ class Processor:
         so a restart after a crash walks the same batches), then due timers; returns events done."""
         self._swap_evaluator()
         limit = max_records or self.settings.batch_size
+        # the backfill step first: on a fresh state (no profiles yet) it completes at once, so
+        # the events are then processed under complete rules instead of rebuilt afterwards
+        self.backfill_step()
         done = self._process_batch(limit)
         self.erase_dropped()
         self.run_commands()
         self.apply_attributes()
-        self.backfill_step()
         self.fire_timers()
         return done
 
