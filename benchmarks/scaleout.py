@@ -12,13 +12,15 @@ and one ``segflow process`` on it. Rounds are interleaved (baseline, 1, 2, 3 pro
 each configuration starts on a fresh data directory and topic; processors get ``--settle`` s to
 join their group before the load starts; the clock runs from the load generator's start to the
 last event committed in ``state.sqlite``. Reported: median events/s, events/s per processor
-process and the ratio to the baseline (median of per-round ratios).
+process, the ratio to the baseline (median of per-round ratios) and how many optimistic
+batches were redone after a conflict.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sqlite3
 import statistics
 import subprocess
@@ -32,6 +34,7 @@ from benchmarks.common import commit, machine
 from benchmarks.processor import make_stream
 
 PARTITIONS = 8
+CONFLICTS: dict[str, int] = {}  # optimistic batches redone, per configuration, all rounds
 
 
 def loadgen(args: argparse.Namespace) -> None:
@@ -60,8 +63,11 @@ def consumed(state: Path) -> int:
         return 0
 
 
-def run_config(processors: int, args: argparse.Namespace, bootstrap: str | None) -> float:
-    """Seconds from the load generator's start to the last event committed."""
+def run_config(
+    processors: int, args: argparse.Namespace, bootstrap: str | None
+) -> tuple[float, int]:
+    """Seconds from the load generator's start to the last event committed, and how many
+    optimistic batches the processors redid (conflicts)."""
     data = Path(tempfile.mkdtemp(prefix="scaleout-"))
     env = {**os.environ, "SEGFLOW_SERVER__DATA_DIR": str(data),
            "SEGFLOW_LOG__PARTITIONS": str(PARTITIONS), "SEGFLOW_STREAM__SYNCHRONOUS": "FULL"}  # fmt: skip
@@ -71,10 +77,11 @@ def run_config(processors: int, args: argparse.Namespace, bootstrap: str | None)
                 "SEGFLOW_STREAM__GROUP": f"bench-{uuid.uuid4().hex[:8]}",
                 "SEGFLOW_LOG__SESSION_TIMEOUT_MS": "6000"}  # fmt: skip
         subprocess.run([sys.executable, "-c", _CREATE_TOPIC], env=env, check=True)
+    outs = [data / f"processor{i}.out" for i in range(processors)]
     procs = [
         subprocess.Popen([sys.executable, "-m", "segflow.cli.main", "process"], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(processors)
+                         stdout=out.open("wb"), stderr=subprocess.DEVNULL)
+        for out in outs
     ]  # fmt: skip
     time.sleep(args.settle)  # group membership settles (the broker lists no members to poll)
     t0 = time.perf_counter()
@@ -95,7 +102,8 @@ def run_config(processors: int, args: argparse.Namespace, bootstrap: str | None)
         p.wait(60)
     if done < args.events:
         raise SystemExit(f"{processors} processors: {done}/{args.events} in {args.timeout} s")
-    return elapsed
+    found = (re.search(r"\((\d+) optimistic conflicts\)", o.read_text()) for o in outs)
+    return elapsed, sum(int(m.group(1)) for m in found if m)
 
 
 _CREATE_TOPIC = (
@@ -139,13 +147,15 @@ def measure(args: argparse.Namespace, bootstrap: str) -> dict[str, list[float]]:
     rates: dict[str, list[float]] = {c: [] for c in configs}
     for r in range(args.rounds):
         for config in configs:
-            seconds = run_config(
+            seconds, conflicts = run_config(
                 1 if config == "embedded" else int(config),
                 args,
                 None if config == "embedded" else bootstrap,
             )
             rates[config].append(args.events / seconds)
-            print(f"round {r} {config}: {args.events / seconds:,.0f} events/s", file=sys.stderr)
+            CONFLICTS[config] = CONFLICTS.get(config, 0) + conflicts
+            print(f"round {r} {config}: {args.events / seconds:,.0f} events/s, "
+                  f"{conflicts} conflicts", file=sys.stderr)  # fmt: skip
     return rates
 
 
@@ -167,7 +177,8 @@ def report(rates: dict[str, list[float]], args: argparse.Namespace) -> None:
             else f"Kafka, {n} processor(s)"
         )
         med = statistics.median(values)
-        print(f"| {name} | {n} + 1 | {med:,.0f} | {med / n:,.0f} | {ratio:.2f}x |")
+        redone = CONFLICTS.get(config, 0)
+        print(f"| {name} | {n} + 1 | {med:,.0f} | {med / n:,.0f} | {ratio:.2f}x | {redone} |")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,8 @@ def process(
         definitions.close()
         processor.store.close()
         log.close()
-    typer.echo(f"processed {total} events" if until_idle else "stopped")
+    conflicts = f" ({processor.conflicts} optimistic conflicts)" if processor.conflicts else ""
+    typer.echo((f"processed {total} events" if until_idle else "stopped") + conflicts)
 
 
 def _join_group(processor: Processor, settings: Settings) -> PartitionLease | None:

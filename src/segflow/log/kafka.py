@@ -113,6 +113,7 @@ class KafkaEventLog:
         self._members: dict[str, PartitionLease] = {}  # commits of a group go through its member
         self._lock = threading.Lock()
         self._closed = False
+        self._writer_done = False
         self._writer = threading.Thread(
             target=self._write_loop, name="kafka-log-writer", daemon=True
         )
@@ -317,7 +318,7 @@ class KafkaEventLog:
                     break
             if finished:
                 self._settle(finished)
-            if self._closed and self._producer_idle():
+            if self._writer_done and self._producer_idle():
                 return
 
     def _producer_idle(self) -> bool:
@@ -450,9 +451,10 @@ class KafkaEventLog:
         """Wait for every queued append's acknowledgement, then close the clients."""
         if self._closed:
             return
+        self._closed = True  # refuse new appends; the queued ones still go out
         self._queue.put(_STOP)
         self._writer.join()
-        self._closed = True
+        self._writer_done = True
         self._poller.join()
         self._producer.flush(10)
         del self._producer  # the client's threads and connections go with it
