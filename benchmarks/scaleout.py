@@ -165,9 +165,9 @@ def report(rates: dict[str, list[float]], args: argparse.Namespace) -> None:
           f"{args.people:,} people, {PARTITIONS} partitions, {args.rounds} rounds; load average "
           f"{os.getloadavg()[0]:.1f}\n")  # fmt: skip
     print(
-        "| layout | processes (+ load generator) | events/s (median) | events/s per processor process | vs embedded |"
+        "| layout | processes (+ load generator) | events/s (median) | events/s per processor process | vs embedded | optimistic batches redone |"
     )
-    print("| --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for config, values in rates.items():
         n = 1 if config == "embedded" else int(config)
         ratio = statistics.median(v / b for v, b in zip(values, base, strict=True))
