@@ -90,13 +90,22 @@ class OptimisticTransaction:
     def scan(
         self, ns: str, start: str, end: str, *, reverse: bool = False, limit: int | None = None
     ) -> list[tuple[str, bytes]]:
-        if any(k[0] == ns for k in self.pending):
-            raise NotImplementedError("scan after a write in an optimistic transaction")
-        spec = (ns, start, end, reverse, limit)
+        """Committed pairs of the range (recorded) overlaid with this transaction's writes."""
+        mine = {k: v for (n, k), v in self.pending.items() if n == ns and start <= k < end}
+        wide = None if limit is None else limit + len(mine)  # deletes may drop committed rows
+        spec = (ns, start, end, reverse, wide)
         if spec not in self.scans:
-            rows = self.con.execute(_range_sql(reverse, limit), (ns, start, end)).fetchall()
+            rows = self.con.execute(_range_sql(reverse, wide), (ns, start, end)).fetchall()
             self.scans[spec] = [(k, bytes(v)) for k, v in rows]
-        return list(self.scans[spec])
+        if not mine:
+            return list(self.scans[spec][:limit])
+        merged: dict[str, bytes | None] = dict(self.scans[spec])
+        if wide is not None and len(self.scans[spec]) == wide and self.scans[spec]:
+            edge = self.scans[spec][-1][0]  # committed rows past the edge were not read
+            mine = {k: v for k, v in mine.items() if (k >= edge if reverse else k <= edge)}
+        merged.update(mine)
+        out = sorted(((k, v) for k, v in merged.items() if v is not None), reverse=reverse)
+        return out[:limit]
 
     def get_offset(self, partition: int | None = None) -> int:
         if partition is None:
