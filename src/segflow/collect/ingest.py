@@ -6,7 +6,8 @@ The HTTP handlers (``collect.app``) and bulk import (``warehouse``) both go thro
 
 >>> import os, tempfile
 >>> from segflow.collect.catalog import SourceCatalog
->>> >>> d = tempfile.mkdtemp()
+>>> from segflow.log.sqlite import SqliteEventLog
+>>> d = tempfile.mkdtemp()
 >>> log = SqliteEventLog(os.path.join(d, "log.sqlite"))
 >>> catalog = SourceCatalog(os.path.join(d, "catalog.sqlite"))
 >>> source, _ = catalog.create("backend")

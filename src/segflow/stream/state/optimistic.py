@@ -3,8 +3,10 @@
 A pessimistic transaction (:class:`~segflow.stream.state.sqlite.SqliteTransaction`) holds
 SQLite's write lock from ``BEGIN IMMEDIATE`` to ``COMMIT``, so processors sharing the file
 (each owning some partitions) run their batches one after another. An optimistic transaction
-reads committed state on its own connection without any lock and remembers every value it
-read (misses included), every range it scanned and every offset. ``commit`` then takes the
+reads committed state on its own connection, in one read transaction (a WAL snapshot: every
+read sees the same state, so the batch's logic never meets a half-applied merge) without the
+write lock, and remembers every value it read (misses included), every range it scanned and
+every offset. ``commit`` then takes the
 write lock, re-reads all of them and compares: if one changed, another processor committed a
 conflicting batch meanwhile (the same profile or identifier, or the same partition's offset)
 and :class:`StateConflict` is raised, nothing written; otherwise the writes go in under the
@@ -66,6 +68,8 @@ class OptimisticTransaction:
         self.offsets: dict[int, int] = {}
         self.hooks: list[Callable[[], None]] = []
         self.live = False  # True under the lock after validation: deferred work reads live
+        self.con.execute("BEGIN")  # one snapshot for every read: consistent, if maybe stale
+        self._reading = True
 
     # -- reads (recorded) ----------------------------------------------------------------------
     def get(self, ns: str, key: str) -> bytes | None:
@@ -170,12 +174,22 @@ class OptimisticTransaction:
                 with contextlib.suppress(sqlite3.OperationalError):
                     con.execute("ROLLBACK")
                 raise
+            finally:
+                self._end_read()
             store.cache.update(
                 (nk, v) for nk, v in self.pending.items() if nk[0] in CACHED_NAMESPACES
             )
 
     def rollback(self) -> None:
         self.pending.clear()
+        self._end_read()
+
+    def _end_read(self) -> None:
+        if self._reading:
+            self._reading = False
+            with contextlib.suppress(sqlite3.OperationalError):
+                self.con.execute("ROLLBACK")
+            self.store.release_optimistic(self.con)
 
 
 def _bulk(con: sqlite3.Connection, ns: str, keys: list[str]) -> dict[str, bytes | None]:

@@ -56,7 +56,7 @@ class SqliteStateStore:
         self.cache: dict[tuple[str, str], bytes | None] = {}
         self.cache_entries = cache_entries
         self.data_version = -1
-        self._optimistic: sqlite3.Connection | None = None
+        self._optimistic: list[sqlite3.Connection] = []  # idle optimistic-read connections
 
     def validate_cache(self) -> None:
         """Drop the cache if anyone else committed since we last looked (call in a transaction)."""
@@ -79,10 +79,16 @@ class SqliteStateStore:
         return OptimisticTransaction(self)
 
     def optimistic_connection(self) -> sqlite3.Connection:
-        """The connection optimistic transactions read committed state through (autocommit)."""
-        if self._optimistic is None:
-            self._optimistic = connect(self.path, synchronous="OFF")
-        return self._optimistic
+        """A connection for an optimistic transaction's reads (from a small pool: one per
+        transaction open at a time; give it back with :meth:`release_optimistic`)."""
+        with self.lock:
+            if self._optimistic:
+                return self._optimistic.pop()
+        return connect(self.path, synchronous="OFF")
+
+    def release_optimistic(self, con: sqlite3.Connection) -> None:
+        with self.lock:
+            self._optimistic.append(con)
 
     def reader(self) -> SqliteReader:
         return SqliteReader(self.path)
@@ -96,8 +102,8 @@ class SqliteStateStore:
 
     def close(self) -> None:
         self.con.close()
-        if self._optimistic is not None:
-            self._optimistic.close()
+        for con in self._optimistic:
+            con.close()
 
 
 class SqlitePartition:
