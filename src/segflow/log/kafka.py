@@ -40,7 +40,12 @@ from confluent_kafka.cimpl import NewTopic
 from segflow.clock import Clock, WallClock
 from segflow.log.base import DeadLetter, Position, Record
 from segflow.log.base import partition_for as _partition_for
-from segflow.log.exceptions import LogBackpressure, LogClosed, LogWriteFailed
+from segflow.log.exceptions import (
+    DuplicateInFlight,
+    LogBackpressure,
+    LogClosed,
+    LogWriteFailed,
+)
 from segflow.log.kafka_reader import TopicReader
 from segflow.log.lease import PartitionLease
 from segflow.log.reservations import Reservation, ReservationStore, dedupe_key
@@ -110,7 +115,7 @@ class KafkaEventLog:
         self._all_readers: list[TopicReader] = []
         self._appended: dict[int, int] = {}  # end offsets this process appended up to
         self._groups: dict[str, Consumer] = {}
-        self._members: dict[str, PartitionLease] = {}  # commits of a group go through its member
+        self._members: dict[str, list[PartitionLease]] = {}  # a group's commits go through one
         self._lock = threading.Lock()
         self._closed = False
         self._writer_done = False
@@ -243,7 +248,7 @@ class KafkaEventLog:
             if in_flight:
                 self._dedupe.release(pending.keys)
                 pending.keys = []
-                pending.error = LogBackpressure(
+                pending.error = DuplicateInFlight(
                     "a message with the same messageId is being stored by another request",
                     retry_after_s=1.0,
                 )
@@ -408,7 +413,7 @@ class KafkaEventLog:
         commits from outside it)."""
         if not offsets:
             return
-        member = self._members.get(group)
+        member = next((m for m in self._members.get(group, ()) if m.running), None)
         try:
             done = self._group(group).committed(
                 [TopicPartition(self.topic, p) for p in sorted(offsets)], timeout=5
@@ -432,7 +437,7 @@ class KafkaEventLog:
         member = PartitionLease(
             self.base_config, self.topic, group, session_timeout_ms=session_timeout_ms
         )
-        self._members[group] = member
+        self._members.setdefault(group, []).append(member)
         return member
 
     def apply_retention(self, *, older_than_ms: int = 0) -> int:

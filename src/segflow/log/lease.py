@@ -56,6 +56,11 @@ class PartitionLease:
         self._thread: threading.Thread | None = None
         self.generations = 0  # assignments received (tests and status)
 
+    @property
+    def running(self) -> bool:
+        """Started and not stopped (a member of the group, or joining it)."""
+        return self._thread is not None and not self._stop.is_set()
+
     def partitions(self) -> Sequence[int]:
         """The partitions assigned to this member now (empty before the first assignment)."""
         return self._owned
@@ -96,9 +101,10 @@ class PartitionLease:
             if todo:
                 parts = [TopicPartition(self.topic, p, o) for p, o in sorted(todo.items())]
                 try:
-                    self.consumer.commit(offsets=parts, asynchronous=True)
-                except KafkaException:  # informative offsets: the next commit carries them
-                    logger.warning("offset commit of %s failed", self.group, exc_info=True)
+                    self.consumer.commit(offsets=parts, asynchronous=False)
+                except KafkaException:  # e.g. during a rebalance: retried with the next poll
+                    logger.info("offset commit of %s failed; retrying", self.group, exc_info=True)
+                    self.request_commit(todo)
 
     def stop(self) -> None:
         """Leave the group (the others take the partitions over without waiting for a timeout)."""
