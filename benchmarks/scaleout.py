@@ -128,7 +128,7 @@ def main() -> None:
     if args.loadgen:
         loadgen(args)
         return
-    from tests.kafka_broker import Broker, tansu_binary, wait_for_port
+    from tests.support.kafka import Broker, tansu_binary, wait_for_port
 
     binary = tansu_binary()
     if binary is None:

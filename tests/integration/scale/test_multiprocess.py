@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 import duckdb
 import httpx
 import pytest
-from tests.kafka_broker import Broker, free_port, kafka_broker
+from tests.support.kafka import Broker, free_port, kafka_broker
 
 from segflow.clock import ManualClock
 from segflow.log.base import partition_for

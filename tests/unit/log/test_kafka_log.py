@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.kafka_broker import Broker, kafka_broker
+from tests.support.kafka import Broker, kafka_broker
 
 from segflow.log.dedupe import dedupe_key
 from segflow.log.exceptions import DuplicateInFlight

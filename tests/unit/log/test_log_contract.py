@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.kafka_broker import Broker, kafka_broker
+from tests.support.kafka import Broker, kafka_broker
 
 from segflow.clock import HOUR_MS
 from segflow.log.base import DeadLetter, EventLog, ServedLog, partition_for
