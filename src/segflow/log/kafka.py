@@ -440,7 +440,9 @@ class KafkaEventLog:
         self._members.setdefault(group, []).append(member)
         return member
 
-    def apply_retention(self, *, older_than_ms: int = 0) -> int:
+    def apply_retention(
+        self, *, older_than_ms: int = 0, required_groups: Sequence[str] = ()
+    ) -> int:
         """Retention is the broker's (``retention.ms`` on the topic): nothing to do here."""
         return 0
 

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from segflow.activate.service import ActivationService
 from segflow.activate.ssrf import UrlGuard
@@ -59,6 +59,7 @@ from segflow.warehouse.loader import WarehouseLoader
 
 if TYPE_CHECKING:
     from segflow.log.lease import PartitionLease
+    from segflow.log.sqlite import SqliteEventLog
 
 
 @dataclass
@@ -127,7 +128,7 @@ def _build(runtime: Runtime) -> Assembly:
         settings,
         clock,
         ingestor=runtime.ingestor,
-        log=runtime.log,
+        log=cast("SqliteEventLog", runtime.log),  # erasing needs log.sqlite: see below
         processor=processor,
         loader=loader,
         delivery=store,
@@ -161,7 +162,9 @@ def _build(runtime: Runtime) -> Assembly:
             required_groups=(settings.stream.group, LOADER_GROUP),
         )
         services.append(retention)
-    if {"process", "load"} <= roles:  # it asks the processor and the loader of this process
+    # it asks the processor and the loader of this process; erasing events from the log by
+    # position needs the embedded log (Kafka records are not deleted one by one: scaling.md)
+    if {"process", "load"} <= roles and settings.log.driver == "sqlite":
         services.append(privacy.runner)  # started after, stopped before, the parts it asks
     api_deps = ApiDeps(
         runtime=runtime,
