@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "ml": ("benchmarks.ml", ["--profiles", "5000", "--rounds", "2"]),
     "delivery": ("benchmarks.delivery", ["--rounds", "2", "--seconds", "0.5"]),
     "privacy": ("benchmarks.privacy", ["--events", "5000", "--others", "5000", "--rounds", "2"]),
+    "scaleout": ("benchmarks.scaleout", ["--events", "3000", "--people", "2000", "--rounds", "1", "--settle", "6"]),
 }  # fmt: skip
 
 

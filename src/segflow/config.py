@@ -30,6 +30,7 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: str = "./segflow-data"
+    roles: tuple[str, ...] = ()  # segflow serve --role: collect, process, load, activate, api
 
 
 class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,6 +40,12 @@ class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_pending_events: int = 200_000
     retention_ms: int | None = None  # None: keep the log (timelines and rule backfills read it)
     retention_interval_s: float = 300.0
+    # driver = "kafka" (docs/scaling.md): the brokers, the topic, librdkafka settings passed
+    # through as they are (security.protocol, sasl.mechanism, sasl.username, ssl.ca.location...)
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "segflow.events"
+    kafka: dict[str, str] = msgspec.field(default_factory=dict)
+    session_timeout_ms: int = 10_000
 
 
 class CollectSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +113,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: int = 500
     poll_interval_ms: int = 200
     synchronous: str = "FULL"
+    optimistic: bool | None = None  # None: on with the kafka driver (processors share the store)
 
 
 class ActivateSettings(msgspec.Struct, frozen=True, kw_only=True):

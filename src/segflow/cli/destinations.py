@@ -26,14 +26,14 @@ DataDir = typer.Option(None, "--data-dir", help="segflow data directory (default
 def service(data_dir: Path | None) -> ActivationService:
     """The activation service on the data directory, with the configured SSRF allow-list."""
     from segflow.config import load_settings
-    from segflow.log.sqlite import open_log
+    from segflow.log.drivers import open_event_log
     from segflow.stream.compose import build_reader
 
     settings = load_settings()
     if data_dir is not None:
         settings = load_settings(overrides={"server": {"data_dir": str(data_dir)}})
     root = settings.data_path
-    log = open_log(root, partitions=settings.log.partitions)
+    log = open_event_log(settings)
     return ActivationService.open(
         root,
         allow_list=settings.activate.allow_list,

@@ -33,7 +33,7 @@ def import_(
     from segflow.clock import WallClock
     from segflow.collect.catalog import open_catalog
     from segflow.collect.ingest import Ingestor
-    from segflow.log.sqlite import SqliteEventLog
+    from segflow.log.drivers import open_event_log
     from segflow.privacy.compose import suppression_filter
     from segflow.warehouse.importer import import_file
     from segflow.warehouse.readers import CDNOW_COLUMNS, detect_format, parse_mapping
@@ -41,7 +41,7 @@ def import_(
     settings = resolve_settings(data_dir, config)
     root = settings.data_path
     preset_cdnow = mapping == ["cdnow"]
-    log = SqliteEventLog(root / "log.sqlite", partitions=settings.log.partitions)
+    log = open_event_log(settings)
     catalog = open_catalog(root)
     console = Console(stderr=True)
     try:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import msgspec
 import typer
 
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
 from segflow.cli.render import counting
+
+if TYPE_CHECKING:
+    from segflow.config import Settings
+    from segflow.log.lease import PartitionLease
+    from segflow.stream.processor import Processor
 
 
 def process(
@@ -25,7 +32,7 @@ def process(
     ),
 ) -> None:
     """Consume the log into profile state (identity, traits, segments, timers) until stopped."""
-    from segflow.log.sqlite import open_log
+    from segflow.log.drivers import open_event_log
     from segflow.segments.service import DefinitionWatcher, SegmentService
     from segflow.segments.store import DefinitionStore
     from segflow.stream.compose import build_processor
@@ -35,8 +42,9 @@ def process(
         settings = msgspec.structs.replace(
             settings, stream=msgspec.structs.replace(settings.stream, batch_size=batch_size)
         )
-    log = open_log(settings.data_path, partitions=settings.log.partitions)
+    log = open_event_log(settings)
     processor = build_processor(settings, log)
+    lease = _join_group(processor, settings)
     definitions = DefinitionStore(settings.data_path / "catalog.sqlite")
     watcher = DefinitionWatcher(SegmentService(definitions), processor.set_evaluator)
     watcher.refresh()  # the segments and traits of the catalog, backfilled when they changed
@@ -60,11 +68,30 @@ def process(
             watcher.start()
             processor.run_forever(stop)
     finally:
+        if lease is not None:
+            lease.stop()
         watcher.stop()
         definitions.close()
         processor.store.close()
         log.close()
-    typer.echo(f"processed {total} events" if until_idle else "stopped")
+    conflicts = f" ({processor.conflicts} optimistic conflicts)" if processor.conflicts else ""
+    typer.echo((f"processed {total} events" if until_idle else "stopped") + conflicts)
+
+
+def _join_group(processor: Processor, settings: Settings) -> PartitionLease | None:
+    """On Kafka: join the processors' consumer group and wait (up to 30 s) for a share."""
+    make = getattr(processor.log, "lease", None)
+    if make is None:
+        return None
+    lease: PartitionLease = make(
+        settings.stream.group, session_timeout_ms=settings.log.session_timeout_ms
+    )
+    lease.start()
+    processor.assignment = lease
+    deadline = time.monotonic() + 30
+    while lease.generations == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return lease
 
 
 def register(app: typer.Typer) -> None:

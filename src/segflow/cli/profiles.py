@@ -28,11 +28,11 @@ def show(
     import msgspec
 
     from segflow.api.profiles import profile_json
-    from segflow.log.sqlite import open_log
+    from segflow.log.drivers import open_event_log
     from segflow.stream.compose import build_reader
 
     settings = resolve_settings(data_dir, config)
-    log = open_log(settings.data_path, partitions=settings.log.partitions)
+    log = open_event_log(settings)
     try:
         reader = build_reader(settings, log)
         id_type, _, value = ident.partition(":")

@@ -24,11 +24,17 @@ def serve(
     http_server: str = typer.Option(
         "uvicorn", "--http-server", help="uvicorn (default) or granian"
     ),
+    role: str | None = typer.Option(
+        None,
+        "--role",
+        help="parts to run, comma-separated: collect, process, load, activate, api (default: all)",
+    ),
 ) -> None:
     """Run segflow on one data directory: the collection API (/v1), the admin API (/api/v1, docs
     at /api/v1/docs), the web console (/console) and every background part (processor,
     warehouse loader, delivery, ML schedule). Stop with Ctrl-C."""
     from segflow.server import compose
+    from segflow.server.roles import parse_roles
     from segflow.server.run import serve as run_server
 
     settings = resolve_settings(data_dir, config, host=host, port=port)
@@ -36,6 +42,11 @@ def serve(
         settings = msgspec.structs.replace(
             settings,
             observability=msgspec.structs.replace(settings.observability, log_format=log_format),
+        )
+    if role is not None:
+        roles = tuple(sorted(parse_roles(role)))
+        settings = msgspec.structs.replace(
+            settings, server=msgspec.structs.replace(settings.server, roles=roles)
         )
     run_server(
         settings,

@@ -19,11 +19,11 @@ def status(
 ) -> None:
     """Events in the log, processor and loader lag (records), delivery backlog and dead letters."""
     from segflow.activate.store import DeliveryStore
-    from segflow.log.sqlite import open_log
+    from segflow.log.drivers import open_event_log
     from segflow.server.status import status as read_status
 
     settings = resolve_settings(data_dir, config)
-    log = open_log(settings.data_path, partitions=settings.log.partitions)
+    log = open_event_log(settings)
     delivery = DeliveryStore(settings.data_path / "delivery.sqlite")
     try:
         report = read_status(log, delivery)

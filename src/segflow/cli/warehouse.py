@@ -113,14 +113,14 @@ def load(
     """Load the log (and the processor's changes) into the warehouse until caught up (when
     `segflow serve` is not running; run `segflow process --until-idle` first for profiles)."""
     from segflow.clock import WallClock
-    from segflow.log.sqlite import SqliteEventLog
+    from segflow.log.drivers import open_event_log
     from segflow.stream.compose import state_path
     from segflow.stream.outbox import StateChangeFeed
     from segflow.stream.state.sqlite import SqliteReader
     from segflow.warehouse.loader import WarehouseLoader
 
     settings = resolve_settings(data_dir, config)
-    log = SqliteEventLog(settings.data_path / "log.sqlite", partitions=settings.log.partitions)
+    log = open_event_log(settings)
     feed = None
     if state_path(settings).exists():  # the processor's changes: identities, merges, memberships
         feed = StateChangeFeed(SqliteReader(state_path(settings)))

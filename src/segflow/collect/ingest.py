@@ -37,8 +37,7 @@ from segflow.collect.exceptions import PayloadTooLarge, PlanViolation
 from segflow.collect.plans import check
 from segflow.config import CollectSettings
 from segflow.errors import ValidationError
-from segflow.log.base import DeadLetter, Position
-from segflow.log.sqlite import SqliteEventLog
+from segflow.log.base import DeadLetter, Position, ServedLog
 from segflow.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_RECEIVED, EVENTS_REFUSED
 from segflow.spec.events import Event, encode_event
 from segflow.spec.exceptions import InvalidMessage
@@ -102,7 +101,7 @@ class Ingestor:
     """See the module docstring. Thread-safe; one per process."""
 
     def __init__(
-        self, log: SqliteEventLog, catalog: SourceCatalog, settings: CollectSettings | None = None
+        self, log: ServedLog, catalog: SourceCatalog, settings: CollectSettings | None = None
     ) -> None:
         self.log = log
         self.catalog = catalog

@@ -1,5 +1,5 @@
 """The durable, ordered, partitioned event log (Kafka's model) and its drivers."""
 
-from segflow.log.base import DeadLetter, EventLog, Position, Record, partition_for
+from segflow.log.base import DeadLetter, EventLog, Position, Record, ServedLog, partition_for
 
-__all__ = ["DeadLetter", "EventLog", "Position", "Record", "partition_for"]
+__all__ = ["DeadLetter", "EventLog", "Position", "Record", "ServedLog", "partition_for"]

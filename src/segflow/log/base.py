@@ -1,8 +1,9 @@
 """The log interface: topics are implicit (one event log per data directory), partitions and
 offsets are Kafka's model, consumer groups commit offsets.
 
-Drivers: ``segflow.log.sqlite`` (embedded default); a Kafka driver later (issue 10) implements
-the same protocol, so nothing above this module knows which driver runs.
+Drivers: ``segflow.log.sqlite`` (embedded default) and ``segflow.log.kafka`` implement the same
+protocol (one contract test suite runs against both), so nothing above this module knows which
+driver runs; ``segflow.log.drivers.open_event_log`` opens the configured one.
 
 >>> partition_for("user_42", 8) == partition_for("user_42", 8)
 True
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from typing import Protocol
+from concurrent.futures import Future
+from typing import Any, Protocol
 
 import msgspec
 
@@ -82,3 +84,34 @@ class EventLog(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class ServedLog(EventLog, Protocol):
+    """What ``segflow serve`` needs beyond :class:`EventLog`: asynchronous appends for the
+    collector (with dead letters), health figures and retention."""
+
+    @property
+    def pending_events(self) -> int: ...
+
+    def submit(
+        self,
+        events: Sequence[Event],
+        dead_letters: Sequence[DeadLetter] = (),
+        payloads: Sequence[bytes] | None = None,
+    ) -> Future[list[Position | None]]:
+        """Queue an append; the future resolves once it is durable (see ``append``)."""
+        ...
+
+    def partition_of(self, event: Event) -> int: ...
+
+    def dead_letter(self, letters: Sequence[DeadLetter]) -> None: ...
+
+    def dead_letters(self, *, source_id: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """The most recent dead letters, newest first."""
+        ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def apply_retention(
+        self, *, older_than_ms: int = 0, required_groups: Sequence[str] = ()
+    ) -> int: ...

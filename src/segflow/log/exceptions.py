@@ -4,7 +4,8 @@
 
     TransientError (segflow.errors)
     ├── LogWriteFailed      the append did not reach the disk (disk full, I/O error): retry
-    └── LogBackpressure     too many appends are waiting for the disk: retry later
+    ├── LogBackpressure     too many appends are waiting for the disk: retry later
+    └── DuplicateInFlight   the same messageId is being appended by another request (Kafka)
 """
 
 from __future__ import annotations
@@ -22,3 +23,7 @@ class LogBackpressure(TransientError):
 
 class LogClosed(TransientError):
     code = "log_closed"
+
+
+class DuplicateInFlight(TransientError):
+    code = "duplicate_in_flight"

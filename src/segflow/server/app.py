@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from segflow.collect.app import CollectorApp
 from segflow.collect.asgi import ASGIApp, Receive, Scope, Send
 from segflow.server.requests import RequestContext
+from segflow.server.roles import not_found, parse_roles
 from segflow.server.runtime import Runtime
 from segflow.server.services import Service, ServiceGroup
 
@@ -101,4 +102,6 @@ def build_app(
     """The whole serve app: collector at ``/``, ``mounts`` (e.g. ``{"/api": admin_app}``)
     under their prefixes, ``services`` started and stopped with the server. The runtime's
     stores are closed at shutdown, after the services stop."""
-    return ServeApp(runtime, build_collector(runtime), mounts or {}, services)
+    collect = "collect" in parse_roles(runtime.settings.server.roles)
+    root = build_collector(runtime) if collect else not_found
+    return ServeApp(runtime, root, mounts or {}, services)

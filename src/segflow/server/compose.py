@@ -16,6 +16,9 @@ log-retention          deletes consumed log records past ``log.retention_ms`` (o
 privacy                runs deletion/suppression regulations (``segflow.privacy``)
 =====================  ===============================================================
 
+``server.roles`` (``segflow serve --role``, :mod:`segflow.server.roles`) picks which of them
+run here; the default is all.
+
 The admin API (``/api/v1/...``) and the web console (``/console``) share the processor's reader, the activation service and the
 segment service with the services, so a change made over the API takes effect in this
 process without a restart.
@@ -27,6 +30,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from segflow.activate.service import ActivationService
 from segflow.activate.ssrf import UrlGuard
@@ -45,6 +49,7 @@ from segflow.server.ml import MlService
 from segflow.server.observability import ops_mounts
 from segflow.server.ratelimit import TokenRateLimit
 from segflow.server.retention import LogRetention
+from segflow.server.roles import parse_roles
 from segflow.server.runtime import Runtime
 from segflow.server.services import Service
 from segflow.stream.compose import build_processor, build_reader
@@ -53,6 +58,10 @@ from segflow.ui import build_console
 from segflow.warehouse import backends as warehouse_backends
 from segflow.warehouse.loader import CONSUMER_GROUP as LOADER_GROUP
 from segflow.warehouse.loader import WarehouseLoader
+
+if TYPE_CHECKING:
+    from segflow.log.lease import PartitionLease
+    from segflow.log.sqlite import SqliteEventLog
 
 
 @dataclass
@@ -121,7 +130,7 @@ def _build(runtime: Runtime) -> Assembly:
         settings,
         clock,
         ingestor=runtime.ingestor,
-        log=runtime.log,
+        log=cast("SqliteEventLog", runtime.log),  # erasing needs log.sqlite: see below
         processor=processor,
         loader=loader,
         delivery=store,
@@ -132,16 +141,22 @@ def _build(runtime: Runtime) -> Assembly:
         [processor.store.close, segments.store.close, store.close, tokens.close, audit.close]
     )
     closer.closers.append(privacy.store.close)
-    services: list[Service] = [
-        closer,  # started first, so stopped last: closes the stores after every service
-        DefinitionWatcher(segments, processor.set_evaluator),
-        processor,
-        loader,
-        delivery,
-    ]
-    if settings.warehouse.engine == "duckdb":  # ML jobs read and write DuckDB (docs/warehouse.md)
+    roles = parse_roles(settings.server.roles)
+    services: list[Service] = [closer]  # started first, so stopped last: closes the stores
+    if "process" in roles:
+        lease = _lease(runtime)
+        if lease is not None:  # Kafka: a consumer group's share of the partitions
+            processor.assignment = lease
+            services.append(lease)
+        services += [DefinitionWatcher(segments, processor.set_evaluator), processor]
+    if "load" in roles:
+        services.append(loader)
+    if "activate" in roles:
+        services.append(delivery)
+    # ML jobs read and write DuckDB (docs/warehouse.md); scores go into this process's processor
+    if settings.warehouse.engine == "duckdb" and {"process", "load"} <= roles:
         services.append(ml)
-    if log.retention_ms is not None:
+    if log.retention_ms is not None and "collect" in roles:
         retention = LogRetention(
             runtime.log,
             retention_ms=log.retention_ms,
@@ -149,7 +164,10 @@ def _build(runtime: Runtime) -> Assembly:
             required_groups=(settings.stream.group, LOADER_GROUP),
         )
         services.append(retention)
-    services.append(privacy.runner)  # started after, stopped before, the parts it asks
+    # it asks the processor and the loader of this process; erasing events from the log by
+    # position needs the embedded log (Kafka records are not deleted one by one: scaling.md)
+    if {"process", "load"} <= roles and settings.log.driver == "sqlite":
+        services.append(privacy.runner)  # started after, stopped before, the parts it asks
     api_deps = ApiDeps(
         runtime=runtime,
         reader=reader,
@@ -163,22 +181,32 @@ def _build(runtime: Runtime) -> Assembly:
         audit=audit,
         privacy=privacy.service,
     )
-    api: ASGIApp = build_api(api_deps)
-    if settings.api.rate_limit_per_s > 0:
-        limits = settings.api
-        api = TokenRateLimit(
-            api, tokens, rate=limits.rate_limit_per_s, burst=limits.rate_limit_burst
-        )
-    mounts: dict[str, ASGIApp] = {
-        "/api": KeepPath(api),
-        "/console": KeepPath(build_console(api_deps)),
-    }
+    mounts: dict[str, ASGIApp] = {}
+    if "api" in roles:
+        api: ASGIApp = build_api(api_deps)
+        if settings.api.rate_limit_per_s > 0:
+            limits = settings.api
+            api = TokenRateLimit(
+                api, tokens, rate=limits.rate_limit_per_s, burst=limits.rate_limit_burst
+            )
+        mounts["/api"] = KeepPath(api)
+        mounts["/console"] = KeepPath(build_console(api_deps))
     ops, started = ops_mounts(runtime, reader, processor, activation.store, tokens)
     services.append(started)  # last: readiness starts once every service did
     mounts.update(ops)
     return Assembly(
         processor, loader, delivery, activation, segments, tokens, services, mounts, privacy
     )
+
+
+def _lease(runtime: Runtime) -> PartitionLease | None:
+    """A member of the processors' consumer group when the log has groups (Kafka)."""
+    make = getattr(runtime.log, "lease", None)
+    if make is None:
+        return None
+    s = runtime.settings
+    lease: PartitionLease = make(s.stream.group, session_timeout_ms=s.log.session_timeout_ms)
+    return lease
 
 
 class _Closer:

@@ -6,7 +6,7 @@ A Prometheus ``Collector``: nothing is counted on a hot path, every figure is re
 status index, so their cost grows with ``activate.delivered_retention_ms``).
 
 >>> import os, tempfile
->>> from segflow.log.sqlite import SqliteEventLog
+>>> from segflow.log.base import ServedLog
 >>> data = tempfile.mkdtemp()
 >>> log = SqliteEventLog(os.path.join(data, "log.sqlite"), partitions=2)
 >>> names = [m.name for m in StoreGauges(data, log).collect()]
@@ -25,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from segflow.activate.store import DeliveryStore
-from segflow.log.sqlite import SqliteEventLog
+from segflow.log.base import ServedLog
 
 STORES = {
     "catalog": "catalog.sqlite",
@@ -46,10 +46,12 @@ def file_bytes(path: Path) -> int:
     return total
 
 
-def consumer_lag(log: SqliteEventLog) -> dict[str, int]:
-    """Records each consumer group has still to read, summed over partitions."""
+def consumer_lag(log: ServedLog) -> dict[str, int]:
+    """Records each consumer group has still to read, summed over partitions (the groups the
+    log knows of, when its driver lists them, and segflow's own)."""
     end = log.end_offsets()
-    groups = sorted({*ALWAYS_GROUPS, *log.consumer_groups()})
+    listed = getattr(log, "consumer_groups", None)
+    groups = sorted({*ALWAYS_GROUPS, *(listed() if listed is not None else ())})
     out = {}
     for group in groups:
         done = log.committed(group)
@@ -63,7 +65,7 @@ class StoreGauges(Collector):
     def __init__(
         self,
         data_dir: str | Path,
-        log: SqliteEventLog,
+        log: ServedLog,
         delivery: DeliveryStore | None = None,
         backfill_pending: Callable[[], bool] | None = None,
     ) -> None:
@@ -97,7 +99,9 @@ class StoreGauges(Collector):
         yield appended
         yield _gauge("segflow_log_pending_events", "Events queued for the log's writer (bounded by log.max_pending_events).", stats["pending_events"])  # fmt: skip
         yield _gauge("segflow_log_dead_letters", "Refused payloads kept in the log's dead letters.", stats["dead_letters"])  # fmt: skip
-        yield _gauge("segflow_log_size_bytes", "Size of log.sqlite with its write-ahead file.", file_bytes(self.log.path))  # fmt: skip
+        path = getattr(self.log, "path", None)  # the embedded log's file (a Kafka log has none)
+        if path is not None:
+            yield _gauge("segflow_log_size_bytes", "Size of log.sqlite with its write-ahead file.", file_bytes(path))  # fmt: skip
         lag = GaugeMetricFamily(
             "segflow_consumer_lag_records",
             "Records a consumer group has still to read (log end offsets minus committed offsets).",

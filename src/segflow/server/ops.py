@@ -11,7 +11,7 @@
   (``Authorization: Bearer``, Prometheus' ``authorization.credentials_file``).
 
 >>> import asyncio, os, tempfile
->>> from segflow.log.sqlite import SqliteEventLog
+>>> from segflow.log.base import ServedLog
 >>> log = SqliteEventLog(os.path.join(tempfile.mkdtemp(), "log.sqlite"), partitions=1)
 >>> ops = OpsApp(log, readiness=[lambda: Check("stores", True)])
 >>> sent = []
@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
 from segflow.collect.asgi import Receive, Scope, Send, send_json
-from segflow.log.sqlite import SqliteEventLog
+from segflow.log.base import ServedLog
 from segflow.metrics import REGISTRY, render
 from segflow.server.gauges import consumer_lag
 
@@ -56,7 +56,7 @@ class Check:
 Verify = Callable[[str], bool]  # does this bearer token allow reading the metrics?
 
 
-def lag_check(log: SqliteEventLog, max_lag: int) -> Callable[[], Check]:
+def lag_check(log: ServedLog, max_lag: int) -> Callable[[], Check]:
     """Consumers within ``max_lag`` records of the log's end (0: always within)."""
 
     def check() -> Check:
@@ -75,7 +75,7 @@ class OpsApp:
 
     def __init__(
         self,
-        log: SqliteEventLog,
+        log: ServedLog,
         *,
         readiness: Sequence[Callable[[], Check]] = (),
         collectors: Sequence[Collector] = (),

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Sequence
 
 from segflow.errors import TransientError
-from segflow.log.sqlite import SqliteEventLog
+from segflow.log.base import ServedLog
 
 logger = logging.getLogger("segflow.server.retention")
 
@@ -32,7 +32,7 @@ class LogRetention:
 
     def __init__(
         self,
-        log: SqliteEventLog,
+        log: ServedLog,
         *,
         retention_ms: int,
         interval_s: float,

@@ -10,6 +10,8 @@ signals, SIGKILL crash semantics and in-process services simple; ``--http-server
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable, Mapping, Sequence
 
 import msgspec
@@ -20,8 +22,9 @@ from segflow.config import Settings
 from segflow.errors import ConfigError
 from segflow.logs import configure_logging
 from segflow.server.app import build_app
+from segflow.server.roles import HTTP_ROLES, parse_roles
 from segflow.server.runtime import Runtime
-from segflow.server.services import Service
+from segflow.server.services import Service, ServiceGroup
 
 ServiceFactory = Callable[[Runtime], Sequence[Service]]
 MountFactory = Callable[[Runtime], Mapping[str, ASGIApp]]
@@ -38,8 +41,12 @@ def serve(
     """Open the data directory, build the app and serve until interrupted (SIGINT/SIGTERM).
 
     Logs go to stderr as ``observability`` says (JSON lines unless stderr is a terminal);
-    ``log_level`` overrides ``observability.log_level``."""
+    ``log_level`` overrides ``observability.log_level``. A process whose roles need no HTTP
+    (``--role process,load,activate``) runs its services without opening a port."""
     log_level = (log_level or settings.observability.log_level).lower()
+    if not parse_roles(settings.server.roles) & HTTP_ROLES:
+        _serve_headless(settings, services, log_level)
+        return
     if http_server == "granian":
         _serve_granian(settings, log_level)
         return
@@ -65,6 +72,22 @@ def serve(
         server_header=False,
     )
     uvicorn.Server(config).run()
+
+
+def _serve_headless(settings: Settings, services: ServiceFactory | None, log_level: str) -> None:
+    """Run the background services until SIGTERM/SIGINT, with no HTTP server."""
+    configure_logging(log_level, settings.observability.log_format)
+    runtime = Runtime.open(settings)
+    group = ServiceGroup(services(runtime) if services else ())
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    group.start()
+    try:
+        stop.wait()
+    finally:
+        group.stop()
+        runtime.close()
 
 
 def _serve_granian(settings: Settings, log_level: str) -> None:

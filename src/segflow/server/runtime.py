@@ -17,8 +17,8 @@ from segflow.clock import Clock, WallClock
 from segflow.collect.catalog import SourceCatalog
 from segflow.collect.ingest import Ingestor
 from segflow.config import Settings
-from segflow.errors import ConfigError
-from segflow.log.sqlite import SqliteEventLog
+from segflow.log.base import ServedLog
+from segflow.log.drivers import open_event_log
 
 
 @dataclass
@@ -26,25 +26,16 @@ class Runtime:
     """The event log, the source catalog and the ingestion service of a data directory."""
 
     settings: Settings
-    log: SqliteEventLog
+    log: ServedLog
     catalog: SourceCatalog
     ingestor: Ingestor
     clock: Clock
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
-        if settings.log.driver != "sqlite":
-            raise ConfigError(f"unknown log driver {settings.log.driver!r} (available: sqlite)")
         clock = clock or WallClock()
         data = Path(settings.server.data_dir)
-        data.mkdir(parents=True, exist_ok=True)
-        log = SqliteEventLog(
-            data / "log.sqlite",
-            partitions=settings.log.partitions,
-            dedupe_window_ms=settings.log.dedupe_window_ms,
-            max_pending_events=settings.log.max_pending_events,
-            clock=clock,
-        )
+        log = open_event_log(settings, clock=clock)  # makes the data directory
         catalog = SourceCatalog(data / "catalog.sqlite", clock=clock)
         return cls(settings, log, catalog, Ingestor(log, catalog, settings.collect), clock)
 

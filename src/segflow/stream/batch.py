@@ -28,11 +28,31 @@ class Batch:
         self.tx = tx
         self.profiles: dict[str, Profile | None] = {}
         self.dirty: set[str] = set()
-        self.outbox_seq = self._meta("outbox_seq")
         self.cause_ms: int | None = None  # what the changes emitted now answer (freshness)
         self.caused: list[tuple[str, int]] = []  # (segment, cause_ms) of membership changes
         self.memberships: Counter[tuple[str, str]] = Counter()  # (segment, kind) -> changes
-        self.record_seq = self._meta("record_seq")
+        # optimistic transactions number changes and records at commit (every batch bumps the
+        # counters); pessimistic ones as they are emitted
+        self.deferred = getattr(tx, "defer", None) is not None
+        self.changes: list[bytes] = []
+        self.records: list[tuple[str, str, bytes]] = []
+        self._outbox_seq: int | None = None
+        self._record_seq: int | None = None
+
+    @property
+    def outbox_seq(self) -> int:
+        """The sequence of the last change emitted (pessimistic transactions only)."""
+        if self.deferred:
+            raise RuntimeError("an optimistic transaction numbers its changes at commit")
+        if self._outbox_seq is None:
+            self._outbox_seq = self._meta("outbox_seq")
+        return self._outbox_seq
+
+    @property
+    def record_seq(self) -> int:
+        if self._record_seq is None:
+            self._record_seq = self._meta("record_seq")
+        return self._record_seq
 
     def _meta(self, name: str) -> int:
         raw = self.tx.get(keys.META, name)
@@ -88,12 +108,18 @@ class Batch:
             self.memberships[(change.segment, change.kind)] += 1
             if self.cause_ms is not None:
                 self.caused.append((change.segment, self.cause_ms))
-        self.outbox_seq += 1
-        self.tx.set(keys.OUTBOX, keys.seq_key(self.outbox_seq), encode_change(change))
+        if self.deferred:
+            self.changes.append(encode_change(change))
+            return
+        self._outbox_seq = self.outbox_seq + 1
+        self.tx.set(keys.OUTBOX, keys.seq_key(self._outbox_seq), encode_change(change))
 
     def record(self, ns: str, profile_id: str, record: msgspec.Struct) -> None:
-        self.record_seq += 1
-        self.tx.set(ns, f"{profile_id}|{keys.seq_key(self.record_seq)}", _encoder.encode(record))
+        if self.deferred:
+            self.records.append((ns, profile_id, _encoder.encode(record)))
+            return
+        self._record_seq = self.record_seq + 1
+        self.tx.set(ns, f"{profile_id}|{keys.seq_key(self._record_seq)}", _encoder.encode(record))
 
     def set_timer(self, profile: Profile, due_ms: int | None) -> None:
         if profile.next_wakeup_ms == due_ms:
@@ -113,5 +139,22 @@ class Batch:
             else:
                 self.tx.set(keys.PROFILE, pid, encode_profile(profile))
         self.dirty.clear()
-        self.tx.set(keys.META, "outbox_seq", str(self.outbox_seq).encode())
-        self.tx.set(keys.META, "record_seq", str(self.record_seq).encode())
+        if self.deferred:
+            self.tx.defer(self._number)  # type: ignore[attr-defined]
+        else:
+            self.tx.set(keys.META, "outbox_seq", str(self.outbox_seq).encode())
+            self.tx.set(keys.META, "record_seq", str(self.record_seq).encode())
+
+    def _number(self) -> None:
+        """Number the changes and records of an optimistic batch, under the lock at commit."""
+        seq = self._meta("outbox_seq")
+        for change in self.changes:
+            seq += 1
+            self.tx.set(keys.OUTBOX, keys.seq_key(seq), change)
+        self.tx.set(keys.META, "outbox_seq", str(seq).encode())
+        rseq = self._meta("record_seq")
+        for ns, profile_id, raw in self.records:
+            rseq += 1
+            self.tx.set(ns, f"{profile_id}|{keys.seq_key(rseq)}", raw)
+        self.tx.set(keys.META, "record_seq", str(rseq).encode())
+        self.changes, self.records = [], []

@@ -26,11 +26,13 @@ def state_path(settings: Settings) -> Path:
 
 def processor_settings(settings: Settings) -> ProcessorSettings:
     s = settings.stream
+    optimistic = s.optimistic if s.optimistic is not None else settings.log.driver == "kafka"
     return ProcessorSettings(
         group=s.group,
         partitions=s.partitions,
         batch_size=s.batch_size,
         poll_interval_ms=s.poll_interval_ms,
+        optimistic_tries=3 if optimistic else 0,
     )
 
 

@@ -38,7 +38,8 @@ from segflow.stream.evaluator import NullEvaluator, SegmentEvaluator
 from segflow.stream.freshness import Freshness
 from segflow.stream.handler import EventHandler
 from segflow.stream.outbox import StateChangeFeed
-from segflow.stream.state.base import StateStore
+from segflow.stream.state.base import StateStore, StateTransaction
+from segflow.stream.state.optimistic import StateConflict
 
 if TYPE_CHECKING:
     from segflow.stream.split import SplitResult
@@ -58,9 +59,17 @@ class ReadableLog(Protocol):
     def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]: ...
 
 
+class Assignment(Protocol):
+    """Which partitions this processor owns now (a consumer group's share, which can change)."""
+
+    def partitions(self) -> Sequence[int]: ...
+
+
 class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     """``group``: consumer group (offsets mirrored to the log for lag monitoring);
-    ``partitions``: owned partitions (None = all); ``poll_interval_ms`` bounds timer lateness."""
+    ``partitions``: owned partitions (None = all); ``poll_interval_ms`` bounds timer lateness;
+    ``optimistic_tries``: optimistic attempts of a batch before it takes the store's write lock
+    (:mod:`segflow.stream.state.optimistic`; for processors sharing one store)."""
 
     group: str = "processor"
     partitions: tuple[int, ...] | None = None
@@ -68,6 +77,7 @@ class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     poll_interval_ms: int = 200
     timer_batch: int = 1000
     mirror_offsets: bool = True
+    optimistic_tries: int = 0  # > 0: batches run optimistically first (several processors)
 
 
 class Processor:
@@ -81,12 +91,14 @@ class Processor:
         clock: Clock | None = None,
         settings: ProcessorSettings | None = None,
         rules: IdentityRules | None = None,
+        assignment: Assignment | None = None,
     ) -> None:
         self.name = "processor"  # a segflow.server.services.Service: start() / stop()
         self.log = log
         self.store = store
         self.clock: Clock = clock or WallClock()
         self.settings = settings or ProcessorSettings()
+        self.assignment = assignment  # None: ``settings.partitions`` (None: every partition)
         self.handler = EventHandler(rules or IdentityRules(), evaluator or NullEvaluator(), log)
         self._pending_evaluator: SegmentEvaluator | None = None
         self._complete_for: str | None = None  # the rule set the state is backfilled for
@@ -95,6 +107,8 @@ class Processor:
         self.wall_ms: Callable[[], int] = lambda: (
             time.time_ns() // 1_000_000
         )  # ML scores and clusters, applied between batches
+        self._records: dict[int, list[Record]] = {}
+        self.conflicts = 0  # optimistic batches redone because another processor won
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -105,6 +119,8 @@ class Processor:
 
     @property
     def owned_partitions(self) -> Sequence[int]:
+        if self.assignment is not None:
+            return self.assignment.partitions()
         return self.settings.partitions or tuple(range(self.log.partitions))
 
     def set_evaluator(self, evaluator: SegmentEvaluator) -> None:
@@ -121,11 +137,13 @@ class Processor:
         so a restart after a crash walks the same batches), then due timers; returns events done."""
         self._swap_evaluator()
         limit = max_records or self.settings.batch_size
+        # the backfill step first: on a fresh state (no profiles yet) it completes at once, so
+        # the events are then processed under complete rules instead of rebuilt afterwards
+        self.backfill_step()
         done = self._process_batch(limit)
         self.erase_dropped()
         self.run_commands()
         self.apply_attributes()
-        self.backfill_step()
         self.fire_timers()
         return done
 
@@ -208,15 +226,37 @@ class Processor:
                 self._pending_evaluator = None
 
     def _process_batch(self, limit: int) -> int:
+        """One batch; optimistic first when the store offers it and the settings ask (several
+        processors on one store), pessimistic (the store's write lock) after repeated conflicts."""
+        begin = getattr(self.store, "begin_optimistic", None)
+        tries = self.settings.optimistic_tries if begin is not None else 0
+        try:
+            for _ in range(tries):
+                try:
+                    return self._batch(begin(), limit)  # type: ignore[misc]
+                except StateConflict:
+                    self.conflicts += 1
+            return self._batch(self.store.begin_global(), limit)
+        finally:
+            self._records.clear()
+
+    def _read(self, partition: int, offset: int, limit: int) -> list[Record]:
+        """The log's records, kept until the batch commits (a retried batch reads them again)."""
+        found = self._records.get(partition)
+        if not found or found[0].offset != offset or len(found) < limit:
+            found = self.log.read(partition, offset, limit)
+            self._records[partition] = found
+        return found[:limit]
+
+    def _batch(self, tx: StateTransaction, limit: int) -> int:
         started = time.perf_counter()
-        tx = self.store.begin_global()
         advanced: dict[int, int] = {}
         done = 0
         try:
             batch = Batch(tx)
             now_ms = self.clock.now_ms()
             for partition in self.owned_partitions:
-                records = self.log.read(partition, tx.get_offset(partition), limit)
+                records = self._read(partition, tx.get_offset(partition), limit)
                 idents = self.handler.prefetch(batch, records)
                 for record, ids in zip(records, idents, strict=True):
                     if self.blocked is not None and self.blocked(ids):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,3 +66,46 @@ def test_split_partitions_give_the_same_profiles(
     expected = grouping(single / "state.sqlite")
     assert len(expected) > 20
     assert grouping(shared / "state.sqlite") == expected
+
+
+def test_optimistic_processors_in_threads_give_the_same_profiles(
+    make_data_dir: Callable[[str, list[Event]], Path], gen_events: Callable[..., list[Event]]
+) -> None:
+    """Two processors at once (threads, one store each on one file), batches optimistic: the
+    work overlaps, the commits validate, the identity groups equal one processor's."""
+    events = gen_events(3000, people=30)
+    single, shared = make_data_dir("single", events), make_data_dir("shared", events)
+    log = SqliteEventLog(single / "log.sqlite", partitions=4)
+    store = SqliteStateStore(single / "state.sqlite", synchronous="OFF")
+    one = Processor(log, store, clock=ManualClock(0), rules=NO_LIMITS)
+    while one.run_once(7) > 0:
+        pass
+    store.close()
+    log.close()
+
+    log = SqliteEventLog(shared / "log.sqlite", partitions=4)
+    stores = [SqliteStateStore(shared / "state.sqlite", synchronous="OFF") for _ in range(2)]
+    procs = [
+        Processor(log, s, clock=ManualClock(0), rules=NO_LIMITS,
+                  settings=ProcessorSettings(partitions=parts, group=f"g{i}", optimistic_tries=3))
+        for i, (s, parts) in enumerate(zip(stores, [(0, 2), (1, 3)], strict=True))
+    ]  # fmt: skip
+    errors: list[BaseException] = []
+
+    def drain(proc: Processor) -> None:
+        try:
+            while proc.run_once(7) > 0:
+                pass
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=drain, args=(p,)) for p in procs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for s in stores:
+        s.close()
+    log.close()
+    assert grouping(shared / "state.sqlite") == grouping(single / "state.sqlite")

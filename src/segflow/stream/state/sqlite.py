@@ -19,8 +19,12 @@ import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segflow.sqlite import connect, vacuum
+
+if TYPE_CHECKING:
+    from segflow.stream.state.optimistic import OptimisticTransaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -52,6 +56,7 @@ class SqliteStateStore:
         self.cache: dict[tuple[str, str], bytes | None] = {}
         self.cache_entries = cache_entries
         self.data_version = -1
+        self._optimistic: list[sqlite3.Connection] = []  # idle optimistic-read connections
 
     def validate_cache(self) -> None:
         """Drop the cache if anyone else committed since we last looked (call in a transaction)."""
@@ -66,6 +71,25 @@ class SqliteStateStore:
     def begin_global(self) -> SqliteTransaction:
         return SqliteTransaction(self, None)
 
+    def begin_optimistic(self) -> OptimisticTransaction:
+        """A transaction that reads without the write lock and validates at commit
+        (:mod:`segflow.stream.state.optimistic`)."""
+        from segflow.stream.state.optimistic import OptimisticTransaction
+
+        return OptimisticTransaction(self)
+
+    def optimistic_connection(self) -> sqlite3.Connection:
+        """A connection for an optimistic transaction's reads (from a small pool: one per
+        transaction open at a time; give it back with :meth:`release_optimistic`)."""
+        with self.lock:
+            if self._optimistic:
+                return self._optimistic.pop()
+        return connect(self.path, synchronous="OFF")
+
+    def release_optimistic(self, con: sqlite3.Connection) -> None:
+        with self.lock:
+            self._optimistic.append(con)
+
     def reader(self) -> SqliteReader:
         return SqliteReader(self.path)
 
@@ -78,6 +102,8 @@ class SqliteStateStore:
 
     def close(self) -> None:
         self.con.close()
+        for con in self._optimistic:
+            con.close()
 
 
 class SqlitePartition:

@@ -1,0 +1,149 @@
+"""Dedupe for logs that cannot check and append in one local transaction (Kafka).
+
+The embedded driver checks ``(source_id, message_id)`` and appends in one SQLite transaction.
+A Kafka producer cannot join that transaction, so the collectors keep a shared **reservation
+table** (``dedupe.sqlite``) and append in three steps:
+
+1. ``reserve``: in one transaction, every key not seen within the window is inserted as
+   *pending* (with the reservation time); a key already *stored* is a duplicate; a key
+   pending for less than ``pending_timeout_ms`` is **in flight** in another request.
+2. the caller produces the fresh events and waits for the broker's acknowledgement;
+3. ``confirm`` marks them stored (after the broker's ack), or ``release`` deletes the
+   reservations (the produce failed: the client's retry must not be taken for a duplicate).
+
+Failure cases (docs/scaling.md): a collector that dies between the broker's ack and
+``confirm`` leaves its keys pending; after ``pending_timeout_ms`` a retry of those messages is
+appended again (a duplicate in the log, which the warehouse loader drops on ``messageId`` and
+the processor counts twice). The window is the time between an ack and one local commit.
+
+>>> import os, tempfile
+>>> store = ReservationStore(os.path.join(tempfile.mkdtemp(), "dedupe.sqlite"), window_ms=1_000)
+>>> k = dedupe_key("src", "m1")
+>>> store.reserve([(k, 10)], now_ms=10)
+[<Reservation.FRESH: 0>]
+>>> store.reserve([(k, 11)], now_ms=11)
+[<Reservation.IN_FLIGHT: 2>]
+>>> store.confirm([k]); store.reserve([(k, 12)], now_ms=12)
+[<Reservation.DUPLICATE: 1>]
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from segflow.log.dedupe import dedupe_key
+from segflow.sqlite import connect
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS reservations(key BLOB PRIMARY KEY, received_at_ms INTEGER NOT NULL,"
+    " reserved_at_ms INTEGER NOT NULL, stored INTEGER NOT NULL) WITHOUT ROWID"
+)
+_PRUNE_EVERY = 200
+
+
+class Reservation(enum.IntEnum):
+    """The outcome of reserving one key."""
+
+    FRESH = 0  # reserved: append it, then confirm or release
+    DUPLICATE = 1  # stored within the window: acknowledge without appending
+    IN_FLIGHT = 2  # another request is appending it now: retry later
+
+
+class ReservationStore:
+    """See the module docstring. Thread-safe; shared by the collector processes of a host."""
+
+    def __init__(
+        self, path: str | Path, *, window_ms: int, pending_timeout_ms: int = 30_000
+    ) -> None:
+        self.path = Path(path)
+        self.window_ms = window_ms
+        self.pending_timeout_ms = pending_timeout_ms
+        self._con = connect(self.path)
+        self._con.execute(_SCHEMA)
+        self._lock = threading.Lock()
+        self._writes = 0
+
+    def reserve(self, keys: Sequence[tuple[bytes, int]], *, now_ms: int) -> list[Reservation]:
+        """Reserve ``(key, received_at_ms)`` pairs (one transaction, fsynced)."""
+        out: list[Reservation] = []
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                fresh: dict[bytes, int] = {}
+                for key, received in keys:
+                    state = self._state(key, received, now_ms, fresh)
+                    if state is Reservation.FRESH:
+                        fresh[key] = received
+                    out.append(state)
+                con.executemany(
+                    "INSERT OR REPLACE INTO reservations VALUES(?,?,?,0)",
+                    [(k, r, now_ms) for k, r in fresh.items()],
+                )
+                self._maybe_prune(now_ms)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return out
+
+    def _state(
+        self, key: bytes, received: int, now_ms: int, fresh: dict[bytes, int]
+    ) -> Reservation:
+        if key in fresh:
+            return Reservation.DUPLICATE  # twice in one call: the first copy is appended
+        row = self._con.execute(
+            "SELECT received_at_ms, reserved_at_ms, stored FROM reservations WHERE key=?", (key,)
+        ).fetchone()
+        if row is None or received - int(row[0]) > self.window_ms:
+            return Reservation.FRESH
+        if row[2]:
+            return Reservation.DUPLICATE
+        if now_ms - int(row[1]) < self.pending_timeout_ms:
+            return Reservation.IN_FLIGHT
+        return Reservation.FRESH  # its collector died before confirming: append again
+
+    def confirm(self, keys: Sequence[bytes]) -> None:
+        """The broker acknowledged these keys' events: they are stored."""
+        self._write("UPDATE reservations SET stored=1 WHERE key=?", keys)
+
+    def release(self, keys: Sequence[bytes]) -> None:
+        """The append failed: forget the reservations (a retry appends them)."""
+        self._write("DELETE FROM reservations WHERE key=? AND stored=0", keys)
+
+    def _write(self, sql: str, keys: Sequence[bytes]) -> None:
+        if not keys:
+            return
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                self._con.executemany(sql, [(k,) for k in keys])
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+
+    def _maybe_prune(self, now_ms: int) -> None:
+        self._writes += 1
+        if self._writes % _PRUNE_EVERY == 0:
+            self._con.execute(
+                "DELETE FROM reservations WHERE stored=1 AND received_at_ms < ?",
+                (now_ms - 2 * self.window_ms,),
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._con.execute("SELECT count(*) FROM reservations").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(sqlite3.Error):  # already closed
+            self._con.close()
+
+
+__all__ = ["Reservation", "ReservationStore", "dedupe_key"]

@@ -1,0 +1,304 @@
+"""The scaled-out layout on one machine: 2 collectors, 3 processors and a loader as separate
+``segflow serve --role ...`` processes on the Kafka driver (a real Tansu broker), real HTTP
+traffic whose identity merges cross partitions, one processor SIGKILLed mid-stream. At the end
+the profiles and memberships equal those of the embedded single-process run over the same
+events, and every event is counted exactly once."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import duckdb
+import httpx
+import pytest
+from tests.support.kafka import Broker, free_port, kafka_broker
+
+from segflow.clock import ManualClock
+from segflow.log.base import partition_for
+from segflow.log.sqlite import SqliteEventLog
+from segflow.profiles import decode_profile
+from segflow.rules import compile_segments
+from segflow.stream import Processor, SqliteStateStore
+
+__all__ = ["kafka_broker"]
+pytestmark = pytest.mark.slow
+
+PARTITIONS = 6
+PEOPLE = 80
+EVENTS = 3000
+SEGMENTS = {
+    "buyers": 'did "Order Completed" at least 2 times',
+    "pro": 'trait plan = "pro"',
+    "browsers": 'count("Viewed") >= 3',
+}
+Summary = dict[frozenset[str], tuple[tuple[str, ...], tuple[tuple[str, Any], ...], int]]
+
+
+def generate(n: int, t0_ms: int, seed: int = 11) -> list[dict[str, Any]]:
+    """Segment messages: anonymous browsing on two devices per person, logins linking a device
+    to the user id and email, orders by user id, support tickets linked by email only. The keys
+    (anonymousId, userId) of one person fall on different partitions, so merges cross them.
+    No person reaches a merge-rule limit (3 anonymous ids, 1 user id, 1 email), so the
+    profiles do not depend on the order the partitions are interleaved in."""
+    rnd = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        p = rnd.randrange(PEOPLE)
+        msg: dict[str, Any] = {
+            "messageId": f"mp-{i:06d}",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime((t0_ms + i * 1000) / 1000))
+            + "Z",
+        }
+        roll = rnd.random()
+        if roll < 0.55:
+            msg |= {"type": "track", "anonymousId": f"dev-{p}-{rnd.randrange(2)}",
+                    "event": rnd.choice(["Viewed", "Added"])}  # fmt: skip
+        elif roll < 0.75:
+            msg |= {"type": "identify", "anonymousId": f"dev-{p}-{rnd.randrange(2)}",
+                    "userId": f"user-{p}",
+                    "traits": {"email": f"p{p}@example.com", "plan": rnd.choice(["free", "pro"])}}  # fmt: skip
+        elif roll < 0.92:
+            msg |= {"type": "track", "userId": f"user-{p}", "event": "Order Completed",
+                    "properties": {"revenue": rnd.randrange(100)}}  # fmt: skip
+        else:
+            msg |= {"type": "track", "anonymousId": f"desk-{p}", "event": "Support Ticket Created",
+                    "context": {"traits": {"email": f"p{p}@example.com"}}}  # fmt: skip
+        out.append(msg)
+    return out
+
+
+def summary(state: Path) -> Summary:
+    """Per profile (by its identifiers): memberships, traits, events counted."""
+    store = SqliteStateStore(state)
+    reader = store.reader()
+    try:
+        out: Summary = {}
+        for _, raw in reader.scan("profile", "", "\U0010ffff"):
+            p = decode_profile(raw)
+            key = frozenset(p.identity_keys())
+            traits = tuple(sorted((k, repr(v)) for k, v in p.traits.items()))
+            out[key] = (tuple(sorted(p.members)), traits, sum(p.event_counts.values()))
+        return out
+    finally:
+        reader.close()
+        store.close()
+
+
+def consumed(state: Path) -> int:
+    if not state.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+        try:
+            return int(
+                con.execute("SELECT COALESCE(SUM(next_offset), 0) FROM offsets").fetchone()[0]
+            )
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def last_assignment(log: str) -> set[int]:
+    """The partitions a processor's last ``owns partitions (...)`` line names."""
+    found = re.findall(r"owns partitions \(([\d, ]*)\)", log)
+    return {int(p) for p in found[-1].split(",") if p.strip()} if found else set()
+
+
+def warehouse_events(path: Path) -> int:
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:  # the loader holds the file
+        return -1
+    try:
+        return int(con.execute("SELECT count(*) FROM events").fetchone()[0])  # type: ignore[index]
+    except duckdb.Error:
+        return -1
+    finally:
+        con.close()
+
+
+def until(predicate: Callable[[], Any], deadline_s: float, what: str) -> Any:
+    """Poll an asynchronous outcome (a liveness bound, not a timing assertion)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not reached in {deadline_s} s: {what}")
+
+
+class Cluster:
+    """The segflow processes of the test, each with its own log file."""
+
+    def __init__(self, data: Path, env: dict[str, str]) -> None:
+        self.data, self.env = data, env
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.files: list[BinaryIO] = []
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "segflow.cli.main", *args, "--data-dir", str(self.data)],
+            env=self.env, check=True, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        return out.stdout.strip().splitlines()[-1]
+
+    def start(self, name: str, role: str, port: int | None = None) -> None:
+        args = ["serve", "--role", role, "--data-dir", str(self.data), "--log-level", "info"]
+        if port is not None:
+            args += ["--port", str(port)]
+        log = (self.data.parent / f"{name}.log").open("wb")
+        self.files.append(log)
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "segflow.cli.main", *args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def log_of(self, name: str) -> str:
+        return (self.data.parent / f"{name}.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in self.files:
+            log.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, kafka_broker: Broker) -> Iterator[Cluster]:
+    data = tmp_path / "data"
+    env = {
+        **os.environ,
+        "SEGFLOW_LOG__DRIVER": "kafka",
+        "SEGFLOW_LOG__BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+        "SEGFLOW_LOG__TOPIC": f"mp-{uuid.uuid4().hex[:8]}",
+        "SEGFLOW_LOG__PARTITIONS": str(PARTITIONS),
+        "SEGFLOW_LOG__SESSION_TIMEOUT_MS": "6000",
+        "SEGFLOW_STREAM__BATCH_SIZE": "50",
+        "SEGFLOW_STREAM__POLL_INTERVAL_MS": "50",
+        "SEGFLOW_WAREHOUSE__FLUSH_INTERVAL_MS": "200",
+        "SEGFLOW_ML__SCHEDULE_ENABLED": "false",
+    }
+    found = Cluster(data, env)
+    yield found
+    found.stop()
+
+
+def test_two_collectors_three_processors_a_loader_and_a_sigkill(cluster: Cluster) -> None:
+    write_key = cluster.cli("sources", "create", "web")
+    for name, rule in SEGMENTS.items():
+        cluster.cli("segments", "create", name, rule)
+    ports = [free_port(), free_port()]
+    for i, port in enumerate(ports):
+        cluster.start(f"collector{i}", "collect", port)
+    for i in range(3):
+        cluster.start(f"processor{i}", "process")
+    cluster.start("loader", "load")
+
+    def healthy(port: int) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    for port in ports:
+        until(lambda p=port: healthy(p), 180, f"collector on {port}")  # type: ignore[misc]
+    clients = [
+        httpx.Client(base_url=f"http://127.0.0.1:{p}", auth=(write_key, ""), timeout=60)
+        for p in ports
+    ]
+    t0_ms = (int(time.time()) - 86_400) * 1000
+    messages = generate(EVENTS, t0_ms)
+    batches = [messages[i : i + 50] for i in range(0, EVENTS, 50)]
+    state = cluster.data / "state.sqlite"
+    victim = "processor1"
+    try:
+        for n, batch in enumerate(batches):
+            answer = clients[n % 2].post("/v1/batch", json={"batch": batch})
+            assert answer.status_code == 200 and answer.json()["success"], answer.text
+            if n == len(batches) // 2:
+                until(lambda: "owns partitions (" in cluster.log_of(victim)
+                      and consumed(state) > 0, 180, "the victim owns partitions")  # fmt: skip
+                cluster.procs[victim].send_signal(signal.SIGKILL)
+                cluster.procs[victim].wait(10)
+    finally:
+        for c in clients:
+            c.close()
+
+    until(lambda: consumed(state) >= EVENTS, 240, f"processors consumed {EVENTS} events")
+    until(
+        lambda: warehouse_events(cluster.data / "warehouse.duckdb") == EVENTS,
+        60,
+        "the loader loaded every event",
+    )
+    cluster.stop()
+    assert consumed(state) == EVENTS
+    victim_had = last_assignment(cluster.log_of(victim))
+    now_owned = last_assignment(cluster.log_of("processor0")) | last_assignment(
+        cluster.log_of("processor2")
+    )
+    assert victim_had and now_owned == set(range(PARTITIONS))  # the survivors took its share
+
+    embedded = replay_embedded(cluster)
+    distributed = summary(state)
+    assert sum(c for _, _, c in distributed.values()) == EVENTS  # each event counted once
+    assert distributed == embedded
+    merged = [k for k in distributed if len(k) >= 3]
+    assert len(merged) > PEOPLE // 2  # merges happened (crossing partitions: checked below)
+    crossing = [
+        k for k in merged
+        if len({partition_for(i.split(":", 1)[1], PARTITIONS) for i in k
+                if i.startswith(("user_id:", "anonymous_id:"))}) > 1
+    ]  # fmt: skip
+    assert len(crossing) > PEOPLE // 2
+    assert {m for ms, _, _ in distributed.values() for m in ms} == set(SEGMENTS)
+
+
+def replay_embedded(cluster: Cluster) -> Summary:
+    """The same stored events through the embedded single-process driver."""
+    from segflow.log.kafka import KafkaEventLog
+    from segflow.log.reservations import ReservationStore
+
+    env = cluster.env
+    root = cluster.data.parent / "embedded"
+    root.mkdir()
+    kafka = KafkaEventLog(
+        env["SEGFLOW_LOG__BOOTSTRAP_SERVERS"],
+        dedupe=ReservationStore(root / "unused.sqlite", window_ms=1),
+        topic=env["SEGFLOW_LOG__TOPIC"],
+    )
+    log = SqliteEventLog(root / "log.sqlite", partitions=PARTITIONS)
+    try:
+        for p in range(PARTITIONS):
+            records = kafka.read(p, 0, 100_000)
+            assert [r.offset for r in records] == list(range(len(records)))
+            log.append([r.event for r in records])
+        store = SqliteStateStore(root / "state.sqlite", synchronous="OFF")
+        program = compile_segments(SEGMENTS)
+        proc = Processor(log, store, evaluator=program, clock=ManualClock(int(time.time() * 1000)))
+        while proc.run_once() > 0:
+            pass
+        store.close()
+    finally:
+        log.close()
+        kafka.close()
+    return summary(root / "state.sqlite")

@@ -1,0 +1,78 @@
+"""What only the Kafka driver has: dedupe reservations in flight, partition leases that
+rebalance when a member joins or leaves (on a real Tansu broker)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support.kafka import Broker, kafka_broker
+
+from segflow.log.dedupe import dedupe_key
+from segflow.log.exceptions import DuplicateInFlight
+from segflow.spec.events import Event
+
+__all__ = ["kafka_broker"]
+
+
+@pytest.fixture
+def kafka_log(kafka_broker: Broker, tmp_path: Path) -> Iterator[Any]:
+    from segflow.log.kafka import KafkaEventLog
+    from segflow.log.reservations import ReservationStore
+
+    store = ReservationStore(tmp_path / "dedupe.sqlite", window_ms=3_600_000)
+    log = KafkaEventLog(
+        kafka_broker.bootstrap, dedupe=store, topic=f"k-{uuid.uuid4().hex[:8]}", partitions=4
+    )
+    yield log
+    log.close()
+
+
+def event(message_id: str) -> Event:
+    return Event(type="track", message_id=message_id, source_id="s", timestamp_ms=5,
+                 received_at_ms=5, user_id="u1", event="E")  # fmt: skip
+
+
+def until(predicate: Callable[[], bool], deadline_s: float = 60.0) -> None:
+    """Poll the broker-driven outcome (a liveness bound, not a timing assertion)."""
+    end = time.monotonic() + deadline_s
+    while not predicate():
+        assert time.monotonic() < end, "not reached in time"
+        time.sleep(0.05)
+
+
+def test_a_message_id_in_flight_elsewhere_is_refused_for_now(kafka_log: Any) -> None:
+    store = kafka_log._dedupe
+    key = dedupe_key("s", "m1")
+    store.reserve([(key, 5)], now_ms=int(time.time() * 1000))  # another collector appends it
+    with pytest.raises(DuplicateInFlight):
+        kafka_log.append([event("m1"), event("m2")])
+    assert kafka_log.end_offsets() == {0: 0, 1: 0, 2: 0, 3: 0}  # nothing of the request stored
+    store.release([key])  # that append failed: the retry stores both
+    positions = kafka_log.append([event("m1"), event("m2")])
+    assert None not in positions and kafka_log.append([event("m2")]) == [None]
+
+
+def test_leases_share_the_partitions_and_rebalance(kafka_log: Any) -> None:
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    first = kafka_log.lease(group, session_timeout_ms=6000)
+    first.start()
+    second = kafka_log.lease(group, session_timeout_ms=6000)
+    try:
+        until(lambda: set(first.partitions()) == {0, 1, 2, 3})
+        second.start()
+        until(
+            lambda: bool(first.partitions()) and bool(second.partitions())
+            and set(first.partitions()) | set(second.partitions()) == {0, 1, 2, 3}
+        )  # fmt: skip
+        assert not set(first.partitions()) & set(second.partitions())
+    finally:
+        second.stop()
+    until(lambda: set(first.partitions()) == {0, 1, 2, 3})  # a leaving member's share moves
+    kafka_log.commit(group, {0: 7})  # through the member, from its own thread
+    until(lambda: kafka_log.committed(group)[0] == 7)
+    first.stop()
