@@ -6,7 +6,7 @@ A Prometheus ``Collector``: nothing is counted on a hot path, every figure is re
 status index, so their cost grows with ``activate.delivered_retention_ms``).
 
 >>> import os, tempfile
->>> from segflow.log.base import ServedLog
+>>> from segflow.log.sqlite import SqliteEventLog
 >>> data = tempfile.mkdtemp()
 >>> log = SqliteEventLog(os.path.join(data, "log.sqlite"), partitions=2)
 >>> names = [m.name for m in StoreGauges(data, log).collect()]

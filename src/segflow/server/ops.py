@@ -11,7 +11,7 @@
   (``Authorization: Bearer``, Prometheus' ``authorization.credentials_file``).
 
 >>> import asyncio, os, tempfile
->>> from segflow.log.base import ServedLog
+>>> from segflow.log.sqlite import SqliteEventLog
 >>> log = SqliteEventLog(os.path.join(tempfile.mkdtemp(), "log.sqlite"), partitions=1)
 >>> ops = OpsApp(log, readiness=[lambda: Check("stores", True)])
 >>> sent = []
