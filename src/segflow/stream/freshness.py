@@ -35,6 +35,7 @@ class Freshness:
         self.window = window
         self._lock = threading.Lock()
         self._latencies: dict[tuple[str, Kind], deque[int]] = {}
+        self._histograms: dict[tuple[str, Kind], Any] = {}  # labelled children, looked up once
 
     def observe(
         self, causes: Iterable[tuple[str, int]], committed_ms: int, kind: Kind = "event"
@@ -47,7 +48,11 @@ class Freshness:
                     found = self._latencies[(segment, kind)] = deque(maxlen=self.window)
                 latency = max(0, committed_ms - cause_ms)
                 found.append(latency)
-                FRESHNESS.labels(segment=segment, kind=kind).observe(latency / 1000)
+                histogram = self._histograms.get((segment, kind))
+                if histogram is None:
+                    histogram = FRESHNESS.labels(segment=segment, kind=kind)
+                    self._histograms[(segment, kind)] = histogram
+                histogram.observe(latency / 1000)
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """``{segment: {count, p50_ms, p99_ms, max_ms, timers?: {...}}}``: the top level
