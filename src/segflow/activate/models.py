@@ -19,6 +19,7 @@ IdentifierMode = Literal["raw", "hashed"]
 ChangeKind = Literal["entered", "exited"]
 DeliveryKind = Literal["entered", "exited", "deleted"]  # deleted: a deletion notice
 DeliveryStatus = Literal["pending", "delivered", "dead", "skipped"]
+"""``skipped``: a replayed dead letter superseded by a later delivered change of its segment."""
 
 
 class Destination(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,6 +85,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     last_status: int | None = None
     last_error: str | None = None
     finished_ms: int | None = None
+    batch_key: str | None = None
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,9 +111,10 @@ class DestinationStats(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SecretInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """A signing secret as shown after creation (only its prefix) and its lifetime."""
+    """A signing secret as shown after creation (a fingerprint, never the secret) and its
+    lifetime."""
 
     secret_id: int
-    prefix: str
+    fingerprint: str
     created_ms: int
     expires_ms: int | None

@@ -44,13 +44,17 @@ class ProfileLookup(Protocol):
         """The profile ids currently in ``segment`` (for initial syncs)."""
         ...
 
+    def segments(self, profile_id: str) -> Iterable[str]:
+        """The segments the profile is in now (to resume after consent is granted again)."""
+        ...
+
 
 class DictProfiles:
     """A :class:`ProfileLookup` over dicts (tests, demos, file imports).
 
     >>> p = DictProfiles(identities={"p1": [("email", "a@b.co")]}, members={"vip": ["p1"]})
-    >>> p.identities("p1"), list(p.members("vip")), dict(p.traits("p1"))
-    ([('email', 'a@b.co')], ['p1'], {})
+    >>> p.identities("p1"), list(p.members("vip")), dict(p.traits("p1")), p.segments("p1")
+    ([('email', 'a@b.co')], ['p1'], {}, ['vip'])
     """
 
     def __init__(
@@ -71,6 +75,9 @@ class DictProfiles:
 
     def members(self, segment: str) -> Iterable[str]:
         return list(self.member_map.get(segment, []))
+
+    def segments(self, profile_id: str) -> list[str]:
+        return sorted(s for s, pids in self.member_map.items() if profile_id in pids)
 
 
 class ChangeContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,22 +109,20 @@ def iso(at_ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at_ms % 1000:03d}Z"
 
 
-def consent_denied(traits: Mapping[str, Any], purpose: str | None) -> bool:
-    """True if the profile's consent trait explicitly denies ``purpose``.
+def consent_denied(consent: Any, purpose: str | None) -> bool:
+    """True if a profile's ``consent`` trait value explicitly denies ``purpose``.
 
-    Reads ``consent`` (``{"advertising": false}``) and Segment's
-    ``consent.categoryPreferences``; purposes match case-insensitively. No answer means
-    not denied.
+    Reads ``{"advertising": false}`` and Segment's ``{"categoryPreferences": {...}}``;
+    purposes match case-insensitively. No answer means not denied.
 
-    >>> consent_denied({"consent": {"Advertising": False}}, "advertising")
+    >>> consent_denied({"Advertising": False}, "advertising")
     True
-    >>> consent_denied({}, "advertising")
-    False
+    >>> consent_denied({"categoryPreferences": {"advertising": "denied"}}, "advertising")
+    True
+    >>> consent_denied(None, "advertising"), consent_denied({"advertising": True}, "advertising")
+    (False, False)
     """
-    if purpose is None:
-        return False
-    consent = traits.get("consent")
-    if not isinstance(consent, Mapping):
+    if purpose is None or not isinstance(consent, Mapping):
         return False
     prefs = consent.get("categoryPreferences", consent)
     if not isinstance(prefs, Mapping):

@@ -29,9 +29,10 @@ from segflow.activate.feeder import Feeder
 from segflow.activate.files import FileSink, LocalWriter, snapshot_rows, write_snapshot
 from segflow.activate.models import Delivery, Destination, Subscription
 from segflow.activate.payloads import ChangeContext, ProfileLookup, build_payload
+from segflow.activate.secretbox import SecretBox
 from segflow.activate.senders import WebhookSender
 from segflow.activate.signing import new_secret
-from segflow.activate.ssrf import UrlGuard
+from segflow.activate.ssrf import PinnedTransport, UrlGuard
 from segflow.activate.store import DeliveryStore
 from segflow.clock import Clock, WallClock
 
@@ -62,10 +63,17 @@ class ActivationService:
 
     @classmethod
     def open(
-        cls, data_dir: str | Path, *, allow_list: Sequence[str] = (), **kwargs: Any
+        cls,
+        data_dir: str | Path,
+        *,
+        allow_list: Sequence[str] = (),
+        secrets_key: str | None = None,
+        **kwargs: Any,
     ) -> ActivationService:
-        """The service on ``DATA_DIR/delivery.sqlite``."""
-        store = DeliveryStore(Path(data_dir) / "delivery.sqlite")
+        """The service on ``DATA_DIR/delivery.sqlite`` (secrets encrypted with ``secrets_key``,
+        else with ``DATA_DIR/secrets.key``)."""
+        box = SecretBox.open(data_dir, secrets_key)
+        store = DeliveryStore(Path(data_dir) / "delivery.sqlite", box=box)
         return cls(store, guard=UrlGuard(allow_list), **kwargs)
 
     # -- destinations --------------------------------------------------------------------
@@ -219,8 +227,9 @@ class ActivationService:
     ) -> list[dict[str, Any]]:
         return self.deliveries(name, status="dead", since_ms=since_ms, limit=limit)
 
-    def replay(self, name: str, *, since_ms: int = 0, ids: Sequence[int] = ()) -> int:
-        """Re-send dead letters (since ``since_ms`` by the time they died)."""
+    def replay(self, name: str, *, since_ms: int = 0, ids: Sequence[int] = ()) -> dict[str, int]:
+        """Re-send dead letters (since ``since_ms`` by the time they died): how many were
+        queued again and how many a later delivered change superseded (not re-sent)."""
         self.store.destination(name)
         return self.store.replay(name, since_ms=since_ms, ids=ids)
 
@@ -257,9 +266,10 @@ class ActivationService:
             if dest.kind == "file":
                 status: int | None = FileSink().write(dest, [delivery], now_ms)
             else:
-                with httpx.Client(transport=self.transport) as client:
+                transport = self.transport or PinnedTransport(self.guard)
+                with httpx.Client(transport=transport, follow_redirects=False) as client:
                     sender = WebhookSender(
-                        client, self.guard, lambda n: self.store.live_secrets(n, self._wall_ms())
+                        client, lambda n: self.store.live_secrets(n, self._wall_ms())
                     )
                     status = await asyncio.to_thread(sender.send, dest, [delivery])
             ok, error = True, None

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from segflow.activate.secretbox import SecretBox
 from segflow.activate.service import ActivationService
 from segflow.activate.ssrf import UrlGuard
 from segflow.activate.store import DeliveryStore
@@ -105,7 +106,8 @@ def _build(runtime: Runtime) -> Assembly:
     )
     loader = warehouse_backends.build_loader(settings, runtime.log, processor.change_feed(), clock)
     guard = UrlGuard(settings.activate.allow_list)
-    store = DeliveryStore(Path(data) / "delivery.sqlite")
+    box = SecretBox.open(data, settings.activate.secrets_key)
+    store = DeliveryStore(Path(data) / "delivery.sqlite", box=box)
     delivery = DeliveryWorker(
         store,
         processor.change_feed(),

@@ -154,6 +154,11 @@ class ProfileReader:
         profile = self.get(profile_id)
         return {} if profile is None else {**profile.traits, **profile.computed_traits}
 
+    def segments(self, profile_id: str) -> list[str]:
+        """The segments the profile is in now (empty when unknown)."""
+        profile = self.get(profile_id)
+        return [] if profile is None else list(profile.members)
+
     def members(self, segment: str, after: str | None = None) -> Iterator[str]:
         """Profile ids currently in ``segment`` in id order, after ``after`` when given (from
         the membership index, paged)."""

@@ -157,9 +157,8 @@ def test_segment_format_events() -> None:
 
 
 def test_consent() -> None:
-    assert consent_denied({"consent": {"advertising": False}}, "advertising")
-    assert consent_denied(
-        {"consent": {"categoryPreferences": {"Advertising": "false"}}}, "advertising"
-    )
-    assert not consent_denied({"consent": {"advertising": True}}, "advertising")
-    assert not consent_denied({"consent": {"advertising": False}}, None)
+    assert consent_denied({"advertising": False}, "advertising")
+    assert consent_denied({"categoryPreferences": {"Advertising": "false"}}, "advertising")
+    assert not consent_denied({"advertising": True}, "advertising")
+    assert not consent_denied({"advertising": False}, None)
+    assert not consent_denied("denied", "advertising")  # not a mapping: no answer
