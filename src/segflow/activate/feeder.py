@@ -23,6 +23,7 @@ from segflow.activate.payloads import (
     ProfileLookup,
     build_payload,
     consent_denied,
+    phone_rules,
     select_traits,
     webhook_id,
 )
@@ -256,7 +257,11 @@ def _new(
 ) -> NewDelivery:
     wid = webhook_id(dest.name, pid, segment, tag, sequence)
     hashed = dest.identifiers == "hashed"
-    traits = {} if consent else select_traits(profile.traits, sub.traits, hashed=hashed)
+    traits = (
+        {}
+        if consent
+        else select_traits(profile.traits, sub.traits, hashed=hashed, phone=phone_rules(dest))
+    )
     ctx = ChangeContext(
         profile_id=pid,
         segment=segment,

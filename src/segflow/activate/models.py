@@ -16,6 +16,7 @@ import msgspec
 DestinationKind = Literal["webhook", "file"]
 PayloadFormat = Literal["segflow", "segment_track", "segment_identify"]
 IdentifierMode = Literal["raw", "hashed"]
+PhoneFormat = Literal["e164", "digits"]
 ChangeKind = Literal["entered", "exited"]
 DeliveryKind = Literal["entered", "exited", "deleted"]  # deleted: a deletion notice
 DeliveryStatus = Literal["pending", "delivered", "dead", "skipped"]
@@ -37,6 +38,8 @@ class Destination(msgspec.Struct, frozen=True, kw_only=True):
     directory: str | None = None
     payload_format: PayloadFormat = "segflow"
     identifiers: IdentifierMode = "raw"
+    phone_format: PhoneFormat = "e164"  # hashed phones: "+<digits>" (Google) or digits (Meta)
+    phone_country_code: str | None = None  # for phone numbers written without one
     consent_purpose: str | None = None
     timeout_ms: int = 10_000
     horizon_ms: int = 24 * 3_600_000

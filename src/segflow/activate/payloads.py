@@ -24,6 +24,7 @@ import msgspec
 from segflow.activate.identifiers import (
     EMAIL_TYPES,
     PHONE_TYPES,
+    PhoneRules,
     hash_email,
     hash_phone,
     hashed_identifier,
@@ -133,8 +134,17 @@ def consent_denied(consent: Any, purpose: str | None) -> bool:
     return False
 
 
+def phone_rules(dest: Destination) -> PhoneRules:
+    """How ``dest`` wants phone numbers hashed."""
+    return PhoneRules(dest.phone_format, dest.phone_country_code)
+
+
 def select_traits(
-    traits: Mapping[str, Any], names: Iterable[str], *, hashed: bool
+    traits: Mapping[str, Any],
+    names: Iterable[str],
+    *,
+    hashed: bool,
+    phone: PhoneRules = PhoneRules(),
 ) -> dict[str, Any]:
     """The traits a subscription selects, with email/phone hashed when asked."""
     out: dict[str, Any] = {}
@@ -145,7 +155,7 @@ def select_traits(
         if hashed and isinstance(value, str) and name.lower() in EMAIL_TYPES:
             out[f"{name}_sha256"] = hash_email(value)
         elif hashed and isinstance(value, str) and name.lower() in PHONE_TYPES:
-            out[f"{name}_sha256"] = hash_phone(value)
+            out[f"{name}_sha256"] = hash_phone(value, phone)
         else:
             out[name] = value
     return out
@@ -153,7 +163,7 @@ def select_traits(
 
 def _identities(dest: Destination, ctx: ChangeContext) -> list[tuple[str, str]]:
     if dest.identifiers == "hashed":
-        return [hashed_identifier(t, v) for t, v in ctx.identities]
+        return [hashed_identifier(t, v, phone_rules(dest)) for t, v in ctx.identities]
     return list(ctx.identities)
 
 

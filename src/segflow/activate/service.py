@@ -28,7 +28,7 @@ from segflow.activate.exceptions import (
 from segflow.activate.feeder import Feeder
 from segflow.activate.files import FileSink, LocalWriter, snapshot_rows, write_snapshot
 from segflow.activate.models import Delivery, Destination, Subscription
-from segflow.activate.payloads import ChangeContext, ProfileLookup, build_payload
+from segflow.activate.payloads import ChangeContext, ProfileLookup, build_payload, phone_rules
 from segflow.activate.secretbox import SecretBox
 from segflow.activate.senders import WebhookSender
 from segflow.activate.signing import new_secret
@@ -97,6 +97,9 @@ class ActivationService:
                 raise InvalidDestinationError(field, "must be at least 1")
         if dest.rate_limit_per_s is not None and dest.rate_limit_per_s <= 0:
             raise InvalidDestinationError("rate_limit_per_s", "must be positive")
+        code = (dest.phone_country_code or "0").removeprefix("+")
+        if not code.isdigit() or len(code) > 3:
+            raise InvalidDestinationError("phone_country_code", "1 to 3 digits, e.g. 44")
         return dest
 
     def _convert(self, data: Mapping[str, Any]) -> Destination:
@@ -210,6 +213,7 @@ class ActivationService:
             lookup.traits,
             traits,
             hashed=dest.identifiers == "hashed",
+            phone=phone_rules(dest),
         )
         return write_snapshot(LocalWriter(dest.directory), segment, rows, self.clock.now_ms())
 

@@ -81,15 +81,18 @@ def test_receiver_failing_for_minutes_gets_every_change_in_order(
     assert any(r.status == 500 for r in receiver.requests)
 
 
-def test_hanging_receiver_does_not_delay_the_others(
+def test_hanging_and_dead_receivers_do_not_delay_the_others(
     tmp_path: Path, receiver_factory: Any, sqlite_feed: Any, make_changes: Any, until: Any
 ) -> None:
     hanging = receiver_factory(lambda n, h, b: (200, {}, 60.0))
     fast = receiver_factory()
+    closed = receiver_factory()
+    closed.close()  # nothing listens there any more: connections are refused
     store, service, worker = setup(tmp_path, sqlite_feed)
     service.create_destination({"name": "slow", "url": hanging.url, "timeout_ms": 60_000})
     service.create_destination({"name": "fast", "url": fast.url})
-    for name in ("slow", "fast"):
+    service.create_destination({"name": "dead", "url": closed.url, "backoff_base_ms": 10})
+    for name in ("slow", "fast", "dead"):
         service.subscribe(name, "vip")
     worker.start()
     try:
@@ -99,7 +102,11 @@ def test_hanging_receiver_does_not_delay_the_others(
         assert until(lambda: store.stats("fast").delivered == 40)
         assert len(fast.ok()) == 40
         assert hanging.ok() == []  # still hanging while "fast" got everything
-        assert store.stats("slow").pending == 40
+        assert store.stats("slow").pending == 40 and store.stats("dead").pending == 40
+        refused = lambda: any(  # noqa: E731
+            "ConnectError" in (d["delivery"].last_error or "") for d in service.deliveries("dead")
+        )
+        assert until(refused)  # tried, refused, retrying
     finally:
         hanging.release.set()
         worker.stop()

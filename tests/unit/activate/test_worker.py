@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from tests.unit.activate.harness import Harness, mc, ok
 
-from segflow.activate.exceptions import DestinationExistsError
+from segflow.activate.exceptions import DestinationExistsError, InvalidDestinationError
 from segflow.activate.payloads import DictProfiles
 from segflow.clock import HOUR_MS
 
@@ -63,8 +64,10 @@ def test_horizon_moves_the_change_to_dead_letters_with_every_attempt(tmp_path: P
     assert all(a.status == 500 for a in dead["attempts"])
 
 
-def test_410_disables_the_destination_and_keeps_its_queue(tmp_path: Path) -> None:
-    h = Harness(tmp_path, lambda r: httpx.Response(410))
+def test_410_disables_the_destination_and_keeps_its_queue(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(tmp_path, lambda r: httpx.Response(410 if len(h.requests) == 1 else 200))
     h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
     h.service.subscribe("d", "vip")
     h.feed.add(mc("p1", "entered", 1))
@@ -75,6 +78,93 @@ def test_410_disables_the_destination_and_keeps_its_queue(tmp_path: Path) -> Non
     )
     assert shown["stats"].pending == 1 and "410" in shown["notices"][0]["message"]
     assert len(h.requests) == 1
+    assert any(r.levelname == "ERROR" and "410 Gone" in r.getMessage() for r in caplog.records)
+    h.service.update_destination("d", {"enabled": True})  # the operator re-enables it
+    h.passes(1)
+    assert h.store.stats("d").delivered == 1 and h.service.show("d")["destination"].enabled
+
+
+def test_retry_after_is_honoured_over_a_shorter_backoff(tmp_path: Path) -> None:
+    h = Harness(
+        tmp_path,
+        lambda r: (
+            httpx.Response(429, headers={"retry-after": "120"})
+            if len(h.requests) == 1
+            else httpx.Response(200)
+        ),
+    )
+    h.service.create_destination(
+        {"name": "d", "url": "https://hooks.example/x", "backoff_base_ms": 1_000}
+    )
+    h.service.subscribe("d", "vip")
+    h.feed.add(mc("p1", "entered", 1))
+    h.passes(12, advance_ms=10_000)  # 110 s: the backoff (<= 1 s) alone would have retried
+    assert len(h.requests) == 1
+    [attempt] = h.service.deliveries("d")[0]["attempts"]
+    assert attempt.status == 429 and attempt.next_attempt_ms == attempt.at_ms + 120_000
+    h.passes(2, advance_ms=10_000)
+    assert len(h.requests) == 2 and h.store.stats("d").delivered == 1
+
+
+def test_a_retry_after_beyond_the_horizon_dead_letters_the_change(tmp_path: Path) -> None:
+    h = Harness(tmp_path, lambda r: httpx.Response(503, headers={"retry-after": str(2 * 86_400)}))
+    h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
+    h.service.subscribe("d", "vip")
+    h.feed.add(mc("p1", "entered", 1))
+    h.passes(1)
+    [dead] = h.service.dead_letters("d")
+    assert [a.status for a in dead["attempts"]] == [503]
+
+
+def test_timeouts_408_and_connection_errors_are_retried_other_4xx_are_not(
+    tmp_path: Path,
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        segment = msgspec.json.decode(request.content)["data"]["segment"]
+        if segment == "timeout":
+            raise httpx.ReadTimeout("slow", request=request)
+        if segment == "refused":
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response({"s408": 408, "s404": 404, "s422": 422}[segment])
+
+    h = Harness(tmp_path, answer)
+    h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
+    segments = ("timeout", "refused", "s408", "s404", "s422")
+    for n, segment in enumerate(segments):
+        h.service.subscribe("d", segment)
+        h.feed.add(mc(f"p{n}", "entered", 1, segment))
+    h.passes(2)  # concurrency 4: five requests take two passes (no time passes: no retries)
+    status = {d["delivery"].segment: d["delivery"].status for d in h.service.deliveries("d")}
+    assert status == {
+        "timeout": "pending", "refused": "pending", "s408": "pending",
+        "s404": "dead", "s422": "dead",
+    }  # fmt: skip
+    errors = {d["delivery"].segment: d["delivery"].last_error for d in h.service.deliveries("d")}
+    assert "timeout" in (errors["timeout"] or "") and "ConnectError" in (errors["refused"] or "")
+
+
+def test_change_files_roll_over_per_period(tmp_path: Path) -> None:
+    h = Harness(tmp_path, ok)
+    out = tmp_path / "exports"
+    h.service.create_destination(
+        {"name": "f", "kind": "file", "directory": str(out), "file_period_ms": 60_000}
+    )
+    h.service.subscribe("f", "vip")
+    h.feed.add(mc("p1", "entered", 1))
+    h.passes(1, advance_ms=60_000)
+    h.feed.add(mc("p1", "exited", 2))
+    h.passes(1)
+    files = sorted((out / "changes").iterdir())
+    assert len(files) == 2
+    assert [f.read_text().splitlines()[1].split(",")[3] for f in files] == ["entered", "exited"]
+
+
+def test_destination_options_are_validated(tmp_path: Path) -> None:
+    h = Harness(tmp_path, ok)
+    for field, value in (("phone_country_code", "UK"), ("concurrency", 0), ("batch_max", 0)):
+        with pytest.raises(InvalidDestinationError) as info:
+            h.service.create_destination({"name": "d", "url": "https://x.example/", field: value})
+        assert info.value.field == field
 
 
 def test_redirects_are_not_followed(tmp_path: Path) -> None:
