@@ -96,13 +96,17 @@ class _Runner:
         self.client: httpx.Client | None = None
         self.pool: ThreadPoolExecutor | None = None
         self.bucket: TokenBucket | None = None
+        self.size = 0  # the concurrency the client and threads were made for
         self.not_before_ms = 0
 
     def _client(self, dest: Destination) -> tuple[httpx.Client, ThreadPoolExecutor]:
         """This destination's own connection pool and threads (measured: httpx's sync client
-        costs about a third of its async one per request here)."""
+        costs about a third of its async one per request here); remade, once idle, when the
+        destination's concurrency changes."""
+        if self.size != dest.concurrency and self.requests <= 1:  # only the caller's in flight
+            self._close()
         if self.client is None or self.pool is None:
-            n = max(1, dest.concurrency)
+            n = self.size = max(1, dest.concurrency)
             limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
             transport = self.worker.transport or PinnedTransport(self.worker.guard, limits)
             self.client = httpx.Client(transport=transport, follow_redirects=False)
@@ -123,9 +127,9 @@ class _Runner:
         now_ms = self.worker.clock.now_ms()
         heads = self.worker.store.ready(self.name, now_ms, free * max(1, dest.batch_max), self.busy)
         tasks = []
+        if (self.bucket.rate if self.bucket else None) != dest.rate_limit_per_s:
+            self.bucket = TokenBucket(dest.rate_limit_per_s) if dest.rate_limit_per_s else None
         for chunk in self._chunks(dest, heads, now_ms)[:free]:
-            if self.bucket is None and dest.rate_limit_per_s:
-                self.bucket = TokenBucket(dest.rate_limit_per_s)
             if self.bucket is not None:
                 await self.bucket.take()
             self.busy.update(d.profile_id for d in chunk)
@@ -295,6 +299,9 @@ class _Runner:
             await asyncio.wait_for(self.wake.wait(), timeout=timeout_s)
 
     async def aclose(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 from collections import defaultdict
@@ -201,3 +202,28 @@ def test_concurrency_caps_requests_in_flight(tmp_path: Path) -> None:
     h.feed.add(*(mc(f"p{i}", "entered", 1) for i in range(6)))
     assert [h.pass_attempts() for _ in range(4)] == [2, 2, 2, 0]
     assert h.store.stats("d").delivered == 6
+
+
+def test_concurrency_and_rate_changes_apply_without_a_restart(tmp_path: Path) -> None:
+    h = Harness(tmp_path, ok)
+    h.service.create_destination(
+        {"name": "d", "url": "https://hooks.example/x", "concurrency": 2, "rate_limit_per_s": 1000}
+    )
+    h.service.subscribe("d", "vip")
+    h.feed.add(*(mc(f"p{i}", "entered", 1) for i in range(10)))
+    rates: list[float | None] = []
+
+    async def go() -> list[int]:
+        runner, started = h.worker._runner("d"), []
+        h.worker.feeder.pump(h.feed)
+        for change in ({}, {"concurrency": 5, "rate_limit_per_s": 500}, {"rate_limit_per_s": None}):
+            h.service.update_destination("d", change)
+            tasks = await runner.dispatch()
+            rates.append(runner.bucket.rate if runner.bucket else None)
+            started.append(len(tasks))
+            await asyncio.gather(*tasks)
+        await h.worker.aclose()
+        return started
+
+    assert asyncio.run(go()) == [2, 5, 3]
+    assert rates == [1000, 500, None]
