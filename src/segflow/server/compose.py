@@ -97,6 +97,9 @@ def _build(runtime: Runtime) -> Assembly:
     settings, clock, data = runtime.settings, runtime.clock, runtime.settings.data_path
     privacy_compose.check_retention(settings)  # ConfigError when the rules read more history
     processor = build_processor(settings, runtime.log, clock=clock)
+    on_commit = getattr(runtime.log, "on_commit", None)  # the embedded log tells its commits
+    if on_commit is not None:
+        on_commit(processor.wake)
     reader = build_reader(settings, runtime.log)
     warehouse = warehouse_backends.opener(settings)  # DuckDB file or PostgreSQL (engine)
 
