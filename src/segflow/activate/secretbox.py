@@ -46,28 +46,42 @@ def fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
-class SecretBox:
-    """Encrypts and decrypts secrets with one Fernet key."""
+def _fernet(key: str | bytes) -> Fernet:
+    try:
+        return Fernet(key)
+    except (ValueError, TypeError) as exc:
+        raise SecretsKeyError(
+            "activate.secrets_key is not a Fernet key (32 url-safe base64 bytes)"
+        ) from exc
 
-    def __init__(self, key: str | bytes) -> None:
-        try:
-            self._fernet = Fernet(key)
-        except (ValueError, TypeError) as exc:
-            raise SecretsKeyError(
-                "activate.secrets_key is not a Fernet key (32 url-safe base64 bytes)"
-            ) from exc
+
+class SecretBox:
+    """Encrypts and decrypts secrets with one Fernet key: ``key``, or the one in ``key_file``
+    (read, or made, at the first use: a store that never holds a secret makes no key file)."""
+
+    def __init__(self, key: str | bytes | None = None, *, key_file: Path | None = None) -> None:
+        if key is None and key_file is None:
+            raise SecretsKeyError("a SecretBox needs a key or a key file")
+        self._fernet = None if key is None else _fernet(key)
+        self._key_file = key_file
 
     @classmethod
     def open(cls, data_dir: str | Path, key: str | None = None) -> SecretBox:
         """The box of ``key`` when given, else of ``DATA_DIR/secrets.key`` (made, 0600, once)."""
-        return cls(key if key else load_key(Path(data_dir) / KEY_FILE))
+        return cls(key) if key else cls(key_file=Path(data_dir) / KEY_FILE)
+
+    def _box(self) -> Fernet:
+        if self._fernet is None:
+            assert self._key_file is not None
+            self._fernet = _fernet(load_key(self._key_file))
+        return self._fernet
 
     def encrypt(self, secret: str) -> str:
-        return self._fernet.encrypt(secret.encode()).decode()
+        return self._box().encrypt(secret.encode()).decode()
 
     def decrypt(self, token: str) -> str:
         try:
-            return self._fernet.decrypt(token.encode()).decode()
+            return self._box().decrypt(token.encode()).decode()
         except InvalidToken as exc:
             raise SecretsKeyError(
                 f"cannot decrypt the destination secrets: wrong activate.secrets_key or {KEY_FILE}?"

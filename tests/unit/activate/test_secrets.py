@@ -26,6 +26,7 @@ def file_bytes(data: Path) -> bytes:
 
 def test_secrets_are_stored_encrypted_and_the_key_file_is_private(tmp_path: Path) -> None:
     svc = ActivationService(DeliveryStore(tmp_path / "delivery.sqlite"), guard=PUBLIC)
+    assert not (tmp_path / KEY_FILE).exists()  # made when the first secret is stored
     _, secret = svc.create_destination({"name": "d", "url": "https://hooks.example/x"})
     rotated = svc.rotate_secret("d")
     assert svc.store.live_secrets("d", svc._wall_ms()) == [rotated, secret]
