@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 
 from segflow.activate.exceptions import (
@@ -30,9 +29,9 @@ from segflow.activate.files import FileSink, LocalWriter, snapshot_rows, write_s
 from segflow.activate.models import Delivery, Destination, Subscription
 from segflow.activate.payloads import ChangeContext, ProfileLookup, build_payload, phone_rules
 from segflow.activate.secretbox import SecretBox
-from segflow.activate.senders import WebhookSender
+from segflow.activate.senders import RequestPool, WebhookSender
 from segflow.activate.signing import new_secret
-from segflow.activate.ssrf import PinnedTransport, UrlGuard
+from segflow.activate.ssrf import UrlGuard, pinned_pool
 from segflow.activate.store import DeliveryStore
 from segflow.clock import Clock, WallClock
 
@@ -52,14 +51,14 @@ class ActivationService:
         lookup: ProfileLookup | None = None,
         clock: Clock | None = None,
         secret_overlap_ms: int = DAY_MS,
-        transport: httpx.BaseTransport | None = None,
+        pools: Callable[[int], RequestPool] | None = None,
     ) -> None:
         self.store = store
         self.guard = guard
         self.lookup = lookup
         self.clock = clock or WallClock()
         self.secret_overlap_ms = secret_overlap_ms
-        self.transport = transport
+        self.pools = pools or (lambda size: pinned_pool(guard, size))
 
     @classmethod
     def open(
@@ -270,12 +269,14 @@ class ActivationService:
             if dest.kind == "file":
                 status: int | None = FileSink().write(dest, [delivery], now_ms)
             else:
-                transport = self.transport or PinnedTransport(self.guard)
-                with httpx.Client(transport=transport, follow_redirects=False) as client:
+                pool = self.pools(1)
+                try:
                     sender = WebhookSender(
-                        client, lambda n: self.store.live_secrets(n, self._wall_ms())
+                        pool, lambda n: self.store.live_secrets(n, self._wall_ms())
                     )
                     status = await asyncio.to_thread(sender.send, dest, [delivery])
+                finally:
+                    pool.close()
             ok, error = True, None
         except (RetryableDeliveryError, RejectedDeliveryError) as exc:
             status, ok, error = getattr(exc, "status", None), False, exc.message

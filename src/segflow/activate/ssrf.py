@@ -2,7 +2,7 @@
 addresses unless an operator allow-listed them.
 
 The check runs when a destination is created or updated *and* for every connection a
-delivery opens (DNS answers change): :func:`pinned_transport` resolves the host once,
+delivery opens (DNS answers change): :func:`pinned_pool` resolves the host once,
 checks every address, and connects to a checked address — the name is never resolved again
 between the check and the connection (no DNS-rebinding window). The URL, the ``Host`` header
 and TLS's SNI and certificate check keep the original name. Redirects are never followed.
@@ -176,26 +176,21 @@ class PinnedBackend(httpcore.SyncBackend):
         raise error
 
 
-class PinnedTransport(httpx.HTTPTransport):
-    """An ``httpx`` transport whose every connection goes through :class:`PinnedBackend`.
+def pinned_pool(guard: UrlGuard, size: int = 10) -> httpcore.ConnectionPool:
+    """An ``httpcore`` connection pool whose every connection goes through
+    :class:`PinnedBackend`; no proxies (a proxy would resolve the name itself), and
+    redirects are the caller's to follow (segflow never does).
 
-    No proxies (a proxy would resolve the name itself) and no redirects (the client's job,
-    and segflow's clients never follow them).
-
-    >>> with httpx.Client(transport=PinnedTransport(UrlGuard())) as client:
-    ...     client.post("http://127.0.0.1:9/hook")
+    >>> with pinned_pool(UrlGuard()) as pool:
+    ...     pool.request("POST", "http://127.0.0.1:9/hook")
     Traceback (most recent call last):
     ...
     segflow.activate.exceptions.UnsafeUrlError: url: 127.0.0.1:9 resolves to 127.0.0.1 (loopback); add it to activate.allow_list to permit it
     """
-
-    def __init__(self, guard: UrlGuard, limits: httpx.Limits | None = None) -> None:
-        # httpx's constructor builds a pool without a network backend option: build our own
-        limits = limits or httpx.Limits(max_connections=10, max_keepalive_connections=10)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=PinnedBackend(guard),
-        )
+    return httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=size,
+        max_keepalive_connections=size,
+        keepalive_expiry=5.0,
+        network_backend=PinnedBackend(guard),
+    )

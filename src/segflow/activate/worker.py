@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import msgspec
 
 from segflow.activate.exceptions import (
@@ -36,8 +35,8 @@ from segflow.activate.files import FileSink
 from segflow.activate.models import Delivery, Destination
 from segflow.activate.payloads import ProfileLookup
 from segflow.activate.policy import next_attempt_ms
-from segflow.activate.senders import WebhookSender, batch_id
-from segflow.activate.ssrf import PinnedTransport, UrlGuard
+from segflow.activate.senders import RequestPool, WebhookSender, batch_id
+from segflow.activate.ssrf import UrlGuard, pinned_pool
 from segflow.activate.store import DeliveryStore
 from segflow.clock import Clock, WallClock
 from segflow.spec import ChangeFeed
@@ -93,27 +92,26 @@ class _Runner:
         self.busy: set[str] = set()
         self.requests = 0
         self.wake = asyncio.Event()
-        self.client: httpx.Client | None = None
-        self.pool: ThreadPoolExecutor | None = None
+        self.sender: WebhookSender | None = None
+        self.threads: ThreadPoolExecutor | None = None
         self.bucket: TokenBucket | None = None
-        self.size = 0  # the concurrency the client and threads were made for
+        self.size = 0  # the concurrency the connections and threads were made for
         self.not_before_ms = 0
 
-    def _client(self, dest: Destination) -> tuple[httpx.Client, ThreadPoolExecutor]:
-        """This destination's own connection pool and threads (measured: httpx's sync client
-        costs about a third of its async one per request here); remade, once idle, when the
-        destination's concurrency changes."""
+    def _sender(self, dest: Destination) -> tuple[WebhookSender, ThreadPoolExecutor]:
+        """This destination's own connection pool and threads (measured: blocking requests in
+        threads cost about a third of httpx's async client per request here); remade, once
+        idle, when the destination's concurrency changes."""
         if self.size != dest.concurrency and self.requests <= 1:  # only the caller's in flight
             self._close()
-        if self.client is None or self.pool is None:
+        if self.sender is None or self.threads is None:
             n = self.size = max(1, dest.concurrency)
-            limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-            transport = self.worker.transport or PinnedTransport(self.worker.guard, limits)
-            self.client = httpx.Client(transport=transport, follow_redirects=False)
-            self.pool = ThreadPoolExecutor(
+            pool = self.worker.pools(n)
+            self.sender = WebhookSender(pool, self._secrets, wall_s=self.worker.wall_s)
+            self.threads = ThreadPoolExecutor(
                 max_workers=n, thread_name_prefix=f"segflow-deliver-{self.name}"
             )
-        return self.client, self.pool
+        return self.sender, self.threads
 
     async def dispatch(self) -> list[asyncio.Task[None]]:
         """Start a request for every due head (or frozen batch) the destination has room for."""
@@ -194,9 +192,8 @@ class _Runner:
     async def _send(self, dest: Destination, chunk: Sequence[Delivery], now_ms: int) -> int:
         if dest.kind == "file":
             return await asyncio.to_thread(self.worker.file_sink.write, dest, chunk, now_ms)
-        client, pool = self._client(dest)
-        sender = WebhookSender(client, self._secrets, wall_s=self.worker.wall_s)
-        return await asyncio.get_running_loop().run_in_executor(pool, sender.send, dest, chunk)
+        sender, threads = self._sender(dest)
+        return await asyncio.get_running_loop().run_in_executor(threads, sender.send, dest, chunk)
 
     def _secrets(self, name: str) -> list[str]:
         return self.worker.store.live_secrets(name, int(self.worker.wall_s() * 1000))
@@ -302,12 +299,12 @@ class _Runner:
         self._close()
 
     def _close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = None
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        if self.threads is not None:
+            self.threads.shutdown(wait=False, cancel_futures=True)
+            self.threads = None
+        if self.sender is not None:
+            self.sender.pool.close()
+            self.sender = None
 
 
 class DeliveryWorker:
@@ -336,7 +333,7 @@ class DeliveryWorker:
         poll_interval_ms: int = 50,
         feed_interval_ms: int = 5,
         rng: random.Random | None = None,
-        transport: httpx.BaseTransport | None = None,
+        pools: Callable[[int], RequestPool] | None = None,
         file_sink: FileSink | None = None,
         retention_ms: int | None = 7 * 86_400_000,
     ) -> None:
@@ -349,7 +346,7 @@ class DeliveryWorker:
         self.poll_interval_ms = poll_interval_ms
         self.feed_interval_ms = feed_interval_ms
         self.rng = rng or random.Random()
-        self.transport = transport
+        self.pools = pools or (lambda size: pinned_pool(guard, size))
         self.file_sink = file_sink or FileSink()
         self.retention_ms = retention_ms
         self._pruned_ms = 0

@@ -1,4 +1,4 @@
-"""The SSRF guard at delivery time, through the real transport and real sockets on loopback.
+"""The SSRF guard at delivery time, through the real connection pool and real sockets on loopback.
 
 A test resolver stands in for DNS (no /etc/hosts edits): ``rebind.test`` answers what the
 test says. 127.0.0.2 is allow-listed; 127.0.0.1 (loopback) is not. Two receivers listen on
@@ -119,7 +119,7 @@ def test_metadata_address_is_refused_at_delivery_time(tmp_path: Path) -> None:
     assert "169.254.169.254" in error and "metadata" in error
 
 
-def test_test_send_uses_the_guarded_transport(tmp_path: Path, receiver_factory: Any) -> None:
+def test_test_send_uses_the_guarded_pool(tmp_path: Path, receiver_factory: Any) -> None:
     allowed, refused = pair(receiver_factory)
     dns = Dns("127.0.0.2", "127.0.0.1")
     service, _ = worker_for(tmp_path, dns)

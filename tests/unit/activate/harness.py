@@ -1,5 +1,5 @@
-"""A deterministic harness for the delivery worker: an in-memory change feed, httpx's
-``MockTransport`` (no network), a manual clock."""
+"""A deterministic harness for the delivery worker: an in-memory change feed, a request pool
+that answers from a handler (no network), a manual clock."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 import msgspec
 
@@ -37,11 +38,39 @@ def mc(pid: str, kind: str, seq: int, segment: str = "vip") -> MembershipChange:
     return MembershipChange(profile_id=pid, segment=segment, kind=kind, at_ms=seq, sequence=seq)  # type: ignore[arg-type]
 
 
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class MockPool:
+    """A :class:`~segflow.activate.senders.RequestPool` answering from ``handler``, which sees
+    an ``httpx.Request`` and returns an ``httpx.Response`` (or raises an httpcore error)."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: list[tuple[str, str]],
+        content: bytes,
+        extensions: dict[str, Any],
+    ) -> httpcore.Response:
+        answer = self.handler(httpx.Request(method, url, headers=headers, content=content))
+        return httpcore.Response(
+            answer.status_code, headers=list(answer.headers.raw), content=answer.content
+        )
+
+    def close(self) -> None:
+        return None
+
+
 class Harness:
     def __init__(
         self,
         tmp_path: Path,
-        handler: Callable[[httpx.Request], httpx.Response],
+        handler: Handler,
         lookup: DictProfiles | None = None,
     ) -> None:
         self.clock = ManualClock(1_000_000)
@@ -55,14 +84,14 @@ class Harness:
             self.statuses[id(request)] = response.status_code
             return response
 
-        transport = httpx.MockTransport(record)
+        pool = MockPool(record)
         self.store = DeliveryStore(tmp_path / "delivery.sqlite")
         self.feed = ListFeed()
         self.service = ActivationService(
-            self.store, guard=PUBLIC, lookup=self.lookup, clock=self.clock, transport=transport
+            self.store, guard=PUBLIC, lookup=self.lookup, clock=self.clock, pools=lambda n: pool
         )
         self.worker = DeliveryWorker(
-            self.store, self.feed, self.lookup, guard=PUBLIC, clock=self.clock, transport=transport
+            self.store, self.feed, self.lookup, guard=PUBLIC, clock=self.clock, pools=lambda n: pool
         )
 
     def passes(self, n: int = 1, advance_ms: int = 0) -> None:

@@ -1,4 +1,4 @@
-"""Order and idempotency across replays, batches and consent (manual clock, mock transport)."""
+"""Order and idempotency across replays, batches and consent (manual clock, mock request pool)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""Queue and worker behaviour with an in-memory transport and a manual clock."""
+"""Queue and worker behaviour with an in-memory request pool and a manual clock."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import httpcore
 import httpx
 import msgspec
 import pytest
@@ -122,9 +123,9 @@ def test_timeouts_408_and_connection_errors_are_retried_other_4xx_are_not(
     def answer(request: httpx.Request) -> httpx.Response:
         segment = msgspec.json.decode(request.content)["data"]["segment"]
         if segment == "timeout":
-            raise httpx.ReadTimeout("slow", request=request)
+            raise httpcore.ReadTimeout("slow")
         if segment == "refused":
-            raise httpx.ConnectError("refused", request=request)
+            raise httpcore.ConnectError("refused")
         return httpx.Response({"s408": 408, "s404": 404, "s422": 422}[segment])
 
     h = Harness(tmp_path, answer)
