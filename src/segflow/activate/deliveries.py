@@ -57,10 +57,15 @@ _ATTEMPT_COLS = ("delivery_id", "number", "at_ms", "status", "error", "latency_m
 SUPERSEDED = "superseded by a later delivered change of this segment (delivery {})"
 
 
+_payload = msgspec.json.Decoder()
+
+
 def _delivery(row: Sequence[Any]) -> Delivery:
+    """A row as a :class:`Delivery` (built directly: ``msgspec.convert`` cost 3x as much, and
+    a dispatch of a batching destination reads thousands of rows)."""
     data = dict(zip(_COLS, row, strict=True))
-    data["payload"] = msgspec.json.decode(data["payload"])
-    return msgspec.convert(data, Delivery)
+    data["payload"] = _payload.decode(data["payload"])
+    return Delivery(**data)
 
 
 class SqliteFile:

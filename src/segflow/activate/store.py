@@ -226,10 +226,15 @@ class DeliveryStore(DeliveryQueue):
     def consents(con: sqlite3.Connection, profile_ids: Iterable[str]) -> dict[str, Any]:
         """The consent the feed last told for each profile that has one."""
         out: dict[str, Any] = {}
-        for pid in profile_ids:
-            row = con.execute("SELECT consent FROM consents WHERE profile_id=?", (pid,)).fetchone()
-            if row is not None:
-                out[pid] = msgspec.json.decode(row[0])
+        pids = list(profile_ids)
+        for i in range(0, len(pids), 500):
+            chunk = pids[i : i + 500]
+            rows = con.execute(
+                f"SELECT profile_id, consent FROM consents WHERE profile_id IN"
+                f" ({', '.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            out.update((pid, msgspec.json.decode(raw)) for pid, raw in rows)
         return out
 
     @staticmethod
