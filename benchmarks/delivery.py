@@ -9,6 +9,10 @@ Run: ``python -m benchmarks.delivery [--rounds 5]``.
   queue, no signing, no retries) — what one would write in an afternoon.
 - **Throughput**: 3,000 queued changes to one fast receiver, segflow unbatched and batched
   (100 per request) vs the same baseline.
+- **Isolation**: segflow's freshness at 500 changes/s to the fast receiver while a second
+  subscribed destination hangs (accepts connections, never answers; 60 s timeout), against
+  the same with a second *fast* destination instead (the baseline of this row: the same
+  queueing work, so a difference is what the hanging one costs the other).
 
 The receiver is uvicorn in a subprocess (``taskset -c 1``); the system under test on core 0.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -57,8 +62,9 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": out}); return
     doc = json.loads(body)
     items = doc["data"] if doc.get("type") == "batch" else [doc]
-    for item in items:
-        seen.append([item["data"]["profile_id"], now])
+    if scope["path"] == "/hook":  # /other: a second destination, parsed but not timed
+        for item in items:
+            seen.append([item["data"]["profile_id"], now])
     await send({"type": "http.response.start", "status": 204, "headers": []})
     await send({"type": "http.response.body", "body": b""})
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", access_log=False)
@@ -115,7 +121,17 @@ class Baseline:
                     time.sleep(0.005)
 
 
-def system(kind: str, tmp: Path, url: str, batch: int = 1) -> tuple[Feed, Any, Any]:
+def hanging_server() -> socket.socket:
+    """A listener that never accepts: connections complete in the kernel, requests hang."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(256)
+    return sock
+
+
+def system(
+    kind: str, tmp: Path, url: str, batch: int = 1, hang: str | None = None
+) -> tuple[Feed, Any, Any]:
     feed = Feed(tmp / "feed.sqlite")
     if kind == "baseline":
         b = Baseline(feed, url)
@@ -133,6 +149,11 @@ def system(kind: str, tmp: Path, url: str, batch: int = 1) -> tuple[Feed, Any, A
         }
     )
     svc.subscribe("r", "vip")
+    if hang is not None:
+        svc.create_destination(
+            {"name": "hang", "url": hang, "concurrency": 8, "timeout_ms": 60_000}
+        )
+        svc.subscribe("hang", "vip")
     worker = DeliveryWorker(store, feed, DictProfiles(), guard=UrlGuard(["127.0.0.1/32"]))
     worker.start()
     return feed, worker.stop, worker
@@ -147,10 +168,12 @@ def collect(url: str, expected: int, deadline_s: float = 60) -> dict[str, float]
     return seen
 
 
-def freshness(kind: str, url: str, rate: int, seconds: float) -> tuple[float, float, float]:
+def freshness(
+    kind: str, url: str, rate: int, seconds: float, hang: str | None = None
+) -> tuple[float, float, float]:
     """(p50 ms, p99 ms, achieved offered rate/s) of one run."""
     with tempfile.TemporaryDirectory() as d:
-        feed, stop, worker = system(kind, Path(d), url)
+        feed, stop, worker = system(kind, Path(d), url, hang=hang)
         sent: dict[str, float] = {}
         n, start = 0, time.perf_counter()
         while n < rate * seconds:
@@ -215,6 +238,22 @@ def main() -> None:
                 f"| freshness @ {rate}/s (achieved {achieved:.0f}/s) p50 / p99 ms | {median([x[0] for x in s]):.1f} / {median([x[1] for x in s]):.1f}"
                 f" | {median([x[0] for x in b]):.1f} / {median([x[1] for x in b]):.1f} | {ratio:.2f} (p99) | p99 <= 50 ms |"
             )
+        iso: dict[str, list[tuple[float, float, float]]] = {"alone": [], "beside": []}
+        hang = hanging_server()
+        hang_url = f"http://127.0.0.1:{hang.getsockname()[1]}/hook"
+        for _ in range(args.rounds):
+            iso["alone"].append(
+                freshness("segflow", base + "/hook", 500, args.seconds, base + "/other")
+            )
+            iso["beside"].append(freshness("segflow", base + "/hook", 500, args.seconds, hang_url))
+        hang.close()
+        a, h = iso["alone"], iso["beside"]
+        rows.append(
+            f"| isolation: freshness @ 500/s p50 / p99 ms beside a hanging destination (segflow) vs beside a fast one (baseline)"
+            f" | {median([x[0] for x in h]):.1f} / {median([x[1] for x in h]):.1f}"
+            f" | {median([x[0] for x in a]):.1f} / {median([x[1] for x in a]):.1f}"
+            f" | {median([x[1] / y[1] for x, y in zip(h, a, strict=True)]):.2f} (p99) | no slowdown |"
+        )
         tp: dict[str, list[float]] = {"segflow": [], "segflow-batch": [], "baseline": []}
         for _ in range(args.rounds):
             tp["segflow"].append(throughput("segflow", base + "/hook", 3000))

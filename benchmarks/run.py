@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "delivery": ("benchmarks.delivery", ["--rounds", "2", "--seconds", "0.5"]),
     "privacy": ("benchmarks.privacy", ["--events", "5000", "--others", "5000", "--rounds", "2"]),
     "scaleout": ("benchmarks.scaleout", ["--events", "3000", "--people", "2000", "--rounds", "1", "--settle", "6"]),
+    "activation": ("benchmarks.activation", ["--rounds", "1", "--seconds", "1", "--plan", "1:500", "--lookup-seconds", "1"]),
 }  # fmt: skip
 
 

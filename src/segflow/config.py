@@ -123,6 +123,7 @@ class ActivateSettings(msgspec.Struct, frozen=True, kw_only=True):
     poll_interval_ms: int = 50
     feed_interval_ms: int = 5
     secret_overlap_ms: int = 24 * 3_600_000
+    secrets_key: str | None = None  # Fernet key for webhook secrets; else DATA_DIR/secrets.key
     delivered_retention_ms: int = 7 * 24 * 3_600_000
 
 

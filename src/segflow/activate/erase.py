@@ -8,7 +8,8 @@ reach the destinations, then:
   it): a destination that never heard of the person hears nothing;
 - :func:`pending` says how many of the profile's deliveries are still waiting;
 - :func:`erase_deliveries` deletes the profile's queue entries (delivered, pending or dead),
-  their attempts and what each destination was told (``sent_state``);
+  their attempts, what each destination was told (``sent_state``, ``last_delivered``) and
+  the consent the feed told for it (``consents``);
 - :func:`scrub_files` rewrites the outputs of file destinations whose directory is inside the
   data directory: change files and snapshots lose the profile's rows. Directories outside it
   belong to the systems that read them, like a webhook receiver's database.
@@ -17,7 +18,7 @@ reach the destinations, then:
 >>> from segflow.activate.store import DeliveryStore
 >>> store = DeliveryStore(os.path.join(tempfile.mkdtemp(), "delivery.sqlite"))
 >>> erase_deliveries(store, ["p1"])
-{'deliveries': 0, 'attempts': 0, 'sent_state': 0}
+{'deliveries': 0, 'attempts': 0, 'sent_state': 0, 'last_delivered': 0, 'consents': 0}
 >>> store.close()
 """
 
@@ -59,7 +60,7 @@ def pending(store: DeliveryStore, profile_ids: Sequence[str]) -> int:
 
 def erase_deliveries(store: DeliveryStore, profile_ids: Sequence[str]) -> dict[str, int]:
     """Delete the profiles' deliveries, attempts and sent state; returns counts."""
-    counts = {"deliveries": 0, "attempts": 0, "sent_state": 0}
+    counts = {"deliveries": 0, "attempts": 0, "sent_state": 0, "last_delivered": 0, "consents": 0}
     if not profile_ids:
         return counts
     ids = list(profile_ids)
@@ -70,7 +71,8 @@ def erase_deliveries(store: DeliveryStore, profile_ids: Sequence[str]) -> dict[s
             ids,
         ).rowcount
         counts["deliveries"] = con.execute(f"DELETE FROM deliveries WHERE {where}", ids).rowcount
-        counts["sent_state"] = con.execute(f"DELETE FROM sent_state WHERE {where}", ids).rowcount
+        for table in ("sent_state", "last_delivered", "consents"):
+            counts[table] = con.execute(f"DELETE FROM {table} WHERE {where}", ids).rowcount
     return counts
 
 

@@ -6,13 +6,14 @@ and the new cursor in one transaction: after a crash the feed is re-read from th
 committed cursor, so nothing is lost and nothing is queued twice.
 
 It also remembers what each destination has been told (``sent_state``), which makes initial
-syncs and live changes meet without duplicates, and lets a consent withdrawal send
-``exited`` for every segment the destination believes the profile is in.
+syncs and live changes meet without duplicates, and each profile's consent as of the feed's
+position (from ``ConsentChanged``): a withdrawal sends consent-aware destinations ``exited``
+for every segment they believe the profile is in; a grant after a withdrawal sends
+``entered`` for the subscribed segments the profile is in at that moment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from sqlite3 import Connection
 from typing import Any, NamedTuple
 
@@ -22,14 +23,16 @@ from segflow.activate.payloads import (
     ProfileLookup,
     build_payload,
     consent_denied,
+    phone_rules,
     select_traits,
     webhook_id,
 )
 from segflow.activate.store import DeliveryStore, NewDelivery
 from segflow.clock import Clock, WallClock
-from segflow.spec import ChangeFeed, MembershipChange
+from segflow.spec import CONSENT_TRAIT, AnyChange, ChangeFeed, ConsentChanged, MembershipChange
 
 CURSOR = "change_feed"
+Routes = dict[str, list[tuple[Destination, Subscription]]]
 
 
 class PumpResult(NamedTuple):
@@ -37,10 +40,18 @@ class PumpResult(NamedTuple):
     queued: int
 
 
+_UNKNOWN: Any = object()
+
+
 class _Profile:
-    def __init__(self, lookup: ProfileLookup, profile_id: str) -> None:
+    """What the payloads need of one profile. ``consent`` is as of the feed's position once the
+    feed has told one (``stored``), else the profile's current trait."""
+
+    def __init__(self, lookup: ProfileLookup, profile_id: str, stored: Any = _UNKNOWN) -> None:
         self.identities = list(lookup.identities(profile_id))
         self.traits: dict[str, Any] = dict(lookup.traits(profile_id))
+        self.stored = stored
+        self.consent = self.traits.get(CONSENT_TRAIT) if stored is _UNKNOWN else stored
 
 
 class Feeder:
@@ -53,6 +64,7 @@ class Feeder:
     ...     def read(self, after_seq, limit=1000): return []
     >>> Feeder(store, lookup=DictProfiles()).pump(EmptyFeed())
     PumpResult(read=0, queued=0)
+    >>> store.close()
     """
 
     def __init__(
@@ -69,17 +81,25 @@ class Feeder:
         if not batch:
             return PumpResult(0, 0)
         routes = self._routes()
-        changes = [c for _, c in batch if isinstance(c, MembershipChange) and c.segment in routes]
-        profiles = {pid: _Profile(self.lookup, pid) for pid in {c.profile_id for c in changes}}
+        consent_dests = [d for d in self.store.destinations() if d.enabled and d.consent_purpose]
+        changes = [c for _, c in batch if _relevant(c, routes)]
+        pids = {c.profile_id for c in changes if isinstance(c, MembershipChange | ConsentChanged)}
         now_ms = self.clock.now_ms()
         with self.store.transaction() as con:
             if self.store.cursor(CURSOR) != after:
                 return PumpResult(0, 0)  # another feeder moved the cursor meanwhile
+            known = self.store.consents(con, pids)
+            profiles = {p: _Profile(self.lookup, p, known.get(p, _UNKNOWN)) for p in pids}
             queued = 0
             for change in changes:
-                for dest, sub in routes[change.segment]:
-                    rows = self._rows(con, dest, sub, change, profiles[change.profile_id], now_ms)
+                if isinstance(change, ConsentChanged):
+                    rows = self._consent(con, change, profiles[change.profile_id], consent_dests)
                     queued += self.store.enqueue(con, rows, now_ms)
+                elif isinstance(change, MembershipChange):
+                    for dest, sub in routes[change.segment]:
+                        profile = profiles[change.profile_id]
+                        rows = self._rows(con, dest, sub, change, profile, now_ms)
+                        queued += self.store.enqueue(con, rows, now_ms)
             self.store.set_cursor(con, CURSOR, batch[-1][0])
         return PumpResult(len(batch), queued)
 
@@ -93,9 +113,10 @@ class Feeder:
             if "entered" not in sub.kinds:
                 continue
             members = list(self.lookup.members(sub.segment))
-            profiles = {pid: _Profile(self.lookup, pid) for pid in members}
             with self.store.transaction() as con:
+                known = self.store.consents(con, members)
                 for pid in members:
+                    profile = _Profile(self.lookup, pid, known.get(pid, _UNKNOWN))
                     change = MembershipChange(
                         profile_id=pid,
                         segment=sub.segment,
@@ -103,31 +124,63 @@ class Feeder:
                         at_ms=now_ms,
                         sequence=0,
                     )
-                    rows = self._rows(con, dest, sub, change, profiles[pid], now_ms, sync=True)
+                    rows = self._rows(con, dest, sub, change, profile, now_ms, sync=True)
                     queued += self.store.enqueue(con, rows, now_ms)
         return queued
 
-    def recheck_consent(self, profile_ids: Iterable[str]) -> int:
-        """Send ``exited`` to consent-aware destinations for profiles that withdrew consent."""
-        dests = [d for d in self.store.destinations() if d.enabled and d.consent_purpose]
-        now_ms = self.clock.now_ms()
-        queued = 0
-        for pid in profile_ids:
-            profile = _Profile(self.lookup, pid)
-            with self.store.transaction() as con:
-                for dest in dests:
-                    if consent_denied(profile.traits, dest.consent_purpose):
-                        rows = self._withdraw(con, dest, pid, profile, now_ms, now_ms)
-                        queued += self.store.enqueue(con, rows, now_ms)
-        return queued
-
-    def _routes(self) -> dict[str, list[tuple[Destination, Subscription]]]:
+    def _routes(self) -> Routes:
         dests = {d.name: d for d in self.store.destinations() if d.enabled}
-        routes: dict[str, list[tuple[Destination, Subscription]]] = {}
+        routes: Routes = {}
         for sub in self.store.subscriptions():
             if sub.destination in dests:
                 routes.setdefault(sub.segment, []).append((dests[sub.destination], sub))
         return routes
+
+    def _consent(
+        self,
+        con: Connection,
+        change: ConsentChanged,
+        profile: _Profile,
+        dests: list[Destination],
+    ) -> list[NewDelivery]:
+        """Withdraw or resume consent-aware destinations; remember the consent for later changes."""
+        pid = change.profile_id
+        before = None if profile.stored is _UNKNOWN else profile.stored  # unknown: not denied
+        self.store.set_consent(con, pid, change.consent)
+        profile.stored = profile.consent = change.consent
+        rows: list[NewDelivery] = []
+        for dest in dests:
+            if consent_denied(change.consent, dest.consent_purpose):
+                rows += self._withdraw(con, dest, pid, profile, change.at_ms, change.sequence)
+            elif consent_denied(before, dest.consent_purpose):
+                rows += self._resume(con, dest, change, profile)
+        return rows
+
+    def _resume(
+        self, con: Connection, dest: Destination, change: ConsentChanged, profile: _Profile
+    ) -> list[NewDelivery]:
+        """``entered`` for the subscribed segments the profile is in now and the destination
+        has not been told about (it was sent ``exited`` when consent was withdrawn)."""
+        subs = {s.segment: s for s in self.store.subscriptions(dest.name) if "entered" in s.kinds}
+        pid, out = change.profile_id, []
+        for segment in sorted(set(self.lookup.segments(pid)) & set(subs)):
+            if self.store.sent_kind(con, dest.name, pid, segment) == "entered":
+                continue
+            tag = f"consent-resume:{change.sequence}:{change.at_ms}"
+            out.append(
+                _new(
+                    dest,
+                    subs[segment],
+                    pid,
+                    segment,
+                    "entered",
+                    change.at_ms,
+                    change.sequence,
+                    profile,
+                    tag,
+                )
+            )
+        return out
 
     def _rows(
         self,
@@ -141,7 +194,7 @@ class Feeder:
         sync: bool = False,
     ) -> list[NewDelivery]:
         pid = change.profile_id
-        if consent_denied(profile.traits, dest.consent_purpose):
+        if consent_denied(profile.consent, dest.consent_purpose):
             return self._withdraw(con, dest, pid, profile, change.at_ms, change.sequence)
         if self.store.sent_kind(con, dest.name, pid, change.segment) == change.kind:
             return []  # the destination already knows (initial sync met a live change)
@@ -183,6 +236,12 @@ class Feeder:
         return out
 
 
+def _relevant(change: AnyChange, routes: Routes) -> bool:
+    if isinstance(change, MembershipChange):
+        return change.segment in routes
+    return isinstance(change, ConsentChanged)
+
+
 def _new(
     dest: Destination,
     sub: Subscription,
@@ -198,7 +257,11 @@ def _new(
 ) -> NewDelivery:
     wid = webhook_id(dest.name, pid, segment, tag, sequence)
     hashed = dest.identifiers == "hashed"
-    traits = {} if consent else select_traits(profile.traits, sub.traits, hashed=hashed)
+    traits = (
+        {}
+        if consent
+        else select_traits(profile.traits, sub.traits, hashed=hashed, phone=phone_rules(dest))
+    )
     ctx = ChangeContext(
         profile_id=pid,
         segment=segment,

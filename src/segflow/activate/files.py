@@ -29,7 +29,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from segflow.activate.exceptions import InvalidDestinationError, RetryableDeliveryError
-from segflow.activate.identifiers import hashed_identifier
+from segflow.activate.identifiers import PhoneRules, hashed_identifier
 from segflow.activate.models import Delivery, Destination
 from segflow.activate.payloads import select_traits
 
@@ -160,14 +160,15 @@ def snapshot_rows(
     trait_names: Sequence[str],
     *,
     hashed: bool,
+    phone: PhoneRules = PhoneRules(),
 ) -> list[dict[str, Any]]:
     """Flat rows for :func:`write_snapshot` from a profile lookup's answers."""
     out: list[dict[str, Any]] = []
     for pid in members:
         row: dict[str, Any] = {"profile_id": pid}
         for id_type, value in identities(pid):
-            t, v = hashed_identifier(id_type, value) if hashed else (id_type, value)
+            t, v = hashed_identifier(id_type, value, phone) if hashed else (id_type, value)
             row.setdefault(t, v)
-        row.update(select_traits(traits(pid), trait_names, hashed=hashed))
+        row.update(select_traits(traits(pid), trait_names, hashed=hashed, phone=phone))
         out.append(row)
     return out

@@ -16,9 +16,11 @@ import msgspec
 DestinationKind = Literal["webhook", "file"]
 PayloadFormat = Literal["segflow", "segment_track", "segment_identify"]
 IdentifierMode = Literal["raw", "hashed"]
+PhoneFormat = Literal["e164", "digits"]
 ChangeKind = Literal["entered", "exited"]
 DeliveryKind = Literal["entered", "exited", "deleted"]  # deleted: a deletion notice
 DeliveryStatus = Literal["pending", "delivered", "dead", "skipped"]
+"""``skipped``: a replayed dead letter superseded by a later delivered change of its segment."""
 
 
 class Destination(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,6 +38,8 @@ class Destination(msgspec.Struct, frozen=True, kw_only=True):
     directory: str | None = None
     payload_format: PayloadFormat = "segflow"
     identifiers: IdentifierMode = "raw"
+    phone_format: PhoneFormat = "e164"  # hashed phones: "+<digits>" (Google) or digits (Meta)
+    phone_country_code: str | None = None  # for phone numbers written without one
     consent_purpose: str | None = None
     timeout_ms: int = 10_000
     horizon_ms: int = 24 * 3_600_000
@@ -84,6 +88,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     last_status: int | None = None
     last_error: str | None = None
     finished_ms: int | None = None
+    batch_key: str | None = None
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,9 +114,10 @@ class DestinationStats(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SecretInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """A signing secret as shown after creation (only its prefix) and its lifetime."""
+    """A signing secret as shown after creation (a fingerprint, never the secret) and its
+    lifetime."""
 
     secret_id: int
-    prefix: str
+    fingerprint: str
     created_ms: int
     expires_ms: int | None

@@ -24,6 +24,7 @@ import msgspec
 from segflow.activate.identifiers import (
     EMAIL_TYPES,
     PHONE_TYPES,
+    PhoneRules,
     hash_email,
     hash_phone,
     hashed_identifier,
@@ -44,13 +45,17 @@ class ProfileLookup(Protocol):
         """The profile ids currently in ``segment`` (for initial syncs)."""
         ...
 
+    def segments(self, profile_id: str) -> Iterable[str]:
+        """The segments the profile is in now (to resume after consent is granted again)."""
+        ...
+
 
 class DictProfiles:
     """A :class:`ProfileLookup` over dicts (tests, demos, file imports).
 
     >>> p = DictProfiles(identities={"p1": [("email", "a@b.co")]}, members={"vip": ["p1"]})
-    >>> p.identities("p1"), list(p.members("vip")), dict(p.traits("p1"))
-    ([('email', 'a@b.co')], ['p1'], {})
+    >>> p.identities("p1"), list(p.members("vip")), dict(p.traits("p1")), p.segments("p1")
+    ([('email', 'a@b.co')], ['p1'], {}, ['vip'])
     """
 
     def __init__(
@@ -71,6 +76,9 @@ class DictProfiles:
 
     def members(self, segment: str) -> Iterable[str]:
         return list(self.member_map.get(segment, []))
+
+    def segments(self, profile_id: str) -> list[str]:
+        return sorted(s for s, pids in self.member_map.items() if profile_id in pids)
 
 
 class ChangeContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,22 +110,20 @@ def iso(at_ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at_ms % 1000:03d}Z"
 
 
-def consent_denied(traits: Mapping[str, Any], purpose: str | None) -> bool:
-    """True if the profile's consent trait explicitly denies ``purpose``.
+def consent_denied(consent: Any, purpose: str | None) -> bool:
+    """True if a profile's ``consent`` trait value explicitly denies ``purpose``.
 
-    Reads ``consent`` (``{"advertising": false}``) and Segment's
-    ``consent.categoryPreferences``; purposes match case-insensitively. No answer means
-    not denied.
+    Reads ``{"advertising": false}`` and Segment's ``{"categoryPreferences": {...}}``;
+    purposes match case-insensitively. No answer means not denied.
 
-    >>> consent_denied({"consent": {"Advertising": False}}, "advertising")
+    >>> consent_denied({"Advertising": False}, "advertising")
     True
-    >>> consent_denied({}, "advertising")
-    False
+    >>> consent_denied({"categoryPreferences": {"advertising": "denied"}}, "advertising")
+    True
+    >>> consent_denied(None, "advertising"), consent_denied({"advertising": True}, "advertising")
+    (False, False)
     """
-    if purpose is None:
-        return False
-    consent = traits.get("consent")
-    if not isinstance(consent, Mapping):
+    if purpose is None or not isinstance(consent, Mapping):
         return False
     prefs = consent.get("categoryPreferences", consent)
     if not isinstance(prefs, Mapping):
@@ -128,8 +134,17 @@ def consent_denied(traits: Mapping[str, Any], purpose: str | None) -> bool:
     return False
 
 
+def phone_rules(dest: Destination) -> PhoneRules:
+    """How ``dest`` wants phone numbers hashed."""
+    return PhoneRules(dest.phone_format, dest.phone_country_code)
+
+
 def select_traits(
-    traits: Mapping[str, Any], names: Iterable[str], *, hashed: bool
+    traits: Mapping[str, Any],
+    names: Iterable[str],
+    *,
+    hashed: bool,
+    phone: PhoneRules = PhoneRules(),
 ) -> dict[str, Any]:
     """The traits a subscription selects, with email/phone hashed when asked."""
     out: dict[str, Any] = {}
@@ -140,7 +155,7 @@ def select_traits(
         if hashed and isinstance(value, str) and name.lower() in EMAIL_TYPES:
             out[f"{name}_sha256"] = hash_email(value)
         elif hashed and isinstance(value, str) and name.lower() in PHONE_TYPES:
-            out[f"{name}_sha256"] = hash_phone(value)
+            out[f"{name}_sha256"] = hash_phone(value, phone)
         else:
             out[name] = value
     return out
@@ -148,7 +163,7 @@ def select_traits(
 
 def _identities(dest: Destination, ctx: ChangeContext) -> list[tuple[str, str]]:
     if dest.identifiers == "hashed":
-        return [hashed_identifier(t, v) for t, v in ctx.identities]
+        return [hashed_identifier(t, v, phone_rules(dest)) for t, v in ctx.identities]
     return list(ctx.identities)
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 
 from segflow.activate.exceptions import (
@@ -28,10 +27,11 @@ from segflow.activate.exceptions import (
 from segflow.activate.feeder import Feeder
 from segflow.activate.files import FileSink, LocalWriter, snapshot_rows, write_snapshot
 from segflow.activate.models import Delivery, Destination, Subscription
-from segflow.activate.payloads import ChangeContext, ProfileLookup, build_payload
-from segflow.activate.senders import WebhookSender
+from segflow.activate.payloads import ChangeContext, ProfileLookup, build_payload, phone_rules
+from segflow.activate.secretbox import SecretBox
+from segflow.activate.senders import RequestPool, WebhookSender
 from segflow.activate.signing import new_secret
-from segflow.activate.ssrf import UrlGuard
+from segflow.activate.ssrf import UrlGuard, pinned_pool
 from segflow.activate.store import DeliveryStore
 from segflow.clock import Clock, WallClock
 
@@ -51,21 +51,28 @@ class ActivationService:
         lookup: ProfileLookup | None = None,
         clock: Clock | None = None,
         secret_overlap_ms: int = DAY_MS,
-        transport: httpx.BaseTransport | None = None,
+        pools: Callable[[int], RequestPool] | None = None,
     ) -> None:
         self.store = store
         self.guard = guard
         self.lookup = lookup
         self.clock = clock or WallClock()
         self.secret_overlap_ms = secret_overlap_ms
-        self.transport = transport
+        self.pools = pools or (lambda size: pinned_pool(guard, size))
 
     @classmethod
     def open(
-        cls, data_dir: str | Path, *, allow_list: Sequence[str] = (), **kwargs: Any
+        cls,
+        data_dir: str | Path,
+        *,
+        allow_list: Sequence[str] = (),
+        secrets_key: str | None = None,
+        **kwargs: Any,
     ) -> ActivationService:
-        """The service on ``DATA_DIR/delivery.sqlite``."""
-        store = DeliveryStore(Path(data_dir) / "delivery.sqlite")
+        """The service on ``DATA_DIR/delivery.sqlite`` (secrets encrypted with ``secrets_key``,
+        else with ``DATA_DIR/secrets.key``)."""
+        box = SecretBox.open(data_dir, secrets_key)
+        store = DeliveryStore(Path(data_dir) / "delivery.sqlite", box=box)
         return cls(store, guard=UrlGuard(allow_list), **kwargs)
 
     # -- destinations --------------------------------------------------------------------
@@ -89,6 +96,9 @@ class ActivationService:
                 raise InvalidDestinationError(field, "must be at least 1")
         if dest.rate_limit_per_s is not None and dest.rate_limit_per_s <= 0:
             raise InvalidDestinationError("rate_limit_per_s", "must be positive")
+        code = (dest.phone_country_code or "0").removeprefix("+")
+        if not code.isdigit() or len(code) > 3:
+            raise InvalidDestinationError("phone_country_code", "1 to 3 digits, e.g. 44")
         return dest
 
     def _convert(self, data: Mapping[str, Any]) -> Destination:
@@ -202,6 +212,7 @@ class ActivationService:
             lookup.traits,
             traits,
             hashed=dest.identifiers == "hashed",
+            phone=phone_rules(dest),
         )
         return write_snapshot(LocalWriter(dest.directory), segment, rows, self.clock.now_ms())
 
@@ -219,8 +230,9 @@ class ActivationService:
     ) -> list[dict[str, Any]]:
         return self.deliveries(name, status="dead", since_ms=since_ms, limit=limit)
 
-    def replay(self, name: str, *, since_ms: int = 0, ids: Sequence[int] = ()) -> int:
-        """Re-send dead letters (since ``since_ms`` by the time they died)."""
+    def replay(self, name: str, *, since_ms: int = 0, ids: Sequence[int] = ()) -> dict[str, int]:
+        """Re-send dead letters (since ``since_ms`` by the time they died): how many were
+        queued again and how many a later delivered change superseded (not re-sent)."""
         self.store.destination(name)
         return self.store.replay(name, since_ms=since_ms, ids=ids)
 
@@ -257,11 +269,14 @@ class ActivationService:
             if dest.kind == "file":
                 status: int | None = FileSink().write(dest, [delivery], now_ms)
             else:
-                with httpx.Client(transport=self.transport) as client:
+                pool = self.pools(1)
+                try:
                     sender = WebhookSender(
-                        client, self.guard, lambda n: self.store.live_secrets(n, self._wall_ms())
+                        pool, lambda n: self.store.live_secrets(n, self._wall_ms())
                     )
                     status = await asyncio.to_thread(sender.send, dest, [delivery])
+                finally:
+                    pool.close()
             ok, error = True, None
         except (RetryableDeliveryError, RejectedDeliveryError) as exc:
             status, ok, error = getattr(exc, "status", None), False, exc.message

@@ -1,9 +1,8 @@
-"""``delivery.sqlite``: destinations, subscriptions, the delivery queue, attempts, dead letters.
+"""``delivery.sqlite``: destinations, secrets, subscriptions, what each destination was told,
+and the delivery queue (:mod:`segflow.activate.deliveries`; tables in :mod:`segflow.activate.schema`).
 
-The queue is one table; a row's ``status`` moves ``pending -> delivered | dead`` (or
-``skipped``). Per (destination, profile) only the oldest pending row — the *head* — may be
-sent, so a later change never overtakes an earlier one. The feed cursor lives in the same
-file and is advanced in the same transaction as the rows it produced.
+The feed cursor lives in the same file and is advanced in the same transaction as the rows
+it produced.
 
 The file runs with ``synchronous=NORMAL``: WAL commits stay atomic; a power cut may roll back
 the last commits, which only re-reads the change feed (enqueue) or re-sends a change
@@ -13,68 +12,25 @@ the last commits, which only re-reads the change feed (enqueue) or re-sends a ch
 >>> store = DeliveryStore(os.path.join(tempfile.mkdtemp(), "delivery.sqlite"))
 >>> store.cursor("feed")
 0
+>>> store.close()
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from segflow.activate import schema
+from segflow.activate.deliveries import DeliveryQueue
 from segflow.activate.exceptions import DestinationExistsError, DestinationNotFoundError
-from segflow.activate.models import (
-    Attempt,
-    Delivery,
-    Destination,
-    DestinationStats,
-    SecretInfo,
-    Subscription,
-)
-from segflow.sqlite import connect, vacuum
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS destinations (name TEXT PRIMARY KEY, spec BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS secrets (
-    id INTEGER PRIMARY KEY, destination TEXT NOT NULL, secret TEXT NOT NULL,
-    created_ms INTEGER NOT NULL, expires_ms INTEGER);
-CREATE TABLE IF NOT EXISTS subscriptions (
-    destination TEXT NOT NULL, segment TEXT NOT NULL, spec BLOB NOT NULL,
-    PRIMARY KEY (destination, segment));
-CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id INTEGER PRIMARY KEY, destination TEXT NOT NULL, profile_id TEXT NOT NULL,
-    webhook_id TEXT NOT NULL, segment TEXT NOT NULL, kind TEXT NOT NULL,
-    sequence INTEGER NOT NULL, at_ms INTEGER NOT NULL, payload BLOB NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
-    created_ms INTEGER NOT NULL, first_attempt_ms INTEGER, next_attempt_ms INTEGER NOT NULL DEFAULT 0,
-    last_status INTEGER, last_error TEXT, finished_ms INTEGER);
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (destination, profile_id, id)
-    WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS deliveries_status ON deliveries (destination, status, id);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (destination, next_attempt_ms)
-    WHERE status = 'pending';
-CREATE TABLE IF NOT EXISTS attempts (
-    id INTEGER PRIMARY KEY, delivery_id INTEGER NOT NULL, number INTEGER NOT NULL,
-    at_ms INTEGER NOT NULL, status INTEGER, error TEXT, latency_ms REAL NOT NULL,
-    next_attempt_ms INTEGER);
-CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id, id);
-CREATE TABLE IF NOT EXISTS sent_state (
-    destination TEXT NOT NULL, profile_id TEXT NOT NULL, segment TEXT NOT NULL,
-    kind TEXT NOT NULL, PRIMARY KEY (destination, profile_id, segment));
-CREATE TABLE IF NOT EXISTS notices (
-    id INTEGER PRIMARY KEY, destination TEXT NOT NULL, at_ms INTEGER NOT NULL,
-    level TEXT NOT NULL, message TEXT NOT NULL);
-"""
-
-_DELIVERY_COLS = (
-    "id, destination, profile_id, webhook_id, segment, kind, sequence, at_ms, payload, status,"
-    " attempts, created_ms, first_attempt_ms, next_attempt_ms, last_status, last_error, finished_ms"
-)
+from segflow.activate.models import Destination, SecretInfo, Subscription
+from segflow.activate.secretbox import SecretBox, fingerprint
+from segflow.activate.signing import SECRET_PREFIX
+from segflow.sqlite import vacuum
 
 
 class NewDelivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,42 +46,36 @@ class NewDelivery(msgspec.Struct, frozen=True, kw_only=True):
     payload: dict[str, Any]
 
 
-def _delivery(row: Sequence[Any]) -> Delivery:
-    names = [c.strip() for c in _DELIVERY_COLS.split(",")]
-    data = dict(zip(names, row, strict=True))
-    data["payload"] = msgspec.json.decode(data["payload"])
-    return msgspec.convert(data, Delivery)
+class DeliveryStore(DeliveryQueue):
+    """Thread-safe access to ``delivery.sqlite`` (one connection behind a lock).
 
+    ``box`` encrypts the signing secrets; by default the key is ``secrets.key`` beside the
+    file (see :mod:`segflow.activate.secretbox`). Opening migrates older files: new columns,
+    and secrets stored in clear are encrypted and their clear bytes wiped from the file.
+    """
 
-class DeliveryStore:
-    """Thread-safe access to ``delivery.sqlite`` (one connection behind a lock)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._con = connect(self.path, synchronous="NORMAL")
-        self._lock = threading.RLock()
+    def __init__(self, path: str | Path, *, box: SecretBox | None = None) -> None:
+        super().__init__(path)
+        self.box = box or SecretBox.open(self.path.parent)
+        self._clear: dict[str, str] = {}  # decrypted secrets by their stored token
         with self._lock:
-            self._con.executescript(SCHEMA)
+            schema.create(self._con)
+            self._encrypt_clear_secrets()
 
-    def close(self) -> None:
-        with self._lock:
-            self._con.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``); commits on success."""
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._con
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
-
-    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
-            return self._con.execute(sql, args).fetchall()
+    def _encrypt_clear_secrets(self) -> None:
+        rows = self._con.execute(
+            "SELECT id, secret FROM secrets WHERE secret LIKE ?", (SECRET_PREFIX + "%",)
+        ).fetchall()
+        if not rows:
+            return
+        self._con.execute("PRAGMA secure_delete=ON")  # zero the clear text's old bytes
+        with self.transaction() as con:
+            for row_id, secret in rows:
+                con.execute(
+                    "UPDATE secrets SET secret=? WHERE id=?", (self.box.encrypt(secret), row_id)
+                )
+        self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # and the WAL's copy of them
+        self._con.execute("PRAGMA secure_delete=OFF")
 
     # -- destinations --------------------------------------------------------------------
     def put_destination(self, dest: Destination, *, create: bool) -> None:
@@ -154,7 +104,7 @@ class DeliveryStore:
         with self.transaction() as con:
             if con.execute("DELETE FROM destinations WHERE name=?", (name,)).rowcount == 0:
                 raise DestinationNotFoundError(name)
-            for table in ("secrets", "subscriptions", "sent_state", "notices"):
+            for table in ("secrets", "subscriptions", "sent_state", "last_delivered", "notices"):
                 con.execute(f"DELETE FROM {table} WHERE destination=?", (name,))
             con.execute(
                 "DELETE FROM attempts WHERE delivery_id IN"
@@ -174,7 +124,7 @@ class DeliveryStore:
             )
             con.execute(
                 "INSERT INTO secrets (destination, secret, created_ms) VALUES (?, ?, ?)",
-                (destination, secret, now_ms),
+                (destination, self.box.encrypt(secret), now_ms),
             )
 
     def live_secrets(self, destination: str, now_ms: int) -> list[str]:
@@ -184,7 +134,13 @@ class DeliveryStore:
             " ORDER BY id DESC",
             (destination, now_ms),
         )
-        return [r[0] for r in rows]
+        return [self._decrypt(r[0]) for r in rows]
+
+    def _decrypt(self, token: str) -> str:
+        clear = self._clear.get(token)
+        if clear is None:
+            clear = self._clear[token] = self.box.decrypt(token)
+        return clear
 
     def secret_infos(self, destination: str, now_ms: int) -> list[SecretInfo]:
         rows = self._rows(
@@ -193,7 +149,12 @@ class DeliveryStore:
             (destination, now_ms),
         )
         return [
-            SecretInfo(secret_id=r[0], prefix=r[1][:10], created_ms=r[2], expires_ms=r[3])
+            SecretInfo(
+                secret_id=r[0],
+                fingerprint=fingerprint(self._decrypt(r[1])),
+                created_ms=r[2],
+                expires_ms=r[3],
+            )
             for r in rows
         ]
 
@@ -262,6 +223,28 @@ class DeliveryStore:
         return [r[0] for r in rows]
 
     @staticmethod
+    def consents(con: sqlite3.Connection, profile_ids: Iterable[str]) -> dict[str, Any]:
+        """The consent the feed last told for each profile that has one."""
+        out: dict[str, Any] = {}
+        pids = list(profile_ids)
+        for i in range(0, len(pids), 500):
+            chunk = pids[i : i + 500]
+            rows = con.execute(
+                f"SELECT profile_id, consent FROM consents WHERE profile_id IN"
+                f" ({', '.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            out.update((pid, msgspec.json.decode(raw)) for pid, raw in rows)
+        return out
+
+    @staticmethod
+    def set_consent(con: sqlite3.Connection, profile_id: str, consent: Any) -> None:
+        con.execute(
+            "INSERT OR REPLACE INTO consents (profile_id, consent) VALUES (?, ?)",
+            (profile_id, msgspec.json.encode(consent)),
+        )
+
+    @staticmethod
     def enqueue(con: sqlite3.Connection, rows: Iterable[NewDelivery], now_ms: int) -> int:
         """Insert queued rows and record what each destination will have been told."""
         n = 0
@@ -288,162 +271,6 @@ class DeliveryStore:
             )
             n += 1
         return n
-
-    # -- the worker's side ---------------------------------------------------------------
-    def ready(
-        self, destination: str, now_ms: int, limit: int, busy: Iterable[str] = ()
-    ) -> list[Delivery]:
-        """Heads of the per-profile queues of ``destination`` that are due, oldest first."""
-        busy_set = set(busy)
-        rows = self._rows(
-            f"SELECT {', '.join('d.' + c.strip() for c in _DELIVERY_COLS.split(','))}"
-            " FROM deliveries d INDEXED BY deliveries_status WHERE d.destination=? AND d.status='pending'"
-            " AND d.next_attempt_ms <= ? AND NOT EXISTS (SELECT 1 FROM deliveries e INDEXED BY deliveries_pending"
-            "   WHERE e.destination=d.destination AND e.profile_id=d.profile_id"
-            "   AND e.status='pending' AND e.id < d.id)"
-            " ORDER BY d.id LIMIT ?",
-            (destination, now_ms, limit + len(busy_set)),
-        )
-        out = [_delivery(r) for r in rows]
-        return [d for d in out if d.profile_id not in busy_set][:limit]
-
-    def next_due_ms(self, destination: str) -> int | None:
-        """The earliest scheduled retry (only heads that failed have one)."""
-        rows = self._rows(
-            "SELECT MIN(next_attempt_ms) FROM deliveries WHERE destination=? AND status='pending'"
-            " AND next_attempt_ms > 0",
-            (destination,),
-        )
-        return None if rows[0][0] is None else int(rows[0][0])
-
-    def record(
-        self,
-        deliveries: Sequence[Delivery],
-        attempt_at_ms: int,
-        *,
-        status: int | None,
-        error: str | None,
-        latency_ms: float,
-        outcome: str,
-        next_attempt_ms: int = 0,
-    ) -> None:
-        """Record one attempt of each delivery; ``outcome`` is pending|delivered|dead."""
-        with self.transaction() as con:
-            for d in deliveries:
-                number = d.attempts + 1
-                con.execute(
-                    "INSERT INTO attempts (delivery_id, number, at_ms, status, error, latency_ms,"
-                    " next_attempt_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        d.id,
-                        number,
-                        attempt_at_ms,
-                        status,
-                        error,
-                        latency_ms,
-                        next_attempt_ms if outcome == "pending" else None,
-                    ),
-                )
-                con.execute(
-                    "UPDATE deliveries SET status=?, attempts=?, first_attempt_ms=COALESCE("
-                    "first_attempt_ms, ?), next_attempt_ms=?, last_status=?, last_error=?,"
-                    " finished_ms=? WHERE id=?",
-                    (
-                        outcome,
-                        number,
-                        attempt_at_ms,
-                        next_attempt_ms,
-                        status,
-                        error,
-                        None if outcome == "pending" else attempt_at_ms,
-                        d.id,
-                    ),
-                )
-
-    # -- the operator's side -------------------------------------------------------------
-    def deliveries(
-        self, destination: str, *, status: str | None = None, since_ms: int = 0, limit: int = 100
-    ) -> list[Delivery]:
-        sql = f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE destination=? AND created_ms >= ?"
-        args: list[Any] = [destination, since_ms]
-        if status is not None:
-            sql += " AND status=?"
-            args.append(status)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
-        return [_delivery(r) for r in self._rows(sql, args)]
-
-    def attempts(self, delivery_id: int) -> list[Attempt]:
-        rows = self._rows(
-            "SELECT delivery_id, number, at_ms, status, error, latency_ms, next_attempt_ms"
-            " FROM attempts WHERE delivery_id=? ORDER BY id",
-            (delivery_id,),
-        )
-        names = (
-            "delivery_id",
-            "number",
-            "at_ms",
-            "status",
-            "error",
-            "latency_ms",
-            "next_attempt_ms",
-        )
-        return [msgspec.convert(dict(zip(names, r, strict=True)), Attempt) for r in rows]
-
-    def replay(self, destination: str, *, since_ms: int = 0, ids: Sequence[int] = ()) -> int:
-        """Put dead letters back in the queue (a fresh horizon, the same ``webhook_id``).
-
-        Earlier attempts stay in the log; attempt numbers restart at 1.
-        """
-        sql = (
-            "UPDATE deliveries SET status='pending', attempts=0, first_attempt_ms=NULL,"
-            " next_attempt_ms=0, finished_ms=NULL WHERE destination=? AND status='dead'"
-            " AND finished_ms >= ?"
-        )
-        args: list[Any] = [destination, since_ms]
-        if ids:
-            sql += f" AND id IN ({', '.join('?' * len(ids))})"
-            args.extend(ids)
-        with self.transaction() as con:
-            return con.execute(sql, args).rowcount
-
-    def stats(self, destination: str) -> DestinationStats:
-        counts = dict(
-            self._rows(
-                "SELECT status, COUNT(*) FROM deliveries WHERE destination=? GROUP BY status",
-                (destination,),
-            )
-        )
-        oldest = self._rows(
-            "SELECT MIN(created_ms) FROM deliveries WHERE destination=? AND status='pending'",
-            (destination,),
-        )[0][0]
-        last = self._rows(
-            "SELECT a.at_ms, a.status FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
-            " WHERE d.destination=? ORDER BY a.at_ms DESC LIMIT 1",
-            (destination,),
-        )
-        return DestinationStats(
-            pending=counts.get("pending", 0),
-            delivered=counts.get("delivered", 0),
-            dead=counts.get("dead", 0),
-            skipped=counts.get("skipped", 0),
-            oldest_pending_ms=oldest,
-            last_attempt_ms=last[0][0] if last else None,
-            last_status=last[0][1] if last else None,
-        )
-
-    def prune(self, before_ms: int) -> int:
-        """Forget delivered rows (and their attempts) finished before ``before_ms``."""
-        with self.transaction() as con:
-            con.execute(
-                "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries"
-                " WHERE status='delivered' AND finished_ms < ?)",
-                (before_ms,),
-            )
-            return con.execute(
-                "DELETE FROM deliveries WHERE status='delivered' AND finished_ms < ?", (before_ms,)
-            ).rowcount
 
     def compact(self) -> None:
         """VACUUM the file and truncate its write-ahead file (after a regulation)."""

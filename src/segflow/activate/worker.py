@@ -18,11 +18,10 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import msgspec
 
 from segflow.activate.exceptions import (
@@ -36,8 +35,8 @@ from segflow.activate.files import FileSink
 from segflow.activate.models import Delivery, Destination
 from segflow.activate.payloads import ProfileLookup
 from segflow.activate.policy import next_attempt_ms
-from segflow.activate.senders import WebhookSender
-from segflow.activate.ssrf import UrlGuard
+from segflow.activate.senders import RequestPool, WebhookSender, batch_id
+from segflow.activate.ssrf import UrlGuard, pinned_pool
 from segflow.activate.store import DeliveryStore
 from segflow.clock import Clock, WallClock
 from segflow.spec import ChangeFeed
@@ -47,22 +46,40 @@ FEED_BATCH = 1000
 
 
 class TokenBucket:
-    """A per-destination rate limit in requests per second (real time)."""
+    """A per-destination rate limit in requests per second: a burst of up to one second's
+    worth, then one request every ``1 / rate`` seconds.
 
-    def __init__(self, rate_per_s: float) -> None:
+    >>> waits = []
+    >>> async def sleep(s): waits.append(s)
+    >>> bucket = TokenBucket(2, monotonic=lambda: 0.0, sleep=sleep)
+    >>> async def take(n):
+    ...     for _ in range(n): await bucket.take()
+    >>> asyncio.run(take(4)); waits
+    [0.5, 0.5]
+    """
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.rate = rate_per_s
         self.capacity = max(1.0, rate_per_s)
         self.tokens = self.capacity
-        self.stamp = time.monotonic()
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.stamp = monotonic()
 
     async def take(self) -> None:
-        now = time.monotonic()
+        now = self.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens < 1:
-            await asyncio.sleep((1 - self.tokens) / self.rate)
+            await self.sleep((1 - self.tokens) / self.rate)
             self.tokens = 1.0
-            self.stamp = time.monotonic()
+            self.stamp = self.monotonic()
         self.tokens -= 1
 
 
@@ -75,27 +92,29 @@ class _Runner:
         self.busy: set[str] = set()
         self.requests = 0
         self.wake = asyncio.Event()
-        self.client: httpx.Client | None = None
-        self.pool: ThreadPoolExecutor | None = None
+        self.sender: WebhookSender | None = None
+        self.threads: ThreadPoolExecutor | None = None
         self.bucket: TokenBucket | None = None
+        self.size = 0  # the concurrency the connections and threads were made for
         self.not_before_ms = 0
 
-    def _client(self, dest: Destination) -> tuple[httpx.Client, ThreadPoolExecutor]:
-        """This destination's own connection pool and threads (measured: httpx's sync client
-        costs about a third of its async one per request here)."""
-        if self.client is None or self.pool is None:
-            n = max(1, dest.concurrency)
-            limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-            self.client = httpx.Client(
-                transport=self.worker.transport, limits=limits, follow_redirects=False
-            )
-            self.pool = ThreadPoolExecutor(
+    def _sender(self, dest: Destination) -> tuple[WebhookSender, ThreadPoolExecutor]:
+        """This destination's own connection pool and threads (measured: blocking requests in
+        threads cost about a third of httpx's async client per request here); remade, once
+        idle, when the destination's concurrency changes."""
+        if self.size != dest.concurrency and self.requests <= 1:  # only the caller's in flight
+            self._close()
+        if self.sender is None or self.threads is None:
+            n = self.size = max(1, dest.concurrency)
+            pool = self.worker.pools(n)
+            self.sender = WebhookSender(pool, self._secrets, wall_s=self.worker.wall_s)
+            self.threads = ThreadPoolExecutor(
                 max_workers=n, thread_name_prefix=f"segflow-deliver-{self.name}"
             )
-        return self.client, self.pool
+        return self.sender, self.threads
 
     async def dispatch(self) -> list[asyncio.Task[None]]:
-        """Start a request for every due head the destination has room for."""
+        """Start a request for every due head (or frozen batch) the destination has room for."""
         try:
             dest = self.worker.store.destination(self.name)
         except DestinationNotFoundError:
@@ -104,24 +123,48 @@ class _Runner:
         if not dest.enabled or free <= 0:
             return []
         now_ms = self.worker.clock.now_ms()
-        size = max(1, dest.batch_max)
-        heads = self.worker.store.ready(self.name, now_ms, free * size, self.busy)
-        if size > 1 and 0 < len(heads) < size and dest.batch_wait_ms > 0:
-            fresh = [d.created_ms for d in heads if d.attempts == 0]
-            if fresh and now_ms < min(fresh) + dest.batch_wait_ms:
-                self.not_before_ms = min(fresh) + dest.batch_wait_ms
-                return []
+        heads = self.worker.store.ready(self.name, now_ms, free * max(1, dest.batch_max), self.busy)
         tasks = []
-        for i in range(0, len(heads), size):
-            chunk = heads[i : i + size]
-            if self.bucket is None and dest.rate_limit_per_s:
-                self.bucket = TokenBucket(dest.rate_limit_per_s)
+        if (self.bucket.rate if self.bucket else None) != dest.rate_limit_per_s:
+            self.bucket = TokenBucket(dest.rate_limit_per_s) if dest.rate_limit_per_s else None
+        for chunk in self._chunks(dest, heads, now_ms)[:free]:
             if self.bucket is not None:
                 await self.bucket.take()
             self.busy.update(d.profile_id for d in chunk)
             self.requests += 1
             tasks.append(asyncio.create_task(self._attempt(dest, chunk)))
         return tasks
+
+    def _chunks(
+        self, dest: Destination, heads: Sequence[Delivery], now_ms: int
+    ) -> list[list[Delivery]]:
+        """Requests to send: frozen batches whole, a change tried before alone, and new
+        changes grouped by ``batch_max`` (each group frozen before its first attempt)."""
+        store, size = self.worker.store, max(1, dest.batch_max)
+        chunks: list[list[Delivery]] = []
+        keys: dict[str, None] = {}
+        new: list[Delivery] = []
+        for d in heads:
+            if d.batch_key is not None:
+                keys[d.batch_key] = None
+            elif d.attempts > 0 or d.first_attempt_ms is not None or size == 1:
+                chunks.append([d])
+            else:
+                new.append(d)
+        for key in keys:
+            members, all_heads = store.batch(key)
+            due = all(m.next_attempt_ms <= now_ms for m in members)
+            if members and all_heads and due and not self.busy & {m.profile_id for m in members}:
+                chunks.append(members)
+        if 0 < len(new) < size and dest.batch_wait_ms > 0:
+            wait_until = min(d.created_ms for d in new) + dest.batch_wait_ms
+            if now_ms < wait_until:
+                self.not_before_ms = wait_until
+                new = []
+        for i in range(0, len(new), size):
+            group = new[i : i + size]
+            chunks.append(store.freeze(group, batch_id(group)) if size > 1 else group)
+        return sorted(chunks, key=lambda c: c[0].id)
 
     async def _attempt(self, dest: Destination, chunk: Sequence[Delivery]) -> None:
         started_ms = self.worker.clock.now_ms()
@@ -149,9 +192,8 @@ class _Runner:
     async def _send(self, dest: Destination, chunk: Sequence[Delivery], now_ms: int) -> int:
         if dest.kind == "file":
             return await asyncio.to_thread(self.worker.file_sink.write, dest, chunk, now_ms)
-        client, pool = self._client(dest)
-        sender = WebhookSender(client, self.worker.guard, self._secrets, wall_s=self.worker.wall_s)
-        return await asyncio.get_running_loop().run_in_executor(pool, sender.send, dest, chunk)
+        sender, threads = self._sender(dest)
+        return await asyncio.get_running_loop().run_in_executor(threads, sender.send, dest, chunk)
 
     def _secrets(self, name: str) -> list[str]:
         return self.worker.store.live_secrets(name, int(self.worker.wall_s() * 1000))
@@ -186,32 +228,27 @@ class _Runner:
         t0: float,
         exc: RetryableDeliveryError,
     ) -> None:
-        retry: list[tuple[Delivery, int]] = []
-        dead: list[tuple[Delivery, int]] = []
-        for d in chunk:
-            nxt = next_attempt_ms(
-                exc,
-                now_ms=at_ms,
-                attempt=d.attempts + 1,
-                base_ms=dest.backoff_base_ms,
-                max_ms=dest.backoff_max_ms,
-                jitter=0.5 + self.worker.rng.random() / 2,
-            )
-            first = d.first_attempt_ms if d.first_attempt_ms is not None else at_ms
-            (dead if nxt > first + dest.horizon_ms else retry).append((d, nxt))
-        for d, nxt in retry:
-            self._record(
-                [d], at_ms, t0, status=exc.status, error=exc.message, outcome="pending", next_ms=nxt
-            )
-        if dead:
-            self._record(
-                [d for d, _ in dead],
-                at_ms,
-                t0,
-                status=exc.status,
-                error=exc.message,
-                outcome="dead",
-            )
+        """Schedule the request again (one time for all its changes: a batch stays whole), or
+        dead-letter it past the horizon (counted from its first attempt)."""
+        nxt = next_attempt_ms(
+            exc,
+            now_ms=at_ms,
+            attempt=max(d.attempts for d in chunk) + 1,
+            base_ms=dest.backoff_base_ms,
+            max_ms=dest.backoff_max_ms,
+            jitter=0.5 + self.worker.rng.random() / 2,
+        )
+        first = min(d.first_attempt_ms if d.first_attempt_ms is not None else at_ms for d in chunk)
+        dead = nxt > first + dest.horizon_ms
+        self._record(
+            chunk,
+            at_ms,
+            t0,
+            status=exc.status,
+            error=exc.message,
+            outcome="dead" if dead else "pending",
+            next_ms=0 if dead else nxt,
+        )
 
     def _gone(
         self,
@@ -259,12 +296,15 @@ class _Runner:
             await asyncio.wait_for(self.wake.wait(), timeout=timeout_s)
 
     async def aclose(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = None
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        self._close()
+
+    def _close(self) -> None:
+        if self.threads is not None:
+            self.threads.shutdown(wait=False, cancel_futures=True)
+            self.threads = None
+        if self.sender is not None:
+            self.sender.pool.close()
+            self.sender = None
 
 
 class DeliveryWorker:
@@ -293,7 +333,7 @@ class DeliveryWorker:
         poll_interval_ms: int = 50,
         feed_interval_ms: int = 5,
         rng: random.Random | None = None,
-        transport: httpx.BaseTransport | None = None,
+        pools: Callable[[int], RequestPool] | None = None,
         file_sink: FileSink | None = None,
         retention_ms: int | None = 7 * 86_400_000,
     ) -> None:
@@ -306,7 +346,7 @@ class DeliveryWorker:
         self.poll_interval_ms = poll_interval_ms
         self.feed_interval_ms = feed_interval_ms
         self.rng = rng or random.Random()
-        self.transport = transport
+        self.pools = pools or (lambda size: pinned_pool(guard, size))
         self.file_sink = file_sink or FileSink()
         self.retention_ms = retention_ms
         self._pruned_ms = 0

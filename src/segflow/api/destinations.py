@@ -17,6 +17,7 @@ POST    /api/v1/destinations/{name}/snapshots/{segment}  (file: Parquet+CSV)  ed
 GET     /api/v1/destinations/{name}/deliveries?status=&limit=&since_ms=     read
 GET     /api/v1/destinations/{name}/dead-letters?since_ms=&limit=           read
 POST    /api/v1/destinations/{name}/dead-letters/replay  ``{since_ms, ids}`` editor
+        (answers ``{replayed, superseded}``)
 ======  ==================================================================  ======
 """
 
@@ -178,7 +179,7 @@ def _replay(svc: ActivationService, request: Request, body: dict[str, Any]) -> A
     Int64 = Annotated[int, _INT64]
     ids = _field(body, "ids", list[Int64], [])
     since_ms = _field(body, "since_ms", Int64, 0)
-    return {"replayed": svc.replay(_name(request), since_ms=since_ms, ids=ids)}
+    return svc.replay(_name(request), since_ms=since_ms, ids=ids)
 
 
 def _state(svc: ActivationService, name: str) -> dict[str, Any] | None:

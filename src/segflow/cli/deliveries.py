@@ -69,9 +69,10 @@ def replay(
     since: str | None = typer.Option(None, "--since", help="dead since (ISO or epoch ms)"),
     data_dir: Path | None = DataDir,
 ) -> None:
-    """Put dead letters back in the queue (same webhook-id, a fresh horizon)."""
+    """Put dead letters back in the queue (same webhook-id, a fresh horizon); those a later
+    delivered change of their segment superseded are skipped."""
     try:
-        emit({"replayed": service(data_dir).replay(destination, since_ms=since_ms(since))})
+        emit(service(data_dir).replay(destination, since_ms=since_ms(since)))
     except SegflowError as exc:
         raise fail(exc) from exc
 

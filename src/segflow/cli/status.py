@@ -18,13 +18,15 @@ def status(
     config: Path | None = ConfigOption,
 ) -> None:
     """Events in the log, processor and loader lag (records), delivery backlog and dead letters."""
+    from segflow.activate.secretbox import SecretBox
     from segflow.activate.store import DeliveryStore
     from segflow.log.drivers import open_event_log
     from segflow.server.status import status as read_status
 
     settings = resolve_settings(data_dir, config)
     log = open_event_log(settings)
-    delivery = DeliveryStore(settings.data_path / "delivery.sqlite")
+    box = SecretBox.open(settings.data_path, settings.activate.secrets_key)
+    delivery = DeliveryStore(settings.data_path / "delivery.sqlite", box=box)
     try:
         report = read_status(log, delivery)
     finally:

@@ -109,6 +109,7 @@ class SqliteEventLog:
         self._pending_lock = threading.Lock()
         self._closed = False
         self._commits = 0
+        self._listeners: list[Callable[[], None]] = []
         self._writer = threading.Thread(target=self._run, name="segflow-log-writer", daemon=True)
         self._writer.start()
 
@@ -230,6 +231,16 @@ class SqliteEventLog:
                 return
         for pending, result in zip(group, results, strict=True):
             self._settle(pending, result, None)
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:
+                logger.exception("a log commit listener failed")
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after each group commit (``segflow serve`` wakes its processor
+        with it instead of letting it sleep its idle poll interval)."""
+        self._listeners.append(listener)
 
     def _settle(
         self, pending: _Pending, result: list[Position | None] | None, error: Exception | None

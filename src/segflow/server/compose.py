@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from segflow.activate.secretbox import SecretBox
 from segflow.activate.service import ActivationService
 from segflow.activate.ssrf import UrlGuard
 from segflow.activate.store import DeliveryStore
@@ -96,6 +97,9 @@ def _build(runtime: Runtime) -> Assembly:
     settings, clock, data = runtime.settings, runtime.clock, runtime.settings.data_path
     privacy_compose.check_retention(settings)  # ConfigError when the rules read more history
     processor = build_processor(settings, runtime.log, clock=clock)
+    on_commit = getattr(runtime.log, "on_commit", None)  # the embedded log tells its commits
+    if on_commit is not None:
+        on_commit(processor.wake)
     reader = build_reader(settings, runtime.log)
     warehouse = warehouse_backends.opener(settings)  # DuckDB file or PostgreSQL (engine)
 
@@ -105,7 +109,8 @@ def _build(runtime: Runtime) -> Assembly:
     )
     loader = warehouse_backends.build_loader(settings, runtime.log, processor.change_feed(), clock)
     guard = UrlGuard(settings.activate.allow_list)
-    store = DeliveryStore(Path(data) / "delivery.sqlite")
+    box = SecretBox.open(data, settings.activate.secrets_key)
+    store = DeliveryStore(Path(data) / "delivery.sqlite", box=box)
     delivery = DeliveryWorker(
         store,
         processor.change_feed(),

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -48,7 +48,21 @@ class IdentityLinked(msgspec.Struct, frozen=True, kw_only=True, tag="identity_li
     sequence: int
 
 
-AnyChange = MembershipChange | ProfileMerged | IdentityLinked
+CONSENT_TRAIT = "consent"
+
+
+class ConsentChanged(msgspec.Struct, frozen=True, kw_only=True, tag="consent_changed"):
+    """The profile's ``consent`` trait changed (an identify, or a merge); ``consent`` is its new
+    value (``None`` when removed). Activation withdraws or resumes consent-aware destinations
+    at this point of the feed."""
+
+    profile_id: str
+    consent: Any
+    at_ms: int
+    sequence: int
+
+
+AnyChange = MembershipChange | ProfileMerged | IdentityLinked | ConsentChanged
 
 
 class ChangeFeed(Protocol):

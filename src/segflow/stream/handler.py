@@ -22,7 +22,13 @@ from segflow.identity import (
 from segflow.log.base import Record
 from segflow.metrics import RULE_EVAL, RULE_EVAL_SAMPLE
 from segflow.profiles import Profile, apply_event, merge_into
-from segflow.spec.changes import IdentityLinked, MembershipChange, ProfileMerged
+from segflow.spec.changes import (
+    CONSENT_TRAIT,
+    ConsentChanged,
+    IdentityLinked,
+    MembershipChange,
+    ProfileMerged,
+)
 from segflow.spec.events import Event
 from segflow.stream import backfill, keys
 from segflow.stream.backfill import RecordLog
@@ -80,6 +86,7 @@ class EventHandler:
             )
             return None
         profile = self._target(batch, res, event)
+        consent = profile.traits.get(CONSENT_TRAIT)
         for merge in res.merges:
             self._merge(batch, profile, merge, record, now_ms)
         if res.merges:
@@ -99,6 +106,8 @@ class EventHandler:
                 ),
             )
         apply_event(profile, event)
+        if profile.traits.get(CONSENT_TRAIT) != consent:
+            self._consent_changed(batch, profile, event.timestamp_ms)
         tl_key = keys.timeline_key(
             profile.profile_id, event.timestamp_ms, record.partition, record.offset
         )
@@ -108,6 +117,18 @@ class EventHandler:
         batch.cause_ms = None
         batch.put(profile)
         return profile.profile_id
+
+    def _consent_changed(self, batch: Batch, profile: Profile, at_ms: int) -> None:
+        """Tell downstream (activation's consent-aware destinations) before any membership
+        change this event causes."""
+        batch.emit(
+            ConsentChanged(
+                profile_id=profile.profile_id,
+                consent=profile.traits.get(CONSENT_TRAIT),
+                at_ms=at_ms,
+                sequence=profile.next_sequence(),
+            )
+        )
 
     def _identifiers(
         self, batch: Batch, event: Event, idents: list[Identifier] | None

@@ -111,6 +111,7 @@ class Processor:
         self.conflicts = 0  # optimistic batches redone because another processor won
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._commands: list[_Pending[Any]] = []
         # events carrying one of these identifiers are dropped (segflow.privacy suppressions)
@@ -416,7 +417,8 @@ class Processor:
         return result
 
     def run_forever(self, stop_event: threading.Event) -> None:
-        """Loop until ``stop_event`` is set, waiting ``poll_interval_ms`` when idle."""
+        """Loop until ``stop_event`` is set, waiting ``poll_interval_ms`` when idle (or until
+        :meth:`wake`)."""
         while not stop_event.is_set():
             try:
                 done = self.run_once()
@@ -424,7 +426,13 @@ class Processor:
                 log.exception("processor batch failed; retrying")
                 done = 0
             if done == 0:
-                stop_event.wait(self.settings.poll_interval_ms / 1000)
+                self._wake.wait(self.settings.poll_interval_ms / 1000)
+                self._wake.clear()
+
+    def wake(self) -> None:
+        """New events are in the log: stop the idle wait now (``segflow serve`` calls this
+        after each log commit, so an event is processed without waiting for the next poll)."""
+        self._wake.set()
 
     def start(self) -> None:
         """Run in a background thread (``segflow serve``)."""
@@ -439,6 +447,7 @@ class Processor:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the background thread after its current batch."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None

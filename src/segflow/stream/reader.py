@@ -154,6 +154,12 @@ class ProfileReader:
         profile = self.get(profile_id)
         return {} if profile is None else {**profile.traits, **profile.computed_traits}
 
+    def segments(self, profile_id: str) -> list[str]:
+        """The segments the profile is in now (empty when unknown or merged into another:
+        its memberships are the survivor's now)."""
+        profile = self.get(profile_id)
+        return [] if profile is None or profile.profile_id != profile_id else list(profile.members)
+
     def members(self, segment: str, after: str | None = None) -> Iterator[str]:
         """Profile ids currently in ``segment`` in id order, after ``after`` when given (from
         the membership index, paged)."""

@@ -53,10 +53,12 @@ class Client:
         return self.request("DELETE", url, **kw)
 
 
-def client(tmp_path: Path, allow: list[str]) -> Client:
+def client(tmp_path: Path, allow: list[str], resolver: Any = None) -> Client:
     store = DeliveryStore(tmp_path / "delivery.sqlite")
     svc = ActivationService(
-        store, guard=UrlGuard(allow), lookup=DictProfiles(members={"vip": ["p1"]})
+        store,
+        guard=UrlGuard(allow, resolver=resolver),
+        lookup=DictProfiles(members={"vip": ["p1"]}),
     )
     return Client(Starlette(routes=destination_routes(svc, admin_only_header)))
 
@@ -90,7 +92,8 @@ def test_destination_lifecycle(tmp_path: Path, receiver_factory: Any) -> None:
     assert api.get("/api/v1/destinations/crm/deliveries").json()["stats"]["pending"] == 1
     assert api.get("/api/v1/destinations/crm/dead-letters").json() == {"dead_letters": []}
     assert api.post("/api/v1/destinations/crm/dead-letters/replay", json={}).json() == {
-        "replayed": 0
+        "replayed": 0,
+        "superseded": 0,
     }
     assert api.get("/api/v1/destinations", headers={"x-role": "read"}).status_code == 200
     assert api.delete("/api/v1/destinations/crm", headers={"x-role": "read"}).status_code == 403
@@ -99,10 +102,16 @@ def test_destination_lifecycle(tmp_path: Path, receiver_factory: Any) -> None:
 
 
 def test_ssrf_refusals_are_clear_errors(tmp_path: Path) -> None:
-    api = client(tmp_path, [])
-    for url in ("http://127.0.0.1:9/hook", "http://169.254.169.254/latest", "http://localhost:9/"):
+    dns = {"intranet.example": ["192.168.1.20"], "localhost": ["127.0.0.1"]}
+    api = client(tmp_path, [], resolver=lambda host: dns[host])
+    for url, address in (
+        ("http://127.0.0.1:9/hook", "127.0.0.1"),
+        ("http://169.254.169.254/latest", "169.254.169.254"),
+        ("http://localhost:9/", "127.0.0.1"),
+        ("https://intranet.example/hook", "192.168.1.20"),  # a name resolving to private
+    ):
         response = api.post("/api/v1/destinations", json={"name": "x", "url": url})
         assert response.status_code == 400, url
         body = response.json()["error"]
         assert body["code"] == "unsafe_url" and body["details"]["field"] == "url"
-        assert "allow_list" in body["message"]
+        assert "allow_list" in body["message"] and address in body["message"]

@@ -45,6 +45,6 @@ def test_create_subscribe_list_replay(tmp_path: Path) -> None:
     replay = runner.invoke(
         app, ["deliveries", "replay", "--destination", "crm", "--since", "2024-01-01T00:00:00", *d]
     )
-    assert json.loads(replay.output) == {"replayed": 0}
+    assert json.loads(replay.output) == {"replayed": 0, "superseded": 0}
     missing = runner.invoke(app, ["deliveries", "list", "--destination", "nope", *d])
     assert missing.exit_code == 2

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from standardwebhooks import Webhook
 
 from segflow.activate.payloads import DictProfiles
@@ -32,12 +33,15 @@ def setup(
     return store, service, worker
 
 
-def data_of(body: bytes) -> dict[str, Any]:
-    return msgspec.json.decode(body)["data"]  # type: ignore[no-any-return]
+def items_of(body: bytes) -> list[dict[str, Any]]:
+    """The changes one request carries (one, or a batch's)."""
+    doc = msgspec.json.decode(body)
+    return [p["data"] for p in doc["data"]] if doc["type"] == "batch" else [doc["data"]]
 
 
+@pytest.mark.parametrize("batch_max", [1, 5])
 def test_receiver_failing_for_minutes_gets_every_change_in_order(
-    tmp_path: Path, receiver_factory: Any, sqlite_feed: Any, make_changes: Any
+    tmp_path: Path, receiver_factory: Any, sqlite_feed: Any, make_changes: Any, batch_max: int
 ) -> None:
     clock = ManualClock(1_700_000_000_000)
     recovers_at = clock.now_ms() + 5 * MINUTE_MS
@@ -46,8 +50,9 @@ def test_receiver_failing_for_minutes_gets_every_change_in_order(
     )
     store, service, worker = setup(tmp_path, sqlite_feed, clock)
     _, secret = service.create_destination(
-        {"name": "crm", "url": receiver.url, "backoff_base_ms": 1_000, "concurrency": 4}
-    )
+        {"name": "crm", "url": receiver.url, "backoff_base_ms": 1_000, "concurrency": 4,
+         "batch_max": batch_max}
+    )  # fmt: skip
     service.subscribe("crm", "vip")
     sent = make_changes(profiles=6, per_profile=8)
     for change in sent:
@@ -67,29 +72,34 @@ def test_receiver_failing_for_minutes_gets_every_change_in_order(
     assert (stats.pending, stats.dead, stats.delivered) == (0, 0, len(sent))
     hook = Webhook(secret)
     for request in receiver.requests:
-        hook.verify(request.body, request.headers)
-    by_id: dict[str, set[bytes]] = defaultdict(set)
+        hook.verify(request.body, request.headers)  # every attempt, failed or not
+    by_id: dict[str, set[tuple[str, ...]]] = defaultdict(set)
     for request in receiver.requests:
-        by_id[request.headers["webhook-id"]].add(request.body)
-        assert data_of(request.body)["id"] == request.headers["webhook-id"]
-    assert all(len(bodies) == 1 for bodies in by_id.values())  # a duplicate is the same change
+        ids = tuple(sorted(i["id"] for i in items_of(request.body)))
+        by_id[request.headers["webhook-id"]].add(ids)
+        if batch_max == 1:
+            assert ids == (request.headers["webhook-id"],)
+    assert all(len(sets) == 1 for sets in by_id.values())  # a duplicate is the same change(s)
     delivered: dict[str, list[int]] = defaultdict(list)
     for request in receiver.ok():
-        data = data_of(request.body)
-        delivered[data["profile_id"]].append(data["sequence"])
-    assert delivered == {f"p{p}": list(range(1, 9)) for p in range(6)}
+        for data in items_of(request.body):
+            delivered[data["profile_id"]].append(data["sequence"])
+    assert delivered == {f"p{p}": list(range(1, 9)) for p in range(6)}  # all, once, in order
     assert any(r.status == 500 for r in receiver.requests)
 
 
-def test_hanging_receiver_does_not_delay_the_others(
+def test_hanging_and_dead_receivers_do_not_delay_the_others(
     tmp_path: Path, receiver_factory: Any, sqlite_feed: Any, make_changes: Any, until: Any
 ) -> None:
     hanging = receiver_factory(lambda n, h, b: (200, {}, 60.0))
     fast = receiver_factory()
+    closed = receiver_factory()
+    closed.close()  # nothing listens there any more: connections are refused
     store, service, worker = setup(tmp_path, sqlite_feed)
     service.create_destination({"name": "slow", "url": hanging.url, "timeout_ms": 60_000})
     service.create_destination({"name": "fast", "url": fast.url})
-    for name in ("slow", "fast"):
+    service.create_destination({"name": "dead", "url": closed.url, "backoff_base_ms": 10})
+    for name in ("slow", "fast", "dead"):
         service.subscribe(name, "vip")
     worker.start()
     try:
@@ -99,7 +109,11 @@ def test_hanging_receiver_does_not_delay_the_others(
         assert until(lambda: store.stats("fast").delivered == 40)
         assert len(fast.ok()) == 40
         assert hanging.ok() == []  # still hanging while "fast" got everything
-        assert store.stats("slow").pending == 40
+        assert store.stats("slow").pending == 40 and store.stats("dead").pending == 40
+        refused = lambda: any(  # noqa: E731
+            "ConnectError" in (d["delivery"].last_error or "") for d in service.deliveries("dead")
+        )
+        assert until(refused)  # tried, refused, retrying
     finally:
         hanging.release.set()
         worker.stop()

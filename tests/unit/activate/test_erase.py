@@ -51,7 +51,15 @@ def test_notices_go_to_destinations_that_knew_the_profile(tmp_path: Path) -> Non
     assert store.deliveries("never") == []
     assert pending(store, ["p1"]) == 3
 
-    assert erase_deliveries(store, ["p1"]) == {"deliveries": 3, "attempts": 0, "sent_state": 2}
+    with store.transaction() as con:
+        store.set_consent(con, "p1", {"advertising": False})
+        store.set_consent(con, "p2", {"advertising": True})
+    counts = erase_deliveries(store, ["p1"])
+    assert counts == {
+        "deliveries": 3, "attempts": 0, "sent_state": 2, "last_delivered": 0, "consents": 1,
+    }  # fmt: skip
+    with store.transaction() as con:
+        assert store.consents(con, ["p1", "p2"]) == {"p2": {"advertising": True}}
     assert pending(store, ["p1"]) == 0 and store.deliveries("told") == []
     store.close()
 

@@ -16,7 +16,7 @@ from segflow.activate.exceptions import (
     RetryableDeliveryError,
     UnsafeUrlError,
 )
-from segflow.activate.identifiers import hash_email, hash_phone, normalize_phone
+from segflow.activate.identifiers import PhoneRules, hash_email, hash_phone, normalize_phone
 from segflow.activate.models import Destination
 from segflow.activate.payloads import ChangeContext, build_payload, consent_denied
 from segflow.activate.policy import backoff_ms, classify, next_attempt_ms
@@ -115,8 +115,16 @@ def test_backoff_is_bounded_and_grows(attempt: int, jitter: float) -> None:
 def test_identifier_normalisation_and_hashing() -> None:
     expected = hashlib.sha256(b"john.doe@example.com").hexdigest()
     assert hash_email("  John.Doe@Example.com\n") == expected
-    assert normalize_phone("+44 (0)20-7946 0958".replace("(0)", "")) == "+442079460958"
+    assert normalize_phone("+44 (0)20-7946 0958") == "+442079460958"
+    assert normalize_phone("020 7946 0958", "44") == "+442079460958"
+    assert normalize_phone("0044 20 7946 0958", digits_only=True) == "442079460958"
+    # Google Customer Match hashes E.164 with "+"; Meta's and TikTok's lists digits only
     assert hash_phone("+1 415 555 0123") == hashlib.sha256(b"+14155550123").hexdigest()
+    digits = PhoneRules("digits")
+    assert hash_phone("+1 (415) 555-0123", digits) == hashlib.sha256(b"14155550123").hexdigest()
+    assert hash_phone("(415) 555-0123", PhoneRules("digits", "1")) == hash_phone(
+        "+14155550123", digits
+    )
 
 
 CTX = ChangeContext(
@@ -140,6 +148,9 @@ def test_hashed_identifiers_replace_raw_ones() -> None:
         "phone_sha256": hash_phone("+14155550123"),
     }
     assert "A@B.co" not in str(payload)
+    meta = Destination(name="m", url="https://x", identifiers="hashed", phone_format="digits")
+    ids = {i["type"]: i["value"] for i in build_payload(meta, CTX)["data"]["identifiers"]}
+    assert ids["phone_sha256"] == hashlib.sha256(b"14155550123").hexdigest()
 
 
 def test_segment_format_events() -> None:
@@ -157,9 +168,8 @@ def test_segment_format_events() -> None:
 
 
 def test_consent() -> None:
-    assert consent_denied({"consent": {"advertising": False}}, "advertising")
-    assert consent_denied(
-        {"consent": {"categoryPreferences": {"Advertising": "false"}}}, "advertising"
-    )
-    assert not consent_denied({"consent": {"advertising": True}}, "advertising")
-    assert not consent_denied({"consent": {"advertising": False}}, None)
+    assert consent_denied({"advertising": False}, "advertising")
+    assert consent_denied({"categoryPreferences": {"Advertising": "false"}}, "advertising")
+    assert not consent_denied({"advertising": True}, "advertising")
+    assert not consent_denied({"advertising": False}, None)
+    assert not consent_denied("denied", "advertising")  # not a mapping: no answer

@@ -1,83 +1,18 @@
-"""Queue and worker behaviour with an in-memory transport and a manual clock."""
+"""Queue and worker behaviour with an in-memory request pool and a manual clock."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+import httpcore
 import httpx
 import msgspec
 import pytest
+from tests.unit.activate.harness import Harness, mc, ok
 
-from segflow.activate.exceptions import DestinationExistsError, UnsafeUrlError
+from segflow.activate.exceptions import DestinationExistsError, InvalidDestinationError
 from segflow.activate.payloads import DictProfiles
-from segflow.activate.service import ActivationService
-from segflow.activate.ssrf import UrlGuard
-from segflow.activate.store import DeliveryStore
-from segflow.activate.worker import DeliveryWorker
-from segflow.clock import HOUR_MS, ManualClock
-from segflow.spec import AnyChange, MembershipChange
-
-PUBLIC = UrlGuard(resolver=lambda host: ["93.184.216.34"])
-
-
-class ListFeed:
-    def __init__(self) -> None:
-        self.items: list[AnyChange] = []
-
-    def add(self, *changes: AnyChange) -> None:
-        self.items.extend(changes)
-
-    def read(self, after_seq: int, limit: int = 1000) -> list[tuple[int, AnyChange]]:
-        return [(i + 1, c) for i, c in enumerate(self.items)][after_seq : after_seq + limit]
-
-
-def mc(pid: str, kind: str, seq: int, segment: str = "vip") -> MembershipChange:
-    return MembershipChange(profile_id=pid, segment=segment, kind=kind, at_ms=seq, sequence=seq)  # type: ignore[arg-type]
-
-
-class Harness:
-    def __init__(
-        self,
-        tmp_path: Path,
-        handler: Callable[[httpx.Request], httpx.Response],
-        lookup: DictProfiles | None = None,
-    ) -> None:
-        self.clock = ManualClock(1_000_000)
-        self.requests: list[httpx.Request] = []
-        self.lookup = lookup or DictProfiles()
-
-        def record(request: httpx.Request) -> httpx.Response:
-            self.requests.append(request)
-            return handler(request)
-
-        transport = httpx.MockTransport(record)
-        self.store = DeliveryStore(tmp_path / "delivery.sqlite")
-        self.feed = ListFeed()
-        self.service = ActivationService(
-            self.store, guard=PUBLIC, lookup=self.lookup, clock=self.clock, transport=transport
-        )
-        self.worker = DeliveryWorker(
-            self.store, self.feed, self.lookup, guard=PUBLIC, clock=self.clock, transport=transport
-        )
-
-    def passes(self, n: int = 1, advance_ms: int = 0) -> None:
-        async def go() -> None:
-            for _ in range(n):
-                await self.worker.run_pass()
-                self.clock.advance(advance_ms)
-            await self.worker.aclose()
-
-        asyncio.run(go())
-
-    def bodies(self) -> list[dict[str, Any]]:
-        return [msgspec.json.decode(r.content) for r in self.requests]
-
-
-def ok(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200)
+from segflow.clock import HOUR_MS
 
 
 def test_rejected_change_is_dead_lettered_at_once_and_replayable(tmp_path: Path) -> None:
@@ -85,12 +20,13 @@ def test_rejected_change_is_dead_lettered_at_once_and_replayable(tmp_path: Path)
     h = Harness(tmp_path, lambda r: httpx.Response(next(answers)))
     h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
     h.service.subscribe("d", "vip")
-    h.feed.add(mc("p1", "entered", 1), mc("p1", "exited", 2))
+    h.service.subscribe("d", "other")
+    h.feed.add(mc("p1", "entered", 1), mc("p1", "entered", 2, "other"))
     h.passes(2)
     assert [d["delivery"].status for d in h.service.deliveries("d")] == ["delivered", "dead"]
     dead = h.service.dead_letters("d")[0]
     assert dead["attempts"][0].status == 400
-    assert h.service.replay("d") == 1
+    assert h.service.replay("d") == {"replayed": 1, "superseded": 0}
     h.passes(1)
     ids = [r.headers["webhook-id"] for r in h.requests]
     assert ids[0] == ids[2]  # the replay keeps the idempotency key
@@ -129,8 +65,10 @@ def test_horizon_moves_the_change_to_dead_letters_with_every_attempt(tmp_path: P
     assert all(a.status == 500 for a in dead["attempts"])
 
 
-def test_410_disables_the_destination_and_keeps_its_queue(tmp_path: Path) -> None:
-    h = Harness(tmp_path, lambda r: httpx.Response(410))
+def test_410_disables_the_destination_and_keeps_its_queue(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(tmp_path, lambda r: httpx.Response(410 if len(h.requests) == 1 else 200))
     h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
     h.service.subscribe("d", "vip")
     h.feed.add(mc("p1", "entered", 1))
@@ -141,6 +79,93 @@ def test_410_disables_the_destination_and_keeps_its_queue(tmp_path: Path) -> Non
     )
     assert shown["stats"].pending == 1 and "410" in shown["notices"][0]["message"]
     assert len(h.requests) == 1
+    assert any(r.levelname == "ERROR" and "410 Gone" in r.getMessage() for r in caplog.records)
+    h.service.update_destination("d", {"enabled": True})  # the operator re-enables it
+    h.passes(1)
+    assert h.store.stats("d").delivered == 1 and h.service.show("d")["destination"].enabled
+
+
+def test_retry_after_is_honoured_over_a_shorter_backoff(tmp_path: Path) -> None:
+    h = Harness(
+        tmp_path,
+        lambda r: (
+            httpx.Response(429, headers={"retry-after": "120"})
+            if len(h.requests) == 1
+            else httpx.Response(200)
+        ),
+    )
+    h.service.create_destination(
+        {"name": "d", "url": "https://hooks.example/x", "backoff_base_ms": 1_000}
+    )
+    h.service.subscribe("d", "vip")
+    h.feed.add(mc("p1", "entered", 1))
+    h.passes(12, advance_ms=10_000)  # 110 s: the backoff (<= 1 s) alone would have retried
+    assert len(h.requests) == 1
+    [attempt] = h.service.deliveries("d")[0]["attempts"]
+    assert attempt.status == 429 and attempt.next_attempt_ms == attempt.at_ms + 120_000
+    h.passes(2, advance_ms=10_000)
+    assert len(h.requests) == 2 and h.store.stats("d").delivered == 1
+
+
+def test_a_retry_after_beyond_the_horizon_dead_letters_the_change(tmp_path: Path) -> None:
+    h = Harness(tmp_path, lambda r: httpx.Response(503, headers={"retry-after": str(2 * 86_400)}))
+    h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
+    h.service.subscribe("d", "vip")
+    h.feed.add(mc("p1", "entered", 1))
+    h.passes(1)
+    [dead] = h.service.dead_letters("d")
+    assert [a.status for a in dead["attempts"]] == [503]
+
+
+def test_timeouts_408_and_connection_errors_are_retried_other_4xx_are_not(
+    tmp_path: Path,
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        segment = msgspec.json.decode(request.content)["data"]["segment"]
+        if segment == "timeout":
+            raise httpcore.ReadTimeout("slow")
+        if segment == "refused":
+            raise httpcore.ConnectError("refused")
+        return httpx.Response({"s408": 408, "s404": 404, "s422": 422}[segment])
+
+    h = Harness(tmp_path, answer)
+    h.service.create_destination({"name": "d", "url": "https://hooks.example/x"})
+    segments = ("timeout", "refused", "s408", "s404", "s422")
+    for n, segment in enumerate(segments):
+        h.service.subscribe("d", segment)
+        h.feed.add(mc(f"p{n}", "entered", 1, segment))
+    h.passes(2)  # concurrency 4: five requests take two passes (no time passes: no retries)
+    status = {d["delivery"].segment: d["delivery"].status for d in h.service.deliveries("d")}
+    assert status == {
+        "timeout": "pending", "refused": "pending", "s408": "pending",
+        "s404": "dead", "s422": "dead",
+    }  # fmt: skip
+    errors = {d["delivery"].segment: d["delivery"].last_error for d in h.service.deliveries("d")}
+    assert "timeout" in (errors["timeout"] or "") and "ConnectError" in (errors["refused"] or "")
+
+
+def test_change_files_roll_over_per_period(tmp_path: Path) -> None:
+    h = Harness(tmp_path, ok)
+    out = tmp_path / "exports"
+    h.service.create_destination(
+        {"name": "f", "kind": "file", "directory": str(out), "file_period_ms": 60_000}
+    )
+    h.service.subscribe("f", "vip")
+    h.feed.add(mc("p1", "entered", 1))
+    h.passes(1, advance_ms=60_000)
+    h.feed.add(mc("p1", "exited", 2))
+    h.passes(1)
+    files = sorted((out / "changes").iterdir())
+    assert len(files) == 2
+    assert [f.read_text().splitlines()[1].split(",")[3] for f in files] == ["entered", "exited"]
+
+
+def test_destination_options_are_validated(tmp_path: Path) -> None:
+    h = Harness(tmp_path, ok)
+    for field, value in (("phone_country_code", "UK"), ("concurrency", 0), ("batch_max", 0)):
+        with pytest.raises(InvalidDestinationError) as info:
+            h.service.create_destination({"name": "d", "url": "https://x.example/", field: value})
+        assert info.value.field == field
 
 
 def test_redirects_are_not_followed(tmp_path: Path) -> None:
@@ -153,23 +178,6 @@ def test_redirects_are_not_followed(tmp_path: Path) -> None:
     h.passes(1)
     assert len(h.requests) == 1
     assert "redirect" in (h.service.deliveries("d")[0]["delivery"].last_error or "")
-
-
-def test_ssrf_is_checked_again_at_delivery_time(tmp_path: Path) -> None:
-    answers = {"ip": "93.184.216.34"}
-    guard = UrlGuard(resolver=lambda host: [answers["ip"]])
-    h = Harness(tmp_path, ok)
-    h.service.guard = guard
-    h.worker.guard = guard
-    h.service.create_destination({"name": "d", "url": "https://rebind.example/x"})
-    h.service.subscribe("d", "vip")
-    answers["ip"] = "169.254.169.254"
-    h.feed.add(mc("p1", "entered", 1))
-    h.passes(1)
-    assert h.requests == []
-    assert "169.254.169.254" in (h.service.deliveries("d")[0]["delivery"].last_error or "")
-    with pytest.raises(UnsafeUrlError):
-        h.service.create_destination({"name": "e", "url": "https://rebind.example/x"})
 
 
 def test_initial_sync_then_live_changes_without_duplicates(tmp_path: Path) -> None:
@@ -187,25 +195,6 @@ def test_initial_sync_then_live_changes_without_duplicates(tmp_path: Path) -> No
     got = [(b["data"]["profile_id"], b["data"]["kind"]) for b in h.bodies()]
     assert sorted(got) == [("p1", "entered"), ("p1", "exited"), ("p2", "entered")]
     assert h.bodies()[0]["data"]["traits"] == {"plan": "pro"}
-
-
-def test_consent_denied_is_not_sent_and_withdrawal_sends_exited(tmp_path: Path) -> None:
-    lookup = DictProfiles(traits={"p2": {"consent": {"advertising": False}}})
-    h = Harness(tmp_path, ok, lookup)
-    h.service.create_destination(
-        {"name": "ads", "url": "https://ads.example/x", "consent_purpose": "advertising"}
-    )
-    h.service.subscribe("ads", "vip")
-    h.feed.add(mc("p1", "entered", 1), mc("p2", "entered", 1))
-    h.passes(1)
-    assert [b["data"]["profile_id"] for b in h.bodies()] == ["p1"]
-    lookup.trait_map["p1"] = {"consent": {"advertising": False}}
-    assert h.worker.feeder.recheck_consent(["p1"]) == 1
-    h.passes(1)
-    assert [(b["data"]["profile_id"], b["data"]["kind"]) for b in h.bodies()][-1] == (
-        "p1",
-        "exited",
-    )
 
 
 def test_unsubscribed_kinds_and_segments_are_not_sent(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ def replay(console: Console, request: Request, form: Form) -> Response:
     name = request.path_params["name"]
     ids = [int(i) for i in form.get("ids", "").split(",") if i.strip().isdigit()]
     try:
-        count = console.deps.activation.replay(name, ids=ids)
+        count = console.deps.activation.replay(name, ids=ids)["replayed"]
     except SegflowError as exc:
         return console.render(request, "error.html", 404, title="Replay", reason=exc.message)
     console.record(request, "destination.replay", name, None, {"ids": ids, "replayed": count})

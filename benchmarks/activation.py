@@ -1,0 +1,392 @@
+"""End-to-end activation: event accepted (HTTP 200) -> webhook received, and membership reads.
+
+Run: ``python -m benchmarks.activation [--rounds 5] [--seconds 3] [--lookup-seconds 4]``
+
+- **Freshness**: a load generator offers ``track "Signed Up"`` events of new users (5 per
+  ``/v1/batch`` request) at 1,000 and 5,000 events/s to a real ``segflow serve`` process; the
+  segment ``did "Signed Up"`` makes each one an ``entered`` change for a webhook destination.
+  Latency: from the moment the client read the request's HTTP 200 to the moment a local
+  receiver got the webhook carrying that user (both clocks are this machine's wall clock).
+  Destinations (concurrency 32): unbatched, and batched (up to 100 changes or 5 ms per
+  request).
+- **Membership reads**: ``GET /api/v1/profiles/user_id:{id}/segments`` on the same server
+  (its state holds every user the freshness rounds created), ``wrk`` capped at 2,000 req/s.
+
+Baseline (``benchmarks/baselines/webhook_pipeline.py``): FastAPI + pydantic + uvicorn, the
+events appended to SQLite (``synchronous=FULL``) before the 200, one thread polling them and
+POSTing signed webhooks (the same batching), memberships in a SQLite table for the reads.
+
+Placement (2 cores): the server under test on core 0; the load generator, the receiver and
+``wrk`` on core 1. Both servers run all along; the one not measured is paused (SIGSTOP), and
+rounds alternate segflow / baseline after a warm-up round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+
+from benchmarks.common import commit, machine, median
+
+RECEIVER = """
+import json, sys, time
+import uvicorn
+seen = []
+def users(doc):
+    items = doc["data"] if doc.get("type") == "batch" else [doc]
+    for item in items:
+        for ident in item["data"]["identifiers"]:
+            if ident["type"] == "user_id":
+                yield ident["value"]
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            break
+    now = time.time()
+    if scope["method"] == "GET":
+        out = json.dumps(seen).encode(); seen.clear()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": out}); return
+    seen.extend([u, now] for u in users(json.loads(body)))
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", access_log=False)
+"""
+PER_REQUEST = 5
+SECRET = "whsec_" + base64.b64encode(b"b" * 32).decode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], deadline_s: float = 120) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+class System:
+    """One server under test: its process (paused when not measured) and how to reach it."""
+
+    def __init__(self, name: str, proc: subprocess.Popen[bytes], port: int, auth: Any) -> None:
+        self.name, self.proc, self.port, self.auth = name, proc, port, auth
+        self.token = ""
+
+    def pause(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        self.resume()
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def start_segflow(tmp: Path, hook: str, batch: int) -> System:
+    from typer.testing import CliRunner
+
+    from segflow.cli.main import _register_all, app
+
+    _register_all()
+    data = tmp / f"segflow-{batch}"
+    env = {**os.environ, "SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]'}
+
+    def cli(*args: str) -> str:
+        result = CliRunner().invoke(app, [*args, "--data-dir", str(data)], env=env)
+        assert result.exit_code == 0, result.output
+        return str(result.output.strip().splitlines()[-1])
+
+    write_key, token = cli("sources", "create", "web"), cli("tokens", "create", "--role", "admin")
+    port = free_port()
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "segflow.cli.main", "serve",
+         "--data-dir", str(data), "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "serve.log").open("ab"),
+    )  # fmt: skip
+    wait_listening(port, proc)
+    system = System("segflow", proc, port, (write_key, ""))
+    system.token = token
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as api:
+        api.headers["Authorization"] = f"Bearer {token}"
+        for _ in range(600):
+            if api.get("/api/v1/health").status_code == 200:
+                break
+            time.sleep(0.1)
+        made = api.post("/api/v1/segments", json={"name": "signed", "rule": 'did "Signed Up"'})
+        assert made.status_code == 201, made.text
+        dest = {"name": "hook", "url": hook, "batch_max": batch, "batch_wait_ms": 5 if batch > 1 else 0,
+                "concurrency": 32, "subscriptions": [{"segment": "signed"}]}  # fmt: skip
+        made = api.post("/api/v1/destinations", json=dest)
+        assert made.status_code == 201, made.text
+    return system
+
+
+def start_baseline(tmp: Path, hook: str, batch: int) -> System:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "benchmarks.baselines.webhook_pipeline",
+         str(tmp / f"baseline-{batch}.sqlite"), str(port), hook, str(batch), SECRET],
+        stdout=subprocess.DEVNULL, stderr=(tmp / "baseline.log").open("ab"),
+    )  # fmt: skip
+    wait_listening(port, proc)
+    return System("baseline", proc, port, ("-", ""))
+
+
+async def offer(system: System, rate: int, seconds: float, prefix: str) -> dict[str, float]:
+    """Send ``rate * seconds`` events (PER_REQUEST per request) on schedule over 64
+    keep-alive connections; the wall-clock time each one's 200 was read, by user id."""
+    auth = base64.b64encode(f"{system.auth[0]}:".encode()).decode()
+    queue: asyncio.Queue[int | None] = asyncio.Queue()
+    acked: dict[str, float] = {}
+    requests = int(rate * seconds) // PER_REQUEST
+
+    def payload(i: int) -> tuple[bytes, list[str]]:
+        users = [f"{prefix}-{i}-{k}" for k in range(PER_REQUEST)]
+        batch = [
+            {"type": "track", "userId": u, "event": "Signed Up", "messageId": u} for u in users
+        ]
+        body = msgspec.json.encode({"batch": batch})
+        head = (f"POST /v1/batch HTTP/1.1\r\nHost: bench\r\nAuthorization: Basic {auth}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")  # fmt: skip
+        return head.encode() + body, users
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", system.port)
+        try:
+            while (i := await queue.get()) is not None:
+                raw, users = payload(i)
+                writer.write(raw)
+                head = await reader.readuntil(b"\r\n\r\n")
+                at = head.lower().find(b"content-length:")
+                length = int(head[at + 15 : head.find(b"\r\n", at)]) if at >= 0 else 0
+                await reader.readexactly(length)
+                now = time.time()
+                if head[9:12] == b"200":
+                    acked.update((u, now) for u in users)
+        finally:
+            writer.close()
+
+    tasks = [asyncio.create_task(connection()) for _ in range(64)]
+    start = time.perf_counter()
+    for i in range(requests):
+        delay = start + i * PER_REQUEST / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait(i)
+    for _ in tasks:
+        queue.put_nowait(None)
+    await asyncio.gather(*tasks)
+    return acked
+
+
+def collect(receiver: str, expected: set[str], deadline_s: float = 120) -> dict[str, float]:
+    seen: dict[str, float] = {}
+    end = time.monotonic() + deadline_s
+    while not expected <= seen.keys() and time.monotonic() < end:
+        time.sleep(0.05)
+        seen.update({u: t for u, t in httpx.get(receiver, timeout=30).json()})
+    return seen
+
+
+def freshness(
+    system: System, receiver: str, rate: int, seconds: float, tag: str
+) -> dict[str, float]:
+    system.resume()
+    try:
+        t0 = time.perf_counter()
+        acked = run(offer(system, rate, seconds, tag))
+        offered = len(acked) / (time.perf_counter() - t0)
+        seen = collect(receiver, set(acked))
+    finally:
+        system.pause()
+    lat = sorted((seen[u] - t) * 1000 for u, t in acked.items() if u in seen)
+    missing = len(acked) - len(lat)
+    return {"p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)], "max": lat[-1],
+            "achieved": offered, "missing": missing}  # fmt: skip
+
+
+def run(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+LUA = """
+local ids = {}
+for line in io.lines(os.getenv("IDS_FILE")) do ids[#ids + 1] = line end
+local token = os.getenv("TOKEN")
+if token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
+local delay_ms = tonumber(os.getenv("DELAY_MS"))
+request = function()
+  return wrk.format("GET", "/api/v1/profiles/user_id:" .. ids[math.random(#ids)] .. "/segments")
+end
+delay = function() return delay_ms end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d %d\\n", latency:percentile(50),
+    latency:percentile(99), latency.max, summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+def reads(system: System, tmp: Path, users: list[str], seconds: int, rate: int) -> dict[str, float]:
+    """wrk (1 thread, 20 connections, a per-request delay capping the rate) on core 1."""
+    (tmp / "ids.txt").write_text("\n".join(users) + "\n")
+    (tmp / "reads.lua").write_text(LUA)
+    conns = 20
+    env = {**os.environ, "IDS_FILE": str(tmp / "ids.txt"), "TOKEN": system.token,
+           "DELAY_MS": str(max(1, 1000 * conns // rate - 2))}  # fmt: skip
+    system.resume()
+    try:
+        out = subprocess.run(
+            ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "-s",
+             str(tmp / "reads.lua"), f"http://127.0.0.1:{system.port}"],
+            capture_output=True, text=True, env=env, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        system.pause()
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))
+    p50, p99, mx, n, dur_us, errors, bad = (int(x) for x in line.split()[1:])
+    return {"p50": p50 / 1000, "p99": p99 / 1000, "max": mx / 1000, "rps": n / (dur_us / 1e6),
+            "errors": errors + bad}  # fmt: skip
+
+
+def table(rows: list[str]) -> None:
+    print("| measure | segflow | baseline | ratio (p99 baseline / segflow) | target |")
+    print("| --- | --- | --- | --- | --- |")
+    for row in rows:
+        print(row)
+
+
+def row(
+    label: str, s: list[dict[str, float]], b: list[dict[str, float]], target: str, unit: str
+) -> str:
+    def fig(results: list[dict[str, float]]) -> str:
+        med: Callable[[str], float] = lambda k: median([r[k] for r in results])  # noqa: E731
+        extra = f"rps {med('rps'):,.0f}" if "rps" in results[0] else f"{med('achieved'):,.0f}/s"
+        return f"{med('p50'):.1f} / {med('p99'):.1f} / {med('max'):.0f} {unit} ({extra})"
+
+    ratio = median([y["p99"] / x["p99"] for x, y in zip(s, b, strict=True)])
+    return f"| {label} | {fig(s)} | {fig(b)} | {ratio:.2f}x | {target} |"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument(
+        "--plan",
+        default="1:1000,100:1000,100:5000",
+        help="batch_max:events/s pairs (unbatched delivery tops out near 1,000 changes/s here)",
+    )
+    ap.add_argument("--lookup-seconds", type=int, default=4)
+    ap.add_argument("--lookup-rate", type=int, default=2000)
+    args = ap.parse_args()
+    os.sched_setaffinity(0, {1})
+    tmp = Path(tempfile.mkdtemp(prefix="segflow-bench-activation-"))
+    port = free_port()
+    script = tmp / "receiver.py"
+    script.write_text(RECEIVER)
+    receiver = subprocess.Popen(["taskset", "-c", "1", sys.executable, str(script), str(port)])
+    hook, seen_url = f"http://127.0.0.1:{port}/hook", f"http://127.0.0.1:{port}/seen"
+    rows: list[str] = []
+    try:
+        wait_listening(port, receiver)
+        plan = [tuple(int(x) for x in p.split(":")) for p in args.plan.split(",")]
+        for batch in dict.fromkeys(b for b, _ in plan):
+            rates = [r for b, r in plan if b == batch]
+            systems = [start_segflow(tmp, hook, batch), start_baseline(tmp, hook, batch)]
+            for s in systems:
+                s.pause()
+            try:
+                rows += rounds(args, systems, seen_url, batch, rates, tmp)
+            finally:
+                for s in systems:
+                    s.stop()
+    finally:
+        receiver.terminate()
+        receiver.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"machine: {machine()}  commit: {commit()}  rounds: {args.rounds}  "
+          f"{PER_REQUEST} events per request, {args.seconds:g} s per round")  # fmt: skip
+    table(rows)
+
+
+def rounds(
+    args: argparse.Namespace,
+    systems: list[System],
+    seen: str,
+    batch: int,
+    rates: list[int],
+    tmp: Path,
+) -> list[str]:
+    out: list[str] = []
+    users: dict[str, list[str]] = {s.name: [] for s in systems}
+    for rate in rates:
+        res: dict[str, list[dict[str, float]]] = {"segflow": [], "baseline": []}
+        for rnd in range(args.rounds + 1):  # round 0: warm-up
+            for s in systems:
+                tag = f"{s.name}-r{rate}b{batch}n{rnd}"
+                r = freshness(s, seen, rate, args.seconds if rnd else 1.0, tag)
+                print(f"{s.name} batch {batch} @ {rate}/s round {rnd}: {r}", file=sys.stderr)
+                if rnd:
+                    res[s.name].append(r)
+        for s in systems:
+            n = int(rate * args.seconds) // PER_REQUEST
+            users[s.name] += [f"{s.name}-r{rate}b{batch}n1-{i}-0" for i in range(n)]
+        label = f"freshness @ {rate:,} events/s, batch_max {batch}: p50 / p99 / max (achieved)"
+        out.append(row(label, res["segflow"], res["baseline"], "p99 <= 50 ms", "ms"))
+    if batch == 1 and shutil.which("wrk"):
+        res = {"segflow": [], "baseline": []}
+        for rnd in range(args.rounds + 1):
+            for s in systems:
+                r = reads(
+                    s, tmp, users[s.name], args.lookup_seconds if rnd else 1, args.lookup_rate
+                )
+                print(f"{s.name} reads round {rnd}: {r}", file=sys.stderr)
+                if rnd:
+                    res[s.name].append(r)
+        label = f"membership reads (/segments) at <= {args.lookup_rate:,} req/s: p50 / p99 / max"
+        out.append(row(label, res["segflow"], res["baseline"], "p99 <= 5 ms", "ms"))
+    return out
+
+
+if __name__ == "__main__":
+    main()
