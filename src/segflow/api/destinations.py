@@ -233,9 +233,9 @@ def destination_routes(
             ep("read", lambda s, r, b: {"destinations": s.list_destinations()}),
             methods=["GET"],
         ),
-        Route(PREFIX, changes("admin", "create", _create, 201), methods=["POST"]),
+        Route(PREFIX, changes("editor", "create", _create, 201), methods=["POST"]),
         Route(PREFIX + "/{name}", ep("read", lambda s, r, b: s.show(_name(r))), methods=["GET"]),
-        Route(PREFIX + "/{name}", changes("admin", "update", _update), methods=["PATCH"]),
+        Route(PREFIX + "/{name}", changes("editor", "update", _update), methods=["PATCH"]),
         Route(PREFIX + "/{name}", changes("admin", "delete", _delete), methods=["DELETE"]),
         Route(
             PREFIX + "/{name}/test",
@@ -245,7 +245,7 @@ def destination_routes(
         Route(
             PREFIX + "/{name}/secrets",
             changes(
-                "admin", "rotate_secret", lambda s, r, b: {"secret": s.rotate_secret(_name(r))}
+                "editor", "rotate_secret", lambda s, r, b: {"secret": s.rotate_secret(_name(r))}
             ),
             methods=["POST"],
         ),
