@@ -16,6 +16,7 @@ offset 0 (or a restart after a crash) walks the same batches and reproduces the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -66,8 +67,9 @@ class Assignment(Protocol):
 
 
 class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """``group``: consumer group (offsets mirrored to the log for lag monitoring);
-    ``partitions``: owned partitions (None = all); ``poll_interval_ms`` bounds timer lateness;
+    """``group``: consumer group (offsets mirrored to the log for lag monitoring and log
+    retention, at most every ``mirror_interval_ms`` and whenever the processor is idle: the
+    real offsets commit with the state, so the mirror only trails them); ``partitions``: owned partitions (None = all); ``poll_interval_ms`` bounds timer lateness;
     ``optimistic_tries``: optimistic attempts of a batch before it takes the store's write lock
     (:mod:`segflow.stream.state.optimistic`; for processors sharing one store)."""
 
@@ -77,6 +79,7 @@ class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     poll_interval_ms: int = 200
     timer_batch: int = 1000
     mirror_offsets: bool = True
+    mirror_interval_ms: int = 1000
     optimistic_tries: int = 0  # > 0: batches run optimistically first (several processors)
 
 
@@ -108,6 +111,8 @@ class Processor:
             time.time_ns() // 1_000_000
         )  # ML scores and clusters, applied between batches
         self._records: dict[int, list[Record]] = {}
+        self._unmirrored: dict[int, int] = {}  # offsets committed, not yet mirrored to the log
+        self._mirrored_at = 0.0
         self.conflicts = 0  # optimistic batches redone because another processor won
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -146,6 +151,8 @@ class Processor:
         self.run_commands()
         self.apply_attributes()
         self.fire_timers()
+        if not done:
+            self.flush_offsets()
         return done
 
     def backfill_step(self, limit: int = 200) -> int:
@@ -255,9 +262,12 @@ class Processor:
         done = 0
         try:
             batch = Batch(tx)
+            reads = [(p, self._read(p, tx.get_offset(p), limit)) for p in self.owned_partitions]
+            # the clock after the reads: a record appended between a clock read and the log
+            # read would be in the future at that clock, evaluated without itself, and only
+            # counted by the timer at its timestamp (an extra transaction, a later change)
             now_ms = self.clock.now_ms()
-            for partition in self.owned_partitions:
-                records = self._read(partition, tx.get_offset(partition), limit)
+            for partition, records in reads:
                 idents = self.handler.prefetch(batch, records)
                 for record, ids in zip(records, idents, strict=True):
                     if self.blocked is not None and self.blocked(ids):
@@ -359,8 +369,22 @@ class Processor:
         return self.wall_ms() - (now_ms - due_ms)
 
     def _mirror_offsets(self, offsets: dict[int, int]) -> None:
+        """Note a batch's offsets; mirror them to the log once ``mirror_interval_ms`` passed.
+
+        Not per batch: on the embedded log a mirror is a write transaction with its own fsync,
+        taken under the log writer's lock, so per batch it delayed both the batch (the
+        processor waited for the writer's group commit) and the collector's acks."""
+        self._unmirrored.update(offsets)
+        if time.monotonic() - self._mirrored_at >= self.settings.mirror_interval_ms / 1000:
+            self.flush_offsets()
+
+    def flush_offsets(self) -> None:
+        """Mirror the committed offsets not yet mirrored to the log's consumer group (called
+        when idle and on stop; :meth:`_mirror_offsets` calls it at most every interval)."""
         commit = getattr(self.log, "commit", None)
-        if not self.settings.mirror_offsets or commit is None:
+        offsets, self._unmirrored = self._unmirrored, {}
+        self._mirrored_at = time.monotonic()
+        if not offsets or not self.settings.mirror_offsets or commit is None:
             return
         try:
             commit(self.settings.group, offsets)
@@ -451,6 +475,8 @@ class Processor:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        with contextlib.suppress(Exception):  # the log may be closed already
+            self.flush_offsets()
 
 
 class _Pending(Generic[_T]):

@@ -100,9 +100,17 @@ def test_destination_lifecycle(tmp_path: Path, receiver_factory: Any) -> None:
     # An editor creates and changes destinations (editor: segments, traits, destinations,
     # models); deleting one is an admin's, as deleting a segment is; a read token changes none.
     editor = {"x-role": "editor"}
-    assert api.patch("/api/v1/destinations/crm", json={"concurrency": 3}, headers=editor).status_code == 200
+    assert (
+        api.patch("/api/v1/destinations/crm", json={"concurrency": 3}, headers=editor).status_code
+        == 200
+    )
     assert api.post("/api/v1/destinations/crm/secrets", headers=editor).status_code == 200
-    assert api.patch("/api/v1/destinations/crm", json={"concurrency": 3}, headers={"x-role": "read"}).status_code == 403
+    assert (
+        api.patch(
+            "/api/v1/destinations/crm", json={"concurrency": 3}, headers={"x-role": "read"}
+        ).status_code
+        == 403
+    )
     assert api.delete("/api/v1/destinations/crm", headers=editor).status_code == 403
     assert api.delete("/api/v1/destinations/crm").status_code == 200
     assert api.get("/api/v1/destinations/crm").status_code == 404

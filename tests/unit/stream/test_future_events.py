@@ -65,3 +65,32 @@ def test_a_backfill_replays_a_future_event_as_of_now(
     clock.set(T0 + 2 * HOUR_MS)
     proc.run_once()
     assert _state(proc, memory_log) == (["last_x"], {"recent": 1})
+
+
+class _SlowLog:
+    """The log, with the clock moving while it is read: an event appended after the
+    processor's batch began, but before its read of the log (found in the activation
+    benchmark: 3-6% of the changes came from timers for a rule with no window)."""
+
+    def __init__(self, log: MemoryLog, clock: ManualClock, to_ms: int) -> None:
+        self.log, self.clock, self.to_ms = log, clock, to_ms
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.log, name)
+
+    def read(self, partition: int, offset: int, max_records: int = 1000) -> object:
+        self.clock.set(max(self.to_ms, self.clock.now_ms()))
+        return self.log.read(partition, offset, max_records)
+
+
+def test_the_batch_clock_is_read_after_the_log(
+    memory_log: MemoryLog, make_event: EventFactory
+) -> None:
+    clock = ManualClock(T0)
+    log = _SlowLog(memory_log, clock, T0 + 5)
+    proc = Processor(log, MemoryStateStore(), compile_segments({"did_a": 'did "A"'}, {}), clock)
+    memory_log.append([make_event("track", T0 + 5, anonymous_id="a", event="A")])
+    proc.run_once()
+    profile = ProfileReader(proc.store.reader(), memory_log).lookup("anonymous_id", "a")
+    assert profile is not None and profile.members == ["did_a"]
+    assert proc.freshness.summary()["did_a"].get("timers") is None  # entered by the event

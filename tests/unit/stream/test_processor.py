@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ from segflow.clock import DAY_MS, ManualClock
 from segflow.identity import IdentityRules
 from segflow.spec import IdentityLinked, MembershipChange, ProfileMerged
 from segflow.stream import MemoryStateStore, Processor, ProfileReader, SqliteStateStore
+from segflow.stream.processor import ProcessorSettings
 
 MemoryLog = Any
 EventFactory = Callable[..., Any]
@@ -316,3 +318,20 @@ def test_set_evaluator_applies_at_next_batch(
     assert reader.identities(profile.profile_id) == [("anonymous_id", "a")]
     # activation reads computed traits as traits (as Segment sends them)
     assert reader.traits(profile.profile_id) == {"n": 1} and reader.identities("p_nope") == []
+
+
+def test_offsets_are_mirrored_to_the_log_when_idle_not_per_batch(
+    memory_log: MemoryLog, make_event: EventFactory
+) -> None:
+    memory_log.append(
+        [make_event("track", T0 + i, anonymous_id=f"a{i}", event="x") for i in range(20)]
+    )
+    settings = ProcessorSettings(mirror_interval_ms=3_600_000)
+    proc = Processor(memory_log, MemoryStateStore(), clock=ManualClock(T0), settings=settings)
+    proc._mirrored_at = time.monotonic()  # as if mirrored a moment ago
+    batches = 0
+    while proc.run_once(1):
+        batches += 1
+        assert memory_log.committed("processor") == {}  # committed with the state only
+    assert batches > 1  # run_once returned 0: idle, the mirror caught up
+    assert sum(memory_log.committed("processor").values()) == 20
