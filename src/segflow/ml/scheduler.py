@@ -16,6 +16,7 @@ import asyncio
 import logging
 
 from segflow.clock import DAY_MS, HOUR_MS
+from segflow.ml.exceptions import FitError, MLInputError
 from segflow.ml.jobs import SCHEDULE_MS, JobContext, run_job
 from segflow.ml.registry import RunRecord
 
@@ -55,6 +56,8 @@ class MlScheduler:
         for name in self.due():
             try:
                 runs.append(run_job(self.ctx, name))
+            except (FitError, MLInputError) as exc:  # not enough data yet: a line, not a trace
+                log.warning("ml job %s skipped: %s (retried in an hour)", name, exc)
             except Exception:
                 log.exception("ml job %s failed", name)
         return runs

@@ -182,3 +182,18 @@ def test_scheduler_runs_due_models_once_a_day(warehouse: Warehouse) -> None:
     assert scheduler.due() == []
     clock.advance(DAY_MS)
     assert scheduler.due() == ["customer_segments"]
+
+
+def test_jobs_without_data_are_a_warning_line_and_a_failed_run(
+    warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fresh `segflow serve` has an empty warehouse: its scheduled jobs cannot fit yet. That
+    is a one-line warning per job (no traceback) and a failed run retried an hour later."""
+    ctx = JobContext(con=warehouse(0), clock=ManualClock(3 * DAY_MS + 3 * 3_600_000))
+    scheduler = MlScheduler(ctx, run_at_hour_utc=2)
+    with caplog.at_level("WARNING", logger="segflow.ml.scheduler"):
+        assert scheduler.tick() == []
+    skipped = [r for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 5 and all(r.exc_info is None for r in caplog.records)
+    assert all(ctx.registry.runs(name, 1)[0].status == "failed" for name in ("churn", "ltv"))
+    assert scheduler.due() == []  # retried an hour later, not at every check
