@@ -12,18 +12,16 @@ same figures to the published number of decimals.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
-import zipfile
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from tests.support.cdnow import MISSING, cdnow
 
 from segflow.ml.ltv import (
     BgNbdParams,
@@ -33,52 +31,13 @@ from segflow.ml.ltv import (
     p_alive,
 )
 
-REPO = Path(__file__).resolve().parents[3]
-RELATIVE = Path("shared") / "data" / "cdnow" / "CDNOW_master.txt"
 SAMPLE_IDS = Path(__file__).with_name("data") / "cdnow_sample_ids.txt"
 PUBLISHED_BG = BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426)
 PUBLISHED_GG = GammaGammaParams(p=6.25, q=3.74, v=15.44)
 
 
-def find_cdnow() -> Path | None:
-    """``../shared/data/cdnow`` beside the checkout (CI's layout), else beside an ancestor
-    (a git worktree nested in the project's directory)."""
-    for parent in REPO.parents:
-        if (parent / RELATIVE).is_file():
-            return parent / RELATIVE
-    return None
-
-
-def fetch_cdnow() -> Path | None:
-    """Else the same file from the ``lifetimes`` wheel on PyPI (where the shared copy comes
-    from), checked against its SHA-256 and kept in the virtualenv for the next runs."""
-    cached = Path(sys.prefix) / "share" / "segflow-test-data" / "CDNOW_master.txt"
-    if cached.is_file():
-        return cached
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            subprocess.run(
-                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", LIFETIMES, "-d", tmp],
-                check=True, capture_output=True, timeout=180,
-            )  # fmt: skip
-            wheel = next(Path(tmp).glob("*.whl"))
-            data = zipfile.ZipFile(wheel).read("lifetimes/datasets/CDNOW_master.txt")
-        except (subprocess.SubprocessError, OSError, StopIteration, KeyError, zipfile.BadZipFile):
-            return None
-    if hashlib.sha256(data).hexdigest() != CDNOW_SHA256:
-        return None
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_bytes(data)
-    return cached
-
-
-LIFETIMES = "lifetimes==0.11.3"
-CDNOW_SHA256 = "eff6889ed364c5199d6eacbbeb7a6d559971df4406ac876f322c373f00a072ef"
-CDNOW = find_cdnow() or fetch_cdnow()
-needs_cdnow = pytest.mark.skipif(
-    CDNOW is None,
-    reason=f"CDNOW data neither at ../{RELATIVE} beside the checkout {REPO} nor from {LIFETIMES}",
-)
+CDNOW = cdnow()
+needs_cdnow = pytest.mark.skipif(CDNOW is None, reason=MISSING)
 
 
 @pytest.fixture(scope="module")

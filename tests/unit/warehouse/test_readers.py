@@ -5,6 +5,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tests.support.cdnow import MISSING, cdnow
 
 from segflow.warehouse.exceptions import ImportFormatError
 from segflow.warehouse.readers import (
@@ -16,7 +17,7 @@ from segflow.warehouse.readers import (
     with_message_id,
 )
 
-CDNOW = Path(__file__).resolve().parents[4] / "shared" / "data" / "cdnow" / "CDNOW_master.txt"
+CDNOW = cdnow()
 
 
 def test_jsonl_reports_bad_lines_with_their_numbers(tmp_path: Path) -> None:
@@ -103,8 +104,9 @@ def test_detect_format() -> None:
     ]
 
 
-@pytest.mark.skipif(not CDNOW.exists(), reason="the shared CDNOW data set is not on this machine")
+@pytest.mark.skipif(CDNOW is None, reason=MISSING)
 def test_cdnow_preset_maps_the_real_file() -> None:
+    assert CDNOW is not None
     rows = read_rows(
         CDNOW, "csv", parse_mapping(["cdnow"]), delimiter="whitespace", columns=CDNOW_COLUMNS
     )
