@@ -45,37 +45,16 @@ from typing import Any
 import httpx
 import msgspec
 
-from benchmarks.common import commit, machine, median
+from benchmarks.common import commit, machine, median, receiver_script
 
-RECEIVER = """
-import json, sys, time
-import uvicorn
-seen = []
-def users(doc):
-    items = doc["data"] if doc.get("type") == "batch" else [doc]
-    for item in items:
-        for ident in item["data"]["identifiers"]:
-            if ident["type"] == "user_id":
-                yield ident["value"]
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    body = b""
-    while True:
-        msg = await receive()
-        body += msg.get("body", b"")
-        if not msg.get("more_body"):
-            break
-    now = time.time()
-    if scope["method"] == "GET":
-        out = json.dumps(seen).encode(); seen.clear()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": out}); return
-    seen.extend([u, now] for u in users(json.loads(body)))
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", access_log=False)
+RECEIVER = receiver_script(
+    """
+def keys(change):
+    for ident in change["data"]["identifiers"]:
+        if ident["type"] == "user_id":
+            yield ident["value"]
 """
+)
 PER_REQUEST = 5
 SECRET = "whsec_" + base64.b64encode(b"b" * 32).decode()
 

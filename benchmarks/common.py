@@ -37,3 +37,43 @@ def commit() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "?"
+
+
+RECEIVER = """
+import json, sys, time
+import uvicorn
+seen = []
+def changes(doc):
+    return doc["data"] if doc.get("type") == "batch" else [doc]
+%s
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            break
+    now = time.time()
+    if scope["method"] == "GET":
+        out = json.dumps(seen).encode(); seen.clear()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": out}); return
+    if scope["path"] == "/hook":  # other paths: destinations parsed but not timed
+        seen.extend([key, now] for change in changes(json.loads(body)) for key in keys(change))
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", access_log=False)
+"""
+
+
+def receiver_script(keys: str) -> str:
+    """A webhook receiver (uvicorn; run as ``python SCRIPT PORT``) that notes when each change
+    posted to ``/hook`` arrived, under the keys that ``keys`` (the source of a function
+    ``keys(change)`` yielding strings) picks; ``GET`` returns and clears ``[[key, time], ...]``.
+
+    >>> "def keys(change)" in receiver_script("def keys(change):\\n    yield change['id']")
+    True
+    """
+    return RECEIVER % keys

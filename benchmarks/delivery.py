@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from benchmarks.common import commit, machine, median
+from benchmarks.common import commit, machine, median, receiver_script
 from segflow.activate.payloads import DictProfiles
 from segflow.activate.service import ActivationService
 from segflow.activate.ssrf import UrlGuard
@@ -42,33 +42,12 @@ from segflow.activate.store import DeliveryStore
 from segflow.activate.worker import DeliveryWorker
 from segflow.spec import AnyChange, MembershipChange
 
-RECEIVER = """
-import json, time, sys
-import uvicorn
-seen = []
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    body = b""
-    while True:
-        msg = await receive()
-        body += msg.get("body", b"")
-        if not msg.get("more_body"):
-            break
-    now = time.time()
-    if scope["method"] == "GET":
-        out = json.dumps(seen).encode(); seen.clear()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": out}); return
-    doc = json.loads(body)
-    items = doc["data"] if doc.get("type") == "batch" else [doc]
-    if scope["path"] == "/hook":  # /other: a second destination, parsed but not timed
-        for item in items:
-            seen.append([item["data"]["profile_id"], now])
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", access_log=False)
+RECEIVER = receiver_script(
+    """
+def keys(change):
+    yield change["data"]["profile_id"]
 """
+)
 
 
 class Feed:
