@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -92,7 +93,7 @@ def _fuzz_operation(operation: Any, url: str, headers: dict[str, str], failures:
                 case.path_parameters[name] = data.draw(st.sampled_from(KNOWN[name]))
         if fields and data.draw(st.booleans()):
             case.body = data.draw(shaped)
-        answer = case.call(base_url=url, headers=headers, timeout=60)
+        answer = case.call(base_url=url, session=session, headers=headers, timeout=60)
         done += 1
         if os.environ.get("SEGFLOW_FUZZ_DEBUG"):
             print("FUZZ", case.method, case.path, answer.status_code, answer.text[:80])
@@ -102,7 +103,10 @@ def _fuzz_operation(operation: Any, url: str, headers: dict[str, str], failures:
                 f"{answer.status_code} {answer.text[:200]}"
             )
 
-    call()
+    # one session per operation, closed here: a session per call left sockets for the garbage
+    # collector, whose ResourceWarning could land in any later test (warnings are errors)
+    with requests.Session() as session:
+        call()
     return done
 
 
