@@ -97,6 +97,7 @@ class WarehouseLoader:
         self._commands_lock = threading.Lock()  # the queue only: submitting never waits
         self._commands: list[_Command[Any]] = []
         self._retained_ms = 0
+        self._last: LoadInfo | None = None  # where the previous micro-batch left the cursors
         self.last_error: BaseException | None = None
         self.change_seq: int | None = None  # the last change loaded (None: no batch ran yet)
         # events for which this is true are not loaded (segflow.privacy suppressions)
@@ -107,6 +108,9 @@ class WarehouseLoader:
     def run_once(self) -> LoadInfo:
         """Load one micro-batch (up to ``batch_max_events`` events and their changes)."""
         t0 = time.perf_counter()
+        reopens = self.settings.release_between_batches and self.releases_file
+        if reopens and self._last is not None and self._nothing_new(self._last):
+            return LoadInfo(offsets=self._last.offsets, change_seq=self._last.change_seq)
         with self._file_lock:
             try:
                 con = self._connection()
@@ -131,7 +135,29 @@ class WarehouseLoader:
         if info.events_read:
             self.log.commit(CONSUMER_GROUP, info.offsets)
         self.change_seq = info.change_seq
+        self._last = info
         return info
+
+    def _nothing_new(self, last: LoadInfo) -> bool:
+        """No record or change after ``last``'s cursors, no queued command, no retention due:
+        the micro-batch would find nothing, so the file is not opened. (Opening and closing a
+        DuckDB file costs tens of milliseconds, mostly holding the interpreter: every flush
+        interval it stalled the API and the processor of an idle server.) Only when the file
+        is released between batches (a kept connection costs nothing to reuse), and the loader
+        is the only writer of its cursors, so ``last`` is what the file says."""
+        with self._commands_lock:
+            if self._commands:
+                return False
+        retention = self.settings.retention_ms
+        interval_ms = int(self.settings.retention_interval_s * 1000)
+        if retention is not None and self.clock.now_ms() - self._retained_ms >= interval_ms:
+            return False
+        end_offsets = getattr(self.log, "end_offsets", None)
+        if end_offsets is None:
+            return False
+        if any(end > last.offsets.get(p, 0) for p, end in end_offsets().items()):
+            return False
+        return not (self.change_feed and self.change_feed.read(last.change_seq, 1))
 
     def changes_lag(self) -> int | None:
         """Changes the processor committed that are not loaded yet (None: unknown)."""

@@ -3,10 +3,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from segflow.clock import ManualClock
 from segflow.config import WarehouseSettings
 from segflow.spec import IdentityLinked, MembershipChange, ProfileMerged
+from segflow.warehouse import loader as loader_module
 from segflow.warehouse.connection import open_warehouse
 from segflow.warehouse.loader import CONSUMER_GROUP, WarehouseLoader
 from segflow.warehouse.memory import ListChangeFeed, MemoryEventLog
@@ -187,3 +189,26 @@ def test_background_service_loads_and_releases_the_file(tmp_path: Path, event_fa
         loader.stop()
     assert loader.last_error is None
     duckdb.connect(str(loader.path)).close()  # released: a writer can open it
+
+
+def test_an_idle_loader_does_not_open_the_file(
+    tmp_path: Path, event_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[object] = []
+    real = loader_module.connect
+    monkeypatch.setattr(loader_module, "connect", lambda *a, **k: opened.append(a) or real(*a, **k))
+    log = MemoryEventLog(partitions=2)
+    feed = ListChangeFeed()
+    log.append([event_factory(user_id="u1")])
+    loader = _loader(tmp_path, log, feed)
+    loader.run_until_idle()
+    before = len(opened)
+    for _ in range(3):
+        assert loader.run_once().empty
+    assert len(opened) == before  # nothing new: the file stays closed
+    log.append([event_factory(user_id="u2")])
+    assert loader.run_once().events_loaded == 1  # a new record: opened and loaded
+    feed.add(MembershipChange(profile_id="p1", segment="s", kind="entered", at_ms=5, sequence=1))
+    assert loader.run_once().changes_applied == 1  # a new change too
+    assert _count(tmp_path / "warehouse.duckdb") == 2
+    assert len(opened) == before + 2
