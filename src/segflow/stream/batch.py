@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from typing import Literal
 
 import msgspec
 
@@ -70,6 +71,39 @@ class Batch:
             raw = self.tx.get(keys.PROFILE, profile_id)
             self.profiles[profile_id] = None if raw is None else decode_profile(raw)
         return self.profiles[profile_id]
+
+    def current(self, profile_id: str, max_hops: int = 64) -> Profile | None:
+        """The profile that holds ``profile_id`` now, following merge aliases (None: unknown
+        or erased)."""
+        for _ in range(max_hops):
+            profile = self.find(profile_id)
+            if profile is not None:
+                return profile
+            alias = self.tx.get(keys.ALIAS, profile_id)
+            if alias is None:
+                return None
+            profile_id = alias.decode()
+        return None
+
+    def change_membership(
+        self, profile: Profile, segment: str, kind: Literal["entered", "exited"], at_ms: int
+    ) -> None:
+        """``profile`` enters or leaves ``segment``: the member index and the outbox, with the
+        profile's next sequence number."""
+        key = f"{segment}|{profile.profile_id}"
+        if kind == "entered":
+            self.tx.set(keys.MEMBER, key, b"")
+        else:
+            self.tx.delete(keys.MEMBER, key)
+        self.emit(
+            MembershipChange(
+                profile_id=profile.profile_id,
+                segment=segment,
+                kind=kind,
+                at_ms=at_ms,
+                sequence=profile.next_sequence(),
+            )
+        )
 
     def put(self, profile: Profile) -> None:
         self.profiles[profile.profile_id] = profile

@@ -33,7 +33,6 @@ import msgspec
 
 from segflow.identity import Identifier
 from segflow.profiles import Profile
-from segflow.spec.changes import MembershipChange
 from segflow.stream import keys
 from segflow.stream.batch import Batch
 from segflow.stream.outbox import decode_change
@@ -60,22 +59,10 @@ def owners(batch: Batch, idents: Iterable[Identifier]) -> list[Profile]:
     found: dict[str, Profile] = {}
     for ident in idents:
         owner = batch.owner(ident)
-        profile = None if owner is None else _current(batch, owner)
+        profile = None if owner is None else batch.current(owner)
         if profile is not None:
             found[profile.profile_id] = profile
     return [found[k] for k in sorted(found)]
-
-
-def _current(batch: Batch, profile_id: str, max_hops: int = 64) -> Profile | None:
-    for _ in range(max_hops):
-        profile = batch.find(profile_id)
-        if profile is not None:
-            return profile
-        alias = batch.tx.get(keys.ALIAS, profile_id)
-        if alias is None:
-            return None
-        profile_id = alias.decode()
-    return None
 
 
 def retire(
@@ -98,18 +85,8 @@ def retire(
 
 
 def _exit_all(batch: Batch, profile: Profile, now_ms: int) -> int:
-    pid = profile.profile_id
     for segment in profile.members:
-        batch.tx.delete(keys.MEMBER, f"{segment}|{pid}")
-        batch.emit(
-            MembershipChange(
-                profile_id=pid,
-                segment=segment,
-                kind="exited",
-                at_ms=now_ms,
-                sequence=profile.next_sequence(),
-            )
-        )
+        batch.change_membership(profile, segment, "exited", now_ms)
     count = len(profile.members)
     profile.members = []
     profile.erasing = True

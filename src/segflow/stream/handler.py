@@ -26,7 +26,6 @@ from segflow.spec.changes import (
     CONSENT_TRAIT,
     ConsentChanged,
     IdentityLinked,
-    MembershipChange,
     ProfileMerged,
 )
 from segflow.spec.events import Event
@@ -173,16 +172,7 @@ class EventHandler:
         absorbed = batch.profile(merge.absorbed)
         at_ms = record.event.timestamp_ms
         for segment in sorted(absorbed.members):
-            batch.tx.delete(keys.MEMBER, f"{segment}|{absorbed.profile_id}")
-            batch.emit(
-                MembershipChange(
-                    profile_id=absorbed.profile_id,
-                    segment=segment,
-                    kind="exited",
-                    at_ms=at_ms,
-                    sequence=absorbed.next_sequence(),
-                )
-            )
+            batch.change_membership(absorbed, segment, "exited", at_ms)
         exact = self.evaluator.can_merge(survivor.rule_state, absorbed.rule_state)
         survivor.rule_state = self.evaluator.merge_states(survivor.rule_state, absorbed.rule_state)
         batch.set_timer(absorbed, None)
@@ -286,26 +276,7 @@ class EventHandler:
     def _diff(
         self, batch: Batch, profile: Profile, old: set[str], new: frozenset[str], at_ms: int
     ) -> None:
-        pid = profile.profile_id
         for segment in sorted(new - old):
-            batch.tx.set(keys.MEMBER, f"{segment}|{pid}", b"")
-            batch.emit(
-                MembershipChange(
-                    profile_id=pid,
-                    segment=segment,
-                    kind="entered",
-                    at_ms=at_ms,
-                    sequence=profile.next_sequence(),
-                )
-            )
+            batch.change_membership(profile, segment, "entered", at_ms)
         for segment in sorted(old - new):
-            batch.tx.delete(keys.MEMBER, f"{segment}|{pid}")
-            batch.emit(
-                MembershipChange(
-                    profile_id=pid,
-                    segment=segment,
-                    kind="exited",
-                    at_ms=at_ms,
-                    sequence=profile.next_sequence(),
-                )
-            )
+            batch.change_membership(profile, segment, "exited", at_ms)

@@ -512,13 +512,7 @@ def _apply_updates(batch: Batch, updates: Sequence[AttributeUpdate]) -> set[str]
     return touched
 
 
-def _survivor(batch: Batch, profile_id: str, max_hops: int = 64) -> str | None:
+def _survivor(batch: Batch, profile_id: str) -> str | None:
     """Follow merge aliases from ``profile_id`` to the profile that holds it now."""
-    for _ in range(max_hops):
-        if batch.find(profile_id) is not None:
-            return profile_id
-        raw = batch.tx.get(keys.ALIAS, profile_id)
-        if raw is None:
-            return None
-        profile_id = raw.decode()
-    return None
+    profile = batch.current(profile_id)
+    return None if profile is None else profile.profile_id
