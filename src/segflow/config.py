@@ -154,6 +154,20 @@ class ObservabilitySettings(msgspec.Struct, frozen=True, kw_only=True):
     ready_max_lag: int = 100_000  # records a consumer group may lag while ready (0: no bound)
 
 
+class SharedSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Where processes on several hosts share their stores (docs/scaling.md, "Many hosts").
+
+    ``dsn`` empty (the default): the processor state, the collectors' dedupe reservations and
+    the catalog are SQLite files in ``server.data_dir`` (one host). A PostgreSQL connection
+    string (``postgresql://user@db:5432/segflow``): the processors' state and the collectors'
+    dedupe reservations live in that database instead, in tables of ``schema``, so
+    processors and collectors may run on different hosts.
+    """
+
+    dsn: str = ""
+    schema: str = "segflow"
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """All of segflow's settings, one section per part."""
 
@@ -168,6 +182,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     privacy: PrivacySettings = msgspec.field(default_factory=PrivacySettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
+    shared: SharedSettings = msgspec.field(default_factory=SharedSettings)
 
     @property
     def data_path(self) -> Path:
