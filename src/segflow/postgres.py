@@ -55,5 +55,5 @@ def connect_shared(
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         con.execute(f"SET search_path TO {quote_ident(schema)}")
         for statement in ddl:
-            con.execute(statement)  # type: ignore[arg-type]  # our own constant DDL
+            con.execute(statement)
     return con

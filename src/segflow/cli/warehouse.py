@@ -114,16 +114,15 @@ def load(
     `segflow serve` is not running; run `segflow process --until-idle` first for profiles)."""
     from segflow.clock import WallClock
     from segflow.log.drivers import open_event_log
-    from segflow.stream.compose import state_path
+    from segflow.stream.compose import open_state_reader, state_path
     from segflow.stream.outbox import StateChangeFeed
-    from segflow.stream.state.sqlite import SqliteReader
     from segflow.warehouse.loader import WarehouseLoader
 
     settings = resolve_settings(data_dir, config)
     log = open_event_log(settings)
     feed = None
-    if state_path(settings).exists():  # the processor's changes: identities, merges, memberships
-        feed = StateChangeFeed(SqliteReader(state_path(settings)))
+    if settings.shared.dsn or state_path(settings).exists():  # identities, merges, memberships
+        feed = StateChangeFeed(open_state_reader(settings))
     try:
         loader = WarehouseLoader(
             log, feed, _path(data_dir, config), WallClock(), settings.warehouse

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -30,6 +31,7 @@ from segflow.log.sqlite import SqliteEventLog
 from segflow.profiles import decode_profile
 from segflow.rules import compile_segments
 from segflow.stream import Processor, SqliteStateStore
+from segflow.stream.state.base import StateReader, iter_scan
 
 __all__ = ["kafka_broker"]
 pytestmark = pytest.mark.slow
@@ -79,20 +81,25 @@ def generate(n: int, t0_ms: int, seed: int = 11) -> list[dict[str, Any]]:
 
 
 def summary(state: Path) -> Summary:
-    """Per profile (by its identifiers): memberships, traits, events counted."""
+    """Per profile (by its identifiers) of a ``state.sqlite``: see :func:`summarise`."""
     store = SqliteStateStore(state)
     reader = store.reader()
     try:
-        out: Summary = {}
-        for _, raw in reader.scan("profile", "", "\U0010ffff"):
-            p = decode_profile(raw)
-            key = frozenset(p.identity_keys())
-            traits = tuple(sorted((k, repr(v)) for k, v in p.traits.items()))
-            out[key] = (tuple(sorted(p.members)), traits, sum(p.event_counts.values()))
-        return out
+        return summarise(reader)
     finally:
         reader.close()
         store.close()
+
+
+def summarise(reader: StateReader) -> Summary:
+    """Per profile (by its identifiers): memberships, traits, events counted."""
+    out: Summary = {}
+    for _, raw in iter_scan(reader, "profile", "", "\U0010ffff"):
+        p = decode_profile(raw)
+        key = frozenset(p.identity_keys())
+        traits = tuple(sorted((k, repr(v)) for k, v in p.traits.items()))
+        out[key] = (tuple(sorted(p.members)), traits, sum(p.event_counts.values()))
+    return out
 
 
 def consumed(state: Path) -> int:
@@ -129,6 +136,13 @@ def warehouse_events(path: Path) -> int:
         con.close()
 
 
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def until(predicate: Callable[[], Any], deadline_s: float, what: str) -> Any:
     """Poll an asynchronous outcome (a liveness bound, not a timing assertion)."""
     end = time.monotonic() + deadline_s
@@ -155,8 +169,12 @@ class Cluster:
         )  # fmt: skip
         return out.stdout.strip().splitlines()[-1]
 
-    def start(self, name: str, role: str, port: int | None = None) -> None:
-        args = ["serve", "--role", role, "--data-dir", str(self.data), "--log-level", "info"]
+    def start(
+        self, name: str, role: str, port: int | None = None, data: Path | None = None
+    ) -> None:
+        """``segflow serve --role role`` on ``data`` (default: the cluster's one data dir)."""
+        where = str(data or self.data)
+        args = ["serve", "--role", role, "--data-dir", where, "--log-level", "info"]
         if port is not None:
             args += ["--port", str(port)]
         log = (self.data.parent / f"{name}.log").open("wb")
@@ -213,12 +231,6 @@ def test_two_collectors_three_processors_a_loader_and_a_sigkill(cluster: Cluster
     for i in range(3):
         cluster.start(f"processor{i}", "process")
     cluster.start("loader", "load")
-
-    def healthy(port: int) -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
 
     for port in ports:
         until(lambda p=port: healthy(p), 180, f"collector on {port}")  # type: ignore[misc]
@@ -308,3 +320,85 @@ def replay_embedded(cluster: Cluster) -> Summary:
         log.close()
         kafka.close()
     return summary(root / "state.sqlite")
+
+
+def consumed_shared(dsn: str, schema: str) -> int:
+    """Offsets committed in the shared database's state (0 before its tables exist)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as con:
+        try:
+            row = con.execute(
+                f'SELECT COALESCE(SUM(next_offset), 0) FROM "{schema}".state_offsets'
+            ).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0
+    return int(row[0]) if row else 0
+
+
+def test_processors_on_two_hosts_share_their_state_in_postgres(
+    cluster: Cluster, postgres_dsn: str
+) -> None:
+    """Two "hosts" (data directories that share no file), each running a collector and a
+    processor, the loader on the second; the processors' state is in one PostgreSQL database
+    (``shared.dsn``). The first host's processor is SIGKILLed mid-stream: the second takes its
+    partitions over from the state it left in the database, and the profiles at the end equal
+    the embedded single-process run's."""
+    schema = f"mp_{uuid.uuid4().hex[:8]}"
+    cluster.env |= {"SEGFLOW_SHARED__DSN": postgres_dsn, "SEGFLOW_SHARED__SCHEMA": schema}
+    write_key = cluster.cli("sources", "create", "web")
+    for name, rule in SEGMENTS.items():
+        cluster.cli("segments", "create", name, rule)
+    hosts = [cluster.data.parent / "host-a", cluster.data.parent / "host-b"]
+    for host in hosts:  # the catalog (sources, segments) is provisioned on each host
+        host.mkdir()
+        shutil.copy(cluster.data / "catalog.sqlite", host / "catalog.sqlite")
+    ports = [free_port(), free_port()]
+    for i, (host, port) in enumerate(zip(hosts, ports, strict=True)):
+        cluster.start(f"collector{i}", "collect", port, data=host)
+        cluster.start(f"processor{i}", "process", data=host)
+    cluster.start("loader", "load", data=hosts[1])
+    for port in ports:
+        until(lambda p=port: healthy(p), 180, f"collector on {port}")  # type: ignore[misc]
+    messages = generate(EVENTS, (int(time.time()) - 86_400) * 1000, seed=5)
+    batches = [messages[i : i + 50] for i in range(0, EVENTS, 50)]
+    clients = [
+        httpx.Client(base_url=f"http://127.0.0.1:{p}", auth=(write_key, ""), timeout=60)
+        for p in ports
+    ]
+    try:
+        for n, batch in enumerate(batches):
+            answer = clients[n % 2].post("/v1/batch", json={"batch": batch})
+            assert answer.status_code == 200 and answer.json()["success"], answer.text
+            if n == len(batches) // 2:
+                until(lambda: "owns partitions (" in cluster.log_of("processor0")
+                      and consumed_shared(postgres_dsn, schema) > 0, 180,
+                      "the first host's processor owns partitions")  # fmt: skip
+                cluster.procs["processor0"].send_signal(signal.SIGKILL)
+                cluster.procs["processor0"].wait(10)
+    finally:
+        for c in clients:
+            c.close()
+    until(lambda: consumed_shared(postgres_dsn, schema) >= EVENTS, 240, f"consumed {EVENTS} events")
+    until(
+        lambda: warehouse_events(hosts[1] / "warehouse.duckdb") == EVENTS,
+        60,
+        "the loader loaded every event",
+    )
+    until(lambda: last_assignment(cluster.log_of("processor1")) == set(range(PARTITIONS)), 60,
+          "the second host's processor owns every partition")  # fmt: skip
+    cluster.stop()
+    assert consumed_shared(postgres_dsn, schema) == EVENTS
+    assert not any((h / "state.sqlite").exists() for h in hosts)  # no host kept state locally
+
+    from segflow.stream.state.postgres import postgres_reader
+
+    reader = postgres_reader(postgres_dsn, schema)
+    try:
+        distributed = summarise(reader)
+    finally:
+        reader.close()
+    assert sum(c for _, _, c in distributed.values()) == EVENTS  # each event counted once
+    assert distributed == replay_embedded(cluster)
+    assert len([k for k in distributed if len(k) >= 3]) > PEOPLE // 2  # merges happened
+    assert {m for ms, _, _ in distributed.values() for m in ms} == set(SEGMENTS)

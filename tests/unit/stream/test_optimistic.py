@@ -1,20 +1,30 @@
-"""Optimistic transactions on state.sqlite: reads validated at commit, own writes visible to
+"""Optimistic transactions on state.sqlite and on PostgreSQL: reads validated at commit, own writes visible to
 scans, work deferred to commit time, offsets fenced."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tests.support.state import committed_get, committed_scan
 
 from segflow.stream.state.optimistic import OptimisticTransaction, StateConflict
+from segflow.stream.state.postgres import PostgresStateStore
+from segflow.stream.state.sql import SqlStore
 from segflow.stream.state.sqlite import SqliteStateStore
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStateStore]:
-    found = SqliteStateStore(tmp_path / "state.sqlite", synchronous="OFF")
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+    found: Any
+    if request.param == "postgres":
+        schema = f"t_{uuid.uuid4().hex[:10]}"
+        found = PostgresStateStore(request.getfixturevalue("postgres_dsn"), schema)
+    else:
+        found = SqliteStateStore(tmp_path / "state.sqlite", synchronous="OFF")
     tx = found.begin_global()
     for i in range(10):
         tx.set("timeline", f"p|{i:02d}", b"")
@@ -23,7 +33,7 @@ def store(tmp_path: Path) -> Iterator[SqliteStateStore]:
     found.close()
 
 
-def test_a_changed_read_is_a_conflict_and_writes_nothing(store: SqliteStateStore) -> None:
+def test_a_changed_read_is_a_conflict_and_writes_nothing(store: Any) -> None:
     first, second = OptimisticTransaction(store), OptimisticTransaction(store)
     assert first.get("profile", "p") is None and second.get("profile", "p") is None
     first.set("profile", "p", b"one")
@@ -32,11 +42,11 @@ def test_a_changed_read_is_a_conflict_and_writes_nothing(store: SqliteStateStore
     second.set("owner", "user_id:u", b"p")
     with pytest.raises(StateConflict):
         second.commit()
-    assert store.reader().get("profile", "p") == b"one"
-    assert store.reader().get("owner", "user_id:u") is None
+    assert committed_get(store, "profile", "p") == b"one"
+    assert committed_get(store, "owner", "user_id:u") is None
 
 
-def test_disjoint_reads_both_commit(store: SqliteStateStore) -> None:
+def test_disjoint_reads_both_commit(store: Any) -> None:
     first, second = OptimisticTransaction(store), OptimisticTransaction(store)
     first.get("profile", "a")
     second.get("profile", "b")
@@ -44,10 +54,10 @@ def test_disjoint_reads_both_commit(store: SqliteStateStore) -> None:
     second.set("profile", "b", b"2")
     first.commit()
     second.commit()
-    assert store.reader().get("profile", "b") == b"2"
+    assert committed_get(store, "profile", "b") == b"2"
 
 
-def test_offsets_fence_a_second_owner(store: SqliteStateStore) -> None:
+def test_offsets_fence_a_second_owner(store: Any) -> None:
     old_owner, new_owner = OptimisticTransaction(store), OptimisticTransaction(store)
     assert old_owner.get_offset(3) == new_owner.get_offset(3) == 0
     new_owner.set_offset(50, 3)
@@ -57,7 +67,7 @@ def test_offsets_fence_a_second_owner(store: SqliteStateStore) -> None:
         old_owner.commit()
 
 
-def test_scans_see_own_writes_and_page_correctly(store: SqliteStateStore) -> None:
+def test_scans_see_own_writes_and_page_correctly(store: Any) -> None:
     tx = OptimisticTransaction(store)
     tx.delete("timeline", "p|00")
     tx.delete("timeline", "p|01")
@@ -73,7 +83,7 @@ def test_scans_see_own_writes_and_page_correctly(store: SqliteStateStore) -> Non
     ]
 
 
-def test_a_changed_range_is_a_conflict(store: SqliteStateStore) -> None:
+def test_a_changed_range_is_a_conflict(store: Any) -> None:
     tx = OptimisticTransaction(store)
     tx.scan("timeline", "p|", "p}", limit=20)
     other = store.begin_global()
@@ -84,7 +94,7 @@ def test_a_changed_range_is_a_conflict(store: SqliteStateStore) -> None:
         tx.commit()
 
 
-def test_deferred_work_reads_the_state_at_commit(store: SqliteStateStore) -> None:
+def test_deferred_work_reads_the_state_at_commit(store: Any) -> None:
     first, second = OptimisticTransaction(store), OptimisticTransaction(store)
 
     def bump(tx: OptimisticTransaction) -> None:
@@ -96,5 +106,5 @@ def test_deferred_work_reads_the_state_at_commit(store: SqliteStateStore) -> Non
     second.defer(lambda: bump(second))
     first.commit()
     second.commit()  # no conflict: the counter was read only at commit
-    assert store.reader().get("meta", "outbox_seq") == b"2"
-    assert len(store.reader().scan("outbox", "", "g")) == 2
+    assert committed_get(store, "meta", "outbox_seq") == b"2"
+    assert len(committed_scan(store, "outbox", "", "g")) == 2

@@ -1,22 +1,33 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.state import committed_get, committed_scan
 
 from segflow.stream import MemoryStateStore, SqliteStateStore
+from segflow.stream.state.postgres import PostgresStateStore
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "memory":
         yield MemoryStateStore()
         return
-    s = SqliteStateStore(tmp_path / "state.sqlite", synchronous="OFF")
+    if request.param == "postgres":
+        s: Any = PostgresStateStore(request.getfixturevalue("postgres_dsn"), fresh_schema())
+    else:
+        s = SqliteStateStore(tmp_path / "state.sqlite", synchronous="OFF")
     yield s
     s.close()
+
+
+def fresh_schema() -> str:
+    """A schema of its own for each test (the PostgreSQL server is shared by the session)."""
+    return f"t_{uuid.uuid4().hex[:10]}"
 
 
 def test_reads_see_own_writes_and_scans_merge_pending(store: Any) -> None:
@@ -30,9 +41,9 @@ def test_reads_see_own_writes_and_scans_merge_pending(store: Any) -> None:
     assert tx.get("ns", "b") is None and tx.get("ns", "e") == b"e"
     assert [k for k, _ in tx.scan("ns", "a", "z")] == ["a", "c", "d", "e"]
     assert [k for k, _ in tx.scan("ns", "a", "z", reverse=True, limit=2)] == ["e", "d"]
-    assert store.reader().get("ns", "e") is None  # not committed yet
+    assert committed_get(store, "ns", "e") is None  # not committed yet
     tx.commit()
-    assert [k for k, _ in store.reader().scan("ns", "b", "e")] == ["c", "d"]
+    assert [k for k, _ in committed_scan(store, "ns", "b", "e")] == ["c", "d"]
 
 
 def test_rollback_discards_state_and_offsets(store: Any) -> None:
@@ -64,5 +75,39 @@ def test_sqlite_cache_sees_commits_of_another_process(tmp_path: Path) -> None:
     tx = one.begin_global()
     assert tx.get("owner", "user_id:u") == b"p2"
     tx.rollback()
+    one.close()
+    two.close()
+
+
+def test_keys_order_byte_wise_in_every_store(store: Any) -> None:
+    """Scans return SQLite's (and Python's) order: code points, not a locale's collation."""
+    keys = ["a", "B", "a|1", "a}", "é", "Z", "a b", "\U0001f600", "a\x00"]
+    tx = store.begin_global()
+    for k in keys:
+        tx.set("ns", k, b"")
+    tx.commit()
+    assert [k for k, _ in committed_scan(store, "ns", "", "\U0010ffff")] == sorted(keys)
+    assert [k for k, _ in committed_scan(store, "ns", "a", "a}")] == sorted(
+        k for k in keys if "a" <= k < "a}"
+    )
+
+
+def test_postgres_cache_sees_commits_of_another_host(postgres_dsn: str) -> None:
+    """Two stores on one database (as processors on two hosts): a value cached by one is
+    dropped when the other commits."""
+    schema = fresh_schema()
+    one, two = PostgresStateStore(postgres_dsn, schema), PostgresStateStore(postgres_dsn, schema)
+    tx = one.begin_global()
+    assert tx.get("owner", "user_id:u") is None  # cached as missing
+    tx.commit()
+    tx = two.begin_global()
+    tx.set("owner", "user_id:u", b"p2")
+    tx.commit()
+    tx = one.begin_global()
+    assert tx.get("owner", "user_id:u") == b"p2"
+    tx.rollback()
+    tx = one.begin_global()  # the rollback left the cache valid and the lock free
+    assert tx.get("owner", "user_id:u") == b"p2"
+    tx.commit()
     one.close()
     two.close()

@@ -1,9 +1,10 @@
 """Durable state store in ``state.sqlite``: one table of namespaced pairs plus offsets.
 
-A transaction is ``BEGIN IMMEDIATE`` ... ``COMMIT`` on the store's connection: several
-processes may share the file (SQLite serialises writers), and the consumer offsets, the state
-and the changes outbox are committed together. Writes are buffered in the transaction and
-flushed with ``executemany`` (before a scan, and at commit).
+A transaction is ``BEGIN IMMEDIATE`` ... ``COMMIT`` on the store's connection
+(:class:`~segflow.stream.state.sql.LockedTransaction` over :meth:`SqliteStateStore.exclusive`):
+several processes may share the file (SQLite serialises writers), and the consumer offsets,
+the state and the changes outbox are committed together. Writes are buffered in the
+transaction and flushed with ``executemany`` (before a scan, and at commit).
 
 >>> import tempfile, os
 >>> store = SqliteStateStore(os.path.join(tempfile.mkdtemp(), "state.sqlite"))
@@ -17,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segflow.sqlite import connect, vacuum
+from segflow.stream.state.sql import CACHED_NAMESPACES, LockedReader, LockedTransaction, Pending
 
 if TYPE_CHECKING:
     from segflow.stream.state.optimistic import OptimisticTransaction
@@ -33,8 +35,7 @@ CREATE TABLE IF NOT EXISTS kv (
 CREATE TABLE IF NOT EXISTS offsets (partition INTEGER PRIMARY KEY, next_offset INTEGER NOT NULL);
 """
 
-
-CACHED_NAMESPACES = frozenset({"owner", "profile", "alias", "meta"})
+__all__ = ["CACHED_NAMESPACES", "SqliteReader", "SqliteStateStore"]
 
 
 class SqliteStateStore:
@@ -68,8 +69,26 @@ class SqliteStateStore:
     def partition(self, partition: int) -> SqlitePartition:
         return SqlitePartition(self, partition)
 
-    def begin_global(self) -> SqliteTransaction:
-        return SqliteTransaction(self, None)
+    def begin_global(self) -> LockedTransaction:
+        return LockedTransaction(self, None)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[SqliteSession]:
+        """``BEGIN IMMEDIATE`` (the file's write lock) ... ``COMMIT`` (``ROLLBACK`` on error)."""
+        with self.lock:
+            self.con.execute("BEGIN IMMEDIATE")
+            try:
+                self.validate_cache()
+                yield SqliteSession(self.con)
+                self.con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.OperationalError):  # nothing left to roll back
+                    self.con.execute("ROLLBACK")
+                raise
+            self.data_version = int(self.con.execute("PRAGMA data_version").fetchone()[0])
+
+    def snapshot(self) -> SqliteSnapshot:
+        return SqliteSnapshot(self)
 
     def begin_optimistic(self) -> OptimisticTransaction:
         """A transaction that reads without the write lock and validates at commit
@@ -115,8 +134,8 @@ class SqlitePartition:
     def partition(self) -> int:
         return self._partition
 
-    def begin(self) -> SqliteTransaction:
-        return SqliteTransaction(self.store, self._partition)
+    def begin(self) -> LockedTransaction:
+        return LockedTransaction(self.store, self._partition)
 
 
 def _range_sql(reverse: bool, limit: int | None) -> str:
@@ -125,149 +144,80 @@ def _range_sql(reverse: bool, limit: int | None) -> str:
     return sql + (f" LIMIT {int(limit)}" if limit is not None else "")
 
 
-class SqliteTransaction:
-    """Holds the store's lock and an open ``BEGIN IMMEDIATE`` until commit or rollback."""
+class SqliteReads:
+    """The store's reads on one connection (see :class:`segflow.stream.state.sql.Reads`)."""
 
-    def __init__(self, store: SqliteStateStore, partition: int | None) -> None:
-        self.store = store
-        self.con = store.con
-        self.partition = partition
-        self.pending: dict[tuple[str, str], bytes | None] = {}
-        self.offsets: dict[int, int] = {}
-        store.lock.acquire()
-        try:
-            self.con.execute("BEGIN IMMEDIATE")
-            store.validate_cache()
-        except BaseException:
-            store.lock.release()
-            raise
-        self.open = True
-        self.written: dict[tuple[str, str], bytes | None] = {}
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
 
     def get(self, ns: str, key: str) -> bytes | None:
-        nk = (ns, key)
-        if nk in self.pending:
-            return self.pending[nk]
-        if nk in self.written:
-            return self.written[nk]
-        cache = self.store.cache
-        if nk in cache:
-            return cache[nk]
-        row = self.con.execute("SELECT value FROM kv WHERE ns = ? AND key = ?", nk).fetchone()
-        value = None if row is None else bytes(row[0])
-        if ns in CACHED_NAMESPACES:
-            cache[nk] = value
-        return value
+        row = self.con.execute(
+            "SELECT value FROM kv WHERE ns = ? AND key = ?", (ns, key)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
 
-    def prefetch(self, ns: str, keys: Iterable[str]) -> None:
-        """Load many keys of ``ns`` in a few queries (misses remembered as missing)."""
-        cache = self.store.cache
-        todo = sorted({k for k in keys if (ns, k) not in cache and (ns, k) not in self.pending})
-        for start in range(0, len(todo), 500):
-            chunk = todo[start : start + 500]
+    def get_many(self, ns: str, keys: Sequence[str]) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = dict.fromkeys(keys)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT key, value FROM kv WHERE ns = ? AND key IN ({marks})"
-            found = dict(self.con.execute(sql, (ns, *chunk)).fetchall())
-            for key in chunk:
-                if (ns, key) not in self.written:
-                    value = found.get(key)
-                    cache[(ns, key)] = None if value is None else bytes(value)
+            for key, value in self.con.execute(sql, (ns, *chunk)).fetchall():
+                out[key] = bytes(value)
+        return out
 
-    def set(self, ns: str, key: str, value: bytes) -> None:
-        self.pending[(ns, key)] = value
-
-    def delete(self, ns: str, key: str) -> None:
-        self.pending[(ns, key)] = None
-
-    def scan(
-        self, ns: str, start: str, end: str, *, reverse: bool = False, limit: int | None = None
+    def range(
+        self, ns: str, start: str, end: str, reverse: bool, limit: int | None
     ) -> list[tuple[str, bytes]]:
-        self._flush()
         rows = self.con.execute(_range_sql(reverse, limit), (ns, start, end)).fetchall()
         return [(k, bytes(v)) for k, v in rows]
 
-    def get_offset(self, partition: int | None = None) -> int:
-        partition = self.partition if partition is None else partition
-        if partition in self.offsets:
-            return self.offsets[partition]
-        if partition is None:
-            raise ValueError("a global transaction needs an explicit partition")
+    def offset(self, partition: int) -> int:
         row = self.con.execute(
             "SELECT next_offset FROM offsets WHERE partition = ?", (partition,)
         ).fetchone()
         return 0 if row is None else int(row[0])
 
-    def set_offset(self, offset: int, partition: int | None = None) -> None:
-        partition = self.partition if partition is None else partition
-        if partition is None:
-            raise ValueError("a global transaction needs an explicit partition")
-        self.offsets[partition] = offset
 
-    def _flush(self) -> None:
-        if not self.pending:
-            return
-        self.written.update((nk, v) for nk, v in self.pending.items() if nk[0] in CACHED_NAMESPACES)
-        puts = [(ns, k, v) for (ns, k), v in self.pending.items() if v is not None]
-        dels = [(ns, k) for (ns, k), v in self.pending.items() if v is None]
+class SqliteSession(SqliteReads):
+    """Reads and writes inside the store's ``BEGIN IMMEDIATE`` transaction."""
+
+    def write(self, pending: Pending, offsets: dict[int, int]) -> None:
+        dels = [nk for nk, v in pending.items() if v is None]
+        puts = [(ns, k, v) for (ns, k), v in pending.items() if v is not None]
         if dels:
             self.con.executemany("DELETE FROM kv WHERE ns = ? AND key = ?", dels)
         if puts:
             self.con.executemany(
                 "INSERT OR REPLACE INTO kv (ns, key, value) VALUES (?, ?, ?)", puts
             )
-        self.pending.clear()
-
-    def commit(self) -> None:
-        try:
-            self._flush()
-            if self.offsets:
-                self.con.executemany(
-                    "INSERT OR REPLACE INTO offsets (partition, next_offset) VALUES (?, ?)",
-                    sorted(self.offsets.items()),
-                )
-            self.con.execute("COMMIT")
-            self.store.data_version = int(self.con.execute("PRAGMA data_version").fetchone()[0])
-        except BaseException:
-            self.rollback()
-            raise
-        self.store.cache.update(self.written)
-        self._close()
-
-    def rollback(self) -> None:
-        if not self.open:
-            return
-        with contextlib.suppress(sqlite3.OperationalError):  # no transaction left to roll back
-            self.con.execute("ROLLBACK")
-        # the cache holds committed values only (keys written in this transaction are never
-        # cached before commit), so a rollback leaves it valid
-        self.pending.clear()
-        self._close()
-
-    def _close(self) -> None:
-        self.open = False
-        self.store.lock.release()
+        if offsets:
+            self.con.executemany(
+                "INSERT OR REPLACE INTO offsets (partition, next_offset) VALUES (?, ?)",
+                sorted(offsets.items()),
+            )
 
 
-class SqliteReader:
+class SqliteSnapshot(SqliteReads):
+    """One read transaction on a pooled connection (a WAL snapshot), without the write lock."""
+
+    def __init__(self, store: SqliteStateStore) -> None:
+        super().__init__(store.optimistic_connection())
+        self.store = store
+        self.con.execute("BEGIN")  # the snapshot starts with the first read
+        self.open = True
+
+    def close(self) -> None:
+        if self.open:
+            self.open = False
+            with contextlib.suppress(sqlite3.OperationalError):
+                self.con.execute("ROLLBACK")
+            self.store.release_optimistic(self.con)
+
+
+class SqliteReader(LockedReader):
     """A separate read-only connection: sees committed state only; thread-safe via a lock."""
 
     def __init__(self, path: Path) -> None:
         self.con = connect(path, read_only=True)
-        self.lock = threading.Lock()
-
-    def get(self, ns: str, key: str) -> bytes | None:
-        with self.lock:
-            row = self.con.execute(
-                "SELECT value FROM kv WHERE ns = ? AND key = ?", (ns, key)
-            ).fetchone()
-        return None if row is None else bytes(row[0])
-
-    def scan(
-        self, ns: str, start: str, end: str, *, reverse: bool = False, limit: int | None = None
-    ) -> list[tuple[str, bytes]]:
-        with self.lock:
-            rows = self.con.execute(_range_sql(reverse, limit), (ns, start, end)).fetchall()
-        return [(k, bytes(v)) for k, v in rows]
-
-    def close(self) -> None:
-        self.con.close()
+        super().__init__(SqliteReads(self.con), self.con.close)
