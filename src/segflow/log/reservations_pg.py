@@ -29,16 +29,19 @@ the conservative outcome (the client retries in a second and then gets the settl
 
 Every statement locks its rows in key order (the upsert inserts them sorted; confirm and
 release lock them with ``SELECT ... ORDER BY key FOR UPDATE`` first, ~20% of a confirm's time),
-so batches sharing keys do not deadlock; a deadlock or serialization failure that still
-happens (an isolation level a DBA forced) is retried. A key repeated within one call is reserved with its first
-copy's ``received_at_ms``; its other copies are DUPLICATE when it was reserved, else classified
-from the snapshot like the first. Stored rows older than two windows are deleted every
+so batches sharing keys do not deadlock; a deadlock or serialization failure that still happens
+(say, under an isolation level forced by the server's configuration) is retried.
+
+A key repeated within one call is reserved with its first copy's ``received_at_ms``; its other
+copies are DUPLICATE when it was reserved, else classified from the snapshot like the first.
+Stored rows older than two windows are deleted every
 :data:`~segflow.log.reservations.PRUNE_EVERY` calls (``FOR UPDATE SKIP LOCKED``: prunes running
-on several collectors skip each other's rows). A lost connection raises
+on several collectors skip each other's rows instead of waiting). A lost connection raises
 :class:`~segflow.postgres.SharedStoreUnavailable` and is reopened on the next call.
 
-Measured on one 2-core machine with the server on loopback (docs/scaling.md): one reserve call
-costs one round trip plus the server's upsert of the batch.
+Cost (``benchmarks/reservations.py``, server on loopback with fsync on, docs/scaling.md): a
+reserve of 50 keys ~1.5 ms, of 2,500 keys ~38 ms; the confirm about as much again. Across a
+network, add one round trip to each.
 """
 
 from __future__ import annotations
