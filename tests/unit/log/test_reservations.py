@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -264,3 +265,48 @@ def test_postgres_store_reconnects_after_losing_its_connection(pg_stores: Stores
         store.confirm([key(1)])
     store.confirm([key(1)])  # on a new connection
     assert store.reserve([(key(1), 11)], now_ms=11) == [DUPLICATE]
+
+
+@pytest.mark.parametrize("stored", [False, True])
+def test_postgres_reserve_rechecks_a_row_committed_while_it_waits(
+    pg_stores: Stores, stored: bool
+) -> None:
+    """Another collector's insert of the key is uncommitted when the reserve starts: the
+    reserve waits for it, then sees the committed row and does not take the key. Its snapshot
+    predates the row, so it answers IN_FLIGHT even when the row is stored (the client's retry
+    gets DUPLICATE)."""
+    import psycopg
+
+    store = pg_stores.open()
+    other = psycopg.connect(str(pg_stores.dsn))  # a transaction, like a collector mid-insert
+    try:
+        other.execute(
+            f'INSERT INTO "{pg_stores.schema}".dedupe_reservations VALUES (%s, 10, 10, %s)',
+            [key(1), stored],
+        )
+        out: list[list[Reservation]] = []
+        waiter = threading.Thread(
+            target=lambda: out.append(store.reserve([(key(1), 10), (key(2), 10)], now_ms=11))
+        )
+        waiter.start()
+        pid = store._con.info.backend_pid  # type: ignore[attr-defined]
+        with psycopg.connect(str(pg_stores.dsn), autocommit=True) as admin:
+            blocked = (
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'"
+            )
+            until(lambda: admin.execute(blocked, [pid]).fetchone() == (1,))
+        other.commit()
+        waiter.join()
+    finally:
+        other.close()
+    assert out == [[IN_FLIGHT, FRESH]]
+    store.confirm([key(2)])
+    assert store.reserve([(key(1), 12)], now_ms=12) == [DUPLICATE if stored else IN_FLIGHT]
+
+
+def until(predicate: Callable[[], bool], deadline_s: float = 30.0) -> None:
+    """Poll until ``predicate`` holds (a liveness bound, not a timing assertion)."""
+    end = time.monotonic() + deadline_s
+    while not predicate():
+        assert time.monotonic() < end, "not reached in time"
+        time.sleep(0.01)
