@@ -14,13 +14,21 @@ from segflow.clock import Clock
 from segflow.config import Settings
 from segflow.errors import ConfigError
 from segflow.log.base import ServedLog
+from segflow.log.reservations import ReservationStore, ReservationTable
 
 DRIVERS = ("sqlite", "kafka")
 
 
 def open_event_log(settings: Settings, *, clock: Clock | None = None) -> ServedLog:
     """The event log of ``settings``: ``DATA_DIR/log.sqlite``, or the Kafka topic
-    ``log.topic`` on ``log.bootstrap_servers`` with its dedupe table in ``DATA_DIR/dedupe.sqlite``."""
+    ``log.topic`` on ``log.bootstrap_servers``.
+
+    The Kafka driver's dedupe reservations (:mod:`segflow.log.reservations`) are in
+    ``DATA_DIR/dedupe.sqlite``, shared by the collectors of one host, or, when ``shared.dsn`` is
+    set, in the table ``dedupe_reservations`` of ``shared.schema`` on that PostgreSQL database,
+    shared by the collectors of every host (:mod:`segflow.log.reservations_pg`). The embedded
+    driver deduplicates inside its own append transaction and ignores ``shared.dsn``.
+    """
     s = settings.log
     data = settings.data_path
     data.mkdir(parents=True, exist_ok=True)
@@ -41,15 +49,29 @@ def open_event_log(settings: Settings, *, clock: Clock | None = None) -> ServedL
             raise ConfigError(
                 "the kafka log driver needs confluent-kafka: pip install 'segflow[kafka]'"
             ) from exc
-        from segflow.log.reservations import ReservationStore
-
-        return KafkaEventLog(
-            s.bootstrap_servers,
-            dedupe=ReservationStore(data / "dedupe.sqlite", window_ms=s.dedupe_window_ms),
-            topic=s.topic,
-            partitions=s.partitions,
-            config=s.kafka,
-            max_pending_events=s.max_pending_events,
-            clock=clock,
-        )
+        dedupe = _reservations(settings)
+        try:
+            return KafkaEventLog(
+                s.bootstrap_servers,
+                dedupe=dedupe,
+                topic=s.topic,
+                partitions=s.partitions,
+                config=s.kafka,
+                max_pending_events=s.max_pending_events,
+                clock=clock,
+            )
+        except BaseException:
+            dedupe.close()
+            raise
     raise ConfigError(f"unknown log driver {s.driver!r} (available: {', '.join(DRIVERS)})")
+
+
+def _reservations(settings: Settings) -> ReservationTable:
+    window_ms = settings.log.dedupe_window_ms
+    if settings.shared.dsn:
+        from segflow.log.reservations_pg import PgReservationStore
+
+        return PgReservationStore(
+            settings.shared.dsn, schema=settings.shared.schema, window_ms=window_ms
+        )
+    return ReservationStore(settings.data_path / "dedupe.sqlite", window_ms=window_ms)

@@ -10,8 +10,9 @@ Mapping onto :class:`~segflow.log.base.EventLog`:
 - the producer uses ``acks=all`` and ``enable.idempotence``: a future resolves (and the
   collector answers 200) only after every in-sync replica has the record; retries never
   duplicate or reorder within a partition;
-- dedupe of ``(source_id, message_id)``: a shared reservation table beside the collectors
-  (:mod:`segflow.log.reservations`), reserved before the produce, confirmed after the ack;
+- dedupe of ``(source_id, message_id)``: a reservation table the collectors share
+  (:mod:`segflow.log.reservations`: a SQLite file on one host, or PostgreSQL with
+  ``shared.dsn``), reserved before the produce, confirmed after the ack;
 - dead letters: the topic ``{topic}.dead-letters`` (one partition, msgpack ``DeadLetter``);
 - retention is the broker's (``retention.ms`` on the topic): ``apply_retention`` does nothing.
 
@@ -48,7 +49,7 @@ from segflow.log.exceptions import (
 )
 from segflow.log.kafka_reader import TopicReader
 from segflow.log.lease import PartitionLease
-from segflow.log.reservations import Reservation, ReservationStore, dedupe_key
+from segflow.log.reservations import Reservation, ReservationTable, dedupe_key
 from segflow.spec.events import Event, encode_event
 
 logger = logging.getLogger("segflow.log.kafka")
@@ -80,7 +81,7 @@ class KafkaEventLog:
         self,
         bootstrap_servers: str,
         *,
-        dedupe: ReservationStore,
+        dedupe: ReservationTable,
         topic: str = "segflow.events",
         partitions: int = 8,
         config: Mapping[str, str] | None = None,

@@ -2,7 +2,10 @@
 
 The embedded driver checks ``(source_id, message_id)`` and appends in one SQLite transaction.
 A Kafka producer cannot join that transaction, so the collectors keep a shared **reservation
-table** (``dedupe.sqlite``) and append in three steps:
+table** and append in three steps. Here the table is a SQLite file (``dedupe.sqlite``) shared by
+the collectors of one host; with ``shared.dsn`` it is :class:`PgReservationStore
+<segflow.log.reservations_pg.PgReservationStore>`, on PostgreSQL, shared by every host. Both
+follow :class:`ReservationTable` and decide a key's state with :func:`classify`.
 
 1. ``reserve``: in one transaction, every key not seen within the window is inserted as
    *pending* (with the reservation time); a key already *stored* is a duplicate; a key
@@ -36,6 +39,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple, Protocol
 
 from segflow.log.dedupe import dedupe_key
 from segflow.sqlite import connect
@@ -44,7 +48,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS reservations(key BLOB PRIMARY KEY, received_at_ms INTEGER NOT NULL,"
     " reserved_at_ms INTEGER NOT NULL, stored INTEGER NOT NULL) WITHOUT ROWID"
 )
-_PRUNE_EVERY = 200
+PRUNE_EVERY = 200  # reserve calls between two prunes of the stored rows older than 2 windows
 
 
 class Reservation(enum.IntEnum):
@@ -53,6 +57,65 @@ class Reservation(enum.IntEnum):
     FRESH = 0  # reserved: append it, then confirm or release
     DUPLICATE = 1  # stored within the window: acknowledge without appending
     IN_FLIGHT = 2  # another request is appending it now: retry later
+
+
+class ReservedRow(NamedTuple):
+    """A key's row in the reservation table."""
+
+    received_at_ms: int
+    reserved_at_ms: int
+    stored: bool
+
+
+def classify(
+    row: ReservedRow | None,
+    received_at_ms: int,
+    now_ms: int,
+    *,
+    window_ms: int,
+    pending_timeout_ms: int,
+) -> Reservation:
+    """What reserving a key received at ``received_at_ms`` gives when its row is ``row``: the
+    rule every store applies (the PostgreSQL store's upsert states its FRESH branch in SQL).
+
+    >>> rule = dict(window_ms=100, pending_timeout_ms=10)
+    >>> classify(None, 5, 5, **rule).name
+    'FRESH'
+    >>> [classify(ReservedRow(0, 0, True), r, 50, **rule).name for r in (100, 101)]
+    ['DUPLICATE', 'FRESH']
+    >>> [classify(ReservedRow(0, 0, False), 0, now, **rule).name for now in (9, 10)]
+    ['IN_FLIGHT', 'FRESH']
+    """
+    if row is None or received_at_ms - row.received_at_ms > window_ms:
+        return Reservation.FRESH
+    if row.stored:
+        return Reservation.DUPLICATE
+    if now_ms - row.reserved_at_ms < pending_timeout_ms:
+        return Reservation.IN_FLIGHT
+    return Reservation.FRESH  # its collector died before confirming: append again
+
+
+class ReservationTable(Protocol):
+    """The reservation table the Kafka driver appends through (SQLite or PostgreSQL)."""
+
+    window_ms: int
+    pending_timeout_ms: int
+
+    def reserve(self, keys: Sequence[tuple[bytes, int]], *, now_ms: int) -> list[Reservation]:
+        """Reserve ``(key, received_at_ms)`` pairs: one outcome per pair, in order."""
+        ...
+
+    def confirm(self, keys: Sequence[bytes]) -> None:
+        """The broker acknowledged these keys' events: they are stored."""
+        ...
+
+    def release(self, keys: Sequence[bytes]) -> None:
+        """The append failed: forget the reservations (a retry appends them)."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def close(self) -> None: ...
 
 
 class ReservationStore:
@@ -101,13 +164,13 @@ class ReservationStore:
         row = self._con.execute(
             "SELECT received_at_ms, reserved_at_ms, stored FROM reservations WHERE key=?", (key,)
         ).fetchone()
-        if row is None or received - int(row[0]) > self.window_ms:
-            return Reservation.FRESH
-        if row[2]:
-            return Reservation.DUPLICATE
-        if now_ms - int(row[1]) < self.pending_timeout_ms:
-            return Reservation.IN_FLIGHT
-        return Reservation.FRESH  # its collector died before confirming: append again
+        return classify(
+            None if row is None else ReservedRow(int(row[0]), int(row[1]), bool(row[2])),
+            received,
+            now_ms,
+            window_ms=self.window_ms,
+            pending_timeout_ms=self.pending_timeout_ms,
+        )
 
     def confirm(self, keys: Sequence[bytes]) -> None:
         """The broker acknowledged these keys' events: they are stored."""
@@ -131,7 +194,7 @@ class ReservationStore:
 
     def _maybe_prune(self, now_ms: int) -> None:
         self._writes += 1
-        if self._writes % _PRUNE_EVERY == 0:
+        if self._writes % PRUNE_EVERY == 0:
             self._con.execute(
                 "DELETE FROM reservations WHERE stored=1 AND received_at_ms < ?",
                 (now_ms - 2 * self.window_ms,),
@@ -146,4 +209,12 @@ class ReservationStore:
             self._con.close()
 
 
-__all__ = ["Reservation", "ReservationStore", "dedupe_key"]
+__all__ = [
+    "PRUNE_EVERY",
+    "Reservation",
+    "ReservationStore",
+    "ReservationTable",
+    "ReservedRow",
+    "classify",
+    "dedupe_key",
+]

@@ -76,3 +76,59 @@ def test_leases_share_the_partitions_and_rebalance(kafka_log: Any) -> None:
     kafka_log.commit(group, {0: 7})  # through the member, from its own thread
     until(lambda: kafka_log.committed(group)[0] == 7)
     first.stop()
+
+
+def test_open_event_log_keeps_reservations_in_postgres_with_shared_dsn(
+    kafka_broker: Broker, postgres_dsn: str, tmp_path: Path
+) -> None:
+    import psycopg
+
+    from segflow.config import load_settings
+    from segflow.log.drivers import open_event_log
+    from segflow.log.reservations_pg import TABLE, PgReservationStore
+
+    schema = f"t_{uuid.uuid4().hex[:8]}"
+    settings = load_settings(
+        env={},
+        overrides={
+            "server": {"data_dir": str(tmp_path)},
+            "log": {"driver": "kafka", "bootstrap_servers": kafka_broker.bootstrap,
+                    "topic": f"k-{uuid.uuid4().hex[:8]}", "partitions": 2},
+            "shared": {"dsn": postgres_dsn, "schema": schema},
+        },
+    )  # fmt: skip
+    log = open_event_log(settings)
+    try:
+        assert isinstance(log._dedupe, PgReservationStore)  # type: ignore[attr-defined]
+        assert log.append([event("m1"), event("m2")]).count(None) == 0
+        assert log.append([event("m1"), event("m3")])[0] is None  # deduplicated in PostgreSQL
+    finally:
+        log.close()
+    assert not (tmp_path / "dedupe.sqlite").exists()
+    with psycopg.connect(postgres_dsn, autocommit=True) as con:
+        stored = con.execute(f'SELECT count(*) FROM "{schema}".{TABLE} WHERE stored').fetchone()
+        con.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    assert stored == (3,)
+
+
+def test_open_event_log_keeps_reservations_in_sqlite_without_shared_dsn(
+    kafka_broker: Broker, tmp_path: Path
+) -> None:
+    from segflow.config import load_settings
+    from segflow.log.drivers import open_event_log
+    from segflow.log.reservations import ReservationStore
+
+    settings = load_settings(
+        env={},
+        overrides={
+            "server": {"data_dir": str(tmp_path)},
+            "log": {"driver": "kafka", "bootstrap_servers": kafka_broker.bootstrap,
+                    "topic": f"k-{uuid.uuid4().hex[:8]}", "partitions": 2},
+        },
+    )  # fmt: skip
+    log = open_event_log(settings)
+    try:
+        assert isinstance(log._dedupe, ReservationStore)  # type: ignore[attr-defined]
+    finally:
+        log.close()
+    assert (tmp_path / "dedupe.sqlite").exists()

@@ -1,5 +1,7 @@
 """The log protocol, the same tests against every driver: the embedded SQLite log and the
-Kafka driver on a real Kafka-protocol broker (Tansu, started by the ``kafka_broker`` fixture)."""
+Kafka driver on a real Kafka-protocol broker (Tansu, started by the ``kafka_broker`` fixture),
+with its dedupe reservations in a SQLite file or in PostgreSQL (``shared.dsn``: the session's
+``postgres_dsn`` server, a schema per log)."""
 
 from __future__ import annotations
 
@@ -41,10 +43,13 @@ def make_event(
 class Drivers:
     """Opens logs of one driver; ``name`` picks the file/topic (same name: reopen it)."""
 
-    def __init__(self, driver: str, root: Path, broker: Broker | None) -> None:
-        self.driver, self.root, self.broker = driver, root, broker
+    def __init__(
+        self, driver: str, root: Path, broker: Broker | None, dsn: str | None = None
+    ) -> None:
+        self.driver, self.root, self.broker, self.dsn = driver, root, broker, dsn
         self.run = uuid.uuid4().hex[:8]
         self.opened: list[ServedLog] = []
+        self.schemas: set[str] = set()
 
     def open(self, name: str = "log", **kwargs: Any) -> ServedLog:
         log: ServedLog
@@ -52,11 +57,18 @@ class Drivers:
             log = SqliteEventLog(self.root / f"{name}.sqlite", **kwargs)
         else:
             from segflow.log.kafka import KafkaEventLog
-            from segflow.log.reservations import ReservationStore
+            from segflow.log.reservations import ReservationStore, ReservationTable
+            from segflow.log.reservations_pg import PgReservationStore
 
             assert self.broker is not None
             window = kwargs.pop("dedupe_window_ms", 24 * HOUR_MS)
-            store = ReservationStore(self.root / f"{name}.dedupe.sqlite", window_ms=window)
+            store: ReservationTable
+            if self.dsn is None:
+                store = ReservationStore(self.root / f"{name}.dedupe.sqlite", window_ms=window)
+            else:
+                schema = f"t_{self.run}_{name}"
+                self.schemas.add(schema)
+                store = PgReservationStore(self.dsn, schema=schema, window_ms=window)
             log = KafkaEventLog(
                 self.broker.bootstrap, dedupe=store, topic=f"t-{self.run}-{name}", **kwargs
             )
@@ -66,12 +78,20 @@ class Drivers:
     def close(self) -> None:
         for log in self.opened:
             log.close()
+        if self.schemas:
+            import psycopg
+
+            with psycopg.connect(str(self.dsn), autocommit=True) as con:
+                for schema in self.schemas:
+                    con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-@pytest.fixture(params=["sqlite", "kafka"])
+@pytest.fixture(params=["sqlite", "kafka", "kafka-postgres"])
 def drivers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Drivers]:
-    broker = request.getfixturevalue("kafka_broker") if request.param == "kafka" else None
-    found = Drivers(request.param, tmp_path, broker)
+    kafka = request.param.startswith("kafka")
+    broker = request.getfixturevalue("kafka_broker") if kafka else None
+    dsn = request.getfixturevalue("postgres_dsn") if request.param == "kafka-postgres" else None
+    found = Drivers("kafka" if kafka else "sqlite", tmp_path, broker, dsn)
     yield found
     found.close()
 
