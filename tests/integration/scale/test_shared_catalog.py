@@ -1,0 +1,35 @@
+"""Two hosts, one catalog: stores on separate PostgreSQL connections see each other's writes.
+
+Each store instance opens its own connection, as a collector, a processor and the API on
+different machines would with the same ``shared.dsn``.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from segflow.catalogdb import SharedCatalog
+from segflow.collect.catalog import SourceCatalog, SourceConfig
+
+
+@pytest.fixture
+def shared(postgres_dsn: str) -> SharedCatalog:
+    return SharedCatalog(postgres_dsn, f"t_{uuid.uuid4().hex[:8]}")
+
+
+def test_a_source_created_on_one_host_authenticates_on_another(shared: SharedCatalog) -> None:
+    api, collector = SourceCatalog(shared), SourceCatalog(shared)
+    try:
+        source, key = api.create("web")
+        assert collector.authenticate(key) == source
+        api.configure("web", SourceConfig(event_names={"Signed Up": ["signup"]}))
+        collector.refresh()  # what a running collector does when told of the change
+        found = collector.authenticate(key)
+        assert found is not None and found.config.event_names == {"Signed Up": ["signup"]}
+        collector.record_violations(source.id, {("Signed Up", "unplanned"): 2})
+        assert [(v.event, v.count) for v in api.violations("web")] == [("Signed Up", 2)]
+    finally:
+        api.close()
+        collector.close()
