@@ -12,6 +12,9 @@ import pytest
 
 from segflow.catalogdb import SharedCatalog
 from segflow.collect.catalog import SourceCatalog, SourceConfig
+from segflow.rules import SegmentProgram
+from segflow.segments.service import DefinitionWatcher, SegmentService
+from segflow.segments.store import DefinitionStore
 
 
 @pytest.fixture
@@ -33,3 +36,26 @@ def test_a_source_created_on_one_host_authenticates_on_another(shared: SharedCat
     finally:
         api.close()
         collector.close()
+
+
+def test_a_segment_defined_on_one_host_reaches_the_watcher_on_another(
+    shared: SharedCatalog,
+) -> None:
+    api_store, processor_store = DefinitionStore(shared), DefinitionStore(shared)
+    try:
+        api = SegmentService(api_store)
+        applied: list[SegmentProgram] = []
+        watcher = DefinitionWatcher(SegmentService(processor_store), applied.append)
+        watcher.refresh()
+        api.put_segment("buyers", 'did "Order Completed"')
+        assert watcher.refresh() and sorted(applied[-1].plan.order) == ["buyers"]
+        # versions are numbered by the one shared table, whichever host writes
+        assert (
+            processor_store.put("segment", "buyers", 'did "Order Completed" in last 7 days').version
+            == 2
+        )
+        assert api.get("segment", "buyers").version == 2
+        assert watcher.refresh() and not watcher.refresh()
+    finally:
+        api_store.close()
+        processor_store.close()
