@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from segflow.api.auth import TokenStore
 from segflow.catalogdb import SharedCatalog
 from segflow.collect.catalog import SourceCatalog, SourceConfig
 from segflow.rules import SegmentProgram
@@ -59,3 +60,18 @@ def test_a_segment_defined_on_one_host_reaches_the_watcher_on_another(
     finally:
         api_store.close()
         processor_store.close()
+
+
+def test_a_token_issued_on_one_host_is_accepted_and_revoked_everywhere(
+    shared: SharedCatalog,
+) -> None:
+    cli, api = TokenStore(shared), TokenStore(shared)
+    try:
+        info, token = cli.issue("editor", name="ci")
+        verified = api.verify(token)
+        assert verified is not None and verified.token_id == info.token_id
+        assert api.revoke(info.token_id)
+        assert cli.verify(token) is None and not cli.revoke(info.token_id)
+    finally:
+        cli.close()
+        api.close()
