@@ -13,6 +13,7 @@ import pytest
 from segflow.api.auth import TokenStore
 from segflow.catalogdb import SharedCatalog
 from segflow.collect.catalog import SourceCatalog, SourceConfig
+from segflow.privacy.store import HashedIdentifier, PrivacyStore, Work
 from segflow.rules import SegmentProgram
 from segflow.segments.service import DefinitionWatcher, SegmentService
 from segflow.segments.store import DefinitionStore
@@ -75,3 +76,17 @@ def test_a_token_issued_on_one_host_is_accepted_and_revoked_everywhere(
     finally:
         cli.close()
         api.close()
+
+
+def test_suppressions_and_the_hashing_key_are_one_for_all_hosts(shared: SharedCatalog) -> None:
+    cli, serve = PrivacyStore(shared), PrivacyStore(shared)
+    try:
+        assert cli.key() == serve.key()  # one key: the same identifier hashes the same
+        seen = serve.suppressions_version()
+        cli.suppress([HashedIdentifier("email", "aa")], "reg_1")
+        assert serve.suppressions_version() != seen and serve.suppressed_hashes() == {"aa"}
+        reg = cli.create("delete", [HashedIdentifier("email", "aa")], Work(), actor="cli:ann")
+        assert [r.id for r in serve.open_regulations()] == [reg.id]
+    finally:
+        cli.close()
+        serve.close()
