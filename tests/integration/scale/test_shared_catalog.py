@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from segflow.api.auth import TokenStore
+from segflow.audit import AuditLog
 from segflow.catalogdb import SharedCatalog
 from segflow.collect.catalog import SourceCatalog, SourceConfig
 from segflow.privacy.store import HashedIdentifier, PrivacyStore, Work
@@ -90,3 +91,18 @@ def test_suppressions_and_the_hashing_key_are_one_for_all_hosts(shared: SharedCa
     finally:
         cli.close()
         serve.close()
+
+
+def test_every_host_appends_to_one_audit_log(shared: SharedCatalog) -> None:
+    api, cli = AuditLog(shared), AuditLog(shared)
+    try:
+        api.record("token:t1 (ops)", "segment.create", "buyers", None, {"rule": "x"})
+        cli.record("cli:ann", "segment.delete", "buyers", {"rule": "x"}, None)
+        for log in (api, cli):
+            assert [e.action for e in log.list(target="buyers")] == [
+                "segment.delete",
+                "segment.create",
+            ]
+    finally:
+        api.close()
+        cli.close()
