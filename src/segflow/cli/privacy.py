@@ -37,10 +37,11 @@ TimeoutOption = typer.Option(600.0, "--timeout", help="seconds --wait waits")
 
 def _service(data_dir: Path | None, config: Path | None) -> PrivacyService:
     from segflow.audit import AuditLog
+    from segflow.catalogdb import catalog_target
     from segflow.privacy.store import PrivacyStore
 
     settings = resolve_settings(data_dir, config)
-    catalog = settings.data_path / "catalog.sqlite"
+    catalog = catalog_target(settings)
     return PrivacyService(PrivacyStore(catalog), rules=settings.identity, audit=AuditLog(catalog))
 
 

@@ -37,12 +37,13 @@ NameArgument = typer.Argument(..., help="the definition's name (lower case, digi
 
 
 def _service(data_dir: Path | None, config: Path | None) -> SegmentService:
+    from segflow.catalogdb import catalog_target
     from segflow.segments.store import DefinitionStore
     from segflow.warehouse.connection import connect, warehouse_path
 
     settings = resolve_settings(data_dir, config)
     path = warehouse_path(settings.data_path)
-    catalog = settings.data_path / "catalog.sqlite"
+    catalog = catalog_target(settings)
     from segflow.privacy.retention import guard
 
     return SegmentService(

@@ -6,7 +6,11 @@ different machines would with the same ``shared.dsn``.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -14,10 +18,13 @@ from segflow.api.auth import TokenStore
 from segflow.audit import AuditLog
 from segflow.catalogdb import SharedCatalog
 from segflow.collect.catalog import SourceCatalog, SourceConfig
+from segflow.config import Settings, load_settings
 from segflow.privacy.store import HashedIdentifier, PrivacyStore, Work
 from segflow.rules import SegmentProgram
 from segflow.segments.service import DefinitionWatcher, SegmentService
 from segflow.segments.store import DefinitionStore
+from segflow.server.compose import assemble, release
+from segflow.server.runtime import Runtime
 
 
 @pytest.fixture
@@ -106,3 +113,64 @@ def test_every_host_appends_to_one_audit_log(shared: SharedCatalog) -> None:
     finally:
         api.close()
         cli.close()
+
+
+def _shared_settings(data_dir: Path, shared: SharedCatalog) -> Settings:
+    return load_settings(
+        overrides={
+            "server": {"data_dir": str(data_dir)},
+            "shared": {"dsn": shared.dsn, "schema": shared.schema},
+        }
+    )
+
+
+def test_serve_processes_with_one_shared_dsn_share_the_catalog(
+    tmp_path: Path, shared: SharedCatalog
+) -> None:
+    """Two serve processes' assemblies (two data directories, as on two hosts)."""
+    runtimes = [Runtime.open(_shared_settings(tmp_path / h, shared)) for h in ("a", "b")]
+    parts = [assemble(r) for r in runtimes]
+    try:
+        (ra, rb), (pa, pb) = runtimes, parts
+        source, key = ra.catalog.create("web")
+        assert rb.catalog.authenticate(key) == source
+        token = pa.tokens.create("admin", name="ops")
+        assert pb.tokens.verify(token) is not None
+        applied: list[SegmentProgram] = []
+        watcher = DefinitionWatcher(pb.segments, applied.append)
+        watcher.refresh()
+        pa.segments.put_segment("buyers", 'did "Order Completed"', actor="cli:ann")
+        assert watcher.refresh() and sorted(applied[-1].plan.order) == ["buyers"]
+        assert pb.segments.audit is not None
+        assert [e.actor for e in pb.segments.audit.list(target="buyers")] == ["cli:ann"]
+        assert pa.privacy.store.key() == pb.privacy.store.key()
+        assert not any(tmp_path.rglob("catalog.sqlite*"))  # nothing of the catalog on disk
+    finally:
+        for p, r in zip(parts, runtimes, strict=True):
+            p.services[0].stop()
+            release(r)
+            r.close()
+
+
+def test_the_cli_writes_to_the_shared_catalog(tmp_path: Path, shared: SharedCatalog) -> None:
+    env = {"SEGFLOW_SHARED__DSN": shared.dsn, "SEGFLOW_SHARED__SCHEMA": shared.schema, "PATH": ""}
+    env.update({k: v for k, v in os.environ.items() if k == "PYTHONPATH"})  # this checkout
+
+    def segflow(*args: str) -> str:
+        cmd = [sys.executable, "-m", "segflow.cli.main", *args, "--data-dir", str(tmp_path)]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    key = segflow("sources", "create", "web").strip().splitlines()[-1]
+    token = segflow("tokens", "create", "--role", "read").strip().splitlines()[-1]
+    catalog, tokens = SourceCatalog(shared), TokenStore(shared)
+    try:
+        found = catalog.authenticate(key)
+        assert found is not None and found.name == "web"
+        assert tokens.verify(token) is not None
+    finally:
+        catalog.close()
+        tokens.close()
+    assert "source.create" in segflow("audit")
+    assert not any(tmp_path.rglob("catalog.sqlite*"))
