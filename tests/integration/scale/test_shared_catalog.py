@@ -6,7 +6,9 @@ different machines would with the same ``shared.dsn``.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -174,3 +176,16 @@ def test_the_cli_writes_to_the_shared_catalog(tmp_path: Path, shared: SharedCata
         tokens.close()
     assert "source.create" in segflow("audit")
     assert not any(tmp_path.rglob("catalog.sqlite*"))
+
+
+def test_an_unreachable_shared_database_is_a_clear_cli_error(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"SEGFLOW_SHARED__DSN": f"host=127.0.0.1 port={port} user=x dbname=x", "PATH": ""}
+    env.update({k: v for k, v in os.environ.items() if k == "PYTHONPATH"})
+    cmd = [sys.executable, "-m", "segflow.cli.main", "sources", "list", "--data-dir", str(tmp_path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 2
+    assert json.loads(out.stderr)["code"] == "shared_store_unavailable"
+    assert not any(tmp_path.rglob("catalog.sqlite*"))  # no silent fallback to a local file
