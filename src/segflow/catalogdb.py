@@ -54,11 +54,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from segflow.postgres import SharedStoreUnavailable, connect_shared
 from segflow.sqlite import connect
 
 if TYPE_CHECKING:
@@ -120,19 +121,32 @@ def to_pyformat(sql: str) -> str:
 class CatalogDB:
     """One connection to the catalog, on either engine, with ``?`` placeholders.
 
-    Not locked: each store serialises its own calls (one lock per store, as before).
+    Not locked: each store serialises its own calls (one lock per store, as before). On
+    PostgreSQL, a failure of the server or the network raises
+    :class:`~segflow.postgres.SharedStoreUnavailable` (a ``TransientError``: HTTP 503 in the
+    APIs), and the next call connects again (``reopen``); a failed call is never retried
+    silently, since a write may have committed before the connection dropped.
     """
 
-    def __init__(self, con: Any, engine: Engine, *, namespace: str = "") -> None:
+    def __init__(
+        self,
+        con: Any,
+        engine: Engine,
+        *,
+        namespace: str = "",
+        reopen: Callable[[], Any] | None = None,
+    ) -> None:
         self.con = con
         self.engine: Engine = engine
         self._namespace = namespace
+        self._reopen = reopen
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         """Run one statement; the cursor holds its rows and ``rowcount``."""
         if self.engine == "sqlite":
             return self.con.execute(sql, tuple(params))  # type: ignore[no-any-return]
-        return self.con.execute(to_pyformat(sql), tuple(params))  # type: ignore[no-any-return]
+        with self._shared() as con:
+            return con.execute(to_pyformat(sql), tuple(params))  # type: ignore[no-any-return]
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         """Run one statement per row; returns how many rows they changed in all."""
@@ -141,9 +155,22 @@ class CatalogDB:
             return 0
         if self.engine == "sqlite":
             return int(self.con.executemany(sql, rows).rowcount)
-        with self.con.cursor() as cur:
+        with self._shared() as con, con.cursor() as cur:
             cur.executemany(to_pyformat(sql), rows)
             return int(cur.rowcount)
+
+    @contextlib.contextmanager
+    def _shared(self) -> Iterator[Any]:
+        """The PostgreSQL connection (opened again if it was lost); its failures raise
+        :class:`~segflow.postgres.SharedStoreUnavailable`."""
+        import psycopg
+
+        try:
+            if self._reopen is not None and self.con.closed:
+                self.con = self._reopen()
+            yield self.con
+        except psycopg.OperationalError as exc:
+            raise SharedStoreUnavailable(f"the shared catalog failed: {exc}") from exc
 
     @contextlib.contextmanager
     def write(self, name: str) -> Iterator[None]:
@@ -160,8 +187,8 @@ class CatalogDB:
                 raise
             self.con.execute("COMMIT")
             return
-        with self.con.transaction():
-            self.con.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key(name),))
+        with self._shared() as con, con.transaction():
+            con.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key(name),))
             yield
 
     def _lock_key(self, name: str) -> int:
@@ -181,10 +208,11 @@ def open_catalog_db(target: CatalogTarget, *, sqlite: str, postgres: tuple[str, 
     reached.
     """
     if isinstance(target, SharedCatalog):
-        from segflow.postgres import connect_shared
 
-        con = connect_shared(target.dsn, target.schema, ddl=postgres)
-        return CatalogDB(con, "postgres", namespace=target.schema)
+        def reopen() -> Any:
+            return connect_shared(target.dsn, target.schema, ddl=postgres)
+
+        return CatalogDB(reopen(), "postgres", namespace=target.schema, reopen=reopen)
     con = connect(target)
     con.executescript(sqlite)
     return CatalogDB(con, "sqlite")

@@ -11,16 +11,21 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from segflow.api.auth import TokenStore
 from segflow.audit import AuditLog
 from segflow.catalogdb import SharedCatalog
 from segflow.collect.catalog import SourceCatalog, SourceConfig
+from segflow.collect.exceptions import SourceExists
 from segflow.config import Settings, load_settings
+from segflow.postgres import SharedStoreUnavailable
 from segflow.privacy.store import HashedIdentifier, PrivacyStore, Work
 from segflow.rules import SegmentProgram
 from segflow.segments.service import DefinitionWatcher, SegmentService
@@ -189,3 +194,65 @@ def test_an_unreachable_shared_database_is_a_clear_cli_error(tmp_path: Path) -> 
     assert out.returncode == 2
     assert json.loads(out.stderr)["code"] == "shared_store_unavailable"
     assert not any(tmp_path.rglob("catalog.sqlite*"))  # no silent fallback to a local file
+
+
+def _wait_for(check: Callable[[], bool]) -> None:
+    """Poll ``check`` until true (a condition, not a duration: gives up after 30 s)."""
+    for _ in range(3000):
+        if check():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("the condition never held")
+
+
+def test_a_dropped_connection_fails_one_call_then_reconnects(
+    shared: SharedCatalog, postgres_dsn: str
+) -> None:
+    catalog = SourceCatalog(shared)
+    admin = psycopg.connect(postgres_dsn, autocommit=True)
+    try:
+        catalog.create("web")
+        pid = catalog._con.con.info.backend_pid
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+        _wait_for(lambda: admin.execute(gone, [pid]).fetchone() == (0,))
+        with pytest.raises(SharedStoreUnavailable):
+            catalog.list()
+        assert [s.name for s in catalog.list()] == ["web"]  # connected again
+    finally:
+        catalog.close()
+        admin.close()
+
+
+def test_concurrent_writers_on_two_hosts_wait_for_each_other(shared: SharedCatalog) -> None:
+    """A host creating a source holds the store's lock from its name check to its insert: the
+    other host's create waits, then sees the name taken (SourceExists, not a constraint error).
+    """
+    first, second = SourceCatalog(shared), SourceCatalog(shared)
+    outcome: list[BaseException | None] = []
+
+    def create() -> None:
+        try:
+            second.create("web")
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+    try:
+        with first._con.write("sources"):
+            first._con.execute(
+                "INSERT INTO sources VALUES (?, ?, ?, ?, ?)", ("src_1", "web", "h", 1, b"{}")
+            )
+            thread = threading.Thread(target=create)
+            thread.start()
+            probe = psycopg.connect(shared.dsn, autocommit=True)
+            try:
+                _wait_for(lambda: probe.execute(waiting).fetchone() == (1,))
+            finally:
+                probe.close()
+        thread.join()
+        assert len(outcome) == 1 and isinstance(outcome[0], SourceExists)
+    finally:
+        first.close()
+        second.close()
