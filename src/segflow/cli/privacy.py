@@ -1,6 +1,6 @@
 """``segflow privacy delete|suppress|status|suppressions|unsuppress|compact``.
 
-Regulations are queued in ``catalog.sqlite`` (the same service the API calls) and run by the
+Regulations are queued in the catalog (the same service the API calls) and run by the
 ``segflow serve`` process of the data directory, which picks them up within a second;
 ``--wait`` polls until the regulation finished or failed. Identifiers given on a command line
 end up in the shell's history: prefer ``--from-file`` for real requests.

@@ -1,4 +1,4 @@
-"""``segflow tokens create|list|revoke``: API tokens (stored hashed in ``catalog.sqlite``).
+"""``segflow tokens create|list|revoke``: API tokens (stored hashed in the catalog).
 
 The same service as ``/api/v1/tokens`` and the console's Tokens page (``segflow.api.tokens``):
 every create and revoke is written to the audit log.
