@@ -3,11 +3,15 @@ local Spark session per test run, started on first use (tests/support/)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.support.engines import unavailable
+
+from segflow.catalogdb import CatalogTarget, SharedCatalog
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +29,15 @@ def postgres_dsn() -> Iterator[str]:
         unavailable("PostgreSQL", str(exc))
     yield server.dsn
     server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalog_target(request: pytest.FixtureRequest, tmp_path: Path) -> CatalogTarget:
+    """Where a test's catalog lives, once per engine: ``catalog.sqlite`` in the test's
+    directory, then a fresh schema of the session's PostgreSQL server (``shared.dsn``)."""
+    if request.param == "sqlite":
+        return tmp_path / "catalog.sqlite"
+    return SharedCatalog(request.getfixturevalue("postgres_dsn"), f"t_{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture(scope="session")

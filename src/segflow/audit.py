@@ -1,6 +1,7 @@
 """The audit log: every change to segflow's configuration, who made it, when, before and after.
 
-Rows live in ``catalog.sqlite`` (table ``audit_log``) beside what they describe. Writers are
+Rows live in the catalog (table ``audit_log``) beside what they describe: ``catalog.sqlite``,
+or the shared PostgreSQL catalog with ``shared.dsn`` (:mod:`segflow.catalogdb`). Writers are
 the services the API, the CLI and the console share (segments and traits, destinations and
 subscriptions, tokens, sources), so a change is recorded once whatever surface made it.
 ``actor`` names who: ``token:<id> (<name>)`` for the API and console, ``cli:<user>`` for
@@ -8,7 +9,10 @@ the command line.
 
 The log is append-only: no API route, CLI command or console page edits or deletes an
 entry, and the store refuses it (triggers raise on ``UPDATE`` and ``DELETE`` of
-``audit_log``; ``DROP TABLE`` remains possible to whoever owns the file).
+``audit_log``, and on ``TRUNCATE`` in PostgreSQL; ``DROP TABLE`` remains possible to whoever
+owns the file or the table). Entries are listed newest first by ``id``; with writers on
+several hosts, ids are handed out in insertion order, which is commit order to within the
+few milliseconds two concurrent commits can overlap.
 
 >>> import tempfile, os
 >>> log = AuditLog(os.path.join(tempfile.mkdtemp(), "catalog.sqlite"))
@@ -22,12 +26,11 @@ from __future__ import annotations
 import getpass
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from segflow.sqlite import connect
+from segflow.catalogdb import CatalogTarget, open_catalog_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -44,6 +47,23 @@ BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 """
+_SCHEMA_POSTGRES = (
+    """CREATE TABLE IF NOT EXISTS audit_log (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at_ms BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    before TEXT,
+    after TEXT
+)""",
+    """CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$""",
+    """CREATE OR REPLACE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON audit_log
+FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()""",
+    """CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()""",
+)
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,11 +87,11 @@ def cli_actor() -> str:
 
 
 class AuditLog:
-    """Append-only audit rows in SQLite; safe to share between threads."""
+    """Append-only audit rows in the catalog (SQLite or shared PostgreSQL); safe to share
+    between threads."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._con = connect(path)
-        self._con.executescript(_SCHEMA)
+    def __init__(self, target: CatalogTarget) -> None:
+        self._con = open_catalog_db(target, sqlite=_SCHEMA, postgres=_SCHEMA_POSTGRES)
         self._lock = threading.Lock()
 
     def record(self, actor: str, action: str, target: str, before: Any, after: Any) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -48,6 +47,7 @@ from segflow.api.segments import segment_routes
 from segflow.api.sources import source_routes
 from segflow.api.tokens import token_routes
 from segflow.audit import AuditLog
+from segflow.catalogdb import CatalogTarget
 from segflow.privacy.service import PrivacyService
 from segflow.segments.service import SegmentService
 from segflow.server.runtime import Runtime
@@ -69,7 +69,7 @@ class ApiDeps:
     segments: SegmentService
     tokens: TokenStore
     warehouse: Callable[[], duckdb.DuckDBPyConnection]
-    catalog_path: Path
+    catalog_path: CatalogTarget  # catalog.sqlite, or the shared catalog (shared.dsn)
     audit: AuditLog | None = None
     privacy: PrivacyService | None = None
 

@@ -1,4 +1,5 @@
-"""API tokens: roles ``read`` < ``editor`` < ``admin``, stored hashed in ``catalog.sqlite``.
+"""API tokens: roles ``read`` < ``editor`` < ``admin``, stored hashed in the catalog
+(``catalog.sqlite``, or the shared PostgreSQL catalog with ``shared.dsn``).
 
 A token is ``sft_<id>_<secret>``: the id finds the row, the secret is checked against its
 SHA-256 digest with a constant-time compare. Secrets are 32 random bytes, so a fast hash is
@@ -21,15 +22,14 @@ import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Protocol
 
 import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from segflow.catalogdb import CatalogTarget, open_catalog_db
 from segflow.errors import ValidationError
-from segflow.sqlite import connect
 
 ROLES = ("read", "editor", "admin")
 PREFIX = "sft_"
@@ -44,6 +44,16 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     revoked_ms INTEGER
 );
 """
+_SCHEMA_POSTGRES = (
+    """CREATE TABLE IF NOT EXISTS api_tokens (
+    token_id TEXT PRIMARY KEY,
+    secret_sha256 BYTEA NOT NULL,
+    role TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    created_ms BIGINT NOT NULL,
+    revoked_ms BIGINT
+)""",
+)
 
 
 class TokenInfo(msgspec.Struct, frozen=True):
@@ -67,9 +77,8 @@ def _digest(secret: str) -> bytes:
 class TokenStore:
     """Create, verify, list and revoke API tokens in the catalog."""
 
-    def __init__(self, catalog_path: str | Path) -> None:
-        self.con = connect(catalog_path)
-        self.con.executescript(_SCHEMA)
+    def __init__(self, catalog: CatalogTarget) -> None:
+        self.con = open_catalog_db(catalog, sqlite=_SCHEMA, postgres=_SCHEMA_POSTGRES)
         self.lock = threading.Lock()
 
     def create(self, role: str, *, name: str = "") -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -32,6 +31,7 @@ from starlette.routing import Route
 
 from segflow.api.common import actor, answer, json_body, query_int
 from segflow.audit import AuditLog
+from segflow.catalogdb import CatalogTarget
 from segflow.clock import Clock
 from segflow.errors import ValidationError
 from segflow.ml.jobs import AttributeSink
@@ -50,7 +50,7 @@ async def allow_all(request: Request, role: str) -> None:
 class ModelsDeps:
     connect: Callable[[], duckdb.DuckDBPyConnection]
     clock: Clock
-    catalog_path: Path | None = None
+    catalog_path: CatalogTarget | None = None  # catalog.sqlite or the shared catalog
     authorize: Authorize = allow_all
     sink: AttributeSink | None = None  # the processor: scores of on-demand runs reach profiles
     audit: AuditLog | None = None  # definitions, renames and saved clusters are recorded here

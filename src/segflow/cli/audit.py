@@ -26,8 +26,9 @@ def audit(
 ) -> None:
     """Every change made through the API, the CLI or the console, newest first."""
     from segflow.audit import AuditLog
+    from segflow.catalogdb import catalog_target
 
-    log = AuditLog(resolve_settings(data_dir, config).data_path / "catalog.sqlite")
+    log = AuditLog(catalog_target(resolve_settings(data_dir, config)))
     try:
         entries = log.list(limit=limit, action=action, target=target)
     finally:

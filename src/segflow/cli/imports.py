@@ -30,8 +30,9 @@ def import_(
     config: Path | None = ConfigOption,
 ) -> None:
     """Import a file of historical events (validated, deduped and dead-lettered like live ones)."""
+    from segflow.catalogdb import catalog_target
     from segflow.clock import WallClock
-    from segflow.collect.catalog import open_catalog
+    from segflow.collect.catalog import SourceCatalog
     from segflow.collect.ingest import Ingestor
     from segflow.log.drivers import open_event_log
     from segflow.privacy.compose import suppression_filter
@@ -39,10 +40,9 @@ def import_(
     from segflow.warehouse.readers import CDNOW_COLUMNS, detect_format, parse_mapping
 
     settings = resolve_settings(data_dir, config)
-    root = settings.data_path
     preset_cdnow = mapping == ["cdnow"]
     log = open_event_log(settings)
-    catalog = open_catalog(root)
+    catalog = SourceCatalog(catalog_target(settings))
     console = Console(stderr=True)
     try:
         ingestor = Ingestor(log, catalog, settings.collect)

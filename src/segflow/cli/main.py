@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib
 
+import msgspec
 import typer
+
+from segflow.errors import SegflowError
 
 HELP = (
     "segflow: self-hosted, real-time behavioral segmentation.\n\n"
@@ -70,7 +73,11 @@ def version() -> None:
 
 def main() -> None:
     _register_all()
-    app()
+    try:
+        app()
+    except SegflowError as exc:  # not caught by the command (e.g. the shared database is down)
+        typer.echo(msgspec.json.encode(exc.to_dict()).decode(), err=True)
+        raise SystemExit(2) from exc
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from segflow.catalogdb import CatalogTarget
 from segflow.cli.render import JsonOption, record
 from segflow.clock import Clock, ManualClock, WallClock
 from segflow.errors import SegflowError
@@ -187,7 +188,7 @@ def rename_cluster(
     except SegflowError as exc:
         raise _fail(exc) from exc
     typer.echo(f"{name}/{cluster}: {before} -> {new_name}")
-    for segment in rules_naming_cluster(root / "catalog.sqlite", name, before):
+    for segment in rules_naming_cluster(_catalog(data_dir), name, before):
         typer.echo(f"warning: segment {segment} names the cluster {before!r}", err=True)
 
 
@@ -205,11 +206,19 @@ def save_cluster(
     root = data_dir or _default_dir()
     try:
         definition = save_cluster_as_segment(
-            Registry(_warehouse(root)), root / "catalog.sqlite", name, cluster, segment
+            Registry(_warehouse(root)), _catalog(data_dir), name, cluster, segment
         )
     except SegflowError as exc:
         raise _fail(exc) from exc
     typer.echo(f"segment {segment} v{definition.version}: {definition.rule}")
+
+
+def _catalog(data_dir: Path | None) -> CatalogTarget:
+    """The catalog of these settings: ``catalog.sqlite`` or the shared one (``shared.dsn``)."""
+    from segflow.catalogdb import catalog_target
+    from segflow.cli.options import resolve_settings
+
+    return catalog_target(resolve_settings(data_dir, None))
 
 
 def _default_dir() -> Path:

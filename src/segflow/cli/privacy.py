@@ -1,6 +1,6 @@
 """``segflow privacy delete|suppress|status|suppressions|unsuppress|compact``.
 
-Regulations are queued in ``catalog.sqlite`` (the same service the API calls) and run by the
+Regulations are queued in the catalog (the same service the API calls) and run by the
 ``segflow serve`` process of the data directory, which picks them up within a second;
 ``--wait`` polls until the regulation finished or failed. Identifiers given on a command line
 end up in the shell's history: prefer ``--from-file`` for real requests.
@@ -37,10 +37,11 @@ TimeoutOption = typer.Option(600.0, "--timeout", help="seconds --wait waits")
 
 def _service(data_dir: Path | None, config: Path | None) -> PrivacyService:
     from segflow.audit import AuditLog
+    from segflow.catalogdb import catalog_target
     from segflow.privacy.store import PrivacyStore
 
     settings = resolve_settings(data_dir, config)
-    catalog = settings.data_path / "catalog.sqlite"
+    catalog = catalog_target(settings)
     return PrivacyService(PrivacyStore(catalog), rules=settings.identity, audit=AuditLog(catalog))
 
 

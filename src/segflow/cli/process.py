@@ -32,6 +32,7 @@ def process(
     ),
 ) -> None:
     """Consume the log into profile state (identity, traits, segments, timers) until stopped."""
+    from segflow.catalogdb import catalog_target
     from segflow.log.drivers import open_event_log
     from segflow.segments.service import DefinitionWatcher, SegmentService
     from segflow.segments.store import DefinitionStore
@@ -45,7 +46,7 @@ def process(
     log = open_event_log(settings)
     processor = build_processor(settings, log)
     lease = _join_group(processor, settings)
-    definitions = DefinitionStore(settings.data_path / "catalog.sqlite")
+    definitions = DefinitionStore(catalog_target(settings))
     watcher = DefinitionWatcher(SegmentService(definitions), processor.set_evaluator)
     watcher.refresh()  # the segments and traits of the catalog, backfilled when they changed
     stop = threading.Event()

@@ -1,8 +1,8 @@
 """``segflow segments list|show|create|delete|check|preview``, ``segflow traits ...``, and
 ``segflow apply DIR`` / ``segflow export-definitions DIR`` (definitions as YAML files).
 
-Definitions live in ``DATA_DIR/catalog.sqlite`` (versioned); a running ``segflow serve`` picks
-up every change within a second and backfills the changed rules from history. ``preview`` runs
+Definitions live in the catalog (versioned; ``DATA_DIR/catalog.sqlite``, or the shared database
+with ``shared.dsn``); a running ``segflow serve`` picks up every change within a second and backfills the changed rules from history. ``preview`` runs
 the rule's SQL on the warehouse (waiting for its lock while ``serve`` writes a micro-batch).
 """
 
@@ -37,12 +37,13 @@ NameArgument = typer.Argument(..., help="the definition's name (lower case, digi
 
 
 def _service(data_dir: Path | None, config: Path | None) -> SegmentService:
+    from segflow.catalogdb import catalog_target
     from segflow.segments.store import DefinitionStore
     from segflow.warehouse.connection import connect, warehouse_path
 
     settings = resolve_settings(data_dir, config)
     path = warehouse_path(settings.data_path)
-    catalog = settings.data_path / "catalog.sqlite"
+    catalog = catalog_target(settings)
     from segflow.privacy.retention import guard
 
     return SegmentService(

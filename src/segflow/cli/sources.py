@@ -13,10 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from segflow.audit import AuditLog, cli_actor
+from segflow.catalogdb import catalog_target
 from segflow.cli import render
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
 from segflow.cli.render import JsonOption
-from segflow.collect.catalog import SourceCatalog, SourceConfig, open_catalog
+from segflow.collect.catalog import SourceCatalog, SourceConfig
 from segflow.errors import SegflowError
 
 sources_app = typer.Typer(
@@ -28,7 +29,7 @@ SourceName = typer.Argument(..., help="the source's name (see `segflow sources l
 
 
 def _catalog(data_dir: Path | None, config: Path | None) -> SourceCatalog:
-    return open_catalog(resolve_settings(data_dir, config).data_path)
+    return SourceCatalog(catalog_target(resolve_settings(data_dir, config)))
 
 
 def _fail(exc: SegflowError) -> typer.Exit:
@@ -39,7 +40,7 @@ def _fail(exc: SegflowError) -> typer.Exit:
 def _audit(
     data_dir: Path | None, config: Path | None, action: str, target: str, before: Any, after: Any
 ) -> None:
-    log = AuditLog(resolve_settings(data_dir, config).data_path / "catalog.sqlite")
+    log = AuditLog(catalog_target(resolve_settings(data_dir, config)))
     try:
         log.record(cli_actor(), action, target, before, after)
     finally:

@@ -1,4 +1,4 @@
-"""``segflow tokens create|list|revoke``: API tokens (stored hashed in ``catalog.sqlite``).
+"""``segflow tokens create|list|revoke``: API tokens (stored hashed in the catalog).
 
 The same service as ``/api/v1/tokens`` and the console's Tokens page (``segflow.api.tokens``):
 every create and revoke is written to the audit log.
@@ -16,6 +16,7 @@ import typer
 from segflow.api import tokens as service
 from segflow.api.auth import TokenStore
 from segflow.audit import AuditLog, cli_actor
+from segflow.catalogdb import catalog_target
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
 from segflow.cli.render import JsonOption, emit_json, rows
 from segflow.errors import SegflowError
@@ -29,7 +30,7 @@ tokens_app = typer.Typer(
 
 @contextmanager
 def _stores(data_dir: Path | None, config: Path | None) -> Iterator[tuple[TokenStore, AuditLog]]:
-    catalog = resolve_settings(data_dir, config).data_path / "catalog.sqlite"
+    catalog = catalog_target(resolve_settings(data_dir, config))
     store, audit = TokenStore(catalog), AuditLog(catalog)
     try:
         yield store, audit

@@ -1,4 +1,7 @@
-"""Sources and their write keys, in ``catalog.sqlite`` (tables ``sources``, ``plan_violations``).
+"""Sources and their write keys, in the catalog (tables ``sources``, ``plan_violations``).
+
+The catalog is ``catalog.sqlite`` or, with ``shared.dsn`` set, shared PostgreSQL tables
+(:mod:`segflow.catalogdb`), so collectors on every host authenticate the same write keys.
 
 A write key is shown once, at creation; only its SHA-256 is stored. Keys are 192 random bits,
 so a fast hash is safe (no dictionary to attack) and keeps authentication per request cheap;
@@ -25,17 +28,24 @@ from pathlib import Path
 
 import msgspec
 
+from segflow.catalogdb import CatalogTarget, open_catalog_db
 from segflow.clock import Clock, WallClock
 from segflow.collect.exceptions import SourceExists, UnknownSource
 from segflow.collect.plans import TrackingPlan
 from segflow.spec.normalize import NameRules
-from segflow.sqlite import connect
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS sources(id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
     " key_hash TEXT NOT NULL UNIQUE, created_at_ms INTEGER NOT NULL, config BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS plan_violations(source_id TEXT NOT NULL, event TEXT NOT NULL,"
     " violation TEXT NOT NULL, count INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(source_id, event, violation))",
+)
+_SCHEMA_POSTGRES = (
+    "CREATE TABLE IF NOT EXISTS sources(id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+    " key_hash TEXT NOT NULL UNIQUE, created_at_ms BIGINT NOT NULL, config BYTEA NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS plan_violations(source_id TEXT NOT NULL, event TEXT NOT NULL,"
+    " violation TEXT NOT NULL, count BIGINT NOT NULL, last_seen_ms BIGINT NOT NULL,"
     " PRIMARY KEY(source_id, event, violation))",
 )
 
@@ -73,14 +83,11 @@ def hash_key(write_key: str) -> str:
 class SourceCatalog:
     """Sources, write keys and tracking-plan violation counts (see module docstring)."""
 
-    def __init__(self, path: str | Path, *, clock: Clock | None = None) -> None:
-        self._con = connect(path)
+    def __init__(self, target: CatalogTarget, *, clock: Clock | None = None) -> None:
+        self._con = open_catalog_db(target, sqlite=";\n".join(_SCHEMA), postgres=_SCHEMA_POSTGRES)
         self._lock = threading.Lock()
         self._clock = clock or WallClock()
         self._by_hash: dict[str, Source] = {}
-        with self._lock:
-            for stmt in _SCHEMA:
-                self._con.execute(stmt)
 
     def create(self, name: str, config: SourceConfig | None = None) -> tuple[Source, str]:
         """Create a source; returns it with its write key (the only time the key is seen)."""
@@ -93,7 +100,7 @@ class SourceCatalog:
             created_at_ms=self._clock.now_ms(),
             config=config or SourceConfig(),
         )
-        with self._lock:
+        with self._lock, self._con.write("sources"):
             if self._con.execute("SELECT 1 FROM sources WHERE name=?", (name,)).fetchone():
                 raise SourceExists(
                     f"a source named {name!r} already exists", details={"name": name}
@@ -176,7 +183,8 @@ class SourceCatalog:
         with self._lock:
             self._con.executemany(
                 "INSERT INTO plan_violations VALUES(?,?,?,?,?) ON CONFLICT(source_id, event, violation)"
-                " DO UPDATE SET count=count+excluded.count, last_seen_ms=excluded.last_seen_ms",
+                " DO UPDATE SET count=plan_violations.count+excluded.count,"
+                " last_seen_ms=excluded.last_seen_ms",
                 rows,
             )
 
@@ -195,5 +203,5 @@ class SourceCatalog:
 
 
 def open_catalog(data_dir: str | Path, *, clock: Clock | None = None) -> SourceCatalog:
-    """The catalog of a data directory (``DIR/catalog.sqlite``)."""
+    """The SQLite catalog of a data directory (``DIR/catalog.sqlite``)."""
     return SourceCatalog(Path(data_dir) / "catalog.sqlite", clock=clock)

@@ -124,6 +124,7 @@ class Demo:
             **os.environ,
             "SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]',
             "SEGFLOW_ML__SCHEDULE_ENABLED": "false",  # the demo runs the models itself
+            "SEGFLOW_SHARED__DSN": "",  # its own data directory, whatever the shell's settings
         }
         log_path = self.o.data_dir / "serve.log"
         with log_path.open("ab") as out:

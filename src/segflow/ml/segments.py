@@ -14,9 +14,9 @@ cluster of model customer_segments = "High spend · \\"VIP\\""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Protocol
 
+from segflow.catalogdb import CatalogTarget
 from segflow.ml.exceptions import ModelNotFound
 from segflow.ml.registry import Registry
 
@@ -40,7 +40,7 @@ def cluster_name_rule(model: str, cluster_name: str) -> str:
 
 
 def save_cluster_as_segment(
-    registry: Registry, catalog_path: str | Path, model: str, cluster: int, segment: str
+    registry: Registry, catalog_path: CatalogTarget, model: str, cluster: int, segment: str
 ) -> _Definition:
     """Create (or version) segment ``segment`` as ``cluster id of model MODEL = ID`` in the catalog."""
     from segflow.segments.store import DefinitionStore
@@ -59,7 +59,7 @@ def save_cluster_as_segment(
         store.close()
 
 
-def rules_naming_cluster(catalog_path: str | Path, model: str, name: str) -> list[str]:
+def rules_naming_cluster(catalog_path: CatalogTarget, model: str, name: str) -> list[str]:
     """Segments whose rule compares ``cluster of model MODEL`` (the name) with ``name``."""
     from segflow.segments.store import DefinitionStore
 

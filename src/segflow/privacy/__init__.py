@@ -2,7 +2,7 @@
 
 - :mod:`~segflow.privacy.service`: submit and read regulations, list and lift suppressions
   (the API and the CLI);
-- :mod:`~segflow.privacy.store`: regulations and suppressions in ``catalog.sqlite``;
+- :mod:`~segflow.privacy.store`: regulations and suppressions in the catalog;
 - :mod:`~segflow.privacy.suppression`: the in-memory list the collector, the processor and the
   loader consult;
 - :mod:`~segflow.privacy.job` and :mod:`~segflow.privacy.runner`: running a regulation in the

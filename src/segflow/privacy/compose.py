@@ -14,6 +14,7 @@ from pathlib import Path
 
 from segflow.activate.store import DeliveryStore
 from segflow.audit import AuditLog
+from segflow.catalogdb import catalog_target
 from segflow.clock import Clock
 from segflow.collect.ingest import Ingestor
 from segflow.config import Settings
@@ -58,7 +59,7 @@ def build(
     that read more raw history than is kept are refused from now on (HTTP 400)."""
     segments.history_check = retention.guard(settings)
     data = Path(settings.data_path)
-    store = PrivacyStore(data / "catalog.sqlite")
+    store = PrivacyStore(catalog_target(settings))
     suppressions = SuppressionList(store.key(), settings.identity, store.suppressed_hashes())
     ingestor.blocked = suppressions.blocks_event
     processor.blocked = suppressions.blocks
@@ -83,7 +84,7 @@ def check_retention(settings: Settings) -> None:
     than what the stored rules read."""
     if not retention.retentions(settings):
         return
-    definitions = DefinitionStore(Path(settings.data_path) / "catalog.sqlite")
+    definitions = DefinitionStore(catalog_target(settings))
     try:
         program = SegmentService(definitions).program()
     except ValidationError:  # a rule set that does not compile is the watcher's to report
@@ -96,7 +97,7 @@ def check_retention(settings: Settings) -> None:
 def suppression_filter(settings: Settings) -> SuppressionList:
     """The data directory's suppression list as stored now (for ``segflow import``, another
     process: its ingestor drops suppressed events like the collector does)."""
-    store = PrivacyStore(Path(settings.data_path) / "catalog.sqlite")
+    store = PrivacyStore(catalog_target(settings))
     try:
         return SuppressionList(store.key(), settings.identity, store.suppressed_hashes())
     finally:

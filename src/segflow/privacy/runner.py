@@ -1,6 +1,6 @@
 """The serve process's regulation runner: a background service that runs regulations.
 
-Regulations are queued in ``catalog.sqlite`` by the API and the CLI (another process, which
+Regulations are queued in the catalog by the API and the CLI (another process, which
 cannot reach this process's processor and loader). The runner polls them every
 ``privacy.poll_interval_s`` (and at once when the API wakes it), runs each open one with
 :class:`~segflow.privacy.job.RegulationJob`, then compacts the stores once for every

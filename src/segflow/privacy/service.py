@@ -1,6 +1,6 @@
 """Regulations and suppressions as a service: what the API and the CLI call.
 
-:meth:`PrivacyService.submit` validates a request, stores it ``pending`` in ``catalog.sqlite``
+:meth:`PrivacyService.submit` validates a request, stores it ``pending`` in the catalog
 (with its identifiers in clear in the working data, which the job empties when it ends) and
 records it in the audit log with the identifiers **hashed**. The serve process runs it
 (:mod:`segflow.privacy.runner`); the API wakes the runner at once, the CLI's requests are

@@ -1,4 +1,5 @@
-"""Regulations and suppressions in ``catalog.sqlite`` (the control plane).
+"""Regulations and suppressions in the catalog (the control plane): ``catalog.sqlite``, or the
+shared PostgreSQL catalog with ``shared.dsn`` (:mod:`segflow.catalogdb`).
 
 Tables:
 
@@ -10,7 +11,8 @@ Tables:
 - ``suppressions``: the keyed hash of every suppressed identifier, its type, when, and the
   regulation that added it.
 - ``privacy_meta``: the hashing key (random, made once) and a version counter of the
-  suppressions, which serve processes poll to pick up changes made by the CLI.
+  suppressions, which serve processes poll to pick up changes made by the CLI. (In
+  PostgreSQL, whose columns have one type, the counter is in ``privacy_counters``.)
 
 >>> import tempfile, os
 >>> store = PrivacyStore(os.path.join(tempfile.mkdtemp(), "catalog.sqlite"))
@@ -26,13 +28,13 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
+from segflow.catalogdb import CatalogTarget, open_catalog_db
 from segflow.privacy.exceptions import RegulationNotFound
-from segflow.sqlite import connect, vacuum
+from segflow.sqlite import vacuum
 
 RegulationType = Literal["delete", "suppress", "suppress_and_delete"]
 Status = Literal["pending", "running", "finished", "failed"]
@@ -51,6 +53,31 @@ CREATE TABLE IF NOT EXISTS suppressions (
     regulation TEXT);
 CREATE TABLE IF NOT EXISTS privacy_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
+_SCHEMA_POSTGRES = (
+    """CREATE TABLE IF NOT EXISTS regulations (
+    id TEXT PRIMARY KEY, type TEXT NOT NULL, status TEXT NOT NULL, step TEXT NOT NULL,
+    created_ms BIGINT NOT NULL, started_ms BIGINT, finished_ms BIGINT, actor TEXT NOT NULL,
+    identifiers TEXT NOT NULL, result TEXT NOT NULL DEFAULT '{}', error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0, work BYTEA)""",
+    """CREATE INDEX IF NOT EXISTS regulations_open ON regulations (status, created_ms)
+    WHERE status IN ('pending', 'running')""",
+    """CREATE TABLE IF NOT EXISTS suppressions (
+    hash TEXT PRIMARY KEY, id_type TEXT NOT NULL, created_ms BIGINT NOT NULL,
+    regulation TEXT)""",
+    "CREATE TABLE IF NOT EXISTS privacy_meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS privacy_counters (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+)
+# the suppressions' version counter: SQLite keeps it beside the key (a column of any type)
+_BUMP = {
+    "sqlite": "INSERT INTO privacy_meta VALUES ('suppressions_version', 1) ON CONFLICT(key)"
+    " DO UPDATE SET value = privacy_meta.value + 1",
+    "postgres": "INSERT INTO privacy_counters VALUES ('suppressions_version', 1) ON CONFLICT(key)"
+    " DO UPDATE SET value = privacy_counters.value + 1",
+}
+_VERSION = {
+    "sqlite": "SELECT value FROM privacy_meta WHERE key='suppressions_version'",
+    "postgres": "SELECT value FROM privacy_counters WHERE key='suppressions_version'",
+}
 _COLS = (
     "id, type, status, step, created_ms, started_ms, finished_ms, actor, identifiers, result,"
     " error, attempts"
@@ -105,12 +132,10 @@ def _now_ms() -> int:
 
 
 class PrivacyStore:
-    """Thread-safe access to the privacy tables of ``catalog.sqlite``."""
+    """Thread-safe access to the privacy tables of the catalog."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._con = connect(self.path)
-        self._con.executescript(_SCHEMA)
+    def __init__(self, target: CatalogTarget) -> None:
+        self._con = open_catalog_db(target, sqlite=_SCHEMA, postgres=_SCHEMA_POSTGRES)
         self._lock = threading.Lock()
         self._key: bytes | None = None
 
@@ -131,7 +156,7 @@ class PrivacyStore:
         """The data directory's hashing key (made on first use)."""
         if self._key is None:
             self._write(
-                "INSERT OR IGNORE INTO privacy_meta VALUES ('hash_key', ?)",
+                "INSERT INTO privacy_meta VALUES ('hash_key', ?) ON CONFLICT DO NOTHING",
                 (secrets.token_bytes(32),),
             )
             self._key = bytes(
@@ -219,41 +244,22 @@ class PrivacyStore:
     def suppress(self, hashed: Iterable[HashedIdentifier], regulation: str | None) -> int:
         """Add suppressions (existing ones are kept); returns how many were new."""
         rows = [(h.hash, h.type, _now_ms(), regulation) for h in hashed]
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                before = self._con.total_changes
-                self._con.executemany(
-                    "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?)", rows
-                )
-                added = self._con.total_changes - before
-                self._bump()
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
+        with self._lock, self._con.write("suppressions"):
+            added = self._con.executemany(
+                "INSERT INTO suppressions VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", rows
+            )
+            self._bump()
         return added
 
     def unsuppress(self, hash_hex: str) -> bool:
         """Remove one suppression; False when there was none."""
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                removed = self._con.execute(
-                    "DELETE FROM suppressions WHERE hash=?", (hash_hex,)
-                ).rowcount
-                self._bump()
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-        return removed > 0
+        with self._lock, self._con.write("suppressions"):
+            removed = self._con.execute("DELETE FROM suppressions WHERE hash=?", (hash_hex,))
+            self._bump()
+        return removed.rowcount > 0
 
     def _bump(self) -> None:
-        self._con.execute(
-            "INSERT INTO privacy_meta VALUES ('suppressions_version', 1) ON CONFLICT(key)"
-            " DO UPDATE SET value = value + 1"
-        )
+        self._con.execute(_BUMP[self._con.engine])
 
     def suppressions(self, *, limit: int = 100, after: str = "") -> list[Suppression]:
         rows = self._rows(
@@ -267,14 +273,18 @@ class PrivacyStore:
         return {r[0] for r in self._rows("SELECT hash FROM suppressions")}
 
     def suppressions_version(self) -> int:
-        rows = self._rows("SELECT value FROM privacy_meta WHERE key='suppressions_version'")
+        rows = self._rows(_VERSION[self._con.engine])
         return int(rows[0][0]) if rows else 0
 
     def compact(self) -> None:
         """VACUUM ``catalog.sqlite`` and truncate its write-ahead file (identifiers in clear
-        of finished regulations leave no bytes behind)."""
+        of finished regulations leave no bytes behind). In PostgreSQL, ``VACUUM FULL`` rewrites
+        the privacy tables (the server's write-ahead log and backups are the operator's)."""
         with self._lock:
-            vacuum(self._con)
+            if self._con.engine == "sqlite":
+                vacuum(self._con.con)
+            else:
+                self._con.execute("VACUUM FULL regulations, suppressions")
 
 
 def _regulation(row: Any) -> Regulation:

@@ -2,7 +2,7 @@
 
 Two sets of keyed identifier hashes (:mod:`segflow.privacy.identifiers`):
 
-- **suppressed**: the stored suppressions (``catalog.sqlite``), reloaded when their version
+- **suppressed**: the stored suppressions (the catalog), reloaded when their version
   changes (another process, the CLI, may have added or removed one);
 - **held**: the identifiers of regulations running now. While a deletion runs, new events
   of the person are dropped like suppressed ones, so nothing re-creates what is being

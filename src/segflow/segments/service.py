@@ -2,8 +2,9 @@
 
 Every write is validated against the whole catalogue before it is stored (a rule that does not
 parse, refers to an unknown segment, or closes a cycle is refused with every diagnostic), then
-saved as a new version in ``catalog.sqlite``. The serve process picks changes up with a
-:class:`DefinitionWatcher`, which recompiles the rule set and hands it to the processor.
+saved as a new version in the catalog. Serve processes (on any host, with a shared catalog)
+pick changes up with a :class:`DefinitionWatcher`, which recompiles the rule set and hands it
+to the processor.
 
 Previews run the rule's SQL (``segflow.rules.sql``) on the warehouse, so a rule can be tried on
 the full history before it is saved.
@@ -232,11 +233,12 @@ def profile_history(con: duckdb.DuckDBPyConnection, profile_ids: list[str]) -> l
 
 
 class DefinitionWatcher:
-    """Recompiles the rule set when ``catalog.sqlite`` changes and hands it to ``apply``.
+    """Recompiles the rule set when the catalog's definitions change and hands it to ``apply``.
 
     A service of ``segflow serve``: it polls the definitions' fingerprint every
-    ``interval_s`` (edits may come from other processes: the CLI, ML jobs). A rule set that
-    no longer compiles (edited around the service) is logged and the running one is kept.
+    ``interval_s`` (edits may come from other processes or hosts: the CLI, ML jobs, the API).
+    A rule set that no longer compiles (edited around the service) is logged and the running
+    one is kept.
     """
 
     name = "segment-definitions"

@@ -1,6 +1,9 @@
-"""The versioned catalog of segment and computed-trait definitions (``catalog.sqlite``).
+"""The versioned catalog of segment and computed-trait definitions (``catalog.sqlite``, or
+the shared PostgreSQL catalog with ``shared.dsn``: :mod:`segflow.catalogdb`).
 
-Every edit is a new version; a delete is a tombstone version, so history is never lost.
+Every edit is a new version; a delete is a tombstone version, so history is never lost. The
+next version is read and written in one :meth:`~segflow.catalogdb.CatalogDB.write`
+transaction, so editors in several processes or on several hosts never collide.
 
 >>> import tempfile, os
 >>> store = DefinitionStore(os.path.join(tempfile.mkdtemp(), "catalog.sqlite"))
@@ -15,16 +18,14 @@ Every edit is a new version; a delete is a tombstone version, so history is neve
 from __future__ import annotations
 
 import builtins
-import sqlite3
 import threading
 import time
-from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
+from segflow.catalogdb import CatalogTarget, open_catalog_db
 from segflow.errors import NotFoundError, ValidationError
-from segflow.sqlite import connect
 
 Kind = Literal["segment", "trait"]
 
@@ -40,6 +41,18 @@ CREATE TABLE IF NOT EXISTS definitions (
     PRIMARY KEY (kind, name, version)
 );
 """
+_SCHEMA_POSTGRES = (
+    """CREATE TABLE IF NOT EXISTS definitions (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    rule TEXT,
+    description TEXT NOT NULL DEFAULT '',
+    deleted INTEGER NOT NULL DEFAULT 0,
+    created_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (kind, name, version)
+)""",
+)
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -63,29 +76,23 @@ def check_name(name: str) -> str:
 
 
 class DefinitionStore:
-    """Versioned definitions in SQLite; safe to share between threads."""
+    """Versioned definitions in the catalog (SQLite or shared PostgreSQL); safe to share
+    between threads."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._con = connect(path)
-        self._con.executescript(_SCHEMA)
+    def __init__(self, target: CatalogTarget) -> None:
+        self._con = open_catalog_db(target, sqlite=_SCHEMA, postgres=_SCHEMA_POSTGRES)
         self._lock = threading.Lock()
 
     def put(self, kind: Kind, name: str, rule: str, description: str = "") -> Definition:
         """Create or edit a definition; returns the new version."""
         check_name(name)
         now = time.time_ns() // 1_000_000
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                version = self._latest_version(kind, name) + 1
-                self._con.execute(
-                    "INSERT INTO definitions VALUES (?, ?, ?, ?, ?, 0, ?)",
-                    (kind, name, version, rule, description, now),
-                )
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
+        with self._lock, self._con.write("definitions"):
+            version = self._latest_version(kind, name) + 1
+            self._con.execute(
+                "INSERT INTO definitions VALUES (?, ?, ?, ?, ?, 0, ?)",
+                (kind, name, version, rule, description, now),
+            )
         return Definition(
             kind=kind,
             name=name,
@@ -97,12 +104,12 @@ class DefinitionStore:
 
     def delete(self, kind: Kind, name: str) -> None:
         """Tombstone the definition (its history stays)."""
-        current = self.get(kind, name)
+        self.get(kind, name)
         now = time.time_ns() // 1_000_000
-        with self._lock:
+        with self._lock, self._con.write("definitions"):
             self._con.execute(
                 "INSERT INTO definitions VALUES (?, ?, ?, NULL, '', 1, ?)",
-                (kind, name, current.version + 1, now),
+                (kind, name, self._latest_version(kind, name) + 1, now),
             )
 
     def get(self, kind: Kind, name: str) -> Definition:
@@ -141,7 +148,7 @@ class DefinitionStore:
         ).fetchone()
         return int(row[0])
 
-    def _query(self, sql: str, params: tuple[object, ...]) -> builtins.list[sqlite3.Row]:
+    def _query(self, sql: str, params: tuple[object, ...]) -> builtins.list[Any]:
         with self._lock:
             return list(self._con.execute(sql, params).fetchall())
 
@@ -149,7 +156,7 @@ class DefinitionStore:
         self._con.close()
 
 
-def _row(r: sqlite3.Row) -> Definition:
+def _row(r: Any) -> Definition:
     return Definition(
         kind=r[0], name=r[1], version=r[2], rule=r[3] or "", description=r[4], created_at_ms=r[5]
     )

@@ -40,6 +40,7 @@ from segflow.activate.worker import DeliveryWorker
 from segflow.api.app import ApiDeps, build_api
 from segflow.api.auth import TokenStore
 from segflow.audit import AuditLog
+from segflow.catalogdb import catalog_target
 from segflow.collect.asgi import ASGIApp
 from segflow.privacy import compose as privacy_compose
 from segflow.privacy.compose import PrivacyParts
@@ -103,9 +104,10 @@ def _build(runtime: Runtime) -> Assembly:
     reader = build_reader(settings, runtime.log)
     warehouse = warehouse_backends.opener(settings)  # DuckDB file or PostgreSQL (engine)
 
-    audit = AuditLog(data / "catalog.sqlite")
+    catalog = catalog_target(settings)  # catalog.sqlite, or the shared catalog (shared.dsn)
+    audit = AuditLog(catalog)
     segments = SegmentService(
-        DefinitionStore(data / "catalog.sqlite"), warehouse=warehouse, clock=clock, audit=audit
+        DefinitionStore(catalog), warehouse=warehouse, clock=clock, audit=audit
     )
     loader = warehouse_backends.build_loader(settings, runtime.log, processor.change_feed(), clock)
     guard = UrlGuard(settings.activate.allow_list)
@@ -128,7 +130,7 @@ def _build(runtime: Runtime) -> Assembly:
         clock=clock,
         secret_overlap_ms=settings.activate.secret_overlap_ms,
     )
-    tokens = TokenStore(data / "catalog.sqlite")
+    tokens = TokenStore(catalog)
     ml = MlService(warehouse, clock, sink=processor, settings=settings.ml)
     log = settings.log
     privacy = privacy_compose.build(
@@ -182,7 +184,7 @@ def _build(runtime: Runtime) -> Assembly:
         segments=segments,
         tokens=tokens,
         warehouse=warehouse,
-        catalog_path=data / "catalog.sqlite",
+        catalog_path=catalog,
         audit=audit,
         privacy=privacy.service,
     )

@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+from segflow.catalogdb import catalog_target
 from segflow.clock import Clock, WallClock
 from segflow.collect.catalog import SourceCatalog
 from segflow.collect.ingest import Ingestor
@@ -34,9 +34,8 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
         clock = clock or WallClock()
-        data = Path(settings.server.data_dir)
         log = open_event_log(settings, clock=clock)  # makes the data directory
-        catalog = SourceCatalog(data / "catalog.sqlite", clock=clock)
+        catalog = SourceCatalog(catalog_target(settings), clock=clock)  # file or shared.dsn
         return cls(settings, log, catalog, Ingestor(log, catalog, settings.collect), clock)
 
     def close(self) -> None:

@@ -12,17 +12,28 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from segflow.api.auth import TokenStore, authorizer
+from segflow.catalogdb import CatalogTarget
 from segflow.errors import ValidationError
 
 
 @pytest.fixture
-def tokens(tmp_path: Path) -> TokenStore:
-    return TokenStore(tmp_path / "catalog.sqlite")
+def tokens(catalog_target: CatalogTarget) -> TokenStore:
+    return TokenStore(catalog_target)
 
 
-def test_tokens_are_stored_hashed_and_roles_ordered(tokens: TokenStore, tmp_path: Path) -> None:
+def _stored(tokens: TokenStore, catalog_target: CatalogTarget) -> bytes:
+    """Every byte the catalog holds: the SQLite files, or the rows of the shared table."""
+    if isinstance(catalog_target, Path):
+        return b"".join(p.read_bytes() for p in catalog_target.parent.glob("catalog.sqlite*"))
+    rows = tokens.con.execute("SELECT * FROM api_tokens").fetchall()
+    return b"".join(v if isinstance(v, bytes) else str(v).encode() for r in rows for v in r)
+
+
+def test_tokens_are_stored_hashed_and_roles_ordered(
+    tokens: TokenStore, catalog_target: CatalogTarget
+) -> None:
     token = tokens.create("admin", name="ops")
-    raw = b"".join(p.read_bytes() for p in tmp_path.glob("catalog.sqlite*"))
+    raw = _stored(tokens, catalog_target)
     secret = token.split("_", 2)[2]
     assert secret.encode() not in raw
     assert hashlib.sha256(secret.encode()).digest() in raw
@@ -30,6 +41,10 @@ def test_tokens_are_stored_hashed_and_roles_ordered(tokens: TokenStore, tmp_path
     assert info is not None and info.name == "ops" and info.allows("editor")
     assert tokens.verify("sft_nope_x") is None and tokens.verify("garbage") is None
     assert tokens.revoke(info.token_id) and tokens.verify(token) is None
+    assert not tokens.revoke(info.token_id)  # already revoked
+    listed = tokens.list()
+    assert [(t.token_id, t.role, t.name) for t in listed] == [(info.token_id, "admin", "ops")]
+    assert listed[0].revoked_ms is not None and tokens.get(info.token_id) == listed[0]
     with pytest.raises(ValidationError):
         tokens.create("root")
     tokens.close()

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from segflow.api.auth import TokenStore, authorizer
 from segflow.api.privacy import privacy_routes
 from segflow.audit import AuditLog
+from segflow.catalogdb import CatalogTarget
 from segflow.privacy.service import PrivacyService
 from segflow.privacy.store import HashedIdentifier, PrivacyStore
 
@@ -44,8 +45,8 @@ class Client:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    catalog = tmp_path / "catalog.sqlite"
+def api(catalog_target: CatalogTarget) -> Iterator[dict[str, Any]]:
+    catalog = catalog_target
     tokens, audit, store = TokenStore(catalog), AuditLog(catalog), PrivacyStore(catalog)
     woken: list[int] = []
     svc = PrivacyService(store, audit=audit, on_submit=lambda: woken.append(1))

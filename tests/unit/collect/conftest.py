@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from segflow.catalogdb import CatalogTarget
 from segflow.clock import ManualClock
 from segflow.collect.catalog import SourceCatalog
 from segflow.collect.ingest import Ingestor
@@ -26,8 +27,8 @@ def log(tmp_path: Path, clock: ManualClock) -> Iterator[SqliteEventLog]:
 
 
 @pytest.fixture
-def catalog(tmp_path: Path, clock: ManualClock) -> Iterator[SourceCatalog]:
-    catalog = SourceCatalog(tmp_path / "catalog.sqlite", clock=clock)
+def catalog(catalog_target: CatalogTarget, clock: ManualClock) -> Iterator[SourceCatalog]:
+    catalog = SourceCatalog(catalog_target, clock=clock)
     yield catalog
     catalog.close()
 

@@ -8,31 +8,49 @@ from pathlib import Path
 import pytest
 
 from segflow.audit import AuditLog
+from segflow.catalogdb import CatalogTarget, SharedCatalog
+from segflow.postgres import connect_shared
 
 
-def test_store_refuses_updates_and_deletes(tmp_path: Path) -> None:
-    path = tmp_path / "catalog.sqlite"
-    log = AuditLog(path)
+def test_store_refuses_updates_and_deletes(catalog_target: CatalogTarget) -> None:
+    log = AuditLog(catalog_target)
     log.record("cli:ann", "segment.create", "buyers", None, {"rule": "x"})
     log.close()
-    con = sqlite3.connect(path)
+    if isinstance(catalog_target, SharedCatalog):
+        import psycopg
+
+        con = connect_shared(catalog_target.dsn, catalog_target.schema)
+        refused: type[Exception] = psycopg.errors.RaiseException
+        statements = ["UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log"]
+        statements.append("TRUNCATE audit_log")
+    else:
+        con = sqlite3.connect(catalog_target, isolation_level=None)
+        refused = sqlite3.IntegrityError
+        statements = ["UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log"]
     try:
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            con.execute("UPDATE audit_log SET actor = 'someone else'")
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            con.execute("DELETE FROM audit_log")
+        for statement in statements:
+            with pytest.raises(refused, match="append-only"):
+                con.execute(statement)
         rows = con.execute("SELECT actor, action, target FROM audit_log").fetchall()
     finally:
         con.close()
     assert rows == [("cli:ann", "segment.create", "buyers")]
 
 
-def test_appending_still_works_and_reopening_keeps_entries(tmp_path: Path) -> None:
-    path = tmp_path / "catalog.sqlite"
-    AuditLog(path).record("a", "token.create", "t1", None, None)
-    log = AuditLog(path)  # the schema (and its triggers) are created idempotently
-    log.record("b", "token.revoke", "t1", None, None)
-    assert [e.action for e in log.list()] == ["token.revoke", "token.create"]
+def test_appending_still_works_and_reopening_keeps_entries(catalog_target: CatalogTarget) -> None:
+    first = AuditLog(catalog_target)
+    first.record("a", "token.create", "t1", None, None)
+    first.close()
+    log = AuditLog(catalog_target)  # the schema (and its triggers) are created idempotently
+    log.record("b", "token.revoke", "t1", {"role": "read"}, [1, "x"])
+    log.record("c", "segment.create", "t100%", None, None)
+    assert [e.action for e in log.list()] == ["segment.create", "token.revoke", "token.create"]
+    assert [e.actor for e in log.list(action="token.")] == ["b", "a"]
+    assert [e.actor for e in log.list(target="t1", limit=1)] == ["b"]
+    assert [e.actor for e in log.list(target="t100%")] == ["c"]
+    entry = log.list(action="token.revoke")[0]
+    assert (entry.before, entry.after) == ({"role": "read"}, [1, "x"])
+    assert entry.at_ms > 1_600_000_000_000
     log.close()
 
 

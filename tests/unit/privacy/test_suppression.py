@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from segflow.catalogdb import CatalogTarget
 from segflow.identity import ExternalId, Identifier, IdentityRules
 from segflow.privacy.identifiers import identifier_hash
 from segflow.privacy.store import HashedIdentifier, PrivacyStore
@@ -54,8 +53,8 @@ def test_holds_block_while_a_regulation_runs() -> None:
     assert not s.blocks_event(ann)
 
 
-def test_the_list_follows_the_store(tmp_path: Path) -> None:
-    store = PrivacyStore(tmp_path / "catalog.sqlite")
+def test_the_list_follows_the_store(catalog_target: CatalogTarget) -> None:
+    store = PrivacyStore(catalog_target)
     s = SuppressionList(store.key(), RULES)
     hashed = HashedIdentifier("user_id", identifier_hash(store.key(), Identifier("user_id", "ann")))
     store.suppress([hashed], "reg_1")
