@@ -109,13 +109,14 @@ def _build(runtime: Runtime) -> Assembly:
     segments = SegmentService(
         DefinitionStore(catalog), warehouse=warehouse, clock=clock, audit=audit
     )
-    loader = warehouse_backends.build_loader(settings, runtime.log, processor.change_feed(), clock)
+    loader_feed, delivery_feed = processor.change_feed(), processor.change_feed()
+    loader = warehouse_backends.build_loader(settings, runtime.log, loader_feed, clock)
     guard = UrlGuard(settings.activate.allow_list)
     box = SecretBox.open(data, settings.activate.secrets_key)
     store = DeliveryStore(Path(data) / "delivery.sqlite", box=box)
     delivery = DeliveryWorker(
         store,
-        processor.change_feed(),
+        delivery_feed,
         reader,
         guard=guard,
         clock=clock,
@@ -145,7 +146,10 @@ def _build(runtime: Runtime) -> Assembly:
         segments=segments,
     )
     closer = _Closer(
-        [processor.store.close, segments.store.close, store.close, tokens.close, audit.close]
+        [
+            *(processor.store.close, segments.store.close, store.close, tokens.close),
+            *(audit.close, reader.close, loader_feed.close, delivery_feed.close),
+        ]
     )
     closer.closers.append(privacy.store.close)
     roles = parse_roles(settings.server.roles)

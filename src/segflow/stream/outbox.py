@@ -37,6 +37,10 @@ class StateChangeFeed:
     def __init__(self, reader: StateReader) -> None:
         self.reader = reader
 
+    def close(self) -> None:
+        """Close the read connection."""
+        self.reader.close()
+
     def read(self, after_seq: int, limit: int = 1000) -> list[tuple[int, AnyChange]]:
         rows = self.reader.scan(OUTBOX, seq_key(after_seq + 1), "g", limit=limit)
         return [(int(k, 16), decode_change(v)) for k, v in rows]

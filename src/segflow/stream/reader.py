@@ -61,6 +61,10 @@ class ProfileReader:
         self.log = log
         self.rules = rules or IdentityRules()
 
+    def close(self) -> None:
+        """Close the state read connection (the log is its owner's to close)."""
+        self.reader.close()
+
     def id_types(self) -> tuple[str, ...]:
         return (*LOOKUP_TYPES, *(x.type for x in self.rules.external_ids))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -209,6 +208,9 @@ def cluster(tmp_path: Path, kafka_broker: Broker) -> Iterator[Cluster]:
         "SEGFLOW_LOG__DRIVER": "kafka",
         "SEGFLOW_LOG__BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
         "SEGFLOW_LOG__TOPIC": f"mp-{uuid.uuid4().hex[:8]}",
+        # a consumer group per test: the broker outlives the tests, and a group whose members
+        # were killed in an earlier test would first have to expire them
+        "SEGFLOW_STREAM__GROUP": f"processor-{uuid.uuid4().hex[:8]}",
         "SEGFLOW_LOG__PARTITIONS": str(PARTITIONS),
         "SEGFLOW_LOG__SESSION_TIMEOUT_MS": "6000",
         "SEGFLOW_STREAM__BATCH_SIZE": "50",
@@ -340,8 +342,8 @@ def test_processors_on_two_hosts_share_their_state_in_postgres(
     cluster: Cluster, postgres_dsn: str
 ) -> None:
     """Two "hosts" (data directories that share no file), each running a collector and a
-    processor, the loader on the second; the processors' state is in one PostgreSQL database
-    (``shared.dsn``). The first host's processor is SIGKILLed mid-stream: the second takes its
+    processor, the loader on the second; the catalog, the collectors' dedupe reservations and
+    the processors' state are in one PostgreSQL database (``shared.dsn``). The first host's processor is SIGKILLed mid-stream: the second takes its
     partitions over from the state it left in the database, and the profiles at the end equal
     the embedded single-process run's."""
     schema = f"mp_{uuid.uuid4().hex[:8]}"
@@ -350,9 +352,6 @@ def test_processors_on_two_hosts_share_their_state_in_postgres(
     for name, rule in SEGMENTS.items():
         cluster.cli("segments", "create", name, rule)
     hosts = [cluster.data.parent / "host-a", cluster.data.parent / "host-b"]
-    for host in hosts:  # the catalog (sources, segments) is provisioned on each host
-        host.mkdir()
-        shutil.copy(cluster.data / "catalog.sqlite", host / "catalog.sqlite")
     ports = [free_port(), free_port()]
     for i, (host, port) in enumerate(zip(hosts, ports, strict=True)):
         cluster.start(f"collector{i}", "collect", port, data=host)
@@ -389,7 +388,10 @@ def test_processors_on_two_hosts_share_their_state_in_postgres(
           "the second host's processor owns every partition")  # fmt: skip
     cluster.stop()
     assert consumed_shared(postgres_dsn, schema) == EVENTS
-    assert not any((h / "state.sqlite").exists() for h in hosts)  # no host kept state locally
+    for host in hosts:  # what the hosts share is in the database, not in their files
+        assert not {"state.sqlite", "catalog.sqlite", "dedupe.sqlite"} & {
+            p.name for p in host.iterdir()
+        }
 
     from segflow.stream.state.postgres import postgres_reader
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from tests.support.state import committed_get, committed_scan
 
+from segflow.postgres import SharedStoreUnavailable
 from segflow.stream import MemoryStateStore, SqliteStateStore
 from segflow.stream.state.postgres import PostgresStateStore
 
@@ -111,3 +112,33 @@ def test_postgres_cache_sees_commits_of_another_host(postgres_dsn: str) -> None:
     tx.commit()
     one.close()
     two.close()
+
+
+def test_postgres_store_reopens_connections_the_server_dropped(postgres_dsn: str) -> None:
+    """A terminated backend (a restarted or failed-over server) fails the transaction that
+    meets it with ``SharedStoreUnavailable`` (the processor retries the batch); the next one
+    reconnects, for the writer's connection and the pooled snapshot connections alike."""
+    import psycopg
+
+    store = PostgresStateStore(postgres_dsn, fresh_schema())
+    tx = store.begin_global()
+    tx.set("profile", "p", b"1")
+    tx.commit()
+    optimistic = store.begin_optimistic()
+    optimistic.get("profile", "p")
+    optimistic.commit()  # its snapshot connection is back in the pool
+    pids = [store.con.info.backend_pid, *(c.info.backend_pid for c in store._snapshots)]
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with pytest.raises(SharedStoreUnavailable):
+        store.begin_global()
+    tx = store.begin_global()
+    assert tx.get("profile", "p") == b"1"
+    tx.commit()
+    optimistic = store.begin_optimistic()  # the dead pooled connection is not handed out
+    assert optimistic.get("profile", "p") == b"1"
+    optimistic.set("profile", "p", b"2")
+    optimistic.commit()
+    assert committed_get(store, "profile", "p") == b"2"
+    store.close()

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from segflow.postgres import connect_shared
+from segflow.postgres import SharedStoreUnavailable, connect_shared
 from segflow.stream.state.optimistic import OptimisticTransaction
 from segflow.stream.state.sql import LockedReader, LockedTransaction, Pending
 
@@ -122,15 +122,25 @@ class PgSnapshot(PgReads):
     """A ``REPEATABLE READ READ ONLY`` transaction on a pooled connection (no lock taken)."""
 
     def __init__(self, store: PostgresStateStore) -> None:
-        super().__init__(store.snapshot_connection())
+        import psycopg
+
+        for attempt in range(2):  # a pooled connection the server dropped fails at BEGIN
+            super().__init__(store.snapshot_connection())
+            try:
+                self.con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                break
+            except psycopg.OperationalError as exc:
+                self.con.close()
+                if attempt:
+                    raise SharedStoreUnavailable(f"lost the shared state database: {exc}") from exc
         self.store = store
-        self.con.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         self.open = True
 
     def close(self) -> None:
         if self.open:
             self.open = False
-            self.con.execute("ROLLBACK")
+            with contextlib.suppress(Exception):  # a broken connection is not pooled again
+                self.con.execute("ROLLBACK")
             self.store.release_snapshot(self.con)
 
 
@@ -177,16 +187,27 @@ class PostgresStateStore:
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[PgSession]:
         """A transaction holding the writers' lock; the cache is dropped if another process
-        committed since this one last did."""
-        with self.lock, self.con.transaction():
-            self.con.execute("SELECT pg_advisory_xact_lock(%s)", (STATE_LOCK,))
-            row = self.con.execute(
-                "UPDATE state_meta SET version = version + 1 WHERE id = 1 RETURNING version"
-            ).fetchone()
-            version = int(row[0])
-            if version != self.version + 1 or len(self.cache) > self.cache_entries:
-                self.cache.clear()
-            yield PgSession(self.con)
+        committed since this one last did. A lost connection raises
+        :class:`~segflow.postgres.SharedStoreUnavailable` and is reopened by the next call."""
+        import psycopg
+
+        with self.lock:
+            if self.con.closed or self.con.broken:
+                self.con.close()
+                self.con = connect_shared(self.dsn, self.schema)
+            con = self.con
+            try:
+                with con.transaction():
+                    con.execute("SELECT pg_advisory_xact_lock(%s)", (STATE_LOCK,))
+                    row = con.execute(
+                        "UPDATE state_meta SET version = version + 1 WHERE id = 1 RETURNING version"
+                    ).fetchone()
+                    version = int(row[0])
+                    if version != self.version + 1 or len(self.cache) > self.cache_entries:
+                        self.cache.clear()
+                    yield PgSession(con)
+            except psycopg.OperationalError as exc:
+                raise SharedStoreUnavailable(f"lost the shared state database: {exc}") from exc
             self.version = version
 
     def snapshot(self) -> PgSnapshot:
@@ -196,8 +217,11 @@ class PostgresStateStore:
         """A connection for a snapshot (from a small pool; give it back with
         :meth:`release_snapshot`)."""
         with self.lock:
-            if self._snapshots:
-                return self._snapshots.pop()
+            while self._snapshots:
+                con = self._snapshots.pop()
+                if not (con.closed or con.broken):
+                    return con
+                con.close()
             con = connect_shared(self.dsn, self.schema)
             self._opened.append(con)
             return con
