@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import statistics
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def median(values: Sequence[float]) -> float:
@@ -77,3 +77,18 @@ def receiver_script(keys: str) -> str:
     True
     """
     return RECEIVER % keys
+
+
+def durable_postgres() -> tuple[str, Callable[[], None]]:
+    """A throwaway PostgreSQL server on loopback (tests/support/postgres.py) with ``fsync``,
+    ``full_page_writes`` and ``synchronous_commit`` back on (the test server runs without
+    them): its DSN and a function that stops it."""
+    import psycopg
+    from tests.support.postgres import start_postgres
+
+    server = start_postgres()
+    with psycopg.connect(server.dsn, autocommit=True) as con:
+        for name in ("fsync", "full_page_writes", "synchronous_commit"):
+            con.execute(f"ALTER SYSTEM SET {name} = on")
+        con.execute("SELECT pg_reload_conf()")
+    return server.dsn, server.stop

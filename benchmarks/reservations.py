@@ -18,23 +18,10 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.common import commit, machine
+from benchmarks.common import commit, durable_postgres, machine
 from segflow.log.reservations import ReservationStore, ReservationTable, dedupe_key
-
-
-def durable_server() -> tuple[str, Callable[[], None]]:
-    import psycopg
-    from tests.support.postgres import start_postgres
-
-    server = start_postgres()
-    with psycopg.connect(server.dsn, autocommit=True) as con:
-        for name in ("fsync", "full_page_writes", "synchronous_commit"):
-            con.execute(f"ALTER SYSTEM SET {name} = on")
-        con.execute("SELECT pg_reload_conf()")
-    return server.dsn, server.stop
 
 
 def measure(store: ReservationTable, batch: int, calls: int, tag: str) -> dict[str, list[float]]:
@@ -68,7 +55,7 @@ def main() -> None:
     args = ap.parse_args()
     from segflow.log.reservations_pg import PgReservationStore
 
-    dsn, stop = (args.dsn, _nothing) if args.dsn else durable_server()
+    dsn, stop = (args.dsn, _nothing) if args.dsn else durable_postgres()
     root = Path(tempfile.mkdtemp(prefix="segflow-bench-reservations-"))
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     stores: dict[str, ReservationTable] = {

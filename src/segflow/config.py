@@ -159,9 +159,9 @@ class SharedSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     ``dsn`` empty (the default): the processor state, the collectors' dedupe reservations and
     the catalog are SQLite files in ``server.data_dir`` (one host). A PostgreSQL connection
-    string (``postgresql://user@db:5432/segflow``): the processors' state and the collectors'
-    dedupe reservations live in that database instead, in tables of ``schema``, so
-    processors and collectors may run on different hosts.
+    string (``postgresql://user@db:5432/segflow``): the processors' state, the catalog and
+    (with the kafka driver) the collectors' dedupe reservations live in that database instead,
+    in tables of ``schema``, so collectors, processors and the API may run on different hosts.
     """
 
     dsn: str = ""
