@@ -14,6 +14,11 @@ join their group before the load starts; the clock runs from the load generator'
 last event committed in ``state.sqlite``. Reported: median events/s, events/s per processor
 process, the ratio to the baseline (median of per-round ratios) and how many optimistic
 batches were redone after a conflict.
+
+``--state postgres``: the Kafka configurations keep their state in PostgreSQL (``shared.dsn``,
+a throwaway durable server on the same cores: ``benchmarks.common.durable_postgres``), as
+processors on several hosts do; the catalog is then shared there too. The embedded baseline
+is unchanged.
 """
 
 from __future__ import annotations
@@ -63,6 +68,19 @@ def consumed(state: Path) -> int:
         return 0
 
 
+def consumed_shared(dsn: str, schema: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as con:
+        try:
+            row = con.execute(
+                f'SELECT COALESCE(SUM(next_offset), 0) FROM "{schema}".state_offsets'
+            ).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0
+    return int(row[0]) if row else 0
+
+
 def run_config(
     processors: int, args: argparse.Namespace, bootstrap: str | None
 ) -> tuple[float, int]:
@@ -76,6 +94,9 @@ def run_config(
                 "SEGFLOW_LOG__TOPIC": f"bench-{uuid.uuid4().hex[:8]}",
                 "SEGFLOW_STREAM__GROUP": f"bench-{uuid.uuid4().hex[:8]}",
                 "SEGFLOW_LOG__SESSION_TIMEOUT_MS": "6000"}  # fmt: skip
+        if args.dsn:
+            env |= {"SEGFLOW_SHARED__DSN": args.dsn,
+                    "SEGFLOW_SHARED__SCHEMA": f"bench_{uuid.uuid4().hex[:8]}"}  # fmt: skip
         subprocess.run([sys.executable, "-c", _CREATE_TOPIC], env=env, check=True)
     outs = [data / f"processor{i}.out" for i in range(processors)]
     procs = [
@@ -90,11 +111,16 @@ def run_config(
          "--events", str(args.events), "--people", str(args.people)], env=env,
     )  # fmt: skip
     state = data / "state.sqlite"
+    dsn, schema = env.get("SEGFLOW_SHARED__DSN", ""), env.get("SEGFLOW_SHARED__SCHEMA", "")
+
+    def progress() -> int:
+        return consumed_shared(dsn, schema) if dsn else consumed(state)
+
     deadline = time.monotonic() + args.timeout
-    while consumed(state) < args.events and time.monotonic() < deadline:
+    while progress() < args.events and time.monotonic() < deadline:
         time.sleep(0.05)
     elapsed = time.perf_counter() - t0
-    done = consumed(state)
+    done = progress()
     gen.wait(60)
     for p in procs:
         p.terminate()
@@ -123,11 +149,18 @@ def main() -> None:
     ap.add_argument("--max-processors", type=int, default=3)
     ap.add_argument("--settle", type=float, default=8.0)
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--state", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.dsn = ""
     if args.loadgen:
         loadgen(args)
         return
+    stop_postgres = None
+    if args.state == "postgres":
+        from benchmarks.common import durable_postgres
+
+        args.dsn, stop_postgres = durable_postgres()
     from tests.support.kafka import Broker, tansu_binary, wait_for_port
 
     binary = tansu_binary()
@@ -140,6 +173,8 @@ def main() -> None:
         report(measure(args, broker.bootstrap), args)
     finally:
         broker.stop()
+        if stop_postgres is not None:
+            stop_postgres()
 
 
 def measure(args: argparse.Namespace, bootstrap: str) -> dict[str, list[float]]:
@@ -174,7 +209,7 @@ def report(rates: dict[str, list[float]], args: argparse.Namespace) -> None:
         name = (
             "embedded (SQLite log, 1 processor)"
             if config == "embedded"
-            else f"Kafka, {n} processor(s)"
+            else f"Kafka, {n} processor(s), state in {args.state}"
         )
         med = statistics.median(values)
         redone = CONFLICTS.get(config, 0)
