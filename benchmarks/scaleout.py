@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from tests.support.state import consumed, consumed_shared
 
 from benchmarks.common import commit, machine
 from benchmarks.processor import make_stream
@@ -53,32 +54,6 @@ def loadgen(args: argparse.Namespace) -> None:
     for future in futures:
         future.result()
     log.close()
-
-
-def consumed(state: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=5)
-        try:
-            return int(
-                con.execute("SELECT COALESCE(SUM(next_offset), 0) FROM offsets").fetchone()[0]
-            )
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return 0
-
-
-def consumed_shared(dsn: str, schema: str) -> int:
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as con:
-        try:
-            row = con.execute(
-                f'SELECT COALESCE(SUM(next_offset), 0) FROM "{schema}".state_offsets'
-            ).fetchone()
-        except psycopg.errors.UndefinedTable:
-            return 0
-    return int(row[0]) if row else 0
 
 
 def run_config(

@@ -10,7 +10,6 @@ import os
 import random
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import duckdb
 import httpx
 import pytest
 from tests.support.kafka import Broker, free_port, kafka_broker
+from tests.support.state import consumed, consumed_shared
 
 from segflow.clock import ManualClock
 from segflow.log.base import partition_for
@@ -99,21 +99,6 @@ def summarise(reader: StateReader) -> Summary:
         traits = tuple(sorted((k, repr(v)) for k, v in p.traits.items()))
         out[key] = (tuple(sorted(p.members)), traits, sum(p.event_counts.values()))
     return out
-
-
-def consumed(state: Path) -> int:
-    if not state.exists():
-        return 0
-    try:
-        con = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
-        try:
-            return int(
-                con.execute("SELECT COALESCE(SUM(next_offset), 0) FROM offsets").fetchone()[0]
-            )
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return 0
 
 
 def last_assignment(log: str) -> set[int]:
@@ -322,20 +307,6 @@ def replay_embedded(cluster: Cluster) -> Summary:
         log.close()
         kafka.close()
     return summary(root / "state.sqlite")
-
-
-def consumed_shared(dsn: str, schema: str) -> int:
-    """Offsets committed in the shared database's state (0 before its tables exist)."""
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as con:
-        try:
-            row = con.execute(
-                f'SELECT COALESCE(SUM(next_offset), 0) FROM "{schema}".state_offsets'
-            ).fetchone()
-        except psycopg.errors.UndefinedTable:
-            return 0
-    return int(row[0]) if row else 0
 
 
 def test_processors_on_two_hosts_share_their_state_in_postgres(

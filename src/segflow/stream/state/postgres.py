@@ -33,7 +33,7 @@ from typing import Any
 
 from segflow.postgres import SharedStoreUnavailable, connect_shared
 from segflow.stream.state.optimistic import OptimisticTransaction
-from segflow.stream.state.sql import LockedReader, LockedTransaction, Pending
+from segflow.stream.state.sql import LockedReader, LockedTransaction, Pending, SqlPartition
 
 STATE_LOCK = 0x5E6F_2000  # pg_advisory_xact_lock key of the state store's writers
 
@@ -146,19 +146,6 @@ class PgSnapshot(PgReads):
             self.store.release_snapshot(self.con)
 
 
-class PostgresPartition:
-    def __init__(self, store: PostgresStateStore, partition: int) -> None:
-        self.store = store
-        self._partition = partition
-
-    @property
-    def partition(self) -> int:
-        return self._partition
-
-    def begin(self) -> LockedTransaction:
-        return LockedTransaction(self.store, self._partition)
-
-
 class PostgresStateStore:
     """The processor's state in PostgreSQL (see the module docstring).
 
@@ -177,8 +164,8 @@ class PostgresStateStore:
         self._snapshots: list[Any] = []  # idle snapshot connections
         self._opened: list[Any] = []  # every snapshot connection (closed by close())
 
-    def partition(self, partition: int) -> PostgresPartition:
-        return PostgresPartition(self, partition)
+    def partition(self, partition: int) -> SqlPartition:
+        return SqlPartition(self, partition)
 
     def begin_global(self) -> LockedTransaction:
         return LockedTransaction(self, None)

@@ -107,6 +107,21 @@ def overlay_scan(
     return out[:limit]
 
 
+class SqlPartition:
+    """A partition of a SQL store: its transactions set that partition's offset by default."""
+
+    def __init__(self, store: SqlStore, partition: int) -> None:
+        self.store = store
+        self._partition = partition
+
+    @property
+    def partition(self) -> int:
+        return self._partition
+
+    def begin(self) -> LockedTransaction:
+        return LockedTransaction(self.store, self._partition)
+
+
 class LockedTransaction:
     """A pessimistic transaction: the store's write lock from construction to commit/rollback.
 

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segflow.sqlite import connect, vacuum
-from segflow.stream.state.sql import CACHED_NAMESPACES, LockedReader, LockedTransaction, Pending
+from segflow.stream.state.sql import (
+    CACHED_NAMESPACES,
+    LockedReader,
+    LockedTransaction,
+    Pending,
+    SqlPartition,
+)
 
 if TYPE_CHECKING:
     from segflow.stream.state.optimistic import OptimisticTransaction
@@ -66,8 +72,8 @@ class SqliteStateStore:
             self.cache.clear()
             self.data_version = version
 
-    def partition(self, partition: int) -> SqlitePartition:
-        return SqlitePartition(self, partition)
+    def partition(self, partition: int) -> SqlPartition:
+        return SqlPartition(self, partition)
 
     def begin_global(self) -> LockedTransaction:
         return LockedTransaction(self, None)
@@ -123,19 +129,6 @@ class SqliteStateStore:
         self.con.close()
         for con in self._optimistic:
             con.close()
-
-
-class SqlitePartition:
-    def __init__(self, store: SqliteStateStore, partition: int) -> None:
-        self.store = store
-        self._partition = partition
-
-    @property
-    def partition(self) -> int:
-        return self._partition
-
-    def begin(self) -> LockedTransaction:
-        return LockedTransaction(self.store, self._partition)
 
 
 def _range_sql(reverse: bool, limit: int | None) -> str:
