@@ -38,11 +38,17 @@ TimeoutOption = typer.Option(600.0, "--timeout", help="seconds --wait waits")
 def _service(data_dir: Path | None, config: Path | None) -> PrivacyService:
     from segflow.audit import AuditLog
     from segflow.catalogdb import catalog_target
+    from segflow.privacy.compose import regulations_unsupported
     from segflow.privacy.store import PrivacyStore
 
     settings = resolve_settings(data_dir, config)
     catalog = catalog_target(settings)
-    return PrivacyService(PrivacyStore(catalog), rules=settings.identity, audit=AuditLog(catalog))
+    return PrivacyService(
+        PrivacyStore(catalog),
+        rules=settings.identity,
+        audit=AuditLog(catalog),
+        unsupported=regulations_unsupported(settings),
+    )
 
 
 def _emit(data: Any) -> None:

@@ -75,8 +75,36 @@ def build(
         ),
         interval_s=settings.privacy.poll_interval_s,
     )
-    service = PrivacyService(store, rules=settings.identity, audit=audit, on_submit=runner.wake)
+    service = PrivacyService(
+        store,
+        rules=settings.identity,
+        audit=audit,
+        on_submit=runner.wake,
+        unsupported=regulations_unsupported(settings),
+    )
     return PrivacyParts(store, service, runner, suppressions)
+
+
+def regulations_unsupported(settings: Settings) -> str | None:
+    """Why this deployment cannot carry out regulations, or ``None`` when it can.
+
+    The job erases events from the log by position, which needs the embedded log; Kafka
+    records are not deleted one by one (docs/scaling.md). A regulation accepted there would
+    stay queued forever, so it is refused instead.
+
+    >>> from segflow.config import load_settings
+    >>> regulations_unsupported(load_settings(overrides={"log": {"driver": "kafka"}}))[:45]
+    'deletion and suppression regulations need th'
+    >>> regulations_unsupported(load_settings()) is None
+    True
+    """
+    if settings.log.driver == "sqlite":
+        return None
+    return (
+        "deletion and suppression regulations need the embedded log (log.driver = sqlite);"
+        f" with log.driver = {settings.log.driver} events cannot be erased from the log one by"
+        " one, so no regulation would run (docs/scaling.md)"
+    )
 
 
 def check_retention(settings: Settings) -> None:

@@ -7,6 +7,8 @@
     │   └── (a bad regulation request: ``field`` names the identifier, ``reason`` says why)
     ├── NotFoundError
     │   └── RegulationNotFound          no regulation / suppression with this id
+    ├── ConflictError
+    │   └── RegulationsUnsupported      this deployment cannot carry regulations out (Kafka)
     ├── ConfigError
     │   └── RetentionTooShort           a rule needs more raw history than is kept
     └── TransientError
@@ -15,11 +17,15 @@
 
 from __future__ import annotations
 
-from segflow.errors import ConfigError, NotFoundError, TransientError
+from segflow.errors import ConfigError, ConflictError, NotFoundError, TransientError
 
 
 class RegulationNotFound(NotFoundError):
     code = "regulation_not_found"
+
+
+class RegulationsUnsupported(ConflictError):
+    code = "regulations_unsupported"
 
 
 class RetentionTooShort(ConfigError):

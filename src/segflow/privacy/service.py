@@ -24,7 +24,7 @@ from segflow.audit import AuditLog
 from segflow.errors import ValidationError
 from segflow.identity import Identifier, IdentityRules
 from segflow.identity.rules import BUILTIN_TYPES
-from segflow.privacy.exceptions import RegulationNotFound
+from segflow.privacy.exceptions import RegulationNotFound, RegulationsUnsupported
 from segflow.privacy.identifiers import hashes, parse_identifiers
 from segflow.privacy.store import (
     TYPES,
@@ -46,11 +46,13 @@ class PrivacyService:
         rules: IdentityRules | None = None,
         audit: AuditLog | None = None,
         on_submit: Callable[[], None] | None = None,
+        unsupported: str | None = None,
     ) -> None:
         self.store = store
         self.rules = rules or IdentityRules()
         self.audit = audit
         self.on_submit = on_submit
+        self.unsupported = unsupported  # why no regulation would ever run here (refused)
 
     @property
     def id_types(self) -> tuple[str, ...]:
@@ -71,6 +73,8 @@ class PrivacyService:
         """Queue a regulation (``delete``, ``suppress`` or ``suppress_and_delete``)."""
         if kind not in TYPES:
             raise ValidationError("type", f"must be one of {', '.join(TYPES)}")
+        if self.unsupported is not None:  # refused, not queued to wait forever
+            raise RegulationsUnsupported(self.unsupported)
         idents = self.identifiers(identifiers)
         hashed = self.hashed(idents)
         work = Work(identifiers=[(i.type, i.value) for i in idents])
