@@ -110,6 +110,11 @@ def test_postgres_cache_sees_commits_of_another_host(postgres_dsn: str) -> None:
     tx = one.begin_global()  # the rollback left the cache valid and the lock free
     assert tx.get("owner", "user_id:u") == b"p2"
     tx.commit()
+    version = one.version
+    two.begin_global().commit()  # an empty commit (an idle timer tick) writes no new version
+    tx = one.begin_global()
+    assert one.version == version and ("owner", "user_id:u") in one.cache  # cache kept
+    tx.commit()
     one.close()
     two.close()
 

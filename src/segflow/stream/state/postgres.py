@@ -16,8 +16,10 @@ one machine share the SQLite file:
   SQLite and Python, so range scans (timelines, member index, outbox) return the same rows in
   the same order, and a key may hold any character (``TEXT`` refuses NUL).
 - **The point-read cache** (``CACHED_NAMESPACES``) is dropped whenever the store's commit
-  counter (``state_meta.version``, bumped by every commit under the lock) moved since this
-  process last committed: another host wrote.
+  counter (``state_meta.version``, bumped under the lock by every commit that writes) moved
+  since this process last held the lock: another host wrote. Commits that write nothing (an
+  idle processor's timer tick) leave it alone, so idle processors neither write to the
+  database nor drop each other's caches.
 
 Durability is PostgreSQL's (a commit returns after its WAL flush with the default
 ``synchronous_commit = on``); backups are the database's (``pg_dump``), not ``segflow backup``.
@@ -94,7 +96,10 @@ class PgSession(PgReads):
     write is one statement over arrays (``unnest``), the arrays sent in binary (``%b``: the
     text format escapes every element, which cost more than the round trips)."""
 
+    wrote = False  # whether this session wrote anything (the commit counter moves only then)
+
     def write(self, pending: Pending, offsets: dict[int, int]) -> None:
+        self.wrote = self.wrote or bool(pending or offsets)
         dels = [nk for nk, v in pending.items() if v is None]
         puts = [(ns, k, v) for (ns, k), v in pending.items() if v is not None]
         if dels:
@@ -188,13 +193,18 @@ class PostgresStateStore:
             try:
                 with con.transaction():
                     con.execute("SELECT pg_advisory_xact_lock(%s)", (STATE_LOCK,))
-                    row = con.execute(
-                        "UPDATE state_meta SET version = version + 1 WHERE id = 1 RETURNING version"
-                    ).fetchone()
+                    row = con.execute("SELECT version FROM state_meta WHERE id = 1").fetchone()
                     version = int(row[0])
-                    if version != self.version + 1 or len(self.cache) > self.cache_entries:
+                    if version != self.version or len(self.cache) > self.cache_entries:
                         self.cache.clear()
-                    yield PgSession(con)
+                    session = PgSession(con)
+                    yield session
+                    if session.wrote:  # an empty commit (an idle timer tick) moves nothing
+                        row = con.execute(
+                            "UPDATE state_meta SET version = version + 1 WHERE id = 1"
+                            " RETURNING version"
+                        ).fetchone()
+                        version = int(row[0])
             except psycopg.OperationalError as exc:
                 raise SharedStoreUnavailable(f"lost the shared state database: {exc}") from exc
             self.version = version
