@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import duckdb
 
-from segflow.rules.sql import compile_members
+from segflow.rules.sql.compiler import compile_members
 from segflow.spec.events import Event
 
 SCHEMA = """

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import duckdb
 import pytest
 
-from segflow.rules.dialects import PG_EPOCH_MS_DDL
+from segflow.rules.sql.dialects import PG_EPOCH_MS_DDL
 
 COLUMNS = {
     "profile_events": (

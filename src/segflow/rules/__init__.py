@@ -1,7 +1,7 @@
 """segflow.rules: the segment language (docs/segments.md).
 
 Stages, one module each: ``tokens`` -> ``parser`` -> ``ast`` -> ``passes`` -> back ends
-(``evaluator`` incremental, ``sql`` compiler).
+(``incremental``: plan, state, executor, program, kernel; ``sql``: compiler, dialects).
 
 >>> parse('did "Order Completed"').condition.op
 '>='
@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from segflow.rules.ast import Rule
-from segflow.rules.evaluator import EvalResult, SegmentProgram, StaticProfile, compile_segments
 from segflow.rules.exceptions import Diagnostic, RuleCycleError, RuleSyntaxError
+from segflow.rules.incremental import EvalResult, SegmentProgram, StaticProfile, compile_segments
 from segflow.rules.parser import parse, parse_trait
 from segflow.rules.passes import analyze, unknown_events
 

@@ -6,7 +6,7 @@ saved as a new version in the catalog. Serve processes (on any host, with a shar
 pick changes up with a :class:`DefinitionWatcher`, which recompiles the rule set and hands it
 to the processor.
 
-Previews run the rule's SQL (``segflow.rules.sql``) on the warehouse, so a rule can be tried on
+Previews run the rule's SQL (``segflow.rules.sql.compiler``) on the warehouse, so a rule can be tried on
 the full history before it is saved.
 
 >>> import tempfile, os
@@ -34,7 +34,7 @@ from segflow.audit import AuditLog
 from segflow.clock import Clock, WallClock
 from segflow.errors import ValidationError
 from segflow.rules import Diagnostic, RuleSyntaxError, SegmentProgram, check, compile_segments
-from segflow.rules.sql import compile_members
+from segflow.rules.sql.compiler import compile_members
 from segflow.segments.store import Definition, DefinitionStore, Kind, check_name
 from segflow.warehouse.postgres import dialect_of
 

@@ -39,10 +39,10 @@ from sqlglot.errors import ParseError
 from segflow.clock import DAY_MS
 from segflow.config import CustomFeature, WarehouseSettings
 from segflow.rules import ast as rules_ast
-from segflow.rules.dialects import engine
+from segflow.rules.sql.dialects import engine
 from segflow.rules.exceptions import RuleSyntaxError
 from segflow.rules.parser import parse_trait
-from segflow.rules.sql import traits_expression
+from segflow.rules.sql.compiler import traits_expression
 from segflow.warehouse.exceptions import FeatureDefinitionError
 from segflow.warehouse.postgres import PgConnection, dialect_of
 from segflow.warehouse.sessions import AS_OF, active_events, sessions_query
@@ -111,7 +111,7 @@ def _check_name(feature: CustomFeature) -> None:
 def rule_features_query(
     features: Sequence[CustomFeature], dialect: str = "duckdb"
 ) -> exp.Select | None:
-    """The segment-language features (``rule``), compiled by ``segflow.rules.sql`` at ``$as_of``.
+    """The segment-language features (``rule``), compiled by ``segflow.rules.sql.compiler`` at ``$as_of``.
 
     >>> q = rule_features_query([CustomFeature(name="orders_30d", rule='count("Order Completed" in last 30 days)')])
     >>> "$as_of" in q.sql("duckdb")

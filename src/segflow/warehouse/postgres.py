@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlglot
 
-from segflow.rules.dialects import PG_EPOCH_MS_DDL
+from segflow.rules.sql.dialects import PG_EPOCH_MS_DDL
 from segflow.warehouse.exceptions import QueryError, WarehouseUnavailable
 from segflow.warehouse.schema import SCHEMA_VERSION, TABLES, VIEWS
 

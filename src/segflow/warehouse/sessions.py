@@ -19,7 +19,7 @@ from sqlglot import exp
 
 from segflow.clock import MINUTE_MS
 from segflow.config import WarehouseSettings
-from segflow.rules.dialects import engine
+from segflow.rules.sql.dialects import engine
 
 AS_OF = "$as_of"
 

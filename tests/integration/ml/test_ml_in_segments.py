@@ -23,7 +23,7 @@ from segflow.ml.jobs import JobContext, run_job
 from segflow.ml.registry import Registry
 from segflow.ml.segments import cluster_name_rule, rules_naming_cluster, save_cluster_as_segment
 from segflow.rules import compile_segments
-from segflow.rules.sql import compile_members
+from segflow.rules.sql.compiler import compile_members
 from segflow.segments.store import DefinitionStore
 from segflow.server.ml import MlService
 from segflow.spec import Event, MembershipChange

@@ -18,7 +18,7 @@ from tests.support.engines import Backend, DuckDBBackend
 
 from segflow.rules import StaticProfile, ast, compile_segments, parse, parse_trait
 from segflow.rules.render import render
-from segflow.rules.sql import compile_members, compile_traits
+from segflow.rules.sql.compiler import compile_members, compile_traits
 from segflow.rules.values import get_path, to_time_ms
 from segflow.spec.events import Event
 

@@ -37,7 +37,7 @@ from segflow.clock import ManualClock
 from segflow.log.base import Record, partition_for
 from segflow.profiles import Profile
 from segflow.rules import compile_segments
-from segflow.rules.sql import compile_members, compile_traits
+from segflow.rules.sql.compiler import compile_members, compile_traits
 from segflow.spec.events import Event
 from segflow.stream import MemoryStateStore, Processor, ProfileReader, SqliteStateStore
 from segflow.stream.state import StateStore

@@ -6,7 +6,7 @@ from segflow.ml.segments import cluster_name_rule, cluster_rule
 from segflow.rules import StaticProfile, ast, check, compile_segments
 from segflow.rules.parser import parse
 from segflow.rules.render import render
-from segflow.rules.sql import compile_members
+from segflow.rules.sql.compiler import compile_members
 
 
 def test_saved_cluster_rule_refers_to_the_stable_id() -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from segflow.clock import DAY_MS, HOUR_MS, MINUTE_MS, ManualClock
 from segflow.rules import StaticProfile, compile_segments
-from segflow.rules.evaluator import SegmentProgram
-from segflow.rules.state import decode
+from segflow.rules.incremental.program import SegmentProgram
+from segflow.rules.incremental.state import decode
 from segflow.spec.events import Event
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "segments.md"

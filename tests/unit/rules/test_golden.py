@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlglot
 
-from segflow.rules.sql import compile_members, compile_traits
+from segflow.rules.sql.compiler import compile_members, compile_traits
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "segments.md"
 GOLDEN = Path(__file__).parent / "golden"

@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from segflow.rules import RuleSyntaxError, StaticProfile, check, compile_segments, parse
-from segflow.rules.sql import compile_members
+from segflow.rules.sql.compiler import compile_members
 from segflow.spec.events import Event
 
 T0 = 1_700_000_000_000

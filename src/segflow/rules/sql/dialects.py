@@ -1,6 +1,6 @@
 """Engine-specific SQL for the compiler: JSON typing and extraction, text order, time parsing.
 
-The segment SQL (``segflow.rules.sql``) is one SQLGlot tree for every engine except for the
+The segment SQL (``segflow.rules.sql.compiler``) is one SQLGlot tree for every engine except for the
 pieces here, which no transpiler can translate because each engine types JSON its own way:
 DuckDB's ``JSON_TYPE``, PostgreSQL's ``json_typeof``, ClickHouse's ``JSONType`` and Spark's
 ``schema_of_variant``. Each :class:`Engine` builds the same predicates (is this value a number?

@@ -19,17 +19,15 @@ from itertools import compress
 from typing import Any, Protocol
 
 from segflow.rules import ast
-from segflow.rules.evaluate import (
+from segflow.rules.incremental.executor import (
     Context,
     compile_condition,
     compile_value,
     new_seq_fold,
     replay,
 )
-from segflow.rules.passes import conditions
-from segflow.rules.program import DEFAULT_LATE_MS, Plan, SeqDef, SlotDef, build_plan
-from segflow.rules.render import render
-from segflow.rules.state import (
+from segflow.rules.incremental.plan import DEFAULT_LATE_MS, Plan, SeqDef, SlotDef, build_plan
+from segflow.rules.incremental.state import (
     Entry,
     ProfileState,
     SeqFold,
@@ -42,6 +40,8 @@ from segflow.rules.state import (
     merge_fold,
     prune,
 )
+from segflow.rules.passes import conditions
+from segflow.rules.render import render
 from segflow.rules.values import MISSING, get_path, index_key, selector_matches
 from segflow.spec.events import Event
 

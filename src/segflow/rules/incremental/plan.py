@@ -17,15 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segflow.rules import ast
-from segflow.rules.exceptions import Diagnostic, RuleSyntaxError
-from segflow.rules.parser import parse, parse_trait
+from segflow.rules.definitions import parse_definitions
 from segflow.rules.passes import (
-    analyze,
-    computed_refs,
     conditions,
     segment_refs,
     selectors,
-    substitute_computed,
     topological_order,
     values,
 )
@@ -71,7 +67,7 @@ class Plan:
     fingerprint: str
     keys: dict[int, str] = field(default_factory=dict)
     slot_rules: dict[str, set[str]] = field(default_factory=dict)
-    # the rules' nodes compiled to closures (segflow.rules.evaluate), filled on first use
+    # the rules' nodes compiled to closures (segflow.rules.incremental.executor), filled on first use
     compiled: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
 
@@ -138,75 +134,11 @@ def trait_selector(path: ast.Path) -> ast.Selector:
     return ast.Selector("trait", trait=path)
 
 
-def _parse_all(
-    definitions: Mapping[str, str], traits: Mapping[str, str]
-) -> tuple[dict[str, ast.Condition], dict[str, ast.Aggregate]]:
-    diags: list[Diagnostic] = []
-    conds: dict[str, ast.Condition] = {}
-    aggs: dict[str, ast.Aggregate] = {}
-    for kind, source in (("trait", traits), ("segment", definitions)):
-        for name, text in source.items():
-            try:
-                rule = parse_trait(text) if kind == "trait" else parse(text)
-            except RuleSyntaxError as err:
-                diags.extend(_named(err.diagnostics, name))
-                continue
-            found = [d for d in analyze(rule) if d.severity == "error"]
-            diags.extend(_named(found, name))
-            if rule.condition is not None:
-                conds[name] = rule.condition
-            elif isinstance(rule.value, ast.Aggregate):
-                aggs[name] = rule.value
-    for name, cond in conds.items():
-        for ref in sorted(computed_refs(cond) - aggs.keys()):
-            diags.append(_diag(name, f'unknown computed trait "{ref}"'))
-        for ref in sorted(segment_refs(cond) - conds.keys() - set(definitions)):
-            diags.append(_diag(name, f'unknown segment "{ref}"'))
-    if diags:
-        raise RuleSyntaxError(diags, field="definitions")
-    out = {n: substitute_computed(c, aggs) for n, c in conds.items()}
-    for name in conds:
-        diags.extend(_named(computed_type_errors(conds[name], out[name]), name))
-    if diags:
-        raise RuleSyntaxError(diags, field="definitions")
-    return out, aggs
-
-
-def computed_type_errors(original: ast.Condition, substituted: ast.Condition) -> list[Diagnostic]:
-    """Type errors that appear once ``computed NAME`` is replaced by its aggregate.
-
-    ``computed orders = "x"`` with ``orders = count(...)`` is as wrong as ``count(...) = "x"``
-    (which the parser's passes refuse); left through, SQL engines reject the comparison of a
-    number with text while the incremental evaluator says false, so the two would disagree.
-    """
-    if original == substituted:
-        return []
-    before = {d.message for d in analyze(ast.Rule("", condition=original))}
-    return [
-        Diagnostic(line=1, column=1, message=f"with its computed traits inlined: {d.message}")
-        for d in analyze(ast.Rule("", condition=substituted))
-        if d.severity == "error" and d.message not in before
-    ]
-
-
-def _diag(name: str, message: str) -> Diagnostic:
-    return Diagnostic(line=1, column=1, message=message, definition=name)
-
-
-def _named(diags: list[Diagnostic], name: str) -> list[Diagnostic]:
-    return [
-        Diagnostic(
-            line=d.line, column=d.column, message=d.message, severity=d.severity, definition=name
-        )
-        for d in diags
-    ]
-
-
 def build_plan(
     definitions: Mapping[str, str], traits: Mapping[str, str], late_ms: int = DEFAULT_LATE_MS
 ) -> Plan:
     """Parse, validate and plan every definition together (cycles raise RuleCycleError)."""
-    conds, aggs = _parse_all(definitions, traits)
+    conds, aggs = parse_definitions(definitions, traits)
     deps = {name: segment_refs(cond) for name, cond in conds.items()}
     order = topological_order(deps)
     builder = _Builder(late_ms)

@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from sqlglot import exp
 
 from segflow.rules import ast
-from segflow.rules.dialects import Engine, engine, json_path
+from segflow.rules.definitions import computed_type_errors, parse_definitions
 from segflow.rules.exceptions import RuleSyntaxError
 from segflow.rules.parser import parse, parse_trait
 from segflow.rules.passes import segment_refs, substitute_computed, topological_order
-from segflow.rules.program import _parse_all, computed_type_errors
+from segflow.rules.sql.dialects import Engine, engine, json_path
 
 __all__ = [
     "compile_members",
@@ -537,8 +537,8 @@ def members_expression(
     dialect: str = "duckdb",
 ) -> exp.Select:
     """The members query as a SQLGlot expression (``$at_ms`` placeholder when ``at_ms`` is None)
-    for ``dialect`` (its JSON functions; see ``segflow.rules.dialects``)."""
-    conds, aggs = _parse_all(dict(segments or {}), dict(traits or {}))
+    for ``dialect`` (its JSON functions; see ``segflow.rules.sql.dialects``)."""
+    conds, aggs = parse_definitions(dict(segments or {}), dict(traits or {}))
     original = (parse(rule) if isinstance(rule, str) else rule).condition
     assert original is not None
     cond = substitute_computed(original, aggs)

@@ -1,12 +1,12 @@
 """Evaluate conditions and values on one profile's state at ``now_ms``, and their timers.
 
-Used by :class:`segflow.rules.evaluator.SegmentProgram`; the SQL compiler implements the same
+Used by :class:`segflow.rules.incremental.program.SegmentProgram`; the SQL compiler implements the same
 meaning (docs/segments.md, "Semantics"). Each node of a plan's rules is compiled once into a
 closure (its slot key, window and literal bound), cached on the plan: evaluating a rule is a few
 calls and bisects, not a walk of the tree with a type test per node.
 
->>> from segflow.rules.program import build_plan
->>> from segflow.rules.state import ProfileState, SlotState, Entry
+>>> from segflow.rules.incremental.plan import build_plan
+>>> from segflow.rules.incremental.state import ProfileState, SlotState, Entry
 >>> plan = build_plan({"s": 'did "A" at least 2 times in last 1 hour'}, {})
 >>> st = ProfileState(slots={k: SlotState([Entry(1, "a"), Entry(5, "b")]) for k in plan.slots})
 >>> ctx = Context(plan, st, None, now_ms=10)
@@ -22,12 +22,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from segflow.rules import ast
-from segflow.rules.program import IDENTIFIED, Plan, SlotDef, slot_key, trait_selector
-from segflow.rules.state import Entry, ProfileState, SeqFold, SeqState, SlotState, after
+from segflow.rules.incremental.plan import IDENTIFIED, Plan, SlotDef, slot_key, trait_selector
+from segflow.rules.incremental.state import Entry, ProfileState, SeqFold, SeqState, SlotState, after
 from segflow.rules.values import MISSING, compare, exists, to_num, to_text, to_time_ms
 
 _EMPTY = SlotState()
-_TS = operator.attrgetter("ts")  # as segflow.rules.state.after, inlined on the hottest paths
+_TS = operator.attrgetter(
+    "ts"
+)  # as segflow.rules.incremental.state.after, inlined on the hottest paths
 _NO_SEQ = SeqState()
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
