@@ -2,14 +2,16 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# the rule kernel's sources are part of the stamp: editing them rebuilds the extension
+KERNEL_SRC := $(wildcard src/segflow/rules/incremental/kernel/*.pyx src/segflow/rules/incremental/kernel/*.hpp)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py $(KERNEL_SRC) | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(KERNEL_SRC)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,bench,postgres,clickhouse,spark]'
