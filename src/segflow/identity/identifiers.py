@@ -94,36 +94,87 @@ def extract_identifiers(event: Event, rules: IdentityRules) -> list[Identifier]:
     unless it is already known as a ``user_id`` (the resolver decides that; here it is typed
     ``anonymous_id``).
     """
-    raw: list[tuple[str, Any]] = [
-        ("user_id", event.user_id),
-        ("email", _email(event)),
-        ("anonymous_id", event.anonymous_id),
-    ]
-    if event.type == "alias":
-        raw.append(("anonymous_id", event.previous_id))
-    if rules.link_group_id and event.group_id is not None:
-        raw.append(("group_id", event.group_id))
-    if rules.external_ids:
-        raw.extend(_external(event, rules))
-    blocked = blocked_set(rules.blocked_values)
-    ranks = _ranks(rules.priority_order)
-    seen: set[Identifier] = set()
-    ranked: list[tuple[int, int, Identifier]] = []
-    for id_type, value in raw:
-        if value is None:
-            continue
-        text = normalise(id_type, value)
-        if text is None or text.lower() in blocked:
-            continue
-        ident = Identifier(id_type, text)
-        if ident not in seen:
-            seen.add(ident)
-            rank = ranks.get(id_type)
-            if rank is None:
-                rank = rules.priority(id_type)
-            ranked.append((rank, len(ranked), ident))
-    ranked.sort()
-    return [ident for _, _, ident in ranked]
+    return extractor(rules)(event)
+
+
+def extractor(rules: IdentityRules) -> Extractor:
+    """The :class:`Extractor` of ``rules`` (built once per rules object)."""
+    found = _EXTRACTORS.get(id(rules))
+    if found is None or found.rules is not rules:
+        if len(_EXTRACTORS) > 16:
+            _EXTRACTORS.clear()
+        found = _EXTRACTORS[id(rules)] = Extractor(rules)
+    return found
+
+
+_EXTRACTORS: dict[int, Extractor] = {}
+
+
+class Extractor:
+    """:func:`extract_identifiers` with the rules' blocked values and ranks worked out once
+    (it runs for every event the processor reads).
+
+    >>> from segflow.spec import Event
+    >>> e = Event(type="track", message_id="m", source_id="s", timestamp_ms=1, received_at_ms=1,
+    ...           user_id=" u1 ", anonymous_id="null", context={"traits": {"email": "A@b.c"}})
+    >>> [str(i) for i in Extractor(IdentityRules())(e)]
+    ['user_id:u1', 'email:a@b.c']
+    """
+
+    def __init__(self, rules: IdentityRules) -> None:
+        self.rules = rules
+        self.blocked = blocked_set(rules.blocked_values)
+        ranks = _ranks(rules.priority_order)
+        types = (
+            "user_id",
+            "email",
+            "anonymous_id",
+            "group_id",
+            *(x.type for x in rules.external_ids),
+        )
+        self.ranks = {t: ranks[t] if t in ranks else rules.priority(t) for t in types}
+        # user_id, email, anonymous_id come in that order: no sort when the ranks agree
+        self.in_order = self.ranks["user_id"] <= self.ranks["email"] <= self.ranks["anonymous_id"]
+        self.extras = bool(rules.external_ids) or rules.link_group_id
+
+    def _rank(self, ident: Identifier) -> int:
+        rank = self.ranks.get(ident.type)
+        return self.rules.priority(ident.type) if rank is None else rank
+
+    def __call__(self, event: Event) -> list[Identifier]:
+        raw: list[tuple[str, Any]] = [
+            ("user_id", event.user_id),
+            ("email", _email(event)),
+            ("anonymous_id", event.anonymous_id),
+        ]
+        if event.type == "alias":
+            raw.append(("anonymous_id", event.previous_id))
+        if self.extras:
+            if self.rules.link_group_id and event.group_id is not None:
+                raw.append(("group_id", event.group_id))
+            if self.rules.external_ids:
+                raw.extend(_external(event, self.rules))
+        blocked = self.blocked
+        found: list[Identifier] = []
+        for id_type, value in raw:
+            if value is None:
+                continue
+            if type(value) is str:  # the usual case, normalise() inlined
+                text = value.strip()
+                if id_type == "email":
+                    text = text.lower()
+            else:
+                text = normalise(id_type, value)  # type: ignore[assignment]
+                if text is None:
+                    continue
+            if text.lower() in blocked:
+                continue
+            ident = Identifier(id_type, text)
+            if ident not in found:
+                found.append(ident)
+        if len(found) > 1 and (self.extras or not self.in_order or len(raw) > 3):
+            found.sort(key=self._rank)
+        return found
 
 
 @functools.lru_cache(maxsize=16)

@@ -64,6 +64,13 @@ class Profile(msgspec.Struct, array_like=True, kw_only=True):
     excluded: list[str] = []
     erasing: bool = False  # a deletion regulation runs: no memberships, no timers
     cluster_ids: dict[str, int] = {}  # stable cluster id per model (``cluster id of model M``)
+    # the newest log positions of its events (``segflow.stream.timeline``), and how many
+    # chunks of older ones are stored apart
+    timeline: bytes = b""
+    timeline_chunks: int = 0
+    # the due time of its row in the timer index (``segflow.stream.batch.Batch.set_timer``):
+    # never later than ``next_wakeup_ms``, so a restart finds every timer
+    timer_ms: int | None = None
 
     @property
     def user_id(self) -> str | None:

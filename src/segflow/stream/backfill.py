@@ -24,19 +24,16 @@ retention is off by default for this reason; docs/segments.md, "Editing definiti
 
 from __future__ import annotations
 
-import heapq
-from collections import Counter
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from segflow.log.base import Record
 from segflow.profiles import Profile
-from segflow.stream import keys
+from segflow.stream import keys, timeline
 from segflow.stream.batch import Batch
 from segflow.stream.evaluator import SegmentEvaluator
-from segflow.stream.state.base import StateTransaction, prefix_end
+from segflow.stream.state.base import StateTransaction
 
 if TYPE_CHECKING:
     from segflow.stream.handler import EventHandler
@@ -70,16 +67,16 @@ def pending(tx: StateTransaction, fingerprint: str | None) -> bool:
 
 
 def step(
-    tx: StateTransaction,
+    batch: Batch,
     handler: EventHandler,
     log: RecordLog,
     fingerprint: str,
     now_ms: int,
     limit: int = 200,
-    memberships: Counter[tuple[str, str]] | None = None,
 ) -> int:
-    """Rebuild up to ``limit`` profiles in ``tx``; returns how many (0 once complete).
-    ``memberships`` receives the (segment, kind) counts of the changes emitted."""
+    """Rebuild up to ``limit`` profiles in ``batch``'s transaction; returns how many (0 once
+    complete)."""
+    tx = batch.tx
     if _meta(tx, TARGET) == fingerprint:
         cursor = _meta(tx, CURSOR) or ""
     else:  # a new backfill: merges logged from here on are redone at the end
@@ -89,7 +86,6 @@ def step(
     tx.set(keys.META, TARGET, fingerprint.encode())
     start = cursor + "\x00" if cursor else ""
     rows = tx.scan(keys.PROFILE, start, "\U0010ffff", limit=limit)
-    batch = Batch(tx)
     for profile_id, _ in rows:
         profile = batch.profile(profile_id)
         rebuild(batch, handler, log, profile, now_ms)
@@ -98,9 +94,6 @@ def step(
             found = batch.find(profile_id)
             if found is not None:
                 rebuild(batch, handler, log, found, now_ms)
-    batch.flush()
-    if memberships is not None:
-        memberships.update(batch.memberships)
     if len(rows) < limit:
         tx.set(keys.META, FINGERPRINT, fingerprint.encode())
         tx.delete(keys.META, CURSOR)
@@ -131,7 +124,7 @@ def replay(
     every event was still in the log (False: some were removed by log retention)."""
     state: bytes | None = None
     complete = True
-    for ts, partition, offset in timeline(tx, profile):
+    for ts, partition, offset in timeline.entries(tx, profile):
         found = log.read(partition, offset, 1)
         if not found or found[0].offset != offset:
             complete = False  # removed by log retention
@@ -166,21 +159,3 @@ def _current(tx: StateTransaction, profile_id: str, max_hops: int = 64) -> str:
             break
         profile_id = alias.decode()
     return profile_id
-
-
-def timeline(tx: StateTransaction, profile: Profile) -> Iterator[tuple[int, int, int]]:
-    """``(timestamp_ms, partition, offset)`` of the profile's events, oldest first."""
-    streams = [_entries(tx, pid) for pid in (profile.profile_id, *profile.absorbed)]
-    yield from heapq.merge(*streams)
-
-
-def _entries(tx: StateTransaction, profile_id: str) -> Iterator[tuple[int, int, int]]:
-    start, end = f"{profile_id}|", prefix_end(f"{profile_id}|")
-    while True:
-        rows = tx.scan(keys.TIMELINE, start, end, limit=500)
-        for key, _ in rows:
-            _, ts, partition, offset = keys.parse_timeline_key(key)
-            yield ts, partition, offset
-        if len(rows) < 500:
-            return
-        start = rows[-1][0] + "\x00"

@@ -2,40 +2,112 @@
 
 Profiles are decoded once per batch and encoded once at :meth:`Batch.flush`; the resolver
 reads the identity graph through this object (it implements ``segflow.identity.GraphView``).
+
+When only this process writes the store (``store.single_writer``: RocksDB), the processor keeps a
+:class:`WorkingSet` of committed profiles and identifier owners in memory across
+transactions, so a person who comes back costs no read and no decode. A batch reads through
+it and hands its results back at commit; a rolled-back batch clears it (the batch mutated
+the cached objects in place).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 
 from segflow.identity import Identifier
 from segflow.profiles import Profile, decode_profile, encode_profile
 from segflow.spec.changes import AnyChange, MembershipChange
+from segflow.spec.events import Event
 from segflow.stream import keys
 from segflow.stream.outbox import encode_change
 from segflow.stream.state.base import StateTransaction
 
 _encoder = msgspec.msgpack.Encoder()
+_MISS = object()
+_V = TypeVar("_V")
+
+
+def timer_row(profile: Profile) -> int | None:
+    """The due time of the profile's row in the timer index (profiles stored before
+    ``Profile.timer_ms`` existed have their row at ``next_wakeup_ms``)."""
+    return profile.timer_ms if profile.timer_ms is not None else profile.next_wakeup_ms
+
+
+class WorkingSet:
+    """Committed profiles and identifier owners, kept between transactions (see the module).
+
+    ``max_profiles`` bounds the profiles kept (the oldest are dropped first); owners are
+    small and kept up to ``max_owners``.
+
+    >>> ws = WorkingSet(max_profiles=2)
+    >>> ws.keep({"a": None, "b": None, "c": None}, {})
+    >>> sorted(ws.profiles)
+    ['b', 'c']
+    """
+
+    def __init__(self, max_profiles: int = 200_000, max_owners: int = 2_000_000) -> None:
+        self.profiles: dict[str, Profile | None] = {}
+        self.owners: dict[str, str | None] = {}
+        self.max_profiles = max_profiles
+        self.max_owners = max_owners
+
+    def keep(
+        self, profiles: Mapping[str, Profile | None], owners: Mapping[str, str | None]
+    ) -> None:
+        """A committed batch's profiles and owners (read or written: all are committed now)."""
+        cached = self.profiles
+        for pid, profile in profiles.items():
+            cached.pop(pid, None)  # re-inserted last: the dict's order is the age
+            cached[pid] = profile
+        self.owners.update(owners)
+        _trim(cached, self.max_profiles)
+        _trim(self.owners, self.max_owners)
+
+    def clear(self) -> None:
+        self.profiles.clear()
+        self.owners.clear()
+
+
+def _trim(found: dict[str, _V], limit: int) -> None:
+    if len(found) <= limit:
+        return
+    drop = len(found) - limit
+    for key in [k for k, _ in zip(found, range(drop), strict=False)]:
+        del found[key]
+
+
+class Pending:
+    """One profile's events of this batch that its rules have not seen yet."""
+
+    __slots__ = ("cause_ms", "events")
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.cause_ms = 0  # received_at of the latest (freshness: ack -> change)
 
 
 class Batch:
     """Reads and writes of one transaction, with a profile cache and the outbox counter."""
 
-    def __init__(self, tx: StateTransaction) -> None:
+    def __init__(self, tx: StateTransaction, working: WorkingSet | None = None) -> None:
         self.tx = tx
+        self.working = working
         self.profiles: dict[str, Profile | None] = {}
+        self.owners: dict[str, str | None] = {}  # identifier key -> owner, read or written here
         self.dirty: set[str] = set()
+        self.pending: dict[str, Pending] = {}  # events queued for their profile's rules
+        self.discard = False  # Processor.transaction rolls back instead of committing
         self.cause_ms: int | None = None  # what the changes emitted now answer (freshness)
         self.caused: list[tuple[str, int]] = []  # (segment, cause_ms) of membership changes
         self.memberships: Counter[tuple[str, str]] = Counter()  # (segment, kind) -> changes
         # optimistic transactions number changes and records at commit (every batch bumps the
         # counters); pessimistic ones as they are emitted
         self.deferred = getattr(tx, "defer", None) is not None
-        self.changes: list[bytes] = []
+        self.changes: list[AnyChange] = []  # numbered and written at flush (commit)
         self.records: list[tuple[str, str, bytes]] = []
         self._outbox_seq: int | None = None
         self._record_seq: int | None = None
@@ -47,7 +119,7 @@ class Batch:
             raise RuntimeError("an optimistic transaction numbers its changes at commit")
         if self._outbox_seq is None:
             self._outbox_seq = self._meta("outbox_seq")
-        return self._outbox_seq
+        return self._outbox_seq + len(self.changes)
 
     @property
     def record_seq(self) -> int:
@@ -67,10 +139,39 @@ class Batch:
         return found
 
     def find(self, profile_id: str) -> Profile | None:
-        if profile_id not in self.profiles:
-            raw = self.tx.get(keys.PROFILE, profile_id)
-            self.profiles[profile_id] = None if raw is None else decode_profile(raw)
-        return self.profiles[profile_id]
+        found = self.profiles.get(profile_id, _MISS)
+        if found is _MISS:
+            if self.working is not None:
+                found = self.working.profiles.get(profile_id, _MISS)
+            if found is _MISS:
+                raw = self.tx.get(keys.PROFILE, profile_id)
+                found = None if raw is None else decode_profile(raw)
+            self.profiles[profile_id] = found  # type: ignore[assignment]
+        return found  # type: ignore[return-value]
+
+    def prefetch(self, ident_keys: list[list[str]]) -> None:
+        """Load the owners of the identifiers ``ident_keys`` (``type:value``, per record) into
+        :attr:`owners`, and their profiles, in bulk (what the working set does not hold)."""
+        owners = self.owners
+        known = self.working.owners if self.working is not None else {}
+        missing = []
+        for found in ident_keys:
+            for key in found:
+                if key in owners:
+                    continue
+                owner = known.get(key, _MISS)
+                if owner is _MISS:
+                    missing.append(key)
+                else:
+                    owners[key] = owner  # type: ignore[assignment]
+        if missing:
+            self.tx.prefetch(keys.OWNER, missing)
+            for key in missing:
+                self.owner_of(key)
+        cached = self.working.profiles if self.working is not None else {}
+        wanted = {o for o in owners.values() if o is not None and o not in cached}
+        if wanted:
+            self.tx.prefetch(keys.PROFILE, wanted - self.profiles.keys())
 
     def current(self, profile_id: str, max_hops: int = 64) -> Profile | None:
         """The profile that holds ``profile_id`` now, following merge aliases (None: unknown
@@ -115,11 +216,27 @@ class Batch:
 
     # -- identity graph (GraphView) ---------------------------------------------------------
     def owner(self, ident: Identifier) -> str | None:
-        raw = self.tx.get(keys.OWNER, str(ident))
-        return None if raw is None else raw.decode()
+        return self.owner_of(str(ident))
+
+    def owner_of(self, ident_key: str) -> str | None:
+        """The owner of the identifier ``type:value`` (None: unknown)."""
+        found = self.owners.get(ident_key, _MISS)
+        if found is _MISS:
+            if self.working is not None:
+                found = self.working.owners.get(ident_key, _MISS)
+            if found is _MISS:
+                raw = self.tx.get(keys.OWNER, ident_key)
+                found = None if raw is None else raw.decode()
+            self.owners[ident_key] = found  # type: ignore[assignment]
+        return found  # type: ignore[return-value]
 
     def set_owner(self, ident_key: str, profile_id: str) -> None:
         self.tx.set(keys.OWNER, ident_key, profile_id.encode())
+        self.owners[ident_key] = profile_id
+
+    def delete_owner(self, ident_key: str) -> None:
+        self.tx.delete(keys.OWNER, ident_key)
+        self.owners[ident_key] = None
 
     def identities(self, profile_id: str) -> Mapping[Identifier, int]:
         return {
@@ -142,11 +259,7 @@ class Batch:
             self.memberships[(change.segment, change.kind)] += 1
             if self.cause_ms is not None:
                 self.caused.append((change.segment, self.cause_ms))
-        if self.deferred:
-            self.changes.append(encode_change(change))
-            return
-        self._outbox_seq = self.outbox_seq + 1
-        self.tx.set(keys.OUTBOX, keys.seq_key(self._outbox_seq), encode_change(change))
+        self.changes.append(change)
 
     def record(self, ns: str, profile_id: str, record: msgspec.Struct) -> None:
         if self.deferred:
@@ -156,13 +269,30 @@ class Batch:
         self.tx.set(ns, f"{profile_id}|{keys.seq_key(self._record_seq)}", _encoder.encode(record))
 
     def set_timer(self, profile: Profile, due_ms: int | None) -> None:
-        if profile.next_wakeup_ms == due_ms:
-            return
-        if profile.next_wakeup_ms is not None:
-            self.tx.delete(keys.TIMER, keys.timer_key(profile.next_wakeup_ms, profile.profile_id))
-        if due_ms is not None:
-            self.tx.set(keys.TIMER, keys.timer_key(due_ms, profile.profile_id), b"")
+        """The profile's rules want ``on_time`` at ``due_ms`` (None: never).
+
+        The timer index (``timer`` namespace) only has to hold a row at or before every
+        profile's due time: a row that comes due early finds the profile not due yet and is
+        moved to its real time (:meth:`Processor.fire_timers`). So the row is written only
+        when the due time moves earlier than the row (or there is none), not each time it
+        moves later — as it does for ``in last 14 days`` with every event."""
+        row = timer_row(profile)
         profile.next_wakeup_ms = due_ms
+        if due_ms is None or (row is not None and row <= due_ms):
+            profile.timer_ms = row
+            return
+        if row is not None:
+            self.tx.delete(keys.TIMER, keys.timer_key(row, profile.profile_id))
+        self.tx.set(keys.TIMER, keys.timer_key(due_ms, profile.profile_id), b"")
+        profile.timer_ms = due_ms
+
+    def clear_timer(self, profile: Profile) -> None:
+        """No timer for the profile, and no row in the timer index (it fired, or the profile
+        goes: merged, split, erased)."""
+        row = timer_row(profile)
+        if row is not None:
+            self.tx.delete(keys.TIMER, keys.timer_key(row, profile.profile_id))
+        profile.timer_ms = profile.next_wakeup_ms = None
 
     def flush(self) -> None:
         """Write dirty profiles and counters into the transaction (before commit)."""
@@ -175,20 +305,33 @@ class Batch:
         self.dirty.clear()
         if self.deferred:
             self.tx.defer(self._number)  # type: ignore[attr-defined]
-        else:
-            self.tx.set(keys.META, "outbox_seq", str(self.outbox_seq).encode())
-            self.tx.set(keys.META, "record_seq", str(self.record_seq).encode())
+            return
+        if self.changes:
+            seq = self.outbox_seq - len(self.changes)
+            self._write_changes(seq)
+        if self._record_seq is not None:
+            self.tx.set(keys.META, "record_seq", str(self._record_seq).encode())
+
+    def committed(self) -> None:
+        """The transaction committed: hand what it read and wrote to the working set."""
+        if self.working is not None:
+            self.working.keep(self.profiles, self.owners)
+
+    def _write_changes(self, seq: int) -> None:
+        """The changes emitted, numbered from ``seq + 1``, into the outbox."""
+        tx, encode = self.tx, encode_change
+        for change in self.changes:
+            seq += 1
+            tx.set(keys.OUTBOX, f"{seq:016x}", encode(change))
+        tx.set(keys.META, "outbox_seq", str(seq).encode())
+        self._outbox_seq, self.changes = seq, []
 
     def _number(self) -> None:
         """Number the changes and records of an optimistic batch, under the lock at commit."""
-        seq = self._meta("outbox_seq")
-        for change in self.changes:
-            seq += 1
-            self.tx.set(keys.OUTBOX, keys.seq_key(seq), change)
-        self.tx.set(keys.META, "outbox_seq", str(seq).encode())
+        self._write_changes(self._meta("outbox_seq"))
         rseq = self._meta("record_seq")
         for ns, profile_id, raw in self.records:
             rseq += 1
             self.tx.set(ns, f"{profile_id}|{keys.seq_key(rseq)}", raw)
         self.tx.set(keys.META, "record_seq", str(rseq).encode())
-        self.changes, self.records = [], []
+        self.records = []

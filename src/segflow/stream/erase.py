@@ -33,7 +33,7 @@ import msgspec
 
 from segflow.identity import Identifier
 from segflow.profiles import Profile
-from segflow.stream import keys
+from segflow.stream import keys, timeline
 from segflow.stream.batch import Batch
 from segflow.stream.outbox import decode_change
 from segflow.stream.state.base import StateTransaction, prefix_end
@@ -90,19 +90,15 @@ def _exit_all(batch: Batch, profile: Profile, now_ms: int) -> int:
     count = len(profile.members)
     profile.members = []
     profile.erasing = True
-    batch.set_timer(profile, None)
+    batch.clear_timer(profile)
     batch.put(profile)
     return count
 
 
 def timeline_positions(batch: Batch, profile_ids: Iterable[str]) -> list[tuple[int, int]]:
-    """``(partition, offset)`` of every event on the profiles' timelines."""
-    out: list[tuple[int, int]] = []
-    for pid in profile_ids:
-        for key, _ in _prefix(batch.tx, keys.TIMELINE, f"{pid}|"):
-            _, _, partition, offset = keys.parse_timeline_key(key)
-            out.append((partition, offset))
-    return out
+    """``(partition, offset)`` of every event on the profiles' timelines (live profiles'
+    records and the chunks of every id)."""
+    return timeline.positions(batch.tx, [batch.find(pid) or pid for pid in profile_ids])
 
 
 def erase_profiles(
@@ -115,9 +111,10 @@ def erase_profiles(
     for pid in sorted(ids):
         profile = batch.find(pid)
         if profile is not None:
+            counts["timeline"] += len(timeline.unpack(profile.timeline))
             _forget_profile(batch, profile)
             counts["profiles"] += 1
-        counts["timeline"] += _delete_prefix(batch.tx, keys.TIMELINE, f"{pid}|")
+        counts["timeline"] += timeline.delete(batch.tx, pid)
         for ns in (keys.MERGE, keys.CONFLICT):
             counts["records"] += _delete_prefix(batch.tx, ns, f"{pid}|")
         counts["records"] += _delete_prefix(batch.tx, keys.DEAD, f"eval|{pid}|")
@@ -125,9 +122,8 @@ def erase_profiles(
             batch.tx.delete(keys.ALIAS, pid)
     for id_type, value in identifiers:
         key = f"{id_type}:{value}"
-        owner = batch.tx.get(keys.OWNER, key)
-        if owner is not None and owner.decode() in ids:
-            batch.tx.delete(keys.OWNER, key)
+        if batch.owner_of(key) in ids:
+            batch.delete_owner(key)
             counts["identifiers"] += 1
     needles = [p.encode() for p in ids]
     counts["changes"] = _delete_matching(batch.tx, keys.OUTBOX, needles, _change_matches(ids))
@@ -140,7 +136,7 @@ def erase_profiles(
 def _forget_profile(batch: Batch, profile: Profile) -> None:
     for segment in profile.members:
         batch.tx.delete(keys.MEMBER, f"{segment}|{profile.profile_id}")
-    batch.set_timer(profile, None)
+    batch.clear_timer(profile)
     for old in profile.absorbed:
         batch.tx.delete(keys.ALIAS, old)
     batch.remove(profile.profile_id)

@@ -10,15 +10,16 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from segflow.identity import (
     Identifier,
     IdentityRules,
     Merge,
     Resolution,
-    extract_identifiers,
     resolve,
 )
+from segflow.identity.identifiers import extractor
 from segflow.log.base import Record
 from segflow.metrics import RULE_EVAL, RULE_EVAL_SAMPLE
 from segflow.profiles import Profile, apply_event, merge_into
@@ -29,12 +30,13 @@ from segflow.spec.changes import (
     ProfileMerged,
 )
 from segflow.spec.events import Event
-from segflow.stream import backfill, keys
+from segflow.stream import backfill, keys, timeline
 from segflow.stream.backfill import RecordLog
-from segflow.stream.batch import Batch
+from segflow.stream.batch import Batch, Pending
 from segflow.stream.evaluator import EvalResult, Evaluation, SegmentEvaluator
 
 log = logging.getLogger(__name__)
+_MISS = object()
 
 
 def new_profile_id(event: Event, seed: Identifier) -> str:
@@ -50,12 +52,21 @@ def new_profile_id(event: Event, seed: Identifier) -> str:
 
 
 class EventHandler:
-    """Applies events and timers to state. ``evaluator`` may be swapped between batches."""
+    """Applies events and timers to state. ``evaluator`` may be swapped between batches.
+
+    Events are applied in two steps: :meth:`attribute` resolves an event's identity and
+    updates its profile at once (identity is per event: the next event may depend on a link
+    this one made), while the rules see each profile's events of the batch together, once,
+    in :meth:`settle` (one evaluation at the batch's clock instead of one per event; the
+    memberships a batch commits are the same, and a change in and out again within one batch
+    is not emitted). :meth:`handle` does both for one event.
+    """
 
     def __init__(
         self, rules: IdentityRules, evaluator: SegmentEvaluator, log: RecordLog | None = None
     ) -> None:
         self.rules = rules
+        self.extract = extractor(rules)
         self.evaluator = evaluator
         self.log = log  # to replay a merged profile's timeline when states can't merge exactly
         self._evaluations = 0  # one evaluation in RULE_EVAL_SAMPLE is timed (metrics)
@@ -63,27 +74,158 @@ class EventHandler:
     # -- events -----------------------------------------------------------------------------
     def prefetch(self, batch: Batch, records: Sequence[Record]) -> list[list[Identifier]]:
         """Extract every record's identifiers and load their owners and profiles in bulk."""
-        idents = [extract_identifiers(r.event, self.rules) for r in records]
-        batch.tx.prefetch(keys.OWNER, (str(i) for ids in idents for i in ids))
-        owners = {batch.owner(i) for ids in idents for i in ids}
-        batch.tx.prefetch(keys.PROFILE, (o for o in owners if o is not None))
+        extract = self.extract
+        idents = [extract(r.event) for r in records]
+        batch.prefetch([[f"{t}:{v}" for t, v in ids] for ids in idents])
         return idents
+
+    def attribute_all(
+        self,
+        batch: Batch,
+        records: Sequence[Record],
+        idents: Sequence[list[Identifier]],
+        now_ms: int,
+    ) -> None:
+        """:meth:`attribute` for every record, in order (``idents`` from :meth:`prefetch`).
+
+        The processor's hot loop: a returning person (every identifier owned by one profile)
+        and a newcomer (no identifier known) are handled inline; anything else (an alias, a
+        link or merge, a conflict, a dead letter) goes through :meth:`attribute`, which gives
+        the same result for these two cases too (``tests/unit/stream/test_handler.py``).
+        """
+        owners, profiles, dirty, pending = batch.owners, batch.profiles, batch.dirty, batch.pending
+        tx, pack, chunk = batch.tx, timeline.ENTRY.pack, timeline.CHUNK_BYTES
+        for record, ids in zip(records, idents, strict=True):
+            event = record.event
+            if not ids or event.type == "alias":
+                self.attribute(batch, record, now_ms, ids)
+                continue
+            owner = owners.get(f"{ids[0].type}:{ids[0].value}", _MISS)
+            if owner is _MISS or owner is None:
+                profile = None
+            else:
+                for ident in ids[1:]:
+                    if owners.get(f"{ident.type}:{ident.value}", _MISS) != owner:
+                        owner = None
+                        break
+                profile = None if owner is None else batch.find(owner)  # type: ignore[arg-type]
+            if profile is None:
+                profile = self._new(batch, event, ids)
+                if profile is None:
+                    self.attribute(batch, record, now_ms, ids)
+                    continue
+            traits = event.traits
+            if traits and CONSENT_TRAIT in traits:
+                consent = profile.traits.get(CONSENT_TRAIT)
+                apply_event(profile, event)
+                if profile.traits.get(CONSENT_TRAIT) != consent:
+                    self._consent_changed(batch, profile, event.timestamp_ms)
+            else:
+                apply_event(profile, event)
+            tail = profile.timeline + pack(event.timestamp_ms, record.partition, record.offset)
+            if len(tail) >= chunk:
+                profile.timeline = tail
+                timeline.spill(tx, profile)
+            else:
+                profile.timeline = tail
+            pid = profile.profile_id
+            profiles[pid] = profile
+            dirty.add(pid)
+            queued = pending.get(pid)
+            if queued is None:
+                queued = pending[pid] = Pending()
+            queued.events.append(event)
+            queued.cause_ms = event.received_at_ms
 
     def handle(
         self, batch: Batch, record: Record, now_ms: int, idents: list[Identifier] | None = None
     ) -> str | None:
-        """Attribute ``record`` to a profile and update it; returns the profile id (None: dead).
+        """Attribute ``record`` to a profile, update it and evaluate its rules; returns the
+        profile id (None: dead). ``idents``: the record's identifiers when already extracted
+        (:meth:`prefetch`)."""
+        found = self.attribute(batch, record, now_ms, idents)
+        self.settle(batch, now_ms)
+        return found
 
-        ``idents``: the record's identifiers when already extracted (:meth:`prefetch`).
-        """
+    def attribute(
+        self, batch: Batch, record: Record, now_ms: int, idents: list[Identifier] | None = None
+    ) -> str | None:
+        """Resolve ``record``'s profile (links, merges, conflicts), update it, note the event
+        on its timeline and queue it for the profile's rules (:meth:`settle`); returns the
+        profile id (None: no usable identifier, a dead letter)."""
         event = record.event
-        idents = self._identifiers(batch, event, idents)
+        if idents is None:
+            idents = self.extract(event)
+        if event.type == "alias" and event.previous_id:
+            idents = self._alias(batch, event, idents)
+        profile = self._known(batch, idents) or self._new(batch, event, idents)
+        if profile is not None:
+            consent = profile.traits.get(CONSENT_TRAIT)
+        else:
+            resolved = self._resolve(batch, record, now_ms, idents)
+            if resolved is None:
+                return None
+            profile, consent = resolved
+        apply_event(profile, event)
+        if profile.traits.get(CONSENT_TRAIT) != consent:
+            self._consent_changed(batch, profile, event.timestamp_ms)
+        timeline.append(batch.tx, profile, event.timestamp_ms, record.partition, record.offset)
+        pid = profile.profile_id
+        batch.put(profile)
+        pending = batch.pending.get(pid)
+        if pending is None:
+            pending = batch.pending[pid] = Pending()
+        pending.events.append(event)
+        pending.cause_ms = event.received_at_ms
+        return pid
+
+    def _known(self, batch: Batch, idents: list[Identifier]) -> Profile | None:
+        """The common case: every identifier is known and owned by one profile (as
+        ``resolve`` finds first; None sends the event on)."""
+        if not idents:
+            return None
+        owner_of = batch.owner_of
+        owner = owner_of(f"{idents[0].type}:{idents[0].value}")
+        if owner is None:
+            return None
+        for ident in idents[1:]:
+            if owner_of(f"{ident.type}:{ident.value}") != owner:
+                return None
+        return batch.find(owner)
+
+    def _new(self, batch: Batch, event: Event, idents: list[Identifier]) -> Profile | None:
+        """The next most common case: a newcomer, none of whose identifiers is known, of
+        distinct types and within the identifier cap: ``resolve`` would link them all to a
+        new profile (no limit can refuse one value per type). None sends the event on."""
+        if not idents or len(idents) > self.rules.max_identifiers:
+            return None
+        owner_of = batch.owner_of
+        types = set()
+        for ident in idents:
+            if ident.type in types or owner_of(f"{ident.type}:{ident.value}") is not None:
+                return None
+            types.add(ident.type)
+        profile = Profile(
+            profile_id=new_profile_id(event, idents[0]), created_ms=event.timestamp_ms
+        )
+        batch.put(profile)
+        self._link(batch, profile, idents, event.timestamp_ms)
+        return profile
+
+    def _resolve(
+        self, batch: Batch, record: Record, now_ms: int, idents: list[Identifier]
+    ) -> tuple[Profile, Any] | None:
+        """The slow path: links, merges, conflicts, a new profile. Returns the profile and its
+        consent before the merges (a merge that brings consent is a consent change)."""
+        event = record.event
         res = resolve(idents, batch, self.rules, event.timestamp_ms)
         if res.profile_id is None and not res.links:
             batch.tx.set(
                 keys.DEAD, f"{record.partition:04x}|{record.offset:016x}", b"no_usable_identifier"
             )
             return None
+        if res.merges:  # the states merge: each side's rules must have seen its events first
+            self.settle(batch, now_ms, [res.profile_id, *(m.absorbed for m in res.merges)])
         profile = self._target(batch, res, event)
         consent = profile.traits.get(CONSENT_TRAIT)
         for merge in res.merges:
@@ -104,18 +246,24 @@ class EventHandler:
                     at_ms=event.timestamp_ms,
                 ),
             )
-        apply_event(profile, event)
-        if profile.traits.get(CONSENT_TRAIT) != consent:
-            self._consent_changed(batch, profile, event.timestamp_ms)
-        tl_key = keys.timeline_key(
-            profile.profile_id, event.timestamp_ms, record.partition, record.offset
-        )
-        batch.tx.set(keys.TIMELINE, tl_key, b"")
-        batch.cause_ms = event.received_at_ms
-        self._evaluate(batch, profile, event.timestamp_ms, event, now_ms)
+        return profile, consent
+
+    def settle(self, batch: Batch, now_ms: int, only: Sequence[str | None] | None = None) -> None:
+        """Run the rules of the profiles with queued events (of ``only`` when given) over
+        those events, at ``now_ms``: an event stamped in the future counts from its own time
+        on (a timer is due then), as in SQL's ``timestamp_ms <= T``."""
+        pending = batch.pending
+        if not pending:
+            return
+        pids = list(pending) if only is None else [p for p in only if p in pending]
+        for pid in pids:
+            queued = pending.pop(pid)
+            profile = batch.find(pid)
+            if profile is None:  # absorbed by a merge after its events were queued
+                continue
+            batch.cause_ms = queued.cause_ms
+            self._evaluate(batch, profile, queued.events[-1].timestamp_ms, queued.events, now_ms)
         batch.cause_ms = None
-        batch.put(profile)
-        return profile.profile_id
 
     def _consent_changed(self, batch: Batch, profile: Profile, at_ms: int) -> None:
         """Tell downstream (activation's consent-aware destinations) before any membership
@@ -129,18 +277,14 @@ class EventHandler:
             )
         )
 
-    def _identifiers(
-        self, batch: Batch, event: Event, idents: list[Identifier] | None
-    ) -> list[Identifier]:
-        if idents is None:
-            idents = extract_identifiers(event, self.rules)
-        if event.type == "alias" and event.previous_id:
-            # a previousId that is a known userId links as that userId
-            as_user = Identifier("user_id", event.previous_id.strip())
-            as_anon = Identifier("anonymous_id", event.previous_id.strip())
-            if as_anon in idents and batch.owner(as_user) is not None:
-                idents = [as_user if i == as_anon else i for i in idents]
-                idents.sort(key=lambda i: self.rules.priority(i.type))
+    def _alias(self, batch: Batch, event: Event, idents: list[Identifier]) -> list[Identifier]:
+        """A ``previousId`` that is a known userId links as that userId."""
+        assert event.previous_id is not None
+        as_user = Identifier("user_id", event.previous_id.strip())
+        as_anon = Identifier("anonymous_id", event.previous_id.strip())
+        if as_anon in idents and batch.owner(as_user) is not None:
+            idents = [as_user if i == as_anon else i for i in idents]
+            idents.sort(key=lambda i: self.rules.priority(i.type))
         return idents
 
     def _target(self, batch: Batch, res: Resolution, event: Event) -> Profile:
@@ -155,7 +299,7 @@ class EventHandler:
     def _link(self, batch: Batch, profile: Profile, links: list[Identifier], at_ms: int) -> None:
         for ident in links:
             profile.add_identity(ident.type, ident.value, at_ms)
-            batch.set_owner(str(ident), profile.profile_id)
+            batch.set_owner(f"{ident.type}:{ident.value}", profile.profile_id)
             batch.emit(
                 IdentityLinked(
                     profile_id=profile.profile_id,
@@ -175,7 +319,8 @@ class EventHandler:
             batch.change_membership(absorbed, segment, "exited", at_ms)
         exact = self.evaluator.can_merge(survivor.rule_state, absorbed.rule_state)
         survivor.rule_state = self.evaluator.merge_states(survivor.rule_state, absorbed.rule_state)
-        batch.set_timer(absorbed, None)
+        batch.clear_timer(absorbed)
+        timeline.spill(batch.tx, absorbed)  # its record goes: its newest positions stay
         merge_into(survivor, absorbed)
         if not exact and self.log is not None:
             # e.g. both sides folded a sequence: only the merged history, in order, is exact
@@ -218,31 +363,44 @@ class EventHandler:
         profile = batch.find(profile_id)
         if profile is None:
             return
-        batch.set_timer(profile, None)
         self._evaluate(batch, profile, now_ms, None, now_ms)
         batch.put(profile)
 
     def _evaluate(
-        self, batch: Batch, profile: Profile, at_ms: int, event: Event | None, now_ms: int
+        self,
+        batch: Batch,
+        profile: Profile,
+        at_ms: int,
+        events: Sequence[Event] | None,
+        now_ms: int,
     ) -> None:
         self._evaluations += 1
         if self._evaluations & (RULE_EVAL_SAMPLE - 1):
-            self._evaluate_rules(batch, profile, at_ms, event, now_ms)
+            self._evaluate_rules(batch, profile, at_ms, events, now_ms)
             return
         started = time.perf_counter()
-        self._evaluate_rules(batch, profile, at_ms, event, now_ms)
+        self._evaluate_rules(batch, profile, at_ms, events, now_ms)
         RULE_EVAL.observe(time.perf_counter() - started)
 
     def _evaluate_rules(
-        self, batch: Batch, profile: Profile, at_ms: int, event: Event | None, now_ms: int
+        self,
+        batch: Batch,
+        profile: Profile,
+        at_ms: int,
+        events: Sequence[Event] | None,
+        now_ms: int,
     ) -> None:
+        evaluator = self.evaluator
         try:
-            if event is None:
-                result = self.evaluator.on_time(profile, profile.rule_state, now_ms)
+            if events is None:
+                result = evaluator.on_time(profile, profile.rule_state, now_ms)
+            elif len(events) > 1 and hasattr(evaluator, "on_events"):
+                result = evaluator.on_events(profile, profile.rule_state, events, now_ms)
             else:
-                # at the clock's now, even for an event stamped in the future: it counts from
-                # its own time on (a timer is due then), as in SQL's ``timestamp_ms <= T``
-                result = self.evaluator.on_event(profile, profile.rule_state, event, now_ms)
+                state = profile.rule_state
+                for event in events:
+                    result = evaluator.on_event(profile, state, event, now_ms)
+                    state = result.state
         except Exception as exc:  # a bad rule never stops the stream
             log.exception("segment evaluation failed for %s", profile.profile_id)
             batch.tx.set(keys.DEAD, f"eval|{profile.profile_id}|{at_ms:016x}", repr(exc).encode())
@@ -260,7 +418,7 @@ class EventHandler:
         A profile being erased (``Profile.erasing``, see :mod:`segflow.stream.erase`) keeps
         no memberships and no timer, whatever its rules say."""
         if profile.erasing:
-            batch.set_timer(profile, None)
+            batch.clear_timer(profile)
             return
         profile.rule_state = result.state
         if result.computed_traits or profile.computed_traits:

@@ -1,16 +1,13 @@
 """Read side of the processor's state: look up a profile by any identifier, its timeline,
 segments and merge history. Used by the profile API and by activation (webhook payloads).
 
-The timeline is an index in ``state.sqlite`` — ``(profile_id, timestamp_ms, partition,
-offset)`` per event, written in the processor's transaction — pointing into the log; a
-profile's timeline is the newest-first union of its own index and those of the profiles it
-absorbed. Profile reads never scan the warehouse.
+The timeline is the log positions the processor keeps per profile (:mod:`segflow.stream.timeline`,
+written in its transaction), read back from the log newest first, with those of the profiles
+it absorbed. Profile reads never scan the warehouse.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -20,7 +17,7 @@ from segflow.identity import IdentityRules, normalise
 from segflow.log.base import Record
 from segflow.profiles import Profile, decode_profile
 from segflow.spec.events import Event
-from segflow.stream import keys
+from segflow.stream import keys, timeline
 from segflow.stream.processor import ReadableLog
 from segflow.stream.state.base import StateReader, iter_scan, prefix_end
 
@@ -100,27 +97,14 @@ class ProfileReader:
     ) -> TimelinePage:
         """Events of ``profile`` across all its identifiers, newest first, paged by ``before``."""
         cursor = parse_cursor(before)
-        streams = [self._index(pid, cursor) for pid in (profile.profile_id, *profile.absorbed)]
-        merged = heapq.merge(*streams, reverse=True)
-        entries = list(itertools.islice(merged, limit + 1))
-        page, more = entries[:limit], len(entries) > limit
+        found = timeline.entries(self.reader, profile)
+        if cursor is not None:
+            found = [p for p in found if _before(p, cursor)]
+        page = found[::-1][:limit]
+        more = len(found) > limit
         records = [r for r in (self._read(p, o) for _, p, o in page) if r is not None]
         nxt = f"{page[-1][0]}.{page[-1][1]}.{page[-1][2]}" if more and page else None
         return TimelinePage(records, nxt)
-
-    def _index(
-        self, pid: str, cursor: tuple[int, int, int] | None
-    ) -> Iterator[tuple[int, int, int]]:
-        start = f"{pid}|"
-        end = prefix_end(start) if cursor is None else _cursor_key(pid, cursor)
-        while True:
-            rows = self.reader.scan(keys.TIMELINE, start, end, reverse=True, limit=200)
-            for key, _ in rows:
-                _, ts, part, off = keys.parse_timeline_key(key)
-                yield (ts, part, off)
-            if len(rows) < 200:
-                return
-            end = rows[-1][0]
 
     def _read(self, partition: int, offset: int) -> Record | None:
         found = self.log.read(partition, offset, 1)
@@ -177,8 +161,8 @@ class ProfileReader:
         return [r.event for r in self.timeline(profile, limit, before).events]
 
 
-def _cursor_key(pid: str, cursor: tuple[int, int, int]) -> str:
-    ts, part, off = cursor
-    if part < 0:
-        return f"{pid}|{max(ts, 0):016x}"
-    return keys.timeline_key(pid, ts, part, off)
+def _before(position: timeline.Position, cursor: tuple[int, int, int]) -> bool:
+    """Whether ``position`` comes before the page cursor (a time alone: before that ms)."""
+    if cursor[1] < 0:
+        return position[0] < max(cursor[0], 0)
+    return position < cursor

@@ -22,12 +22,11 @@ from segflow.identity import Identifier, extract_identifiers
 from segflow.log.base import Record
 from segflow.profiles import Profile, apply_event
 from segflow.spec.changes import IdentityLinked
-from segflow.stream import keys
+from segflow.stream import keys, timeline
 from segflow.stream.batch import Batch
 from segflow.stream.evaluator import EvalResult
 from segflow.stream.handler import EventHandler
 from segflow.stream.processor import ReadableLog
-from segflow.stream.state.base import prefix_end
 
 
 class SplitResult(msgspec.Struct, frozen=True):
@@ -37,15 +36,6 @@ class SplitResult(msgspec.Struct, frozen=True):
     split_off: str
     kept_events: int
     split_events: int
-
-
-def _timeline(batch: Batch, profile: Profile) -> list[tuple[str, int, int, int]]:
-    out = []
-    for pid in (profile.profile_id, *profile.absorbed):
-        start = f"{pid}|"
-        for key, _ in batch.tx.scan(keys.TIMELINE, start, prefix_end(start)):
-            out.append(keys.parse_timeline_key(key))
-    return out
 
 
 def _read(log: ReadableLog, partition: int, offset: int) -> Record | None:
@@ -99,10 +89,10 @@ def split_profile(
     )
     kept = _fresh(old, profile_id, staying, sorted(moving))
     split_off = _fresh(old, new_id, sorted(moving), staying)
-    entries = sorted(_timeline(batch, old), key=lambda e: e[1:])
-    for pid, ts, part, off in entries:
-        batch.tx.delete(keys.TIMELINE, keys.timeline_key(pid, ts, part, off))
-    batch.set_timer(old, None)
+    entries = timeline.entries(batch.tx, old)
+    for pid in (old.profile_id, *old.absorbed):
+        timeline.delete(batch.tx, pid)
+    batch.clear_timer(old)
     counts = _replay(batch, handler, log, entries, kept, split_off, now_ms)
     for side in (kept, split_off):
         for entry in side.identities:
@@ -141,7 +131,7 @@ def _replay(
     batch: Batch,
     handler: EventHandler,
     log: ReadableLog,
-    entries: list[tuple[str, int, int, int]],
+    entries: list[timeline.Position],
     kept: Profile,
     split_off: Profile,
     now_ms: int,
@@ -151,7 +141,7 @@ def _replay(
     }
     results: dict[str, EvalResult] = {}
     counts = {kept.profile_id: 0, split_off.profile_id: 0}
-    for _, _, part, off in entries:
+    for _, part, off in entries:
         record = _read(log, part, off)
         if record is None:
             continue
@@ -159,11 +149,7 @@ def _replay(
         side = next((owner[i] for i in idents if i in owner), kept)
         apply_event(side, record.event)
         counts[side.profile_id] += 1
-        batch.tx.set(
-            keys.TIMELINE,
-            keys.timeline_key(side.profile_id, record.event.timestamp_ms, part, off),
-            b"",
-        )
+        timeline.append(batch.tx, side, record.event.timestamp_ms, part, off)
         results[side.profile_id] = handler.evaluator.on_event(
             side, side.rule_state, record.event, now_ms
         )

@@ -11,7 +11,7 @@ from segflow.identity import IdentityRules
 from segflow.log.sqlite import SqliteEventLog
 from segflow.profiles import decode_profile
 from segflow.spec import Event
-from segflow.stream import Processor, ProcessorSettings, SqliteStateStore
+from segflow.stream import Processor, ProcessorSettings, SqliteStateStore, timeline
 
 NO_LIMITS = IdentityRules(
     limits={}, default_limit=10_000, max_identifiers=10_000, max_merges=10_000
@@ -29,9 +29,8 @@ def grouping(path: Path) -> frozenset[frozenset[str]]:
     assert {p.profile_id for p in profiles} == set(groups)
     for p in profiles:
         assert set(p.identity_keys()) == groups[p.profile_id]
-    assert sum(sum(p.event_counts.values()) for p in profiles) == len(
-        reader.scan("timeline", "", "\U0010ffff")
-    )
+    positions = [pos for p in profiles for pos in timeline.entries(reader, p)]
+    assert sum(sum(p.event_counts.values()) for p in profiles) == len(positions)
     store.close()
     return frozenset(frozenset(g) for g in groups.values())
 

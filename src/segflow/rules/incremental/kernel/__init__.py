@@ -7,13 +7,19 @@ pure-Python evaluator, which gives the same answers.
 
 from __future__ import annotations
 
+import importlib
 import os
+from types import ModuleType
 
-try:
-    from segflow.rules.incremental.kernel import _kernel
-except ImportError:  # not built: no compiler at install time, or SEGFLOW_NO_KERNEL=1
-    _kernel = None  # type: ignore[assignment]
 
+def _load() -> ModuleType | None:
+    try:
+        return importlib.import_module("segflow.rules.incremental.kernel._kernel")
+    except ImportError:  # not built: no compiler at install time, or SEGFLOW_NO_KERNEL=1
+        return None
+
+
+_kernel = _load()
 AVAILABLE = _kernel is not None and os.environ.get("SEGFLOW_KERNEL", "1") != "0"
 
 __all__ = ["AVAILABLE"]
