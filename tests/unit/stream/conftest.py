@@ -67,3 +67,22 @@ def make_event() -> EventFactory:
         return Event(type=type, source_id="web", timestamp_ms=ts, received_at_ms=ts, **fields)
 
     return make
+
+
+@pytest.fixture(autouse=True, params=["store", "working-set"])
+def working_set(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every processor test runs twice: reading its store only, and with a small working set
+    of committed profiles and owners kept between transactions (as on a store only this
+    process writes: RocksDB), evictions included."""
+    if request.param == "working-set":
+        from segflow.stream import processor
+        from segflow.stream.batch import WorkingSet
+
+        original = processor.Processor.__init__
+
+        def init(self: processor.Processor, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            self.working = WorkingSet(max_profiles=4, max_owners=8)
+
+        monkeypatch.setattr(processor.Processor, "__init__", init)
+    return str(request.param)

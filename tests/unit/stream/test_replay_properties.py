@@ -14,6 +14,7 @@ from segflow.identity import IdentityRules
 from segflow.log.base import Record
 from segflow.spec import Event
 from segflow.stream import MemoryStateStore, Processor, SqliteStateStore
+from segflow.stream.batch import WorkingSet
 
 T0 = 1_700_000_000_000
 
@@ -57,8 +58,10 @@ def dump(store: Any) -> dict[str, Any]:
     }
 
 
-def run(events: list[Event], store: Any, batch: int) -> dict[str, Any]:
+def run(events: list[Event], store: Any, batch: int, *, working: bool = False) -> dict[str, Any]:
     proc = Processor(OnePartitionLog(events), store, clock=ManualClock(T0))
+    if working:  # as on a store only this process writes (RocksDB)
+        proc.working = WorkingSet(max_profiles=3, max_owners=5)  # small: evictions happen too
     while proc.run_once(batch) > 0:
         pass
     return dump(store)
@@ -75,6 +78,35 @@ def test_replay_and_batch_size_give_the_same_state(events: list[Event], batch: i
             assert run(events, store, batch) == reference
         finally:
             store.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(streams(), st.integers(1, 7))
+def test_the_working_set_changes_nothing(events: list[Event], batch: int) -> None:
+    """Profiles and owners kept in memory between batches (and dropped when it is full) give
+    the state the store alone gives."""
+    assert run(events, MemoryStateStore(), batch, working=True) == run(
+        events, MemoryStateStore(), batch
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(streams(), st.integers(1, 7))
+def test_the_inline_paths_equal_the_general_one(events: list[Event], batch: int) -> None:
+    """``attribute_all`` handles a returning person and a newcomer inline; sending every event
+    through ``attribute`` instead gives the same state."""
+    store = MemoryStateStore()
+    proc = Processor(OnePartitionLog(events), store, clock=ManualClock(T0))
+    handler = proc.handler
+
+    def general(batch: Any, records: Any, idents: Any, now_ms: int) -> None:
+        for record, ids in zip(records, idents, strict=True):
+            handler.attribute(batch, record, now_ms, ids)
+
+    handler.attribute_all = general  # type: ignore[method-assign]
+    while proc.run_once(batch) > 0:
+        pass
+    assert dump(store) == run(events, MemoryStateStore(), batch)
 
 
 NO_LIMITS = IdentityRules(
