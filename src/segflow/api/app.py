@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -94,6 +95,7 @@ def build_api(deps: ApiDeps) -> Starlette:
         )
         out["parts"]["warehouse_loader"]["changes_lag"] = deps.loader.changes_lag()
         out["parts"]["processor"]["backfilling"] = deps.processor.backfill_pending
+        out["parts"]["processor"]["backfill"] = msgspec.to_builtins(deps.processor.progress)
         out["freshness"] = deps.processor.freshness.summary()
         return out
 
@@ -118,7 +120,13 @@ def build_api(deps: ApiDeps) -> Starlette:
         Route("/api/v1/status", endpoint(authorize, "read", current_status), methods=["GET"]),
         Route("/api/v1/audit", endpoint(authorize, "admin", audit_log), methods=["GET"]),
         *profile_routes(deps.reader, authorize, splitter=deps.processor, audit=deps.audit),
-        *segment_routes(deps.segments, deps.reader, authorize, deps.processor.freshness),
+        *segment_routes(
+            deps.segments,
+            deps.reader,
+            authorize,
+            deps.processor.freshness,
+            lambda: deps.processor.progress,
+        ),
         *destination_routes(deps.activation, authorize, deps.audit),
         *build_model_routes(models),
         *token_routes(deps.tokens, authorize, deps.audit),

@@ -27,6 +27,7 @@ DELETE   /api/v1/traits/{name}                    admin
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
@@ -39,6 +40,7 @@ from segflow.api.common import actor, endpoint, query_int
 from segflow.errors import NotFoundError, ValidationError
 from segflow.segments.service import SegmentService
 from segflow.segments.store import Kind
+from segflow.stream.backfill import Progress
 from segflow.stream.freshness import Freshness
 from segflow.stream.reader import ProfileReader
 
@@ -84,12 +86,21 @@ def segment_routes(
     reader: ProfileReader | None,
     authorize: Authorize = _allow_all,
     freshness: Freshness | None = None,
+    progress: Callable[[], Progress] | None = None,
 ) -> list[Route]:
     """The segment and trait routes over ``service`` (members come from ``reader``, measured
-    freshness from the processor's ``freshness``)."""
+    freshness from the processor's ``freshness``, whether a segment's members are still
+    filling from the processor's backfill ``progress``)."""
 
     def size(name: str) -> int | None:
         return None if reader is None else sum(1 for _ in reader.members(name))
+
+    def filling(name: str) -> dict[str, float] | None:
+        """``{"progress": 0.42}`` while a backfill rebuilds this segment's members."""
+        found = progress() if progress is not None else None
+        if found is None or not found.running or name not in found.segments:
+            return None
+        return {"progress": round(found.done, 4)}
 
     def listing(kind: Kind) -> Any:
         def handle(request: Request, body: dict[str, Any]) -> Any:
@@ -97,6 +108,7 @@ def segment_routes(
             if kind == "segment":
                 for d in out:
                     d["size"] = size(d["name"])
+                    d["filling"] = filling(d["name"])
             return out
 
         return handle
@@ -118,6 +130,7 @@ def segment_routes(
             current = msgspec.to_builtins(service.get(kind, name))
             if kind == "segment":
                 current["size"] = size(name)
+                current["filling"] = filling(name)
                 current["freshness"] = (freshness.summary() if freshness else {}).get(name)
             return {**current, "history": service.store.history(kind, name)}
 

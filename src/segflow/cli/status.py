@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
+from segflow.config import Settings
 
 
 def status(
@@ -32,6 +35,7 @@ def status(
     finally:
         delivery.close()
         log.close()
+    report["parts"]["processor"]["backfill"] = _backfill(settings)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -39,8 +43,39 @@ def status(
     table.add_column("part")
     table.add_column("state")
     for part, values in report["parts"].items():
-        table.add_row(part, ", ".join(f"{k} {v}" for k, v in values.items()))
+        table.add_row(part, ", ".join(f"{k} {_text(v)}" for k, v in values.items()))
     Console().print(table)
+
+
+def _text(value: Any) -> str:
+    """A part's figure as a line of the table (a backfill as its progress)."""
+    if isinstance(value, dict) and "running" in value:
+        if not value["running"]:
+            return "complete"
+        segments = ", ".join(value["segments"]) or "the rule set"
+        return f"{value['done']:.0%} of profiles rebuilt ({segments} filling)"
+    return str(value)
+
+
+def _backfill(settings: Settings) -> dict[str, Any]:
+    """Where the processor's backfill of the current rule set is (from its committed state)."""
+    from segflow.catalogdb import catalog_target
+    from segflow.segments.service import SegmentService
+    from segflow.segments.store import DefinitionStore
+    from segflow.stream import backfill
+    from segflow.stream.compose import open_state_reader
+
+    definitions = DefinitionStore(catalog_target(settings))
+    try:
+        program = SegmentService(definitions).program()
+    finally:
+        definitions.close()
+    reader = open_state_reader(settings)
+    try:
+        found = backfill.progress(reader, program.plan.fingerprint, program.definitions)
+    finally:
+        reader.close()
+    return msgspec.to_builtins(found)  # type: ignore[no-any-return]
 
 
 def register(app: typer.Typer) -> None:

@@ -49,6 +49,42 @@ def partition_for(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
+class LogReader(Protocol):
+    """What reading the log needs: the partitions and a record range (the processor, the
+    backfill, the profile API's timelines). ``EventLog`` is one; so is any test double."""
+
+    @property
+    def partitions(self) -> int: ...
+
+    def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]:
+        """Records of ``partition`` with offset >= ``offset``, in offset order."""
+        ...
+
+
+def read_positions(log: LogReader, positions: Sequence[Position]) -> list[Record]:
+    """The records at ``positions`` that are still in the log (retention or an erasure may
+    have removed some), in the order given; one query per partition where the log can
+    (``read_at``), else one ``read`` per position.
+
+    >>> class Two:
+    ...     partitions = 1
+    ...     def read(self, partition, offset, max_records=1000):
+    ...         return [Record(0, o, None) for o in (3, 5) if o >= offset][:max_records]
+    >>> [r.offset for r in read_positions(Two(), [(0, 5), (0, 4), (0, 3)])]
+    [5, 3]
+    """
+    read_at = getattr(log, "read_at", None)
+    if read_at is not None:
+        found: dict[Position, Record] = {(r.partition, r.offset): r for r in read_at(positions)}
+        return [found[p] for p in positions if p in found]
+    out = []
+    for partition, offset in positions:
+        got = log.read(partition, offset, 1)
+        if got and got[0].offset == offset:
+            out.append(got[0])
+    return out
+
+
 class EventLog(Protocol):
     """What the collector writes to and what the processor and loader read from."""
 

@@ -351,6 +351,25 @@ class SqliteEventLog:
             ).fetchall()
         return [Record(partition, off, decode_event(payload)) for off, payload in rows]
 
+    def read_at(self, positions: Sequence[Position]) -> list[Record]:
+        """The records at ``positions`` that exist (any order; one query per partition and
+        500 offsets): a profile's timeline, read back for a backfill or a split."""
+        by_partition: dict[int, list[int]] = {}
+        for partition, offset in positions:
+            by_partition.setdefault(partition, []).append(offset)
+        out: list[Record] = []
+        with self._read_lock:
+            for partition, offsets in sorted(by_partition.items()):
+                for start in range(0, len(offsets), 500):
+                    chunk = offsets[start : start + 500]
+                    rows = self._read.execute(
+                        "SELECT offset, payload FROM records WHERE partition=? AND offset IN "
+                        f"({','.join('?' * len(chunk))})",
+                        (partition, *chunk),
+                    ).fetchall()
+                    out.extend(Record(partition, off, decode_event(p)) for off, p in rows)
+        return out
+
     def end_offsets(self) -> dict[int, int]:
         """Per partition, the offset the next appended record will get (committed state)."""
         with self._read_lock:

@@ -24,16 +24,18 @@ retention is off by default for this reason; docs/segments.md, "Editing definiti
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from segflow.log.base import Record
+from segflow.log.base import LogReader
 from segflow.profiles import Profile
-from segflow.stream import keys, timeline
+from segflow.stream import keys
 from segflow.stream.batch import Batch
 from segflow.stream.evaluator import SegmentEvaluator
-from segflow.stream.state.base import StateTransaction
+from segflow.stream.replay import replay
+from segflow.stream.state.base import StateReader, StateTransaction
 
 if TYPE_CHECKING:
     from segflow.stream.handler import EventHandler
@@ -42,11 +44,8 @@ FINGERPRINT = "rules_fingerprint"
 TARGET = "backfill_target"
 CURSOR = "backfill_cursor"
 FROM = "backfill_from"
+COMPLETE = "rules_complete"  # the definitions the state is complete for (msgpack name -> text)
 _merge_decoder = msgspec.msgpack.Decoder(keys.MergeRecord)
-
-
-class RecordLog(Protocol):
-    def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]: ...
 
 
 def fingerprint_of(evaluator: SegmentEvaluator) -> str | None:
@@ -56,9 +55,56 @@ def fingerprint_of(evaluator: SegmentEvaluator) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _meta(tx: StateTransaction, name: str) -> str | None:
+def _meta(tx: StateTransaction | StateReader, name: str) -> str | None:
     raw = tx.get(keys.META, name)
     return None if raw is None else raw.decode()
+
+
+class Progress(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a backfill is: ``running`` while the state is not complete for the rule set;
+    ``done``, the fraction of profiles rebuilt; ``segments``, those whose definition the state
+    is not complete for (a new or edited segment, whose members are still filling)."""
+
+    running: bool
+    done: float = 1.0
+    segments: tuple[str, ...] = ()
+
+
+def progress(
+    source: StateTransaction | StateReader,
+    fingerprint: str | None,
+    definitions: Mapping[str, str],
+) -> Progress:
+    """The backfill's :class:`Progress` for the rule set ``fingerprint`` (``definitions``:
+    its segments, name -> rule), from the committed state.
+
+    ``done`` is read off the walk's cursor: profile ids are uniform hashes (``p_`` + hex), so
+    the share of the id space behind the cursor is the share of profiles rebuilt.
+
+    >>> from segflow.stream.state import MemoryStateStore
+    >>> store = MemoryStateStore(); tx = store.begin_global()
+    >>> tx.set("meta", TARGET, b"f2"); tx.set("meta", CURSOR, b"p_4000000000"); tx.commit()
+    >>> progress(store.reader(), "f2", {"a": 'did "A"'})
+    Progress(running=True, done=0.25, segments=('a',))
+    """
+    if fingerprint is None or _meta(source, FINGERPRINT) == fingerprint:
+        return Progress(running=False)
+    done = 0.0
+    if _meta(source, TARGET) == fingerprint:
+        done = _share(_meta(source, CURSOR) or "")
+    raw = source.get(keys.META, COMPLETE)
+    complete: dict[str, str] = msgspec.msgpack.decode(raw) if raw else {}
+    filling = tuple(sorted(n for n, text in definitions.items() if complete.get(n) != text))
+    return Progress(running=True, done=done, segments=filling)
+
+
+def _share(profile_id: str) -> float:
+    """The share of the profile id space before ``profile_id`` (0.0 when not a hash id)."""
+    digits = profile_id[2:10]
+    try:
+        return int(digits.ljust(8, "0"), 16) / 16**8 if profile_id.startswith("p_") else 0.0
+    except ValueError:
+        return 0.0
 
 
 def pending(tx: StateTransaction, fingerprint: str | None) -> bool:
@@ -69,7 +115,7 @@ def pending(tx: StateTransaction, fingerprint: str | None) -> bool:
 def step(
     batch: Batch,
     handler: EventHandler,
-    log: RecordLog,
+    log: LogReader,
     fingerprint: str,
     now_ms: int,
     limit: int = 200,
@@ -97,13 +143,15 @@ def step(
     if len(rows) < limit:
         tx.set(keys.META, FINGERPRINT, fingerprint.encode())
         tx.delete(keys.META, CURSOR)
+        definitions = getattr(handler.evaluator, "definitions", None) or {}
+        tx.set(keys.META, COMPLETE, msgspec.msgpack.encode(dict(definitions)))
     else:
         tx.set(keys.META, CURSOR, rows[-1][0].encode())
     return len(rows)
 
 
 def rebuild(
-    batch: Batch, handler: EventHandler, log: RecordLog, profile: Profile, now_ms: int
+    batch: Batch, handler: EventHandler, log: LogReader, profile: Profile, now_ms: int
 ) -> None:
     """Replay ``profile``'s timeline through the handler's rules and apply the result at now."""
     evaluator = handler.evaluator
@@ -111,28 +159,6 @@ def rebuild(
     result = evaluator.on_time(profile, state, now_ms)
     handler.apply_result(batch, profile, result, now_ms)
     batch.put(profile)
-
-
-def replay(
-    tx: StateTransaction,
-    evaluator: SegmentEvaluator,
-    log: RecordLog,
-    profile: Profile,
-    now_ms: int,
-) -> tuple[bytes | None, bool]:
-    """The rule state of ``profile``'s timeline replayed in event-time order, and whether
-    every event was still in the log (False: some were removed by log retention)."""
-    state: bytes | None = None
-    complete = True
-    for ts, partition, offset in timeline.entries(tx, profile):
-        found = log.read(partition, offset, 1)
-        if not found or found[0].offset != offset:
-            complete = False  # removed by log retention
-            continue
-        # as of its own time, never later than now (compaction at a later time would drop
-        # entries that a window still holds at now)
-        state = evaluator.on_event(profile, state, found[0].event, min(ts, now_ms)).state
-    return state, complete
 
 
 def _merged_since(tx: StateTransaction, offsets: str) -> set[str]:

@@ -20,7 +20,7 @@ from segflow.identity import (
     resolve,
 )
 from segflow.identity.identifiers import extractor
-from segflow.log.base import Record
+from segflow.log.base import LogReader, Record
 from segflow.metrics import RULE_EVAL, RULE_EVAL_SAMPLE
 from segflow.profiles import Profile, apply_event, merge_into
 from segflow.spec.changes import (
@@ -30,10 +30,10 @@ from segflow.spec.changes import (
     ProfileMerged,
 )
 from segflow.spec.events import Event
-from segflow.stream import backfill, keys, timeline
-from segflow.stream.backfill import RecordLog
+from segflow.stream import keys, timeline
 from segflow.stream.batch import Batch, Pending
 from segflow.stream.evaluator import EvalResult, Evaluation, SegmentEvaluator
+from segflow.stream.replay import replay
 
 log = logging.getLogger(__name__)
 _MISS = object()
@@ -63,7 +63,7 @@ class EventHandler:
     """
 
     def __init__(
-        self, rules: IdentityRules, evaluator: SegmentEvaluator, log: RecordLog | None = None
+        self, rules: IdentityRules, evaluator: SegmentEvaluator, log: LogReader | None = None
     ) -> None:
         self.rules = rules
         self.extract = extractor(rules)
@@ -324,7 +324,7 @@ class EventHandler:
         merge_into(survivor, absorbed)
         if not exact and self.log is not None:
             # e.g. both sides folded a sequence: only the merged history, in order, is exact
-            state, complete = backfill.replay(batch.tx, self.evaluator, self.log, survivor, now_ms)
+            state, complete = replay(batch.tx, self.evaluator, self.log, survivor, now_ms)
             if complete:
                 survivor.rule_state = state
         for key in absorbed.identity_keys():

@@ -23,14 +23,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
 from segflow.clock import Clock, WallClock
 from segflow.errors import NotFoundError
 from segflow.identity import Identifier, IdentityRules
-from segflow.log.base import Record
+from segflow.log.base import LogReader, Record
 from segflow.metrics import MEMBERSHIPS, PROCESSOR_BATCH, PROCESSOR_EVENTS
 from segflow.stream import backfill, keys
 from segflow.stream.attributes import AttributeInbox, AttributeUpdate
@@ -39,11 +39,9 @@ from segflow.stream.evaluator import NullEvaluator, SegmentEvaluator
 from segflow.stream.freshness import Freshness
 from segflow.stream.handler import EventHandler
 from segflow.stream.outbox import StateChangeFeed
+from segflow.stream.split import SplitResult, split_profile
 from segflow.stream.state.base import StateStore, StateTransaction
 from segflow.stream.state.optimistic import StateConflict
-
-if TYPE_CHECKING:
-    from segflow.stream.split import SplitResult
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -51,13 +49,8 @@ Command = Callable[[Batch, int], _T]
 """Work applied in the processor's loop, in its own state transaction: ``(batch, now_ms)``."""
 
 
-class ReadableLog(Protocol):
-    """The part of ``segflow.log.base.EventLog`` the processor needs."""
-
-    @property
-    def partitions(self) -> int: ...
-
-    def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]: ...
+ReadableLog = LogReader
+"""The part of the log the processor needs (``segflow.log.base.LogReader``; the old name)."""
 
 
 class Assignment(Protocol):
@@ -90,7 +83,7 @@ class Processor:
 
     def __init__(
         self,
-        log: ReadableLog,
+        log: LogReader,
         store: StateStore,
         evaluator: SegmentEvaluator | None = None,
         clock: Clock | None = None,
@@ -107,6 +100,8 @@ class Processor:
         self.handler = EventHandler(rules or IdentityRules(), evaluator or NullEvaluator(), log)
         self._pending_evaluator: SegmentEvaluator | None = None
         self._complete_for: str | None = None  # the rule set the state is backfilled for
+        # where the backfill of a changed rule set is (read from any thread: the API, status)
+        self.progress = backfill.Progress(running=False)
         self.attributes = AttributeInbox()
         self.freshness = Freshness()  # ack -> committed change, per segment
         self.wall_ms: Callable[[], int] = lambda: (
@@ -169,13 +164,16 @@ class Processor:
         fingerprint = backfill.fingerprint_of(self.handler.evaluator)
         if fingerprint is None or fingerprint == self._complete_for:
             return 0
+        definitions = getattr(self.handler.evaluator, "definitions", None) or {}
         with self.transaction() as batch:
             if not backfill.pending(batch.tx, fingerprint):
                 batch.discard = True
                 self._complete_for = fingerprint
+                self.progress = backfill.Progress(running=False)
                 return 0
             now_ms = self.clock.now_ms()
             done = backfill.step(batch, self.handler, self.log, fingerprint, now_ms, limit)
+            self.progress = backfill.progress(batch.tx, fingerprint, definitions)
         if done < limit:
             self._complete_for = fingerprint
         return done
@@ -439,8 +437,6 @@ class Processor:
 
         Runs in its own state transaction, serialised with the processor's batches.
         """
-        from segflow.stream.split import split_profile
-
         self._swap_evaluator()
         with self.transaction() as batch:
             if batch.find(profile_id) is None:

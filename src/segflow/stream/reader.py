@@ -14,11 +14,10 @@ from typing import Any, TypeVar
 import msgspec
 
 from segflow.identity import IdentityRules, normalise
-from segflow.log.base import Record
+from segflow.log.base import LogReader, Record
 from segflow.profiles import Profile, decode_profile
 from segflow.spec.events import Event
 from segflow.stream import keys, timeline
-from segflow.stream.processor import ReadableLog
 from segflow.stream.state.base import StateReader, iter_scan, prefix_end
 
 _T = TypeVar("_T")
@@ -52,7 +51,7 @@ class ProfileReader:
     """Committed profile state, through a :class:`StateReader` (safe from API threads)."""
 
     def __init__(
-        self, reader: StateReader, log: ReadableLog, rules: IdentityRules | None = None
+        self, reader: StateReader, log: LogReader, rules: IdentityRules | None = None
     ) -> None:
         self.reader = reader
         self.log = log

@@ -19,14 +19,13 @@ import msgspec
 
 from segflow.errors import ValidationError
 from segflow.identity import Identifier, extract_identifiers
-from segflow.log.base import Record
+from segflow.log.base import LogReader, Record
 from segflow.profiles import Profile, apply_event
 from segflow.spec.changes import IdentityLinked
 from segflow.stream import keys, timeline
 from segflow.stream.batch import Batch
 from segflow.stream.evaluator import EvalResult
 from segflow.stream.handler import EventHandler
-from segflow.stream.processor import ReadableLog
 
 
 class SplitResult(msgspec.Struct, frozen=True):
@@ -38,7 +37,7 @@ class SplitResult(msgspec.Struct, frozen=True):
     split_events: int
 
 
-def _read(log: ReadableLog, partition: int, offset: int) -> Record | None:
+def _read(log: LogReader, partition: int, offset: int) -> Record | None:
     found = log.read(partition, offset, 1)
     return found[0] if found and found[0].offset == offset else None
 
@@ -69,7 +68,7 @@ def _fresh(
 def split_profile(
     batch: Batch,
     handler: EventHandler,
-    log: ReadableLog,
+    log: LogReader,
     profile_id: str,
     identifiers: Sequence[str],
     now_ms: int,
@@ -130,7 +129,7 @@ def split_profile(
 def _replay(
     batch: Batch,
     handler: EventHandler,
-    log: ReadableLog,
+    log: LogReader,
     entries: list[timeline.Position],
     kept: Profile,
     split_off: Profile,

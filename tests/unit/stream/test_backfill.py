@@ -8,7 +8,7 @@ from typing import Any
 from segflow.clock import HOUR_MS, ManualClock
 from segflow.rules import compile_segments
 from segflow.spec import MembershipChange
-from segflow.stream import MemoryStateStore, Processor, ProfileReader
+from segflow.stream import MemoryStateStore, Processor, ProfileReader, backfill
 
 T0 = 1_700_000_000_000
 
@@ -91,3 +91,33 @@ def test_backfill_resumes_after_a_restart_and_restarts_on_a_new_rule_set(
     assert restarted.backfilling()
     assert restarted.backfill_step(limit=10) == 5
     assert len(_changes(restarted)) == 5  # the new rule matches nobody: no change
+
+
+def test_the_backfill_says_which_segments_are_filling_and_how_far_it_is(
+    memory_log: Any, make_event: Callable[..., Any]
+) -> None:
+    store = MemoryStateStore()
+    clock = ManualClock(T0 + 10)
+    buyers = {"buyers": 'did "Order Completed"'}
+    proc = Processor(memory_log, store, evaluator=compile_segments(buyers), clock=clock)
+    memory_log.append(
+        [make_event("track", ts=T0, user_id=f"u{n}", event="Order Completed") for n in range(40)]
+    )
+    while proc.run_once() > 0:
+        pass
+    assert proc.progress == backfill.Progress(running=False)
+
+    both = {**buyers, "refunders": 'did "Refund"'}
+    proc.set_evaluator(compile_segments(both))
+    proc._swap_evaluator()
+    proc.backfill_step(limit=20)
+    found = proc.progress
+    assert found.running and found.segments == ("refunders",)  # "buyers" is unchanged
+    assert 0.2 < found.done < 0.8  # 20 of 40 hashed profile ids behind the cursor
+    fingerprint = proc.handler.evaluator.plan.fingerprint  # type: ignore[attr-defined]
+    assert backfill.progress(store.reader(), fingerprint, both) == found  # the CLI's view
+
+    while proc.backfill_step(limit=20) == 20:
+        pass
+    assert proc.progress == backfill.Progress(running=False)
+    assert not backfill.progress(store.reader(), fingerprint, both).running

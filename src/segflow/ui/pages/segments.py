@@ -31,6 +31,12 @@ def _size(console: Console, name: str) -> int:
     return sum(1 for _ in console.deps.reader.members(name))
 
 
+def _filling(console: Console, name: str) -> float | None:
+    """The share of profiles rebuilt while a backfill fills this segment (None: it is not)."""
+    progress = console.deps.processor.progress
+    return progress.done if progress.running and name in progress.segments else None
+
+
 def _history(console: Console, names: list[str]) -> dict[str, list[int]]:
     """Each segment's size at the end of each of the last :data:`DAYS` days (warehouse)."""
     if not names:
@@ -49,7 +55,12 @@ def segment_list(console: Console, request: Request, form: Form) -> Response:
     found = console.deps.segments.definitions("segment")
     history = _history(console, [d.name for d in found])
     rows = [
-        {"d": d, "size": _size(console, d.name), "trend": sparkline(history.get(d.name, []))}
+        {
+            "d": d,
+            "size": _size(console, d.name),
+            "filling": _filling(console, d.name),
+            "trend": sparkline(history.get(d.name, [])),
+        }
         for d in found
     ]
     return console.render(request, "segments.html", title="Segments", rows=rows, days=DAYS)
@@ -88,6 +99,7 @@ def segment_show(console: Console, request: Request, form: Form) -> Response:
         console, request, title=f"Segment {name}", name=name, rule=d.rule,
         description=d.description, new=False, version=d.version,
         size=_size(console, name), members=members, chart=chart,
+        filling=_filling(console, name),
         freshness=console.deps.processor.freshness.summary().get(name),
     )  # fmt: skip
 
