@@ -59,6 +59,9 @@ class Assignment(Protocol):
     def partitions(self) -> Sequence[int]: ...
 
 
+STAGES = ("read", "identity", "rules", "commit", "events")
+
+
 class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     """``group``: consumer group (offsets mirrored to the log for lag monitoring and log
     retention, at most every ``mirror_interval_ms`` and whenever the processor is idle: the
@@ -111,6 +114,10 @@ class Processor:
         self._unmirrored: dict[int, int] = {}  # offsets committed, not yet mirrored to the log
         self._mirrored_at = 0.0
         self.conflicts = 0  # optimistic batches redone because another processor won
+        # seconds spent per stage of the event batches (read: the log and decoding; identity:
+        # identifiers, profiles, timelines; rules: the evaluator; commit: encoding and the
+        # store's write), and how many events they held: what the benchmarks report
+        self.stages: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         # committed profiles and owners between transactions, when no other process writes
         self.working = (
             WorkingSet(self.settings.working_profiles)
@@ -282,9 +289,10 @@ class Processor:
         """Read up to ``limit`` records of every owned partition and apply them in one
         transaction: identity and profiles event by event, then each touched profile's rules
         once over its events (:class:`~segflow.stream.handler.EventHandler`)."""
-        started = time.perf_counter()
+        clock = time.perf_counter
+        started = clock()
         advanced: dict[int, int] = {}
-        handler, blocked = self.handler, self.blocked
+        handler, blocked, stages = self.handler, self.blocked, self.stages
         with self.transaction(tx) as batch:
             reads = [(p, self._read(p, tx.get_offset(p), limit)) for p in self.owned_partitions]
             # the clock after the reads: a record appended between a clock read and the log
@@ -295,6 +303,7 @@ class Processor:
             if not records:
                 batch.discard = True
                 return 0
+            t_read = clock()
             idents = handler.prefetch(batch, records)
             if blocked is None:
                 handler.attribute_all(batch, records, idents, now_ms)
@@ -306,11 +315,19 @@ class Processor:
                     else:
                         kept.append((record, ids))
                 handler.attribute_all(batch, [r for r, _ in kept], [i for _, i in kept], now_ms)
+            t_identity = clock()
             handler.settle(batch, now_ms)
+            t_rules = clock()
             for partition, found in reads:
                 if found:
                     advanced[partition] = found[-1].offset + 1
                     tx.set_offset(advanced[partition], partition)
+        t_commit = clock()
+        stages["read"] += t_read - started
+        stages["identity"] += t_identity - t_read
+        stages["rules"] += t_rules - t_identity
+        stages["commit"] += t_commit - t_rules
+        stages["events"] += len(records)
         self.freshness.observe(batch.caused, self.wall_ms())
         self._mirror_offsets(advanced)
         group = self.settings.group
