@@ -449,18 +449,26 @@ class Processor:
         self.freshness.observe(batch.caused, self.wall_ms(), kind="timer")
         return len(due)
 
-    def split(self, profile_id: str, identifiers: Sequence[str]) -> SplitResult:
+    def split(
+        self, profile_id: str, identifiers: Sequence[str], timeout_s: float = 60.0
+    ) -> SplitResult:
         """Split ``identifiers`` off ``profile_id`` (admin): see :mod:`segflow.stream.split`.
 
-        Runs in its own state transaction, serialised with the processor's batches.
-        """
-        self._swap_evaluator()
-        with self.transaction() as batch:
+        Runs in its own state transaction in the processor's loop (a command, when the loop
+        runs in its thread: the working set is the loop's alone), else at once."""
+
+        def command(batch: Batch, now_ms: int) -> SplitResult:
             if batch.find(profile_id) is None:
                 raise NotFoundError(f"no profile {profile_id}", details={"profile_id": profile_id})
-            return split_profile(
-                batch, self.handler, self.log, profile_id, identifiers, self.clock.now_ms()
-            )
+            return split_profile(batch, self.handler, self.log, profile_id, identifiers, now_ms)
+
+        if self._thread is not None and threading.current_thread() is not self._thread:
+            future = self.submit(command)
+            self.wake()
+            return future.result(timeout_s)
+        self._swap_evaluator()
+        with self.transaction() as batch:
+            return command(batch, self.clock.now_ms())
 
     def run_forever(self, stop_event: threading.Event) -> None:
         """Loop until ``stop_event`` is set, waiting ``poll_interval_ms`` when idle (or until
