@@ -309,6 +309,7 @@ class Round:
     server_cpu: float = 0.0  # CPU seconds / wall seconds over load + drain
     loadgen_cpu: float = 0.0  # the driver's CPU seconds / wall seconds during the load
     lag_samples: list[tuple[float, int]] = field(default_factory=list)
+    segment_sizes: dict[str, int] = field(default_factory=dict)  # members after the drain
 
 
 class LagPoller(threading.Thread):
@@ -394,8 +395,11 @@ def segflow_round(
         out.e2e_eps = out.acked_events / (out.load_s + out.drain_s)
         out.processed_loaded_eps = (out.acked_events - lag_end) / out.load_s
         out.processed_draining_eps = lag_end / out.drain_s if out.drain_s else 0.0
+        listing = poller.client.get("/api/v1/segments", timeout=120).json()
+        out.segment_sizes = {d["name"]: d["size"] for d in listing}
         if poller.errors:
             print(f"  ({poller.errors} status polls failed)", file=sys.stderr)
+        poller.client.close()
     except (httpx.HTTPError, OSError) as exc:
         raise ServerFailed(f"{exc!r}; server stderr:\n{tail(log)}") from exc
     finally:
@@ -503,6 +507,7 @@ def main() -> None:
             s = segflow_round(template, key, token, root, n, args, bodies, counter, seconds)
             b = baseline_round(root, n, args, bodies, counter, seconds)
             print(f"round {n}{' (warm-up)' if not n else ''}: " + describe(s, b), file=sys.stderr)
+            print(f"  segment sizes: {s.segment_sizes}", file=sys.stderr)
             if n:
                 rounds.append((s, b))
     except ServerFailed as exc:
@@ -540,7 +545,7 @@ def report(
         f"machine: {machine()}; {placement}; load average {load_before[0]:.1f} before, "
         f"{load_after[0]:.1f} after; {args.rounds} rounds x {args.seconds:g} s of /v1/batch "
         f"({PER_REQUEST} events a request, {args.users:,} users, {args.connections} connections), "
-        f"10 segments; per-round e2e events/s segflow {[round(x.e2e_eps) for x in s]}, "
+        f"{len(TEN_RULES)} segments; per-round e2e events/s segflow {[round(x.e2e_eps) for x in s]}, "
         f"baseline {[round(x.e2e_eps) for x in b]}"
     )
     print(
