@@ -335,7 +335,11 @@ class LagPoller(threading.Thread):
         return out
 
     def run(self) -> None:
-        while not self.done.wait(self.interval):
+        due = time.perf_counter()
+        while True:  # on a fixed schedule: a slow answer (the server is saturated) is not added
+            due = max(due + self.interval, time.perf_counter())
+            if self.done.wait(max(0.0, due - time.perf_counter())):
+                return
             try:
                 lag = int(self.status()["parts"]["processor"]["lag"])
             except (httpx.HTTPError, KeyError, ValueError):
