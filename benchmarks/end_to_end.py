@@ -515,7 +515,12 @@ def main() -> None:
             if n:
                 rounds.append((s, b))
     except ServerFailed as exc:
+        kill_all()
         sys.exit(f"end_to_end: {exc}")
+    except KeyboardInterrupt:
+        kill_all()
+        print("end_to_end: interrupted; servers stopped", file=sys.stderr)
+        sys.exit(130)
     finally:
         kill_all()
         shutil.rmtree(root, ignore_errors=True)
