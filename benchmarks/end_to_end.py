@@ -404,7 +404,7 @@ def segflow_round(
         if poller.errors:
             print(f"  ({poller.errors} status polls failed)", file=sys.stderr)
         poller.client.close()
-    except (httpx.HTTPError, OSError) as exc:
+    except (httpx.HTTPError, OSError, EOFError) as exc:  # EOFError: a reply cut short
         raise ServerFailed(f"{exc!r}; server stderr:\n{tail(log)}") from exc
     finally:
         stop(proc)
@@ -459,7 +459,7 @@ def baseline_round(
         stored = _count(root / f"baseline-{n}.sqlite")
         if stored != out.acked_events:
             print(f"  baseline stored {stored} of {out.acked_events} events", file=sys.stderr)
-    except (httpx.HTTPError, OSError) as exc:
+    except (httpx.HTTPError, OSError, EOFError) as exc:  # EOFError: a reply cut short
         raise ServerFailed(f"{exc!r}; server stderr:\n{tail(log)}") from exc
     finally:
         stop(proc)
