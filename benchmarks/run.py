@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "privacy": ("benchmarks.privacy", ["--events", "5000", "--others", "5000", "--rounds", "2"]),
     "scaleout": ("benchmarks.scaleout", ["--events", "3000", "--people", "2000", "--rounds", "1", "--settle", "6"]),
     "activation": ("benchmarks.activation", ["--rounds", "1", "--seconds", "1", "--plan", "1:500", "--lookup-seconds", "1"]),
+    "end_to_end": ("benchmarks.end_to_end", ["--rounds", "1", "--seconds", "2", "--warmup-seconds", "1", "--users", "2000"]),
 }  # fmt: skip
 
 
