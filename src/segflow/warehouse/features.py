@@ -39,10 +39,10 @@ from sqlglot.errors import ParseError
 from segflow.clock import DAY_MS
 from segflow.config import CustomFeature, WarehouseSettings
 from segflow.rules import ast as rules_ast
-from segflow.rules.sql.dialects import engine
 from segflow.rules.exceptions import RuleSyntaxError
 from segflow.rules.parser import parse_trait
 from segflow.rules.sql.compiler import traits_expression
+from segflow.rules.sql.dialects import engine
 from segflow.warehouse.exceptions import FeatureDefinitionError
 from segflow.warehouse.postgres import PgConnection, dialect_of
 from segflow.warehouse.sessions import AS_OF, active_events, sessions_query

@@ -14,6 +14,7 @@ from segflow.identity import IdentityRules
 from segflow.log.base import Record
 from segflow.spec import Event
 from segflow.stream import MemoryStateStore, Processor, SqliteStateStore
+from segflow.stream.state.rocksdb import RocksStateStore
 
 T0 = 1_700_000_000_000
 
@@ -75,6 +76,11 @@ def test_replay_and_batch_size_give_the_same_state(events: list[Event], batch: i
             assert run(events, store, batch) == reference
         finally:
             store.close()
+        rocks = RocksStateStore(Path(tmp) / "state", sync=False)
+        try:
+            assert run(events, rocks, batch) == reference
+        finally:
+            rocks.close()
 
 
 NO_LIMITS = IdentityRules(
