@@ -114,7 +114,8 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
       ``state/``; PostgreSQL whenever ``shared.dsn`` is set), ``rocksdb`` or ``sqlite``;
     - ``synchronous``: ``OFF`` commits without fsync (SQLite's ``synchronous``; RocksDB syncs
       its WAL at every commit unless ``OFF``); FULL by default: every batch commit is fsynced;
-    - ``rocksdb_cache_mb`` (block cache) and ``rocksdb_write_buffer_mb`` (memtable size).
+    - ``rocksdb_cache_mb`` (block cache), ``rocksdb_write_buffer_mb`` (memtable size) and
+      ``rocksdb_compression`` (``lz4``: LZ4, ZSTD on the bottommost level; ``none``).
     """
 
     group: str = "processor"
@@ -126,6 +127,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     optimistic: bool | None = None  # None: on with the kafka driver (processors share the store)
     rocksdb_cache_mb: int = 64
     rocksdb_write_buffer_mb: int = 64
+    rocksdb_compression: Literal["lz4", "none"] = "lz4"
 
 
 class ActivateSettings(msgspec.Struct, frozen=True, kw_only=True):

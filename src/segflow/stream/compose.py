@@ -107,6 +107,7 @@ def open_state_store(settings: Settings, *, write: bool = True) -> StateStore:
             sync=s.synchronous.upper() != "OFF",
             cache_mb=s.rocksdb_cache_mb,
             write_buffer_mb=s.rocksdb_write_buffer_mb,
+            compression=s.rocksdb_compression,
         )
     return SqliteStateStore(state_path(settings), synchronous=s.synchronous)
 

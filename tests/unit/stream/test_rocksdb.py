@@ -181,22 +181,24 @@ def test_compaction_leaves_no_erased_byte_in_any_file(tmp_path: Path) -> None:
     """The erased key is the boundary of SST files (in the MANIFEST), in the WAL and in SSTs
     of two levels before ``compact``; in no file after it, while the other pairs stay."""
     secret = b"zz-erased@example.com"
-    store = RocksStateStore(tmp_path / "state", sync=False, write_buffer_mb=1)
+    store = RocksStateStore(tmp_path / "state", sync=False, write_buffer_mb=1, compression="none")
     tx = store.begin_global()
-    tx.set("owner", f"email:{secret.decode()}", b"p-erased")
-    tx.set("profile", "p-erased", b'{"email": "' + secret + b'"}')
     for i in range(200):
         tx.set("owner", f"email:aa{i}", b"p%d" % i)
+    tx.set("owner", f"email:{secret.decode()}", b"p-erased")  # the file's largest key
     tx.commit()
     store.db.flush()
     tx = store.begin_global()
-    tx.set("profile", "p-erased", b'{"email": "' + secret + b'", "v": 2}')
+    tx.set("profile", "p-erased", b'{"email": "' + secret + b'"}')
     tx.commit()
     store.db.flush()
     tx = store.begin_global()
     tx.delete("owner", f"email:{secret.decode()}")
     tx.delete("profile", "p-erased")
     tx.commit()
+    held = _holding(tmp_path, secret)
+    assert any(name.startswith("state/MANIFEST-") for name in held), held
+    assert any(name.endswith(".sst") for name in held) and any(n.endswith(".log") for n in held)
     assert _holding(tmp_path, secret)  # still on disk: deletes only add tombstones
     done = store.compact()
     assert _holding(tmp_path, secret) == [] and done["leftover"] == []
@@ -262,3 +264,28 @@ def _replay(
     assert rocks.reader().scan("ns", "", "\U0010ffff") == memory.reader().scan(
         "ns", "", "\U0010ffff"
     )
+
+
+def test_scans_and_offsets_stay_in_their_bounds_over_many_keys(tmp_path: Path) -> None:
+    """Thousands of keys in neighbouring namespaces and four partitions' offsets: every scan
+    returns exactly its range, from the writer's handle and from a secondary."""
+    store = RocksStateStore(tmp_path / "state", sync=False)
+    keys = {ns: sorted(f"{ns[0]}{i:05d}" for i in range(0, 3000, 3)) for ns in ("a", "ab", "b")}
+    tx = store.begin_global()
+    for ns, names in keys.items():
+        for k in names:
+            tx.set(ns, k, k.encode())
+    for partition in range(4):
+        tx.set_offset(1000 + partition, partition)
+    tx.commit()
+    secondary = open_reader(tmp_path / "state")
+    for reader in (store.reader(), secondary):
+        assert reader.offsets() == {0: 1000, 1: 1001, 2: 1002, 3: 1003}
+        for ns, names in keys.items():
+            start, end = f"{ns[0]}00500", f"{ns[0]}02000"
+            inside = [(k, k.encode()) for k in names if start <= k < end]
+            assert reader.scan(ns, start, end) == inside
+            assert reader.scan(ns, start, end, reverse=True, limit=7) == inside[::-1][:7]
+            assert reader.scan(ns, "", "\U0010ffff") == [(k, k.encode()) for k in names]
+    secondary.close()
+    store.close()

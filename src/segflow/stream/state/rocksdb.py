@@ -38,11 +38,15 @@ changed); it works as well when no primary runs (it then reads what the last one
 - ``write_buffer_mb`` memtables (64 MB: a batch's writes are sequential appends; fewer,
   larger L0 files), two background jobs (the machine has few cores), ``bytes_per_sync`` so
   flushes and compactions write back smoothly;
-- LZ4 on the upper levels, ZSTD on the bottommost (where most bytes live);
+- LZ4 on the upper levels, ZSTD on the bottommost (where most bytes live); ``compression =
+  "none"`` stores SST blocks as they are (the privacy canary test searches the files' bytes,
+  which compressed blocks would hide — erased pairs are gone either way: compaction rewrites
+  the files without them);
 - no WAL recycling, no WAL archive (``recycle_log_file_num = 0``, ``WAL_ttl_seconds = 0``) and
-  ``max_manifest_file_size = 1`` (every version edit starts a fresh MANIFEST holding only the
-  live files): so that after :meth:`RocksStateStore.compact` no old WAL, SST or MANIFEST keeps
-  erased keys (a MANIFEST records each SST's smallest and largest key);
+  ``max_manifest_file_size = 1`` (every version edit — a flush, a compaction — writes a fresh
+  MANIFEST of the live files and deletes the old one, a few KB): so that after
+  :meth:`RocksStateStore.compact` no old WAL, SST or MANIFEST keeps erased keys (a MANIFEST
+  records each SST's smallest and largest key, and would otherwise grow for ever);
 - small, few info logs (``LOG``: 1 MB, 3 kept).
 
 >>> import tempfile
@@ -75,13 +79,12 @@ SEP = "\x00"
 OFFSET_PREFIX = b"\xffoffset:"
 WRITER_LOCK = "writer.lock"
 COMMIT_LOCK = "commit.lock"
-_COMPACTED = b"\xffcompacted"  # a marker written by compact() (see there)
 
 __all__ = ["RocksReader", "RocksStateStore", "commits_held", "open_reader", "options"]
 
 
 def options(
-    *, cache_mb: int = 64, write_buffer_mb: int = 64, create: bool = True
+    *, cache_mb: int = 64, write_buffer_mb: int = 64, compression: str = "lz4", create: bool = True
 ) -> rocksdict.Options:
     """The store's RocksDB options (module docstring, "Options")."""
     table = rocksdict.BlockBasedOptions()
@@ -100,8 +103,12 @@ def options(
     opts.set_write_buffer_size(write_buffer_mb << 20)
     opts.set_max_background_jobs(2)
     opts.set_bytes_per_sync(1 << 20)
-    opts.set_compression_type(rocksdict.DBCompressionType.lz4())
-    opts.set_bottommost_compression_type(rocksdict.DBCompressionType.zstd())
+    if compression == "none":
+        opts.set_compression_type(rocksdict.DBCompressionType.none())
+        opts.set_bottommost_compression_type(rocksdict.DBCompressionType.none())
+    else:
+        opts.set_compression_type(rocksdict.DBCompressionType.lz4())
+        opts.set_bottommost_compression_type(rocksdict.DBCompressionType.zstd())
     opts.set_recycle_log_file_num(0)
     opts.set_wal_ttl_seconds(0)
     opts.set_wal_size_limit_mb(0)
@@ -127,16 +134,16 @@ def _bounds(ns: str, start: str, end: str) -> tuple[bytes, bytes, int]:
 def scan_db(db: Any, lower: bytes, upper: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
     """Committed pairs with ``lower <= key < upper``, in key order (descending: ``reverse``).
 
-    Only the upper bound is given to RocksDB (rocksdict 0.3.29's ``set_iterate_lower_bound``
-    sets the upper one); the lower is a seek forwards and a check backwards.
+    The bounds are a seek and a check here, not ``ReadOptions.set_iterate_*_bound``: rocksdict
+    0.3.29 hands RocksDB a bound whose memory does not live as long as the iterator (scans
+    stopped early or ran past it, at random).
     """
     if lower >= upper:
         return iter(())
-    read = rocksdict.ReadOptions()
-    read.set_iterate_upper_bound(upper)
     if not reverse:
-        return iter(db.items(from_key=lower, read_opt=read))
-    rows = db.items(backwards=True, read_opt=read)
+        return itertools.takewhile(lambda kv: kv[0] < upper, db.items(from_key=lower))
+    rows = db.items(backwards=True, from_key=upper)  # the last key <= upper
+    rows = itertools.dropwhile(lambda kv: kv[0] >= upper, rows)
     return itertools.takewhile(lambda kv: kv[0] >= lower, rows)
 
 
@@ -247,13 +254,17 @@ class RocksStateStore:
         sync: bool = True,
         cache_mb: int = 64,
         write_buffer_mb: int = 64,
+        compression: str = "lz4",
     ) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._writer = _claim_writer(self.path)
         try:
             self.db: Any = rocksdict.Rdict(
-                str(self.path), options(cache_mb=cache_mb, write_buffer_mb=write_buffer_mb)
+                str(self.path),
+                options(
+                    cache_mb=cache_mb, write_buffer_mb=write_buffer_mb, compression=compression
+                ),
             )
         except Exception:
             self._writer.close()
@@ -286,9 +297,9 @@ class RocksStateStore:
 
         Flush the memtable (its WAL, holding the erasing deletes and what they deleted, is
         then obsolete), compact every level into the bottommost with tombstones dropped
-        (``BottommostLevelCompaction.force``), then write and flush a marker: that version
-        edit starts a fresh MANIFEST listing only the compacted files (the old one named the
-        erased keys as files' boundaries). Waits until RocksDB has deleted the files that
+        (``BottommostLevelCompaction.force``); that version edit starts a fresh MANIFEST
+        listing only the compacted files (``max_manifest_file_size = 1``: the old one named
+        the erased keys as files' boundaries). Waits until RocksDB has deleted the files that
         stopped being live. Writers go on meanwhile. Returns what it did (files, seconds).
         """
         t0 = time.perf_counter()
@@ -298,10 +309,6 @@ class RocksStateStore:
         compact.set_bottommost_level_compaction(rocksdict.BottommostLevelCompaction.force())
         compact.set_exclusive_manual_compaction(False)
         self.db.compact_range(None, None, compact)
-        batch = rocksdict.WriteBatch(raw_mode=True)
-        batch.put(_COMPACTED, str(time.time_ns() // 1_000_000).encode())
-        self.write(batch)
-        self.db.flush()
         live = self._live()
         stale = {name for name in before - live if not name.endswith(".lock")}
         gone = self._wait_deleted(stale)
