@@ -114,7 +114,8 @@ def open_state_store(settings: Settings, *, write: bool = True) -> StateStore:
 
 def open_state_reader(settings: Settings) -> StateReader:
     """A committed-state reader of the configured store from a process that does not write
-    it (creates an empty store when missing)."""
+    it (SQLite: creates the file and schema when missing; RocksDB: reads as empty until a
+    writer creates the store)."""
     backend = state_backend(settings)
     if backend == "postgres":
         from segflow.stream.state.postgres import postgres_reader

@@ -15,7 +15,6 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
-
 from tests.support.state import dump_state
 
 from segflow.backup import create_backup

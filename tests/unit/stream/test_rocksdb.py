@@ -95,6 +95,22 @@ def test_a_writer_in_another_process_refuses_this_one_and_readers_follow_it(
     reader.close()
 
 
+def test_a_reader_opened_before_the_store_exists_reads_empty_then_follows(
+    tmp_path: Path,
+) -> None:
+    reader = open_reader(tmp_path / "state")
+    assert reader.get("ns", "k") is None and reader.offsets() == {}
+    assert not (tmp_path / "state").exists()  # a reader never creates the store
+    store = RocksStateStore(tmp_path / "state", sync=False)
+    tx = store.partition(3).begin()
+    tx.set("ns", "k", b"v")
+    tx.set_offset(8)
+    tx.commit()
+    assert reader.get("ns", "k") == b"v" and reader.offsets() == {3: 8}
+    reader.close()
+    store.close()
+
+
 def test_a_reader_in_another_process_sees_this_processs_commits(tmp_path: Path) -> None:
     path = tmp_path / "state"
     store = RocksStateStore(path)

@@ -480,13 +480,18 @@ class RocksLocalReader:
         rows = scan_db(self.db, OFFSET_PREFIX, OFFSET_PREFIX + b"\xff", False)
         return {int(k[len(OFFSET_PREFIX) :]): int(v) for k, v in rows}
 
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every pair of the store as stored (encoded keys), in key order."""
+        return iter(self.db.items())
+
     def close(self) -> None:
         return None
 
 
 class RocksReader(RocksLocalReader):
     """Committed state from another process: a RocksDB secondary instance (its own info log in
-    a temporary directory), caught up with the primary before every read. Thread-safe.
+    a temporary directory), caught up with the primary before every read. Thread-safe. Until
+    a writer has created the store it reads as empty (and it never creates one itself).
 
     ``follow=False`` catches up once, at open, and never again: a frozen, consistent view (a
     backup copies one)."""
@@ -503,6 +508,9 @@ class RocksReader(RocksLocalReader):
             raise
 
     def _open(self) -> Any:
+        """The secondary instance (``None`` while the store does not exist)."""
+        if not (self.path / "CURRENT").exists():
+            return None
         opts = options(create=False)
         opts.set_max_open_files(-1)  # a secondary keeps every table file open
         secondary = rocksdict.AccessType.secondary(self._dir)
@@ -510,42 +518,45 @@ class RocksReader(RocksLocalReader):
         db.try_catch_up_with_primary()
         return db
 
-    def catch_up(self) -> None:
-        """Read what the primary committed since (reopen if it deleted files we needed)."""
-        try:
-            self.db.try_catch_up_with_primary()
-        except Exception:
-            self.db.close()
-            self.db = self._open()
+    def _ready(self) -> bool:
+        """Catch up (when following); False while there is no store to read."""
+        if self.db is None:
+            if self.follow:
+                self.db = self._open()
+            return self.db is not None
+        if self.follow:
+            try:
+                self.db.try_catch_up_with_primary()
+            except Exception:  # the primary deleted files we needed: start afresh
+                self.db.close()
+                self.db = self._open()
+        return True
 
     def get(self, ns: str, key: str) -> bytes | None:
         with self.lock:
-            if self.follow:
-                self.catch_up()
-            return super().get(ns, key)
+            return super().get(ns, key) if self._ready() else None
 
     def scan(
         self, ns: str, start: str, end: str, *, reverse: bool = False, limit: int | None = None
     ) -> list[tuple[str, bytes]]:
         with self.lock:
-            if self.follow:
-                self.catch_up()
+            if not self._ready():
+                return []
             return super().scan(ns, start, end, reverse=reverse, limit=limit)
 
     def offsets(self) -> dict[int, int]:
         with self.lock:
-            if self.follow:
-                self.catch_up()
-            return super().offsets()
+            return super().offsets() if self._ready() else {}
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every pair of the store as stored (encoded keys), in key order."""
-        return iter(self.db.items())
+        return iter(()) if self.db is None else iter(self.db.items())
 
     def close(self) -> None:
         with self.lock:
-            with contextlib.suppress(Exception):
-                self.db.close()
+            if self.db is not None:
+                with contextlib.suppress(Exception):
+                    self.db.close()
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
@@ -573,11 +584,7 @@ class RocksReadOnlyStore:
 
 
 def open_reader(path: str | Path, *, follow: bool = True) -> RocksReader:
-    """A secondary reader of ``path``, creating an empty store first when there is none."""
-    path = Path(path)
-    if not (path / "CURRENT").exists():
-        with contextlib.suppress(StateStoreBusy):  # a writer is creating it right now
-            RocksStateStore(path).close()
+    """A secondary reader of ``path`` (empty until a writer creates the store)."""
     return RocksReader(path, follow=follow)
 
 
@@ -610,7 +617,7 @@ def copy_state(reader: RocksLocalReader, target: str | Path, *, batch: int = 10_
     count = 0
     try:
         pending = rocksdict.WriteBatch(raw_mode=True)
-        for key, value in reader.db.items():
+        for key, value in reader.items():
             pending.put(key, value)
             count += 1
             if pending.len() >= batch:
