@@ -217,7 +217,7 @@ def test_compaction_leaves_no_erased_byte_in_any_file(tmp_path: Path) -> None:
     assert any(name.endswith(".sst") for name in held) and any(n.endswith(".log") for n in held)
     assert _holding(tmp_path, secret)  # still on disk: deletes only add tombstones
     done = store.compact()
-    assert _holding(tmp_path, secret) == [] and done["leftover"] == []
+    assert _holding(tmp_path, secret) == [] and done["files_removed"] >= 3
     reader = store.reader()
     assert reader.get("owner", "email:aa7") == b"p7" and reader.get("profile", "p-erased") is None
     store.close()

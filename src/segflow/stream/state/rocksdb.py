@@ -300,7 +300,8 @@ class RocksStateStore:
         (``BottommostLevelCompaction.force``); that version edit starts a fresh MANIFEST
         listing only the compacted files (``max_manifest_file_size = 1``: the old one named
         the erased keys as files' boundaries). Waits until RocksDB has deleted the files that
-        stopped being live. Writers go on meanwhile. Returns what it did (files, seconds).
+        stopped being live (``RuntimeError`` if some are still there after 10 s: the privacy
+        runner retries). Writers go on meanwhile. Returns what it did (files, seconds).
         """
         t0 = time.perf_counter()
         before = self._files()
@@ -312,11 +313,9 @@ class RocksStateStore:
         live = self._live()
         stale = {name for name in before - live if not name.endswith(".lock")}
         gone = self._wait_deleted(stale)
-        return {
-            "seconds": round(time.perf_counter() - t0, 3),
-            "files_removed": len(stale),
-            "leftover": sorted(stale - gone),
-        }
+        if stale - gone:  # the regulation is not finished while they hold erased bytes
+            raise RuntimeError(f"RocksDB kept obsolete files: {sorted(stale - gone)}")
+        return {"seconds": round(time.perf_counter() - t0, 3), "files_removed": len(stale)}
 
     def _files(self) -> set[str]:
         return {p.name for p in self.path.iterdir() if p.is_file()}
