@@ -16,7 +16,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -106,14 +106,28 @@ class WarehouseSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The processor (``segflow.stream``): owned partitions (None = all), batch size, timer poll,
-    and ``synchronous`` of ``state.sqlite`` (FULL: every batch commit is fsynced)."""
+    and its state store (docs/configuration.md, ``[stream]``):
+
+    - ``store``: ``auto`` (RocksDB in ``DATA_DIR/state/`` for one processor on the embedded
+      log; ``state.sqlite`` when processors share state on one host — the kafka driver or
+      ``optimistic = true`` — or when the data directory already has a ``state.sqlite`` and no
+      ``state/``; PostgreSQL whenever ``shared.dsn`` is set), ``rocksdb`` or ``sqlite``;
+    - ``synchronous``: ``OFF`` commits without fsync (SQLite's ``synchronous``; RocksDB syncs
+      its WAL at every commit unless ``OFF``); FULL by default: every batch commit is fsynced;
+    - ``rocksdb_cache_mb`` (block cache), ``rocksdb_write_buffer_mb`` (memtable size) and
+      ``rocksdb_compression`` (``lz4``: LZ4, ZSTD on the bottommost level; ``none``).
+    """
 
     group: str = "processor"
     partitions: tuple[int, ...] | None = None
     batch_size: int = 500
     poll_interval_ms: int = 200
+    store: Literal["auto", "rocksdb", "sqlite"] = "auto"
     synchronous: str = "FULL"
     optimistic: bool | None = None  # None: on with the kafka driver (processors share the store)
+    rocksdb_cache_mb: int = 64
+    rocksdb_write_buffer_mb: int = 64
+    rocksdb_compression: Literal["lz4", "none"] = "lz4"
 
 
 class ActivateSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,5 +1,6 @@
 """Reading a state store's committed values in tests and benchmarks, closing the reader each
-time (a PostgreSQL reader holds a connection), and how many records processors consumed."""
+time (a PostgreSQL reader holds a connection), how many records processors consumed, and
+every pair of a store (``state.sqlite`` or the RocksDB directory ``state/``)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,18 @@ def committed_scan(store: Any, ns: str, start: str, end: str) -> list[tuple[str,
         reader.close()
 
 
+def state_of(data_dir: Path) -> Path:
+    """The data directory's state store: ``state/`` (RocksDB) when it exists, else
+    ``state.sqlite``."""
+    rocks = data_dir / "state"
+    return rocks if rocks.is_dir() else data_dir / "state.sqlite"
+
+
 def consumed(state: Path) -> int:
-    """The offsets committed in ``state.sqlite``, summed over partitions (0 before it exists)."""
+    """The offsets committed in ``state.sqlite`` or in a RocksDB ``state/`` directory, summed
+    over partitions (0 before it exists)."""
+    if state.is_dir():
+        return sum(_rocks_offsets(state).values()) if (state / "CURRENT").exists() else 0
     if not state.exists():
         return 0
     try:
@@ -37,6 +48,53 @@ def consumed(state: Path) -> int:
             con.close()
     except sqlite3.OperationalError:
         return 0
+
+
+def _rocks_offsets(state: Path) -> dict[int, int]:
+    from segflow.stream.state.rocksdb import RocksReader
+
+    reader = RocksReader(state)
+    try:
+        return reader.offsets()
+    finally:
+        reader.close()
+
+
+Dump = dict[str, list[tuple[str, bytes]]]
+
+
+def dump_state(state: Path) -> Dump:
+    """Every committed pair by namespace, in key order, and the offsets (``_offsets``)."""
+    if state.is_dir():
+        return _dump_rocks(state)
+    con = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+    out: Dump = {}
+    for ns, key, value in con.execute("SELECT ns, key, value FROM kv ORDER BY ns, key"):
+        out.setdefault(ns, []).append((key, bytes(value)))
+    offsets = con.execute(
+        "SELECT partition, next_offset FROM offsets ORDER BY partition"
+    ).fetchall()
+    out["_offsets"] = [(str(p), str(o).encode()) for p, o in offsets]
+    con.close()
+    return out
+
+
+def _dump_rocks(state: Path) -> Dump:
+    from segflow.stream.state.rocksdb import SEP, RocksReader
+
+    reader = RocksReader(state)
+    out: Dump = {}
+    try:
+        for key, value in reader.items():
+            if key.startswith(b"\xff"):  # offsets (below) and the store's own markers
+                continue
+            ns, _, name = key.decode().partition(SEP)
+            out.setdefault(ns, []).append((name, value))
+        offsets = sorted(reader.offsets().items())
+    finally:
+        reader.close()
+    out["_offsets"] = [(str(p), str(o).encode()) for p, o in offsets]
+    return out
 
 
 def consumed_shared(dsn: str, schema: str) -> int:

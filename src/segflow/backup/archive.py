@@ -6,9 +6,12 @@ is incomplete) with each file's size and SHA-256 and the *consistent point*: the
 offsets, every consumer's offsets and cursors, as of the one instant all stores were copied.
 
 How one instant is had while segflow runs: the warehouse is held still and checkpointed
-(:mod:`segflow.backup.warehouse`), the SQLite files are pinned at one instant
-(:mod:`segflow.backup.snapshot`), the warehouse file is copied and released, then each
-SQLite snapshot is copied with SQLite's online backup API while writers go on.
+(:mod:`segflow.backup.warehouse`), the RocksDB state's commits are held (its ``commit.lock``,
+taken by every commit for its one write) while the SQLite files are pinned at one instant
+(:mod:`segflow.backup.snapshot`) and a frozen secondary instance of the state is opened, then
+released; the warehouse file is copied and released, then each SQLite snapshot is copied
+with SQLite's online backup API, and the frozen state into a new RocksDB directory
+(``state/``: a logical, compacted copy), while writers go on.
 
 >>> import tempfile, os
 >>> from segflow.log.sqlite import SqliteEventLog
@@ -29,20 +32,24 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import msgspec
 
 from segflow.backup.exceptions import BackupCorrupt, TargetNotEmpty
-from segflow.backup.snapshot import copy_pinned, fsync_file, pinned
+from segflow.backup.snapshot import BackupBusy, copy_pinned, fsync_file, pinned
 from segflow.backup.warehouse import hold_exclusively
+
+if TYPE_CHECKING:
+    from segflow.stream.state.rocksdb import RocksReader
 
 MANIFEST = "manifest.json"
 SQLITE_STORES = ("delivery.sqlite", "state.sqlite", "log.sqlite", "catalog.sqlite")
+ROCKSDB_STATE = "state"  # the RocksDB state's directory (segflow.stream.state.rocksdb)
 WAREHOUSE = "warehouse.duckdb"
 _SIDE_SUFFIXES = ("-wal", "-shm", "-journal", ".wal", ".tmp")
 _CHUNK = 1 << 20
@@ -55,7 +62,7 @@ class BackupFile(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     bytes: int
     sha256: str
-    kind: str  # sqlite | duckdb | file
+    kind: str  # sqlite | duckdb | rocksdb (a file of the state directory) | file
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +93,7 @@ def create_backup(
     _prepare_target(target)
     started = time.time_ns() // 1_000_000
     stores = [data / name for name in SQLITE_STORES if (data / name).exists()]
+    rocks = data / ROCKSDB_STATE
     hold = hold or (lambda: hold_exclusively(data / WAREHOUSE, timeout_s=lock_timeout_s))
     files: list[BackupFile] = []
     with contextlib.ExitStack() as pins:
@@ -95,10 +103,12 @@ def create_backup(
                 if while_locked is not None:
                     while_locked(readers, warehouse)
 
-            readers = pins.enter_context(
-                pinned(stores, timeout_s=lock_timeout_s, while_locked=at_point)
-            )
-            point = consistent_point(readers, warehouse)
+            with _state_held(rocks, lock_timeout_s):
+                readers = pins.enter_context(
+                    pinned(stores, timeout_s=lock_timeout_s, while_locked=at_point)
+                )
+                state = _frozen_state(rocks, pins)
+            point = consistent_point(readers, warehouse, state)
             if warehouse is not None:
                 files.append(_copy_file(data / WAREHOUSE, target, WAREHOUSE, "duckdb"))
         # the warehouse is released; the SQLite snapshots stay pinned while they are copied
@@ -106,6 +116,8 @@ def create_backup(
             name = Path(path).name
             copy_pinned(reader, target / name)
             files.append(_describe(target, name, "sqlite"))
+        if state is not None:
+            files.extend(_copy_state(state, target))
     files.extend(_copy_extras(data, target))
     manifest = Manifest(
         version=_version(),
@@ -118,10 +130,50 @@ def create_backup(
     return manifest
 
 
+def _state_held(rocks: Path, timeout_s: float) -> AbstractContextManager[None]:
+    """The RocksDB state's commits held (nothing when the state is elsewhere)."""
+    if not (rocks / "CURRENT").exists():
+        return contextlib.nullcontext()
+    from segflow.stream.state.rocksdb import commits_held
+
+    @contextlib.contextmanager
+    def held() -> Iterator[None]:
+        try:
+            with commits_held(rocks, timeout_s=timeout_s):
+                yield
+        except TimeoutError as exc:
+            raise BackupBusy(str(exc)) from exc
+
+    return held()
+
+
+def _frozen_state(rocks: Path, pins: contextlib.ExitStack) -> RocksReader | None:
+    if not (rocks / "CURRENT").exists():
+        return None
+    from segflow.stream.state.rocksdb import RocksReader
+
+    return pins.enter_context(contextlib.closing(RocksReader(rocks, follow=False)))
+
+
+def _copy_state(state: RocksReader, target: Path) -> list[BackupFile]:
+    from segflow.stream.state.rocksdb import copy_state
+
+    copy_state(state, target / ROCKSDB_STATE)
+    out = []
+    for path in sorted((target / ROCKSDB_STATE).iterdir()):
+        fsync_file(path)
+        out.append(_describe(target, f"{ROCKSDB_STATE}/{path.name}", "rocksdb"))
+    _fsync_dir(target / ROCKSDB_STATE)
+    return out
+
+
 def consistent_point(
-    readers: dict[str, sqlite3.Connection], warehouse: duckdb.DuckDBPyConnection | None
+    readers: dict[str, sqlite3.Connection],
+    warehouse: duckdb.DuckDBPyConnection | None,
+    state: RocksReader | None = None,
 ) -> dict[str, Any]:
-    """Offsets and cursors of every store, read in the pinned snapshots."""
+    """Offsets and cursors of every store, read in the pinned snapshots (``state``: the
+    frozen RocksDB state, when the state is there)."""
     by_name = {Path(p).name: con for p, con in readers.items()}
     point: dict[str, Any] = {}
     if (log := by_name.get("log.sqlite")) is not None:
@@ -129,11 +181,17 @@ def consistent_point(
             "end_offsets": _pairs(log, "SELECT partition, next_offset FROM partitions"),
             "consumers": _groups(log),
         }
-    if (state := by_name.get("state.sqlite")) is not None:
-        seq = state.execute("SELECT value FROM kv WHERE ns='meta' AND key='outbox_seq'").fetchone()
+    if (kv := by_name.get("state.sqlite")) is not None:
+        seq = kv.execute("SELECT value FROM kv WHERE ns='meta' AND key='outbox_seq'").fetchone()
         point["state"] = {
-            "offsets": _pairs(state, "SELECT partition, next_offset FROM offsets"),
+            "offsets": _pairs(kv, "SELECT partition, next_offset FROM offsets"),
             "outbox_seq": int(seq[0]) if seq else 0,
+        }
+    if state is not None:
+        seq = state.get("meta", "outbox_seq")
+        point["state"] = {
+            "offsets": {str(p): o for p, o in sorted(state.offsets().items())},
+            "outbox_seq": int(seq) if seq else 0,
         }
     if (delivery := by_name.get("delivery.sqlite")) is not None:
         point["delivery"] = {"cursors": _pairs(delivery, "SELECT name, seq FROM cursors")}
@@ -218,6 +276,8 @@ def _copy_extras(data: Path, target: Path) -> list[BackupFile]:
     for path in sorted(p for p in data.rglob("*") if p.is_file() and not p.is_symlink()):
         if path.is_relative_to(target) or path.name.startswith(stores):
             continue  # the stores (and their -wal/-shm/.wal files) are copied above
+        if path.is_relative_to(data / ROCKSDB_STATE):
+            continue  # the RocksDB state is copied above (logically)
         if path.name.endswith(_SIDE_SUFFIXES):
             continue
         out.append(_copy_file(path, target, path.relative_to(data).as_posix(), "file"))
@@ -246,6 +306,7 @@ def _write_manifest(target: Path, manifest: Manifest) -> None:
 
 
 def _clear(target: Path, manifest: Manifest) -> None:
+    shutil.rmtree(target / ROCKSDB_STATE, ignore_errors=True)  # whichever store the backup has
     names = {f.name for f in manifest.files} | {*SQLITE_STORES, WAREHOUSE}
     for name in names:
         for suffix in ("", *_SIDE_SUFFIXES):

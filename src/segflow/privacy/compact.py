@@ -7,6 +7,10 @@ blocks as they were. So after a regulation erases a person:
 - each SQLite file (``log.sqlite``, ``state.sqlite``, ``delivery.sqlite``, ``catalog.sqlite``)
   is ``VACUUM``-ed by the connection that owns its writes, under that owner's lock, and its
   write-ahead file is checkpointed and truncated to zero bytes (:func:`segflow.sqlite.vacuum`);
+- the RocksDB state (``state/``) is flushed, fully compacted into its bottommost level with
+  the tombstones dropped, and its MANIFEST started afresh, while the processor goes on; the
+  old WAL, SST and MANIFEST files are deleted before it returns
+  (:meth:`segflow.stream.state.rocksdb.RocksStateStore.compact`);
 - ``warehouse.duckdb`` is copied into a fresh file (``COPY FROM DATABASE``) and swapped in by
   the warehouse loader, its only writer, with no other connection open
   (:func:`segflow.warehouse.erase.rewrite`). A ``CHECKPOINT`` alone is not enough: freed
@@ -81,6 +85,16 @@ def compact_data_dir(data_dir: str | Path, *, timeout_s: float = 600.0) -> dict[
         finally:
             con.close()
         spent[f"{path.stem}_s"] = round(time.perf_counter() - t0, 3)
+    if (root / "state" / "CURRENT").exists():
+        from segflow.stream.state.rocksdb import RocksStateStore
+
+        t0 = time.perf_counter()
+        store = RocksStateStore(root / "state")  # StateStoreBusy while a processor runs
+        try:
+            store.compact()
+        finally:
+            store.close()
+        spent["state_s"] = round(time.perf_counter() - t0, 3)
     wh = warehouse_path(root)
     if wh.exists():
         t0 = time.perf_counter()

@@ -97,11 +97,14 @@ def assemble(runtime: Runtime) -> Assembly:
 def _build(runtime: Runtime) -> Assembly:
     settings, clock, data = runtime.settings, runtime.clock, runtime.settings.data_path
     privacy_compose.check_retention(settings)  # ConfigError when the rules read more history
-    processor = build_processor(settings, runtime.log, clock=clock)
+    roles = parse_roles(settings.server.roles)
+    # only a process with the ``process`` role writes the state (RocksDB: one writer; the
+    # others read it through secondaries), and every reader here goes through its store
+    processor = build_processor(settings, runtime.log, clock=clock, write="process" in roles)
     on_commit = getattr(runtime.log, "on_commit", None)  # the embedded log tells its commits
     if on_commit is not None:
         on_commit(processor.wake)
-    reader = build_reader(settings, runtime.log)
+    reader = build_reader(settings, runtime.log, processor.store)
     warehouse = warehouse_backends.opener(settings)  # DuckDB file or PostgreSQL (engine)
 
     catalog = catalog_target(settings)  # catalog.sqlite, or the shared catalog (shared.dsn)
@@ -152,7 +155,6 @@ def _build(runtime: Runtime) -> Assembly:
         ]
     )
     closer.closers.append(privacy.store.close)
-    roles = parse_roles(settings.server.roles)
     services: list[Service] = [closer]  # started first, so stopped last: closes the stores
     if "process" in roles:
         lease = _lease(runtime)

@@ -28,17 +28,20 @@ from segflow.activate.store import DeliveryStore
 from segflow.log.base import ServedLog
 
 STORES = {
-    "catalog": "catalog.sqlite",
-    "log": "log.sqlite",
-    "state": "state.sqlite",
-    "delivery": "delivery.sqlite",
-    "warehouse": "warehouse.duckdb",
+    "catalog": ("catalog.sqlite",),
+    "log": ("log.sqlite",),
+    "state": ("state", "state.sqlite"),  # RocksDB's directory, or the SQLite file
+    "delivery": ("delivery.sqlite",),
+    "warehouse": ("warehouse.duckdb",),
 }
 ALWAYS_GROUPS = ("processor", "warehouse")
 
 
 def file_bytes(path: Path) -> int:
-    """Size of a store on disk with its write-ahead file (SQLite ``-wal``, DuckDB ``.wal``)."""
+    """Size of a store on disk with its write-ahead file (SQLite ``-wal``, DuckDB ``.wal``); a
+    directory's (RocksDB: SST files, WAL, MANIFEST) is the sum of its files."""
+    if path.is_dir():
+        return sum(file_bytes(p) for p in path.iterdir())
     total = 0
     for suffix in ("", "-wal", ".wal"):
         with contextlib.suppress(OSError):
@@ -117,8 +120,9 @@ class StoreGauges(Collector):
             "Size of each store of the data directory, with its write-ahead file.",
             labels=["store"],
         )
-        for store, name in STORES.items():
-            sizes.add_metric([store], float(file_bytes(self.data_dir / name)))
+        for store, names in STORES.items():
+            size = sum(file_bytes(self.data_dir / name) for name in names)
+            sizes.add_metric([store], float(size))
         yield sizes
 
     def _deliveries(self, store: DeliveryStore) -> Metric:

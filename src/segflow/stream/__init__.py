@@ -14,7 +14,7 @@ from segflow.stream.keys import ConflictRecord, MergeRecord
 from segflow.stream.outbox import StateChangeFeed
 from segflow.stream.processor import Processor, ProcessorSettings
 from segflow.stream.reader import ProfileReader, TimelinePage
-from segflow.stream.state import MemoryStateStore, SqliteStateStore, StateStore
+from segflow.stream.state import MemoryStateStore, RocksStateStore, SqliteStateStore, StateStore
 
 __all__ = [
     "ConflictRecord",
@@ -27,6 +27,7 @@ __all__ = [
     "ProcessorSettings",
     "ProfileReader",
     "ProfileView",
+    "RocksStateStore",
     "SegmentEvaluator",
     "SqliteStateStore",
     "StateChangeFeed",

@@ -3,7 +3,7 @@
 Profiles are decoded once per batch and encoded once at :meth:`Batch.flush`; the resolver
 reads the identity graph through this object (it implements ``segflow.identity.GraphView``).
 
-When only this process writes the store (``store.single_writer``: RocksDB), the processor keeps a
+When only this process writes the store (``store.exclusive``: RocksDB, memory), the processor keeps a
 :class:`WorkingSet` of committed profiles and identifier owners in memory across
 transactions, so a person who comes back costs no read and no decode. A batch reads through
 it and hands its results back at commit; a rolled-back batch clears it (the batch mutated

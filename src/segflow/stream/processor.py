@@ -121,7 +121,7 @@ class Processor:
         # committed profiles and owners between transactions, when no other process writes
         self.working = (
             WorkingSet(self.settings.working_profiles)
-            if getattr(store, "single_writer", False) is True
+            if getattr(store, "exclusive", False) is True
             else None
         )
         self._lock = threading.Lock()

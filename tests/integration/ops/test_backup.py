@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
+from tests.support.state import dump_state
 
 from segflow.backup import create_backup
 from segflow.backup.archive import SQLITE_STORES
@@ -47,9 +48,23 @@ def dump_duckdb(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...
     return {name: _rows(con.execute(f'SELECT * FROM "{name}"').fetchall()) for name in names}
 
 
-def dump_dir(data: Path) -> Dump:
+def dump_rocks(state: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """The RocksDB state as tables: one per namespace, plus ``_offsets``."""
+    return {ns: [tuple(row) for row in rows] for ns, rows in dump_state(state).items()}
+
+
+def stores_of(store: str) -> list[str]:
+    if store == "rocksdb":
+        return [*(n for n in SQLITE_STORES if n != "state.sqlite"), "state"]
+    return list(SQLITE_STORES)
+
+
+def dump_dir(data: Path, store: str) -> Dump:
     out: Dump = {}
-    for name in SQLITE_STORES:
+    for name in stores_of(store):
+        if name == "state":
+            out[name] = dump_rocks(data / "state")
+            continue
         con = sqlite3.connect(data / name)
         out[name] = dump_sqlite(con)
         con.close()
@@ -91,13 +106,14 @@ class Traffic(threading.Thread):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("store", ["rocksdb", "sqlite"])
 def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles(
-    tmp_path: Path, make_server: Callable[..., Any], ops: Any
+    store: str, tmp_path: Path, make_server: Callable[..., Any], ops: Any
 ) -> None:
     data = tmp_path / "data"
     key = ops.source(data, "web")
     token = ops.token(data, "admin")
-    env = {"SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]', "SEGFLOW_WAREHOUSE__FLUSH_INTERVAL_MS": "100"}  # fmt: skip
+    env = {"SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]', "SEGFLOW_WAREHOUSE__FLUSH_INTERVAL_MS": "100", "SEGFLOW_STREAM__STORE": store}  # fmt: skip
     source = make_server(data, env=env)
     auth = {"Authorization": f"Bearer {token}"}
     api = httpx.Client(base_url=source.url, headers=auth, timeout=30)
@@ -120,6 +136,8 @@ def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles
             con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             reference[Path(path).name] = dump_sqlite(con)
             con.close()
+        if store == "rocksdb":  # its commits are held too: a fresh secondary sees the point
+            reference["state"] = dump_rocks(data / "state")
         reference["warehouse.duckdb"] = dump_duckdb(wh)
 
     out = tmp_path / "backup"
@@ -128,7 +146,7 @@ def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles
     ops.until(lambda: traffic.batches >= during + 10)  # traffic went on after the backup
     traffic.stop.set()
     traffic.join(30)
-    assert sorted(reference) == sorted([*SQLITE_STORES, "warehouse.duckdb"])
+    assert sorted(reference) == sorted([*stores_of(store), "warehouse.duckdb"])
     assert sum(len(reference["log.sqlite"]["records"]) for _ in [0]) > 0
 
     # the consistent point: every consumer is at or behind what it consumes
@@ -139,11 +157,10 @@ def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles
     assert all(wh_cursors.get(f"log:{p}", 0) <= e for p, e in ends.items())
     assert wh_cursors.get("changes", 0) <= point["state"]["outbox_seq"]
     assert point["delivery"]["cursors"].get("feed", 0) <= point["state"]["outbox_seq"]
-    assert {f.name for f in manifest.files} >= {
-        *SQLITE_STORES,
-        "warehouse.duckdb",
-        "console_secret",
-    }
+    names = {f.name.split("/")[0] for f in manifest.files}
+    assert names >= {*stores_of(store), "warehouse.duckdb", "console_secret"}
+    assert store == "sqlite" or "state.sqlite" not in names
+    assert all(f.kind == "rocksdb" for f in manifest.files if f.name.startswith("state/"))
 
     # restore: refused into a non-empty directory, then into an empty one
     occupied = tmp_path / "occupied"
@@ -155,7 +172,7 @@ def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles
     restored = tmp_path / "restored"
     ops.cli("restore", str(out), "--data-dir", str(restored))
     assert (restored / "console_secret").read_bytes() == (data / "console_secret").read_bytes()
-    copy = dump_dir(restored)
+    copy = dump_dir(restored, store)
     for store, tables in reference.items():
         assert sorted(copy[store]) == sorted(tables), store
         for table, rows in tables.items():

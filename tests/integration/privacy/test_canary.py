@@ -7,8 +7,10 @@ delivered to a real webhook receiver and to a file destination inside the data d
 a dead letter and warehouse rows. One ``POST /api/v1/regulations`` naming only the email
 deletes it; once the regulation is ``finished`` (which includes compaction), every file under
 the data directory — the log, state, delivery and catalog databases and their ``-wal``/``-shm``
-files, ``warehouse.duckdb`` and its ``.wal``, the file destination's outputs — is searched for
-the canaries' bytes. The control's identifiers must still be found in each store (which
+files or the RocksDB state's WAL, SST and MANIFEST files, ``warehouse.duckdb`` and its
+``.wal``, the file destination's outputs — is searched for the canaries' bytes (on each
+embedded state store: RocksDB, the default, with its blocks uncompressed so that bytes can be
+searched, and ``state.sqlite``). The control's identifiers must still be found in each store (which
 proves the search can see what is there).
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 TAG = uuid.uuid4().hex[:10]
 
@@ -60,14 +63,29 @@ def files_under(root: Path) -> dict[Path, bytes]:
 
 
 def holding(files: dict[Path, bytes], needle: str) -> list[str]:
-    return [p.name for p, data in files.items() if needle.encode() in data]
+    """The stores holding ``needle``: a file's name (a RocksDB state file: ``state``)."""
+    return [label(p) for p, data in files.items() if needle.encode() in data]
 
 
+def label(path: Path) -> str:
+    return "state" if path.parent.name == "state" else path.name
+
+
+@pytest.mark.parametrize("store", ["rocksdb", "sqlite"])
 def test_a_deleted_person_leaves_no_byte_in_the_data_directory(
-    tmp_path: Path, start_serve: Callable[..., Any], hooks: Any, poll: Callable[..., Any]
+    store: str,
+    tmp_path: Path,
+    start_serve: Callable[..., Any],
+    hooks: Any,
+    poll: Callable[..., Any],
 ) -> None:
     data = tmp_path / "data"
-    serve = start_serve(data, {"SEGFLOW_PRIVACY__POLL_INTERVAL_S": "0.2"})
+    env = {"SEGFLOW_PRIVACY__POLL_INTERVAL_S": "0.2", "SEGFLOW_STREAM__STORE": store}
+    # RocksDB's SST blocks as they are: compressed ones would hide the bytes searched for
+    # (the control's, which must be found, as much as the canary's)
+    env["SEGFLOW_STREAM__ROCKSDB_COMPRESSION"] = "none"
+    serve = start_serve(data, env)
+    state = "state" if store == "rocksdb" else "state.sqlite"
     api, collector = serve.api, serve.collector
     canary, control = person("canary"), person("control")
     assert (
@@ -151,11 +169,12 @@ def test_a_deleted_person_leaves_no_byte_in_the_data_directory(
     assert api.get(f"/api/v1/profiles/user_id:{canary['user']}").status_code == 404
     assert api.get(f"/api/v1/profiles/user_id:{control['user']}").status_code == 200
 
+    assert "state_s" in done["result"]["compaction"]
     after = files_under(data)
-    names = {p.name for p in after}
+    names = {label(p) for p in after}
     assert {
         "log.sqlite",
-        "state.sqlite",
+        state,
         "delivery.sqlite",
         "catalog.sqlite",
         "warehouse.duckdb",
@@ -169,7 +188,7 @@ def test_a_deleted_person_leaves_no_byte_in_the_data_directory(
     ):
         assert holding(after, needle) == [], needle
         assert holding(after, needle.upper()) == [], needle
-    stores = {"log.sqlite", "state.sqlite", "delivery.sqlite", "warehouse.duckdb"}
+    stores = {"log.sqlite", state, "delivery.sqlite", "warehouse.duckdb"}
     expected = {
         "user": stores,
         "anon": stores,

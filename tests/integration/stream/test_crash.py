@@ -1,11 +1,17 @@
 """Crash test: SIGKILL `segflow process` mid-stream; after a restart the state equals an
-uninterrupted run's over the same log (exactly-once state)."""
+uninterrupted run's over the same log (exactly-once state), on each embedded state store.
+
+On RocksDB a second kill lands in RocksDB's own window: with 1 MB memtables the processor
+flushes every few batches (an SST written, a fresh MANIFEST — ``max_manifest_file_size = 1`` —
+and CURRENT swapped, the old WAL deleted), and the kill is sent the moment a new SST file
+shows up in ``state/``: mid-flush or right after it. Recovery must drop the partial file or
+replay the WAL, never lose or repeat a batch.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.support.state import consumed as consumed_in
+from tests.support.state import dump_state, state_of
 
 from segflow.spec import Event
 
@@ -35,52 +43,65 @@ def cli(data_dir: Path, *args: str) -> list[str]:
     ]
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "SEGFLOW_LOG__PARTITIONS": "4"}
+STORES = {
+    "sqlite": {"SEGFLOW_STREAM__STORE": "sqlite"},
+    "rocksdb": {"SEGFLOW_STREAM__STORE": "rocksdb"},
+    "rocksdb-flush": {"SEGFLOW_STREAM__STORE": "rocksdb", "SEGFLOW_STREAM__ROCKSDB_WRITE_BUFFER_MB": "1"},
+}  # fmt: skip
+
+
+def env(store: str) -> dict[str, str]:
+    return {**os.environ, "SEGFLOW_LOG__PARTITIONS": "4", **STORES[store]}
 
 
 def consumed(data_dir: Path) -> int:
-    path = data_dir / "state.sqlite"
-    if not path.exists():
-        return 0
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            return int(
-                con.execute("SELECT COALESCE(SUM(next_offset), 0) FROM offsets").fetchone()[0]
-            )
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return 0
+    return consumed_in(state_of(data_dir))
 
 
 def dump(data_dir: Path) -> dict[str, list[tuple[str, bytes]]]:
-    con = sqlite3.connect(data_dir / "state.sqlite")
-    out: dict[str, list[tuple[str, bytes]]] = {}
-    for ns, key, value in con.execute("SELECT ns, key, value FROM kv ORDER BY ns, key"):
-        out.setdefault(ns, []).append((key, bytes(value)))
-    offsets = con.execute(
-        "SELECT partition, next_offset FROM offsets ORDER BY partition"
-    ).fetchall()
-    out["_offsets"] = [(str(p), str(o).encode()) for p, o in offsets]
-    con.close()
-    return out
+    return dump_state(state_of(data_dir))
 
 
+def ssts(data_dir: Path) -> set[str]:
+    state = data_dir / "state"
+    return {p.name for p in state.glob("*.sst")} if state.is_dir() else set()
+
+
+def kill_point(store: str, crashed: Path) -> Callable[[], bool]:
+    """When to send SIGKILL: after a third of the events, and on ``rocksdb-flush`` as soon as
+    an SST file appears that was not there before (a flush under way or just done)."""
+    if store != "rocksdb-flush":
+        return lambda: consumed(crashed) >= N // 3
+    seen: set[str] = set()
+    armed = [False]
+
+    def due() -> bool:
+        now = ssts(crashed)
+        fresh = bool(now - seen) and armed[0]
+        seen.update(now)
+        armed[0] = armed[0] or consumed(crashed) >= N // 3
+        return fresh
+
+    return due
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
 def test_sigkill_mid_stream_then_restart_equals_uninterrupted(
-    make_data_dir: Callable[[str, list[Event]], Path], gen_events: Callable[..., list[Event]]
+    store: str,
+    make_data_dir: Callable[[str, list[Event]], Path],
+    gen_events: Callable[..., list[Event]],
 ) -> None:
     events = gen_events(N)
     reference = make_data_dir("reference", events)
     crashed = make_data_dir("crashed", events)
-    subprocess.run(cli(reference, "--until-idle"), check=True, env=env(), capture_output=True)
+    subprocess.run(cli(reference, "--until-idle"), check=True, env=env(store), capture_output=True)
 
     with subprocess.Popen(
-        cli(crashed), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cli(crashed), env=env(store), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     ) as proc:
         try:
-            while consumed(crashed) < N // 3:  # wait for progress, not for time
+            due = kill_point(store, crashed)
+            while not due():  # wait for progress, not for time
                 assert proc.poll() is None, "the processor exited before it was killed"
                 time.sleep(0.01)
             proc.send_signal(signal.SIGKILL)
@@ -88,7 +109,8 @@ def test_sigkill_mid_stream_then_restart_equals_uninterrupted(
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert N // 3 <= consumed(crashed) < N
-    subprocess.run(cli(crashed, "--until-idle"), check=True, env=env(), capture_output=True)
+    assert state_of(crashed).name == ("state.sqlite" if store == "sqlite" else "state")
+    subprocess.run(cli(crashed, "--until-idle"), check=True, env=env(store), capture_output=True)
 
     expected, got = dump(reference), dump(crashed)
     assert consumed(crashed) == N

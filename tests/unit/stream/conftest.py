@@ -73,16 +73,16 @@ def make_event() -> EventFactory:
 def working_set(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every processor test runs twice: reading its store only, and with a small working set
     of committed profiles and owners kept between transactions (as on a store only this
-    process writes: RocksDB), evictions included."""
-    if request.param == "working-set":
-        from segflow.stream import processor
-        from segflow.stream.batch import WorkingSet
+    process writes: RocksDB, memory), evictions included."""
+    from segflow.stream import processor
+    from segflow.stream.batch import WorkingSet
 
-        original = processor.Processor.__init__
+    original = processor.Processor.__init__
+    small = request.param == "working-set"
 
-        def init(self: processor.Processor, *args: Any, **kwargs: Any) -> None:
-            original(self, *args, **kwargs)
-            self.working = WorkingSet(max_profiles=4, max_owners=8)
+    def init(self: processor.Processor, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.working = WorkingSet(max_profiles=4, max_owners=8) if small else None
 
-        monkeypatch.setattr(processor.Processor, "__init__", init)
+    monkeypatch.setattr(processor.Processor, "__init__", init)
     return str(request.param)

@@ -12,6 +12,7 @@ from segflow.identity import IdentityRules
 from segflow.spec import IdentityLinked, MembershipChange, ProfileMerged
 from segflow.stream import MemoryStateStore, Processor, ProfileReader, SqliteStateStore
 from segflow.stream.processor import ProcessorSettings
+from segflow.stream.state.rocksdb import RocksStateStore
 
 MemoryLog = Any
 EventFactory = Callable[..., Any]
@@ -30,12 +31,16 @@ def type_of_log(memory_log: MemoryLog) -> Any:
     return type(memory_log)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "rocksdb"])
 def store(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     if request.param == "memory":
         yield MemoryStateStore()
         return
-    s = SqliteStateStore(tmp_path / "state.sqlite", synchronous="OFF")
+    s: Any
+    if request.param == "rocksdb":
+        s = RocksStateStore(tmp_path / "state", sync=False)
+    else:
+        s = SqliteStateStore(tmp_path / "state.sqlite", synchronous="OFF")
     yield s
     s.close()
 

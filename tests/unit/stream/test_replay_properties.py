@@ -15,6 +15,7 @@ from segflow.log.base import Record
 from segflow.spec import Event
 from segflow.stream import MemoryStateStore, Processor, SqliteStateStore
 from segflow.stream.batch import WorkingSet
+from segflow.stream.state.rocksdb import RocksStateStore
 
 T0 = 1_700_000_000_000
 
@@ -60,8 +61,8 @@ def dump(store: Any) -> dict[str, Any]:
 
 def run(events: list[Event], store: Any, batch: int, *, working: bool = False) -> dict[str, Any]:
     proc = Processor(OnePartitionLog(events), store, clock=ManualClock(T0))
-    if working:  # as on a store only this process writes (RocksDB)
-        proc.working = WorkingSet(max_profiles=3, max_owners=5)  # small: evictions happen too
+    # a working set as on a store only this process writes (small: evictions happen too)
+    proc.working = WorkingSet(max_profiles=3, max_owners=5) if working else None
     while proc.run_once(batch) > 0:
         pass
     return dump(store)
@@ -78,6 +79,11 @@ def test_replay_and_batch_size_give_the_same_state(events: list[Event], batch: i
             assert run(events, store, batch) == reference
         finally:
             store.close()
+        rocks = RocksStateStore(Path(tmp) / "state", sync=False)
+        try:
+            assert run(events, rocks, batch) == reference
+        finally:
+            rocks.close()
 
 
 @settings(max_examples=60, deadline=None)

@@ -11,15 +11,18 @@ from tests.support.state import committed_get, committed_scan
 from segflow.postgres import SharedStoreUnavailable
 from segflow.stream import MemoryStateStore, SqliteStateStore
 from segflow.stream.state.postgres import PostgresStateStore
+from segflow.stream.state.rocksdb import RocksStateStore
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "rocksdb", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "memory":
         yield MemoryStateStore()
         return
     if request.param == "postgres":
         s: Any = PostgresStateStore(request.getfixturevalue("postgres_dsn"), fresh_schema())
+    elif request.param == "rocksdb":
+        s = RocksStateStore(tmp_path / "state", sync=False)
     else:
         s = SqliteStateStore(tmp_path / "state.sqlite", synchronous="OFF")
     yield s
@@ -147,3 +150,47 @@ def test_postgres_store_reopens_connections_the_server_dropped(postgres_dsn: str
     optimistic.commit()
     assert committed_get(store, "profile", "p") == b"2"
     store.close()
+
+
+def test_scans_with_limits_see_pending_writes_past_the_committed_edge(store: Any) -> None:
+    """A limited scan whose committed rows are deleted or overtaken by pending writes still
+    returns the first ``limit`` live pairs, in both directions."""
+    tx = store.begin_global()
+    for k in ("b", "d", "f", "h"):
+        tx.set("ns", k, k.encode())
+    tx.set("other", "c", b"x")
+    tx.commit()
+    tx = store.begin_global()
+    tx.delete("ns", "b")
+    tx.delete("ns", "d")
+    tx.set("ns", "a", b"new")
+    tx.set("ns", "g", b"g")
+    tx.set("ns", "f", b"F")
+    assert tx.scan("ns", "", "z", limit=2) == [("a", b"new"), ("f", b"F")]
+    assert tx.scan("ns", "b", "h", reverse=True, limit=2) == [("g", b"g"), ("f", b"F")]
+    assert tx.scan("ns", "c", "c") == [] and tx.scan("ns", "h", "c") == []
+    assert [k for k, _ in tx.scan("ns", "", "z", reverse=True)] == ["h", "g", "f", "a"]
+    tx.rollback()
+
+
+def test_prefetched_keys_read_like_gets(store: Any) -> None:
+    tx = store.begin_global()
+    tx.set("profile", "p1", b"1")
+    tx.set("profile", "p2", b"2")
+    tx.commit()
+    tx = store.begin_global()
+    tx.set("profile", "p2", b"two")
+    tx.prefetch("profile", ["p1", "p2", "p3"])
+    assert [tx.get("profile", k) for k in ("p1", "p2", "p3")] == [b"1", b"two", None]
+    tx.commit()
+
+
+def test_offsets_commit_with_the_state_and_nothing_before(store: Any) -> None:
+    tx = store.partition(0).begin()
+    tx.set("ns", "k", b"v")
+    tx.set_offset(42)
+    assert tx.get_offset() == 42
+    tx.commit()
+    tx = store.partition(0).begin()
+    assert tx.get_offset() == 42 and tx.get("ns", "k") == b"v"
+    tx.rollback()

@@ -7,7 +7,9 @@ offset of that partition, so state and offsets move together or not at all.
 
 Identity is global (an identifier may reach a profile through any partition), so profile
 namespaces are shared by all partitions of a store; a partition scopes the consumer offset.
-Backends: :mod:`segflow.stream.state.memory` (tests) and :mod:`segflow.stream.state.sqlite`.
+Backends: :mod:`segflow.stream.state.memory` (tests), :mod:`segflow.stream.state.rocksdb`
+(the embedded default: one writing process), :mod:`segflow.stream.state.sqlite` (processes of
+one host sharing a file) and :mod:`segflow.stream.state.postgres` (hosts sharing a database).
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ class StorePartition(Protocol):
 
 
 class StateStore(Protocol):
+    """``exclusive``: True when only this process writes the store (RocksDB, memory), so
+    committed values may be cached across transactions; False when other processes may
+    commit too (SQLite, PostgreSQL)."""
+
+    exclusive: bool
+
     def partition(self, partition: int) -> StorePartition: ...
 
     def begin_global(self) -> StateTransaction:

@@ -18,6 +18,8 @@ _Key = tuple[str, str]
 class MemoryStateStore:
     """Dict-backed store; commits are atomic under one lock."""
 
+    exclusive = True  # in this process only
+
     def __init__(self) -> None:
         self.data: dict[str, dict[str, bytes]] = {}
         self.offsets: dict[int, int] = {}

@@ -7,7 +7,7 @@ state through a :meth:`~segflow.stream.state.sql.SqlStore.snapshot` (SQLite: a r
 transaction on a WAL file; PostgreSQL: ``REPEATABLE READ``; every read sees the same state, so
 the batch's logic never meets a half-applied merge) without the write lock, and remembers
 every value it read (misses included), every range it scanned and every offset. ``commit``
-then takes the write lock (:meth:`~segflow.stream.state.sql.SqlStore.exclusive`), re-reads all
+then takes the write lock (:meth:`~segflow.stream.state.sql.SqlStore.write_session`), re-reads all
 of them and compares: if one changed, another processor committed a conflicting batch
 meanwhile (the same profile or identifier, or the same partition's offset) and
 :class:`StateConflict` is raised, nothing written; otherwise the writes go in under the lock.
@@ -140,7 +140,7 @@ class OptimisticTransaction:
     def commit(self) -> None:
         """Validate and write under the store's lock; raises :class:`StateConflict`."""
         try:
-            with self.store.exclusive() as session:
+            with self.store.write_session() as session:
                 if not self._valid(session):
                     raise StateConflict("another processor changed what this batch read")
                 self.live = session

@@ -158,6 +158,8 @@ class PostgresStateStore:
     'PostgresStateStore'
     """
 
+    exclusive = False  # processors on several hosts write it
+
     def __init__(self, dsn: str, schema: str = "segflow", *, cache_entries: int = 500_000) -> None:
         self.dsn = dsn
         self.schema = schema
@@ -179,7 +181,7 @@ class PostgresStateStore:
         return OptimisticTransaction(self)
 
     @contextlib.contextmanager
-    def exclusive(self) -> Iterator[PgSession]:
+    def write_session(self) -> Iterator[PgSession]:
         """A transaction holding the writers' lock; the cache is dropped if another process
         committed since this one last did. A lost connection raises
         :class:`~segflow.postgres.SharedStoreUnavailable` and is reopened by the next call."""

@@ -2,7 +2,7 @@
 
 A SQL store (:class:`SqlStore`) offers two things, and every transaction is built on them:
 
-- :meth:`SqlStore.exclusive`: a *session* under the store's write lock (SQLite's
+- :meth:`SqlStore.write_session`: a *session* under the store's write lock (SQLite's
   ``BEGIN IMMEDIATE``; PostgreSQL's transaction-scoped advisory lock, which serialises the
   writers of every host), committed when the ``with`` block ends, rolled back if it raises.
   Its reads are live.
@@ -65,7 +65,7 @@ class Snapshot(Reads, Protocol):
 class SqlStore(Protocol):
     cache: dict[Key, bytes | None]
 
-    def exclusive(self) -> AbstractContextManager[Session]: ...
+    def write_session(self) -> AbstractContextManager[Session]: ...
 
     def snapshot(self) -> Snapshot: ...
 
@@ -136,7 +136,7 @@ class LockedTransaction:
         self.offsets: dict[int, int] = {}
         self.written: Pending = {}
         self._stack = contextlib.ExitStack()
-        self.session = self._stack.enter_context(store.exclusive())
+        self.session = self._stack.enter_context(store.write_session())
         self.open = True
 
     def get(self, ns: str, key: str) -> bytes | None:

@@ -1,7 +1,7 @@
 """Durable state store in ``state.sqlite``: one table of namespaced pairs plus offsets.
 
 A transaction is ``BEGIN IMMEDIATE`` ... ``COMMIT`` on the store's connection
-(:class:`~segflow.stream.state.sql.LockedTransaction` over :meth:`SqliteStateStore.exclusive`):
+(:class:`~segflow.stream.state.sql.LockedTransaction` over :meth:`SqliteStateStore.write_session`):
 several processes may share the file (SQLite serialises writers), and the consumer offsets,
 the state and the changes outbox are committed together. Writes are buffered in the
 transaction and flushed with ``executemany`` (before a scan, and at commit).
@@ -53,6 +53,8 @@ class SqliteStateStore:
     partitions, an admin tool) committed since.
     """
 
+    exclusive = False  # several processes may write the file
+
     def __init__(
         self, path: str | Path, *, synchronous: str = "FULL", cache_entries: int = 500_000
     ) -> None:
@@ -79,7 +81,7 @@ class SqliteStateStore:
         return LockedTransaction(self, None)
 
     @contextlib.contextmanager
-    def exclusive(self) -> Iterator[SqliteSession]:
+    def write_session(self) -> Iterator[SqliteSession]:
         """``BEGIN IMMEDIATE`` (the file's write lock) ... ``COMMIT`` (``ROLLBACK`` on error)."""
         with self.lock:
             self.con.execute("BEGIN IMMEDIATE")
