@@ -115,7 +115,10 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     - ``synchronous``: ``OFF`` commits without fsync (SQLite's ``synchronous``; RocksDB syncs
       its WAL at every commit unless ``OFF``); FULL by default: every batch commit is fsynced;
     - ``rocksdb_cache_mb`` (block cache), ``rocksdb_write_buffer_mb`` (memtable size) and
-      ``rocksdb_compression`` (``lz4``: LZ4, ZSTD on the bottommost level; ``none``).
+      ``rocksdb_compression`` (``lz4``: LZ4, ZSTD on the bottommost level; ``none``);
+    - ``working_profiles``: committed profiles kept decoded in memory between batches when the
+      store is the processor's alone (RocksDB); ``gc_threshold``: the cyclic garbage
+      collector's first threshold while the processor runs (docs/engine.md; 0: CPython's).
     """
 
     group: str = "processor"
@@ -128,6 +131,8 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     rocksdb_cache_mb: int = 64
     rocksdb_write_buffer_mb: int = 64
     rocksdb_compression: Literal["lz4", "none"] = "lz4"
+    working_profiles: int = 200_000
+    gc_threshold: int = 100_000
 
 
 class ActivateSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -84,6 +84,8 @@ def processor_settings(settings: Settings) -> ProcessorSettings:
         batch_size=s.batch_size,
         poll_interval_ms=s.poll_interval_ms,
         optimistic_tries=3 if optimistic else 0,
+        working_profiles=s.working_profiles,
+        gc_threshold=s.gc_threshold,
     )
 
 

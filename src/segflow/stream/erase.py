@@ -1,6 +1,6 @@
 """Erasing a person from the processor's state (``segflow.privacy`` regulations).
 
-The processor is the only writer of ``state.sqlite`` and commits its state with its offsets,
+The processor is the only writer of its state store and commits its state with its offsets,
 so a regulation does not write the file itself: it queues these functions as processor
 commands (:meth:`segflow.stream.processor.Processor.submit`), which run in the processor's
 loop, each in one state transaction, after a barrier (the processor has consumed the log up to

@@ -417,7 +417,7 @@ class Processor:
             return
         try:
             commit(self.settings.group, offsets)
-        except Exception:  # informative only: state.sqlite holds the real offsets
+        except Exception:  # informative only: the state store holds the real offsets
             log.warning("could not mirror offsets %s to the log", offsets, exc_info=True)
 
     def fire_timers(self) -> int:
