@@ -8,8 +8,10 @@
 (the clock at the stream's end, so windows and timers are live); the baseline stays identity
 only, so the ratio is the cost of the rules on top of stitching.
 
-Throughput: segflow's ``Processor`` on ``state.sqlite`` (``synchronous=FULL``, default batch)
-vs ``baselines/processor_sqlite.py`` (the same stitching and profile updates written straight
+Throughput: segflow's ``Processor`` on its default state store (RocksDB in ``state/``, every
+commit's WAL synced; ``--store sqlite``: ``state.sqlite``, ``synchronous=FULL``), default batch,
+the garbage collector tuned as the running processor tunes it (``Processor.tune_gc``), vs
+``baselines/processor_sqlite.py`` (the same stitching and profile updates written straight
 in SQLite, with less work: no limits, no merge records, no outbox), interleaved, from the same
 pre-decoded log records (log reads are not measured). The stream is seeded: 70% anonymous
 traffic (anonymous_id only), logins (identify with email), server-side events by user_id,
@@ -25,6 +27,7 @@ looking up random known ``user_id``s; p50/p99/max as wrk reports them.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import random
@@ -37,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.baselines.processor_sqlite import SqliteBaseline
 from segflow.clock import ManualClock
@@ -124,22 +128,54 @@ class ListLog:
         return self.records[partition][offset : offset + max_records]
 
 
-def run_segflow(log: ListLog, path: Path, rules: dict[str, str] | None = None) -> float:
+STAGES: dict[str, list[float]] = {}  # us per event of each stage, per round
+
+
+def run_segflow(
+    log: ListLog, path: Path, rules: dict[str, str] | None = None, store_kind: str = "rocksdb"
+) -> float:
     from segflow.rules import compile_segments
     from segflow.stream import Processor, ProcessorSettings, SqliteStateStore
+    from segflow.stream.processor import tune_gc
+    from segflow.stream.state.rocksdb import RocksStateStore
 
-    store = SqliteStateStore(path)
-    evaluator = compile_segments(rules) if rules else None
-    end = max(r.event.timestamp_ms for part in log.records for r in part)
-    proc = Processor(
-        log, store, evaluator, ManualClock(end), settings=ProcessorSettings(batch_size=BATCH)
+    store: Any = (
+        RocksStateStore(path / "state")
+        if store_kind == "rocksdb"
+        else SqliteStateStore(path / "state.sqlite")
     )
+    evaluator = evaluator_for(compile_segments(rules)) if rules else None
+    end = max(r.event.timestamp_ms for part in log.records for r in part)
+    settings = ProcessorSettings(batch_size=BATCH)
+    proc = Processor(log, store, evaluator, ManualClock(end), settings=settings)
+    before = gc.get_threshold()
+    tune_gc(settings.gc_threshold)  # as the running processor does (Processor.run_forever)
     t0 = time.perf_counter()
-    while proc.run_once() > 0:
-        pass
-    elapsed = time.perf_counter() - t0
+    try:
+        while proc.run_once() > 0:
+            pass
+        elapsed = time.perf_counter() - t0
+    finally:
+        gc.set_threshold(*before)
+    events = proc.stages["events"] or 1
+    for stage in ("read", "identity", "rules", "commit"):
+        STAGES.setdefault(stage, []).append(proc.stages[stage] / events * 1e6)
+    STAGES.setdefault("other", []).append(
+        (elapsed - sum(proc.stages[s] for s in ("read", "identity", "rules", "commit")))
+        / events
+        * 1e6
+    )
     store.close()
     return elapsed
+
+
+def evaluator_for(program: Any) -> Any:
+    """The evaluator the processor runs for ``program`` (the compiled kernel when built)."""
+    try:
+        from segflow.rules.incremental.kernel import compile_kernel
+    except ImportError:  # before the kernel
+        return program
+    return compile_kernel(program)
 
 
 def run_baseline(log: ListLog, path: Path) -> float:
@@ -161,20 +197,31 @@ def run_baseline(log: ListLog, path: Path) -> float:
     return elapsed
 
 
-def state_stats(path: Path) -> tuple[int, float, float, float]:
-    """(profiles, state file bytes per profile, mean encoded profile bytes, mean rule-state
+def state_stats(path: Path, store_kind: str) -> tuple[int, float, float, float]:
+    """(profiles, state bytes on disk per profile, mean encoded profile bytes, mean rule-state
     bytes per profile)."""
-    import sqlite3
-
     from segflow.profiles import decode_profile
+    from segflow.stream import SqliteStateStore
+    from segflow.stream.state.base import iter_scan
+    from segflow.stream.state.rocksdb import RocksStateStore
 
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    rows = [bytes(v) for (v,) in con.execute("SELECT value FROM kv WHERE ns = 'profile'")]
-    con.close()
+    if store_kind == "rocksdb":
+        store: Any = RocksStateStore(path / "state")
+        store.compact()  # what the data is, not the memtable's and WAL's transient copies
+        where = path / "state"
+    else:
+        store = SqliteStateStore(path / "state.sqlite")
+        store.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        where = path / "state.sqlite"
+    reader = store.reader()
+    rows = [v for _, v in iter_scan(reader, "profile", "", "\U0010ffff", page=5000)]
+    store.close()
+    size = (
+        sum(f.stat().st_size for f in where.rglob("*")) if where.is_dir() else where.stat().st_size
+    )
     n = len(rows)
     rule_bytes = sum(len(decode_profile(v).rule_state or b"") for v in rows)
-    return n, path.stat().st_size / n, sum(map(len, rows)) / n, rule_bytes / n
+    return n, size / n, sum(map(len, rows)) / n, rule_bytes / n
 
 
 def _free_port() -> int:
@@ -194,8 +241,13 @@ def serve(kind: str, data_dir: Path, port: int, token_file: Path) -> None:
         from segflow.api.auth import TokenStore, authorizer
         from segflow.api.profiles import profile_routes
         from segflow.stream import ProfileReader, SqliteStateStore
+        from segflow.stream.state.rocksdb import RocksStateStore
 
-        store = SqliteStateStore(data_dir / "state.sqlite")
+        store: Any = (
+            RocksStateStore(data_dir / "state")
+            if (data_dir / "state").exists()
+            else SqliteStateStore(data_dir / "state.sqlite")
+        )
         reader = ProfileReader(store.reader(), log=None)  # type: ignore[arg-type]
         app = Starlette(
             routes=profile_routes(reader, authorizer(TokenStore(data_dir / "catalog.sqlite")))
@@ -302,6 +354,9 @@ def main() -> None:
         default=0,
         help="segment rules on segflow's side (benchmarks.rules' sets); the baseline has none",
     )
+    ap.add_argument(
+        "--store", choices=("rocksdb", "sqlite"), default="rocksdb", help="segflow's state store"
+    )
     ap.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -319,7 +374,8 @@ def main() -> None:
         for rnd in range(args.rounds + 1):  # round 0 is the warm-up
             for p in tmp.glob("*.sqlite*"):
                 p.unlink()
-            s = run_segflow(log, tmp / "state.sqlite", rules)
+            shutil.rmtree(tmp / "state", ignore_errors=True)
+            s = run_segflow(log, tmp, rules, args.store)
             b = run_baseline(log, tmp / "baseline.sqlite")
             if rnd == 0:
                 continue
@@ -330,7 +386,13 @@ def main() -> None:
                 f"round {rnd}: segflow {args.events / s:,.0f} ev/s, baseline {args.events / b:,.0f} ev/s",
                 file=sys.stderr,
             )
-        profiles, file_bpp, enc_bpp, rule_bpp = state_stats(tmp / "state.sqlite")
+        if rnd_stages := {k: statistics.median(v[1:] or v) for k, v in STAGES.items()}:
+            print(
+                "stages, us per event (median of rounds): "
+                + ", ".join(f"{k} {v:.2f}" for k, v in rnd_stages.items()),
+                file=sys.stderr,
+            )
+        profiles, file_bpp, enc_bpp, rule_bpp = state_stats(tmp, args.store)
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
         print(

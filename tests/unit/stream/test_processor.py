@@ -9,6 +9,7 @@ import pytest
 
 from segflow.clock import DAY_MS, ManualClock
 from segflow.identity import IdentityRules
+from segflow.rules import compile_segments
 from segflow.spec import IdentityLinked, MembershipChange, ProfileMerged
 from segflow.stream import MemoryStateStore, Processor, ProfileReader, SqliteStateStore
 from segflow.stream.processor import ProcessorSettings
@@ -217,6 +218,31 @@ def test_offsets_commit_with_state(
     again = Processor(memory_log, store, clock=ManualClock(T0))
     assert again.run_once() == 0
     assert sum(memory_log.committed("processor").values()) == 20
+
+
+def test_a_restart_resumes_from_the_store_without_reading_the_log_again(
+    store: Any, memory_log: MemoryLog, make_event: EventFactory
+) -> None:
+    program = compile_segments({"viewers": 'did "Viewed" at least 2 times'})
+    memory_log.append(
+        [make_event("track", T0 + i, user_id="u1", event="Viewed") for i in range(30)]
+    )
+    drain(Processor(memory_log, store, program, clock=ManualClock(T0 + 100)))
+    reads: list[tuple[int, int]] = []
+    read = memory_log.read
+
+    def counted(partition: int, offset: int, max_records: int = 1000) -> list[Any]:
+        reads.append((partition, offset))
+        return read(partition, offset, max_records)
+
+    memory_log.read = counted  # type: ignore[method-assign]
+    done = {p: len(records) for p, records in enumerate(memory_log.records)}
+    memory_log.append([make_event("track", T0 + 50, user_id="u2", event="Viewed")])
+    again = Processor(memory_log, store, program, clock=ManualClock(T0 + 100))
+    assert drain(again) == 1  # the new event only: state and offsets came from the store
+    assert reads and all(offset >= done[p] for p, offset in reads)
+    reader = ProfileReader(store.reader(), memory_log)
+    assert reader.lookup("user_id", "u1").members == ["viewers"]  # type: ignore[union-attr]
 
 
 def test_external_ids_from_config(memory_log: MemoryLog, make_event: EventFactory) -> None:
