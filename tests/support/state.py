@@ -64,9 +64,27 @@ Dump = dict[str, list[tuple[str, bytes]]]
 
 
 def dump_state(state: Path) -> Dump:
-    """Every committed pair by namespace, in key order, and the offsets (``_offsets``)."""
-    if state.is_dir():
-        return _dump_rocks(state)
+    """Every committed pair by namespace, in key order, and the offsets (``_offsets``); the
+    outbox as one pair per change (``changes``), whatever rows the batches packed them in."""
+    return changes_apart(_dump_rocks(state) if state.is_dir() else _dump_sqlite(state))
+
+
+def changes_apart(dump: Dump) -> Dump:
+    """``dump`` with its ``outbox`` rows as one ``(sequence, encoded change)`` per change (the
+    rows a batch writes depend on where batches begin; the changes do not)."""
+    from segflow.stream.outbox import decode_row, encode_change
+
+    out = {ns: rows for ns, rows in dump.items() if ns != "outbox"}
+    if "outbox" in dump:
+        out["outbox"] = [
+            (f"{seq:016x}", encode_change(change) if change is not None else b"")
+            for key, value in dump["outbox"]
+            for seq, change in enumerate(decode_row(value), start=int(key, 16))
+        ]
+    return out
+
+
+def _dump_sqlite(state: Path) -> Dump:
     con = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
     out: Dump = {}
     for ns, key, value in con.execute("SELECT ns, key, value FROM kv ORDER BY ns, key"):

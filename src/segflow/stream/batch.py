@@ -23,7 +23,7 @@ from segflow.profiles import Profile, decode_profile, encode_profile
 from segflow.spec.changes import AnyChange, MembershipChange
 from segflow.spec.events import Event
 from segflow.stream import keys
-from segflow.stream.outbox import encode_change
+from segflow.stream.outbox import encode_changes
 from segflow.stream.state.base import StateTransaction
 
 _encoder = msgspec.msgpack.Encoder()
@@ -318,12 +318,12 @@ class Batch:
             self.working.keep(self.profiles, self.owners)
 
     def _write_changes(self, seq: int) -> None:
-        """The changes emitted, numbered from ``seq + 1``, into the outbox."""
-        tx, encode = self.tx, encode_change
-        for change in self.changes:
-            seq += 1
-            tx.set(keys.OUTBOX, f"{seq:016x}", encode(change))
-        tx.set(keys.META, "outbox_seq", str(seq).encode())
+        """The changes emitted, numbered from ``seq + 1``, into the outbox: one row
+        (:mod:`segflow.stream.outbox`)."""
+        if self.changes:
+            self.tx.set(keys.OUTBOX, keys.seq_key(seq + 1), encode_changes(self.changes))
+            seq += len(self.changes)
+        self.tx.set(keys.META, "outbox_seq", str(seq).encode())
         self._outbox_seq, self.changes = seq, []
 
     def _number(self) -> None:

@@ -35,7 +35,7 @@ from segflow.identity import Identifier
 from segflow.profiles import Profile
 from segflow.stream import keys, timeline
 from segflow.stream.batch import Batch
-from segflow.stream.outbox import decode_change
+from segflow.stream.outbox import decode_row, encode_changes
 from segflow.stream.state.base import StateTransaction, prefix_end
 
 _END = "\U0010ffff"
@@ -125,8 +125,7 @@ def erase_profiles(
         if batch.owner_of(key) in ids:
             batch.delete_owner(key)
             counts["identifiers"] += 1
-    needles = [p.encode() for p in ids]
-    counts["changes"] = _delete_matching(batch.tx, keys.OUTBOX, needles, _change_matches(ids))
+    counts["changes"] = _erase_changes(batch.tx, ids)
     counts["records"] += _delete_matching(
         batch.tx, keys.CONFLICT, [f"{t}:{v}".encode() for t, v in identifiers], _any
     )
@@ -142,13 +141,41 @@ def _forget_profile(batch: Batch, profile: Profile) -> None:
     batch.remove(profile.profile_id)
 
 
-def _change_matches(ids: set[str]) -> Matcher:
-    def matches(raw: bytes) -> bool:
-        change = decode_change(raw)
-        names = getattr(change, "profile_id", None), getattr(change, "survivor", None)
-        return bool(ids.intersection(names)) or getattr(change, "absorbed", None) in ids
+def _erase_changes(tx: StateTransaction, ids: set[str]) -> int:
+    """Blank every change of ``ids`` in the outbox (``nil`` in its row, so the others keep
+    their sequence numbers; a row left with nothing goes); returns how many."""
+    needles = [p.encode() for p in ids]
+    count = 0
+    for key, value in _everything(tx, keys.OUTBOX):
+        if not any(n in value for n in needles):
+            continue
+        changes = decode_row(value)
+        kept = [None if c is not None and _of(c, ids) else c for c in changes]
+        erased = sum(1 for a, b in zip(changes, kept, strict=True) if a is not b)
+        if not erased:
+            continue
+        count += erased
+        if any(c is not None for c in kept):
+            tx.set(keys.OUTBOX, key, encode_changes(kept))
+        else:
+            tx.delete(keys.OUTBOX, key)
+    return count
 
-    return matches
+
+def _everything(tx: StateTransaction, ns: str) -> list[tuple[str, bytes]]:
+    out: list[tuple[str, bytes]] = []
+    start = ""
+    while True:
+        rows = tx.scan(ns, start, _END, limit=_PAGE)
+        out.extend(rows)
+        if len(rows) < _PAGE:
+            return out
+        start = rows[-1][0] + "\x00"
+
+
+def _of(change: object, ids: set[str]) -> bool:
+    names = getattr(change, "profile_id", None), getattr(change, "survivor", None)
+    return bool(ids.intersection(names)) or getattr(change, "absorbed", None) in ids
 
 
 def _any(raw: bytes) -> bool:
@@ -179,14 +206,7 @@ def _delete_matching(
     that ``confirm`` accepts."""
     if not needles:
         return 0
-    doomed = []
-    start = ""
-    while True:
-        rows = tx.scan(ns, start, _END, limit=_PAGE)
-        doomed += [k for k, v in rows if any(n in v for n in needles) and confirm(v)]
-        if len(rows) < _PAGE:
-            break
-        start = rows[-1][0] + "\x00"
+    doomed = [k for k, v in _everything(tx, ns) if any(n in v for n in needles) and confirm(v)]
     for key in doomed:
         tx.delete(ns, key)
     return len(doomed)

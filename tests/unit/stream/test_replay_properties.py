@@ -8,6 +8,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.state import changes_apart
 
 from segflow.clock import ManualClock
 from segflow.identity import IdentityRules
@@ -53,10 +54,12 @@ def streams(draw: Any) -> list[Event]:
 
 def dump(store: Any) -> dict[str, Any]:
     reader = store.reader()
-    return {
-        ns: reader.scan(ns, "", "\U0010ffff")
-        for ns in ("profile", "owner", "alias", "timeline", "merge", "conflict", "outbox")
-    }
+    return changes_apart(
+        {
+            ns: reader.scan(ns, "", "\U0010ffff")
+            for ns in ("profile", "owner", "alias", "timeline", "merge", "conflict", "outbox")
+        }
+    )
 
 
 def run(events: list[Event], store: Any, batch: int, *, working: bool = False) -> dict[str, Any]:
