@@ -14,8 +14,8 @@ one host sharing a file) and :mod:`segflow.stream.state.postgres` (hosts sharing
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import Generic, Protocol, TypeVar
 
 
 class StateTransaction(Protocol):
@@ -47,6 +47,25 @@ class StateTransaction(Protocol):
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
+
+
+_Tx = TypeVar("_Tx", covariant=True)
+
+
+class Partition(Generic[_Tx]):
+    """A partition of a store: its transactions set that partition's offset by default
+    (``open_transaction(partition)`` begins one, the store's own transaction type)."""
+
+    def __init__(self, open_transaction: Callable[[int], _Tx], partition: int) -> None:
+        self._open = open_transaction
+        self._partition = partition
+
+    @property
+    def partition(self) -> int:
+        return self._partition
+
+    def begin(self) -> _Tx:
+        return self._open(self._partition)
 
 
 class StorePartition(Protocol):

@@ -9,8 +9,11 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable
+
+from segflow.stream.state.base import Partition
 
 _Key = tuple[str, str]
 
@@ -25,8 +28,8 @@ class MemoryStateStore:
         self.offsets: dict[int, int] = {}
         self.lock = threading.RLock()
 
-    def partition(self, partition: int) -> MemoryPartition:
-        return MemoryPartition(self, partition)
+    def partition(self, partition: int) -> Partition[MemoryTransaction]:
+        return Partition(functools.partial(MemoryTransaction, self), partition)
 
     def begin_global(self) -> MemoryTransaction:
         return MemoryTransaction(self, None)
@@ -36,19 +39,6 @@ class MemoryStateStore:
 
     def close(self) -> None:
         return None
-
-
-class MemoryPartition:
-    def __init__(self, store: MemoryStateStore, partition: int) -> None:
-        self.store = store
-        self._partition = partition
-
-    @property
-    def partition(self) -> int:
-        return self._partition
-
-    def begin(self) -> MemoryTransaction:
-        return MemoryTransaction(self.store, self._partition)
 
 
 def _scan(

@@ -34,8 +34,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from segflow.postgres import SharedStoreUnavailable, connect_shared
+from segflow.stream.state.base import Partition
 from segflow.stream.state.optimistic import OptimisticTransaction
-from segflow.stream.state.sql import LockedReader, LockedTransaction, Pending, SqlPartition
+from segflow.stream.state.sql import LockedReader, LockedTransaction, Pending, sql_partition
 
 STATE_LOCK = 0x5E6F_2000  # pg_advisory_xact_lock key of the state store's writers
 
@@ -171,8 +172,8 @@ class PostgresStateStore:
         self._snapshots: list[Any] = []  # idle snapshot connections
         self._opened: list[Any] = []  # every snapshot connection (closed by close())
 
-    def partition(self, partition: int) -> SqlPartition:
-        return SqlPartition(self, partition)
+    def partition(self, partition: int) -> Partition[LockedTransaction]:
+        return sql_partition(self, partition)
 
     def begin_global(self) -> LockedTransaction:
         return LockedTransaction(self, None)

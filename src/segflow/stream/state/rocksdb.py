@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import itertools
 import os
 import shutil
@@ -73,6 +74,7 @@ from typing import Any
 
 import rocksdict
 
+from segflow.stream.state.base import Partition
 from segflow.stream.state.exceptions import StateStoreBusy, StateStoreReadOnly
 
 SEP = "\x00"
@@ -275,8 +277,8 @@ class RocksStateStore:
         self.lock = threading.RLock()
         self.closed = False
 
-    def partition(self, partition: int) -> RocksPartition:
-        return RocksPartition(self, partition)
+    def partition(self, partition: int) -> Partition[RocksTransaction]:
+        return Partition(functools.partial(RocksTransaction, self), partition)
 
     def begin_global(self) -> RocksTransaction:
         return RocksTransaction(self, None)
@@ -354,19 +356,6 @@ class RocksStateStore:
             del self.db
             self.commit_lock.close()
             self._writer.close()
-
-
-class RocksPartition:
-    def __init__(self, store: RocksStateStore, partition: int) -> None:
-        self.store = store
-        self._partition = partition
-
-    @property
-    def partition(self) -> int:
-        return self._partition
-
-    def begin(self) -> RocksTransaction:
-        return RocksTransaction(self.store, self._partition)
 
 
 class RocksTransaction:
@@ -569,7 +558,7 @@ class RocksReadOnlyStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def partition(self, partition: int) -> RocksPartition:
+    def partition(self, partition: int) -> Partition[RocksTransaction]:
         raise StateStoreReadOnly(str(self.path))
 
     def begin_global(self) -> RocksTransaction:

@@ -19,10 +19,13 @@ transaction is remembered in ``written`` and only enters the cache after the com
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
+
+from segflow.stream.state.base import Partition
 
 Key = tuple[str, str]
 Pending = dict[Key, bytes | None]
@@ -107,19 +110,9 @@ def overlay_scan(
     return out[:limit]
 
 
-class SqlPartition:
-    """A partition of a SQL store: its transactions set that partition's offset by default."""
-
-    def __init__(self, store: SqlStore, partition: int) -> None:
-        self.store = store
-        self._partition = partition
-
-    @property
-    def partition(self) -> int:
-        return self._partition
-
-    def begin(self) -> LockedTransaction:
-        return LockedTransaction(self.store, self._partition)
+def sql_partition(store: SqlStore, partition: int) -> Partition[LockedTransaction]:
+    """A partition of a SQL store (its transactions hold the store's write lock)."""
+    return Partition(functools.partial(LockedTransaction, store), partition)
 
 
 class LockedTransaction:

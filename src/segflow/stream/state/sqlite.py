@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segflow.sqlite import connect, vacuum
+from segflow.stream.state.base import Partition
 from segflow.stream.state.sql import (
     CACHED_NAMESPACES,
     LockedReader,
     LockedTransaction,
     Pending,
-    SqlPartition,
+    sql_partition,
 )
 
 if TYPE_CHECKING:
@@ -74,8 +75,8 @@ class SqliteStateStore:
             self.cache.clear()
             self.data_version = version
 
-    def partition(self, partition: int) -> SqlPartition:
-        return SqlPartition(self, partition)
+    def partition(self, partition: int) -> Partition[LockedTransaction]:
+        return sql_partition(self, partition)
 
     def begin_global(self) -> LockedTransaction:
         return LockedTransaction(self, None)
