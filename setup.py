@@ -55,7 +55,7 @@ def _extensions() -> list[Extension]:
         SOURCES,
         language="c++",
         depends=HEADERS,
-        extra_compile_args=["-O2", "-std=c++17", "-fvisibility=hidden"],
+        extra_compile_args=["-O3", "-std=c++17", "-fvisibility=hidden"],
     )
     return cythonize([ext], language_level=3, quiet=True)
 

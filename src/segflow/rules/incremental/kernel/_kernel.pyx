@@ -8,6 +8,7 @@ that program does over its own binary state (``format.py``); see ``kernel/__init
 
 from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint8_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from libcpp cimport bool as cbool
 from libcpp.string cimport string
 from libcpp.vector cimport vector
@@ -18,6 +19,7 @@ from segflow.rules.incremental import state as _state
 from segflow.rules.incremental.kernel import format as _format
 from segflow.rules.incremental.kernel.layout import Layout, build_layout
 from segflow.rules.values import to_time_ms as _to_time_ms
+from segflow.spec.events import Event
 
 
 cdef extern from "kernel.hpp" namespace "sfk":
@@ -101,6 +103,7 @@ cdef extern from "kernel.hpp" namespace "sfk":
         vector[int] trait_root
         vector[vector[WakeDef]] trait_wakes
         vector[PyObject*] trait_names
+        vector[PyObject*] rule_names
         vector[Bucket] buckets
         PyObject* bucket_of
         PyObject* to_time_ms
@@ -122,13 +125,14 @@ cdef extern from "kernel.hpp" namespace "sfk":
         void reset(const Program&)
 
     PyObject* own(PyObject*)
+    void set_event_type(Program&, PyObject*) except +
     void literal_from_py(Literal&, PyObject*) except +
     cbool load(const Program&, Work&, const uint8_t*, size_t) except +
     void record(const Program&, Work&, PyObject*, int64_t) except +
     void flush_edits(const Program&, Work&) except +
     void run_evaluation(const Program&, Work&, PyObject*, int64_t, PyObject*, cbool&, int64_t&) except +
     object write_state(const Program&, Work&, PyObject*) except +
-    object member_bits(const Work&) except +
+    object members(Program&, const Work&) except +
 
 
 cdef extern from "Python.h":
@@ -180,8 +184,6 @@ cdef class KernelProgram:
     cdef readonly object layout
     cdef readonly dict definitions
     cdef readonly dict traits
-    cdef dict _members
-    cdef list _names
 
     def __cinit__(self):
         self.P = new Program()
@@ -197,8 +199,6 @@ cdef class KernelProgram:
         self.definitions = dict(program.definitions)
         self.traits = dict(program.traits)
         self.layout = build_layout(program.plan)
-        self._members = {}
-        self._names = list(self.layout.rules)
         self._build(self.layout)
 
     cdef _build(self, lay):
@@ -309,6 +309,8 @@ cdef class KernelProgram:
             P.seq_rules.push_back(ints)
         for name in lay.traits:
             P.trait_names.push_back(_keep(name))
+        for name in lay.rules:
+            P.rule_names.push_back(_keep(name))
         for matchers, never, slots, seqs in lay.buckets:
             bk = Bucket()
             bk.matchers = matchers
@@ -331,6 +333,7 @@ cdef class KernelProgram:
         P.a_clusters = _keep(PyUnicode_InternFromString(b"clusters"))
         P.a_cluster_ids = _keep(PyUnicode_InternFromString(b"cluster_ids"))
         P.a_get = _keep(PyUnicode_InternFromString(b"get"))
+        set_event_type(P[0], <PyObject*>Event)
 
     # --- the SegmentEvaluator protocol --------------------------------------------------------
     def on_event(self, profile, state, event, int64_t now_ms):
@@ -368,6 +371,18 @@ cdef class KernelProgram:
         st = self._profile_state(state) if state else _state.ProfileState()
         return self.python.explain(profile, _state.encode(st), segment, now_ms)
 
+    def _timed(self, profile, state, events, int64_t now_ms):
+        """:meth:`on_events` with the nanoseconds of each stage (for benchmarks.kernel): load,
+        record (matching, extraction, insertion), flush (writing touched sections),
+        evaluate (rules and computed traits), write (the state and the result)."""
+        cdef int64_t stamps[6]
+        self.busy = True
+        try:
+            res = self._call(self.W, profile, state, events, now_ms, stamps)
+        finally:
+            self.busy = False
+        return res, [stamps[i + 1] - stamps[i] for i in range(5)]
+
     # --- internals --------------------------------------------------------------------------
     def _profile_state(self, data):
         """A state of any format as a :class:`ProfileState` (without SegmentProgram._load)."""
@@ -392,17 +407,19 @@ cdef class KernelProgram:
             W = mine
         self.busy = True
         try:
-            return self._call(W, profile, state, events, now_ms)
+            return self._call(W, profile, state, events, now_ms, NULL)
         finally:
             self.busy = mine != NULL
             if mine != NULL:
                 del mine
 
-    cdef object _call(self, Work* W, profile, state, events, int64_t now_ms):
+    cdef object _call(self, Work* W, profile, state, events, int64_t now_ms, int64_t* stamps):
         cdef Program* P = self.P
         cdef cbool has_next = False
         cdef int64_t nxt = 0
         cdef object loaded = None
+        if stamps != NULL:
+            stamps[0] = _ns()
         W.reset(P[0])
         if state:
             loaded = state if type(state) is bytes else bytes(state)
@@ -411,27 +428,33 @@ cdef class KernelProgram:
                 W.reset(P[0])
                 if not load(P[0], W[0], <const uint8_t*>PyBytes_AS_STRING(loaded), PyBytes_GET_SIZE(loaded)):
                     raise ValueError("a converted state does not load")
+        if stamps != NULL:
+            stamps[1] = _ns()
         for event in events:
             record(P[0], W[0], <PyObject*>event, now_ms)
+        if stamps != NULL:
+            stamps[2] = _ns()
         flush_edits(P[0], W[0])
+        if stamps != NULL:
+            stamps[3] = _ns()
         traits = {}
         run_evaluation(P[0], W[0], <PyObject*>profile, now_ms, <PyObject*>traits, has_next, nxt)
+        if stamps != NULL:
+            stamps[4] = _ns()
         cdef KernelResult res = KernelResult.__new__(KernelResult)
         res.state = write_state(P[0], W[0], <PyObject*>loaded if loaded is not None else NULL)
-        bits = member_bits(W[0])
-        members = self._members.get(bits)
-        if members is None:
-            names = self._names
-            members = frozenset(
-                names[i] for i in range(len(names)) if (<bytes>bits)[i // 8] >> (i % 8) & 1
-            )
-            if len(self._members) > 4096:
-                self._members.clear()
-            self._members[bits] = members
-        res.members = members
+        res.members = members(P[0], W[0])
         res.computed_traits = traits
         res.next_wakeup_ms = nxt if has_next else None
+        if stamps != NULL:
+            stamps[5] = _ns()
         return res
+
+
+cdef inline int64_t _ns():
+    cdef timespec t
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return t.tv_sec * 1_000_000_000 + t.tv_nsec
 
 
 _OPS = {op: i for i, op in enumerate(("=", "!=", "<", "<=", ">", ">=", "in", "contains", "starts with"))}

@@ -12,8 +12,11 @@
 #pragma once
 
 #include <Python.h>
+#include <structmember.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <new>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -21,6 +24,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace sfk {
@@ -43,6 +47,50 @@ inline u64 ld_u64(const u8* p) { u64 v; std::memcpy(&v, p, 8); return v; }
 inline u32 ld_u32(const u8* p) { u32 v; std::memcpy(&v, p, 4); return v; }
 inline u16 ld_u16(const u8* p) { u16 v; std::memcpy(&v, p, 2); return v; }
 inline double ld_f64(const u8* p) { double v; std::memcpy(&v, p, 8); return v; }
+
+// A growable byte buffer whose writes inline (std::string::append is a call per write).
+struct Bytes {
+  u8* p = nullptr;
+  size_t len = 0, cap = 0;
+  Bytes() = default;
+  Bytes(const Bytes&) = delete;
+  Bytes& operator=(const Bytes&) = delete;
+  ~Bytes() { std::free(p); }
+  void clear() { len = 0; }
+  size_t size() const { return len; }
+  const u8* data() const { return p; }
+  void grow(size_t need) {
+    size_t c = std::max(need, cap * 2 + 256);
+    u8* q = static_cast<u8*>(std::realloc(p, c));
+    if (!q) throw std::bad_alloc();
+    p = q;
+    cap = c;
+  }
+  u8* extend(size_t n) {
+    if (len + n > cap) grow(len + n);
+    u8* at = p + len;
+    len += n;
+    return at;
+  }
+  void append(const void* s, size_t n) { if (n) std::memcpy(extend(n), s, n); }
+};
+
+inline void put_u8(Bytes& s, u8 v) { *s.extend(1) = v; }
+inline void put_u16(Bytes& s, u16 v) { std::memcpy(s.extend(2), &v, 2); }
+inline void put_u32(Bytes& s, u32 v) { std::memcpy(s.extend(4), &v, 4); }
+inline void put_i64(Bytes& s, i64 v) { std::memcpy(s.extend(8), &v, 8); }
+inline void put_f64(Bytes& s, double v) { std::memcpy(s.extend(8), &v, 8); }
+inline void put_varint(Bytes& s, u64 n) {
+  while (n >= 0x80) { put_u8(s, static_cast<u8>((n & 0x7F) | 0x80)); n >>= 7; }
+  put_u8(s, static_cast<u8>(n));
+}
+inline void put_text(Bytes& s, sv t) { put_varint(s, t.size()); s.append(t.data(), t.size()); }
+inline size_t varint_size(u64 n) { size_t k = 1; while (n >= 0x80) { n >>= 7; ++k; } return k; }
+inline u8* write_varint(u8* p, u64 n) {
+  while (n >= 0x80) { *p++ = static_cast<u8>((n & 0x7F) | 0x80); n >>= 7; }
+  *p++ = static_cast<u8>(n);
+  return p;
+}
 
 inline void put_u8(std::string& s, u8 v) { s.push_back(static_cast<char>(v)); }
 inline void put_u16(std::string& s, u16 v) { s.append(reinterpret_cast<const char*>(&v), 2); }
@@ -323,6 +371,8 @@ struct Program {
   std::vector<int> trait_root;
   std::vector<std::vector<WakeDef>> trait_wakes;
   std::vector<PyObject*> trait_names;
+  std::vector<PyObject*> rule_names;
+  std::unordered_map<std::string, PyObject*> members_cache;  // member bits -> frozenset
   std::vector<Bucket> buckets;
   PyObject* bucket_of = nullptr;  // {track name: bucket}
   PyObject* to_time_ms = nullptr;  // segflow.rules.values.to_time_ms
@@ -332,6 +382,10 @@ struct Program {
   PyObject* a_timestamp_ms = nullptr; PyObject* a_message_id = nullptr;
   PyObject* a_scores = nullptr; PyObject* a_clusters = nullptr; PyObject* a_cluster_ids = nullptr;
   PyObject* a_get = nullptr;
+  // the Event struct's fields, read at their offsets when an event is exactly an Event
+  PyTypeObject* event_type = nullptr;
+  Py_ssize_t o_type = -1, o_event = -1, o_name = -1, o_user_id = -1, o_properties = -1,
+             o_traits = -1, o_timestamp_ms = -1, o_message_id = -1;
 
   size_t nrules() const { return rule_root.size(); }
 
@@ -342,10 +396,13 @@ struct Program {
     for (auto& o : literal_objs) drop(o);
     for (auto& s : slots) for (auto& p : s.paths) for (auto& k : p) drop(k);
     for (auto& o : trait_names) drop(o);
+    for (auto& o : rule_names) drop(o);
+    for (auto& kv : members_cache) drop(kv.second);
     for (PyObject** o : {&bucket_of, &to_time_ms, &encode_raw, &a_type, &a_event, &a_name, &a_user_id,
                          &a_properties, &a_traits, &a_timestamp_ms, &a_message_id, &a_scores,
                          &a_clusters, &a_cluster_ids, &a_get})
       drop(*o);
+    Py_XDECREF(reinterpret_cast<PyObject*>(event_type));
   }
 };
 
@@ -372,13 +429,36 @@ struct View {  // one section's body: entries sorted by (ts, message id), and a 
   u32 offset(u32 i) const {
     return off16 ? ld_u16(off + 2 * static_cast<size_t>(i)) : ld_u32(off + 4 * static_cast<size_t>(i));
   }
-  const u8* row(u32 i) const { return rows + offset(i); }
+  // rows are bounds-checked when read (a malformed state raises, never reads out of bounds)
+  const u8* row(u32 i) const {
+    u32 o = offset(i);
+    if (o > rows_len) bad_state("a row offset beyond the rows of a kernel state");
+    return rows + o;
+  }
   const u8* row_end(u32 i) const { return i + 1 < n ? row(i + 1) : rows + rows_len; }
-  Cursor cursor(u32 i) const { return Cursor{row(i), row_end(i)}; }
+  Cursor cursor(u32 i) const {
+    const u8* a = row(i);
+    const u8* b = row_end(i);
+    if (b < a) bad_state("row offsets out of order in a kernel state");
+    return Cursor{a, b};
+  }
   sv mid(u32 i) const { Cursor c = cursor(i); return c.text(); }
   // index of the first entry with ts > t, in [lo, n)  (state.after, bisect_right)
   u32 after(i64 t, u32 lo = 0) const {
     u32 hi = n;
+    while (lo < hi) {
+      u32 m = lo + (hi - lo) / 2;
+      if (this->t(m) > t) hi = m; else lo = m + 1;
+    }
+    return lo;
+  }
+  // the first entry after ``from`` with ts > t, by galloping (cheap when near ``from``)
+  u32 after_from(i64 t, u32 from) const {
+    if (from >= n || this->t(from) > t) return from;
+    u32 lo = from, step = 1;  // t(lo) <= t
+    while (lo + step < n && this->t(lo + step) <= t) { lo += step; step <<= 1; }
+    u32 hi = std::min(n, lo + step);
+    ++lo;
     while (lo < hi) {
       u32 m = lo + (hi - lo) / 2;
       if (this->t(m) > t) hi = m; else lo = m + 1;
@@ -413,12 +493,6 @@ inline View parse_body(const u8* p, u32 len) {
   c.need(v.rows_len);
   v.rows = c.p;
   c.p += v.rows_len;
-  u32 prev = 0;
-  for (u32 i = 0; i < v.n; ++i) {
-    u32 o = v.offset(i);
-    if (o < prev || o > v.rows_len || (i == 0 && o != 0)) bad_state("bad row offsets in a kernel state");
-    prev = o;
-  }
   v.has_fold = c.u8_() != 0;
   if (v.has_fold) {
     v.fold_len = c.u32_();
@@ -439,9 +513,21 @@ inline u8 body_flags(u32 n, i64 first, i64 last, size_t rows_len) {
 
 struct Section {
   bool present = false;
+  bool parsed = true;  // ``view`` is read from the body on first use
   const u8* start = nullptr;  // the whole section (prefix, length, body)
   u32 len = 0;
-  View view;
+  const u8* body = nullptr;
+  u32 body_len = 0;
+  u8 kind = 0;
+  View view_;
+  const View& view() {
+    if (!parsed) {
+      view_ = parse_body(body, body_len);
+      if (view_.has_fold && view_.fold_len < (kind == SEQ_SECTION ? 1u : 17u)) bad_state("a short fold in a kernel state");
+      parsed = true;
+    }
+    return view_;
+  }
 };
 
 // --- folds (state.Fold, PathFold, SeqFold) -------------------------------------------------------
@@ -564,7 +650,7 @@ inline void decode_fold(const View& v, u8 kind, const SlotDef* slot, Fold& f) {
   }
 }
 
-inline void encode_fold(std::string& s, const Fold& f, u8 kind) {
+inline void encode_fold(Bytes& s, const Fold& f, u8 kind) {
   if (kind == SEQ_SECTION) {
     put_u8(s, static_cast<u8>(f.last.size()));
     for (size_t i = 0; i < f.last.size(); ++i) { put_u8(s, f.has_last[i]); put_i64(s, f.has_last[i] ? f.last[i] : 0); }
@@ -581,7 +667,7 @@ inline void encode_fold(std::string& s, const Fold& f, u8 kind) {
     if (f.has_raw) {
       put_i64(s, f.raw_ts);
       put_text(s, f.raw_mid);
-      s += f.raw_val;
+      s.append(f.raw_val.data(), f.raw_val.size());
     }
     return;
   }
@@ -665,6 +751,14 @@ struct Edit {
   std::vector<NewRow> added;  // sorted by (ts, mid); none equal to a remaining old entry
 };
 
+struct Counts {  // the value counts of one window of one slot's path (and its fold), this call
+  i64 slot = 0;
+  int path = 0;
+  u32 lo = 0, hi = 0;
+  bool folds = false;
+  std::vector<std::pair<sv, i64>> counts;  // sorted by text
+};
+
 struct Work {
   std::vector<signed char> res;  // -1: no result yet
   std::vector<i64> wake;
@@ -675,12 +769,16 @@ struct Work {
   std::vector<int> touched_slots, touched_seqs;
   std::vector<u8> slot_touched, seq_touched;
   std::vector<u8> matched;
-  std::string arena, scratch, tsb, offb, rowb;
+  Bytes arena, scratch, foldb, header;
+  std::vector<std::pair<size_t, size_t>> spans;
   std::deque<std::string> texts;
   std::vector<PyObject*> keep;
   std::vector<u8> seq_done;
   std::vector<Fold> seq_now;  // a sequence's machine at now (executor._seq_fold)
   std::vector<u8> moved, dirty;
+  std::vector<Counts> counts;  // counts[0, counts_used) are this call's
+  size_t counts_used = 0;
+  std::vector<sv> texts_of;
   const u8* input = nullptr;
   size_t header_len = 0;  // of the input's results and timers (0: not a kernel state of ours)
   PyObject* scores = nullptr;
@@ -718,8 +816,9 @@ struct Work {
     matched.assign(P.matchers.size(), 0);
     arena.clear();
     scratch.clear();
-    texts.clear();
+    if (texts.size() > 4096) texts.clear();  // (views into it live for one call)
     seq_done.assign(nq, 0);
+    counts_used = 0;
     seq_now.resize(nq);
     input = nullptr;
     header_len = 0;
@@ -770,10 +869,12 @@ inline bool load(const Program& P, Work& W, const u8* data, size_t len) {
     u32 body = c.u32_();
     c.need(body);
     sec->present = true;
+    sec->parsed = false;
+    sec->kind = kind;
     sec->start = start;
     sec->len = static_cast<u32>(c.p + body - start);
-    sec->view = parse_body(c.p, body);
-    if (sec->view.has_fold && sec->view.fold_len < (kind == SEQ_SECTION ? 1u : 17u)) bad_state("a short fold in a kernel state");
+    sec->body = c.p;
+    sec->body_len = body;
     c.p += body;
   }
   if (c.p != c.end) bad_state("trailing bytes after a kernel state");
@@ -782,6 +883,32 @@ inline bool load(const Program& P, Work& W, const u8* data, size_t len) {
 }
 
 // --- recording an event (program._record) --------------------------------------------------------
+
+// The offset of a member (slot) field of ``type`` named ``name``, or -1
+inline Py_ssize_t member_offset(PyObject* type, PyObject* name) {
+  PyObject* d = PyObject_GetAttr(type, name);
+  if (!d) { PyErr_Clear(); return -1; }
+  Py_ssize_t off = -1;
+  if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+    PyMemberDef* m = reinterpret_cast<PyMemberDescrObject*>(d)->d_member;
+    if (m->type == T_OBJECT_EX || m->type == T_OBJECT) off = m->offset;
+  }
+  Py_DECREF(d);
+  return off;
+}
+
+inline void set_event_type(Program& P, PyObject* type) {
+  Py_INCREF(type);
+  P.event_type = reinterpret_cast<PyTypeObject*>(type);
+  P.o_type = member_offset(type, P.a_type);
+  P.o_event = member_offset(type, P.a_event);
+  P.o_name = member_offset(type, P.a_name);
+  P.o_user_id = member_offset(type, P.a_user_id);
+  P.o_properties = member_offset(type, P.a_properties);
+  P.o_traits = member_offset(type, P.a_traits);
+  P.o_timestamp_ms = member_offset(type, P.a_timestamp_ms);
+  P.o_message_id = member_offset(type, P.a_message_id);
+}
 
 struct Event {
   PyObject* obj;
@@ -802,15 +929,19 @@ struct Event {
     Py_XDECREF(type_obj); Py_XDECREF(mid_obj); Py_XDECREF(name); Py_XDECREF(page_name);
     Py_XDECREF(user_id); Py_XDECREF(props); Py_XDECREF(traits);
   }
-  PyObject* attr(PyObject*& slot, PyObject* name_) {
+  PyObject* attr(PyObject*& slot, PyObject* name_, Py_ssize_t offset) {
     if (!slot) {
-      slot = PyObject_GetAttr(obj, name_);
+      if (offset >= 0 && Py_TYPE(obj) == P->event_type) {
+        slot = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(obj) + offset);
+        Py_XINCREF(slot);
+      }
+      if (!slot) slot = PyObject_GetAttr(obj, name_);
       if (!slot) throw PyError();
     }
     return slot;
   }
-  PyObject* properties() { return attr(props, P->a_properties); }
-  PyObject* trait_values() { return attr(traits, P->a_traits); }
+  PyObject* properties() { return attr(props, P->a_properties, P->o_properties); }
+  PyObject* trait_values() { return attr(traits, P->a_traits, P->o_traits); }
 };
 
 inline u8 event_type(PyObject* t) {
@@ -852,14 +983,14 @@ inline bool selector_matches(const Program& P, const MatcherDef& m, Event& ev) {
     case M_PAGE: case M_SCREEN: {
       ok = ev.type == (m.kind == M_PAGE ? T_PAGE : T_SCREEN);
       if (ok && m.name) {
-        int eq = PyObject_RichCompareBool(ev.attr(ev.page_name, P.a_name), m.name, Py_EQ);
+        int eq = PyObject_RichCompareBool(ev.attr(ev.page_name, P.a_name, P.o_name), m.name, Py_EQ);
         if (eq < 0) throw PyError();
         ok = eq == 1;
       }
       break;
     }
     case M_IDENTIFY: ok = ev.type == T_IDENTIFY; break;
-    case M_IDENTIFIED: ok = ev.attr(ev.user_id, P.a_user_id) != Py_None; break;
+    case M_IDENTIFIED: ok = ev.attr(ev.user_id, P.a_user_id, P.o_user_id) != Py_None; break;
     case M_TRAIT: ok = ev.type == T_IDENTIFY && py_get_path(ev.trait_values(), m.trait) != nullptr; break;
     default: ok = true;
   }
@@ -873,7 +1004,7 @@ inline PyObject* kept(PyObject* v) {
   return Py_None;  // (bool is an int)
 }
 
-inline void encode_cell(std::string& s, PyObject* v) {
+inline void encode_cell(Bytes& s, PyObject* v) {
   if (PyBool_Check(v)) { put_u8(s, v == Py_True ? TAG_TRUE : TAG_FALSE); return; }
   if (PyLong_Check(v)) {
     int overflow = 0;
@@ -895,7 +1026,7 @@ inline void encode_cell(std::string& s, PyObject* v) {
   put_u8(s, TAG_NONE);
 }
 
-inline void encode_trait(const Program& P, const SlotDef& slot, std::string& s, PyObject* raw) {  // format.encode_trait
+inline void encode_trait(const Program& P, const SlotDef& slot, Bytes& s, PyObject* raw) {  // format.encode_trait
   u8 flags = raw != Py_None ? 1 : 0;
   double time = 0;
   if (slot.needs_time) {
@@ -912,9 +1043,9 @@ inline void encode_trait(const Program& P, const SlotDef& slot, std::string& s, 
   put_u8(s, flags);
   if (flags & 2) put_f64(s, time);
   size_t at = s.size();
-  s.append(slot.nbits, '\0');
+  std::memset(s.extend(slot.nbits), 0, slot.nbits);
   for (size_t i = 0; i < slot.preds.size(); ++i)
-    if (raw != Py_None && py_compare(raw, slot.preds[i].op, slot.preds[i].lit)) s[at + i / 8] |= static_cast<char>(1 << (i % 8));
+    if (raw != Py_None && py_compare(raw, slot.preds[i].op, slot.preds[i].lit)) s.p[at + i / 8] |= static_cast<u8>(1 << (i % 8));
   PyObject* blob = PyObject_CallOneArg(P.encode_raw, raw);
   if (!blob) throw PyError();
   char* p;
@@ -925,7 +1056,7 @@ inline void encode_trait(const Program& P, const SlotDef& slot, std::string& s, 
   Py_DECREF(blob);
 }
 
-inline sv arena_sv(const Work& W, u32 off, u32 len) { return sv(W.arena.data() + off, len); }
+inline sv arena_sv(const Work& W, u32 off, u32 len) { return sv(reinterpret_cast<const char*>(W.arena.data()) + off, len); }
 
 inline sv row_mid(const Work& W, const NewRow& r) { return arena_sv(W, r.mid_off, r.mid_len); }
 
@@ -973,7 +1104,7 @@ inline void take_upto(Work& W, Edit& e, i64 cut, F&& each) {
       ++a;
     } else {
       const NewRow& r = e.added[b];
-      const u8* p = reinterpret_cast<const u8*>(W.arena.data()) + r.pay_off;
+      const u8* p = W.arena.data() + r.pay_off;
       Cursor c{p, p + r.pay_len};
       each(r.ts, row_mid(W, r), c);
       ++b;
@@ -1041,13 +1172,13 @@ inline void add_to_fold(Work& W, Fold& f, const SlotDef& slot, i64 ts, sv mid, C
 
 inline Fold& slot_fold(Work& W, const Program& P, int s) {
   Fold& f = W.slot_fold[s];
-  if (!f.loaded) decode_fold(W.slot_sec[s].view, P.slots[s].kind, &P.slots[s], f);
+  if (!f.loaded) decode_fold(W.slot_sec[s].view(), P.slots[s].kind, &P.slots[s], f);
   return f;
 }
 
 inline Fold& seq_fold(Work& W, int q) {
   Fold& f = W.seq_fold[q];
-  if (!f.loaded) decode_fold(W.seq_sec[q].view, SEQ_SECTION, nullptr, f);
+  if (!f.loaded) decode_fold(W.seq_sec[q].view(), SEQ_SECTION, nullptr, f);
   return f;
 }
 
@@ -1138,7 +1269,7 @@ inline Edit& begin_edit(Work& W, std::vector<Edit>& edits, std::vector<Section>&
   Edit& e = edits[i];
   if (!e.active) {
     e.active = true;
-    e.old = secs[i].present ? secs[i].view : View();
+    e.old = secs[i].present ? secs[i].view() : View();
     e.lo = 0;
     e.added.clear();
   }
@@ -1151,16 +1282,15 @@ inline void touch(std::vector<u8>& flags, std::vector<int>& list, int i) {
 
 inline void record(const Program& P, Work& W, PyObject* obj, i64 now) {
   Event ev(&P, obj);
-  ev.type = event_type(ev.attr(ev.type_obj, P.a_type));
-  PyObject* tso = PyObject_GetAttr(obj, P.a_timestamp_ms);
-  if (!tso) throw PyError();
-  ev.ts = PyLong_AsLongLong(tso);
+  ev.type = event_type(ev.attr(ev.type_obj, P.a_type, P.o_type));
+  PyObject* tso = nullptr;
+  ev.ts = PyLong_AsLongLong(ev.attr(tso, P.a_timestamp_ms, P.o_timestamp_ms));
   Py_DECREF(tso);
   if (ev.ts == -1 && PyErr_Occurred()) throw PyError();
-  ev.mid = utf8_of(ev.attr(ev.mid_obj, P.a_message_id));
+  ev.mid = utf8_of(ev.attr(ev.mid_obj, P.a_message_id, P.o_message_id));
   const Bucket* bucket = &P.buckets[0];
   if (ev.type == T_TRACK) {
-    PyObject* name = ev.attr(ev.name, P.a_event);
+    PyObject* name = ev.attr(ev.name, P.a_event, P.o_event);
     PyObject* found = PyDict_GetItemWithError(P.bucket_of, name);
     if (!found && PyErr_Occurred()) {
       if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw PyError();
@@ -1204,115 +1334,180 @@ inline void record(const Program& P, Work& W, PyObject* obj, i64 now) {
 
 // --- writing edited sections ---------------------------------------------------------------------
 
-inline void encode_edit(Work& W, const Edit& e, const std::string& prefix, const Fold* fold, u8 kind,
-                        const View& old_view, std::string& out) {
+// Copies the times and row offsets of old entries [a, end) to a new section's columns (times
+// rebased on ``first`` when 32-bit, offsets moved by ``shift``), advancing the column pointers.
+inline void copy_run(const View& v, u32 a, u32 end, u8 flags, i64 first, u32 shift, u8*& ts_p, u8*& off_p) {
+  size_t k = end - a;
+  if ((flags & 1) && v.ts32) {
+    u32 delta = static_cast<u32>(static_cast<u64>(v.base) - static_cast<u64>(first));
+    const u8* in = v.ts + 4 * static_cast<size_t>(a);
+    if (delta == 0) std::memcpy(ts_p, in, 4 * k);
+    else
+      for (size_t i = 0; i < k; ++i) { u32 d = ld_u32(in + 4 * i) + delta; std::memcpy(ts_p + 4 * i, &d, 4); }
+    ts_p += 4 * k;
+  } else if (!(flags & 1) && !v.ts32) {
+    std::memcpy(ts_p, v.ts + 8 * static_cast<size_t>(a), 8 * k);
+    ts_p += 8 * k;
+  } else {
+    for (u32 i = a; i < end; ++i) {
+      i64 t = v.t(i);
+      if (flags & 1) { u32 d = static_cast<u32>(static_cast<u64>(t) - static_cast<u64>(first)); std::memcpy(ts_p, &d, 4); ts_p += 4; }
+      else { std::memcpy(ts_p, &t, 8); ts_p += 8; }
+    }
+  }
+  if ((flags & 2) && v.off16) {
+    const u8* in = v.off + 2 * static_cast<size_t>(a);
+    if (shift == 0) std::memcpy(off_p, in, 2 * k);
+    else
+      for (size_t i = 0; i < k; ++i) { u16 o = static_cast<u16>(ld_u16(in + 2 * i) + shift); std::memcpy(off_p + 2 * i, &o, 2); }
+    off_p += 2 * k;
+  } else {
+    for (u32 i = a; i < end; ++i) {
+      u32 o = v.offset(i) + shift;
+      if (flags & 2) { u16 o16 = static_cast<u16>(o); std::memcpy(off_p, &o16, 2); off_p += 2; }
+      else { std::memcpy(off_p, &o, 4); off_p += 4; }
+    }
+  }
+}
+
+// Writes a touched section: the old entries [lo, n) merged with the added rows (runs of old
+// rows copied as blocks), the columns in their narrowest widths, then the fold.
+inline void encode_edit(Work& W, const Edit& e, const std::string& prefix, const Fold* fold, u8 kind, Bytes& out) {
   const View& v = e.old;
-  // the merged order: runs of old entries (copied as blocks) and new rows, with each row's
-  // offset in the new rows area; times and offsets are written once their widths are known
-  W.rowb.clear();
-  W.tsb.clear();   // i64 times
-  W.offb.clear();  // u32 offsets
-  u32 a = e.lo;
-  size_t b = 0;
-  u32 n = 0;
-  while (a < v.n || b < e.added.size()) {
+  u32 lo = std::min(e.lo, v.n);
+  size_t n_old = v.n - lo, n = n_old + e.added.size();
+  i64 first = 0, last = 0;
+  if (n_old && !e.added.empty()) {
+    first = std::min(v.t(lo), e.added.front().ts);
+    last = std::max(v.t(v.n - 1), e.added.back().ts);
+  } else if (n_old) {
+    first = v.t(lo);
+    last = v.t(v.n - 1);
+  } else if (n) {
+    first = e.added.front().ts;
+    last = e.added.back().ts;
+  }
+  size_t rows_len = n_old ? v.rows_len - v.offset(lo) : 0;
+  if (n_old && v.offset(lo) > v.rows_len) bad_state("a row offset beyond the rows of a kernel state");
+  for (const NewRow& r : e.added) rows_len += varint_size(r.mid_len) + r.mid_len + r.pay_len;
+  u8 flags = body_flags(static_cast<u32>(n), first, last, rows_len);
+  size_t tw = (flags & 1) ? 4 : 8, ow = (flags & 2) ? 2 : 4;
+  const u8* fold_bytes = nullptr;
+  size_t fold_len = 0;
+  bool has_fold;
+  if (fold && fold->changed) {
+    has_fold = fold->has;
+    if (has_fold) {
+      W.foldb.clear();
+      encode_fold(W.foldb, *fold, kind);
+      fold_bytes = W.foldb.data();
+      fold_len = W.foldb.size();
+    }
+  } else {
+    has_fold = v.has_fold;
+    fold_bytes = v.fold;
+    fold_len = v.fold_len;
+  }
+  size_t body = 4 + 1 + ((flags & 1) ? 8 : 0) + n * (tw + ow) + 4 + rows_len + 1 + (has_fold ? 4 + fold_len : 0);
+  if (body > 0xFFFFFFFFull) bad_state("a section of a kernel state beyond 4 GiB");
+  out.append(prefix.data(), prefix.size());
+  put_u32(out, static_cast<u32>(body));
+  u8* b = out.extend(body);
+  u32 n32 = static_cast<u32>(n);
+  std::memcpy(b, &n32, 4);
+  b[4] = flags;
+  u8* ts_p = b + 5;
+  if (flags & 1) { std::memcpy(ts_p, &first, 8); ts_p += 8; }
+  u8* off_p = ts_p + n * tw;
+  u8* rows_len_p = off_p + n * ow;
+  u32 rl = static_cast<u32>(rows_len);
+  std::memcpy(rows_len_p, &rl, 4);
+  u8* rows = rows_len_p + 4;
+  size_t cur = 0;  // the next row's offset
+  auto put_entry = [&](i64 t, size_t off) {
+    if (flags & 1) {
+      u32 d = static_cast<u32>(static_cast<u64>(t) - static_cast<u64>(first));
+      std::memcpy(ts_p, &d, 4);
+      ts_p += 4;
+    } else {
+      std::memcpy(ts_p, &t, 8);
+      ts_p += 8;
+    }
+    if (flags & 2) {
+      u16 o = static_cast<u16>(off);
+      std::memcpy(off_p, &o, 2);
+      off_p += 2;
+    } else {
+      u32 o = static_cast<u32>(off);
+      std::memcpy(off_p, &o, 4);
+      off_p += 4;
+    }
+  };
+  u32 a = lo;
+  size_t bi = 0;
+  while (a < v.n || bi < e.added.size()) {
     bool old_first;
     if (a == v.n) old_first = false;
-    else if (b == e.added.size()) old_first = true;
-    else old_first = cmp_key(v.t(a), v.mid(a), e.added[b].ts, row_mid(W, e.added[b])) < 0;
+    else if (bi == e.added.size()) old_first = true;
+    else old_first = cmp_key(v.t(a), v.mid(a), e.added[bi].ts, row_mid(W, e.added[bi])) < 0;
     if (old_first) {
-      u32 end = a + 1;
-      while (end < v.n && (b == e.added.size() ||
-                           cmp_key(v.t(end), v.mid(end), e.added[b].ts, row_mid(W, e.added[b])) < 0))
-        ++end;
-      u32 base = v.offset(a);
-      u32 shift = static_cast<u32>(W.rowb.size());
-      for (u32 i = a; i < end; ++i) {
-        put_i64(W.tsb, v.t(i));
-        put_u32(W.offb, v.offset(i) - base + shift);
+      u32 end = v.n;  // a run of old entries (those before the next added row), one block
+      if (bi < e.added.size()) {
+        const NewRow& r = e.added[bi];
+        sv mid = row_mid(W, r);
+        end = v.first_at(r.ts, a + 1);
+        while (end < v.n && v.t(end) == r.ts && v.mid(end).compare(mid) < 0) ++end;
       }
       const u8* from = v.row(a);
       const u8* to = v.row_end(end - 1);
-      W.rowb.append(reinterpret_cast<const char*>(from), to - from);
-      n += end - a;
+      if (to < from || cur + static_cast<size_t>(to - from) > rows_len) bad_state("row offsets out of order in a kernel state");
+      u32 base = v.offset(a);
+      copy_run(v, a, end, flags, first, static_cast<u32>(cur) - base, ts_p, off_p);
+      std::memcpy(rows + cur, from, to - from);
+      cur += to - from;
       a = end;
     } else {
-      const NewRow& r = e.added[b++];
-      put_i64(W.tsb, r.ts);
-      put_u32(W.offb, static_cast<u32>(W.rowb.size()));
-      put_text(W.rowb, row_mid(W, r));
-      W.rowb.append(W.arena.data() + r.pay_off, r.pay_len);
-      ++n;
+      const NewRow& r = e.added[bi++];
+      put_entry(r.ts, cur);
+      u8* q = write_varint(rows + cur, r.mid_len);
+      std::memcpy(q, W.arena.data() + r.mid_off, r.mid_len);
+      q += r.mid_len;
+      std::memcpy(q, W.arena.data() + r.pay_off, r.pay_len);
+      cur = (q + r.pay_len) - rows;
     }
   }
-  const u8* times = reinterpret_cast<const u8*>(W.tsb.data());
-  const u8* offs = reinterpret_cast<const u8*>(W.offb.data());
-  i64 first = n ? ld_i64(times) : 0, last = n ? ld_i64(times + 8 * static_cast<size_t>(n - 1)) : 0;
-  u8 flags = body_flags(n, first, last, W.rowb.size());
-  out += prefix;
-  size_t len_at = out.size();
-  put_u32(out, 0);
-  size_t body_at = out.size();
-  put_u32(out, n);
-  put_u8(out, flags);
-  if (flags & 1) {
-    put_i64(out, first);
-    for (u32 i = 0; i < n; ++i) put_u32(out, static_cast<u32>(static_cast<u64>(ld_i64(times + 8 * static_cast<size_t>(i))) - static_cast<u64>(first)));
-  } else {
-    out += W.tsb;
+  u8* f = rows + rows_len;
+  *f++ = has_fold ? 1 : 0;
+  if (has_fold) {
+    u32 fl = static_cast<u32>(fold_len);
+    std::memcpy(f, &fl, 4);
+    std::memcpy(f + 4, fold_bytes, fold_len);
   }
-  if (flags & 2) {
-    for (u32 i = 0; i < n; ++i) put_u16(out, static_cast<u16>(ld_u32(offs + 4 * static_cast<size_t>(i))));
-  } else {
-    out += W.offb;
-  }
-  put_u32(out, static_cast<u32>(W.rowb.size()));
-  out += W.rowb;
-  if (fold && fold->changed) {
-    if (fold->has) {
-      put_u8(out, 1);
-      size_t at = out.size();
-      put_u32(out, 0);
-      encode_fold(out, *fold, kind);
-      u32 fl = static_cast<u32>(out.size() - at - 4);
-      std::memcpy(&out[at], &fl, 4);
-    } else {
-      put_u8(out, 0);
-    }
-  } else if (old_view.has_fold) {
-    put_u8(out, 1);
-    put_u32(out, old_view.fold_len);
-    out.append(reinterpret_cast<const char*>(old_view.fold), old_view.fold_len);
-  } else {
-    put_u8(out, 0);
-  }
-  u32 body = static_cast<u32>(out.size() - body_at);
-  std::memcpy(&out[len_at], &body, 4);
 }
 
 // Writes every touched section to the scratch buffer and points the sections at it.
 inline void flush_edits(const Program& P, Work& W) {
-  std::vector<std::pair<size_t, size_t>> spans;
-  spans.reserve(W.touched_slots.size() + W.touched_seqs.size());
+  W.spans.clear();
   for (int s : W.touched_slots) {
     size_t at = W.scratch.size();
     const Fold* f = W.slot_fold[s].loaded ? &W.slot_fold[s] : nullptr;
-    encode_edit(W, W.slot_edit[s], P.slots[s].prefix, f, P.slots[s].kind, W.slot_edit[s].old, W.scratch);
-    spans.emplace_back(at, W.scratch.size() - at);
+    encode_edit(W, W.slot_edit[s], P.slots[s].prefix, f, P.slots[s].kind, W.scratch);
+    W.spans.emplace_back(at, W.scratch.size() - at);
   }
   for (int q : W.touched_seqs) {
     size_t at = W.scratch.size();
     const Fold* f = W.seq_fold[q].loaded ? &W.seq_fold[q] : nullptr;
-    encode_edit(W, W.seq_edit[q], P.seqs[q].prefix, f, SEQ_SECTION, W.seq_edit[q].old, W.scratch);
-    spans.emplace_back(at, W.scratch.size() - at);
+    encode_edit(W, W.seq_edit[q], P.seqs[q].prefix, f, SEQ_SECTION, W.scratch);
+    W.spans.emplace_back(at, W.scratch.size() - at);
   }
   size_t j = 0;
   auto repoint = [&](Section& sec, size_t prefix_len) {
-    const u8* start = reinterpret_cast<const u8*>(W.scratch.data()) + spans[j].first;
+    const u8* start = W.scratch.data() + W.spans[j].first;
     sec.present = true;
     sec.start = start;
-    sec.len = static_cast<u32>(spans[j].second);
-    sec.view = parse_body(start + prefix_len + 4, sec.len - static_cast<u32>(prefix_len) - 4);
+    sec.len = static_cast<u32>(W.spans[j].second);
+    sec.view_ = parse_body(start + prefix_len + 4, sec.len - static_cast<u32>(prefix_len) - 4);
+    sec.parsed = true;
     ++j;
   };
   for (int s : W.touched_slots) {
@@ -1333,8 +1528,8 @@ struct Eval {
   PyObject* profile;
   i64 now;
 
-  const View& slot(i64 s) const { return W.slot_sec[s].view; }  // empty when absent
-  const View& seq_view(i64 q) const { return W.seq_sec[q].view; }
+  const View& slot(i64 s) const { return W.slot_sec[s].view(); }  // empty when absent
+  const View& seq_view(i64 q) const { return W.seq_sec[q].view(); }
 
   // executor._seq_fold: the machine at now (its fold, then the entries up to now)
   const Fold& machine(i64 qi) {
@@ -1444,6 +1639,46 @@ struct Eval {
     return py_value(got);
   }
 
+  // The text values of entries [lo, hi) and the fold's counts, counted (once per call)
+  const std::vector<std::pair<sv, i64>>& value_counts(i64 s, int path, u32 lo, u32 hi, bool folds,
+                                                       const PathFold* pf, const View& v) {
+    for (size_t j = 0; j < W.counts_used; ++j) {
+      const Counts& c = W.counts[j];
+      if (c.slot == s && c.path == path && c.lo == lo && c.hi == hi && c.folds == folds) return c.counts;
+    }
+    if (W.counts_used == W.counts.size()) W.counts.emplace_back();
+    Counts& out = W.counts[W.counts_used++];
+    out.slot = s;
+    out.path = path;
+    out.lo = lo;
+    out.hi = hi;
+    out.folds = folds;
+    out.counts.clear();
+    std::vector<sv>& texts = W.texts_of;
+    texts.clear();
+    for (u32 i = lo; i < hi; ++i) {
+      Cell cell = cell_at(v, i, path);
+      if (cell.has_text()) texts.push_back(cell_text(cell, W.texts));
+    }
+    std::sort(texts.begin(), texts.end());
+    size_t a = 0, b = 0;
+    size_t nf = pf && pf->has_counts ? pf->counts.size() : 0;
+    while (a < texts.size() || b < nf) {
+      sv t;
+      i64 c = 0;
+      if (b < nf && (a == texts.size() || sv(pf->counts[b].first) <= texts[a])) {
+        t = pf->counts[b].first;
+        c = pf->counts[b].second;
+        ++b;
+      } else {
+        t = texts[a];
+      }
+      while (a < texts.size() && texts[a] == t) { ++c; ++a; }
+      out.counts.emplace_back(t, c);
+    }
+    return out.counts;
+  }
+
   Value aggregate(const NodeDef& n) {  // executor._aggregate, _numeric, _textual
     u8 func = n.a & 0xFF;
     bool has_far = (n.a >> 8) & 1;
@@ -1521,28 +1756,7 @@ struct Eval {
       return has ? Value::of_text(btext) : Value::none();
     }
     // most_frequent, unique_count, unique_list: value counts of the window and the fold
-    std::vector<sv> texts;
-    for (u32 i = lo; i < hi; ++i) {
-      Cell cell = cell_at(v, i, path);
-      if (cell.has_text()) texts.push_back(cell_text(cell, W.texts));
-    }
-    std::sort(texts.begin(), texts.end());
-    std::vector<std::pair<sv, i64>> counts;
-    size_t a = 0, b = 0;
-    size_t nf = pf && pf->has_counts ? pf->counts.size() : 0;
-    while (a < texts.size() || b < nf) {
-      sv t;
-      i64 c = 0;
-      if (b < nf && (a == texts.size() || sv(pf->counts[b].first) <= texts[a])) {
-        t = pf->counts[b].first;
-        c = pf->counts[b].second;
-        ++b;
-      } else {
-        t = texts[a];
-      }
-      while (a < texts.size() && texts[a] == t) { ++c; ++a; }
-      counts.emplace_back(t, c);
-    }
+    const std::vector<std::pair<sv, i64>>& counts = value_counts(s, path, lo, hi, folds, pf, v);
     if (func == UNIQUE_COUNT) return Value::of_int(static_cast<i64>(counts.size()));
     if (func == UNIQUE_LIST) {
       Value out;
@@ -1583,13 +1797,19 @@ struct Eval {
   bool periodic(const NodeDef& n) {  // executor._periodic
     const View& v = slot(n.a);
     i64 buckets = n.b, period = n.c, needed = n.d;
-    u32 lo = v.after(now - buckets * period), hi = v.after(now);
-    i64 distinct = 0, prev = -1;
-    for (u32 i = lo; i < hi; ++i) {
-      i64 k = (now - v.t(i)) / period;
-      if (k != prev) { ++distinct; prev = k; }
+    // the distinct periods (now - t) // period of the events in the window, oldest first: a
+    // division for the first event of each period only
+    i64 hits = 0, end = 0;  // end: the last time of the current period
+    bool in_period = false;
+    for (u32 i = v.after(now - buckets * period); i < v.n && hits < needed; ++i) {
+      i64 ts = v.t(i);
+      if (ts > now) break;
+      if (in_period && ts <= end) continue;
+      end = now - ((now - ts) / period) * period;
+      in_period = true;
+      ++hits;
     }
-    return distinct >= needed;
+    return hits >= needed;
   }
 
   bool cond(int idx) {  // executor._cond
@@ -1678,11 +1898,20 @@ struct Eval {
       }
       case W_PERIODIC: {  // executor._periodic_wake
         const NodeDef& n = P.nodes[w.a];
+        // min over the window's events of their next period edge, t + (d // period + 1) *
+        // period for d = now - t >= 0 (the first, oldest, event of a period has the earliest),
+        // else t itself (the first event from the future)
         const View& v = slot(n.a);
-        i64 period = n.c;
+        i64 period = n.c, end = 0;
+        bool in_period = false;
         for (u32 i = v.after(now - n.b * period); i < v.n; ++i) {
-          i64 ts = v.t(i), d = now - ts;
-          earliest(has, best, d < 0 ? ts : ts + (d / period + 1) * period);
+          i64 ts = v.t(i);
+          if (ts > now) { earliest(has, best, ts); break; }
+          if (in_period && ts <= end) continue;
+          i64 k = (now - ts) / period;
+          end = now - k * period;
+          in_period = true;
+          earliest(has, best, ts + (k + 1) * period);
         }
         return;
       }
@@ -1733,17 +1962,18 @@ inline void evaluate(const Program& P, Work& W, Eval& E, bool& has_next, i64& ne
 }
 
 // The state's results and timers (everything before the sections)
-inline void write_header(const Program& P, const Work& W, std::string& out, size_t nsections) {
-  out = P.header;
+inline void write_header(const Program& P, const Work& W, Bytes& out, size_t nsections) {
+  out.clear();
+  out.append(P.header.data(), P.header.size());
   put_u8(out, 0);
   size_t nr = P.nrules(), nb = (nr + 7) / 8;
   put_u16(out, static_cast<u16>(nr));
   size_t at = out.size();
-  out.append(2 * nb, '\0');
+  std::memset(out.extend(2 * nb), 0, 2 * nb);
   u16 nw = 0;
   for (size_t i = 0; i < nr; ++i) {
-    if (W.res[i] >= 0) out[at + i / 8] |= static_cast<char>(1 << (i % 8));
-    if (W.res[i] == 1) out[at + nb + i / 8] |= static_cast<char>(1 << (i % 8));
+    if (W.res[i] >= 0) out.p[at + i / 8] |= static_cast<u8>(1 << (i % 8));
+    if (W.res[i] == 1) out.p[at + nb + i / 8] |= static_cast<u8>(1 << (i % 8));
     nw += W.has_wake[i];
   }
   put_u16(out, nw);
@@ -1797,7 +2027,7 @@ inline PyObject* write_state(const Program& P, Work& W, PyObject* input) {
   size_t nsec = 0, body = 0;
   for (const Section& s : W.slot_sec) if (s.present) { ++nsec; body += s.len; }
   for (const Section& s : W.seq_sec) if (s.present) { ++nsec; body += s.len; }
-  std::string& hdr = W.tsb;
+  Bytes& hdr = W.header;
   write_header(P, W, hdr, nsec);
   if (input && W.input && W.touched_slots.empty() && W.touched_seqs.empty() && W.header_len == hdr.size() &&
       std::memcmp(W.input, hdr.data(), hdr.size()) == 0) {
@@ -1818,14 +2048,26 @@ inline PyObject* write_state(const Program& P, Work& W, PyObject* input) {
   return out;
 }
 
-// The members as bytes (bit i: rule i holds), the key of the members cache.
-inline PyObject* member_bits(const Work& W) {
+// The members (a frozenset of names), one shared object per set of members.
+inline PyObject* members(Program& P, const Work& W) {
   size_t nr = W.res.size();
-  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>((nr + 7) / 8));
+  std::string key((nr + 7) / 8, '\0');
+  for (size_t i = 0; i < nr; ++i) if (W.res[i] == 1) key[i / 8] |= static_cast<char>(1 << (i % 8));
+  auto found = P.members_cache.find(key);
+  if (found != P.members_cache.end()) { Py_INCREF(found->second); return found->second; }
+  PyObject* names = PyList_New(0);
+  if (!names) throw PyError();
+  for (size_t i = 0; i < nr; ++i)
+    if (W.res[i] == 1 && PyList_Append(names, P.rule_names[i]) < 0) { Py_DECREF(names); throw PyError(); }
+  PyObject* out = PyFrozenSet_New(names);
+  Py_DECREF(names);
   if (!out) throw PyError();
-  char* p = PyBytes_AS_STRING(out);
-  std::memset(p, 0, (nr + 7) / 8);
-  for (size_t i = 0; i < nr; ++i) if (W.res[i] == 1) p[i / 8] |= static_cast<char>(1 << (i % 8));
+  if (P.members_cache.size() >= 4096) {
+    for (auto& kv : P.members_cache) Py_DECREF(kv.second);
+    P.members_cache.clear();
+  }
+  Py_INCREF(out);
+  P.members_cache.emplace(std::move(key), out);
   return out;
 }
 
