@@ -512,6 +512,23 @@ def test_a_sequence_fold_remembers_the_latest_time_it_holds() -> None:
 
 
 @needs_kernel
+def test_signed_zeros_fold_as_python_compares_them() -> None:
+    # min/max keep the value they hold on a tie: min(0.0, -0.0) is 0.0, min(-0.0, 0.0) is -0.0;
+    # all-time aggregates of "A" fold each event at once, windowed ones of "B" keep entries
+    traits = {
+        f"{f}_{e}": f'{f}(v of "{e}"{w})'
+        for f in ("min", "max", "sum")
+        for e, w in (("A", ""), ("B", " in last 1 hour"))
+    }
+    for first, second in ((0.0, -0.0), (-0.0, 0.0), (0, -0.0)):
+        both = side_by_side({}, traits)
+        for i, v in enumerate((first, second)):
+            for name in ("A", "B"):
+                both.feed(Arrival("p", _track(f"{name}{i}", BASE + i, name, v=v), BASE + i))
+        both.fire(BASE + 2 * HOUR)
+
+
+@needs_kernel
 def test_every_kind_of_value_and_its_python_type() -> None:
     traits = {
         f"{f}_{p}": f'{f}({p} of "A")'

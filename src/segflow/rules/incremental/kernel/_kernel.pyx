@@ -1,5 +1,5 @@
 # distutils: language = c++
-# cython: language_level=3, boundscheck=False, wraparound=False
+# cython: language_level=3, boundscheck=False, wraparound=False, binding=False
 """The compiled rule kernel: :class:`KernelProgram`, the C++ evaluator of ``kernel.hpp``.
 
 Built from a :class:`~segflow.rules.incremental.program.SegmentProgram`, it answers exactly as

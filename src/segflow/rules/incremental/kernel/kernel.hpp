@@ -799,8 +799,10 @@ struct Work {
     res.assign(nr, -1);
     wake.assign(nr, 0);
     has_wake.assign(nr, 0);
-    slot_sec.assign(ns, Section());
-    seq_sec.assign(nq, Section());
+    if (slot_sec.size() != ns) slot_sec.resize(ns);
+    if (seq_sec.size() != nq) seq_sec.resize(nq);
+    for (Section& sec : slot_sec) { sec.present = false; sec.parsed = true; sec.view_.n = 0; sec.view_.has_fold = false; }
+    for (Section& sec : seq_sec) { sec.present = false; sec.parsed = true; sec.view_.n = 0; sec.view_.has_fold = false; }
     if (slot_edit.size() != ns) slot_edit.resize(ns);
     if (seq_edit.size() != nq) seq_edit.resize(nq);
     for (auto& e : slot_edit) { e.active = false; e.added.clear(); }
@@ -835,8 +837,12 @@ inline bool load(const Program& P, Work& W, const u8* data, size_t len) {
   if (nr != P.nrules()) return false;
   size_t nb = (nr + 7) / 8;
   sv have = c.bytes(nb), value = c.bytes(nb);
-  for (size_t i = 0; i < nr; ++i)
-    if ((static_cast<u8>(have[i / 8]) >> (i % 8)) & 1) W.res[i] = (static_cast<u8>(value[i / 8]) >> (i % 8)) & 1;
+  for (size_t j = 0; j < nb; ++j) {
+    u8 h = static_cast<u8>(have[j]), v = static_cast<u8>(value[j]);
+    if (!h) continue;
+    for (size_t i = j * 8; i < std::min(nr, j * 8 + 8); ++i)
+      if ((h >> (i % 8)) & 1) W.res[i] = (v >> (i % 8)) & 1;
+  }
   size_t nw = c.u16_();
   for (size_t j = 0; j < nw; ++j) {
     u16 i = c.u16_();
@@ -864,7 +870,8 @@ inline bool load(const Program& P, Work& W, const u8* data, size_t len) {
     }
     c.p = start;
     c.need(prefix->size() + 4);
-    if (std::memcmp(c.p, prefix->data(), prefix->size()) != 0) return false;
+    // the rule set's fingerprint fixes the layout: the kind, index and key id are checked
+    if (ld_u64(c.p + 3) != ld_u64(reinterpret_cast<const u8*>(prefix->data()) + 3)) return false;
     c.p += prefix->size();
     u32 body = c.u32_();
     c.need(body);
@@ -1284,7 +1291,7 @@ inline void record(const Program& P, Work& W, PyObject* obj, i64 now) {
   Event ev(&P, obj);
   ev.type = event_type(ev.attr(ev.type_obj, P.a_type, P.o_type));
   PyObject* tso = nullptr;
-  ev.ts = PyLong_AsLongLong(ev.attr(tso, P.a_timestamp_ms, P.o_timestamp_ms));
+  ev.ts = PyLong_AsLong(ev.attr(tso, P.a_timestamp_ms, P.o_timestamp_ms));  // (long is 64-bit)
   Py_DECREF(tso);
   if (ev.ts == -1 && PyErr_Occurred()) throw PyError();
   ev.mid = utf8_of(ev.attr(ev.mid_obj, P.a_message_id, P.o_message_id));
@@ -1907,7 +1914,10 @@ struct Eval {
         for (u32 i = v.after(now - n.b * period); i < v.n; ++i) {
           i64 ts = v.t(i);
           if (ts > now) { earliest(has, best, ts); break; }
-          if (in_period && ts <= end) continue;
+          if (in_period && ts <= end) {
+            if (i + 4 < v.n && v.t(i + 4) <= end) i = v.after_from(end, i + 4) - 1;  // skip the period's rest
+            continue;
+          }
           i64 k = (now - ts) / period;
           end = now - k * period;
           in_period = true;
