@@ -174,6 +174,17 @@ cdef class KernelProgram:
     Implements the processor's ``SegmentEvaluator`` protocol with the program's answers:
     the same members, computed traits and timers for every call, over a compact binary state
     (``kernel/format.py``). ``plan``, ``definitions`` and ``traits`` are the program's.
+
+    >>> from segflow.rules import StaticProfile, compile_segments
+    >>> from segflow.spec.events import Event
+    >>> k = KernelProgram(compile_segments({"buyers": 'did "Order Completed" in last 1 hour'}))
+    >>> ev = Event(type="track", message_id="m1", source_id="s", timestamp_ms=1_000,
+    ...            received_at_ms=1_000, event="Order Completed")
+    >>> res = k.on_event(StaticProfile("p1"), None, ev, now_ms=1_000)
+    >>> sorted(res.members), res.next_wakeup_ms, res.state[:4]
+    (['buyers'], 3601000, b'\\xffSK\\x01')
+    >>> sorted(k.on_time(StaticProfile("p1"), res.state, now_ms=3_601_000).members)
+    []
     """
 
     cdef Program* P

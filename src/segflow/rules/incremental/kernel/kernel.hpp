@@ -156,7 +156,7 @@ struct Value {
   double num = 0;
   i64 i = 0;
   sv text;
-  std::vector<Value> items;
+  const std::vector<Value>* items = nullptr;  // a list's, kept by the call's Work
   static Value none() { Value v; v.kind = NONE; return v; }
   static Value of_int(i64 n) { Value v; v.kind = NUM; v.is_int = true; v.i = n; v.num = static_cast<double>(n); return v; }
   static Value of_num(double d) { Value v; v.kind = NUM; v.num = d; return v; }
@@ -183,6 +183,7 @@ inline bool text_compare(sv v, u8 op, const std::string& lit) {
 }
 
 inline bool compare(const Value& v, u8 op, const Literal& lit) {  // values.compare
+  if (lit.kind == Literal::NUM && v.kind == Value::NUM) return ordered(v.num, op, lit.num);  // (counts)
   if (lit.kind == Literal::TUPLE) {
     for (const Literal& item : lit.items)
       if (compare(v, EQ, item)) return true;
@@ -190,7 +191,7 @@ inline bool compare(const Value& v, u8 op, const Literal& lit) {  // values.comp
   }
   if (v.kind == Value::LIST) {
     if (op != CONTAINS) return false;
-    for (const Value& item : v.items)
+    for (const Value& item : *v.items)
       if (compare(item, EQ, lit)) return true;
     return false;
   }
@@ -779,6 +780,8 @@ struct Work {
   std::vector<Counts> counts;  // counts[0, counts_used) are this call's
   size_t counts_used = 0;
   std::vector<sv> texts_of;
+  std::deque<std::vector<Value>> lists;  // the lists of this call's values
+  std::vector<i64> slot_now, seq_now_at;  // after(now) of a slot's / sequence's entries, or -1
   const u8* input = nullptr;
   size_t header_len = 0;  // of the input's results and timers (0: not a kernel state of ours)
   PyObject* scores = nullptr;
@@ -820,7 +823,10 @@ struct Work {
     scratch.clear();
     if (texts.size() > 4096) texts.clear();  // (views into it live for one call)
     seq_done.assign(nq, 0);
+    slot_now.assign(ns, -1);
+    seq_now_at.assign(nq, -1);
     counts_used = 0;
+    lists.clear();
     seq_now.resize(nq);
     input = nullptr;
     header_len = 0;
@@ -844,11 +850,11 @@ inline bool load(const Program& P, Work& W, const u8* data, size_t len) {
       if ((h >> (i % 8)) & 1) W.res[i] = (v >> (i % 8)) & 1;
   }
   size_t nw = c.u16_();
-  for (size_t j = 0; j < nw; ++j) {
-    u16 i = c.u16_();
-    i64 t = c.i64_();
+  c.need(10 * nw);
+  for (size_t j = 0; j < nw; ++j, c.p += 10) {
+    u16 i = ld_u16(c.p);
     if (i >= nr) bad_state("a timer of an unknown rule in a kernel state");
-    W.wake[i] = t;
+    W.wake[i] = ld_i64(c.p + 2);
     W.has_wake[i] = 1;
   }
   size_t ns = c.u16_();
@@ -1537,6 +1543,13 @@ struct Eval {
 
   const View& slot(i64 s) const { return W.slot_sec[s].view(); }  // empty when absent
   const View& seq_view(i64 q) const { return W.seq_sec[q].view(); }
+  // the first entry after ``t`` (the position of now is read by many rules: once per call)
+  u32 after(const View& v, i64 s, i64 t, bool seq = false) {
+    if (t != now) return v.after(t);
+    i64& memo = (seq ? W.seq_now_at : W.slot_now)[s];
+    if (memo < 0) memo = v.after(now);
+    return static_cast<u32>(memo);
+  }
 
   // executor._seq_fold: the machine at now (its fold, then the entries up to now)
   const Fold& machine(i64 qi) {
@@ -1566,7 +1579,7 @@ struct Eval {
 
   TraitRec trait(i64 s) {  // executor._trait
     const View& v = slot(s);
-    u32 upto = v.after(now);
+    u32 upto = after(v, s, now);
     const SlotDef& slot = P.slots[s];
     if (upto) {
       Cursor c = v.cursor(upto - 1);
@@ -1622,8 +1635,10 @@ struct Eval {
     if (py_num(o, num)) { v.kind = Value::NUM; v.num = num; return v; }
     if (PyUnicode_Check(o)) { v.kind = Value::TEXT; v.text = utf8_of(o); return v; }
     if (PyList_Check(o)) {
+      std::vector<Value>& items = W.lists.emplace_back();
+      for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o); ++i) items.push_back(py_value(PyList_GET_ITEM(o, i)));
       v.kind = Value::LIST;
-      for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o); ++i) v.items.push_back(py_value(PyList_GET_ITEM(o, i)));
+      v.items = &items;
       return v;
     }
     v.kind = Value::OTHER;
@@ -1692,7 +1707,7 @@ struct Eval {
     i64 s = n.b;
     int path = static_cast<int>(n.c);
     const View& v = slot(s);
-    u32 hi = v.after(now - n.d);
+    u32 hi = after(v, s, now - n.d);
     u32 lo = has_far ? v.after(now - n.e) : 0;
     bool folds = !has_far && v.has_fold;
     if (func == COUNT) {
@@ -1768,8 +1783,10 @@ struct Eval {
     if (func == UNIQUE_LIST) {
       Value out;
       out.kind = Value::LIST;
-      out.items.reserve(counts.size());
-      for (const auto& kv : counts) out.items.push_back(Value::of_text(kv.first));
+      std::vector<Value>& items = W.lists.emplace_back();
+      items.reserve(counts.size());
+      for (const auto& kv : counts) items.push_back(Value::of_text(kv.first));
+      out.items = &items;
       return out;
     }
     if (counts.empty()) return Value::none();
@@ -1889,7 +1906,7 @@ struct Eval {
     switch (w.code) {
       case W_ENTRY: case W_SEQENTRY: {  // executor._entry_wake
         const View& v = w.code == W_ENTRY ? slot(w.a) : seq_view(w.a);
-        u32 i = v.after(now - w.b);
+        u32 i = after(v, w.a, now - w.b, w.code == W_SEQENTRY);
         if (i < v.n) earliest(has, best, v.t(i) + w.b);
         return;
       }
@@ -1942,33 +1959,35 @@ struct Eval {
 // due, they are new) or may have (scores, the segments they refer to), in dependency order
 inline void evaluate(const Program& P, Work& W, Eval& E, bool& has_next, i64& next) {
   size_t nr = P.nrules();
-  W.moved.assign(nr, 0);
-  size_t present = 0;
-  for (size_t i = 0; i < nr; ++i) {
-    if (W.has_wake[i] && W.wake[i] <= E.now) W.moved[i] = 1;
-    present += W.res[i] >= 0;
+  W.moved.resize(nr);
+  W.dirty.resize(nr);
+  u8* moved = W.moved.data();
+  u8* dirty = W.dirty.data();
+  const u8* profile = P.profile_rule.data();
+  for (size_t i = 0; i < nr; ++i) {  // due timers, rules without a result yet
+    u8 m = (W.has_wake[i] && W.wake[i] <= E.now) || W.res[i] < 0;
+    moved[i] = m;
+    dirty[i] = m | profile[i];
   }
-  for (int s : W.touched_slots) for (int r : P.slot_rules[s]) W.moved[r] = 1;
-  for (int q : W.touched_seqs) for (int r : P.seq_rules[q]) W.moved[r] = 1;
-  if (present < nr)
-    for (size_t i = 0; i < nr; ++i) if (W.res[i] < 0) W.moved[i] = 1;
-  W.dirty = W.moved;
-  for (size_t i = 0; i < nr; ++i) W.dirty[i] |= P.profile_rule[i];
-  for (size_t i = 0; i < nr; ++i) {
-    if (!W.dirty[i]) continue;
-    signed char r = E.cond(P.rule_root[i]) ? 1 : 0;
-    if (W.res[i] != r) for (int d : P.dependents[i]) W.dirty[d] = 1;
-    W.res[i] = r;
-    if (!W.moved[i]) continue;
-    bool has = false;
-    i64 best = 0;
-    for (const WakeDef& w : P.rule_wakes[i]) E.wake(w, has, best);
-    W.has_wake[i] = has;
-    W.wake[i] = has ? best : 0;
-  }
+  for (int s : W.touched_slots) for (int r : P.slot_rules[s]) moved[r] = dirty[r] = 1;
+  for (int q : W.touched_seqs) for (int r : P.seq_rules[q]) moved[r] = dirty[r] = 1;
   has_next = false;
   next = 0;
-  for (size_t i = 0; i < nr; ++i) if (W.has_wake[i]) Eval::earliest(has_next, next, W.wake[i]);
+  for (size_t i = 0; i < nr; ++i) {
+    if (dirty[i]) {
+      signed char r = E.cond(P.rule_root[i]) ? 1 : 0;
+      if (W.res[i] != r) for (int d : P.dependents[i]) dirty[d] = 1;
+      W.res[i] = r;
+      if (moved[i]) {
+        bool has = false;
+        i64 best = 0;
+        for (const WakeDef& w : P.rule_wakes[i]) E.wake(w, has, best);
+        W.has_wake[i] = has;
+        W.wake[i] = has ? best : 0;
+      }
+    }
+    if (W.has_wake[i]) Eval::earliest(has_next, next, W.wake[i]);
+  }
 }
 
 // The state's results and timers (everything before the sections)
@@ -1978,19 +1997,27 @@ inline void write_header(const Program& P, const Work& W, Bytes& out, size_t nse
   put_u8(out, 0);
   size_t nr = P.nrules(), nb = (nr + 7) / 8;
   put_u16(out, static_cast<u16>(nr));
-  size_t at = out.size();
-  std::memset(out.extend(2 * nb), 0, 2 * nb);
+  u8* bits = out.extend(2 * nb);
+  const signed char* res = W.res.data();
   u16 nw = 0;
-  for (size_t i = 0; i < nr; ++i) {
-    if (W.res[i] >= 0) out.p[at + i / 8] |= static_cast<u8>(1 << (i % 8));
-    if (W.res[i] == 1) out.p[at + nb + i / 8] |= static_cast<u8>(1 << (i % 8));
-    nw += W.has_wake[i];
+  for (size_t j = 0; j < nb; ++j) {
+    u8 have = 0, value = 0;
+    for (size_t i = j * 8, e = std::min(nr, j * 8 + 8); i < e; ++i) {
+      have |= static_cast<u8>((res[i] >= 0) << (i % 8));
+      value |= static_cast<u8>((res[i] == 1) << (i % 8));
+      nw += W.has_wake[i];
+    }
+    bits[j] = have;
+    bits[nb + j] = value;
   }
   put_u16(out, nw);
+  u8* q = out.extend(10 * static_cast<size_t>(nw));
   for (size_t i = 0; i < nr; ++i) {
     if (!W.has_wake[i]) continue;
-    put_u16(out, static_cast<u16>(i));
-    put_i64(out, W.wake[i]);
+    u16 r = static_cast<u16>(i);
+    std::memcpy(q, &r, 2);
+    std::memcpy(q + 2, &W.wake[i], 8);
+    q += 10;
   }
   put_u16(out, static_cast<u16>(nsections));
 }
@@ -2001,10 +2028,10 @@ inline PyObject* to_py(const Value& v) {  // a computed trait's value, typed as 
     case Value::NUM: return v.is_int ? PyLong_FromLongLong(v.i) : PyFloat_FromDouble(v.num);
     case Value::TEXT: return PyUnicode_DecodeUTF8(v.text.data(), static_cast<Py_ssize_t>(v.text.size()), nullptr);
     case Value::LIST: {
-      PyObject* out = PyList_New(static_cast<Py_ssize_t>(v.items.size()));
+      PyObject* out = PyList_New(static_cast<Py_ssize_t>(v.items->size()));
       if (!out) return nullptr;
-      for (size_t i = 0; i < v.items.size(); ++i) {
-        PyObject* item = to_py(v.items[i]);
+      for (size_t i = 0; i < v.items->size(); ++i) {
+        PyObject* item = to_py((*v.items)[i]);
         if (!item) { Py_DECREF(out); return nullptr; }
         PyList_SET_ITEM(out, static_cast<Py_ssize_t>(i), item);
       }
