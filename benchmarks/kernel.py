@@ -52,6 +52,16 @@ def per_event(evaluator: Any, events: Stream) -> tuple[float, dict[str, Any]]:
     return time.perf_counter() - start, last
 
 
+def state_bytes(evaluator: Any, events: Stream) -> int:
+    """Mean bytes of state per profile after the stream, event by event."""
+    views: dict[str, StaticProfile] = {}
+    states: dict[str, bytes | None] = {}
+    for pid, e in events:
+        view = views.get(pid) or views.setdefault(pid, StaticProfile(pid))
+        states[pid] = evaluator.on_event(view, states.get(pid), e, e.timestamp_ms).state
+    return sum(len(s or b"") for s in states.values()) // max(1, len(states))
+
+
 def batches(events: Stream, size: int) -> list[tuple[int, dict[str, list[Event]]]]:
     out = []
     for i in range(0, len(events), size):
@@ -145,14 +155,19 @@ def main() -> None:
             f"| {len(rules)} | {m['py']:,.0f} | {m['k']:,.0f} | {m['k'] / m['py']:.0f}x | "
             f"{m['pyb']:,.0f} | {m['kb']:,.0f} | {m['kb'] / m['pyb']:.0f}x | {1e6 / m['k']:.2f} |"
         )
-        splits.append((len(rules), 1e9 / m["k"], *stages(kernel, events)))
+        splits.append(
+            (len(rules), 1e9 / m["k"], *stages(kernel, events), state_bytes(python, events))
+        )
     print("\nkernel on_event, ns per event by stage (one timed pass):\n")
-    print(f"| rules | {' | '.join(STAGES)} | rest | total | state bytes per profile |")
-    print("| --- |" + " --- |" * (len(STAGES) + 3))
-    for n, total, parts, size in splits:
+    print(
+        f"| rules | {' | '.join(STAGES)} | rest | total | "
+        "state bytes per profile: kernel | Python |"
+    )
+    print("| --- |" + " --- |" * (len(STAGES) + 4))
+    for n, total, parts, size, py_size in splits:
         rest = max(0.0, total - sum(parts))
         cells = " | ".join(f"{p:,.0f}" for p in parts)
-        print(f"| {n} | {cells} | {rest:,.0f} | {total:,.0f} | {size:,} |")
+        print(f"| {n} | {cells} | {rest:,.0f} | {total:,.0f} | {size:,} | {py_size:,} |")
 
 
 if __name__ == "__main__":
