@@ -595,6 +595,61 @@ def test_a_trait_read_with_other_predicates_after_an_edit() -> None:
     assert k.members == {"e"}
 
 
+CORRUPT = """
+import random
+from segflow.rules import StaticProfile, compile_segments
+from segflow.rules.incremental.kernel import KernelProgram
+from segflow.spec.events import Event
+
+rules = {
+    "a": 'did "A" at least 2 times in last 1 hour and trait plan = "pro"',
+    "b": 'did "A" then not "B" within 1 hour',
+    "c": "did any event on at least 2 of last 3 days",
+}
+k = KernelProgram(compile_segments(rules, {"f": 'first(c of "A")', "u": 'unique_list(c of "A")'}))
+rng = random.Random(7)
+state = None
+for i in range(60):
+    t = 1_700_000_000_000 + i * 600_000
+    if i % 7 == 0:
+        ev = Event(type="identify", message_id=f"i{i}", source_id="s", timestamp_ms=t,
+                   received_at_ms=t, traits={"plan": rng.choice(["pro", "free"])})
+    else:
+        ev = Event(type="track", message_id=f"m{i}", source_id="s", timestamp_ms=t - rng.randint(0, 3) * 3_600_000,
+                   received_at_ms=t, event=rng.choice("AB"), properties={"c": rng.choice(["x", "y", 1])})
+    state = k.on_event(StaticProfile("p"), state, ev, t).state
+def corrupted(state):  # every byte set to 0, 1 and 255 in turn; every truncation
+    for j in range(12, len(state)):
+        for value in (0, 1, 255):
+            s = bytearray(state)
+            s[j] = value
+            yield bytes(s)
+        yield state[:j]
+
+
+late = Event(type="track", message_id="late", source_id="s", timestamp_ms=t - 7_200_000,
+             received_at_ms=t, event="B", properties={"c": "x"})  # folded at once
+raised = 0
+for s in corrupted(state):
+    for probe in (ev, late):
+        try:
+            r = k.on_event(StaticProfile("p"), s, probe, t + 1)
+            k.on_time(StaticProfile("p"), r.state, t + 10**9)
+        except Exception:
+            raised += 1
+print(raised)
+"""
+
+
+@needs_kernel
+def test_a_corrupted_state_raises_and_never_crashes_the_process() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", CORRUPT], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout) > 0  # (most corruptions are found; some happen to read as a state)
+
+
 def test_the_layout_refuses_what_the_kernel_does_not_cover() -> None:
     plan = compile_segments({"s": 'did "A" in last 99999999999999999 weeks'}).plan
     with pytest.raises(Unsupported):

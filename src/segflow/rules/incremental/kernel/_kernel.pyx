@@ -17,7 +17,7 @@ import msgspec
 
 from segflow.rules.incremental import state as _state
 from segflow.rules.incremental.kernel import format as _format
-from segflow.rules.incremental.kernel.layout import Layout, build_layout
+from segflow.rules.incremental.kernel.layout import build_layout
 from segflow.rules.values import to_time_ms as _to_time_ms
 from segflow.spec.events import Event
 

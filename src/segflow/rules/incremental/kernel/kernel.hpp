@@ -92,17 +92,6 @@ inline u8* write_varint(u8* p, u64 n) {
   return p;
 }
 
-inline void put_u8(std::string& s, u8 v) { s.push_back(static_cast<char>(v)); }
-inline void put_u16(std::string& s, u16 v) { s.append(reinterpret_cast<const char*>(&v), 2); }
-inline void put_u32(std::string& s, u32 v) { s.append(reinterpret_cast<const char*>(&v), 4); }
-inline void put_i64(std::string& s, i64 v) { s.append(reinterpret_cast<const char*>(&v), 8); }
-inline void put_f64(std::string& s, double v) { s.append(reinterpret_cast<const char*>(&v), 8); }
-inline void put_varint(std::string& s, u64 n) {
-  while (n >= 0x80) { s.push_back(static_cast<char>((n & 0x7F) | 0x80)); n >>= 7; }
-  s.push_back(static_cast<char>(n));
-}
-inline void put_text(std::string& s, sv t) { put_varint(s, t.size()); s.append(t.data(), t.size()); }
-
 struct Cursor {
   const u8* p;
   const u8* end;
@@ -111,7 +100,6 @@ struct Cursor {
   u16 u16_() { need(2); u16 v = ld_u16(p); p += 2; return v; }
   u32 u32_() { need(4); u32 v = ld_u32(p); p += 4; return v; }
   i64 i64_() { need(8); i64 v = ld_i64(p); p += 8; return v; }
-  u64 u64_() { need(8); u64 v = ld_u64(p); p += 8; return v; }
   double f64_() { need(8); double v = ld_f64(p); p += 8; return v; }
   u64 varint() {
     u64 n = 0;
@@ -601,7 +589,7 @@ inline TraitRec trait_rec(const u8* p, const u8* end, int nbits) {
   return r;
 }
 
-inline void decode_fold(const View& v, u8 kind, const SlotDef* slot, Fold& f) {
+inline void decode_fold(const View& v, u8 kind, const SlotDef* slot, Fold& f, int steps = 0) {
   f = Fold();
   f.loaded = true;
   f.has = v.has_fold;
@@ -609,6 +597,7 @@ inline void decode_fold(const View& v, u8 kind, const SlotDef* slot, Fold& f) {
   Cursor c{v.fold, v.fold + v.fold_len};
   if (kind == SEQ_SECTION) {
     int k = c.u8_();
+    if (k != steps) bad_state("a sequence fold of another length in a kernel state");
     f.has_last.resize(k);
     f.last.resize(k);
     for (int i = 0; i < k; ++i) { f.has_last[i] = c.u8_(); f.last[i] = c.i64_(); }
@@ -1189,9 +1178,9 @@ inline Fold& slot_fold(Work& W, const Program& P, int s) {
   return f;
 }
 
-inline Fold& seq_fold(Work& W, int q) {
+inline Fold& seq_fold(Work& W, const Program& P, int q) {
   Fold& f = W.seq_fold[q];
-  if (!f.loaded) decode_fold(W.seq_sec[q].view(), SEQ_SECTION, nullptr, f);
+  if (!f.loaded) decode_fold(W.seq_sec[q].view(), SEQ_SECTION, nullptr, f, P.seqs[q].k);
   return f;
 }
 
@@ -1249,7 +1238,7 @@ inline void compact_seq(Work& W, const Program& P, int qi, i64 now) {
   Edit& e = W.seq_edit[qi];
   i64 cut = now - q.horizon;
   if (!has_upto(W, e, cut)) return;
-  Fold& f = seq_fold(W, qi);
+  Fold& f = seq_fold(W, P, qi);
   if (!f.has) { new_machine(q, f); f.has_upto = false; }
   bool group = false;
   i64 group_ts = 0;
@@ -1556,7 +1545,7 @@ struct Eval {
     Fold& m = W.seq_now[qi];
     if (W.seq_done[qi]) return m;
     const SeqDef& q = P.seqs[qi];
-    const Fold& f = seq_fold(W, static_cast<int>(qi));
+    const Fold& f = seq_fold(W, P, static_cast<int>(qi));
     if (f.has) { m.has_last = f.has_last; m.last = f.last; m.hit = f.hit; }
     else new_machine(q, m);
     const View& v = seq_view(qi);
