@@ -15,6 +15,7 @@ from setuptools.command.build_ext import build_ext
 
 KERNEL = "segflow.rules.incremental.kernel._kernel"
 SOURCES = ["src/segflow/rules/incremental/kernel/_kernel.pyx"]
+HEADERS = ["src/segflow/rules/incremental/kernel/kernel.hpp"]
 
 
 class OptionalBuildExt(build_ext):
@@ -53,7 +54,8 @@ def _extensions() -> list[Extension]:
         KERNEL,
         SOURCES,
         language="c++",
-        extra_compile_args=["-O2", "-std=c++17", "-fvisibility=hidden"],
+        depends=HEADERS,
+        extra_compile_args=["-O3", "-std=c++17", "-fvisibility=hidden"],
     )
     return cythonize([ext], language_level=3, quiet=True)
 

@@ -1,5 +1,9 @@
 """The invariant: for any history and any T, incremental members == SQL members (DuckDB here;
-test_engines.py runs the same on PostgreSQL, ClickHouse and Spark)."""
+test_engines.py runs the same on PostgreSQL, ClickHouse and Spark).
+
+The incremental side is the Python program and, in each test's ``kernel`` variant, the compiled
+kernel (fewer generated examples: tests/unit/rules/test_kernel.py holds the two equal call by
+call over many more)."""
 
 from __future__ import annotations
 
@@ -12,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.engines import Backend, DuckDBBackend
 
 from segflow.rules import StaticProfile, ast, compile_segments, parse, parse_trait
+from segflow.rules.incremental import kernel
 from segflow.rules.render import render
 from segflow.rules.sql.compiler import compile_members, compile_traits
 from segflow.rules.values import get_path, to_time_ms
@@ -60,12 +66,14 @@ class Differential:
         traits: Mapping[str, str],
         scores: Mapping[str, dict[str, float]],
         clusters: Mapping[str, dict[str, str]],
+        evaluator: str = "python",
     ) -> None:
         self.db: Backend = (
             DuckDBBackend.wrap(db) if isinstance(db, duckdb.DuckDBPyConnection) else db
         )
         self.segments, self.traits = dict(segments), dict(traits)
-        self.program = compile_segments(segments, traits)
+        program = compile_segments(segments, traits)
+        self.program: Any = kernel.KernelProgram(program) if evaluator == "kernel" else program
         self.scores, self.clusters = scores, clusters
         self.profiles: dict[str, _Profile] = {}
         self._sql: dict[str, str] = {}
@@ -387,27 +395,41 @@ def _assert_agree(
 
 DOC_SEGMENTS = doc_blocks("rule")
 DOC_TRAITS = doc_blocks("trait")
+EVALUATORS = [
+    "python",
+    pytest.param(
+        "kernel",
+        marks=pytest.mark.skipif(
+            not kernel.AVAILABLE,
+            reason="the compiled rule kernel is not built (or SEGFLOW_KERNEL=0)",
+        ),
+    ),
+]
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(histories(), models, clusters, checkpoints, st.data())
-def test_documented_rules_agree(
-    warehouse: Any,
-    arrivals: list[Arrival],
-    scores: Any,
-    labels: Any,
-    offsets: list[int],
-    data: st.DataObject,
-) -> None:
-    diff = Differential(warehouse(), DOC_SEGMENTS, DOC_TRAITS, scores, labels)
-    # each checkpoint runs 17 queries: one boundary time of each kind
-    edges = draw_boundaries(data, arrivals, DOC_SEGMENTS, DOC_TRAITS, per_kind=1)
-    # compiling 17 rules with T written in costs ~1 s; the witness test below does that once
-    _assert_agree(diff, arrivals, offsets, edges, literal=False)
+def _examples(evaluator: str, python: int) -> settings:
+    """The generated tests' settings: the kernel variant runs a quarter of the examples."""
+    return settings(
+        max_examples=python if evaluator == "python" else max(1, python // 4),
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+@pytest.mark.parametrize("evaluator", EVALUATORS)
+def test_documented_rules_agree(warehouse: Any, evaluator: str) -> None:
+    @_examples(evaluator, 30)
+    @given(histories(), models, clusters, checkpoints, st.data())
+    def documented(
+        arrivals: list[Arrival], scores: Any, labels: Any, offsets: list[int], data: st.DataObject
+    ) -> None:
+        diff = Differential(warehouse(), DOC_SEGMENTS, DOC_TRAITS, scores, labels, evaluator)
+        # each checkpoint runs 17 queries: one boundary time of each kind
+        edges = draw_boundaries(data, arrivals, DOC_SEGMENTS, DOC_TRAITS, per_kind=1)
+        # compiling 17 rules with T written in costs ~1 s; the witness test below does that once
+        _assert_agree(diff, arrivals, offsets, edges, literal=False)
+
+    documented()
 
 
 # --- generated rules ---------------------------------------------------------------------------
@@ -615,28 +637,27 @@ def definitions(draw: Any) -> tuple[dict[str, str], dict[str, str]]:
     return {"g0": a, "g1": b, "g2": f'({c}) {ref} in segment "g0"'}, traits
 
 
-@settings(
-    max_examples=50,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(histories(), definitions(), models, clusters, checkpoints, st.data())
-def test_generated_rules_agree(
-    warehouse: Any,
-    arrivals: list[Arrival],
-    defs: tuple[dict[str, str], dict[str, str]],
-    scores: Any,
-    labels: Any,
-    offsets: list[int],
-    data: st.DataObject,
-) -> None:
-    segments, traits = defs
-    for text in segments.values():
-        cond = parse(text).condition
-        assert cond is not None and parse(render(cond)).condition == cond, text
-    diff = Differential(warehouse(), segments, traits, scores, labels)
-    edges = draw_boundaries(data, arrivals, segments, traits, per_kind=3)
-    _assert_agree(diff, arrivals, offsets, edges)
+@pytest.mark.parametrize("evaluator", EVALUATORS)
+def test_generated_rules_agree(warehouse: Any, evaluator: str) -> None:
+    @_examples(evaluator, 50)
+    @given(histories(), definitions(), models, clusters, checkpoints, st.data())
+    def generated(
+        arrivals: list[Arrival],
+        defs: tuple[dict[str, str], dict[str, str]],
+        scores: Any,
+        labels: Any,
+        offsets: list[int],
+        data: st.DataObject,
+    ) -> None:
+        segments, traits = defs
+        for text in segments.values():
+            cond = parse(text).condition
+            assert cond is not None and parse(render(cond)).condition == cond, text
+        diff = Differential(warehouse(), segments, traits, scores, labels, evaluator)
+        edges = draw_boundaries(data, arrivals, segments, traits, per_kind=3)
+        _assert_agree(diff, arrivals, offsets, edges)
+
+    generated()
 
 
 def test_iso_helpers_match_duckdb(warehouse: Any) -> None:
@@ -784,8 +805,15 @@ def _normalise(spec: tuple[Any, ...]) -> tuple[Any, ...]:
     return (at, name, {**extra, **props})
 
 
+@pytest.mark.parametrize("evaluator", EVALUATORS)
 def test_every_documented_example_has_a_member_and_a_near_miss(
-    warehouse: Any, placeholders: bool = True
+    warehouse: Any, evaluator: str
+) -> None:
+    check_documented_witnesses(warehouse, evaluator=evaluator)
+
+
+def check_documented_witnesses(
+    warehouse: Any, placeholders: bool = True, evaluator: str = "python"
 ) -> None:
     assert set(WITNESSES) == set(DOC_SEGMENTS)
     arrivals: list[Arrival] = []
@@ -795,7 +823,7 @@ def test_every_documented_example_has_a_member_and_a_near_miss(
     arrivals.sort(key=lambda a: a.arrived_ms)
     scores = {"pro_at_risk:w": {"churn": 0.8}, "pro_at_risk:n": {"churn": 0.8}}
     clusters = {p: {"customer_segments": "High spenders"} for p in scores}
-    diff = Differential(warehouse(), DOC_SEGMENTS, DOC_TRAITS, scores, clusters)
+    diff = Differential(warehouse(), DOC_SEGMENTS, DOC_TRAITS, scores, clusters, evaluator)
     for arrival in arrivals:
         diff.feed(arrival)
     inc, sql = diff.incremental_members(T0), diff.sql_members(T0, literal=True)
@@ -840,7 +868,12 @@ SPACED = {  # sequences: steps exactly ``within`` apart, and 1 ms more
 }
 
 
-def test_every_kind_of_window_edge_agrees(warehouse: Any) -> None:
+@pytest.mark.parametrize("evaluator", EVALUATORS)
+def test_every_kind_of_window_edge_agrees(warehouse: Any, evaluator: str) -> None:
+    check_window_edges(warehouse, evaluator)
+
+
+def check_window_edges(warehouse: Any, evaluator: str = "python") -> None:
     """Deterministic companion of the generated tests: each edge of each kind of window is
     checked at exactly ``anchor + D - 1``, ``anchor + D`` and ``anchor + D + 1``."""
     cases = {rule: [events] for rule, events in EDGE_CASES.items()} | SPACED
@@ -863,5 +896,5 @@ def test_every_kind_of_window_edge_agrees(warehouse: Any) -> None:
                 arrivals.append(Arrival(f"p{n}", event, T0 + at))
         arrivals.sort(key=lambda a: a.arrived_ms)
         edges = set().union(*boundary_families(arrivals, {"s": rule}, {}))
-        diff = Differential(warehouse(), {"s": rule}, {}, {}, {})
+        diff = Differential(warehouse(), {"s": rule}, {}, {}, {}, evaluator)
         _assert_agree(diff, arrivals, [], edges)

@@ -21,14 +21,14 @@ from tests.integration.rules.test_differential import (
     Arrival,
     Differential,
     _assert_agree,
+    check_documented_witnesses,
+    check_window_edges,
     checkpoints,
     clusters,
     definitions,
     draw_boundaries,
     histories,
     models,
-    test_every_documented_example_has_a_member_and_a_near_miss,
-    test_every_kind_of_window_edge_agrees,
 )
 from tests.support.engines import (
     Backend,
@@ -83,7 +83,7 @@ def backends(engine_name: str, request: pytest.FixtureRequest) -> Iterator[Facto
 def test_documented_examples_on_every_engine(backends: Factory, engine_name: str) -> None:
     # Spark plans each correlated query for seconds: T written in only (one query per rule)
     placeholders = engine_name != "spark"
-    test_every_documented_example_has_a_member_and_a_near_miss(backends, placeholders)
+    check_documented_witnesses(backends, placeholders)
 
 
 def test_window_edges_on_every_engine(backends: Factory, engine_name: str) -> None:
@@ -91,7 +91,7 @@ def test_window_edges_on_every_engine(backends: Factory, engine_name: str) -> No
         pytest.skip(
             "~50 queries of several seconds each on Spark: SEGFLOW_SPARK_EXAMPLES runs more"
         )
-    test_every_kind_of_window_edge_agrees(backends)
+    check_window_edges(backends)
 
 
 SPARK_EXAMPLES = int(os.environ.get("SEGFLOW_SPARK_EXAMPLES", "0"))

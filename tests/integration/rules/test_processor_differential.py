@@ -37,6 +37,7 @@ from segflow.clock import ManualClock
 from segflow.log.base import Record, partition_for
 from segflow.profiles import Profile
 from segflow.rules import compile_segments
+from segflow.rules.incremental import kernel
 from segflow.rules.sql.compiler import compile_members, compile_traits
 from segflow.spec.events import Event
 from segflow.stream import MemoryStateStore, Processor, ProfileReader, SqliteStateStore
@@ -192,10 +193,12 @@ class Harness:
         traits: Mapping[str, str],
         clock: ManualClock,
         rules_now: bool = True,
+        evaluator: str = "python",
     ) -> None:
         self.log, self.store, self.con, self.clock = log, store, con, clock
         self.segments, self.traits = dict(segments), dict(traits)
-        program = compile_segments(segments, traits) if rules_now else None
+        self.evaluator = evaluator
+        program = self.compile() if rules_now else None
         self.proc = Processor(log, store, program, clock=clock)
         self.reader = ProfileReader(store.reader(), log)
         self.seen: list[Event] = []
@@ -207,8 +210,13 @@ class Harness:
         while self.proc.run_once():
             pass
 
+    def compile(self) -> Any:
+        """The processor's evaluator: the Python program, or the compiled kernel of it."""
+        program = compile_segments(self.segments, self.traits)
+        return kernel.KernelProgram(program) if self.evaluator == "kernel" else program
+
     def set_rules(self) -> None:
-        self.proc.set_evaluator(compile_segments(self.segments, self.traits))
+        self.proc.set_evaluator(self.compile())
         self.proc.run_once()
         rounds = 0
         while self.proc.backfilling():
@@ -330,11 +338,12 @@ def check_merges(
     defs: tuple[dict[str, str], dict[str, str]],
     offsets: list[int],
     data: st.DataObject,
+    evaluator: str = "python",
 ) -> None:
     segments, traits = defs
     edges = draw_boundaries(data, arrivals, segments, traits, per_kind=2)
     log, clock = MemoryLog(), ManualClock(BASE)
-    h = Harness(log, MemoryStateStore(), warehouse(), segments, traits, clock)
+    h = Harness(log, MemoryStateStore(), warehouse(), segments, traits, clock, evaluator=evaluator)
     pending = list(arrivals)
     merges = 0
     for at_ms in _times(arrivals, offsets, edges):
@@ -354,6 +363,7 @@ def check_backfill(
     defs: tuple[dict[str, str], dict[str, str]],
     offsets: list[int],
     data: st.DataObject,
+    evaluator: str = "python",
 ) -> None:
     """Events processed with no rules, then the rule set: the backfill (replaying each
     profile's timeline from the log) must give SQL's members, and the same members and computed
@@ -362,9 +372,19 @@ def check_backfill(
     times = _times(arrivals, offsets, draw_boundaries(data, arrivals, segments, traits, 1))
     change_at = data.draw(st.sampled_from(times), label="rules set at")
     log = MemoryLog()
-    live = Harness(log, MemoryStateStore(), warehouse(), segments, traits, ManualClock(BASE))
+    live = Harness(
+        log,
+        MemoryStateStore(),
+        warehouse(),
+        segments,
+        traits,
+        ManualClock(BASE),
+        evaluator=evaluator,
+    )
     store = SqliteStateStore(tmp_path_factory.mktemp("state") / "state.sqlite")
-    late = Harness(log, store, warehouse(), segments, traits, ManualClock(BASE), rules_now=False)
+    late = Harness(
+        log, store, warehouse(), segments, traits, ManualClock(BASE), False, evaluator=evaluator
+    )
     pending = list(arrivals)
     try:
         for at_ms in times:
@@ -432,3 +452,60 @@ def test_backfill_agrees_long(
     data: st.DataObject,
 ) -> None:
     check_backfill(warehouse, tmp_path_factory, arrivals, defs, offsets, data)
+
+
+# --- the same with the compiled kernel as the processor's evaluator (fewer examples by default:
+# tests/unit/rules/test_kernel.py holds the kernel equal to the Python program call by call) ----
+
+needs_kernel = pytest.mark.skipif(
+    not kernel.AVAILABLE, reason="the compiled rule kernel is not built (or SEGFLOW_KERNEL=0)"
+)
+KERNEL = settings(SETTINGS, max_examples=8)
+
+
+@needs_kernel
+@KERNEL
+@GIVEN
+def test_processor_with_merges_agrees_with_sql_on_the_kernel(
+    warehouse: Any, arrivals: list[Arrival], defs: Defs, offsets: list[int], data: st.DataObject
+) -> None:
+    check_merges(warehouse, arrivals, defs, offsets, data, evaluator="kernel")
+
+
+@needs_kernel
+@KERNEL
+@GIVEN
+def test_backfill_agrees_on_the_kernel(
+    warehouse: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    arrivals: list[Arrival],
+    defs: Defs,
+    offsets: list[int],
+    data: st.DataObject,
+) -> None:
+    check_backfill(warehouse, tmp_path_factory, arrivals, defs, offsets, data, evaluator="kernel")
+
+
+@needs_kernel
+@pytest.mark.long
+@LONG
+@GIVEN
+def test_processor_with_merges_agrees_with_sql_on_the_kernel_long(
+    warehouse: Any, arrivals: list[Arrival], defs: Defs, offsets: list[int], data: st.DataObject
+) -> None:
+    check_merges(warehouse, arrivals, defs, offsets, data, evaluator="kernel")
+
+
+@needs_kernel
+@pytest.mark.long
+@LONG
+@GIVEN
+def test_backfill_agrees_on_the_kernel_long(
+    warehouse: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    arrivals: list[Arrival],
+    defs: Defs,
+    offsets: list[int],
+    data: st.DataObject,
+) -> None:
+    check_backfill(warehouse, tmp_path_factory, arrivals, defs, offsets, data, evaluator="kernel")

@@ -1,8 +1,11 @@
-"""The incremental evaluator: windows, timers, bounded state, out-of-order events, merges."""
+"""The incremental evaluator: windows, timers, bounded state, out-of-order events, merges.
+
+Every test runs on both evaluators: the Python program and the compiled kernel built from it."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,19 +13,48 @@ import pytest
 
 from segflow.clock import DAY_MS, HOUR_MS, MINUTE_MS, ManualClock
 from segflow.rules import StaticProfile, compile_segments
-from segflow.rules.incremental.program import SegmentProgram
-from segflow.rules.incremental.state import decode
+from segflow.rules.incremental import kernel
+from segflow.rules.incremental.kernel import format as kernel_format
+from segflow.rules.incremental.state import ProfileState, decode
 from segflow.spec.events import Event
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "segments.md"
 T0 = 1_700_000_000_000
+EVALUATORS = [
+    "python",
+    pytest.param(
+        "kernel",
+        marks=pytest.mark.skipif(
+            not kernel.AVAILABLE,
+            reason="the compiled rule kernel is not built (or SEGFLOW_KERNEL=0)",
+        ),
+    ),
+]
+Compile = Callable[..., Any]
+
+
+@pytest.fixture(params=EVALUATORS)
+def compile_rules(request: pytest.FixtureRequest) -> Compile:
+    """``compile_segments``, or the compiled kernel of what it compiles."""
+
+    def make(rules: dict[str, str], traits: dict[str, str] | None = None, **kw: Any) -> Any:
+        program = compile_segments(rules, traits or {}, **kw)
+        return program if request.param == "python" else kernel.KernelProgram(program)
+
+    return make
+
+
+def state_of(program: Any, state: bytes | None) -> ProfileState:
+    if kernel_format.is_kernel_state(state):
+        return kernel_format.decode(state or b"", program.layout)
+    return decode(state)
 
 
 class Runner:
     """Drives one profile through a program the way the processor does (timers on wake-up)."""
 
     def __init__(
-        self, program: SegmentProgram, clock: ManualClock, profile: StaticProfile | None = None
+        self, program: Any, clock: ManualClock, profile: StaticProfile | None = None
     ) -> None:
         self.program, self.clock = program, clock
         self.profile = profile or StaticProfile("p1")
@@ -62,12 +94,16 @@ class Runner:
         self.clock.set(target)
 
 
-def run(rules: dict[str, str], traits: dict[str, str] | None = None) -> Runner:
-    return Runner(compile_segments(rules, traits or {}), ManualClock(T0))
+def run(
+    compile_rules: Compile,
+    rules: dict[str, str],
+    traits: dict[str, str] | None = None,
+) -> Runner:
+    return Runner(compile_rules(rules, traits or {}), ManualClock(T0))
 
 
-def test_window_exit_fires_exactly_at_the_boundary() -> None:
-    r = run({"v3": 'did "View" at least 3 times in last 1 hour'})
+def test_window_exit_fires_exactly_at_the_boundary(compile_rules: Compile) -> None:
+    r = run(compile_rules, {"v3": 'did "View" at least 3 times in last 1 hour'})
     for _ in range(3):
         r.track("View")
         r.advance(10 * MINUTE_MS)
@@ -79,8 +115,10 @@ def test_window_exit_fires_exactly_at_the_boundary() -> None:
     assert r.members == frozenset()
 
 
-def test_abandoned_cart_enters_when_the_hour_passes_without_an_event() -> None:
-    r = run({"cart": 'did "Product Added" then not "Order Completed" within 1 hour'})
+def test_abandoned_cart_enters_when_the_hour_passes_without_an_event(
+    compile_rules: Compile,
+) -> None:
+    r = run(compile_rules, {"cart": 'did "Product Added" then not "Order Completed" within 1 hour'})
     r.track("Product Added")
     assert r.members == frozenset() and r.wake == T0 + HOUR_MS
     r.advance(HOUR_MS)
@@ -93,8 +131,8 @@ def test_abandoned_cart_enters_when_the_hour_passes_without_an_event() -> None:
     assert r.members == frozenset()
 
 
-def test_an_order_exactly_at_the_deadline_still_counts() -> None:
-    r = run({"cart": 'did "Product Added" then not "Order Completed" within 1 hour'})
+def test_an_order_exactly_at_the_deadline_still_counts(compile_rules: Compile) -> None:
+    r = run(compile_rules, {"cart": 'did "Product Added" then not "Order Completed" within 1 hour'})
     r.track("Product Added")
     r.advance(HOUR_MS - 1)
     r.clock.advance(1)
@@ -102,8 +140,8 @@ def test_an_order_exactly_at_the_deadline_still_counts() -> None:
     assert r.members == frozenset()
 
 
-def test_same_millisecond_is_not_then() -> None:
-    r = run({"seq": 'did "A" then "B" within 1 minute'})
+def test_same_millisecond_is_not_then(compile_rules: Compile) -> None:
+    r = run(compile_rules, {"seq": 'did "A" then "B" within 1 minute'})
     r.track("A")
     r.track("B")
     assert r.members == frozenset()
@@ -112,8 +150,8 @@ def test_same_millisecond_is_not_then() -> None:
     assert r.members == {"seq"}
 
 
-def test_dormant_enters_after_14_days_and_leaves_on_next_event() -> None:
-    r = run({"dormant": "not did any event in last 14 days"})
+def test_dormant_enters_after_14_days_and_leaves_on_next_event(compile_rules: Compile) -> None:
+    r = run(compile_rules, {"dormant": "not did any event in last 14 days"})
     r.track("Anything")
     assert r.members == frozenset()
     r.advance(14 * DAY_MS)
@@ -122,28 +160,31 @@ def test_dormant_enters_after_14_days_and_leaves_on_next_event() -> None:
     assert r.members == frozenset()
 
 
-def test_future_events_count_when_their_time_comes() -> None:
-    r = run({"buyer": 'did "Order Completed"'})
+def test_future_events_count_when_their_time_comes(compile_rules: Compile) -> None:
+    r = run(compile_rules, {"buyer": 'did "Order Completed"'})
     r.track("Order Completed", at_ms=T0 + HOUR_MS)
     assert r.members == frozenset() and r.wake == T0 + HOUR_MS
     r.advance(HOUR_MS)
     assert r.members == {"buyer"}
 
 
-def test_late_events_are_exact_and_old_ones_are_dropped_from_windows() -> None:
-    r = run({"v2": 'did "View" at least 2 times in last 1 day'})
+def test_late_events_are_exact_and_old_ones_are_dropped_from_windows(
+    compile_rules: Compile,
+) -> None:
+    r = run(compile_rules, {"v2": 'did "View" at least 2 times in last 1 day'})
     r.clock.advance(DAY_MS)
     r.track("View", at_ms=T0 + 1)
     r.track("View", at_ms=T0 - 5)
     assert r.members == frozenset()
     r.track("View", at_ms=T0 + 2)
     assert r.members == {"v2"}
-    slot = next(iter(decode(r.state).slots.values()))
+    slot = next(iter(state_of(r.program, r.state).slots.values()))
     assert [e.ts for e in slot.entries] == [T0 + 1, T0 + 2]
 
 
-def test_all_time_aggregates_fold_old_events() -> None:
+def test_all_time_aggregates_fold_old_events(compile_rules: Compile) -> None:
     r = run(
+        compile_rules,
         {"big": 'sum(revenue of "Order Completed") >= 100'},
         {"n": 'count("Order Completed")', "last": 'last(sku of "Order Completed")'},
     )
@@ -151,12 +192,13 @@ def test_all_time_aggregates_fold_old_events() -> None:
         r.track("Order Completed", revenue=2.5, sku=f"s{i}")
         r.advance(MINUTE_MS)
     assert r.members == {"big"} and r.traits == {"n": 50, "last": "s49"}
-    slot = next(iter(decode(r.state).slots.values()))
+    slot = next(iter(state_of(r.program, r.state).slots.values()))
     assert len(slot.entries) == 0 and slot.fold is not None and slot.fold.count == 50
 
 
-def test_periods_and_computed_traits_in_rules() -> None:
+def test_periods_and_computed_traits_in_rules(compile_rules: Compile) -> None:
     r = run(
+        compile_rules,
         {"regular": 'did "Workout" in at least 3 of last 4 weeks', "fan": 'computed fav = "run"'},
         {"fav": 'most_frequent(kind of "Workout")'},
     )
@@ -168,9 +210,10 @@ def test_periods_and_computed_traits_in_rules() -> None:
     assert r.members == {"fan"}
 
 
-def test_segment_of_segment_follows_its_dependency() -> None:
+def test_segment_of_segment_follows_its_dependency(compile_rules: Compile) -> None:
     r = run(
-        {"recent": 'did "View" in last 1 hour', "lapsed": 'did "View" and not in segment "recent"'}
+        compile_rules,
+        {"recent": 'did "View" in last 1 hour', "lapsed": 'did "View" and not in segment "recent"'},
     )
     r.track("View")
     assert r.members == {"recent"}
@@ -178,9 +221,9 @@ def test_segment_of_segment_follows_its_dependency() -> None:
     assert r.members == {"lapsed"}
 
 
-def test_scores_and_clusters_from_the_profile() -> None:
+def test_scores_and_clusters_from_the_profile(compile_rules: Compile) -> None:
     rules = {"risk": 'score churn >= 0.7 and cluster customer_segments = "High spenders"'}
-    program = compile_segments(rules)
+    program = compile_rules(rules)
     high = StaticProfile(
         "p", scores={"churn": 0.8}, clusters={"customer_segments": "High spenders"}
     )
@@ -188,8 +231,8 @@ def test_scores_and_clusters_from_the_profile() -> None:
     assert program.on_time(StaticProfile("q"), None, T0).members == frozenset()
 
 
-def test_merge_states_combines_histories() -> None:
-    program = compile_segments({"v2": 'did "View" at least 2 times'})
+def test_merge_states_combines_histories(compile_rules: Compile) -> None:
+    program = compile_rules({"v2": 'did "View" at least 2 times'})
     a, b = Runner(program, ManualClock(T0)), Runner(program, ManualClock(T0), StaticProfile("p2"))
     a.track("View")
     b.n = 10
@@ -198,12 +241,12 @@ def test_merge_states_combines_histories() -> None:
     assert program.on_time(StaticProfile("p1"), merged, T0).members == {"v2"}
 
 
-def test_editing_a_rule_recomputes_cached_results() -> None:
-    first = compile_segments({"v": 'did "View" at least 2 times'})
+def test_editing_a_rule_recomputes_cached_results(compile_rules: Compile) -> None:
+    first = compile_rules({"v": 'did "View" at least 2 times'})
     r = Runner(first, ManualClock(T0))
     r.track("View")
     assert r.members == frozenset()
-    second = compile_segments({"v": 'did "View" at least 1 times'})
+    second = compile_rules({"v": 'did "View" at least 1 times'})
     assert second.on_time(r.profile, r.state, T0).members == {"v"}
 
 
@@ -214,10 +257,10 @@ def _doc_blocks(kind: str) -> dict[str, str]:
     }
 
 
-def test_every_documented_example_parses_and_evaluates() -> None:
+def test_every_documented_example_parses_and_evaluates(compile_rules: Compile) -> None:
     rules, traits = _doc_blocks("rule"), _doc_blocks("trait")
     assert len(rules) >= 16 and len(traits) >= 8
-    program = compile_segments(rules, traits)
+    program = compile_rules(rules, traits)
     r = Runner(program, ManualClock(T0), StaticProfile("p", scores={"churn": 0.9}))
     r.track("Product Added")
     r.advance(2 * HOUR_MS)
@@ -226,10 +269,8 @@ def test_every_documented_example_parses_and_evaluates() -> None:
 
 
 @pytest.mark.parametrize("late_ms", [0, HOUR_MS])
-def test_state_stays_bounded_for_windowed_rules(late_ms: int) -> None:
-    program = compile_segments(
-        {"v3": 'did "View" at least 3 times in last 1 hour'}, late_ms=late_ms
-    )
+def test_state_stays_bounded_for_windowed_rules(compile_rules: Compile, late_ms: int) -> None:
+    program = compile_rules({"v3": 'did "View" at least 3 times in last 1 hour'}, late_ms=late_ms)
     r = Runner(program, ManualClock(T0))
     for _ in range(500):
         r.track("View")
@@ -237,11 +278,12 @@ def test_state_stays_bounded_for_windowed_rules(late_ms: int) -> None:
     assert len(r.state or b"") < 60 * 40
 
 
-def test_explain_lists_conditions_values_and_event_times() -> None:
+def test_explain_lists_conditions_values_and_event_times(compile_rules: Compile) -> None:
     r = run(
+        compile_rules,
         {
             "shoes": 'did "View" where category = "shoes" at least 2 times in last 1 hour and trait plan = "pro"'
-        }
+        },
     )
     r.track("View", category="shoes")
     r.advance(5 * MINUTE_MS)

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any, Protocol
@@ -108,6 +108,27 @@ class SegmentProgram:
         touched = self._record(st, event, now_ms)
         return self._evaluate(profile, st, now_ms, touched)
 
+    def on_events(
+        self, profile: ProfileView, state: bytes | None, events: Iterable[Event], now_ms: int
+    ) -> EvalResult:
+        """Record ``events`` (one profile's, in order), then evaluate once at ``now_ms``.
+
+        The result is the one :meth:`on_event` gives for the last of them when called for
+        each in turn (members, computed traits, timer; the state is equivalent): a rule's
+        cached result and timer stay valid while nothing it reads changes.
+
+        >>> prog = compile_segments({"two": 'did "A" at least 2 times'})
+        >>> evs = [Event(type="track", message_id=f"m{i}", source_id="s", timestamp_ms=i,
+        ...              received_at_ms=i, event="A") for i in (1, 2)]
+        >>> sorted(prog.on_events(StaticProfile("p"), None, evs, now_ms=5).members)
+        ['two']
+        """
+        st = self._load(state)
+        touched: set[str] = set()
+        for event in events:
+            touched |= self._record(st, event, now_ms)
+        return self._evaluate(profile, st, now_ms, touched)
+
     def on_time(self, profile: ProfileView, state: bytes | None, now_ms: int) -> EvalResult:
         return self._evaluate(profile, self._load(state), now_ms, set())
 
@@ -127,34 +148,14 @@ class SegmentProgram:
         """
         if not survivor or not absorbed:
             return True
-        a, b = decode(survivor), decode(absorbed)
-        return all(
-            _seq_mergeable(a.seqs.get(key, _NO_SEQ), b.seqs.get(key, _NO_SEQ))
-            for key in a.seqs.keys() & b.seqs.keys()
-        )
+        return mergeable(self._decode(survivor), self._decode(absorbed))
 
     def merge_states(self, survivor: bytes | None, absorbed: bytes | None) -> bytes | None:
         """Merge two profiles' states: exact when :meth:`can_merge` says so; otherwise a
         sequence keeps one side's fold (the processor replays the merged timeline instead)."""
         if not survivor or not absorbed:
             return survivor or absorbed
-        a, b = decode(survivor), decode(absorbed)
-        out = ProfileState(fingerprint="")
-        for key in a.slots.keys() | b.slots.keys():
-            sa, sb = a.slots.get(key, SlotState()), b.slots.get(key, SlotState())
-            merged = SlotState(entries=list(sa.entries))
-            for e in sb.entries:
-                insert(merged, e)
-            sd = self.plan.slots.get(key)
-            merged.fold = merge_fold(sa.fold, sb.fold, bool(sd and sd.counts))
-            out.slots[key] = merged
-        for key in a.seqs.keys() | b.seqs.keys():
-            qa, qb = a.seqs.get(key, SeqState()), b.seqs.get(key, SeqState())
-            seq = SeqState(entries=list(qa.entries), fold=qa.fold or qb.fold)
-            for e in qb.entries:
-                insert(seq, e)
-            out.seqs[key] = seq
-        return encode(out)
+        return encode(merge(self.plan, self._decode(survivor), self._decode(absorbed)))
 
     def explain(
         self, profile: ProfileView, state: bytes | None, segment: str, now_ms: int
@@ -172,8 +173,21 @@ class SegmentProgram:
         return [_explain(ctx, node) for node in conditions(self.plan.segments[segment])]
 
     # --- internals --------------------------------------------------------------------------
+    def _decode(self, state: bytes | None) -> ProfileState:
+        """A state as written by this evaluator, or by the compiled kernel (its own format)."""
+        if state and state[:1] == b"\xff":
+            from segflow.rules.incremental.kernel import format, layout
+
+            found = self.plan.compiled.get(("kernel_layout",))
+            if found is None:
+                found = self.plan.compiled[("kernel_layout",)] = layout.build_layout(
+                    self.plan, check=False
+                )
+            return format.decode(state, found)
+        return decode(state)
+
     def _load(self, state: bytes | None) -> ProfileState:
-        st = decode(state)
+        st = self._decode(state)
         if st.fingerprint != self.plan.fingerprint:
             st.fingerprint = self.plan.fingerprint
             st.results, st.wakes = {}, {}
@@ -310,6 +324,35 @@ def _compact_seq(seq: SeqState, c: ast.Sequence, cut_ms: int) -> None:
 
 
 _NO_SEQ = SeqState()
+
+
+def mergeable(a: ProfileState, b: ProfileState) -> bool:
+    """Whether merging two profiles' states is exact (see :meth:`SegmentProgram.can_merge`)."""
+    return all(
+        _seq_mergeable(a.seqs.get(key, _NO_SEQ), b.seqs.get(key, _NO_SEQ))
+        for key in a.seqs.keys() & b.seqs.keys()
+    )
+
+
+def merge(plan: Plan, a: ProfileState, b: ProfileState) -> ProfileState:
+    """Two profiles' states as one (see :meth:`SegmentProgram.merge_states`); its empty
+    fingerprint makes the evaluator recompute every result and timer."""
+    out = ProfileState(fingerprint="")
+    for key in a.slots.keys() | b.slots.keys():
+        sa, sb = a.slots.get(key, SlotState()), b.slots.get(key, SlotState())
+        merged = SlotState(entries=list(sa.entries))
+        for e in sb.entries:
+            insert(merged, e)
+        sd = plan.slots.get(key)
+        merged.fold = merge_fold(sa.fold, sb.fold, bool(sd and sd.counts))
+        out.slots[key] = merged
+    for key in a.seqs.keys() | b.seqs.keys():
+        qa, qb = a.seqs.get(key, SeqState()), b.seqs.get(key, SeqState())
+        seq = SeqState(entries=list(qa.entries), fold=qa.fold or qb.fold)
+        for e in qb.entries:
+            insert(seq, e)
+        out.seqs[key] = seq
+    return out
 
 
 def _seq_mergeable(a: SeqState, b: SeqState) -> bool:

@@ -1,25 +1,63 @@
-"""The compiled rule kernel: the incremental executor in C++ (built by ``setup.py`` with Cython).
+"""The compiled rule kernel: the incremental evaluator in C++ (built by ``setup.py`` with Cython).
 
-``AVAILABLE`` says whether the extension was built and may be used (``SEGFLOW_KERNEL=0`` turns
-it off at run time). Without it segflow runs :mod:`segflow.rules.incremental.program`, the
-pure-Python evaluator, which gives the same answers.
+:func:`compile_kernel` turns a :class:`~segflow.rules.incremental.program.SegmentProgram` into
+a :class:`KernelProgram`: the same ``SegmentEvaluator`` protocol (``on_event``, ``on_events``,
+``on_time``, ``can_merge``, ``merge_states``), the same answers — members, computed traits and
+timers, held equal by ``tests/unit/rules/test_kernel.py`` and the differential tests — over its
+own compact binary state (:mod:`.format`), 10-50x faster.
+
+``AVAILABLE`` says whether the extension was built and may be used: ``SEGFLOW_KERNEL=0`` turns
+it off at run time, ``SEGFLOW_NO_KERNEL=1`` at install time skips building it. Without it
+:func:`compile_kernel` returns the program itself, the pure-Python evaluator. It does so too for
+a plan the kernel does not cover (:class:`~.layout.Unsupported`): times, windows or periods
+beyond ±2^61 ms, number literals beyond a double, sequences of more than 61 steps, more than
+60,000 rules or slots — nothing a real rule set writes.
+
+>>> from segflow.rules import StaticProfile, compile_segments
+>>> from segflow.spec.events import Event
+>>> evaluator = compile_kernel(compile_segments({"buyers": 'did "Order Completed"'}))
+>>> ev = Event(type="track", message_id="m1", source_id="s", timestamp_ms=1_000,
+...            received_at_ms=1_000, event="Order Completed")
+>>> sorted(evaluator.on_event(StaticProfile("p1"), None, ev, now_ms=1_000).members)
+['buyers']
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-from types import ModuleType
+from typing import TYPE_CHECKING
 
+from segflow.rules.incremental.kernel.layout import Unsupported
 
-def _load() -> ModuleType | None:
-    try:
-        return importlib.import_module("segflow.rules.incremental.kernel._kernel")
-    except ImportError:  # not built: no compiler at install time, or SEGFLOW_NO_KERNEL=1
-        return None
+if TYPE_CHECKING:
+    from segflow.rules.incremental.program import SegmentProgram
 
+try:
+    from segflow.rules.incremental.kernel import _kernel
+    from segflow.rules.incremental.kernel._kernel import KernelProgram, KernelResult
+except ImportError:  # not built: no compiler at install time, or SEGFLOW_NO_KERNEL=1
+    _kernel = None  # type: ignore[assignment]
 
-_kernel = _load()
 AVAILABLE = _kernel is not None and os.environ.get("SEGFLOW_KERNEL", "1") != "0"
 
-__all__ = ["AVAILABLE"]
+
+def compile_kernel(program: SegmentProgram) -> KernelProgram | SegmentProgram:
+    """The fastest evaluator of ``program``: a :class:`KernelProgram` when the kernel is
+    :data:`AVAILABLE` and covers the plan, otherwise ``program`` itself.
+
+    >>> from segflow.rules import compile_segments
+    >>> prog = compile_segments({"s": 'did "A"'})
+    >>> type(compile_kernel(prog)).__name__ in ("KernelProgram", "SegmentProgram")
+    True
+    >>> compile_kernel(prog).plan.fingerprint == prog.plan.fingerprint
+    True
+    """
+    if not AVAILABLE or _kernel is None:
+        return program
+    try:
+        return _kernel.KernelProgram(program)
+    except Unsupported:
+        return program
+
+
+__all__ = ["AVAILABLE", "KernelProgram", "KernelResult", "Unsupported", "compile_kernel"]
