@@ -118,7 +118,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
       ``rocksdb_compression`` (``lz4``: LZ4, ZSTD on the bottommost level; ``none``);
     - ``working_profiles``: committed profiles kept decoded in memory between batches when the
       store is the processor's alone (RocksDB); ``gc_threshold``: the cyclic garbage
-      collector's first threshold while the processor runs (docs/engine.md; 0: CPython's).
+      collector's first threshold while the processor runs (docs/engine.md; 0: CPython's);
+      ``kernel``: rule sets run on the compiled rule kernel when it is built (False: on the
+      pure-Python evaluator; the same answers, slower).
     """
 
     group: str = "processor"
@@ -133,6 +135,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     rocksdb_compression: Literal["lz4", "none"] = "lz4"
     working_profiles: int = 200_000
     gc_threshold: int = 100_000
+    kernel: bool = True
 
 
 class ActivateSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -32,6 +32,8 @@ from segflow.errors import NotFoundError
 from segflow.identity import Identifier, IdentityRules
 from segflow.log.base import LogReader, Record
 from segflow.metrics import MEMBERSHIPS, PROCESSOR_BATCH, PROCESSOR_EVENTS
+from segflow.rules.incremental import SegmentProgram
+from segflow.rules.incremental.kernel import compile_kernel
 from segflow.stream import backfill, keys
 from segflow.stream.attributes import AttributeInbox, AttributeUpdate
 from segflow.stream.batch import Batch, WorkingSet, timer_row
@@ -79,6 +81,7 @@ class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     optimistic_tries: int = 0  # > 0: batches run optimistically first (several processors)
     working_profiles: int = 200_000  # committed profiles kept decoded (stores only it writes)
     gc_threshold: int = 100_000  # the cyclic GC's first threshold while running (see tune_gc)
+    kernel: bool = True  # run rule sets on the compiled kernel when it is built (see native)
 
 
 class Processor:
@@ -100,7 +103,9 @@ class Processor:
         self.clock: Clock = clock or WallClock()
         self.settings = settings or ProcessorSettings()
         self.assignment = assignment  # None: ``settings.partitions`` (None: every partition)
-        self.handler = EventHandler(rules or IdentityRules(), evaluator or NullEvaluator(), log)
+        self.handler = EventHandler(
+            rules or IdentityRules(), self.native(evaluator or NullEvaluator()), log
+        )
         self._pending_evaluator: SegmentEvaluator | None = None
         self._complete_for: str | None = None  # the rule set the state is backfilled for
         # where the backfill of a changed rule set is (read from any thread: the API, status)
@@ -141,8 +146,17 @@ class Processor:
 
     def set_evaluator(self, evaluator: SegmentEvaluator) -> None:
         """Swap the rule set; takes effect at the next batch boundary (thread-safe)."""
+        native = self.native(evaluator)
         with self._lock:
-            self._pending_evaluator = evaluator
+            self._pending_evaluator = native
+
+    def native(self, evaluator: SegmentEvaluator) -> SegmentEvaluator:
+        """The evaluator this processor runs for ``evaluator``: a rule set compiled by
+        ``segflow.rules.compile_segments`` runs on the compiled kernel (the same answers,
+        docs/engine.md) unless ``settings.kernel`` is off or the kernel is not built."""
+        if self.settings.kernel and isinstance(evaluator, SegmentProgram):
+            return compile_kernel(evaluator)
+        return evaluator
 
     def change_feed(self) -> StateChangeFeed:
         """The committed outbox as a ``segflow.spec.ChangeFeed`` (its own read connection)."""

@@ -41,6 +41,7 @@ from segflow.rules.incremental import kernel
 from segflow.rules.sql.compiler import compile_members, compile_traits
 from segflow.spec.events import Event
 from segflow.stream import MemoryStateStore, Processor, ProfileReader, SqliteStateStore
+from segflow.stream.processor import ProcessorSettings
 from segflow.stream.state import StateStore
 
 
@@ -199,7 +200,9 @@ class Harness:
         self.segments, self.traits = dict(segments), dict(traits)
         self.evaluator = evaluator
         program = self.compile() if rules_now else None
-        self.proc = Processor(log, store, program, clock=clock)
+        # the evaluator given is the one run (the processor would run a program on the kernel)
+        settings = ProcessorSettings(kernel=False)
+        self.proc = Processor(log, store, program, clock=clock, settings=settings)
         self.reader = ProfileReader(store.reader(), log)
         self.seen: list[Event] = []
         self._sql = {
