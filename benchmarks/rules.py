@@ -6,7 +6,10 @@ state bytes kept per profile, as the processor does, and (b) to the baseline, wh
 batch of ``--batch`` events (one second of traffic at that rate) to DuckDB and re-runs every
 rule's SQL. Rounds are interleaved. Also reported: bytes of rule state per (profile, rule).
 
-Run: ``python -m benchmarks.rules [--rounds 5] [--events 6000]``
+segflow's side is the evaluator the processor runs: the compiled rule kernel when it is built
+(``--python``: the pure-Python ``SegmentProgram``).
+
+Run: ``python -m benchmarks.rules [--rounds 5] [--events 6000] [--python]``
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import argparse
 import random
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from benchmarks.baselines.duckdb_rules import run_batches
 from benchmarks.common import commit, machine, median
 from segflow.rules import StaticProfile, compile_segments
+from segflow.rules.incremental.kernel import compile_kernel
 from segflow.spec.events import Event
 
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
@@ -98,10 +103,15 @@ def stream(n_events: int, n_profiles: int, seed: int = 7) -> list[tuple[str, Eve
     return out
 
 
+PYTHON = False  # --python: the pure-Python evaluator instead of the kernel the processor runs
+
+
 def run_segflow(
     rules: dict[str, str], events: list[tuple[str, Event]]
 ) -> tuple[float, dict[str, bytes | None]]:
-    program = compile_segments(rules)
+    program: Any = compile_segments(rules)
+    if not PYTHON:
+        program = compile_kernel(program)
     views: dict[str, StaticProfile] = {}
     states: dict[str, bytes | None] = {}
     start = time.perf_counter()
@@ -124,7 +134,10 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=6000)
     ap.add_argument("--profiles", type=int, default=500)
     ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--python", action="store_true", help="segflow's pure-Python evaluator")
     args = ap.parse_args()
+    global PYTHON
+    PYTHON = args.python
     events = stream(args.events, args.profiles)
     print(f"# rules benchmark — {datetime.now(UTC):%Y-%m-%d}, commit {commit()}, {machine()}")
     print(f"# {len(events)} events, {args.profiles} profiles, baseline batch {args.batch} events\n")

@@ -5,8 +5,10 @@ Both sides read the same seeded e-commerce stream (``benchmarks.rules.stream``),
 profile, and after every event emit the profile's memberships of the same five count rules
 ("at least N matching events in the last W"), exact at the event's time:
 
-- segflow: ``SegmentProgram.on_event`` per event, the state bytes kept per profile, as the
-  processor does (identity and the state store are not included, as in ``benchmarks.rules``).
+- segflow: the evaluator the processor runs (the compiled rule kernel when it is built;
+  ``--python``: the pure-Python ``SegmentProgram``), ``on_event`` per event, the state bytes
+  kept per profile, as the processor does (identity and the state store are not included, as
+  in ``benchmarks.rules``).
 - Bytewax (``benchmarks/baselines/bytewax_windows.py``): ``key_on`` + ``stateful_map`` with, per
   profile and rule, the matching timestamps in a sorted list trimmed to the window — what a
   competent Bytewax user writes for an exact, per-event sliding count (its windowing operators
@@ -23,11 +25,13 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from benchmarks.baselines.bytewax_windows import COUNT_RULES, run_bytewax
 from benchmarks.common import commit, machine, median
 from benchmarks.rules import stream
 from segflow.rules import StaticProfile, compile_segments
+from segflow.rules.incremental.kernel import compile_kernel
 from segflow.spec.events import Event
 
 Output = list[tuple[str, frozenset[str]]]
@@ -42,8 +46,13 @@ def segflow_rules() -> dict[str, str]:
     return out
 
 
+PYTHON = False  # --python: the pure-Python evaluator instead of the kernel
+
+
 def run_segflow(events: list[tuple[str, Event]]) -> tuple[float, Output]:
-    program = compile_segments(segflow_rules())
+    program: Any = compile_segments(segflow_rules())
+    if not PYTHON:
+        program = compile_kernel(program)
     views: dict[str, StaticProfile] = {}
     states: dict[str, bytes | None] = {}
     out: Output = []
@@ -68,7 +77,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--events", type=int, default=50_000)
     ap.add_argument("--profiles", type=int, default=2_000)
+    ap.add_argument("--python", action="store_true", help="segflow's pure-Python evaluator")
     args = ap.parse_args()
+    global PYTHON
+    PYTHON = args.python
     events = stream(args.events, args.profiles)
     _, ours = run_segflow(events)
     _, theirs = run_bytewax(events)
@@ -82,7 +94,11 @@ def main() -> None:
         base.append(len(events) / t_base)
         ratios.append(t_base / t_ours)
     print(f"# windows benchmark — {datetime.now(UTC):%Y-%m-%d}, commit {commit()}, {machine()}")
-    print(f"# {len(events)} events, {args.profiles} profiles, {len(COUNT_RULES)} count rules\n")
+    evaluator = "pure-Python evaluator" if PYTHON else "compiled rule kernel"
+    print(
+        f"# {len(events)} events, {args.profiles} profiles, {len(COUNT_RULES)} count rules,"
+        f" segflow's {evaluator}\n"
+    )
     print("| segflow events/s | Bytewax events/s | ratio | target |")
     print("| --- | --- | --- | --- |")
     print(f"| {median(seg):,.0f} | {median(base):,.0f} | {median(ratios):.2f}x | >= 2x |")

@@ -208,6 +208,7 @@ def cluster(tmp_path: Path, kafka_broker: Broker) -> Iterator[Cluster]:
     found.stop()
 
 
+@pytest.mark.long  # ~25 s: several processes and a rebalance (make test-long, CI)
 def test_two_collectors_three_processors_a_loader_and_a_sigkill(cluster: Cluster) -> None:
     write_key = cluster.cli("sources", "create", "web")
     for name, rule in SEGMENTS.items():
@@ -309,6 +310,7 @@ def replay_embedded(cluster: Cluster) -> Summary:
     return summary(root / "state.sqlite")
 
 
+@pytest.mark.long  # ~25 s: two "hosts" of processes on Kafka + PostgreSQL (make test-long, CI)
 def test_processors_on_two_hosts_share_their_state_in_postgres(
     cluster: Cluster, postgres_dsn: str
 ) -> None:

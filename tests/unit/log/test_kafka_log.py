@@ -57,6 +57,7 @@ def test_a_message_id_in_flight_elsewhere_is_refused_for_now(kafka_log: Any) -> 
     assert None not in positions and kafka_log.append([event("m2")]) == [None]
 
 
+@pytest.mark.long  # ~11 s of session timeouts (make test-long, CI)
 def test_leases_share_the_partitions_and_rebalance(kafka_log: Any) -> None:
     group = f"g-{uuid.uuid4().hex[:8]}"
     first = kafka_log.lease(group, session_timeout_ms=6000)

@@ -1,0 +1,170 @@
+"""Backfill: a segment created over an existing history, until every profile's state has it.
+
+The issue's target: a new or changed rule over 10M events in under a minute. A seeded stream
+(``benchmarks.rules.stream``: views, adds, orders, pages, identifies over ~40 days) is appended
+to a real log (``log.sqlite``) and processed with the rules benchmark's ten segments but one;
+then the eleventh segment (``--rule``) is added and the processor rebuilds every profile from
+its history (``Processor.backfill_step`` until complete: each profile's log positions read in
+one query per partition, one evaluation per profile on the compiled kernel). Reported: the
+backfill's events/s (events in the log / seconds) and its per-profile cost.
+
+Baseline, the same run: the new segment's members by SQL over the same events in DuckDB
+(``segflow.rules.sql.compile_members``, the table already loaded, the query alone timed) —
+the answer a warehouse gives without building any state. The two member sets are compared
+(they must be equal).
+
+Run: ``python -m benchmarks.backfill [--events 1000000] [--profiles 100000] [--rounds 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from benchmarks.common import commit, machine, median
+from benchmarks.rules import TEN_RULES, stream
+from segflow.clock import ManualClock
+from segflow.log.sqlite import SqliteEventLog
+from segflow.rules import compile_segments
+from segflow.rules.sql.compiler import compile_members
+from segflow.stream import Processor, ProfileReader
+from segflow.stream.processor import ProcessorSettings, tune_gc
+from segflow.stream.state.rocksdb import RocksStateStore
+
+NEW_RULE = 'did "Product Viewed" where category = "shoes" at least 3 times in last 30 days'
+
+
+def prepare(events: list, work: Path) -> tuple[Path, int]:
+    """``log.sqlite`` with the events and ``state/`` processed with the ten rules but one."""
+    log = SqliteEventLog(work / "log.sqlite", partitions=8)
+    for start in range(0, len(events), 20_000):
+        log.append(events[start : start + 20_000])
+    end = max(e.timestamp_ms for e in events)
+    old = {k: v for k, v in TEN_RULES.items() if k != "shoe_explorers"}
+    store = RocksStateStore(work / "state")
+    proc = Processor(log, store, compile_segments(old), ManualClock(end))
+    while proc.run_once(2_000) > 0:
+        pass
+    while proc.backfilling():
+        proc.run_once()
+    store.close()
+    log.close()
+    return work, end
+
+
+def backfill(work: Path, end: int) -> tuple[float, int, set[str]]:
+    """Seconds to backfill the new rule, profiles rebuilt, and the new segment's members."""
+    copy = work.parent / f"{work.name}-run"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(work, copy)
+    log = SqliteEventLog(copy / "log.sqlite", partitions=8)
+    store = RocksStateStore(copy / "state")
+    rules = {**{k: v for k, v in TEN_RULES.items() if k != "shoe_explorers"}, "new": NEW_RULE}
+    proc = Processor(log, store, compile_segments(rules), ManualClock(end), ProcessorSettings())
+    rebuilt = 0
+    started = time.perf_counter()
+    while (done := proc.backfill_step(limit=2_000)) > 0:
+        rebuilt += done
+    seconds = time.perf_counter() - started
+    reader = ProfileReader(store.reader(), log)
+    members = set()  # each member by its anonymous id (the stream's one key per person)
+    for pid in reader.members("new"):
+        found = reader.identities(pid)
+        members.update(v for t, v in found if t == "anonymous_id")
+    store.close()
+    log.close()
+    shutil.rmtree(copy, ignore_errors=True)
+    return seconds, rebuilt, members
+
+
+def warehouse(events: list, work: Path) -> duckdb.DuckDBPyConnection:
+    """The events with their profile (the stream's own key: one person per profile) in DuckDB."""
+    con = duckdb.connect(str(work / "wh.duckdb"))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(
+        "CREATE TABLE profile_events (profile_id VARCHAR, message_id VARCHAR, source_id VARCHAR,"
+        " type VARCHAR, event VARCHAR, name VARCHAR, timestamp_ms BIGINT, user_id VARCHAR,"
+        " anonymous_id VARCHAR, properties JSON, traits JSON, context JSON)"
+    )
+    con.execute("CREATE TABLE profile_scores (profile_id VARCHAR, model VARCHAR, score DOUBLE)")
+    con.execute(
+        "CREATE TABLE profile_clusters (profile_id VARCHAR, model VARCHAR, cluster VARCHAR)"
+    )
+    table = pa.table(
+        {
+            "profile_id": [e.anonymous_id for e in events],
+            "message_id": [e.message_id for e in events],
+            "source_id": [e.source_id for e in events],
+            "type": [e.type for e in events],
+            "event": [e.event for e in events],
+            "name": [e.name for e in events],
+            "timestamp_ms": [e.timestamp_ms for e in events],
+            "user_id": [e.user_id for e in events],
+            "anonymous_id": [e.anonymous_id for e in events],
+            "properties": [json.dumps(e.properties) for e in events],
+            "traits": [json.dumps(e.traits) for e in events],
+            "context": ["{}"] * len(events),
+        }
+    )
+    con.register("loaded", table)
+    con.execute("INSERT INTO profile_events SELECT * FROM loaded")
+    con.unregister("loaded")
+    return con
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--profiles", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    events = [e for _, e in stream(args.events, args.profiles)]
+    tmp = Path(tempfile.mkdtemp(prefix="segflow-bench-backfill-"))
+    before = gc.get_threshold()
+    tune_gc(ProcessorSettings().gc_threshold)  # as the running processor does
+    try:
+        t0 = time.perf_counter()
+        work, end = prepare(events, tmp / "data")
+        print(f"prepared {len(events):,} events in {time.perf_counter() - t0:.0f} s", flush=True)
+        con = warehouse(events, tmp)
+        sql = compile_members(NEW_RULE, at_ms=end)
+        ours, theirs, rebuilt = [], [], 0
+        for rnd in range(args.rounds):
+            seconds, rebuilt, members = backfill(work, end)
+            q0 = time.perf_counter()
+            by_sql = {r[0] for r in con.execute(sql).fetchall()}
+            q = time.perf_counter() - q0
+            if members != by_sql:
+                raise SystemExit(f"backfill {len(members)} members, SQL {len(by_sql)}: not equal")
+            ours.append(seconds)
+            theirs.append(q)
+            print(
+                f"round {rnd + 1}: backfill {seconds:.1f} s ({rebuilt:,} profiles), SQL {q:.2f} s",
+                flush=True,
+            )
+        con.close()
+    finally:
+        gc.set_threshold(*before)
+        shutil.rmtree(tmp, ignore_errors=True)
+    s = median(ours)
+    print(f"\n# backfill — {datetime.now(UTC):%Y-%m-%d}, commit {commit()}, {machine()}")
+    print(f"# {len(events):,} events, {rebuilt:,} profiles, 9 rules then one more\n")
+    print("| measure | segflow | baseline (SQL members only) | target |")
+    print("| --- | --- | --- | --- |")
+    print(
+        f"| backfill of one new rule: seconds / events/s | {s:.1f} s / {len(events) / s:,.0f} | {median(theirs):.2f} s | 10M events <= 60 s |"
+    )
+    print(f"| per profile rebuilt | {s / max(rebuilt, 1) * 1e6:,.0f} µs | - | - |")
+
+
+if __name__ == "__main__":
+    main()
