@@ -28,8 +28,8 @@ test: $(STAMP) ## Run the test suite
 test-spark: $(STAMP) ## Run the Spark SQL engine tests (CI runs them after `test`)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m spark
 
-test-long: $(STAMP) ## Run the differential tests' long variants (400 examples each)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout 0 -m long
+test-long: $(STAMP) ## Run the long variants: multi-process, Kafka restarts, 400-example differential runs (CI runs them too)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout 0 -m long $(LONG_ARGS)
 
 test-fast: $(STAMP) ## Run the tests without the slow marker
 	$(BIN)/python -m pytest -q -m "not slow and not spark and not long"
