@@ -3,13 +3,8 @@
 >>> from segflow.stream import Processor, MemoryStateStore, NullEvaluator
 """
 
-from segflow.stream.evaluator import (
-    EvalResult,
-    Evaluation,
-    NullEvaluator,
-    ProfileView,
-    SegmentEvaluator,
-)
+from segflow.rules.incremental.executor import ProfileView
+from segflow.stream.evaluator import EvalResult, Evaluation, NullEvaluator, SegmentEvaluator
 from segflow.stream.keys import ConflictRecord, MergeRecord
 from segflow.stream.outbox import StateChangeFeed
 from segflow.stream.processor import Processor, ProcessorSettings

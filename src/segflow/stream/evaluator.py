@@ -1,7 +1,8 @@
 """The seam between the processor (``segflow.stream``) and the segment rules (``segflow.rules``).
 
-``segflow.rules`` implements these Protocols structurally, without importing ``stream``.
-The processor keeps each profile's opaque ``state`` and last ``members``, diffs ``members`` to
+``segflow.rules`` implements these Protocols structurally, without importing ``stream``; what
+the rules read of a profile is ``segflow.rules``' one ``ProfileView`` (``segflow.profiles.Profile``
+is one). The processor keeps each profile's opaque ``state`` and last ``members``, diffs ``members`` to
 emit membership changes, stores ``computed_traits`` on the profile and calls ``on_time`` when
 the clock passes ``next_wakeup_ms``.
 
@@ -17,28 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from segflow.rules.incremental.executor import ProfileView
 from segflow.spec.events import Event
-
-
-class ProfileView(Protocol):
-    """Implemented by ``segflow.profiles.Profile``; read by the rules."""
-
-    @property
-    def profile_id(self) -> str: ...
-    @property
-    def user_id(self) -> str | None: ...
-    @property
-    def traits(self) -> Mapping[str, Any]: ...
-    @property
-    def first_seen_ms(self) -> int | None: ...
-    @property
-    def last_seen_ms(self) -> int | None: ...
-    @property
-    def scores(self) -> Mapping[str, float]: ...
-    @property
-    def clusters(self) -> Mapping[str, str]: ...
-    @property
-    def cluster_ids(self) -> Mapping[str, int]: ...
 
 
 class EvalResult(Protocol):

@@ -45,13 +45,17 @@ ValueFn = Callable[["Context"], Any]
 WakeFn = Callable[["Context"], "int | None"]
 
 
-class Scores(Protocol):
+class ProfileView(Protocol):
+    """What the rules read from a profile besides its events: its id and the ML scores and
+    clusters (``segflow.profiles.Profile`` is one; so is ``StaticProfile``). The one seam
+    between the rules and a profile: ``segflow.stream`` hands its profiles in as these."""
+
+    @property
+    def profile_id(self) -> str: ...
     @property
     def scores(self) -> Mapping[str, float]: ...
-
     @property
     def clusters(self) -> Mapping[str, str]: ...
-
     @property
     def cluster_ids(self) -> Mapping[str, int]: ...
 
@@ -61,7 +65,7 @@ class Context:
 
     __slots__ = ("now", "plan", "profile", "results", "seqs", "slots", "state")
 
-    def __init__(self, plan: Plan, state: ProfileState, profile: Scores, now_ms: int) -> None:
+    def __init__(self, plan: Plan, state: ProfileState, profile: ProfileView, now_ms: int) -> None:
         self.plan = plan
         self.state = state
         self.slots = state.slots

@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import compress
-from typing import Any, Protocol
+from typing import Any
 
 from segflow.rules import ast
 from segflow.rules.incremental.executor import (
     Context,
+    ProfileView,
     compile_condition,
     compile_value,
     new_seq_fold,
@@ -44,19 +45,6 @@ from segflow.rules.passes import conditions
 from segflow.rules.render import render
 from segflow.rules.values import MISSING, get_path, index_key, selector_matches
 from segflow.spec.events import Event
-
-
-class ProfileView(Protocol):
-    """What the rules read from a profile (the processor's ``ProfileView``, structurally)."""
-
-    @property
-    def profile_id(self) -> str: ...
-    @property
-    def scores(self) -> Mapping[str, float]: ...
-    @property
-    def clusters(self) -> Mapping[str, str]: ...
-    @property
-    def cluster_ids(self) -> Mapping[str, int]: ...
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 from collections.abc import Iterable
 from typing import Any
 
+from segflow.rules.incremental.executor import ProfileView
 from segflow.rules.incremental.kernel.layout import Layout
 from segflow.rules.incremental.plan import Plan
-from segflow.rules.incremental.program import Explanation, ProfileView, SegmentProgram
+from segflow.rules.incremental.program import Explanation, SegmentProgram
 from segflow.spec.events import Event
 
 class KernelResult:
