@@ -68,6 +68,34 @@ class Partition(Generic[_Tx]):
         return self._open(self._partition)
 
 
+class Offsets:
+    """The consumer offsets a transaction sets and reads back: its own partition's unless
+    another is named (a global transaction must name one). Backends add ``committed``."""
+
+    partition: int | None
+    offsets: dict[int, int]
+
+    def which(self, partition: int | None) -> int:
+        """``partition``, or the transaction's own."""
+        found = self.partition if partition is None else partition
+        if found is None:
+            raise ValueError("a global transaction needs an explicit partition")
+        return found
+
+    def get_offset(self, partition: int | None = None) -> int:
+        partition = self.which(partition)
+        if partition in self.offsets:
+            return self.offsets[partition]
+        return self.committed(partition)
+
+    def set_offset(self, offset: int, partition: int | None = None) -> None:
+        self.offsets[self.which(partition)] = offset
+
+    def committed(self, partition: int) -> int:
+        """The store's committed next offset of ``partition`` (0: never committed)."""
+        raise NotImplementedError
+
+
 class StorePartition(Protocol):
     @property
     def partition(self) -> int: ...

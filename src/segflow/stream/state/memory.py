@@ -13,7 +13,7 @@ import functools
 import threading
 from collections.abc import Iterable
 
-from segflow.stream.state.base import Partition
+from segflow.stream.state.base import Offsets, Partition
 
 _Key = tuple[str, str]
 
@@ -50,7 +50,7 @@ def _scan(
     return [(k, items[k]) for k in keys]
 
 
-class MemoryTransaction:
+class MemoryTransaction(Offsets):
     def __init__(self, store: MemoryStateStore, partition: int | None) -> None:
         self.store = store
         self.partition = partition
@@ -88,20 +88,9 @@ class MemoryTransaction:
                 view[key] = value
         return _scan(view, start, end, reverse, limit)
 
-    def get_offset(self, partition: int | None = None) -> int:
-        partition = self.partition if partition is None else partition
-        if partition in self.offsets:
-            return self.offsets[partition]
-        if partition is None:
-            raise ValueError("a global transaction needs an explicit partition")
+    def committed(self, partition: int) -> int:
         with self.store.lock:
             return self.store.offsets.get(partition, 0)
-
-    def set_offset(self, offset: int, partition: int | None = None) -> None:
-        partition = self.partition if partition is None else partition
-        if partition is None:
-            raise ValueError("a global transaction needs an explicit partition")
-        self.offsets[partition] = offset
 
     def commit(self) -> None:
         with self.store.lock:

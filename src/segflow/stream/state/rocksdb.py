@@ -74,7 +74,7 @@ from typing import Any
 
 import rocksdict
 
-from segflow.stream.state.base import Partition
+from segflow.stream.state.base import Offsets, Partition
 from segflow.stream.state.exceptions import StateStoreBusy, StateStoreReadOnly
 
 SEP = "\x00"
@@ -358,7 +358,7 @@ class RocksStateStore:
             self._writer.close()
 
 
-class RocksTransaction:
+class RocksTransaction(Offsets):
     """Holds the store's lock from construction to commit/rollback; writes in an overlay."""
 
     def __init__(self, store: RocksStateStore, partition: int | None) -> None:
@@ -403,20 +403,9 @@ class RocksTransaction:
         rows = scan_db(self.db, lower, upper, reverse)
         return _decode(merge(rows, mine, reverse, limit), skip)
 
-    def get_offset(self, partition: int | None = None) -> int:
-        partition = self.partition if partition is None else partition
-        if partition is None:
-            raise ValueError("a global transaction needs an explicit partition")
-        if partition in self.offsets:
-            return self.offsets[partition]
+    def committed(self, partition: int) -> int:
         value = self.db.get(offset_key(partition))
         return 0 if value is None else int(value)
-
-    def set_offset(self, offset: int, partition: int | None = None) -> None:
-        partition = self.partition if partition is None else partition
-        if partition is None:
-            raise ValueError("a global transaction needs an explicit partition")
-        self.offsets[partition] = offset
 
     def commit(self) -> None:
         """One ``WriteBatch``: the overlay and the offsets, synced (module docstring)."""

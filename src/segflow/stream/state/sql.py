@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from segflow.stream.state.base import Partition
+from segflow.stream.state.base import Offsets, Partition
 
 Key = tuple[str, str]
 Pending = dict[Key, bytes | None]
@@ -115,7 +115,7 @@ def sql_partition(store: SqlStore, partition: int) -> Partition[LockedTransactio
     return Partition(functools.partial(LockedTransaction, store), partition)
 
 
-class LockedTransaction:
+class LockedTransaction(Offsets):
     """A pessimistic transaction: the store's write lock from construction to commit/rollback.
 
     ``partition`` is the transaction's own partition (``None``: a global transaction, whose
@@ -168,19 +168,8 @@ class LockedTransaction:
         self._flush()
         return self.session.range(ns, start, end, reverse, limit)
 
-    def get_offset(self, partition: int | None = None) -> int:
-        partition = self.partition if partition is None else partition
-        if partition is None:
-            raise ValueError("a global transaction needs an explicit partition")
-        if partition in self.offsets:
-            return self.offsets[partition]
+    def committed(self, partition: int) -> int:
         return self.session.offset(partition)
-
-    def set_offset(self, offset: int, partition: int | None = None) -> None:
-        partition = self.partition if partition is None else partition
-        if partition is None:
-            raise ValueError("a global transaction needs an explicit partition")
-        self.offsets[partition] = offset
 
     def _flush(self) -> None:
         if not self.pending:
