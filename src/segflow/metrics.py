@@ -19,6 +19,10 @@ True
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
+import numpy as np
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -26,7 +30,9 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no ``*_created`` series: they double every counter's output
 REGISTRY = CollectorRegistry()
@@ -107,14 +113,61 @@ MEMBERSHIPS = Counter(
     registry=REGISTRY,
 )
 
-FRESHNESS = Histogram(
+
+class BatchHistogram(Collector):
+    """A labelled histogram fed a whole array of observations at once (``add``): a bucket
+    count per bound, computed with numpy. The processor observes every membership change of
+    a batch (hundreds of thousands with a hundred segments); one ``Histogram.observe`` per
+    change was a fifth of its time at 100 rules (py-spy)."""
+
+    def __init__(
+        self, name: str, documentation: str, labels: tuple[str, ...], bounds: tuple[float, ...]
+    ) -> None:
+        self.name, self.documentation, self.label_names = name, documentation, labels
+        self.bounds = np.asarray(bounds, dtype=float)
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, ...], np.ndarray] = {}
+        self._sums: dict[tuple[str, ...], float] = {}
+
+    def add(self, labels: tuple[str, ...], values: np.ndarray) -> None:
+        """Observe every value of ``values`` (seconds) under ``labels``."""
+        found = np.bincount(
+            np.searchsorted(self.bounds, values, side="left"), minlength=len(self.bounds) + 1
+        )
+        total = float(values.sum())
+        with self._lock:
+            if labels in self._counts:
+                self._counts[labels] += found
+                self._sums[labels] += total
+            else:
+                self._counts[labels] = found.astype(np.int64)
+                self._sums[labels] = total
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=list(self.label_names))
+        with self._lock:
+            counts = {k: v.copy() for k, v in self._counts.items()}
+            sums = dict(self._sums)
+        for labels, found in sorted(counts.items()):
+            cumulative = np.cumsum(found)
+            buckets = [(_le(b), float(c)) for b, c in zip(self.bounds, cumulative, strict=False)]
+            buckets.append(("+Inf", float(cumulative[-1])))
+            family.add_metric(list(labels), buckets, sums[labels])
+        yield family
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+FRESHNESS = BatchHistogram(
     "segflow_membership_freshness_seconds",
     "Event acknowledgement (kind=event) or timer due time (kind=timer) to the commit of the "
     "membership change it caused, by segment.",
-    ["segment", "kind"],
-    buckets=_LATENCY_BUCKETS,
-    registry=REGISTRY,
+    ("segment", "kind"),
+    _LATENCY_BUCKETS,
 )
+REGISTRY.register(FRESHNESS)
 
 # -- jobs ------------------------------------------------------------------------------------
 JOB_DURATION = Histogram(

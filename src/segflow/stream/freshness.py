@@ -35,24 +35,26 @@ class Freshness:
         self.window = window
         self._lock = threading.Lock()
         self._latencies: dict[tuple[str, Kind], deque[int]] = {}
-        self._histograms: dict[tuple[str, Kind], Any] = {}  # labelled children, looked up once
 
     def observe(
         self, causes: Iterable[tuple[str, int]], committed_ms: int, kind: Kind = "event"
     ) -> None:
-        """Record ``committed_ms - cause_ms`` for each ``(segment, cause_ms)``."""
-        with self._lock:
-            for segment, cause_ms in causes:
-                found = self._latencies.get((segment, kind))
-                if found is None:
-                    found = self._latencies[(segment, kind)] = deque(maxlen=self.window)
-                latency = max(0, committed_ms - cause_ms)
-                found.append(latency)
-                histogram = self._histograms.get((segment, kind))
-                if histogram is None:
-                    histogram = FRESHNESS.labels(segment=segment, kind=kind)
-                    self._histograms[(segment, kind)] = histogram
-                histogram.observe(latency / 1000)
+        """Record ``committed_ms - cause_ms`` for each ``(segment, cause_ms)`` (a batch's
+        changes: grouped by segment, then counted per segment with numpy)."""
+        by_segment: dict[str, list[int]] = {}
+        for segment, cause_ms in causes:
+            found = by_segment.get(segment)
+            if found is None:
+                found = by_segment[segment] = []
+            found.append(cause_ms)
+        for segment, caused in by_segment.items():
+            latencies = np.maximum(0, committed_ms - np.asarray(caused, dtype=np.int64))
+            with self._lock:
+                window = self._latencies.get((segment, kind))
+                if window is None:
+                    window = self._latencies[(segment, kind)] = deque(maxlen=self.window)
+                window.extend(latencies[-self.window :].tolist())
+            FRESHNESS.add((segment, kind), latencies / 1000)
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """``{segment: {count, p50_ms, p99_ms, max_ms, timers?: {...}}}``: the top level
