@@ -367,6 +367,9 @@ class RocksTransaction(Offsets):
         self.db: Any = store.db
         self.partition = partition
         self.pending: dict[bytes, bytes | None] = {}
+        # the same writes by namespace: a scan overlays only its namespace's (a backfill step
+        # scans each profile's timeline while it writes thousands of other keys)
+        self.pending_by_ns: dict[str, dict[bytes, bytes | None]] = {}
         self.seen: dict[bytes, bytes | None] = {}  # committed values read (stable: we lock)
         self.offsets: dict[int, int] = {}
         self.open = True
@@ -388,18 +391,27 @@ class RocksTransaction(Offsets):
             self.seen.update(zip(todo, self.db.get(todo), strict=True))
 
     def set(self, ns: str, key: str, value: bytes) -> None:
-        self.pending[f"{ns}{SEP}{key}".encode()] = value
+        k = f"{ns}{SEP}{key}".encode()
+        self.pending[k] = value
+        found = self.pending_by_ns.get(ns)
+        if found is None:
+            found = self.pending_by_ns[ns] = {}
+        found[k] = value
 
     def delete(self, ns: str, key: str) -> None:
-        self.pending[f"{ns}{SEP}{key}".encode()] = None
+        k = f"{ns}{SEP}{key}".encode()
+        self.pending[k] = None
+        found = self.pending_by_ns.get(ns)
+        if found is None:
+            found = self.pending_by_ns[ns] = {}
+        found[k] = None
 
     def scan(
         self, ns: str, start: str, end: str, *, reverse: bool = False, limit: int | None = None
     ) -> list[tuple[str, bytes]]:
         lower, upper, skip = _bounds(ns, start, end)
-        mine = sorted(
-            ((k, v) for k, v in self.pending.items() if lower <= k < upper), reverse=reverse
-        )
+        written = self.pending_by_ns.get(ns, {})
+        mine = sorted(((k, v) for k, v in written.items() if lower <= k < upper), reverse=reverse)
         rows = scan_db(self.db, lower, upper, reverse)
         return _decode(merge(rows, mine, reverse, limit), skip)
 
@@ -431,7 +443,7 @@ class RocksTransaction(Offsets):
     def _end(self) -> None:
         if self.open:
             self.open = False
-            self.pending, self.seen, self.offsets = {}, {}, {}
+            self.pending, self.pending_by_ns, self.seen, self.offsets = {}, {}, {}, {}
             self.store.lock.release()
 
 
