@@ -185,6 +185,30 @@ def test_only_the_rocksdb_and_memory_stores_are_exclusive(tmp_path: Path) -> Non
     sqlite.close()
 
 
+def _block_caches(info_log: Path) -> list[int]:
+    """The block cache capacities RocksDB's info log says the opened column family uses."""
+    lines = info_log.read_text(errors="replace").splitlines()
+    return [int(line.split(":")[1]) for line in lines if line.strip().startswith("capacity :")]
+
+
+def test_a_reopened_store_reads_with_its_own_options_not_the_persisted_ones(
+    tmp_path: Path,
+) -> None:
+    # rocksdict reloads a directory's persisted column-family options unless given them: the
+    # reopened store then read with an 8 MB cache and the creator's table options
+    first = RocksStateStore(tmp_path / "state", sync=False, cache_mb=64)
+    tx = first.partition(0).begin()
+    tx.set("profile", "p", b"v")
+    tx.commit()
+    first.close()
+    again = RocksStateStore(tmp_path / "state", sync=False, cache_mb=32)
+    assert again.reader().get("profile", "p") == b"v"
+    again.close()
+    assert _block_caches(tmp_path / "state" / "LOG") == [32 << 20]
+    options = sorted((tmp_path / "state").glob("OPTIONS-*"))[-1].read_text()
+    assert "cache_index_and_filter_blocks=false" in options
+
+
 def _holding(root: Path, needle: bytes) -> list[str]:
     return sorted(
         str(p.relative_to(root))

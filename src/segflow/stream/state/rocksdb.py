@@ -32,8 +32,11 @@ changed); it works as well when no primary runs (it then reads what the last one
 
 - block-based tables with a full **bloom filter** (10 bits/key, ~1% false positives: a miss —
   a new identifier — costs no data-block read), a **hash index inside data blocks**
-  (``binary_and_hash``: a hit is found without the binary search), index and filter blocks in
-  a shared LRU **block cache** (``cache_mb``), L0's pinned;
+  (``binary_and_hash``: a hit is found without the binary search), data blocks in an LRU
+  **block cache** (``cache_mb``); index and filter blocks stay with the open table files
+  (about 1.5% of the state's bytes) — through the cache, a file's one index block, larger than
+  a cache shard, was re-read on every get (450 µs instead of 4 µs once the state outgrew a few
+  hundred thousand events);
 - a **memtable bloom** (whole-key) so point reads of keys not in the memtable skip it;
 - ``write_buffer_mb`` memtables (64 MB: a batch's writes are sequential appends; fewer,
   larger L0 files), two background jobs (the machine has few cores), ``bytes_per_sync`` so
@@ -82,7 +85,14 @@ OFFSET_PREFIX = b"\xffoffset:"
 WRITER_LOCK = "writer.lock"
 COMMIT_LOCK = "commit.lock"
 
-__all__ = ["RocksReader", "RocksStateStore", "commits_held", "open_reader", "options"]
+__all__ = [
+    "RocksReader",
+    "RocksStateStore",
+    "commits_held",
+    "open_db",
+    "open_reader",
+    "options",
+]
 
 
 def options(
@@ -92,8 +102,11 @@ def options(
     table = rocksdict.BlockBasedOptions()
     table.set_bloom_filter(10, False)
     table.set_block_cache(rocksdict.Cache(cache_mb << 20))
-    table.set_cache_index_and_filter_blocks(True)
-    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    # index and filter blocks live with the open table files, not in the block cache: an SST
+    # file's index is one block (~1.3 MB for a 180 MB file), larger than a cache shard
+    # (64 MB / 64 shards), so through the cache it was read and parsed again on every get:
+    # 450 µs a get instead of 4 once a state outgrew ~300k events (BENCHMARKS.md, backfill)
+    table.set_cache_index_and_filter_blocks(False)
     table.set_data_block_index_type(rocksdict.DataBlockIndexType.binary_and_hash())
     table.set_data_block_hash_ratio(0.75)
     table.set_format_version(5)
@@ -118,6 +131,18 @@ def options(
     opts.set_max_log_file_size(1 << 20)
     opts.set_keep_log_file_num(3)
     return opts
+
+
+def open_db(path: str | Path, opts: rocksdict.Options, **kwargs: Any) -> Any:
+    """``rocksdict.Rdict`` at ``path`` with ``opts`` — for the default column family too.
+
+    Reopening a directory, rocksdict loads the column families' options persisted there
+    (``OPTIONS-*``) unless they are given, so the block-based table options passed with
+    ``opts`` alone would be dropped for the one column family the store uses, in favour of
+    what the directory was created with and an 8 MB block cache: a restarted processor read
+    its state 50-100x slower than the one that wrote it (BENCHMARKS.md, backfill).
+    """
+    return rocksdict.Rdict(str(path), opts, column_families={"default": opts}, **kwargs)
 
 
 def encode(ns: str, key: str) -> bytes:
@@ -262,8 +287,8 @@ class RocksStateStore:
         self.path.mkdir(parents=True, exist_ok=True)
         self._writer = _claim_writer(self.path)
         try:
-            self.db: Any = rocksdict.Rdict(
-                str(self.path),
+            self.db: Any = open_db(
+                self.path,
                 options(
                     cache_mb=cache_mb, write_buffer_mb=write_buffer_mb, compression=compression
                 ),
@@ -503,7 +528,7 @@ class RocksReader(RocksLocalReader):
         opts = options(create=False)
         opts.set_max_open_files(-1)  # a secondary keeps every table file open
         secondary = rocksdict.AccessType.secondary(self._dir)
-        db = rocksdict.Rdict(str(self.path), opts, access_type=secondary)
+        db = open_db(self.path, opts, access_type=secondary)
         db.try_catch_up_with_primary()
         return db
 
@@ -600,7 +625,7 @@ def copy_state(reader: RocksLocalReader, target: str | Path, *, batch: int = 10_
     compacted copy: a backup of a frozen :class:`RocksReader`); returns the pairs copied.
     The copy has no info log, lock or WAL files: only what opening it needs."""
     target = Path(target)
-    db: Any = rocksdict.Rdict(str(target), options())
+    db: Any = open_db(target, options())
     unsynced: Any = rocksdict.WriteOptions()
     unsynced.disable_wal = True  # flushed (and fsynced) as SST files below
     count = 0
