@@ -73,15 +73,21 @@ def read_positions(log: LogReader, positions: Sequence[Position]) -> list[Record
     >>> [r.offset for r in read_positions(Two(), [(0, 5), (0, 4), (0, 3)])]
     [5, 3]
     """
+    found = read_found(log, positions)
+    return [found[p] for p in positions if p in found]
+
+
+def read_found(log: LogReader, positions: Sequence[Position]) -> dict[Position, Record]:
+    """The records at ``positions`` that are still in the log, by position (one read for
+    many profiles' timelines: a backfill step reads its profiles' events at once)."""
     read_at = getattr(log, "read_at", None)
     if read_at is not None:
-        found: dict[Position, Record] = {(r.partition, r.offset): r for r in read_at(positions)}
-        return [found[p] for p in positions if p in found]
-    out = []
+        return {(r.partition, r.offset): r for r in read_at(positions)}
+    out: dict[Position, Record] = {}
     for partition, offset in positions:
         got = log.read(partition, offset, 1)
         if got and got[0].offset == offset:
-            out.append(got[0])
+            out[(partition, offset)] = got[0]
     return out
 
 

@@ -98,6 +98,8 @@ class SqliteEventLog:
         self._write = connect(self._path)
         self._write.execute("PRAGMA cache_size=-65536")  # keep the dedupe index's pages hot
         self._read = connect(self._path)
+        # timelines read back (a backfill, a split) are random reads across the whole log
+        self._read.execute("PRAGMA cache_size=-65536")
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._partitions = self._init_schema(partitions)
@@ -359,7 +361,8 @@ class SqliteEventLog:
             by_partition.setdefault(partition, []).append(offset)
         out: list[Record] = []
         with self._read_lock:
-            for partition, offsets in sorted(by_partition.items()):
+            for partition, unsorted in sorted(by_partition.items()):
+                offsets = sorted(set(unsorted))  # in key order: neighbouring B-tree pages
                 for start in range(0, len(offsets), 500):
                     chunk = offsets[start : start + 500]
                     rows = self._read.execute(

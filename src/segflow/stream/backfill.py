@@ -24,7 +24,7 @@ retention is off by default for this reason; docs/segments.md, "Editing definiti
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -34,7 +34,7 @@ from segflow.profiles import Profile
 from segflow.stream import keys
 from segflow.stream.batch import Batch
 from segflow.stream.evaluator import SegmentEvaluator
-from segflow.stream.replay import replay
+from segflow.stream.replay import replay_many
 from segflow.stream.state.base import StateReader, StateTransaction
 
 if TYPE_CHECKING:
@@ -132,14 +132,10 @@ def step(
     tx.set(keys.META, TARGET, fingerprint.encode())
     start = cursor + "\x00" if cursor else ""
     rows = tx.scan(keys.PROFILE, start, "\U0010ffff", limit=limit)
-    for profile_id, _ in rows:
-        profile = batch.profile(profile_id)
-        rebuild(batch, handler, log, profile, now_ms)
+    rebuild(batch, handler, log, [batch.profile(profile_id) for profile_id, _ in rows], now_ms)
     if len(rows) < limit:
-        for profile_id in sorted(_merged_since(tx, _meta(tx, FROM) or "")):
-            found = batch.find(profile_id)
-            if found is not None:
-                rebuild(batch, handler, log, found, now_ms)
+        merged = [batch.find(pid) for pid in sorted(_merged_since(tx, _meta(tx, FROM) or ""))]
+        rebuild(batch, handler, log, [p for p in merged if p is not None], now_ms)
     if len(rows) < limit:
         tx.set(keys.META, FINGERPRINT, fingerprint.encode())
         tx.delete(keys.META, CURSOR)
@@ -151,14 +147,20 @@ def step(
 
 
 def rebuild(
-    batch: Batch, handler: EventHandler, log: LogReader, profile: Profile, now_ms: int
+    batch: Batch,
+    handler: EventHandler,
+    log: LogReader,
+    profiles: Sequence[Profile],
+    now_ms: int,
 ) -> None:
-    """Replay ``profile``'s timeline through the handler's rules and apply the result at now."""
+    """Replay each of ``profiles``' timelines through the handler's rules (their events read
+    from the log at once) and apply the results at now."""
     evaluator = handler.evaluator
-    state, _ = replay(batch.tx, evaluator, log, profile, now_ms)
-    result = evaluator.on_time(profile, state, now_ms)
-    handler.apply_result(batch, profile, result, now_ms)
-    batch.put(profile)
+    states = replay_many(batch.tx, evaluator, log, profiles, now_ms)
+    for profile, (state, _) in zip(profiles, states, strict=True):
+        result = evaluator.on_time(profile, state, now_ms)
+        handler.apply_result(batch, profile, result, now_ms)
+        batch.put(profile)
 
 
 def _merged_since(tx: StateTransaction, offsets: str) -> set[str]:
