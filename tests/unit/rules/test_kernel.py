@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +28,7 @@ from tests.integration.rules.test_differential import (
 )
 
 from segflow.rules import StaticProfile, compile_segments
+from segflow.rules.ast import AggFunc
 from segflow.rules.incremental import kernel
 from segflow.rules.incremental.kernel import format as kernel_format
 from segflow.rules.incremental.kernel.layout import Unsupported, build_layout
@@ -338,20 +339,7 @@ traits3 = st.dictionaries(
     st.sampled_from(["t1", "t2", "t3"]),
     st.builds(
         lambda f, s, w: f"{f}(v of {s}{w})" if f != "count" else f"count({s}{w})",
-        st.sampled_from(
-            [
-                "count",
-                "sum",
-                "avg",
-                "min",
-                "max",
-                "first",
-                "last",
-                "most_frequent",
-                "unique_list",
-                "unique_count",
-            ]
-        ),
+        st.sampled_from(get_args(AggFunc)),
         sel3,
         win3,
     ),
@@ -532,17 +520,8 @@ def test_signed_zeros_fold_as_python_compares_them() -> None:
 def test_every_kind_of_value_and_its_python_type() -> None:
     traits = {
         f"{f}_{p}": f'{f}({p} of "A")'
-        for f in (
-            "sum",
-            "avg",
-            "min",
-            "max",
-            "first",
-            "last",
-            "most_frequent",
-            "unique_list",
-            "unique_count",
-        )
+        for f in get_args(AggFunc)
+        if f != "count"
         for p in ("v", "w")
     } | {"n": 'count("A")', "recent": 'sum(v of "A" in last 1 hour)'}
     both = side_by_side({"s": 'trait plan = "pro"'}, traits)

@@ -415,7 +415,8 @@ class RocksTransaction(Offsets):
         if todo:
             self.seen.update(zip(todo, self.db.get(todo), strict=True))
 
-    def set(self, ns: str, key: str, value: bytes) -> None:
+    def set(self, ns: str, key: str, value: bytes | None) -> None:
+        """Write ``value`` at ``key`` of ``ns`` when the transaction commits (None deletes)."""
         k = f"{ns}{SEP}{key}".encode()
         self.pending[k] = value
         found = self.pending_by_ns.get(ns)
@@ -424,12 +425,7 @@ class RocksTransaction(Offsets):
         found[k] = value
 
     def delete(self, ns: str, key: str) -> None:
-        k = f"{ns}{SEP}{key}".encode()
-        self.pending[k] = None
-        found = self.pending_by_ns.get(ns)
-        if found is None:
-            found = self.pending_by_ns[ns] = {}
-        found[k] = None
+        self.set(ns, key, None)
 
     def scan(
         self, ns: str, start: str, end: str, *, reverse: bool = False, limit: int | None = None

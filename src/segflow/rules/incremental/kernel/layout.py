@@ -19,28 +19,18 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from segflow.rules import ast
+from segflow.rules.ast import AggFunc, CompareOp
 from segflow.rules.incremental.plan import IDENTIFIED, Plan, slot_key, trait_selector
 from segflow.rules.values import index_key
 
 FORMAT_VERSION = 1
 MAGIC = b"\xffSK" + bytes([FORMAT_VERSION])
 
-OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "contains", "starts with")
-FUNCS = (
-    "count",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "first",
-    "last",
-    "most_frequent",
-    "unique_list",
-    "unique_count",
-)
+OPS = get_args(CompareOp)  # the kernel's operator and function codes: their positions
+FUNCS = get_args(AggFunc)
 MATCHER_KINDS = ("track", "page", "screen", "identify", "any", "identified", "trait")
 
 # condition nodes: (code, a, b, c, d, e, children)
