@@ -43,6 +43,7 @@ from typing import Any
 
 from segflow.clock import DAY_MS, Clock, WallClock
 from segflow.log.base import DeadLetter, Position, Record, partition_for
+from segflow.log.bell import Bell
 from segflow.log.dedupe import DedupeIndex, dedupe_key
 from segflow.log.exceptions import LogBackpressure, LogClosed, LogWriteFailed
 from segflow.spec.events import Event, decode_event, encode_event
@@ -112,6 +113,7 @@ class SqliteEventLog:
         self._closed = False
         self._commits = 0
         self._listeners: list[Callable[[], None]] = []
+        self._bell = Bell(self._path)  # other processes' processors hear our commits
         self._writer = threading.Thread(target=self._run, name="segflow-log-writer", daemon=True)
         self._writer.start()
 
@@ -233,6 +235,7 @@ class SqliteEventLog:
                 return
         for pending, result in zip(group, results, strict=True):
             self._settle(pending, result, None)
+        self._bell.ring()
         for listener in self._listeners:
             try:
                 listener()
@@ -240,9 +243,11 @@ class SqliteEventLog:
                 logger.exception("a log commit listener failed")
 
     def on_commit(self, listener: Callable[[], None]) -> None:
-        """Call ``listener()`` after each group commit (``segflow serve`` wakes its processor
-        with it instead of letting it sleep its idle poll interval)."""
+        """Call ``listener()`` after each group commit, this process's or another's on the same
+        file (:mod:`segflow.log.bell`): ``segflow serve`` wakes its processor with it instead
+        of letting it sleep its idle poll interval."""
         self._listeners.append(listener)
+        self._bell.listen(listener)
 
     def _settle(
         self, pending: _Pending, result: list[Position | None] | None, error: Exception | None
@@ -489,6 +494,7 @@ class SqliteEventLog:
         self._closed = True
         self._queue.put(_STOP)
         self._writer.join()
+        self._bell.close()
         self._write.close()
         self._read.close()
 
