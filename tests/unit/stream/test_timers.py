@@ -8,7 +8,7 @@ from typing import Any
 from segflow.clock import DAY_MS, ManualClock
 from segflow.rules import compile_segments
 from segflow.spec import MembershipChange
-from segflow.stream import MemoryStateStore, Processor
+from segflow.stream import MemoryStateStore, Processor, ProcessorSettings
 
 T0 = 1_700_000_000_000
 QUIET = {"quiet": "not did any event in last 14 days"}
@@ -70,3 +70,18 @@ def test_a_restarted_processor_finds_every_timer_in_the_store(
     clock.set(T0 + 15 * DAY_MS)
     again.run_once()
     assert _entered(again) == [T0 + 15 * DAY_MS]
+
+
+def test_timers_due_beyond_one_timer_batch_fire_in_the_same_run(
+    memory_log: Any, make_event: Callable[..., Any]
+) -> None:
+    store, clock = MemoryStateStore(), ManualClock(T0)
+    settings = ProcessorSettings(timer_batch=2)
+    proc = Processor(memory_log, store, compile_segments(QUIET), clock=clock, settings=settings)
+    memory_log.append([make_event("track", T0, user_id=f"u{i}", event="Login") for i in range(5)])
+    proc.run_once()
+    assert len(_rows(store)) == 5
+    clock.set(T0 + 14 * DAY_MS)
+    proc.run_once()  # five due, two a transaction: all of them in this run
+    assert _entered(proc) == [T0 + 14 * DAY_MS] * 5
+    assert _rows(store) == []
