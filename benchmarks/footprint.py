@@ -65,9 +65,7 @@ def child(mode: str, work: Path, people: int, events: int, rules: int) -> dict[s
     t0 = time.perf_counter()
     store = RocksStateStore(work / "state")
     end = max(e.timestamp_ms for e in stream)
-    proc = Processor(
-        log, store, evaluator_for(compile_segments(definitions)), ManualClock(end)
-    )
+    proc = Processor(log, store, evaluator_for(compile_segments(definitions)), ManualClock(end))
     opened = time.perf_counter() - t0
     processed, first_batch = 0, None
     while (n := proc.run_once()) > 0:
