@@ -45,12 +45,21 @@ class PayloadTooLarge(ValidationError):
 
 
 class PlanViolation(ValidationError):
-    """A message the source's tracking plan (``block`` mode) refuses."""
+    """A message the source's tracking plan (``block`` mode) refuses; ``field`` is the path of
+    the first violation (``properties.price``), or ``event`` for an event not in the plan.
+
+    >>> exc = PlanViolation(["properties.price: expected number, got string"])
+    >>> exc.field, exc.reason
+    ('properties.price', 'expected number, got string')
+    """
 
     code = "tracking_plan_violation"
 
     def __init__(self, violations: list[str]) -> None:
-        super().__init__("event", "; ".join(violations), details={"violations": violations})
+        path, _, rest = violations[0].partition(": ")
+        field = path if path.startswith("properties.") and rest else "event"
+        reason = rest if field != "event" and len(violations) == 1 else "; ".join(violations)
+        super().__init__(field, reason, details={"violations": violations})
         self.violations = violations
 
 
