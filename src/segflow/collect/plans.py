@@ -32,12 +32,14 @@ class PropertySpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     enum: tuple[Any, ...] | None = None
 
 
-class EventSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+# EventSpec and TrackingPlan keep their defaults when encoded: what `sources list` echoes is
+# every setting that is enforced (allow_unplanned_events = false was dropped, being the default)
+class EventSpec(msgspec.Struct, frozen=True, kw_only=True):
     properties: dict[str, PropertySpec] = {}
     allow_unplanned_properties: bool = True
 
 
-class TrackingPlan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class TrackingPlan(msgspec.Struct, frozen=True, kw_only=True):
     mode: PlanMode = "allow"
     events: dict[str, EventSpec] = {}
     allow_unplanned_events: bool = False
