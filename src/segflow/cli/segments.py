@@ -222,8 +222,10 @@ def apply_definitions(
                 line += _size_change(svc, c, planned)
             lines.append(line)
             bar.advance(task)
-    for line in lines:
+    for line, change in zip(lines, pending, strict=True):
         typer.echo(line)
+        for edit in change.diff():
+            typer.echo(f"    {edit}")
     if dry_run or not pending:
         typer.echo(f"{len(pending)} to change" + (" (dry run: nothing applied)" if dry_run else ""))
         return

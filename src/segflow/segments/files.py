@@ -26,6 +26,7 @@ the others, nothing is applied.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,31 @@ class Change:
     rule: str = ""
     description: str = ""
     old_rule: str | None = None
+    old_description: str | None = None
+
+    def diff(self) -> list[str]:
+        """What the change does to the rule, unified-diff style (``-`` old, ``+`` new lines;
+        ``@@`` hunk headers for rules of several lines), then a description change if any.
+
+        >>> Change("update", "segment", "pingers", 'did "Ping" at least 4 times',
+        ...        old_rule='did "Ping" at least 2 times').diff()
+        ['-did "Ping" at least 2 times', '+did "Ping" at least 4 times']
+        >>> Change("create", "segment", "buyers", 'did "Order Completed"').diff()
+        ['+did "Order Completed"']
+        """
+        if self.action == "same":
+            return []
+        old = (self.old_rule or "").splitlines() if self.action != "create" else []
+        new = self.rule.splitlines() if self.action != "delete" else []
+        several = len(old) > 1 or len(new) > 1
+        out = [
+            line
+            for line in difflib.unified_diff(old, new, lineterm="")
+            if not line.startswith(("---", "+++")) and (several or not line.startswith("@@"))
+        ]
+        if self.action == "update" and self.old_description not in (None, self.description):
+            out.append(f"description: {self.old_description!r} -> {self.description!r}")
+        return out
 
 
 def read_directory(root: str | Path) -> dict[tuple[Kind, str], tuple[str, str]]:
@@ -86,7 +112,9 @@ def plan(service: SegmentService, root: str | Path, *, prune: bool = False) -> l
             if old is None:
                 changes.append(Change("create", kind, name, rule, description))
             elif (old.rule, old.description) != (rule, description):
-                changes.append(Change("update", kind, name, rule, description, old.rule))
+                changes.append(
+                    Change("update", kind, name, rule, description, old.rule, old.description)
+                )
             else:
                 changes.append(Change("same", kind, name, rule, description, old.rule))
         if prune:

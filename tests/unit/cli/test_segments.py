@@ -56,6 +56,26 @@ def test_apply_names_the_file_line_and_column_of_a_rule_that_does_not_compile(
     assert (error["definition"], error["line"], error["column"]) == (str(path), line, column)
 
 
+def test_apply_dry_run_shows_each_rules_diff(tmp_path: Path) -> None:
+    assert (
+        run(tmp_path, "segments", "create", "pingers", 'did "Ping" at least 2 times').exit_code == 0
+    )
+    defs = tmp_path / "defs" / "segments"
+    defs.mkdir(parents=True)
+    (defs / "pingers.yaml").write_text('rule: did "Ping" at least 4 times\n')
+    (defs / "buyers.yaml").write_text('rule: did "Order Completed"\n')
+    result = run(tmp_path, "apply", str(tmp_path / "defs"), "--dry-run", "--no-sizes")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "create  segment buyers",
+        '    +did "Order Completed"',
+        "update  segment pingers",
+        '    -did "Ping" at least 2 times',
+        '    +did "Ping" at least 4 times',
+        "2 to change (dry run: nothing applied)",
+    ]
+
+
 def test_a_bad_rule_on_the_cli_is_its_line_a_caret_and_the_message(tmp_path: Path) -> None:
     column = column_of_error(BAD)
     created = run(tmp_path, "segments", "create", "pingers", BAD)
