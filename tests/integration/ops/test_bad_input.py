@@ -142,3 +142,16 @@ def test_a_chunked_body_over_the_limit_is_a_413(api: httpx.Client) -> None:
     assert answer.status_code == 413, answer.text
     assert answer.json()["error"]["details"]["limit"] == "api.max_body_bytes"
     assert api.post("/api/v1/segments/check", json={"rule": 'did "A"'}).status_code == 200
+
+
+def test_the_console_bounds_its_bodies_too(served: tuple[Any, str, str]) -> None:
+    server, _, _ = served
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        over = client.post("/console/login", content=b"token=" + b"x" * LIMIT)
+        assert over.status_code == 413, over.text
+        deep = client.post(
+            "/console/login",
+            content=b"[" * 10_000 + b"]" * 10_000,
+            headers={"content-type": "application/json"},
+        )
+        assert deep.status_code < 500, deep.text
