@@ -2,7 +2,8 @@
 
 A declared ``Content-Length`` over the limit is refused before a byte of the body is read; a
 chunked body is counted as it arrives and refused as soon as it passes the limit (the rest is
-never read). The answer has the admin API's error shape::
+never read). Each refusal counts in ``segflow_http_requests_refused_total{app="admin",
+reason="payload_too_large"}``. The answer has the admin API's error shape::
 
     {"error": {"code": "payload_too_large",
                "message": "api.max_body_bytes: over the api.max_body_bytes limit of 4194304",
@@ -18,6 +19,7 @@ import msgspec
 from segflow.api.common import error_body
 from segflow.collect.asgi import ASGIApp, Message, Receive, Scope, Send, declared_length
 from segflow.collect.exceptions import PayloadTooLarge
+from segflow.metrics import REQUESTS_REFUSED
 
 LIMIT_NAME = "api.max_body_bytes"
 
@@ -49,6 +51,7 @@ class BodyLimit:
             return
         declared = declared_length(scope)
         if declared is not None and declared > self.max_bytes:
+            REQUESTS_REFUSED.labels(app="admin", reason=PayloadTooLarge.code).inc()
             await _refuse(send, PayloadTooLarge(LIMIT_NAME, self.max_bytes, actual=declared))
             return
         seen = 0
@@ -59,6 +62,7 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
+                REQUESTS_REFUSED.labels(app="admin", reason=PayloadTooLarge.code).inc()
                 raise PayloadTooLarge(LIMIT_NAME, self.max_bytes, actual=seen)
             return message
 

@@ -141,6 +141,8 @@ def test_a_chunked_body_over_the_limit_is_a_413(api: httpx.Client) -> None:
     answer = api.post("/api/v1/segments/check", content=chunks())
     assert answer.status_code == 413, answer.text
     assert answer.json()["error"]["details"]["limit"] == "api.max_body_bytes"
+    metrics = api.get("/metrics").text
+    assert 'segflow_http_requests_refused_total{app="admin",reason="payload_too_large"}' in metrics
     assert api.post("/api/v1/segments/check", json={"rule": 'did "A"'}).status_code == 200
 
 
