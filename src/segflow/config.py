@@ -161,10 +161,12 @@ class PrivacySettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """The admin API (``/api/v1``): requests per second per API token (0: no limit)."""
+    """The admin API (``/api/v1``): requests per second per API token (0: no limit), and the
+    largest request body it reads (413 over it, before reading; 0: no limit)."""
 
     rate_limit_per_s: float = 0.0
     rate_limit_burst: float = 0.0
+    max_body_bytes: int = 4 * 1024 * 1024
 
 
 class ObservabilitySettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import msgspec
@@ -30,6 +29,7 @@ from segflow.activate.identifiers import (
     hashed_identifier,
 )
 from segflow.activate.models import ChangeKind, Destination
+from segflow.spec.normalize import iso_ms
 
 
 class ProfileLookup(Protocol):
@@ -106,8 +106,7 @@ def webhook_id(destination: str, profile_id: str, segment: str, kind: str, seque
 
 def iso(at_ms: int) -> str:
     """``2024-01-01T00:00:00.000Z`` for epoch milliseconds."""
-    moment = datetime.fromtimestamp(at_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at_ms % 1000:03d}Z"
+    return iso_ms(at_ms)
 
 
 def consent_denied(consent: Any, purpose: str | None) -> bool:

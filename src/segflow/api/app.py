@@ -30,6 +30,7 @@ import duckdb
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -41,6 +42,7 @@ from segflow.api.auth import TokenStore, authorizer
 from segflow.api.backups import backup_routes
 from segflow.api.common import endpoint, http_error, internal_error, query_int
 from segflow.api.destinations import destination_routes
+from segflow.api.limits import BodyLimit
 from segflow.api.models import ModelsDeps, build_model_routes
 from segflow.api.privacy import privacy_routes
 from segflow.api.profiles import profile_routes
@@ -176,4 +178,5 @@ def build_api(deps: ApiDeps) -> Starlette:
         return http_error(exc)
 
     handlers = {HTTPException: unrouted, Exception: _crash}
-    return Starlette(routes=routes, exception_handlers=handlers)
+    limit = Middleware(BodyLimit, max_bytes=deps.runtime.settings.api.max_body_bytes)
+    return Starlette(routes=routes, exception_handlers=handlers, middleware=[limit])

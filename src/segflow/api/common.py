@@ -11,9 +11,16 @@ object: ``field`` and ``reason`` for bad input, ``errors`` (every diagnostic wit
 column) for a rule that does not compile, ``request_id`` for an unexpected failure. Status
 codes are mapped here, from the marker types of ``segflow.errors``:
 
-==================  ======  ====================================other SegflowError  400
-anything else       500     ``internal_error`` with ``details.request_id`` (logged with it)
-==================  ======  ===========================================
+===================  ======  ===============================================================
+``PayloadTooLarge``  413     a body over ``[api] max_body_bytes`` (``payload_too_large``)
+``ValidationError``  400     ``validation_error`` (or a subclass's code)
+``NotFoundError``    404
+``ConflictError``    409
+``RateLimited``      429     with ``Retry-After``
+``TransientError``   503     with ``Retry-After``
+other SegflowError   400
+anything else        500     ``internal_error`` with ``details.request_id`` (logged with it)
+===================  ======  ===============================================================
 
 >>> from segflow.errors import NotFoundError, ValidationError
 >>> status_for(NotFoundError("no segment x"))
@@ -36,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from segflow.api.auth import Authorize
-from segflow.collect.exceptions import RateLimited
+from segflow.collect.exceptions import PayloadTooLarge, RateLimited
 from segflow.errors import (
     ConflictError,
     NotFoundError,
@@ -50,6 +57,7 @@ log = logging.getLogger(__name__)
 
 Call = Callable[[Request, dict[str, Any]], Any]
 _STATUS: tuple[tuple[type[SegflowError], int], ...] = (
+    (PayloadTooLarge, 413),
     (ValidationError, 400),
     (NotFoundError, 404),
     (ConflictError, 409),
@@ -149,6 +157,8 @@ async def json_body(request: Request) -> dict[str, Any]:
         body = msgspec.json.decode(raw) if raw else {}
     except msgspec.DecodeError as exc:
         raise ValidationError("body", f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValidationError("body", "JSON nested too deeply") from None
     if not isinstance(body, dict):
         raise ValidationError("body", "expected a JSON object")
     return body

@@ -139,6 +139,8 @@ _ERRORS = {
     "403": "The token's role is too low (code forbidden; details.role, details.needs)",
     "404": "No such thing, or no such route (code not_found, ...)",
     "409": "Conflicts with what is stored (code conflict)",
+    "413": "The body is over api.max_body_bytes (code payload_too_large; details.limit, "
+    "details.allowed)",
     "500": "Unexpected failure (code internal_error, details.request_id)",
     "503": "Busy, retry after Retry-After seconds (code unavailable)",
 }
@@ -158,6 +160,7 @@ def _operation(method: str, path: str) -> dict[str, Any]:
     statuses = ["400", "500"] + (["401", "403"] if role else [])
     statuses += ["404"] if "{" in path else []
     statuses += ["409"] if method in ("POST", "PUT", "PATCH", "DELETE") else []
+    statuses += ["413"] if method in ("POST", "PUT", "PATCH") else []
     op: dict[str, Any] = {
         "summary": summary,
         "operationId": f"{method.lower()}_{re.sub(r'[^a-z0-9]+', '_', path[8:]).strip('_')}",

@@ -19,7 +19,6 @@ POST     /api/v1/profiles/{ident}/split               admin  ``{"identifiers": [
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -34,6 +33,7 @@ from segflow.api.common import actor, answer
 from segflow.audit import AuditLog
 from segflow.errors import NotFoundError, ValidationError
 from segflow.profiles import Profile
+from segflow.spec.normalize import iso_ms
 from segflow.stream.reader import ProfileReader
 
 MAX_PAGE = 500
@@ -45,13 +45,7 @@ async def allow_all(request: Request, role: str) -> None:
 
 
 def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return (
-        dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    return None if ms is None else iso_ms(ms)
 
 
 def profile_json(profile: Profile) -> dict[str, Any]:

@@ -23,7 +23,8 @@ HELP = (
     "--role admin`, then open http://127.0.0.1:8080/console (the admin API: /api/v1/docs).\n\n"
     "Every command works on one data directory (--data-dir, or settings server.data_dir) and "
     "is safe to run while `segflow serve` runs on it. Listings and show commands take --json "
-    "(one JSON document on stdout); errors are JSON on stderr with exit code 2. "
+    "(one JSON document on stdout); errors are JSON on stderr with exit code 2 (a rule that "
+    "does not compile: its line, a caret and the message; JSON with --json). "
     "`segflow COMMAND --help` documents each command; docs/cli.md lists them all."
 )
 

@@ -9,6 +9,7 @@ the rule's SQL on the warehouse (waiting for its lock while ``serve`` writes a m
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from segflow.audit import AuditLog, cli_actor
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
 from segflow.cli.render import JsonOption, emit_json, record, rows, working
 from segflow.errors import SegflowError
+from segflow.rules import RuleSyntaxError
+from segflow.rules.exceptions import Diagnostic
 from segflow.segments.service import SegmentService
 from segflow.segments.store import Kind
 
@@ -34,6 +37,10 @@ traits_app = typer.Typer(
     no_args_is_help=True,
 )
 NameArgument = typer.Argument(..., help="the definition's name (lower case, digits, _)")
+
+
+def _none(d: Diagnostic) -> str | None:
+    return None
 
 
 def _service(data_dir: Path | None, config: Path | None) -> SegmentService:
@@ -54,9 +61,28 @@ def _service(data_dir: Path | None, config: Path | None) -> SegmentService:
     )
 
 
-def _fail(exc: SegflowError) -> typer.Exit:
-    typer.echo(json.dumps(exc.to_dict(), default=str), err=True)
+def _fail(
+    exc: SegflowError, *, as_json: bool = True, source: Callable[[Diagnostic], str | None] = _none
+) -> typer.Exit:
+    """Exit 2 with the error on stderr: JSON, or for a rule that does not compile (without
+    ``--json``) each diagnostic with its line of text and a caret under the column."""
+    if isinstance(exc, RuleSyntaxError) and not as_json:
+        for d in exc.diagnostics:
+            typer.echo(d.explain(source(d)), err=True)
+    else:
+        typer.echo(json.dumps(exc.to_dict(), default=str), err=True)
     return typer.Exit(code=2)
+
+
+def _rule_text(rule: str, name: str = "") -> Callable[[Diagnostic], str | None]:
+    """The text a diagnostic points into: ``rule`` for its own definition, else none."""
+    return lambda d: rule if d.definition in ("", name) else None
+
+
+def _file_text(d: Diagnostic) -> str | None:
+    """The file a located diagnostic (``segflow apply``) names, if it is one."""
+    path = Path(d.definition)
+    return path.read_text() if d.definition and path.is_file() else None
 
 
 def _commands(app: typer.Typer, kind: Kind) -> None:
@@ -92,10 +118,12 @@ def _commands(app: typer.Typer, kind: Kind) -> None:
         name: str = NameArgument,
         rule: str = typer.Argument(..., help=f"the {noun}'s text (quote it)"),
         description: str = typer.Option("", "--description", help="what it is for, for people"),
+        as_json: bool = typer.Option(False, "--json", help="errors as one JSON object on stderr"),
         data_dir: Path | None = DataDirOption,
         config: Path | None = ConfigOption,
     ) -> None:
-        """Create or edit (a new version); refused with every error when it does not compile.
+        """Create or edit (a new version); refused with every error when it does not compile
+        (each with its line, a caret under the column, and the message; ``--json``: JSON).
 
         Example: ``segflow segments create buyers 'did "Order Completed" in last 30 days'``
         """
@@ -104,7 +132,7 @@ def _commands(app: typer.Typer, kind: Kind) -> None:
             put = svc.put_segment if kind == "segment" else svc.put_trait
             d = put(name, rule, description, actor=cli_actor())
         except SegflowError as exc:
-            raise _fail(exc) from exc
+            raise _fail(exc, as_json=as_json, source=_rule_text(rule, name)) from exc
         typer.echo(f"{noun} {d.name} saved as version {d.version}")
 
     @app.command("delete")
@@ -140,7 +168,7 @@ def check(
         emit_json({"ok": not failed, "diagnostics": diagnostics})
         raise typer.Exit(code=2 if failed else 0)
     for d in diagnostics:
-        typer.echo(d.render())
+        typer.echo(d.explain(rule if d.definition == "" else None))
     if any(d.severity == "error" for d in diagnostics):
         raise typer.Exit(code=2)
     typer.echo("ok")
@@ -159,7 +187,7 @@ def preview(
         with working("running the rule on the warehouse"):
             result = _service(data_dir, config).preview(rule, sample=sample)
     except SegflowError as exc:
-        raise _fail(exc) from exc
+        raise _fail(exc, as_json=as_json, source=_rule_text(rule)) from exc
     if as_json:
         emit_json(result)
         return
@@ -171,6 +199,7 @@ def apply_definitions(
     dry_run: bool = typer.Option(False, "--dry-run", help="show what would change, change nothing"),
     prune: bool = typer.Option(False, "--prune", help="also delete definitions that have no file"),
     sizes: bool = typer.Option(True, "--sizes/--no-sizes", help="size change of each (SQL)"),
+    as_json: bool = typer.Option(False, "--json", help="errors as one JSON object on stderr"),
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
 ) -> None:
@@ -181,7 +210,7 @@ def apply_definitions(
     try:
         changes = files.plan(svc, directory, prune=prune)
     except SegflowError as exc:
-        raise _fail(exc) from exc
+        raise _fail(exc, as_json=as_json, source=_file_text) from exc
     planned = files.future(svc, changes)
     pending = [c for c in changes if c.action != "same"]
     with Progress(transient=True, console=Console(stderr=True)) as bar:
@@ -193,15 +222,17 @@ def apply_definitions(
                 line += _size_change(svc, c, planned)
             lines.append(line)
             bar.advance(task)
-    for line in lines:
+    for line, change in zip(lines, pending, strict=True):
         typer.echo(line)
+        for edit in change.diff():
+            typer.echo(f"    {edit}")
     if dry_run or not pending:
         typer.echo(f"{len(pending)} to change" + (" (dry run: nothing applied)" if dry_run else ""))
         return
     try:
         done = files.apply(svc, changes, actor=cli_actor())
     except SegflowError as exc:
-        raise _fail(exc) from exc
+        raise _fail(exc, as_json=as_json) from exc
     typer.echo(f"applied {done} changes")
 
 

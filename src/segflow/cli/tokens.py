@@ -64,7 +64,8 @@ def create(
     if as_json:
         emit_json({"token": token, "info": info})
         return
-    typer.echo(f"created a {role} token {info.token_id} (shown once; stored hashed):")
+    article = "an" if role[:1] in ("a", "e", "i", "o", "u") else "a"
+    typer.echo(f"created {article} {role} token {info.token_id} (shown once; stored hashed):")
     typer.echo(token)
 
 

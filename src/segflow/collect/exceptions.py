@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from segflow.collect.plans import describe
 from segflow.errors import (
     ConflictError,
     NotFoundError,
@@ -45,12 +46,23 @@ class PayloadTooLarge(ValidationError):
 
 
 class PlanViolation(ValidationError):
-    """A message the source's tracking plan (``block`` mode) refuses."""
+    """A message the source's tracking plan (``block`` mode) refuses: ``found`` is every
+    ``(field, reason)``; ``field`` is the first one's (``properties.price``, or ``event`` for an
+    event not in the plan), ``reason`` its reason or, with several, every violation.
+
+    >>> exc = PlanViolation([("properties.price", "expected number, got string")])
+    >>> exc.field, exc.reason
+    ('properties.price', 'expected number, got string')
+    """
 
     code = "tracking_plan_violation"
 
-    def __init__(self, violations: list[str]) -> None:
-        super().__init__("event", "; ".join(violations), details={"violations": violations})
+    def __init__(self, found: list[tuple[str, str]]) -> None:
+        violations = [describe(f) for f in found]
+        field, reason = found[0]
+        if len(found) > 1:
+            reason = "; ".join(violations)
+        super().__init__(field, reason, details={"violations": violations})
         self.violations = violations
 
 

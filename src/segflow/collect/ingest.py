@@ -34,7 +34,7 @@ import msgspec
 
 from segflow.collect.catalog import Source, SourceCatalog
 from segflow.collect.exceptions import PayloadTooLarge, PlanViolation
-from segflow.collect.plans import check
+from segflow.collect.plans import check_fields, describe
 from segflow.config import CollectSettings
 from segflow.errors import ValidationError
 from segflow.log.base import DeadLetter, Position, ServedLog
@@ -226,13 +226,14 @@ class Ingestor:
         plan = request.source.config.tracking_plan
         if plan is None:
             return event
-        violations = check(plan, call, event.event, event.properties)
-        if not violations:
+        found = check_fields(plan, call, event.event, event.properties)
+        if not found:
             return event
+        violations = [describe(f) for f in found]
         for v in violations:
             prepared.violations[(event.event or "", v)] += 1
         if plan.mode == "block":
-            raise PlanViolation(violations)
+            raise PlanViolation(found)
         if plan.mode == "flag":
             return msgspec.structs.replace(event, violations=tuple(violations))
         return event

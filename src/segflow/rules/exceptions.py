@@ -35,6 +35,32 @@ class Diagnostic(msgspec.Struct, frozen=True, kw_only=True):
         where = f"{self.definition}:" if self.definition else ""
         return f"{where}{self.line}:{self.column}: {self.severity}: {self.message}"
 
+    def pointer(self, text: str) -> str:
+        """The diagnostic's line of ``text`` and a caret under its column (as compilers and
+        the console show it); ``""`` when the line is not in ``text``.
+
+        >>> d = Diagnostic(line=2, column=5, message="expected a number")
+        >>> print(d.pointer('did "A"\\nand x'))
+          and x
+              ^
+        """
+        lines = text.splitlines()
+        if not 1 <= self.line <= len(lines):
+            return ""
+        source = lines[self.line - 1].expandtabs(1)
+        return f"  {source}\n  {' ' * (max(self.column, 1) - 1)}^"
+
+    def explain(self, text: str | None) -> str:
+        """:meth:`render` followed by :meth:`pointer` when ``text`` has the line.
+
+        >>> print(Diagnostic(line=1, column=4, message="unexpected 'x'").explain("did x"))
+        1:4: error: unexpected 'x'
+          did x
+             ^
+        """
+        shown = self.pointer(text) if text is not None else ""
+        return self.render() + (f"\n{shown}" if shown else "")
+
 
 class RuleSyntaxError(ValidationError):
     """A rule that cannot be compiled; ``diagnostics`` holds every error found."""

@@ -23,6 +23,13 @@ UNITS_MS = {
 }
 AGG_FUNCS: tuple[str, ...] = get_args(ast.AggFunc)
 _COUNT_WORDS = {"least": ">=", "most": "<="}
+MAX_DEPTH = 50
+"""How deep parentheses and ``not`` may nest (conditions and event filters together).
+
+Every later stage (passes, the incremental plan, the SQL compiler, the kernel layout) walks
+the tree recursively; the bound keeps them far from Python's recursion limit, and no real
+rule comes near it.
+"""
 
 
 class _Stop(Exception):
@@ -34,6 +41,28 @@ class Parser:
         self.text = text
         self.tokens, self.errors = tokenize(text)
         self.i = 0
+        self.depth = 0
+
+    # --- nesting ---------------------------------------------------------------------------
+    def too_deep(self) -> bool:
+        """Whether one more level of nesting passes :data:`MAX_DEPTH`; if so, skip it.
+
+        The error is recorded at the token that opens the level, and the rest of the group is
+        skipped so that the enclosing levels still close cleanly (one error, not fifty).
+        """
+        if self.depth < MAX_DEPTH:
+            return False
+        self.fail(
+            f"this rule nests parentheses and 'not' more than {MAX_DEPTH} levels deep; "
+            f"simplify it (e.g. split it into segments and use 'in segment ...')"
+        )
+        if self.at("("):
+            self.take()
+            self.resync()
+            self.accept(")")
+        else:
+            self.resync()
+        return True
 
     # --- token helpers -----------------------------------------------------------------
     @property
@@ -119,19 +148,28 @@ class Parser:
         return items[0] if len(items) == 1 else ast.And(tuple(items))
 
     def not_expr(self) -> ast.Condition:
-        if self.accept("not"):
-            return ast.Not(self.not_expr())
-        if self.at("("):
-            open_tok = self.take()
-            inner = self.or_expr()
-            if not self.accept(")"):
-                self.fail("this '(' is never closed; add a ')'", open_tok)
-            return inner
+        if self.at("not", "("):
+            if self.too_deep():
+                return ast.Const(False)
+            self.depth += 1
+            try:
+                return self.nested_expr()
+            finally:
+                self.depth -= 1
         try:
             return self.atom()
         except _Stop:
             self.resync()
             return ast.Const(False)
+
+    def nested_expr(self) -> ast.Condition:
+        if self.accept("not"):
+            return ast.Not(self.not_expr())
+        open_tok = self.take()
+        inner = self.or_expr()
+        if not self.accept(")"):
+            self.fail("this '(' is never closed; add a ')'", open_tok)
+        return inner
 
     def atom(self) -> ast.Condition:
         tok = self.tok
@@ -360,19 +398,28 @@ class Parser:
         return items[0] if len(items) == 1 else ast.FAnd(tuple(items))
 
     def filter_primary(self) -> ast.Filter:
-        if self.accept("not"):
-            return ast.FNot(self.filter_primary())
-        if self.at("("):
-            open_tok = self.take()
-            inner = self.filter_or()
-            if not self.accept(")"):
-                raise self.fail("this '(' is never closed; add a ')'", open_tok)
-            return inner
+        if self.at("not", "("):
+            if self.too_deep():
+                return ast.FExists(("?",))
+            self.depth += 1
+            try:
+                return self.nested_filter()
+            finally:
+                self.depth -= 1
         path = self.path()
         if self.accept("exists"):
             return ast.FExists(path)
         op, value = self.comparison(f"property '{'.'.join(path)}'")
         return ast.FCompare(path, op, value)
+
+    def nested_filter(self) -> ast.Filter:
+        if self.accept("not"):
+            return ast.FNot(self.filter_primary())
+        open_tok = self.take()
+        inner = self.filter_or()
+        if not self.accept(")"):
+            raise self.fail("this '(' is never closed; add a ')'", open_tok)
+        return inner
 
     def did_body(self) -> ast.Condition:
         first = self.selector()

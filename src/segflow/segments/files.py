@@ -26,6 +26,7 @@ the others, nothing is applied.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,8 @@ from pathlib import Path
 import yaml
 
 from segflow.errors import ValidationError
-from segflow.rules import compile_segments
+from segflow.rules import RuleSyntaxError, compile_segments
+from segflow.rules.exceptions import Diagnostic
 from segflow.segments.service import SegmentService
 from segflow.segments.store import Kind
 
@@ -50,6 +52,31 @@ class Change:
     rule: str = ""
     description: str = ""
     old_rule: str | None = None
+    old_description: str | None = None
+
+    def diff(self) -> list[str]:
+        """What the change does to the rule, unified-diff style (``-`` old, ``+`` new lines;
+        ``@@`` hunk headers for rules of several lines), then a description change if any.
+
+        >>> Change("update", "segment", "pingers", 'did "Ping" at least 4 times',
+        ...        old_rule='did "Ping" at least 2 times').diff()
+        ['-did "Ping" at least 2 times', '+did "Ping" at least 4 times']
+        >>> Change("create", "segment", "buyers", 'did "Order Completed"').diff()
+        ['+did "Order Completed"']
+        """
+        if self.action == "same":
+            return []
+        old = (self.old_rule or "").splitlines() if self.action != "create" else []
+        new = self.rule.splitlines() if self.action != "delete" else []
+        several = len(old) > 1 or len(new) > 1
+        out = [
+            line
+            for line in difflib.unified_diff(old, new, lineterm="")
+            if not line.startswith(("---", "+++")) and (several or not line.startswith("@@"))
+        ]
+        if self.action == "update" and self.old_description not in (None, self.description):
+            out.append(f"description: {self.old_description!r} -> {self.description!r}")
+        return out
 
 
 def read_directory(root: str | Path) -> dict[tuple[Kind, str], tuple[str, str]]:
@@ -85,15 +112,98 @@ def plan(service: SegmentService, root: str | Path, *, prune: bool = False) -> l
             if old is None:
                 changes.append(Change("create", kind, name, rule, description))
             elif (old.rule, old.description) != (rule, description):
-                changes.append(Change("update", kind, name, rule, description, old.rule))
+                changes.append(
+                    Change("update", kind, name, rule, description, old.rule, old.description)
+                )
             else:
                 changes.append(Change("same", kind, name, rule, description, old.rule))
         if prune:
             for name, old in sorted(current.items()):
                 if (kind, name) not in wanted:
                     changes.append(Change("delete", kind, name, old_rule=old.rule))
-    _check(service, changes)
+    try:
+        _check(service, changes)
+    except RuleSyntaxError as err:
+        raise RuleSyntaxError(locate(err.diagnostics, root), field=err.field) from None
     return changes
+
+
+@dataclass(frozen=True)
+class RuleSpan:
+    """Where a definition's rule text sits in its YAML file (1-based line and column of the
+    rule's first character; ``block``: a ``|``/``>`` scalar, whose lines keep their own)."""
+
+    path: Path
+    line: int
+    column: int
+    block: bool
+
+    def place(self, line: int, column: int) -> tuple[int, int]:
+        """A position in the rule -> the same position in the file.
+
+        >>> RuleSpan(Path("s.yaml"), 3, 7, block=False).place(1, 5)
+        (3, 11)
+        >>> RuleSpan(Path("s.yaml"), 4, 3, block=True).place(2, 5)
+        (5, 7)
+        """
+        if line == 1 or self.block:
+            return self.line + line - 1, self.column - 1 + column
+        return self.line + line - 1, column  # a multi-line plain scalar: the line, roughly
+
+
+def rule_spans(root: str | Path) -> dict[str, RuleSpan]:
+    """``name -> RuleSpan`` of every definition file under ``root`` that has a ``rule``."""
+    out: dict[str, RuleSpan] = {}
+    for folder in FOLDERS.values():
+        for path in sorted((Path(root) / folder).glob("*.y*ml")):
+            text = path.read_text()
+            try:
+                node = yaml.compose(text)
+            except yaml.YAMLError:
+                continue
+            if not isinstance(node, yaml.MappingNode):
+                continue
+            fields = {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+            rule = fields.get("rule")
+            if not isinstance(rule, yaml.ScalarNode):
+                continue
+            name = str(getattr(fields.get("name"), "value", "") or path.stem)
+            out[name] = _span(path, text, rule)
+    return out
+
+
+def _span(path: Path, text: str, rule: yaml.ScalarNode) -> RuleSpan:
+    start = rule.start_mark
+    if rule.style in ("|", ">"):
+        lines = text.splitlines()
+        body = lines[start.line + 1] if start.line + 1 < len(lines) else ""
+        indent = len(body) - len(body.lstrip(" "))
+        return RuleSpan(path, start.line + 2, indent + 1, block=True)
+    quoted = 1 if rule.style in ('"', "'") else 0
+    return RuleSpan(path, start.line + 1, start.column + 1 + quoted, block=False)
+
+
+def locate(diagnostics: list[Diagnostic], root: str | Path) -> list[Diagnostic]:
+    """Diagnostics of definitions read from ``root`` placed in their files: ``definition`` the
+    file's path, ``line``/``column`` in the file (others are kept as they are)."""
+    spans = rule_spans(root)
+    out = []
+    for d in diagnostics:
+        span = spans.get(d.definition)
+        if span is None:
+            out.append(d)
+            continue
+        line, column = span.place(d.line, d.column)
+        out.append(
+            Diagnostic(
+                line=line,
+                column=column,
+                message=d.message,
+                severity=d.severity,
+                definition=str(span.path),
+            )
+        )
+    return out
 
 
 def future(service: SegmentService, changes: list[Change]) -> tuple[dict[str, str], dict[str, str]]:

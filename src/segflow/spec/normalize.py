@@ -6,6 +6,10 @@ What normalisation does (and records in ``Event.flags`` when it changed somethin
 - ``timestamp`` is corrected for client clock skew as Segment does:
   ``receivedAt - (sentAt - originalTimestamp)`` when ``sentAt`` is given, where the client's
   time is ``originalTimestamp`` or, failing that, ``timestamp``;
+- a time outside what every reader can render (``0001-01-01T00:00:00Z`` to
+  ``9999-12-31T23:59:59.999Z``, :data:`MIN_TIME_MS` to :data:`MAX_TIME_MS`) is refused with the
+  field that carries it: ``timestamp``/``originalTimestamp``/``sentAt`` as sent, or
+  ``timestamp`` when the skew correction carries it out of range;
 - a timestamp more than ``future_tolerance_ms`` (23 h) after ``receivedAt`` is clamped to
   ``receivedAt`` (flag ``future_timestamp_clamped``), as PostHog does;
 - a missing ``messageId`` is generated (flag ``message_id_generated``);
@@ -27,7 +31,7 @@ import functools
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from segflow.spec.events import Event
@@ -35,6 +39,8 @@ from segflow.spec.exceptions import InvalidMessage
 from segflow.spec.wire import WireMessage
 
 FUTURE_TOLERANCE_MS = 23 * 3_600_000
+MIN_TIME_MS = int(datetime(1, 1, 1, tzinfo=UTC).timestamp() * 1000)
+MAX_TIME_MS = int(datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC).timestamp() * 1000)
 FLAG_CLAMPED = "future_timestamp_clamped"
 FLAG_GENERATED_ID = "message_id_generated"
 FLAG_RENAMED = "event_renamed"
@@ -58,7 +64,27 @@ def parse_time_ms(value: str, field: str = "timestamp") -> int:
         raise InvalidMessage(field, f"not an ISO 8601 date-time: {value[:64]!r}") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    ms = int(parsed.timestamp() * 1000)
+    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:
+        raise InvalidMessage(field, f"{value[:64]!r} is outside {_RANGE} in UTC")
+    return ms
+
+
+_RANGE = "0001-01-01T00:00:00Z..9999-12-31T23:59:59.999Z"
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as ISO 8601 in UTC, for any stored value (clamped to the years
+    1..9999 that ``datetime`` renders: a read never fails on what an older version stored).
+
+    >>> iso_ms(1500)
+    '1970-01-01T00:00:01.500Z'
+    >>> iso_ms(-10**15)
+    '0001-01-01T00:00:00.000Z'
+    """
+    ms = min(max(ms, MIN_TIME_MS), MAX_TIME_MS)
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def fold_name(name: str) -> str:
@@ -130,6 +156,12 @@ def event_time_ms(
         timestamp_ms = original_ms
     else:
         timestamp_ms = received_at_ms - (sent_ms - original_ms)
+        if not MIN_TIME_MS <= timestamp_ms <= MAX_TIME_MS:
+            raise InvalidMessage(
+                "timestamp",
+                f"receivedAt - (sentAt - {'originalTimestamp' if msg.original_timestamp else 'timestamp'})"
+                f" (the clock-skew correction) is outside {_RANGE}",
+            )
     clamped = timestamp_ms > received_at_ms + future_tolerance_ms
     return (received_at_ms if clamped else timestamp_ms), original_ms, sent_ms, clamped
 

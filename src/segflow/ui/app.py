@@ -21,10 +21,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from segflow.api.app import ApiDeps
+from segflow.api.limits import BodyLimit
 from segflow.ui.login import build_login
 from segflow.ui.pages import access as access
 from segflow.ui.pages import activity as activity
@@ -54,4 +56,5 @@ def build_console(deps: ApiDeps) -> Starlette:
         *access.routes(console),
         Mount("/console/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes)
+    limit = Middleware(BodyLimit, max_bytes=deps.runtime.settings.api.max_body_bytes)
+    return Starlette(routes=routes, middleware=[limit])

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from segflow.spec.normalize import iso_ms
 from segflow.ui.highlight import rule_html
 
 
@@ -25,7 +25,7 @@ def when(ms: int | None) -> str:
     """Epoch ms as UTC ``YYYY-MM-DD HH:MM:SS`` (``-`` for none)."""
     if ms is None:
         return "-"
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return iso_ms(ms)[:19].replace("T", " ")
 
 
 def ago(ms: int | None, now: int | None = None) -> str:

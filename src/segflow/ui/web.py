@@ -57,7 +57,10 @@ async def read_form(request: Request) -> Form:
         return {}
     raw = await request.body()
     if request.headers.get("content-type", "").startswith("application/json"):
-        data = msgspec.json.decode(raw) if raw else {}
+        try:
+            data = msgspec.json.decode(raw) if raw else {}
+        except (msgspec.DecodeError, RecursionError):
+            data = {}  # not a form: each page says which field is missing
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
     pairs = urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
     return dict(pairs)

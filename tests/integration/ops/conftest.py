@@ -143,5 +143,6 @@ def ops() -> Any:
         last_line = staticmethod(last_line)
         until = staticmethod(until)
         free_port = staticmethod(free_port)
+        Server = Server  # for a module-scoped server (the module stops it)
 
     return Helpers

@@ -117,7 +117,11 @@ def test_tracking_plan_modes(
     events = {e.message_id: e for e in stored(log)}
     if mode == "block":
         assert set(events) == {"good"}
-        assert [(r.index, r.field) for r in result.refused] == [(1, "event"), (2, "event")]
+        # the property's path in field (was "event" for both: the path only in the reason)
+        assert [(r.index, r.field) for r in result.refused] == [
+            (1, "properties.revenue"),
+            (2, "event"),
+        ]
         assert "properties.revenue: required" in result.refused[0].reason
     else:
         assert set(events) == {"good", "bad", "unplanned"} and not result.refused

@@ -12,6 +12,7 @@ from segflow.spec.exceptions import InvalidMessage
 from segflow.spec.normalize import (
     FLAG_CLAMPED,
     FLAG_GENERATED_ID,
+    MIN_TIME_MS,
     NameRules,
     event_time_ms,
     fold_name,
@@ -167,3 +168,20 @@ def test_name_rules_map_aliases_to_one_name() -> None:
 @given(st.text(max_size=30))
 def test_fold_is_idempotent(name: str) -> None:
     assert fold_name(fold_name(name)) == fold_name(name)
+
+
+def test_a_time_outside_the_years_1_to_9999_in_utc_is_refused_naming_its_field() -> None:
+    # was: accepted, then every read of the profile failed with "year 0 is out of range"
+    now = 1_700_000_000_000
+    cases = [
+        (WireMessage(timestamp="0001-01-01T00:00:00+14:00"), "timestamp"),
+        (WireMessage(original_timestamp="9999-12-31T23:59:59-14:00"), "originalTimestamp"),
+        (WireMessage(timestamp="2024-01-01T00:00:00Z", sent_at="0001-01-01T00:00:00+01:00"), "sentAt"),
+        (WireMessage(original_timestamp="0001-01-01T00:00:00Z", sent_at="9999-12-31T23:59:59Z"), "timestamp"),
+    ]  # fmt: skip
+    for msg, field in cases:
+        with pytest.raises(InvalidMessage) as raised:
+            event_time_ms(msg, now)
+        assert raised.value.field == field
+    edge = WireMessage(timestamp="0001-01-01T00:00:00Z")
+    assert event_time_ms(edge, now)[0] == MIN_TIME_MS
