@@ -20,6 +20,9 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_segments_are_checked_versioned_and_evaluated_by_process(tmp_path: Path) -> None:
     d = ["--data-dir", str(tmp_path / "data")]
     bad = run("segments", "create", "buyers", 'did "Order Completed', *d)
+    assert bad.returncode == 2  # the line, a caret under the column, the message
+    assert bad.stderr.splitlines()[-1] == "      ^" and "1:5: error" in bad.stderr
+    bad = run("segments", "create", "buyers", 'did "Order Completed', "--json", *d)
     assert bad.returncode == 2
     error = json.loads(bad.stderr)
     assert error["field"] == "rule" and error["details"]["errors"][0]["column"] == 5
