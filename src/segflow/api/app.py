@@ -52,7 +52,7 @@ from segflow.catalogdb import CatalogTarget
 from segflow.privacy.service import PrivacyService
 from segflow.segments.service import SegmentService
 from segflow.server.runtime import Runtime
-from segflow.server.status import status
+from segflow.server.status import status, supervised
 from segflow.stream.processor import Processor
 from segflow.stream.reader import ProfileReader
 from segflow.warehouse.loader import WarehouseLoader
@@ -97,6 +97,9 @@ def build_api(deps: ApiDeps) -> Starlette:
         out["parts"]["processor"]["backfilling"] = deps.processor.backfill_pending
         out["parts"]["processor"]["backfill"] = msgspec.to_builtins(deps.processor.progress)
         out["freshness"] = deps.processor.freshness.summary()
+        children = supervised(deps.runtime.settings.data_path)
+        if children is not None:  # segflow serve's supervisor (segflow.server.supervisor)
+            out["parts"]["supervisor"] = children
         return out
 
     def audit_log(request: Request, body: dict[str, Any]) -> Any:
