@@ -134,6 +134,9 @@ class Demo:
                     "-m",
                     "segflow.cli.main",
                     "serve",
+                    # one process: the demo trains its models over the API, and their scores
+                    # reach live profiles only where the processor runs (docs/serve.md)
+                    "--single-process",
                     "--data-dir",
                     str(self.o.data_dir),
                     "--host",
