@@ -74,8 +74,13 @@ class Hooks:
         self.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+# the supervised variant is `make test-long`'s: test_supervisor.py runs the supervisor by default
+@pytest.fixture(
+    scope="module", params=["single-process", pytest.param("supervised", marks=pytest.mark.long)]
+)
+def serve(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     data = tmp_path_factory.mktemp("serve") / "data"
     write_key = _cli("sources", "create", "web", "--data-dir", str(data))
     token = _cli("tokens", "create", "--role", "admin", "--data-dir", str(data))
@@ -88,6 +93,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "-m",
             "segflow.cli.main",
             "serve",
+            *(["--single-process"] if request.param == "single-process" else []),
             "--data-dir",
             str(data),
             "--port",
@@ -109,7 +115,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     assert proc.poll() is None, (data.parent / "serve.log").read_text()
     api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     collector = httpx.Client(base_url=url, auth=(write_key, ""), timeout=30)
-    yield {"api": api, "collector": collector, "data": data, "proc": proc}
+    yield {"api": api, "collector": collector, "data": data, "proc": proc, "mode": request.param}
     api.close()
     collector.close()
     proc.terminate()
@@ -118,8 +124,11 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def test_events_become_memberships_warehouse_rows_and_signed_webhooks(
-    serve: dict[str, Any],
+    serve: dict[str, Any], request: pytest.FixtureRequest
 ) -> None:
+    if serve["mode"] == "supervised":
+        reason = "the loader's changes_lag and the segments' freshness are figures of the process that runs them, not yet shown by the API workers (#16)"
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     hooks = Hooks()
     try:
         _pipeline(serve["api"], serve["collector"], hooks)
