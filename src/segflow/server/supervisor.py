@@ -156,15 +156,21 @@ class Supervisor:
         self._signals = 0
         self._preexec = _child_setup(os.getpid())
 
-    def run(self) -> int:
-        """Supervise until SIGTERM/SIGINT/SIGHUP; the exit code (0 once every child stopped)."""
+    def catch_signals(self) -> None:
+        """Take SIGTERM/SIGINT/SIGHUP from now on (a stop asked before :meth:`run` starts no
+        child)."""
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
-        for child in self.children:
-            self._spawn(child)
-        self._write_status()
-        sys.stderr.write(banner(self.settings, self.children))
-        sys.stderr.flush()
+
+    def run(self) -> int:
+        """Supervise until SIGTERM/SIGINT/SIGHUP; the exit code (0 once every child stopped)."""
+        self.catch_signals()
+        if not self._signals:
+            for child in self.children:
+                self._spawn(child)
+            self._write_status()
+            sys.stderr.write(banner(self.settings, self.children))
+            sys.stderr.flush()
         while not self._signals:
             if self._tick(time.monotonic()):
                 self._write_status()
@@ -183,8 +189,14 @@ class Supervisor:
         if child.spec.http:
             fds = (self.listener.fileno(),)
             cmd = [*cmd, "--fd", str(fds[0])]
-        child.proc = subprocess.Popen(cmd, pass_fds=fds, preexec_fn=self._preexec)
-        child.state, child.started_at = "running", time.monotonic()
+        child.started_at = time.monotonic()
+        try:
+            child.proc = subprocess.Popen(cmd, pass_fds=fds, preexec_fn=self._preexec)
+        except OSError as exc:  # no memory, no pids left: try again later, like a crash
+            logger.error("cannot start %s: %s", child.spec.name, exc)
+            self._exited(child, None, child.started_at)
+            return
+        child.state = "running"
 
     def _tick(self, now: float) -> bool:
         """Reap exited children, restart those whose delay passed; True when anything changed."""
@@ -204,7 +216,7 @@ class Supervisor:
                 changed = True
         return changed
 
-    def _exited(self, child: Child, code: int, now: float) -> None:
+    def _exited(self, child: Child, code: int | None, now: float) -> None:
         if now - child.started_at >= STEADY_S:
             child.delay_s = FIRST_DELAY_S
         wait_s = child.delay_s
@@ -270,9 +282,11 @@ def supervise(
     )
     level = (log_level or settings.observability.log_level).lower()
     configure_logging(level, settings.observability.log_format)
-    Runtime.open(settings).close()  # the children then open existing files, none creates them
     command = child_command(settings, extra)
-    return Supervisor(settings, listener, command, workers=workers).run()
+    supervisor = Supervisor(settings, listener, command, workers=workers)
+    supervisor.catch_signals()  # Ctrl-C from here on stops cleanly, without a traceback
+    Runtime.open(settings).close()  # the children then open existing files, none creates them
+    return supervisor.run()
 
 
 def banner(settings: Settings, children: Sequence[Child]) -> str:

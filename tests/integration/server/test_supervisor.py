@@ -234,6 +234,7 @@ def test_a_stop_signal_stops_every_child_and_exits_cleanly(
     assert serve.proc.wait(90) == 0, serve.stderr()
     assert all(map(gone, pids))
     assert "Traceback" not in serve.stderr()
+    assert "did not stop in time" not in serve.stderr()  # each child stopped on its SIGTERM
     assert not (serve.data / "supervisor.json").exists()
 
 
