@@ -120,7 +120,13 @@ Command = Callable[[ChildSpec], list[str]]
 
 def child_command(settings: Settings, extra: Sequence[str] = ()) -> Command:
     """The command line of a child: ``segflow serve --single-process --role ...`` on the
-    supervisor's data directory, address and ``extra`` flags (``--config``, ``--log-level``)."""
+    supervisor's data directory, address and ``extra`` flags (``--config``, ``--log-level``).
+
+    >>> from segflow.config import load_settings
+    >>> command = child_command(load_settings(overrides={"server": {"data_dir": "/d"}}))
+    >>> command(ChildSpec("activate", "activate"))[3:]
+    ['serve', '--single-process', '--role', 'activate', '--data-dir', '/d', '--host', '127.0.0.1', '--port', '8080']
+    """
     base = [sys.executable, "-m", "segflow.cli.main", "serve", "--single-process"]
     server = settings.server
     where = ["--data-dir", server.data_dir, "--host", server.host, "--port", str(server.port)]
