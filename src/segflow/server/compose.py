@@ -39,14 +39,24 @@ from segflow.activate.store import DeliveryStore
 from segflow.activate.worker import DeliveryWorker
 from segflow.api.app import ApiDeps, build_api
 from segflow.api.auth import TokenStore
+from segflow.api.profiles import Splitter
 from segflow.audit import AuditLog
 from segflow.catalogdb import catalog_target
 from segflow.collect.asgi import ASGIApp
+from segflow.ml.jobs import AttributeSink
 from segflow.privacy import compose as privacy_compose
 from segflow.privacy.compose import PrivacyParts
 from segflow.segments.service import DefinitionWatcher, SegmentService
 from segflow.segments.store import DefinitionStore
 from segflow.server.app import KeepPath
+from segflow.server.commands import (
+    CommandQueue,
+    CommandRunner,
+    QueuedSink,
+    QueuedSplitter,
+    queue_path,
+)
+from segflow.server.commands import handlers as command_handlers
 from segflow.server.ml import MlService
 from segflow.server.observability import ops_mounts
 from segflow.server.ratelimit import TokenRateLimit
@@ -54,6 +64,7 @@ from segflow.server.retention import LogRetention
 from segflow.server.roles import parse_roles
 from segflow.server.runtime import Runtime
 from segflow.server.services import Service
+from segflow.server.snapshots import FigureSource, LocalFigures, SnapshotFigures, SnapshotWriter
 from segflow.stream.compose import build_processor, build_reader
 from segflow.stream.processor import Processor
 from segflow.ui import build_console
@@ -181,10 +192,14 @@ def _build(runtime: Runtime) -> Assembly:
     # position needs the embedded log (Kafka records are not deleted one by one: scaling.md)
     if {"process", "load"} <= roles and settings.log.driver == "sqlite":
         services.append(privacy.runner)  # started after, stopped before, the parts it asks
+    reach = _pipeline_reach(runtime, roles, processor, loader, closer)
+    services += reach.services
     api_deps = ApiDeps(
         runtime=runtime,
         reader=reader,
-        processor=processor,
+        figures=reach.figures,
+        sink=reach.sink,
+        splitter=reach.splitter,
         loader=loader,
         activation=activation,
         segments=segments,
@@ -210,6 +225,37 @@ def _build(runtime: Runtime) -> Assembly:
     return Assembly(
         processor, loader, delivery, activation, segments, tokens, services, mounts, privacy
     )
+
+
+@dataclass
+class _Reach:
+    """How the API of this process reaches the processor and the loader."""
+
+    figures: FigureSource
+    sink: AttributeSink
+    splitter: Splitter
+    services: list[Service]
+
+
+def _pipeline_reach(
+    runtime: Runtime,
+    roles: frozenset[str],
+    processor: Processor,
+    loader: WarehouseLoader,
+    closer: _Closer,
+) -> _Reach:
+    """In the process that runs them (``process`` and ``load``), the API calls the processor
+    and the loader directly, and publishes their figures and runs the queued commands of
+    other processes' APIs (``segflow.server.snapshots``, ``segflow.server.commands``);
+    elsewhere it reads those figures and queues those commands."""
+    data = runtime.settings.data_path
+    queue = CommandQueue(queue_path(data))
+    closer.closers.append(queue.close)
+    if {"process", "load"} <= roles:
+        local = LocalFigures(processor, loader)
+        runner = CommandRunner(queue, command_handlers(processor))
+        return _Reach(local, processor, processor, [SnapshotWriter(data, local), runner])
+    return _Reach(SnapshotFigures(data), QueuedSink(queue), QueuedSplitter(queue), [])
 
 
 def _lease(runtime: Runtime) -> PartitionLease | None:

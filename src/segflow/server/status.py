@@ -64,10 +64,11 @@ def supervised(data_dir: str | Path) -> dict[str, Any] | None:
         report: dict[str, Any] = json.loads((Path(data_dir) / SUPERVISOR_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return report if _alive(int(report.get("pid", 0))) else None
+    return report if alive(int(report.get("pid", 0))) else None
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (on this machine)."""
     if pid <= 0:
         return False
     try:

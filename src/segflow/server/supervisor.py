@@ -279,6 +279,7 @@ def supervise(
 
     ``extra`` are flags every child gets as well (``--config``, ``--log-level``...)."""
     from segflow.logs import configure_logging
+    from segflow.server.commands import CommandQueue, queue_path
     from segflow.server.runtime import Runtime
 
     listener = bind_listener(settings.server.host, settings.server.port)
@@ -292,6 +293,7 @@ def supervise(
     supervisor = Supervisor(settings, listener, command, workers=workers)
     supervisor.catch_signals()  # Ctrl-C from here on stops cleanly, without a traceback
     Runtime.open(settings).close()  # the children then open existing files, none creates them
+    CommandQueue(queue_path(settings.data_path)).close()
     return supervisor.run()
 
 
