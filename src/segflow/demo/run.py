@@ -133,10 +133,8 @@ class Demo:
                     sys.executable,
                     "-m",
                     "segflow.cli.main",
-                    "serve",
-                    # one process: the demo trains its models over the API, and their scores
-                    # reach live profiles only where the processor runs (docs/serve.md)
-                    "--single-process",
+                    "serve",  # supervised: scores of the API's model runs reach the
+                    # processor's process through the command queue (docs/serve.md)
                     "--data-dir",
                     str(self.o.data_dir),
                     "--host",

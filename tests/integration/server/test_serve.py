@@ -126,9 +126,6 @@ def serve(
 def test_events_become_memberships_warehouse_rows_and_signed_webhooks(
     serve: dict[str, Any], request: pytest.FixtureRequest
 ) -> None:
-    if serve["mode"] == "supervised":
-        reason = "the loader's changes_lag and the segments' freshness are figures of the process that runs them, not yet shown by the API workers (#16)"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     hooks = Hooks()
     try:
         _pipeline(serve["api"], serve["collector"], hooks)
