@@ -106,20 +106,38 @@ def write_snapshot(data_dir: str | Path, figures: PipelineFigures) -> None:
 
 
 class SnapshotWriter:
-    """A service that publishes ``source``'s figures every ``interval_s`` (and removes the
-    file when it stops)."""
+    """A service that publishes ``source``'s figures when they change (looked at every
+    ``check_s``) and at least every ``interval_s``, so readers can tell its age; the file is
+    removed when it stops."""
 
     name = "pipeline-snapshot"
 
-    def __init__(self, data_dir: str | Path, source: LocalFigures, interval_s: float = 1.0):
+    def __init__(
+        self,
+        data_dir: str | Path,
+        source: LocalFigures,
+        *,
+        interval_s: float = 1.0,
+        check_s: float = 0.1,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.source = source
         self.interval_s = interval_s
+        self.check_s = check_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last: tuple[Any, ...] | None = None
+        self._written = 0.0
 
-    def publish(self) -> None:
-        write_snapshot(self.data_dir, self.source.figures())
+    def publish(self, *, force: bool = True) -> bool:
+        """Write the figures (unless ``force`` is false and they did not change)."""
+        figures = self.source.figures()
+        key = msgspec.structs.astuple(figures)[2:]  # all but pid and time
+        if not force and key == self._last and time.monotonic() - self._written < self.interval_s:
+            return False
+        write_snapshot(self.data_dir, figures)
+        self._last, self._written = key, time.monotonic()
+        return True
 
     def start(self) -> None:
         self._stop.clear()
@@ -136,8 +154,8 @@ class SnapshotWriter:
     def _loop(self) -> None:
         while True:
             try:
-                self.publish()
+                self.publish(force=False)
             except Exception:
                 log.exception("publishing the pipeline's figures failed; will retry")
-            if self._stop.wait(self.interval_s):
+            if self._stop.wait(self.check_s):
                 return
