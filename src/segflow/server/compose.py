@@ -14,14 +14,19 @@ delivery               change feed -> delivery queue -> destinations
 ml-scheduler           nightly model jobs; scores and clusters back into profile state
 log-retention          deletes consumed log records past ``log.retention_ms`` (off by default)
 privacy                runs deletion/suppression regulations (``segflow.privacy``)
+pipeline-snapshot      publishes the processor's and loader's figures (``snapshots``)
+commands               runs what other processes' APIs queued for the processor
 =====================  ===============================================================
 
 ``server.roles`` (``segflow serve --role``, :mod:`segflow.server.roles`) picks which of them
 run here; the default is all.
 
-The admin API (``/api/v1/...``) and the web console (``/console``) share the processor's reader, the activation service and the
-segment service with the services, so a change made over the API takes effect in this
-process without a restart.
+The admin API (``/api/v1/...``) and the web console (``/console``) share the processor's reader,
+the activation service and the segment service with the services, so a change made over the
+API takes effect in this process without a restart. In a process with ``process`` and
+``load`` the API calls the processor and the loader directly; in any other it reads their
+figures from ``DATA_DIR/run/pipeline.json`` and queues what it asks of the processor in
+``DATA_DIR/commands.sqlite`` (``segflow.server.snapshots``, ``segflow.server.commands``).
 """
 
 from __future__ import annotations
