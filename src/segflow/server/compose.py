@@ -51,6 +51,7 @@ from segflow.collect.asgi import ASGIApp
 from segflow.ml.jobs import AttributeSink
 from segflow.privacy import compose as privacy_compose
 from segflow.privacy.compose import PrivacyParts
+from segflow.privacy.runner import SuppressionRefresh
 from segflow.segments.service import DefinitionWatcher, SegmentService
 from segflow.segments.store import DefinitionStore
 from segflow.server.app import KeepPath
@@ -197,6 +198,11 @@ def _build(runtime: Runtime) -> Assembly:
     # position needs the embedded log (Kafka records are not deleted one by one: scaling.md)
     if {"process", "load"} <= roles and settings.log.driver == "sqlite":
         services.append(privacy.runner)  # started after, stopped before, the parts it asks
+    elif "collect" in roles:  # the runner keeps the list in step where it runs; here, this
+        refresh = SuppressionRefresh(
+            privacy.store, privacy.suppressions, interval_s=settings.privacy.poll_interval_s
+        )
+        services.append(refresh)
     reach = _pipeline_reach(runtime, roles, processor, loader, closer)
     services += reach.services
     api_deps = ApiDeps(
