@@ -224,12 +224,13 @@ class CommandRunner:
         handle: Mapping[str, Callable[[dict[str, Any]], Any]],
         *,
         poll_s: float = 0.05,
-        keep_ms: int = 86_400_000,
+        keep_ms: int = 3_600_000,
     ) -> None:
         self.queue = queue
         self.handle = handle
         self.poll_s = poll_s
-        self.keep_ms = keep_ms
+        self.keep_ms = keep_ms  # finished commands are forgotten after this (a score row is big)
+        self._purged = float("-inf")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -243,7 +244,6 @@ class CommandRunner:
 
     def start(self) -> None:
         self._stop.clear()
-        self.queue.purge(_now_ms() - self.keep_ms)
         self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
         self._thread.start()
 
@@ -256,6 +256,9 @@ class CommandRunner:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                if time.monotonic() - self._purged >= self.keep_ms / 10_000:  # every tenth
+                    self.queue.purge(_now_ms() - self.keep_ms)
+                    self._purged = time.monotonic()
                 if self.run_pending():
                     continue
             except Exception:

@@ -86,3 +86,16 @@ def test_a_split_nobody_runs_times_out_and_is_cancelled(queue: CommandQueue) -> 
         QueuedSplitter(queue, timeout_s=0.1).split("p1", ["email:a@b.c"])
     assert caught.value.details["state"] == "queued"
     assert queue.claim() is None  # a pipeline started later does not run it
+
+
+def test_finished_commands_are_purged_and_queued_ones_kept(queue: CommandQueue) -> None:
+    done = queue.submit("split", {"profile_id": "p1", "identifiers": []})
+    claimed = queue.claim()
+    assert claimed is not None and claimed.id == done
+    queue.finish(done, {"ok": True})
+    waiting = queue.submit("split", {"profile_id": "p2", "identifiers": []})
+    queue.purge(older_than_ms=2**62)
+    with pytest.raises(TransientError):  # gone: read as cancelled
+        queue.wait(done, timeout_s=0)
+    claimed = queue.claim()
+    assert claimed is not None and claimed.id == waiting
