@@ -230,7 +230,7 @@ def _build(runtime: Runtime) -> Assembly:
             )
         mounts["/api"] = KeepPath(api)
         mounts["/console"] = KeepPath(build_console(api_deps))
-    ops, started = ops_mounts(runtime, reader, processor, activation.store, tokens)
+    ops, started = ops_mounts(runtime, reader, reach.backfill_pending, activation.store, tokens)
     services.append(started)  # last: readiness starts once every service did
     mounts.update(ops)
     return Assembly(
@@ -246,6 +246,7 @@ class _Reach:
     sink: AttributeSink
     splitter: Splitter
     services: list[Service]
+    backfill_pending: Callable[[], bool]  # the /metrics gauge
 
 
 def _pipeline_reach(
@@ -265,8 +266,15 @@ def _pipeline_reach(
     if {"process", "load"} <= roles:
         local = LocalFigures(processor, loader)
         runner = CommandRunner(queue, command_handlers(processor))
-        return _Reach(local, processor, processor, [SnapshotWriter(data, local), runner])
-    return _Reach(SnapshotFigures(data), QueuedSink(queue), QueuedSplitter(queue), [])
+        services: list[Service] = [SnapshotWriter(data, local), runner]
+        return _Reach(local, processor, processor, services, lambda: processor.backfill_pending)
+    snapshot = SnapshotFigures(data)
+
+    def backfill_pending() -> bool:
+        figures = snapshot.figures()
+        return figures is not None and figures.backfilling
+
+    return _Reach(snapshot, QueuedSink(queue), QueuedSplitter(queue), [], backfill_pending)
 
 
 def _lease(runtime: Runtime) -> PartitionLease | None:
