@@ -114,6 +114,7 @@ def start_segflow(tmp: Path, hook: str, batch: int) -> System:
     port = free_port()
     proc = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "segflow.cli.main", "serve",
+         "--single-process",  # paused with SIGSTOP while the other system is measured
          "--data-dir", str(data), "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "serve.log").open("ab"),
     )  # fmt: skip

@@ -360,8 +360,10 @@ def segflow_round(
     shutil.copytree(template, data)
     log = root / f"segflow-{n}.log"
     port = free_port()
+    # pinned to one core: one process (the budget's); unpinned: the supervisor's processes
+    one = ["--single-process"] if args.pin == "cores" else []
     proc = launch(
-        [sys.executable, "-m", "segflow.cli.main", "serve", "--data-dir", str(data),
+        [sys.executable, "-m", "segflow.cli.main", "serve", *one, "--data-dir", str(data),
          "--port", str(port)],
         log, args.pin,
     )  # fmt: skip

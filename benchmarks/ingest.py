@@ -77,6 +77,7 @@ def start_segflow(root: Path) -> tuple[subprocess.Popen[bytes], int, str]:
             "-m",
             "segflow.cli.main",
             "serve",
+            "--single-process",  # the budget is events/s on one core: one process, pinned
             "--data-dir",
             str(data),
             "--port",

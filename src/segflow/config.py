@@ -31,6 +31,7 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8080
     data_dir: str = "./segflow-data"
     roles: tuple[str, ...] = ()  # segflow serve --role: collect, process, load, activate, api
+    workers: int | str = "auto"  # segflow serve --workers: HTTP worker processes (supervisor)
 
 
 class LogSettings(msgspec.Struct, frozen=True, kw_only=True):

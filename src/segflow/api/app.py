@@ -45,17 +45,19 @@ from segflow.api.destinations import destination_routes
 from segflow.api.limits import BodyLimit
 from segflow.api.models import ModelsDeps, build_model_routes
 from segflow.api.privacy import privacy_routes
-from segflow.api.profiles import profile_routes
+from segflow.api.profiles import Splitter, profile_routes
 from segflow.api.segments import segment_routes
 from segflow.api.sources import source_routes
 from segflow.api.tokens import token_routes
 from segflow.audit import AuditLog
 from segflow.catalogdb import CatalogTarget
+from segflow.ml.jobs import AttributeSink
 from segflow.privacy.service import PrivacyService
 from segflow.segments.service import SegmentService
 from segflow.server.runtime import Runtime
-from segflow.server.status import status
-from segflow.stream.processor import Processor
+from segflow.server.snapshots import FigureSource
+from segflow.server.status import status, supervised
+from segflow.stream.backfill import Progress
 from segflow.stream.reader import ProfileReader
 from segflow.warehouse.loader import WarehouseLoader
 
@@ -66,8 +68,10 @@ class ApiDeps:
 
     runtime: Runtime
     reader: ProfileReader
-    processor: Processor
-    loader: WarehouseLoader
+    figures: FigureSource  # the processor's and the loader's figures (segflow.server.snapshots)
+    sink: AttributeSink  # where ML scores and clusters go: the processor, or its queue
+    splitter: Splitter  # who splits profiles: the processor, or its queue
+    loader: WarehouseLoader  # its lock keeps the warehouse still for a backup
     activation: ActivationService
     segments: SegmentService
     tokens: TokenStore
@@ -75,6 +79,16 @@ class ApiDeps:
     catalog_path: CatalogTarget  # catalog.sqlite, or the shared catalog (shared.dsn)
     audit: AuditLog | None = None
     privacy: PrivacyService | None = None
+
+
+def _freshness(source: FigureSource) -> dict[str, dict[str, Any]]:
+    figures = source.figures()
+    return figures.freshness if figures else {}
+
+
+def _progress(source: FigureSource) -> Progress | None:
+    figures = source.figures()
+    return figures.backfill if figures else None
 
 
 async def _health(request: Request) -> JSONResponse:
@@ -91,14 +105,17 @@ def build_api(deps: ApiDeps) -> Starlette:
 
     def current_status(request: Request, body: dict[str, Any]) -> Any:
         out = status(deps.runtime.log, deps.activation.store)
-        loader_error = deps.loader.last_error
-        out["parts"]["warehouse_loader"]["last_error"] = (
-            repr(loader_error) if loader_error else None
-        )
-        out["parts"]["warehouse_loader"]["changes_lag"] = deps.loader.changes_lag()
-        out["parts"]["processor"]["backfilling"] = deps.processor.backfill_pending
-        out["parts"]["processor"]["backfill"] = msgspec.to_builtins(deps.processor.progress)
-        out["freshness"] = deps.processor.freshness.summary()
+        figures = deps.figures.figures()  # None: the pipeline's process is not running
+        loader, processor = out["parts"]["warehouse_loader"], out["parts"]["processor"]
+        loader["last_error"] = figures.loader_last_error if figures else None
+        loader["changes_lag"] = figures.changes_lag if figures else None
+        processor["backfilling"] = figures.backfilling if figures else None
+        processor["backfill"] = msgspec.to_builtins(figures.backfill) if figures else None
+        out["freshness"] = figures.freshness if figures else {}
+        out["figures_age_ms"] = figures.age_ms if figures else None
+        children = supervised(deps.runtime.settings.data_path)
+        if children is not None:  # segflow serve's supervisor (segflow.server.supervisor)
+            out["parts"]["supervisor"] = children
         return out
 
     def audit_log(request: Request, body: dict[str, Any]) -> Any:
@@ -114,20 +131,20 @@ def build_api(deps: ApiDeps) -> Starlette:
         clock=deps.runtime.clock,
         catalog_path=deps.catalog_path,
         authorize=authorize,
-        sink=deps.processor,
+        sink=deps.sink,
         audit=deps.audit,
     )
     routes: list[BaseRoute] = [
         Route("/api/v1/health", _health, methods=["GET"]),
         Route("/api/v1/status", endpoint(authorize, "read", current_status), methods=["GET"]),
         Route("/api/v1/audit", endpoint(authorize, "admin", audit_log), methods=["GET"]),
-        *profile_routes(deps.reader, authorize, splitter=deps.processor, audit=deps.audit),
+        *profile_routes(deps.reader, authorize, splitter=deps.splitter, audit=deps.audit),
         *segment_routes(
             deps.segments,
             deps.reader,
             authorize,
-            deps.processor.freshness,
-            lambda: deps.processor.progress,
+            lambda: _freshness(deps.figures),
+            lambda: _progress(deps.figures),
         ),
         *destination_routes(deps.activation, authorize, deps.audit),
         *build_model_routes(models),

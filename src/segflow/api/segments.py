@@ -27,7 +27,7 @@ DELETE   /api/v1/traits/{name}                    admin
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import duckdb
@@ -41,7 +41,6 @@ from segflow.errors import NotFoundError, ValidationError
 from segflow.segments.service import SegmentService
 from segflow.segments.store import Kind
 from segflow.stream.backfill import Progress
-from segflow.stream.freshness import Freshness
 from segflow.stream.reader import ProfileReader
 
 
@@ -85,12 +84,13 @@ def segment_routes(
     service: SegmentService,
     reader: ProfileReader | None,
     authorize: Authorize = _allow_all,
-    freshness: Freshness | None = None,
-    progress: Callable[[], Progress] | None = None,
+    freshness: Callable[[], Mapping[str, Any]] | None = None,
+    progress: Callable[[], Progress | None] | None = None,
 ) -> list[Route]:
-    """The segment and trait routes over ``service`` (members come from ``reader``, measured
-    freshness from the processor's ``freshness``, whether a segment's members are still
-    filling from the processor's backfill ``progress``)."""
+    """The segment and trait routes over ``service``: members come from ``reader``, measured
+    freshness from ``freshness`` (per segment, as the processor's ``Freshness.summary``),
+    whether a segment's members are still filling from the processor's backfill ``progress``
+    (both ``None`` when unknown: the processor's process is not running)."""
 
     def size(name: str) -> int | None:
         return None if reader is None else sum(1 for _ in reader.members(name))
@@ -131,7 +131,7 @@ def segment_routes(
             if kind == "segment":
                 current["size"] = size(name)
                 current["filling"] = filling(name)
-                current["freshness"] = (freshness.summary() if freshness else {}).get(name)
+                current["freshness"] = (freshness() if freshness else {}).get(name)
             return {**current, "history": service.store.history(kind, name)}
 
         return handle

@@ -133,7 +133,8 @@ class Demo:
                     sys.executable,
                     "-m",
                     "segflow.cli.main",
-                    "serve",
+                    "serve",  # supervised: scores of the API's model runs reach the
+                    # processor's process through the command queue (docs/serve.md)
                     "--data-dir",
                     str(self.o.data_dir),
                     "--host",
@@ -162,10 +163,11 @@ class Demo:
                 client.close()
         if self.server is not None and self.server.poll() is None:
             self.server.terminate()
-            try:
-                self.server.wait(30)
+            try:  # the supervisor gives its children 30 s before it kills them
+                self.server.wait(45)
             except subprocess.TimeoutExpired:
-                self.server.kill()
+                self.server.kill()  # its children die with it (docs/serve.md#signals)
+                self.server.wait(10)
         self.platform.close()
 
     # -- the API -----------------------------------------------------------------------------
@@ -205,16 +207,22 @@ class Demo:
 
     def _wait_caught_up(self, timeout_s: float = 600) -> None:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        seen = False  # caught up once: the same again 1.5 s later, as the processor picks up
+        while time.monotonic() < deadline:  # new definitions within a second (its watcher)
             parts = self._api("GET", "/api/v1/status")["parts"]
-            busy = parts["processor"].get("backfilling", False)  # new segments see history
+            # new segments see history; None: the pipeline's figures are not known right now
+            busy = parts["processor"].get("backfilling") is not False
             if (
                 not busy
                 and parts["processor"]["lag"] == 0
                 and parts["warehouse_loader"]["lag"] == 0
             ):
+                if seen:
+                    return
+                seen = True
                 time.sleep(1.5)  # the loader flushes the processor's changes every second
-                return
+                continue
+            seen = False
             time.sleep(0.5)
         raise RuntimeError("segflow did not catch up with the backfill")
 

@@ -53,9 +53,7 @@ class RegulationRunner:
 
     def refresh(self) -> None:
         """Reload the stored suppressions when they changed."""
-        version = self.store.suppressions_version()
-        if version != self.suppressions.version:
-            self.suppressions.replace(self.store.suppressed_hashes(), version)
+        reload(self.store, self.suppressions)
 
     def run_once(self) -> int:
         """Run every open regulation, then compact once for those that erased; returns how
@@ -114,3 +112,50 @@ class RegulationRunner:
             except Exception:
                 log.exception("running regulations failed; will retry")
             self._wake.wait(self.interval_s)
+
+
+class SuppressionRefresh:
+    """A service keeping a process's suppression list in step with the stored one, in a
+    process that collects but does not run regulations (``segflow serve``'s HTTP workers):
+    a suppression stored by another process reaches its collector within ``interval_s``.
+    Deletion holds are the runner's own, in memory, and do not reach it."""
+
+    name = "suppressions"
+
+    def __init__(
+        self, store: PrivacyStore, suppressions: SuppressionList, *, interval_s: float = 1.0
+    ) -> None:
+        self.store = store
+        self.suppressions = suppressions
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> None:
+        """Reload the stored suppressions when they changed."""
+        reload(self.store, self.suppressions)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.refresh()
+            except Exception:
+                log.exception("reloading the suppressions failed; will retry")
+
+
+def reload(store: PrivacyStore, suppressions: SuppressionList) -> None:
+    """Replace ``suppressions`` with the stored ones when their version changed."""
+    version = store.suppressions_version()
+    if version != suppressions.version:
+        suppressions.replace(store.suppressed_hashes(), version)

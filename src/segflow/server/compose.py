@@ -14,14 +14,19 @@ delivery               change feed -> delivery queue -> destinations
 ml-scheduler           nightly model jobs; scores and clusters back into profile state
 log-retention          deletes consumed log records past ``log.retention_ms`` (off by default)
 privacy                runs deletion/suppression regulations (``segflow.privacy``)
+pipeline-snapshot      publishes the processor's and loader's figures (``snapshots``)
+commands               runs what other processes' APIs queued for the processor
 =====================  ===============================================================
 
 ``server.roles`` (``segflow serve --role``, :mod:`segflow.server.roles`) picks which of them
 run here; the default is all.
 
-The admin API (``/api/v1/...``) and the web console (``/console``) share the processor's reader, the activation service and the
-segment service with the services, so a change made over the API takes effect in this
-process without a restart.
+The admin API (``/api/v1/...``) and the web console (``/console``) share the processor's reader,
+the activation service and the segment service with the services, so a change made over the
+API takes effect in this process without a restart. In a process with ``process`` and
+``load`` the API calls the processor and the loader directly; in any other it reads their
+figures from ``DATA_DIR/run/pipeline.json`` and queues what it asks of the processor in
+``DATA_DIR/commands.sqlite`` (``segflow.server.snapshots``, ``segflow.server.commands``).
 """
 
 from __future__ import annotations
@@ -39,14 +44,25 @@ from segflow.activate.store import DeliveryStore
 from segflow.activate.worker import DeliveryWorker
 from segflow.api.app import ApiDeps, build_api
 from segflow.api.auth import TokenStore
+from segflow.api.profiles import Splitter
 from segflow.audit import AuditLog
 from segflow.catalogdb import catalog_target
 from segflow.collect.asgi import ASGIApp
+from segflow.ml.jobs import AttributeSink
 from segflow.privacy import compose as privacy_compose
 from segflow.privacy.compose import PrivacyParts
+from segflow.privacy.runner import SuppressionRefresh
 from segflow.segments.service import DefinitionWatcher, SegmentService
 from segflow.segments.store import DefinitionStore
 from segflow.server.app import KeepPath
+from segflow.server.commands import (
+    CommandQueue,
+    CommandRunner,
+    QueuedSink,
+    QueuedSplitter,
+    queue_path,
+)
+from segflow.server.commands import handlers as command_handlers
 from segflow.server.ml import MlService
 from segflow.server.observability import ops_mounts
 from segflow.server.ratelimit import TokenRateLimit
@@ -54,6 +70,7 @@ from segflow.server.retention import LogRetention
 from segflow.server.roles import parse_roles
 from segflow.server.runtime import Runtime
 from segflow.server.services import Service
+from segflow.server.snapshots import FigureSource, LocalFigures, SnapshotFigures, SnapshotWriter
 from segflow.stream.compose import build_processor, build_reader
 from segflow.stream.processor import Processor
 from segflow.ui import build_console
@@ -181,10 +198,19 @@ def _build(runtime: Runtime) -> Assembly:
     # position needs the embedded log (Kafka records are not deleted one by one: scaling.md)
     if {"process", "load"} <= roles and settings.log.driver == "sqlite":
         services.append(privacy.runner)  # started after, stopped before, the parts it asks
+    elif "collect" in roles:  # the runner keeps the list in step where it runs; here, this
+        refresh = SuppressionRefresh(
+            privacy.store, privacy.suppressions, interval_s=settings.privacy.poll_interval_s
+        )
+        services.append(refresh)
+    reach = _pipeline_reach(runtime, roles, processor, loader, closer)
+    services += reach.services
     api_deps = ApiDeps(
         runtime=runtime,
         reader=reader,
-        processor=processor,
+        figures=reach.figures,
+        sink=reach.sink,
+        splitter=reach.splitter,
         loader=loader,
         activation=activation,
         segments=segments,
@@ -204,12 +230,51 @@ def _build(runtime: Runtime) -> Assembly:
             )
         mounts["/api"] = KeepPath(api)
         mounts["/console"] = KeepPath(build_console(api_deps))
-    ops, started = ops_mounts(runtime, reader, processor, activation.store, tokens)
+    ops, started = ops_mounts(runtime, reader, reach.backfill_pending, activation.store, tokens)
     services.append(started)  # last: readiness starts once every service did
     mounts.update(ops)
     return Assembly(
         processor, loader, delivery, activation, segments, tokens, services, mounts, privacy
     )
+
+
+@dataclass
+class _Reach:
+    """How the API of this process reaches the processor and the loader."""
+
+    figures: FigureSource
+    sink: AttributeSink
+    splitter: Splitter
+    services: list[Service]
+    backfill_pending: Callable[[], bool]  # the /metrics gauge
+
+
+def _pipeline_reach(
+    runtime: Runtime,
+    roles: frozenset[str],
+    processor: Processor,
+    loader: WarehouseLoader,
+    closer: _Closer,
+) -> _Reach:
+    """In the process that runs them (``process`` and ``load``), the API calls the processor
+    and the loader directly, and publishes their figures and runs the queued commands of
+    other processes' APIs (``segflow.server.snapshots``, ``segflow.server.commands``);
+    elsewhere it reads those figures and queues those commands."""
+    data = runtime.settings.data_path
+    queue = CommandQueue(queue_path(data))
+    closer.closers.append(queue.close)
+    if {"process", "load"} <= roles:
+        local = LocalFigures(processor, loader)
+        runner = CommandRunner(queue, command_handlers(processor))
+        services: list[Service] = [SnapshotWriter(data, local), runner]
+        return _Reach(local, processor, processor, services, lambda: processor.backfill_pending)
+    snapshot = SnapshotFigures(data)
+
+    def backfill_pending() -> bool:
+        figures = snapshot.figures()
+        return figures is not None and figures.backfilling
+
+    return _Reach(snapshot, QueuedSink(queue), QueuedSplitter(queue), [], backfill_pending)
 
 
 def _lease(runtime: Runtime) -> PartitionLease | None:

@@ -18,7 +18,6 @@ from segflow.server.app import KeepPath
 from segflow.server.gauges import StoreGauges
 from segflow.server.ops import PATHS, Check, OpsApp, lag_check
 from segflow.server.runtime import Runtime
-from segflow.stream.processor import Processor
 from segflow.stream.reader import ProfileReader
 
 
@@ -68,11 +67,12 @@ def stores_check(
 def ops_mounts(
     runtime: Runtime,
     reader: ProfileReader,
-    processor: Processor,
+    backfill_pending: Callable[[], bool],
     delivery: DeliveryStore,
     tokens: TokenStore,
 ) -> tuple[dict[str, ASGIApp], Started]:
-    """The ops app mounted at each of its paths, and the readiness marker service."""
+    """The ops app mounted at each of its paths, and the readiness marker service
+    (``backfill_pending``: whether the processor, in this process or not, is backfilling)."""
     settings = runtime.settings.observability
     if settings.metrics_auth not in ("open", "token"):
         raise ConfigError(
@@ -90,7 +90,7 @@ def ops_mounts(
         runtime.settings.data_path,
         runtime.log,
         delivery,
-        backfill_pending=lambda: processor.backfill_pending,
+        backfill_pending=backfill_pending,
     )
     app = OpsApp(
         runtime.log,

@@ -9,6 +9,7 @@ signals, SIGKILL crash semantics and in-process services simple; ``--http-server
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -22,12 +23,14 @@ from segflow.config import Settings
 from segflow.errors import ConfigError
 from segflow.logs import configure_logging
 from segflow.server.app import build_app
+from segflow.server.listener import bind_listener, check_port, inherited
 from segflow.server.roles import HTTP_ROLES, parse_roles
 from segflow.server.runtime import Runtime
 from segflow.server.services import Service, ServiceGroup
 
 ServiceFactory = Callable[[Runtime], Sequence[Service]]
 MountFactory = Callable[[Runtime], Mapping[str, ASGIApp]]
+logger = logging.getLogger("segflow.server")
 
 
 def serve(
@@ -37,21 +40,30 @@ def serve(
     mounts: MountFactory | None = None,
     log_level: str | None = None,
     http_server: str = "uvicorn",
+    listen_fd: int | None = None,
 ) -> None:
     """Open the data directory, build the app and serve until interrupted (SIGINT/SIGTERM).
 
     Logs go to stderr as ``observability`` says (JSON lines unless stderr is a terminal);
     ``log_level`` overrides ``observability.log_level``. A process whose roles need no HTTP
-    (``--role process,load,activate``) runs its services without opening a port."""
+    (``--role process,load,activate``) runs its services without opening a port. The port is
+    bound before the data directory is opened (a busy port raises
+    :class:`~segflow.server.exceptions.PortInUse` and touches nothing); ``listen_fd`` is a
+    socket already listening, passed down by the supervisor (:mod:`segflow.server.supervisor`)."""
     log_level = (log_level or settings.observability.log_level).lower()
     if not parse_roles(settings.server.roles) & HTTP_ROLES:
         _serve_headless(settings, services, log_level)
         return
     if http_server == "granian":
+        check_port(settings.server.host, settings.server.port)
         _serve_granian(settings, log_level)
         return
     if http_server != "uvicorn":
         raise ConfigError(f"unknown HTTP server {http_server!r} (uvicorn or granian)")
+    server = settings.server
+    sock = (
+        inherited(listen_fd) if listen_fd is not None else bind_listener(server.host, server.port)
+    )
     configure_logging(log_level, settings.observability.log_format)
     runtime = Runtime.open(settings)
     app = build_app(
@@ -71,7 +83,8 @@ def serve(
         log_level=log_level,
         server_header=False,
     )
-    uvicorn.Server(config).run()
+    logger.info("listening on http://%s:%d", server.host, sock.getsockname()[1])
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _serve_headless(settings: Settings, services: ServiceFactory | None, log_level: str) -> None:

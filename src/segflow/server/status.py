@@ -13,9 +13,14 @@ Lag is counted in records: the log's end offsets minus each consumer group's com
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any, Protocol
 
 from segflow.activate.store import DeliveryStore
+
+SUPERVISOR_FILE = "supervisor.json"  # written by segflow.server.supervisor
 
 
 class OffsetLog(Protocol):
@@ -43,3 +48,33 @@ def status(log: OffsetLog, delivery: DeliveryStore | None) -> dict[str, Any]:
             dead += stats.dead
         parts["delivery"] = {"pending": pending, "dead": dead}
     return {"events": sum(end.values()), "parts": parts}
+
+
+def supervised(data_dir: str | Path) -> dict[str, Any] | None:
+    """The supervisor's report of its children (``DATA_DIR/supervisor.json``): ``{"pid",
+    "started_at_ms", "children": [{"name", "role", "pid", "state", "restarts",
+    "last_exit_code"}]}``; ``None`` without a running supervisor (single-process mode, or
+    a file left by one that was SIGKILLed).
+
+    >>> import tempfile
+    >>> supervised(tempfile.mkdtemp()) is None
+    True
+    """
+    try:
+        report: dict[str, Any] = json.loads((Path(data_dir) / SUPERVISOR_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return report if alive(int(report.get("pid", 0))) else None
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (on this machine)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -204,7 +204,8 @@ class Serve:
             port = int(s.getsockname()[1])
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "segflow.cli.main", "serve", "--data-dir", str(self.data),
+                [sys.executable, "-m", "segflow.cli.main", "serve", "--single-process",
+                 "--data-dir", str(self.data),
                  "--port", str(port)],
                 env=self.env,
                 stdout=log,

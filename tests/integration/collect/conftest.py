@@ -61,6 +61,7 @@ class Server:
                     "-m",
                     "segflow.cli.main",
                     "serve",
+                    "--single-process",
                     "--data-dir",
                     str(data_dir),
                     "--port",

@@ -22,7 +22,8 @@ def test_serve_under_granian(tmp_path: Path, helpers: Any) -> None:
     port = helpers.free_port()
     with (tmp_path / "granian.log").open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "segflow.cli.main", "serve", "--data-dir", str(data_dir), "--port", str(port),
+            [sys.executable, "-m", "segflow.cli.main", "serve", "--single-process", "--data-dir", str(data_dir),
+             "--port", str(port),
              "--http-server", "granian"],
             stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
         )  # fmt: skip

@@ -28,6 +28,9 @@ def test_the_demo_tells_the_story_through_the_real_api(tmp_path: Path) -> None:
     assert "footwear_prospect" in result.story_segments  # anonymous, searched running shoes
     assert result.segments["footwear_prospect"] >= 1
     assert result.model_runs["customer_segments"] == "succeeded"
+    # the models run over the API of a supervised serve; their scores reach live profiles
+    assert result.model_runs["bundle_72h"] == "succeeded", text
+    assert result.segments["high_bundle_propensity"] >= 1, result.segments
     assert set(result.model_runs) == {
         "customer_segments",
         "bundle_72h",

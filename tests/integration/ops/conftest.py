@@ -85,7 +85,8 @@ class Server:
         self.log_path = data_dir.parent / f"serve-{self.port}.log"
         with self.log_path.open("wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "segflow.cli.main", "serve", "--data-dir", str(data_dir),
+                [sys.executable, "-m", "segflow.cli.main", "serve", "--single-process",
+                 "--data-dir", str(data_dir),
                  "--port", str(self.port), *args],
                 env={**os.environ, **(env or {})},
                 cwd=data_dir.parent,  # relative paths a request names land in the test's tmp

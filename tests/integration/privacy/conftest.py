@@ -92,6 +92,7 @@ class Serve:
                 "-m",
                 "segflow.cli.main",
                 "serve",
+                "--single-process",
                 "--data-dir",
                 str(data),
                 "--port",

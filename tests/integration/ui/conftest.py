@@ -24,6 +24,7 @@ from segflow.ml.registry import ModelSpec, Registry, RunRecord
 from segflow.server.app import KeepPath, build_app
 from segflow.server.compose import Assembly, assemble, release
 from segflow.server.runtime import Runtime
+from segflow.server.snapshots import LocalFigures
 from segflow.stream.compose import build_reader
 from segflow.ui import build_console
 from segflow.warehouse.connection import connect, warehouse_path
@@ -68,7 +69,9 @@ def _deps(rt: Runtime, parts: Assembly) -> ApiDeps:
     return ApiDeps(
         runtime=rt,
         reader=build_reader(rt.settings, rt.log),
-        processor=parts.processor,
+        figures=LocalFigures(parts.processor, parts.loader),
+        sink=parts.processor,
+        splitter=parts.processor,
         loader=parts.loader,
         activation=parts.activation,
         segments=parts.segments,

@@ -122,7 +122,7 @@ def rename(console: Console, request: Request, form: Form) -> Response:
         return console.render(request, "error.html", 400, title="Rename", reason="a name is needed")
 
     def rename_it(reg: Registry) -> str | None:
-        sink, now = console.deps.processor, console.deps.runtime.clock.now_ms()
+        sink, now = console.deps.sink, console.deps.runtime.clock.now_ms()
         return reg.rename_cluster(model, cluster, new, sink=sink, now_ms=now)
 
     try:

@@ -33,8 +33,16 @@ def _size(console: Console, name: str) -> int:
 
 def _filling(console: Console, name: str) -> float | None:
     """The share of profiles rebuilt while a backfill fills this segment (None: it is not)."""
-    progress = console.deps.processor.progress
-    return progress.done if progress.running and name in progress.segments else None
+    figures = console.deps.figures.figures()  # None: the processor's process is not running
+    progress = figures.backfill if figures else None
+    if progress is None or not progress.running or name not in progress.segments:
+        return None
+    return progress.done
+
+
+def _freshness(console: Console, name: str) -> dict[str, Any] | None:
+    figures = console.deps.figures.figures()
+    return figures.freshness.get(name) if figures else None
 
 
 def _history(console: Console, names: list[str]) -> dict[str, list[int]]:
@@ -100,7 +108,7 @@ def segment_show(console: Console, request: Request, form: Form) -> Response:
         description=d.description, new=False, version=d.version,
         size=_size(console, name), members=members, chart=chart,
         filling=_filling(console, name),
-        freshness=console.deps.processor.freshness.summary().get(name),
+        freshness=_freshness(console, name),
     )  # fmt: skip
 
 
