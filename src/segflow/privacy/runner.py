@@ -14,11 +14,11 @@ stopped, and resumes them.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from segflow.background import BackgroundLoop
 from segflow.privacy.job import RegulationJob
 from segflow.privacy.store import PrivacyStore
 from segflow.privacy.suppression import SuppressionList
@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 COMPACT_RETRY_S = 60.0
 
 
-class RegulationRunner:
-    """A :class:`~segflow.server.services.Service` (``start``/``stop``), or :meth:`run_once`."""
+class RegulationRunner(BackgroundLoop):
+    """A :class:`~segflow.server.services.BackgroundLoop` (``start``/``stop``), or
+    :meth:`run_once`."""
 
     name = "privacy"
 
@@ -41,14 +42,12 @@ class RegulationRunner:
         compact: Callable[[], Any],
         interval_s: float = 1.0,
     ) -> None:
+        super().__init__()
         self.job = job
         self.store = store
         self.suppressions = suppressions
         self.compact = compact
         self.interval_s = interval_s
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._compact_after = 0.0
 
     def refresh(self) -> None:
@@ -86,35 +85,17 @@ class RegulationRunner:
             reg.result["compaction"] = spent
             self.job.finish(reg, compacted_ms=now_ms)
 
-    def wake(self) -> None:
-        """Look at the regulations now (a new one was queued in this process)."""
-        self._wake.set()
-
     def start(self) -> None:
         self.refresh()
         self.job.resume_holds(r for r in self.store.open_regulations() if r.status == "running")
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="segflow-privacy", daemon=True)
-        self._thread.start()
+        super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(30)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("running regulations failed; will retry")
-            self._wake.wait(self.interval_s)
+    def tick(self) -> None:
+        """Run the open regulations (:meth:`wake`: a new one was queued in this process)."""
+        self.run_once()
 
 
-class SuppressionRefresh:
+class SuppressionRefresh(BackgroundLoop):
     """A service keeping a process's suppression list in step with the stored one, in a
     process that collects but does not run regulations (``segflow serve``'s HTTP workers):
     a suppression stored by another process reaches its collector within ``interval_s``.
@@ -125,33 +106,16 @@ class SuppressionRefresh:
     def __init__(
         self, store: PrivacyStore, suppressions: SuppressionList, *, interval_s: float = 1.0
     ) -> None:
+        super().__init__()
         self.store = store
         self.suppressions = suppressions
         self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def refresh(self) -> None:
         """Reload the stored suppressions when they changed."""
         reload(self.store, self.suppressions)
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.refresh()
-            except Exception:
-                log.exception("reloading the suppressions failed; will retry")
+    tick = refresh
 
 
 def reload(store: PrivacyStore, suppressions: SuppressionList) -> None:

@@ -22,8 +22,6 @@ the full history before it is saved.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 import duckdb
 
 from segflow.audit import AuditLog
+from segflow.background import BackgroundLoop
 from segflow.clock import Clock, WallClock
 from segflow.errors import ValidationError
 from segflow.rules import Diagnostic, RuleSyntaxError, SegmentProgram, check, compile_segments
@@ -232,7 +231,7 @@ def profile_history(con: duckdb.DuckDBPyConnection, profile_ids: list[str]) -> l
     return [{"segment": r[0], "entered_at_ms": r[1], "exited_at_ms": r[2]} for r in rows]
 
 
-class DefinitionWatcher:
+class DefinitionWatcher(BackgroundLoop):
     """Recompiles the rule set when the catalog's definitions change and hands it to ``apply``.
 
     A service of ``segflow serve``: it polls the definitions' fingerprint every
@@ -250,12 +249,11 @@ class DefinitionWatcher:
         *,
         interval_s: float = 1.0,
     ) -> None:
+        super().__init__()
         self.service = service
         self.apply = apply
         self.interval_s = interval_s
         self.fingerprint: tuple[Any, ...] | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def refresh(self) -> bool:
         """Recompile and apply when the definitions changed; True when applied."""
@@ -274,25 +272,15 @@ class DefinitionWatcher:
         self.fingerprint = current
         return True
 
+    wait_first = True  # start() refreshed
+    join_s = 5.0
+
     def start(self) -> None:
         self.refresh()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="segflow-definitions", daemon=True)
-        self._thread.start()
+        super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.refresh()
-            except Exception:
-                log.exception("reading segment definitions failed")
-                time.sleep(self.interval_s)
+    def tick(self) -> None:
+        self.refresh()
 
 
 def _fingerprint(definitions: Iterable[Definition]) -> tuple[Any, ...]:

@@ -40,6 +40,7 @@ from typing import Any
 
 import msgspec
 
+from segflow.background import BackgroundLoop
 from segflow.errors import (
     ConflictError,
     NotFoundError,
@@ -213,10 +214,12 @@ def handlers(processor: Processor) -> dict[str, Callable[[dict[str, Any]], Any]]
     return {"scores": scores, "clusters": clusters, "split": split}
 
 
-class CommandRunner:
-    """A service of the process that owns the state: runs queued commands in order."""
+class CommandRunner(BackgroundLoop):
+    """A service of the process that owns the state: runs queued commands in order (looking
+    every ``poll_s``; finished ones are purged after ``keep_ms``)."""
 
     name = "commands"
+    join_s = 60.0
 
     def __init__(
         self,
@@ -226,13 +229,12 @@ class CommandRunner:
         poll_s: float = 0.05,
         keep_ms: int = 3_600_000,
     ) -> None:
+        super().__init__()
         self.queue = queue
         self.handle = handle
-        self.poll_s = poll_s
+        self.interval_s = self.poll_s = poll_s
         self.keep_ms = keep_ms  # finished commands are forgotten after this (a score row is big)
         self._purged = float("-inf")
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def run_pending(self) -> int:
         """Run every queued command now; returns how many ran."""
@@ -242,28 +244,13 @@ class CommandRunner:
             done += 1
         return done
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(60)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if time.monotonic() - self._purged >= self.keep_ms / 10_000:  # every tenth
-                    self.queue.purge(_now_ms() - self.keep_ms)
-                    self._purged = time.monotonic()
-                if self.run_pending():
-                    continue
-            except Exception:
-                log.exception("reading the command queue failed; will retry")
-            self._stop.wait(self.poll_s)
+    def tick(self) -> bool:
+        """Purge old commands (every tenth of ``keep_ms``), run the queued ones; True when
+        some ran (more may have come meanwhile)."""
+        if time.monotonic() - self._purged >= self.keep_ms / 10_000:
+            self.queue.purge(_now_ms() - self.keep_ms)
+            self._purged = time.monotonic()
+        return self.run_pending() > 0
 
     def _run(self, command: Command) -> None:
         handle = self.handle.get(command.kind)

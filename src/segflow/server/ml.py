@@ -10,11 +10,11 @@ segment rules read them.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 import duckdb
 
+from segflow.background import BackgroundLoop
 from segflow.clock import Clock
 from segflow.config import MlSettings
 from segflow.ml.jobs import AttributeSink, JobContext
@@ -24,8 +24,9 @@ from segflow.ml.scheduler import MlScheduler
 log = logging.getLogger(__name__)
 
 
-class MlService:
-    """Runs due model jobs in a background thread (``start`` / ``stop``)."""
+class MlService(BackgroundLoop):
+    """Runs due model jobs in a background thread (``start`` / ``stop``), looking every
+    ``ml.check_interval_s`` (the first look after one interval)."""
 
     name = "ml-scheduler"
 
@@ -37,12 +38,12 @@ class MlService:
         sink: AttributeSink | None = None,
         settings: MlSettings | None = None,
     ) -> None:
+        super().__init__()
         self.warehouse = warehouse
         self.clock = clock
         self.sink = sink
         self.settings = settings or MlSettings()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.interval_s = self.settings.check_interval_s
 
     def tick(self) -> list[RunRecord]:
         """Run every due job now."""
@@ -58,22 +59,8 @@ class MlService:
         finally:
             con.close()
 
+    wait_first = True
+
     def start(self) -> None:
-        if not self.settings.schedule_enabled:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.settings.check_interval_s):
-            try:
-                self.tick()
-            except Exception:
-                log.exception("scheduled ML jobs failed; will retry")
+        if self.settings.schedule_enabled:
+            super().start()

@@ -2,7 +2,9 @@
 
 A service is anything with ``name``, ``start()`` and ``stop()``. The server starts them in
 order once the collector is ready and stops them in reverse order at shutdown, before the log
-is closed. ``start`` must return promptly (run work on a thread or an asyncio task).
+is closed. ``start`` must return promptly (run work on a thread or an asyncio task); most
+services are a :class:`segflow.background.BackgroundLoop` (a ``tick`` every ``interval_s`` on
+a daemon thread).
 
 >>> class Ticker:
 ...     name = "ticker"

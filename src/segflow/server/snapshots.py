@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
+from segflow.background import BackgroundLoop
 from segflow.server.status import alive
 from segflow.stream.backfill import Progress
 from segflow.stream.processor import Processor
@@ -106,7 +106,7 @@ def write_snapshot(data_dir: str | Path, figures: PipelineFigures) -> None:
     os.replace(temp, path)
 
 
-class SnapshotWriter:
+class SnapshotWriter(BackgroundLoop):
     """A service that publishes ``source``'s figures when they change (looked at every
     ``check_s``) and at least every ``interval_s``, so readers can tell its age; the file is
     removed when it stops. The freshness percentiles (the costly part: numpy over every
@@ -122,12 +122,11 @@ class SnapshotWriter:
         interval_s: float = 1.0,
         check_s: float = 0.1,
     ) -> None:
+        super().__init__()
         self.data_dir = Path(data_dir)
         self.source = source
-        self.interval_s = interval_s
-        self.check_s = check_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.every_s = interval_s  # written at least this often
+        self.interval_s = self.check_s = check_s  # the loop's: looked at this often
         self._last: tuple[Any, ...] | None = None
         self._written = self._measured = float("-inf")
         self._freshness: dict[str, dict[str, Any]] = {}
@@ -138,32 +137,20 @@ class SnapshotWriter:
         now = time.monotonic()
         figures = self.source.figures(freshness=False)
         key = msgspec.structs.astuple(figures)[2:-2]  # what changed, but pid, time, freshness
-        if force or now - self._measured >= self.interval_s:
+        if force or now - self._measured >= self.every_s:
             self._freshness, self._measured = self.source.processor.freshness.summary(), now
-        elif key == self._last and now - self._written < self.interval_s:
+        elif key == self._last and now - self._written < self.every_s:
             return False
         figures.freshness = self._freshness
         write_snapshot(self.data_dir, figures)
         self._last, self._written = key, now
         return True
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-        self._thread.start()
+    join_s = 10.0
+
+    def tick(self) -> None:
+        self.publish(force=False)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
+        super().stop()
         (self.data_dir / SNAPSHOT_FILE).unlink(missing_ok=True)
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                self.publish(force=False)
-            except Exception:
-                log.exception("publishing the pipeline's figures failed; will retry")
-            if self._stop.wait(self.check_s):
-                return
