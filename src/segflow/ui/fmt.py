@@ -6,6 +6,8 @@
 '1,234,567'
 >>> ago(1_000, now=61_000)
 '1 min ago'
+>>> [duration(x) for x in (12.0, 999.4, 27261.0, 150_000, 7_200_000, None)]
+['12 ms', '999 ms', '27.3 s', '2.5 min', '2.0 h', '-']
 """
 
 from __future__ import annotations
@@ -39,6 +41,18 @@ def ago(ms: int | None, now: int | None = None) -> str:
     return f"{seconds} s ago"
 
 
+def duration(ms: float | None) -> str:
+    """Milliseconds in the unit people read them in (``27.3 s``, not ``27261.0 ms``)."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    for size, unit in ((3_600_000, "h"), (60_000, "min"), (1_000, "s")):
+        if ms >= size:
+            return f"{ms / size:.1f} {unit}"
+    return f"{ms:.0f} ms"  # unreachable: ms >= 1000 met the last unit
+
+
 def number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.3f}".rstrip("0").rstrip(".")
@@ -70,6 +84,7 @@ FILTERS: dict[str, Callable[..., str]] = {
     "rule": rule,
     "when": when,
     "ago": ago,
+    "duration": duration,
     "number": number,
     "pretty": pretty,
     "value": value,

@@ -316,3 +316,5 @@ def test_a_segment_page_shows_its_measured_freshness(served: Served) -> None:
         page = client.get("/console/segments/pro_users").text
     shown = page[page.index('id="freshness"') :].split("</p>")[0]
     assert "event to membership p50" in shown and "changes)" in shown
+    p50 = shown.split("p50 ", 1)[1].split(" \u00b7", 1)[0]  # in the unit people read: "27.3 s"
+    assert re.fullmatch(r"\d+ ms|\d+\.\d (s|min|h)", p50), p50
