@@ -68,6 +68,11 @@ class Bell:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
+    @property
+    def listening(self) -> bool:
+        """True when this process holds the bell (no other process listens to it)."""
+        return self._recv is not None
+
     def ring(self) -> None:
         """Tell the listening process, if any, that the log has new records (never raises,
         never blocks)."""
@@ -85,12 +90,13 @@ class Bell:
         """Call ``listener()`` (from a daemon thread) whenever a process rings; False when
         another process holds the bell (this one then relies on its poll interval)."""
         with self._lock:
-            self._listeners.append(listener)
             if self._recv is not None:
+                self._listeners.append(listener)
                 return True
             sock = self._bind()
             if sock is None:
                 return False
+            self._listeners.append(listener)
             self._recv = sock
             self._thread = threading.Thread(
                 target=self._serve, args=(sock,), name="segflow-log-bell", daemon=True

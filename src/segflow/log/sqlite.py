@@ -235,7 +235,8 @@ class SqliteEventLog:
                 return
         for pending, result in zip(group, results, strict=True):
             self._settle(pending, result, None)
-        self._bell.ring()
+        if not self._bell.listening:  # held here: the listeners below are the bell's
+            self._bell.ring()
         for listener in self._listeners:
             try:
                 listener()

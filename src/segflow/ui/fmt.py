@@ -45,12 +45,10 @@ def duration(ms: float | None) -> str:
     """Milliseconds in the unit people read them in (``27.3 s``, not ``27261.0 ms``)."""
     if ms is None:
         return "-"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
     for size, unit in ((3_600_000, "h"), (60_000, "min"), (1_000, "s")):
         if ms >= size:
             return f"{ms / size:.1f} {unit}"
-    return f"{ms:.0f} ms"  # unreachable: ms >= 1000 met the last unit
+    return f"{ms:.0f} ms"
 
 
 def number(value: Any) -> str:
