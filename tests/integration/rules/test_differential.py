@@ -407,8 +407,15 @@ EVALUATORS = [
 ]
 
 
-def _examples(evaluator: str, python: int) -> settings:
-    """The generated tests' settings: the kernel variant runs a quarter of the examples."""
+# the default suite runs a quick sample of each generated test; `make test-long` (CI runs it too)
+# runs ten times as many examples
+DEPTHS = ["quick", pytest.param("deep", marks=pytest.mark.long)]
+
+
+def _examples(evaluator: str, python: int, depth: str = "quick") -> settings:
+    """The generated tests' settings: the kernel variant runs a quarter of the examples, the
+    deep (long) variant ten times as many."""
+    python *= 10 if depth == "deep" else 1
     return settings(
         max_examples=python if evaluator == "python" else max(1, python // 4),
         deadline=None,
@@ -416,9 +423,10 @@ def _examples(evaluator: str, python: int) -> settings:
     )
 
 
+@pytest.mark.parametrize("depth", DEPTHS)
 @pytest.mark.parametrize("evaluator", EVALUATORS)
-def test_documented_rules_agree(warehouse: Any, evaluator: str) -> None:
-    @_examples(evaluator, 30)
+def test_documented_rules_agree(warehouse: Any, evaluator: str, depth: str) -> None:
+    @_examples(evaluator, 12, depth)
     @given(histories(), models, clusters, checkpoints, st.data())
     def documented(
         arrivals: list[Arrival], scores: Any, labels: Any, offsets: list[int], data: st.DataObject
@@ -637,9 +645,10 @@ def definitions(draw: Any) -> tuple[dict[str, str], dict[str, str]]:
     return {"g0": a, "g1": b, "g2": f'({c}) {ref} in segment "g0"'}, traits
 
 
+@pytest.mark.parametrize("depth", DEPTHS)
 @pytest.mark.parametrize("evaluator", EVALUATORS)
-def test_generated_rules_agree(warehouse: Any, evaluator: str) -> None:
-    @_examples(evaluator, 50)
+def test_generated_rules_agree(warehouse: Any, evaluator: str, depth: str) -> None:
+    @_examples(evaluator, 24, depth)
     @given(histories(), definitions(), models, clusters, checkpoints, st.data())
     def generated(
         arrivals: list[Arrival],
