@@ -82,6 +82,8 @@ class Console:
         session = self.signer.load(request.cookies.get(COOKIE), now_ms=now_ms())
         if session is None or not self._live(session.token_id):
             return None
+        if self.deps.tokens.session_ended(session.session_id):
+            return None  # logged out: a copy of the cookie must not outlive the logout
         return session
 
     def _live(self, token_id: str) -> bool:

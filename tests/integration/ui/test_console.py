@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -318,3 +319,64 @@ def test_a_segment_page_shows_its_measured_freshness(served: Served) -> None:
     assert "event to membership p50" in shown and "changes)" in shown
     p50 = shown.split("p50 ", 1)[1].split(" \u00b7", 1)[0]  # in the unit people read: "27.3 s"
     assert re.fullmatch(r"\d+ ms|\d+\.\d (s|min|h)", p50), p50
+
+
+def test_a_cookie_copied_before_logout_no_longer_works_after_it(served: Served) -> None:
+    with login(served, "editor") as client:
+        stolen = client.cookies["segflow_console"]
+        csrf = csrf_of(client, "/console/profiles")
+        out = client.post("/console/logout", data={"csrf": csrf})
+        assert out.status_code == 303
+    # was: the logout only deleted the browser's copy; this one stayed valid for 12 h
+    with httpx.Client(base_url=served.url, cookies={"segflow_console": stolen}) as replay:
+        page = replay.get("/console/segments")
+        assert page.status_code == 303 and page.headers["location"].startswith("/console/login")
+        posted = replay.post(
+            "/console/segments/try", json={"rule": "true"}, headers={"x-csrf-token": csrf}
+        )
+        assert posted.status_code == 401
+    with login(served, "editor") as client:  # the token itself still logs in
+        assert client.get("/console/segments").status_code == 200
+
+
+def test_a_window_longer_than_any_stored_history_is_a_400_naming_the_limit(
+    served: Served,
+) -> None:
+    api = {"Authorization": f"Bearer {served.tokens['editor']}"}
+    rule = 'did "Order Completed" in last 99999999999999999 days'
+    answer = httpx.post(
+        f"{served.url}/api/v1/segments", json={"name": "forever", "rule": rule}, headers=api
+    )
+    assert answer.status_code == 400, answer.text  # was: 201, and a window no store could hold
+    error = answer.json()["error"]
+    assert error["details"]["field"] == "rule"
+    (diagnostic,) = error["details"]["errors"]
+    assert (diagnostic["line"], diagnostic["column"]) == (1, rule.index("9999") + 1)
+    assert "36525 days" in diagnostic["message"] and "'ever'" in diagnostic["message"]
+    assert "forever" not in served.parts.segments.segments()
+
+
+def test_the_api_refuses_file_destinations_outside_the_export_root(
+    served: Served, tmp_path: Path
+) -> None:
+    api = {"Authorization": f"Bearer {served.tokens['editor']}"}
+    root = served.runtime.settings.data_path / "exports"
+    root.mkdir(exist_ok=True)
+    (root / "leak").symlink_to(tmp_path)
+    for directory in (str(tmp_path), "../../etc", "leak/crm"):
+        answer = httpx.post(
+            f"{served.url}/api/v1/destinations",
+            json={"name": "outside", "kind": "file", "directory": directory},
+            headers=api,
+        )
+        assert answer.status_code == 400, (directory, answer.text)  # was: 201
+        error = answer.json()["error"]
+        assert error["details"]["field"] == "directory" and str(root) in error["message"]
+    made = httpx.post(
+        f"{served.url}/api/v1/destinations",
+        json={"name": "inside", "kind": "file", "directory": "crm"},
+        headers=api,
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["destination"]["directory"] == str(root / "crm")
+    assert list(tmp_path.iterdir()) == []
