@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from tests.integration.ui.conftest import seed_dead_letter
+
+from segflow.spec.events import Event
 
 if TYPE_CHECKING:
     from tests.integration.ui.conftest import Served
@@ -380,3 +384,72 @@ def test_the_api_refuses_file_destinations_outside_the_export_root(
     assert made.status_code == 201, made.text
     assert made.json()["destination"]["directory"] == str(root / "crm")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_previews_and_the_delivery_log_show_people_not_profile_ids(served: Served) -> None:
+    ada = served.deps.reader.lookup("user_id", "ada")
+    assert ada is not None
+    link = f'<a href="/console/profiles/{ada.profile_id}" title="{ada.profile_id}">ada</a>'
+    with login(served, "editor") as client:
+        rule = 'did "Order Completed" at least 2 times in last 30 days'
+        tried = client.post("/console/segments/try", json={"rule": rule}, headers={"x-csrf-token": csrf_of(client)}).json()  # fmt: skip
+        # was: "sample": ["p_..."], where the members list shows "ada"
+        assert tried["preview"]["sample"] == [{"profile_id": ada.profile_id, "label": "ada"}]
+        seed_dead_letter(served, "people")  # a destination of pro_users (ada) whose first try died
+        page = client.get("/console/destinations/people").text
+    dead, log = page.split("<h2>Delivery log")
+    assert link in dead and link in log
+    assert f">{ada.profile_id}<" not in page
+
+
+def test_the_event_rate_counts_every_event_and_flags_a_backfill(served: Served) -> None:
+    now = time.time_ns() // 1_000_000
+    source = served.runtime.catalog.list()[0].id
+    arrived = [now - 1000 * (i % 1770) - 500 for i in range(4500)]  # 150 a minute, 30 minutes
+    live = [Event(type="track", message_id=f"rate-{i}", source_id=source, event="Tick",
+                  user_id=f"ticker-{i % 40}", timestamp_ms=at - 2000, received_at_ms=at)
+            for i, at in enumerate(arrived)]  # fmt: skip
+    year_ago = now - 365 * 86_400_000
+    imported = [Event(type="track", message_id=f"import-{i}", source_id=source, event="Old Order",
+                      user_id=f"ticker-{i % 40}", timestamp_ms=year_ago + i, received_at_ms=now - 1000)
+                for i in range(5000)]  # fmt: skip
+    served.runtime.log.append([*live, *imported])
+    served.settle()
+    with login(served, "read") as client:
+        page = client.get("/console").text
+    chart = page[page.index('id="rate"') :].split("</svg>")[0]
+    found = re.findall(r'<rect x="([\d.]+)"[^>]*><title>(\d+) live \+ (\d+) backfill', chart)
+    columns = list({x: (int(n_live), int(n)) for x, n_live, n in found}.values())  # one a minute
+    # was: the last 500 records of each partition: the oldest minutes empty, no backfill apart
+    assert len(columns) == 30 and all(n_live > 0 for n_live, _ in columns), columns
+    assert sum(n_live for n_live, _ in columns) >= 4500
+    assert sum(n for _, n in columns) >= 5000 and columns[-1][1] >= 5000
+    flag = page[page.index('id="rate-backfill"') :].split("</p>")[0]
+    assert "Mostly backfill" in flag and "5,0" in flag
+
+
+def test_freshness_measures_backfilled_events_apart_from_live_ones(served: Served) -> None:
+    served.parts.segments.put_segment("ancient_buyers", 'did "Ancient Buy"')
+    served.settle()
+    now = time.time_ns() // 1_000_000
+    source = served.runtime.catalog.list()[0].id
+    imported = [Event(type="track", message_id=f"ancient-{i}", source_id=source, event="Ancient Buy",
+                      user_id=f"ancient-{i}", timestamp_ms=now - 400 * 86_400_000, received_at_ms=now)
+                for i in range(30)]  # fmt: skip
+    served.runtime.log.append(imported)
+    served.settle()
+    with login(served, "read") as client:
+        page = client.get("/console/segments/ancient_buyers").text
+    shown = page[page.index('id="freshness"') :].split("</p>")[0]
+    # was: an import's latency shown as the segment's live event-to-membership figure
+    assert "event to membership p50" not in shown
+    assert "mostly backfill: 30 changes came from backfilled events" in shown
+    assert "no live event has changed this segment yet" in shown
+    served.send([{"type": "track", "userId": "ancient-live", "event": "Ancient Buy",
+                  "messageId": "ancient-live-1"}])  # fmt: skip
+    served.settle()
+    with login(served, "read") as client:
+        page = client.get("/console/segments/ancient_buyers").text
+    shown = page[page.index('id="freshness"') :].split("</p>")[0]
+    assert "event to membership p50" in shown and "(1 changes)" in shown
+    assert "30 changes came from backfilled events" in shown
