@@ -67,9 +67,12 @@ class ExportRoot:
     def place(self, directory: str) -> str:
         """``directory`` as an absolute path inside the root, or :class:`InvalidDestinationError`
         on ``directory`` (``..``, an absolute path outside it, a link leading out of it)."""
+        if "\x00" in directory:
+            raise self._refuse(directory, "a path cannot hold a NUL character")
         if ".." in Path(directory).parts:
             raise self._refuse(directory, "'..' is not allowed")
-        full = os.path.join(self.path, directory)  # an absolute directory replaces the root
+        # an absolute directory replaces the root; normpath only drops '.' and repeated '/'
+        full = os.path.normpath(os.path.join(self.path, directory))
         if not _within(full, self.path):
             raise self._refuse(directory, "it is outside the export root")
         if not _within(os.path.realpath(full), os.path.realpath(self.path)):

@@ -46,6 +46,7 @@ def test_paths_outside_the_root_are_refused_with_the_field(tmp_path: Path) -> No
     assert "'..' is not allowed" in refusal(h, "crm/../../elsewhere")
     assert "symbolic link" in refusal(h, "out/crm")
     assert "symbolic link" in refusal(h, str(root / "out"))
+    assert "NUL" in refusal(h, "crm\x00")  # a 400, not a ValueError from the path functions
     h.service.create_destination({"name": "f", "kind": "file", "directory": "crm"})
     with pytest.raises(InvalidDestinationError):
         h.service.update_destination("f", {"directory": str(tmp_path / "elsewhere")})
