@@ -23,6 +23,15 @@ UNITS_MS = {
 }
 AGG_FUNCS: tuple[str, ...] = get_args(ast.AggFunc)
 _COUNT_WORDS = {"least": ">=", "most": "<="}
+MAX_WINDOW_DAYS = 36_525
+MAX_WINDOW_MS = MAX_WINDOW_DAYS * UNITS_MS["day"]
+"""The longest duration a rule may name (100 years): windows, ``within``, periods.
+
+No store holds events older than this (event times are epoch milliseconds, and the
+retention settings, when set, keep far less: ``segflow.privacy.retention`` refuses a rule
+that reads more than they keep). A longer window reads the same events as ``ever`` but would
+overflow the 64-bit times of the SQL and kernel back ends, so it is refused with the limit.
+"""
 MAX_DEPTH = 50
 """How deep parentheses and ``not`` may nest (conditions and event filters together).
 
@@ -344,7 +353,9 @@ class Parser:
         self.take()
         return tok.value
 
-    def duration(self, number: int | None = None) -> int:
+    def duration(self, number: int | None = None, at: Token | None = None) -> int:
+        """A number and a unit in ms; ``at`` is the number's token when the caller read it."""
+        at = at or self.tok
         n = self.number("the duration") if number is None else number
         tok = self.tok
         unit = tok.text.lower().rstrip("s") if tok.kind is Kind.WORD else ""
@@ -353,7 +364,19 @@ class Parser:
                 f"unknown time unit {self.describe()}; use seconds, minutes, hours, days or weeks"
             )
         self.take()
-        return n * UNITS_MS[unit]
+        return self.bounded(n * UNITS_MS[unit], f"{n} {tok.text}", at)
+
+    def bounded(self, ms: int, said: str, at: Token) -> int:
+        """``ms`` if it is within :data:`MAX_WINDOW_MS`; else an error at ``at`` naming the
+        limit, and the limit (parsing goes on, so the rest of the rule is still checked)."""
+        if ms > MAX_WINDOW_MS:
+            self.fail(
+                f"{said} is longer than the longest window, {MAX_WINDOW_DAYS} days (100 years): "
+                f"no stored event is older; write 'ever' (or no window) for all history",
+                at,
+            )
+            return MAX_WINDOW_MS
+        return ms
 
     # --- events --------------------------------------------------------------------------
     def selector(self) -> ast.Selector:
@@ -451,10 +474,13 @@ class Parser:
         self.expect("of")
         self.accept("the")
         self.expect("last")
+        buckets_tok = self.tok
         buckets = self.number("the number of periods")
+        unit_tok = self.tok
         period = self.duration(1)
         if need < 1 or buckets < need:
             raise self.fail(f"'at least {need} of last {buckets}' needs 1 <= {need} <= {buckets}")
+        self.bounded(buckets * period, f"last {buckets} {unit_tok.text}", buckets_tok)
         return ast.Periodic(selector, need, buckets, period)
 
     def sequence(self, first: ast.Selector) -> ast.Sequence:
@@ -485,16 +511,19 @@ class Parser:
             self.take()
             self.accept("the")
             self.expect("last")
+            at = self.tok
             n = self.number("the window") if self.tok.kind is Kind.NUMBER else 1
-            return ast.Window(self.duration(n), 0)
+            return ast.Window(self.duration(n, at), 0)
         if self.accept("between"):
+            at = self.tok
             a = self.number("the window start")
             self.expect("and")
             b = self.number("the window end")
+            unit_tok = self.tok
             unit_ms = self.duration(1)
             self.expect("ago")
-            far, near = max(a, b) * unit_ms, min(a, b) * unit_ms
-            return ast.Window(far, near)
+            far = self.bounded(max(a, b) * unit_ms, f"{max(a, b)} {unit_tok.text}", at)
+            return ast.Window(far, min(a, b) * unit_ms)
         if self.accept("before"):
             near = self.duration()
             self.expect("ago")

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from segflow.activate.files import ExportRoot, FileSink
 from segflow.activate.secretbox import SecretBox
 from segflow.activate.service import ActivationService
 from segflow.activate.ssrf import UrlGuard
@@ -134,6 +135,7 @@ def _build(runtime: Runtime) -> Assembly:
     guard = UrlGuard(settings.activate.allow_list)
     box = SecretBox.open(data, settings.activate.secrets_key)
     store = DeliveryStore(Path(data) / "delivery.sqlite", box=box)
+    exports = ExportRoot(settings.activate.export_root or Path(data) / "exports")
     delivery = DeliveryWorker(
         store,
         delivery_feed,
@@ -143,6 +145,7 @@ def _build(runtime: Runtime) -> Assembly:
         poll_interval_ms=settings.activate.poll_interval_ms,
         feed_interval_ms=settings.activate.feed_interval_ms,
         retention_ms=settings.activate.delivered_retention_ms,
+        file_sink=FileSink(exports=exports),
     )
     activation = ActivationService(
         store,
@@ -150,6 +153,7 @@ def _build(runtime: Runtime) -> Assembly:
         lookup=reader,
         clock=clock,
         secret_overlap_ms=settings.activate.secret_overlap_ms,
+        exports=exports,
     )
     tokens = TokenStore(catalog)
     ml = MlService(warehouse, clock, sink=processor, settings=settings.ml)

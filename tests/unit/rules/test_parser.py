@@ -14,6 +14,7 @@ from segflow.rules import (
     parse,
     parse_trait,
 )
+from segflow.rules.parser import MAX_WINDOW_DAYS
 
 
 def test_count_window_and_filter() -> None:
@@ -143,3 +144,26 @@ def test_render_round_trips_every_documented_example() -> None:
         cond = parse(text).condition
         assert cond is not None
         assert parse(render(cond)).condition == cond, text
+
+
+@pytest.mark.parametrize(
+    ("rule", "at", "longest"),
+    [
+        ('did "x" in last 99999999999999999 days', "9999", "36525"),
+        ('did "x" between 10 and 99999999 days ago', "10", "36525"),
+        ('did "x" before 5300 weeks ago', "5300", "5200"),
+        ('did "x" in at least 2 of last 5300 weeks', "5300", "5200"),
+        ('did "a" then "b" within 5300 weeks', "5300", "5200"),
+        ('count("x" in last 5300 weeks) > 2', "5300", "5200"),
+    ],
+)
+def test_durations_are_bounded_by_the_longest_history_a_store_holds(
+    rule: str, at: str, longest: str
+) -> None:
+    with pytest.raises(RuleSyntaxError) as raised:
+        parse(rule)
+    (error,) = raised.value.diagnostics  # one error: parsing goes on past it
+    assert error.column == rule.index(at) + 1
+    assert f"{MAX_WINDOW_DAYS} days" in error.message
+    too_long = max(rule.replace('"', " ").split(), key=lambda w: len(w) if w.isdigit() else 0)
+    parse(rule.replace(too_long, longest))
