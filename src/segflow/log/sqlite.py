@@ -231,25 +231,8 @@ class SqliteEventLog(QueuedAppends):
 
     def dead_letters(self, *, source_id: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """The most recent dead letters, newest first."""
-        sql = "SELECT id, source_id, received_at_ms, message_id, field, reason, payload FROM dead_letters"
-        args: tuple[Any, ...] = ()
-        if source_id is not None:
-            sql += " WHERE source_id=?"
-            args = (source_id,)
         with self._read_lock:
-            rows = self._read.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-        return [
-            DeadLetter(
-                id=r[0],
-                source_id=r[1],
-                received_at_ms=r[2],
-                message_id=r[3],
-                field=r[4],
-                reason=r[5],
-                payload=r[6],
-            )
-            for r in rows
-        ]
+            return read_dead_letters(self._read, source_id=source_id, limit=limit)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -401,9 +384,36 @@ class SqliteEventLog(QueuedAppends):
         self._read.close()
 
 
+def read_dead_letters(
+    con: sqlite3.Connection, *, source_id: str | None = None, limit: int = 100
+) -> list[DeadLetter]:
+    """The most recent dead letters of a log file, newest first, through any connection to it
+    (``segflow dead-letters list`` reads a running server's log read-only)."""
+    sql = (
+        "SELECT id, source_id, received_at_ms, message_id, field, reason, payload FROM dead_letters"
+    )
+    args: tuple[Any, ...] = ()
+    if source_id is not None:
+        sql += " WHERE source_id=?"
+        args = (source_id,)
+    rows = con.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+    return [
+        DeadLetter(
+            id=r[0],
+            source_id=r[1],
+            received_at_ms=r[2],
+            message_id=r[3],
+            field=r[4],
+            reason=r[5],
+            payload=bytes(r[6]),
+        )
+        for r in rows
+    ]
+
+
 def open_log(data_dir: str | Path, **kwargs: Any) -> SqliteEventLog:
     """The log of a data directory (``DIR/log.sqlite``)."""
     return SqliteEventLog(Path(data_dir) / "log.sqlite", **kwargs)
 
 
-__all__ = ["SqliteEventLog", "open_log"]
+__all__ = ["SqliteEventLog", "open_log", "read_dead_letters"]
