@@ -111,3 +111,30 @@ def zendesk_ticket(ticket_id: int, email: str, requester_id: int, at: str) -> by
         },
     }
     return json.dumps(body).encode()
+
+
+def salesforce_message(org: str, notification_id: str = "04l5g000001XyZAAA") -> bytes:
+    """An outbound message of one Contact, as Salesforce sends it (SOAP 1.1)."""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
+ xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+ <soapenv:Body>
+  <notifications xmlns="http://soap.sforce.com/2005/09/outbound">
+   <OrganizationId>{org}</OrganizationId>
+   <ActionId>04k5g000000AbCdAAK</ActionId>
+   <SessionId xsi:nil="true"/>
+   <EnterpriseUrl>https://acme.my.salesforce.com/services/Soap/c/59.0/00D5g000004ABCD</EnterpriseUrl>
+   <PartnerUrl>https://acme.my.salesforce.com/services/Soap/u/59.0/00D5g000004ABCD</PartnerUrl>
+   <Notification>
+    <Id>{notification_id}</Id>
+    <sObject xsi:type="sf:Contact" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">
+     <sf:Id>0035g00000ABCDEAA</sf:Id>
+     <sf:Email>Ann@Example.com</sf:Email>
+     <sf:FirstName>Ann</sf:FirstName>
+     <sf:LastName>Smith</sf:LastName>
+     <sf:LastModifiedDate>2023-11-14T22:13:20.000Z</sf:LastModifiedDate>
+    </sObject>
+   </Notification>
+  </notifications>
+ </soapenv:Body>
+</soapenv:Envelope>""".encode()

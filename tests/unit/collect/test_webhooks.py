@@ -202,7 +202,7 @@ def test_sendgrid_signed_event_webhook(rig: Rig) -> None:
 
 def test_salesforce_outbound_message_is_acked_in_soap(rig: Rig) -> None:
     rig.source("sfdc", vendor="salesforce", organization_id=wh.SALESFORCE_ORG)
-    body = salesforce_message(wh.SALESFORCE_ORG)
+    body = wh.salesforce_message(wh.SALESFORCE_ORG)
     r = rig.post("/v1/webhooks/salesforce", body, {"content-type": "text/xml"})
     assert r.status_code == 200 and b"<Ack>true</Ack>" in r.content
     assert r.headers["content-type"].startswith("text/xml")
@@ -212,7 +212,7 @@ def test_salesforce_outbound_message_is_acked_in_soap(rig: Rig) -> None:
     assert ids(event) == {"salesforce_contact_id": "0035g00000ABCDEAA"}
     assert rig.post("/v1/webhooks/salesforce", body, {}).status_code == 200  # a retry
     assert len(rig.events()) == 1
-    other = salesforce_message("00D5g000009ZZZZAA")
+    other = wh.salesforce_message("00D5g000009ZZZZAA")
     assert rig.post("/v1/webhooks/salesforce", other, {}).status_code == 401
 
 
@@ -285,29 +285,3 @@ def test_the_secret_is_stored_encrypted_and_never_listed(rig: Rig) -> None:
 
     shown = json.dumps(public_source(rig.catalog.get("stripe")))
     assert "encrypted_secret" not in shown and "secret_fingerprint" in shown
-
-
-def salesforce_message(org: str) -> bytes:
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
- xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
- <soapenv:Body>
-  <notifications xmlns="http://soap.sforce.com/2005/09/outbound">
-   <OrganizationId>{org}</OrganizationId>
-   <ActionId>04k5g000000AbCdAAK</ActionId>
-   <SessionId xsi:nil="true"/>
-   <EnterpriseUrl>https://acme.my.salesforce.com/services/Soap/c/59.0/00D5g000004ABCD</EnterpriseUrl>
-   <PartnerUrl>https://acme.my.salesforce.com/services/Soap/u/59.0/00D5g000004ABCD</PartnerUrl>
-   <Notification>
-    <Id>04l5g000001XyZAAA</Id>
-    <sObject xsi:type="sf:Contact" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">
-     <sf:Id>0035g00000ABCDEAA</sf:Id>
-     <sf:Email>Ann@Example.com</sf:Email>
-     <sf:FirstName>Ann</sf:FirstName>
-     <sf:LastName>Smith</sf:LastName>
-     <sf:LastModifiedDate>2023-11-14T22:13:20.000Z</sf:LastModifiedDate>
-    </sObject>
-   </Notification>
-  </notifications>
- </soapenv:Body>
-</soapenv:Envelope>""".encode()
