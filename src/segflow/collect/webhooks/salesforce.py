@@ -10,6 +10,7 @@ proxy are the operator's to add). Each ``Notification`` is one Contact or Lead.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from xml.etree import ElementTree
 
@@ -37,6 +38,7 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+@functools.lru_cache(maxsize=16)  # verify and items read the same body: parsed once
 def parse(body: bytes) -> ElementTree.Element:
     """The ``notifications`` element; DTDs are refused (no entity expansion)."""
     if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
@@ -72,18 +74,19 @@ def verify(delivery: Delivery, config: WebhookConfig, secret: str | None, now_ms
 
 
 def _one(notification: ElementTree.Element, received_at_ms: int) -> Item:
-    text = ElementTree.tostring(notification, encoding="unicode")
     sobject = next((c for c in notification if _local(c.tag) == "sObject"), None)
     note_id = _child(notification, "Id")
     if sobject is None or not note_id:
-        return Unmapped("sObject", "a Notification needs an Id and an sObject"), text
+        shown = ElementTree.tostring(notification, encoding="unicode")
+        return Unmapped("sObject", "a Notification needs an Id and an sObject"), shown
     kind = sobject.get(_XSI_TYPE, "").rsplit(":", 1)[-1]
+    fields: dict[str, Any] = {_local(c.tag): (c.text or "").strip() for c in sobject}
+    text = {"Id": note_id, "sObject": kind, "fields": fields}  # what a dead letter keeps
     id_type = OBJECTS.get(kind)
     if id_type is None:
         return Unmapped(
             "sObject", f"salesforce sObject {kind!r} is not mapped (docs/webhooks.md)"
         ), text
-    fields: dict[str, Any] = {_local(c.tag): (c.text or "").strip() for c in sobject}
     try:
         built = message(
             "salesforce",
