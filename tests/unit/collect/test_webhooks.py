@@ -285,3 +285,16 @@ def test_the_secret_is_stored_encrypted_and_never_listed(rig: Rig) -> None:
 
     shown = json.dumps(public_source(rig.catalog.get("stripe")))
     assert "encrypted_secret" not in shown and "secret_fingerprint" in shown
+
+
+def test_a_secret_the_server_cannot_decrypt_is_a_503_the_vendor_retries(
+    tmp_path: Path, log: SqliteEventLog, clock: ManualClock
+) -> None:
+    rig = Rig(tmp_path, log, clock)
+    rig.source("stripe", vendor="stripe", secret=wh.STRIPE_SECRET)
+    other = SecretBox.open(tmp_path / "elsewhere")  # another host's key
+    rig.app = CollectorApp(Ingestor(log, rig.catalog), clock=clock, secrets=other)
+    body = wh.stripe_charge("4", "a@b.c", "cus_1", NOW_S)
+    r = rig.post("/v1/webhooks/stripe", body, wh.stripe_headers(body, NOW_S))
+    assert r.status_code == 503 and r.headers["retry-after"] == "60"
+    assert rig.events() == []

@@ -14,6 +14,7 @@ and the one whose secret verifies the signature takes the delivery. Then:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -41,8 +42,11 @@ from segflow.collect.webhooks.base import Adapter
 from segflow.collect.webhooks.config import WebhookConfig
 from segflow.collect.webhooks.delivery import Delivery
 from segflow.collect.webhooks.exceptions import BadSignature, UnknownVendor, Unmapped
+from segflow.errors import SegflowError, TransientError
 from segflow.spec.exceptions import InvalidMessage
 from segflow.spec.wire import WireMessage, convert_message
+
+logger = logging.getLogger("segflow.collect.webhooks")
 
 ADAPTERS: dict[str, Adapter] = {
     a.vendor: a
@@ -99,7 +103,15 @@ class WebhookSources:
         if token not in self._secrets:
             if self.cipher is None:
                 raise Unauthorized("this server has no secrets key to read webhook secrets")
-            self._secrets[token] = self.cipher.decrypt(token)
+            try:
+                self._secrets[token] = self.cipher.decrypt(token)
+            except SegflowError as exc:  # a server problem: the vendor should retry later
+                logger.error("cannot decrypt a webhook secret: %s", exc)
+                raise TransientError(
+                    "cannot read the source's webhook secret (is activate.secrets_key the key"
+                    " it was stored with?)",
+                    retry_after_s=60,
+                ) from None
         return self._secrets[token]
 
 
