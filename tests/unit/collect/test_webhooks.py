@@ -298,3 +298,62 @@ def test_a_secret_the_server_cannot_decrypt_is_a_503_the_vendor_retries(
     r = rig.post("/v1/webhooks/stripe", body, wh.stripe_headers(body, NOW_S))
     assert r.status_code == 503 and r.headers["retry-after"] == "60"
     assert rig.events() == []
+
+
+ODD_JSON = [
+    b"[]", b"{}", b'"text"', b"1", b"null", b"[1, 2]", b'[{"event": 1}]',
+    b'{"id": "evt_o", "type": "charge.succeeded", "data": 5}',
+    b'{"id": "evt_o", "type": "charge.succeeded", "created": "soon", "data": {"object": {"customer": {}}}}',
+    b'{"id": "evt_o", "type": "charge.succeeded", "data": {"object": {"amount": "1", "currency": 3, "customer": "c"}}}',
+    b'{"type": "ticket.created", "ticket": "35"}',
+    b'{"type": "ticket.created", "ticket": {"requester": "x", "updated_at": 5}}',
+    b'{"type": "zen:event-type:ticket.created", "detail": [], "event": "x", "time": 7}',
+    b'[{"subscriptionType": "contact.creation", "occurredAt": "late", "objectId": {"a": 1}}]',
+    b'[{"event": "open", "email": ["a"], "timestamp": "x"}, {"event": "open", "email": "a@b.c", "timestamp": 1e300}]',
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("vendor", ["stripe", "zendesk", "hubspot", "sendgrid", "generic"])
+def test_odd_payloads_are_answered_with_a_4xx_or_dead_letters_never_a_500(
+    rig: Rig, vendor: str
+) -> None:
+    signer = wh.SendgridKey()
+    settings: dict[str, Any] = {
+        "stripe": {"secret": wh.STRIPE_SECRET},
+        "zendesk": {"secret": wh.ZENDESK_SECRET},
+        "hubspot": {"secret": wh.HUBSPOT_SECRET},
+        "sendgrid": {"public_key": signer.public},
+        "generic": {"mapping": GenericMapping(items="events", event="kind", email="who")},
+    }[vendor]
+    key = rig.source(vendor, vendor=vendor, **settings)
+    path = f"/v1/webhooks/{vendor}?writeKey={key}"
+    for body in ODD_JSON:
+        headers = {
+            "stripe": lambda b: wh.stripe_headers(b, NOW_S),
+            "zendesk": lambda b: wh.zendesk_headers(b, NOW_S),
+            "hubspot": lambda b: wh.hubspot_headers(b, NOW_S * 1000, BASE + path),
+            "sendgrid": lambda b: signer.headers(b, NOW_S),
+            "generic": lambda b: {},
+        }[vendor](body)
+        r = rig.post(path, body, headers)
+        assert r.status_code in (200, 400), (body, r.status_code, r.text)
+        if r.status_code == 200:
+            assert r.json()["accepted"] + len(r.json()["deadLettered"]) >= 1, body
+
+
+def test_odd_salesforce_and_mailchimp_bodies_are_refused_with_their_reason(rig: Rig) -> None:
+    rig.source("sfdc", vendor="salesforce", organization_id=wh.SALESFORCE_ORG)
+    rig.source("audience", vendor="mailchimp", secret=wh.MAILCHIMP_SECRET)
+    bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>'
+    for body in (b"not xml", b"<x/>", bomb, b"\xff\xfe"):
+        r = rig.post("/v1/webhooks/salesforce", body, {"content-type": "text/xml"})
+        assert r.status_code == 401 and r.json()["details"]["header"] == "OrganizationId"
+    empty = wh.salesforce_message(wh.SALESFORCE_ORG).replace(b"<sf:Id>", b"<sf:Other>")
+    empty = empty.replace(b"</sf:Id>", b"</sf:Other>").replace(b"sf:Contact", b"sf:Opportunity")
+    r = rig.post("/v1/webhooks/salesforce", empty, {})
+    assert r.status_code == 200 and b"<Ack>true</Ack>" in r.content  # acked, dead-lettered
+    assert any("Opportunity" in d.reason for d in rig.dead())
+    url = f"/v1/webhooks/mailchimp?secret={wh.MAILCHIMP_SECRET}"
+    for body, status in ((b"a=b&&&c", 400), (b"\xff", 400), (b"type=campaign&data[id]=1", 200)):
+        assert rig.post(url, body, {}).status_code == status, body
+    assert any("campaign" in d.reason for d in rig.dead())

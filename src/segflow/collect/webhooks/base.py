@@ -17,6 +17,7 @@ from segflow.collect.webhooks.config import WebhookConfig
 from segflow.collect.webhooks.delivery import Delivery, Item
 from segflow.collect.webhooks.exceptions import BadSignature, Unmapped
 
+_YEAR_10000_MS = 253_402_300_800_000
 # (status, content type, body) of a successful answer
 Answer = tuple[int, bytes, bytes]
 
@@ -59,11 +60,12 @@ def unmapped(vendor: str, kind: str, what: str) -> Unmapped:
 def epoch_ms(value: Any, default: int) -> int:
     """Unix seconds or milliseconds (numbers or digit strings) as ms; ``default`` otherwise.
 
-    >>> epoch_ms(1_700_000_000, 0), epoch_ms("1700000000123", 0), epoch_ms("x", 5)
-    (1700000000000, 1700000000123, 5)
+    >>> epoch_ms(1_700_000_000, 0), epoch_ms("1700000000123", 0), epoch_ms("x", 5), epoch_ms(1e300, 5)
+    (1700000000000, 1700000000123, 5, 5)
     """
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return default
-    return int(value * 1000) if value < 100_000_000_000 else int(value)
+    ms = value * 1000 if value < 100_000_000_000 else value
+    return int(ms) if 0 <= ms < _YEAR_10000_MS else default  # NaN and 1e300 too

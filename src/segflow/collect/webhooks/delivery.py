@@ -70,7 +70,11 @@ def message(
     (``context.externalIds``); ``anonymousId`` is ``vendor:first id`` (or ``vendor:email``),
     as the spec requires one. Raises :class:`Unmapped` when the payload names nobody.
     """
-    found = {k: str(v) for k, v in (ids or {}).items() if v not in (None, "")}
+    found = {  # ids are text or numbers: anything else names nobody
+        k: str(v)
+        for k, v in (ids or {}).items()
+        if isinstance(v, str | int) and not isinstance(v, bool) and str(v).strip()
+    }
     email_text = email.strip().lower() if isinstance(email, str) and email.strip() else None
     anchor = next(iter(found.values()), None) or email_text
     if anchor is None and user_id in (None, "") and anonymous_id in (None, ""):

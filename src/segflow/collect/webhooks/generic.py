@@ -39,6 +39,12 @@ def _time(value: Any, default: int) -> int:
     return epoch_ms(value, default)
 
 
+def _present(item: Any, paths: dict[str, str]) -> dict[str, Any]:
+    """``name -> value`` of the paths found in ``item`` (a missing path adds no key)."""
+    found = {name: dig(item, path) for name, path in paths.items()}
+    return {name: value for name, value in found.items() if value is not None}
+
+
 def map_item(item: Any, mapping: GenericMapping, received_at_ms: int) -> list[Item]:
     """One payload item as a spec message, by ``mapping``."""
     name = mapping.event_name or (dig(item, mapping.event) if mapping.event else None)
@@ -60,8 +66,8 @@ def map_item(item: Any, mapping: GenericMapping, received_at_ms: int) -> list[It
             event=name if mapping.type == "track" else None,
             email=dig(item, mapping.email) if mapping.email else None,
             ids={t: dig(item, p) for t, p in mapping.identifiers.items()},
-            properties={k: dig(item, p) for k, p in mapping.properties.items()},
-            traits={k: dig(item, p) for k, p in mapping.traits.items()},
+            properties=_present(item, mapping.properties),
+            traits=_present(item, mapping.traits),
             user_id=dig(item, mapping.user_id) if mapping.user_id else None,
             anonymous_id=dig(item, mapping.anonymous_id) if mapping.anonymous_id else None,
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from segflow.collect.webhooks import signatures
-from segflow.collect.webhooks.base import Adapter, need, parse_json, unmapped
+from segflow.collect.webhooks.base import Adapter, epoch_ms, need, parse_json, unmapped
 from segflow.collect.webhooks.config import WebhookConfig
 from segflow.collect.webhooks.delivery import Delivery, Item, digest_id, message
 from segflow.collect.webhooks.exceptions import Unmapped
@@ -57,7 +57,7 @@ def _one(event: Any, received_at_ms: int) -> Item:
         built = message(
             "hubspot",
             message_id,
-            int(event.get("occurredAt") or received_at_ms),
+            epoch_ms(event.get("occurredAt"), received_at_ms),
             event=name,
             email=value if prop == "email" else None,
             ids={"hubspot_contact_id": event.get("objectId")},

@@ -162,6 +162,8 @@ class WebhookReceiver:
         )
         try:
             found = adapter.items(delivery, webhook)
+            if not found:
+                raise Unmapped("", f"no {vendor} event in the payload")
         except Unmapped as exc:
             await self.ingestor.dead_letter_async(request, body, exc)
             raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from segflow.collect.webhooks import signatures
-from segflow.collect.webhooks.base import Adapter, need, parse_json, unmapped
+from segflow.collect.webhooks.base import Adapter, epoch_ms, need, parse_json, unmapped
 from segflow.collect.webhooks.config import WebhookConfig
 from segflow.collect.webhooks.delivery import Delivery, Item, message
 from segflow.collect.webhooks.exceptions import Unmapped
@@ -91,7 +91,8 @@ def verify(delivery: Delivery, config: WebhookConfig, secret: str | None, now_ms
 
 def items(delivery: Delivery, config: WebhookConfig) -> list[Item]:
     event = parse_json(delivery.body, "stripe")
-    obj = event.get("data", {}).get("object") if isinstance(event, dict) else None
+    data = event.get("data") if isinstance(event, dict) else None
+    obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict) or not isinstance(event.get("id"), str):
         return [(Unmapped("data.object", "not a Stripe event (no id or data.object)"), event)]
     kind = event.get("type")
@@ -101,7 +102,7 @@ def items(delivery: Delivery, config: WebhookConfig) -> list[Item]:
     customer = obj.get("id") if obj.get("object") == "customer" else obj.get("customer")
     if isinstance(customer, dict):
         customer = customer.get("id")
-    at_ms = int(event.get("created") or delivery.received_at_ms // 1000) * 1000
+    at_ms = epoch_ms(event.get("created"), delivery.received_at_ms)
     traits = {"name": obj.get("name")} if name is None and obj.get("name") else {}
     try:
         return [
