@@ -275,6 +275,7 @@ def test_the_write_key_of_another_source_or_vendor_is_refused(rig: Rig) -> None:
     assert r.status_code == 401
     r = rig.post("/v1/webhooks/shopify", body, {})
     assert r.status_code == 404 and r.json()["code"] == "unknown_vendor"
+    assert rig.call("GET", "/v1/webhooks/stripe").status_code == 405
 
 
 def test_the_secret_is_stored_encrypted_and_never_listed(rig: Rig) -> None:

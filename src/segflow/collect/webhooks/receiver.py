@@ -38,7 +38,7 @@ from segflow.collect.webhooks import (
     stripe,
     zendesk,
 )
-from segflow.collect.webhooks.base import Adapter
+from segflow.collect.webhooks.base import Adapter, Answer
 from segflow.collect.webhooks.config import WebhookConfig
 from segflow.collect.webhooks.delivery import Delivery
 from segflow.collect.webhooks.exceptions import BadSignature, UnknownVendor, Unmapped
@@ -140,59 +140,44 @@ class WebhookReceiver:
                 f"no webhook adapter {vendor!r}; known: {', '.join(ADAPTERS)}",
                 details={"vendor": vendor, "known": list(ADAPTERS)},
             )
-        settings = self.ingestor.settings
-        body = await read_body(scope, receive, settings.max_batch_bytes, "max_batch_bytes")
+        method = scope["method"]
+        if method != "POST" and not (vendor == "mailchimp" and method in ("GET", "HEAD")):
+            await send_json(send, 405, {"code": "method_not_allowed", "message": "POST"}, cors)
+            return
+        limit = self.ingestor.settings.max_batch_bytes
+        body = await read_body(scope, receive, limit, "max_batch_bytes")
         delivery = _delivery(scope, vendor, body, self.clock.now_ms())
-        if scope["method"] in ("GET", "HEAD"):  # Mailchimp validates a URL with a GET
-            if vendor != "mailchimp":
-                await send_json(
-                    send, 405, {"code": "method_not_allowed", "message": "POST only"}, cors
-                )
-                return
-            self._authenticate(scope, delivery, adapter)
+        source, webhook = self._authenticate(scope, delivery, adapter)
+        if method != "POST":  # Mailchimp checks a URL with a GET before it saves it
             await send_json(send, 200, {"success": True}, cors)
             return
-        if scope["method"] != "POST":
-            await send_json(send, 405, {"code": "method_not_allowed", "message": "POST only"}, cors)
-            return
-        source, webhook = self._authenticate(scope, delivery, adapter)
         client = scope.get("client")
         request = Request(
             source=source, received_at_ms=delivery.received_at_ms, ip=client[0] if client else None
         )
+        summary = await self._ingest(request, delivery, adapter, webhook)
+        await _send(send, adapter.answer(summary), cors)
+
+    async def _ingest(
+        self, request: Request, delivery: Delivery, adapter: Adapter, webhook: WebhookConfig
+    ) -> dict[str, Any]:
+        """Map the delivery and store its messages; the summary the vendor gets back."""
         try:
             found = adapter.items(delivery, webhook)
             if not found:
-                raise Unmapped("", f"no {vendor} event in the payload")
+                raise Unmapped("", f"no {adapter.vendor} event in the payload")
         except Unmapped as exc:
-            await self.ingestor.dead_letter_async(request, body, exc)
+            await self.ingestor.dead_letter_async(request, delivery.body, exc)
             raise
-        self.limits.take(source.id, max(1, len(found)))
-        items: list[WireMessage | InvalidMessage] = []
-        raws: list[Any] = []
-        for outcome, raw in found:
-            items.append(_wire(outcome))
-            raws.append(raw)
-        result = await self.ingestor.ingest_async(request, items, raws)
-        summary = {
+        self.limits.take(request.source.id, len(found))
+        items = [_wire(outcome) for outcome, _ in found]
+        result = await self.ingestor.ingest_async(request, items, [raw for _, raw in found])
+        return {
             "success": True,
             "accepted": result.accepted,
             "duplicates": result.duplicates,
             "deadLettered": msgspec.to_builtins(result.refused),
         }
-        status, content_type, payload = adapter.answer(summary)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", content_type),
-                    (b"content-length", str(len(payload)).encode()),
-                    *cors,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
 
     def _authenticate(
         self, scope: Scope, delivery: Delivery, adapter: Adapter
@@ -225,6 +210,13 @@ class WebhookReceiver:
             f"no source takes {adapter.vendor} webhooks without a write key"
             " (configure one: segflow sources webhook)"
         )
+
+
+async def _send(send: Send, answer: Answer, cors: Headers) -> None:
+    status, content_type, payload = answer
+    headers = [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *cors]})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _wire(outcome: dict[str, Any] | Unmapped) -> WireMessage | InvalidMessage:
