@@ -15,6 +15,9 @@ from tests.support import webhooks as wh
 from tests.support.kafka import free_port
 from tests.support.serve import until
 
+from segflow.api.auth import TokenStore
+from segflow.collect.catalog import SourceCatalog
+
 RULE = 'did "Ticket Created" in last 60 days and did "Order Completed" in last 30 days'
 
 
@@ -34,11 +37,16 @@ def test_stripe_and_zendesk_deliveries_join_the_web_profile_and_its_segment(tmp_
     (defs / "segments" / "supported_buyers.yaml").write_text(f"rule: '{RULE}'\n")
     (defs / "webhooks" / "billing.yaml").write_text("vendor: stripe\nsecret_env: STRIPE_WH\n")
     (defs / "webhooks" / "helpdesk.yaml").write_text("vendor: zendesk\nsecret_env: ZENDESK_WH\n")
-    web_key = run("sources", "create", "web", "--data-dir", str(data)).strip().splitlines()[-1]
+    data.mkdir()
+    catalog = SourceCatalog(data / "catalog.sqlite")  # set up in process: fewer CLI start-ups
+    web_key = catalog.create("web")[1]
+    tokens = TokenStore(data / "catalog.sqlite")
+    token = tokens.create("admin")
+    tokens.close()
+    catalog.close()
     secrets = {"STRIPE_WH": wh.STRIPE_SECRET, "ZENDESK_WH": wh.ZENDESK_SECRET}
     applied = run("apply", str(defs), "--no-sizes", "--data-dir", str(data), env=secrets)
     assert "create  webhook billing (stripe)" in applied and "applied 3 changes" in applied
-    token = run("tokens", "create", "--role", "admin", "--data-dir", str(data)).splitlines()[-1]
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
