@@ -147,18 +147,18 @@ def configure(
     try:
         catalog = _catalog(data_dir, config)
         new = msgspec.structs.replace(new, webhook=catalog.get(name).config.webhook)  # kept
-        catalog.configure(name, new)
+        shown = public_source(catalog.configure(name, new))["config"]
     except SegflowError as exc:
         raise _fail(exc) from exc
-    _audit(data_dir, config, "source.configure", name, None, new)
+    _audit(data_dir, config, "source.configure", name, None, shown)
     typer.echo(f"configured source {name}")
 
 
 @sources_app.command("webhook")
 def webhook(
     name: str = SourceName,
-    vendor: str = typer.Option(
-        ..., help="stripe, zendesk, hubspot, salesforce, sendgrid, mailchimp or generic"
+    vendor: str | None = typer.Option(
+        None, help="stripe, zendesk, hubspot, salesforce, sendgrid, mailchimp or generic"
     ),
     secret_env: str | None = typer.Option(
         None, help="the environment variable holding the vendor's signing secret"
@@ -184,6 +184,8 @@ def webhook(
             _audit(data_dir, config, "source.webhook.delete", name, None, None)
             typer.echo(f"source {name} takes no webhooks")
             return
+        if vendor is None:
+            raise typer.BadParameter("--vendor is required (or --remove)")
         secret = os.environ.get(secret_env) if secret_env else None
         if secret_env and not secret:
             raise typer.BadParameter(f"${secret_env} is not set")

@@ -122,6 +122,10 @@ def test_the_cli_reads_the_secret_from_the_environment(tmp_path: Path) -> None:
     assert hook["vendor"] == "zendesk" and wh.ZENDESK_SECRET not in shown
     missing = runner.invoke(app, args, env={"ZD": ""})
     assert missing.exit_code != 0
+    removed = runner.invoke(app, ["sources", "webhook", "helpdesk", "--remove", *data])
+    assert removed.exit_code == 0, removed.output
+    shown = runner.invoke(app, ["sources", "list", "--json", *data]).output
+    assert "webhook" not in json.loads(shown)[0]["config"]
 
 
 def test_webhook_files_plan_create_then_same_then_update(
