@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 from tests.support import webhooks as wh
-from tests.support.kafka import free_port
+from tests.support.net import free_port
 from tests.support.serve import until
 
 from segflow.api.auth import TokenStore

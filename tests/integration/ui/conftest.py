@@ -6,7 +6,6 @@ The background services are not started: tests drive the processor and the loade
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import httpx
 import msgspec
 import pytest
 import uvicorn
+from tests.support.net import free_port
 
 from segflow.api.app import ApiDeps
 from segflow.config import load_settings
@@ -29,12 +29,6 @@ from segflow.server.snapshots import LocalFigures
 from segflow.stream.compose import build_reader
 from segflow.ui import build_console
 from segflow.warehouse.connection import connect, warehouse_path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
