@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -56,14 +57,21 @@ class CollectorApp:
     """The ASGI app (see module docstring)."""
 
     def __init__(
-        self, ingestor: Ingestor, *, clock: Clock | None = None, secrets: Cipher | None = None
+        self,
+        ingestor: Ingestor,
+        *,
+        clock: Clock | None = None,
+        secrets: Cipher | None = None,
+        shared_limits: Path | None = None,
     ) -> None:
         self.ingestor = ingestor
         self.settings = ingestor.settings
         self.cors = CorsPolicy(self.settings.cors_origins)
         self.clock = clock or WallClock()
-        self.limits = TokenBuckets(
-            rate=self.settings.rate_limit_events_per_s, burst=self.settings.rate_limit_burst
+        self.limits = TokenBuckets(  # shared_limits: one limit across the server's workers
+            rate=self.settings.rate_limit_events_per_s,
+            burst=self.settings.rate_limit_burst,
+            shared=shared_limits,
         )
         self.admission = Admission(
             self.settings.max_inflight_requests, retry_after_s=self.settings.retry_after_s

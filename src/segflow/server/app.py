@@ -27,7 +27,12 @@ from segflow.server.services import Service, ServiceGroup
 def build_collector(runtime: Runtime) -> CollectorApp:
     settings = runtime.settings
     box = SecretBox.open(settings.data_path, settings.activate.secrets_key)  # webhook secrets
-    return CollectorApp(runtime.ingestor, clock=runtime.clock, secrets=box)
+    return CollectorApp(
+        runtime.ingestor,
+        clock=runtime.clock,
+        secrets=box,
+        shared_limits=settings.data_path / "run" / "buckets-collect.bin",
+    )
 
 
 class KeepPath:

@@ -229,8 +229,12 @@ def _build(runtime: Runtime) -> Assembly:
         api: ASGIApp = build_api(api_deps)
         if settings.api.rate_limit_per_s > 0:
             limits = settings.api
-            api = TokenRateLimit(
-                api, tokens, rate=limits.rate_limit_per_s, burst=limits.rate_limit_burst
+            api = TokenRateLimit(  # one limit for the server, shared by its HTTP workers
+                api,
+                tokens,
+                rate=limits.rate_limit_per_s,
+                burst=limits.rate_limit_burst,
+                shared=settings.data_path / "run" / "buckets-api.bin",
             )
         mounts["/api"] = KeepPath(api)
         mounts["/console"] = KeepPath(build_console(api_deps))
