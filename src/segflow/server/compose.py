@@ -49,6 +49,7 @@ from segflow.api.profiles import Splitter
 from segflow.audit import AuditLog
 from segflow.catalogdb import catalog_target
 from segflow.collect.asgi import ASGIApp
+from segflow.metrics import REGISTRY
 from segflow.ml.jobs import AttributeSink
 from segflow.privacy import compose as privacy_compose
 from segflow.privacy.compose import PrivacyParts
@@ -64,11 +65,12 @@ from segflow.server.commands import (
     queue_path,
 )
 from segflow.server.commands import handlers as command_handlers
+from segflow.server.metricfiles import MetricsPublisher
 from segflow.server.ml import MlService
 from segflow.server.observability import ops_mounts
 from segflow.server.ratelimit import TokenRateLimit
 from segflow.server.retention import LogRetention
-from segflow.server.roles import parse_roles
+from segflow.server.roles import ROLES, parse_roles
 from segflow.server.runtime import Runtime
 from segflow.server.services import Service
 from segflow.server.snapshots import FigureSource, LocalFigures, SnapshotFigures, SnapshotWriter
@@ -238,7 +240,12 @@ def _build(runtime: Runtime) -> Assembly:
             )
         mounts["/api"] = KeepPath(api)
         mounts["/console"] = KeepPath(build_console(api_deps))
-    ops, started = ops_mounts(runtime, reader, reach.backfill_pending, activation.store, tokens)
+    supervised = roles != frozenset(ROLES)  # one process of several: /metrics merges them
+    if supervised:
+        services.append(MetricsPublisher(settings.data_path, REGISTRY))
+    ops, started = ops_mounts(
+        runtime, reader, reach.backfill_pending, activation.store, tokens, supervised
+    )
     services.append(started)  # last: readiness starts once every service did
     mounts.update(ops)
     return Assembly(
