@@ -31,8 +31,7 @@ figures from ``DATA_DIR/run/pipeline.json`` and queues what it asks of the proce
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -101,20 +100,9 @@ class Assembly:
     privacy: PrivacyParts | None = None
 
 
-_ASSEMBLIES: dict[int, Assembly] = {}
-_LOCK = threading.Lock()
-
-
 def assemble(runtime: Runtime) -> Assembly:
-    """The parts of ``runtime``'s serve process (built once per runtime)."""
-    with _LOCK:
-        found = _ASSEMBLIES.get(id(runtime))
-        if found is None:
-            found = _ASSEMBLIES[id(runtime)] = _build(runtime)
-        return found
-
-
-def _build(runtime: Runtime) -> Assembly:
+    """Every part of ``runtime``'s serve process, wired for its roles: call it once per
+    process and pass the :class:`Assembly` on (``segflow.server.run.serve`` does)."""
     settings, clock, data = runtime.settings, runtime.clock, runtime.settings.data_path
     privacy_compose.check_retention(settings)  # ConfigError when the rules read more history
     roles = parse_roles(settings.server.roles)
@@ -314,19 +302,3 @@ class _Closer:
     def stop(self) -> None:
         for close in self.closers:
             close()
-
-
-def services(runtime: Runtime) -> Sequence[Service]:
-    """The background services of the serve process (processor, loader, delivery, ...)."""
-    return assemble(runtime).services
-
-
-def mounts(runtime: Runtime) -> Mapping[str, ASGIApp]:
-    """ASGI apps mounted beside the collector, by path prefix (the admin API at ``/api``)."""
-    return assemble(runtime).mounts
-
-
-def release(runtime: Runtime) -> None:
-    """Forget ``runtime``'s assembly (after shutdown)."""
-    with _LOCK:
-        _ASSEMBLIES.pop(id(runtime), None)

@@ -226,11 +226,9 @@ class Composed:
             con.close()
 
     def close(self) -> None:
-        from segflow.server.compose import release
 
         for service in reversed(self.started):
             service.stop()
-        release(self.runtime)
         self.runtime.close()
 
 

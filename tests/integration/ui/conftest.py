@@ -23,7 +23,7 @@ from segflow.api.app import ApiDeps
 from segflow.config import load_settings
 from segflow.ml.registry import ModelSpec, Registry, RunRecord
 from segflow.server.app import KeepPath, build_app
-from segflow.server.compose import Assembly, assemble, release
+from segflow.server.compose import Assembly, assemble
 from segflow.server.runtime import Runtime
 from segflow.server.snapshots import LocalFigures
 from segflow.stream.compose import build_reader
@@ -127,7 +127,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         server.should_exit = True
         thread.join()
         parts.services[0].stop()  # the stores (services never started; shutdown closed the log)
-        release(rt)
 
 
 def seed_cluster_run(served: Served, model: str = "customer_segments") -> None:

@@ -10,7 +10,7 @@ import httpx
 
 from segflow.config import load_settings
 from segflow.ml.registry import Registry
-from segflow.server.compose import assemble, release
+from segflow.server.compose import assemble
 from segflow.server.runtime import Runtime
 from segflow.spec import Event
 from segflow.stream.compose import build_reader
@@ -54,7 +54,6 @@ def test_scores_come_with_their_reasons(tmp_path: Path) -> None:
     finally:
         for service in parts.services[:1]:
             service.stop()
-        release(runtime)
         runtime.close()
 
 
