@@ -253,6 +253,8 @@ def _run(name: str, job: str | None, data_dir: Path | None, as_of_ms: int | None
         for k, v in run.metrics.items()
         if k not in ("projection", "calibration", "backtest", "scoring")
     }
+    if run.metrics.get("warning"):
+        typer.echo(f"warning: {run.metrics['warning']}", err=True)
     typer.echo(
         json.dumps(
             {

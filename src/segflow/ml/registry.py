@@ -142,6 +142,10 @@ class Registry:
                 return spec
         raise ModelNotFound(name)
 
+    def defined_models(self) -> set[str]:
+        """The names of the models someone defined (stored), not the built-in defaults."""
+        return {str(r[0]) for r in self.con.execute("SELECT name FROM ml_models").fetchall()}
+
     def list_models(self) -> list[ModelSpec]:
         stored = [
             msgspec.json.decode(r[0], type=ModelSpec)
