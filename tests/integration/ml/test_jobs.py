@@ -257,10 +257,10 @@ def test_a_model_no_better_than_its_baseline_warns_and_is_not_used(warehouse: Wa
     with pytest.raises(ModelNotFound):
         ctx.registry.latest_artifact("churn")
     # with a model that did beat its baseline before, that one stays and keeps scoring
-    ctx.registry.put_model(ModelSpec(name="m", kind="propensity", target='performs "Order Completed" within 7 days'), now_ms=NOW)  # fmt: skip
+    ctx.registry.put_model(ModelSpec(name="m", kind="propensity", target='performs "Order Completed" within 7 days', n_cutoffs=2), now_ms=NOW)  # fmt: skip
     first = run_job(ctx, "m")
     assert first.metrics["used_for_scoring"] is True
-    ctx.registry.put_model(ModelSpec(name="m", kind="propensity", target="no activity within 30 days"), now_ms=NOW)  # fmt: skip
+    ctx.registry.put_model(ModelSpec(name="m", kind="propensity", target="no activity within 30 days", n_cutoffs=3), now_ms=NOW)  # fmt: skip
     second = run_job(ctx, "m")
     assert second.metrics["used_for_scoring"] is False
     assert "the previous model keeps scoring" in second.metrics["warning"]
