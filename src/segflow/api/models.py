@@ -96,11 +96,9 @@ def _list(reg: Registry, request: Request, body: dict[str, Any]) -> Any:
 
 def _show(reg: Registry, request: Request, body: dict[str, Any]) -> Any:
     name = request.path_params["name"]
-    runs = reg.runs(name, 10)
-    trained = next((r for r in runs if r.status == "succeeded" and r.job == "train"), None)
     # the newest training's verdict: a model no better than its baseline is not used
-    warning = trained.metrics.get("warning") if trained is not None else None
-    return {"spec": reg.get_model(name), "runs": runs, "warning": warning}
+    spec = reg.get_model(name)
+    return {"spec": spec, "runs": reg.runs(name, 10), "warning": reg.training_warning(name)}
 
 
 def _runs(reg: Registry, request: Request, body: dict[str, Any]) -> Any:

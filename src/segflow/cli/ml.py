@@ -163,6 +163,7 @@ def models_show(
         raise _fail(exc) from exc
     out: dict[str, Any] = {
         "model": msgspec.to_builtins(spec),
+        "warning": registry.training_warning(name),
         "runs": [msgspec.to_builtins(r) for r in registry.runs(name, runs)],
     }
     if spec.kind == "cluster":

@@ -181,6 +181,12 @@ class Registry:
                 return run
         return None
 
+    def training_warning(self, model: str) -> str | None:
+        """The newest successful training's warning (e.g. not better than its baseline, so
+        not used for scoring), or None."""
+        trained = self.last_run(model, "train")
+        return None if trained is None else trained.metrics.get("warning")
+
     def save_artifact(self, model: str, run_id: str, obj: object, *, now_ms: int) -> None:
         """Store a fitted model; the newest ``KEEP_ARTIFACTS`` of each model are kept."""
         self.con.execute(

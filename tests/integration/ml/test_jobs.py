@@ -250,6 +250,7 @@ def test_a_model_no_better_than_its_baseline_warns_and_is_not_used(warehouse: Wa
     assert m["used_for_scoring"] is False and m["scoring"] is None
     assert "not better than its baseline" in m["warning"]
     assert "no scores are written" in m["warning"]
+    assert ctx.registry.training_warning("churn") == m["warning"]  # the API and CLI show it
     assert (
         con.execute("SELECT count(*) FROM profile_scores WHERE model LIKE 'churn%'").fetchone()[0]
         == 0
