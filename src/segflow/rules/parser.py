@@ -270,6 +270,12 @@ class Parser:
         return ast.Aggregate(func, selector, path, window)  # type: ignore[arg-type]
 
     def value_test(self, value: ast.Value) -> ast.Condition:
+        if (
+            isinstance(value, ast.ScoreRef)
+            and self.at("in")
+            and self.peek().text.lower() in ("top", "bottom")
+        ):
+            return self.rank_test(value)
         if self.accept("exists"):
             return ast.Exists(value)
         if self.at("does") and self.peek().text.lower() == "not":
@@ -283,6 +289,23 @@ class Parser:
             return ast.TimeIn(value, self.required_window())
         op, operand = self.comparison("the value")
         return ast.Compare(value, op, operand)
+
+    def rank_test(self, score: ast.ScoreRef) -> ast.Condition:
+        """``score M in top P%`` / ``in bottom P%``: lowered to a comparison on the share of the
+        run's scored profiles scored at least (at most) as high as the profile (docs/segments.md)."""
+        self.take()
+        top = self.take().text.lower() == "top"
+        tok = self.tok
+        value = tok.value if tok.kind is Kind.NUMBER else None
+        if not isinstance(value, int | float) or not 0 < value <= 100:
+            raise self.fail(
+                f"expected a percentage above 0 and at most 100 (e.g. top 10%) but found "
+                f"{self.describe()}"
+            )
+        self.take()
+        if not self.accept("%", "percent"):
+            raise self.fail(f"expected '%' after {tok.text} but found {self.describe()}")
+        return ast.Compare(ast.ScoreRef(score.model, "top" if top else "bottom"), "<=", value / 100)
 
     def comparison(self, what: str) -> tuple[ast.CompareOp, ast.Scalar | tuple[ast.Scalar, ...]]:
         if self.tok.kind is Kind.OP:
@@ -540,7 +563,7 @@ def parse(text: str) -> ast.Rule:
     """Parse a segment rule; raises :class:`RuleSyntaxError` listing every error.
 
     >>> parse('trait plan = "pro" and score churn >= 0.7').condition.items[1].left
-    ScoreRef(model='churn')
+    ScoreRef(model='churn', rank=None)
     """
     parser = Parser(text)
     condition = parser.parse_condition()

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.engines import Backend, DuckDBBackend
 
+from segflow.ml.ranks import with_ranks
 from segflow.rules import StaticProfile, ast, compile_segments, parse, parse_trait
 from segflow.rules.incremental import kernel
 from segflow.rules.render import render
@@ -286,12 +288,26 @@ def histories(draw: Any, max_events: int = 40) -> list[Arrival]:
     return arrivals
 
 
+def ranked(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``scores`` plus each profile's rank shares (``churn:top``, ``churn:bottom``), computed
+    over the profiles that have a score, as a scoring run stores them (segflow.ml.ranks)."""
+    out = {p: dict(by_model) for p, by_model in scores.items()}
+    for model in sorted({m for by_model in scores.values() for m in by_model}):
+        pids = sorted(p for p, by_model in scores.items() if model in by_model)
+        values = np.array([scores[p][model] for p in pids], dtype=np.float64)
+        for key, shares in list(with_ranks(model, values))[1:]:
+            for p, share in zip(pids, shares.tolist(), strict=True):
+                out[p][key] = share
+    return out
+
+
+# scores of one scoring run: ties are common (0.1 twice), so "in top P%" meets them
 models = st.fixed_dictionaries(
     {
-        p: st.dictionaries(st.just("churn"), st.sampled_from([0.1, 0.7, 0.9]), max_size=1)
+        p: st.dictionaries(st.just("churn"), st.sampled_from([0.1, 0.3, 0.7, 0.9]), max_size=1)
         for p in ["p1", "p2", "p3"]
     }
-)
+).map(ranked)
 clusters = st.fixed_dictionaries(
     {
         p: st.dictionaries(
@@ -552,6 +568,11 @@ misc = st.sampled_from(
         "first seen before 30 days ago",
         "score churn >= 0.7",
         "score churn does not exist",
+        "score churn in top 34%",
+        "score churn in top 50%",
+        "score churn in top 100%",
+        "score churn in bottom 40 percent",
+        "score of model churn in bottom 67%",
         'cluster customer_segments = "High spenders"',
         "cluster of model customer_segments exists",
         "did any event on at least 2 of last 3 days",

@@ -453,3 +453,32 @@ def test_freshness_measures_backfilled_events_apart_from_live_ones(served: Serve
     shown = page[page.index('id="freshness"') :].split("</p>")[0]
     assert "event to membership p50" in shown and "(1 changes)" in shown
     assert "30 changes came from backfilled events" in shown
+
+
+def test_a_model_no_better_than_its_baseline_is_flagged_on_its_card(served: Served) -> None:
+    import time
+
+    from segflow.ml.registry import Registry, RunRecord
+
+    warning = (
+        "churn: held-out ROC AUC 0.801 is not better than its baseline (0.823); this model is"
+        " not used for scoring; no scores are written until a trained model beats it"
+    )
+    curve = [{"share": k / 10, "lift": 9.87 if k == 1 else 1.0} for k in range(1, 11)]
+    validation = {"roc_auc": 0.801, "lift_top_decile": 9.87, "n": 100, "lift_curve": curve,
+                  "calibration": [{"bin_low": 0.0, "bin_high": 0.5, "count": 100,
+                                   "mean_predicted": 0.2, "observed_rate": 0.2}]}  # fmt: skip
+    now = time.time_ns() // 1_000_000
+    con = served.deps.warehouse()
+    try:
+        Registry(con).record_run(RunRecord(run_id="run-c", model="churn", kind="propensity", job="train",
+                                           status="succeeded", started_at_ms=now,
+                                           metrics={"validation": validation, "baseline": {"roc_auc": 0.823},
+                                                    "used_for_scoring": False, "warning": warning}))  # fmt: skip
+    finally:
+        con.close()
+    with login(served, "read") as client:
+        page = client.get("/console/models").text
+    card = page[page.index("churn <span") :].split("</section>")[0]
+    assert 'role="alert"' in card and "not better than its baseline (0.823)" in card
+    assert "lift_top_decile <b>9.87</b>" in card
