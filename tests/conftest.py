@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from tests.support.engines import unavailable
 
-from segflow.catalogdb import CatalogTarget, SharedCatalog
+from segflow.catalog.db import CatalogTarget, SharedCatalog
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from segflow.activate.models import Attempt, Delivery, DestinationStats
-from segflow.sqlite import connect
+from segflow.db.sqlite import connect
 
 _COLS = (
     "id",

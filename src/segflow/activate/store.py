@@ -30,7 +30,7 @@ from segflow.activate.exceptions import DestinationExistsError, DestinationNotFo
 from segflow.activate.models import Destination, SecretInfo, Subscription
 from segflow.activate.secretbox import SecretBox, fingerprint
 from segflow.activate.signing import SECRET_PREFIX
-from segflow.sqlite import vacuum
+from segflow.db.sqlite import vacuum
 
 
 class NewDelivery(msgspec.Struct, frozen=True, kw_only=True):

@@ -50,8 +50,8 @@ from segflow.api.profiles import Splitter, profile_routes
 from segflow.api.segments import segment_routes
 from segflow.api.sources import source_routes
 from segflow.api.tokens import token_routes
-from segflow.audit import AuditLog
-from segflow.catalogdb import CatalogTarget
+from segflow.catalog.audit import AuditLog
+from segflow.catalog.db import CatalogTarget
 from segflow.ml.jobs import AttributeSink
 from segflow.privacy.service import PrivacyService
 from segflow.segments.service import SegmentService

@@ -28,7 +28,7 @@ import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from segflow.catalogdb import CatalogTarget, open_catalog_db
+from segflow.catalog.db import CatalogTarget, open_catalog_db
 from segflow.errors import ValidationError
 
 ROLES = ("read", "editor", "admin")

@@ -19,9 +19,9 @@ from starlette.routing import Route
 
 from segflow.api.auth import Authorize
 from segflow.api.common import actor, endpoint
-from segflow.audit import AuditLog
 from segflow.backup import create_backup
 from segflow.backup.warehouse import hold_in_process
+from segflow.catalog.audit import AuditLog
 from segflow.errors import ValidationError
 
 

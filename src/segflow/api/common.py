@@ -51,7 +51,7 @@ from segflow.errors import (
     TransientError,
     ValidationError,
 )
-from segflow.logs import REQUEST_ID
+from segflow.telemetry.logs import REQUEST_ID
 
 log = logging.getLogger(__name__)
 

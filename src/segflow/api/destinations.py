@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from segflow.activate.service import ActivationService
 from segflow.api.common import actor, answer, json_body
-from segflow.audit import AuditLog
+from segflow.catalog.audit import AuditLog
 from segflow.errors import NotFoundError, ValidationError
 
 Authorize = Callable[[Request, str], Awaitable[None]]

@@ -19,7 +19,7 @@ import msgspec
 from segflow.api.common import error_body
 from segflow.collect.asgi import ASGIApp, Message, Receive, Scope, Send, declared_length
 from segflow.collect.exceptions import PayloadTooLarge
-from segflow.metrics import REQUESTS_REFUSED
+from segflow.telemetry.metrics import REQUESTS_REFUSED
 
 LIMIT_NAME = "api.max_body_bytes"
 

@@ -30,8 +30,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from segflow.api.common import actor, answer, json_body, query_int
-from segflow.audit import AuditLog
-from segflow.catalogdb import CatalogTarget
+from segflow.catalog.audit import AuditLog
+from segflow.catalog.db import CatalogTarget
 from segflow.clock import Clock
 from segflow.errors import ValidationError
 from segflow.ml.jobs import AttributeSink

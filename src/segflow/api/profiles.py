@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from segflow.api.auth import Authorize
 from segflow.api.common import actor, answer
-from segflow.audit import AuditLog
+from segflow.catalog.audit import AuditLog
 from segflow.errors import NotFoundError, ValidationError
 from segflow.profiles import Profile
 from segflow.rules.ast import split_scores

@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from segflow.api.auth import Authorize
 from segflow.api.common import actor, endpoint, query_int
-from segflow.audit import AuditLog
+from segflow.catalog.audit import AuditLog
 from segflow.collect.catalog import SourceCatalog, SourceConfig
 from segflow.collect.webhooks.manage import (
     Encrypter,

@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from segflow.api.auth import ROLES, Authorize, TokenInfo, TokenStore
 from segflow.api.common import actor, endpoint
-from segflow.audit import AuditLog
+from segflow.catalog.audit import AuditLog
 from segflow.errors import NotFoundError, ValidationError
 
 MAX_NAME = 100

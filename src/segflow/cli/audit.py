@@ -25,8 +25,8 @@ def audit(
     config: Path | None = ConfigOption,
 ) -> None:
     """Every change made through the API, the CLI or the console, newest first."""
-    from segflow.audit import AuditLog
-    from segflow.catalogdb import catalog_target
+    from segflow.catalog.audit import AuditLog
+    from segflow.catalog.db import catalog_target
 
     log = AuditLog(catalog_target(resolve_settings(data_dir, config)))
     try:

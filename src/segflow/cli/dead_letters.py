@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
+from segflow.db.sqlite import connect
 from segflow.log.sqlite import read_dead_letters
-from segflow.sqlite import connect
 
 dead_letters_app = typer.Typer(
     help="Messages the collector refused, with the reason.", no_args_is_help=True

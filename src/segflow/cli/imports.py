@@ -30,7 +30,7 @@ def import_(
     config: Path | None = ConfigOption,
 ) -> None:
     """Import a file of historical events (validated, deduped and dead-lettered like live ones)."""
-    from segflow.catalogdb import catalog_target
+    from segflow.catalog.db import catalog_target
     from segflow.clock import WallClock
     from segflow.collect.catalog import SourceCatalog
     from segflow.collect.ingest import Ingestor

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from segflow.catalogdb import CatalogTarget
+from segflow.catalog.db import CatalogTarget
 from segflow.cli.render import JsonOption, record
 from segflow.clock import Clock, ManualClock, WallClock
 from segflow.errors import SegflowError
@@ -216,7 +216,7 @@ def save_cluster(
 
 def _catalog(data_dir: Path | None) -> CatalogTarget:
     """The catalog of these settings: ``catalog.sqlite`` or the shared one (``shared.dsn``)."""
-    from segflow.catalogdb import catalog_target
+    from segflow.catalog.db import catalog_target
     from segflow.cli.options import resolve_settings
 
     return catalog_target(resolve_settings(data_dir, None))

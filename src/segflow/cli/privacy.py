@@ -36,8 +36,8 @@ TimeoutOption = typer.Option(600.0, "--timeout", help="seconds --wait waits")
 
 
 def _service(data_dir: Path | None, config: Path | None) -> PrivacyService:
-    from segflow.audit import AuditLog
-    from segflow.catalogdb import catalog_target
+    from segflow.catalog.audit import AuditLog
+    from segflow.catalog.db import catalog_target
     from segflow.privacy.compose import regulations_unsupported
     from segflow.privacy.store import PrivacyStore
 
@@ -78,7 +78,7 @@ def _identifiers(
 def _submit(
     kind: str, idents: list[dict[str, str]], svc: PrivacyService, wait: bool, timeout: float
 ) -> None:
-    from segflow.audit import cli_actor
+    from segflow.catalog.audit import cli_actor
 
     try:
         reg = svc.submit(kind, idents, actor=cli_actor())
@@ -167,7 +167,7 @@ def unsuppress(
     config: Path | None = ConfigOption,
 ) -> None:
     """Lift suppressions (their later events are collected again)."""
-    from segflow.audit import cli_actor
+    from segflow.catalog.audit import cli_actor
 
     svc = _service(data_dir, config)
     try:

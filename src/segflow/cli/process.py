@@ -32,7 +32,7 @@ def process(
     ),
 ) -> None:
     """Consume the log into profile state (identity, traits, segments, timers) until stopped."""
-    from segflow.catalogdb import catalog_target
+    from segflow.catalog.db import catalog_target
     from segflow.log.drivers import open_event_log
     from segflow.segments.service import DefinitionWatcher, SegmentService
     from segflow.segments.store import DefinitionStore

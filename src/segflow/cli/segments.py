@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from segflow.audit import AuditLog, cli_actor
-from segflow.catalogdb import catalog_target
+from segflow.catalog.audit import AuditLog, cli_actor
+from segflow.catalog.db import catalog_target
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
 from segflow.cli.render import JsonOption, emit_json, record, rows, working
 from segflow.collect.catalog import SourceCatalog
@@ -46,7 +46,7 @@ def _none(d: Diagnostic) -> str | None:
 
 
 def _service(data_dir: Path | None, config: Path | None) -> SegmentService:
-    from segflow.catalogdb import catalog_target
+    from segflow.catalog.db import catalog_target
     from segflow.segments.store import DefinitionStore
     from segflow.warehouse.connection import connect, warehouse_path
 

@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from segflow.audit import AuditLog, cli_actor
-from segflow.catalogdb import catalog_target
+from segflow.catalog.audit import AuditLog, cli_actor
+from segflow.catalog.db import catalog_target
 from segflow.cli import render
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
 from segflow.cli.render import JsonOption

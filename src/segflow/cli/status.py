@@ -59,7 +59,7 @@ def _text(value: Any) -> str:
 
 def _backfill(settings: Settings) -> dict[str, Any]:
     """Where the processor's backfill of the current rule set is (from its committed state)."""
-    from segflow.catalogdb import catalog_target
+    from segflow.catalog.db import catalog_target
     from segflow.segments.service import SegmentService
     from segflow.segments.store import DefinitionStore
     from segflow.stream import backfill

@@ -15,8 +15,8 @@ import typer
 
 from segflow.api import tokens as service
 from segflow.api.auth import TokenStore
-from segflow.audit import AuditLog, cli_actor
-from segflow.catalogdb import catalog_target
+from segflow.catalog.audit import AuditLog, cli_actor
+from segflow.catalog.db import catalog_target
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
 from segflow.cli.render import JsonOption, emit_json, rows
 from segflow.errors import SegflowError

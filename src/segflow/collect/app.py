@@ -33,9 +33,9 @@ from segflow.collect.responses import error_response
 from segflow.collect.sdk_settings import rudderstack_source_config, segment_settings
 from segflow.collect.webhooks.receiver import Cipher, WebhookReceiver
 from segflow.errors import SegflowError
-from segflow.metrics import REQUESTS_REFUSED
 from segflow.spec.exceptions import InvalidMessage
 from segflow.spec.wire import WireMessage, decode_batch, peek_write_key
+from segflow.telemetry.metrics import REQUESTS_REFUSED
 
 logger = logging.getLogger("segflow.collect")
 

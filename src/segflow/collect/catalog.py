@@ -1,7 +1,7 @@
 """Sources and their write keys, in the catalog (tables ``sources``, ``plan_violations``).
 
 The catalog is ``catalog.sqlite`` or, with ``shared.dsn`` set, shared PostgreSQL tables
-(:mod:`segflow.catalogdb`), so collectors on every host authenticate the same write keys.
+(:mod:`segflow.catalog.db`), so collectors on every host authenticate the same write keys.
 
 A write key is shown once, at creation; only its SHA-256 is stored. Keys are 192 random bits,
 so a fast hash is safe (no dictionary to attack) and keeps authentication per request cheap;
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import msgspec
 
-from segflow.catalogdb import CatalogTarget, open_catalog_db
+from segflow.catalog.db import CatalogTarget, open_catalog_db
 from segflow.clock import Clock, WallClock
 from segflow.collect.exceptions import SourceExists, UnknownSource
 from segflow.collect.plans import TrackingPlan

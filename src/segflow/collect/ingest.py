@@ -38,7 +38,6 @@ from segflow.collect.plans import check_fields, describe
 from segflow.config import CollectSettings
 from segflow.errors import ValidationError
 from segflow.log.base import DeadLetter, Position, ServedLog
-from segflow.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_RECEIVED, EVENTS_REFUSED
 from segflow.spec.events import Event, encode_event
 from segflow.spec.exceptions import InvalidMessage
 from segflow.spec.normalize import NameRules, normalize
@@ -49,6 +48,12 @@ from segflow.spec.wire import (
     decode_message,
     peek_message_id,
     validate,
+)
+from segflow.telemetry.metrics import (
+    EVENTS_ACCEPTED,
+    EVENTS_DUPLICATE,
+    EVENTS_RECEIVED,
+    EVENTS_REFUSED,
 )
 
 _CHUNK = 5_000

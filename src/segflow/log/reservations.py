@@ -41,8 +41,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from segflow.db.sqlite import connect
 from segflow.log.dedupe import dedupe_key
-from segflow.sqlite import connect
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS reservations(key BLOB PRIMARY KEY, received_at_ms INTEGER NOT NULL,"

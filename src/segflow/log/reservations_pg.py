@@ -37,7 +37,7 @@ copies are DUPLICATE when it was reserved, else classified from the snapshot lik
 Stored rows older than two windows are deleted every
 :data:`~segflow.log.reservations.PRUNE_EVERY` calls (``FOR UPDATE SKIP LOCKED``: prunes running
 on several collectors skip each other's rows instead of waiting). A lost connection raises
-:class:`~segflow.postgres.SharedStoreUnavailable` and is reopened on the next call.
+:class:`~segflow.db.postgres.SharedStoreUnavailable` and is reopened on the next call.
 
 Cost (``benchmarks/reservations.py``, server on loopback with fsync on, docs/scaling.md): a
 reserve of 50 keys ~1.5 ms, of 2,500 keys ~38 ms; the confirm about as much again. Across a
@@ -50,8 +50,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from segflow.db.postgres import SharedStoreUnavailable, connect_shared
 from segflow.log.reservations import PRUNE_EVERY, Reservation, ReservedRow, classify
-from segflow.postgres import SharedStoreUnavailable, connect_shared
 
 TABLE = "dedupe_reservations"
 _DDL = (
@@ -98,7 +98,7 @@ class PgReservationStore:
     docstring). Thread-safe; shared by the collector processes of every host.
 
     ``dsn`` and ``schema`` are ``shared.dsn`` and ``shared.schema``; the table is created when
-    missing. Raises :class:`~segflow.postgres.SharedStoreUnavailable` when the server cannot
+    missing. Raises :class:`~segflow.db.postgres.SharedStoreUnavailable` when the server cannot
     be reached.
     """
 

@@ -40,13 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from segflow.clock import DAY_MS, Clock, WallClock
+from segflow.db.sqlite import connect, vacuum
 from segflow.log.base import DeadLetter, Position, Record, partition_for
 from segflow.log.bell import Bell
 from segflow.log.dedupe import DedupeIndex, dedupe_key
 from segflow.log.exceptions import LogWriteFailed
 from segflow.log.queued import PendingAppend, QueuedAppends
 from segflow.spec.events import decode_event
-from segflow.sqlite import connect, vacuum
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",

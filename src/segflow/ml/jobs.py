@@ -30,7 +30,6 @@ import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 from segflow.clock import DAY_MS, Clock
-from segflow.metrics import JOB_DURATION
 from segflow.ml import cards as cards_mod
 from segflow.ml.clustering import ClusterConfig, ClusterModel, changed_share, fit_clusters
 from segflow.ml.exceptions import MLInputError, ModelNotFound
@@ -40,6 +39,7 @@ from segflow.ml.propensity import PropensityModel, build_training_set, train, tr
 from segflow.ml.ranks import with_ranks
 from segflow.ml.registry import ModelSpec, Registry, RunRecord
 from segflow.ml.targets import parse_target
+from segflow.telemetry.metrics import JOB_DURATION
 
 Progress = Callable[[str, float], None]
 HISTORY_SAMPLE = 10_000

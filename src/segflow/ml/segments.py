@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Protocol
 
-from segflow.catalogdb import CatalogTarget
+from segflow.catalog.db import CatalogTarget
 from segflow.ml.exceptions import ModelNotFound
 from segflow.ml.registry import Registry
 

@@ -6,7 +6,7 @@ blocks as they were. So after a regulation erases a person:
 
 - each SQLite file (``log.sqlite``, ``state.sqlite``, ``delivery.sqlite``, ``catalog.sqlite``)
   is ``VACUUM``-ed by the connection that owns its writes, under that owner's lock, and its
-  write-ahead file is checkpointed and truncated to zero bytes (:func:`segflow.sqlite.vacuum`);
+  write-ahead file is checkpointed and truncated to zero bytes (:func:`segflow.db.sqlite.vacuum`);
 - the RocksDB state (``state/``) is flushed, fully compacted into its bottommost level with
   the tombstones dropped, and its MANIFEST started afresh, while the processor goes on; the
   old WAL, SST and MANIFEST files are deleted before it returns
@@ -28,10 +28,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
+from segflow.db.sqlite import connect, vacuum
 from segflow.privacy.exceptions import StepTimeout
 from segflow.privacy.job import Owners
 from segflow.privacy.store import PrivacyStore
-from segflow.sqlite import connect, vacuum
 from segflow.warehouse.connection import warehouse_path
 from segflow.warehouse.erase import rewrite
 

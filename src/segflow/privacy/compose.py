@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segflow.activate.store import DeliveryStore
-from segflow.audit import AuditLog
-from segflow.catalogdb import catalog_target
+from segflow.catalog.audit import AuditLog
+from segflow.catalog.db import catalog_target
 from segflow.clock import Clock
 from segflow.collect.ingest import Ingestor
 from segflow.config import Settings

@@ -44,7 +44,7 @@ import msgspec
 
 from segflow.activate import erase as activate_erase
 from segflow.activate.store import DeliveryStore
-from segflow.audit import AuditLog
+from segflow.catalog.audit import AuditLog
 from segflow.clock import Clock
 from segflow.config import PrivacySettings
 from segflow.identity import Identifier

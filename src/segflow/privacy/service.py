@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from segflow.audit import AuditLog
+from segflow.catalog.audit import AuditLog
 from segflow.errors import ValidationError
 from segflow.identity import Identifier, IdentityRules
 from segflow.privacy.exceptions import RegulationNotFound, RegulationsUnsupported

@@ -1,5 +1,5 @@
 """Regulations and suppressions in the catalog (the control plane): ``catalog.sqlite``, or the
-shared PostgreSQL catalog with ``shared.dsn`` (:mod:`segflow.catalogdb`).
+shared PostgreSQL catalog with ``shared.dsn`` (:mod:`segflow.catalog.db`).
 
 Tables:
 
@@ -32,9 +32,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from segflow.catalogdb import CatalogTarget, open_catalog_db
+from segflow.catalog.db import CatalogTarget, open_catalog_db
+from segflow.db.sqlite import vacuum
 from segflow.privacy.exceptions import RegulationNotFound
-from segflow.sqlite import vacuum
 
 RegulationType = Literal["delete", "suppress", "suppress_and_delete"]
 Status = Literal["pending", "running", "finished", "failed"]

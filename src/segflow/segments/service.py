@@ -28,8 +28,8 @@ from typing import Any
 
 import duckdb
 
-from segflow.audit import AuditLog
 from segflow.background import BackgroundLoop
+from segflow.catalog.audit import AuditLog
 from segflow.clock import Clock, WallClock
 from segflow.errors import SegflowError, ValidationError
 from segflow.rules import Diagnostic, RuleSyntaxError, SegmentProgram, check, compile_segments

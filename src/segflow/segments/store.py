@@ -1,8 +1,8 @@
 """The versioned catalog of segment and computed-trait definitions (``catalog.sqlite``, or
-the shared PostgreSQL catalog with ``shared.dsn``: :mod:`segflow.catalogdb`).
+the shared PostgreSQL catalog with ``shared.dsn``: :mod:`segflow.catalog.db`).
 
 Every edit is a new version; a delete is a tombstone version, so history is never lost. The
-next version is read and written in one :meth:`~segflow.catalogdb.CatalogDB.write`
+next version is read and written in one :meth:`~segflow.catalog.db.CatalogDB.write`
 transaction, so editors in several processes or on several hosts never collide.
 
 >>> import tempfile, os
@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from segflow.catalogdb import CatalogTarget, open_catalog_db
+from segflow.catalog.db import CatalogTarget, open_catalog_db
 from segflow.errors import NotFoundError, ValidationError
 
 Kind = Literal["segment", "trait"]

@@ -13,10 +13,10 @@ import os
 import msgspec
 
 from segflow.config import Settings, load_settings
-from segflow.logs import configure_logging
 from segflow.server import compose
 from segflow.server.app import ServeApp, build_app
 from segflow.server.runtime import Runtime
+from segflow.telemetry.logs import configure_logging
 
 SETTINGS_ENV = "SEGFLOW_SETTINGS_JSON"
 

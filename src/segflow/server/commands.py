@@ -41,6 +41,7 @@ from typing import Any
 import msgspec
 
 from segflow.background import BackgroundLoop
+from segflow.db.sqlite import connect
 from segflow.errors import (
     ConflictError,
     NotFoundError,
@@ -48,7 +49,6 @@ from segflow.errors import (
     TransientError,
     ValidationError,
 )
-from segflow.sqlite import connect
 from segflow.stream.processor import Processor
 
 log = logging.getLogger(__name__)

@@ -45,10 +45,9 @@ from segflow.activate.worker import DeliveryWorker
 from segflow.api.app import ApiDeps, build_api
 from segflow.api.auth import TokenStore
 from segflow.api.profiles import Splitter
-from segflow.audit import AuditLog
-from segflow.catalogdb import catalog_target
+from segflow.catalog.audit import AuditLog
+from segflow.catalog.db import catalog_target
 from segflow.collect.asgi import ASGIApp
-from segflow.metrics import REGISTRY
 from segflow.ml.jobs import AttributeSink
 from segflow.privacy import compose as privacy_compose
 from segflow.privacy.compose import PrivacyParts
@@ -75,6 +74,7 @@ from segflow.server.services import Service
 from segflow.server.snapshots import FigureSource, LocalFigures, SnapshotFigures, SnapshotWriter
 from segflow.stream.compose import build_processor, build_reader
 from segflow.stream.processor import Processor
+from segflow.telemetry.metrics import REGISTRY
 from segflow.ui import build_console
 from segflow.warehouse import backends as warehouse_backends
 from segflow.warehouse.loader import CONSUMER_GROUP as LOADER_GROUP

@@ -1,6 +1,6 @@
 """``/metrics`` for the whole supervised server: every process's counters, merged at scrape.
 
-Under ``segflow serve``'s supervisor the metrics of :mod:`segflow.metrics` are counted where
+Under ``segflow serve``'s supervisor the metrics of :mod:`segflow.telemetry.metrics` are counted where
 the work happens: the collector's in each HTTP worker, the processor's and the loader's in the
 ``pipeline`` child, delivery's in ``activate``. Each child publishes its samples every
 ``interval_s`` (:class:`MetricsPublisher`: ``DATA_DIR/run/metrics/PID.json``, written

@@ -5,7 +5,7 @@
   the background services started, the stores answer, and each consumer group (processor,
   warehouse loader) lags at most ``observability.ready_max_lag`` records (0: no bound).
 - ``/metrics``: the Prometheus text format: the process-wide metrics of
-  :mod:`segflow.metrics` plus :class:`~segflow.server.gauges.StoreGauges`. Open by default
+  :mod:`segflow.telemetry.metrics` plus :class:`~segflow.server.gauges.StoreGauges`. Open by default
   (segflow binds loopback by default; scrape it where the port is reachable); with
   ``observability.metrics_auth = "token"`` it needs an API token with role ``read``
   (``Authorization: Bearer``, Prometheus' ``authorization.credentials_file``).
@@ -37,9 +37,9 @@ from prometheus_client.registry import Collector
 
 from segflow.collect.asgi import Receive, Scope, Send, send_json
 from segflow.log.base import ServedLog
-from segflow.metrics import REGISTRY, render
 from segflow.server.gauges import consumer_lag
 from segflow.server.metricfiles import merged, published
+from segflow.telemetry.metrics import REGISTRY, render
 
 logger = logging.getLogger("segflow.server.ops")
 PATHS = ("/metrics", "/healthz", "/readyz")

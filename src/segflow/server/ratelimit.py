@@ -37,7 +37,7 @@ from segflow.api.common import error_response
 from segflow.collect.asgi import ASGIApp, Receive, Scope, Send, header
 from segflow.collect.limits import TokenBuckets
 from segflow.errors import SegflowError
-from segflow.metrics import REQUESTS_REFUSED
+from segflow.telemetry.metrics import REQUESTS_REFUSED
 
 
 def token_of(scope: Scope) -> str | None:

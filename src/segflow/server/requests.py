@@ -2,7 +2,7 @@
 
 The id is the incoming ``X-Request-Id`` when it is a short printable token, else a new random
 one; it is returned in the response's ``X-Request-Id`` header and set in
-:data:`segflow.logs.REQUEST_ID` for every log line written while the request runs. Latency
+:data:`segflow.telemetry.logs.REQUEST_ID` for every log line written while the request runs. Latency
 goes to ``segflow_http_request_duration_seconds`` labelled with the app (collect, admin,
 console, ops) and the route *template* (never a raw path: paths carry write keys and ids).
 The access line (logger ``segflow.access``, INFO) has the method, route, status and
@@ -29,8 +29,8 @@ import time
 from typing import Any
 
 from segflow.collect.asgi import ASGIApp, Message, Receive, Scope, Send, header
-from segflow.logs import REQUEST_ID
-from segflow.metrics import HTTP_DURATION
+from segflow.telemetry.logs import REQUEST_ID
+from segflow.telemetry.metrics import HTTP_DURATION
 
 access = logging.getLogger("segflow.access")
 

@@ -22,12 +22,12 @@ import uvicorn
 from segflow.collect.asgi import ASGIApp
 from segflow.config import Settings
 from segflow.errors import ConfigError
-from segflow.logs import configure_logging
 from segflow.server.app import build_app
 from segflow.server.listener import bind_listener, check_port, inherited
 from segflow.server.roles import HTTP_ROLES, parse_roles
 from segflow.server.runtime import Runtime
 from segflow.server.services import Service, ServiceGroup
+from segflow.telemetry.logs import configure_logging
 
 
 class Parts(Protocol):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from segflow.catalogdb import catalog_target
+from segflow.catalog.db import catalog_target
 from segflow.clock import Clock, WallClock
 from segflow.collect.catalog import SourceCatalog
 from segflow.collect.ingest import Ingestor

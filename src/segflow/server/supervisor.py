@@ -278,9 +278,9 @@ def supervise(
     make the data directory's stores once, then supervise the children until a stop signal.
 
     ``extra`` are flags every child gets as well (``--config``, ``--log-level``...)."""
-    from segflow.logs import configure_logging
     from segflow.server.commands import CommandQueue, queue_path
     from segflow.server.runtime import Runtime
+    from segflow.telemetry.logs import configure_logging
 
     listener = bind_listener(settings.server.host, settings.server.port)
     port = int(listener.getsockname()[1])  # --port 0: the one the kernel chose

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from segflow.metrics import FRESHNESS
+from segflow.telemetry.metrics import FRESHNESS
 
 Kind = Literal["event", "timer", "backfill"]
 LATE_MS = 3_600_000

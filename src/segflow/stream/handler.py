@@ -21,7 +21,6 @@ from segflow.identity import (
 )
 from segflow.identity.identifiers import extractor
 from segflow.log.base import LogReader, Record
-from segflow.metrics import RULE_EVAL, RULE_EVAL_SAMPLE
 from segflow.profiles import Profile, apply_event, merge_into
 from segflow.spec.changes import (
     CONSENT_TRAIT,
@@ -35,6 +34,7 @@ from segflow.stream.batch import Batch, Pending
 from segflow.stream.evaluator import EvalResult, Evaluation, SegmentEvaluator
 from segflow.stream.freshness import LATE_MS
 from segflow.stream.replay import replay
+from segflow.telemetry.metrics import RULE_EVAL, RULE_EVAL_SAMPLE
 
 log = logging.getLogger(__name__)
 _MISS = object()

@@ -31,7 +31,6 @@ from segflow.clock import Clock, WallClock
 from segflow.errors import NotFoundError
 from segflow.identity import Identifier, IdentityRules
 from segflow.log.base import LogReader, Record
-from segflow.metrics import MEMBERSHIPS, PROCESSOR_BATCH, PROCESSOR_EVENTS
 from segflow.rules.incremental import SegmentProgram
 from segflow.rules.incremental.kernel import compile_kernel
 from segflow.stream import backfill, keys
@@ -44,6 +43,7 @@ from segflow.stream.outbox import StateChangeFeed
 from segflow.stream.split import SplitResult, split_profile
 from segflow.stream.state.base import StateStore, StateTransaction
 from segflow.stream.state.optimistic import StateConflict
+from segflow.telemetry.metrics import MEMBERSHIPS, PROCESSOR_BATCH, PROCESSOR_EVENTS
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")

@@ -36,9 +36,9 @@ from typing import Any, Generic, TypeVar
 from segflow.clock import Clock
 from segflow.config import WarehouseSettings
 from segflow.log.base import EventLog, Record
-from segflow.metrics import JOB_DURATION, LOADER_EVENTS
 from segflow.spec.changes import AnyChange, ChangeFeed
 from segflow.spec.events import Event
+from segflow.telemetry.metrics import JOB_DURATION, LOADER_EVENTS
 from segflow.warehouse.batches import events_table
 from segflow.warehouse.changes import apply_changes
 from segflow.warehouse.connection import connect

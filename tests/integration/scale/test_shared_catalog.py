@@ -20,12 +20,12 @@ import psycopg
 import pytest
 
 from segflow.api.auth import TokenStore
-from segflow.audit import AuditLog
-from segflow.catalogdb import SharedCatalog
+from segflow.catalog.audit import AuditLog
+from segflow.catalog.db import SharedCatalog
 from segflow.collect.catalog import SourceCatalog, SourceConfig
 from segflow.collect.exceptions import SourceExists
 from segflow.config import Settings, load_settings
-from segflow.postgres import SharedStoreUnavailable
+from segflow.db.postgres import SharedStoreUnavailable
 from segflow.privacy.store import HashedIdentifier, PrivacyStore, Work
 from segflow.rules import SegmentProgram
 from segflow.segments.service import DefinitionWatcher, SegmentService

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from segflow.api.auth import TokenStore, authorizer
-from segflow.catalogdb import CatalogTarget
+from segflow.catalog.db import CatalogTarget
 from segflow.errors import ValidationError
 
 

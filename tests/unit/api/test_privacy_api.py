@@ -14,8 +14,8 @@ from starlette.applications import Starlette
 
 from segflow.api.auth import TokenStore, authorizer
 from segflow.api.privacy import privacy_routes
-from segflow.audit import AuditLog
-from segflow.catalogdb import CatalogTarget
+from segflow.catalog.audit import AuditLog
+from segflow.catalog.db import CatalogTarget
 from segflow.privacy.service import PrivacyService
 from segflow.privacy.store import HashedIdentifier, PrivacyStore
 

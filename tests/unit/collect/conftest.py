@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from segflow.catalogdb import CatalogTarget
+from segflow.catalog.db import CatalogTarget
 from segflow.clock import ManualClock
 from segflow.collect.catalog import SourceCatalog
 from segflow.collect.ingest import Ingestor

@@ -244,8 +244,8 @@ def pg_stores(postgres_dsn: str, tmp_path: Path) -> Iterator[Stores]:
 
 def test_postgres_unreachable_is_a_transient_error() -> None:
     pytest.importorskip("psycopg")
+    from segflow.db.postgres import SharedStoreUnavailable
     from segflow.log.reservations_pg import PgReservationStore
-    from segflow.postgres import SharedStoreUnavailable
 
     dead = "host=127.0.0.1 port=1 user=segflow dbname=postgres connect_timeout=1"
     with pytest.raises(SharedStoreUnavailable, match="cannot reach the shared database"):
@@ -255,7 +255,7 @@ def test_postgres_unreachable_is_a_transient_error() -> None:
 def test_postgres_store_reconnects_after_losing_its_connection(pg_stores: Stores) -> None:
     import psycopg
 
-    from segflow.postgres import SharedStoreUnavailable
+    from segflow.db.postgres import SharedStoreUnavailable
 
     store = pg_stores.open()
     assert store.reserve([(key(1), 10)], now_ms=10) == [FRESH]

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from segflow.catalogdb import CatalogTarget
+from segflow.catalog.db import CatalogTarget
 from segflow.privacy.exceptions import RegulationNotFound
 from segflow.privacy.store import HashedIdentifier, PrivacyStore, Work
 

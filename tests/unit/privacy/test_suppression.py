@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from segflow.catalogdb import CatalogTarget
+from segflow.catalog.db import CatalogTarget
 from segflow.identity import ExternalId, Identifier, IdentityRules
 from segflow.privacy.identifiers import identifier_hash
 from segflow.privacy.store import HashedIdentifier, PrivacyStore

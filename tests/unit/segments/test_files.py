@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from segflow.audit import AuditLog
+from segflow.catalog.audit import AuditLog
 from segflow.errors import ValidationError
 from segflow.segments import files
 from segflow.segments.service import SegmentService

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from segflow.catalogdb import CatalogTarget
+from segflow.catalog.db import CatalogTarget
 from segflow.errors import NotFoundError, ValidationError
 from segflow.rules import SegmentProgram
 from segflow.segments.service import DefinitionWatcher, SegmentService

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tests.support.state import committed_get, committed_scan
 
-from segflow.postgres import SharedStoreUnavailable
+from segflow.db.postgres import SharedStoreUnavailable
 from segflow.stream import MemoryStateStore, SqliteStateStore
 from segflow.stream.state.postgres import PostgresStateStore
 from segflow.stream.state.rocksdb import RocksStateStore

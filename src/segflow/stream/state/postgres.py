@@ -33,7 +33,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from segflow.postgres import SharedStoreUnavailable, connect_shared
+from segflow.db.postgres import SharedStoreUnavailable, connect_shared
 from segflow.stream.state.base import Partition
 from segflow.stream.state.optimistic import OptimisticTransaction
 from segflow.stream.state.sql import LockedReader, LockedTransaction, Pending, sql_partition
@@ -185,7 +185,7 @@ class PostgresStateStore:
     def write_session(self) -> Iterator[PgSession]:
         """A transaction holding the writers' lock; the cache is dropped if another process
         committed since this one last did. A lost connection raises
-        :class:`~segflow.postgres.SharedStoreUnavailable` and is reopened by the next call."""
+        :class:`~segflow.db.postgres.SharedStoreUnavailable` and is reopened by the next call."""
         import psycopg
 
         with self.lock:

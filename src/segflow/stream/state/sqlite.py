@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from segflow.sqlite import connect, vacuum
+from segflow.db.sqlite import connect, vacuum
 from segflow.stream.state.base import Partition
 from segflow.stream.state.sql import (
     CACHED_NAMESPACES,

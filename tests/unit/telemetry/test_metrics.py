@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from segflow.metrics import BatchHistogram
+from segflow.telemetry.metrics import BatchHistogram
 
 BOUNDS = (0.001, 0.01, 0.1, 1.0)
 
@@ -21,4 +21,6 @@ def test_a_batch_histogram_exposes_what_prometheus_would() -> None:
     ours.register(batched)
     batched.add(("s", "event"), np.asarray(values[:4]))
     batched.add(("s", "event"), np.asarray(values[4:]))  # added up across batches
-    assert generate_latest(ours) == generate_latest(theirs)  # segflow.metrics: no *_created
+    assert generate_latest(ours) == generate_latest(
+        theirs
+    )  # segflow.telemetry.metrics: no *_created

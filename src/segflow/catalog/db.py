@@ -5,7 +5,7 @@ The catalog is segflow's control plane: sources and write keys
 (:class:`~segflow.segments.store.DefinitionStore`), API tokens
 (:class:`~segflow.api.auth.TokenStore`), regulations and suppressions
 (:class:`~segflow.privacy.store.PrivacyStore`) and the audit log
-(:class:`~segflow.audit.AuditLog`). On one host it is one SQLite file in the data directory.
+(:class:`~segflow.catalog.audit.AuditLog`). On one host it is one SQLite file in the data directory.
 With ``shared.dsn`` set, it is tables in the ``shared.schema`` schema of that PostgreSQL
 database, so collectors, processors and the API on different hosts see one catalog
 (docs/scaling.md, "Beyond one host").
@@ -59,8 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from segflow.postgres import SharedStoreUnavailable, connect_shared
-from segflow.sqlite import connect
+from segflow.db.postgres import SharedStoreUnavailable, connect_shared
+from segflow.db.sqlite import connect
 
 if TYPE_CHECKING:
     from segflow.config import Settings
@@ -123,7 +123,7 @@ class CatalogDB:
 
     Not locked: each store serialises its own calls (one lock per store, as before). On
     PostgreSQL, a failure of the server or the network raises
-    :class:`~segflow.postgres.SharedStoreUnavailable` (a ``TransientError``: HTTP 503 in the
+    :class:`~segflow.db.postgres.SharedStoreUnavailable` (a ``TransientError``: HTTP 503 in the
     APIs), and the next call connects again (``reopen``); a failed call is never retried
     silently, since a write may have committed before the connection dropped.
     """
@@ -162,7 +162,7 @@ class CatalogDB:
     @contextlib.contextmanager
     def _shared(self) -> Iterator[Any]:
         """The PostgreSQL connection (opened again if it was lost); its failures raise
-        :class:`~segflow.postgres.SharedStoreUnavailable`."""
+        :class:`~segflow.db.postgres.SharedStoreUnavailable`."""
         import psycopg
 
         try:
@@ -204,7 +204,7 @@ def open_catalog_db(target: CatalogTarget, *, sqlite: str, postgres: tuple[str, 
     file, ``postgres`` (``CREATE ... IF NOT EXISTS`` statements) in the shared schema.
 
     Raises :class:`~segflow.errors.ConfigError` when psycopg is missing and
-    :class:`~segflow.postgres.SharedStoreUnavailable` when the shared database cannot be
+    :class:`~segflow.db.postgres.SharedStoreUnavailable` when the shared database cannot be
     reached.
     """
     if isinstance(target, SharedCatalog):

@@ -1,7 +1,7 @@
 """The audit log: every change to segflow's configuration, who made it, when, before and after.
 
 Rows live in the catalog (table ``audit_log``) beside what they describe: ``catalog.sqlite``,
-or the shared PostgreSQL catalog with ``shared.dsn`` (:mod:`segflow.catalogdb`). Writers are
+or the shared PostgreSQL catalog with ``shared.dsn`` (:mod:`segflow.catalog.db`). Writers are
 the services the API, the CLI and the console share (segments and traits, destinations and
 subscriptions, tokens, sources), so a change is recorded once whatever surface made it.
 ``actor`` names who: ``token:<id> (<name>)`` for the API and console, ``cli:<user>`` for
@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from segflow.catalogdb import CatalogTarget, open_catalog_db
+from segflow.catalog.db import CatalogTarget, open_catalog_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (

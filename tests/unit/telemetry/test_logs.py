@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from segflow.logs import REQUEST_ID, configure_logging
+from segflow.telemetry.logs import REQUEST_ID, configure_logging
 
 
 class Tty(io.StringIO):

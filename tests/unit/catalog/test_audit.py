@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from segflow.audit import AuditLog
-from segflow.catalogdb import CatalogTarget, SharedCatalog
-from segflow.postgres import connect_shared
+from segflow.catalog.audit import AuditLog
+from segflow.catalog.db import CatalogTarget, SharedCatalog
+from segflow.db.postgres import connect_shared
 
 
 def test_store_refuses_updates_and_deletes(catalog_target: CatalogTarget) -> None:
