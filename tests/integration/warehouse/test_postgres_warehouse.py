@@ -13,7 +13,7 @@ import pytest
 
 from segflow.clock import DAY_MS, MINUTE_MS, ManualClock
 from segflow.config import CustomFeature, WarehouseSettings, load_settings
-from segflow.segments.service import SegmentService, members_at, profile_history
+from segflow.segments.service import SegmentService, profile_history, recorded_members_at
 from segflow.segments.store import DefinitionStore
 from segflow.spec import Event, IdentityLinked, MembershipChange, ProfileMerged
 from segflow.warehouse import backends
@@ -120,8 +120,8 @@ def test_postgres_loads_the_same_warehouse_as_duckdb(tmp_path: Path, pg_dsn: str
 def test_segment_previews_and_history_on_postgres(tmp_path: Path, pg_dsn: str) -> None:
     duck_cm, pg = _both(tmp_path, pg_dsn)
     with duck_cm as duck, pg:
-        assert members_at(pg, "buyers", T0 - 2 * DAY_MS, 10) == ["p1"]
-        assert members_at(pg, "buyers", T0 - DAY_MS, 10) == []
+        assert recorded_members_at(pg, "buyers", T0 - 2 * DAY_MS, 10) == ["p1"]
+        assert recorded_members_at(pg, "buyers", T0 - DAY_MS, 10) == []
         assert profile_history(pg, ["p1", "p2"]) == profile_history(duck, ["p1", "p2"])
     store = DefinitionStore(tmp_path / "catalog.sqlite")
     settings = load_settings(env={"SEGFLOW_WAREHOUSE__ENGINE": "postgres",

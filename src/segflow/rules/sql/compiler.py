@@ -516,7 +516,9 @@ def _base_ctes(at: exp.Expr) -> list[tuple[str, exp.Expr]]:
         .from_("profile_events")
         .where(exp.LTE(this=exp.column("timestamp_ms"), expression=at.copy()))
     )
-    profiles = exp.select(exp.column("profile_id")).distinct().from_("profile_events")
+    # a profile exists from its first event on, as in the incremental evaluator: before it,
+    # it is in no segment (not even "not did ...")
+    profiles = exp.select(exp.column("profile_id")).distinct().from_("ev")
     return [("ev", ev), ("profiles", profiles)]
 
 

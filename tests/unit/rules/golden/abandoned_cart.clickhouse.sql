@@ -7,7 +7,7 @@ WITH ev AS (
 ), profiles AS (
   SELECT DISTINCT
     profile_id
-  FROM profile_events
+  FROM ev
 ), seq0 AS (
   SELECT
     e0.profile_id AS profile_id,

@@ -7,7 +7,7 @@ WITH ev AS (
 ), profiles AS (
   SELECT DISTINCT
     profile_id
-  FROM profile_events
+  FROM ev
 )
 SELECT
   p.profile_id
