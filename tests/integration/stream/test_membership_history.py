@@ -142,3 +142,30 @@ def test_a_backfilled_profile_is_dormant_only_after_its_last_event(pipe: Pipelin
     assert last + 14 * DAY_MS <= entered <= last + 14 * DAY_MS + 1
     assert all(ts < entered for ts in days)  # never dormant on a day it had events
     assert members(pipe, "dormant", NOW) == [pid]
+
+
+def test_a_change_is_valid_from_its_event_or_due_time_and_recorded_when_committed(
+    pipe: Pipeline,
+) -> None:
+    pipe.segment("recent", 'did "Product Viewed" in last 1 hour')
+    viewed = NOW - 10 * 60_000
+    pipe.send([event("track", viewed, "v1", user_id="u6", event="Product Viewed")])
+    pipe.clock.set(NOW + 2 * HOUR_MS)  # the window ran out at viewed + 1 h; the timer fires late
+    pipe.run()
+    changes = [c for _, c in pipe.processor.change_feed().read(0) if hasattr(c, "segment")]
+    assert [(c.kind, c.at_ms, c.recorded_at_ms) for c in changes] == [
+        ("entered", viewed, NOW),
+        ("exited", viewed + HOUR_MS, NOW + 2 * HOUR_MS),
+    ]
+
+
+def test_a_change_is_never_recorded_before_the_profiles_previous_one() -> None:
+    from segflow.profiles import Profile
+    from segflow.stream.batch import Batch
+    from segflow.stream.state import MemoryStateStore
+
+    profile = Profile(profile_id="p", created_ms=0, recorded_ms=NOW)
+    batch = Batch(MemoryStateStore().begin_global(), now_ms=NOW - 60_000)  # a clock stepped back
+    batch.change_membership(profile, "s", "entered", NOW - HOUR_MS)
+    [change] = batch.changes
+    assert (change.at_ms, change.recorded_at_ms, profile.recorded_ms) == (NOW - HOUR_MS, NOW, NOW)
