@@ -358,16 +358,12 @@ class EventHandler:
         )
 
     # -- rules ------------------------------------------------------------------------------
-    def on_timer(
-        self, batch: Batch, profile_id: str, now_ms: int, due_ms: int | None = None
-    ) -> None:
-        """Fire the timer of ``profile_id`` (``on_time``) at ``now_ms``; its changes are valid
-        from ``due_ms`` (when the timer was due: a window ran out then, however late it fires)."""
+    def on_timer(self, batch: Batch, profile_id: str, now_ms: int) -> None:
+        """Fire the timer of ``profile_id`` (``on_time``) at ``now_ms``."""
         profile = batch.find(profile_id)
         if profile is None:
             return
-        at_ms = now_ms if due_ms is None else min(due_ms, now_ms)
-        self._evaluate(batch, profile, at_ms, None, now_ms)
+        self._evaluate(batch, profile, now_ms, None, now_ms)
         batch.put(profile)
 
     def _evaluate(

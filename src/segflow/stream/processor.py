@@ -468,7 +468,7 @@ class Processor:
                 batch.clear_timer(profile)
                 if wake is not None and wake <= now_ms:
                     batch.cause_ms = self._wall_of(wake, now_ms)
-                    self.handler.on_timer(batch, profile_id, now_ms, due_ms=wake)
+                    self.handler.on_timer(batch, profile_id, now_ms)
                 else:
                     batch.set_timer(profile, wake)
                     batch.put(profile)
