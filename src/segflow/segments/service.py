@@ -183,7 +183,7 @@ class SegmentService:
     def _members_sql(self, con: Any, rule: str, at_ms: int) -> str:
         return compile_members(
             rule, segments=self.segments(), traits=self.traits(), at_ms=at_ms,
-            dialect=dialect_of(con),
+            dialect=dialect_of(con), seen=True,
         )  # fmt: skip
 
     def history(self, profile_ids: list[str]) -> list[dict[str, Any]]:
@@ -223,7 +223,8 @@ class SegmentService:
         segments: dict[str, str] | None = None,
         traits: dict[str, str] | None = None,
     ) -> Preview:
-        """Run ``rule`` as SQL on the warehouse: how many profiles match at ``at_ms`` (now).
+        """Run ``rule`` as SQL on the warehouse: how many profiles match at ``at_ms`` (now),
+        counting the profiles seen by then (valid time, as ``members_at``).
 
         ``segments``/``traits`` replace the catalogue's (to preview against a planned one).
         """
@@ -235,7 +236,9 @@ class SegmentService:
         con = self._warehouse()
         try:
             dialect = dialect_of(con)  # DuckDB, or PostgreSQL (warehouse.engine)
-            sql = compile_members(rule, segments=segments, traits=traits, at_ms=at, dialect=dialect)
+            sql = compile_members(
+                rule, segments=segments, traits=traits, at_ms=at, dialect=dialect, seen=True
+            )
             rows = con.execute(
                 f"SELECT profile_id, count(*) OVER () FROM ({sql}) AS members"
                 " ORDER BY profile_id LIMIT ?",

@@ -7,7 +7,7 @@ WITH ev AS (
 ), profiles AS (
   SELECT DISTINCT
     profile_id
-  FROM ev
+  FROM profile_events
 ), seq0 AS (
   SELECT
     e0.profile_id AS profile_id,

@@ -7,7 +7,7 @@ WITH ev AS (
 ), profiles AS (
   SELECT DISTINCT
     profile_id
-  FROM ev
+  FROM profile_events
 )
 SELECT
   p.profile_id
