@@ -169,16 +169,18 @@ class SegmentService:
         rules = {name: self.store.get("segment", name).rule for name in segments}
         con = self._warehouse()
         try:
-            out: dict[str, list[int]] = {}
-            for name, rule in rules.items():
-                counts = []
-                for at in at_ms:  # one query per instant: the compiler has no time grid
-                    sql = self._members_sql(con, rule, at)
-                    counts.append(int(con.execute(f"SELECT count(*) FROM ({sql}) AS m").fetchone()[0]))  # type: ignore[index]
-                out[name] = counts
-            return out
+            # one query per instant (the compiler has no time grid): ~30 for a chart
+            return {
+                name: [self._count(con, self._members_sql(con, rule, at)) for at in at_ms]
+                for name, rule in rules.items()
+            }
         finally:
             con.close()
+
+    @staticmethod
+    def _count(con: Any, sql: str) -> int:
+        row = con.execute(f"SELECT count(*) FROM ({sql}) AS m").fetchone()
+        return int(row[0]) if row else 0
 
     def _members_sql(self, con: Any, rule: str, at_ms: int) -> str:
         return compile_members(

@@ -106,7 +106,8 @@ def replay_history(
         cluster_ids=dict(profile.cluster_ids),
     )
     ordered = sorted(
-        (e for e in events if e.timestamp_ms <= now_ms), key=lambda e: (e.timestamp_ms, e.message_id)
+        (e for e in events if e.timestamp_ms <= now_ms),
+        key=lambda e: (e.timestamp_ms, e.message_id),
     )
     recorder = _Recorder()
     state: bytes | None = None

@@ -518,7 +518,9 @@ def _base_ctes(at: exp.Expr, seen: bool = False) -> list[tuple[str, exp.Expr]]:
     )
     # ``seen``: a profile counts from its first event at or before T (valid time: before it,
     # it is in no segment, not even "not did ..."); else every profile with an event at all
-    profiles = exp.select(exp.column("profile_id")).distinct().from_("ev" if seen else "profile_events")
+    profiles = (
+        exp.select(exp.column("profile_id")).distinct().from_("ev" if seen else "profile_events")
+    )
     return [("ev", ev), ("profiles", profiles)]
 
 
