@@ -32,8 +32,7 @@ from segflow.clock import ManualClock
 from segflow.log.sqlite import SqliteEventLog
 from segflow.segments.service import SegmentService
 from segflow.segments.store import DefinitionStore
-from segflow.stream import Processor, ProfileReader, SqliteStateStore
-from segflow.stream import timeline
+from segflow.stream import Processor, ProfileReader, SqliteStateStore, timeline
 from segflow.stream.history import valid_history
 from segflow.warehouse.connection import connect
 from segflow.warehouse.loader import WarehouseLoader
