@@ -5,14 +5,20 @@ and the HTTP API."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from tests.support.pipeline import Pipeline, event
 
 from segflow.clock import DAY_MS, HOUR_MS
+from segflow.profiles import Profile
+from segflow.stream.batch import Batch
+from segflow.stream.history import valid_history
+from segflow.stream.state import MemoryStateStore
 
 NOW = 1_796_515_984_000
 SECOND_MS = 1000
@@ -171,10 +177,6 @@ def test_a_change_is_valid_from_its_event_or_timer_and_recorded_when_committed(
 
 
 def test_a_change_is_never_recorded_before_the_profiles_previous_one() -> None:
-    from segflow.profiles import Profile
-    from segflow.stream.batch import Batch
-    from segflow.stream.state import MemoryStateStore
-
     profile = Profile(profile_id="p", created_ms=0, recorded_ms=NOW)
     batch = Batch(MemoryStateStore().begin_global(), now_ms=NOW - 60_000)  # a clock stepped back
     batch.change_membership(profile, "s", "entered", NOW - HOUR_MS)
@@ -193,10 +195,6 @@ RULES = {
 
 @pytest.mark.parametrize("seed", [1])
 def test_the_valid_history_agrees_with_the_sql_at_every_instant(pipe: Pipeline, seed: int) -> None:
-    import random
-
-    from segflow.stream.history import valid_history
-
     rng = random.Random(seed)
     for name, rule in RULES.items():
         pipe.segment(name, rule)
@@ -226,3 +224,11 @@ def test_the_valid_history_agrees_with_the_sql_at_every_instant(pipe: Pipeline, 
                        and (i.exited_at_ms is None or at < i.exited_at_ms) for i in found)
             )  # fmt: skip
             assert pipe.service.members_at(name, at) == by_replay, (name, at)
+
+
+def test_a_bad_time_option_is_refused_with_the_field(pipe: Pipeline) -> None:
+    pipe.segment("recent", 'did "Product Viewed" in last 1 hour')
+    for path in ("members?at_ms=5&as_recorded=maybe", "sizes?as_recorded=2"):
+        found = httpx.get(f"{pipe.base}/api/v1/segments/recent/{path}")
+        assert found.status_code == 400, found.text
+        assert found.json()["error"]["details"]["field"] == "as_recorded"
