@@ -7,7 +7,6 @@ Use: ``with Pipeline(tmp_path, now_ms=T) as p: p.segment(name, rule); p.send(eve
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 import uvicorn
 from starlette.applications import Starlette
+from tests.support.net import free_port
 
 from segflow.api.segments import segment_routes
 from segflow.clock import ManualClock
@@ -28,13 +28,6 @@ from segflow.spec import Event
 from segflow.stream import Processor, ProfileReader, SqliteStateStore
 from segflow.warehouse.connection import connect
 from segflow.warehouse.loader import WarehouseLoader
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
