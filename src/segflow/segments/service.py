@@ -35,7 +35,7 @@ from segflow.errors import SegflowError, ValidationError
 from segflow.rules import Diagnostic, RuleSyntaxError, SegmentProgram, check, compile_segments
 from segflow.rules.parser import parse
 from segflow.rules.passes import score_models, score_ranges
-from segflow.rules.sql.compiler import compile_members
+from segflow.rules.sql.compiler import compile_members, members_at_instant, members_expression
 from segflow.segments.store import Definition, DefinitionStore, Kind, check_name
 from segflow.warehouse.postgres import dialect_of
 
@@ -209,10 +209,16 @@ class SegmentService:
         con = self._warehouse()
         try:
             # one query per instant (the compiler has no time grid): ~30 for a chart
-            return {
-                name: [self._count(con, self._members_sql(con, rule, at)) for at in at_ms]
-                for name, rule in rules.items()
-            }
+            dialect, others, traits = dialect_of(con), self.segments(), self.traits()
+            out: dict[str, list[int]] = {}
+            for name, rule in rules.items():  # compiled once, written in at each instant
+                query = members_expression(
+                    rule, segments=others, traits=traits, dialect=dialect, seen=True
+                )
+                out[name] = [
+                    self._count(con, members_at_instant(query, at, dialect)) for at in at_ms
+                ]
+            return out
         finally:
             con.close()
 

@@ -140,6 +140,12 @@ def test_segment_previews_and_history_on_postgres(tmp_path: Path, pg_dsn: str) -
         assert (got.count, got.sample) == (want.count, want.sample), rule
         assert want.count > 0, rule
     assert on_pg.score_reasons(["p1"]) == {}  # no ML tables on PostgreSQL: nothing, not an error
+    # valid-time answers (the SQL at each instant) agree too
+    on_duck.put_segment("buyers", 'sum(revenue of "Order Completed" in last 90 days) > 20')
+    instants = [T0 - d * DAY_MS for d in (40, 20, 5, 0)]
+    sizes = on_duck.sizes(["buyers"], instants)
+    assert on_pg.sizes(["buyers"], instants) == sizes and any(sizes["buyers"]), sizes
+    assert on_pg.members_at("buyers", T0, 10) == on_duck.members_at("buyers", T0, 10)
 
 
 def test_features_on_postgres_equal_duckdb(tmp_path: Path, pg_dsn: str) -> None:

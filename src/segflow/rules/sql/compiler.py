@@ -604,6 +604,23 @@ def compile_members(
     return query.sql(dialect=dialect, pretty=pretty)
 
 
+def members_at_instant(query: exp.Select, at_ms: int, dialect: str = "duckdb") -> str:
+    """SQL of a members query compiled with its ``$at_ms`` placeholder (``at_ms=None``), with
+    ``at_ms`` written in: compile once, answer at many instants (a size chart).
+
+    >>> q = members_expression('did "A" in last 1 hour')
+    >>> members_at_instant(q, 7_200_000) == compile_members('did "A" in last 1 hour', at_ms=7_200_000)
+    True
+    """
+
+    def write_in(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Placeholder) and node.this == "at_ms":
+            return exp.Literal.number(at_ms)
+        return node
+
+    return query.transform(write_in).sql(dialect=dialect)
+
+
 def traits_expression(
     traits: Mapping[str, str], *, at_ms: int | None = None, dialect: str = "duckdb"
 ) -> exp.Select:
