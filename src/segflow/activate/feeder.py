@@ -213,6 +213,7 @@ class Feeder:
                 change.sequence,
                 profile,
                 tag,
+                recorded_at_ms=None if sync else change.recorded_at_ms,
             )
         ]
 
@@ -254,6 +255,7 @@ def _new(
     tag: str,
     *,
     consent: bool = False,
+    recorded_at_ms: int | None = None,
 ) -> NewDelivery:
     wid = webhook_id(dest.name, pid, segment, tag, sequence)
     hashed = dest.identifiers == "hashed"
@@ -271,6 +273,7 @@ def _new(
         identities=profile.identities,
         traits=traits,
         webhook_id=wid,
+        recorded_at_ms=recorded_at_ms,
     )
     return NewDelivery(
         destination=dest.name,

@@ -82,7 +82,9 @@ class DictProfiles:
 
 
 class ChangeContext(msgspec.Struct, frozen=True, kw_only=True):
-    """A membership change with the profile facts captured when it was queued."""
+    """A membership change with the profile facts captured when it was queued: valid from
+    ``at_ms`` (event time, as the processor knew it), recorded at ``recorded_at_ms``
+    (processing time; ``None``: the same as ``at_ms``, e.g. a synthetic or initial-sync change)."""
 
     profile_id: str
     segment: str
@@ -92,6 +94,7 @@ class ChangeContext(msgspec.Struct, frozen=True, kw_only=True):
     identities: list[tuple[str, str]]
     traits: dict[str, Any]
     webhook_id: str
+    recorded_at_ms: int | None = None
 
 
 def webhook_id(destination: str, profile_id: str, segment: str, kind: str, sequence: int) -> str:
@@ -174,8 +177,21 @@ def _first(identities: list[tuple[str, str]], *types: str) -> str | None:
 
 
 def build_payload(dest: Destination, ctx: ChangeContext) -> dict[str, Any]:
-    """The JSON object sent for one change (already trait-selected in ``ctx.traits``)."""
+    """The JSON object sent for one change (already trait-selected in ``ctx.traits``).
+
+    ``segflow``'s ``data`` carries both times of the change (docs/activation.md):
+    ``valid_at_ms``, the event time it holds from as the processor knew it, and
+    ``recorded_at_ms``, when segflow committed it; ``at_ms`` (kept for compatibility) is
+    ``valid_at_ms``, as is the envelope's ``timestamp`` and Segment's ``timestamp``.
+
+    >>> ctx = ChangeContext(profile_id="p", segment="s", kind="exited", at_ms=5, sequence=1,
+    ...     identities=[], traits={}, webhook_id="w", recorded_at_ms=9)
+    >>> data = build_payload(Destination(name="d", url="https://x"), ctx)["data"]
+    >>> data["at_ms"], data["valid_at_ms"], data["recorded_at_ms"]
+    (5, 5, 9)
+    """
     identities = _identities(dest, ctx)
+    recorded = ctx.at_ms if ctx.recorded_at_ms is None else ctx.recorded_at_ms
     if dest.payload_format == "segflow":
         return {
             "type": f"segment.{ctx.kind}",
@@ -187,6 +203,8 @@ def build_payload(dest: Destination, ctx: ChangeContext) -> dict[str, Any]:
                 "segment": ctx.segment,
                 "kind": ctx.kind,
                 "at_ms": ctx.at_ms,
+                "valid_at_ms": ctx.at_ms,
+                "recorded_at_ms": recorded,
                 "sequence": ctx.sequence,
                 "traits": ctx.traits,
             },

@@ -186,6 +186,23 @@ def query_int(
     return value
 
 
+def query_bool(request: Request, name: str, default: bool = False) -> bool:
+    """A boolean query parameter: ``true``/``1``/``yes`` or ``false``/``0``/``no``.
+
+    >>> from starlette.requests import Request
+    >>> query_bool(Request({"type": "http", "query_string": b"as_recorded=true"}), "as_recorded")
+    True
+    """
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise ValidationError(name, "expected true or false")
+
+
 def endpoint(
     authorize: Authorize, role: str, fn: Call, *, status: int = 200
 ) -> Callable[[Request], Awaitable[Response]]:

@@ -7,8 +7,11 @@ GET      /api/v1/segments/{name}                  read    the current version, s
 PUT      /api/v1/segments/{name}                  editor  ``{"rule", "description"?}`` a new version
 DELETE   /api/v1/segments/{name}                  admin   refused while another segment uses it
 GET      /api/v1/segments/{name}/members          read    ``?limit&cursor`` now; ``?at_ms`` at a past time
-GET      /api/v1/segments/{name}/sizes            read    ``?days=30``: its size at the end of each day
-GET      /api/v1/profiles/{ident}/segments/history read   when it entered and left each segment
+                                                          (valid time; ``&as_recorded=true``: recorded)
+GET      /api/v1/segments/{name}/sizes            read    ``?days=30``: its size at each of the last days
+                                                          (valid time; ``&as_recorded=true``: recorded)
+GET      /api/v1/profiles/{ident}/segments/history read   when it entered and left each segment:
+                                                          ``valid`` and ``recorded`` intervals
 GET      /api/v1/profiles/{ident}/scores          read    scores with the reasons behind each
 GET      /api/v1/profiles/{ident}/traits/history  read    every trait change, newest first
 POST     /api/v1/segments/check                   read    ``{"rule"}`` -> every diagnostic (as you type)
@@ -36,12 +39,13 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from segflow.api.auth import Authorize
-from segflow.api.common import actor, endpoint, query_int
+from segflow.api.common import actor, endpoint, query_bool, query_int
 from segflow.errors import NotFoundError, ValidationError
 from segflow.rules.ast import split_scores
 from segflow.segments.service import SegmentService
 from segflow.segments.store import Kind
 from segflow.stream.backfill import Progress
+from segflow.stream.history import valid_history
 from segflow.stream.reader import ProfileReader
 
 
@@ -55,8 +59,9 @@ DAY_MS = 86_400_000
 def size_history(
     con: duckdb.DuckDBPyConnection, segments: list[str], at_ms: list[int]
 ) -> dict[str, list[int]]:
-    """How many profiles were in each segment at each of ``at_ms`` (the warehouse's membership
-    intervals): ``{segment: [size at at_ms[0], ...]}``. Portable SQL (DuckDB and PostgreSQL)."""
+    """How many profiles segflow had recorded in each segment at each of ``at_ms`` (the
+    warehouse's membership intervals, processing time): ``{segment: [size at at_ms[0], ...]}``.
+    Portable SQL (DuckDB and PostgreSQL). Valid-time sizes: ``SegmentService.sizes``."""
     rows = con.execute(
         "SELECT s.segment, t.at_ms, count(DISTINCT m.profile_id)"
         " FROM (SELECT unnest(CAST(? AS BIGINT[])) AS at_ms) t"
@@ -166,8 +171,10 @@ def segment_routes(
         limit = query_int(request, "limit", 100, low=1, high=10_000)
         if "at_ms" in request.query_params:
             at_ms = query_int(request, "at_ms", 0, high=2**62)
-            ids = service.members_at(name, at_ms, limit)
-            return {"segment": name, "at_ms": at_ms, "members": ids, "returned": len(ids)}
+            recorded = query_bool(request, "as_recorded")
+            ids = service.members_at(name, at_ms, limit, recorded=recorded)
+            return {"segment": name, "at_ms": at_ms, "time": "recorded" if recorded else "valid",
+                    "members": ids, "returned": len(ids)}  # fmt: skip
         cursor = request.query_params.get("cursor") or None
         found = (
             []
@@ -195,23 +202,37 @@ def segment_routes(
         name = request.path_params["name"]
         service.get("segment", name)
         days = query_int(request, "days", 30, low=1, high=366)
+        recorded = query_bool(request, "as_recorded")
         at = days_back(service.clock.now_ms(), days)
-        con = service.warehouse() if service.warehouse else None
-        if con is None:
-            raise ValidationError("warehouse", "this needs the warehouse, which is not open")
-        try:
-            found = size_history(con, [name], at)[name]
-        finally:
-            con.close()
+        if recorded:
+            con = service.warehouse() if service.warehouse else None
+            if con is None:
+                raise ValidationError("warehouse", "this needs the warehouse, which is not open")
+            try:
+                found = size_history(con, [name], at)[name]
+            finally:
+                con.close()
+        else:
+            found = service.sizes([name], at)[name]
         return {
             "segment": name,
+            "time": "recorded" if recorded else "valid",
             "sizes": [{"at_ms": t, "size": n} for t, n in zip(at, found, strict=True)],
         }
 
     def profile_history(request: Request, body: dict[str, Any]) -> Any:
         profile = find(request)
+        assert reader is not None  # find() refuses without one
         ids = [profile.profile_id, *profile.absorbed]
-        return {"profile_id": profile.profile_id, "memberships": service.history(ids)}
+        valid = valid_history(
+            reader.reader, reader.log, service.program(), profile, service.clock.now_ms()
+        )
+        return {
+            "profile_id": profile.profile_id,
+            "valid": valid.intervals,
+            "valid_complete": valid.complete,
+            "recorded": service.history(ids),
+        }
 
     def trait_history(request: Request, body: dict[str, Any]) -> Any:
         profile = find(request)

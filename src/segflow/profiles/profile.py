@@ -71,6 +71,9 @@ class Profile(msgspec.Struct, array_like=True, kw_only=True):
     # the due time of its row in the timer index (``segflow.stream.batch.Batch.set_timer``):
     # never later than ``next_wakeup_ms``, so a restart finds every timer
     timer_ms: int | None = None
+    # when its latest membership change was recorded (processing time): the next is never
+    # recorded earlier, so a recorded interval never exits before it enters
+    recorded_ms: int = 0
 
     @property
     def user_id(self) -> str | None:

@@ -35,7 +35,7 @@ from segflow.errors import SegflowError, ValidationError
 from segflow.rules import Diagnostic, RuleSyntaxError, SegmentProgram, check, compile_segments
 from segflow.rules.parser import parse
 from segflow.rules.passes import score_models, score_ranges
-from segflow.rules.sql.compiler import compile_members
+from segflow.rules.sql.compiler import compile_members, members_at_instant, members_expression
 from segflow.segments.store import Definition, DefinitionStore, Kind, check_name
 from segflow.warehouse.postgres import dialect_of
 
@@ -181,17 +181,61 @@ class SegmentService:
         return compile_segments(segments, traits)
 
     # -- history -----------------------------------------------------------------------------
-    def members_at(self, segment: str, at_ms: int, limit: int = 100) -> list[str]:
-        """Who was in ``segment`` at ``at_ms`` (the warehouse keeps membership intervals)."""
-        self.store.get("segment", segment)
+    # Two times (docs/segments.md, "Membership history"): valid time, what the rules say over
+    # the events known now (the SQL compiler at T, so it equals a preview by construction), and
+    # recorded time, when segflow committed each change (the warehouse's ``memberships``).
+    def members_at(
+        self, segment: str, at_ms: int, limit: int = 100, *, recorded: bool = False
+    ) -> list[str]:
+        """Who was in ``segment`` at ``at_ms`` by its rule over the events known now (valid
+        time), or, ``recorded``, who segflow had recorded as in it then."""
+        rule = self.store.get("segment", segment).rule
         con = self._warehouse()
         try:
-            return members_at(con, segment, at_ms, limit)
+            if recorded:
+                return recorded_members_at(con, segment, at_ms, limit)
+            sql = self._members_sql(con, rule, at_ms)
+            rows = con.execute(
+                f"SELECT profile_id FROM ({sql}) AS members ORDER BY profile_id LIMIT ?", [limit]
+            ).fetchall()
+            return [r[0] for r in rows]
         finally:
             con.close()
 
+    def sizes(self, segments: list[str], at_ms: list[int]) -> dict[str, list[int]]:
+        """How many profiles each of ``segments`` held at each of ``at_ms`` in valid time (its
+        rule's SQL at each instant): ``{segment: [size at at_ms[0], ...]}``."""
+        rules = {name: self.store.get("segment", name).rule for name in segments}
+        con = self._warehouse()
+        try:
+            # one query per instant (the compiler has no time grid): ~30 for a chart
+            dialect, others, traits = dialect_of(con), self.segments(), self.traits()
+            out: dict[str, list[int]] = {}
+            for name, rule in rules.items():  # compiled once, written in at each instant
+                query = members_expression(
+                    rule, segments=others, traits=traits, dialect=dialect, seen=True
+                )
+                out[name] = [
+                    self._count(con, members_at_instant(query, at, dialect)) for at in at_ms
+                ]
+            return out
+        finally:
+            con.close()
+
+    @staticmethod
+    def _count(con: Any, sql: str) -> int:
+        row = con.execute(f"SELECT count(*) FROM ({sql}) AS m").fetchone()
+        return int(row[0]) if row else 0
+
+    def _members_sql(self, con: Any, rule: str, at_ms: int) -> str:
+        return compile_members(
+            rule, segments=self.segments(), traits=self.traits(), at_ms=at_ms,
+            dialect=dialect_of(con), seen=True,
+        )  # fmt: skip
+
     def history(self, profile_ids: list[str]) -> list[dict[str, Any]]:
-        """Every segment interval of these profile ids (a profile and the ones it absorbed)."""
+        """Every recorded segment interval of these profile ids (a profile and the ones it
+        absorbed): when segflow recorded each entry and exit (processing time)."""
         con = self._warehouse()
         try:
             return profile_history(con, profile_ids)
@@ -226,7 +270,8 @@ class SegmentService:
         segments: dict[str, str] | None = None,
         traits: dict[str, str] | None = None,
     ) -> Preview:
-        """Run ``rule`` as SQL on the warehouse: how many profiles match at ``at_ms`` (now).
+        """Run ``rule`` as SQL on the warehouse: how many profiles match at ``at_ms`` (now),
+        counting the profiles seen by then (valid time, as ``members_at``).
 
         ``segments``/``traits`` replace the catalogue's (to preview against a planned one).
         """
@@ -238,7 +283,9 @@ class SegmentService:
         con = self._warehouse()
         try:
             dialect = dialect_of(con)  # DuckDB, or PostgreSQL (warehouse.engine)
-            sql = compile_members(rule, segments=segments, traits=traits, at_ms=at, dialect=dialect)
+            sql = compile_members(
+                rule, segments=segments, traits=traits, at_ms=at, dialect=dialect, seen=True
+            )
             rows = con.execute(
                 f"SELECT profile_id, count(*) OVER () FROM ({sql}) AS members"
                 " ORDER BY profile_id LIMIT ?",
@@ -250,8 +297,11 @@ class SegmentService:
         return Preview(count=count, sample=[r[0] for r in rows[:sample]], at_ms=at, sql=sql)
 
 
-def members_at(con: duckdb.DuckDBPyConnection, segment: str, at_ms: int, limit: int) -> list[str]:
-    """Who was in ``segment`` at ``at_ms``, from the warehouse's membership intervals."""
+def recorded_members_at(
+    con: duckdb.DuckDBPyConnection, segment: str, at_ms: int, limit: int
+) -> list[str]:
+    """Who segflow had recorded in ``segment`` at ``at_ms`` (the warehouse's membership
+    intervals, in processing time)."""
     rows = con.execute(
         "SELECT DISTINCT profile_id FROM memberships WHERE segment = ? AND entered_at_ms <= ?"
         " AND (exited_at_ms IS NULL OR exited_at_ms > ?) ORDER BY profile_id LIMIT ?",
@@ -261,7 +311,8 @@ def members_at(con: duckdb.DuckDBPyConnection, segment: str, at_ms: int, limit: 
 
 
 def profile_history(con: duckdb.DuckDBPyConnection, profile_ids: list[str]) -> list[dict[str, Any]]:
-    """When each of the profile's ids entered and left each segment (warehouse intervals)."""
+    """When segflow recorded each of the profile's ids entering and leaving each segment (the
+    warehouse's intervals, in processing time)."""
     rows = con.execute(
         "SELECT segment, entered_at_ms, exited_at_ms FROM memberships WHERE profile_id IN"
         " (SELECT unnest(CAST(? AS VARCHAR[]))) ORDER BY entered_at_ms, segment",

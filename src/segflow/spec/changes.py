@@ -1,6 +1,10 @@
 """Changes the processor emits downstream (to the warehouse and to destinations).
 
-``sequence`` increases per profile; ``at_ms`` is the (event or timer) time of the change.
+``sequence`` increases per profile. A membership change carries two times (docs/segments.md,
+"Membership history"): ``at_ms``, the event (or timer) time it was valid from as the processor
+knew it when it decided, and ``recorded_at_ms``, when the processor committed it (its clock,
+never before the profile's previous recorded change; ``None`` in changes written before it was
+kept). The other changes' ``at_ms`` is the time of the event that caused them.
 
 >>> c = MembershipChange(profile_id="p1", segment="dormant", kind="entered", at_ms=5, sequence=1)
 >>> c.kind
@@ -15,7 +19,8 @@ import msgspec
 
 
 class MembershipChange(msgspec.Struct, frozen=True, kw_only=True, tag="membership"):
-    """A profile entered or exited a segment."""
+    """A profile entered or exited a segment: valid from ``at_ms`` (as the processor knew
+    then), recorded at ``recorded_at_ms``."""
 
     profile_id: str
     segment: str
@@ -23,6 +28,12 @@ class MembershipChange(msgspec.Struct, frozen=True, kw_only=True, tag="membershi
     at_ms: int
     sequence: int
     segment_version: int = 1
+    recorded_at_ms: int | None = None
+
+    @property
+    def recorded_ms(self) -> int:
+        """``recorded_at_ms``, or ``at_ms`` for a change from before it was kept."""
+        return self.at_ms if self.recorded_at_ms is None else self.recorded_at_ms
 
 
 class ProfileMerged(msgspec.Struct, frozen=True, kw_only=True, tag="profile_merged"):

@@ -93,8 +93,11 @@ class Pending:
 class Batch:
     """Reads and writes of one transaction, with a profile cache and the outbox counter."""
 
-    def __init__(self, tx: StateTransaction, working: WorkingSet | None = None) -> None:
+    def __init__(
+        self, tx: StateTransaction, working: WorkingSet | None = None, now_ms: int | None = None
+    ) -> None:
         self.tx = tx
+        self.now_ms = now_ms  # the processor's clock: when its changes are recorded
         self.working = working
         self.profiles: dict[str, Profile | None] = {}
         self.owners: dict[str, str | None] = {}  # identifier key -> owner, read or written here
@@ -194,8 +197,11 @@ class Batch:
         self, profile: Profile, segment: str, kind: Literal["entered", "exited"], at_ms: int
     ) -> None:
         """``profile`` enters or leaves ``segment``: the member index and the outbox, with the
-        profile's next sequence number."""
+        profile's next sequence number, valid from ``at_ms`` and recorded at the batch's
+        ``now_ms`` (never before the profile's previous recorded change)."""
         key = f"{segment}|{profile.profile_id}"
+        recorded = max(at_ms if self.now_ms is None else self.now_ms, profile.recorded_ms)
+        profile.recorded_ms = recorded
         if kind == "entered":
             self.tx.set(keys.MEMBER, key, b"")
         else:
@@ -207,6 +213,7 @@ class Batch:
                 kind=kind,
                 at_ms=at_ms,
                 sequence=profile.next_sequence(),
+                recorded_at_ms=recorded,
             )
         )
 

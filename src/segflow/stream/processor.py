@@ -216,7 +216,7 @@ class Processor:
         b'kept'
         """
         tx = self.store.begin_global() if tx is None else tx
-        batch = Batch(tx, self.working)
+        batch = Batch(tx, self.working, now_ms=self.clock.now_ms())
         try:
             yield batch
             if batch.discard:

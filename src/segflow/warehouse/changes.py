@@ -146,10 +146,14 @@ def membership_intervals(
 ) -> tuple[list[tuple[str, str, int, int | None, int]], dict[tuple[str, str], int]]:
     """Fold membership changes into new intervals and exits of intervals opened earlier.
 
+    The intervals are in recorded (processing) time, ``recorded_at_ms`` (``at_ms`` for changes
+    from before it was kept): what segflow knew when. An exit is never before its entry.
+
     >>> ch = [MembershipChange(profile_id="p", segment="s", kind="exited", at_ms=1, sequence=1),
-    ...       MembershipChange(profile_id="p", segment="s", kind="entered", at_ms=2, sequence=2)]
+    ...       MembershipChange(profile_id="p", segment="s", kind="entered", at_ms=2, sequence=2,
+    ...                        recorded_at_ms=9)]
     >>> membership_intervals(ch)
-    ([('p', 's', 2, None, 1)], {('p', 's'): 1})
+    ([('p', 's', 9, None, 1)], {('p', 's'): 1})
     """
     opened: dict[tuple[str, str], tuple[int, int]] = {}
     rows: list[tuple[str, str, int, int | None, int]] = []
@@ -157,12 +161,12 @@ def membership_intervals(
     for c in changes:
         key = (c.profile_id, c.segment)
         if c.kind == "entered":
-            opened.setdefault(key, (c.at_ms, c.segment_version))
+            opened.setdefault(key, (c.recorded_ms, c.segment_version))
         elif key in opened:
             entered_at, version = opened.pop(key)
-            rows.append((*key, entered_at, c.at_ms, version))
+            rows.append((*key, entered_at, max(c.recorded_ms, entered_at), version))
         else:
-            exits.setdefault(key, c.at_ms)
+            exits.setdefault(key, c.recorded_ms)
     rows.extend((*key, at, None, version) for key, (at, version) in opened.items())
     return rows, exits
 
@@ -179,7 +183,8 @@ def _apply_memberships(con: duckdb.DuckDBPyConnection, changes: Sequence[Members
         )
         con.register("_wh_exits", ex)
         con.execute(
-            """UPDATE memberships AS m SET exited_at_ms = x.at_ms FROM _wh_exits AS x
+            """UPDATE memberships AS m SET exited_at_ms = greatest(x.at_ms, m.entered_at_ms)
+               FROM _wh_exits AS x
                WHERE m.profile_id = x.profile_id AND m.segment = x.segment AND m.exited_at_ms IS NULL"""
         )
         con.unregister("_wh_exits")

@@ -171,7 +171,8 @@ def _apply_memberships(con: PgConnection, changes: Sequence[MembershipChange]) -
         _temp(con, "_wh_exits", "profile_id text, segment text, at_ms bigint",
               [(k[0], k[1], at) for k, at in exits.items()])  # fmt: skip
         con.execute(
-            """UPDATE memberships AS m SET exited_at_ms = x.at_ms FROM _wh_exits AS x
+            """UPDATE memberships AS m SET exited_at_ms = greatest(x.at_ms, m.entered_at_ms)
+               FROM _wh_exits AS x
                WHERE m.profile_id = x.profile_id AND m.segment = x.segment AND m.exited_at_ms IS NULL"""
         )
     if rows:

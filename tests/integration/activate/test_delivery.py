@@ -144,3 +144,29 @@ def test_live_delivery_with_batching(
         items += [p["data"] for p in body["data"]] if body["type"] == "batch" else [body["data"]]
     assert len({i["id"] for i in items}) == 30
     assert len(receiver.ok()) < 30  # some requests carried several changes
+
+
+def test_the_webhook_carries_when_a_change_held_and_when_it_was_recorded(
+    tmp_path: Path, receiver_factory: Any, sqlite_feed: Any
+) -> None:
+    from segflow.spec import MembershipChange
+
+    clock = ManualClock(1_700_000_000_000)
+    receiver = receiver_factory()
+    store, service, worker = setup(tmp_path, sqlite_feed, clock)
+    service.create_destination({"name": "crm", "url": receiver.url})
+    service.subscribe("crm", "vip")
+    valid, recorded = clock.now_ms() - 3_600_000, clock.now_ms()
+    sqlite_feed.append(MembershipChange(profile_id="p1", segment="vip", kind="entered",
+                                        at_ms=valid, sequence=1, recorded_at_ms=recorded))  # fmt: skip
+
+    async def drive() -> None:
+        for _ in range(50):
+            await worker.run_pass()
+            if store.stats("crm").delivered:
+                break
+        await worker.aclose()
+
+    asyncio.run(drive())
+    [data] = items_of(receiver.ok()[0].body)
+    assert (data["valid_at_ms"], data["recorded_at_ms"], data["at_ms"]) == (valid, recorded, valid)

@@ -126,7 +126,7 @@ def test_a_deleted_person_leaves_no_byte_in_the_data_directory(
 
     def member(p: dict[str, str]) -> bool:
         found = api.get(f"/api/v1/profiles/user_id:{p['user']}/segments/history")
-        return found.status_code == 200 and bool(found.json()["memberships"])  # warehouse rows
+        return found.status_code == 200 and bool(found.json()["recorded"])  # warehouse rows
 
     poll(lambda: member(canary) and member(control))
     poll(lambda: sum(b"segment.entered" in b for b in hooks.bodies) == 2)

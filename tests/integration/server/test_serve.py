@@ -225,15 +225,29 @@ def _pipeline(api: httpx.Client, collector: httpx.Client, hooks: Hooks) -> None:
     listed = {d["name"]: d["size"] for d in api.get("/api/v1/segments").json()}
     assert listed["buyers"] == 2  # u1 and u3
     _until(loaded)  # the membership intervals below are the warehouse's
-    entered_ms = payload["data"]["at_ms"]
-    before = api.get(f"/api/v1/segments/buyers/members?at_ms={entered_ms - 1}").json()
-    after = api.get(f"/api/v1/segments/buyers/members?at_ms={entered_ms}").json()
+    history = api.get("/api/v1/profiles/user_id:u1/segments/history").json()
+    events = api.get("/api/v1/profiles/user_id:u1/events").json()["events"]
+    ordered = next(e["timestamp_ms"] for e in events if e["message_id"] == "e3")
+    # valid time: u1 is a buyer from its order on, by the rules over the events (as the SQL)
+    assert [(m["segment"], m["entered_at_ms"], m["exited_at_ms"]) for m in history["valid"]] == [
+        ("buyers", ordered, None)
+    ]
+    before = api.get(f"/api/v1/segments/buyers/members?at_ms={ordered - 1}").json()
+    after = api.get(f"/api/v1/segments/buyers/members?at_ms={ordered}").json()
     assert before["members"] == [] and after["members"] == [profile["id"]]
+    assert before["time"] == "valid"
+    # recorded time: from when segflow committed the change the webhook told
     _until(lambda: api.get("/api/v1/status").json()["parts"]["warehouse_loader"]["lag"] == 0)
     traits = api.get("/api/v1/profiles/user_id:u1/traits/history").json()
     assert {(c["key"], c["value"]) for c in traits["history"]} >= {("plan", "pro")}
     history = api.get("/api/v1/profiles/user_id:u1/segments/history").json()
-    assert [(m["segment"], m["exited_at_ms"]) for m in history["memberships"]] == [("buyers", None)]
+    recorded = [(m["segment"], m["entered_at_ms"], m["exited_at_ms"]) for m in history["recorded"]]
+    assert recorded == [("buyers", payload["data"]["recorded_at_ms"], None)]
+    assert payload["data"]["recorded_at_ms"] >= payload["data"]["valid_at_ms"] >= ordered
+    entered_ms = payload["data"]["recorded_at_ms"]
+    path = "/api/v1/segments/buyers/members?as_recorded=true&at_ms="
+    assert api.get(f"{path}{entered_ms - 1}").json()["members"] == []
+    assert api.get(f"{path}{entered_ms}").json()["members"] == [profile["id"]]
 
     edited = api.put("/api/v1/segments/buyers", json={"rule": rule.replace("100", "500")})
     assert edited.status_code == 200 and edited.json()["version"] == 2

@@ -14,7 +14,7 @@ import pytest
 from segflow.clock import DAY_MS, MINUTE_MS, ManualClock
 from segflow.config import CustomFeature, WarehouseSettings, load_settings
 from segflow.log.memory import ListChangeFeed, MemoryEventLog
-from segflow.segments.service import SegmentService, members_at, profile_history
+from segflow.segments.service import SegmentService, profile_history, recorded_members_at
 from segflow.segments.store import DefinitionStore
 from segflow.spec import Event, IdentityLinked, MembershipChange, ProfileMerged
 from segflow.warehouse import backends
@@ -120,8 +120,8 @@ def test_postgres_loads_the_same_warehouse_as_duckdb(tmp_path: Path, pg_dsn: str
 def test_segment_previews_and_history_on_postgres(tmp_path: Path, pg_dsn: str) -> None:
     duck_cm, pg = _both(tmp_path, pg_dsn)
     with duck_cm as duck, pg:
-        assert members_at(pg, "buyers", T0 - 2 * DAY_MS, 10) == ["p1"]
-        assert members_at(pg, "buyers", T0 - DAY_MS, 10) == []
+        assert recorded_members_at(pg, "buyers", T0 - 2 * DAY_MS, 10) == ["p1"]
+        assert recorded_members_at(pg, "buyers", T0 - DAY_MS, 10) == []
         assert profile_history(pg, ["p1", "p2"]) == profile_history(duck, ["p1", "p2"])
     store = DefinitionStore(tmp_path / "catalog.sqlite")
     settings = load_settings(env={"SEGFLOW_WAREHOUSE__ENGINE": "postgres",
@@ -140,6 +140,12 @@ def test_segment_previews_and_history_on_postgres(tmp_path: Path, pg_dsn: str) -
         assert (got.count, got.sample) == (want.count, want.sample), rule
         assert want.count > 0, rule
     assert on_pg.score_reasons(["p1"]) == {}  # no ML tables on PostgreSQL: nothing, not an error
+    # valid-time answers (the SQL at each instant) agree too
+    on_duck.put_segment("buyers", 'sum(revenue of "Order Completed" in last 90 days) > 20')
+    instants = [T0 - d * DAY_MS for d in (40, 20, 5, 0)]
+    sizes = on_duck.sizes(["buyers"], instants)
+    assert on_pg.sizes(["buyers"], instants) == sizes and any(sizes["buyers"]), sizes
+    assert on_pg.members_at("buyers", T0, 10) == on_duck.members_at("buyers", T0, 10)
 
 
 def test_features_on_postgres_equal_duckdb(tmp_path: Path, pg_dsn: str) -> None:

@@ -508,20 +508,24 @@ def _at(at_ms: int | None, dialect: str = "duckdb") -> exp.Expr:
     return exp.Placeholder(this="at_ms")
 
 
-def _with(query: exp.Select, comp: Compiler, at: exp.Expr) -> exp.Select:
+def _with(query: exp.Select, comp: Compiler, at: exp.Expr, seen: bool = False) -> exp.Select:
     """``query`` with the events up to T, the profiles and the compiler's helper tables."""
-    for name, cte in [*_base_ctes(at), *comp.ctes]:
+    for name, cte in [*_base_ctes(at, seen), *comp.ctes]:
         query = query.with_(name, as_=cte)
     return query
 
 
-def _base_ctes(at: exp.Expr) -> list[tuple[str, exp.Expr]]:
+def _base_ctes(at: exp.Expr, seen: bool = False) -> list[tuple[str, exp.Expr]]:
     ev = (
         exp.select(exp.Star())
         .from_("profile_events")
         .where(exp.LTE(this=exp.column("timestamp_ms"), expression=at.copy()))
     )
-    profiles = exp.select(exp.column("profile_id")).distinct().from_("profile_events")
+    # ``seen``: a profile counts from its first event at or before T (valid time: before it,
+    # it is in no segment, not even "not did ..."); else every profile with an event at all
+    profiles = (
+        exp.select(exp.column("profile_id")).distinct().from_("ev" if seen else "profile_events")
+    )
     return [("ev", ev), ("profiles", profiles)]
 
 
@@ -540,9 +544,11 @@ def members_expression(
     traits: Mapping[str, str] | None = None,
     at_ms: int | None = None,
     dialect: str = "duckdb",
+    seen: bool = False,
 ) -> exp.Select:
     """The members query as a SQLGlot expression (``$at_ms`` placeholder when ``at_ms`` is None)
-    for ``dialect`` (its JSON functions; see ``segflow.rules.sql.dialects``)."""
+    for ``dialect`` (its JSON functions; see ``segflow.rules.sql.dialects``). ``seen``: only
+    profiles with an event at or before T (what valid-time history and previews ask)."""
     conds, aggs = parse_definitions(dict(segments or {}), dict(traits or {}))
     original = (parse(rule) if isinstance(rule, str) else rule).condition
     assert original is not None
@@ -554,7 +560,7 @@ def members_expression(
     comp = Compiler(at, conds, dialect)
     query = _members_query(comp, cond).order_by(exp.column("profile_id", "p"))
     members = [(name, _members_query(comp, conds[name])) for name in needed]
-    query = _with(query, comp, at)
+    query = _with(query, comp, at, seen)
     for name, cte in members:
         query = query.with_(exp.to_identifier(_seg_table(name), quoted=True), as_=cte)
     return query
@@ -580,16 +586,39 @@ def compile_members(
     at_ms: int | None = None,
     dialect: str = "duckdb",
     pretty: bool = False,
+    seen: bool = False,
 ) -> str:
     """SQL returning the ``profile_id`` of every member at ``at_ms`` (or ``$at_ms``).
 
     ``segments`` holds the other segments the rule may reference with ``in segment``.
+    ``seen``: only profiles with an event at or before T count (valid time: a profile is in no
+    segment before its first event; without it, every profile in ``profile_events`` does, as
+    the processor counts one whose events are all stamped in the future).
 
     >>> print(compile_members('score churn >= 0.7', at_ms=0, dialect="postgres").count("profile_scores"))
     1
     """
-    query = members_expression(rule, segments=segments, traits=traits, at_ms=at_ms, dialect=dialect)
+    query = members_expression(
+        rule, segments=segments, traits=traits, at_ms=at_ms, dialect=dialect, seen=seen
+    )
     return query.sql(dialect=dialect, pretty=pretty)
+
+
+def members_at_instant(query: exp.Select, at_ms: int, dialect: str = "duckdb") -> str:
+    """SQL of a members query compiled with its ``$at_ms`` placeholder (``at_ms=None``), with
+    ``at_ms`` written in: compile once, answer at many instants (a size chart).
+
+    >>> q = members_expression('did "A" in last 1 hour')
+    >>> members_at_instant(q, 7_200_000) == compile_members('did "A" in last 1 hour', at_ms=7_200_000)
+    True
+    """
+
+    def write_in(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Placeholder) and node.this == "at_ms":
+            return exp.Literal.number(at_ms)
+        return node
+
+    return query.transform(write_in).sql(dialect=dialect)
 
 
 def traits_expression(

@@ -14,7 +14,8 @@ from starlette.routing import Route
 from segflow.api.profiles import profile_json
 from segflow.errors import SegflowError
 from segflow.profiles import Profile
-from segflow.ui.web import Console, Form, redirect
+from segflow.stream.history import valid_history
+from segflow.ui.web import Console, Form, now_ms, redirect
 
 PAGE = 50
 
@@ -68,14 +69,20 @@ def show(console: Console, request: Request, form: Form) -> Response:
 
 
 def _warehouse_view(console: Console, profile: Profile) -> dict[str, Any]:
-    """Its memberships over time and the reasons behind its scores (from the warehouse; empty
-    while nothing is loaded)."""
+    """Its memberships over time, in valid time (its events replayed in event time through the
+    rules: docs/segments.md, "Membership history"), and the reasons behind its scores (from
+    the warehouse; empty while nothing is loaded)."""
     ids = [profile.profile_id, *profile.absorbed]
+    reader = console.deps.reader
     try:
-        history = console.deps.segments.history(ids)
+        program = console.deps.segments.program()
+        history = valid_history(reader.reader, reader.log, program, profile, now_ms()).intervals
+    except SegflowError:
+        history = []
+    try:
         reasons = console.deps.segments.score_reasons(ids)
     except (duckdb.Error, SegflowError):
-        history, reasons = [], {}
+        reasons = {}
     return {"history": history[::-1], "reasons": {m: _pairs(r) for m, r in reasons.items()}}
 
 

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from segflow.api.segments import days_back, size_history
+from segflow.api.segments import days_back
 from segflow.errors import SegflowError, ValidationError
 from segflow.rules import Diagnostic, RuleSyntaxError
 from segflow.ui.highlight import KEYWORDS
@@ -46,15 +46,12 @@ def _freshness(console: Console, name: str) -> dict[str, Any] | None:
 
 
 def _history(console: Console, names: list[str]) -> dict[str, list[int]]:
-    """Each segment's size at the end of each of the last :data:`DAYS` days (warehouse)."""
+    """Each segment's size at each of the last :data:`DAYS` days, in valid time (its rule's
+    SQL over the warehouse at each instant, as a preview; docs/segments.md)."""
     if not names:
         return {}
     try:
-        con = console.deps.warehouse()
-        try:
-            return size_history(con, names, days_back(now_ms(), DAYS))
-        finally:
-            con.close()
+        return console.deps.segments.sizes(names, days_back(now_ms(), DAYS))
     except (duckdb.Error, SegflowError):
         return {}
 
