@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml setup.py $(KERNEL_SRC)
 install: $(STAMP) ## Create .venv and install segflow with the dev extras
 
 demo: $(RUNTIME) ## Run segflow on its embedded defaults with generated live traffic (runtime only)
-	$(BIN)/segflow demo
+	$(BIN)/segflow demo $(DEMO_ARGS)
 
 test: $(STAMP) ## Run the test suite
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not spark and not long"

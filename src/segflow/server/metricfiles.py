@@ -82,8 +82,8 @@ def merged(own: CollectorRegistry, others: Iterable[list[Family]], own_pid: int 
     for name in order:
         kind, doc = kinds[name]
         metric = Metric(name, doc, kind)
-        for (sample, labels), value in values[name].items():
-            metric.add_sample(sample, dict(labels), value)
+        for (sample, pairs), value in values[name].items():
+            metric.add_sample(sample, dict(pairs), value)
         out.append(metric)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Merged(out))

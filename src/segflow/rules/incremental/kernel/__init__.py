@@ -37,6 +37,7 @@ try:
     from segflow.rules.incremental.kernel._kernel import KernelProgram, KernelResult
 except ImportError:  # not built: no compiler at install time, or SEGFLOW_NO_KERNEL=1
     _kernel = None  # type: ignore[assignment]
+    KernelProgram = KernelResult = None  # type: ignore[assignment,misc]  # __all__ still resolves
 
 AVAILABLE = _kernel is not None and os.environ.get("SEGFLOW_KERNEL", "1") != "0"
 
