@@ -99,6 +99,7 @@ class Assembly:
     services: list[Service]
     mounts: dict[str, ASGIApp]
     privacy: PrivacyParts | None = None
+    syncs: SyncStore | None = None
 
 
 _ASSEMBLIES: dict[int, Assembly] = {}
@@ -242,7 +243,7 @@ def _build(runtime: Runtime) -> Assembly:
     services.append(started)  # last: readiness starts once every service did
     mounts.update(ops)
     return Assembly(
-        processor, loader, delivery, activation, segments, tokens, services, mounts, privacy
+        processor, loader, delivery, activation, segments, tokens, services, mounts, privacy, syncs
     )
 
 

@@ -86,7 +86,6 @@ class SyncRunner:
         info = self.store.get(name)
         definition = info.definition
         vendor = VENDORS[definition.vendor]
-        source = self.ingestor.source(definition.source)
         result = SyncResult(name)
         before = info.progress
         progress = SyncProgress(
@@ -102,6 +101,7 @@ class SyncRunner:
                 self.store.reset_cursors(name)
             self.store.save_progress(name, progress)
             try:
+                source = self.ingestor.source(definition.source)  # UnknownSource
                 with fetch.client(
                     definition.url(), self.store.credential(name), self.retries
                 ) as api:
