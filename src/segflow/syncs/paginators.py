@@ -26,7 +26,7 @@ class ZendeskCursorPaginator(BaseReferencePaginator):
         self._next_reference = body.get("after_cursor") if more else None
 
     def update_request(self, request: Request) -> None:
-        params = dict(request.params or {})
+        params: dict[str, Any] = dict(request.params or {})  # type: ignore[arg-type]
         params.pop("start_time", None)
         params["cursor"] = self._next_reference
         request.params = params
@@ -40,7 +40,8 @@ class StripeCursorPaginator(BaseReferencePaginator):
         self._next_reference = data[-1]["id"] if more and data else None
 
     def update_request(self, request: Request) -> None:
-        request.params = {**(request.params or {}), "starting_after": self._next_reference}
+        params: dict[str, Any] = dict(request.params or {})  # type: ignore[arg-type]
+        request.params = {**params, "starting_after": self._next_reference}
 
 
 def hubspot() -> JSONResponseCursorPaginator:
