@@ -62,7 +62,8 @@ def client(base_url: str, credential: str, retries: Retries = Retries()) -> Iter
 def pages(
     api: Any, vendor: Vendor, spec: ObjectSpec, cursor: str | None
 ) -> Iterator[tuple[list[Record], Any]]:
-    """``(objects, response)`` per page of ``spec`` changed since ``cursor``."""
+    """``(objects, page)`` per page of ``spec`` changed since ``cursor`` (``page``: dlt's
+    ``PageData``, with the ``response`` and the ``paginator`` after it)."""
     import requests
 
     first = spec.request(cursor)
@@ -75,7 +76,7 @@ def pages(
             paginator=spec.paginator(),
             data_selector=spec.records,
         ):
-            yield list(page), page.response
+            yield list(page), page
     except requests.HTTPError as exc:
         if exc.response is not None:
             exc.response.close()

@@ -28,6 +28,7 @@ from typing import Any
 from segflow.syncs.vendors import ObjectSpec, Record, Vendor
 
 _MAX_PROPERTIES = 100
+_SCALARS = (str, int, float, bool)
 
 
 def message_id(vendor: str, obj: str, object_id: str, version: str, kind: str) -> str:
@@ -54,12 +55,12 @@ def iso_time(ms: int) -> str:
 def properties_of(record: Record) -> dict[str, Any]:
     """The object's scalar fields (HubSpot's ``properties`` lifted up), at most 100: enough to
     segment on without copying whole nested objects into every event."""
-    out: dict[str, Any] = {}
+    out = {k: v for k, v in record.items() if isinstance(v, _SCALARS)}
     nested = record.get("properties")
-    items = list(record.items()) + (list(nested.items()) if isinstance(nested, dict) else [])
-    for name, value in items:
-        if isinstance(value, str | int | float | bool) and len(out) < _MAX_PROPERTIES:
-            out[name] = value
+    if isinstance(nested, dict):
+        out.update((k, v) for k, v in nested.items() if isinstance(v, _SCALARS))
+    if len(out) > _MAX_PROPERTIES:
+        out = dict(list(out.items())[:_MAX_PROPERTIES])
     return out
 
 

@@ -20,10 +20,13 @@ from requests import Request, Response
 class ZendeskCursorPaginator(BaseReferencePaginator):
     """``after_cursor`` until ``end_of_stream`` (Zendesk's cursor-based incremental export)."""
 
+    after_cursor: str | None = None  # the last page's, kept at the end of the stream too
+
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         body = response.json()
         more = not body.get("end_of_stream", True)
-        self._next_reference = body.get("after_cursor") if more else None
+        self.after_cursor = body.get("after_cursor") or self.after_cursor
+        self._next_reference = self.after_cursor if more else None
 
     def update_request(self, request: Request) -> None:
         params: dict[str, Any] = dict(request.params or {})  # type: ignore[arg-type]

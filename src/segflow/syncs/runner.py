@@ -133,11 +133,11 @@ class SyncRunner:
     ) -> None:
         start, seen = self.store.cursor_state(name, spec.name)
         cursor, boundary = start, set(seen)
-        for page, response in fetch.pages(api, vendor, spec, start):
+        for page, fetched in fetch.pages(api, vendor, spec, start):
             records = _unseen(spec, page, start, seen)
             self._store_page(vendor, spec, source, records, result)  # durable on return
             result.duplicates += (2 if spec.person else 1) * (len(page) - len(records))
-            moved = spec.next_cursor(cursor, page, response)
+            moved = spec.next_cursor(cursor, page, fetched)
             if spec.cursor_of is not None and moved is not None:
                 if moved != cursor:
                     boundary = set()

@@ -62,7 +62,7 @@ class ObjectSpec:
     created_ms: Callable[[Record], int | None]
     owner_of: Callable[[Record], str | None]  # the person's key (anonymousId), if any
     traits_of: Callable[[Record], dict[str, Any]]  # a person's traits
-    # the cursor after a page: (old cursor, the page's objects, the HTTP response) -> new
+    # the cursor after a page: (old cursor, its objects, dlt's page: .response, .paginator)
     next_cursor: Callable[[str | None, list[Record], Any], str | None]
     commit_each_page: bool = True  # False: the API lists newest first, commit after the last
     # the object's cursor value, where the cursor is the greatest of them (an inclusive bound:
@@ -106,7 +106,7 @@ def content_version(record: Record) -> str:
 def _max_cursor(
     key: Callable[[Record], int | None],
 ) -> Callable[[str | None, list[Record], Any], str | None]:
-    def advance(old: str | None, page: list[Record], response: Any) -> str | None:
+    def advance(old: str | None, page: list[Record], fetched: Any) -> str | None:
         values = [v for v in (key(r) for r in page) if v is not None]
         if old is not None:
             values.append(int(old))
@@ -173,9 +173,8 @@ def _zendesk(name: str, label: str, person: bool) -> ObjectSpec:
         params = {"start_time": 0} if cursor is None else {"cursor": cursor}
         return PageRequest("GET", f"/api/v2/incremental/{name}/cursor.json", params=params)
 
-    def advance(old: str | None, page: list[Record], response: Any) -> str | None:
-        body = response.json()
-        found = body.get("after_cursor") if isinstance(body, dict) else None
+    def advance(old: str | None, page: list[Record], fetched: Any) -> str | None:
+        found = getattr(fetched.paginator, "after_cursor", None)  # ZendeskCursorPaginator's
         return str(found) if found else old
 
     def owner(r: Record) -> str | None:
