@@ -44,6 +44,7 @@ class VendorApi:
     def __init__(self, token: str = "secret-token", page_size: int | None = None) -> None:
         self.token = token
         self.page_size = page_size
+        self.hubspot_window = 10_000
         self.objects: dict[str, dict[str, list[dict[str, Any]]]] = {}
         self.queue: deque[tuple[int, dict[str, str]]] = deque()
         self.requests: list[tuple[float, str, int]] = []  # (monotonic time, path, status)
@@ -160,6 +161,8 @@ class VendorApi:
         items.sort(key=lambda r: (_ms(r["updatedAt"]), r["id"]))
         limit = min(int(body.get("limit", 10)), self.page_size or 100)
         start = int(body.get("after") or 0)
+        if start >= self.hubspot_window:  # the search API's cap on one query's results
+            return 400, {"status": "error", "message": "paging beyond the result window"}
         page = items[start : start + limit]
         out: dict[str, Any] = {"total": len(items), "results": page}
         if start + limit < len(items):

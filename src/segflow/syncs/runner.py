@@ -133,23 +133,34 @@ class SyncRunner:
     ) -> None:
         start, seen = self.store.cursor_state(name, spec.name)
         cursor, boundary = start, set(seen)
-        for page, fetched in fetch.pages(api, vendor, spec, start):
-            records = _unseen(spec, page, start, seen)
-            self._store_page(vendor, spec, source, records, result)  # durable on return
-            result.duplicates += (2 if spec.person else 1) * (len(page) - len(records))
-            moved = spec.next_cursor(cursor, page, fetched)
-            if spec.cursor_of is not None and moved is not None:
-                if moved != cursor:
-                    boundary = set()
-                boundary.update(_version(spec, r) for r in page if spec.cursor_of(r) == int(moved))
-            cursor = moved
-            if spec.commit_each_page and cursor is not None:
-                self._commit(name, spec, cursor, boundary)
-            progress.objects += len(page)
-            progress.total_objects += len(page)
-            progress.stored, progress.duplicates = result.stored, result.duplicates
-            progress.refused = result.refused
-            self.store.save_progress(name, progress)
+        while True:  # one query, or more where the API caps a query's results (HubSpot)
+            asked, skip = cursor, frozenset(boundary)
+            read, capped = 0, False
+            for page, fetched in fetch.pages(api, vendor, spec, asked):
+                records = _unseen(spec, page, asked, skip)
+                self._store_page(vendor, spec, source, records, result)  # durable on return
+                result.duplicates += (2 if spec.person else 1) * (len(page) - len(records))
+                moved = spec.next_cursor(cursor, page, fetched)
+                if spec.cursor_of is not None and moved is not None:
+                    if moved != cursor:
+                        boundary = set()
+                    boundary.update(
+                        _version(spec, r) for r in page if spec.cursor_of(r) == int(moved)
+                    )
+                cursor = moved
+                if spec.commit_each_page and cursor is not None:
+                    self._commit(name, spec, cursor, boundary)
+                progress.objects += len(page)
+                progress.total_objects += len(page)
+                progress.stored, progress.duplicates = result.stored, result.duplicates
+                progress.refused = result.refused
+                self.store.save_progress(name, progress)
+                read += len(page)
+                if spec.query_limit is not None and read >= spec.query_limit:
+                    capped = True  # ask again from the cursor before the API refuses the page
+                    break
+            if not capped or cursor == asked:
+                break
         if cursor is not None and (cursor != start or boundary != seen):
             self._commit(name, spec, cursor, boundary)
             result.cursors[spec.name] = cursor

@@ -68,6 +68,7 @@ class ObjectSpec:
     # the object's cursor value, where the cursor is the greatest of them (an inclusive bound:
     # the objects at the cursor are remembered, so the next run skips them; Zendesk: None)
     cursor_of: Callable[[Record], int | None] | None = None
+    query_limit: int | None = None  # the most results one query pages through (HubSpot: 10,000)
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ def _hubspot(name: str, label: str, person: bool) -> ObjectSpec:
         traits_of=lambda r: _pick(r.get("properties") or {}, _HUBSPOT_TRAITS),
         next_cursor=_max_cursor(lambda r: iso_ms(r.get("updatedAt"))),
         cursor_of=lambda r: iso_ms(r.get("updatedAt")),
+        query_limit=10_000,  # the search API refuses `after` beyond 10,000 results
     )  # fmt: skip
 
 

@@ -3,6 +3,7 @@ with a real SQLite log, catalog and sync store."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import pytest
@@ -12,6 +13,7 @@ from segflow.errors import TransientError
 from segflow.stream import Processor, ProfileReader, SqliteStateStore
 from segflow.syncs import fetch
 from segflow.syncs.exceptions import DltMissing, VendorError
+from segflow.syncs.vendors import VENDORS as VENDOR_SPECS
 
 from .conftest import T0, World
 
@@ -104,6 +106,21 @@ def test_a_crash_in_a_newest_first_listing_commits_no_cursor(world: World) -> No
     world.ingestor.ingest = real  # type: ignore[method-assign]
     assert world.runner.run("stripe").stored == 2  # the oldest person, the only one not stored
     assert len(world.events()) == 14
+
+
+def test_hubspot_s_result_window_is_crossed_by_querying_again_from_the_cursor(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contacts = VENDOR_SPECS["hubspot"].objects["contacts"]
+    monkeypatch.setitem(
+        VENDOR_SPECS["hubspot"].objects, "contacts", dataclasses.replace(contacts, query_limit=6)
+    )
+    world.api.hubspot_window = 6  # pages of 3: the third page of a query is refused
+    world.people("hubspot", 14)
+    world.sync("hubspot", "contacts")
+    result = world.runner.run("hubspot")
+    assert (result.objects, result.stored) == (14, 28)
+    assert all(status == 200 for _, _, status in world.api.requests)
 
 
 def test_a_429_is_retried_after_retry_after(world: World) -> None:
