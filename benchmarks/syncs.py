@@ -80,7 +80,8 @@ def run_segflow(root: Path, url: str) -> tuple[int, float]:
 
 
 def run_baseline(root: Path, url: str) -> tuple[int, float]:
-    """httpx over Zendesk's cursor, the same mapping and Ingestor, a cursor file per page."""
+    """httpx over Zendesk's cursor, the same mapping and Ingestor, a cursor file fsynced after
+    each durable page."""
     import httpx
 
     from segflow.syncs.mapping import to_messages
@@ -99,8 +100,10 @@ def run_baseline(root: Path, url: str) -> tuple[int, float]:
             messages = [m for r in body["users"] for m in to_messages(vendor, spec, r)]
             out = ingestor.ingest(source, messages, received_at_ms=time.time_ns() // 1_000_000)  # type: ignore[attr-defined]
             stored += out.accepted - out.duplicates
-            cursor_file = root / "cursor"
-            cursor_file.write_text(body["after_cursor"])
+            with (root / "cursor").open("w") as cursor_file:  # durable, as segflow's cursor
+                cursor_file.write(body["after_cursor"])
+                cursor_file.flush()
+                os.fsync(cursor_file.fileno())
             if body["end_of_stream"]:
                 break
             params = {"cursor": body["after_cursor"]}

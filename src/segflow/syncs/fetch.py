@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from segflow.errors import TransientError
 from segflow.syncs.exceptions import DltMissing, VendorError
 from segflow.syncs.vendors import ObjectSpec, Record, Vendor
@@ -59,6 +61,15 @@ def client(base_url: str, credential: str, retries: Retries = Retries()) -> Iter
         session.close()
 
 
+def _checked_and_decoded_once(response: Any, *args: Any, **kwargs: Any) -> None:
+    """A response hook: an error status raises ``HTTPError`` (as dlt's default hook does), and
+    the body is decoded once, with msgspec, for dlt's data selector and the paginator alike
+    (each calls ``response.json()``: two parses a page otherwise, ~10% of a sync's time)."""
+    response.raise_for_status()
+    body = msgspec.json.decode(response.content)
+    response.json = lambda **_: body
+
+
 def pages(
     api: Any, vendor: Vendor, spec: ObjectSpec, cursor: str | None
 ) -> Iterator[tuple[list[Record], Any]]:
@@ -75,6 +86,7 @@ def pages(
             json=first.json,
             paginator=spec.paginator(),
             data_selector=spec.records,
+            hooks={"response": [_checked_and_decoded_once]},
         ):
             yield list(page), page
     except requests.HTTPError as exc:
@@ -88,6 +100,8 @@ def pages(
             ) from exc
         text = exc.response.text[:300] if exc.response is not None else str(exc)
         raise VendorError(vendor.name, status, f"{spec.name}: HTTP {status}: {text}") from exc
+    except msgspec.DecodeError as exc:
+        raise VendorError(vendor.name, 200, f"{spec.name}: the answer is not JSON: {exc}") from exc
     except requests.RequestException as exc:
         raise TransientError(
             f"{vendor.name} {spec.name}: {exc}", details={"vendor": vendor.name}

@@ -148,13 +148,14 @@ class SyncRunner:
                         _version(spec, r) for r in page if spec.cursor_of(r) == int(moved)
                     )
                 cursor = moved
-                if spec.commit_each_page and cursor is not None:
-                    self._commit(name, spec, cursor, boundary)
                 progress.objects += len(page)
                 progress.total_objects += len(page)
                 progress.stored, progress.duplicates = result.stored, result.duplicates
                 progress.refused = result.refused
-                self.store.save_progress(name, progress)
+                if spec.commit_each_page and cursor is not None:
+                    self._commit(name, spec, cursor, boundary, progress)
+                else:
+                    self.store.save_progress(name, progress)
                 read += len(page)
                 if spec.query_limit is not None and read >= spec.query_limit:
                     capped = True  # ask again from the cursor before the API refuses the page
@@ -165,9 +166,18 @@ class SyncRunner:
             self._commit(name, spec, cursor, boundary)
             result.cursors[spec.name] = cursor
 
-    def _commit(self, name: str, spec: ObjectSpec, cursor: str, boundary: set[str]) -> None:
+    def _commit(
+        self,
+        name: str,
+        spec: ObjectSpec,
+        cursor: str,
+        boundary: set[str],
+        progress: SyncProgress | None = None,
+    ) -> None:
         at = self.clock.now_ms()
-        self.store.commit_cursor(name, spec.name, cursor, at_ms=at, boundary=frozenset(boundary))
+        self.store.commit_cursor(
+            name, spec.name, cursor, at_ms=at, boundary=frozenset(boundary), progress=progress
+        )
 
     def _store_page(
         self,

@@ -202,15 +202,25 @@ class SyncStore:
         *,
         at_ms: int,
         boundary: frozenset[str] = frozenset(),
+        progress: SyncProgress | None = None,
     ) -> None:
-        """Store ``obj``'s cursor (synced): call only once the events it covers are durable."""
+        """Store ``obj``'s cursor (and ``progress``, in the same synced transaction): call only
+        once the events it covers are durable."""
         with self._lock:
-            self._con.execute(
-                "INSERT INTO cursors VALUES(?,?,?,?,?) ON CONFLICT(sync, object)"
-                " DO UPDATE SET cursor=excluded.cursor, committed_at_ms=excluded.committed_at_ms,"
-                " boundary=excluded.boundary",
-                (name, obj, cursor, at_ms, msgspec.json.encode(sorted(boundary))),
-            )
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                self._con.execute(
+                    "INSERT INTO cursors VALUES(?,?,?,?,?) ON CONFLICT(sync, object)"
+                    " DO UPDATE SET cursor=excluded.cursor, committed_at_ms=excluded.committed_at_ms,"
+                    " boundary=excluded.boundary",
+                    (name, obj, cursor, at_ms, msgspec.json.encode(sorted(boundary))),
+                )
+                if progress is not None:
+                    self._save(name, progress)
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
 
     def reset_cursors(self, name: str) -> None:
         """Forget the cursors: the next run reads everything again (stored once, by id)."""
@@ -224,10 +234,13 @@ class SyncStore:
 
     def save_progress(self, name: str, progress: SyncProgress) -> None:
         with self._lock:
-            self._con.execute(
-                "INSERT INTO progress VALUES(?,?) ON CONFLICT(sync) DO UPDATE SET status=excluded.status",
-                (name, msgspec.json.encode(progress)),
-            )
+            self._save(name, progress)
+
+    def _save(self, name: str, progress: SyncProgress) -> None:
+        self._con.execute(
+            "INSERT INTO progress VALUES(?,?) ON CONFLICT(sync) DO UPDATE SET status=excluded.status",
+            (name, msgspec.json.encode(progress)),
+        )
 
     def request_run(self, name: str, *, at_ms: int) -> SyncProgress:
         """Ask the schedule (in ``serve``'s pipeline process) to run ``name`` at its next look."""
