@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.serve import until
 from tests.support.vendors import VendorApi, person
 from typer.testing import CliRunner
 
@@ -166,3 +167,35 @@ async def _console_sources(console: Any, token: str) -> str:
         )
         assert done.status_code == 303, done.text
         return (await client.get("/console/sources")).text
+
+
+def test_serve_s_schedule_runs_a_sync_asked_for_over_the_api(
+    served: tuple[Assembly, str], api_server: VendorApi
+) -> None:
+    parts, token = served
+    api = parts.mounts["/api"].app  # type: ignore[attr-defined]
+    runtime = _RUNTIMES[id(parts)]
+    runtime.catalog.create("billing")
+    body = {"name": "st", "vendor": "stripe", "source": "billing", "credential": TOKEN,
+            "base_url": api_server.url, "interval_s": 3600, "objects": ["customers"]}  # fmt: skip
+    (schedule,) = [s for s in parts.services if s.name == "syncs"]
+    schedule.start()
+    try:
+        (created,) = _calls(api, token, ("POST", "/api/v1/syncs", body))
+        assert created.status_code == 201
+        schedule.wake()
+        # never run: the schedule runs it at its next look, and not again within the hour
+        state = until(lambda: _state(api, token, "st") == "ok" or None, 30, "the first run")
+        assert state and len(api_server.requests) == 2  # pages of 2: 3 customers
+        assert _calls(api, token, ("POST", "/api/v1/syncs/st/run", None))[0].status_code == 202
+        schedule.wake()
+        # from the cursor: one page (the newest customer, read again and skipped)
+        until(lambda: len(api_server.requests) == 3, 30, "the run asked for")
+        assert _state(api, token, "st") in ("running", "ok")
+    finally:
+        schedule.stop()
+
+
+def _state(api: Any, token: str, name: str) -> str:
+    (answer,) = _calls(api, token, ("GET", "/api/v1/status", None))
+    return str(answer.json()["parts"]["syncs"][name]["state"])
