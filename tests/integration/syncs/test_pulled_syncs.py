@@ -214,3 +214,34 @@ def test_the_schedule_runs_what_is_due_and_what_was_asked_for(world: World) -> N
     world.runner.run("hubspot")
     world.clock.advance(900_000)
     assert world.runner.due() == ["hubspot"]  # its interval passed
+
+
+@pytest.mark.parametrize(
+    ("vendor", "obj", "record", "owner", "event"),
+    [
+        ("zendesk", "tickets",
+         {"id": 9, "requester_id": 42, "subject": "Refund", "created_at": iso(T0),
+          "updated_at": iso(T0 + 5000)},
+         "zendesk:user:42", "Zendesk Ticket Updated"),
+        ("stripe", "charges",
+         {"id": "ch_1", "customer": "cus_7", "amount": 500, "created": T0 // 1000},
+         "stripe:customer:cus_7", "Stripe Charge Synced"),
+        ("salesforce", "opportunities",
+         {"Id": "006A", "Name": "Big", "ContactId": "003B", "CreatedDate": iso(T0, True),
+          "SystemModstamp": iso(T0, True)},
+         "salesforce:contact:003B", "Salesforce Opportunity Created"),
+        ("hubspot", "deals",
+         {"id": "77", "createdAt": iso(T0), "updatedAt": iso(T0 + 1),
+          "properties": {"dealname": "Renewal", "amount": "900"}},
+         "hubspot:deals:77", "HubSpot Deal Updated"),
+    ],
+)  # fmt: skip
+def test_an_object_that_is_not_a_person_is_a_track_event_on_its_person(
+    world: World, vendor: str, obj: str, record: dict[str, object], owner: str, event: str
+) -> None:
+    world.api.add(vendor, obj, record)
+    world.sync(vendor, obj)
+    assert world.runner.run(vendor).stored == 1
+    (stored,) = [r.event for p in range(2) for r in world.log.read(p, 0)]
+    assert (stored.type, stored.event, stored.anonymous_id) == ("track", event, owner)
+    assert stored.properties["objectType"] == obj and stored.properties["vendor"] == vendor
