@@ -4,12 +4,13 @@ with a real SQLite log, catalog and sync store."""
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import sys
 
 import pytest
 from tests.support.vendors import iso, person
 
-from segflow.errors import TransientError
+from segflow.errors import ConflictError, TransientError
 from segflow.stream import Processor, ProfileReader, SqliteStateStore
 from segflow.syncs import fetch
 from segflow.syncs.exceptions import DltMissing, VendorError
@@ -245,3 +246,14 @@ def test_an_object_that_is_not_a_person_is_a_track_event_on_its_person(
     (stored,) = [r.event for p in range(2) for r in world.log.read(p, 0)]
     assert (stored.type, stored.event, stored.anonymous_id) == ("track", event, owner)
     assert stored.properties["objectType"] == obj and stored.properties["vendor"] == vendor
+
+
+def test_a_sync_running_elsewhere_is_a_conflict_and_keeps_its_progress(world: World) -> None:
+    world.sync("stripe", world.people("stripe", 1))
+    (world.data / "run").mkdir(exist_ok=True)
+    with (world.data / "run" / "sync-stripe.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process's run
+        with pytest.raises(ConflictError):
+            world.runner.run("stripe")
+    assert world.store.get("stripe").progress.state == "idle"
+    assert world.runner.run("stripe").stored == 2
