@@ -28,10 +28,10 @@ import duckdb
 from segflow.clock import ManualClock
 from segflow.config import WarehouseSettings
 from segflow.log.base import Record
+from segflow.log.memory import MemoryEventLog
 from segflow.spec import Event
 from segflow.warehouse.batches import events_table
 from segflow.warehouse.loader import WarehouseLoader
-from segflow.warehouse.memory import MemoryEventLog
 from segflow.warehouse.schema import ensure_schema
 
 BATCH = 50_000

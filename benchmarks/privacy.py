@@ -33,7 +33,7 @@ from benchmarks.baselines.naive_erase import erase_by_hand
 from benchmarks.common import commit, machine
 from segflow.config import Settings, load_settings
 from segflow.privacy.compact import compact_data_dir
-from segflow.server.compose import assemble, release
+from segflow.server.compose import assemble
 from segflow.server.runtime import Runtime
 from segflow.spec import Event
 
@@ -89,7 +89,6 @@ def build(data: Path, n_target: int, n_others: int) -> dict[str, Any]:
         parts.loader.run_until_idle()
     finally:
         parts.services[0].stop()  # the stores
-        release(runtime)
         runtime.close()
     files = {p.name: p.stat().st_size for p in data.iterdir() if p.is_file()}
     return {"bytes": sum(files.values()), "files": files}
@@ -118,7 +117,6 @@ def run_segflow(data: Path) -> tuple[float, float, dict[str, Any]]:
     finally:
         for service in reversed(started):
             service.stop()
-        release(runtime)
         runtime.close()
 
 

@@ -148,6 +148,7 @@ class ActivateSettings(msgspec.Struct, frozen=True, kw_only=True):
     secret_overlap_ms: int = 24 * 3_600_000
     secrets_key: str | None = None  # Fernet key for webhook secrets; else DATA_DIR/secrets.key
     delivered_retention_ms: int = 7 * 24 * 3_600_000
+    export_root: str | None = None  # file destinations write only inside; else DATA_DIR/exports
 
 
 class PrivacySettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -162,8 +162,9 @@ def _le(bound: float) -> str:
 
 FRESHNESS = BatchHistogram(
     "segflow_membership_freshness_seconds",
-    "Event acknowledgement (kind=event) or timer due time (kind=timer) to the commit of the "
-    "membership change it caused, by segment.",
+    "Event acknowledgement (kind=event; kind=backfill for events that happened over an hour "
+    "before they arrived) or timer due time (kind=timer) to the commit of the membership "
+    "change it caused, by segment.",
     ("segment", "kind"),
     _LATENCY_BUCKETS,
 )

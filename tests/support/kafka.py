@@ -10,15 +10,14 @@ from __future__ import annotations
 import importlib.resources
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.net import free_port, wait_for_port
 
 
 def tansu_binary() -> Path | None:
@@ -36,23 +35,6 @@ def tansu_binary() -> Path | None:
         copy.chmod(copy.stat().st_mode | stat.S_IXUSR)
         path = copy
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, deadline_s: float = 15.0) -> bool:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 class Broker:

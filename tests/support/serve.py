@@ -6,13 +6,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.support.kafka import free_port
+from tests.support.net import free_port
+from tests.support.wait import until
 
 CLI = [sys.executable, "-m", "segflow.cli.main"]
 
@@ -20,21 +19,6 @@ CLI = [sys.executable, "-m", "segflow.cli.main"]
 def cli(*args: str) -> str:
     out = subprocess.run([*CLI, *args], check=True, capture_output=True, text=True, timeout=60)
     return out.stdout.strip().splitlines()[-1]
-
-
-def until(predicate: Callable[[], Any], deadline_s: float = 60.0, what: str = "") -> Any:
-    """Poll an asynchronous outcome (a liveness bound, not a timing assertion); a request that
-    finds no server (a worker restarting) counts as not yet."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            value = predicate()
-        except httpx.TransportError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not reached in {deadline_s} s: {what or predicate}")
 
 
 def gone(pid: int) -> bool:

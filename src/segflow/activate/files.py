@@ -7,6 +7,13 @@ Layout under the destination's directory::
 
 Writing goes through :class:`Writer`, so object storage can replace the local directory.
 
+Every destination directory lies inside the **export root** (``activate.export_root``,
+default ``DATA_DIR/exports``; :class:`ExportRoot`): an ``editor`` names where the files go,
+so without it an API token could have the server write anywhere its process may. A relative
+directory is taken under the root; an absolute one outside it, a ``..`` and a symbolic link
+that leads out of it are refused when the destination is created or changed (400 on
+``directory``) and again before every write (a link made later: a dead letter with the cause).
+
 >>> import tempfile
 >>> w = LocalWriter(tempfile.mkdtemp())
 >>> w.append("a/b.csv", b"x\\n"); w.append("a/b.csv", b"y\\n"); w.read("a/b.csv")
@@ -28,12 +35,70 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from segflow.activate.exceptions import InvalidDestinationError, RetryableDeliveryError
+from segflow.activate.exceptions import (
+    InvalidDestinationError,
+    RejectedDeliveryError,
+    RetryableDeliveryError,
+)
 from segflow.activate.identifiers import PhoneRules, hashed_identifier
 from segflow.activate.models import Delivery, Destination
 from segflow.activate.payloads import select_traits
 
 CHANGE_COLUMNS = ("webhook_id", "profile_id", "segment", "kind", "at_ms", "sequence", "payload")
+
+
+class ExportRoot:
+    """The directory that every file destination's directory must lie in.
+
+    >>> import os, tempfile
+    >>> root = ExportRoot(tempfile.mkdtemp())
+    >>> root.place("crm") == os.path.join(root.path, "crm")
+    True
+    >>> try:
+    ...     root.place("../etc")
+    ... except InvalidDestinationError as exc:
+    ...     print(exc.field, exc.reason.split(";")[0])
+    directory '../etc': '..' is not allowed
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = os.path.abspath(path)
+
+    def place(self, directory: str) -> str:
+        """``directory`` as an absolute path inside the root, or :class:`InvalidDestinationError`
+        on ``directory`` (``..``, an absolute path outside it, a link leading out of it)."""
+        if "\x00" in directory:
+            raise self._refuse(directory, "a path cannot hold a NUL character")
+        if ".." in Path(directory).parts:
+            raise self._refuse(directory, "'..' is not allowed")
+        # an absolute directory replaces the root; normpath only drops '.' and repeated '/'
+        full = os.path.normpath(os.path.join(self.path, directory))
+        if not _within(full, self.path):
+            raise self._refuse(directory, "it is outside the export root")
+        if not _within(os.path.realpath(full), os.path.realpath(self.path)):
+            raise self._refuse(directory, "a symbolic link leads out of the export root")
+        return full
+
+    def check(self, directory: str) -> Path:
+        """At write time: :meth:`place` again (a link may have been made since), as a
+        terminal delivery error, so the change goes to the dead letters with the cause."""
+        try:
+            return Path(self.place(directory))
+        except InvalidDestinationError as exc:
+            raise RejectedDeliveryError(f"not written: {exc.reason}") from exc
+
+    def _refuse(self, directory: str, why: str) -> InvalidDestinationError:
+        return InvalidDestinationError(
+            "directory",
+            f"{directory!r}: {why}; file destinations write inside {self.path}"
+            " (activate.export_root): give a directory relative to it",
+            details={"directory": directory, "export_root": self.path},
+        )
+
+
+def _within(path: str, root: str) -> bool:
+    path, root = os.path.normpath(path), os.path.normpath(root)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 class Writer(Protocol):
@@ -97,16 +162,19 @@ def _csv_lines(rows: Iterable[Sequence[Any]]) -> bytes:
 class FileSink:
     """Appends changes to the change file of their period (by the time they are written).
 
-    ``writer_for(directory)`` makes the :class:`Writer` of a destination.
+    ``writer_for(directory)`` makes the :class:`Writer` of a destination; with ``exports``,
+    the directory is checked to be inside the export root before every write.
     """
 
-    def __init__(self, writer_for: Any = LocalWriter) -> None:
+    def __init__(self, writer_for: Any = LocalWriter, exports: ExportRoot | None = None) -> None:
         self.writer_for = writer_for
+        self.exports = exports
 
     def write(self, dest: Destination, deliveries: Sequence[Delivery], now_ms: int) -> int:
         if not dest.directory:
             raise InvalidDestinationError("directory", "a file destination needs a directory")
-        writer: Writer = self.writer_for(dest.directory)
+        directory = self.exports.check(dest.directory) if self.exports else dest.directory
+        writer: Writer = self.writer_for(directory)
         path = f"changes/{period_name(now_ms, dest.file_period_ms)}.csv"
         rows = [
             (

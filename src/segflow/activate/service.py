@@ -25,7 +25,13 @@ from segflow.activate.exceptions import (
     RetryableDeliveryError,
 )
 from segflow.activate.feeder import Feeder
-from segflow.activate.files import FileSink, LocalWriter, snapshot_rows, write_snapshot
+from segflow.activate.files import (
+    ExportRoot,
+    FileSink,
+    LocalWriter,
+    snapshot_rows,
+    write_snapshot,
+)
 from segflow.activate.models import Delivery, Destination, Subscription
 from segflow.activate.payloads import ChangeContext, ProfileLookup, build_payload, phone_rules
 from segflow.activate.secretbox import SecretBox
@@ -52,8 +58,10 @@ class ActivationService:
         clock: Clock | None = None,
         secret_overlap_ms: int = DAY_MS,
         pools: Callable[[int], RequestPool] | None = None,
+        exports: ExportRoot | None = None,
     ) -> None:
         self.store = store
+        self.exports = exports  # where file destinations may write (None: anywhere)
         self.guard = guard
         self.lookup = lookup
         self.clock = clock or WallClock()
@@ -67,13 +75,16 @@ class ActivationService:
         *,
         allow_list: Sequence[str] = (),
         secrets_key: str | None = None,
+        export_root: str | Path | None = None,
         **kwargs: Any,
     ) -> ActivationService:
         """The service on ``DATA_DIR/delivery.sqlite`` (secrets encrypted with ``secrets_key``,
-        else with ``DATA_DIR/secrets.key``)."""
+        else with ``DATA_DIR/secrets.key``; file destinations inside ``export_root``, else
+        ``DATA_DIR/exports``)."""
         box = SecretBox.open(data_dir, secrets_key)
         store = DeliveryStore(Path(data_dir) / "delivery.sqlite", box=box)
-        return cls(store, guard=UrlGuard(allow_list), **kwargs)
+        exports = ExportRoot(export_root or Path(data_dir) / "exports")
+        return cls(store, guard=UrlGuard(allow_list), exports=exports, **kwargs)
 
     # -- destinations --------------------------------------------------------------------
     def _validate(self, dest: Destination) -> Destination:
@@ -85,6 +96,8 @@ class ActivationService:
             self.guard.check(dest.url)
         if dest.kind == "file" and not dest.directory:
             raise InvalidDestinationError("directory", "a file destination needs a directory")
+        if dest.kind == "file" and dest.directory and self.exports is not None:
+            dest = msgspec.structs.replace(dest, directory=self.exports.place(dest.directory))
         for field, value in (
             ("concurrency", dest.concurrency),
             ("batch_max", dest.batch_max),
@@ -214,7 +227,9 @@ class ActivationService:
             hashed=dest.identifiers == "hashed",
             phone=phone_rules(dest),
         )
-        return write_snapshot(LocalWriter(dest.directory), segment, rows, self.clock.now_ms())
+        # checked again now (a link may have been made since): 400 on directory
+        directory = self.exports.place(dest.directory) if self.exports else dest.directory
+        return write_snapshot(LocalWriter(directory), segment, rows, self.clock.now_ms())
 
     # -- delivery log, dead letters ------------------------------------------------------
     def deliveries(
@@ -267,7 +282,7 @@ class ActivationService:
         t0 = time.perf_counter()
         try:
             if dest.kind == "file":
-                status: int | None = FileSink().write(dest, [delivery], now_ms)
+                status: int | None = FileSink(exports=self.exports).write(dest, [delivery], now_ms)
             else:
                 pool = self.pools(1)
                 try:

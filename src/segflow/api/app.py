@@ -36,6 +36,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from segflow.activate.secretbox import SecretBox
 from segflow.activate.service import ActivationService
 from segflow.api import docs, openapi
 from segflow.api.auth import TokenStore, authorizer
@@ -155,7 +156,15 @@ def build_api(deps: ApiDeps) -> Starlette:
         *destination_routes(deps.activation, authorize, deps.audit),
         *build_model_routes(models),
         *token_routes(deps.tokens, authorize, deps.audit),
-        *source_routes(deps.runtime.catalog, deps.runtime.log.dead_letters, authorize, deps.audit),
+        *source_routes(
+            deps.runtime.catalog,
+            deps.runtime.log.dead_letters,
+            authorize,
+            deps.audit,
+            SecretBox.open(
+                deps.runtime.settings.data_path, deps.runtime.settings.activate.secrets_key
+            ),
+        ),
         *(privacy_routes(deps.privacy, authorize) if deps.privacy is not None else ()),
         *(
             sync_routes(deps.syncs, authorize, deps.audit, deps.runtime.clock)

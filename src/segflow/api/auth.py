@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     created_ms INTEGER NOT NULL,
     revoked_ms INTEGER
 );
+CREATE TABLE IF NOT EXISTS console_sessions_ended (
+    session_id TEXT PRIMARY KEY,
+    expires_ms INTEGER NOT NULL
+);
 """
 _SCHEMA_POSTGRES = (
     """CREATE TABLE IF NOT EXISTS api_tokens (
@@ -52,6 +56,10 @@ _SCHEMA_POSTGRES = (
     name TEXT NOT NULL DEFAULT '',
     created_ms BIGINT NOT NULL,
     revoked_ms BIGINT
+)""",
+    """CREATE TABLE IF NOT EXISTS console_sessions_ended (
+    session_id TEXT PRIMARY KEY,
+    expires_ms BIGINT NOT NULL
 )""",
 )
 
@@ -141,6 +149,33 @@ class TokenStore:
                 (time.time_ns() // 1_000_000, token_id),
             )
         return cur.rowcount > 0
+
+    def end_session(self, session_id: str, expires_ms: int) -> None:
+        """Record that a console session ended (logout) before ``expires_ms``, when its cookie
+        would have; rows of sessions that have expired anyway are dropped on the way.
+
+        >>> import tempfile, os
+        >>> tokens = TokenStore(os.path.join(tempfile.mkdtemp(), "catalog.sqlite"))
+        >>> tokens.end_session("s1", expires_ms=2**40)
+        >>> tokens.session_ended("s1"), tokens.session_ended("s2")
+        (True, False)
+        """
+        now = time.time_ns() // 1_000_000
+        with self.lock, self.con.write("console_sessions_ended"):
+            self.con.execute("DELETE FROM console_sessions_ended WHERE expires_ms <= ?", (now,))
+            self.con.execute(
+                "INSERT INTO console_sessions_ended (session_id, expires_ms) VALUES (?, ?)"
+                " ON CONFLICT(session_id) DO NOTHING",
+                (session_id, expires_ms),
+            )
+
+    def session_ended(self, session_id: str) -> bool:
+        """Whether the console session ``session_id`` was ended by a logout."""
+        with self.lock:
+            row = self.con.execute(
+                "SELECT 1 FROM console_sessions_ended WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return row is not None
 
     def close(self) -> None:
         self.con.close()

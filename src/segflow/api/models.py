@@ -96,7 +96,9 @@ def _list(reg: Registry, request: Request, body: dict[str, Any]) -> Any:
 
 def _show(reg: Registry, request: Request, body: dict[str, Any]) -> Any:
     name = request.path_params["name"]
-    return {"spec": reg.get_model(name), "runs": reg.runs(name, 10)}
+    # the newest training's verdict: a model no better than its baseline is not used
+    spec = reg.get_model(name)
+    return {"spec": spec, "runs": reg.runs(name, 10), "warning": reg.training_warning(name)}
 
 
 def _runs(reg: Registry, request: Request, body: dict[str, Any]) -> Any:

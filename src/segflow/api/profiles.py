@@ -33,6 +33,7 @@ from segflow.api.common import actor, answer
 from segflow.audit import AuditLog
 from segflow.errors import NotFoundError, ValidationError
 from segflow.profiles import Profile
+from segflow.rules.ast import split_scores
 from segflow.spec.normalize import iso_ms
 from segflow.stream.reader import ProfileReader
 
@@ -49,7 +50,9 @@ def _iso(ms: int | None) -> str | None:
 
 
 def profile_json(profile: Profile) -> dict[str, Any]:
-    """The API shape of a profile."""
+    """The API shape of a profile (``score_ranks``: per model, the shares of the last scoring
+    run's profiles scored above and below this one; docs/ml.md)."""
+    scores, ranks = split_scores(profile.scores)
     return {
         "id": profile.profile_id,
         "identities": [
@@ -60,7 +63,8 @@ def profile_json(profile: Profile) -> dict[str, Any]:
         "group_traits": profile.group_traits,
         "computed_traits": profile.computed_traits,
         "segments": list(profile.members),
-        "scores": profile.scores,
+        "scores": scores,
+        "score_ranks": ranks,
         "clusters": profile.clusters,
         "event_counts": profile.event_counts,
         "first_seen": _iso(profile.first_seen_ms),

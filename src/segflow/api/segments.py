@@ -38,6 +38,7 @@ from starlette.routing import Route
 from segflow.api.auth import Authorize
 from segflow.api.common import actor, endpoint, query_int
 from segflow.errors import NotFoundError, ValidationError
+from segflow.rules.ast import split_scores
 from segflow.segments.service import SegmentService
 from segflow.segments.store import Kind
 from segflow.stream.backfill import Progress
@@ -224,10 +225,16 @@ def segment_routes(
         profile = find(request)
         ids = [profile.profile_id, *profile.absorbed]
         reasons = service.score_reasons(ids)
+        scores, ranks = split_scores(profile.scores)
         return {
             "profile_id": profile.profile_id,
             "scores": {
-                m: {"score": v, "reasons": reasons.get(m, [])} for m, v in profile.scores.items()
+                m: {
+                    "score": v,
+                    "reasons": reasons.get(m, []),
+                    "top_share": ranks.get(m, {}).get("top"),
+                }
+                for m, v in scores.items()
             },
             "clusters": profile.clusters,
         }

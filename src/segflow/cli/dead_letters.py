@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
+from segflow.log.sqlite import read_dead_letters
 from segflow.sqlite import connect
 
 dead_letters_app = typer.Typer(
@@ -41,25 +42,21 @@ def list_dead_letters(
         typer.echo("[]" if as_json else "no log yet")
         return
     con = connect(path, read_only=True)
-    sql = (
-        "SELECT id, source_id, received_at_ms, message_id, field, reason, payload FROM dead_letters"
-    )
-    args: tuple[object, ...] = ()
-    if source:
-        sql, args = sql + " WHERE source_id=?", (source,)
-    rows = con.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-    con.close()
+    try:
+        found = read_dead_letters(con, source_id=source, limit=limit)
+    finally:
+        con.close()
     letters = [
         DeadLetterRow(
-            id=r[0],
-            source_id=r[1],
-            received_at_ms=r[2],
-            message_id=r[3],
-            field=r[4],
-            reason=r[5],
-            payload=bytes(r[6])[:2000].decode("utf-8", "replace"),
+            id=d.id or 0,
+            source_id=d.source_id,
+            received_at_ms=d.received_at_ms,
+            message_id=d.message_id,
+            field=d.field,
+            reason=d.reason,
+            payload=d.payload[:2000].decode("utf-8", "replace"),
         )
-        for r in rows
+        for d in found
     ]
     if as_json:
         typer.echo(msgspec.json.encode(letters).decode())

@@ -38,6 +38,7 @@ def service(data_dir: Path | None) -> ActivationService:
         root,
         allow_list=settings.activate.allow_list,
         secrets_key=settings.activate.secrets_key,
+        export_root=settings.activate.export_root,
         secret_overlap_ms=settings.activate.secret_overlap_ms,
         lookup=build_reader(settings, log),  # members and traits for --initial-sync
     )

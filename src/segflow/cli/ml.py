@@ -163,6 +163,7 @@ def models_show(
         raise _fail(exc) from exc
     out: dict[str, Any] = {
         "model": msgspec.to_builtins(spec),
+        "warning": registry.training_warning(name),
         "runs": [msgspec.to_builtins(r) for r in registry.runs(name, runs)],
     }
     if spec.kind == "cluster":
@@ -253,6 +254,8 @@ def _run(name: str, job: str | None, data_dir: Path | None, as_of_ms: int | None
         for k, v in run.metrics.items()
         if k not in ("projection", "calibration", "backtest", "scoring")
     }
+    if run.metrics.get("warning"):
+        typer.echo(f"warning: {run.metrics['warning']}", err=True)
     typer.echo(
         json.dumps(
             {

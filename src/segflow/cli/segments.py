@@ -18,8 +18,10 @@ from rich.console import Console
 from rich.progress import Progress
 
 from segflow.audit import AuditLog, cli_actor
+from segflow.catalogdb import catalog_target
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
 from segflow.cli.render import JsonOption, emit_json, record, rows, working
+from segflow.collect.catalog import SourceCatalog
 from segflow.errors import SegflowError
 from segflow.rules import RuleSyntaxError
 from segflow.rules.exceptions import Diagnostic
@@ -195,7 +197,9 @@ def preview(
 
 
 def apply_definitions(
-    directory: Path = typer.Argument(..., help="a folder with segments/*.yaml and traits/*.yaml"),
+    directory: Path = typer.Argument(
+        ..., help="a folder with segments/*.yaml, traits/*.yaml and webhooks/*.yaml"
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="show what would change, change nothing"),
     prune: bool = typer.Option(False, "--prune", help="also delete definitions that have no file"),
     sizes: bool = typer.Option(True, "--sizes/--no-sizes", help="size change of each (SQL)"),
@@ -203,12 +207,14 @@ def apply_definitions(
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
 ) -> None:
-    """Make the catalogue match a directory of YAML definitions (all or nothing)."""
+    """Make the catalogue match a directory of YAML definitions (all or nothing); webhook
+    sources (webhooks/NAME.yaml) are created or updated, never pruned."""
     from segflow.segments import files
 
     svc = _service(data_dir, config)
     try:
         changes = files.plan(svc, directory, prune=prune)
+        hooks = _webhook_plan(directory, data_dir, config)
     except SegflowError as exc:
         raise _fail(exc, as_json=as_json, source=_file_text) from exc
     planned = files.future(svc, changes)
@@ -226,14 +232,58 @@ def apply_definitions(
         typer.echo(line)
         for edit in change.diff():
             typer.echo(f"    {edit}")
-    if dry_run or not pending:
-        typer.echo(f"{len(pending)} to change" + (" (dry run: nothing applied)" if dry_run else ""))
+    hooks_pending = [h for h in hooks if h.action != "same"]
+    for h in hooks_pending:
+        typer.echo(f"{h.action:7} webhook {h.name} ({h.vendor})")
+    count = len(pending) + len(hooks_pending)
+    if dry_run or not count:
+        typer.echo(f"{count} to change" + (" (dry run: nothing applied)" if dry_run else ""))
         return
     try:
         done = files.apply(svc, changes, actor=cli_actor())
+        done += _webhook_apply(hooks_pending, data_dir, config)
     except SegflowError as exc:
         raise _fail(exc, as_json=as_json) from exc
     typer.echo(f"applied {done} changes")
+
+
+def _webhook_plan(directory: Path, data_dir: Path | None, config: Path | None) -> list[Any]:
+    import os
+
+    from segflow.collect.webhooks import files as webhook_files
+
+    if not (directory / webhook_files.FOLDER).is_dir():
+        return []
+    catalog = SourceCatalog(catalog_target(resolve_settings(data_dir, config)))
+    try:
+        return webhook_files.plan(catalog, directory, os.environ)
+    finally:
+        catalog.close()
+
+
+def _webhook_apply(hooks: list[Any], data_dir: Path | None, config: Path | None) -> int:
+    """Apply webhook sources; a new source's write key (or URL secret) is printed once."""
+    from segflow.activate.secretbox import SecretBox
+    from segflow.collect.webhooks import files as webhook_files
+    from segflow.collect.webhooks.manage import public_source
+
+    settings = resolve_settings(data_dir, config)
+    catalog = SourceCatalog(catalog_target(settings))
+    box = SecretBox.open(settings.data_path, settings.activate.secrets_key)
+    audit = AuditLog(catalog_target(settings))
+    try:
+        done = webhook_files.apply(catalog, hooks, box)
+        for change, key, made in done:
+            shown = public_source(catalog.get(change.name))
+            audit.record(cli_actor(), "source.webhook", change.name, None, shown)
+            if key:
+                typer.echo(f"source {change.name}: its write key (shown once): {key}")
+            if made:
+                typer.echo(f"source {change.name}: its URL secret (shown once): {made}")
+    finally:
+        catalog.close()
+        audit.close()
+    return len(done)
 
 
 def _size_change(svc: SegmentService, change: Any, planned: tuple[Any, Any]) -> str:

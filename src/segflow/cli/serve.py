@@ -111,8 +111,7 @@ def _single_process(
 
     run_server(
         settings,
-        services=compose.services,
-        mounts=compose.mounts,
+        parts=compose.assemble,
         log_level=log_level,
         http_server=http_server,
         listen_fd=fd,

@@ -5,6 +5,7 @@ Routes (an optional ``/v1`` prefix is accepted everywhere, so ``/v1/b`` and ``/b
 - ``POST track|identify|page|screen|group|alias`` and analytics.js's ``t|i|p|s|g|a``: one message;
 - ``POST batch|import|b``: a batch (also ``/beacon/v1/batch?writeKey=`` for RudderStack's beacon);
 - ``GET projects/{writeKey}/settings`` (Segment SDKs) and ``GET sourceConfig`` (RudderStack);
+- ``POST webhooks/{vendor}`` (and Mailchimp's ``GET``): vendor webhooks (``collect.webhooks``);
 - ``GET health``; ``OPTIONS *`` (CORS preflight).
 
 Statuses follow the SDKs' retry logic: 200 once durable; 400/413 for permanent errors (SDKs
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -29,6 +31,7 @@ from segflow.collect.ingest import Ingestor, Request
 from segflow.collect.limits import Admission, TokenBuckets
 from segflow.collect.responses import error_response
 from segflow.collect.sdk_settings import rudderstack_source_config, segment_settings
+from segflow.collect.webhooks.receiver import Cipher, WebhookReceiver
 from segflow.errors import SegflowError
 from segflow.metrics import REQUESTS_REFUSED
 from segflow.spec.exceptions import InvalidMessage
@@ -53,16 +56,28 @@ Handler = Callable[[Scope, Receive, Send, list[tuple[bytes, bytes]]], Awaitable[
 class CollectorApp:
     """The ASGI app (see module docstring)."""
 
-    def __init__(self, ingestor: Ingestor, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        *,
+        clock: Clock | None = None,
+        secrets: Cipher | None = None,
+        shared_limits: Path | None = None,
+    ) -> None:
         self.ingestor = ingestor
         self.settings = ingestor.settings
         self.cors = CorsPolicy(self.settings.cors_origins)
         self.clock = clock or WallClock()
-        self.limits = TokenBuckets(
-            rate=self.settings.rate_limit_events_per_s, burst=self.settings.rate_limit_burst
+        self.limits = TokenBuckets(  # shared_limits: one limit across the server's workers
+            rate=self.settings.rate_limit_events_per_s,
+            burst=self.settings.rate_limit_burst,
+            shared=shared_limits,
         )
         self.admission = Admission(
             self.settings.max_inflight_requests, retry_after_s=self.settings.retry_after_s
+        )
+        self.webhooks = WebhookReceiver(
+            ingestor, clock=self.clock, limits=self.limits, cipher=secrets
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,6 +111,9 @@ class CollectorApp:
             await self._admitted(self._single(scope, receive, send, cors, SINGLE_ROUTES[path]))
         elif method == "POST" and path in BATCH_ROUTES:
             await self._admitted(self._batch(scope, receive, send, cors))
+        elif path.startswith("webhooks/"):
+            vendor = path[len("webhooks/") :]
+            await self._admitted(self.webhooks(scope, receive, send, cors, vendor))
         elif method in ("GET", "HEAD") and path == "health":
             await send_json(
                 send, 200, {"status": "ok", "pendingEvents": self.ingestor.log.pending_events}, cors

@@ -32,6 +32,7 @@ from segflow.catalogdb import CatalogTarget, open_catalog_db
 from segflow.clock import Clock, WallClock
 from segflow.collect.exceptions import SourceExists, UnknownSource
 from segflow.collect.plans import TrackingPlan
+from segflow.collect.webhooks.config import WebhookConfig
 from segflow.spec.normalize import NameRules
 
 _SCHEMA = (
@@ -51,11 +52,12 @@ _SCHEMA_POSTGRES = (
 
 
 class SourceConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A source's settings: event-name rules (canonical name -> names that mean it) and an
-    optional tracking plan."""
+    """A source's settings: event-name rules (canonical name -> names that mean it), an
+    optional tracking plan, and the vendor webhooks it receives (``collect.webhooks``)."""
 
     event_names: dict[str, list[str]] = {}
     tracking_plan: TrackingPlan | None = None
+    webhook: WebhookConfig | None = None
 
 
 class Source(msgspec.Struct, frozen=True, kw_only=True):

@@ -17,31 +17,128 @@ available (``Retry-After``).
 ...     print(exc.retry_after_s)
 1.0
 >>> now[0] = 1.0; buckets.take("src", 10)
+
+With ``shared=PATH`` the buckets live in a small memory-mapped file that every process of a
+``segflow serve`` maps (:class:`SharedBucketTable`), so the limit holds for the whole server
+however many HTTP workers share the port, not once per worker: the supervised server passes
+``DATA_DIR/run/buckets-collect.bin`` and ``buckets-api.bin``. ``time.monotonic`` is the
+system's clock, the same in every process.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import math
+import mmap
+import os
+import struct
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from segflow.collect.exceptions import Overloaded, RateLimited
 
 _MAX_KEYS = 100_000
 
 
+class SharedBucketTable:
+    """Buckets ``key -> (tokens, at)`` in a memory-mapped file shared by processes.
+
+    A fixed table of ``slots`` slots (24 bytes each: an 8-byte hash of the key, the tokens,
+    the time) addressed by the key's hash with 8 probes; when all 8 are taken by other keys the
+    least recently used one is reused (its key starts again from a full bucket, as a key the
+    in-memory table dropped does). Each read-modify-write holds an exclusive ``flock`` on the
+    file (across processes) and a lock (across this process's threads).
+
+    >>> import tempfile
+    >>> table = SharedBucketTable(Path(tempfile.mkdtemp()) / "b.bin", slots=16)
+    >>> table.get("k") is None
+    True
+    >>> table.put("k", 3.5, 10.0); table.get("k")
+    (3.5, 10.0)
+    >>> SharedBucketTable(table.path, slots=16).get("k")  # another process's view
+    (3.5, 10.0)
+    """
+
+    _SLOT = struct.Struct("<Qdd")
+    _PROBES = 8
+
+    def __init__(self, path: Path, slots: int = 16_384) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._slots = slots
+        size = slots * self._SLOT.size
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if os.fstat(self._fd).st_size < size:
+            os.ftruncate(self._fd, size)
+        self._map = mmap.mmap(self._fd, size)
+        self._thread_lock = threading.Lock()
+
+    def __enter__(self) -> SharedBucketTable:
+        self._thread_lock.acquire()
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread_lock.release()
+
+    @staticmethod
+    def _hash(key: str) -> int:
+        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") | 1
+
+    def _find(self, key: str) -> tuple[int, bool]:
+        """The slot holding ``key`` (``True``), or the one to put it in (``False``)."""
+        h = self._hash(key)
+        free, oldest, oldest_at = -1, -1, math.inf
+        for i in range(self._PROBES):
+            slot = (h + i) % self._slots
+            found, _, at = self._SLOT.unpack_from(self._map, slot * self._SLOT.size)
+            if found == h:
+                return slot, True
+            if found == 0 and free < 0:
+                free = slot
+            elif found != 0 and at < oldest_at:
+                oldest, oldest_at = slot, at
+        return (free if free >= 0 else oldest), False
+
+    def get(self, key: str) -> tuple[float, float] | None:
+        """``(tokens, at)`` of ``key``, or ``None``; call inside ``with table:``."""
+        slot, found = self._find(key)
+        if not found:
+            return None
+        _, tokens, at = self._SLOT.unpack_from(self._map, slot * self._SLOT.size)
+        return tokens, at
+
+    def put(self, key: str, tokens: float, at: float) -> None:
+        slot, _ = self._find(key)
+        self._SLOT.pack_into(self._map, slot * self._SLOT.size, self._hash(key), tokens, at)
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._fd)
+
+
 class TokenBuckets:
-    """Token buckets by key (thread-safe); ``rate <= 0`` disables them."""
+    """Token buckets by key (thread-safe); ``rate <= 0`` disables them. ``shared``: a file
+    the buckets live in for every process of the server (module docstring)."""
 
     def __init__(
-        self, *, rate: float, burst: float, now: Callable[[], float] = time.monotonic
+        self,
+        *,
+        rate: float,
+        burst: float,
+        now: Callable[[], float] = time.monotonic,
+        shared: Path | None = None,
     ) -> None:
         self.rate = rate
         self.burst = max(burst, rate, 1.0) if rate > 0 else 0.0
         self.now = now
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
         self._lock = threading.Lock()
+        self._shared = SharedBucketTable(shared) if shared is not None and rate > 0 else None
 
     @property
     def enabled(self) -> bool:
@@ -52,21 +149,34 @@ class TokenBuckets:
         if self.rate <= 0:
             return
         now = self.now()
-        with self._lock:
-            tokens, at = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - at) * self.rate)
-            need = min(cost, self.burst)
-            if tokens < need:
+        if self._shared is not None:
+            with self._shared as table:
+                tokens, refused = self._charge(table.get(key) or (self.burst, now), now, cost)
+                table.put(key, tokens, now)
+        else:
+            with self._lock:
+                tokens, refused = self._charge(self._buckets.get(key, (self.burst, now)), now, cost)
+                if len(self._buckets) >= _MAX_KEYS and key not in self._buckets:
+                    self._buckets.clear()  # bounded memory: full buckets are the default anyway
                 self._buckets[key] = (tokens, now)
-                wait = math.ceil((need - tokens) / self.rate)
-                raise RateLimited(
-                    f"rate limit of {self.rate:g}/s exceeded",
-                    retry_after_s=float(max(1, wait)),
-                    details={"rate_per_s": self.rate, "burst": self.burst},
-                )
-            if len(self._buckets) >= _MAX_KEYS and key not in self._buckets:
-                self._buckets.clear()  # bounded memory: full buckets are the default anyway
-            self._buckets[key] = (tokens - cost, now)
+        if refused is not None:
+            raise refused
+
+    def _charge(
+        self, bucket: tuple[float, float], now: float, cost: float
+    ) -> tuple[float, RateLimited | None]:
+        """The bucket's tokens after this request, and the refusal when it cannot pay."""
+        tokens, at = bucket
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        need = min(cost, self.burst)
+        if tokens < need:
+            wait = math.ceil((need - tokens) / self.rate)
+            return tokens, RateLimited(
+                f"rate limit of {self.rate:g}/s exceeded",
+                retry_after_s=float(max(1, wait)),
+                details={"rate_per_s": self.rate, "burst": self.burst},
+            )
+        return tokens - cost, None
 
 
 class Admission:

@@ -246,26 +246,18 @@ class Demo:
         self.console.print(
             "models: " + ", ".join(f"{n} {s}" for n, s in self.result.model_runs.items())
         )
-        threshold = self._bundle_threshold()
-        for name, rule in definitions.score_segments(threshold).items():
+        for name, rule in definitions.score_segments().items():
             body = {"name": name, "rule": rule,
                     "description": definitions.DESCRIPTIONS.get(name, "")}  # fmt: skip
             self._api("POST", "/api/v1/segments", json=body)
+        self._model_warnings()
 
-    def _bundle_threshold(self) -> float:
-        """The score of the top 10% of profiles for the bundle model (from its sample scores)."""
-        profile = self._api("GET", f"/api/v1/profiles/anonymous_id:{STORY_ANONYMOUS_ID}")
-        mine = profile["scores"].get("bundle_72h")
-        show = self._api("GET", "/api/v1/models/bundle_72h")
-        last = (show.get("runs") or [{}])[0]
-        scoring = (last.get("metrics") or {}).get("scoring") or {}
-        q90 = scoring.get("score_quantiles", {}).get("0.9")
-        threshold = float(q90) if q90 is not None else 0.5
-        self.console.print(
-            f"  bundle_72h: top-decile threshold {threshold:.3f}; anon_123xyz scored "
-            f"{mine if mine is None else round(mine, 3)}"
-        )
-        return round(threshold, 3)
+    def _model_warnings(self) -> None:
+        """Say what the models' cards say: a model no better than its baseline is not used."""
+        for name in MODELS:
+            show = self._api("GET", f"/api/v1/models/{name}")
+            if show.get("warning"):
+                self.console.print(f"  [yellow]{show['warning']}[/yellow]")
 
     # -- traffic -----------------------------------------------------------------------------
     def _backfill(self) -> None:

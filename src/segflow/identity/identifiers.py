@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from typing import Any, NamedTuple
 
-from segflow.identity.rules import IdentityRules, blocked_set
+from segflow.identity.rules import BUILTIN_TYPES, IdentityRules, blocked_set
 from segflow.spec.events import Event
 
 
@@ -73,18 +73,19 @@ def _email(event: Event) -> Any:
 
 
 def _external(event: Event, rules: IdentityRules) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
     root = {"context": event.context, "traits": event.traits, "properties": event.properties}
-    declared = {x.type for x in rules.external_ids}
-    for ext in rules.external_ids:
-        if ext.path:
-            out.append((ext.type, _dotted(root, ext.path)))
-    listed = event.context.get("externalIds") if event.context else None
-    if isinstance(listed, list):
-        for item in listed:
-            if isinstance(item, dict) and item.get("type") in declared:
-                out.append((str(item["type"]), item.get("id")))
-    return out
+    return [(x.type, _dotted(root, x.path)) for x in rules.external_ids if x.path]
+
+
+def _listed(listed: Any, types: frozenset[str]) -> list[tuple[str, Any]]:
+    """Segment's ``context.externalIds`` (``[{id, type}]``), for the types in ``types``."""
+    if not isinstance(listed, list):
+        return []
+    return [
+        (item["type"], item.get("id"))
+        for item in listed
+        if isinstance(item, dict) and item.get("type") in types
+    ]
 
 
 def extract_identifiers(event: Event, rules: IdentityRules) -> list[Identifier]:
@@ -125,17 +126,12 @@ class Extractor:
         self.rules = rules
         self.blocked = blocked_set(rules.blocked_values)
         ranks = _ranks(rules.priority_order)
-        types = (
-            "user_id",
-            "email",
-            "anonymous_id",
-            "group_id",
-            *(x.type for x in rules.external_ids),
-        )
+        types = rules.id_types()
         self.ranks = {t: ranks[t] if t in ranks else rules.priority(t) for t in types}
         # user_id, email, anonymous_id come in that order: no sort when the ranks agree
         self.in_order = self.ranks["user_id"] <= self.ranks["email"] <= self.ranks["anonymous_id"]
-        self.extras = bool(rules.external_ids) or rules.link_group_id
+        self.extras = any(x.path for x in rules.external_ids) or rules.link_group_id
+        self.listed = frozenset(rules.id_types()[len(BUILTIN_TYPES) :])
 
     def _rank(self, ident: Identifier) -> int:
         rank = self.ranks.get(ident.type)
@@ -154,6 +150,8 @@ class Extractor:
                 raw.append(("group_id", event.group_id))
             if self.rules.external_ids:
                 raw.extend(_external(event, self.rules))
+        if self.listed and event.context and "externalIds" in event.context:
+            raw.extend(_listed(event.context["externalIds"], self.listed))
         blocked = self.blocked
         found: list[Identifier] = []
         for id_type, value in raw:

@@ -22,6 +22,15 @@ from segflow.identity.exceptions import IdentityConfigError
 
 BUILTIN_TYPES = ("user_id", "email", "anonymous_id", "group_id")
 DEFAULT_BLOCKED = ("", "null", "none", "undefined", "0", "anonymous", "nan", "unknown", "n/a")
+# the vendor ids the webhook sources (segflow.collect.webhooks) put in ``context.externalIds``
+VENDOR_ID_TYPES = (
+    "stripe_customer_id",
+    "zendesk_user_id",
+    "hubspot_contact_id",
+    "salesforce_contact_id",
+    "salesforce_lead_id",
+    "mailchimp_member_id",
+)
 
 
 class TypeLimit(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,6 +63,8 @@ class IdentityRules(msgspec.Struct, frozen=True, kw_only=True):
     priority_order: tuple[str, ...] = ("user_id", "email", "anonymous_id")
     blocked_values: tuple[str, ...] = DEFAULT_BLOCKED
     external_ids: tuple[ExternalId, ...] = ()
+    # types read from ``context.externalIds`` with no declaration (the webhook sources' ids)
+    listed_id_types: tuple[str, ...] = VENDOR_ID_TYPES
     link_group_id: bool = False
     max_identifiers: int = 100
     max_merges: int = 50
@@ -85,7 +96,9 @@ class IdentityRules(msgspec.Struct, frozen=True, kw_only=True):
 
     def id_types(self) -> tuple[str, ...]:
         """Every identifier type these rules know."""
-        return (*BUILTIN_TYPES, *(x.type for x in self.external_ids))
+        declared = tuple(x.type for x in self.external_ids)
+        listed = tuple(t for t in self.listed_id_types if t not in declared)
+        return (*BUILTIN_TYPES, *declared, *listed)
 
 
 @functools.lru_cache(maxsize=16)

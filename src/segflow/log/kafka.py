@@ -30,7 +30,6 @@ import logging
 import queue
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
 from typing import Any
 
 import msgspec
@@ -43,38 +42,33 @@ from segflow.log.base import DeadLetter, Position, Record
 from segflow.log.base import partition_for as _partition_for
 from segflow.log.exceptions import (
     DuplicateInFlight,
-    LogBackpressure,
-    LogClosed,
     LogWriteFailed,
 )
 from segflow.log.kafka_reader import TopicReader
 from segflow.log.lease import PartitionLease
+from segflow.log.queued import PendingAppend, QueuedAppends
 from segflow.log.reservations import Reservation, ReservationTable, dedupe_key
-from segflow.spec.events import Event, encode_event
+from segflow.spec.events import Event
 
 logger = logging.getLogger("segflow.log.kafka")
-_STOP = object()
 _dead_encoder = msgspec.msgpack.Encoder()
 _dead_decoder = msgspec.msgpack.Decoder(DeadLetter)
 
 
-class _Append:
+class _Append(PendingAppend):
     """One caller's append: what to produce, what came back, the caller's future."""
 
     def __init__(
         self, events: Sequence[Event], payloads: list[bytes], dead: Sequence[DeadLetter]
     ) -> None:
-        self.events = events
-        self.payloads = payloads
-        self.dead = dead
+        super().__init__(events, payloads, dead)
         self.positions: list[Position | None] = [None] * len(events)
         self.keys: list[bytes] = []  # reserved (fresh) keys
         self.outstanding = 0
         self.error: BaseException | None = None
-        self.future: Future[list[Position | None]] = Future()
 
 
-class KafkaEventLog:
+class KafkaEventLog(QueuedAppends):
     """The Kafka :class:`~segflow.log.base.EventLog` driver (see the module docstring)."""
 
     def __init__(
@@ -97,8 +91,11 @@ class KafkaEventLog:
         }
         self._dedupe = dedupe
         self._clock = clock or WallClock()
-        self._max_pending = max_pending_events
-        self._partitions = self._ensure_topics(partitions)
+        self._init_appends(
+            partitions=self._ensure_topics(partitions),
+            max_pending=max_pending_events,
+            waiting_for="the broker",
+        )
         self._producer = Producer(
             {
                 **self.base_config,
@@ -108,9 +105,6 @@ class KafkaEventLog:
                 "message.timeout.ms": delivery_timeout_ms,
             }
         )
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._pending_events = 0
-        self._pending_lock = threading.Lock()
         self._done: queue.SimpleQueue[_Append] = queue.SimpleQueue()
         self._readers = threading.local()
         self._all_readers: list[TopicReader] = []
@@ -118,13 +112,9 @@ class KafkaEventLog:
         self._groups: dict[str, Consumer] = {}
         self._members: dict[str, list[PartitionLease]] = {}  # a group's commits go through one
         self._lock = threading.Lock()
-        self._closed = False
         self._writer_done = False
-        self._writer = threading.Thread(
-            target=self._write_loop, name="kafka-log-writer", daemon=True
-        )
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-log-acks", daemon=True)
-        self._writer.start()
+        self._start_writer("kafka-log-writer", max_events=max_pending_events, max_appends=256)
         self._poller.start()
 
     # -- topics --------------------------------------------------------------------------------
@@ -151,65 +141,14 @@ class KafkaEventLog:
 
     # -- properties ----------------------------------------------------------------------------
 
-    @property
-    def partitions(self) -> int:
-        return self._partitions
-
-    @property
-    def pending_events(self) -> int:
-        """Events waiting for the broker's acknowledgement (the collector's backpressure signal)."""
-        return self._pending_events
-
-    def partition_of(self, event: Event) -> int:
-        return _partition_for(event.identity_key, self._partitions)
-
     # -- appending -----------------------------------------------------------------------------
 
-    def append(self, events: Sequence[Event]) -> list[Position | None]:
-        """Append durably (acks=all); ``None`` marks a duplicate (see ``EventLog.append``)."""
-        return self.submit(events).result()
+    def _new_pending(
+        self, events: Sequence[Event], payloads: list[bytes], dead_letters: Sequence[DeadLetter]
+    ) -> _Append:
+        return _Append(events, payloads, dead_letters)
 
-    def submit(
-        self,
-        events: Sequence[Event],
-        dead_letters: Sequence[DeadLetter] = (),
-        payloads: Sequence[bytes] | None = None,
-    ) -> Future[list[Position | None]]:
-        """Queue an append; the future resolves once the broker acknowledged every record (or
-        fails with a ``TransientError``). Raises :class:`LogBackpressure` when too much waits."""
-        if self._closed:
-            raise LogClosed("the event log is closed", retry_after_s=1.0)
-        with self._pending_lock:
-            if self._pending_events + len(events) > self._max_pending and self._pending_events:
-                raise LogBackpressure(
-                    "too many events waiting for the broker",
-                    retry_after_s=1.0,
-                    details={"pending": self._pending_events},
-                )
-            self._pending_events += len(events)
-        encoded = list(payloads) if payloads is not None else [encode_event(e) for e in events]
-        pending = _Append(events, encoded, dead_letters)
-        self._queue.put(pending)
-        return pending.future
-
-    def _write_loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            group = [first]
-            while len(group) < 256:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    self._produce_group(group)
-                    return
-                group.append(item)
-            self._produce_group(group)
-
-    def _produce_group(self, group: list[_Append]) -> None:
+    def _write_group(self, group: list[_Append]) -> None:
         try:
             self._reserve(group)
         except Exception as exc:  # the reservation table failed: nothing was produced
@@ -268,7 +207,7 @@ class KafkaEventLog:
                     pending,
                     i,
                 )
-            for letter in pending.dead:
+            for letter in pending.dead_letters:
                 self._send(self.dead_topic, _dead_encoder.encode(letter), None, 0, pending, -1)
         except Exception as exc:  # a local produce error (e.g. a record too large)
             pending.error = pending.error or LogWriteFailed(f"the produce failed: {exc}")
@@ -323,14 +262,14 @@ class KafkaEventLog:
                 except queue.Empty:
                     break
             if finished:
-                self._settle(finished)
+                self._confirm(finished)
             if self._writer_done and self._producer_idle():
                 return
 
     def _producer_idle(self) -> bool:
         return len(self._producer) == 0 and self._pending_events == 0 and self._done.empty()
 
-    def _settle(self, finished: list[_Append]) -> None:
+    def _confirm(self, finished: list[_Append]) -> None:
         ok = [p for p in finished if p.error is None]
         try:
             self._dedupe.confirm([k for p in ok for k in p.keys])
@@ -346,12 +285,7 @@ class KafkaEventLog:
             self._finish(pending, pending.error)
 
     def _finish(self, pending: _Append, error: BaseException | None) -> None:
-        with self._pending_lock:
-            self._pending_events -= len(pending.events)
-        if error is not None:
-            pending.future.set_exception(error)
-        else:
-            pending.future.set_result(pending.positions)
+        self._settle(pending, pending.positions if error is None else None, error)
 
     # -- dead letters --------------------------------------------------------------------------
 
@@ -459,9 +393,7 @@ class KafkaEventLog:
         """Wait for every queued append's acknowledgement, then close the clients."""
         if self._closed:
             return
-        self._closed = True  # refuse new appends; the queued ones still go out
-        self._queue.put(_STOP)
-        self._writer.join()
+        self._stop_writer()  # refuse new appends; the queued ones still go out
         self._writer_done = True
         self._poller.join()
         self._producer.flush(10)

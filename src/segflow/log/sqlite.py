@@ -33,11 +33,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +43,9 @@ from segflow.clock import DAY_MS, Clock, WallClock
 from segflow.log.base import DeadLetter, Position, Record, partition_for
 from segflow.log.bell import Bell
 from segflow.log.dedupe import DedupeIndex, dedupe_key
-from segflow.log.exceptions import LogBackpressure, LogClosed, LogWriteFailed
-from segflow.spec.events import Event, decode_event, encode_event
+from segflow.log.exceptions import LogWriteFailed
+from segflow.log.queued import PendingAppend, QueuedAppends
+from segflow.spec.events import decode_event
 from segflow.sqlite import connect, vacuum
 
 _SCHEMA = (
@@ -60,25 +59,10 @@ _SCHEMA = (
     " received_at_ms INTEGER NOT NULL, message_id TEXT, field TEXT NOT NULL, reason TEXT NOT NULL,"
     " payload BLOB NOT NULL)",
 )
-_STOP = object()
 logger = logging.getLogger("segflow.log")
 
 
-class _Pending:
-    """One caller's append waiting for the writer."""
-
-    __slots__ = ("dead_letters", "events", "future", "payloads")
-
-    def __init__(
-        self, events: Sequence[Event], payloads: list[bytes], dead_letters: Sequence[DeadLetter]
-    ) -> None:
-        self.events = events
-        self.payloads = payloads
-        self.dead_letters = dead_letters
-        self.future: Future[list[Position | None]] = Future()
-
-
-class SqliteEventLog:
+class SqliteEventLog(QueuedAppends):
     """The embedded :class:`~segflow.log.base.EventLog` driver (see the module docstring)."""
 
     def __init__(
@@ -93,8 +77,6 @@ class SqliteEventLog:
     ) -> None:
         self._path = Path(path)
         self._dedupe_window_ms = dedupe_window_ms
-        self._max_pending = max_pending_events
-        self._max_group = max_group_events
         self._clock = clock or WallClock()
         self._write = connect(self._path)
         self._write.execute("PRAGMA cache_size=-65536")  # keep the dedupe index's pages hot
@@ -103,19 +85,19 @@ class SqliteEventLog:
         self._read.execute("PRAGMA cache_size=-65536")
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
-        self._partitions = self._init_schema(partitions)
+        partitions = self._init_schema(partitions)
+        self._init_appends(
+            partitions=partitions, max_pending=max_pending_events, waiting_for="the disk"
+        )
         with self._write_lock:
             self._dedupe = DedupeIndex(self._write, window_ms=dedupe_window_ms)
         self._next = self._load_next_offsets()
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._pending_events = 0
-        self._pending_lock = threading.Lock()
-        self._closed = False
         self._commits = 0
         self._listeners: list[Callable[[], None]] = []
         self._bell = Bell(self._path)  # other processes' processors hear our commits
-        self._writer = threading.Thread(target=self._run, name="segflow-log-writer", daemon=True)
-        self._writer.start()
+        self._start_writer(
+            "segflow-log-writer", max_events=max_group_events, max_appends=max_group_events
+        )
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -140,89 +122,21 @@ class SqliteEventLog:
     # -- properties --------------------------------------------------------------------------
 
     @property
-    def partitions(self) -> int:
-        return self._partitions
-
-    @property
     def path(self) -> Path:
         return self._path
-
-    @property
-    def pending_events(self) -> int:
-        """Events waiting for the writer (the collector's backpressure signal)."""
-        return self._pending_events
 
     @property
     def commits(self) -> int:
         """Group commits written since the log was opened (one fsync each)."""
         return self._commits
 
-    def partition_of(self, event: Event) -> int:
-        """The partition an event goes to (by its identity key)."""
-        return partition_for(event.identity_key, self._partitions)
-
     # -- appending ---------------------------------------------------------------------------
 
-    def append(self, events: Sequence[Event]) -> list[Position | None]:
-        """Durably append; ``None`` in the result marks a duplicate (see ``EventLog.append``)."""
-        return self.submit(events).result()
-
-    def submit(
-        self,
-        events: Sequence[Event],
-        dead_letters: Sequence[DeadLetter] = (),
-        payloads: Sequence[bytes] | None = None,
-    ) -> Future[list[Position | None]]:
-        """Queue an append (and dead letters) for the next group commit; the future resolves
-        after the commit is on disk, or fails with a ``TransientError``.
-
-        ``payloads`` are the events already encoded with ``encode_event`` (callers that encode
-        early to refuse what cannot be stored). Raises :class:`LogBackpressure` at once when
-        too many events are already waiting.
-        """
-        if self._closed:
-            raise LogClosed("the event log is closed", retry_after_s=1.0)
-        with self._pending_lock:
-            if self._pending_events + len(events) > self._max_pending and self._pending_events:
-                raise LogBackpressure(
-                    "too many events waiting for the disk",
-                    retry_after_s=1.0,
-                    details={"pending": self._pending_events},
-                )
-            self._pending_events += len(events)
-        encoded = list(payloads) if payloads is not None else [encode_event(e) for e in events]
-        pending = _Pending(events, encoded, dead_letters)
-        self._queue.put(pending)
-        return pending.future
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            group, stop = self._drain([first])
-            self._commit_group(group)
-            if stop:
-                return
-
-    def _drain(self, group: list[_Pending]) -> tuple[list[_Pending], bool]:
-        count = len(group[0].events)
-        while count < self._max_group:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                return group, True
-            group.append(item)
-            count += len(item.events)
-        return group, False
-
-    def _commit_group(self, group: list[_Pending]) -> None:
+    def _write_group(self, group: list[PendingAppend]) -> None:
         snapshot = list(self._next)
         with self._write_lock:
             try:
-                results = self._write_group(group)
+                results = self._insert_group(group)
             except Exception as exc:  # every failure must reach the waiting callers
                 self._next = snapshot
                 self._rollback()
@@ -250,22 +164,11 @@ class SqliteEventLog:
         self._listeners.append(listener)
         self._bell.listen(listener)
 
-    def _settle(
-        self, pending: _Pending, result: list[Position | None] | None, error: Exception | None
-    ) -> None:
-        with self._pending_lock:
-            self._pending_events -= len(pending.events)
-        if error is not None:
-            pending.future.set_exception(error)
-        else:
-            assert result is not None
-            pending.future.set_result(result)
-
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._write.execute("ROLLBACK")
 
-    def _write_group(self, group: list[_Pending]) -> list[list[Position | None]]:
+    def _insert_group(self, group: list[PendingAppend]) -> list[list[Position | None]]:
         con = self._write
         con.execute("BEGIN IMMEDIATE")
         # another process (``segflow import``) may have appended since our last commit
@@ -307,7 +210,7 @@ class SqliteEventLog:
         self._dedupe.applied()
         return results
 
-    def _insert_dead_letters(self, group: list[_Pending]) -> None:
+    def _insert_dead_letters(self, group: list[PendingAppend]) -> None:
         rows = [
             (d.source_id, d.received_at_ms, d.message_id, d.field, d.reason, d.payload)
             for pending in group
@@ -328,25 +231,8 @@ class SqliteEventLog:
 
     def dead_letters(self, *, source_id: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """The most recent dead letters, newest first."""
-        sql = "SELECT id, source_id, received_at_ms, message_id, field, reason, payload FROM dead_letters"
-        args: tuple[Any, ...] = ()
-        if source_id is not None:
-            sql += " WHERE source_id=?"
-            args = (source_id,)
         with self._read_lock:
-            rows = self._read.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-        return [
-            DeadLetter(
-                id=r[0],
-                source_id=r[1],
-                received_at_ms=r[2],
-                message_id=r[3],
-                field=r[4],
-                reason=r[5],
-                payload=r[6],
-            )
-            for r in rows
-        ]
+            return read_dead_letters(self._read, source_id=source_id, limit=limit)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -492,12 +378,37 @@ class SqliteEventLog:
         """Finish every queued append, then close the files."""
         if self._closed:
             return
-        self._closed = True
-        self._queue.put(_STOP)
-        self._writer.join()
+        self._stop_writer()
         self._bell.close()
         self._write.close()
         self._read.close()
+
+
+def read_dead_letters(
+    con: sqlite3.Connection, *, source_id: str | None = None, limit: int = 100
+) -> list[DeadLetter]:
+    """The most recent dead letters of a log file, newest first, through any connection to it
+    (``segflow dead-letters list`` reads a running server's log read-only)."""
+    sql = (
+        "SELECT id, source_id, received_at_ms, message_id, field, reason, payload FROM dead_letters"
+    )
+    args: tuple[Any, ...] = ()
+    if source_id is not None:
+        sql += " WHERE source_id=?"
+        args = (source_id,)
+    rows = con.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+    return [
+        DeadLetter(
+            id=r[0],
+            source_id=r[1],
+            received_at_ms=r[2],
+            message_id=r[3],
+            field=r[4],
+            reason=r[5],
+            payload=bytes(r[6]),
+        )
+        for r in rows
+    ]
 
 
 def open_log(data_dir: str | Path, **kwargs: Any) -> SqliteEventLog:
@@ -505,4 +416,4 @@ def open_log(data_dir: str | Path, **kwargs: Any) -> SqliteEventLog:
     return SqliteEventLog(Path(data_dir) / "log.sqlite", **kwargs)
 
 
-__all__ = ["SqliteEventLog", "open_log"]
+__all__ = ["SqliteEventLog", "open_log", "read_dead_letters"]

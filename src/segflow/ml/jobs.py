@@ -33,10 +33,11 @@ from segflow.clock import DAY_MS, Clock
 from segflow.metrics import JOB_DURATION
 from segflow.ml import cards as cards_mod
 from segflow.ml.clustering import ClusterConfig, ClusterModel, changed_share, fit_clusters
-from segflow.ml.exceptions import MLInputError
+from segflow.ml.exceptions import MLInputError, ModelNotFound
 from segflow.ml.features import FEATURE_COLUMNS, FeatureMatrix, features_at, read_features
 from segflow.ml.metrics import classification_report, psi
 from segflow.ml.propensity import PropensityModel, build_training_set, train, training_cutoffs
+from segflow.ml.ranks import with_ranks
 from segflow.ml.registry import ModelSpec, Registry, RunRecord
 from segflow.ml.targets import parse_target
 
@@ -211,6 +212,45 @@ def _replace(
         raise
 
 
+def write_scores(
+    ctx: JobContext, model: str, profile_ids: Sequence[str], scores: np.ndarray, now: int
+) -> None:
+    """Replace ``model``'s scores, and each profile's rank in the run (``model:top``,
+    ``model:bottom``: :mod:`segflow.ml.ranks`), in the warehouse in one transaction, then hand
+    them to the sink (the processor), so both evaluators read the same numbers."""
+    keyed = list(with_ranks(model, np.asarray(scores, dtype=np.float64)))
+    ids = pa.array(list(profile_ids), pa.string())
+    n = len(ids)
+    data = pa.concat_tables(
+        [
+            pa.table(
+                {
+                    "profile_id": ids,
+                    "model": [key] * n,
+                    "score": pa.array(values, pa.float64()),
+                    "scored_at_ms": [now] * n,
+                }
+            )
+            for key, values in keyed
+        ]
+    )
+    con = ctx.con
+    con.execute("BEGIN")
+    try:
+        con.execute(
+            f"DELETE FROM profile_scores WHERE model IN ({', '.join('?' * len(keyed))})",
+            [key for key, _ in keyed],
+        )
+        _insert_arrow(con, "profile_scores", data)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    if ctx.sink is not None:
+        for key, values in keyed:
+            ctx.sink.put_scores(key, list(zip(profile_ids, values.tolist(), strict=True)), now)
+
+
 def _train_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
     if not spec.target:
         raise MLInputError("target", f"model {spec.name!r} has no target")
@@ -223,12 +263,49 @@ def _train_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
     )
     ctx.progress("fit", 0.4)
     model = train(ts, target)
-    ctx.registry.save_artifact(spec.name, run_id, model, now_ms=now)
+    warning = baseline_warning(spec.name, model.report)
+    used = warning is None
+    if used:
+        ctx.registry.save_artifact(spec.name, run_id, model, now_ms=now)
     ctx.progress("score", 0.7)
-    _, _, scoring = _score_job(ctx, spec, run_id)
+    scoring: dict[str, Any] | None = None
+    if used or _has_artifact(ctx.registry, spec.name):  # else: no model worth scoring with yet
+        _, _, scoring = _score_job(ctx, spec, run_id)
     params = {"target": target.text, "n_cutoffs": spec.n_cutoffs, "features": list(ts.columns)}
     window = {"cutoffs_ms": cutoffs, "label_window_ms": target.within_ms, "rows": len(ts.y)}
-    return params, window, {**model.report, "scoring": scoring}
+    verdict: dict[str, Any] = {"used_for_scoring": used}
+    if warning is not None:
+        verdict["warning"] = warning + (
+            "; the previous model keeps scoring"
+            if scoring is not None
+            else "; no scores are written until a trained model beats it"
+        )
+    return params, window, {**model.report, **verdict, "scoring": scoring}
+
+
+def baseline_warning(model: str, report: dict[str, Any]) -> str | None:
+    """Why a trained model is not used, when its held-out ROC AUC is not above its baseline's
+    (the logistic regression on recency and frequency measured in the same run); else None.
+
+    >>> baseline_warning("churn", {"validation": {"roc_auc": 0.801}, "baseline": {"roc_auc": 0.823}})
+    'churn: held-out ROC AUC 0.801 is not better than its baseline (0.823); this model is not used for scoring'
+    """
+    ours = report.get("validation", {}).get("roc_auc")
+    theirs = report.get("baseline", {}).get("roc_auc")
+    if ours is None or theirs is None or ours > theirs:
+        return None
+    return (
+        f"{model}: held-out ROC AUC {ours:g} is not better than its baseline ({theirs:g});"
+        " this model is not used for scoring"
+    )
+
+
+def _has_artifact(registry: Registry, model: str) -> bool:
+    try:
+        registry.latest_artifact(model)
+    except ModelNotFound:
+        return False
+    return True
 
 
 def _score_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
@@ -239,8 +316,7 @@ def _score_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
     matrix = ctx.features_now(model.columns)
     scores = model.score(matrix)
     ids = pa.array(matrix.profile_ids, pa.string())
-    _replace(ctx.con, "profile_scores", spec.name,
-             {"profile_id": ids, "model": spec.name, "score": scores, "scored_at_ms": now})  # fmt: skip
+    write_scores(ctx, spec.name, matrix.profile_ids, scores, now)
     # the inputs of every score: "why this score" is computed from them when a profile is read
     # (segflow.ml.reasons), instead of one prediction pass per feature for everyone here
     inputs = pa.FixedSizeListArray.from_arrays(pa.array(matrix.values.ravel()), len(model.columns))
@@ -248,10 +324,6 @@ def _score_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
              {"profile_id": ids, "model": spec.name, "run_id": artifact_run, "inputs": inputs})  # fmt: skip
     ctx.con.execute("DELETE FROM ml_score_reasons WHERE model = ?", [spec.name])  # older releases
     drift = _drift_and_history(ctx, spec.name, run_id, matrix.profile_ids, scores, now)
-    if ctx.sink is not None:
-        ctx.sink.put_scores(
-            spec.name, list(zip(matrix.profile_ids, scores.tolist(), strict=True)), now
-        )
     quantiles = (
         {f"{q:g}": round(float(np.quantile(scores, q)), 4) for q in (0.5, 0.75, 0.9, 0.99)}
         if len(scores)
@@ -383,32 +455,46 @@ def _ltv_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
         ("p_alive" if spec.name == "ltv" else f"{spec.name}_p_alive"),
     )
     for model_name, column in ((ltv_model, values["ltv"]), (alive_model, values["p_alive"])):
-        _replace(
-            ctx.con,
-            "profile_scores",
-            model_name,
-            {
-                "profile_id": summary.customers,
-                "model": model_name,
-                "score": column,
-                "scored_at_ms": now,
-            },
-        )
-        if ctx.sink is not None:
-            ctx.sink.put_scores(
-                model_name, list(zip(summary.customers, column.tolist(), strict=True)), now
-            )
+        write_scores(ctx, model_name, summary.customers, column, now)
     ctx.registry.save_artifact(spec.name, run_id, fit, now_ms=now)
     metrics = {
         **fit.to_dict(),
         "mean_ltv": round(float(values["ltv"].mean()), 4),
         "mean_p_alive": round(float(values["p_alive"].mean()), 4),
+        "observed": observed_spend(ctx.con, spec.horizon_days),
     }
     return (
         {"horizon_days": spec.horizon_days, "order_event": spec.order_event},
         {"calibration_end": calibration_end, "customers": len(summary.customers)},
         metrics,
     )
+
+
+def observed_spend(con: duckdb.DuckDBPyConnection, horizon_days: int) -> dict[str, Any]:
+    """What the customers the LTV model was fitted on actually spent (from ``ml_orders``): the
+    figure to hold ``mean_ltv`` against. ``at_observed_rate`` is the mean spend per customer
+    over the history, scaled to the horizon (as if every customer kept buying at their pace).
+
+    >>> import duckdb
+    >>> con = duckdb.connect()
+    >>> _ = con.execute("CREATE TEMP VIEW ml_orders AS SELECT * FROM (VALUES ('a', 0, 10.0), ('a', 864000000, 30.0), ('b', 0, 20.0)) t(profile_id, timestamp_ms, amount)")
+    >>> observed_spend(con, 365)
+    {'customers': 2, 'history_days': 10.0, 'mean_spend': 30.0, 'at_observed_rate': 1095.0}
+    """
+    customers, total, first, last = con.execute(
+        "SELECT count(DISTINCT profile_id), sum(amount), min(timestamp_ms), max(timestamp_ms)"
+        " FROM ml_orders"
+    ).fetchone() or (0, None, None, None)
+    if not customers:
+        return {"customers": 0}
+    days = max((last - first) / DAY_MS, 1.0)
+    mean = float(total) / customers
+    return {
+        "customers": int(customers),
+        "history_days": round(days, 2),
+        "mean_spend": round(mean, 2),
+        "at_observed_rate": round(mean * horizon_days / days, 2),
+    }
 
 
 _JOBS: dict[str, Callable[[JobContext, ModelSpec, str], JobOutput]] = {

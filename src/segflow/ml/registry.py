@@ -142,6 +142,10 @@ class Registry:
                 return spec
         raise ModelNotFound(name)
 
+    def defined_models(self) -> set[str]:
+        """The names of the models someone defined (stored), not the built-in defaults."""
+        return {str(r[0]) for r in self.con.execute("SELECT name FROM ml_models").fetchall()}
+
     def list_models(self) -> list[ModelSpec]:
         stored = [
             msgspec.json.decode(r[0], type=ModelSpec)
@@ -176,6 +180,12 @@ class Registry:
             if run.status == status and (job is None or run.job == job):
                 return run
         return None
+
+    def training_warning(self, model: str) -> str | None:
+        """The newest successful training's warning (e.g. not better than its baseline, so
+        not used for scoring), or None."""
+        trained = self.last_run(model, "train")
+        return None if trained is None else trained.metrics.get("warning")
 
     def save_artifact(self, model: str, run_id: str, obj: object, *, now_ms: int) -> None:
         """Store a fitted model; the newest ``KEEP_ARTIFACTS`` of each model are kept."""

@@ -53,11 +53,14 @@ class MlScheduler:
     def tick(self) -> list[RunRecord]:
         """Run every due job; a failing job is recorded (by ``run_job``) and does not stop the others."""
         runs = []
+        defined = self.ctx.registry.defined_models()
         for name in self.due():
             try:
                 runs.append(run_job(self.ctx, name))
             except (FitError, MLInputError) as exc:  # not enough data yet: a line, not a trace
-                log.warning("ml job %s skipped: %s (retried in an hour)", name, exc)
+                # a built-in model nobody defined says nothing (its card shows the failed run)
+                level = logging.WARNING if name in defined else logging.DEBUG
+                log.log(level, "ml job %s skipped: %s (retried in an hour)", name, exc)
             except Exception:
                 log.exception("ml job %s failed", name)
         return runs

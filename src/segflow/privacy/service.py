@@ -23,7 +23,6 @@ from typing import Any
 from segflow.audit import AuditLog
 from segflow.errors import ValidationError
 from segflow.identity import Identifier, IdentityRules
-from segflow.identity.rules import BUILTIN_TYPES
 from segflow.privacy.exceptions import RegulationNotFound, RegulationsUnsupported
 from segflow.privacy.identifiers import hashes, parse_identifiers
 from segflow.privacy.store import (
@@ -56,7 +55,7 @@ class PrivacyService:
 
     @property
     def id_types(self) -> tuple[str, ...]:
-        return (*BUILTIN_TYPES, *(x.type for x in self.rules.external_ids))
+        return self.rules.id_types()  # builtin, declared and vendor ids
 
     def identifiers(self, raw: Any) -> list[Identifier]:
         """Validated identifiers of a request (``ValidationError`` naming the field)."""

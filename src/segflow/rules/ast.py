@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -115,9 +116,55 @@ class ComputedRef:
     name: str
 
 
+RankSide = Literal["top", "bottom"]
+
+
 @dataclass(frozen=True, slots=True)
 class ScoreRef:
+    """A model's score, or (``rank`` set) the share of the run's scored profiles whose score is
+    at least (``"top"``) or at most (``"bottom"``) this profile's, the profile itself included.
+
+    ``score m in top P%`` is ``ScoreRef(m, "top") <= P/100``. Both evaluators read the value
+    stored under :attr:`key`: the scoring run writes the shares beside the scores.
+
+    >>> ScoreRef("bundle_72h").key, ScoreRef("bundle_72h", "top").key
+    ('bundle_72h', 'bundle_72h:top')
+    """
+
     model: str
+    rank: RankSide | None = None
+
+    @property
+    def key(self) -> str:
+        return self.model if self.rank is None else rank_key(self.model, self.rank)
+
+
+def rank_key(model: str, side: RankSide) -> str:
+    """Where a scoring run stores each profile's top (bottom) share (segflow.ml.ranks).
+
+    >>> rank_key("churn", "bottom")
+    'churn:bottom'
+    """
+    return f"{model}:{side}"
+
+
+def split_scores(
+    scores: Mapping[str, float],
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """A profile's stored scores as (the models' scores, each model's rank shares).
+
+    >>> split_scores({"churn": 0.4, "churn:top": 0.1, "churn:bottom": 0.95})
+    ({'churn': 0.4}, {'churn': {'top': 0.1, 'bottom': 0.95}})
+    """
+    plain: dict[str, float] = {}
+    ranks: dict[str, dict[str, float]] = {}
+    for key, value in scores.items():
+        model, sep, side = key.rpartition(":")
+        if sep and side in ("top", "bottom"):
+            ranks.setdefault(model, {})[side] = value
+        else:
+            plain[key] = value
+    return plain, ranks
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,15 @@ UNITS_MS = {
 }
 AGG_FUNCS: tuple[str, ...] = get_args(ast.AggFunc)
 _COUNT_WORDS = {"least": ">=", "most": "<="}
+MAX_WINDOW_DAYS = 36_525
+MAX_WINDOW_MS = MAX_WINDOW_DAYS * UNITS_MS["day"]
+"""The longest duration a rule may name (100 years): windows, ``within``, periods.
+
+No store holds events older than this (event times are epoch milliseconds, and the
+retention settings, when set, keep far less: ``segflow.privacy.retention`` refuses a rule
+that reads more than they keep). A longer window reads the same events as ``ever`` but would
+overflow the 64-bit times of the SQL and kernel back ends, so it is refused with the limit.
+"""
 MAX_DEPTH = 50
 """How deep parentheses and ``not`` may nest (conditions and event filters together).
 
@@ -261,6 +270,12 @@ class Parser:
         return ast.Aggregate(func, selector, path, window)  # type: ignore[arg-type]
 
     def value_test(self, value: ast.Value) -> ast.Condition:
+        if (
+            isinstance(value, ast.ScoreRef)
+            and self.at("in")
+            and self.peek().text.lower() in ("top", "bottom")
+        ):
+            return self.rank_test(value)
         if self.accept("exists"):
             return ast.Exists(value)
         if self.at("does") and self.peek().text.lower() == "not":
@@ -274,6 +289,23 @@ class Parser:
             return ast.TimeIn(value, self.required_window())
         op, operand = self.comparison("the value")
         return ast.Compare(value, op, operand)
+
+    def rank_test(self, score: ast.ScoreRef) -> ast.Condition:
+        """``score M in top P%`` / ``in bottom P%``: lowered to a comparison on the share of the
+        run's scored profiles scored at least (at most) as high as the profile (docs/segments.md)."""
+        self.take()
+        top = self.take().text.lower() == "top"
+        tok = self.tok
+        value = tok.value if tok.kind is Kind.NUMBER else None
+        if not isinstance(value, int | float) or not 0 < value <= 100:
+            raise self.fail(
+                f"expected a percentage above 0 and at most 100 (e.g. top 10%) but found "
+                f"{self.describe()}"
+            )
+        self.take()
+        if not self.accept("%", "percent"):
+            raise self.fail(f"expected '%' after {tok.text} but found {self.describe()}")
+        return ast.Compare(ast.ScoreRef(score.model, "top" if top else "bottom"), "<=", value / 100)
 
     def comparison(self, what: str) -> tuple[ast.CompareOp, ast.Scalar | tuple[ast.Scalar, ...]]:
         if self.tok.kind is Kind.OP:
@@ -344,7 +376,9 @@ class Parser:
         self.take()
         return tok.value
 
-    def duration(self, number: int | None = None) -> int:
+    def duration(self, number: int | None = None, at: Token | None = None) -> int:
+        """A number and a unit in ms; ``at`` is the number's token when the caller read it."""
+        at = at or self.tok
         n = self.number("the duration") if number is None else number
         tok = self.tok
         unit = tok.text.lower().rstrip("s") if tok.kind is Kind.WORD else ""
@@ -353,7 +387,19 @@ class Parser:
                 f"unknown time unit {self.describe()}; use seconds, minutes, hours, days or weeks"
             )
         self.take()
-        return n * UNITS_MS[unit]
+        return self.bounded(n * UNITS_MS[unit], f"{n} {tok.text}", at)
+
+    def bounded(self, ms: int, said: str, at: Token) -> int:
+        """``ms`` if it is within :data:`MAX_WINDOW_MS`; else an error at ``at`` naming the
+        limit, and the limit (parsing goes on, so the rest of the rule is still checked)."""
+        if ms > MAX_WINDOW_MS:
+            self.fail(
+                f"{said} is longer than the longest window, {MAX_WINDOW_DAYS} days (100 years): "
+                f"no stored event is older; write 'ever' (or no window) for all history",
+                at,
+            )
+            return MAX_WINDOW_MS
+        return ms
 
     # --- events --------------------------------------------------------------------------
     def selector(self) -> ast.Selector:
@@ -451,10 +497,13 @@ class Parser:
         self.expect("of")
         self.accept("the")
         self.expect("last")
+        buckets_tok = self.tok
         buckets = self.number("the number of periods")
+        unit_tok = self.tok
         period = self.duration(1)
         if need < 1 or buckets < need:
             raise self.fail(f"'at least {need} of last {buckets}' needs 1 <= {need} <= {buckets}")
+        self.bounded(buckets * period, f"last {buckets} {unit_tok.text}", buckets_tok)
         return ast.Periodic(selector, need, buckets, period)
 
     def sequence(self, first: ast.Selector) -> ast.Sequence:
@@ -485,16 +534,19 @@ class Parser:
             self.take()
             self.accept("the")
             self.expect("last")
+            at = self.tok
             n = self.number("the window") if self.tok.kind is Kind.NUMBER else 1
-            return ast.Window(self.duration(n), 0)
+            return ast.Window(self.duration(n, at), 0)
         if self.accept("between"):
+            at = self.tok
             a = self.number("the window start")
             self.expect("and")
             b = self.number("the window end")
+            unit_tok = self.tok
             unit_ms = self.duration(1)
             self.expect("ago")
-            far, near = max(a, b) * unit_ms, min(a, b) * unit_ms
-            return ast.Window(far, near)
+            far = self.bounded(max(a, b) * unit_ms, f"{max(a, b)} {unit_tok.text}", at)
+            return ast.Window(far, min(a, b) * unit_ms)
         if self.accept("before"):
             near = self.duration()
             self.expect("ago")
@@ -511,7 +563,7 @@ def parse(text: str) -> ast.Rule:
     """Parse a segment rule; raises :class:`RuleSyntaxError` listing every error.
 
     >>> parse('trait plan = "pro" and score churn >= 0.7').condition.items[1].left
-    ScoreRef(model='churn')
+    ScoreRef(model='churn', rank=None)
     """
     parser = Parser(text)
     condition = parser.parse_condition()

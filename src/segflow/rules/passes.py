@@ -129,6 +129,53 @@ def unknown_events(rule: ast.Rule, known_events: Iterable[str]) -> list[Diagnost
     ]
 
 
+def score_models(rule: ast.Rule) -> set[str]:
+    """The models whose scores (or ranks) a rule reads."""
+    if rule.condition is None:
+        return set()
+    return {v.model for v in values(rule.condition) if isinstance(v, ast.ScoreRef)}
+
+
+def _selects(op: str, x: float, lo: float, hi: float) -> str | None:
+    """``"no"`` / ``"every"`` when ``score op x`` is the same for every score in [lo, hi]."""
+    if op in (">=", ">"):
+        return "no" if x > hi or (op == ">" and x == hi) else "every" if x < lo else None
+    if op in ("<=", "<"):
+        return "no" if x < lo or (op == "<" and x == lo) else "every" if x > hi else None
+    if op == "=" and not lo <= x <= hi:
+        return "no"
+    return None
+
+
+def score_ranges(rule: ast.Rule, ranges: Mapping[str, tuple[float, float]]) -> list[Diagnostic]:
+    """Warnings for a ``score M op x`` whose threshold lies outside the latest run's scores
+    (``ranges``: model -> (lowest, highest)), so it selects no scored profile, or every one.
+
+    >>> from segflow.rules.parser import parse
+    >>> [d.message for d in score_ranges(parse("score churn >= 0.7"), {"churn": (0.01, 0.69)})]
+    ['score churn >= 0.7 selects no profile: the latest scoring run of churn scored from 0.01 to 0.69']
+    """
+    out: list[Diagnostic] = []
+    if rule.condition is None:
+        return out
+    for node in conditions(rule.condition):
+        if not (isinstance(node, ast.Compare) and isinstance(node.left, ast.ScoreRef)):
+            continue
+        ref, x = node.left, node.right
+        if ref.rank is not None or ref.model not in ranges or isinstance(x, bool | str | tuple):
+            continue
+        lo, hi = ranges[ref.model]
+        which = _selects(node.op, float(x), lo, hi)
+        if which is not None:
+            message = (
+                f"score {ref.model} {node.op} {x:g} selects {which} profile"
+                f"{' with a score' if which == 'every' else ''}: the latest scoring run of "
+                f"{ref.model} scored from {lo:.4g} to {hi:.4g}"
+            )
+            out.append(Diagnostic(line=1, column=1, severity="warning", message=message))
+    return out
+
+
 def substitute_computed(cond: ast.Condition, traits: Mapping[str, ast.Aggregate]) -> ast.Condition:
     """Replace ``computed NAME`` by the trait's aggregate (raises KeyError for unknown names)."""
     if isinstance(cond, ast.And | ast.Or):

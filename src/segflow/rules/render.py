@@ -90,6 +90,18 @@ def value(v: ast.Value) -> str:
     return "first seen"
 
 
+def rank(ref: ast.ScoreRef, op: str, right: ast.Scalar | tuple[ast.Scalar, ...]) -> str:
+    """``score M in top P%`` for the comparison the parser lowers it to.
+
+    >>> rank(ast.ScoreRef("churn", "top"), "<=", 0.07)
+    'score churn in top 7%'
+    """
+    side = ref.rank
+    if op == "<=" and isinstance(right, int | float) and not isinstance(right, bool):
+        return f"score {ref.model} in {side} {round(right * 100, 9):.12g}%"
+    return f"score {ref.model} (share {ref.rank}) {op} {literal(right)}"
+
+
 def render(c: ast.Condition) -> str:
     """Rule text equivalent to ``c`` (not necessarily as the author wrote it)."""
     if isinstance(c, ast.And | ast.Or):
@@ -100,6 +112,8 @@ def render(c: ast.Condition) -> str:
     if isinstance(c, ast.Const):
         return "true" if c.value else "false"
     if isinstance(c, ast.Compare):
+        if isinstance(c.left, ast.ScoreRef) and c.left.rank is not None:
+            return rank(c.left, c.op, c.right)
         return f"{value(c.left)} {c.op} {literal(c.right)}"
     if isinstance(c, ast.Exists):
         return f"{value(c.value)} exists"

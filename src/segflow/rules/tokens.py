@@ -33,7 +33,7 @@ class Token:
 
 
 _OPS = ("<=", ">=", "!=", "=", "<", ">")
-_PUNCT = "()[],."
+_PUNCT = "()[],.%"
 
 
 def _word_char(c: str, first: bool) -> bool:

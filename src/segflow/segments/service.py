@@ -31,8 +31,10 @@ import duckdb
 from segflow.audit import AuditLog
 from segflow.background import BackgroundLoop
 from segflow.clock import Clock, WallClock
-from segflow.errors import ValidationError
+from segflow.errors import SegflowError, ValidationError
 from segflow.rules import Diagnostic, RuleSyntaxError, SegmentProgram, check, compile_segments
+from segflow.rules.parser import parse
+from segflow.rules.passes import score_models, score_ranges
 from segflow.rules.sql.compiler import compile_members
 from segflow.segments.store import Definition, DefinitionStore, Kind, check_name
 from segflow.warehouse.postgres import dialect_of
@@ -91,8 +93,45 @@ class SegmentService:
 
     # -- checking and writing ----------------------------------------------------------------
     def check(self, rule: str, *, trait: bool = False) -> list[Diagnostic]:
-        """Every error and warning of ``rule`` (as you type: nothing is stored)."""
-        return check(rule, trait=trait)
+        """Every error and warning of ``rule`` (as you type: nothing is stored).
+
+        With a warehouse, a ``score M >= x`` whose threshold lies outside the range of M's
+        latest scoring run is a warning (it selects nobody, or every scored profile).
+        """
+        found = check(rule, trait=trait)
+        if trait or any(d.severity == "error" for d in found) or self.warehouse is None:
+            return found
+        parsed = parse(rule)
+        models = score_models(parsed)
+        ranges = self._score_ranges(models) if models else None
+        if ranges is None:
+            return found
+        unscored = [
+            Diagnostic(line=1, column=1, severity="warning",
+                       message=f"no profile has a score {m} yet (no scoring run of {m} stored"
+                       f" scores), so score {m} selects no profile for now")
+            for m in sorted(models - ranges.keys())
+        ]  # fmt: skip
+        return found + unscored + score_ranges(parsed, ranges)
+
+    def _score_ranges(self, models: set[str]) -> dict[str, tuple[float, float]] | None:
+        """(lowest, highest) score of each model's latest run; None when it cannot be read."""
+        try:
+            con = self._warehouse()
+        except (duckdb.Error, SegflowError):
+            return None
+        try:
+            rows = con.execute(
+                "SELECT model, min(score), max(score) FROM profile_scores"
+                f" WHERE model IN ({', '.join('?' * len(models))}) GROUP BY model",
+                sorted(models),
+            ).fetchall()
+        except Exception:  # no scores table yet, or another engine's error: no warning then
+            log.debug("score ranges unavailable", exc_info=True)
+            return None
+        finally:
+            con.close()
+        return {str(m): (float(lo), float(hi)) for m, lo, hi in rows}
 
     def put_segment(
         self, name: str, rule: str, description: str = "", *, actor: str = "system"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from segflow.activate.secretbox import SecretBox
 from segflow.collect.app import CollectorApp
 from segflow.collect.asgi import ASGIApp, Receive, Scope, Send
 from segflow.server.requests import RequestContext
@@ -24,7 +25,14 @@ from segflow.server.services import Service, ServiceGroup
 
 
 def build_collector(runtime: Runtime) -> CollectorApp:
-    return CollectorApp(runtime.ingestor, clock=runtime.clock)
+    settings = runtime.settings
+    box = SecretBox.open(settings.data_path, settings.activate.secrets_key)  # webhook secrets
+    return CollectorApp(
+        runtime.ingestor,
+        clock=runtime.clock,
+        secrets=box,
+        shared_limits=settings.data_path / "run" / "buckets-collect.bin",
+    )
 
 
 class KeepPath:

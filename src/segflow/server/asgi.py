@@ -31,4 +31,5 @@ def create_app() -> ServeApp:
         settings = load_settings(os.environ.get("SEGFLOW_CONFIG"))
     configure_logging(settings.observability.log_level, settings.observability.log_format)
     runtime = Runtime.open(settings)
-    return build_app(runtime, services=compose.services(runtime), mounts=compose.mounts(runtime))
+    parts = compose.assemble(runtime)
+    return build_app(runtime, services=parts.services, mounts=parts.mounts)

@@ -32,12 +32,12 @@ figures from ``DATA_DIR/run/pipeline.json`` and queues what it asks of the proce
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from segflow.activate.files import ExportRoot, FileSink
 from segflow.activate.secretbox import SecretBox
 from segflow.activate.service import ActivationService
 from segflow.activate.ssrf import UrlGuard
@@ -49,6 +49,7 @@ from segflow.api.profiles import Splitter
 from segflow.audit import AuditLog
 from segflow.catalogdb import catalog_target
 from segflow.collect.asgi import ASGIApp
+from segflow.metrics import REGISTRY
 from segflow.ml.jobs import AttributeSink
 from segflow.privacy import compose as privacy_compose
 from segflow.privacy.compose import PrivacyParts
@@ -64,11 +65,12 @@ from segflow.server.commands import (
     queue_path,
 )
 from segflow.server.commands import handlers as command_handlers
+from segflow.server.metricfiles import MetricsPublisher
 from segflow.server.ml import MlService
 from segflow.server.observability import ops_mounts
 from segflow.server.ratelimit import TokenRateLimit
 from segflow.server.retention import LogRetention
-from segflow.server.roles import parse_roles
+from segflow.server.roles import ROLES, parse_roles
 from segflow.server.runtime import Runtime
 from segflow.server.services import Service
 from segflow.server.snapshots import FigureSource, LocalFigures, SnapshotFigures, SnapshotWriter
@@ -102,20 +104,9 @@ class Assembly:
     syncs: SyncStore | None = None
 
 
-_ASSEMBLIES: dict[int, Assembly] = {}
-_LOCK = threading.Lock()
-
-
 def assemble(runtime: Runtime) -> Assembly:
-    """The parts of ``runtime``'s serve process (built once per runtime)."""
-    with _LOCK:
-        found = _ASSEMBLIES.get(id(runtime))
-        if found is None:
-            found = _ASSEMBLIES[id(runtime)] = _build(runtime)
-        return found
-
-
-def _build(runtime: Runtime) -> Assembly:
+    """Every part of ``runtime``'s serve process, wired for its roles: call it once per
+    process and pass the :class:`Assembly` on (``segflow.server.run.serve`` does)."""
     settings, clock, data = runtime.settings, runtime.clock, runtime.settings.data_path
     privacy_compose.check_retention(settings)  # ConfigError when the rules read more history
     roles = parse_roles(settings.server.roles)
@@ -139,6 +130,7 @@ def _build(runtime: Runtime) -> Assembly:
     box = SecretBox.open(data, settings.activate.secrets_key)
     store = DeliveryStore(Path(data) / "delivery.sqlite", box=box)
     syncs = SyncStore(Path(data) / "syncs.sqlite", box=box)  # pulled syncs (docs/syncs.md)
+    exports = ExportRoot(settings.activate.export_root or Path(data) / "exports")
     delivery = DeliveryWorker(
         store,
         delivery_feed,
@@ -148,6 +140,7 @@ def _build(runtime: Runtime) -> Assembly:
         poll_interval_ms=settings.activate.poll_interval_ms,
         feed_interval_ms=settings.activate.feed_interval_ms,
         retention_ms=settings.activate.delivered_retention_ms,
+        file_sink=FileSink(exports=exports),
     )
     activation = ActivationService(
         store,
@@ -155,6 +148,7 @@ def _build(runtime: Runtime) -> Assembly:
         lookup=reader,
         clock=clock,
         secret_overlap_ms=settings.activate.secret_overlap_ms,
+        exports=exports,
     )
     tokens = TokenStore(catalog)
     ml = MlService(warehouse, clock, sink=processor, settings=settings.ml)
@@ -234,12 +228,21 @@ def _build(runtime: Runtime) -> Assembly:
         api: ASGIApp = build_api(api_deps)
         if settings.api.rate_limit_per_s > 0:
             limits = settings.api
-            api = TokenRateLimit(
-                api, tokens, rate=limits.rate_limit_per_s, burst=limits.rate_limit_burst
+            api = TokenRateLimit(  # one limit for the server, shared by its HTTP workers
+                api,
+                tokens,
+                rate=limits.rate_limit_per_s,
+                burst=limits.rate_limit_burst,
+                shared=settings.data_path / "run" / "buckets-api.bin",
             )
         mounts["/api"] = KeepPath(api)
         mounts["/console"] = KeepPath(build_console(api_deps))
-    ops, started = ops_mounts(runtime, reader, reach.backfill_pending, activation.store, tokens)
+    supervised = roles != frozenset(ROLES)  # one process of several: /metrics merges them
+    if supervised:
+        services.append(MetricsPublisher(settings.data_path, REGISTRY))
+    ops, started = ops_mounts(
+        runtime, reader, reach.backfill_pending, activation.store, tokens, supervised
+    )
     services.append(started)  # last: readiness starts once every service did
     mounts.update(ops)
     return Assembly(
@@ -308,19 +311,3 @@ class _Closer:
     def stop(self) -> None:
         for close in self.closers:
             close()
-
-
-def services(runtime: Runtime) -> Sequence[Service]:
-    """The background services of the serve process (processor, loader, delivery, ...)."""
-    return assemble(runtime).services
-
-
-def mounts(runtime: Runtime) -> Mapping[str, ASGIApp]:
-    """ASGI apps mounted beside the collector, by path prefix (the admin API at ``/api``)."""
-    return assemble(runtime).mounts
-
-
-def release(runtime: Runtime) -> None:
-    """Forget ``runtime``'s assembly (after shutdown)."""
-    with _LOCK:
-        _ASSEMBLIES.pop(id(runtime), None)

@@ -70,9 +70,12 @@ def ops_mounts(
     backfill_pending: Callable[[], bool],
     delivery: DeliveryStore,
     tokens: TokenStore,
+    supervised: bool = False,
 ) -> tuple[dict[str, ASGIApp], Started]:
     """The ops app mounted at each of its paths, and the readiness marker service
-    (``backfill_pending``: whether the processor, in this process or not, is backfilling)."""
+    (``backfill_pending``: whether the processor, in this process or not, is backfilling;
+    ``supervised``: one of several processes, whose ``/metrics`` merges the others'
+    published samples, :mod:`segflow.server.metricfiles`)."""
     settings = runtime.settings.observability
     if settings.metrics_auth not in ("open", "token"):
         raise ConfigError(
@@ -101,6 +104,7 @@ def ops_mounts(
         ],
         collectors=[gauges],
         verify=verify,
+        published=runtime.settings.data_path if supervised else None,
     )
     mounted = KeepPath(app)
     return {path: mounted for path in PATHS}, started

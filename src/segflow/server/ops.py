@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -37,6 +39,7 @@ from segflow.collect.asgi import Receive, Scope, Send, send_json
 from segflow.log.base import ServedLog
 from segflow.metrics import REGISTRY, render
 from segflow.server.gauges import consumer_lag
+from segflow.server.metricfiles import merged, published
 
 logger = logging.getLogger("segflow.server.ops")
 PATHS = ("/metrics", "/healthz", "/readyz")
@@ -80,8 +83,10 @@ class OpsApp:
         readiness: Sequence[Callable[[], Check]] = (),
         collectors: Sequence[Collector] = (),
         verify: Verify | None = None,
+        published: Path | None = None,
     ) -> None:
         self.log = log
+        self.published = published  # a data directory whose other processes publish metrics
         self.readiness = list(readiness)
         self.verify = verify
         self.scrape = CollectorRegistry(auto_describe=False)
@@ -146,7 +151,10 @@ class OpsApp:
         await send({"type": "http.response.body", "body": body})
 
     def _render(self) -> bytes:
-        return render(REGISTRY) + render(self.scrape)
+        if self.published is None:
+            return render(REGISTRY) + render(self.scrape)
+        others = published(self.published, skip_pid=os.getpid())
+        return merged(REGISTRY, others, os.getpid()) + render(self.scrape)
 
     def _authorized(self, scope: Scope) -> bool:
         assert self.verify is not None

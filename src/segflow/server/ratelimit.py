@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from segflow.api.auth import TokenVerifier
 from segflow.api.common import error_response
@@ -61,10 +62,11 @@ class TokenRateLimit:
         rate: float,
         burst: float,
         now: Callable[[], float] = time.monotonic,
+        shared: Path | None = None,
     ) -> None:
         self.app = app
         self.tokens = tokens
-        self.buckets = TokenBuckets(rate=rate, burst=burst, now=now)
+        self.buckets = TokenBuckets(rate=rate, burst=burst, now=now, shared=shared)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.buckets.enabled:

@@ -13,7 +13,8 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 import uvicorn
@@ -28,16 +29,23 @@ from segflow.server.roles import HTTP_ROLES, parse_roles
 from segflow.server.runtime import Runtime
 from segflow.server.services import Service, ServiceGroup
 
-ServiceFactory = Callable[[Runtime], Sequence[Service]]
-MountFactory = Callable[[Runtime], Mapping[str, ASGIApp]]
+
+class Parts(Protocol):
+    """What a serve process runs besides the collector: background services, and ASGI apps
+    mounted by path prefix (``segflow.server.compose.Assembly``)."""
+
+    services: list[Service]
+    mounts: dict[str, ASGIApp]
+
+
+PartsFactory = Callable[[Runtime], Parts]  # called once per process: compose.assemble
 logger = logging.getLogger("segflow.server")
 
 
 def serve(
     settings: Settings,
     *,
-    services: ServiceFactory | None = None,
-    mounts: MountFactory | None = None,
+    parts: PartsFactory | None = None,
     log_level: str | None = None,
     http_server: str = "uvicorn",
     listen_fd: int | None = None,
@@ -52,7 +60,7 @@ def serve(
     socket already listening, passed down by the supervisor (:mod:`segflow.server.supervisor`)."""
     log_level = (log_level or settings.observability.log_level).lower()
     if not parse_roles(settings.server.roles) & HTTP_ROLES:
-        _serve_headless(settings, services, log_level)
+        _serve_headless(settings, parts, log_level)
         return
     if http_server == "granian":
         check_port(settings.server.host, settings.server.port)
@@ -66,10 +74,11 @@ def serve(
     )
     configure_logging(log_level, settings.observability.log_format)
     runtime = Runtime.open(settings)
+    built = parts(runtime) if parts else None
     app = build_app(
         runtime,
-        services=services(runtime) if services else (),
-        mounts=mounts(runtime) if mounts else None,
+        services=built.services if built else (),
+        mounts=built.mounts if built else None,
     )
     config = uvicorn.Config(
         app,
@@ -87,11 +96,11 @@ def serve(
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _serve_headless(settings: Settings, services: ServiceFactory | None, log_level: str) -> None:
+def _serve_headless(settings: Settings, parts: PartsFactory | None, log_level: str) -> None:
     """Run the background services until SIGTERM/SIGINT, with no HTTP server."""
     configure_logging(log_level, settings.observability.log_format)
     runtime = Runtime.open(settings)
-    group = ServiceGroup(services(runtime) if services else ())
+    group = ServiceGroup(parts(runtime).services if parts else ())
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -103,6 +103,10 @@ class Batch:
         self.discard = False  # Processor.transaction rolls back instead of committing
         self.cause_ms: int | None = None  # what the changes emitted now answer (freshness)
         self.caused: list[tuple[str, int]] = []  # (segment, cause_ms) of membership changes
+        # ... of those caused by a backfilled event (it happened long before it arrived:
+        # freshness.LATE_MS), measured apart so an import does not pass for live latency
+        self.cause_late = False
+        self.caused_late: list[tuple[str, int]] = []
         self.memberships: Counter[tuple[str, str]] = Counter()  # (segment, kind) -> changes
         # optimistic transactions number changes and records at commit (every batch bumps the
         # counters); pessimistic ones as they are emitted
@@ -258,7 +262,8 @@ class Batch:
         if isinstance(change, MembershipChange):
             self.memberships[(change.segment, change.kind)] += 1
             if self.cause_ms is not None:
-                self.caused.append((change.segment, self.cause_ms))
+                caused = self.caused_late if self.cause_late else self.caused
+                caused.append((change.segment, self.cause_ms))
         self.changes.append(change)
 
     def record(self, ns: str, profile_id: str, record: msgspec.Struct) -> None:

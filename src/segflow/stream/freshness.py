@@ -2,6 +2,11 @@
 the commit of the membership change it caused, and, apart, for time-driven changes from the
 timer's due time to that commit (timer lateness).
 
+Changes caused by **backfilled** events — events that happened more than :data:`LATE_MS`
+before they arrived (an import, a replay, a device's offline queue) — are measured apart
+(``backfill``): an import of a year of history queues millions of events at once, and their
+latency would otherwise pass for the live figure (or, mixed in, hide it).
+
 The processor observes every committed change; each segment keeps its last ``window``
 latencies of each kind in memory, summarised as count, p50, p99 and max
 (``/api/v1/segments/{name}``, ``/api/v1/status``), and feeds the Prometheus histogram
@@ -10,8 +15,11 @@ latencies of each kind in memory, summarised as count, p50, p99 and max
 >>> f = Freshness(window=100)
 >>> f.observe([("buyers", 1_000), ("buyers", 1_010)], committed_ms=1_020)
 >>> f.observe([("buyers", 1_000)], committed_ms=1_150, kind="timer")
->>> f.summary()["buyers"]
-{'count': 2, 'p50_ms': 15.0, 'p99_ms': 19.9, 'max_ms': 20, 'timers': {'count': 1, 'p50_ms': 150.0, 'p99_ms': 150.0, 'max_ms': 150}}
+>>> f.observe([("buyers", 1_000)], committed_ms=61_000, kind="backfill")
+>>> f.summary()["buyers"]["timers"]
+{'count': 1, 'p50_ms': 150.0, 'p99_ms': 150.0, 'max_ms': 150}
+>>> s = f.summary()["buyers"]; s["count"], s["p50_ms"], s["backfill"]["p50_ms"]
+(2, 15.0, 60000.0)
 """
 
 from __future__ import annotations
@@ -25,7 +33,10 @@ import numpy as np
 
 from segflow.metrics import FRESHNESS
 
-Kind = Literal["event", "timer"]
+Kind = Literal["event", "timer", "backfill"]
+LATE_MS = 3_600_000
+"""An event that arrives more than this after it happened is backfilled, not live."""
+_SUMMARY_KEY = {"timer": "timers", "backfill": "backfill"}
 
 
 class Freshness:
@@ -57,8 +68,9 @@ class Freshness:
             FRESHNESS.add((segment, kind), latencies / 1000)
 
     def summary(self) -> dict[str, dict[str, Any]]:
-        """``{segment: {count, p50_ms, p99_ms, max_ms, timers?: {...}}}``: the top level
-        for changes caused by events, ``timers`` for time-driven ones (when there are any)."""
+        """``{segment: {count, p50_ms, p99_ms, max_ms, timers?: {...}, backfill?: {...}}}``:
+        the top level for changes caused by live events, ``timers`` for time-driven ones and
+        ``backfill`` for those caused by backfilled events (each when there are any)."""
         with self._lock:
             snapshot = {key: list(d) for key, d in self._latencies.items()}
         out: dict[str, dict[str, Any]] = {}
@@ -68,7 +80,7 @@ class Freshness:
             if kind == "event":
                 entry.update(_stats(values))
             else:
-                entry["timers"] = _stats(values)
+                entry[_SUMMARY_KEY[kind]] = _stats(values)
         return out
 
 

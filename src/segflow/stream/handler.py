@@ -33,6 +33,7 @@ from segflow.spec.events import Event
 from segflow.stream import keys, timeline
 from segflow.stream.batch import Batch, Pending
 from segflow.stream.evaluator import EvalResult, Evaluation, SegmentEvaluator
+from segflow.stream.freshness import LATE_MS
 from segflow.stream.replay import replay
 
 log = logging.getLogger(__name__)
@@ -261,9 +262,11 @@ class EventHandler:
             profile = batch.find(pid)
             if profile is None:  # absorbed by a merge after its events were queued
                 continue
+            last = queued.events[-1]
             batch.cause_ms = queued.cause_ms
-            self._evaluate(batch, profile, queued.events[-1].timestamp_ms, queued.events, now_ms)
-        batch.cause_ms = None
+            batch.cause_late = last.received_at_ms - last.timestamp_ms > LATE_MS
+            self._evaluate(batch, profile, last.timestamp_ms, queued.events, now_ms)
+        batch.cause_ms, batch.cause_late = None, False
 
     def _consent_changed(self, batch: Batch, profile: Profile, at_ms: int) -> None:
         """Tell downstream (activation's consent-aware destinations) before any membership

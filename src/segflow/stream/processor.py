@@ -342,7 +342,9 @@ class Processor:
         stages["rules"] += t_rules - t_identity
         stages["commit"] += t_commit - t_rules
         stages["events"] += len(records)
-        self.freshness.observe(batch.caused, self.wall_ms())
+        wall = self.wall_ms()
+        self.freshness.observe(batch.caused, wall)
+        self.freshness.observe(batch.caused_late, wall, kind="backfill")
         self._mirror_offsets(advanced)
         group = self.settings.group
         PROCESSOR_EVENTS.labels(group=group).inc(len(records))

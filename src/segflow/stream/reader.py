@@ -62,7 +62,8 @@ class ProfileReader:
         self.reader.close()
 
     def id_types(self) -> tuple[str, ...]:
-        return (*LOOKUP_TYPES, *(x.type for x in self.rules.external_ids))
+        extra = (t for t in self.rules.id_types() if t not in LOOKUP_TYPES)  # declared, vendor
+        return (*LOOKUP_TYPES, *extra)
 
     def resolve(self, id_type: str, value: str) -> str | None:
         """The current profile id of an identifier (absorbed profile ids resolve to survivors).

@@ -6,7 +6,9 @@ produces the same message ids, and the log stores it once (``segflow.log.dedupe`
 The person an object belongs to is its ``anonymousId`` (``stripe:customer:cus_1``,
 ``zendesk:user:42``): not a ``userId``, because a profile holds one ``userId`` and the same
 person is a customer in Stripe and a user in Zendesk. The email in the traits (and in
-``context.traits`` of the track event) is what joins them into one profile.
+``context.traits`` of the track event) is what joins them into one profile; the vendor's id
+in ``context.externalIds`` (``stripe_customer_id``...) joins a sync's events to the webhook
+sources' events of the same person.
 
 >>> from segflow.syncs.vendors import VENDORS
 >>> spec = VENDORS["zendesk"].objects["users"]
@@ -28,6 +30,15 @@ from typing import Any
 from segflow.syncs.vendors import ObjectSpec, Record, Vendor
 
 _MAX_PROPERTIES = 100
+# the person's vendor id as the webhook sources name it (``identity.rules.VENDOR_ID_TYPES``), in
+# ``context.externalIds``: a sync and a webhook of one customer resolve to one profile by it
+_ID_TYPES = {
+    "stripe:customer": "stripe_customer_id",
+    "zendesk:user": "zendesk_user_id",
+    "hubspot:contact": "hubspot_contact_id",
+    "salesforce:contact": "salesforce_contact_id",
+    "salesforce:lead": "salesforce_lead_id",
+}
 _SCALARS = (str, int, float, bool)
 
 
@@ -80,6 +91,10 @@ def to_messages(vendor: Vendor, spec: ObjectSpec, record: Record) -> list[dict[s
     common: dict[str, Any] = {"anonymousId": owner}
     if at is not None:
         common["timestamp"] = iso_time(at)
+    context: dict[str, Any] = {}
+    kind, _, owner_id = owner.rpartition(":")
+    if kind in _ID_TYPES:
+        context["externalIds"] = [{"id": owner_id, "type": _ID_TYPES[kind]}]
     messages: list[dict[str, Any]] = []
     if spec.person:
         ids = {f"{vendor.name}Id": object_id}
@@ -89,6 +104,7 @@ def to_messages(vendor: Vendor, spec: ObjectSpec, record: Record) -> list[dict[s
                 "type": "identify",
                 "messageId": message_id(vendor.name, spec.name, object_id, version, "identify"),
                 "traits": {**traits, **ids},
+                **({"context": context} if context else {}),
             }
         )
     track: dict[str, Any] = {
@@ -99,6 +115,8 @@ def to_messages(vendor: Vendor, spec: ObjectSpec, record: Record) -> list[dict[s
         "properties": props,
     }
     if traits.get("email"):
-        track["context"] = {"traits": {"email": traits["email"]}}
+        context = {**context, "traits": {"email": traits["email"]}}
+    if context:
+        track["context"] = context
     messages.append(track)
     return messages

@@ -2,7 +2,9 @@
 
 The login form is protected by a double-submit token: ``GET /console/login`` sets a random
 ``segflow_login_csrf`` cookie (HttpOnly, SameSite=Strict) and puts the same value in the form;
-``POST`` refuses a form whose value differs. Logging out is an ordinary CSRF-checked POST.
+``POST`` refuses a form whose value differs. Logging out is an ordinary CSRF-checked POST that
+ends the session on the server (its id is recorded as ended until the cookie would have
+expired), not only in the browser.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def build_login(console: Console) -> tuple[Endpoint, Endpoint, Endpoint]:
         return response
 
     def logout(console: Console, request: Request, form: Form) -> Response:
+        session: Session = request.state.session
+        console.deps.tokens.end_session(session.session_id, session.expires_ms)
         response = redirect("/console/login")
         response.delete_cookie(COOKIE, path="/console")
         return response

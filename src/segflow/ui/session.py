@@ -3,7 +3,10 @@
 The cookie is ``base64url(json).base64url(hmac_sha256(secret, json))``; the secret is 32
 random bytes kept in ``console_secret`` in the data directory (mode 0600, made on first use),
 so sessions survive restarts and die with the data directory. Each request re-checks that the
-token is not revoked, so revoking a token ends its sessions.
+token is not revoked, so revoking a token ends its sessions, and that the session itself was
+not ended: logging out records the session's random ``session_id`` in the catalog
+(:meth:`~segflow.api.auth.TokenStore.end_session`), so a copy of the cookie taken before the
+logout no longer works (the browser's copy is deleted too).
 
 >>> import tempfile
 >>> signer = Signer(load_secret(tempfile.mkdtemp()))
@@ -34,16 +37,24 @@ LIFETIME_MS = 12 * 3_600_000
 
 @dataclass(frozen=True)
 class Session:
-    """Who is logged in: the token's id and role, the CSRF token, when it ends."""
+    """Who is logged in: the token's id and role, the CSRF token, when it ends, and the
+    session's own random id (what a logout revokes)."""
 
     token_id: str
     role: str
     csrf: str
     expires_ms: int
+    session_id: str
 
     @classmethod
     def new(cls, token_id: str, role: str, *, now_ms: int) -> Session:
-        return cls(token_id, role, secrets.token_urlsafe(24), now_ms + LIFETIME_MS)
+        return cls(
+            token_id,
+            role,
+            secrets.token_urlsafe(24),
+            now_ms + LIFETIME_MS,
+            secrets.token_urlsafe(18),
+        )
 
 
 def load_secret(data_dir: str | Path) -> bytes:

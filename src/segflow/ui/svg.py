@@ -40,17 +40,39 @@ def bars(rows: Sequence[tuple[str, int]], *, width: int = 560, row_h: int = 22) 
     return Markup("".join([*parts, "</svg>"]))
 
 
-def columns(values: Sequence[int], *, width: int = 560, height: int = 120) -> Markup:
-    """Vertical columns over time (oldest left), e.g. events per minute."""
-    top, n = max(values, default=0) or 1, max(len(values), 1)
+def columns(
+    values: Sequence[int],
+    *,
+    stacked: Sequence[int] = (),
+    names: tuple[str, str] = ("live", "backfill"),
+    width: int = 560,
+    height: int = 120,
+) -> Markup:
+    """Vertical columns over time (oldest left), e.g. events per minute; ``stacked`` (same
+    length) is drawn on top of ``values`` in the second colour, the two ``names`` in titles.
+
+    >>> chart = columns([1, 2], stacked=[0, 5])
+    >>> chart.count("<rect"), "2 live + 5 backfill" in chart
+    (3, True)
+    """
+    extra = list(stacked) or [0] * len(values)
+    totals = [v + e for v, e in zip(values, extra, strict=True)]
+    top, n = max(totals, default=0) or 1, max(len(values), 1)
     step = width / n
     parts = [_open(width, height + 16, "columns")]
-    for i, value in enumerate(values):
-        h = (height - 4) * value / top
-        parts.append(
-            f'<rect x="{i * step + 1:.1f}" y="{height - h:.1f}" width="{max(step - 2, 1):.1f}"'
-            f' height="{h:.1f}" fill="{colour(0)}"><title>{value}</title></rect>'
-        )
+    for i, (value, more) in enumerate(zip(values, extra, strict=True)):
+        title = f"{value} {names[0]} + {more} {names[1]}" if stacked else f"{value}"
+        base = float(height)
+        for series, count in enumerate((value, more)):
+            if not count:
+                continue
+            h = (height - 4) * count / top
+            base -= h
+            parts.append(
+                f'<rect x="{i * step + 1:.1f}" y="{base:.1f}" width="{max(step - 2, 1):.1f}"'
+                f' height="{h:.1f}" fill="{colour(series)}" class="{escape(names[series])}">'
+                f"<title>{escape(title)}</title></rect>"
+            )
     parts.append(f'<text x="0" y="{height + 14}">-{n} min</text>')
     parts.append(
         f'<text x="{width}" y="{height + 14}" text-anchor="end">now · max {top}/min</text>'

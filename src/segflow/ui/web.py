@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,11 +82,24 @@ class Console:
         session = self.signer.load(request.cookies.get(COOKIE), now_ms=now_ms())
         if session is None or not self._live(session.token_id):
             return None
+        if self.deps.tokens.session_ended(session.session_id):
+            return None  # logged out: a copy of the cookie must not outlive the logout
         return session
 
     def _live(self, token_id: str) -> bool:
         info = self.deps.tokens.get(token_id)
         return info is not None and info.revoked_ms is None
+
+    def label(self, profile_id: str) -> str:
+        """A profile as people know it: its user id or email, else its first identifier, else
+        its id (what the members list, previews and the delivery log show, linked to it)."""
+        profile = self.deps.reader.get(profile_id)
+        ids = {} if profile is None else {e.type: e.value for e in reversed(profile.identities)}
+        return ids.get("user_id") or ids.get("email") or next(iter(ids.values()), profile_id)
+
+    def labels(self, profile_ids: Iterable[str]) -> dict[str, str]:
+        """:meth:`label` of each distinct id."""
+        return {pid: self.label(pid) for pid in dict.fromkeys(profile_ids)}
 
     def render(
         self, request: Request, template: str, status: int = 200, **values: Any

@@ -10,7 +10,7 @@ appended twice to the log is loaded once. The log's own consumer-group offset (g
 
 >>> import tempfile, os
 >>> from segflow.clock import ManualClock
->>> from segflow.warehouse.memory import MemoryEventLog
+>>> from segflow.log.memory import MemoryEventLog
 >>> from segflow.spec import Event
 >>> log = MemoryEventLog(partitions=2)
 >>> _ = log.append([Event(type="track", message_id="m1", source_id="web", timestamp_ms=1,

@@ -30,7 +30,14 @@ def test_the_demo_tells_the_story_through_the_real_api(tmp_path: Path) -> None:
     assert result.model_runs["customer_segments"] == "succeeded"
     # the models run over the API of a supervised serve; their scores reach live profiles
     assert result.model_runs["bundle_72h"] == "succeeded", text
-    assert result.segments["high_bundle_propensity"] >= 1, result.segments
+    # high_bundle_propensity is "score bundle_72h in top 10%": members when the bundle model
+    # beat its baseline; on this small history it may not, and then the demo says so and the
+    # model scores nobody (its card says the same)
+    if "bundle_72h: held-out ROC AUC" in text:
+        assert "is not better than its baseline" in text
+        assert result.segments["high_bundle_propensity"] == 0, result.segments
+    else:
+        assert result.segments["high_bundle_propensity"] >= 1, result.segments
     assert set(result.model_runs) == {
         "customer_segments",
         "bundle_72h",

@@ -80,35 +80,37 @@ def test_train_scores_and_reports_against_baseline(warehouse: Warehouse) -> None
     con = warehouse(600)
     sink = RecordingSink()
     ctx = JobContext(con=con, clock=ManualClock(NOW), sink=sink)
-    run = run_job(ctx, "churn")
+    run = run_job(ctx, "purchase_7d")
     assert run.status == "succeeded" and run.job == "train"
     metrics = run.metrics
-    assert metrics["validation"]["roc_auc"] > 0.7
-    assert metrics["baseline"]["roc_auc"] is not None
+    assert metrics["validation"]["roc_auc"] > metrics["baseline"]["roc_auc"] > 0.7
+    assert metrics["used_for_scoring"] is True and "warning" not in metrics
     assert {"pr_auc", "lift_top_decile", "calibration"} <= set(metrics["validation"])
     assert metrics["backtest"][-1]["in_sample"] is False
     n = con.execute(
-        "SELECT count(*), min(score), max(score) FROM profile_scores WHERE model = 'churn'"
+        "SELECT count(*), min(score), max(score) FROM profile_scores WHERE model = 'purchase_7d'"
     ).fetchone()
     assert n[0] == 600 and 0 <= n[1] <= n[2] <= 1
     # why this score: computed on read from the inputs the run stored, with its fitted model
     pid = "p00002"  # a fading user
     inputs = con.execute(
-        "SELECT inputs FROM ml_score_inputs WHERE model = 'churn' AND profile_id = ?", [pid]
+        "SELECT inputs FROM ml_score_inputs WHERE model = 'purchase_7d' AND profile_id = ?", [pid]
     ).fetchone()[0]
     np.testing.assert_allclose(inputs, features_at(con, NOW).values[2], rtol=1e-12)
-    model = ctx.registry.load_artifact("churn")
+    model = ctx.registry.load_artifact("purchase_7d")
     matrix = FeatureMatrix([pid], model.columns, np.array([inputs]))
-    reasons = score_reasons(con, ["unknown", pid])["churn"]
+    reasons = score_reasons(con, ["unknown", pid])["purchase_7d"]
     assert reasons == [[f, c] for f, c in model.reasons(matrix)[0]] and len(reasons) == 3
-    assert len(sink.scores["churn"]) == 600
+    assert len(sink.scores["purchase_7d"]) == 600
     # a later rescore reports drift against the previous run and a backtest of the first run's scores
     ctx.clock.set(NOW + 31 * DAY_MS)  # type: ignore[attr-defined]
-    again = run_job(ctx, "churn", "score")
+    again = run_job(ctx, "purchase_7d", "score")
     assert again.metrics["drift"]["profiles"] == 600
     assert again.metrics["backtest"][0]["scored_at_ms"] == NOW
-    # the fading users are the ones who churned: scored at the first run
-    assert again.metrics["backtest"][0]["observed_rate"] > 0
+    # the first run's scores against what then happened: the generated data ends at NOW,
+    # so nobody ordered in the label window
+    assert again.metrics["backtest"][0]["n"] == 600
+    assert again.metrics["backtest"][0]["observed_rate"] == 0.0
 
 
 def test_cluster_job_assigns_names_and_keeps_renames(warehouse: Warehouse) -> None:
@@ -139,7 +141,15 @@ def test_ltv_job_writes_ltv_and_p_alive(warehouse: Warehouse) -> None:
     run = run_job(JobContext(con=con, clock=ManualClock(NOW)), "ltv")
     assert run.metrics["bgnbd"]["r"] > 0
     rows = dict(con.execute("SELECT model, count(*) FROM profile_scores GROUP BY model").fetchall())
-    assert rows["ltv"] == rows["p_alive"] > 0
+    assert rows["ltv"] == rows["p_alive"] == rows["ltv:top"] == rows["p_alive:bottom"] > 0
+    # what the fitted customers spent, to hold the mean LTV against
+    observed = run.metrics["observed"]
+    spent = con.execute(
+        "SELECT sum(TRY_CAST(properties->>'revenue' AS DOUBLE)) FROM profile_events"
+        " WHERE event = 'Order Completed'"
+    ).fetchone()[0]
+    assert observed["customers"] == rows["ltv"]
+    assert observed["mean_spend"] == pytest.approx(spent / rows["ltv"], abs=0.01)
 
 
 def test_failures_are_recorded(warehouse: Warehouse) -> None:
@@ -188,12 +198,73 @@ def test_jobs_without_data_are_a_warning_line_and_a_failed_run(
     warehouse: Warehouse, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A fresh `segflow serve` has an empty warehouse: its scheduled jobs cannot fit yet. That
-    is a one-line warning per job (no traceback) and a failed run retried an hour later."""
+    is a failed run retried an hour later, and a one-line warning (no traceback) only for the
+    models someone defined: nothing about the built-in ones nobody asked for."""
     ctx = JobContext(con=warehouse(0), clock=ManualClock(3 * DAY_MS + 3 * 3_600_000))
+    ctx.registry.put_model(ModelSpec(name="mine", kind="propensity", target="no activity within 7 days"), now_ms=0)  # fmt: skip
     scheduler = MlScheduler(ctx, run_at_hour_utc=2)
     with caplog.at_level("WARNING", logger="segflow.ml.scheduler"):
         assert scheduler.tick() == []
-    skipped = [r for r in caplog.records if "skipped" in r.getMessage()]
-    assert len(skipped) == 5 and all(r.exc_info is None for r in caplog.records)
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 1 and skipped[0].startswith("ml job mine skipped")
+    assert all(r.exc_info is None for r in caplog.records)
     assert all(ctx.registry.runs(name, 1)[0].status == "failed" for name in ("churn", "ltv"))
     assert scheduler.due() == []  # retried an hour later, not at every check
+
+
+def test_a_scoring_run_stores_each_profiles_rank_beside_its_score(warehouse: Warehouse) -> None:
+    con = warehouse(300)
+    sink = RecordingSink()
+    run_job(JobContext(con=con, clock=ManualClock(NOW), sink=sink), "purchase_7d")
+    rows = con.execute(
+        "SELECT s.profile_id, s.score, a.score, b.score FROM profile_scores s"
+        " JOIN profile_scores a ON a.profile_id = s.profile_id AND a.model = 'purchase_7d:top'"
+        " JOIN profile_scores b ON b.profile_id = s.profile_id AND b.model = 'purchase_7d:bottom'"
+        " WHERE s.model = 'purchase_7d'"
+    ).fetchall()
+    assert len(rows) == 300
+    scores = [r[1] for r in rows]
+    for _, score, above, below in rows:
+        assert above == sum(s >= score for s in scores) / 300
+        assert below == sum(s <= score for s in scores) / 300
+    # the processor gets the same numbers as the warehouse
+    assert sorted(sink.scores["purchase_7d:top"]) == sorted((r[0], r[2]) for r in rows)
+    # a rescore replaces the ranks with the new run's, it does not add to them
+    run_job(JobContext(con=con, clock=ManualClock(NOW + DAY_MS)), "purchase_7d", "score")
+    counts = con.execute("SELECT model, count(*) FROM profile_scores GROUP BY model").fetchall()
+    assert sorted(counts) == [
+        ("purchase_7d", 300),
+        ("purchase_7d:bottom", 300),
+        ("purchase_7d:top", 300),
+    ]
+
+
+def test_a_model_no_better_than_its_baseline_warns_and_is_not_used(warehouse: Warehouse) -> None:
+    # churn ("no activity within 30 days") is recency itself here: the recency/frequency
+    # baseline ranks it at least as well as the boosted trees
+    con = warehouse(600)
+    ctx = JobContext(con=con, clock=ManualClock(NOW))
+    run = run_job(ctx, "churn")
+    m = run.metrics
+    assert m["validation"]["roc_auc"] <= m["baseline"]["roc_auc"]
+    assert m["used_for_scoring"] is False and m["scoring"] is None
+    assert "not better than its baseline" in m["warning"]
+    assert "no scores are written" in m["warning"]
+    assert ctx.registry.training_warning("churn") == m["warning"]  # the API and CLI show it
+    assert (
+        con.execute("SELECT count(*) FROM profile_scores WHERE model LIKE 'churn%'").fetchone()[0]
+        == 0
+    )
+    with pytest.raises(ModelNotFound):
+        ctx.registry.latest_artifact("churn")
+    # with a model that did beat its baseline before, that one stays and keeps scoring
+    ctx.registry.put_model(ModelSpec(name="m", kind="propensity", target='performs "Order Completed" within 7 days', n_cutoffs=2), now_ms=NOW)  # fmt: skip
+    first = run_job(ctx, "m")
+    assert first.metrics["used_for_scoring"] is True
+    ctx.registry.put_model(ModelSpec(name="m", kind="propensity", target="no activity within 30 days", n_cutoffs=3), now_ms=NOW)  # fmt: skip
+    second = run_job(ctx, "m")
+    assert second.metrics["used_for_scoring"] is False
+    assert "the previous model keeps scoring" in second.metrics["warning"]
+    assert ctx.registry.latest_artifact("m")[0] == first.run_id
+    assert second.metrics["scoring"]["profiles"] == 600
+    assert con.execute("SELECT count(*) FROM profile_scores WHERE model = 'm'").fetchone()[0] == 600

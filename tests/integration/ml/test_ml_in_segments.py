@@ -232,3 +232,31 @@ def test_serve_rescores_daily_and_a_crossed_threshold_changes_membership(stack: 
     assert len(entered) == len(stack.stream_members("buyers"))  # no event needed: the scores
     clock.set(NOW + DAY_MS + 3 * HOUR_MS)  # the next day: rescored
     assert "purchase_7d" in {r.model for r in service.tick()}
+
+
+def test_percentile_segments_agree_in_the_stream_and_in_sql(stack: Stack) -> None:
+    """``score M in top P%``: the scoring run's ranks reach the processor and the warehouse,
+    and both evaluators select the profiles with at most P% of the run scored as high as they
+    are (themselves included)."""
+    stack.job("ltv")
+    store = DefinitionStore(stack.catalog)
+    rules = {
+        "top_value": "score ltv in top 10%",
+        "bottom_value": "score ltv in bottom 25 percent",
+        "not_top_alive": "not score p_alive in top 50%",
+    }
+    for name, rule in rules.items():
+        store.put("segment", name, rule)
+    store.close()
+    stack.use_catalog()
+    scores = {str(p): float(s) for p, s in stack._sql("SELECT profile_id, score FROM profile_scores WHERE model = 'ltv'")}  # fmt: skip
+    n = len(scores)
+    assert n > 20
+    top = {p for p, s in scores.items() if sum(o >= s for o in scores.values()) <= 0.10 * n}
+    bottom = {p for p, s in scores.items() if sum(o <= s for o in scores.values()) <= 0.25 * n}
+    assert 0 < len(top) <= 0.10 * n and 0 < len(bottom) <= 0.25 * n
+    assert stack.stream_members("top_value") == top == stack.sql_members(rules["top_value"])
+    assert (
+        stack.stream_members("bottom_value") == bottom == stack.sql_members(rules["bottom_value"])
+    )
+    assert stack.stream_members("not_top_alive") == stack.sql_members(rules["not_top_alive"])

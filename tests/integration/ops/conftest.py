@@ -5,22 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.net import free_port
+from tests.support.wait import until
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> str:
@@ -60,17 +54,6 @@ def token(data_dir: Path, role: str) -> str:
         return store.create(role)
     finally:
         store.close()
-
-
-def until(predicate: Callable[[], Any], deadline_s: float = 30.0) -> Any:
-    """Poll an asynchronous outcome (a liveness bound, not a timing assertion)."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 class Server:

@@ -201,15 +201,20 @@ def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles
     copy_server = make_server(restored, env=env)
     copy_api = httpx.Client(base_url=copy_server.url, headers=auth, timeout=30)
 
+    last: dict[str, Any] = {}
+
     def drained() -> bool:
         # lag 0 and no backfill: the source may have been mid-way through backfilling the
         # rules (made while its first events were processed) at the consistent point, and
         # the copy finishes that backfill after it has read the log to its end
-        parts = copy_api.get("/api/v1/status").json()["parts"]
+        parts = last["parts"] = copy_api.get("/api/v1/status").json()["parts"]
         processor, loader = parts["processor"], parts["warehouse_loader"]
         return bool(processor["lag"] == 0 and not processor["backfilling"] and loader["lag"] == 0)
 
-    ops.until(drained)
+    try:  # a liveness bound: a loaded machine replays slowly, a hang still fails
+        ops.until(drained, deadline_s=90)
+    except AssertionError as exc:
+        raise AssertionError(f"the restored copy did not drain: {last.get('parts')}") from exc
     for user in complete:
         mine = copy_api.get(f"/api/v1/profiles/user_id:{user}")
         theirs = api.get(f"/api/v1/profiles/user_id:{user}")

@@ -22,7 +22,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-EXAMPLES = int(os.environ.get("SEGFLOW_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("SEGFLOW_FUZZ_EXAMPLES", "8"))
 RANDOM = os.environ.get("SEGFLOW_FUZZ_RANDOM") == "1"
 # writes a directory wherever the body says: exercised by tests/integration/ops/test_backup.py
 SKIP = {("POST", "/api/v1/backups")}

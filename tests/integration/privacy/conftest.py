@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,12 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.net import free_port
+from tests.support.wait import until
 
 
 def cli(*args: str) -> str:
@@ -33,17 +28,6 @@ def cli(*args: str) -> str:
         timeout=120,
     )
     return out.stdout.strip()
-
-
-def until(predicate: Callable[[], Any], deadline_s: float = 60.0) -> Any:
-    """Poll an asynchronous outcome (a liveness bound, not a timing assertion)."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 class Hooks:
@@ -242,11 +226,9 @@ class Composed:
             con.close()
 
     def close(self) -> None:
-        from segflow.server.compose import release
 
         for service in reversed(self.started):
             service.stop()
-        release(self.runtime)
         self.runtime.close()
 
 

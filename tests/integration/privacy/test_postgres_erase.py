@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from segflow.clock import ManualClock
+from segflow.log.memory import ListChangeFeed, MemoryEventLog
 from segflow.spec import Event, IdentityLinked, MembershipChange
 from segflow.warehouse.connection import open_warehouse
 from segflow.warehouse.erase import erase
 from segflow.warehouse.loader import WarehouseLoader
-from segflow.warehouse.memory import ListChangeFeed, MemoryEventLog
 from segflow.warehouse.postgres import connect_postgres
 from segflow.warehouse.postgres_loader import PostgresLoader
 

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.engines import Backend, DuckDBBackend
 
+from segflow.ml.ranks import with_ranks
 from segflow.rules import StaticProfile, ast, compile_segments, parse, parse_trait
 from segflow.rules.incremental import kernel
 from segflow.rules.render import render
@@ -286,12 +288,26 @@ def histories(draw: Any, max_events: int = 40) -> list[Arrival]:
     return arrivals
 
 
+def ranked(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``scores`` plus each profile's rank shares (``churn:top``, ``churn:bottom``), computed
+    over the profiles that have a score, as a scoring run stores them (segflow.ml.ranks)."""
+    out = {p: dict(by_model) for p, by_model in scores.items()}
+    for model in sorted({m for by_model in scores.values() for m in by_model}):
+        pids = sorted(p for p, by_model in scores.items() if model in by_model)
+        values = np.array([scores[p][model] for p in pids], dtype=np.float64)
+        for key, shares in list(with_ranks(model, values))[1:]:
+            for p, share in zip(pids, shares.tolist(), strict=True):
+                out[p][key] = share
+    return out
+
+
+# scores of one scoring run: ties are common (0.1 twice), so "in top P%" meets them
 models = st.fixed_dictionaries(
     {
-        p: st.dictionaries(st.just("churn"), st.sampled_from([0.1, 0.7, 0.9]), max_size=1)
+        p: st.dictionaries(st.just("churn"), st.sampled_from([0.1, 0.3, 0.7, 0.9]), max_size=1)
         for p in ["p1", "p2", "p3"]
     }
-)
+).map(ranked)
 clusters = st.fixed_dictionaries(
     {
         p: st.dictionaries(
@@ -407,8 +423,15 @@ EVALUATORS = [
 ]
 
 
-def _examples(evaluator: str, python: int) -> settings:
-    """The generated tests' settings: the kernel variant runs a quarter of the examples."""
+# the default suite runs a quick sample of each generated test; `make test-long` (CI runs it too)
+# runs ten times as many examples
+DEPTHS = ["quick", pytest.param("deep", marks=pytest.mark.long)]
+
+
+def _examples(evaluator: str, python: int, depth: str = "quick") -> settings:
+    """The generated tests' settings: the kernel variant runs a quarter of the examples, the
+    deep (long) variant ten times as many."""
+    python *= 10 if depth == "deep" else 1
     return settings(
         max_examples=python if evaluator == "python" else max(1, python // 4),
         deadline=None,
@@ -416,9 +439,10 @@ def _examples(evaluator: str, python: int) -> settings:
     )
 
 
+@pytest.mark.parametrize("depth", DEPTHS)
 @pytest.mark.parametrize("evaluator", EVALUATORS)
-def test_documented_rules_agree(warehouse: Any, evaluator: str) -> None:
-    @_examples(evaluator, 30)
+def test_documented_rules_agree(warehouse: Any, evaluator: str, depth: str) -> None:
+    @_examples(evaluator, 12, depth)
     @given(histories(), models, clusters, checkpoints, st.data())
     def documented(
         arrivals: list[Arrival], scores: Any, labels: Any, offsets: list[int], data: st.DataObject
@@ -544,6 +568,11 @@ misc = st.sampled_from(
         "first seen before 30 days ago",
         "score churn >= 0.7",
         "score churn does not exist",
+        "score churn in top 34%",
+        "score churn in top 50%",
+        "score churn in top 100%",
+        "score churn in bottom 40 percent",
+        "score of model churn in bottom 67%",
         'cluster customer_segments = "High spenders"',
         "cluster of model customer_segments exists",
         "did any event on at least 2 of last 3 days",
@@ -637,9 +666,10 @@ def definitions(draw: Any) -> tuple[dict[str, str], dict[str, str]]:
     return {"g0": a, "g1": b, "g2": f'({c}) {ref} in segment "g0"'}, traits
 
 
+@pytest.mark.parametrize("depth", DEPTHS)
 @pytest.mark.parametrize("evaluator", EVALUATORS)
-def test_generated_rules_agree(warehouse: Any, evaluator: str) -> None:
-    @_examples(evaluator, 50)
+def test_generated_rules_agree(warehouse: Any, evaluator: str, depth: str) -> None:
+    @_examples(evaluator, 24, depth)
     @given(histories(), definitions(), models, clusters, checkpoints, st.data())
     def generated(
         arrivals: list[Arrival],

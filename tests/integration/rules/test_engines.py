@@ -95,13 +95,14 @@ def test_window_edges_on_every_engine(backends: Factory, engine_name: str) -> No
 
 
 SPARK_EXAMPLES = int(os.environ.get("SEGFLOW_SPARK_EXAMPLES", "0"))
-GENERATED = {"postgres": 15, "clickhouse": 15, "spark": max(SPARK_EXAMPLES, 1)}
+# the default suite runs a quick sample; `make test-long` five times as many (the `_deep` tests)
+GENERATED = {"postgres": 6, "clickhouse": 6, "spark": max(SPARK_EXAMPLES, 1)}
 
 
-def _generated(name: str) -> Callable[..., None]:
+def _generated(name: str, deep: bool = False) -> Callable[..., None]:
     @pytest.mark.slow
     @settings(
-        max_examples=GENERATED[name],
+        max_examples=GENERATED[name] * (5 if deep else 1),
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
@@ -129,12 +130,16 @@ def _generated(name: str) -> Callable[..., None]:
         finally:
             db.close()
 
-    check.__name__ = f"test_generated_rules_agree_on_{name}"
+    check.__name__ = f"test_generated_rules_agree_on_{name}{'_deep' if deep else ''}"
     return check
 
 
 test_generated_rules_agree_on_postgres = _generated("postgres")
 test_generated_rules_agree_on_clickhouse = _generated("clickhouse")
+test_generated_rules_agree_on_postgres_deep = pytest.mark.long(_generated("postgres", deep=True))
+test_generated_rules_agree_on_clickhouse_deep = pytest.mark.long(
+    _generated("clickhouse", deep=True)
+)
 test_generated_rules_agree_on_spark = pytest.mark.spark(_generated("spark"))
 
 

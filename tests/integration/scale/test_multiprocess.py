@@ -14,15 +14,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import duckdb
 import httpx
 import pytest
-from tests.support.kafka import Broker, free_port, kafka_broker
+from tests.support.kafka import Broker, kafka_broker
+from tests.support.net import free_port
 from tests.support.state import consumed, consumed_shared
+from tests.support.wait import until
 
 from segflow.clock import ManualClock
 from segflow.log.base import partition_for
@@ -125,17 +127,6 @@ def healthy(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def until(predicate: Callable[[], Any], deadline_s: float, what: str) -> Any:
-    """Poll an asynchronous outcome (a liveness bound, not a timing assertion)."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not reached in {deadline_s} s: {what}")
 
 
 class Cluster:

@@ -30,7 +30,7 @@ from segflow.privacy.store import HashedIdentifier, PrivacyStore, Work
 from segflow.rules import SegmentProgram
 from segflow.segments.service import DefinitionWatcher, SegmentService
 from segflow.segments.store import DefinitionStore
-from segflow.server.compose import assemble, release
+from segflow.server.compose import assemble
 from segflow.server.runtime import Runtime
 
 
@@ -155,7 +155,6 @@ def test_serve_processes_with_one_shared_dsn_share_the_catalog(
     finally:
         for p, r in zip(parts, runtimes, strict=True):
             p.services[0].stop()
-            release(r)
             r.close()
 
 

@@ -59,7 +59,7 @@ def test_segments_are_checked_versioned_and_evaluated_by_process(tmp_path: Path)
     assert "processed 2 events" in run("process", "--until-idle", *d).stdout
     shown = run("profiles", "show", "user_id:u1", *d)
     assert shown.returncode == 0 and "buyers" in shown.stdout, shown.stdout + shown.stderr
-    files = tmp_path / "files"
+    files = tmp_path / "data" / "exports" / "files"  # inside the export root
     made = run("destinations", "create", "crm", "--directory", str(files), *d)
     assert made.returncode == 0, made.stderr
     synced = run("destinations", "subscribe", "crm", "buyers", "--initial-sync", *d)

@@ -76,7 +76,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["tokens", "create", "--role", "admin", "--name", "ops"],
         ["segments", "create", "buyers", 'did "Order Completed"'],
         ["traits", "create", "orders", 'count("Order Completed")'],
-        ["destinations", "create", "crm", "--directory", str(data.parent / "files")],
+        ["destinations", "create", "crm", "--directory", "files"],
     ):
         done = cli(*args, *d)
         assert done.exit_code == 0, (args, done.output, done.stderr)

@@ -118,3 +118,32 @@ def test_a_suppression_reaches_the_collector_of_the_http_workers(
     before = serve.status()["events"]
     _send(serve, [{"type": "track", "userId": "loud-2", "event": "Page Viewed", "messageId": "l1"}])
     assert serve.status()["events"] == before + 1  # others are collected
+
+
+def _metric(text: str, name: str) -> dict[str, float]:
+    """``{labels: value}`` of one metric's samples in a Prometheus text page."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            series, _, value = line.rpartition(" ")
+            found[series[len(name) :]] = float(value)
+    return found
+
+
+def test_metrics_add_up_every_process_of_the_server(serve: Serve) -> None:
+    """/metrics is answered by an HTTP worker, but the processor counts in the pipeline child:
+    the page has both, and one memory gauge per process."""
+    _send(serve, [{"type": "track", "userId": f"metered-{n}", "event": "Metered",
+                   "messageId": f"metered-{n}"} for n in range(7)])  # fmt: skip
+
+    def page() -> str | None:
+        text = serve.api.get("/metrics").text
+        processed = sum(_metric(text, "segflow_processor_events_total").values())
+        accepted = sum(_metric(text, "segflow_collect_events_accepted_total").values())
+        return text if processed >= 7 and accepted >= 7 else None
+
+    text = until(page, what="the pipeline child's processor counter on an HTTP worker's /metrics")
+    memory = _metric(text, "process_resident_memory_bytes")
+    pids = {c["pid"] for c in serve.children().values()}
+    assert {f'{{pid="{p}"}}' for p in pids} <= set(memory), memory  # every child, one series each
+    assert text.count("# TYPE segflow_processor_events_total counter") == 1  # merged, not repeated

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
+from tests.support.net import free_port
 
 from segflow.api.auth import TokenStore, authorizer
 from segflow.api.profiles import profile_routes
@@ -58,12 +58,6 @@ SEED = [
     ),
     ev("identify", T0 + 2 * DAY_MS + 5, "m5", user_id="user_42", traits={"plan": "pro"}),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from tests.support.kafka import free_port, wait_for_port
+from tests.support.net import free_port, wait_for_port
 from tests.support.state import consumed
+from tests.support.wait import until
 
 from segflow.spec import Event
 
@@ -29,14 +29,6 @@ def env() -> dict[str, str]:
 def segflow(*args: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "segflow.cli.main", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=120)
-
-
-def until(check: Callable[[], bool], deadline_s: float = 60.0) -> None:
-    """Wait for ``check`` (a condition, polled), failing after ``deadline_s``."""
-    end = time.monotonic() + deadline_s
-    while not check():
-        assert time.monotonic() < end, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_a_processor_writes_while_the_api_and_the_cli_read_through_secondaries(

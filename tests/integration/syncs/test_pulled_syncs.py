@@ -188,6 +188,8 @@ def test_a_zendesk_user_and_a_stripe_customer_with_one_email_are_one_profile(
         by_email = reader.lookup("email", "ann@example.com")
         assert by_zendesk is not None and by_stripe is not None and by_email is not None
         assert by_zendesk.profile_id == by_stripe.profile_id == by_email.profile_id
+        by_vendor_id = reader.lookup("stripe_customer_id", "cus_7")  # as webhooks send it
+        assert by_vendor_id is not None and by_vendor_id.profile_id == by_email.profile_id
         traits = reader.traits(by_email.profile_id)
         assert traits["zendeskId"] == "42" and traits["stripeId"] == "cus_7"
     finally:

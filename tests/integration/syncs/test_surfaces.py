@@ -12,14 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.serve import until
+from tests.support.wait import until
 from tests.support.vendors import VendorApi, person
 from typer.testing import CliRunner
 
 from segflow.cli.main import _register_all, app
 from segflow.collect.exceptions import UnknownSource
 from segflow.config import load_settings
-from segflow.server.compose import Assembly, assemble, release
+from segflow.server.compose import Assembly, assemble
 from segflow.server.runtime import Runtime
 from segflow.syncs.runner import SyncRunner
 
@@ -90,9 +90,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Assembly, str]]:
     try:
         yield parts, token
     finally:
-        for closer in parts.services[:1]:
-            closer.stop()
-        release(runtime)
+        parts.services[0].stop()  # the stores' closer
         runtime.close()
         _RUNTIMES.pop(id(parts), None)
 

@@ -6,7 +6,6 @@ The background services are not started: tests drive the processor and the loade
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,25 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import uvicorn
+from tests.support.net import free_port
 
 from segflow.api.app import ApiDeps
 from segflow.config import load_settings
 from segflow.ml.registry import ModelSpec, Registry, RunRecord
 from segflow.server.app import KeepPath, build_app
-from segflow.server.compose import Assembly, assemble, release
+from segflow.server.compose import Assembly, assemble
 from segflow.server.runtime import Runtime
 from segflow.server.snapshots import LocalFigures
 from segflow.stream.compose import build_reader
 from segflow.ui import build_console
 from segflow.warehouse.connection import connect, warehouse_path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -132,7 +127,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         server.should_exit = True
         thread.join()
         parts.services[0].stop()  # the stores (services never started; shutdown closed the log)
-        release(rt)
 
 
 def seed_cluster_run(served: Served, model: str = "customer_segments") -> None:
@@ -202,3 +196,29 @@ def seed_dead_letter(served: Served, destination: str = "crm") -> None:
     assert due, "the initial sync queued nothing"
     activation.store.record(due, now, status=500, error="disk full at the CRM",
                             latency_ms=12.0, outcome="dead")  # fmt: skip
+
+
+def seed_long_profile(served: Served) -> str:
+    """A profile whose identifiers, traits and score reasons are long unbroken strings (what
+    real anonymous ids, emails and generated feature names look like); returns its id."""
+    user = "user-" + "7f3a9c2e" * 8
+    served.send([{"type": "identify", "userId": user, "anonymousId": "anon-" + "b4d1e8" * 10,
+                  "traits": {"email": "a.very.long.mailbox.name.for.testing@" + "sub" * 12 + ".example.com",
+                             "note": "x" * 120},
+                  "messageId": "long-1"}])  # fmt: skip
+    served.settle()
+    found = served.deps.reader.lookup("user_id", user)
+    assert found is not None
+    reasons = [["days_since_last_order_completed_in_the_last_365_days_ratio", 0.4512],
+               ["count_of_product_viewed_events_where_category_is_outdoor_90d", -0.2231]]  # fmt: skip
+    con = served.deps.warehouse()
+    try:
+        con.execute(
+            "INSERT INTO ml_score_reasons VALUES (?, ?, ?)",
+            [found.profile_id, "purchase_7d", msgspec.json.encode(reasons).decode()],
+        )
+    finally:
+        con.close()
+    served.parts.processor.put_scores("purchase_7d", [(found.profile_id, 0.5)], at_ms=time.time_ns() // 1_000_000)  # fmt: skip
+    served.settle()
+    return found.profile_id

@@ -86,6 +86,7 @@ def test_newcomer_path(served: Served, page: Any) -> None:
 
     page.locator("#rule").fill('did "Order Completed" at least 2 times in last 30 days')
     expect(page.locator("#preview-count")).to_have_text("1")
+    expect(page.locator("#preview .sample a")).to_have_text("ada")  # was: her p_... id
     expect(page.locator("#diagnostics li")).to_have_count(0)
     shot(page, "04-segment-preview")
     page.click("#save")
@@ -164,3 +165,27 @@ def test_tokens_page_and_the_api_docs(served: Served, page: Any) -> None:
     refused.get_by_role("button", name="Send").click()
     expect(refused.locator(".answer")).to_contain_text("403")
     expect(refused.locator(".answer")).to_contain_text('"code": "forbidden"')
+
+
+OVERFLOWING = """() => [...document.querySelectorAll('.card')].flatMap(card => {
+  const edge = card.getBoundingClientRect();
+  const out = [...card.querySelectorAll('*')].filter(e => {
+    const box = e.getBoundingClientRect();
+    return box.width > 0 && (box.right > edge.right + 0.5 || box.left < edge.left - 0.5);
+  }).map(e => `${card.querySelector('h2').textContent}: <${e.tagName.toLowerCase()}> ${e.textContent.slice(0, 40)}`);
+  return card.scrollWidth > card.clientWidth + 0.5 ? [...out, 'card scrolls'] : out;
+})"""
+
+
+def test_profile_cards_hold_long_identifiers_and_reasons(served: Served, page: Any) -> None:
+    from tests.integration.ui.conftest import seed_long_profile
+
+    profile_id = seed_long_profile(served)
+    page.goto(f"{served.url}/console/login")
+    page.fill('input[name="token"]', served.tokens["read"])
+    page.get_by_role("button", name="Log in").click()
+    page.goto(f"{served.url}/console/profiles/{profile_id}")
+    sync_api.expect(page.locator("#scores")).to_contain_text("days_since_last_")
+    shot(page, "13-profile-long-values")
+    # was: identity values, their first-seen times and score reasons ran past the cards
+    assert page.evaluate(OVERFLOWING) == []

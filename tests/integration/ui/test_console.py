@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from tests.integration.ui.conftest import seed_dead_letter
+
+from segflow.spec.events import Event
 
 if TYPE_CHECKING:
     from tests.integration.ui.conftest import Served
@@ -318,3 +323,162 @@ def test_a_segment_page_shows_its_measured_freshness(served: Served) -> None:
     assert "event to membership p50" in shown and "changes)" in shown
     p50 = shown.split("p50 ", 1)[1].split(" \u00b7", 1)[0]  # in the unit people read: "27.3 s"
     assert re.fullmatch(r"\d+ ms|\d+\.\d (s|min|h)", p50), p50
+
+
+def test_a_cookie_copied_before_logout_no_longer_works_after_it(served: Served) -> None:
+    with login(served, "editor") as client:
+        stolen = client.cookies["segflow_console"]
+        csrf = csrf_of(client, "/console/profiles")
+        out = client.post("/console/logout", data={"csrf": csrf})
+        assert out.status_code == 303
+    # was: the logout only deleted the browser's copy; this one stayed valid for 12 h
+    with httpx.Client(base_url=served.url, cookies={"segflow_console": stolen}) as replay:
+        page = replay.get("/console/segments")
+        assert page.status_code == 303 and page.headers["location"].startswith("/console/login")
+        posted = replay.post(
+            "/console/segments/try", json={"rule": "true"}, headers={"x-csrf-token": csrf}
+        )
+        assert posted.status_code == 401
+    with login(served, "editor") as client:  # the token itself still logs in
+        assert client.get("/console/segments").status_code == 200
+
+
+def test_a_window_longer_than_any_stored_history_is_a_400_naming_the_limit(
+    served: Served,
+) -> None:
+    api = {"Authorization": f"Bearer {served.tokens['editor']}"}
+    rule = 'did "Order Completed" in last 99999999999999999 days'
+    answer = httpx.post(
+        f"{served.url}/api/v1/segments", json={"name": "forever", "rule": rule}, headers=api
+    )
+    assert answer.status_code == 400, answer.text  # was: 201, and a window no store could hold
+    error = answer.json()["error"]
+    assert error["details"]["field"] == "rule"
+    (diagnostic,) = error["details"]["errors"]
+    assert (diagnostic["line"], diagnostic["column"]) == (1, rule.index("9999") + 1)
+    assert "36525 days" in diagnostic["message"] and "'ever'" in diagnostic["message"]
+    assert "forever" not in served.parts.segments.segments()
+
+
+def test_the_api_refuses_file_destinations_outside_the_export_root(
+    served: Served, tmp_path: Path
+) -> None:
+    api = {"Authorization": f"Bearer {served.tokens['editor']}"}
+    root = served.runtime.settings.data_path / "exports"
+    root.mkdir(exist_ok=True)
+    (root / "leak").symlink_to(tmp_path)
+    for directory in (str(tmp_path), "../../etc", "leak/crm"):
+        answer = httpx.post(
+            f"{served.url}/api/v1/destinations",
+            json={"name": "outside", "kind": "file", "directory": directory},
+            headers=api,
+        )
+        assert answer.status_code == 400, (directory, answer.text)  # was: 201
+        error = answer.json()["error"]
+        assert error["details"]["field"] == "directory" and str(root) in error["message"]
+    made = httpx.post(
+        f"{served.url}/api/v1/destinations",
+        json={"name": "inside", "kind": "file", "directory": "crm"},
+        headers=api,
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["destination"]["directory"] == str(root / "crm")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_previews_and_the_delivery_log_show_people_not_profile_ids(served: Served) -> None:
+    ada = served.deps.reader.lookup("user_id", "ada")
+    assert ada is not None
+    link = f'<a href="/console/profiles/{ada.profile_id}" title="{ada.profile_id}">ada</a>'
+    with login(served, "editor") as client:
+        rule = 'did "Order Completed" at least 2 times in last 30 days'
+        tried = client.post("/console/segments/try", json={"rule": rule}, headers={"x-csrf-token": csrf_of(client)}).json()  # fmt: skip
+        # was: "sample": ["p_..."], where the members list shows "ada"
+        assert tried["preview"]["sample"] == [{"profile_id": ada.profile_id, "label": "ada"}]
+        seed_dead_letter(served, "people")  # a destination of pro_users (ada) whose first try died
+        page = client.get("/console/destinations/people").text
+    dead, log = page.split("<h2>Delivery log")
+    assert link in dead and link in log
+    assert f">{ada.profile_id}<" not in page
+
+
+def test_the_event_rate_counts_every_event_and_flags_a_backfill(served: Served) -> None:
+    now = time.time_ns() // 1_000_000
+    source = served.runtime.catalog.list()[0].id
+    arrived = [now - 1000 * (i % 1770) - 500 for i in range(4500)]  # 150 a minute, 30 minutes
+    live = [Event(type="track", message_id=f"rate-{i}", source_id=source, event="Tick",
+                  user_id=f"ticker-{i % 40}", timestamp_ms=at - 2000, received_at_ms=at)
+            for i, at in enumerate(arrived)]  # fmt: skip
+    year_ago = now - 365 * 86_400_000
+    imported = [Event(type="track", message_id=f"import-{i}", source_id=source, event="Old Order",
+                      user_id=f"ticker-{i % 40}", timestamp_ms=year_ago + i, received_at_ms=now - 1000)
+                for i in range(5000)]  # fmt: skip
+    served.runtime.log.append([*live, *imported])
+    served.settle()
+    with login(served, "read") as client:
+        page = client.get("/console").text
+    chart = page[page.index('id="rate"') :].split("</svg>")[0]
+    found = re.findall(r'<rect x="([\d.]+)"[^>]*><title>(\d+) live \+ (\d+) backfill', chart)
+    columns = list({x: (int(n_live), int(n)) for x, n_live, n in found}.values())  # one a minute
+    # was: the last 500 records of each partition: the oldest minutes empty, no backfill apart
+    assert len(columns) == 30 and all(n_live > 0 for n_live, _ in columns), columns
+    assert sum(n_live for n_live, _ in columns) >= 4500
+    assert sum(n for _, n in columns) >= 5000 and columns[-1][1] >= 5000
+    flag = page[page.index('id="rate-backfill"') :].split("</p>")[0]
+    assert "Mostly backfill" in flag and "5,0" in flag
+
+
+def test_freshness_measures_backfilled_events_apart_from_live_ones(served: Served) -> None:
+    served.parts.segments.put_segment("ancient_buyers", 'did "Ancient Buy"')
+    served.settle()
+    now = time.time_ns() // 1_000_000
+    source = served.runtime.catalog.list()[0].id
+    imported = [Event(type="track", message_id=f"ancient-{i}", source_id=source, event="Ancient Buy",
+                      user_id=f"ancient-{i}", timestamp_ms=now - 400 * 86_400_000, received_at_ms=now)
+                for i in range(30)]  # fmt: skip
+    served.runtime.log.append(imported)
+    served.settle()
+    with login(served, "read") as client:
+        page = client.get("/console/segments/ancient_buyers").text
+    shown = page[page.index('id="freshness"') :].split("</p>")[0]
+    # was: an import's latency shown as the segment's live event-to-membership figure
+    assert "event to membership p50" not in shown
+    assert "mostly backfill: 30 changes came from backfilled events" in shown
+    assert "no live event has changed this segment yet" in shown
+    served.send([{"type": "track", "userId": "ancient-live", "event": "Ancient Buy",
+                  "messageId": "ancient-live-1"}])  # fmt: skip
+    served.settle()
+    with login(served, "read") as client:
+        page = client.get("/console/segments/ancient_buyers").text
+    shown = page[page.index('id="freshness"') :].split("</p>")[0]
+    assert "event to membership p50" in shown and "(1 changes)" in shown
+    assert "30 changes came from backfilled events" in shown
+
+
+def test_a_model_no_better_than_its_baseline_is_flagged_on_its_card(served: Served) -> None:
+    import time
+
+    from segflow.ml.registry import Registry, RunRecord
+
+    warning = (
+        "churn: held-out ROC AUC 0.801 is not better than its baseline (0.823); this model is"
+        " not used for scoring; no scores are written until a trained model beats it"
+    )
+    curve = [{"share": k / 10, "lift": 9.87 if k == 1 else 1.0} for k in range(1, 11)]
+    validation = {"roc_auc": 0.801, "lift_top_decile": 9.87, "n": 100, "lift_curve": curve,
+                  "calibration": [{"bin_low": 0.0, "bin_high": 0.5, "count": 100,
+                                   "mean_predicted": 0.2, "observed_rate": 0.2}]}  # fmt: skip
+    now = time.time_ns() // 1_000_000
+    con = served.deps.warehouse()
+    try:
+        Registry(con).record_run(RunRecord(run_id="run-c", model="churn", kind="propensity", job="train",
+                                           status="succeeded", started_at_ms=now,
+                                           metrics={"validation": validation, "baseline": {"roc_auc": 0.823},
+                                                    "used_for_scoring": False, "warning": warning}))  # fmt: skip
+    finally:
+        con.close()
+    with login(served, "read") as client:
+        page = client.get("/console/models").text
+    card = page[page.index("churn <span") :].split("</section>")[0]
+    assert 'role="alert"' in card and "not better than its baseline (0.823)" in card
+    assert "lift_top_decile <b>9.87</b>" in card

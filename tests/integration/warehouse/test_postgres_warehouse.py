@@ -13,6 +13,7 @@ import pytest
 
 from segflow.clock import DAY_MS, MINUTE_MS, ManualClock
 from segflow.config import CustomFeature, WarehouseSettings, load_settings
+from segflow.log.memory import ListChangeFeed, MemoryEventLog
 from segflow.segments.service import SegmentService, members_at, profile_history
 from segflow.segments.store import DefinitionStore
 from segflow.spec import Event, IdentityLinked, MembershipChange, ProfileMerged
@@ -20,7 +21,6 @@ from segflow.warehouse import backends
 from segflow.warehouse.connection import connect, open_warehouse
 from segflow.warehouse.features import compute_features
 from segflow.warehouse.loader import WarehouseLoader
-from segflow.warehouse.memory import ListChangeFeed, MemoryEventLog
 from segflow.warehouse.postgres import PgConnection, connect_postgres
 from segflow.warehouse.postgres_loader import PostgresLoader
 

@@ -12,6 +12,7 @@ import httpcore
 import httpx
 import msgspec
 
+from segflow.activate.files import ExportRoot, FileSink
 from segflow.activate.payloads import DictProfiles
 from segflow.activate.service import ActivationService
 from segflow.activate.ssrf import UrlGuard
@@ -72,6 +73,7 @@ class Harness:
         tmp_path: Path,
         handler: Handler,
         lookup: DictProfiles | None = None,
+        exports: ExportRoot | None = None,
     ) -> None:
         self.clock = ManualClock(1_000_000)
         self.requests: list[httpx.Request] = []
@@ -88,11 +90,13 @@ class Harness:
         self.store = DeliveryStore(tmp_path / "delivery.sqlite")
         self.feed = ListFeed()
         self.service = ActivationService(
-            self.store, guard=PUBLIC, lookup=self.lookup, clock=self.clock, pools=lambda n: pool
-        )
+            self.store, guard=PUBLIC, lookup=self.lookup, clock=self.clock, pools=lambda n: pool,
+            exports=exports,
+        )  # fmt: skip
         self.worker = DeliveryWorker(
-            self.store, self.feed, self.lookup, guard=PUBLIC, clock=self.clock, pools=lambda n: pool
-        )
+            self.store, self.feed, self.lookup, guard=PUBLIC, clock=self.clock, pools=lambda n: pool,
+            file_sink=FileSink(exports=exports),
+        )  # fmt: skip
 
     def passes(self, n: int = 1, advance_ms: int = 0) -> None:
         async def go() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,8 +18,10 @@ from segflow.errors import ValidationError
 
 
 @pytest.fixture
-def tokens(catalog_target: CatalogTarget) -> TokenStore:
-    return TokenStore(catalog_target)
+def tokens(catalog_target: CatalogTarget) -> Iterator[TokenStore]:
+    store = TokenStore(catalog_target)
+    yield store
+    store.close()
 
 
 def _stored(tokens: TokenStore, catalog_target: CatalogTarget) -> bytes:
@@ -75,3 +78,12 @@ def test_authorizer_requires_role(tokens: TokenStore) -> None:
     assert none.headers["www-authenticate"] == "Bearer"
     assert ok.json() == {"role": "admin"}
     tokens.close()
+
+
+def test_ended_console_sessions_are_kept_until_their_cookie_expires(tokens: TokenStore) -> None:
+    tokens.end_session("gone", expires_ms=1)  # already expired: dropped at the next end
+    tokens.end_session("live", expires_ms=2**62)
+    tokens.end_session("live", expires_ms=2**62)  # a second logout of the same session
+    assert tokens.session_ended("live") and not tokens.session_ended("other")
+    kept = tokens.con.execute("SELECT session_id FROM console_sessions_ended").fetchall()
+    assert [r[0] for r in kept] == ["live"]

@@ -12,7 +12,7 @@ import pytest
 
 from segflow.api.openapi import OPERATIONS
 from segflow.config import load_settings
-from segflow.server.compose import Assembly, assemble, release
+from segflow.server.compose import Assembly, assemble
 from segflow.server.runtime import Runtime
 
 
@@ -27,7 +27,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         yield parts.mounts["/api"], tokens, parts
     finally:
         parts.services[0].stop()
-        release(runtime)
         runtime.close()
 
 

@@ -10,14 +10,15 @@ import httpx
 
 from segflow.api.openapi import OPERATIONS, normalise
 from segflow.config import load_settings
-from segflow.server.compose import assemble, release
+from segflow.server.compose import assemble
 from segflow.server.runtime import Runtime
 
 
 def test_every_route_is_documented_and_every_entry_is_a_route(tmp_path: Path) -> None:
     runtime = Runtime.open(load_settings(overrides={"server": {"data_dir": str(tmp_path)}}))
+    parts = assemble(runtime)
     try:
-        api = assemble(runtime).mounts["/api"].app  # type: ignore[attr-defined]
+        api = parts.mounts["/api"].app  # type: ignore[attr-defined]
         served = {
             (m, normalise(r.path))
             for r in api.routes
@@ -32,9 +33,7 @@ def test_every_route_is_documented_and_every_entry_is_a_route(tmp_path: Path) ->
         assert doc["paths"]["/api/v1/health"]["get"]["security"] == []
         assert "/api/v1/segments/{name}/members" in page
     finally:
-        for closer in assemble(runtime).services[:1]:
-            closer.stop()
-        release(runtime)
+        parts.services[0].stop()  # the stores' closer
         runtime.close()
 
 

@@ -10,7 +10,7 @@ import httpx
 
 from segflow.config import load_settings
 from segflow.ml.registry import Registry
-from segflow.server.compose import assemble, release
+from segflow.server.compose import assemble
 from segflow.server.runtime import Runtime
 from segflow.spec import Event
 from segflow.stream.compose import build_reader
@@ -38,6 +38,7 @@ def test_scores_come_with_their_reasons(tmp_path: Path) -> None:
         found = build_reader(runtime.settings, runtime.log).lookup("user_id", "u1")
         assert found is not None
         parts.processor.put_scores("churn", [(found.profile_id, 0.83)], at_ms=2_000)
+        parts.processor.put_scores("churn:top", [(found.profile_id, 0.25)], at_ms=2_000)
         parts.processor.run_once()
         con = parts.segments.warehouse()  # type: ignore[misc]
         Registry(con)  # the ML schema, as a job creates it
@@ -48,13 +49,17 @@ def test_scores_come_with_their_reasons(tmp_path: Path) -> None:
         con.close()
         token = parts.tokens.create("read")
         body = asyncio.run(_get(parts.mounts["/api"], token, "/api/v1/profiles/user_id:u1/scores"))
+        # the run's rank is shown with the model's score, not as a model of its own
         assert body["scores"] == {
-            "churn": {"score": 0.83, "reasons": [{"feature": "recency_days", "contribution": 0.4}]}
+            "churn": {
+                "score": 0.83,
+                "reasons": [{"feature": "recency_days", "contribution": 0.4}],
+                "top_share": 0.25,
+            }
         }
     finally:
         for service in parts.services[:1]:
             service.stop()
-        release(runtime)
         runtime.close()
 
 

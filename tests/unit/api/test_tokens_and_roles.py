@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from segflow.config import load_settings
-from segflow.server.compose import Assembly, assemble, release
+from segflow.server.compose import Assembly, assemble
 from segflow.server.runtime import Runtime
 
 Api = tuple[Any, dict[str, str], Assembly, Runtime]
@@ -27,7 +27,6 @@ def api(tmp_path: Path) -> Iterator[Api]:
         yield parts.mounts["/api"], tokens, parts, runtime
     finally:
         parts.services[0].stop()
-        release(runtime)
         runtime.close()
 
 

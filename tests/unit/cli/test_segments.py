@@ -88,3 +88,17 @@ def test_a_bad_rule_on_the_cli_is_its_line_a_caret_and_the_message(tmp_path: Pat
     checked = run(tmp_path, "segments", "check", BAD)
     assert checked.exit_code == 2
     assert checked.stdout.splitlines()[1:3] == [f"  {BAD}", "  " + " " * (column - 1) + "^"]
+
+
+def test_a_window_beyond_any_stored_history_is_refused_with_a_caret_and_the_limit(
+    tmp_path: Path,
+) -> None:
+    rule = 'did "x" in last 99999999999999999 days'
+    column = rule.index("9999") + 1
+    created = run(tmp_path, "segments", "create", "forever", rule)
+    assert created.exit_code == 2  # was: created, with a window 10^14 years long
+    first, *pointer = created.stderr.splitlines()[:3]
+    assert f"1:{column}: error: 99999999999999999 days is longer than the longest" in first
+    assert "36525 days" in first
+    assert pointer == [f"  {rule}", "  " + " " * (column - 1) + "^"]
+    assert run(tmp_path, "segments", "create", "century", rule.replace("99999999999999999", "36525")).exit_code == 0  # fmt: skip

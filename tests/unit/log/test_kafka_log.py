@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.support.kafka import Broker, kafka_broker
+from tests.support.wait import until
 
 from segflow.log.dedupe import dedupe_key
 from segflow.log.exceptions import DuplicateInFlight
@@ -35,14 +36,6 @@ def kafka_log(kafka_broker: Broker, tmp_path: Path) -> Iterator[Any]:
 def event(message_id: str) -> Event:
     return Event(type="track", message_id=message_id, source_id="s", timestamp_ms=5,
                  received_at_ms=5, user_id="u1", event="E")  # fmt: skip
-
-
-def until(predicate: Callable[[], bool], deadline_s: float = 60.0) -> None:
-    """Poll the broker-driven outcome (a liveness bound, not a timing assertion)."""
-    end = time.monotonic() + deadline_s
-    while not predicate():
-        assert time.monotonic() < end, "not reached in time"
-        time.sleep(0.05)
 
 
 def test_a_message_id_in_flight_elsewhere_is_refused_for_now(kafka_log: Any) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.wait import until
 
 from segflow.log.reservations import (
     PRUNE_EVERY,
@@ -302,11 +302,3 @@ def test_postgres_reserve_rechecks_a_row_committed_while_it_waits(
     assert out == [[IN_FLIGHT, FRESH]]
     store.confirm([key(2)])
     assert store.reserve([(key(1), 12)], now_ms=12) == [DUPLICATE if stored else IN_FLIGHT]
-
-
-def until(predicate: Callable[[], bool], deadline_s: float = 30.0) -> None:
-    """Poll until ``predicate`` holds (a liveness bound, not a timing assertion)."""
-    end = time.monotonic() + deadline_s
-    while not predicate():
-        assert time.monotonic() < end, "not reached in time"
-        time.sleep(0.01)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from segflow.config import load_settings
-from segflow.server.compose import assemble, release
+from segflow.server.compose import assemble
 from segflow.server.runtime import Runtime
 
 
@@ -31,7 +31,6 @@ def api(tmp_path: Path) -> Iterator[tuple[Any, str]]:
         yield parts.mounts["/api"], token
     finally:
         parts.services[0].stop()  # the stores' closer
-        release(runtime)
         runtime.close()
 
 

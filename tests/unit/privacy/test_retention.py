@@ -17,7 +17,7 @@ from segflow.privacy.retention import DAY_MS, check, guard, needs
 from segflow.rules import compile_segments
 from segflow.segments.service import SegmentService
 from segflow.segments.store import DefinitionStore
-from segflow.server.compose import assemble, release
+from segflow.server.compose import assemble
 from segflow.server.runtime import Runtime
 
 
@@ -82,7 +82,6 @@ def test_serve_refuses_to_start_and_the_api_refuses_the_rule(tmp_path: Path) -> 
         with pytest.raises(ConfigError, match=r"warehouse\.retention_ms"):
             assemble(runtime)
     finally:
-        release(runtime)
         runtime.close()
 
     fits = settings(tmp_path, warehouse={"retention_ms": 120 * DAY_MS})
@@ -110,7 +109,6 @@ def test_serve_refuses_to_start_and_the_api_refuses_the_rule(tmp_path: Path) -> 
         assert ok.status_code == 201
     finally:
         parts.services[0].stop()
-        release(runtime)
         runtime.close()
 
 

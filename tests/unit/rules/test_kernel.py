@@ -27,7 +27,7 @@ from tests.integration.rules.test_differential import (
     models,
 )
 
-from segflow.rules import StaticProfile, compile_segments
+from segflow.rules import StaticProfile, compile_segments, parser
 from segflow.rules.ast import AggFunc
 from segflow.rules.incremental import kernel
 from segflow.rules.incremental.kernel import format as kernel_format
@@ -576,7 +576,7 @@ def test_a_trait_read_with_other_predicates_after_an_edit() -> None:
 
 CORRUPT = """
 import random
-from segflow.rules import StaticProfile, compile_segments
+from segflow.rules import StaticProfile, compile_segments, parser
 from segflow.rules.incremental.kernel import KernelProgram
 from segflow.spec.events import Event
 
@@ -629,7 +629,10 @@ def test_a_corrupted_state_raises_and_never_crashes_the_process() -> None:
     assert int(out.stdout) > 0  # (most corruptions are found; some happen to read as a state)
 
 
-def test_the_layout_refuses_what_the_kernel_does_not_cover() -> None:
+def test_the_layout_refuses_what_the_kernel_does_not_cover(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the parser refuses such a window (rules.parser.MAX_WINDOW_MS); the layout still guards
+    # against a tree that did not come through it
+    monkeypatch.setattr(parser, "MAX_WINDOW_MS", 10**30)
     plan = compile_segments({"s": 'did "A" in last 99999999999999999 weeks'}).plan
     with pytest.raises(Unsupported):
         build_layout(plan)

@@ -14,6 +14,7 @@ from segflow.rules import (
     parse,
     parse_trait,
 )
+from segflow.rules.parser import MAX_WINDOW_DAYS
 
 
 def test_count_window_and_filter() -> None:
@@ -143,3 +144,82 @@ def test_render_round_trips_every_documented_example() -> None:
         cond = parse(text).condition
         assert cond is not None
         assert parse(render(cond)).condition == cond, text
+
+
+@pytest.mark.parametrize(
+    ("rule", "at", "longest"),
+    [
+        ('did "x" in last 99999999999999999 days', "9999", "36525"),
+        ('did "x" between 10 and 99999999 days ago', "10", "36525"),
+        ('did "x" before 5300 weeks ago', "5300", "5200"),
+        ('did "x" in at least 2 of last 5300 weeks', "5300", "5200"),
+        ('did "a" then "b" within 5300 weeks', "5300", "5200"),
+        ('count("x" in last 5300 weeks) > 2', "5300", "5200"),
+    ],
+)
+def test_durations_are_bounded_by_the_longest_history_a_store_holds(
+    rule: str, at: str, longest: str
+) -> None:
+    with pytest.raises(RuleSyntaxError) as raised:
+        parse(rule)
+    (error,) = raised.value.diagnostics  # one error: parsing goes on past it
+    assert error.column == rule.index(at) + 1
+    assert f"{MAX_WINDOW_DAYS} days" in error.message
+    too_long = max(rule.replace('"', " ").split(), key=lambda w: len(w) if w.isdigit() else 0)
+    parse(rule.replace(too_long, longest))
+
+
+@pytest.mark.parametrize(
+    ("text", "side", "share"),
+    [
+        ("score bundle_72h in top 10%", "top", 0.1),
+        ("score of model churn in bottom 25 percent", "bottom", 0.25),
+        ("score ltv in top 0.5%", "top", 0.005),
+        ("score ltv in top 100%", "top", 1.0),
+    ],
+)
+def test_percentile_conditions_lower_to_the_runs_rank_share(
+    text: str, side: str, share: float
+) -> None:
+    from segflow.rules.render import render
+
+    cond = parse(text).condition
+    model = text.split(" in ")[0].split()[-1]
+    assert cond == ast.Compare(ast.ScoreRef(model, side), "<=", share)  # type: ignore[arg-type]
+    assert isinstance(cond, ast.Compare) and isinstance(cond.left, ast.ScoreRef)
+    assert cond.left.key == f"{model}:{side}"
+    assert parse(render(cond)).condition == cond
+    assert check(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("score churn in top 0%", "expected a percentage above 0 and at most 100"),
+        ("score churn in top 150%", "expected a percentage above 0 and at most 100"),
+        ("score churn in top ten%", "expected a percentage above 0 and at most 100"),
+        ("score churn in bottom 10", "expected '%' after 10"),
+    ],
+)
+def test_percentile_conditions_refuse_what_is_not_a_percentage(text: str, message: str) -> None:
+    with pytest.raises(RuleSyntaxError) as err:
+        parse(text)
+    assert message in err.value.diagnostics[0].message
+    assert err.value.diagnostics[0].column > 1
+
+
+def test_percentile_conditions_read_stored_ranks_in_both_evaluators() -> None:
+    from segflow.rules import StaticProfile
+    from segflow.rules.sql.compiler import compile_members
+
+    program = compile_segments({"top": "score m in top 40%", "low": "score m in bottom 40%"})
+    # ranks as a run of 5 stores them: scores .9 .5 .5 .5 .1 (top share, bottom share)
+    ranks = {"a": (0.2, 1.0), "b": (0.8, 0.8), "e": (1.0, 0.2)}
+    members = {}
+    for pid, (top, bottom) in ranks.items():
+        view = StaticProfile(pid, scores={"m": 0.5, "m:top": top, "m:bottom": bottom})
+        members[pid] = program.on_time(view, None, 0).members
+    # the tied middle (60% of the run) is in neither: it does not fit in 40%
+    assert members == {"a": {"top"}, "b": set(), "e": {"low"}}
+    sql = compile_members("score m in top 40%", at_ms=0)
+    assert "model = 'm:top'" in sql and "<= CAST(0.4 AS DOUBLE)" in sql

@@ -14,12 +14,12 @@ import pytest
 from segflow.clock import ManualClock
 from segflow.config import WarehouseSettings
 from segflow.log.base import partition_for
+from segflow.log.memory import MemoryEventLog
 from segflow.spec import Event, IdentityLinked, MembershipChange
 from segflow.warehouse.connection import connect
 from segflow.warehouse.erase import erase, exclusive, rewrite
 from segflow.warehouse.exceptions import WarehouseBusy
 from segflow.warehouse.loader import WarehouseLoader
-from segflow.warehouse.memory import MemoryEventLog
 
 
 class Feed:

@@ -156,7 +156,7 @@ _event = st.builds(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(history=st.lists(_event, max_size=25), later=st.lists(_event, min_size=1, max_size=10))
 def test_events_after_t_never_change_features_at_t(history, later, event_factory) -> None:  # type: ignore[no-untyped-def]

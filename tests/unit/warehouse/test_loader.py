@@ -7,11 +7,11 @@ import pytest
 
 from segflow.clock import ManualClock
 from segflow.config import WarehouseSettings
+from segflow.log.memory import ListChangeFeed, MemoryEventLog
 from segflow.spec import IdentityLinked, MembershipChange, ProfileMerged
 from segflow.warehouse import loader as loader_module
 from segflow.warehouse.connection import open_warehouse
 from segflow.warehouse.loader import CONSUMER_GROUP, WarehouseLoader
-from segflow.warehouse.memory import ListChangeFeed, MemoryEventLog
 from segflow.warehouse.schema import log_cursor_name
 
 

@@ -302,8 +302,8 @@ def _value(plan: Plan, v: ast.Value) -> ValueFn:
     if isinstance(v, ast.FirstSeen):
         return _first_seen(plan)
     if isinstance(v, ast.ScoreRef):
-        model = v.model
-        return lambda ctx: ctx.profile.scores.get(model)
+        key = v.key
+        return lambda ctx: ctx.profile.scores.get(key)
     if isinstance(v, ast.ClusterRef):
         model = v.model
         if v.by_id:

@@ -299,7 +299,12 @@ class Compiler:
                     exp.EQ(
                         this=exp.column("profile_id", s), expression=exp.column("profile_id", "p")
                     ),
-                    exp.EQ(this=exp.column("model", s), expression=exp.Literal.string(v.model)),
+                    exp.EQ(
+                        this=exp.column("model", s),
+                        expression=exp.Literal.string(
+                            v.key if isinstance(v, ast.ScoreRef) else v.model
+                        ),
+                    ),
                 )
             )
         )

@@ -31,11 +31,13 @@ def destination(console: Console, request: Request, form: Form) -> Response:
     except SegflowError as exc:
         return console.render(request, "error.html", 404, title="Not found", reason=exc.message)
     status = request.query_params.get("status") or None
+    deliveries = service.deliveries(name, status=status, limit=LOG_ROWS)
+    dead = service.dead_letters(name, limit=LOG_ROWS)
+    people = console.labels(r["delivery"].profile_id for r in [*dead, *deliveries])
     return console.render(
         request, "destination.html", title=f"Destination {name}", name=name, filter_status=status,
-        deliveries=service.deliveries(name, status=status, limit=LOG_ROWS),
-        dead=service.dead_letters(name, limit=LOG_ROWS), replayed=request.query_params.get("replayed"),
-        **shown,
+        deliveries=deliveries, dead=dead, people=people,
+        replayed=request.query_params.get("replayed"), **shown,
     )  # fmt: skip
 
 

@@ -56,6 +56,19 @@ def lift_points(bins: list[dict[str, Any]]) -> list[tuple[float, float]]:
     return out
 
 
+def lift_chart(valid: dict[str, Any]) -> list[tuple[float, float]]:
+    """The validation's cumulative lift curve (the one ``lift_top_decile`` is the first point
+    of); runs stored before it existed fall back to :func:`lift_points` on their bins.
+
+    >>> lift_chart({"lift_curve": [{"share": 0.1, "lift": 3.0}, {"share": 1.0, "lift": 1.0}]})
+    [(0.1, 3.0), (1.0, 1.0)]
+    """
+    curve = valid.get("lift_curve")
+    if curve:
+        return [(float(pt["share"]), float(pt["lift"])) for pt in curve]
+    return lift_points(valid.get("calibration", []))
+
+
 def _evaluation(runs: list[RunRecord]) -> dict[str, Any] | None:
     """Calibration and lift charts and the headline figures of the newest trained run."""
     run = next((r for r in runs if r.status == "succeeded" and "validation" in r.metrics), None)
@@ -71,7 +84,9 @@ def _evaluation(runs: list[RunRecord]) -> dict[str, Any] | None:
         "baseline_auc": base.get("roc_auc"),
         "calibration": xy([("validation", calibration)], x_label="predicted", y_label="observed",
                           x_max=top, y_max=top, diagonal=True),
-        "lift": xy([("model", lift_points(bins))], x_label="share of profiles, best first",
+        "warning": run.metrics.get("warning"),
+        "used_for_scoring": run.metrics.get("used_for_scoring", True),
+        "lift": xy([("model", lift_chart(valid))], x_label="share of profiles, best first",
                    y_label="lift", x_max=1.0),
     }  # fmt: skip
 

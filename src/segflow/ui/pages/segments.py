@@ -99,7 +99,7 @@ def segment_show(console: Console, request: Request, form: Form) -> Response:
             request, "error.html", 404, title="Not found", reason=f"no segment {name}"
         )
     ids = itertools.islice(console.deps.reader.members(name), SAMPLE)
-    members = [(pid, _label(console, pid)) for pid in ids]
+    members = [(pid, console.label(pid)) for pid in ids]
     sizes = _history(console, [name]).get(name, [])
     chart = xy([("members", list(enumerate(sizes)))], x_label=f"days (0 = {DAYS} days ago)",
                y_label="members", x_max=DAYS) if sizes else None  # fmt: skip
@@ -110,13 +110,6 @@ def segment_show(console: Console, request: Request, form: Form) -> Response:
         filling=_filling(console, name),
         freshness=_freshness(console, name),
     )  # fmt: skip
-
-
-def _label(console: Console, profile_id: str) -> str:
-    """A member as people know it: its user id or email, else its first identifier."""
-    profile = console.deps.reader.get(profile_id)
-    ids = {} if profile is None else {e.type: e.value for e in reversed(profile.identities)}
-    return ids.get("user_id") or ids.get("email") or next(iter(ids.values()), profile_id)
 
 
 def _diagnostics(exc: SegflowError) -> list[Diagnostic]:
@@ -146,7 +139,8 @@ def segment_try(console: Console, request: Request, form: Form) -> Response:
     if ok:
         try:
             preview = console.deps.segments.preview(rule, sample=SAMPLE)
-            out["preview"] = {"count": preview.count, "sample": preview.sample}
+            sample = [{"profile_id": p, "label": console.label(p)} for p in preview.sample]
+            out["preview"] = {"count": preview.count, "sample": sample}
         except (SegflowError, duckdb.Error) as exc:
             out["preview_error"] = getattr(exc, "message", str(exc))
             if isinstance(exc, SegflowError):

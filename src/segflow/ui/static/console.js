@@ -61,7 +61,7 @@ function setupEditor(editor) {
   };
   const showPreview = (result) => {
     if (result.preview) {
-      const sample = result.preview.sample.map((id) => `<a href="/console/profiles/${encodeURIComponent(id)}">${escapeHtml(id)}</a>`).join(", ");
+      const sample = result.preview.sample.map((m) => `<a href="/console/profiles/${encodeURIComponent(m.profile_id)}" title="${escapeHtml(m.profile_id)}">${escapeHtml(m.label)}</a>`).join(", ");
       preview.innerHTML = `<strong id="preview-count">${result.preview.count}</strong> profiles match now` + (sample ? `<div class="sample">${sample}</div>` : "");
     } else if (result.preview_error) {
       preview.innerHTML = `<span class="error">preview failed: ${escapeHtml(result.preview_error)}</span>`;

@@ -395,7 +395,7 @@ class _Builder:
         if isinstance(v, ast.FirstSeen):
             return self.node(V_FIRSTSEEN, self.slot(ast.ANY_EVENT))
         if isinstance(v, ast.ScoreRef):
-            return self.node(V_SCORE, self.literal(v.model))
+            return self.node(V_SCORE, self.literal(v.key))
         if isinstance(v, ast.ClusterRef):
             return self.node(V_CLUSTERID if v.by_id else V_CLUSTER, self.literal(v.model))
         raise Unsupported(f"unresolved value {v!r}")
