@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.wait import until
 from tests.support.vendors import VendorApi, person
+from tests.support.wait import until
 from typer.testing import CliRunner
 
 from segflow.cli.main import _register_all, app
