@@ -24,7 +24,7 @@ $(RUNTIME): pyproject.toml setup.py $(KERNEL_SRC)
 $(STAMP): pyproject.toml setup.py $(KERNEL_SRC)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,bench,postgres,clickhouse,spark]'
+	$(BIN)/python -m pip install -q -e '.[dev,bench,postgres,clickhouse,spark,sources]'
 	rm -f $(VENV)/.installed-* $(VENV)/.runtime-*; touch $(STAMP) $(RUNTIME)
 
 install: $(STAMP) ## Create .venv and install segflow with the dev extras

@@ -49,6 +49,7 @@ from segflow.api.privacy import privacy_routes
 from segflow.api.profiles import Splitter, profile_routes
 from segflow.api.segments import segment_routes
 from segflow.api.sources import source_routes
+from segflow.api.syncs import sync_routes
 from segflow.api.tokens import token_routes
 from segflow.catalog.audit import AuditLog
 from segflow.catalog.db import CatalogTarget
@@ -60,6 +61,8 @@ from segflow.server.snapshots import FigureSource
 from segflow.server.status import status, supervised
 from segflow.stream.backfill import Progress
 from segflow.stream.reader import ProfileReader
+from segflow.syncs.store import SyncStore
+from segflow.syncs.store import report as sync_report
 from segflow.warehouse.loader import WarehouseLoader
 
 
@@ -80,6 +83,7 @@ class ApiDeps:
     catalog_path: CatalogTarget  # catalog.sqlite, or the shared catalog (shared.dsn)
     audit: AuditLog | None = None
     privacy: PrivacyService | None = None
+    syncs: SyncStore | None = None  # pulled syncs (segflow.syncs)
 
 
 def _freshness(source: FigureSource) -> dict[str, dict[str, Any]]:
@@ -114,6 +118,8 @@ def build_api(deps: ApiDeps) -> Starlette:
         processor["backfill"] = msgspec.to_builtins(figures.backfill) if figures else None
         out["freshness"] = figures.freshness if figures else {}
         out["figures_age_ms"] = figures.age_ms if figures else None
+        if deps.syncs is not None:  # progress and last error of each pulled sync
+            out["parts"]["syncs"] = sync_report(deps.syncs)
         children = supervised(deps.runtime.settings.data_path)
         if children is not None:  # segflow serve's supervisor (segflow.server.supervisor)
             out["parts"]["supervisor"] = children
@@ -160,6 +166,11 @@ def build_api(deps: ApiDeps) -> Starlette:
             ),
         ),
         *(privacy_routes(deps.privacy, authorize) if deps.privacy is not None else ()),
+        *(
+            sync_routes(deps.syncs, authorize, deps.audit, deps.runtime.clock)
+            if deps.syncs is not None
+            else ()
+        ),
         *backup_routes(
             deps.runtime.settings.data_path,
             deps.loader.lock,

@@ -48,7 +48,10 @@ if TYPE_CHECKING:
     from segflow.stream.state.rocksdb import RocksReader
 
 MANIFEST = "manifest.json"
-SQLITE_STORES = ("delivery.sqlite", "state.sqlite", "log.sqlite", "catalog.sqlite")
+# syncs.sqlite: pinned with the log, so a restored cursor is never ahead of the restored log
+SQLITE_STORES = (
+    "delivery.sqlite", "state.sqlite", "log.sqlite", "catalog.sqlite", "syncs.sqlite",
+)  # fmt: skip
 ROCKSDB_STATE = "state"  # the RocksDB state's directory (segflow.stream.state.rocksdb)
 WAREHOUSE = "warehouse.duckdb"
 _SIDE_SUFFIXES = ("-wal", "-shm", "-journal", ".wal", ".tmp")

@@ -53,6 +53,7 @@ _AREAS: tuple[str, ...] = (
     "serve",
     "sources",
     "status",
+    "syncs",
     "tokens",
     "warehouse",
 )

@@ -25,6 +25,7 @@ def status(
     from segflow.activate.store import DeliveryStore
     from segflow.log.drivers import open_event_log
     from segflow.server.status import status as read_status
+    from segflow.syncs.store import summary as sync_summary
 
     settings = resolve_settings(data_dir, config)
     log = open_event_log(settings)
@@ -36,6 +37,7 @@ def status(
         delivery.close()
         log.close()
     report["parts"]["processor"]["backfill"] = _backfill(settings)
+    report["parts"]["syncs"] = sync_summary(settings.data_path)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -49,6 +51,9 @@ def status(
 
 def _text(value: Any) -> str:
     """A part's figure as a line of the table (a backfill as its progress)."""
+    if isinstance(value, dict) and "vendor" in value and "state" in value:  # a pulled sync
+        error = f", last error: {value['last_error']}" if value.get("last_error") else ""
+        return f"{value['vendor']}: {value['state']}, {value['total_objects']:,} objects{error}"
     if isinstance(value, dict) and "running" in value:
         if not value["running"]:
             return "complete"

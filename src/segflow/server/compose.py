@@ -12,6 +12,7 @@ processor              log -> identity -> profiles -> rules -> change outbox
 warehouse-loader       log + change feed -> ``warehouse.duckdb`` (micro-batches)
 delivery               change feed -> delivery queue -> destinations
 ml-scheduler           nightly model jobs; scores and clusters back into profile state
+syncs                  pulled syncs from HubSpot, Zendesk, Stripe, Salesforce (docs/syncs.md)
 log-retention          deletes consumed log records past ``log.retention_ms`` (off by default)
 privacy                runs deletion/suppression regulations (``segflow.privacy``)
 pipeline-snapshot      publishes the processor's and loader's figures (``snapshots``)
@@ -74,6 +75,8 @@ from segflow.server.services import Service
 from segflow.server.snapshots import FigureSource, LocalFigures, SnapshotFigures, SnapshotWriter
 from segflow.stream.compose import build_processor, build_reader
 from segflow.stream.processor import Processor
+from segflow.syncs.runner import SyncRunner, SyncSchedule
+from segflow.syncs.store import SyncStore
 from segflow.telemetry.metrics import REGISTRY
 from segflow.ui import build_console
 from segflow.warehouse import backends as warehouse_backends
@@ -98,6 +101,7 @@ class Assembly:
     services: list[Service]
     mounts: dict[str, ASGIApp]
     privacy: PrivacyParts | None = None
+    syncs: SyncStore | None = None
 
 
 def assemble(runtime: Runtime) -> Assembly:
@@ -125,6 +129,7 @@ def assemble(runtime: Runtime) -> Assembly:
     guard = UrlGuard(settings.activate.allow_list)
     box = SecretBox.open(data, settings.activate.secrets_key)
     store = DeliveryStore(Path(data) / "delivery.sqlite", box=box)
+    syncs = SyncStore(Path(data) / "syncs.sqlite", box=box)  # pulled syncs (docs/syncs.md)
     exports = ExportRoot(settings.activate.export_root or Path(data) / "exports")
     delivery = DeliveryWorker(
         store,
@@ -165,7 +170,7 @@ def assemble(runtime: Runtime) -> Assembly:
             *(audit.close, reader.close, loader_feed.close, delivery_feed.close),
         ]
     )
-    closer.closers.append(privacy.store.close)
+    closer.closers += [privacy.store.close, syncs.close]
     services: list[Service] = [closer]  # started first, so stopped last: closes the stores
     if "process" in roles:
         lease = _lease(runtime)
@@ -180,6 +185,9 @@ def assemble(runtime: Runtime) -> Assembly:
     # ML jobs read and write DuckDB (docs/warehouse.md); scores go into this process's processor
     if settings.warehouse.engine == "duckdb" and {"process", "load"} <= roles:
         services.append(ml)
+    if {"process", "load"} <= roles:  # one process of a serve runs the syncs' schedule
+        runner = SyncRunner(syncs, runtime.ingestor, clock=clock, lock_dir=Path(data) / "run")
+        services.append(SyncSchedule(runner))
     if log.retention_ms is not None and "collect" in roles:
         retention = LogRetention(
             runtime.log,
@@ -213,6 +221,7 @@ def assemble(runtime: Runtime) -> Assembly:
         catalog_path=catalog,
         audit=audit,
         privacy=privacy.service,
+        syncs=syncs,
     )
     mounts: dict[str, ASGIApp] = {}
     if "api" in roles:
@@ -237,7 +246,7 @@ def assemble(runtime: Runtime) -> Assembly:
     services.append(started)  # last: readiness starts once every service did
     mounts.update(ops)
     return Assembly(
-        processor, loader, delivery, activation, segments, tokens, services, mounts, privacy
+        processor, loader, delivery, activation, segments, tokens, services, mounts, privacy, syncs
     )
 
 

@@ -36,6 +36,7 @@ ARGS: dict[tuple[str, ...], list[str]] = {
     ("traits", "show"): ["orders"],
     ("sources", "list"): [],
     ("sources", "violations"): ["web"],
+    ("sources", "sync", "list"): [],
     ("tokens", "list"): [],
 }
 # nothing refused and nothing dead on the fixture's data directory
@@ -43,6 +44,7 @@ NOTHING_TO_LIST = {
     ("dead-letters", "list"),
     ("deliveries", "dead-letters"),
     ("sources", "violations"),
+    ("sources", "sync", "list"),
 }
 # modules other areas own, whose parameters are documented there (not checked here)
 ELSEWHERE = {"segflow.cli.destinations", "segflow.cli.deliveries", "segflow.cli.dead_letters"}

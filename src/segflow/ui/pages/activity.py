@@ -63,8 +63,9 @@ def sources(console: Console, request: Request, form: Form, **shown: Any) -> Res
     ]  # fmt: skip
     shown.setdefault("created", None)
     shown.setdefault("error", None)
+    syncs = console.deps.syncs.list() if console.deps.syncs is not None else []
     return console.render(
-        request, "sources.html", title="Sources", rows=rows, letters=letters, **shown
+        request, "sources.html", title="Sources", rows=rows, letters=letters, syncs=syncs, **shown
     )
 
 
