@@ -238,8 +238,9 @@ def serve(kind: str, data_dir: Path, port: int, token_file: Path) -> None:
     if kind == "segflow":
         from starlette.applications import Starlette
 
-        from segflow.api.auth import TokenStore, authorizer
+        from segflow.api.auth import authorizer
         from segflow.api.profiles import profile_routes
+        from segflow.catalog.tokens import TokenStore
         from segflow.stream import ProfileReader, SqliteStateStore
         from segflow.stream.state.rocksdb import RocksStateStore
 
@@ -419,7 +420,7 @@ def main() -> None:
 
 
 def lookups(tmp: Path, events: list[Event], args: argparse.Namespace) -> None:
-    from segflow.api.auth import TokenStore
+    from segflow.catalog.tokens import TokenStore
 
     (tmp / "token").write_text(TokenStore(tmp / "catalog.sqlite").create("read"))
     (tmp / "baseline_token").write_text("baseline-secret")

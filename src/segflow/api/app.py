@@ -16,7 +16,7 @@
 =========================  =====================================================
 
 Every route but ``/health`` and the docs needs an API token (``segflow tokens create``) with
-the route's role; ``segflow.api.auth`` explains the roles. Every error, of any route and of
+the route's role; ``segflow.catalog.tokens`` explains the roles. Every error, of any route and of
 unknown routes too, has the shape of ``segflow.api.common``.
 """
 
@@ -39,7 +39,7 @@ from starlette.staticfiles import StaticFiles
 from segflow.activate.secretbox import SecretBox
 from segflow.activate.service import ActivationService
 from segflow.api import docs, openapi
-from segflow.api.auth import TokenStore, authorizer
+from segflow.api.auth import authorizer
 from segflow.api.backups import backup_routes
 from segflow.api.common import endpoint, http_error, internal_error, query_int
 from segflow.api.destinations import destination_routes
@@ -53,6 +53,7 @@ from segflow.api.syncs import sync_routes
 from segflow.api.tokens import token_routes
 from segflow.catalog.audit import AuditLog
 from segflow.catalog.db import CatalogTarget
+from segflow.catalog.tokens import TokenStore
 from segflow.ml.jobs import AttributeSink
 from segflow.privacy.service import PrivacyService
 from segflow.segments.service import SegmentService

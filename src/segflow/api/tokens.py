@@ -9,7 +9,7 @@ DELETE   /api/v1/tokens/{token_id}     admin  revoke (its console sessions end a
 The plain token is in the answer to ``POST`` and nowhere else: the store keeps its SHA-256.
 
 >>> import tempfile, os
->>> from segflow.api.auth import TokenStore
+>>> from segflow.catalog.tokens import TokenStore, issue, revoke
 >>> store = TokenStore(os.path.join(tempfile.mkdtemp(), "catalog.sqlite"))
 >>> info, token = issue(store, None, "ops", {"role": "read", "name": "grafana"})
 >>> (info.role, info.name, token.startswith("sft_" + info.token_id + "_"))
@@ -23,45 +23,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from starlette.requests import Request
 from starlette.routing import Route
 
-from segflow.api.auth import ROLES, Authorize, TokenInfo, TokenStore
+from segflow.api.auth import Authorize
 from segflow.api.common import actor, endpoint
 from segflow.catalog.audit import AuditLog
-from segflow.errors import NotFoundError, ValidationError
-
-MAX_NAME = 100
-
-
-def issue(
-    store: TokenStore, audit: AuditLog | None, who: str, body: dict[str, Any]
-) -> tuple[TokenInfo, str]:
-    """A new token from ``{"role", "name"?}``, recorded in ``audit`` (never its secret)."""
-    role, name = body.get("role"), body.get("name", "")
-    if role not in ROLES:
-        raise ValidationError("role", f"must be one of {', '.join(ROLES)}")
-    if not isinstance(name, str) or len(name) > MAX_NAME:
-        raise ValidationError("name", f"must be text of at most {MAX_NAME} characters")
-    info, token = store.issue(role, name=name.strip())
-    if audit is not None:
-        audit.record(who, "token.create", info.token_id, None, msgspec.to_builtins(info))
-    return info, token
-
-
-def revoke(store: TokenStore, audit: AuditLog | None, who: str, token_id: str) -> TokenInfo:
-    """Revoke an active token; :class:`NotFoundError` when there is none with that id."""
-    before = store.get(token_id)
-    if before is None or before.revoked_ms is not None or not store.revoke(token_id):
-        raise NotFoundError(f"no active token {token_id}", details={"token_id": token_id})
-    after = store.get(token_id)
-    assert after is not None
-    if audit is not None:
-        audit.record(
-            who, "token.revoke", token_id, msgspec.to_builtins(before), msgspec.to_builtins(after)
-        )
-    return after
+from segflow.catalog.tokens import TokenStore, issue, revoke
 
 
 def token_routes(

@@ -3,7 +3,7 @@
 The catalog is segflow's control plane: sources and write keys
 (:class:`~segflow.collect.catalog.SourceCatalog`), segment and trait definitions
 (:class:`~segflow.segments.store.DefinitionStore`), API tokens
-(:class:`~segflow.api.auth.TokenStore`), regulations and suppressions
+(:class:`~segflow.catalog.tokens.TokenStore`), regulations and suppressions
 (:class:`~segflow.privacy.store.PrivacyStore`) and the audit log
 (:class:`~segflow.catalog.audit.AuditLog`). On one host it is one SQLite file in the data directory.
 With ``shared.dsn`` set, it is tables in the ``shared.schema`` schema of that PostgreSQL

@@ -1,6 +1,6 @@
 """``segflow tokens create|list|revoke``: API tokens (stored hashed in the catalog).
 
-The same service as ``/api/v1/tokens`` and the console's Tokens page (``segflow.api.tokens``):
+The same service as ``/api/v1/tokens`` and the console's Tokens page (``segflow.catalog.tokens``):
 every create and revoke is written to the audit log.
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import msgspec
 import typer
 
-from segflow.api import tokens as service
-from segflow.api.auth import TokenStore
+from segflow.catalog import tokens as service
 from segflow.catalog.audit import AuditLog, cli_actor
 from segflow.catalog.db import catalog_target
+from segflow.catalog.tokens import TokenStore
 from segflow.cli.options import ConfigOption, DataDirOption, resolve_settings
 from segflow.cli.render import JsonOption, emit_json, rows
 from segflow.errors import SegflowError

@@ -99,7 +99,7 @@ class Demo:
 
     # -- setup -------------------------------------------------------------------------------
     def _prepare(self) -> tuple[str, str]:
-        from segflow.api.auth import TokenStore
+        from segflow.catalog.tokens import TokenStore
         from segflow.collect.catalog import SourceCatalog
 
         data = self.o.data_dir

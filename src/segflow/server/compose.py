@@ -44,10 +44,10 @@ from segflow.activate.ssrf import UrlGuard
 from segflow.activate.store import DeliveryStore
 from segflow.activate.worker import DeliveryWorker
 from segflow.api.app import ApiDeps, build_api
-from segflow.api.auth import TokenStore
 from segflow.api.profiles import Splitter
 from segflow.catalog.audit import AuditLog
 from segflow.catalog.db import catalog_target
+from segflow.catalog.tokens import TokenStore
 from segflow.collect.asgi import ASGIApp
 from segflow.ml.jobs import AttributeSink
 from segflow.privacy import compose as privacy_compose

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 
 from segflow.activate.store import DeliveryStore
-from segflow.api.auth import TokenStore
+from segflow.catalog.tokens import TokenStore
 from segflow.collect.asgi import ASGIApp
 from segflow.errors import ConfigError
 from segflow.server.app import KeepPath

@@ -7,7 +7,7 @@ valid token pass through untouched (the API answers them 401), so an invalid tok
 drain a real token's bucket.
 
 >>> import asyncio, os, tempfile
->>> from segflow.api.auth import TokenStore
+>>> from segflow.catalog.tokens import TokenStore
 >>> tokens = TokenStore(os.path.join(tempfile.mkdtemp(), "catalog.sqlite"))
 >>> token = tokens.create("read")
 >>> async def api(scope, receive, send):

@@ -5,7 +5,7 @@ random bytes kept in ``console_secret`` in the data directory (mode 0600, made o
 so sessions survive restarts and die with the data directory. Each request re-checks that the
 token is not revoked, so revoking a token ends its sessions, and that the session itself was
 not ended: logging out records the session's random ``session_id`` in the catalog
-(:meth:`~segflow.api.auth.TokenStore.end_session`), so a copy of the cookie taken before the
+(:meth:`~segflow.catalog.tokens.TokenStore.end_session`), so a copy of the cookie taken before the
 logout no longer works (the browser's copy is deleted too).
 
 >>> import tempfile

@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from segflow.api.app import ApiDeps
-from segflow.api.auth import ROLES
 from segflow.api.common import refusal
+from segflow.catalog.tokens import ROLES
 from segflow.ui.fmt import FILTERS
 from segflow.ui.session import COOKIE, Session, Signer
 

@@ -15,7 +15,7 @@ from tests.support import webhooks as wh
 from tests.support.net import free_port
 from tests.support.serve import until
 
-from segflow.api.auth import TokenStore
+from segflow.catalog.tokens import TokenStore
 from segflow.collect.catalog import SourceCatalog
 
 RULE = 'did "Ticket Created" in last 60 days and did "Order Completed" in last 30 days'

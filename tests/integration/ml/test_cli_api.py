@@ -17,8 +17,9 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from segflow.api.auth import TokenStore, authorizer
+from segflow.api.auth import authorizer
 from segflow.api.models import ModelsDeps, build_model_routes
+from segflow.catalog.tokens import TokenStore
 from segflow.clock import DAY_MS, ManualClock
 from segflow.segments.store import DefinitionStore
 

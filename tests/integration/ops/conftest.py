@@ -47,7 +47,7 @@ def source(data_dir: Path, name: str) -> str:
 
 def token(data_dir: Path, role: str) -> str:
     """An API token, made the way ``segflow tokens create`` makes it."""
-    from segflow.api.auth import TokenStore
+    from segflow.catalog.tokens import TokenStore
 
     store = TokenStore(data_dir / "catalog.sqlite")
     try:

@@ -19,9 +19,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from segflow.api.auth import TokenStore
 from segflow.catalog.audit import AuditLog
 from segflow.catalog.db import SharedCatalog
+from segflow.catalog.tokens import TokenStore
 from segflow.collect.catalog import SourceCatalog, SourceConfig
 from segflow.collect.exceptions import SourceExists
 from segflow.config import Settings, load_settings

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from segflow.api.auth import TokenStore
+from segflow.catalog.tokens import TokenStore
 from segflow.spec import Event
 
 

@@ -14,8 +14,9 @@ import uvicorn
 from starlette.applications import Starlette
 from tests.support.net import free_port
 
-from segflow.api.auth import TokenStore, authorizer
+from segflow.api.auth import authorizer
 from segflow.api.profiles import profile_routes
+from segflow.catalog.tokens import TokenStore
 from segflow.clock import DAY_MS, ManualClock
 from segflow.log.sqlite import SqliteEventLog
 from segflow.spec import Event

@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from segflow.api.auth import TokenStore, authorizer
+from segflow.api.auth import authorizer
 from segflow.catalog.db import CatalogTarget
+from segflow.catalog.tokens import TokenStore
 from segflow.errors import ValidationError
 
 

@@ -12,10 +12,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from segflow.api.auth import TokenStore, authorizer
+from segflow.api.auth import authorizer
 from segflow.api.privacy import privacy_routes
 from segflow.catalog.audit import AuditLog
 from segflow.catalog.db import CatalogTarget
+from segflow.catalog.tokens import TokenStore
 from segflow.privacy.service import PrivacyService
 from segflow.privacy.store import HashedIdentifier, PrivacyStore
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segflow.api.auth import TokenStore
+from segflow.catalog.tokens import TokenStore
 from segflow.collect.catalog import SourceCatalog
 
 

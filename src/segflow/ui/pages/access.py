@@ -7,8 +7,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from segflow.api import tokens as token_service
-from segflow.api.auth import ROLES
+from segflow.catalog import tokens as token_service
+from segflow.catalog.tokens import ROLES
 from segflow.errors import SegflowError
 from segflow.ui.pages.activity import sources
 from segflow.ui.web import Console, Form, redirect
