@@ -27,10 +27,10 @@ from pathlib import Path
 
 from benchmarks.common import commit, machine, median
 from benchmarks.rules import TEN_RULES, stream
-from segflow.api.segments import days_back, size_history
 from segflow.clock import ManualClock
 from segflow.log.sqlite import SqliteEventLog
 from segflow.segments.service import SegmentService
+from segflow.segments.sizes import days_back, size_history
 from segflow.segments.store import DefinitionStore
 from segflow.stream import Processor, ProfileReader, SqliteStateStore, timeline
 from segflow.stream.history import valid_history

@@ -34,7 +34,7 @@ from benchmarks.common import commit, machine
 from segflow.config import Settings, load_settings
 from segflow.privacy.compact import compact_data_dir
 from segflow.server.compose import assemble
-from segflow.server.runtime import Runtime
+from segflow.serving.runtime import Runtime
 from segflow.spec import Event
 
 T0 = 1_700_000_000_000

@@ -22,11 +22,8 @@ unknown routes too, has the shape of ``segflow.api.common``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,54 +34,24 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from segflow.activate.secretbox import SecretBox
-from segflow.activate.service import ActivationService
 from segflow.api import docs, openapi
 from segflow.api.auth import authorizer
 from segflow.api.backups import backup_routes
 from segflow.api.common import endpoint, http_error, internal_error, query_int
 from segflow.api.destinations import destination_routes
-from segflow.api.limits import BodyLimit
 from segflow.api.models import ModelsDeps, build_model_routes
 from segflow.api.privacy import privacy_routes
-from segflow.api.profiles import Splitter, profile_routes
+from segflow.api.profiles import profile_routes
 from segflow.api.segments import segment_routes
 from segflow.api.sources import source_routes
 from segflow.api.syncs import sync_routes
 from segflow.api.tokens import token_routes
-from segflow.catalog.audit import AuditLog
-from segflow.catalog.db import CatalogTarget
-from segflow.catalog.tokens import TokenStore
-from segflow.ml.jobs import AttributeSink
-from segflow.privacy.service import PrivacyService
-from segflow.segments.service import SegmentService
-from segflow.server.runtime import Runtime
-from segflow.server.snapshots import FigureSource
-from segflow.server.status import status, supervised
+from segflow.serving.deps import ApiDeps
+from segflow.serving.limits import BodyLimit
+from segflow.serving.snapshots import FigureSource
+from segflow.serving.status import status, supervised
 from segflow.stream.backfill import Progress
-from segflow.stream.reader import ProfileReader
-from segflow.syncs.store import SyncStore
 from segflow.syncs.store import report as sync_report
-from segflow.warehouse.loader import WarehouseLoader
-
-
-@dataclass(frozen=True)
-class ApiDeps:
-    """What the admin API reads and drives."""
-
-    runtime: Runtime
-    reader: ProfileReader
-    figures: FigureSource  # the processor's and the loader's figures (segflow.server.snapshots)
-    sink: AttributeSink  # where ML scores and clusters go: the processor, or its queue
-    splitter: Splitter  # who splits profiles: the processor, or its queue
-    loader: WarehouseLoader  # its lock keeps the warehouse still for a backup
-    activation: ActivationService
-    segments: SegmentService
-    tokens: TokenStore
-    warehouse: Callable[[], duckdb.DuckDBPyConnection]
-    catalog_path: CatalogTarget  # catalog.sqlite, or the shared catalog (shared.dsn)
-    audit: AuditLog | None = None
-    privacy: PrivacyService | None = None
-    syncs: SyncStore | None = None  # pulled syncs (segflow.syncs)
 
 
 def _freshness(source: FigureSource) -> dict[str, dict[str, Any]]:

@@ -19,8 +19,8 @@ POST     /api/v1/profiles/{ident}/split               admin  ``{"identifiers": [
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
@@ -33,9 +33,8 @@ from segflow.api.common import actor, answer
 from segflow.catalog.audit import AuditLog
 from segflow.errors import NotFoundError, ValidationError
 from segflow.profiles import Profile
-from segflow.rules.ast import split_scores
-from segflow.spec.normalize import iso_ms
-from segflow.stream.reader import ProfileReader
+from segflow.serving.deps import Splitter
+from segflow.stream.reader import ProfileReader, profile_json
 
 MAX_PAGE = 500
 
@@ -43,36 +42,6 @@ MAX_PAGE = 500
 async def allow_all(request: Request, role: str) -> None:
     """An authorizer that lets everything through (tests, local single-user runs)."""
     return None
-
-
-def _iso(ms: int | None) -> str | None:
-    return None if ms is None else iso_ms(ms)
-
-
-def profile_json(profile: Profile) -> dict[str, Any]:
-    """The API shape of a profile (``score_ranks``: per model, the shares of the last scoring
-    run's profiles scored above and below this one; docs/ml.md)."""
-    scores, ranks = split_scores(profile.scores)
-    return {
-        "id": profile.profile_id,
-        "identities": [
-            {"type": e.type, "value": e.value, "first_seen": _iso(e.first_seen_ms)}
-            for e in profile.identities
-        ],
-        "traits": profile.traits,
-        "group_traits": profile.group_traits,
-        "computed_traits": profile.computed_traits,
-        "segments": list(profile.members),
-        "scores": scores,
-        "score_ranks": ranks,
-        "clusters": profile.clusters,
-        "event_counts": profile.event_counts,
-        "first_seen": _iso(profile.first_seen_ms),
-        "last_seen": _iso(profile.last_seen_ms),
-        "first_seen_ms": profile.first_seen_ms,
-        "last_seen_ms": profile.last_seen_ms,
-        "merged_ids": list(profile.absorbed),
-    }
 
 
 def _find(reader: ProfileReader, ident: str) -> Profile:
@@ -158,12 +127,6 @@ def _merges(reader: ProfileReader, profile: Profile, request: Request) -> Any:
         "merges": msgspec.to_builtins(reader.merges(profile)),
         "conflicts": msgspec.to_builtins(reader.conflicts(profile)),
     }
-
-
-class Splitter(Protocol):
-    """What ``POST .../split`` calls (``segflow.stream.Processor.split``)."""
-
-    def split(self, profile_id: str, identifiers: Sequence[str]) -> Any: ...
 
 
 class _SplitBody(msgspec.Struct, frozen=True):

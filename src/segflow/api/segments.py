@@ -33,7 +33,6 @@ import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import duckdb
 import msgspec
 from starlette.requests import Request
 from starlette.routing import Route
@@ -43,6 +42,7 @@ from segflow.api.common import actor, endpoint, query_bool, query_int
 from segflow.errors import NotFoundError, ValidationError
 from segflow.rules.ast import split_scores
 from segflow.segments.service import SegmentService
+from segflow.segments.sizes import days_back, size_history
 from segflow.segments.store import Kind
 from segflow.stream.backfill import Progress
 from segflow.stream.history import valid_history
@@ -51,32 +51,6 @@ from segflow.stream.reader import ProfileReader
 
 async def _allow_all(request: Request, role: str) -> None:
     return None
-
-
-DAY_MS = 86_400_000
-
-
-def size_history(
-    con: duckdb.DuckDBPyConnection, segments: list[str], at_ms: list[int]
-) -> dict[str, list[int]]:
-    """How many profiles segflow had recorded in each segment at each of ``at_ms`` (the
-    warehouse's membership intervals, processing time): ``{segment: [size at at_ms[0], ...]}``.
-    Portable SQL (DuckDB and PostgreSQL). Valid-time sizes: ``SegmentService.sizes``."""
-    rows = con.execute(
-        "SELECT s.segment, t.at_ms, count(DISTINCT m.profile_id)"
-        " FROM (SELECT unnest(CAST(? AS BIGINT[])) AS at_ms) t"
-        " CROSS JOIN (SELECT unnest(CAST(? AS VARCHAR[])) AS segment) s"
-        " LEFT JOIN memberships m ON m.segment = s.segment AND m.entered_at_ms <= t.at_ms"
-        " AND (m.exited_at_ms IS NULL OR m.exited_at_ms > t.at_ms) GROUP BY 1, 2",
-        [at_ms, segments],
-    ).fetchall()
-    found = {(s, t): int(n) for s, t, n in rows}
-    return {s: [found.get((s, t), 0) for t in at_ms] for s in segments}
-
-
-def days_back(now_ms: int, days: int) -> list[int]:
-    """``days + 1`` instants a day apart, ending at ``now_ms`` (oldest first)."""
-    return [now_ms - (days - i) * DAY_MS for i in range(days + 1)]
 
 
 def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str:

@@ -27,9 +27,9 @@ def show(
     """Print the profile holding an identifier (exit 1 when unknown)."""
     import msgspec
 
-    from segflow.api.profiles import profile_json
     from segflow.log.drivers import open_event_log
     from segflow.stream.compose import build_reader
+    from segflow.stream.reader import profile_json
 
     settings = resolve_settings(data_dir, config)
     log = open_event_log(settings)

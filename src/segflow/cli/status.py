@@ -24,7 +24,7 @@ def status(
     from segflow.activate.secretbox import SecretBox
     from segflow.activate.store import DeliveryStore
     from segflow.log.drivers import open_event_log
-    from segflow.server.status import status as read_status
+    from segflow.serving.status import status as read_status
     from segflow.syncs.store import summary as sync_summary
 
     settings = resolve_settings(data_dir, config)

@@ -3,7 +3,7 @@ and the lifespan that starts and stops the background services.
 
 >>> import tempfile
 >>> from segflow.config import load_settings
->>> from segflow.server.runtime import Runtime
+>>> from segflow.serving.runtime import Runtime
 >>> rt = Runtime.open(load_settings(overrides={"server": {"data_dir": tempfile.mkdtemp()}}))
 >>> app = build_app(rt, services=[], mounts={"/admin": build_collector(rt)})
 >>> callable(app)
@@ -20,8 +20,8 @@ from segflow.collect.app import CollectorApp
 from segflow.collect.asgi import ASGIApp, Receive, Scope, Send
 from segflow.server.requests import RequestContext
 from segflow.server.roles import not_found, parse_roles
-from segflow.server.runtime import Runtime
 from segflow.server.services import Service, ServiceGroup
+from segflow.serving.runtime import Runtime
 
 
 def build_collector(runtime: Runtime) -> CollectorApp:

@@ -15,7 +15,7 @@ import msgspec
 from segflow.config import Settings, load_settings
 from segflow.server import compose
 from segflow.server.app import ServeApp, build_app
-from segflow.server.runtime import Runtime
+from segflow.serving.runtime import Runtime
 from segflow.telemetry.logs import configure_logging
 
 SETTINGS_ENV = "SEGFLOW_SETTINGS_JSON"

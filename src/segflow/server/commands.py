@@ -184,7 +184,7 @@ class QueuedSink:
 
 
 class QueuedSplitter:
-    """``segflow.api.profiles.Splitter`` for an API without the processor: the split runs in
+    """``segflow.serving.deps.Splitter`` for an API without the processor: the split runs in
     the owning process and this waits for its result (up to ``timeout_s``)."""
 
     def __init__(self, queue: CommandQueue, timeout_s: float = 60.0) -> None:

@@ -27,7 +27,7 @@ the activation service and the segment service with the services, so a change ma
 API takes effect in this process without a restart. In a process with ``process`` and
 ``load`` the API calls the processor and the loader directly; in any other it reads their
 figures from ``DATA_DIR/run/pipeline.json`` and queues what it asks of the processor in
-``DATA_DIR/commands.sqlite`` (``segflow.server.snapshots``, ``segflow.server.commands``).
+``DATA_DIR/commands.sqlite`` (``segflow.serving.snapshots``, ``segflow.server.commands``).
 """
 
 from __future__ import annotations
@@ -43,8 +43,7 @@ from segflow.activate.service import ActivationService
 from segflow.activate.ssrf import UrlGuard
 from segflow.activate.store import DeliveryStore
 from segflow.activate.worker import DeliveryWorker
-from segflow.api.app import ApiDeps, build_api
-from segflow.api.profiles import Splitter
+from segflow.api.app import build_api
 from segflow.catalog.audit import AuditLog
 from segflow.catalog.db import catalog_target
 from segflow.catalog.tokens import TokenStore
@@ -70,9 +69,10 @@ from segflow.server.observability import ops_mounts
 from segflow.server.ratelimit import TokenRateLimit
 from segflow.server.retention import LogRetention
 from segflow.server.roles import ROLES, parse_roles
-from segflow.server.runtime import Runtime
 from segflow.server.services import Service
-from segflow.server.snapshots import FigureSource, LocalFigures, SnapshotFigures, SnapshotWriter
+from segflow.serving.deps import ApiDeps, Splitter
+from segflow.serving.runtime import Runtime
+from segflow.serving.snapshots import FigureSource, LocalFigures, SnapshotFigures, SnapshotWriter
 from segflow.stream.compose import build_processor, build_reader
 from segflow.stream.processor import Processor
 from segflow.syncs.runner import SyncRunner, SyncSchedule
@@ -270,7 +270,7 @@ def _pipeline_reach(
 ) -> _Reach:
     """In the process that runs them (``process`` and ``load``), the API calls the processor
     and the loader directly, and publishes their figures and runs the queued commands of
-    other processes' APIs (``segflow.server.snapshots``, ``segflow.server.commands``);
+    other processes' APIs (``segflow.serving.snapshots``, ``segflow.server.commands``);
     elsewhere it reads those figures and queues those commands."""
     data = runtime.settings.data_path
     queue = CommandQueue(queue_path(data))

@@ -34,7 +34,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from segflow.background import BackgroundLoop
-from segflow.server.status import alive
+from segflow.serving.status import alive
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from segflow.errors import ConfigError
 from segflow.server.app import KeepPath
 from segflow.server.gauges import StoreGauges
 from segflow.server.ops import PATHS, Check, OpsApp, lag_check
-from segflow.server.runtime import Runtime
+from segflow.serving.runtime import Runtime
 from segflow.stream.reader import ProfileReader
 
 

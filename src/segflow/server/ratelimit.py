@@ -33,10 +33,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from segflow.api.auth import TokenVerifier
-from segflow.api.common import error_response
 from segflow.collect.asgi import ASGIApp, Receive, Scope, Send, header
 from segflow.collect.limits import TokenBuckets
 from segflow.errors import SegflowError
+from segflow.serving.errors import error_response
 from segflow.telemetry.metrics import REQUESTS_REFUSED
 
 

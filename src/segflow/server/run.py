@@ -25,8 +25,8 @@ from segflow.errors import ConfigError
 from segflow.server.app import build_app
 from segflow.server.listener import bind_listener, check_port, inherited
 from segflow.server.roles import HTTP_ROLES, parse_roles
-from segflow.server.runtime import Runtime
 from segflow.server.services import Service, ServiceGroup
+from segflow.serving.runtime import Runtime
 from segflow.telemetry.logs import configure_logging
 
 

@@ -16,7 +16,7 @@ child            roles       runs
 
 A child that exits unexpectedly is restarted after a delay that doubles from 0.5 s to 30 s and
 starts again at 0.5 s once the child stayed up a minute. The supervisor keeps a small JSON file,
-``DATA_DIR/supervisor.json`` (:data:`segflow.server.status.SUPERVISOR_FILE`), which the admin
+``DATA_DIR/supervisor.json`` (:data:`segflow.serving.status.SUPERVISOR_FILE`), which the admin
 API shows as ``parts.supervisor`` in ``/api/v1/status``. SIGTERM, SIGINT or SIGHUP stop it:
 every child gets SIGTERM, stragglers get SIGKILL after 30 s (or at a second signal), and the
 supervisor exits 0. Each child dies with the supervisor (Linux: ``PR_SET_PDEATHSIG``), so a
@@ -47,7 +47,7 @@ import msgspec
 from segflow.config import Settings
 from segflow.errors import ConfigError
 from segflow.server.listener import bind_listener
-from segflow.server.status import SUPERVISOR_FILE
+from segflow.serving.status import SUPERVISOR_FILE
 
 logger = logging.getLogger("segflow.server.supervisor")
 
@@ -279,7 +279,7 @@ def supervise(
 
     ``extra`` are flags every child gets as well (``--config``, ``--log-level``...)."""
     from segflow.server.commands import CommandQueue, queue_path
-    from segflow.server.runtime import Runtime
+    from segflow.serving.runtime import Runtime
     from segflow.telemetry.logs import configure_logging
 
     listener = bind_listener(settings.server.host, settings.server.port)

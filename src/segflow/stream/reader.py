@@ -1,5 +1,6 @@
 """Read side of the processor's state: look up a profile by any identifier, its timeline,
-segments and merge history. Used by the profile API and by activation (webhook payloads).
+segments and merge history. Used by the profile API and by activation (webhook payloads); :func:`profile_json` is the
+shape every face shows a profile in.
 
 The timeline is the log positions the processor keeps per profile (:mod:`segflow.stream.timeline`,
 written in its transaction), read back from the log newest first, with those of the profiles
@@ -16,7 +17,9 @@ import msgspec
 from segflow.identity import IdentityRules, normalise
 from segflow.log.base import LogReader, Record
 from segflow.profiles import Profile, decode_profile
+from segflow.rules.ast import split_scores
 from segflow.spec.events import Event
+from segflow.spec.normalize import iso_ms
 from segflow.stream import keys, timeline
 from segflow.stream.state.base import StateReader, iter_scan, prefix_end
 
@@ -166,3 +169,38 @@ def _before(position: timeline.Position, cursor: tuple[int, int, int]) -> bool:
     if cursor[1] < 0:
         return position[0] < max(cursor[0], 0)
     return position < cursor
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else iso_ms(ms)
+
+
+def profile_json(profile: Profile) -> dict[str, Any]:
+    """The API shape of a profile (``score_ranks``: per model, the shares of the last scoring
+    run's profiles scored above and below this one; docs/ml.md), as ``/api/v1/profiles``, the
+    console and ``segflow profiles get`` show it.
+
+    >>> profile_json(Profile(profile_id="p1", created_ms=0, first_seen_ms=0))["first_seen"]
+    '1970-01-01T00:00:00.000Z'
+    """
+    scores, ranks = split_scores(profile.scores)
+    return {
+        "id": profile.profile_id,
+        "identities": [
+            {"type": e.type, "value": e.value, "first_seen": _iso(e.first_seen_ms)}
+            for e in profile.identities
+        ],
+        "traits": profile.traits,
+        "group_traits": profile.group_traits,
+        "computed_traits": profile.computed_traits,
+        "segments": list(profile.members),
+        "scores": scores,
+        "score_ranks": ranks,
+        "clusters": profile.clusters,
+        "event_counts": profile.event_counts,
+        "first_seen": _iso(profile.first_seen_ms),
+        "last_seen": _iso(profile.last_seen_ms),
+        "first_seen_ms": profile.first_seen_ms,
+        "last_seen_ms": profile.last_seen_ms,
+        "merged_ids": list(profile.absorbed),
+    }

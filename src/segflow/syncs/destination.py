@@ -17,7 +17,7 @@ are dead letters, as they are at ``/v1/batch``.
 Example (``pip install 'segflow[sources]'``)::
 
     import dlt
-    from segflow.server.runtime import Runtime
+    from segflow.serving.runtime import Runtime
     from segflow.config import load_settings
     from segflow.syncs.destination import segflow_destination
 

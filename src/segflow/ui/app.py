@@ -25,8 +25,8 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from segflow.api.app import ApiDeps
-from segflow.api.limits import BodyLimit
+from segflow.serving.deps import ApiDeps
+from segflow.serving.limits import BodyLimit
 from segflow.ui.login import build_login
 from segflow.ui.pages import access as access
 from segflow.ui.pages import activity as activity

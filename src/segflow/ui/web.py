@@ -23,9 +23,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from segflow.api.app import ApiDeps
-from segflow.api.common import refusal
 from segflow.catalog.tokens import ROLES
+from segflow.serving.deps import ApiDeps
+from segflow.serving.errors import refusal
 from segflow.ui.fmt import FILTERS
 from segflow.ui.session import COOKIE, Session, Signer
 

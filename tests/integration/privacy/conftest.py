@@ -146,7 +146,7 @@ class Composed:
     def __init__(self, data: Path, **overrides: Any) -> None:
         from segflow.config import load_settings
         from segflow.server.compose import assemble
-        from segflow.server.runtime import Runtime
+        from segflow.serving.runtime import Runtime
 
         sections: dict[str, Any] = {
             "server": {"data_dir": str(data)},

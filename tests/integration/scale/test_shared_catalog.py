@@ -31,7 +31,7 @@ from segflow.rules import SegmentProgram
 from segflow.segments.service import DefinitionWatcher, SegmentService
 from segflow.segments.store import DefinitionStore
 from segflow.server.compose import assemble
-from segflow.server.runtime import Runtime
+from segflow.serving.runtime import Runtime
 
 
 @pytest.fixture

@@ -152,7 +152,7 @@ def test_children_die_with_a_killed_supervisor(supervised: Callable[..., Serve])
     serve.proc.wait(30)
     until(lambda: all(map(gone, pids)), deadline_s=30, what="the children died too")
     # a file left behind by a killed supervisor is not shown as a live one
-    from segflow.server.status import supervised as read_supervised
+    from segflow.serving.status import supervised as read_supervised
 
     assert (serve.data / "supervisor.json").exists() and read_supervised(serve.data) is None
 

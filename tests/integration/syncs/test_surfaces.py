@@ -20,7 +20,7 @@ from segflow.cli.main import _register_all, app
 from segflow.collect.exceptions import UnknownSource
 from segflow.config import load_settings
 from segflow.server.compose import Assembly, assemble
-from segflow.server.runtime import Runtime
+from segflow.serving.runtime import Runtime
 from segflow.syncs.runner import SyncRunner
 
 from .conftest import T0, TOKEN

@@ -19,13 +19,13 @@ import pytest
 import uvicorn
 from tests.support.net import free_port
 
-from segflow.api.app import ApiDeps
 from segflow.config import load_settings
 from segflow.ml.registry import ModelSpec, Registry, RunRecord
 from segflow.server.app import KeepPath, build_app
 from segflow.server.compose import Assembly, assemble
-from segflow.server.runtime import Runtime
-from segflow.server.snapshots import LocalFigures
+from segflow.serving.deps import ApiDeps
+from segflow.serving.runtime import Runtime
+from segflow.serving.snapshots import LocalFigures
 from segflow.stream.compose import build_reader
 from segflow.ui import build_console
 from segflow.warehouse.connection import connect, warehouse_path

@@ -13,7 +13,7 @@ import pytest
 from segflow.api.openapi import OPERATIONS
 from segflow.config import load_settings
 from segflow.server.compose import Assembly, assemble
-from segflow.server.runtime import Runtime
+from segflow.serving.runtime import Runtime
 
 
 @pytest.fixture(scope="module")

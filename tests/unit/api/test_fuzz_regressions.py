@@ -13,7 +13,7 @@ import pytest
 
 from segflow.config import load_settings
 from segflow.server.compose import assemble
-from segflow.server.runtime import Runtime
+from segflow.serving.runtime import Runtime
 
 
 @pytest.fixture

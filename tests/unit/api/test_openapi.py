@@ -11,7 +11,7 @@ import httpx
 from segflow.api.openapi import OPERATIONS, normalise
 from segflow.config import load_settings
 from segflow.server.compose import assemble
-from segflow.server.runtime import Runtime
+from segflow.serving.runtime import Runtime
 
 
 def test_every_route_is_documented_and_every_entry_is_a_route(tmp_path: Path) -> None:

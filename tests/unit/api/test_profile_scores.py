@@ -11,7 +11,7 @@ import httpx
 from segflow.config import load_settings
 from segflow.ml.registry import Registry
 from segflow.server.compose import assemble
-from segflow.server.runtime import Runtime
+from segflow.serving.runtime import Runtime
 from segflow.spec import Event
 from segflow.stream.compose import build_reader
 

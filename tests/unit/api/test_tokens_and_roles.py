@@ -11,7 +11,7 @@ import pytest
 
 from segflow.config import load_settings
 from segflow.server.compose import Assembly, assemble
-from segflow.server.runtime import Runtime
+from segflow.serving.runtime import Runtime
 
 Api = tuple[Any, dict[str, str], Assembly, Runtime]
 

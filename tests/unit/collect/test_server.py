@@ -11,7 +11,7 @@ import httpx
 from segflow.config import load_settings
 from segflow.server.app import build_app
 from segflow.server.retention import LogRetention
-from segflow.server.runtime import Runtime
+from segflow.serving.runtime import Runtime
 from segflow.spec.events import Event
 
 

@@ -18,7 +18,7 @@ from segflow.rules import compile_segments
 from segflow.segments.service import SegmentService
 from segflow.segments.store import DefinitionStore
 from segflow.server.compose import assemble
-from segflow.server.runtime import Runtime
+from segflow.serving.runtime import Runtime
 
 
 def need(rule: str, traits: dict[str, str] | None = None) -> float:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from segflow.api.common import error_body, status_for
 from segflow.config import load_settings
 from segflow.privacy.compose import regulations_unsupported
 from segflow.privacy.exceptions import RegulationsUnsupported
 from segflow.privacy.service import PrivacyService
 from segflow.privacy.store import PrivacyStore
+from segflow.serving.errors import error_body, status_for
 
 
 def test_regulations_are_refused_on_the_kafka_driver(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from segflow.config import load_settings
 from segflow.errors import ConfigError
-from segflow.server.status import SUPERVISOR_FILE, supervised
 from segflow.server.supervisor import Child, ChildSpec, Supervisor, banner, resolve_workers
+from segflow.serving.status import SUPERVISOR_FILE, supervised
 
 
 @pytest.mark.parametrize(

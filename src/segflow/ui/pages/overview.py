@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from segflow.errors import SegflowError
 from segflow.log.base import Record
-from segflow.server.status import status
+from segflow.serving.status import status
 from segflow.stream.freshness import LATE_MS
 from segflow.ui.svg import bars, columns
 from segflow.ui.web import Console, Form, now_ms

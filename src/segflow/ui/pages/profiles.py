@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from segflow.api.profiles import profile_json
 from segflow.errors import SegflowError
 from segflow.profiles import Profile
 from segflow.stream.history import valid_history
+from segflow.stream.reader import profile_json
 from segflow.ui.web import Console, Form, now_ms, redirect
 
 PAGE = 50

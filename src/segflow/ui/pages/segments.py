@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from segflow.api.segments import days_back
 from segflow.errors import SegflowError, ValidationError
 from segflow.rules import Diagnostic, RuleSyntaxError
+from segflow.segments.sizes import days_back
 from segflow.ui.highlight import KEYWORDS
 from segflow.ui.svg import sparkline, xy
 from segflow.ui.web import Console, Form, now_ms, redirect

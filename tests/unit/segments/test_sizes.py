@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import duckdb
 
-from segflow.api.segments import DAY_MS, days_back, size_history
+from segflow.clock import DAY_MS
+from segflow.segments.sizes import days_back, size_history
 
 
 def test_sizes_count_the_intervals_open_at_each_instant() -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from segflow.server.snapshots import (
+from segflow.serving.snapshots import (
     SNAPSHOT_FILE,
     PipelineFigures,
     SnapshotFigures,

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import msgspec
 
-from segflow.api.common import error_body
 from segflow.collect.asgi import ASGIApp, Message, Receive, Scope, Send, declared_length
 from segflow.collect.exceptions import PayloadTooLarge
+from segflow.serving.errors import error_body
 from segflow.telemetry.metrics import REQUESTS_REFUSED
 
 LIMIT_NAME = "api.max_body_bytes"

@@ -3,9 +3,9 @@ older version made every read of its profile a 500)."""
 
 from __future__ import annotations
 
-from segflow.api.profiles import profile_json
 from segflow.profiles import Profile
 from segflow.spec.normalize import iso_ms
+from segflow.stream.reader import profile_json
 
 
 def test_any_stored_time_renders_clamped_to_the_years_1_to_9999() -> None:

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import msgspec
 
 from segflow.background import BackgroundLoop
-from segflow.server.status import alive
+from segflow.serving.status import alive
 from segflow.stream.backfill import Progress
 from segflow.stream.processor import Processor
 from segflow.warehouse.loader import WarehouseLoader
