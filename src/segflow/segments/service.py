@@ -52,6 +52,10 @@ class Preview:
     sql: str
 
 
+Reasons = Callable[[duckdb.DuckDBPyConnection, list[str]], dict[str, Any]]
+"""``(warehouse, profile_ids) -> {model: reasons}`` (``segflow.ml.reasons.score_reasons``)."""
+
+
 class SegmentService:
     """Validated, versioned segment and trait definitions over one :class:`DefinitionStore`."""
 
@@ -63,6 +67,7 @@ class SegmentService:
         clock: Clock | None = None,
         audit: AuditLog | None = None,
         history_check: Callable[[SegmentProgram], None] | None = None,
+        reasons: Reasons | None = None,
     ) -> None:
         self.store = store
         self.warehouse = warehouse
@@ -70,6 +75,8 @@ class SegmentService:
         self.audit = audit
         # refuses a rule set that reads more raw history than is kept (segflow.privacy.retention)
         self.history_check = history_check
+        # the reasons behind ML scores (segflow.ml.reasons.score_reasons, given by the composer)
+        self.reasons = reasons
 
     # -- reading -----------------------------------------------------------------------------
     def segments(self) -> dict[str, str]:
@@ -244,14 +251,21 @@ class SegmentService:
 
     def score_reasons(self, profile_ids: list[str]) -> dict[str, Any]:
         """``{model: reasons}``: the top contributing features behind each score, computed
-        from the inputs the scoring run stored (``segflow.ml.reasons``)."""
-        from segflow.ml.reasons import score_reasons
+        from the inputs the scoring run stored, by the ``reasons`` this service was given
+        (``segflow.ml.reasons.score_reasons``); ``{}`` without one.
 
+        >>> import tempfile, os
+        >>> store = DefinitionStore(os.path.join(tempfile.mkdtemp(), "catalog.sqlite"))
+        >>> SegmentService(store).score_reasons(["p1"])
+        {}
+        """
+        if self.reasons is None:
+            return {}
         con = self._warehouse()
         try:
             if not isinstance(con, duckdb.DuckDBPyConnection):
                 return {}  # PostgreSQL: no ML jobs there (docs/warehouse.md)
-            return score_reasons(con, profile_ids)
+            return self.reasons(con, profile_ids)
         finally:
             con.close()
 

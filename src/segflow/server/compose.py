@@ -49,6 +49,7 @@ from segflow.catalog.db import catalog_target
 from segflow.catalog.tokens import TokenStore
 from segflow.collect.asgi import ASGIApp
 from segflow.ml.jobs import AttributeSink
+from segflow.ml.reasons import score_reasons
 from segflow.privacy import compose as privacy_compose
 from segflow.privacy.compose import PrivacyParts
 from segflow.privacy.runner import SuppressionRefresh
@@ -122,7 +123,11 @@ def assemble(runtime: Runtime) -> Assembly:
     catalog = catalog_target(settings)  # catalog.sqlite, or the shared catalog (shared.dsn)
     audit = AuditLog(catalog)
     segments = SegmentService(
-        DefinitionStore(catalog), warehouse=warehouse, clock=clock, audit=audit
+        DefinitionStore(catalog),
+        warehouse=warehouse,
+        clock=clock,
+        audit=audit,
+        reasons=score_reasons,
     )
     loader_feed, delivery_feed = processor.change_feed(), processor.change_feed()
     loader = warehouse_backends.build_loader(settings, runtime.log, loader_feed, clock)
