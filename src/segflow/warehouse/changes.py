@@ -17,7 +17,8 @@ survivor, so ``profile_events`` attributes every past event to the profile it be
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import duckdb
 import msgspec
@@ -43,19 +44,38 @@ def apply_changes(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[int, Any
     if not items:
         return 0
     _insert_changes(con, items)
-    run: list[tuple[int, AnyChange]] = []
-    for seq, change in items:
-        if isinstance(change, ProfileMerged):
-            _apply_run(con, run)
-            run = []
-            _apply_merge(con, seq, change)
-        else:
-            run.append((seq, change))
-    _apply_run(con, run)
+    in_feed_order(items, lambda run: _apply_run(con, run), lambda s, m: apply_merge(con, s, m))
     return len(items)
 
 
-def _profile_of(change: AnyChange) -> str:
+def in_feed_order(
+    items: Sequence[tuple[int, AnyChange]],
+    apply_run: Callable[[Sequence[tuple[int, AnyChange]]], None],
+    apply_merge: Callable[[int, ProfileMerged], None],
+) -> None:
+    """Hand ``items`` to ``apply_run`` in runs split at each merge, which goes to
+    ``apply_merge`` between them (links after a merge must see it); both warehouses apply
+    their changes this way.
+
+    >>> seen = []
+    >>> m = ProfileMerged(survivor="p2", absorbed="p1", reason="login", at_ms=2, sequence=1)
+    >>> in_feed_order([(1, m)], lambda run: seen.append(len(run)), lambda s, _: seen.append(s))
+    >>> seen
+    [0, 1, 0]
+    """
+    run: list[tuple[int, AnyChange]] = []
+    for seq, change in items:
+        if isinstance(change, ProfileMerged):
+            apply_run(run)
+            run = []
+            apply_merge(seq, change)
+        else:
+            run.append((seq, change))
+    apply_run(run)
+
+
+def profile_of(change: AnyChange) -> str:
+    """The profile a change is about (a merge's survivor)."""
     return change.survivor if isinstance(change, ProfileMerged) else change.profile_id
 
 
@@ -64,7 +84,7 @@ def _insert_changes(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[int, A
         {
             "seq": pa.array([s for s, _ in items], pa.int64()),
             "kind": [type(c).__struct_config__.tag for _, c in items],
-            "profile_id": [_profile_of(c) for _, c in items],
+            "profile_id": [profile_of(c) for _, c in items],
             "at_ms": pa.array([c.at_ms for _, c in items], pa.int64()),
             "sequence": pa.array([c.sequence for _, c in items], pa.int64()),
             "payload": [_json.encode(c).decode() for _, c in items],
@@ -122,23 +142,41 @@ def _apply_links(
     con.execute("DROP TABLE _wh_links_resolved")
 
 
-def _apply_merge(con: duckdb.DuckDBPyConnection, seq: int, m: ProfileMerged) -> None:
-    con.execute(
-        "INSERT INTO profile_merges VALUES (?, ?, ?, ?, ?)",
+# A merge, in SQL that DuckDB and PostgreSQL both run: the merge recorded, both profiles known,
+# the absorbed one (and what it had absorbed: merged_into stays chain-closed) pointed at the
+# survivor, and its identifiers moved over.
+MERGE_SQL = (
+    "INSERT INTO profile_merges VALUES (?, ?, ?, ?, ?)",
+    "INSERT INTO profiles VALUES (?, ?, NULL, NULL), (?, ?, NULL, NULL) ON CONFLICT DO NOTHING",
+    "UPDATE profiles SET merged_into = ?, merged_at_ms = ? WHERE profile_id = ? OR merged_into = ?",
+    "UPDATE identities SET profile_id = ?, updated_at_ms = ? WHERE profile_id = ?",
+)
+# Membership intervals, from the temp tables _wh_exits and _wh_members (both warehouses).
+CLOSE_EXITS_SQL = """UPDATE memberships AS m SET exited_at_ms = greatest(x.at_ms, m.entered_at_ms)
+   FROM _wh_exits AS x
+   WHERE m.profile_id = x.profile_id AND m.segment = x.segment AND m.exited_at_ms IS NULL"""
+# An "entered" for a segment the profile is already in (replayed feed) opens nothing new.
+OPEN_INTERVALS_SQL = """INSERT INTO memberships SELECT n.* FROM _wh_members AS n
+   WHERE NOT EXISTS (SELECT 1 FROM memberships AS m WHERE m.profile_id = n.profile_id
+                     AND m.segment = n.segment AND m.exited_at_ms IS NULL)"""
+
+
+class Executes(Protocol):
+    """A warehouse connection (DuckDB's, or :class:`~segflow.warehouse.postgres.PgConnection`)."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+
+
+def apply_merge(con: Executes, seq: int, m: ProfileMerged) -> None:
+    """Apply one merge (:data:`MERGE_SQL`) inside the caller's transaction."""
+    params = (
         [m.survivor, m.absorbed, m.reason, m.at_ms, seq],
-    )
-    con.execute(
-        "INSERT INTO profiles VALUES (?, ?, NULL, NULL), (?, ?, NULL, NULL) ON CONFLICT DO NOTHING",
         [m.survivor, m.at_ms, m.absorbed, m.at_ms],
-    )
-    con.execute(
-        "UPDATE profiles SET merged_into = ?, merged_at_ms = ? WHERE profile_id = ? OR merged_into = ?",
         [m.survivor, m.at_ms, m.absorbed, m.absorbed],
-    )
-    con.execute(
-        "UPDATE identities SET profile_id = ?, updated_at_ms = ? WHERE profile_id = ?",
         [m.survivor, m.at_ms, m.absorbed],
     )
+    for sql, values in zip(MERGE_SQL, params, strict=True):
+        con.execute(sql, values)
 
 
 def membership_intervals(
@@ -182,11 +220,7 @@ def _apply_memberships(con: duckdb.DuckDBPyConnection, changes: Sequence[Members
             }
         )
         con.register("_wh_exits", ex)
-        con.execute(
-            """UPDATE memberships AS m SET exited_at_ms = greatest(x.at_ms, m.entered_at_ms)
-               FROM _wh_exits AS x
-               WHERE m.profile_id = x.profile_id AND m.segment = x.segment AND m.exited_at_ms IS NULL"""
-        )
+        con.execute(CLOSE_EXITS_SQL)
         con.unregister("_wh_exits")
     if rows:
         new = pa.table(
@@ -199,10 +233,5 @@ def _apply_memberships(con: duckdb.DuckDBPyConnection, changes: Sequence[Members
             }
         )
         con.register("_wh_members", new)
-        # An "entered" for a segment the profile is already in (replayed feed) opens nothing new.
-        con.execute(
-            """INSERT INTO memberships SELECT n.* FROM _wh_members AS n
-               WHERE NOT EXISTS (SELECT 1 FROM memberships AS m WHERE m.profile_id = n.profile_id
-                                 AND m.segment = n.segment AND m.exited_at_ms IS NULL)"""
-        )
+        con.execute(OPEN_INTERVALS_SQL)
         con.unregister("_wh_members")

@@ -21,10 +21,17 @@ from segflow.spec.changes import (
     ChangeFeed,
     IdentityLinked,
     MembershipChange,
-    ProfileMerged,
 )
 from segflow.warehouse.batches import events_table
-from segflow.warehouse.changes import membership_intervals, normalise_id_type
+from segflow.warehouse.changes import (
+    CLOSE_EXITS_SQL,
+    OPEN_INTERVALS_SQL,
+    apply_merge,
+    in_feed_order,
+    membership_intervals,
+    normalise_id_type,
+    profile_of,
+)
 from segflow.warehouse.loader import WarehouseLoader
 from segflow.warehouse.postgres import PgConnection, connect_postgres
 from segflow.warehouse.schema import EVENT_COLUMNS
@@ -85,25 +92,13 @@ def apply_changes_postgres(con: PgConnection, items: Sequence[tuple[int, AnyChan
     con.executemany(
         "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         [
-            (s, type(c).__struct_config__.tag, _profile_of(c), c.at_ms, c.sequence,
+            (s, type(c).__struct_config__.tag, profile_of(c), c.at_ms, c.sequence,
              _json.encode(c).decode())
             for s, c in items
         ],
     )  # fmt: skip
-    run: list[tuple[int, AnyChange]] = []
-    for seq, change in items:
-        if isinstance(change, ProfileMerged):
-            _apply_run(con, run)
-            run = []
-            _apply_merge(con, seq, change)
-        else:
-            run.append((seq, change))
-    _apply_run(con, run)
+    in_feed_order(items, lambda run: _apply_run(con, run), lambda s, m: apply_merge(con, s, m))
     return len(items)
-
-
-def _profile_of(change: AnyChange) -> str:
-    return change.survivor if isinstance(change, ProfileMerged) else change.profile_id
 
 
 def _apply_run(con: PgConnection, run: Sequence[tuple[int, AnyChange]]) -> None:
@@ -146,41 +141,13 @@ def _apply_links(con: PgConnection, links: Sequence[tuple[int, IdentityLinked]])
     )
 
 
-def _apply_merge(con: PgConnection, seq: int, m: ProfileMerged) -> None:
-    con.execute(
-        "INSERT INTO profile_merges VALUES (?, ?, ?, ?, ?)",
-        [m.survivor, m.absorbed, m.reason, m.at_ms, seq],
-    )
-    con.execute(
-        "INSERT INTO profiles VALUES (?, ?, NULL, NULL), (?, ?, NULL, NULL) ON CONFLICT DO NOTHING",
-        [m.survivor, m.at_ms, m.absorbed, m.at_ms],
-    )
-    con.execute(
-        "UPDATE profiles SET merged_into = ?, merged_at_ms = ? WHERE profile_id = ? OR merged_into = ?",
-        [m.survivor, m.at_ms, m.absorbed, m.absorbed],
-    )
-    con.execute(
-        "UPDATE identities SET profile_id = ?, updated_at_ms = ? WHERE profile_id = ?",
-        [m.survivor, m.at_ms, m.absorbed],
-    )
-
-
 def _apply_memberships(con: PgConnection, changes: Sequence[MembershipChange]) -> None:
     rows, exits = membership_intervals(changes)
     if exits:
         _temp(con, "_wh_exits", "profile_id text, segment text, at_ms bigint",
               [(k[0], k[1], at) for k, at in exits.items()])  # fmt: skip
-        con.execute(
-            """UPDATE memberships AS m SET exited_at_ms = greatest(x.at_ms, m.entered_at_ms)
-               FROM _wh_exits AS x
-               WHERE m.profile_id = x.profile_id AND m.segment = x.segment AND m.exited_at_ms IS NULL"""
-        )
+        con.execute(CLOSE_EXITS_SQL)
     if rows:
         _temp(con, "_wh_members", "profile_id text, segment text, entered_at_ms bigint,"
               " exited_at_ms bigint, segment_version integer", rows)  # fmt: skip
-        # An "entered" for a segment the profile is already in (replayed feed) opens nothing new.
-        con.execute(
-            """INSERT INTO memberships SELECT n.* FROM _wh_members AS n
-               WHERE NOT EXISTS (SELECT 1 FROM memberships AS m WHERE m.profile_id = n.profile_id
-                                 AND m.segment = n.segment AND m.exited_at_ms IS NULL)"""
-        )
+        con.execute(OPEN_INTERVALS_SQL)
