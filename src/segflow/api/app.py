@@ -37,7 +37,7 @@ from segflow.activate.secretbox import SecretBox
 from segflow.api import docs, openapi
 from segflow.api.auth import authorizer
 from segflow.api.backups import backup_routes
-from segflow.api.common import endpoint, http_error, internal_error, query_int
+from segflow.api.common import endpoint, internal_error, query_int
 from segflow.api.destinations import destination_routes
 from segflow.api.models import ModelsDeps, build_model_routes
 from segflow.api.privacy import privacy_routes
@@ -47,6 +47,7 @@ from segflow.api.sources import source_routes
 from segflow.api.syncs import sync_routes
 from segflow.api.tokens import token_routes
 from segflow.serving.deps import ApiDeps
+from segflow.serving.errors import http_error
 from segflow.serving.limits import BodyLimit
 from segflow.serving.snapshots import FigureSource
 from segflow.serving.status import status, supervised
