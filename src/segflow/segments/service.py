@@ -42,6 +42,7 @@ from segflow.rules.sql.compiler import (
     members_expression,
 )
 from segflow.segments.store import Definition, DefinitionStore, Kind, check_name
+from segflow.warehouse.loader import read_cursors
 from segflow.warehouse.postgres import dialect_of
 
 log = logging.getLogger(__name__)
@@ -250,6 +251,21 @@ class SegmentService:
                     self._count(con, members_at_instant(query, at, dialect)) for at in at_ms
                 ]
             return out
+        finally:
+            con.close()
+
+    def loaded_position(self) -> tuple[tuple[str, int], ...]:
+        """How far the warehouse loader has loaded (its cursors: ``log:<partition>`` and
+        ``changes``); () when the warehouse or its cursors cannot be read."""
+        try:
+            con = self._warehouse()
+        except (duckdb.Error, SegflowError):
+            return ()
+        try:
+            return tuple(sorted(read_cursors(con).items()))
+        except Exception:  # no cursors table (a warehouse segflow does not load), any engine
+            log.debug("warehouse cursors unavailable", exc_info=True)
+            return ()
         finally:
             con.close()
 

@@ -154,6 +154,7 @@ def test_the_grid_query_gives_the_per_instant_members_on_postgres(
         for db in opened:
             db.close()
 
+
 test_generated_rules_agree_on_clickhouse = _generated("clickhouse")
 test_generated_rules_agree_on_postgres_deep = pytest.mark.long(_generated("postgres", deep=True))
 test_generated_rules_agree_on_clickhouse_deep = pytest.mark.long(

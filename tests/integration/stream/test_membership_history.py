@@ -194,6 +194,15 @@ RULES = {
 }
 
 
+def in_replay(held: dict[str, Any], segment: str, at: int) -> list[str]:
+    """The profiles whose replayed intervals hold ``segment`` at ``at``."""
+    return sorted(
+        pid for pid, found in held.items()
+        if any(i.segment == segment and i.entered_at_ms <= at
+               and (i.exited_at_ms is None or at < i.exited_at_ms) for i in found)
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("seed", [1])
 def test_the_valid_history_agrees_with_the_sql_at_every_instant(pipe: Pipeline, seed: int) -> None:
     rng = random.Random(seed)
@@ -218,17 +227,7 @@ def test_the_valid_history_agrees_with_the_sql_at_every_instant(pipe: Pipeline, 
         if profile is not None
     }
     instants = sorted(NOW - rng.randrange(42 * DAY_MS) for _ in range(12))
-    replayed = {
-        name: [
-            sorted(
-                pid for pid, found in held.items()
-                if any(i.segment == name and i.entered_at_ms <= at
-                       and (i.exited_at_ms is None or at < i.exited_at_ms) for i in found)
-            )  # fmt: skip
-            for at in instants
-        ]
-        for name in RULES
-    }
+    replayed = {name: [in_replay(held, name, at) for at in instants] for name in RULES}
     for name in RULES:
         for at, by_replay in zip(instants, replayed[name], strict=True):
             assert pipe.service.members_at(name, at) == by_replay, (name, at)
