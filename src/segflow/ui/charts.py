@@ -63,9 +63,13 @@ class ChartCache:
     ) -> dict[str, list[int]]:
         """Each of ``names``' sizes at the instants ``at(now)``, drawn again only when its
         kept chart is not :meth:`fresh`."""
-        key = (_versions(service.definitions("segment") + service.definitions("trait")),
+        segments = service.definitions("segment")
+        key = (_versions(segments + service.definitions("trait")),
                service.loaded_position())  # fmt: skip
         with self._lock:
+            current = {d.name for d in segments}
+            for gone in self._charts.keys() - current:  # deleted segments' charts
+                del self._charts[gone]
             stale = [n for n in names if not self.fresh(n, key)]
         if stale:
             now = self.now_ms()

@@ -246,7 +246,7 @@ def test_the_size_chart_is_the_sql_at_each_of_its_instants(pipe: Pipeline) -> No
               event=rng.choice(names), properties={"revenue": rng.randrange(80)})
         for n in range(40)
     ])  # fmt: skip
-    for name in ("quiet", "abandoned", "viewer_not_buying"):
+    for name in ("abandoned", "viewer_not_buying"):
         chart = pipe.get(f"/api/v1/segments/{name}/sizes?days=30")["sizes"]
         instants = [s["at_ms"] for s in chart]
         one_by_one = pipe.service.sizes_per_instant([name], instants)[name]

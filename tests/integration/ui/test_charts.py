@@ -87,3 +87,6 @@ def test_an_idle_warehouse_keeps_the_chart_for_an_hour_and_a_referred_segment_co
     assert counted.drawn == 2
     pipe.segment("viewers", 'did "Order Completed"')  # the segment it refers to changed
     assert chart() == [0] * 31 and counted.drawn == 3
+    pipe.service.delete("segment", "quiet_viewers")
+    cache.sizes(pipe.service, ["viewers"], lambda now: days_back(now, 30))
+    assert "quiet_viewers" not in cache._charts  # a deleted segment's chart is dropped
