@@ -139,8 +139,9 @@ test_generated_rules_agree_on_postgres = _generated("postgres")
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("depth", ["quick", pytest.param("deep", marks=pytest.mark.long)])
 def test_the_grid_query_gives_the_per_instant_members_on_postgres(
-    postgres_dsn: str,
+    postgres_dsn: str, depth: str
 ) -> None:
     opened: list[Backend] = []
 
@@ -149,7 +150,7 @@ def test_the_grid_query_gives_the_per_instant_members_on_postgres(
         return opened[-1]
 
     try:
-        grid_check(fresh, 6)()
+        grid_check(fresh, 40 if depth == "deep" else 6)()
     finally:
         for db in opened:
             db.close()
