@@ -13,13 +13,14 @@ that stayed 429/5xx through every attempt, or no answer, raises ``TransientError
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from segflow.errors import TransientError
+from segflow.syncs.auth import Credential, requests_auth
 from segflow.syncs.exceptions import DltMissing, VendorError
 from segflow.syncs.vendors import ObjectSpec, Record, Vendor
 
@@ -43,10 +44,18 @@ def _dlt() -> Any:
 
 
 @contextlib.contextmanager
-def client(base_url: str, credential: str, retries: Retries = Retries()) -> Iterator[Any]:
-    """A dlt ``RESTClient`` on ``base_url``, the credential as a bearer token (HubSpot private
-    apps, Zendesk OAuth, Stripe secret keys and Salesforce access tokens all take one); its
-    connections are closed when the block ends."""
+def client(
+    base_url: str,
+    credential: str | Credential,
+    retries: Retries = Retries(),
+    *,
+    vendor: str = "",
+    on_refresh: Callable[[str], None] | None = None,
+) -> Iterator[Any]:
+    """A dlt ``RESTClient`` on ``base_url`` that signs its requests with ``credential`` (a
+    string: a bearer token; else ``segflow.syncs.auth``: Zendesk API tokens, Salesforce's
+    refresh flow, whose new tokens go to ``on_refresh``); its connections are closed when the
+    block ends."""
     rest_client, retry = _dlt()
     session = retry.Client(
         raise_for_status=False,
@@ -54,7 +63,9 @@ def client(base_url: str, credential: str, retries: Retries = Retries()) -> Iter
         request_backoff_factor=retries.backoff_s,
         request_max_retry_delay=retries.max_delay_s,
     ).session
-    auth = rest_client.auth.BearerTokenAuth(token=credential)
+    if isinstance(credential, str):
+        credential = Credential(token=credential)
+    auth = requests_auth(vendor, base_url, credential, session, on_refresh)
     try:
         yield rest_client.RESTClient(base_url=base_url, auth=auth, session=session)
     finally:

@@ -103,7 +103,11 @@ class SyncRunner:
             try:
                 source = self.ingestor.source(definition.source)  # UnknownSource
                 with fetch.client(
-                    definition.url(), self.store.credential(name), self.retries
+                    definition.url(),
+                    self.store.auth(name),
+                    self.retries,
+                    vendor=vendor.name,
+                    on_refresh=lambda token: self.store.replace_token(name, token),
                 ) as api:
                     for obj in definition.object_names():
                         progress.object = obj
