@@ -51,7 +51,7 @@ class Credential(
 
     def secrets(self) -> dict[str, str]:
         """Everything but ``token`` (stored encrypted beside it)."""
-        out = msgspec.to_builtins(self)
+        out: dict[str, str] = msgspec.to_builtins(self)
         out.pop("token", None)
         return out
 

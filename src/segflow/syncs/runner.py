@@ -142,7 +142,8 @@ class SyncRunner:
             read, capped = 0, False
             for page, fetched in fetch.pages(api, vendor, spec, asked):
                 records = _unseen(spec, page, asked, skip)
-                self._store_page(vendor, spec, source, records, result)  # durable on return
+                owners = fetch.associations(api, vendor, spec, records)
+                self._store_page(vendor, spec, source, records, result, owners)  # durable
                 result.duplicates += (2 if spec.person else 1) * (len(page) - len(records))
                 moved = spec.next_cursor(cursor, page, fetched)
                 if spec.cursor_of is not None and moved is not None:
@@ -190,13 +191,15 @@ class SyncRunner:
         source: Source,
         records: list[Record],
         result: SyncResult,
+        owners: dict[str, list[str]] | None = None,
     ) -> None:
         received = self.clock.now_ms()
         messages: list[dict[str, Any]] = []
         letters: list[DeadLetter] = []
         for record in records:
             try:
-                messages.extend(to_messages(vendor, spec, record))
+                people = owners.get(spec.id_of(record)) if owners else None
+                messages.extend(to_messages(vendor, spec, record, people))
             except (KeyError, TypeError, ValueError) as exc:  # an object without its id...
                 letters.append(_dead_letter(source, received, vendor, spec, record, exc))
         if letters:

@@ -69,6 +69,9 @@ class ObjectSpec:
     # the objects at the cursor are remembered, so the next run skips them; Zendesk: None)
     cursor_of: Callable[[Record], int | None] | None = None
     query_limit: int | None = None  # the most results one query pages through (HubSpot: 10,000)
+    # HubSpot: the person object type this one is associated with (v4 associations API): the
+    # object's event goes to each associated person (a deal to its contacts)
+    associated: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ _HUBSPOT_TRAITS = {"email": "email", "firstname": "firstName", "lastname": "last
 
 
 def _hubspot(name: str, label: str, person: bool) -> ObjectSpec:
+    # a company's or a deal's events land on its contacts: fetch.associations
     modified, props = _HUBSPOT_PROPS[name]
 
     def request(cursor: str | None) -> PageRequest:
@@ -164,6 +168,7 @@ def _hubspot(name: str, label: str, person: bool) -> ObjectSpec:
         next_cursor=_max_cursor(lambda r: iso_ms(r.get("updatedAt"))),
         cursor_of=lambda r: iso_ms(r.get("updatedAt")),
         query_limit=10_000,  # the search API refuses `after` beyond 10,000 results
+        associated=None if person else "contacts",
     )  # fmt: skip
 
 

@@ -259,3 +259,43 @@ def test_a_sync_running_elsewhere_is_a_conflict_and_keeps_its_progress(world: Wo
             world.runner.run("stripe")
     assert world.store.get("stripe").progress.state == "idle"
     assert world.runner.run("stripe").stored == 2
+
+
+def test_a_hubspot_deal_lands_on_the_profiles_of_its_associated_contacts(world: World) -> None:
+    for n, email in ((51, "ann@example.com"), (52, "bob@example.com")):
+        world.api.add("hubspot", *person("hubspot", n, email, T0))
+    deal = {"id": "77", "createdAt": iso(T0), "updatedAt": iso(T0 + 1),
+            "properties": {"dealname": "Renewal", "amount": "900"}}  # fmt: skip
+    lonely = {"id": "78", "createdAt": iso(T0), "updatedAt": iso(T0 + 2), "properties": {}}
+    world.api.add("hubspot", "deals", deal, lonely)
+    world.api.associate("deals", "77", "contacts", "51", "52")
+    world.sync("hubspot", "contacts", "deals")
+    result = world.runner.run("hubspot")
+    assert result.stored == 4 + 2 + 1  # two contacts (identify + track), the deal on each, 78
+    deals = sorted(
+        (e.anonymous_id, e.properties["objectId"])
+        for e in world.stored()
+        if e.event == "HubSpot Deal Updated"
+    )
+    assert deals == [("hubspot:contact:51", "77"), ("hubspot:contact:52", "77"),
+                     ("hubspot:deals:78", "78")]  # fmt: skip
+    assert any(
+        p == "/crm/v4/associations/deals/contacts/batch/read" for _, p, _ in world.api.requests
+    )
+    assert world.runner.run("hubspot", full=True).stored == 0  # the same ids again
+
+    store = SqliteStateStore(world.data / "state.sqlite")
+    processor = Processor(world.log, store, clock=world.clock)
+    while processor.run_once() > 0:
+        pass
+    reader = ProfileReader(store.reader(), world.log)
+    try:
+        ann = reader.lookup("email", "ann@example.com")
+        by_contact = reader.lookup("hubspot_contact_id", "51")
+        assert ann is not None and by_contact is not None
+        assert ann.profile_id == by_contact.profile_id
+        events = [r.event.event for r in reader.timeline(ann, limit=20).events]
+        assert "HubSpot Deal Updated" in events
+    finally:
+        reader.close()
+        store.close()
