@@ -101,7 +101,10 @@ def to_messages(
     else:
         owners = [spec.owner_of(record) or f"{vendor.name}:{spec.name}:{object_id}"]
     updated, created = spec.updated_ms(record), spec.created_ms(record)
-    if updated is None:  # no update time (Stripe): the change happened by the time we saw it
+    deleted = spec.deleted_of(record)
+    if deleted:  # a track event on the person, not a deletion of the profile (docs/syncs.md)
+        verb, at = "Deleted", updated
+    elif updated is None:  # no update time (Stripe): the change happened by the time we saw it
         verb, at = "Synced", None
     else:
         verb, at = ("Created" if created == updated else "Updated"), updated
@@ -117,7 +120,7 @@ def to_messages(
         kind, _, owner_id = owner.rpartition(":")
         if kind in _ID_TYPES:
             context["externalIds"] = [{"id": owner_id, "type": _ID_TYPES[kind]}]
-        if spec.person:
+        if spec.person and not deleted:
             ids = {f"{vendor.name}Id": object_id}
             messages.append(
                 {

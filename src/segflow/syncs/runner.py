@@ -111,9 +111,10 @@ class SyncRunner:
                 ) as api:
                     for obj in definition.object_names():
                         progress.object = obj
-                        self._object(
-                            name, vendor, vendor.objects[obj], source, api, result, progress
-                        )
+                        spec = vendor.objects[obj]
+                        for part in (spec, spec.deletions):
+                            if part is not None:
+                                self._object(name, vendor, part, source, api, result, progress)
             except Exception as exc:
                 progress.state, progress.object = "failed", None
                 progress.finished_at_ms = progress.last_error_at_ms = self.clock.now_ms()
@@ -135,7 +136,7 @@ class SyncRunner:
         result: SyncResult,
         progress: SyncProgress,
     ) -> None:
-        start, seen = self.store.cursor_state(name, spec.name)
+        start, seen = self.store.cursor_state(name, spec.cursor_key)
         cursor, boundary = start, set(seen)
         while True:  # one query, or more where the API caps a query's results (HubSpot)
             asked, skip = cursor, frozenset(boundary)
@@ -169,7 +170,7 @@ class SyncRunner:
                 break
         if cursor is not None and (cursor != start or boundary != seen):
             self._commit(name, spec, cursor, boundary)
-            result.cursors[spec.name] = cursor
+            result.cursors[spec.cursor_key] = cursor
 
     def _commit(
         self,
@@ -181,7 +182,7 @@ class SyncRunner:
     ) -> None:
         at = self.clock.now_ms()
         self.store.commit_cursor(
-            name, spec.name, cursor, at_ms=at, boundary=frozenset(boundary), progress=progress
+            name, spec.cursor_key, cursor, at_ms=at, boundary=frozenset(boundary), progress=progress
         )
 
     def _store_page(
@@ -252,11 +253,14 @@ def _version(spec: ObjectSpec, record: Record) -> str:
 def _unseen(
     spec: ObjectSpec, page: list[Record], cursor: str | None, seen: frozenset[str]
 ) -> list[Record]:
-    """The page without the versions read at the cursor by the last run."""
-    if spec.cursor_of is None or cursor is None or not seen:
+    """The page without the versions read at the cursor by the last run (and, where the API
+    cannot filter by the cursor, without those before it)."""
+    if spec.cursor_of is None or cursor is None:
         return page
-    at = int(cursor)
-    return [r for r in page if spec.cursor_of(r) != at or _version(spec, r) not in seen]
+    at, key = int(cursor), spec.cursor_of
+    if not spec.api_filters:
+        page = [r for r in page if (key(r) or 0) >= at]
+    return [r for r in page if key(r) != at or _version(spec, r) not in seen]
 
 
 def _describe(exc: Exception) -> str:

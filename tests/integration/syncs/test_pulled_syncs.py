@@ -299,3 +299,49 @@ def test_a_hubspot_deal_lands_on_the_profiles_of_its_associated_contacts(world: 
     finally:
         reader.close()
         store.close()
+
+
+def test_a_deleted_zendesk_user_and_ticket_are_deleted_events_not_identify_calls(
+    world: World,
+) -> None:
+    world.api.add("zendesk", "users", person("zendesk", 42, "ann@example.com", T0)[1])
+    ticket = {"id": 9, "requester_id": 42, "status": "open", "created_at": iso(T0),
+              "updated_at": iso(T0)}  # fmt: skip
+    world.api.add("zendesk", "tickets", ticket)
+    world.sync("zendesk", "users", "tickets")
+    assert world.runner.run("zendesk").stored == 3
+    # Zendesk lists a deleted user with active false, a deleted ticket with status deleted
+    gone = {**person("zendesk", 42, "ann@example.com", T0)[1], "active": False,
+            "updated_at": iso(T0 + 60_000)}  # fmt: skip
+    world.api.add("zendesk", "users", gone)
+    world.api.add(
+        "zendesk", "tickets", {**ticket, "status": "deleted", "updated_at": iso(T0 + 61_000)}
+    )
+    assert world.runner.run("zendesk").stored == 2
+    latest = sorted(world.stored(), key=lambda e: e.timestamp_ms)[-2:]
+    assert [(e.type, e.event, e.anonymous_id) for e in latest] == [
+        ("track", "Zendesk User Deleted", "zendesk:user:42"),
+        ("track", "Zendesk Ticket Deleted", "zendesk:user:42"),
+    ]
+    assert latest[0].context["traits"]["email"] == "ann@example.com"
+
+
+def test_an_archived_hubspot_contact_is_a_deleted_event_read_once(world: World) -> None:
+    world.api.add("hubspot", *person("hubspot", 51, "ann@example.com", T0))
+    world.sync("hubspot", "contacts")
+    assert world.runner.run("hubspot").stored == 2
+    archived = {**person("hubspot", 51, "ann@example.com", T0)[1], "archived": True,
+                "archivedAt": iso(T0 + 60_000)}  # fmt: skip
+    world.api.add("hubspot", "contacts", archived)
+    result = world.runner.run("hubspot")
+    assert result.stored == 1 and result.cursors["contacts.archived"] == str(T0 + 60_000)
+    (deleted,) = [e for e in world.stored() if e.event == "HubSpot Contact Deleted"]
+    assert (deleted.type, deleted.anonymous_id) == ("track", "hubspot:contact:51")
+    assert (
+        deleted.timestamp_ms == T0 + 60_000
+        and deleted.context["traits"]["email"] == "ann@example.com"
+    )
+    assert any(p == "/crm/v3/objects/contacts" for _, p, _ in world.api.requests)
+    # archived objects cannot be asked for by time: all are listed again, none stored again
+    assert world.runner.run("hubspot").stored == 0
+    assert world.runner.run("hubspot", full=True).stored == 0
