@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
+import msgspec
 import pytest
 
+from segflow.activate.secretbox import SecretBox
 from segflow.syncs.auth import Credential
 from segflow.syncs.exceptions import SyncInvalid, VendorError
-from segflow.syncs.store import SyncDefinition
+from segflow.syncs.store import SyncDefinition, open_store
 
 from .conftest import World
 
@@ -130,3 +135,28 @@ def test_a_credential_that_does_not_fit_its_vendor_is_refused_naming_the_field(
         world.store.create(definition, credential)
     assert caught.value.field == field
     assert world.store.names() == []
+
+
+def test_a_store_made_before_credentials_had_parts_opens_and_keeps_its_token(
+    tmp_path: Path,
+) -> None:
+    box = SecretBox.open(tmp_path)
+    con = sqlite3.connect(tmp_path / "syncs.sqlite")
+    con.execute(
+        "CREATE TABLE syncs(name TEXT PRIMARY KEY, definition BLOB NOT NULL,"
+        " credential TEXT NOT NULL, fingerprint TEXT NOT NULL, created_at_ms INTEGER NOT NULL)"
+    )
+    definition = SyncDefinition(name="old", vendor="stripe", source="crm")
+    con.execute(
+        "INSERT INTO syncs VALUES(?,?,?,?,?)",
+        ("old", msgspec.json.encode(definition), box.encrypt("rk_old"), "fp", 1),
+    )
+    con.commit()
+    con.close()
+    store = open_store(tmp_path)
+    try:
+        assert store.auth("old") == Credential(token="rk_old")
+        store.replace_token("old", "rk_new")
+        assert store.credential("old") == "rk_new"
+    finally:
+        store.close()
