@@ -145,7 +145,7 @@ class SyncRunner:
                 records = _unseen(spec, page, asked, skip)
                 owners = fetch.associations(api, vendor, spec, records)
                 self._store_page(vendor, spec, source, records, result, owners)  # durable
-                result.duplicates += (2 if spec.person else 1) * (len(page) - len(records))
+                result.duplicates += _calls(spec, page) - _calls(spec, records)
                 moved = spec.next_cursor(cursor, page, fetched)
                 if spec.cursor_of is not None and moved is not None:
                     if moved != cursor:
@@ -244,6 +244,12 @@ class SyncRunner:
             yield
         finally:
             os.close(fd)
+
+
+def _calls(spec: ObjectSpec, records: list[Record]) -> int:
+    """The messages of ``records`` (a person: identify + track, unless deleted; one track per
+    associated person is not counted here)."""
+    return sum(2 if spec.person and not spec.deleted_of(r) else 1 for r in records)
 
 
 def _version(spec: ObjectSpec, record: Record) -> str:
