@@ -5,9 +5,12 @@ days) goes through the real log, the processor (the rules benchmark's ten segmen
 DuckDB warehouse loader. Then, interleaved over ``--rounds`` rounds:
 
 - segflow: ``SegmentService.sizes`` for one segment at the 31 instants of a 30-day chart, in
-  valid time (the rule's SQL at each instant, compiled and run: 31 queries);
+  valid time (the compiler's time grid: one query for the 31 instants);
+- before: the same chart by ``SegmentService.sizes_per_instant`` (the rule's SQL at each
+  instant: 31 queries), what ``sizes`` ran before the grid (#17);
 - baseline: the same chart from the recorded intervals (``size_history``: one query over the
-  warehouse's ``memberships``, what the chart read before #17 — fast, but in the wrong time).
+  warehouse's ``memberships``, what the chart read before #17 — fast, but in the wrong time);
+- the console's segment list: every segment's chart (``sizes`` of all ten), grid and per instant.
 
 And a profile's valid history (``segflow.stream.history.valid_history``: its events read back
 from the log and replayed in event time with its timers) for a sample of profiles: p50 and
@@ -45,6 +48,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--segment", default="dormant")
     ap.add_argument("--sample", type=int, default=200, help="profiles whose history is replayed")
+    ap.add_argument("--list", action="store_true", help="also time the ten segments' charts")
     args = ap.parse_args()
     events = [e for _, e in stream(args.events, args.profiles)]
     end = max(e.timestamp_ms for e in events)
@@ -70,12 +74,28 @@ def main() -> None:
     print(f"prepared {len(events):,} events in {time.perf_counter() - t0:.0f} s", flush=True)
 
     at = days_back(end, 30)
-    ours, theirs, ratios = [], [], []
+    ours, theirs, ratios, before, speedups = [], [], [], [], []
+    everyone, everyone_before, list_speedups = [], [], []
+    names = sorted(TEN_RULES)
     service.sizes([args.segment], at)  # warm-up
+    service.sizes_per_instant([args.segment], at)
     for _ in range(args.rounds):
         t = time.perf_counter()
         valid = service.sizes([args.segment], at)[args.segment]
         ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        one_by_one = service.sizes_per_instant([args.segment], at)[args.segment]
+        before.append(time.perf_counter() - t)
+        assert one_by_one == valid, (one_by_one, valid)
+        speedups.append(before[-1] / ours[-1])
+        if args.list:
+            t = time.perf_counter()
+            service.sizes(names, at)
+            everyone.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            service.sizes_per_instant(names, at)
+            everyone_before.append(time.perf_counter() - t)
+            list_speedups.append(everyone_before[-1] / everyone[-1])
         con = connect(work / "warehouse.duckdb")
         t = time.perf_counter()
         recorded = size_history(con, [args.segment], at)[args.segment]
@@ -109,11 +129,23 @@ def main() -> None:
     print(f"\n{date} {commit()} {machine()}")
     print(
         f"| {date} | {commit()} | {len(events):,} events, {args.profiles:,} profiles,"
-        f" `{args.segment}` | {median(ours) * 1000:.0f} ms (31 SQL queries) |"
+        f" `{args.segment}` | {median(ours) * 1000:.0f} ms (grid: 1 SQL query) |"
         f" {median(theirs) * 1000:.1f} ms (interval query) | {median(ratios):.0f}x |"
         f" replay p50 {p50[0] * 1000:.1f} ms ({p50[1]} events), p99 {p99[0] * 1000:.1f} ms"
         f" ({p99[1]} events) |"
     )
+    print(
+        f"| {date} | {commit()} | {len(events):,} events, {args.profiles:,} profiles,"
+        f" `{args.segment}`, 31 instants | grid {median(ours) * 1000:.0f} ms |"
+        f" per instant {median(before) * 1000:.0f} ms | {median(speedups):.1f}x faster |"
+    )
+    if args.list:
+        print(
+            f"| {date} | {commit()} | {len(events):,} events, {args.profiles:,} profiles,"
+            f" segment list (10 charts) | grid {median(everyone) * 1000:.0f} ms |"
+            f" per instant {median(everyone_before) * 1000:.0f} ms |"
+            f" {median(list_speedups):.1f}x faster |"
+        )
 
 
 if __name__ == "__main__":

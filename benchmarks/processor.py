@@ -149,7 +149,7 @@ def run_segflow(
     settings = ProcessorSettings(batch_size=BATCH)
     proc = Processor(log, store, evaluator, ManualClock(end), settings=settings)
     before = gc.get_threshold()
-    tune_gc(settings.gc_threshold)  # as the running processor does (Processor.run_forever)
+    tune_gc(settings.gc_threshold)  # as the running processor does (Processor.start)
     t0 = time.perf_counter()
     try:
         while proc.run_once() > 0:

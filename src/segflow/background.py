@@ -1,8 +1,9 @@
 """A service's background thread: :class:`BackgroundLoop` (one tick every interval).
 
-The serve process's background parts (``segflow.server.services``: the definition watcher,
-the ML schedule, deletion regulations, the suppression refresh, the pipeline's snapshot and
-command queue) are each a loop of the same shape — a daemon thread that does a round of work,
+The serve process's background parts (``segflow.server.services``: the processor, the
+warehouse loader, the definition watcher, the ML schedule, deletion regulations, the
+suppression refresh, the pipeline's snapshot and command queue, the metrics publisher) are each
+a loop of the same shape — a daemon thread that does a round of work,
 then waits an interval or until woken, until stopped — written once here.
 """
 
@@ -11,8 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any
-
-logger = logging.getLogger("segflow.server")
 
 __all__ = ["BackgroundLoop"]
 
@@ -55,6 +54,8 @@ class BackgroundLoop:
         self._wake.set()
 
     def start(self) -> None:
+        if self._thread is not None:  # already running
+            return
         self._stop.clear()
         self._thread = threading.Thread(target=self._main, name=f"segflow-{self.name}", daemon=True)
         self._thread.start()
@@ -73,8 +74,10 @@ class BackgroundLoop:
             self._wake.clear()
             try:
                 busy = self.tick() is True
-            except Exception:
-                logger.exception("%s failed; will retry", self.name)
+            except Exception:  # logged under the service's own module
+                logging.getLogger(type(self).__module__).exception(
+                    "%s failed; will retry", self.name
+                )
                 busy = False
             if not busy and not self._stop.is_set():
                 self._wake.wait(self.interval_s)

@@ -2,7 +2,10 @@
 CRM search (``after`` cursors), Zendesk's cursor-based incremental export (``after_cursor``,
 ``end_of_stream``), Stripe's lists (``starting_after`` + ``has_more``, newest first) and
 Salesforce's SOQL query (``nextRecordsUrl``, ``SystemModstamp``), each as documented, with a
-bearer token, and answers queued by a test (429 + Retry-After, 500, 401).
+bearer token, and answers queued by a test (429 + Retry-After, 500, 401). Also: Salesforce's
+OAuth 2.0 refresh-token flow (``/services/oauth2/token``; an unknown access token is a 401
+``INVALID_SESSION_ID``), Zendesk's API token auth (basic ``email/token:TOKEN``), HubSpot's v4
+associations (batch read) and archived objects (``archived=true``).
 
 >>> api = VendorApi(token="t")
 >>> api.add("stripe", "customers", {"id": "cus_1", "created": 1, "email": "a@b.c"})
@@ -49,6 +52,13 @@ class VendorApi:
         self.queue: deque[tuple[int, dict[str, str]]] = deque()
         self.requests: list[tuple[float, str, int]] = []  # (monotonic time, path, status)
         self.lock = threading.Lock()
+        # Salesforce's connected app: (client_id, client_secret, refresh_token); each refresh
+        # makes a new access token the only one accepted
+        self.salesforce_app: tuple[str, str, str] | None = None
+        self.refreshes = 0
+        self.zendesk_api_token: tuple[str, str] | None = None  # (email, API token)
+        # HubSpot associations: (from type, to type) -> from id -> to ids
+        self.associations: dict[tuple[str, str], dict[str, list[str]]] = {}
         self._queries: dict[str, tuple[list[dict[str, Any]], int]] = {}
         self._cache: dict[tuple[str, str], Any] = {}
         api = self
@@ -62,7 +72,11 @@ class VendorApi:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                api._handle(self, json.loads(self.rfile.read(length) or b"{}"))
+                raw = self.rfile.read(length)
+                if self.headers.get("Content-Type", "").startswith("application/x-www-form"):
+                    api._handle(self, {k: v[-1] for k, v in parse_qs(raw.decode()).items()})
+                else:
+                    api._handle(self, json.loads(raw or b"{}"))
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -102,8 +116,14 @@ class VendorApi:
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         with self.lock:
             queued = self.queue.popleft() if self.queue else None
-        if h.headers.get("Authorization") != f"Bearer {self.token}":
+        if url.path == "/services/oauth2/token":
+            status, answer, headers = *self._refresh(body or {}), {}
+        elif h.headers.get("Authorization") not in self._accepted():
             status, answer, headers = 401, {"error": "unauthorized"}, {}
+            if url.path.startswith("/services/"):  # as Salesforce answers an expired token
+                answer = [
+                    {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}
+                ]
         elif queued is not None:
             status, headers = queued
             answer = {"error": "queued answer"}
@@ -121,9 +141,41 @@ class VendorApi:
         h.end_headers()
         h.wfile.write(data)
 
+    def _accepted(self) -> set[str]:
+        found = {f"Bearer {self.token}"}
+        if self.zendesk_api_token is not None:
+            email, token = self.zendesk_api_token
+            found.add("Basic " + base64.b64encode(f"{email}/token:{token}".encode()).decode())
+        return found
+
+    def _refresh(self, form: dict[str, str]) -> tuple[int, Any]:
+        """Salesforce's token endpoint, ``grant_type=refresh_token``."""
+        given = (form.get("client_id"), form.get("client_secret"), form.get("refresh_token"))
+        if form.get("grant_type") != "refresh_token" or given != self.salesforce_app:
+            return 400, {
+                "error": "invalid_grant",
+                "error_description": "expired access/refresh token",
+            }
+        with self.lock:
+            self.refreshes += 1
+            self.token = f"00Dsf!access-{self.refreshes}"
+        return 200, {"access_token": self.token, "instance_url": self.url, "token_type": "Bearer",
+                     "id": f"{self.url}/id/00D/005", "issued_at": str(int(time.time() * 1000)),
+                     "signature": "sig"}  # fmt: skip
+
+    def associate(self, from_type: str, from_id: str, to_type: str, *to_ids: str) -> None:
+        """Associate a HubSpot object with others (a deal with its contacts)."""
+        with self.lock:
+            found = self.associations.setdefault((from_type, to_type), {})
+            found.setdefault(from_id, []).extend(to_ids)
+
     def _route(self, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         if m := re.fullmatch(r"/crm/v3/objects/(\w+)/search", path):
             return self._hubspot(m[1], body or {})
+        if m := re.fullmatch(r"/crm/v4/associations/(\w+)/(\w+)/batch/read", path):
+            return self._hubspot_associations(m[1], m[2], body or {})
+        if m := re.fullmatch(r"/crm/v3/objects/(\w+)", path):
+            return self._hubspot_archived(m[1], query)
         if m := re.fullmatch(r"/api/v2/incremental/(\w+)/cursor\.json", path):
             return self._zendesk(m[1], query)
         if m := re.fullmatch(r"/v1/(\w+)", path):
@@ -153,7 +205,7 @@ class VendorApi:
     # -- HubSpot: POST search, sorted by the modified property, `after` in the body ------------
 
     def _hubspot(self, obj: str, body: dict[str, Any]) -> tuple[int, Any]:
-        items = self._items("hubspot", obj)
+        items = [r for r in self._items("hubspot", obj) if not r.get("archived")]
         for group in body.get("filterGroups", []):
             for f in group["filters"]:
                 assert f["operator"] == "GTE", f
@@ -165,6 +217,35 @@ class VendorApi:
             return 400, {"status": "error", "message": "paging beyond the result window"}
         page = items[start : start + limit]
         out: dict[str, Any] = {"total": len(items), "results": page}
+        if start + limit < len(items):
+            out["paging"] = {"next": {"after": str(start + limit)}}
+        return 200, out
+
+    def _hubspot_associations(self, src: str, dst: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """v4 batch read: ``{"inputs": [{"id"}]}`` -> each input's associated objects."""
+        with self.lock:
+            found = dict(self.associations.get((src, dst), {}))
+        inputs = [str(i["id"]) for i in body.get("inputs", [])]
+        if len(inputs) > 1000:
+            return 400, {"status": "error", "message": "at most 1000 inputs"}
+        results = [
+            {"from": {"id": i}, "to": [
+                {"toObjectId": int(t), "associationTypes": [
+                    {"category": "HUBSPOT_DEFINED", "typeId": 3, "label": None}]}
+                for t in found[i]]}
+            for i in inputs if found.get(i)
+        ]  # fmt: skip
+        return 200, {"status": "COMPLETE", "results": results}
+
+    def _hubspot_archived(self, obj: str, query: dict[str, str]) -> tuple[int, Any]:
+        """The list API with ``archived=true``: archived objects only, paged by ``after``."""
+        if query.get("archived") != "true":
+            return 400, {"status": "error", "message": "only archived=true is served"}
+        items = [r for r in self._items("hubspot", obj) if r.get("archived")]
+        items.sort(key=lambda r: r["id"])
+        limit = min(int(query.get("limit", 10)), self.page_size or 100)
+        start = int(query.get("after") or 0)
+        out: dict[str, Any] = {"results": items[start : start + limit]}
         if start + limit < len(items):
             out["paging"] = {"next": {"after": str(start + limit)}}
         return 200, out

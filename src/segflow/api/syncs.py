@@ -3,7 +3,11 @@
 =======  ===========================  =====  ============================================
 GET      /api/v1/syncs                read   every sync: definition, cursors, progress
 POST     /api/v1/syncs                admin  ``{"name", "vendor", "source", "credential",
-                                             "base_url"?, "objects"?, "interval_s"?}`` -> 201
+                                             "base_url"?, "objects"?, "interval_s"?}`` -> 201;
+                                             ``credential``: a token, or ``{"token",
+                                             "email"}`` (Zendesk API token), ``{"token"?,
+                                             "client_id", "client_secret",
+                                             "refresh_token"}`` (Salesforce refresh flow)
 GET      /api/v1/syncs/{name}         read   one sync
 DELETE   /api/v1/syncs/{name}         admin  remove it (its cursors and credential too)
 POST     /api/v1/syncs/{name}/run     admin  run it now (``serve``'s schedule picks it up)
@@ -24,21 +28,35 @@ from segflow.api.auth import Authorize
 from segflow.api.common import actor, endpoint
 from segflow.catalog.audit import AuditLog
 from segflow.clock import Clock, WallClock
+from segflow.syncs.auth import Credential
 from segflow.syncs.exceptions import SyncInvalid
 from segflow.syncs.store import SyncDefinition, SyncStore
 
 
-def _definition(body: dict[str, Any]) -> tuple[SyncDefinition, str]:
+def _field(exc: msgspec.ValidationError, prefix: str = "") -> str:
+    path = str(exc).rsplit("at `$.", 1)
+    return prefix + path[1].rstrip("`") if len(path) == 2 else prefix.rstrip(".")
+
+
+def _definition(body: dict[str, Any]) -> tuple[SyncDefinition, str | Credential]:
     fields = {k: v for k, v in body.items() if k != "credential"}
-    credential = body.get("credential")
-    if not isinstance(credential, str) or not credential:
-        raise SyncInvalid("credential", "the vendor's API token (a non-empty string)")
+    given = body.get("credential")
+    credential: str | Credential
+    if isinstance(given, dict):
+        try:
+            credential = msgspec.convert(given, Credential)
+        except msgspec.ValidationError as exc:
+            raise SyncInvalid(_field(exc, "credential."), str(exc)) from None
+    elif isinstance(given, str) and given:
+        credential = given
+    else:
+        raise SyncInvalid(
+            "credential", "the vendor's API token (a non-empty string) or an object (docs/syncs.md)"
+        )
     try:
         return msgspec.convert(fields, SyncDefinition), credential
     except msgspec.ValidationError as exc:
-        path = str(exc).rsplit("at `$.", 1)
-        field = path[1].rstrip("`") if len(path) == 2 else ""
-        raise SyncInvalid(field, str(exc)) from None
+        raise SyncInvalid(_field(exc), str(exc)) from None
 
 
 def sync_routes(

@@ -67,7 +67,9 @@ def process(
                     advance(n)
         else:
             watcher.start()
-            processor.run_forever(stop)
+            processor.start()
+            stop.wait()
+            processor.stop()
     finally:
         if lease is not None:
             lease.stop()

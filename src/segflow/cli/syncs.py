@@ -35,8 +35,20 @@ def add(
     name: str = typer.Argument(..., help="a name for the sync, e.g. stripe-live"),
     vendor: str = typer.Option(..., "--vendor", help="hubspot, zendesk, stripe or salesforce"),
     source: str = typer.Option(..., "--source", help="the segflow source to store events under"),
-    credential_env: str = typer.Option(
-        ..., "--credential-env", help="the environment variable holding the API token"
+    credential_env: str | None = typer.Option(
+        None, "--credential-env", help="the environment variable holding the API token"
+    ),
+    email: str | None = typer.Option(
+        None, "--email", help="Zendesk: the agent whose API token it is (basic auth)"
+    ),
+    client_id: str | None = typer.Option(
+        None, "--client-id", help="Salesforce: the connected app's consumer key (refresh flow)"
+    ),
+    client_secret_env: str | None = typer.Option(
+        None, "--client-secret-env", help="Salesforce: the variable holding the consumer secret"
+    ),
+    refresh_token_env: str | None = typer.Option(
+        None, "--refresh-token-env", help="Salesforce: the variable holding the refresh token"
     ),
     base_url: str | None = typer.Option(
         None, "--base-url", help="the API's base URL (Zendesk and Salesforce: your instance's)"
@@ -46,13 +58,28 @@ def add(
     data_dir: Path | None = DataDirOption,
     config: Path | None = ConfigOption,
 ) -> None:
-    """Add a sync; its credential is read from an environment variable (never from argv) and
-    stored encrypted."""
+    """Add a sync; its secrets are read from environment variables (never from argv) and
+    stored encrypted. Salesforce's refresh flow: ``--client-id``, ``--client-secret-env`` and
+    ``--refresh-token-env`` (``--credential-env`` optional); Zendesk API token: ``--email``."""
+    from segflow.syncs.auth import Credential
     from segflow.syncs.store import SyncDefinition, open_store
 
-    credential = os.environ.get(credential_env, "")
-    if not credential:
-        raise typer.BadParameter(f"${credential_env} is empty", param_hint="--credential-env")
+    def secret(env: str | None, option: str) -> str | None:
+        value = os.environ.get(env, "") if env else None
+        if env and not value:
+            raise typer.BadParameter(f"${env} is empty", param_hint=option)
+        return value
+
+    token = secret(credential_env, "--credential-env") or ""
+    refresh_token = secret(refresh_token_env, "--refresh-token-env")
+    if not token and not refresh_token:
+        raise typer.BadParameter(
+            "the API token's variable is required", param_hint="--credential-env"
+        )
+    credential = Credential(
+        token=token, email=email, client_id=client_id,
+        client_secret=secret(client_secret_env, "--client-secret-env"), refresh_token=refresh_token,
+    )  # fmt: skip
     settings = resolve_settings(data_dir, config)
     store = open_store(settings.data_path, settings.activate.secrets_key)
     definition = SyncDefinition(

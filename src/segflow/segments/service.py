@@ -35,8 +35,14 @@ from segflow.errors import SegflowError, ValidationError
 from segflow.rules import Diagnostic, RuleSyntaxError, SegmentProgram, check, compile_segments
 from segflow.rules.parser import parse
 from segflow.rules.passes import score_models, score_ranges
-from segflow.rules.sql.compiler import compile_members, members_at_instant, members_expression
+from segflow.rules.sql.compiler import (
+    compile_members,
+    compile_members_grid,
+    members_at_instant,
+    members_expression,
+)
 from segflow.segments.store import Definition, DefinitionStore, Kind, check_name
+from segflow.warehouse.loader import read_cursors
 from segflow.warehouse.postgres import dialect_of
 
 log = logging.getLogger(__name__)
@@ -211,14 +217,40 @@ class SegmentService:
 
     def sizes(self, segments: list[str], at_ms: list[int]) -> dict[str, list[int]]:
         """How many profiles each of ``segments`` held at each of ``at_ms`` in valid time (its
-        rule's SQL at each instant): ``{segment: [size at at_ms[0], ...]}``."""
+        rule's SQL at each instant): ``{segment: [size at at_ms[0], ...]}``.
+
+        One query per segment for all the instants (the compiler's time grid,
+        ``compile_members_grid``), equal to the rule's SQL at each instant.
+        """
+        rules = {name: self.store.get("segment", name).rule for name in segments}
+        if not at_ms:
+            return {name: [] for name in rules}
+        con = self._warehouse()
+        try:
+            dialect, others, traits = dialect_of(con), self.segments(), self.traits()
+            out: dict[str, list[int]] = {}
+            for name, rule in rules.items():
+                sql = compile_members_grid(
+                    rule, at_ms, segments=others, traits=traits, dialect=dialect, seen=True
+                )
+                rows = con.execute(
+                    f"SELECT at_ms, count(*) FROM ({sql}) AS m GROUP BY at_ms"
+                ).fetchall()
+                counts = {int(t): int(n) for t, n in rows}
+                out[name] = [counts.get(t, 0) for t in at_ms]
+            return out
+        finally:
+            con.close()
+
+    def sizes_per_instant(self, segments: list[str], at_ms: list[int]) -> dict[str, list[int]]:
+        """:meth:`sizes` by one query per instant (the rule compiled once, T written in at
+        each): what the grid is held to, and the benchmark's "before"."""
         rules = {name: self.store.get("segment", name).rule for name in segments}
         con = self._warehouse()
         try:
-            # one query per instant (the compiler has no time grid): ~30 for a chart
             dialect, others, traits = dialect_of(con), self.segments(), self.traits()
             out: dict[str, list[int]] = {}
-            for name, rule in rules.items():  # compiled once, written in at each instant
+            for name, rule in rules.items():
                 query = members_expression(
                     rule, segments=others, traits=traits, dialect=dialect, seen=True
                 )
@@ -226,6 +258,21 @@ class SegmentService:
                     self._count(con, members_at_instant(query, at, dialect)) for at in at_ms
                 ]
             return out
+        finally:
+            con.close()
+
+    def loaded_position(self) -> tuple[tuple[str, int], ...]:
+        """How far the warehouse loader has loaded (its cursors: ``log:<partition>`` and
+        ``changes``); () when the warehouse or its cursors cannot be read."""
+        try:
+            con = self._warehouse()
+        except (duckdb.Error, SegflowError):
+            return ()
+        try:
+            return tuple(sorted(read_cursors(con).items()))
+        except Exception:  # no cursors table (a warehouse segflow does not load), any engine
+            log.debug("warehouse cursors unavailable", exc_info=True)
+            return ()
         finally:
             con.close()
 

@@ -27,6 +27,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
+from segflow.background import BackgroundLoop
 from segflow.clock import Clock, WallClock
 from segflow.errors import NotFoundError
 from segflow.identity import Identifier, IdentityRules
@@ -84,8 +85,12 @@ class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     kernel: bool = True  # run rule sets on the compiled kernel when it is built (see native)
 
 
-class Processor:
-    """Consumes ``log`` into ``store``; ``run_once`` / ``run_forever`` / ``start``+``stop``."""
+class Processor(BackgroundLoop):
+    """Consumes ``log`` into ``store``: ``run_once`` (one batch), or ``start`` / ``stop`` for a
+    background thread (a :class:`~segflow.background.BackgroundLoop`: a batch after another
+    while there is work, then ``poll_interval_ms`` idle unless :meth:`wake` comes first)."""
+
+    join_s = 10.0
 
     def __init__(
         self,
@@ -97,6 +102,7 @@ class Processor:
         rules: IdentityRules | None = None,
         assignment: Assignment | None = None,
     ) -> None:
+        super().__init__()
         self.name = "processor"  # a segflow.server.services.Service: start() / stop()
         self.log = log
         self.store = store
@@ -130,9 +136,7 @@ class Processor:
             else None
         )
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.interval_s = self.settings.poll_interval_ms / 1000  # idle: the next poll
         self._commands: list[_Pending[Any]] = []
         # events carrying one of these identifiers are dropped (segflow.privacy suppressions)
         self.blocked: Callable[[Sequence[Identifier]], bool] | None = None
@@ -498,42 +502,24 @@ class Processor:
         with self.transaction() as batch:
             return command(batch, self.clock.now_ms())
 
-    def run_forever(self, stop_event: threading.Event) -> None:
-        """Loop until ``stop_event`` is set, waiting ``poll_interval_ms`` when idle (or until
-        :meth:`wake`). Tunes the process's cyclic garbage collector first (:func:`tune_gc`)."""
-        tune_gc(self.settings.gc_threshold)
-        while not stop_event.is_set():
-            try:
-                done = self.run_once()
-            except Exception:
-                log.exception("processor batch failed; retrying")
-                done = 0
-            if done == 0:
-                self._wake.wait(self.settings.poll_interval_ms / 1000)
-                self._wake.clear()
+    def tick(self) -> bool:
+        """One batch; ``True`` when it did work (another follows at once)."""
+        return self.run_once() > 0
 
     def wake(self) -> None:
         """New events are in the log: stop the idle wait now (``segflow serve`` calls this
         after each log commit, so an event is processed without waiting for the next poll)."""
-        self._wake.set()
+        super().wake()
 
     def start(self) -> None:
-        """Run in a background thread (``segflow serve``)."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self.run_forever, args=(self._stop,), name="segflow-processor", daemon=True
-        )
-        self._thread.start()
+        """Run in a background thread (``segflow serve``, ``segflow process``), after tuning the
+        process's cyclic garbage collector (:func:`tune_gc`)."""
+        tune_gc(self.settings.gc_threshold)
+        super().start()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the background thread after its current batch."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+    def stop(self) -> None:
+        """Stop the background thread after its current batch; mirror the offsets."""
+        super().stop()
         with contextlib.suppress(Exception):  # the log may be closed already
             self.flush_offsets()
 

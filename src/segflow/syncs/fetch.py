@@ -13,13 +13,14 @@ that stayed 429/5xx through every attempt, or no answer, raises ``TransientError
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from segflow.errors import TransientError
+from segflow.syncs.auth import Credential, requests_auth
 from segflow.syncs.exceptions import DltMissing, VendorError
 from segflow.syncs.vendors import ObjectSpec, Record, Vendor
 
@@ -43,10 +44,18 @@ def _dlt() -> Any:
 
 
 @contextlib.contextmanager
-def client(base_url: str, credential: str, retries: Retries = Retries()) -> Iterator[Any]:
-    """A dlt ``RESTClient`` on ``base_url``, the credential as a bearer token (HubSpot private
-    apps, Zendesk OAuth, Stripe secret keys and Salesforce access tokens all take one); its
-    connections are closed when the block ends."""
+def client(
+    base_url: str,
+    credential: str | Credential,
+    retries: Retries = Retries(),
+    *,
+    vendor: str = "",
+    on_refresh: Callable[[str], None] | None = None,
+) -> Iterator[Any]:
+    """A dlt ``RESTClient`` on ``base_url`` that signs its requests with ``credential`` (a
+    string: a bearer token; else ``segflow.syncs.auth``: Zendesk API tokens, Salesforce's
+    refresh flow, whose new tokens go to ``on_refresh``); its connections are closed when the
+    block ends."""
     rest_client, retry = _dlt()
     session = retry.Client(
         raise_for_status=False,
@@ -54,7 +63,9 @@ def client(base_url: str, credential: str, retries: Retries = Retries()) -> Iter
         request_backoff_factor=retries.backoff_s,
         request_max_retry_delay=retries.max_delay_s,
     ).session
-    auth = rest_client.auth.BearerTokenAuth(token=credential)
+    if isinstance(credential, str):
+        credential = Credential(token=credential)
+    auth = requests_auth(vendor, base_url, credential, session, on_refresh)
     try:
         yield rest_client.RESTClient(base_url=base_url, auth=auth, session=session)
     finally:
@@ -70,15 +81,39 @@ def _checked_and_decoded_once(response: Any, *args: Any, **kwargs: Any) -> None:
     response.json = lambda **_: body
 
 
+@contextlib.contextmanager
+def _answers(vendor: Vendor, what: str) -> Iterator[None]:
+    """Map ``requests``' and msgspec's errors to segflow's (see the module docstring)."""
+    import requests
+
+    try:
+        yield
+    except requests.HTTPError as exc:
+        if exc.response is not None:
+            exc.response.close()
+        status = exc.response.status_code if exc.response is not None else None
+        if status is not None and (status == 429 or status >= 500):
+            raise TransientError(
+                f"{vendor.name} {what}: HTTP {status} after every retry",
+                details={"vendor": vendor.name, "status": status},
+            ) from exc
+        text = exc.response.text[:300] if exc.response is not None else str(exc)
+        raise VendorError(vendor.name, status, f"{what}: HTTP {status}: {text}") from exc
+    except msgspec.DecodeError as exc:
+        raise VendorError(vendor.name, 200, f"{what}: the answer is not JSON: {exc}") from exc
+    except requests.RequestException as exc:
+        raise TransientError(
+            f"{vendor.name} {what}: {exc}", details={"vendor": vendor.name}
+        ) from exc
+
+
 def pages(
     api: Any, vendor: Vendor, spec: ObjectSpec, cursor: str | None
 ) -> Iterator[tuple[list[Record], Any]]:
     """``(objects, page)`` per page of ``spec`` changed since ``cursor`` (``page``: dlt's
     ``PageData``, with the ``response`` and the ``paginator`` after it)."""
-    import requests
-
     first = spec.request(cursor)
-    try:
+    with _answers(vendor, spec.name):
         for page in api.paginate(
             first.path,
             method=first.method,
@@ -89,20 +124,33 @@ def pages(
             hooks={"response": [_checked_and_decoded_once]},
         ):
             yield list(page), page
-    except requests.HTTPError as exc:
-        if exc.response is not None:
-            exc.response.close()
-        status = exc.response.status_code if exc.response is not None else None
-        if status is not None and (status == 429 or status >= 500):
-            raise TransientError(
-                f"{vendor.name} {spec.name}: HTTP {status} after every retry",
-                details={"vendor": vendor.name, "status": status},
-            ) from exc
-        text = exc.response.text[:300] if exc.response is not None else str(exc)
-        raise VendorError(vendor.name, status, f"{spec.name}: HTTP {status}: {text}") from exc
-    except msgspec.DecodeError as exc:
-        raise VendorError(vendor.name, 200, f"{spec.name}: the answer is not JSON: {exc}") from exc
-    except requests.RequestException as exc:
-        raise TransientError(
-            f"{vendor.name} {spec.name}: {exc}", details={"vendor": vendor.name}
-        ) from exc
+
+
+ASSOCIATIONS_BATCH = 1000  # HubSpot's v4 batch read takes at most 1,000 inputs
+
+
+def associations(
+    api: Any, vendor: Vendor, spec: ObjectSpec, records: list[Record]
+) -> dict[str, list[str]]:
+    """The ids of the ``spec.associated`` objects of each of ``records``, by the record's id
+    (HubSpot's v4 associations API, ``POST /crm/v4/associations/{from}/{to}/batch/read``; the
+    first page of each object's associations, up to 500).
+
+    The answer's shape: ``{"results": [{"from": {"id": "77"}, "to": [{"toObjectId": 51}]}]}``.
+    """
+    if spec.associated is None or not records:
+        return {}
+    path = f"/crm/v4/associations/{spec.name}/{spec.associated}/batch/read"
+    found: dict[str, list[str]] = {}
+    ids = [spec.id_of(r) for r in records if r.get("id") is not None]
+    for start in range(0, len(ids), ASSOCIATIONS_BATCH):
+        inputs = [{"id": i} for i in ids[start : start + ASSOCIATIONS_BATCH]]
+        with _answers(vendor, f"{spec.name} associations"):
+            answer = api.post(
+                path, json={"inputs": inputs}, hooks={"response": [_checked_and_decoded_once]}
+            )
+            for result in answer.json().get("results") or ():
+                to = [str(t["toObjectId"]) for t in result.get("to") or () if "toObjectId" in t]
+                if to:
+                    found.setdefault(str(result["from"]["id"]), []).extend(to)
+    return found

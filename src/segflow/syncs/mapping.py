@@ -24,6 +24,7 @@ True
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,48 +76,72 @@ def properties_of(record: Record) -> dict[str, Any]:
     return out
 
 
-def to_messages(vendor: Vendor, spec: ObjectSpec, record: Record) -> list[dict[str, Any]]:
-    """The messages of one object (see the module docstring)."""
+# the anonymousId prefix of an associated person, by (vendor, the person object)
+_PERSON_KEYS = {("hubspot", "contacts"): "hubspot:contact"}
+
+
+def to_messages(
+    vendor: Vendor, spec: ObjectSpec, record: Record, people: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """The messages of one object (see the module docstring). ``people``: the ids of the
+    persons it is associated with (HubSpot's associations, ``spec.associated``): its track
+    event goes to each of them, else to its ``owner_of`` or an identity of its own.
+
+    >>> from segflow.syncs.vendors import VENDORS
+    >>> deal = {"id": "77", "createdAt": "2024-01-01T00:00:00Z", "updatedAt": "2024-01-01T00:00:00Z"}
+    >>> hubspot = VENDORS["hubspot"]
+    >>> [m["anonymousId"] for m in to_messages(hubspot, hubspot.objects["deals"], deal, ["51", "52"])]
+    ['hubspot:contact:51', 'hubspot:contact:52']
+    """
     object_id = spec.id_of(record)
     version = spec.version_of(record)
-    owner = spec.owner_of(record) or f"{vendor.name}:{spec.name}:{object_id}"
+    if people and spec.associated is not None:
+        prefix = _PERSON_KEYS[(vendor.name, spec.associated)]
+        owners = [f"{prefix}:{p}" for p in dict.fromkeys(people)]
+    else:
+        owners = [spec.owner_of(record) or f"{vendor.name}:{spec.name}:{object_id}"]
     updated, created = spec.updated_ms(record), spec.created_ms(record)
-    if updated is None:  # no update time (Stripe): the change happened by the time we saw it
+    deleted = spec.deleted_of(record)
+    if deleted:  # a track event on the person, not a deletion of the profile (docs/syncs.md)
+        verb, at = "Deleted", updated
+    elif updated is None:  # no update time (Stripe): the change happened by the time we saw it
         verb, at = "Synced", None
     else:
         verb, at = ("Created" if created == updated else "Updated"), updated
     props = properties_of(record)
     props.update(objectType=spec.name, objectId=object_id, vendor=vendor.name)
     traits = spec.traits_of(record) if spec.person else {}
-    common: dict[str, Any] = {"anonymousId": owner}
-    if at is not None:
-        common["timestamp"] = iso_time(at)
-    context: dict[str, Any] = {}
-    kind, _, owner_id = owner.rpartition(":")
-    if kind in _ID_TYPES:
-        context["externalIds"] = [{"id": owner_id, "type": _ID_TYPES[kind]}]
     messages: list[dict[str, Any]] = []
-    if spec.person:
-        ids = {f"{vendor.name}Id": object_id}
-        messages.append(
-            {
-                **common,
-                "type": "identify",
-                "messageId": message_id(vendor.name, spec.name, object_id, version, "identify"),
-                "traits": {**traits, **ids},
-                **({"context": context} if context else {}),
-            }
-        )
-    track: dict[str, Any] = {
-        **common,
-        "type": "track",
-        "event": f"{vendor.label} {spec.label} {verb}",
-        "messageId": message_id(vendor.name, spec.name, object_id, version, "track"),
-        "properties": props,
-    }
-    if traits.get("email"):
-        context = {**context, "traits": {"email": traits["email"]}}
-    if context:
-        track["context"] = context
-    messages.append(track)
+    for owner in owners:
+        common: dict[str, Any] = {"anonymousId": owner}
+        if at is not None:
+            common["timestamp"] = iso_time(at)
+        context: dict[str, Any] = {}
+        kind, _, owner_id = owner.rpartition(":")
+        if kind in _ID_TYPES:
+            context["externalIds"] = [{"id": owner_id, "type": _ID_TYPES[kind]}]
+        if spec.person and not deleted:
+            ids = {f"{vendor.name}Id": object_id}
+            messages.append(
+                {
+                    **common,
+                    "type": "identify",
+                    "messageId": message_id(vendor.name, spec.name, object_id, version, "identify"),
+                    "traits": {**traits, **ids},
+                    **({"context": context} if context else {}),
+                }
+            )
+        call = "track" if len(owners) == 1 and not people else f"track:{owner}"
+        track: dict[str, Any] = {
+            **common,
+            "type": "track",
+            "event": f"{vendor.label} {spec.label} {verb}",
+            "messageId": message_id(vendor.name, spec.name, object_id, version, call),
+            "properties": props,
+        }
+        if traits.get("email"):
+            context = {**context, "traits": {"email": traits["email"]}}
+        if context:
+            track["context"] = context
+        messages.append(track)
     return messages

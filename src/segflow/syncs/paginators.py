@@ -51,6 +51,11 @@ def hubspot() -> JSONResponseCursorPaginator:
     return JSONResponseCursorPaginator(cursor_path="paging.next.after", cursor_body_path="after")
 
 
+def hubspot_list() -> JSONResponseCursorPaginator:
+    """HubSpot's list API (``GET /crm/v3/objects/{type}``): ``after`` in the query."""
+    return JSONResponseCursorPaginator(cursor_path="paging.next.after", cursor_param="after")
+
+
 def zendesk() -> ZendeskCursorPaginator:
     return ZendeskCursorPaginator()
 

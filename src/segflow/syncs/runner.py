@@ -103,13 +103,18 @@ class SyncRunner:
             try:
                 source = self.ingestor.source(definition.source)  # UnknownSource
                 with fetch.client(
-                    definition.url(), self.store.credential(name), self.retries
+                    definition.url(),
+                    self.store.auth(name),
+                    self.retries,
+                    vendor=vendor.name,
+                    on_refresh=lambda token: self.store.replace_token(name, token),
                 ) as api:
                     for obj in definition.object_names():
                         progress.object = obj
-                        self._object(
-                            name, vendor, vendor.objects[obj], source, api, result, progress
-                        )
+                        spec = vendor.objects[obj]
+                        for part in (spec, spec.deletions):
+                            if part is not None:
+                                self._object(name, vendor, part, source, api, result, progress)
             except Exception as exc:
                 progress.state, progress.object = "failed", None
                 progress.finished_at_ms = progress.last_error_at_ms = self.clock.now_ms()
@@ -131,15 +136,16 @@ class SyncRunner:
         result: SyncResult,
         progress: SyncProgress,
     ) -> None:
-        start, seen = self.store.cursor_state(name, spec.name)
+        start, seen = self.store.cursor_state(name, spec.cursor_key)
         cursor, boundary = start, set(seen)
         while True:  # one query, or more where the API caps a query's results (HubSpot)
             asked, skip = cursor, frozenset(boundary)
             read, capped = 0, False
             for page, fetched in fetch.pages(api, vendor, spec, asked):
                 records = _unseen(spec, page, asked, skip)
-                self._store_page(vendor, spec, source, records, result)  # durable on return
-                result.duplicates += (2 if spec.person else 1) * (len(page) - len(records))
+                owners = fetch.associations(api, vendor, spec, records)
+                self._store_page(vendor, spec, source, records, result, owners)  # durable
+                result.duplicates += _calls(spec, page) - _calls(spec, records)
                 moved = spec.next_cursor(cursor, page, fetched)
                 if spec.cursor_of is not None and moved is not None:
                     if moved != cursor:
@@ -164,7 +170,7 @@ class SyncRunner:
                 break
         if cursor is not None and (cursor != start or boundary != seen):
             self._commit(name, spec, cursor, boundary)
-            result.cursors[spec.name] = cursor
+            result.cursors[spec.cursor_key] = cursor
 
     def _commit(
         self,
@@ -176,7 +182,7 @@ class SyncRunner:
     ) -> None:
         at = self.clock.now_ms()
         self.store.commit_cursor(
-            name, spec.name, cursor, at_ms=at, boundary=frozenset(boundary), progress=progress
+            name, spec.cursor_key, cursor, at_ms=at, boundary=frozenset(boundary), progress=progress
         )
 
     def _store_page(
@@ -186,13 +192,15 @@ class SyncRunner:
         source: Source,
         records: list[Record],
         result: SyncResult,
+        owners: dict[str, list[str]] | None = None,
     ) -> None:
         received = self.clock.now_ms()
         messages: list[dict[str, Any]] = []
         letters: list[DeadLetter] = []
         for record in records:
             try:
-                messages.extend(to_messages(vendor, spec, record))
+                people = owners.get(spec.id_of(record)) if owners else None
+                messages.extend(to_messages(vendor, spec, record, people))
             except (KeyError, TypeError, ValueError) as exc:  # an object without its id...
                 letters.append(_dead_letter(source, received, vendor, spec, record, exc))
         if letters:
@@ -238,6 +246,12 @@ class SyncRunner:
             os.close(fd)
 
 
+def _calls(spec: ObjectSpec, records: list[Record]) -> int:
+    """The messages of ``records`` (a person: identify + track, unless deleted; one track per
+    associated person is not counted here)."""
+    return sum(2 if spec.person and not spec.deleted_of(r) else 1 for r in records)
+
+
 def _version(spec: ObjectSpec, record: Record) -> str:
     return f"{spec.id_of(record)}@{spec.version_of(record)}"
 
@@ -245,11 +259,14 @@ def _version(spec: ObjectSpec, record: Record) -> str:
 def _unseen(
     spec: ObjectSpec, page: list[Record], cursor: str | None, seen: frozenset[str]
 ) -> list[Record]:
-    """The page without the versions read at the cursor by the last run."""
-    if spec.cursor_of is None or cursor is None or not seen:
+    """The page without the versions read at the cursor by the last run (and, where the API
+    cannot filter by the cursor, without those before it)."""
+    if spec.cursor_of is None or cursor is None:
         return page
-    at = int(cursor)
-    return [r for r in page if spec.cursor_of(r) != at or _version(spec, r) not in seen]
+    at, key = int(cursor), spec.cursor_of
+    if not spec.api_filters:
+        page = [r for r in page if (key(r) or 0) >= at]
+    return [r for r in page if key(r) != at or _version(spec, r) not in seen]
 
 
 def _describe(exc: Exception) -> str:

@@ -1,6 +1,6 @@
 """Sync definitions, their credentials (encrypted), cursors and progress: ``DATA_DIR/syncs.sqlite``.
 
-A credential (an API token) is encrypted at rest with the data directory's
+A credential (an API token, or :class:`~segflow.syncs.auth.Credential`'s parts) is encrypted at rest with the data directory's
 :class:`~segflow.activate.secretbox.SecretBox`, as webhook secrets are; listings show its
 fingerprint only. A cursor row is written only by :meth:`SyncStore.commit_cursor`, which the
 runner calls after the page's events are durable in the log.
@@ -28,6 +28,8 @@ from urllib.parse import urlparse
 import msgspec
 
 from segflow.activate.secretbox import SecretBox, fingerprint
+from segflow.syncs import auth
+from segflow.syncs.auth import Credential
 from segflow.syncs.exceptions import SyncExists, SyncInvalid, UnknownSync
 from segflow.syncs.vendors import VENDORS
 
@@ -39,6 +41,9 @@ CREATE TABLE IF NOT EXISTS cursors(sync TEXT NOT NULL, object TEXT NOT NULL, cur
     PRIMARY KEY(sync, object));
 CREATE TABLE IF NOT EXISTS progress(sync TEXT PRIMARY KEY, status BLOB NOT NULL);
 """
+# the credential's parts beside its token (an email, a refresh token...), encrypted JSON; added
+# after the first release: a store made before has the column added when opened
+_SECRETS_COLUMN = "ALTER TABLE syncs ADD COLUMN secrets TEXT NOT NULL DEFAULT ''"
 
 
 class SyncDefinition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -116,25 +121,35 @@ class SyncStore:
         self._con.execute("PRAGMA synchronous=FULL")
         self._con.execute("PRAGMA busy_timeout=10000")
         self._con.executescript(_SCHEMA)
+        columns = {r[1] for r in self._con.execute("PRAGMA table_info(syncs)")}
+        if "secrets" not in columns:
+            self._con.execute(_SECRETS_COLUMN)
         self._box = box
         self._lock = threading.Lock()
 
-    def create(self, definition: SyncDefinition, credential: str, *, at_ms: int = 0) -> SyncInfo:
-        """Add a sync with its API credential (encrypted before it is stored)."""
+    def create(
+        self, definition: SyncDefinition, credential: str | Credential, *, at_ms: int = 0
+    ) -> SyncInfo:
+        """Add a sync with its API credential (encrypted before it is stored): a token, or a
+        :class:`Credential` (Zendesk API token + email, Salesforce's refresh flow)."""
         validate(definition)
-        if not credential:
-            raise SyncInvalid("credential", "the vendor's API token is required")
+        if isinstance(credential, str):
+            credential = Credential(token=credential)
+        auth.validate(definition.vendor, credential)
+        secrets = credential.secrets()
         with self._lock:
             if self._con.execute("SELECT 1 FROM syncs WHERE name=?", (definition.name,)).fetchone():
                 raise SyncExists(f"a sync named {definition.name!r} exists")
             self._con.execute(
-                "INSERT INTO syncs VALUES(?,?,?,?,?)",
+                "INSERT INTO syncs(name, definition, credential, fingerprint, created_at_ms,"
+                " secrets) VALUES(?,?,?,?,?,?)",
                 (
                     definition.name,
                     msgspec.json.encode(definition),
-                    self._box.encrypt(credential),
-                    fingerprint(credential),
+                    self._box.encrypt(credential.token),
+                    fingerprint(credential.token or credential.refresh_token or ""),
                     at_ms,
+                    self._box.encrypt(msgspec.json.encode(secrets).decode()) if secrets else "",
                 ),
             )
         return self.get(definition.name)
@@ -175,11 +190,28 @@ class SyncStore:
         return [self.get(n) for n in self.names()]
 
     def credential(self, name: str) -> str:
+        """The sync's token (decrypted): see :meth:`auth` for the whole credential."""
+        return self.auth(name).token
+
+    def auth(self, name: str) -> Credential:
+        """The sync's whole credential (decrypted)."""
         with self._lock:
-            row = self._con.execute("SELECT credential FROM syncs WHERE name=?", (name,)).fetchone()
+            row = self._con.execute(
+                "SELECT credential, secrets FROM syncs WHERE name=?", (name,)
+            ).fetchone()
         if row is None:
             raise UnknownSync(f"no sync named {name!r}", details={"name": name})
-        return self._box.decrypt(row[0])
+        parts = msgspec.json.decode(self._box.decrypt(row[1])) if row[1] else {}
+        return Credential(token=self._box.decrypt(row[0]), **parts)
+
+    def replace_token(self, name: str, token: str) -> None:
+        """Store a new access token (a Salesforce refresh's), encrypted like the first."""
+        with self._lock:
+            found = self._con.execute(
+                "UPDATE syncs SET credential=? WHERE name=?", (self._box.encrypt(token), name)
+            ).rowcount
+        if not found:
+            raise UnknownSync(f"no sync named {name!r}", details={"name": name})
 
     def cursor(self, name: str, obj: str) -> str | None:
         return self.cursor_state(name, obj)[0]

@@ -69,6 +69,20 @@ class ObjectSpec:
     # the objects at the cursor are remembered, so the next run skips them; Zendesk: None)
     cursor_of: Callable[[Record], int | None] | None = None
     query_limit: int | None = None  # the most results one query pages through (HubSpot: 10,000)
+    # HubSpot: the person object type this one is associated with (v4 associations API): the
+    # object's event goes to each associated person (a deal to its contacts)
+    associated: str | None = None
+    # a deletion: the object's event is "<Vendor> <Label> Deleted" and a person gets no identify
+    deleted_of: Callable[[Record], bool] = lambda r: False
+    # the deleted objects, where the API lists them apart (HubSpot ``archived=true``): read after
+    # this object with a cursor of their own (``cursor_name``)
+    deletions: ObjectSpec | None = None
+    cursor_name: str | None = None  # default: ``name``
+    api_filters: bool = True  # False: the API cannot filter by the cursor; skip older here
+
+    @property
+    def cursor_key(self) -> str:
+        return self.cursor_name or self.name
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,7 @@ _HUBSPOT_TRAITS = {"email": "email", "firstname": "firstName", "lastname": "last
 
 
 def _hubspot(name: str, label: str, person: bool) -> ObjectSpec:
+    # a company's or a deal's events land on its contacts: fetch.associations
     modified, props = _HUBSPOT_PROPS[name]
 
     def request(cursor: str | None) -> PageRequest:
@@ -164,6 +179,36 @@ def _hubspot(name: str, label: str, person: bool) -> ObjectSpec:
         next_cursor=_max_cursor(lambda r: iso_ms(r.get("updatedAt"))),
         cursor_of=lambda r: iso_ms(r.get("updatedAt")),
         query_limit=10_000,  # the search API refuses `after` beyond 10,000 results
+        associated=None if person else "contacts",
+        deletions=_hubspot_archived(name, label, person, props),
+    )  # fmt: skip
+
+
+def _hubspot_archived(name: str, label: str, person: bool, props: tuple[str, ...]) -> ObjectSpec:
+    """HubSpot's archived (deleted) objects: the list API with ``archived=true``, which cannot
+    filter by time: every archived object is listed, those archived before the cursor are
+    skipped here, and the cursor (the latest ``archivedAt``) commits after the last page."""
+
+    def request(cursor: str | None) -> PageRequest:
+        params = {"archived": "true", "limit": 100, "properties": ",".join(props)}
+        return PageRequest("GET", f"/crm/v3/objects/{name}", params=params)
+
+    archived = lambda r: iso_ms(r.get("archivedAt"))  # noqa: E731
+    return ObjectSpec(
+        name=name, label=label, person=person, request=request,
+        paginator=lambda: _paginators().hubspot_list(), records="results",
+        id_of=lambda r: str(r["id"]),
+        version_of=lambda r: f"archived@{r.get('archivedAt')}",
+        updated_ms=archived,
+        created_ms=lambda r: iso_ms(r.get("createdAt")),
+        owner_of=(lambda r: f"hubspot:contact:{r['id']}") if person else (lambda r: None),
+        traits_of=lambda r: _pick(r.get("properties") or {}, _HUBSPOT_TRAITS),
+        next_cursor=_max_cursor(archived),
+        cursor_of=archived,
+        commit_each_page=False,  # listed by id, not by archivedAt
+        deleted_of=lambda r: True,
+        cursor_name=f"{name}.archived",
+        api_filters=False,
     )  # fmt: skip
 
 
@@ -193,6 +238,9 @@ def _zendesk(name: str, label: str, person: bool) -> ObjectSpec:
         owner_of=owner,
         traits_of=lambda r: _pick(r, {"email": "email", "name": "name", "phone": "phone"}),
         next_cursor=advance,
+        # a deleted user is listed with ``active: false``, a deleted ticket with status deleted
+        deleted_of=(lambda r: r.get("active") is False) if person
+        else (lambda r: r.get("status") == "deleted"),
     )  # fmt: skip
 
 

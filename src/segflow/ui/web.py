@@ -13,7 +13,7 @@ import hmac
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from segflow.catalog.tokens import ROLES
 from segflow.serving.deps import ApiDeps
 from segflow.serving.errors import refusal
+from segflow.ui.charts import ChartCache
 from segflow.ui.fmt import FILTERS
 from segflow.ui.session import COOKIE, Session, Signer
 
@@ -73,6 +74,7 @@ class Console:
     deps: ApiDeps
     signer: Signer
     env: jinja2.Environment
+    charts: ChartCache = field(default_factory=ChartCache)  # the segment list's size charts
 
     @classmethod
     def create(cls, deps: ApiDeps, signer: Signer) -> Console:

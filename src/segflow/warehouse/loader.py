@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from segflow.background import BackgroundLoop
 from segflow.clock import Clock
 from segflow.config import WarehouseSettings
 from segflow.log.base import EventLog, Record
@@ -66,7 +67,7 @@ class LoadInfo:
         return self.events_read == 0 and self.changes_applied == 0
 
 
-class WarehouseLoader:
+class WarehouseLoader(BackgroundLoop):
     """Consumes ``log`` (and ``change_feed`` when given) into the DuckDB file at ``path``.
 
     Use :meth:`run_once` (one micro-batch), :meth:`run_until_idle`, or :meth:`start` /
@@ -74,6 +75,7 @@ class WarehouseLoader:
     """
 
     name = "warehouse-loader"  # a ``segflow.server.services.Service``
+    join_s = 10.0
     releases_file = True  # DuckDB: let other processes open the file between batches
 
     def __init__(
@@ -89,10 +91,9 @@ class WarehouseLoader:
         self.path = Path(path)
         self.clock = clock
         self.settings = settings or WarehouseSettings()
+        super().__init__()
+        self.interval_s = self.settings.flush_interval_ms / 1000  # flushed at least this often
         self._con: Any = None
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self._file_lock = threading.RLock()  # held while the loader uses the file
         self._commands_lock = threading.Lock()  # the queue only: submitting never waits
         self._commands: list[_Command[Any]] = []
@@ -340,38 +341,23 @@ class WarehouseLoader:
             self._con.close()
             self._con = None
 
-    # -- background service ----------------------------------------------------------------
-    def start(self) -> None:
-        """Run micro-batches in a daemon thread until :meth:`stop`."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="warehouse-loader", daemon=True)
-        self._thread.start()
+    # -- background service (a BackgroundLoop: start() / stop()) ----------------------------
+    def tick(self) -> bool:
+        """One micro-batch; ``True`` when it was full (the next one follows at once). A failed
+        batch is kept as :attr:`last_error` (shown by ``/api/v1/status``) and retried after
+        the interval."""
+        try:
+            info = self.run_once()
+        except Exception as exc:
+            self.last_error = exc
+            raise
+        self.last_error = None
+        return info.events_read >= self.settings.batch_max_events
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self) -> None:
         """Stop the thread after its current batch and release the file."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        super().stop()
         self._release()
-
-    def _loop(self) -> None:
-        interval_s = self.settings.flush_interval_ms / 1000
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                info = self.run_once()
-                self.last_error = None
-            except Exception as exc:  # keep the service alive; the next batch retries
-                logger.exception("warehouse loader batch failed")
-                self.last_error = exc
-                info = LoadInfo()
-            full = info.events_read >= self.settings.batch_max_events
-            if not full:
-                self._wake.wait(interval_s)
 
 
 class _Command(Generic[_T]):

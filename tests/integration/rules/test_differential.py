@@ -26,7 +26,13 @@ from segflow.ml.ranks import with_ranks
 from segflow.rules import StaticProfile, ast, compile_segments, parse, parse_trait
 from segflow.rules.incremental import kernel
 from segflow.rules.render import render
-from segflow.rules.sql.compiler import compile_members, compile_traits
+from segflow.rules.sql.compiler import (
+    compile_members,
+    compile_members_grid,
+    compile_traits,
+    members_at_instant,
+    members_expression,
+)
 from segflow.rules.values import get_path, to_time_ms
 from segflow.spec.events import Event
 
@@ -688,6 +694,106 @@ def test_generated_rules_agree(warehouse: Any, evaluator: str, depth: str) -> No
         _assert_agree(diff, arrivals, offsets, edges)
 
     generated()
+
+
+# --- the time grid: one query for many instants == one query per instant ----------------------
+
+
+def check_grid(
+    db: Backend,
+    arrivals: Sequence[Arrival],
+    segments: Mapping[str, str],
+    traits: Mapping[str, str],
+    instants: Sequence[int],
+    *,
+    seen: bool,
+) -> None:
+    """Every segment's grid query (``compile_members_grid``) has, at each instant, exactly the
+    rows of its per-instant query (``members_expression`` with T written in)."""
+    for a in arrivals:
+        db.insert("profile_events", [_event_row(a)])
+    for name, text in segments.items():
+        grid = compile_members_grid(
+            text, instants, segments=segments, traits=traits, dialect=db.dialect, seen=seen
+        )
+        found: dict[int, set[str]] = {t: set() for t in instants}
+        rows = db.query(grid)
+        assert [(int(r[0]), r[1]) for r in rows] == sorted((int(r[0]), r[1]) for r in rows)
+        for at_ms, pid in rows:
+            found[int(at_ms)].add(pid)
+        query = members_expression(
+            text, segments=segments, traits=traits, dialect=db.dialect, seen=seen
+        )
+        for t in instants:
+            one = {r[0] for r in db.query(members_at_instant(query, t, db.dialect))}
+            assert found[t] == one, (name, text, seen, t - BASE)
+
+
+def _event_row(a: Arrival) -> list[Any]:
+    e = a.event
+    return [
+        a.profile_id, e.message_id, e.source_id, e.type, e.event, e.name, e.timestamp_ms,
+        e.user_id, e.anonymous_id, json.dumps(e.properties), json.dumps(e.traits),
+        json.dumps(e.context),
+    ]  # fmt: skip
+
+
+def _insert_models(db: Backend, scores: Any, labels: Any) -> None:
+    rows = [(pid, m, s) for pid, by_model in scores.items() for m, s in by_model.items()]
+    if rows:
+        db.insert("profile_scores", rows)
+    rows = [(pid, m, c) for pid, by_model in labels.items() for m, c in by_model.items()]
+    if rows:
+        db.insert("profile_clusters", rows)
+
+
+def grid_check(make: Any, examples: int) -> Any:
+    """The generated grid check: histories, rules (g0..g2, g2 ``in segment "g0"``, computed
+    traits), scores and clusters, the documented rules, and instants at every kind of boundary
+    — on fresh backends from ``make()``."""
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(histories(), definitions(), models, clusters, checkpoints, st.booleans(), st.data())
+    def check(
+        arrivals: list[Arrival],
+        defs: tuple[dict[str, str], dict[str, str]],
+        scores: Any,
+        labels: Any,
+        offsets: list[int],
+        seen: bool,
+        data: st.DataObject,
+    ) -> None:
+        segments, traits = defs
+        if data.draw(st.integers(0, 3)) == 0:  # now and then the documented rules
+            segments, traits = DOC_SEGMENTS, DOC_TRAITS
+        edges = draw_boundaries(data, arrivals, segments, traits, per_kind=1)
+        instants = sorted({BASE + o for o in offsets} | edges)
+        db = make()
+        _insert_models(db, scores, labels)
+        check_grid(db, arrivals, segments, traits, instants, seen=seen)
+
+    return check
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_the_grid_query_gives_the_per_instant_members(warehouse: Any, depth: str) -> None:
+    grid_check(lambda: DuckDBBackend.wrap(warehouse()), 60 if depth == "deep" else 5)()
+
+
+def test_the_grid_answers_repeated_and_unsorted_instants(warehouse: Any) -> None:
+    db = DuckDBBackend.wrap(warehouse())
+    arrivals = [_ev("p1", 0, 90 * MIN, "A"), _ev("p2", 1, 30 * MIN, "A")]
+    instants = [T0, T0 - HOUR, T0, T0 - 3 * HOUR]
+    for a in arrivals:
+        db.insert("profile_events", [_event_row(a)])
+    rows = db.query(compile_members_grid('did "A" in last 1 hour', instants, seen=True))
+    assert [(int(t) - T0, p) for t, p in rows] == [(-HOUR, "p1"), (0, "p2")]
+    with pytest.raises(ValueError, match="at_ms"):
+        compile_members_grid('did "A"', [])
 
 
 def test_iso_helpers_match_duckdb(warehouse: Any) -> None:

@@ -27,6 +27,7 @@ from tests.integration.rules.test_differential import (
     clusters,
     definitions,
     draw_boundaries,
+    grid_check,
     histories,
     models,
 )
@@ -135,6 +136,26 @@ def _generated(name: str, deep: bool = False) -> Callable[..., None]:
 
 
 test_generated_rules_agree_on_postgres = _generated("postgres")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", ["quick", pytest.param("deep", marks=pytest.mark.long)])
+def test_the_grid_query_gives_the_per_instant_members_on_postgres(
+    postgres_dsn: str, depth: str
+) -> None:
+    opened: list[Backend] = []
+
+    def fresh() -> Backend:
+        opened.append(PostgresBackend(postgres_dsn))
+        return opened[-1]
+
+    try:
+        grid_check(fresh, 40 if depth == "deep" else 6)()
+    finally:
+        for db in opened:
+            db.close()
+
+
 test_generated_rules_agree_on_clickhouse = _generated("clickhouse")
 test_generated_rules_agree_on_postgres_deep = pytest.mark.long(_generated("postgres", deep=True))
 test_generated_rules_agree_on_clickhouse_deep = pytest.mark.long(

@@ -190,7 +190,17 @@ RULES = {
     "quiet": "not did any event in last 7 days",
     "abandoned": 'did "Product Added" then not "Order Completed" within 1 hour',
     "browsing": 'did "Product Viewed" in last 2 days',
+    "viewer_not_buying": 'in segment "viewer" and not did "Order Completed" in last 3 days',
 }
+
+
+def in_replay(held: dict[str, Any], segment: str, at: int) -> list[str]:
+    """The profiles whose replayed intervals hold ``segment`` at ``at``."""
+    return sorted(
+        pid for pid, found in held.items()
+        if any(i.segment == segment and i.entered_at_ms <= at
+               and (i.exited_at_ms is None or at < i.exited_at_ms) for i in found)
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("seed", [1])
@@ -216,14 +226,32 @@ def test_the_valid_history_agrees_with_the_sql_at_every_instant(pipe: Pipeline, 
         for profile in profiles.values()
         if profile is not None
     }
-    for at in sorted(NOW - rng.randrange(42 * DAY_MS) for _ in range(12)):
-        for name in RULES:
-            by_replay = sorted(
-                pid for pid, found in held.items()
-                if any(i.segment == name and i.entered_at_ms <= at
-                       and (i.exited_at_ms is None or at < i.exited_at_ms) for i in found)
-            )  # fmt: skip
+    instants = sorted(NOW - rng.randrange(42 * DAY_MS) for _ in range(12))
+    replayed = {name: [in_replay(held, name, at) for at in instants] for name in RULES}
+    for name in RULES:
+        for at, by_replay in zip(instants, replayed[name], strict=True):
             assert pipe.service.members_at(name, at) == by_replay, (name, at)
+    # the sizes on the time grid (one query for every instant) count the same members
+    by_grid = pipe.service.sizes(list(RULES), instants)
+    assert by_grid == {name: [len(m) for m in replayed[name]] for name in RULES}
+
+
+def test_the_size_chart_is_the_sql_at_each_of_its_instants(pipe: Pipeline) -> None:
+    rng = random.Random(3)
+    for name, rule in RULES.items():
+        pipe.segment(name, rule)
+    names = ["Product Viewed", "Product Added", "Order Completed"]
+    pipe.send([
+        event("track", NOW - rng.randrange(35 * DAY_MS), f"e{n}", user_id=f"u{rng.randrange(5)}",
+              event=rng.choice(names), properties={"revenue": rng.randrange(80)})
+        for n in range(40)
+    ])  # fmt: skip
+    for name in ("abandoned", "viewer_not_buying"):
+        chart = pipe.get(f"/api/v1/segments/{name}/sizes?days=30")["sizes"]
+        instants = [s["at_ms"] for s in chart]
+        one_by_one = pipe.service.sizes_per_instant([name], instants)[name]
+        assert [s["size"] for s in chart] == one_by_one, name
+    assert pipe.service.sizes(["viewer"], []) == {"viewer": []}
 
 
 def test_a_bad_time_option_is_refused_with_the_field(pipe: Pipeline) -> None:

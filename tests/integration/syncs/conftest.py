@@ -14,6 +14,8 @@ from segflow.clock import ManualClock
 from segflow.collect.catalog import SourceCatalog
 from segflow.collect.ingest import Ingestor
 from segflow.log.sqlite import SqliteEventLog
+from segflow.spec import Event
+from segflow.syncs.auth import Credential
 from segflow.syncs.fetch import Retries
 from segflow.syncs.runner import SyncRunner
 from segflow.syncs.store import SyncDefinition, SyncStore, open_store
@@ -34,13 +36,19 @@ class World:
     runner: SyncRunner
     api: VendorApi
 
-    def sync(self, vendor: str, *objects: str, name: str | None = None) -> str:
+    def sync(
+        self,
+        vendor: str,
+        *objects: str,
+        name: str | None = None,
+        credential: str | Credential = TOKEN,
+    ) -> str:
         """Add a sync of ``vendor`` pointed at the loopback API; returns its name."""
         name = name or vendor
         definition = SyncDefinition(
             name=name, vendor=vendor, source="crm", base_url=self.api.url, objects=objects
         )
-        self.store.create(definition, TOKEN)
+        self.store.create(definition, credential)
         return name
 
     def people(self, vendor: str, count: int, start_ms: int = T0) -> str:
@@ -50,6 +58,10 @@ class World:
             obj, record = person(vendor, n, f"p{n}@example.com", start_ms + n * 1000)
             self.api.add(vendor, obj, record)
         return obj
+
+    def stored(self) -> list[Event]:
+        """Every stored event."""
+        return [r.event for p in range(self.log.partitions) for r in self.log.read(p, 0, 100_000)]
 
     def events(self) -> list[tuple[str, str]]:
         """Every stored event as (type, messageId)."""

@@ -259,3 +259,89 @@ def test_a_sync_running_elsewhere_is_a_conflict_and_keeps_its_progress(world: Wo
             world.runner.run("stripe")
     assert world.store.get("stripe").progress.state == "idle"
     assert world.runner.run("stripe").stored == 2
+
+
+def test_a_hubspot_deal_lands_on_the_profiles_of_its_associated_contacts(world: World) -> None:
+    for n, email in ((51, "ann@example.com"), (52, "bob@example.com")):
+        world.api.add("hubspot", *person("hubspot", n, email, T0))
+    deal = {"id": "77", "createdAt": iso(T0), "updatedAt": iso(T0 + 1),
+            "properties": {"dealname": "Renewal", "amount": "900"}}  # fmt: skip
+    lonely = {"id": "78", "createdAt": iso(T0), "updatedAt": iso(T0 + 2), "properties": {}}
+    world.api.add("hubspot", "deals", deal, lonely)
+    world.api.associate("deals", "77", "contacts", "51", "52")
+    world.sync("hubspot", "contacts", "deals")
+    result = world.runner.run("hubspot")
+    assert result.stored == 4 + 2 + 1  # two contacts (identify + track), the deal on each, 78
+    deals = sorted(
+        (e.anonymous_id, e.properties["objectId"])
+        for e in world.stored()
+        if e.event == "HubSpot Deal Updated"
+    )
+    assert deals == [("hubspot:contact:51", "77"), ("hubspot:contact:52", "77"),
+                     ("hubspot:deals:78", "78")]  # fmt: skip
+    assert any(
+        p == "/crm/v4/associations/deals/contacts/batch/read" for _, p, _ in world.api.requests
+    )
+    assert world.runner.run("hubspot", full=True).stored == 0  # the same ids again
+
+    store = SqliteStateStore(world.data / "state.sqlite")
+    processor = Processor(world.log, store, clock=world.clock)
+    while processor.run_once() > 0:
+        pass
+    reader = ProfileReader(store.reader(), world.log)
+    try:
+        ann = reader.lookup("email", "ann@example.com")
+        by_contact = reader.lookup("hubspot_contact_id", "51")
+        assert ann is not None and by_contact is not None
+        assert ann.profile_id == by_contact.profile_id
+        events = [r.event.event for r in reader.timeline(ann, limit=20).events]
+        assert "HubSpot Deal Updated" in events
+    finally:
+        reader.close()
+        store.close()
+
+
+def test_a_deleted_zendesk_user_and_ticket_are_deleted_events_not_identify_calls(
+    world: World,
+) -> None:
+    world.api.add("zendesk", "users", person("zendesk", 42, "ann@example.com", T0)[1])
+    ticket = {"id": 9, "requester_id": 42, "status": "open", "created_at": iso(T0),
+              "updated_at": iso(T0)}  # fmt: skip
+    world.api.add("zendesk", "tickets", ticket)
+    world.sync("zendesk", "users", "tickets")
+    assert world.runner.run("zendesk").stored == 3
+    # Zendesk lists a deleted user with active false, a deleted ticket with status deleted
+    gone = {**person("zendesk", 42, "ann@example.com", T0)[1], "active": False,
+            "updated_at": iso(T0 + 60_000)}  # fmt: skip
+    world.api.add("zendesk", "users", gone)
+    world.api.add(
+        "zendesk", "tickets", {**ticket, "status": "deleted", "updated_at": iso(T0 + 61_000)}
+    )
+    assert world.runner.run("zendesk").stored == 2
+    latest = sorted(world.stored(), key=lambda e: e.timestamp_ms)[-2:]
+    assert [(e.type, e.event, e.anonymous_id) for e in latest] == [
+        ("track", "Zendesk User Deleted", "zendesk:user:42"),
+        ("track", "Zendesk Ticket Deleted", "zendesk:user:42"),
+    ]
+    assert latest[0].context["traits"]["email"] == "ann@example.com"
+
+
+def test_an_archived_hubspot_contact_is_a_deleted_event_read_once(world: World) -> None:
+    world.api.add("hubspot", *person("hubspot", 51, "ann@example.com", T0))
+    world.sync("hubspot", "contacts")
+    assert world.runner.run("hubspot").stored == 2
+    archived = {**person("hubspot", 51, "ann@example.com", T0)[1], "archived": True,
+                "archivedAt": iso(T0 + 60_000)}  # fmt: skip
+    world.api.add("hubspot", "contacts", archived)
+    result = world.runner.run("hubspot")
+    assert result.stored == 1 and result.cursors["contacts.archived"] == str(T0 + 60_000)
+    (deleted,) = [e for e in world.stored() if e.event == "HubSpot Contact Deleted"]
+    assert (deleted.type, deleted.anonymous_id) == ("track", "hubspot:contact:51")
+    assert (
+        deleted.timestamp_ms == T0 + 60_000
+        and deleted.context["traits"]["email"] == "ann@example.com"
+    )
+    assert any(p == "/crm/v3/objects/contacts" for _, p, _ in world.api.requests)
+    # archived objects cannot be asked for by time: all are listed again, none stored again
+    assert world.runner.run("hubspot").stored == 0
+    assert world.runner.run("hubspot", full=True).stored == 0

@@ -21,7 +21,9 @@ from segflow.collect.exceptions import UnknownSource
 from segflow.config import load_settings
 from segflow.server.compose import Assembly, assemble
 from segflow.serving.runtime import Runtime
+from segflow.syncs.auth import Credential
 from segflow.syncs.runner import SyncRunner
+from segflow.syncs.store import open_store
 
 from .conftest import T0, TOKEN
 
@@ -136,6 +138,50 @@ def test_the_api_refuses_bad_syncs_by_field_and_never_shows_the_credential(
     assert status.json()["parts"]["syncs"]["s"]["state"] == "idle"
     assert run.status_code == 202 and run.json()["progress"]["requested_at_ms"]
     assert console.status_code == 404
+
+
+def test_the_api_and_the_cli_take_a_salesforce_refresh_flow_and_a_zendesk_api_token(
+    served: tuple[Assembly, str], api_server: VendorApi, tmp_path: Path
+) -> None:
+    parts, token = served
+    api = parts.mounts["/api"].app  # type: ignore[attr-defined]
+    oauth = {"client_id": "3MVG", "client_secret": "cs-1", "refresh_token": "rt-1"}
+    base = {"vendor": "salesforce", "source": "crm", "base_url": api_server.url}
+    created, half, unknown = _calls(
+        api, token,
+        ("POST", "/api/v1/syncs", {**base, "name": "sf", "credential": oauth}),
+        ("POST", "/api/v1/syncs", {**base, "name": "sf2", "credential": {"refresh_token": "r"}}),
+        ("POST", "/api/v1/syncs", {**base, "name": "sf3", "credential": {"password": "x"}}),
+    )  # fmt: skip
+    assert created.status_code == 201 and "rt-1" not in created.text and "cs-1" not in created.text
+    assert parts.syncs is not None and parts.syncs.auth("sf").refresh_token == "rt-1"
+    assert (
+        half.status_code == 400
+        and half.json()["error"]["details"]["field"] == "credential.client_id"
+    )
+    assert unknown.status_code == 400 and "password" in unknown.text
+    data = tmp_path / "cli"
+    cli(data, "sources", "create", "support")
+    added = cli(
+        data, "sources", "sync", "add", "zd", "--vendor", "zendesk", "--source", "support",
+        "--credential-env", "ZD", "--email", "agent@acme.com", "--base-url", api_server.url,
+        env={"ZD": "zd-token"},
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    added = cli(
+        data, "sources", "sync", "add", "sf", "--vendor", "salesforce", "--source", "support",
+        "--client-id", "3MVG", "--client-secret-env", "CS", "--refresh-token-env", "RT",
+        "--base-url", api_server.url, env={"CS": "cs-1", "RT": "rt-1"},
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    store = open_store(data)
+    try:
+        assert store.auth("zd") == Credential(token="zd-token", email="agent@acme.com")
+        assert store.auth("sf") == Credential(
+            client_id="3MVG", client_secret="cs-1", refresh_token="rt-1"
+        )
+    finally:
+        store.close()
 
 
 def test_the_console_sources_page_shows_each_sync_and_its_last_error(

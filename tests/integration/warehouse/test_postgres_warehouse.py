@@ -145,6 +145,9 @@ def test_segment_previews_and_history_on_postgres(tmp_path: Path, pg_dsn: str) -
     instants = [T0 - d * DAY_MS for d in (40, 20, 5, 0)]
     sizes = on_duck.sizes(["buyers"], instants)
     assert on_pg.sizes(["buyers"], instants) == sizes and any(sizes["buyers"]), sizes
+    # on the time grid (one query for the four instants) as one query per instant
+    assert on_pg.sizes_per_instant(["buyers"], instants) == sizes
+    assert isinstance(on_pg.loaded_position(), tuple)
     assert on_pg.members_at("buyers", T0, 10) == on_duck.members_at("buyers", T0, 10)
 
 

@@ -122,6 +122,22 @@ def test_an_unknown_stripe_event_type_is_acknowledged_and_dead_lettered(rig: Rig
     assert len(rig.dead()) == 2
 
 
+def test_a_deleted_stripe_customer_is_a_customer_deleted_event_on_its_profile(rig: Rig) -> None:
+    rig.source("stripe", vendor="stripe", secret=wh.STRIPE_SECRET)
+    customer = {"id": "cus_9", "object": "customer", "email": "Ann@Example.com", "name": "Ann"}
+    event = {"id": "evt_del", "object": "event", "type": "customer.deleted", "created": NOW_S - 5,
+             "data": {"object": customer}}  # fmt: skip
+    body = json.dumps(event).encode()
+    r = rig.post("/v1/webhooks/stripe", body, wh.stripe_headers(body, NOW_S))
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    [stored] = rig.events()
+    assert (stored.type, stored.event) == ("track", "Customer Deleted")
+    assert stored.properties["customer_id"] == "cus_9"
+    assert stored.context["traits"]["email"] == "ann@example.com"
+    assert ids(stored) == {"stripe_customer_id": "cus_9"}
+    assert rig.dead() == []
+
+
 def test_a_zendesk_ticket_trigger_and_event_webhook(rig: Rig) -> None:
     rig.source("support", vendor="zendesk", secret=wh.ZENDESK_SECRET)
     body = wh.zendesk_ticket(35, "ann@example.com", 901, "2023-11-14T22:13:00Z")

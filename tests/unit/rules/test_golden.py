@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlglot
 
-from segflow.rules.sql.compiler import compile_members, compile_traits
+from segflow.rules.sql.compiler import compile_members, compile_members_grid, compile_traits
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "segments.md"
 GOLDEN = Path(__file__).parent / "golden"
@@ -44,6 +44,16 @@ def _check(path: Path, sql: str) -> None:
 def test_members_sql_is_golden(name: str, dialect: str) -> None:
     sql = compile_members(RULES[name], segments=RULES, traits=TRAITS, dialect=dialect, pretty=True)
     _check(GOLDEN / f"{name}.{dialect}.sql", sql)
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgres"])
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_grid_sql_is_golden(name: str, dialect: str) -> None:
+    sql = compile_members_grid(
+        RULES[name], [0, 86_400_000], segments=RULES, traits=TRAITS, dialect=dialect,
+        pretty=True, seen=True,
+    )  # fmt: skip
+    _check(GOLDEN / "grid" / f"{name}.{dialect}.sql", sql)
 
 
 @pytest.mark.parametrize("dialect", ["duckdb", "postgres", "clickhouse"])

@@ -24,6 +24,9 @@ STRIPE_EVENTS = {
     "customer.subscription.created": "Subscription Started",
     "customer.subscription.updated": "Subscription Updated",
     "customer.subscription.deleted": "Subscription Cancelled",
+    # a customer deleted in Stripe: a track event on the person, not a deletion of the profile
+    # (erasing a person is a privacy request: docs/privacy.md)
+    "customer.deleted": "Customer Deleted",
 }
 IDENTIFY = frozenset({"customer.created", "customer.updated"})
 # Stripe amounts are in the currency's minor unit, except for these currencies
@@ -53,6 +56,7 @@ PROPERTIES = {
     "invoice": {"id": "invoice_id", "amount_paid": "total", "currency": "currency", "subscription": "subscription_id"},
     "checkout.session": {"id": "checkout_id", "amount_total": "total", "currency": "currency"},
     "subscription": {"id": "subscription_id", "status": "status", "currency": "currency"},
+    "customer": {"id": "customer_id"},
 }  # fmt: skip
 EMAIL_PATHS = ("email", "receipt_email", "customer_email", "billing_details", "customer_details")
 

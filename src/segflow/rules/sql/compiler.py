@@ -12,7 +12,7 @@ True
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from sqlglot import exp
 
@@ -25,9 +25,11 @@ from segflow.rules.sql.dialects import Engine, engine, json_path
 
 __all__ = [
     "compile_members",
+    "compile_members_grid",
     "compile_traits",
     "json_path",
     "members_expression",
+    "members_grid_expression",
     "traits_expression",
 ]
 
@@ -121,15 +123,23 @@ def _typed_compare(
 
 
 class Compiler:
-    """Compiles conditions for one profile row ``p`` against the CTE ``ev`` (events up to T)."""
+    """Compiles conditions for one profile row ``p`` against the CTE ``ev`` (events up to T).
+
+    ``grid``: T is not one instant but the column ``t.at_ms`` of a table of instants joined
+    beside ``p``; ``ev`` then holds every event, and each read of it keeps the events up to
+    ``t.at_ms`` itself (see :func:`members_grid_expression`).
+    """
 
     def __init__(
         self,
         at: exp.Expr,
         segments: Mapping[str, ast.Condition] | None = None,
         dialect: str = "duckdb",
+        *,
+        grid: bool = False,
     ) -> None:
         self.at = at
+        self.grid = grid
         self.segments = dict(segments or {})
         self.engine = engine(dialect)
         self.names = (f"e{i}" for i in itertools.count())
@@ -162,7 +172,13 @@ class Compiler:
     def _events(self, alias: str, *where: exp.Expr) -> exp.Select:
         pid = exp.EQ(this=exp.column("profile_id", alias), expression=exp.column("profile_id", "p"))
         table = exp.alias_(exp.to_table("ev"), alias, table=True)
+        if self.grid:  # ``ev`` holds every event: keep those up to this row's instant
+            where = (*where, self._up_to_t(alias))
         return exp.select().from_(table).where(exp.and_(pid, *where))
+
+    def _up_to_t(self, alias: str, at: exp.Expr | None = None) -> exp.Expr:
+        at = self.T() if at is None else at
+        return exp.LTE(this=exp.column("timestamp_ms", alias), expression=at)
 
     def selector(self, sel: ast.Selector, a: str) -> exp.Expr:
         typ = exp.column("type", a)
@@ -341,6 +357,17 @@ class Compiler:
                 t = self.first_seen()
             return self.time_in(t, c.window)
         if isinstance(c, ast.InSegment):
+            if self.grid:  # the other segment's members at this row's instant
+                s = next(self.names)
+                same = [
+                    exp.EQ(
+                        this=exp.column("profile_id", s), expression=exp.column("profile_id", "p")
+                    ),
+                    exp.EQ(this=exp.column("at_ms", s), expression=self.T()),
+                ]
+                table = exp.alias_(exp.to_table(_seg_table(c.name), quoted=True), s, table=True)
+                found = exp.select(exp.Literal.number(1)).from_(table).where(exp.and_(*same))
+                return exp.Exists(this=found)
             seg = exp.select(exp.column("profile_id")).from_(exp.to_table(_seg_table(c.name)))
             return exp.In(this=exp.column("profile_id", "p"), query=exp.Subquery(this=seg))
         if isinstance(c, ast.Anonymous):
@@ -472,12 +499,22 @@ class Compiler:
             .where(exp.and_(*completions))
             .group_by(exp.column("profile_id", a))
         )
+        if self.grid:  # on a grid, the last completion up to each instant
+            anchors = anchors.join(
+                exp.alias_(exp.to_table("t"), "t", table=True),
+                on=self._up_to_t(a, exp.column("at_ms", "t")),
+            )
+            anchors = anchors.select(exp.column("at_ms", "t").as_("at_ms"))
+            anchors = anchors.group_by(exp.column("at_ms", "t"))
         self.ctes.append((name, anchors))
         s, x = next(self.names), next(self.names)
         anchor, x_ts = exp.column("anchor", s), exp.column("timestamp_ms", x)
         after: list[exp.Expr] = [exp.GT(this=x_ts, expression=anchor)]
         mine = exp.EQ(this=exp.column("profile_id", s), expression=exp.column("profile_id", "p"))
         parts: list[exp.Expr] = [mine]
+        if self.grid:
+            parts.append(exp.EQ(this=exp.column("at_ms", s), expression=self.T()))
+            after.append(self._up_to_t(x, exp.column("at_ms", s)))
         w = c.absent.within_ms
         if w is not None:
             end = exp.Add(this=anchor.copy(), expression=exp.Literal.number(w))
@@ -619,6 +656,109 @@ def members_at_instant(query: exp.Select, at_ms: int, dialect: str = "duckdb") -
         return node
 
     return query.transform(write_in).sql(dialect=dialect)
+
+
+def _grid_ctes(at_ms: Sequence[int]) -> list[tuple[str, exp.Expr]]:
+    """The instants ``t(at_ms)``, every event up to the last of them, and the profiles with
+    the time of their first event (``first_ms``: a profile is seen at T when it is <= T)."""
+    rows = [exp.Tuple(expressions=[exp.Literal.number(v)]) for v in sorted(set(at_ms))]
+    values = exp.Values(
+        expressions=rows,
+        alias=exp.TableAlias(this=exp.to_identifier("v"), columns=[exp.to_identifier("at_ms")]),
+    )
+    t = exp.select(exp.cast(exp.column("at_ms", "v"), "BIGINT").as_("at_ms")).from_(values)
+    last = exp.Literal.number(max(at_ms))
+    ev = (
+        exp.select(exp.Star())
+        .from_("profile_events")
+        .where(exp.LTE(this=exp.column("timestamp_ms"), expression=last))
+    )
+    first = exp.Min(this=exp.column("timestamp_ms")).as_("first_ms")
+    profiles = (
+        exp.select(exp.column("profile_id"), first)
+        .from_("profile_events")
+        .group_by(exp.column("profile_id"))
+    )
+    return [("t", t), ("ev", ev), ("profiles", profiles)]
+
+
+def _grid_members_query(comp: Compiler, cond: ast.Condition, seen: bool) -> exp.Select:
+    """``(at_ms, profile_id)`` of every member at every instant of ``t``."""
+    on: exp.Expr = exp.true()
+    if seen:
+        on = exp.LTE(this=exp.column("first_ms", "p"), expression=exp.column("at_ms", "t"))
+    return (
+        exp.select(exp.column("at_ms", "t"), exp.column("profile_id", "p"))
+        .from_(exp.alias_(exp.to_table("t"), "t", table=True))
+        .join(exp.alias_(exp.to_table("profiles"), "p", table=True), on=on)
+        .where(comp.condition(cond))
+    )
+
+
+def members_grid_expression(
+    rule: str | ast.Rule,
+    at_ms: Sequence[int],
+    *,
+    segments: Mapping[str, str] | None = None,
+    traits: Mapping[str, str] | None = None,
+    dialect: str = "duckdb",
+    seen: bool = False,
+) -> exp.Select:
+    """The members at each of ``at_ms`` in one query: rows ``(at_ms, profile_id)``.
+
+    The instants are a table ``t(at_ms)`` joined beside the profiles, and the rule's conditions
+    read ``t.at_ms`` where the one-instant query reads its literal, so a 30-day size chart is
+    one query instead of 31. Every rule kind compiles to it (windows, sequences, ``not did``,
+    computed traits, ``in segment``, scores); its rows at T are exactly
+    ``members_expression(..., at_ms=T)``'s (tests/integration/rules/test_differential.py
+    holds them equal on DuckDB and PostgreSQL; ClickHouse and Spark are not tested on it).
+
+    >>> q = members_grid_expression('did "A" in last 1 hour', [0, 3_600_000])
+    >>> [c.alias_or_name for c in q.selects]
+    ['at_ms', 'profile_id']
+    """
+    if not at_ms:
+        raise ValueError("at_ms: at least one instant is needed")
+    conds, aggs = parse_definitions(dict(segments or {}), dict(traits or {}))
+    original = (parse(rule) if isinstance(rule, str) else rule).condition
+    assert original is not None
+    cond = substitute_computed(original, aggs)
+    if errors := computed_type_errors(original, cond):
+        raise RuleSyntaxError(errors)
+    needed = _needed_segments(cond, conds)
+    comp = Compiler(exp.column("at_ms", "t"), conds, dialect, grid=True)
+    query = _grid_members_query(comp, cond, seen).order_by(
+        exp.column("at_ms", "t"), exp.column("profile_id", "p")
+    )
+    members = [(name, _grid_members_query(comp, conds[name], seen)) for name in needed]
+    for name, cte in [*_grid_ctes(at_ms), *comp.ctes]:
+        query = query.with_(name, as_=cte)
+    for name, cte in members:
+        query = query.with_(exp.to_identifier(_seg_table(name), quoted=True), as_=cte)
+    return query
+
+
+def compile_members_grid(
+    rule: str | ast.Rule,
+    at_ms: Sequence[int],
+    *,
+    segments: Mapping[str, str] | None = None,
+    traits: Mapping[str, str] | None = None,
+    dialect: str = "duckdb",
+    pretty: bool = False,
+    seen: bool = False,
+) -> str:
+    """SQL returning ``(at_ms, profile_id)`` for every member at each of ``at_ms``: what
+    :func:`compile_members` gives at each instant, in one query (a size chart).
+
+    >>> sql = compile_members_grid('did "A" in last 1 hour', [0, 3_600_000], seen=True)
+    >>> "VALUES" in sql and "3600000" in sql
+    True
+    """
+    query = members_grid_expression(
+        rule, at_ms, segments=segments, traits=traits, dialect=dialect, seen=seen
+    )
+    return query.sql(dialect=dialect, pretty=pretty)
 
 
 def traits_expression(

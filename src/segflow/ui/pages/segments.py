@@ -21,7 +21,7 @@ from segflow.rules import Diagnostic, RuleSyntaxError
 from segflow.segments.sizes import days_back
 from segflow.ui.highlight import KEYWORDS
 from segflow.ui.svg import sparkline, xy
-from segflow.ui.web import Console, Form, now_ms, redirect
+from segflow.ui.web import Console, Form, redirect
 
 SAMPLE = 10
 DAYS = 30
@@ -47,11 +47,12 @@ def _freshness(console: Console, name: str) -> dict[str, Any] | None:
 
 def _history(console: Console, names: list[str]) -> dict[str, list[int]]:
     """Each segment's size at each of the last :data:`DAYS` days, in valid time (its rule's
-    SQL over the warehouse at each instant, as a preview; docs/segments.md)."""
+    SQL over the warehouse at each instant, as a preview; docs/segments.md), drawn once a
+    minute at most (``segflow.ui.charts``)."""
     if not names:
         return {}
     try:
-        return console.deps.segments.sizes(names, days_back(now_ms(), DAYS))
+        return console.charts.sizes(console.deps.segments, names, lambda now: days_back(now, DAYS))
     except (duckdb.Error, SegflowError):
         return {}
 
