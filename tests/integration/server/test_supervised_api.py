@@ -137,13 +137,14 @@ def test_metrics_add_up_every_process_of_the_server(serve: Serve) -> None:
                    "messageId": f"metered-{n}"} for n in range(7)])  # fmt: skip
 
     def page() -> str | None:
+        # every child publishes each second: wait until each has, and the counters add up
         text = serve.api.get("/metrics").text
         processed = sum(_metric(text, "segflow_processor_events_total").values())
         accepted = sum(_metric(text, "segflow_collect_events_accepted_total").values())
-        return text if processed >= 7 and accepted >= 7 else None
+        memory = _metric(text, "process_resident_memory_bytes")
+        pids = {c["pid"] for c in serve.children().values()}
+        every_child = {f'{{pid="{p}"}}' for p in pids} <= set(memory)  # one series each
+        return text if processed >= 7 and accepted >= 7 and every_child else None
 
-    text = until(page, what="the pipeline child's processor counter on an HTTP worker's /metrics")
-    memory = _metric(text, "process_resident_memory_bytes")
-    pids = {c["pid"] for c in serve.children().values()}
-    assert {f'{{pid="{p}"}}' for p in pids} <= set(memory), memory  # every child, one series each
+    text = until(page, what="every child's series on an HTTP worker's /metrics")
     assert text.count("# TYPE segflow_processor_events_total counter") == 1  # merged, not repeated
