@@ -586,13 +586,7 @@ def members_expression(
     """The members query as a SQLGlot expression (``$at_ms`` placeholder when ``at_ms`` is None)
     for ``dialect`` (its JSON functions; see ``segflow.rules.sql.dialects``). ``seen``: only
     profiles with an event at or before T (what valid-time history and previews ask)."""
-    conds, aggs = parse_definitions(dict(segments or {}), dict(traits or {}))
-    original = (parse(rule) if isinstance(rule, str) else rule).condition
-    assert original is not None
-    cond = substitute_computed(original, aggs)
-    if errors := computed_type_errors(original, cond):
-        raise RuleSyntaxError(errors)
-    needed = _needed_segments(cond, conds)
+    cond, conds, needed = _resolved(rule, segments, traits)
     at = _at(at_ms, dialect)
     comp = Compiler(at, conds, dialect)
     query = _members_query(comp, cond).order_by(exp.column("profile_id", "p"))
@@ -601,6 +595,22 @@ def members_expression(
     for name, cte in members:
         query = query.with_(exp.to_identifier(_seg_table(name), quoted=True), as_=cte)
     return query
+
+
+def _resolved(
+    rule: str | ast.Rule,
+    segments: Mapping[str, str] | None,
+    traits: Mapping[str, str] | None,
+) -> tuple[ast.Condition, dict[str, ast.Condition], list[str]]:
+    """The rule's condition with its computed traits written in, every segment's condition,
+    and the segments it needs, in dependency order (a ``RuleSyntaxError`` when ill-typed)."""
+    conds, aggs = parse_definitions(dict(segments or {}), dict(traits or {}))
+    original = (parse(rule) if isinstance(rule, str) else rule).condition
+    assert original is not None
+    cond = substitute_computed(original, aggs)
+    if errors := computed_type_errors(original, cond):
+        raise RuleSyntaxError(errors)
+    return cond, conds, _needed_segments(cond, conds)
 
 
 def _needed_segments(cond: ast.Condition, conds: Mapping[str, ast.Condition]) -> list[str]:
@@ -719,13 +729,7 @@ def members_grid_expression(
     """
     if not at_ms:
         raise ValueError("at_ms: at least one instant is needed")
-    conds, aggs = parse_definitions(dict(segments or {}), dict(traits or {}))
-    original = (parse(rule) if isinstance(rule, str) else rule).condition
-    assert original is not None
-    cond = substitute_computed(original, aggs)
-    if errors := computed_type_errors(original, cond):
-        raise RuleSyntaxError(errors)
-    needed = _needed_segments(cond, conds)
+    cond, conds, needed = _resolved(rule, segments, traits)
     comp = Compiler(exp.column("at_ms", "t"), conds, dialect, grid=True)
     query = _grid_members_query(comp, cond, seen).order_by(
         exp.column("at_ms", "t"), exp.column("profile_id", "p")
