@@ -1,15 +1,17 @@
 """Session-wide engines for the tests that run SQL beyond DuckDB: one PostgreSQL server and one
-local Spark session per test run, started on first use (tests/support/)."""
+local Spark session per test run, started on first use (tests/support/); the factory of the
+webhook receivers a test starts, each closed when it ends."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.support.engines import unavailable
+from tests.support.receivers import Receiver
 
 from segflow.catalog.db import CatalogTarget, SharedCatalog
 
@@ -45,3 +47,18 @@ def spark_session() -> Any:
     from tests.support.engines import start_spark
 
     return start_spark()
+
+
+@pytest.fixture
+def receiver_factory() -> Iterator[Callable[..., Receiver]]:
+    """``receiver_factory(behaviour=None, status=200, delay_s=0.0, host=, port=)`` starts a
+    webhook receiver on loopback (tests/support/receivers.py); each one closes after the test."""
+    made: list[Receiver] = []
+
+    def make(*args: Any, **kwargs: Any) -> Receiver:
+        made.append(Receiver(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for receiver in made:
+        receiver.close()
