@@ -1,6 +1,6 @@
 """Session-wide engines for the tests that run SQL beyond DuckDB: one PostgreSQL server and one
-local Spark session per test run, started on first use (tests/support/); the factory of the
-webhook receivers a test starts, each closed when it ends."""
+local Spark session per test run, started on first use (tests/support/); the factories of the
+webhook receivers and ``segflow serve`` processes a test starts, each stopped when it ends."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from tests.support.engines import unavailable
 from tests.support.receivers import Receiver
+from tests.support.serve import Serve
 
 from segflow.catalog.db import CatalogTarget, SharedCatalog
 
@@ -62,3 +63,19 @@ def receiver_factory() -> Iterator[Callable[..., Receiver]]:
     yield make
     for receiver in made:
         receiver.close()
+
+
+@pytest.fixture
+def serve_factory(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
+    """``serve_factory(*args, data=None, env=None, supervised=False, source="web",
+    role="admin")`` starts a ``segflow serve`` (tests/support/serve.py) on ``data`` (a fresh
+    directory in the test's tmp by default); each one is stopped after the test."""
+    made: list[Serve] = []
+
+    def make(*args: str, data: Path | None = None, **kwargs: Any) -> Serve:
+        made.append(Serve(data or tmp_path / f"data{len(made)}", *args, **kwargs))
+        return made[-1]
+
+    yield make
+    for serve in made:
+        serve.stop()
