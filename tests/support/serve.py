@@ -154,7 +154,9 @@ class Serve:
         self._close_clients()
 
     def stop(self) -> None:
-        """SIGTERM and wait (SIGKILL after 60 s); idempotent."""
+        """Close the clients (an open keep-alive connection holds a graceful stop back), then
+        SIGTERM and wait (SIGKILL after 60 s); idempotent."""
+        self._close_clients()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -162,7 +164,6 @@ class Serve:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        self._close_clients()
 
     def restart(self) -> None:
         self.stop()
