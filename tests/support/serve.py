@@ -1,24 +1,33 @@
-"""A supervised ``segflow serve`` as a real process on its own port and data directory, and
-the polling helpers of the tests that drive one."""
+"""``segflow serve`` as a real process on its own port and data directory, single-process or
+supervised, with an admin API client and a collector client.
+
+Tests take servers from the ``serve_factory`` fixture (tests/conftest.py), which stops every
+server a test started; a module-scoped server is a :class:`Serve` the module stops itself::
+
+    serve = serve_factory(env={"SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]'})
+    serve.track({"type": "track", "userId": "u1", "event": "Signed Up", "messageId": "m1"})
+    serve.kill()       # SIGKILL
+    serve.start()      # a new process on the same data directory (a new port)
+"""
 
 from __future__ import annotations
 
+import os
 import signal
+import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.support.cli import SEGFLOW
 from tests.support.net import free_port
 from tests.support.wait import until
 
-CLI = [sys.executable, "-m", "segflow.cli.main"]
+from segflow.spec.events import Event, decode_event
 
-
-def cli(*args: str) -> str:
-    out = subprocess.run([*CLI, *args], check=True, capture_output=True, text=True, timeout=60)
-    return out.stdout.strip().splitlines()[-1]
+ALLOW_LOOPBACK = {"SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]'}
+"""The environment that lets a server deliver to a receiver on loopback."""
 
 
 def gone(pid: int) -> bool:
@@ -30,36 +39,99 @@ def gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
-class Serve:
-    """A supervised ``segflow serve`` on its own port and data directory."""
+def make_source(data: Path, name: str, config: dict[str, Any] | None = None) -> str:
+    """A source's write key, made as ``segflow sources create [--source-config]`` makes it
+    (in this process: a CLI start costs seconds on a loaded machine; the CLI itself is tested
+    elsewhere). ``config``: its ``event_names`` and ``tracking_plan``."""
+    import msgspec
 
-    def __init__(self, tmp: Path, *args: str) -> None:
-        self.data = tmp / "data"
-        write_key = cli("sources", "create", "web", "--data-dir", str(self.data))
-        token = cli("tokens", "create", "--role", "admin", "--data-dir", str(self.data))
+    from segflow.collect.catalog import SourceCatalog, SourceConfig
+
+    catalog = SourceCatalog(data / "catalog.sqlite")
+    try:
+        return catalog.create(name, msgspec.convert(config, SourceConfig) if config else None)[1]
+    finally:
+        catalog.close()
+
+
+def make_token(data: Path, role: str) -> str:
+    """An API token, made as ``segflow tokens create`` makes it."""
+    from segflow.api.auth import TokenStore
+
+    store = TokenStore(data / "catalog.sqlite")
+    try:
+        return store.create(role)
+    finally:
+        store.close()
+
+
+def read_events(data: Path) -> list[Event]:
+    """Every event in a data directory's log (read-only, while the server runs)."""
+    con = sqlite3.connect(f"file:{data / 'log.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT payload FROM records ORDER BY partition, offset").fetchall()
+    finally:
+        con.close()
+    return [decode_event(r[0]) for r in rows]
+
+
+class Serve:
+    """``segflow serve`` on ``data`` with ``args``; ``env`` on top of this process's.
+
+    It makes a source (``source``, its key in ``write_key``) and a token (``role``, in
+    ``token``) unless given None, starts, and waits until the admin API answers. Its output
+    (stderr, the application log, and stdout) goes to ``log_path``, kept across restarts.
+
+    >>> serve = Serve(tmp_path / "data", "--workers", "1", supervised=True)  # doctest: +SKIP
+    >>> serve.api.get("/api/v1/status").json()["parts"]["supervisor"]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        data: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        supervised: bool = False,
+        source: str | None = "web",
+        role: str | None = "admin",
+    ) -> None:
+        self.data = data
+        self.args = (*(() if supervised else ("--single-process",)), *args)
+        self.env = {**os.environ, **(env or {})}
+        self.write_key = make_source(data, source) if source else None
+        self.token = make_token(data, role) if role else None
+        self.log_path = data.parent / f"serve-{data.name}.log"
+        self.start()
+
+    def start(self) -> None:
+        """Run a new process on the data directory, on a new port, and wait until it answers."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.err_path = tmp / "serve.err"
-        with self.err_path.open("wb") as err:
+        with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [*CLI, "serve", "--data-dir", str(self.data), "--port", str(self.port), *args],
-                stdout=subprocess.DEVNULL, stderr=err,
+                [*SEGFLOW, "serve", "--data-dir", str(self.data), "--port", str(self.port),
+                 *self.args],
+                env=self.env,
+                cwd=self.data.parent,  # relative paths a request names land in the test's tmp
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )  # fmt: skip
-        self.api = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-        )
-        self.collector = httpx.Client(base_url=self.url, auth=(write_key, ""), timeout=30)
-        until(self._up, what="the admin API answers")
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self.api = httpx.Client(base_url=self.url, headers=auth, timeout=60)
+        key = (self.write_key, "") if self.write_key else None
+        self.collector = httpx.Client(base_url=self.url, auth=key, timeout=60)
+        try:
+            until(self._up, what=f"segflow serve answering on {self.url}")
+        except BaseException:
+            self.stop()
+            raise
 
     def _up(self) -> bool:
-        assert self.proc.poll() is None, self.stderr()
-        try:
-            return self.api.get("/api/v1/health", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
+        assert self.proc.poll() is None, self.logs()
+        return httpx.get(f"{self.url}/api/v1/health", timeout=2).status_code == 200
 
-    def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
     def status(self) -> dict[str, Any]:
         got = self.api.get("/api/v1/status")
@@ -67,11 +139,36 @@ class Serve:
         return got.json()  # type: ignore[no-any-return]
 
     def children(self) -> dict[str, dict[str, Any]]:
+        """The supervised server's children by name."""
         return {c["name"]: c for c in self.status()["parts"]["supervisor"]["children"]}
 
-    def close(self) -> None:
+    def track(self, *messages: dict[str, Any]) -> None:
+        """Send ``messages`` in one batch; every one must be accepted."""
+        answer = self.collector.post("/v1/batch", json={"batch": list(messages)})
+        assert answer.status_code == 200 and answer.json().get("refused", []) == [], answer.text
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self._close_clients()
+
+    def stop(self) -> None:
+        """Close the clients (an open keep-alive connection holds a graceful stop back), then
+        SIGTERM and wait (SIGKILL after 60 s); idempotent."""
+        self._close_clients()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _close_clients(self) -> None:
         self.api.close()
         self.collector.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(60)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from tests.support.wait import until
 
 from segflow.activate.service import ActivationService
 from segflow.activate.ssrf import UrlGuard
@@ -73,7 +74,7 @@ def kill(proc: subprocess.Popen[str]) -> None:
 
 
 def test_sigkill_with_pending_deliveries_then_restart(
-    tmp_path: Path, receiver_factory: Any, sqlite_feed: Any, make_changes: Any, until: Any
+    tmp_path: Path, receiver_factory: Any, sqlite_feed: Any, make_changes: Any
 ) -> None:
     up = threading.Event()
     receiver = receiver_factory(lambda n, h, b: (200 if up.is_set() else 503, {}, 0.0))

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 from standardwebhooks import Webhook
+from tests.support.wait import until
 
 from segflow.activate.payloads import DictProfiles
 from segflow.activate.service import ActivationService
@@ -89,7 +90,7 @@ def test_receiver_failing_for_minutes_gets_every_change_in_order(
 
 
 def test_hanging_and_dead_receivers_do_not_delay_the_others(
-    tmp_path: Path, receiver_factory: Any, sqlite_feed: Any, make_changes: Any, until: Any
+    tmp_path: Path, receiver_factory: Any, sqlite_feed: Any, make_changes: Any
 ) -> None:
     hanging = receiver_factory(lambda n, h, b: (200, {}, 60.0))
     fast = receiver_factory()
@@ -120,7 +121,7 @@ def test_hanging_and_dead_receivers_do_not_delay_the_others(
 
 
 def test_live_delivery_with_batching(
-    tmp_path: Path, receiver_factory: Any, sqlite_feed: Any, make_changes: Any, until: Any
+    tmp_path: Path, receiver_factory: Any, sqlite_feed: Any, make_changes: Any
 ) -> None:
     receiver = receiver_factory()
     store, service, worker = setup(tmp_path, sqlite_feed)

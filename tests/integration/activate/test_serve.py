@@ -11,7 +11,9 @@ from typing import Any
 import msgspec
 import pytest
 from standardwebhooks import Webhook
-from tests.integration.activate.conftest import Receiver, Serve, wait_until
+from tests.support.receivers import Receiver
+from tests.support.serve import ALLOW_LOOPBACK, Serve
+from tests.support.wait import until
 
 pytestmark = pytest.mark.slow
 
@@ -32,9 +34,9 @@ def identify(user: str, n: int, advertising: bool) -> dict[str, Any]:
 
 
 def test_consent_withdrawn_and_granted_through_identify(
-    serve_factory: Callable[[], Serve], receiver_factory: Callable[..., Receiver]
+    serve_factory: Callable[..., Serve], receiver_factory: Callable[..., Receiver]
 ) -> None:
-    serve = serve_factory()
+    serve = serve_factory(env=ALLOW_LOOPBACK)
     ads_hook, crm_hook = receiver_factory(), receiver_factory()
     api = serve.api
     assert api.post(
@@ -53,12 +55,12 @@ def test_consent_withdrawn_and_granted_through_identify(
         identify("u1", 1, True),
         {"type": "track", "userId": "u1", "event": "Signed Up", "messageId": "s1"},
     )
-    assert wait_until(lambda: len(ads_hook.ok()) == 1 and len(crm_hook.ok()) == 1)
+    assert until(lambda: len(ads_hook.ok()) == 1 and len(crm_hook.ok()) == 1)
 
     serve.track(identify("u1", 2, False))  # no membership change: still in "signed"
-    assert wait_until(lambda: len(ads_hook.ok()) == 2)
+    assert until(lambda: len(ads_hook.ok()) == 2)
     serve.track(identify("u1", 3, True))
-    assert wait_until(lambda: len(ads_hook.ok()) == 3)
+    assert until(lambda: len(ads_hook.ok()) == 3)
 
     ads = webhooks(ads_hook, secrets["ads"])
     assert [(d["segment"], d["kind"]) for d in ads] == [
@@ -81,11 +83,11 @@ def test_consent_withdrawn_and_granted_through_identify(
 
 
 def test_sigkill_with_pending_deliveries_then_restart(
-    serve_factory: Callable[[], Serve], receiver_factory: Callable[..., Receiver]
+    serve_factory: Callable[..., Serve], receiver_factory: Callable[..., Receiver]
 ) -> None:
     up = threading.Event()
     hook = receiver_factory(lambda n, h, b: (200 if up.is_set() else 503, {}, 0.0))
-    serve = serve_factory()
+    serve = serve_factory(env=ALLOW_LOOPBACK)
     api = serve.api
     assert api.post(
         "/api/v1/segments", json={"name": "signed", "rule": 'did "Signed Up"'}
@@ -104,12 +106,12 @@ def test_sigkill_with_pending_deliveries_then_restart(
     def stats() -> dict[str, int]:
         return serve.api.get("/api/v1/destinations/crm/deliveries").json()["stats"]  # type: ignore[no-any-return]
 
-    assert wait_until(lambda: stats()["pending"] == 5 and len(hook.requests) >= 5)
+    assert until(lambda: stats()["pending"] == 5 and len(hook.requests) >= 5)
     serve.kill()
     assert hook.ok() == []
     up.set()
     serve.start()
-    assert wait_until(lambda: stats()["delivered"] == 5)
+    assert until(lambda: stats()["delivered"] == 5)
     delivered = webhooks(hook, secret)
     assert len({d["id"] for d in delivered}) == 5 == len({d["profile_id"] for d in delivered})
     failed = [msgspec.json.decode(r.body)["data"]["id"] for r in hook.requests if r.status == 503]

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from tests.support.serve import Serve, make_source, read_events
 
 ACKED_TARGET = 10_000
 
 
 @pytest.mark.slow
-def test_sigkill_loses_no_acknowledged_message(tmp_path: Path, helpers: Any) -> None:
+def test_sigkill_loses_no_acknowledged_message(
+    tmp_path: Path, serve_factory: Callable[..., Serve]
+) -> None:
     data_dir = tmp_path / "data"
-    key = helpers.create_source(data_dir, "crash")
-    server = helpers.Server(data_dir)
+    key = make_source(data_dir, "crash")
+    server = serve_factory(data=data_dir, source=None, role=None)
     acked: list[str] = []
     lock = threading.Lock()
     enough = threading.Event()
@@ -53,9 +56,10 @@ def test_sigkill_loses_no_acknowledged_message(tmp_path: Path, helpers: Any) -> 
         w.join(30)
     assert len(acked) >= ACKED_TARGET
 
-    restarted = helpers.Server(data_dir)
+    server.start()  # a new process on the same data directory
+    restarted = server
     try:
-        counts = Counter(e.message_id for e in helpers.read_events(data_dir))
+        counts = Counter(e.message_id for e in read_events(data_dir))
         assert all(counts[m] == 1 for m in set(acked)), (
             "an acknowledged message is missing or duplicated"
         )

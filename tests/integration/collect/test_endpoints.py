@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.cli import run
+from tests.support.serve import make_source, read_events
 
 SINGLE = {
     "track": {"event": "Product Viewed"},
@@ -28,14 +30,14 @@ def mid() -> str:
     return f"it-{uuid.uuid4()}"
 
 
-def stored(helpers: Any, data_dir: Path) -> dict[str, Any]:
-    return {e.message_id: e for e in helpers.read_events(data_dir)}
+def stored(data_dir: Path) -> dict[str, Any]:
+    return {e.message_id: e for e in read_events(data_dir)}
 
 
 @pytest.mark.parametrize("call", list(SINGLE))
 @pytest.mark.parametrize("prefix", ["/v1", ""])
 def test_single_endpoints(
-    call: str, prefix: str, client: httpx.Client, write_key: str, data_dir: Path, helpers: Any
+    call: str, prefix: str, client: httpx.Client, write_key: str, data_dir: Path
 ) -> None:
     message_id = mid()
     r = client.post(
@@ -44,13 +46,13 @@ def test_single_endpoints(
         json={"userId": "u1", "messageId": message_id, **SINGLE[call]},
     )
     assert (r.status_code, r.json()) == (200, {"success": True})
-    event = stored(helpers, data_dir)[message_id]
+    event = stored(data_dir)[message_id]
     assert event.type == call and event.user_id == "u1" and event.context["ip"] == "127.0.0.1"
 
 
 @pytest.mark.parametrize("short", list(SHORT))
 def test_analytics_js_routes_with_text_plain_and_body_key(
-    short: str, client: httpx.Client, write_key: str, data_dir: Path, helpers: Any
+    short: str, client: httpx.Client, write_key: str, data_dir: Path
 ) -> None:
     """analytics-next posts to /v1/{t,i,p,s,g,a} with text/plain and writeKey in the body."""
     call = SHORT[short]
@@ -69,19 +71,17 @@ def test_analytics_js_routes_with_text_plain_and_body_key(
         f"/v1/{short}", content=json.dumps(body), headers={"content-type": "text/plain"}
     )
     assert r.status_code == 200
-    event = stored(helpers, data_dir)[message_id]
+    event = stored(data_dir)[message_id]
     assert event.type == call and event.received_at_ms - event.timestamp_ms == 1000
 
 
 @pytest.mark.parametrize("path", ["/v1/batch", "/v1/import", "/v1/b", "/b", "/import"])
-def test_batch_endpoints(
-    path: str, client: httpx.Client, write_key: str, data_dir: Path, helpers: Any
-) -> None:
+def test_batch_endpoints(path: str, client: httpx.Client, write_key: str, data_dir: Path) -> None:
     ids = [mid() for _ in range(3)]
     batch = [{"type": "track", "event": "E", "anonymousId": "a", "messageId": i} for i in ids]
     r = client.post(path, auth=(write_key, ""), json={"batch": batch})
     assert r.status_code == 200 and r.json()["accepted"] == 3
-    assert set(ids) <= set(stored(helpers, data_dir))
+    assert set(ids) <= set(stored(data_dir))
 
 
 def test_basic_auth_without_colon(client: httpx.Client, write_key: str) -> None:
@@ -103,17 +103,17 @@ def test_body_write_key_beside_a_bearer_token(client: httpx.Client, write_key: s
 
 @pytest.mark.parametrize("auth", [None, ("wrong", ""), ("", "")])
 def test_bad_or_missing_key_is_401_and_nothing_stored(
-    auth: tuple[str, str] | None, client: httpx.Client, data_dir: Path, helpers: Any
+    auth: tuple[str, str] | None, client: httpx.Client, data_dir: Path
 ) -> None:
     message_id = mid()
     r = client.post(
         "/v1/track", auth=auth, json={"userId": "u", "event": "E", "messageId": message_id}
     )
     assert r.status_code == 401 and r.json()["code"] == "unauthorized"
-    assert message_id not in stored(helpers, data_dir)
+    assert message_id not in stored(data_dir)
 
 
-def test_gzip_batch(client: httpx.Client, write_key: str, data_dir: Path, helpers: Any) -> None:
+def test_gzip_batch(client: httpx.Client, write_key: str, data_dir: Path) -> None:
     ids = [mid() for _ in range(50)]
     body = gzip.compress(
         json.dumps(
@@ -127,7 +127,7 @@ def test_gzip_batch(client: httpx.Client, write_key: str, data_dir: Path, helper
         headers={"content-encoding": "gzip", "content-type": "application/json"},
     )
     assert r.status_code == 200 and r.json()["accepted"] == 50
-    assert set(ids) <= set(stored(helpers, data_dir))
+    assert set(ids) <= set(stored(data_dir))
 
 
 def test_gzip_bomb_is_413(client: httpx.Client, write_key: str) -> None:
@@ -188,7 +188,7 @@ def test_message_id_over_100_chars(client: httpx.Client, write_key: str) -> None
 
 
 def test_partial_batch_keeps_the_good_ones(
-    client: httpx.Client, write_key: str, data_dir: Path, helpers: Any
+    client: httpx.Client, write_key: str, data_dir: Path
 ) -> None:
     good, bad = mid(), mid()
     batch = [
@@ -203,8 +203,10 @@ def test_partial_batch_keeps_the_good_ones(
         (1, bad, "event"),
         (2, "no-previous", "previousId"),
     ]
-    assert good in stored(helpers, data_dir) and bad not in stored(helpers, data_dir)
-    letters = json.loads(helpers.cli("dead-letters", "list", "--json", "--data-dir", str(data_dir)))
+    assert good in stored(data_dir) and bad not in stored(data_dir)
+    letters = json.loads(
+        run("dead-letters", "list", "--json", "--data-dir", str(data_dir), check=True).stdout
+    )
     assert {bad, "no-previous"} <= {x["message_id"] for x in letters}
 
 
@@ -215,15 +217,13 @@ def test_all_refused_batch_is_400(client: httpx.Client, write_key: str) -> None:
     assert r.status_code == 400 and r.json()["refused"][0]["field"] == "event"
 
 
-def test_retried_batch_is_stored_once(
-    client: httpx.Client, write_key: str, data_dir: Path, helpers: Any
-) -> None:
+def test_retried_batch_is_stored_once(client: httpx.Client, write_key: str, data_dir: Path) -> None:
     ids = [mid() for _ in range(5)]
     body = {"batch": [{"type": "identify", "userId": "r", "messageId": i} for i in ids]}
     first = client.post("/v1/batch", auth=(write_key, ""), json=body).json()
     second = client.post("/v1/batch", auth=(write_key, ""), json=body).json()
     assert (first["duplicates"], second["duplicates"]) == (0, 5)
-    assert sum(1 for e in helpers.read_events(data_dir) if e.message_id in ids) == 5
+    assert sum(1 for e in read_events(data_dir) if e.message_id in ids) == 5
 
 
 def test_cors_preflight_and_headers(client: httpx.Client, write_key: str) -> None:
@@ -260,14 +260,14 @@ def test_rudderstack_source_config(client: httpx.Client, write_key: str) -> None
 
 
 @pytest.mark.parametrize("mode", ["allow", "flag", "block"])
-def test_tracking_plan_modes(mode: str, server: Any, data_dir: Path, helpers: Any) -> None:
+def test_tracking_plan_modes(mode: str, server: Any, data_dir: Path) -> None:
     plan = {
         "mode": mode,
         "events": {
             "Order Completed": {"properties": {"revenue": {"type": "number", "required": True}}}
         },
     }
-    key = helpers.create_source(
+    key = make_source(
         data_dir,
         f"plan-{mode}",
         {"tracking_plan": plan, "event_names": {"Order Completed": ["order_done"]}},
@@ -296,7 +296,7 @@ def test_tracking_plan_modes(mode: str, server: Any, data_dir: Path, helpers: An
             auth=(key, ""),
             json={"userId": "u", "event": "Order Completed", "properties": {}},
         )
-    events = stored(helpers, data_dir)
+    events = stored(data_dir)
     assert events[good].event == "Order Completed"
     if mode == "block":
         assert r.json()["refused"][0]["messageId"] == bad and bad not in events
@@ -309,7 +309,15 @@ def test_tracking_plan_modes(mode: str, server: Any, data_dir: Path, helpers: An
             ("properties.revenue: expected number, got string",) if mode == "flag" else ()
         )
     counts = json.loads(
-        helpers.cli("sources", "violations", f"plan-{mode}", "--json", "--data-dir", str(data_dir))
+        run(
+            "sources",
+            "violations",
+            f"plan-{mode}",
+            "--json",
+            "--data-dir",
+            str(data_dir),
+            check=True,
+        ).stdout
     )
     assert {(c["event"], c["violation"]): c["count"] for c in counts} == {
         ("Order Completed", "properties.revenue: expected number, got string"): 1,
@@ -317,16 +325,18 @@ def test_tracking_plan_modes(mode: str, server: Any, data_dir: Path, helpers: An
     }
 
 
-def test_sources_list(data_dir: Path, helpers: Any, server: Any) -> None:
+def test_sources_list(data_dir: Path, server: Any) -> None:
     names = [
         s["name"]
-        for s in json.loads(helpers.cli("sources", "list", "--json", "--data-dir", str(data_dir)))
+        for s in json.loads(
+            run("sources", "list", "--json", "--data-dir", str(data_dir), check=True).stdout
+        )
     ]
     assert "web" in names
 
 
 def test_rudderstack_beacon_with_query_key(
-    client: httpx.Client, write_key: str, data_dir: Path, helpers: Any
+    client: httpx.Client, write_key: str, data_dir: Path
 ) -> None:
     message_id = mid()
     r = client.post(
@@ -340,4 +350,4 @@ def test_rudderstack_beacon_with_query_key(
             }
         ),
     )
-    assert r.status_code == 200 and message_id in stored(helpers, data_dir)
+    assert r.status_code == 200 and message_id in stored(data_dir)

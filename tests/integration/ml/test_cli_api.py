@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +13,8 @@ import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
+from tests.support.cli import run
+from tests.support.net import free_port
 
 from segflow.api.auth import authorizer
 from segflow.api.models import ModelsDeps, build_model_routes
@@ -27,13 +26,7 @@ NOW = 120 * DAY_MS
 
 
 def segflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "segflow.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=300,
-    )
+    return run(*args, env={"OMP_NUM_THREADS": "1"}, timeout_s=300)
 
 
 @pytest.fixture
@@ -129,12 +122,6 @@ def test_cli_ltv_on_a_csv_with_iso_dates(tmp_path: Path) -> None:
     assert bad.returncode == 2 and json.loads(bad.stderr)["field"] == "customer_col"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def api(
     tmp_path: Path, warehouse: Callable[..., duckdb.DuckDBPyConnection]
@@ -149,7 +136,7 @@ def api(
         catalog_path=tmp_path / "catalog.sqlite",
         authorize=authorizer(tokens),
     )
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             Starlette(routes=build_model_routes(deps)),

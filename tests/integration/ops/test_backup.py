@@ -15,7 +15,11 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
+from tests.support.cli import cli, run
+from tests.support.net import free_port
+from tests.support.serve import make_source, make_token
 from tests.support.state import dump_state
+from tests.support.wait import until
 
 from segflow.backup import create_backup
 from segflow.backup.archive import SQLITE_STORES
@@ -108,26 +112,26 @@ class Traffic(threading.Thread):
 @pytest.mark.slow
 @pytest.mark.parametrize("store", ["rocksdb", "sqlite"])
 def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles(
-    store: str, tmp_path: Path, make_server: Callable[..., Any], ops: Any
+    store: str, tmp_path: Path, serve_factory: Callable[..., Any]
 ) -> None:
     data = tmp_path / "data"
-    key = ops.source(data, "web")
-    token = ops.token(data, "admin")
+    key = make_source(data, "web")
+    token = make_token(data, "admin")
     env = {"SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]', "SEGFLOW_WAREHOUSE__FLUSH_INTERVAL_MS": "100", "SEGFLOW_STREAM__STORE": store}  # fmt: skip
-    source = make_server(data, env=env)
+    source = serve_factory(data=data, env=env, source=None, role=None)
     auth = {"Authorization": f"Bearer {token}"}
     api = httpx.Client(base_url=source.url, headers=auth, timeout=30)
     rules = [("segments", "buyers", 'did "Order Completed"'),
              ("traits", "spent", 'sum(revenue of "Order Completed")')]  # fmt: skip
     for kind, name, rule in rules:
         assert api.post(f"/api/v1/{kind}", json={"name": name, "rule": rule}).status_code == 201
-    hook = f"http://127.0.0.1:{ops.free_port()}/closed"  # failing deliveries: the queue moves
+    hook = f"http://127.0.0.1:{free_port()}/closed"  # failing deliveries: the queue moves
     made = api.post("/api/v1/destinations", json={"name": "crm", "url": hook, "subscriptions": [{"segment": "buyers"}]})  # fmt: skip
     assert made.status_code == 201, made.text
 
     traffic = Traffic(source.url, key)
     traffic.start()
-    ops.until(lambda: traffic.batches >= 20)
+    until(lambda: traffic.batches >= 20)
     reference: Dump = {}
 
     def at_point(readers: dict[str, sqlite3.Connection], wh: Any) -> None:
@@ -143,7 +147,7 @@ def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles
     out = tmp_path / "backup"
     manifest = create_backup(data, out, while_locked=at_point)
     during = traffic.batches
-    ops.until(lambda: traffic.batches >= during + 10)  # traffic went on after the backup
+    until(lambda: traffic.batches >= during + 10)  # traffic went on after the backup
     traffic.stop.set()
     traffic.join(30)
     assert sorted(reference) == sorted([*stores_of(store), "warehouse.duckdb"])
@@ -170,7 +174,7 @@ def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     assert refused.returncode == 2 and "target_not_empty" in refused.stderr
     restored = tmp_path / "restored"
-    ops.cli("restore", str(out), "--data-dir", str(restored))
+    cli("restore", str(out), "--data-dir", str(restored))
     assert (restored / "console_secret").read_bytes() == (data / "console_secret").read_bytes()
     copy = dump_dir(restored, store)
     for store, tables in reference.items():
@@ -180,7 +184,7 @@ def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles
             assert copy[store][table] == rows, (store, table)
 
     # the log is append-only: the backup's records are the source's, at the same offsets
-    ops.until(lambda: api.get("/api/v1/status").json()["parts"]["processor"]["lag"] == 0)
+    until(lambda: api.get("/api/v1/status").json()["parts"]["processor"]["lag"] == 0)
     live = sqlite3.connect(f"file:{data / 'log.sqlite'}?mode=ro", uri=True)
     source_records = {(p, o): payload for p, o, _, payload in live.execute("SELECT * FROM records")}
     positions = _positions(live)
@@ -198,7 +202,7 @@ def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles
         users[user] = users.get(user, True) and o < cut[p]
     complete = sorted(u for u, inside in users.items() if inside)
     assert len(complete) >= 10, "too few people entirely before the backup"
-    copy_server = make_server(restored, env=env)
+    copy_server = serve_factory(data=restored, env=env, source=None, role=None)
     copy_api = httpx.Client(base_url=copy_server.url, headers=auth, timeout=30)
 
     last: dict[str, Any] = {}
@@ -212,7 +216,7 @@ def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles
         return bool(processor["lag"] == 0 and not processor["backfilling"] and loader["lag"] == 0)
 
     try:  # a liveness bound: a loaded machine replays slowly, a hang still fails
-        ops.until(drained, deadline_s=90)
+        until(drained, deadline_s=90)
     except AssertionError as exc:
         raise AssertionError(f"the restored copy did not drain: {last.get('parts')}") from exc
     for user in complete:
@@ -240,18 +244,18 @@ def _positions(log: sqlite3.Connection) -> dict[str, tuple[int, int]]:
 
 
 def test_backup_through_the_server_when_it_keeps_the_warehouse_open(
-    tmp_path: Path, make_server: Callable[..., Any], ops: Any
+    tmp_path: Path, serve_factory: Callable[..., Any]
 ) -> None:
     data = tmp_path / "data"
-    key = ops.source(data, "web")
-    token = ops.token(data, "admin")
-    reader = ops.token(data, "editor")
+    key = make_source(data, "web")
+    token = make_token(data, "admin")
+    reader = make_token(data, "editor")
     env = {"SEGFLOW_WAREHOUSE__RELEASE_BETWEEN_BATCHES": "false", "SEGFLOW_WAREHOUSE__LOCK_TIMEOUT_S": "1"}  # fmt: skip
-    server = make_server(data, env=env)
+    server = serve_factory(data=data, env=env, source=None, role=None)
     events = [{"type": "track", "userId": f"u{i}", "event": "E", "messageId": f"m{i}"} for i in range(50)]  # fmt: skip
     assert httpx.post(f"{server.url}/v1/batch", json={"batch": events}, auth=(key, "")).status_code == 200  # fmt: skip
     api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
-    ops.until(lambda: api.get("/api/v1/status").json()["parts"]["warehouse_loader"]["lag"] == 0)
+    until(lambda: api.get("/api/v1/status").json()["parts"]["warehouse_loader"]["lag"] == 0)
 
     # another process cannot open the warehouse the server keeps open: a clear error
     local = subprocess.run([sys.executable, "-m", "segflow.cli.main", "backup", str(tmp_path / "local"), "--data-dir", str(data)],
@@ -264,7 +268,7 @@ def test_backup_through_the_server_when_it_keeps_the_warehouse_open(
     relative = api.post("/api/v1/backups", json={"path": "relative/dir"})
     assert relative.status_code == 400
     assert relative.json()["error"]["details"]["field"] == "path"
-    printed = ops.cli("backup", str(out), "--url", server.url, "--token", token)
+    printed = run("backup", str(out), "--url", server.url, "--token", token, check=True).stdout
     assert "backup written to" in printed
     again = api.post("/api/v1/backups", json={"path": str(out)})
     assert again.status_code == 409 and again.json()["error"]["code"] == "target_not_empty"
@@ -273,7 +277,7 @@ def test_backup_through_the_server_when_it_keeps_the_warehouse_open(
     api.close()
 
     restored = tmp_path / "restored"
-    ops.cli("restore", str(out), "--data-dir", str(restored))
+    cli("restore", str(out), "--data-dir", str(restored))
     con = duckdb.connect(str(restored / "warehouse.duckdb"))
     assert con.execute("SELECT count(*) FROM events").fetchone() == (50,)
     con.close()
@@ -282,11 +286,11 @@ def test_backup_through_the_server_when_it_keeps_the_warehouse_open(
     log.close()
 
 
-def test_a_damaged_backup_is_refused(tmp_path: Path, ops: Any) -> None:
+def test_a_damaged_backup_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    ops.source(data, "web")
+    make_source(data, "web")
     out = tmp_path / "backup"
-    ops.cli("backup", str(out), "--data-dir", str(data))
+    cli("backup", str(out), "--data-dir", str(data))
     with (out / "catalog.sqlite").open("r+b") as f:
         f.seek(200)
         f.write(b"\x00damaged")

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.serve import Serve, make_source, make_token
 
 from segflow.rules.parser import MAX_DEPTH
 
@@ -17,11 +18,11 @@ LIMIT = 64 * 1024
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, ops: Any) -> Iterator[tuple[Any, str, str]]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str, str]]:
     data: Path = tmp_path_factory.mktemp("bad-input") / "data"
-    key = ops.source(data, "web")
-    admin = ops.token(data, "admin")
-    server = ops.Server(data, env={"SEGFLOW_API__MAX_BODY_BYTES": str(LIMIT)})
+    key = make_source(data, "web")
+    admin = make_token(data, "admin")
+    server = Serve(data, env={"SEGFLOW_API__MAX_BODY_BYTES": str(LIMIT)}, source=None, role=None)
     try:
         yield server, key, admin
     finally:

@@ -21,6 +21,9 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.net import free_port
+from tests.support.serve import make_source, make_token
+from tests.support.wait import until
 
 EXAMPLES = int(os.environ.get("SEGFLOW_FUZZ_EXAMPLES", "8"))
 RANDOM = os.environ.get("SEGFLOW_FUZZ_RANDOM") == "1"
@@ -61,18 +64,18 @@ def _fields(operation: Any) -> list[str]:
     return [f.strip() for f in text.split(",") if f.strip() and "." not in f]
 
 
-def _seed(url: str, key: str, headers: dict[str, str], ops: Any) -> None:
+def _seed(url: str, key: str, headers: dict[str, str]) -> None:
     api = httpx.Client(base_url=url, headers=headers, timeout=30)
     assert api.post("/api/v1/segments", json={"name": "buyers", "rule": 'did "Order Completed"'}).status_code == 201  # fmt: skip
     assert api.post("/api/v1/traits", json={"name": "spent", "rule": 'sum(revenue of "Order Completed")'}).status_code == 201  # fmt: skip
-    hook = {"name": "crm", "url": f"http://127.0.0.1:{ops.free_port()}/h", "subscriptions": [{"segment": "buyers"}]}  # fmt: skip
+    hook = {"name": "crm", "url": f"http://127.0.0.1:{free_port()}/h", "subscriptions": [{"segment": "buyers"}]}  # fmt: skip
     assert api.post("/api/v1/destinations", json=hook).status_code == 201
     files = {"name": "files", "kind": "file", "directory": "exports", "subscriptions": [{"segment": "buyers"}]}  # fmt: skip
     assert api.post("/api/v1/destinations", json=files).status_code == 201
     events = [{"type": "identify", "userId": "u1", "anonymousId": "a1", "traits": {"email": "u1@example.com"}},
               {"type": "track", "userId": "u1", "event": "Order Completed", "properties": {"revenue": 5}}]  # fmt: skip
     assert httpx.post(f"{url}/v1/batch", json={"batch": events}, auth=(key, "")).status_code == 200
-    ops.until(lambda: api.get("/api/v1/profiles/user_id:u1").status_code == 200)
+    until(lambda: api.get("/api/v1/profiles/user_id:u1").status_code == 200)
     api.close()
 
 
@@ -112,11 +115,11 @@ def _fuzz_operation(operation: Any, url: str, headers: dict[str, str], failures:
 
 @pytest.mark.slow
 def test_admin_api_answers_no_5xx_to_generated_requests(
-    tmp_path: Path, make_server: Callable[..., Any], ops: Any
+    tmp_path: Path, serve_factory: Callable[..., Any]
 ) -> None:
-    server, key, token = _server(tmp_path, make_server, ops)
+    server, key, token = _server(tmp_path, serve_factory)
     headers = {"Authorization": f"Bearer {token}"}
-    _seed(server.url, key, headers, ops)
+    _seed(server.url, key, headers)
     doc = httpx.get(f"{server.url}/api/v1/openapi.json").json()
     schema = schemathesis.openapi.from_dict(doc)
     failures: list[str] = []
@@ -193,9 +196,9 @@ def _encode(body: bytes, encoding: str | None) -> tuple[bytes, dict[str, str]]:
 
 @pytest.mark.slow
 def test_collection_answers_no_5xx_to_generated_payloads(
-    tmp_path: Path, make_server: Callable[..., Any], ops: Any
+    tmp_path: Path, serve_factory: Callable[..., Any]
 ) -> None:
-    server, key, _ = _server(tmp_path, make_server, ops)
+    server, key, _ = _server(tmp_path, serve_factory)
     failures: list[str] = []
     client = httpx.Client(base_url=server.url, timeout=60)
 
@@ -229,12 +232,12 @@ def test_collection_answers_no_5xx_to_generated_payloads(
     assert "Traceback" not in server.logs()
 
 
-def _server(tmp_path: Path, make_server: Callable[..., Any], ops: Any) -> tuple[Any, str, str]:
+def _server(tmp_path: Path, serve_factory: Callable[..., Any]) -> tuple[Any, str, str]:
     data = tmp_path / "data"
-    key = ops.source(data, "web")
-    token = ops.token(data, "admin")
+    key = make_source(data, "web")
+    token = make_token(data, "admin")
     env = {
         "SEGFLOW_ML__SCHEDULE_ENABLED": "false",
         "SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]',
     }
-    return make_server(data, env=env), key, token
+    return serve_factory(data=data, env=env, source=None, role=None), key, token

@@ -10,16 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.support.net import free_port
+from tests.support.serve import make_source, make_token
+from tests.support.wait import until
 
 
 def test_sources_and_tokens_are_rate_limited_separately(
-    tmp_path: Path, make_server: Callable[..., Any], ops: Any
+    tmp_path: Path, serve_factory: Callable[..., Any]
 ) -> None:
     data = tmp_path / "data"
-    web = ops.source(data, "web")
-    ios = ops.source(data, "ios")
-    one = ops.token(data, "read")
-    two = ops.token(data, "read")
+    web = make_source(data, "web")
+    ios = make_source(data, "ios")
+    one = make_token(data, "read")
+    two = make_token(data, "read")
     env = {
         # refills are slow enough that the test's own pace never earns a token back
         "SEGFLOW_COLLECT__RATE_LIMIT_EVENTS_PER_S": "0.01",
@@ -27,7 +30,7 @@ def test_sources_and_tokens_are_rate_limited_separately(
         "SEGFLOW_API__RATE_LIMIT_PER_S": "0.01",
         "SEGFLOW_API__RATE_LIMIT_BURST": "3",
     }
-    server = make_server(data, env=env)
+    server = serve_factory(data=data, env=env, source=None, role=None)
 
     def batch(key: str, n: int, tag: str) -> httpx.Response:
         events = [{"type": "track", "userId": "u", "event": "E", "messageId": f"{tag}{i}"} for i in range(n)]  # fmt: skip
@@ -66,16 +69,19 @@ CANARIES = ("canary.alpha@leak-test.example", "canary-beta@leak-test.example")
 
 
 def test_no_personal_data_or_secret_reaches_the_application_log(
-    tmp_path: Path, make_server: Callable[..., Any], ops: Any
+    tmp_path: Path, serve_factory: Callable[..., Any]
 ) -> None:
     data = tmp_path / "data"
-    key = ops.source(data, "web")
-    token = ops.token(data, "admin")
+    key = make_source(data, "web")
+    token = make_token(data, "admin")
     # debug: the most verbose the log gets; a webhook to a closed port logs delivery failures
-    server = make_server(
-        data,
+    server = serve_factory(
+        "--log-level",
+        "debug",
+        data=data,
         env={"SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]'},
-        args=("--log-level", "debug"),
+        source=None,
+        role=None,
     )
     api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
     secrets_seen = [key, token]
@@ -83,7 +89,7 @@ def test_no_personal_data_or_secret_reaches_the_application_log(
         "/api/v1/destinations",
         json={
             "name": "crm",
-            "url": f"http://127.0.0.1:{ops.free_port()}/hook",
+            "url": f"http://127.0.0.1:{free_port()}/hook",
             "subscriptions": [{"segment": "all", "traits": ["email"]}],
         },
     )
@@ -123,8 +129,8 @@ def test_no_personal_data_or_secret_reaches_the_application_log(
     def attempted() -> bool:  # a delivery to the closed port failed (and was logged)
         return api.get("/api/v1/destinations/crm").json()["stats"]["last_attempt_ms"] is not None
 
-    ops.until(lambda: api.get("/api/v1/status").json()["parts"]["processor"]["lag"] == 0)
-    ops.until(attempted)
+    until(lambda: api.get("/api/v1/status").json()["parts"]["processor"]["lag"] == 0)
+    until(attempted)
     api.close()
     collector.close()
     server.stop()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from tests.support.serve import make_source, make_token
+from tests.support.wait import until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -30,38 +30,17 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-class Receiver:
-    """A webhook receiver answering 204."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length", "0")))
-                self.send_response(204)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_metrics_count_what_each_part_did(
-    tmp_path: Path, make_server: Callable[..., Any], ops: Any
+    tmp_path: Path, serve_factory: Callable[..., Any], receiver_factory: Callable[..., Any]
 ) -> None:
     data = tmp_path / "data"
-    key = ops.source(data, "web")
-    token = ops.token(data, "admin")
-    server = make_server(data, env={"SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]'})
+    key = make_source(data, "web")
+    token = make_token(data, "admin")
+    server = serve_factory(
+        data=data, env={"SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]'}, source=None, role=None
+    )
     api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
-    receiver = Receiver()
+    receiver = receiver_factory()
     try:
         made = api.post(
             "/api/v1/destinations",
@@ -89,11 +68,10 @@ def test_metrics_count_what_each_part_did(
             )
             return s if done else None
 
-        s = ops.until(settled)
+        s = until(settled)
         assert api.get("/api/v1/status").status_code == 200
         s = scrape(server.url)
     finally:
-        receiver.close()
         api.close()
     assert value(s, "segflow_collect_events_received_total", source="web") == 7
     assert value(s, "segflow_collect_events_accepted_total", source="web") == 5
@@ -124,17 +102,17 @@ def test_metrics_count_what_each_part_did(
 
 
 def test_health_readiness_and_request_ids(
-    tmp_path: Path, make_server: Callable[..., Any], ops: Any
+    tmp_path: Path, serve_factory: Callable[..., Any]
 ) -> None:
     data = tmp_path / "data"
-    key = ops.source(data, "web")
+    key = make_source(data, "web")
     # the processor owns partition 0 only: events of other partitions are never consumed
     env = {
         "SEGFLOW_STREAM__PARTITIONS": "[0]",
         "SEGFLOW_OBSERVABILITY__READY_MAX_LAG": "2",
         "SEGFLOW_WAREHOUSE__FLUSH_INTERVAL_MS": "50",
     }
-    server = make_server(data, env=env, args=("--log-level", "info"))
+    server = serve_factory("--log-level", "info", data=data, env=env, source=None, role=None)
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{server.url}/readyz")
     assert ready.status_code == 200, ready.text
@@ -158,7 +136,7 @@ def test_health_readiness_and_request_ids(
         answer = httpx.get(f"{server.url}/readyz")
         return answer if answer.status_code == 503 else None
 
-    answer = ops.until(not_ready)
+    answer = until(not_ready)
     body = answer.json()
     assert body["ready"] is False and body["checks"]["consumers"]["ok"] is False
     assert "processor lags" in body["reason"] and "max 2" in body["reason"]
@@ -172,11 +150,13 @@ def test_health_readiness_and_request_ids(
 
 
 def test_metrics_can_require_a_read_token(
-    tmp_path: Path, make_server: Callable[..., Any], ops: Any
+    tmp_path: Path, serve_factory: Callable[..., Any]
 ) -> None:
     data = tmp_path / "data"
-    token = ops.token(data, "read")
-    server = make_server(data, env={"SEGFLOW_OBSERVABILITY__METRICS_AUTH": "token"})
+    token = make_token(data, "read")
+    server = serve_factory(
+        data=data, env={"SEGFLOW_OBSERVABILITY__METRICS_AUTH": "token"}, source=None, role=None
+    )
     assert httpx.get(f"{server.url}/metrics").status_code == 401
     bad = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer sft_x_y"})
     assert bad.status_code == 401
@@ -185,12 +165,12 @@ def test_metrics_can_require_a_read_token(
 
 
 def test_freshness_is_a_metric_per_segment(
-    tmp_path: Path, make_server: Callable[..., Any], ops: Any
+    tmp_path: Path, serve_factory: Callable[..., Any]
 ) -> None:
     data = tmp_path / "data"
-    key = ops.source(data, "web")
-    token = ops.token(data, "admin")
-    server = make_server(data)
+    key = make_source(data, "web")
+    token = make_token(data, "admin")
+    server = serve_factory(data=data, source=None, role=None)
     api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
 
     def order(user: str) -> None:
@@ -205,11 +185,11 @@ def test_freshness_is_a_metric_per_segment(
         rule = {"name": "buyers", "rule": 'did "Order Completed"'}
         assert api.post("/api/v1/segments", json=rule).status_code == 201
         order("u1")
-        ops.until(lambda: members() == 1)  # the rule set is live (or backfilled u1)
+        until(lambda: members() == 1)  # the rule set is live (or backfilled u1)
         order("u2")  # caused by an event, with the rule set live: measured
-        ops.until(lambda: members() == 2)
+        until(lambda: members() == 2)
         fresh = {"segment": "buyers", "kind": "event"}
-        samples = ops.until(
+        samples = until(
             lambda: (
                 (s := scrape(server.url))
                 and value(s, "segflow_membership_freshness_seconds_count", **fresh) >= 1

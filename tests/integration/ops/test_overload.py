@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.support.serve import make_source
 
 from segflow.spec.events import decode_event
 
@@ -52,12 +53,12 @@ async def _blast(url: str, key: str) -> tuple[Counter[int], set[str], list[str]]
 
 
 def test_overload_is_shed_with_retry_after_and_loses_no_acked_event(
-    tmp_path: Path, make_server: Callable[..., Any], ops: Any
+    tmp_path: Path, serve_factory: Callable[..., Any]
 ) -> None:
     data = tmp_path / "data"
-    key = ops.source(data, "web")
+    key = make_source(data, "web")
     env = {"SEGFLOW_LOG__MAX_PENDING_EVENTS": "300", "SEGFLOW_COLLECT__MAX_INFLIGHT_REQUESTS": "6"}
-    server = make_server(data, env=env)
+    server = serve_factory(data=data, env=env, source=None, role=None)
     statuses, acked, retry_after = asyncio.run(_blast(server.url, key))
 
     assert set(statuses) <= {200, 429, 503}, statuses

@@ -1,138 +1,15 @@
-"""Helpers for the privacy tests: a real ``segflow serve``, a real webhook receiver, polling."""
+"""Every part of a serve process in the test's own process, for the privacy tests (real
+``segflow serve`` processes and webhook receivers come from tests/conftest.py's factories)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from tests.support.net import free_port
 from tests.support.wait import until
-
-
-def cli(*args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "segflow.cli.main", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return out.stdout.strip()
-
-
-class Hooks:
-    """A real webhook receiver on loopback keeping every request body."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        self.status = 204  # what it answers (a 5xx makes segflow retry)
-        hooks = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                if hooks.status < 300:
-                    hooks.bodies.append(body)
-                self.send_response(hooks.status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class Serve:
-    """``segflow serve`` on a data directory, in a child process, with API and collector clients."""
-
-    def __init__(self, data: Path, env: dict[str, str] | None = None) -> None:
-        self.data = data
-        source = f"web-{uuid.uuid4().hex[:8]}"
-        self.write_key = cli("sources", "create", source, "--data-dir", str(data)).splitlines()[-1]
-        token = cli("tokens", "create", "--role", "admin", "--data-dir", str(data)).splitlines()[-1]
-        self.port = free_port()
-        self.log_path = data.parent / f"serve-{self.port}.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "segflow.cli.main",
-                "serve",
-                "--single-process",
-                "--data-dir",
-                str(data),
-                "--port",
-                str(self.port),
-            ],
-            env={**os.environ, "SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]', **(env or {})},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        until(self._up)
-        assert self.proc.poll() is None, self.log_path.read_text()
-        auth = {"Authorization": f"Bearer {token}"}
-        self.api = httpx.Client(base_url=self.url, headers=auth, timeout=60)
-        self.collector = httpx.Client(base_url=self.url, auth=(self.write_key, ""), timeout=60)
-
-    def _up(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return self.proc.poll() is not None
-
-    def stop(self) -> None:
-        """Stop the server (if it still runs) and close the clients (idempotent)."""
-        self.api.close()
-        self.collector.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(60)
-        self._log.close()
-
-
-@pytest.fixture
-def hooks() -> Iterator[Hooks]:
-    receiver = Hooks()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
-def poll() -> Callable[..., Any]:
-    return until
-
-
-@pytest.fixture
-def start_serve() -> Iterator[Callable[..., Serve]]:
-    started: list[Serve] = []
-
-    def start(data: Path, env: dict[str, str] | None = None) -> Serve:
-        server = Serve(data, env)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 class Composed:
@@ -244,9 +121,3 @@ def composed(tmp_path: Path) -> Iterator[Callable[..., Composed]]:
     yield make
     for parts in made:
         parts.close()
-
-
-@pytest.fixture
-def segflow_cli() -> Callable[..., str]:
-    """Run ``segflow ARGS`` in a child process; returns its standard output."""
-    return cli

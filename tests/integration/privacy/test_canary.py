@@ -23,6 +23,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from tests.support.serve import ALLOW_LOOPBACK
+from tests.support.wait import until
 
 TAG = uuid.uuid4().hex[:10]
 
@@ -75,16 +77,16 @@ def label(path: Path) -> str:
 def test_a_deleted_person_leaves_no_byte_in_the_data_directory(
     store: str,
     tmp_path: Path,
-    start_serve: Callable[..., Any],
-    hooks: Any,
-    poll: Callable[..., Any],
+    serve_factory: Callable[..., Any],
+    receiver_factory: Callable[..., Any],
 ) -> None:
     data = tmp_path / "data"
+    hooks = receiver_factory()
     env = {"SEGFLOW_PRIVACY__POLL_INTERVAL_S": "0.2", "SEGFLOW_STREAM__STORE": store}
     # RocksDB's SST blocks as they are: compressed ones would hide the bytes searched for
     # (the control's, which must be found, as much as the canary's)
     env["SEGFLOW_STREAM__ROCKSDB_COMPRESSION"] = "none"
-    serve = start_serve(data, env)
+    serve = serve_factory(data=data, env={**ALLOW_LOOPBACK, **env})
     state = "state" if store == "rocksdb" else "state.sqlite"
     api, collector = serve.api, serve.collector
     canary, control = person("canary"), person("control")
@@ -128,8 +130,8 @@ def test_a_deleted_person_leaves_no_byte_in_the_data_directory(
         found = api.get(f"/api/v1/profiles/user_id:{p['user']}/segments/history")
         return found.status_code == 200 and bool(found.json()["recorded"])  # warehouse rows
 
-    poll(lambda: member(canary) and member(control))
-    poll(lambda: sum(b"segment.entered" in b for b in hooks.bodies) == 2)
+    until(lambda: member(canary) and member(control))
+    until(lambda: sum(b"segment.entered" in b for b in hooks.bodies) == 2)
     snap = api.post("/api/v1/destinations/files/snapshots/buyers")
     assert snap.status_code == 200, snap.text
     canary_id = api.get(f"/api/v1/profiles/user_id:{canary['user']}").json()["id"]
@@ -146,7 +148,7 @@ def test_a_deleted_person_leaves_no_byte_in_the_data_directory(
     assert asked.status_code == 202, asked.text
     reg_id = asked.json()["id"]
     assert asked.json()["status"] == "pending"
-    done = poll(
+    done = until(
         lambda: (
             (r := api.get(f"/api/v1/regulations/{reg_id}").json())["status"]
             in ("finished", "failed")

@@ -4,13 +4,15 @@ and the CLI queues and follows regulations like the API."""
 from __future__ import annotations
 
 import json
-import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.cli import run
+from tests.support.serve import ALLOW_LOOPBACK
+from tests.support.wait import until
 
 TAG = uuid.uuid4().hex[:10]
 
@@ -36,14 +38,13 @@ def batch(user: str, anon: str, email: str) -> list[dict[str, Any]]:
 @pytest.mark.slow
 def test_a_deletion_killed_midway_resumes_after_restart(
     tmp_path: Path,
-    start_serve: Callable[..., Any],
-    hooks: Any,
-    poll: Callable[..., Any],
-    segflow_cli: Callable[..., str],
+    serve_factory: Callable[..., Any],
+    receiver_factory: Callable[..., Any],
 ) -> None:
     data = tmp_path / "data"
+    hooks = receiver_factory()
     env = {"SEGFLOW_PRIVACY__POLL_INTERVAL_S": "0.2", "SEGFLOW_PRIVACY__NOTIFY_TIMEOUT_S": "600"}
-    serve = start_serve(data, env)
+    serve = serve_factory(data=data, env={**ALLOW_LOOPBACK, **env})
     api = serve.api
     assert (
         api.post(
@@ -66,7 +67,7 @@ def test_a_deletion_killed_midway_resumes_after_restart(
     bob = (f"bob-{TAG}", f"anon-bob-{TAG}", f"bob.{TAG}@example.org")
     for p in (ann, bob):
         assert serve.collector.post("/v1/batch", json={"batch": batch(*p)}).status_code == 200
-    poll(lambda: sum(b"segment.entered" in b for b in hooks.bodies) == 2)
+    until(lambda: sum(b"segment.entered" in b for b in hooks.bodies) == 2)
 
     hooks.status = 503  # the exit cannot be delivered: the regulation waits in "notify"
     asked = api.post(
@@ -74,20 +75,20 @@ def test_a_deletion_killed_midway_resumes_after_restart(
         json={"type": "delete", "identifiers": [{"type": "user_id", "value": ann[0]}]},
     )
     reg_id = asked.json()["id"]
-    poll(lambda: api.get(f"/api/v1/regulations/{reg_id}").json()["step"] == "notify")
-    serve.proc.send_signal(signal.SIGKILL)
-    serve.proc.wait(30)
+    until(lambda: api.get(f"/api/v1/regulations/{reg_id}").json()["step"] == "notify")
+    serve.kill()
 
     hooks.status = 204
-    restarted = start_serve(data, env)  # a new source and token on the same data directory
-    poll(
+    serve.start()  # a new process on the same data directory
+    restarted = serve
+    until(
         lambda: (
             restarted.api.get(f"/api/v1/regulations/{reg_id}").json()["status"]
             in ("finished", "failed")
         ),
         deadline_s=120,
     )
-    shown = json.loads(segflow_cli("privacy", "status", reg_id, "--data-dir", str(data)))
+    shown = json.loads(run("privacy", "status", reg_id, "--data-dir", str(data), check=True).stdout)
     assert shown["status"] == "finished", shown
     assert shown["attempts"] == 2  # resumed once
     exits = [json.loads(b) for b in hooks.bodies if b"segment.exited" in b]
@@ -101,13 +102,21 @@ def test_a_deletion_killed_midway_resumes_after_restart(
 
     # the CLI queues a regulation that the running server executes; --wait follows it
     out = json.loads(
-        segflow_cli(
-            "privacy", "delete", "--suppress", "--email", bob[2], "--wait", "--data-dir", str(data)
-        )
+        run(
+            "privacy",
+            "delete",
+            "--suppress",
+            "--email",
+            bob[2],
+            "--wait",
+            "--data-dir",
+            str(data),
+            check=True,
+        ).stdout
     )
     assert out["status"] == "finished" and out["type"] == "suppress_and_delete"
     assert restarted.api.get(f"/api/v1/profiles/user_id:{bob[0]}").status_code == 404
-    listed = json.loads(segflow_cli("privacy", "suppressions", "--data-dir", str(data)))
+    listed = json.loads(run("privacy", "suppressions", "--data-dir", str(data), check=True).stdout)
     assert sorted(s["type"] for s in listed) == ["anonymous_id", "email", "user_id"]
     dropped = restarted.collector.post("/v1/batch", json={"batch": batch(*bob)})
     assert dropped.status_code == 200 and dropped.json()["accepted"] == 2

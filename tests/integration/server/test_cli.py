@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "segflow.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.support.cli import run
 
 
 def test_segments_are_checked_versioned_and_evaluated_by_process(tmp_path: Path) -> None:

@@ -8,15 +8,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.support.serve import Serve, until
+from tests.support.serve import Serve
+from tests.support.wait import until
 
 
 @pytest.fixture(scope="module")
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     """One supervised serve for the module (each test its own users and segments)."""
-    started = Serve(tmp_path_factory.mktemp("supervised"), "--workers", "1")
+    started = Serve(
+        tmp_path_factory.mktemp("supervised") / "data", "--workers", "1", supervised=True
+    )
     yield started
-    started.close()
+    started.stop()
 
 
 def _send(serve: Serve, batch: list[dict[str, Any]]) -> None:

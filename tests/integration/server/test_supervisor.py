@@ -16,13 +16,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.serve import CLI, Serve, gone, until
+from tests.support.cli import SEGFLOW
+from tests.support.serve import Serve, gone
+from tests.support.wait import until
 
 
 def test_supervised_serve_runs_each_role_in_its_own_process_and_events_become_memberships(
-    supervised: Callable[..., Serve],
+    serve_factory: Callable[..., Serve],
 ) -> None:
-    serve = supervised("--workers", "2")
+    serve = serve_factory("--workers", "2", supervised=True)
     api = serve.api
     made = api.post("/api/v1/segments", json={"name": "buyers", "rule": 'did "Order Completed"'})
     assert made.status_code == 201, made.text
@@ -44,7 +46,7 @@ def test_supervised_serve_runs_each_role_in_its_own_process_and_events_become_me
     pids = {c["pid"] for c in children.values()}
     assert len(pids) == 4 and serve.proc.pid not in pids and not any(map(gone, pids))
     until(lambda: serve.status()["parts"]["processor"]["lag"] == 0)
-    banner = serve.stderr()
+    banner = serve.logs()
     assert f"supervisor pid {serve.proc.pid}" in banner and f"{serve.url}/api/v1" in banner
     assert str(serve.data.resolve()) in banner
 
@@ -86,9 +88,9 @@ class Traffic:
 
 
 def test_killed_children_are_restarted_and_every_acknowledged_event_counts_once(
-    supervised: Callable[..., Serve],
+    serve_factory: Callable[..., Serve],
 ) -> None:
-    serve = supervised()
+    serve = serve_factory(supervised=True)
     api = serve.api
     made = api.post("/api/v1/traits", json={"name": "pings", "rule": 'sum(n of "Ping")'})
     assert made.status_code == 201, made.text
@@ -109,7 +111,7 @@ def test_killed_children_are_restarted_and_every_acknowledged_event_counts_once(
         assert now[name]["state"] == "running" and now[name]["pid"] != first[name]["pid"]
         assert now[name]["last_exit_code"] == -signal.SIGKILL
     assert now["activate"]["restarts"] == 0
-    assert f'"exit_code": {-signal.SIGKILL}' in serve.stderr()  # the restart is logged
+    assert f'"exit_code": {-signal.SIGKILL}' in serve.logs()  # the restart is logged
 
     def settled() -> bool:
         parts = serve.status()["parts"]
@@ -132,21 +134,21 @@ def test_killed_children_are_restarted_and_every_acknowledged_event_counts_once(
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_signal_stops_every_child_and_exits_cleanly(
-    supervised: Callable[..., Serve], signum: signal.Signals
+    serve_factory: Callable[..., Serve], signum: signal.Signals
 ) -> None:
-    serve = supervised()
+    serve = serve_factory(supervised=True)
     pids = [c["pid"] for c in serve.children().values()]
     assert len(pids) == 3
     serve.proc.send_signal(signum)
-    assert serve.proc.wait(90) == 0, serve.stderr()
+    assert serve.proc.wait(90) == 0, serve.logs()
     assert all(map(gone, pids))
-    assert "Traceback" not in serve.stderr()
-    assert "did not stop in time" not in serve.stderr()  # each child stopped on its SIGTERM
+    assert "Traceback" not in serve.logs()
+    assert "did not stop in time" not in serve.logs()  # each child stopped on its SIGTERM
     assert not (serve.data / "supervisor.json").exists()
 
 
-def test_children_die_with_a_killed_supervisor(supervised: Callable[..., Serve]) -> None:
-    serve = supervised()
+def test_children_die_with_a_killed_supervisor(serve_factory: Callable[..., Serve]) -> None:
+    serve = serve_factory(supervised=True)
     pids = [c["pid"] for c in serve.children().values()]
     serve.proc.kill()
     serve.proc.wait(30)
@@ -167,7 +169,7 @@ def test_a_busy_port_is_refused_before_the_data_directory_is_made(
         port = taken.getsockname()[1]
         data = tmp_path / "never"
         out = subprocess.run(
-            [*CLI, "serve", *mode, "--data-dir", str(data), "--port", str(port)],
+            [*SEGFLOW, "serve", *mode, "--data-dir", str(data), "--port", str(port)],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert out.returncode == 2

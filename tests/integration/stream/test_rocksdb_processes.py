@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from tests.support.cli import run
 from tests.support.net import free_port, wait_for_port
 from tests.support.state import consumed
 from tests.support.wait import until
@@ -27,8 +28,7 @@ def env() -> dict[str, str]:
 
 
 def segflow(*args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "segflow.cli.main", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=120)
+    return run(*args, env=env())
 
 
 def test_a_processor_writes_while_the_api_and_the_cli_read_through_secondaries(
