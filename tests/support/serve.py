@@ -56,7 +56,7 @@ def make_source(data: Path, name: str, config: dict[str, Any] | None = None) -> 
 
 def make_token(data: Path, role: str) -> str:
     """An API token, made as ``segflow tokens create`` makes it."""
-    from segflow.api.auth import TokenStore
+    from segflow.catalog.tokens import TokenStore
 
     store = TokenStore(data / "catalog.sqlite")
     try:
