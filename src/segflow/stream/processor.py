@@ -123,6 +123,7 @@ class Processor(BackgroundLoop):
         )  # ML scores and clusters, applied between batches
         self._records: dict[int, list[Record]] = {}
         self._unmirrored: dict[int, int] = {}  # offsets committed, not yet mirrored to the log
+        self._mirror_seeded: set[int] = set()  # partitions whose stored offset was mirrored
         self._mirrored_at = 0.0
         self.conflicts = 0  # optimistic batches redone because another processor won
         # seconds spent per stage of the event batches (read: the log and decoding; identity:
@@ -320,6 +321,7 @@ class Processor(BackgroundLoop):
             records = [r for _, found in reads for r in found]
             if not records:
                 batch.discard = True
+                self._seed_mirror(tx)
                 return 0
             t_read = clock()
             idents = handler.prefetch(batch, records)
@@ -426,6 +428,18 @@ class Processor(BackgroundLoop):
         self._unmirrored.update(offsets)
         if time.monotonic() - self._mirrored_at >= self.settings.mirror_interval_ms / 1000:
             self.flush_offsets()
+
+    def _seed_mirror(self, tx: StateTransaction) -> None:
+        """At the first idle batch of each owned partition, mirror the offset the state holds:
+        a state committed ahead of its mirror (SIGKILL between the two, or a backup whose log
+        copy was taken before the mirror caught up) otherwise shows a lag that never drains,
+        since an idle processor has nothing new to mirror."""
+        for partition in self.owned_partitions:
+            if partition not in self._mirror_seeded:
+                self._mirror_seeded.add(partition)
+                offset = tx.get_offset(partition)
+                if offset > 0:
+                    self._unmirrored.setdefault(partition, offset)
 
     def flush_offsets(self) -> None:
         """Mirror the committed offsets not yet mirrored to the log's consumer group (called

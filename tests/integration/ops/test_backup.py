@@ -112,7 +112,7 @@ class Traffic(threading.Thread):
 @pytest.mark.slow
 @pytest.mark.parametrize("store", ["rocksdb", "sqlite"])
 def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles(
-    store: str, tmp_path: Path, serve_factory: Callable[..., Any]
+    store: str, tmp_path: Path, serve_factory: Callable[..., Any], request: pytest.FixtureRequest
 ) -> None:
     data = tmp_path / "data"
     key = make_source(data, "web")
@@ -121,6 +121,7 @@ def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles
     source = serve_factory(data=data, env=env, source=None, role=None)
     auth = {"Authorization": f"Bearer {token}"}
     api = httpx.Client(base_url=source.url, headers=auth, timeout=30)
+    request.addfinalizer(api.close)  # closed however the test ends
     rules = [("segments", "buyers", 'did "Order Completed"'),
              ("traits", "spent", 'sum(revenue of "Order Completed")')]  # fmt: skip
     for kind, name, rule in rules:
@@ -204,6 +205,7 @@ def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles
     assert len(complete) >= 10, "too few people entirely before the backup"
     copy_server = serve_factory(data=restored, env=env, source=None, role=None)
     copy_api = httpx.Client(base_url=copy_server.url, headers=auth, timeout=30)
+    request.addfinalizer(copy_api.close)
 
     last: dict[str, Any] = {}
 

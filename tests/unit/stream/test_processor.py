@@ -366,3 +366,25 @@ def test_offsets_are_mirrored_to_the_log_when_idle_not_per_batch(
         assert memory_log.committed("processor") == {}  # committed with the state only
     assert batches > 1  # run_once returned 0: idle, the mirror caught up
     assert sum(memory_log.committed("processor").values()) == 20
+
+
+def test_a_state_ahead_of_its_mirror_is_mirrored_at_the_first_idle_batch(
+    memory_log: MemoryLog, make_event: EventFactory
+) -> None:
+    """SIGKILL between the state's commit and the mirror (or a backup whose log copy predates
+    the mirror): the restarted processor has nothing to read, and mirrors what the state holds
+    instead of showing a lag that never drains."""
+    memory_log.append(
+        [make_event("track", T0 + i, anonymous_id=f"a{i}", event="x") for i in range(20)]
+    )
+    store = MemoryStateStore()
+    settings = ProcessorSettings(mirror_interval_ms=3_600_000)
+    first = Processor(memory_log, store, clock=ManualClock(T0), settings=settings)
+    while first.run_once():
+        pass
+    # the mirror behind the state, as a kill between the two leaves it
+    memory_log.commit("processor", {p: 0 for p in range(memory_log.partitions)})
+    # killed: no stop(), so no flush; a new process on the same state and log
+    again = Processor(memory_log, store, clock=ManualClock(T0), settings=settings)
+    assert again.run_once() == 0
+    assert memory_log.committed("processor") == memory_log.end_offsets()
