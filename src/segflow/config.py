@@ -121,7 +121,10 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
       store is the processor's alone (RocksDB); ``gc_threshold``: the cyclic garbage
       collector's first threshold while the processor runs (docs/engine.md; 0: CPython's);
       ``kernel``: rule sets run on the compiled rule kernel when it is built (False: on the
-      pure-Python evaluator; the same answers, slower).
+      pure-Python evaluator; the same answers, slower);
+    - ``dedupe``: drop a record whose message id its partition processed within
+      ``log.dedupe_window_ms`` (``auto``: with the kafka driver, whose collectors can append a
+      retried event twice; the embedded log refuses duplicates itself; docs/scaling.md).
     """
 
     group: str = "processor"
@@ -137,6 +140,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     working_profiles: int = 200_000
     gc_threshold: int = 100_000
     kernel: bool = True
+    dedupe: Literal["auto", "on", "off"] = "auto"
 
 
 class ActivateSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -89,32 +89,51 @@ class SharedBucketTable:
     def _hash(key: str) -> int:
         return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") | 1
 
-    def _find(self, key: str) -> tuple[int, bool]:
-        """The slot holding ``key`` (``True``), or the one to put it in (``False``)."""
+    def _find(self, key: str) -> tuple[int, bool, int]:
+        """The slot holding ``key`` (``True``), or the one to put it in (``False``), and the
+        key's hash."""
         h = self._hash(key)
         free, oldest, oldest_at = -1, -1, math.inf
         for i in range(self._PROBES):
             slot = (h + i) % self._slots
             found, _, at = self._SLOT.unpack_from(self._map, slot * self._SLOT.size)
             if found == h:
-                return slot, True
+                return slot, True, h
             if found == 0 and free < 0:
                 free = slot
             elif found != 0 and at < oldest_at:
                 oldest, oldest_at = slot, at
-        return (free if free >= 0 else oldest), False
+        return (free if free >= 0 else oldest), False, h
 
     def get(self, key: str) -> tuple[float, float] | None:
         """``(tokens, at)`` of ``key``, or ``None``; call inside ``with table:``."""
-        slot, found = self._find(key)
+        slot, found, _ = self._find(key)
         if not found:
             return None
         _, tokens, at = self._SLOT.unpack_from(self._map, slot * self._SLOT.size)
         return tokens, at
 
     def put(self, key: str, tokens: float, at: float) -> None:
-        slot, _ = self._find(key)
-        self._SLOT.pack_into(self._map, slot * self._SLOT.size, self._hash(key), tokens, at)
+        slot, _, h = self._find(key)
+        self._SLOT.pack_into(self._map, slot * self._SLOT.size, h, tokens, at)
+
+    def update(
+        self,
+        key: str,
+        default: tuple[float, float],
+        charge: Callable[[tuple[float, float]], tuple[float, float]],
+    ) -> None:
+        """Replace ``key``'s ``(tokens, at)`` (``default`` when absent) by ``charge`` of it,
+        finding the slot once; call inside ``with table:``."""
+        slot, found, h = self._find(key)
+        offset = slot * self._SLOT.size
+        if found:
+            _, tokens, at = self._SLOT.unpack_from(self._map, offset)
+            bucket = (tokens, at)
+        else:
+            bucket = default
+        tokens, at = charge(bucket)
+        self._SLOT.pack_into(self._map, offset, h, tokens, at)
 
     def close(self) -> None:
         self._map.close()
@@ -150,9 +169,15 @@ class TokenBuckets:
             return
         now = self.now()
         if self._shared is not None:
+            refusal: list[RateLimited | None] = [None]
+
+            def charge(bucket: tuple[float, float]) -> tuple[float, float]:
+                tokens, refusal[0] = self._charge(bucket, now, cost)
+                return tokens, now
+
             with self._shared as table:
-                tokens, refused = self._charge(table.get(key) or (self.burst, now), now, cost)
-                table.put(key, tokens, now)
+                table.update(key, (self.burst, now), charge)
+            refused = refusal[0]
         else:
             with self._lock:
                 tokens, refused = self._charge(self._buckets.get(key, (self.burst, now)), now, cost)

@@ -87,7 +87,21 @@ def processor_settings(settings: Settings) -> ProcessorSettings:
         working_profiles=s.working_profiles,
         gc_threshold=s.gc_threshold,
         kernel=s.kernel,
+        dedupe_window_ms=settings.log.dedupe_window_ms if dedupes(settings) else 0,
     )
+
+
+def dedupes(settings: Settings) -> bool:
+    """Whether the processor drops duplicate message ids (``stream.dedupe``; ``auto``: with the
+    kafka driver, where a collector dying between the broker's ack and its dedupe confirm
+    lets a retried event be appended twice: :mod:`segflow.stream.dedupe`).
+
+    >>> from segflow.config import load_settings
+    >>> dedupes(load_settings()), dedupes(load_settings(overrides={"log": {"driver": "kafka"}}))
+    (False, True)
+    """
+    mode = settings.stream.dedupe
+    return mode == "on" or (mode == "auto" and settings.log.driver == "kafka")
 
 
 def open_state_store(settings: Settings, *, write: bool = True) -> StateStore:

@@ -14,6 +14,7 @@ conflict   ``{profile_id}|{seq:016x}``                 msgpack :class:`ConflictR
 outbox     ``{seq:016x}``                              msgpack change (``ChangeFeed``)
 dead       ``{part:04x}|{off:016x}``                   reason (utf-8)
 dropped    ``{part:04x}|{off:016x}``                   empty (a suppressed event to erase from the log)
+seen       ``{part:04x}|{bucket:012x}|{digest}``       first ``received_at_ms`` (:mod:`~segflow.stream.dedupe`)
 meta       ``outbox_seq`` / ``record_seq``             decimal text
 =========  ==========================================  ==================================
 
@@ -38,6 +39,7 @@ CONFLICT = "conflict"
 OUTBOX = "outbox"
 DEAD = "dead"
 DROPPED = "dropped"
+SEEN = "seen"
 META = "meta"
 
 

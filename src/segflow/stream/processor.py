@@ -37,6 +37,7 @@ from segflow.rules.incremental.kernel import compile_kernel
 from segflow.stream import backfill, keys
 from segflow.stream.attributes import AttributeInbox, AttributeUpdate
 from segflow.stream.batch import Batch, WorkingSet, timer_row
+from segflow.stream.dedupe import SeenIndex
 from segflow.stream.evaluator import NullEvaluator, SegmentEvaluator
 from segflow.stream.freshness import Freshness
 from segflow.stream.handler import EventHandler
@@ -44,7 +45,12 @@ from segflow.stream.outbox import StateChangeFeed
 from segflow.stream.split import SplitResult, split_profile
 from segflow.stream.state.base import StateStore, StateTransaction
 from segflow.stream.state.optimistic import StateConflict
-from segflow.telemetry.metrics import MEMBERSHIPS, PROCESSOR_BATCH, PROCESSOR_EVENTS
+from segflow.telemetry.metrics import (
+    MEMBERSHIPS,
+    PROCESSOR_BATCH,
+    PROCESSOR_DUPLICATES,
+    PROCESSOR_EVENTS,
+)
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -83,6 +89,9 @@ class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     working_profiles: int = 200_000  # committed profiles kept decoded (stores only it writes)
     gc_threshold: int = 100_000  # the cyclic GC's first threshold while running (see tune_gc)
     kernel: bool = True  # run rule sets on the compiled kernel when it is built (see native)
+    # > 0: drop a record whose message id its partition processed within this window
+    # (segflow.stream.dedupe: for logs that can let a duplicate through, e.g. Kafka)
+    dedupe_window_ms: int = 0
 
 
 class Processor(BackgroundLoop):
@@ -141,6 +150,9 @@ class Processor(BackgroundLoop):
         self._commands: list[_Pending[Any]] = []
         # events carrying one of these identifiers are dropped (segflow.privacy suppressions)
         self.blocked: Callable[[Sequence[Identifier]], bool] | None = None
+        # message ids processed within the window, for logs that may hold a duplicate
+        window = self.settings.dedupe_window_ms
+        self.seen = SeenIndex(window) if window > 0 else None
         self._dropped_unerased = True  # positions noted before a restart are erased first
 
     @property
@@ -323,6 +335,10 @@ class Processor(BackgroundLoop):
                 batch.discard = True
                 self._seed_mirror(tx)
                 return 0
+            duplicates = 0
+            if self.seen is not None:
+                fresh = self.seen.filter(tx, records)
+                duplicates, records = len(records) - len(fresh), fresh
             t_read = clock()
             idents = handler.prefetch(batch, records)
             if blocked is None:
@@ -354,8 +370,10 @@ class Processor(BackgroundLoop):
         self._mirror_offsets(advanced)
         group = self.settings.group
         PROCESSOR_EVENTS.labels(group=group).inc(len(records))
+        if duplicates:
+            PROCESSOR_DUPLICATES.labels(group=group).inc(duplicates)
         PROCESSOR_BATCH.labels(group=group).observe(time.perf_counter() - started)
-        return len(records)
+        return len(records) + duplicates  # consumed: a batch of duplicates is work done too
 
     def _drop(self, batch: Batch, record: Record) -> None:
         """A suppressed event: not attributed; its position is noted so that the record is
@@ -519,11 +537,6 @@ class Processor(BackgroundLoop):
     def tick(self) -> bool:
         """One batch; ``True`` when it did work (another follows at once)."""
         return self.run_once() > 0
-
-    def wake(self) -> None:
-        """New events are in the log: stop the idle wait now (``segflow serve`` calls this
-        after each log commit, so an event is processed without waiting for the next poll)."""
-        super().wake()
 
     def start(self) -> None:
         """Run in a background thread (``segflow serve``, ``segflow process``), after tuning the

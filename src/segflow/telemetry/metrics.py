@@ -92,6 +92,13 @@ PROCESSOR_EVENTS = Counter(
     ["group"],
     registry=REGISTRY,
 )
+PROCESSOR_DUPLICATES = Counter(
+    "segflow_processor_duplicates",
+    "Records dropped because their partition processed their message id within the dedupe"
+    " window (segflow.stream.dedupe: a duplicate the log let through).",
+    ["group"],
+    registry=REGISTRY,
+)
 PROCESSOR_BATCH = Histogram(
     "segflow_processor_batch_duration_seconds",
     "Time to process and commit one processor batch.",

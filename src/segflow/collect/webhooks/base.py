@@ -52,6 +52,27 @@ def parse_json(body: bytes, vendor: str) -> Any:
         raise Unmapped("", f"the {vendor} payload is not JSON: {exc}") from None
 
 
+def each_item(
+    vendor: str, one: Callable[[Any, int], Item]
+) -> Callable[[Delivery, WebhookConfig], list[Item]]:
+    """An adapter's ``items`` for vendors that post a JSON array of events (or one event):
+    ``one(event, received_at_ms)`` maps each.
+
+    >>> from segflow.collect.webhooks.delivery import Delivery
+    >>> items = each_item("v", lambda e, at: (e["n"], at))
+    >>> d = Delivery(vendor="v", method="POST", url="/", body=b'[{"n": 1}, {"n": 2}]', received_at_ms=7)
+    >>> items(d, None)
+    [(1, 7), (2, 7)]
+    """
+
+    def items(delivery: Delivery, config: WebhookConfig) -> list[Item]:
+        payload = parse_json(delivery.body, vendor)
+        events = payload if isinstance(payload, list) else [payload]
+        return [one(e, delivery.received_at_ms) for e in events]
+
+    return items
+
+
 def unmapped(vendor: str, kind: str, what: str) -> Unmapped:
     """The reason a known payload is not mapped (``kind`` names the field that decided)."""
     return Unmapped(kind, f"{vendor} {kind} {what!r} is not mapped (docs/webhooks.md)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from segflow.collect.webhooks import signatures
-from segflow.collect.webhooks.base import Adapter, epoch_ms, need, parse_json, unmapped
+from segflow.collect.webhooks.base import Adapter, each_item, epoch_ms, need, unmapped
 from segflow.collect.webhooks.config import WebhookConfig
 from segflow.collect.webhooks.delivery import Delivery, Item, digest_id, message
 from segflow.collect.webhooks.exceptions import Unmapped
@@ -72,10 +72,7 @@ def _one(event: Any, received_at_ms: int) -> Item:
     return built, event
 
 
-def items(delivery: Delivery, config: WebhookConfig) -> list[Item]:
-    payload = parse_json(delivery.body, "hubspot")
-    events = payload if isinstance(payload, list) else [payload]
-    return [_one(e, delivery.received_at_ms) for e in events]
+items = each_item("hubspot", _one)
 
 
 ADAPTER = Adapter("hubspot", verify, items)

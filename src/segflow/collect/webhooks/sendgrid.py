@@ -12,7 +12,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from segflow.collect.webhooks import signatures
-from segflow.collect.webhooks.base import Adapter, epoch_ms, parse_json, unmapped
+from segflow.collect.webhooks.base import Adapter, each_item, epoch_ms, unmapped
 from segflow.collect.webhooks.config import WebhookConfig
 from segflow.collect.webhooks.delivery import Delivery, Item, digest_id, message
 from segflow.collect.webhooks.exceptions import BadSignature, Unmapped
@@ -76,10 +76,7 @@ def _one(event: Any, received_at_ms: int) -> Item:
     return built, event
 
 
-def items(delivery: Delivery, config: WebhookConfig) -> list[Item]:
-    payload = parse_json(delivery.body, "sendgrid")
-    events = payload if isinstance(payload, list) else [payload]
-    return [_one(e, delivery.received_at_ms) for e in events]
+items = each_item("sendgrid", _one)
 
 
 ADAPTER = Adapter("sendgrid", verify, items, needs_secret=False)

@@ -128,6 +128,7 @@ class LockedTransaction(Offsets):
         self.pending: Pending = {}
         self.offsets: dict[int, int] = {}
         self.written: Pending = {}
+        self.prefetched: Pending = {}  # bulk reads of namespaces the store does not cache
         self._stack = contextlib.ExitStack()
         self.session = self._stack.enter_context(store.write_session())
         self.open = True
@@ -141,14 +142,18 @@ class LockedTransaction(Offsets):
         cache = self.store.cache
         if nk in cache:
             return cache[nk]
+        if nk in self.prefetched:
+            return self.prefetched[nk]
         value = self.session.get(ns, key)
         if ns in CACHED_NAMESPACES:
             cache[nk] = value
         return value
 
     def prefetch(self, ns: str, keys: Iterable[str]) -> None:
-        """Load many keys of ``ns`` in a few queries (misses remembered as missing)."""
-        cache = self.store.cache
+        """Load many keys of ``ns`` in a few queries (misses remembered as missing): into the
+        store's cache for the cached namespaces (their commits keep it current), for this
+        transaction only for the others."""
+        cache = self.store.cache if ns in CACHED_NAMESPACES else self.prefetched
         todo = sorted({k for k in keys if (ns, k) not in cache and (ns, k) not in self.pending})
         if not todo:
             return
