@@ -132,7 +132,11 @@ STAGES: dict[str, list[float]] = {}  # us per event of each stage, per round
 
 
 def run_segflow(
-    log: ListLog, path: Path, rules: dict[str, str] | None = None, store_kind: str = "rocksdb"
+    log: ListLog,
+    path: Path,
+    rules: dict[str, str] | None = None,
+    store_kind: str = "rocksdb",
+    dedupe_window_ms: int = 0,
 ) -> float:
     from segflow.rules import compile_segments
     from segflow.stream import Processor, ProcessorSettings, SqliteStateStore
@@ -146,7 +150,7 @@ def run_segflow(
     )
     evaluator = evaluator_for(compile_segments(rules)) if rules else None
     end = max(r.event.timestamp_ms for part in log.records for r in part)
-    settings = ProcessorSettings(batch_size=BATCH)
+    settings = ProcessorSettings(batch_size=BATCH, dedupe_window_ms=dedupe_window_ms)
     proc = Processor(log, store, evaluator, ManualClock(end), settings=settings)
     before = gc.get_threshold()
     tune_gc(settings.gc_threshold)  # as the running processor does (Processor.start)
@@ -358,6 +362,11 @@ def main() -> None:
     ap.add_argument(
         "--store", choices=("rocksdb", "sqlite"), default="rocksdb", help="segflow's state store"
     )
+    ap.add_argument(
+        "--dedupe",
+        action="store_true",
+        help="segflow drops message ids seen within 24 h (stream.dedupe, as with the kafka driver)",
+    )
     ap.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -376,7 +385,7 @@ def main() -> None:
             for p in tmp.glob("*.sqlite*"):
                 p.unlink()
             shutil.rmtree(tmp / "state", ignore_errors=True)
-            s = run_segflow(log, tmp, rules, args.store)
+            s = run_segflow(log, tmp, rules, args.store, 86_400_000 if args.dedupe else 0)
             b = run_baseline(log, tmp / "baseline.sqlite")
             if rnd == 0:
                 continue

@@ -14,11 +14,13 @@ SDK call), so it lands in the same partition: the index is partition-local (what
 scale-out issue's shared-nothing processors need). Keys live in the state's ``seen``
 namespace, ``{partition:04x}|{bucket:012x}|{digest}``, where ``bucket`` is the first sighting's
 ``received_at_ms`` divided by the window, so whole buckets older than the window are
-deleted by a range scan instead of key by key against a time index; a lookup reads the three
-buckets around the record's own (collectors' clocks may disagree by a little), and a
-record is a duplicate when ``|received_at - first| <= window``, as the embedded log decides.
+deleted by a range scan instead of key by key against a time index; a lookup reads the
+record's own bucket and the one before, and the one after when the record is within
+:data:`SKEW_MS` of it (collectors' clocks may disagree by that much: a retry stamped
+earlier than its original), and a record is a duplicate when
+``|received_at - first| <= window``, as the embedded log decides.
 
-Cost: three point reads (one bulk prefetch per batch) and one write per record, plus one
+Cost: two point reads (one bulk prefetch per batch) and one write per record, plus one
 delete when its bucket ages out; ``stream.dedupe`` turns it on or off (``auto``: on with the
 kafka driver, where it is needed).
 
@@ -48,6 +50,7 @@ from segflow.stream import keys
 from segflow.stream.state.base import StateTransaction
 
 PRUNE_LIMIT = 10_000  # bucket keys deleted per batch at most (a batch adds ~ as many)
+SKEW_MS = 5 * 60_000  # collectors' clocks may disagree by this much (the next bucket is read)
 
 
 def seen_key(partition: int, bucket: int, digest: str) -> str:
@@ -71,43 +74,47 @@ class SeenIndex:
     def filter(self, tx: StateTransaction, records: Sequence[Record]) -> list[Record]:
         """``records`` without those whose message id their partition processed within the
         window (earlier in this list included); notes the others as seen, in ``tx``."""
-        window = self.window_ms
+        window, skew = self.window_ms, min(SKEW_MS, self.window_ms)
+        hexes: dict[int, str] = {}  # bucket -> its key part
         found = []
         wanted = []
         for record in records:
             event = record.event
-            digest = dedupe_key(event.source_id, event.message_id).hex()
-            bucket = event.received_at_ms // window
-            found.append((record, digest, bucket))
-            for b in (bucket - 1, bucket, bucket + 1):
-                wanted.append(seen_key(record.partition, b, digest))
+            at = event.received_at_ms
+            bucket = at // window
+            head = f"{record.partition:04x}|"
+            tail = "|" + dedupe_key(event.source_id, event.message_id).hex()
+            near = (bucket, bucket - 1, bucket + 1) if at + skew >= (bucket + 1) * window else (
+                bucket, bucket - 1)  # fmt: skip
+            names = []
+            for b in near:
+                text = hexes.get(b)
+                if text is None:
+                    text = hexes[b] = f"{max(b, 0):012x}"
+                names.append(head + text + tail)
+            found.append((record, at, bucket, names))
+            wanted += names
         tx.prefetch(keys.SEEN, wanted)
+        get = tx.get
         kept: list[Record] = []
-        here: dict[tuple[int, str], int] = {}  # first sightings in this list
         newest: dict[int, int] = {}  # partition -> newest bucket written
-        for record, digest, bucket in found:
-            partition, at = record.partition, record.event.received_at_ms
-            first = here.get((partition, digest))
-            if first is None:
-                first = self._stored(tx, partition, bucket, digest)
+        for record, at, bucket, names in found:
+            first = None
+            for name in names:  # reads this transaction's writes: earlier records of the list
+                raw = get(keys.SEEN, name)
+                if raw is not None:
+                    first = int(raw)
+                    break
             if first is not None and abs(at - first) <= window:
                 continue
-            here[(partition, digest)] = at
-            tx.set(keys.SEEN, seen_key(partition, bucket, digest), str(at).encode())
+            tx.set(keys.SEEN, names[0], str(at).encode())
+            partition = record.partition
             if bucket > newest.get(partition, -1):
                 newest[partition] = bucket
             kept.append(record)
         for partition, bucket in newest.items():
             self._prune(tx, partition, bucket)
         return kept
-
-    @staticmethod
-    def _stored(tx: StateTransaction, partition: int, bucket: int, digest: str) -> int | None:
-        for b in (bucket, bucket - 1, bucket + 1):
-            raw = tx.get(keys.SEEN, seen_key(partition, b, digest))
-            if raw is not None:
-                return int(raw)
-        return None
 
     def _prune(self, tx: StateTransaction, partition: int, bucket: int) -> None:
         """Delete the partition's buckets before ``bucket - 2``, up to :data:`PRUNE_LIMIT`
