@@ -13,7 +13,7 @@ the cached objects in place).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal, TypeVar
 
 import msgspec
@@ -54,6 +54,9 @@ class WorkingSet:
         self.owners: dict[str, str | None] = {}
         self.max_profiles = max_profiles
         self.max_owners = max_owners
+        # owners holds every identifier the store has (load_owners): an identifier it does not
+        # hold is unknown, with no read of the store (a newcomer's identifiers cost nothing)
+        self.complete = False
 
     def keep(
         self, profiles: Mapping[str, Profile | None], owners: Mapping[str, str | None]
@@ -65,19 +68,40 @@ class WorkingSet:
             cached[pid] = profile
         self.owners.update(owners)
         _trim(cached, self.max_profiles)
-        _trim(self.owners, self.max_owners)
+        if _trim(self.owners, self.max_owners):
+            self.complete = False
+
+    def load_owners(self, rows: Sequence[tuple[str, bytes]]) -> bool:
+        """Every ``(identifier key, owner)`` of the store (a scan of its ``owner`` namespace,
+        committed, with no batch in between): kept, and the owners marked complete, when they
+        fit in ``max_owners``; returns whether they did.
+
+        >>> ws = WorkingSet(max_owners=2)
+        >>> ws.load_owners([("user_id:a", b"p1")]), ws.complete, ws.owners
+        (True, True, {'user_id:a': 'p1'})
+        >>> WorkingSet(max_owners=1).load_owners([("user_id:a", b"p1"), ("user_id:b", b"p2")])
+        False
+        """
+        if len(rows) > self.max_owners:
+            return False
+        self.owners.update((key, raw.decode()) for key, raw in rows)
+        self.complete = True
+        return True
 
     def clear(self) -> None:
         self.profiles.clear()
         self.owners.clear()
+        self.complete = False
 
 
-def _trim(found: dict[str, _V], limit: int) -> None:
+def _trim(found: dict[str, _V], limit: int) -> bool:
+    """Drop the oldest entries beyond ``limit``; returns whether any went."""
     if len(found) <= limit:
-        return
+        return False
     drop = len(found) - limit
     for key in [k for k, _ in zip(found, range(drop), strict=False)]:
         del found[key]
+    return True
 
 
 class Pending:
@@ -161,16 +185,19 @@ class Batch:
         :attr:`owners`, and their profiles, in bulk (what the working set does not hold)."""
         owners = self.owners
         known = self.working.owners if self.working is not None else {}
+        complete = self.working is not None and self.working.complete
         missing = []
         for found in ident_keys:
             for key in found:
                 if key in owners:
                     continue
                 owner = known.get(key, _MISS)
-                if owner is _MISS:
-                    missing.append(key)
-                else:
+                if owner is not _MISS:
                     owners[key] = owner  # type: ignore[assignment]
+                elif complete:
+                    owners[key] = None  # not in the store
+                else:
+                    missing.append(key)
         if missing:
             self.tx.prefetch(keys.OWNER, missing)
             for key in missing:
@@ -235,6 +262,8 @@ class Batch:
         if found is _MISS:
             if self.working is not None:
                 found = self.working.owners.get(ident_key, _MISS)
+                if found is _MISS and self.working.complete:
+                    found = None
             if found is _MISS:
                 raw = self.tx.get(keys.OWNER, ident_key)
                 found = None if raw is None else raw.decode()

@@ -154,6 +154,7 @@ class Processor(BackgroundLoop):
         window = self.settings.dedupe_window_ms
         self.seen = SeenIndex(window) if window > 0 else None
         self._dropped_unerased = True  # positions noted before a restart are erased first
+        self._owners_retry_at = 0.0  # when the working set may load every owner again
 
     @property
     def owned_partitions(self) -> Sequence[int]:
@@ -183,6 +184,7 @@ class Processor(BackgroundLoop):
         """Process up to ``max_records`` per owned partition (all partitions in one transaction,
         so a restart after a crash walks the same batches), then due timers; returns events done."""
         self._swap_evaluator()
+        self._load_owners()
         limit = max_records or self.settings.batch_size
         # the backfill step first: on a fresh state (no profiles yet) it completes at once, so
         # the events are then processed under complete rules instead of rebuilt afterwards
@@ -195,6 +197,25 @@ class Processor(BackgroundLoop):
         if not done:
             self.flush_offsets()
         return done
+
+    def _load_owners(self) -> None:
+        """Hold every owner of the store in the working set when they fit
+        (``WorkingSet.complete``: a newcomer's identifiers then cost no read of the store).
+        Tried at the first batch, and at most once a minute after the set was cleared (a
+        rolled-back batch) or trimmed."""
+        working = self.working
+        if working is None or working.complete:
+            return
+        now = time.monotonic()
+        if now < self._owners_retry_at:
+            return
+        self._owners_retry_at = now + 60.0
+        reader = self.store.reader()
+        try:
+            rows = reader.scan(keys.OWNER, "", "\U0010ffff", limit=working.max_owners + 1)
+        finally:
+            reader.close()
+        working.load_owners(rows)
 
     def backfill_step(self, limit: int = 200) -> int:
         """Rebuild up to ``limit`` profiles' rule state for a changed rule set (see
