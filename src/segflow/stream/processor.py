@@ -40,6 +40,7 @@ from segflow.stream.batch import Batch, WorkingSet, timer_row
 from segflow.stream.evaluator import NullEvaluator, SegmentEvaluator
 from segflow.stream.freshness import Freshness
 from segflow.stream.handler import EventHandler
+from segflow.stream.live import LiveScoring
 from segflow.stream.outbox import StateChangeFeed
 from segflow.stream.split import SplitResult, split_profile
 from segflow.stream.state.base import StateStore, StateTransaction
@@ -117,6 +118,7 @@ class Processor(BackgroundLoop):
         # where the backfill of a changed rule set is (read from any thread: the API, status)
         self.progress = backfill.Progress(running=False)
         self.attributes = AttributeInbox()
+        self.live = LiveScoring()  # models scored as profiles change (segflow.stream.live)
         self.freshness = Freshness()  # ack -> committed change, per segment
         self.wall_ms: Callable[[], int] = lambda: (
             time.time_ns() // 1_000_000
@@ -229,6 +231,8 @@ class Processor(BackgroundLoop):
                 if batch.dirty and self.working is not None:
                     self.working.clear()  # the batch changed cached profiles in place
                 return
+            if self.live.active:  # after the rules ran: scores and clusters, then their rules
+                self.live.apply(batch, self.handler, self.clock.now_ms())
             batch.flush()
             tx.commit()
         except BaseException:
@@ -261,6 +265,10 @@ class Processor(BackgroundLoop):
     def put_clusters(self, model: str, values: Sequence[tuple[str, str, int]], at_ms: int) -> None:
         """Queue ML clusters ``(profile_id, name, stable id)`` for profiles (``segflow.ml.jobs.AttributeSink``)."""
         self.attributes.put_clusters(model, values, at_ms)
+
+    def put_live_model(self, export: Mapping[str, Any]) -> None:
+        """Score a model on the fly from now on (``segflow.ml.jobs.push_live_model``)."""
+        self.live.put_live_model(export)
 
     def apply_attributes(self, limit: int = 5000) -> int:
         """Apply up to ``limit`` queued scores/clusters in one transaction, re-evaluating the

@@ -1,0 +1,232 @@
+"""Models applied in the stream: scores and clusters that move in the batch of the event.
+
+``segflow.ml`` trains in the warehouse and exports what scoring needs as plain numbers
+(``segflow.ml.live``: log flags, scaler, logistic coefficients and calibration, K-Means
+centroids with their stable ids and names). The processor's rule set carries each model's
+features as computed traits named ``ml.<model>.<feature>`` (:meth:`LiveScoring.traits`), so
+the incremental evaluator keeps them current as events and timers arrive. At the end of every
+state transaction, after its rules ran, :meth:`LiveScoring.apply` takes the profiles the
+transaction changed, scores them with numpy (one call per model per transaction), stores the
+score and its rank (``M``, ``M:top``, ``M:bottom``, as a batch run does) or the cluster (its
+name and stable id) on the profile, and re-evaluates the rules of the profiles whose values
+changed, in the same transaction: ``score M >= x``, ``score M in top P%`` and
+``cluster id of model M = k`` change with the event that moved them, also for a profile seen
+for the first time.
+
+The rank of a live score is taken against the last batch run's scores (sorted, in the
+export): the share of them at least as high (``M:top``) and at most as high (``M:bottom``).
+
+>>> live = LiveScoring()
+>>> live.put_live_model({"model": "m", "kind": "logistic", "run_id": "r", "features": {"n": "count(any event)"},
+...     "log1p": [True], "mean": [0.0], "scale": [1.0], "coefficients": [1.0], "intercept": 0.0,
+...     "calibration": [{"method": "sigmoid", "a": -1.0, "b": 0.0}], "ranked_scores": [0.5, 0.9]})
+>>> live.traits()
+{'ml.m.n': 'count(any event)'}
+>>> model = live.models()["m"]
+>>> round(float(model.score(np.array([[np.e - 1]]))[0]), 4)
+0.7311
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from segflow.profiles import Profile
+from segflow.rules.ast import rank_key
+from segflow.stream.batch import Batch
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class Reevaluate(Protocol):
+    """What re-runs a profile's rules (``EventHandler.on_timer``)."""
+
+    def on_timer(self, batch: Batch, profile_id: str, now_ms: int) -> None: ...
+
+
+class LiveModel:
+    """One exported model, ready to score a feature matrix (rows: profiles, columns: the
+    export's features in order). Raises ``ValueError`` on an export it cannot use."""
+
+    def __init__(self, export: Mapping[str, Any]) -> None:
+        self.name = str(export["model"])
+        self.kind = str(export["kind"])
+        self.run_id = str(export.get("run_id", ""))
+        self.features: dict[str, str] = dict(export["features"])
+        self.traits = [f"ml.{self.name}.{f}" for f in self.features]
+        self.log1p = np.asarray(export["log1p"], dtype=bool)
+        self.mean = np.asarray(export["mean"], dtype=np.float64)
+        self.scale = np.asarray(export["scale"], dtype=np.float64)
+        width = len(self.features)
+        if not (len(self.log1p) == len(self.mean) == len(self.scale) == width):
+            raise ValueError(f"{self.name}: the export's transforms do not match its features")
+        if self.kind == "logistic":
+            self.coefficients = np.asarray(export["coefficients"], dtype=np.float64)
+            self.intercept = float(export["intercept"])
+            self.calibration: list[dict[str, Any]] = list(export["calibration"])
+            self.ranked = np.asarray(export.get("ranked_scores", []), dtype=np.float64)
+            if len(self.coefficients) != width or not self.calibration:
+                raise ValueError(f"{self.name}: coefficients or calibration missing")
+        elif self.kind == "kmeans":
+            self.centroids = np.asarray(export["centroids"], dtype=np.float64)
+            self.cluster_ids = np.asarray(export["cluster_ids"], dtype=np.int64)
+            self.names = {int(k): str(v) for k, v in export["names"].items()}
+            if self.centroids.shape != (len(self.cluster_ids), width):
+                raise ValueError(f"{self.name}: centroids do not match the features")
+        else:
+            raise ValueError(f"{self.name}: kind {self.kind!r} is not scored live")
+
+    def scaled(self, X: FloatArray) -> FloatArray:
+        """``log1p(max(x, 0))`` on the flagged columns, then standard scaling."""
+        out = np.array(X, dtype=np.float64, copy=True)
+        if self.log1p.any():
+            out[:, self.log1p] = np.log1p(np.maximum(out[:, self.log1p], 0.0))
+        out -= self.mean
+        out /= self.scale
+        return out
+
+    def score(self, X: FloatArray) -> FloatArray:
+        """Calibrated probabilities (the mean over the export's calibrators)."""
+        logit = self.scaled(X) @ self.coefficients + self.intercept
+        total = np.zeros(len(logit))
+        for cal in self.calibration:
+            if cal["method"] == "isotonic":
+                p = np.interp(logit, np.asarray(cal["x"]), np.asarray(cal["y"]))
+            else:
+                p = 1.0 / (1.0 + np.exp(cal["a"] * logit + cal["b"]))
+            p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0
+            total += p
+        out: FloatArray = total / len(self.calibration)
+        return out
+
+    def ranks(self, scores: FloatArray) -> tuple[FloatArray, FloatArray] | None:
+        """Top and bottom shares of ``scores`` against the last batch run's (None: no run)."""
+        n = len(self.ranked)
+        if n == 0:
+            return None
+        top = (n - np.searchsorted(self.ranked, scores, side="left")) / n
+        bottom = np.searchsorted(self.ranked, scores, side="right") / n
+        return top, bottom
+
+    def assign(self, X: FloatArray) -> npt.NDArray[np.int64]:
+        """The stable cluster id of the nearest centroid (squared euclidean, scaled space)."""
+        scaled = self.scaled(X)
+        d = (scaled**2).sum(axis=1)[:, None] - 2 * scaled @ self.centroids.T
+        d += (self.centroids**2).sum(axis=1)[None, :]
+        out: npt.NDArray[np.int64] = self.cluster_ids[np.argmin(d, axis=1)]
+        return out
+
+
+class LiveScoring:
+    """The processor's live models: loaded on start (:meth:`load`), replaced when a run
+    completes (:meth:`put_live_model`, thread-safe, taken at the next transaction's end)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[str, LiveModel] = {}
+        self._pending: dict[str, LiveModel] = {}
+        self.scored = 0  # profiles scored (all models), for the benchmarks
+
+    def put_live_model(self, export: Mapping[str, Any]) -> None:
+        """Queue an export (``segflow.ml.jobs.push_live_model``); a bad one raises
+        ``ValueError`` to the job that pushed it."""
+        model = LiveModel(export)
+        with self._lock:
+            self._pending[model.name] = model
+
+    def load(self, exports: Iterable[Mapping[str, Any]]) -> None:
+        """Every model's stored export (``Registry.live_models()``), on start."""
+        for export in exports:
+            self.put_live_model(export)
+
+    def models(self) -> dict[str, LiveModel]:
+        self._take_pending()
+        return dict(self._models)
+
+    def traits(self) -> dict[str, str]:
+        """The computed traits the processor's rule set must carry for these models."""
+        return {
+            t: expr
+            for model in self.models().values()
+            for t, expr in zip(model.traits, model.features.values(), strict=True)
+        }
+
+    @property
+    def active(self) -> bool:
+        return bool(self._models or self._pending)
+
+    def _take_pending(self) -> None:
+        if self._pending:
+            with self._lock:
+                self._models.update(self._pending)
+                self._pending.clear()
+
+    def apply(self, batch: Batch, handler: Reevaluate, now_ms: int) -> set[str]:
+        """Score the profiles ``batch`` changed, store what moved, re-run their rules;
+        returns the ids of the profiles whose score or cluster changed."""
+        self._take_pending()
+        if not self._models or not batch.dirty:
+            return set()
+        found = batch.profiles
+        profiles = [
+            p for pid in sorted(batch.dirty) if (p := found.get(pid)) is not None and not p.erasing
+        ]
+        changed: set[str] = set()
+        for model in self._models.values():
+            first = model.traits[0]
+            rows = [p for p in profiles if first in p.computed_traits]
+            if not rows:
+                continue
+            X = _matrix(rows, model.traits)
+            self.scored += len(rows)
+            if model.kind == "logistic":
+                _store_scores(model, rows, model.score(X), changed)
+            else:
+                _store_clusters(model, rows, model.assign(X), changed)
+        for pid in sorted(changed):
+            handler.on_timer(batch, pid, now_ms)
+        return changed
+
+
+def _matrix(rows: list[Profile], traits: list[str]) -> FloatArray:
+    """Feature values of each profile; null (``avg`` of no event) and non-numbers are 0."""
+    out = np.zeros((len(rows), len(traits)))
+    for i, profile in enumerate(rows):
+        values = profile.computed_traits
+        for j, name in enumerate(traits):
+            v = values.get(name)
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                out[i, j] = v
+    return out
+
+
+def _store_scores(
+    model: LiveModel, rows: list[Profile], scores: FloatArray, changed: set[str]
+) -> None:
+    name = model.name
+    ranks = model.ranks(scores)
+    top_key, bottom_key = rank_key(name, "top"), rank_key(name, "bottom")
+    for i, profile in enumerate(rows):
+        new = {name: float(scores[i])}
+        if ranks is not None:
+            new[top_key], new[bottom_key] = float(ranks[0][i]), float(ranks[1][i])
+        if any(profile.scores.get(k) != v for k, v in new.items()):
+            profile.scores = {**profile.scores, **new}
+            changed.add(profile.profile_id)
+
+
+def _store_clusters(
+    model: LiveModel, rows: list[Profile], ids: npt.NDArray[np.int64], changed: set[str]
+) -> None:
+    name = model.name
+    for profile, cid in zip(rows, ids.tolist(), strict=True):
+        label = model.names.get(cid, str(cid))
+        if profile.cluster_ids.get(name) != cid or profile.clusters.get(name) != label:
+            profile.cluster_ids = {**profile.cluster_ids, name: cid}
+            profile.clusters = {**profile.clusters, name: label}
+            changed.add(profile.profile_id)
