@@ -19,8 +19,8 @@ Gradient-boosted trees stay batch-only (docs/ml.md, "Scoring on the fly").
 Every feature is ``log1p(max(x, 0))``-transformed before scaling (counts, sums and distinct
 counts are heavy-tailed); a null value (``avg`` of no event) is 0.
 
->>> sorted(DEFAULT_LIVE_FEATURES)[:3]
-['events_1d', 'events_30d', 'events_7d']
+>>> list(DEFAULT_LIVE_FEATURES)[:3]
+['events_1d', 'events_7d', 'events_30d']
 >>> trait_name("bundle", "events_7d")
 'ml.bundle.events_7d'
 """
