@@ -37,7 +37,9 @@ import numpy as np
 import numpy.typing as npt
 
 from segflow.profiles import Profile
+from segflow.rules import SegmentProgram, compile_segments
 from segflow.rules.ast import rank_key
+from segflow.rules.incremental.plan import DEFAULT_LATE_MS
 from segflow.stream.batch import Batch
 
 FloatArray = npt.NDArray[np.float64]
@@ -155,6 +157,30 @@ class LiveScoring:
             for model in self.models().values()
             for t, expr in zip(model.traits, model.features.values(), strict=True)
         }
+
+    def extend(self, evaluator: Any) -> Any:
+        """``evaluator`` with these models' feature traits added, when it is a compiled rule
+        set (``segflow.rules.SegmentProgram``) that lacks some; else ``evaluator`` itself.
+
+        >>> from segflow.rules import compile_segments
+        >>> live = LiveScoring()
+        >>> live.put_live_model({"model": "m", "kind": "kmeans", "features": {"n": "count(any event)"},
+        ...     "log1p": [True], "mean": [0.0], "scale": [1.0], "centroids": [[0.0]], "cluster_ids": [0],
+        ...     "names": {"0": "All"}})
+        >>> sorted(live.extend(compile_segments({"a": "did any event"})).traits)
+        ['ml.m.n']
+        """
+        traits = self.traits()
+        if not traits or not isinstance(evaluator, SegmentProgram):
+            return evaluator
+        if all(evaluator.traits.get(k) == v for k, v in traits.items()):
+            return evaluator
+        late = [q.late_ms for q in evaluator.plan.seqs.values()]
+        return compile_segments(
+            evaluator.definitions,
+            {**evaluator.traits, **traits},
+            late_ms=late[0] if late else DEFAULT_LATE_MS,
+        )
 
     @property
     def active(self) -> bool:

@@ -114,6 +114,7 @@ class Processor(BackgroundLoop):
             rules or IdentityRules(), self.native(evaluator or NullEvaluator()), log
         )
         self._pending_evaluator: SegmentEvaluator | None = None
+        self._program: SegmentEvaluator | None = evaluator  # as given, before live traits
         self._complete_for: str | None = None  # the rule set the state is backfilled for
         # where the backfill of a changed rule set is (read from any thread: the API, status)
         self.progress = backfill.Progress(running=False)
@@ -152,8 +153,10 @@ class Processor(BackgroundLoop):
         return self.settings.partitions or tuple(range(self.log.partitions))
 
     def set_evaluator(self, evaluator: SegmentEvaluator) -> None:
-        """Swap the rule set; takes effect at the next batch boundary (thread-safe)."""
-        native = self.native(evaluator)
+        """Swap the rule set; takes effect at the next batch boundary (thread-safe). A
+        compiled rule set gets the live models' feature traits (:mod:`segflow.stream.live`)."""
+        self._program = evaluator
+        native = self.native(self.live.extend(evaluator))
         with self._lock:
             self._pending_evaluator = native
 
@@ -267,8 +270,11 @@ class Processor(BackgroundLoop):
         self.attributes.put_clusters(model, values, at_ms)
 
     def put_live_model(self, export: Mapping[str, Any]) -> None:
-        """Score a model on the fly from now on (``segflow.ml.jobs.push_live_model``)."""
+        """Score a model on the fly from now on (``segflow.ml.jobs.push_live_model``); a
+        model with new features recompiles the rule set with them."""
         self.live.put_live_model(export)
+        if self._program is not None and self.live.extend(self._program) is not self._program:
+            self.set_evaluator(self._program)
 
     def apply_attributes(self, limit: int = 5000) -> int:
         """Apply up to ``limit`` queued scores/clusters in one transaction, re-evaluating the

@@ -24,8 +24,10 @@ from segflow.ml.jobs import JobContext, run_job
 from segflow.ml.live import DEFAULT_LIVE_FEATURES, live_traits, traits_at
 from segflow.ml.registry import ModelSpec, Registry
 from segflow.rules import compile_segments
+from segflow.server.ml import MlService
 from segflow.spec import Event, MembershipChange
 from segflow.stream import Processor, ProfileReader, SqliteStateStore
+from segflow.stream.live import LiveScoring
 from segflow.warehouse.loader import WarehouseLoader
 
 from .conftest import generate_events
@@ -66,7 +68,7 @@ class Live:
         self.settle()
 
     def rules(self, segments: dict[str, str]) -> None:
-        self.processor.set_evaluator(compile_segments(segments, TRAITS))
+        self.processor.set_evaluator(compile_segments(segments))
         self.settle()
 
     def batch_truth(self) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -99,7 +101,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
     processor = Processor(log, SqliteStateStore(tmp_path / "state.sqlite"), clock=clock)
     reader = ProfileReader(processor.store.reader(), log)
     loader = WarehouseLoader(log, processor.change_feed(), tmp_path / "warehouse.duckdb", clock)
-    processor.set_evaluator(compile_segments({}, TRAITS))
+    processor.set_evaluator(compile_segments({}))  # the live models add their traits
     rows = generate_events(150, seed=5, days=DAYS).to_pylist()
     log.append(
         [
@@ -144,6 +146,8 @@ def test_live_scores_and_clusters_equal_the_batch_models_as_events_arrive_and_ti
     assert trained is not None and trained.metrics["used_for_scoring"], trained
     assert "LogisticRegression" in trained.metrics["learner"]
     assert assert_one_truth(live) == 150  # the run's own values, pushed and recomputed live
+    some = live.reader.lookup("user_id", "p00002")
+    assert some is not None and set(TRAITS) <= set(some.computed_traits)  # added by the exports
 
     # an hour later: new events for some profiles, windows sliding for everybody else
     live.clock.set(NOW + HOUR_MS)
@@ -197,3 +201,13 @@ def test_a_first_seen_profile_gets_its_score_cluster_and_segments_in_the_batch_o
 
     live.settle()
     assert assert_one_truth(live) == 151
+
+
+def test_serve_hands_the_stored_exports_to_a_restarted_processor(live: Live) -> None:
+    restarted = LiveScoring()
+    service = MlService(live.warehouse, live.clock, sink=restarted)
+    assert service.load_live_models() == 2
+    models = restarted.models()
+    assert sorted(models) == sorted([CLUSTER, SCORE])
+    assert models[SCORE].kind == "logistic" and models[CLUSTER].kind == "kmeans"
+    assert restarted.traits() == TRAITS
