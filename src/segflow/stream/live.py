@@ -40,6 +40,7 @@ from segflow.profiles import Profile
 from segflow.rules import SegmentProgram, compile_segments
 from segflow.rules.ast import rank_key
 from segflow.rules.incremental.plan import DEFAULT_LATE_MS
+from segflow.spec.changes import ScoreChanged
 from segflow.stream.batch import Batch
 
 FloatArray = npt.NDArray[np.float64]
@@ -128,7 +129,10 @@ class LiveScoring:
     """The processor's live models: loaded on start (:meth:`load`), replaced when a run
     completes (:meth:`put_live_model`, thread-safe, taken at the next transaction's end)."""
 
-    def __init__(self) -> None:
+    def __init__(self, precision: int | None = 2) -> None:
+        # a live score change goes to the change feed (``ScoreChanged``) when the score
+        # rounded to ``precision`` decimals changes; None: never
+        self.precision = precision
         self._lock = threading.Lock()
         self._models: dict[str, LiveModel] = {}
         self._pending: dict[str, LiveModel] = {}
@@ -175,7 +179,7 @@ class LiveScoring:
             return evaluator
         if all(evaluator.traits.get(k) == v for k, v in traits.items()):
             return evaluator
-        late = [q.late_ms for q in evaluator.plan.seqs.values()]
+        late = [q.horizon_ms for q in evaluator.plan.seqs.values()]  # a sequence keeps late_ms
         return compile_segments(
             evaluator.definitions,
             {**evaluator.traits, **traits},
@@ -211,12 +215,35 @@ class LiveScoring:
             X = _matrix(rows, model.traits)
             self.scored += len(rows)
             if model.kind == "logistic":
-                _store_scores(model, rows, model.score(X), changed)
+                scores = model.score(X)
+                self._feed(batch, model.name, rows, scores, now_ms)
+                _store_scores(model, rows, scores, changed)
             else:
                 _store_clusters(model, rows, model.assign(X), changed)
         for pid in sorted(changed):
             handler.on_timer(batch, pid, now_ms)
         return changed
+
+    def _feed(
+        self, batch: Batch, model: str, rows: list[Profile], scores: FloatArray, now_ms: int
+    ) -> None:
+        """``ScoreChanged`` for the profiles whose score moved by the feed's precision."""
+        digits = self.precision
+        if digits is None:
+            return
+        for profile, new in zip(rows, scores.tolist(), strict=True):
+            old = profile.scores.get(model)
+            if old is None or round(old, digits) != round(new, digits):
+                batch.emit(
+                    ScoreChanged(
+                        profile_id=profile.profile_id,
+                        model=model,
+                        old=old,
+                        new=new,
+                        at_ms=now_ms,
+                        sequence=profile.next_sequence(),
+                    )
+                )
 
 
 def _matrix(rows: list[Profile], traits: list[str]) -> FloatArray:

@@ -11,7 +11,7 @@ import pytest
 from segflow.clock import ManualClock
 from segflow.log.sqlite import SqliteEventLog
 from segflow.rules import compile_segments
-from segflow.spec import Event
+from segflow.spec import Event, MembershipChange, ScoreChanged
 from segflow.stream import Processor, ProfileReader, SqliteStateStore
 from segflow.stream.live import LiveModel
 
@@ -62,6 +62,21 @@ def test_a_score_rule_changes_in_the_batch_of_the_event_that_moved_the_score(
         assert second is not None and second.scores["m"] > 0.7
         assert second.scores["m:top"] == 1 / 3
         assert second.members == ["likely", "top"]
+        feed = [c for _, c in processor.change_feed().read(0, 100)]
+        moved = [(c.model, c.old, c.new) for c in feed if isinstance(c, ScoreChanged)]
+        assert moved == [
+            ("m", None, first.scores["m"]),
+            ("m", first.scores["m"], second.scores["m"]),
+        ]
+        entered = [c for c in feed if isinstance(c, MembershipChange)]
+        assert [(c.segment, c.kind) for c in entered] == [("likely", "entered"), ("top", "entered")]
+        assert all(c.sequence > feed[-3].sequence for c in entered)  # after the score moved
+
+        processor.live.precision = 0  # 0.73 -> 0.88 rounds to 1 both times: not in the feed
+        log.append([order(3)])
+        assert processor.run_once() == 1
+        feed = [c for _, c in processor.change_feed().read(0, 100)]
+        assert sum(isinstance(c, ScoreChanged) for c in feed) == 2
         reader.close()
     finally:
         processor.store.close()
