@@ -34,7 +34,7 @@ from segflow.ml import cards as cards_mod
 from segflow.ml.clustering import ClusterConfig, ClusterModel, changed_share, fit_clusters
 from segflow.ml.exceptions import MLInputError, ModelNotFound
 from segflow.ml.features import FEATURE_COLUMNS, FeatureMatrix, features_at, read_features
-from segflow.ml.live import export_clusters, export_propensity, traits_at
+from segflow.ml.live import export_clusters, export_propensity, live_vs_batch, traits_at
 from segflow.ml.metrics import classification_report, psi
 from segflow.ml.propensity import PropensityModel, build_training_set, train, training_cutoffs
 from segflow.ml.ranks import with_ranks
@@ -344,6 +344,10 @@ def _score_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
     ids = pa.array(matrix.profile_ids, pa.string())
     write_scores(ctx, spec.name, matrix.profile_ids, scores, now)
     live = traits is not None and spec.learner == "logistic" and _is_logistic(model)
+    previous = ctx.con.execute(
+        "SELECT max(scored_at_ms) FROM ml_score_history WHERE model = ?", [spec.name]
+    ).fetchall()[0][0]
+    compared = live_vs_batch(ctx.con, spec.name, scores, previous) if live else None
     if live:
         assert traits is not None
         push_live_model(ctx, export_propensity(model, spec.name, artifact_run, traits, scores))
@@ -360,7 +364,8 @@ def _score_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
         else {}
     )
     metrics = {"profiles": len(scores), "mean_score": round(float(scores.mean()), 4) if len(scores) else None, **drift,
-               "score_quantiles": quantiles, "backtest": backtest(ctx, spec.name, model), "live": live}  # fmt: skip
+               "score_quantiles": quantiles, "backtest": backtest(ctx, spec.name, model), "live": live,
+               "live_vs_batch": compared}  # fmt: skip
     return {}, {"as_of_ms": now}, metrics
 
 

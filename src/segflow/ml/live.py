@@ -217,6 +217,52 @@ def _calibration(calibrated: CalibratedClassifierCV) -> list[dict[str, Any]]:
     return out
 
 
+def live_vs_batch(
+    con: duckdb.DuckDBPyConnection, model: str, batch: FloatArray, since_ms: int | None
+) -> dict[str, Any] | None:
+    """The model card's comparison: the batch run's scores beside the live scores the
+    processor gave since the previous run (the latest per profile, read from the warehouse's
+    ``changes``: ``score_changed``), as shares of ten score bins, quantiles, and the drift
+    between them (PSI, :func:`segflow.ml.metrics.psi`); None without live scores.
+
+    >>> con = duckdb.connect()
+    >>> live_vs_batch(con, "m", np.array([0.5]), None) is None  # no change feed loaded yet
+    True
+    """
+    from segflow.ml.metrics import psi
+
+    try:
+        rows = con.execute(
+            "SELECT arg_max(CAST(payload->>'new' AS DOUBLE), seq) AS score FROM changes"
+            " WHERE kind = 'score_changed' AND payload->>'model' = ? AND at_ms > ?"
+            " GROUP BY profile_id",
+            [model, -1 if since_ms is None else int(since_ms)],
+        ).fetchnumpy()
+    except duckdb.Error:
+        return None
+    live = np.asarray(rows["score"], dtype=np.float64)
+    if len(live) == 0 or len(batch) == 0:
+        return None
+    edges = np.linspace(0.0, 1.0, 11)
+
+    def shares(scores: FloatArray) -> list[float]:
+        counts = np.histogram(np.clip(scores, 0, 1), edges)[0]
+        return [round(float(c) / len(scores), 4) for c in counts]
+
+    def quantiles(scores: FloatArray) -> dict[str, float]:
+        return {f"{q:g}": round(float(np.quantile(scores, q)), 4) for q in (0.1, 0.5, 0.9, 0.99)}
+
+    return {
+        "since_ms": since_ms,
+        "profiles": {"batch": len(batch), "live": len(live)},
+        "bins": [round(float(e), 1) for e in edges],
+        "batch": shares(batch),
+        "live": shares(live),
+        "quantiles": {"batch": quantiles(batch), "live": quantiles(live)},
+        "psi": round(psi(batch, live), 4),
+    }
+
+
 def export_clusters(
     model: Any, name: str, run_id: str, features: Mapping[str, str], names: Mapping[int, str]
 ) -> dict[str, Any]:

@@ -161,6 +161,17 @@ def test_live_scores_and_clusters_equal_the_batch_models_as_events_arrive_and_ti
     live.settle()
     assert assert_one_truth(live) == 150
 
+    # the next run's card: its scores beside the live ones since the last run, and the drift
+    live.job(SCORE, "score")
+    con = live.warehouse()
+    card = Registry(con).last_run(SCORE, "score")
+    con.close()
+    assert card is not None and card.metrics["live"] is True
+    compared = card.metrics["live_vs_batch"]
+    assert compared["profiles"]["batch"] == 150 and 0 < compared["profiles"]["live"] <= 150
+    assert abs(sum(compared["batch"]) - 1) < 1e-3 and abs(sum(compared["live"]) - 1) < 1e-3
+    assert compared["psi"] >= 0
+
 
 def test_a_first_seen_profile_gets_its_score_cluster_and_segments_in_the_batch_of_its_first_events(
     live: Live,
