@@ -130,7 +130,12 @@ class Registry:
         _add_cluster_ids(con)
 
     def put_model(self, spec: ModelSpec, *, now_ms: int) -> None:
-        """Create or replace a model definition."""
+        """Create or replace a model definition (live features are checked first:
+        ``MLInputError`` on field ``feature_traits``)."""
+        if spec.feature_traits is not None:
+            from segflow.ml.live import check_features
+
+            check_features(spec.feature_traits)
         self.con.execute(
             "INSERT INTO ml_models VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind,"
             " spec = excluded.spec, updated_at_ms = excluded.updated_at_ms",
