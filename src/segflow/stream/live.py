@@ -38,8 +38,9 @@ import numpy.typing as npt
 
 from segflow.profiles import Profile
 from segflow.rules import SegmentProgram, compile_segments
-from segflow.rules.ast import rank_key
+from segflow.rules.ast import ClusterRef, ScoreRef, rank_key
 from segflow.rules.incremental.plan import DEFAULT_LATE_MS
+from segflow.rules.passes import values
 from segflow.spec.changes import ScoreChanged
 from segflow.stream.batch import Batch
 
@@ -61,6 +62,8 @@ class LiveModel:
         self.kind = str(export["kind"])
         self.run_id = str(export.get("run_id", ""))
         self.features: dict[str, str] = dict(export["features"])
+        # the computed traits holding the features (a shared expression: one trait, see
+        # LiveScoring.traits)
         self.traits = [f"ml.{self.name}.{f}" for f in self.features]
         self.log1p = np.asarray(export["log1p"], dtype=bool)
         self.mean = np.asarray(export["mean"], dtype=np.float64)
@@ -137,6 +140,9 @@ class LiveScoring:
         self._models: dict[str, LiveModel] = {}
         self._pending: dict[str, LiveModel] = {}
         self.scored = 0  # profiles scored (all models), for the benchmarks
+        self._names: dict[str, str] = {}  # feature expression -> the trait that holds it
+        # models some rule reads (None: unknown, re-evaluate on every change)
+        self._read: frozenset[str] | None = None
 
     def put_live_model(self, export: Mapping[str, Any]) -> None:
         """Queue an export (``segflow.ml.jobs.push_live_model``); a bad one raises
@@ -155,12 +161,11 @@ class LiveScoring:
         return dict(self._models)
 
     def traits(self) -> dict[str, str]:
-        """The computed traits the processor's rule set must carry for these models."""
-        return {
-            t: expr
-            for model in self.models().values()
-            for t, expr in zip(model.traits, model.features.values(), strict=True)
-        }
+        """The computed traits the processor's rule set must carry for these models: one
+        per distinct expression, named after the first model (by name) that declares it, so
+        models sharing a feature set compute it once."""
+        self._take_pending()
+        return {name: expr for expr, name in self._names.items()}
 
     def extend(self, evaluator: Any) -> Any:
         """``evaluator`` with these models' feature traits added, when it is a compiled rule
@@ -175,7 +180,16 @@ class LiveScoring:
         ['ml.m.n']
         """
         traits = self.traits()
-        if not traits or not isinstance(evaluator, SegmentProgram):
+        if not isinstance(evaluator, SegmentProgram):
+            self._read = None
+            return evaluator
+        self._read = frozenset(
+            v.model
+            for cond in evaluator.plan.segments.values()
+            for v in values(cond)
+            if isinstance(v, ScoreRef | ClusterRef)
+        )
+        if not traits:
             return evaluator
         if all(evaluator.traits.get(k) == v for k, v in traits.items()):
             return evaluator
@@ -195,6 +209,13 @@ class LiveScoring:
             with self._lock:
                 self._models.update(self._pending)
                 self._pending.clear()
+            names: dict[str, str] = {}
+            for name in sorted(self._models):
+                model = self._models[name]
+                for feature, expr in model.features.items():
+                    names.setdefault(expr, f"ml.{name}.{feature}")
+                model.traits = [names[expr] for expr in model.features.values()]
+            self._names = names
 
     def apply(self, batch: Batch, handler: Reevaluate, now_ms: int) -> set[str]:
         """Score the profiles ``batch`` changed, store what moved, re-run their rules;
@@ -207,6 +228,7 @@ class LiveScoring:
             p for pid in sorted(batch.dirty) if (p := found.get(pid)) is not None and not p.erasing
         ]
         changed: set[str] = set()
+        reevaluate: set[str] = set()
         for model in self._models.values():
             first = model.traits[0]
             rows = [p for p in profiles if first in p.computed_traits]
@@ -214,13 +236,17 @@ class LiveScoring:
                 continue
             X = _matrix(rows, model.traits)
             self.scored += len(rows)
+            moved: set[str] = set()
             if model.kind == "logistic":
                 scores = model.score(X)
                 self._feed(batch, model.name, rows, scores, now_ms)
-                _store_scores(model, rows, scores, changed)
+                _store_scores(model, rows, scores, moved)
             else:
-                _store_clusters(model, rows, model.assign(X), changed)
-        for pid in sorted(changed):
+                _store_clusters(model, rows, model.assign(X), moved)
+            changed |= moved
+            if self._read is None or model.name in self._read:
+                reevaluate |= moved
+        for pid in sorted(reevaluate):  # only rules reading a model that moved can change
             handler.on_timer(batch, pid, now_ms)
         return changed
 

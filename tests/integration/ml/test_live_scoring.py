@@ -36,7 +36,7 @@ DAYS = 60
 NOW = DAYS * DAY_MS
 SCORE, CLUSTER = "buyer", "segs"
 FEATURES = dict(DEFAULT_LIVE_FEATURES)
-TRAITS = live_traits({SCORE: FEATURES, CLUSTER: FEATURES})
+TRAITS = live_traits({SCORE: FEATURES})  # the cluster model shares them: computed once
 
 
 @dataclass
