@@ -141,7 +141,6 @@ class LiveScoring:
         self._models: dict[str, LiveModel] = {}
         self._pending: dict[str, LiveModel] = {}
         self.scored = 0  # profiles scored (all models), for the benchmarks
-        self._names: dict[str, str] = {}  # feature expression -> the trait that holds it
         # models some rule reads (None: unknown, re-evaluate on every change)
         self._read: frozenset[str] | None = None
 
@@ -158,15 +157,16 @@ class LiveScoring:
             self.put_live_model(export)
 
     def models(self) -> dict[str, LiveModel]:
-        self._take_pending()
-        return dict(self._models)
+        """The models in use and the ones queued (by name; a queued one replaces its name's)."""
+        with self._lock:
+            return {**self._models, **self._pending}
 
     def traits(self) -> dict[str, str]:
         """The computed traits the processor's rule set must carry for these models: one
         per distinct expression, named after the first model (by name) that declares it, so
-        models sharing a feature set compute it once."""
-        self._take_pending()
-        return {name: expr for expr, name in self._names.items()}
+        models sharing a feature set compute it once. Safe from any thread (the processor
+        takes queued models only in its own, in :meth:`apply`)."""
+        return {name: expr for expr, name in _trait_names(self.models()).items()}
 
     def extend(self, evaluator: Any) -> Any:
         """``evaluator`` with these models' feature traits added, when it is a compiled rule
@@ -210,13 +210,9 @@ class LiveScoring:
             with self._lock:
                 self._models.update(self._pending)
                 self._pending.clear()
-            names: dict[str, str] = {}
-            for name in sorted(self._models):
-                model = self._models[name]
-                for feature, expr in model.features.items():
-                    names.setdefault(expr, f"ml.{name}.{feature}")
-                model.traits = [names[expr] for expr in model.features.values()]
-            self._names = names
+                names = _trait_names(self._models)
+                for model in self._models.values():
+                    model.traits = [names[expr] for expr in model.features.values()]
 
     def apply(self, batch: Batch, handler: Reevaluate, now_ms: int) -> set[str]:
         """Score the profiles ``batch`` changed, store what moved, re-run their rules;
@@ -271,6 +267,16 @@ class LiveScoring:
                         sequence=profile.next_sequence(),
                     )
                 )
+
+
+def _trait_names(models: Mapping[str, LiveModel]) -> dict[str, str]:
+    """Feature expression -> the computed trait that holds it: ``ml.<model>.<feature>`` of
+    the first model (by name) that declares the expression."""
+    names: dict[str, str] = {}
+    for name in sorted(models):
+        for feature, expr in models[name].features.items():
+            names.setdefault(expr, f"ml.{name}.{feature}")
+    return names
 
 
 def _matrix(rows: list[Profile], traits: list[str]) -> FloatArray:
