@@ -222,3 +222,29 @@ def test_serve_hands_the_stored_exports_to_a_restarted_processor(live: Live) -> 
     assert sorted(models) == sorted([CLUSTER, SCORE])
     assert models[SCORE].kind == "logistic" and models[CLUSTER].kind == "kmeans"
     assert restarted.traits() == TRAITS
+
+
+def test_a_visitor_who_logs_in_is_scored_as_the_merged_profile(live: Live) -> None:
+    at = NOW + HOUR_MS
+    live.clock.set(at)
+    live.log.append(
+        [
+            Event(type="page", source_id="web", message_id=f"v{i}", timestamp_ms=at,
+                  received_at_ms=at, anonymous_id="visitor", name="Home")
+            for i in range(3)
+        ]
+    )  # fmt: skip
+    live.settle()
+    visitor = live.reader.lookup("anonymous_id", "visitor")
+    assert visitor is not None and SCORE in visitor.scores and CLUSTER in visitor.cluster_ids
+    # she logs in as a known customer: one profile with both histories, scored at once
+    live.log.append(
+        [
+            Event(type="identify", source_id="web", message_id="login", timestamp_ms=at,
+                  received_at_ms=at, anonymous_id="visitor", user_id="p00007")
+        ]
+    )  # fmt: skip
+    live.settle()
+    merged = live.reader.lookup("anonymous_id", "visitor")
+    assert merged is not None and merged == live.reader.lookup("user_id", "p00007")
+    assert assert_one_truth(live) == 150
