@@ -29,6 +29,7 @@ export): the share of them at least as high (``M:top``) and at most as high (``M
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Mapping
 from operator import itemgetter
@@ -46,6 +47,7 @@ from segflow.spec.changes import ScoreChanged
 from segflow.stream.batch import Batch
 
 FloatArray = npt.NDArray[np.float64]
+log = logging.getLogger(__name__)
 
 
 class Reevaluate(Protocol):
@@ -141,6 +143,7 @@ class LiveScoring:
         self._models: dict[str, LiveModel] = {}
         self._pending: dict[str, LiveModel] = {}
         self.scored = 0  # profiles scored (all models), for the benchmarks
+        self.failed: dict[str, str] = {}  # models dropped after an error, and the error
         # models some rule reads (None: unknown, re-evaluate on every change)
         self._read: frozenset[str] | None = None
 
@@ -150,6 +153,7 @@ class LiveScoring:
         model = LiveModel(export)
         with self._lock:
             self._pending[model.name] = model
+        self.failed.pop(model.name, None)
 
     def load(self, exports: Iterable[Mapping[str, Any]]) -> None:
         """Every model's stored export (``Registry.live_models()``), on start."""
@@ -226,7 +230,9 @@ class LiveScoring:
         ]
         changed: set[str] = set()
         reevaluate: set[str] = set()
-        for model in self._models.values():
+        for model in list(self._models.values()):
+            if model.name in self.failed:
+                continue
             first = model.traits[0]
             rows = [p for p in profiles if first in p.computed_traits]
             if not rows:
@@ -234,12 +240,17 @@ class LiveScoring:
             X = _matrix(rows, model.traits)
             self.scored += len(rows)
             moved: set[str] = set()
-            if model.kind == "logistic":
-                scores = model.score(X)
-                self._feed(batch, model.name, rows, scores, now_ms)
-                _store_scores(model, rows, scores, moved)
-            else:
-                _store_clusters(model, rows, model.assign(X), moved)
+            try:
+                if model.kind == "logistic":
+                    scores = model.score(X)
+                    self._feed(batch, model.name, rows, scores, now_ms)
+                    _store_scores(model, rows, scores, moved)
+                else:
+                    _store_clusters(model, rows, model.assign(X), moved)
+            except Exception as exc:  # a broken model never stops the stream: it is dropped
+                log.exception("live model %s failed; it is no longer scored live", model.name)
+                self.failed[model.name] = repr(exc)
+                continue
             changed |= moved
             if self._read is None or model.name in self._read:
                 reevaluate |= moved

@@ -81,3 +81,24 @@ def test_a_score_rule_changes_in_the_batch_of_the_event_that_moved_the_score(
     finally:
         processor.store.close()
         log.close()
+
+
+def test_a_model_that_fails_is_dropped_and_the_stream_goes_on(tmp_path: Path) -> None:
+    log = SqliteEventLog(tmp_path / "log.sqlite", partitions=1)
+    processor = Processor(log, SqliteStateStore(tmp_path / "state.sqlite"), clock=ManualClock(100))
+    try:
+        processor.put_live_model(export())
+        processor.set_evaluator(compile_segments({"any": "did any event"}))
+        model = processor.live.models()["m"]
+        model.calibration = [{"method": "isotonic"}]  # broken after its checks: no table
+        log.append([Event(type="track", message_id="o1", source_id="s", timestamp_ms=1,
+                          received_at_ms=1, user_id="u1", event="Order Completed")])  # fmt: skip
+        assert processor.run_once() == 1
+        assert "m" in processor.live.failed
+        reader = ProfileReader(processor.store.reader(), log)
+        profile = reader.lookup("user_id", "u1")
+        assert profile is not None and profile.members == ["any"] and "m" not in profile.scores
+        reader.close()
+    finally:
+        processor.store.close()
+        log.close()
