@@ -96,6 +96,7 @@ PUBLIC: dict[str, list[str]] = {
         "IdentityLinked",
         "MembershipChange",
         "ProfileMerged",
+        "ScoreChanged",
         "decode_event",
         "encode_event",
     ],

@@ -17,7 +17,7 @@ from __future__ import annotations
 from sqlite3 import Connection
 from typing import Any, NamedTuple
 
-from segflow.activate.models import ChangeKind, Destination, Subscription
+from segflow.activate.models import SCORE_PREFIX, ChangeKind, Destination, Subscription
 from segflow.activate.payloads import (
     ChangeContext,
     ProfileLookup,
@@ -29,7 +29,14 @@ from segflow.activate.payloads import (
 )
 from segflow.activate.store import DeliveryStore, NewDelivery
 from segflow.clock import Clock, WallClock
-from segflow.spec import CONSENT_TRAIT, AnyChange, ChangeFeed, ConsentChanged, MembershipChange
+from segflow.spec import (
+    CONSENT_TRAIT,
+    AnyChange,
+    ChangeFeed,
+    ConsentChanged,
+    MembershipChange,
+    ScoreChanged,
+)
 
 CURSOR = "change_feed"
 Routes = dict[str, list[tuple[Destination, Subscription]]]
@@ -83,7 +90,11 @@ class Feeder:
         routes = self._routes()
         consent_dests = [d for d in self.store.destinations() if d.enabled and d.consent_purpose]
         changes = [c for _, c in batch if _relevant(c, routes)]
-        pids = {c.profile_id for c in changes if isinstance(c, MembershipChange | ConsentChanged)}
+        pids = {
+            c.profile_id
+            for c in changes
+            if isinstance(c, MembershipChange | ConsentChanged | ScoreChanged)
+        }
         now_ms = self.clock.now_ms()
         with self.store.transaction() as con:
             if self.store.cursor(CURSOR) != after:
@@ -99,6 +110,10 @@ class Feeder:
                     for dest, sub in routes[change.segment]:
                         profile = profiles[change.profile_id]
                         rows = self._rows(con, dest, sub, change, profile, now_ms)
+                        queued += self.store.enqueue(con, rows, now_ms)
+                elif isinstance(change, ScoreChanged):
+                    for dest, sub in routes[SCORE_PREFIX + change.model]:
+                        rows = _score_rows(dest, sub, change, profiles[change.profile_id])
                         queued += self.store.enqueue(con, rows, now_ms)
             self.store.set_cursor(con, CURSOR, batch[-1][0])
         return PumpResult(len(batch), queued)
@@ -240,7 +255,24 @@ class Feeder:
 def _relevant(change: AnyChange, routes: Routes) -> bool:
     if isinstance(change, MembershipChange):
         return change.segment in routes
+    if isinstance(change, ScoreChanged):
+        return SCORE_PREFIX + change.model in routes
     return isinstance(change, ConsentChanged)
+
+
+def _score_rows(
+    dest: Destination, sub: Subscription, change: ScoreChanged, profile: _Profile
+) -> list[NewDelivery]:
+    """A live score change for a destination subscribed to ``score:MODEL`` (none while the
+    profile's consent denies the destination's purpose: nothing to withdraw, it is not sent)."""
+    if consent_denied(profile.consent, dest.consent_purpose):
+        return []
+    score = {"model": change.model, "old": change.old, "new": change.new}
+    segment = SCORE_PREFIX + change.model
+    return [
+        _new(dest, sub, change.profile_id, segment, "score_changed", change.at_ms,
+             change.sequence, profile, "score_changed", score=score)
+    ]  # fmt: skip
 
 
 def _new(
@@ -256,6 +288,7 @@ def _new(
     *,
     consent: bool = False,
     recorded_at_ms: int | None = None,
+    score: dict[str, Any] | None = None,
 ) -> NewDelivery:
     wid = webhook_id(dest.name, pid, segment, tag, sequence)
     hashed = dest.identifiers == "hashed"
@@ -274,6 +307,7 @@ def _new(
         traits=traits,
         webhook_id=wid,
         recorded_at_ms=recorded_at_ms,
+        score=score,
     )
     return NewDelivery(
         destination=dest.name,

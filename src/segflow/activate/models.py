@@ -17,8 +17,13 @@ DestinationKind = Literal["webhook", "file"]
 PayloadFormat = Literal["segflow", "segment_track", "segment_identify"]
 IdentifierMode = Literal["raw", "hashed"]
 PhoneFormat = Literal["e164", "digits"]
-ChangeKind = Literal["entered", "exited"]
-DeliveryKind = Literal["entered", "exited", "deleted"]  # deleted: a deletion notice
+ChangeKind = Literal["entered", "exited", "score_changed"]
+DeliveryKind = Literal[
+    "entered", "exited", "deleted", "score_changed"
+]  # deleted: a deletion notice
+SCORE_PREFIX = "score:"
+"""A subscription to ``score:MODEL`` (kind ``score_changed``) receives the model's live score
+changes (``segflow.spec.ScoreChanged``) instead of a segment's memberships."""
 DeliveryStatus = Literal["pending", "delivered", "dead", "skipped"]
 """``skipped``: a replayed dead letter superseded by a later delivered change of its segment."""
 

@@ -95,6 +95,7 @@ class ChangeContext(msgspec.Struct, frozen=True, kw_only=True):
     traits: dict[str, Any]
     webhook_id: str
     recorded_at_ms: int | None = None
+    score: dict[str, Any] | None = None  # a score change: its model, old and new score
 
 
 def webhook_id(destination: str, profile_id: str, segment: str, kind: str, sequence: int) -> str:
@@ -192,6 +193,8 @@ def build_payload(dest: Destination, ctx: ChangeContext) -> dict[str, Any]:
     """
     identities = _identities(dest, ctx)
     recorded = ctx.at_ms if ctx.recorded_at_ms is None else ctx.recorded_at_ms
+    if dest.payload_format == "segflow" and ctx.score is not None:
+        return _score_payload(ctx, identities, recorded)
     if dest.payload_format == "segflow":
         return {
             "type": f"segment.{ctx.kind}",
@@ -212,6 +215,27 @@ def build_payload(dest: Destination, ctx: ChangeContext) -> dict[str, Any]:
     return _segment_payload(dest, ctx, identities)
 
 
+def _score_payload(
+    ctx: ChangeContext, identities: list[tuple[str, str]], recorded: int
+) -> dict[str, Any]:
+    """segflow's shape of a live score change (``score.changed``): the model, old and new."""
+    assert ctx.score is not None
+    return {
+        "type": "score.changed",
+        "timestamp": iso(ctx.at_ms),
+        "data": {
+            "id": ctx.webhook_id,
+            "profile_id": ctx.profile_id,
+            "identifiers": [{"type": t, "value": v} for t, v in identities],
+            **ctx.score,
+            "at_ms": ctx.at_ms,
+            "recorded_at_ms": recorded,
+            "sequence": ctx.sequence,
+            "traits": ctx.traits,
+        },
+    }
+
+
 def _segment_payload(
     dest: Destination, ctx: ChangeContext, identities: list[tuple[str, str]]
 ) -> dict[str, Any]:
@@ -230,6 +254,12 @@ def _segment_payload(
             "traits": {t: v for t, v in identities if t not in ("user_id", "anonymous_id")},
         },
     }
+    if ctx.score is not None:  # Segment's shapes: a track, or the score as a trait
+        model, new = ctx.score["model"], ctx.score["new"]
+        if dest.payload_format == "segment_track":
+            props = {**ctx.score, **ctx.traits}
+            return {"type": "track", "event": "Score Changed", "properties": props, **base}
+        return {"type": "identify", "traits": {f"{model}_score": new, **ctx.traits}, **base}
     if dest.payload_format == "segment_track":
         props = {"audience_key": ctx.segment, ctx.segment: entered, **ctx.traits}
         event = "Audience Entered" if entered else "Audience Exited"

@@ -32,7 +32,7 @@ from segflow.activate.files import (
     snapshot_rows,
     write_snapshot,
 )
-from segflow.activate.models import Delivery, Destination, Subscription
+from segflow.activate.models import SCORE_PREFIX, Delivery, Destination, Subscription
 from segflow.activate.payloads import ChangeContext, ProfileLookup, build_payload, phone_rules
 from segflow.activate.secretbox import SecretBox
 from segflow.activate.senders import RequestPool, WebhookSender
@@ -184,8 +184,17 @@ class ActivationService:
     ) -> tuple[Subscription, int]:
         """Connect ``destination`` to ``segment``; returns the subscription and rows queued."""
         self.store.destination(destination)
-        bad = [k for k in kinds if k not in ("entered", "exited")]
-        if bad or not kinds:
+        if segment.startswith(SCORE_PREFIX):  # a model's live score changes, not a segment
+            kinds = ("score_changed",) if tuple(kinds) == ("entered", "exited") else kinds
+            if list(kinds) != ["score_changed"]:
+                raise InvalidDestinationError(
+                    "kinds", f"a subscription to {SCORE_PREFIX}MODEL takes score_changed only"
+                )
+            if initial_sync:
+                raise InvalidDestinationError(
+                    "initial_sync", f"a subscription to {SCORE_PREFIX}MODEL has no members"
+                )
+        elif not kinds or any(k not in ("entered", "exited") for k in kinds):
             raise InvalidDestinationError("kinds", "a non-empty subset of entered, exited")
         sub = msgspec.convert(
             {

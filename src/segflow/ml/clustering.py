@@ -30,7 +30,7 @@ from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 
 from segflow.ml.exceptions import MLInputError
-from segflow.ml.features import FeatureMatrix, behavioural_transform
+from segflow.ml.features import HEAVY_TAILED, FeatureMatrix, behavioural_transform
 from segflow.ml.ltv import FloatArray
 
 IntArray = npt.NDArray[np.int64]
@@ -57,6 +57,8 @@ class ClusterModel:
     cluster_ids: list[int]  # cluster_ids[i] is the stable id of K-Means centre i
     centroids_original: FloatArray  # per stable-id order of cluster_ids, in original units
     silhouette_by_k: dict[int, float] = field(default_factory=dict)
+    # the columns log1p-transformed before scaling; None: the heavy-tailed feature names
+    log_columns: frozenset[str] | None = None
 
     @property
     def k(self) -> int:
@@ -67,7 +69,8 @@ class ClusterModel:
             raise MLInputError(
                 "features", f"model expects columns {self.columns}, got {matrix.columns}"
             )
-        out: FloatArray = self.scaler.transform(behavioural_transform(matrix))
+        logged = getattr(self, "log_columns", None)  # artifacts pickled before it existed
+        out: FloatArray = self.scaler.transform(behavioural_transform(matrix, logged))
         return out
 
     def assign(self, matrix: FeatureMatrix) -> IntArray:
@@ -139,11 +142,13 @@ def fit_clusters(
     matrix: FeatureMatrix,
     config: ClusterConfig = ClusterConfig(),
     previous: ClusterModel | None = None,
+    log_columns: frozenset[str] | None = None,
 ) -> ClusterModel:
-    """Fit K-Means (choosing k unless fixed) and give clusters ids stable against ``previous``."""
+    """Fit K-Means (choosing k unless fixed) and give clusters ids stable against ``previous``;
+    ``log_columns``: the columns to ``log1p`` (None: the heavy-tailed feature names)."""
     if len(matrix.profile_ids) < 3:
         raise MLInputError("features", "need at least three profiles to cluster")
-    transformed = behavioural_transform(matrix)
+    transformed = behavioural_transform(matrix, log_columns)
     scaler = StandardScaler().fit(transformed)
     scaled = scaler.transform(transformed)
     silhouettes: dict[int, float] = {}
@@ -154,28 +159,35 @@ def fit_clusters(
         ).fit(scaled)
     else:
         kmeans = KMeans(n_clusters=config.k, n_init=3, random_state=config.random_state).fit(scaled)
-    centroids_original = _to_original(scaler, kmeans.cluster_centers_, matrix.columns)
+    logged = HEAVY_TAILED if log_columns is None else log_columns
+    centroids_original = _to_original(scaler, kmeans.cluster_centers_, matrix.columns, logged)
     ids = list(range(kmeans.n_clusters))
     if previous is not None and previous.columns == matrix.columns:
-        prev_scaled = scaler.transform(_to_transformed(previous.centroids_original, matrix.columns))
-        ids = match_clusters(kmeans.cluster_centers_, prev_scaled, previous.cluster_ids)
-    return ClusterModel(matrix.columns, scaler, kmeans, ids, centroids_original, silhouettes)
+        previous_logged = getattr(previous, "log_columns", None)
+        if (HEAVY_TAILED if previous_logged is None else previous_logged) == logged:
+            prev_scaled = scaler.transform(
+                _to_transformed(previous.centroids_original, matrix.columns, logged)
+            )
+            ids = match_clusters(kmeans.cluster_centers_, prev_scaled, previous.cluster_ids)
+    return ClusterModel(
+        matrix.columns, scaler, kmeans, ids, centroids_original, silhouettes, log_columns
+    )
 
 
 def _to_original(
-    scaler: StandardScaler, centres: FloatArray, columns: tuple[str, ...]
+    scaler: StandardScaler, centres: FloatArray, columns: tuple[str, ...], logged: frozenset[str]
 ) -> FloatArray:
-    from segflow.ml.features import HEAVY_TAILED
-
     out: FloatArray = scaler.inverse_transform(centres)
     for j, name in enumerate(columns):
-        if name in HEAVY_TAILED:
+        if name in logged:
             out[:, j] = np.expm1(out[:, j])
     return out
 
 
-def _to_transformed(original: FloatArray, columns: tuple[str, ...]) -> FloatArray:
-    return behavioural_transform(FeatureMatrix([], columns, original))
+def _to_transformed(
+    original: FloatArray, columns: tuple[str, ...], logged: frozenset[str]
+) -> FloatArray:
+    return behavioural_transform(FeatureMatrix([], columns, original), logged)
 
 
 def changed_share(previous: Mapping[str, int], current_ids: list[str], current: IntArray) -> float:

@@ -177,15 +177,19 @@ def _matrix(
     return FeatureMatrix([str(p) for p in cols["profile_id"]], tuple(columns), values, as_of_ms)
 
 
-def behavioural_transform(matrix: FeatureMatrix) -> FloatArray:
-    """``log1p`` on heavy-tailed money, counts and durations; other columns unchanged.
+def behavioural_transform(
+    matrix: FeatureMatrix, log_columns: frozenset[str] | None = None
+) -> FloatArray:
+    """``log1p`` on heavy-tailed money, counts and durations (``log_columns`` when given);
+    other columns unchanged.
 
     >>> m = FeatureMatrix(["a"], ("frequency_30d", "feature_adoption_rate"), np.array([[np.e - 1, 0.5]]))
     >>> behavioural_transform(m).round(3).tolist()
     [[1.0, 0.5]]
     """
     out = matrix.values.copy()
+    logged = HEAVY_TAILED if log_columns is None else log_columns
     for j, name in enumerate(matrix.columns):
-        if name in HEAVY_TAILED:
+        if name in logged:
             out[:, j] = np.log1p(np.maximum(out[:, j], 0.0))
     return out

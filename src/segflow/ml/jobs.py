@@ -34,6 +34,7 @@ from segflow.ml import cards as cards_mod
 from segflow.ml.clustering import ClusterConfig, ClusterModel, changed_share, fit_clusters
 from segflow.ml.exceptions import MLInputError, ModelNotFound
 from segflow.ml.features import FEATURE_COLUMNS, FeatureMatrix, features_at, read_features
+from segflow.ml.live import export_clusters, export_propensity, live_vs_batch, traits_at
 from segflow.ml.metrics import classification_report, psi
 from segflow.ml.propensity import PropensityModel, build_training_set, train, training_cutoffs
 from segflow.ml.ranks import with_ranks
@@ -75,7 +76,11 @@ class JobContext:
     def __post_init__(self) -> None:
         self.registry = Registry(self.con)
 
-    def features_now(self, columns: tuple[str, ...]) -> FeatureMatrix:
+    def features_now(
+        self, columns: tuple[str, ...], feature_traits: dict[str, str] | None = None
+    ) -> FeatureMatrix:
+        if feature_traits:  # features as computed traits: the segment language's SQL
+            return traits_at(self.con, feature_traits, self.clock.now_ms())
         if self.features_relation:
             return read_features(self.con, self.features_relation, columns)
         return features_at(
@@ -112,16 +117,28 @@ JobOutput = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
 
 
 def _columns(spec: ModelSpec) -> tuple[str, ...]:
+    if spec.feature_traits:
+        return tuple(spec.feature_traits)
     return tuple(spec.features) if spec.features else FEATURE_COLUMNS
+
+
+def push_live_model(ctx: JobContext, export: dict[str, Any]) -> None:
+    """Store a live-scoring export in the registry and hand it to the sink when it takes
+    models (the processor: ``put_live_model``), so live scoring follows every run."""
+    ctx.registry.save_live_model(export, now_ms=ctx.clock.now_ms())
+    put = getattr(ctx.sink, "put_live_model", None)
+    if put is not None:
+        put(export)
 
 
 def _cluster_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
     now = ctx.clock.now_ms()
     ctx.progress("features", 0.1)
-    matrix = ctx.features_now(_columns(spec))
+    matrix = ctx.features_now(_columns(spec), spec.feature_traits)
     previous = _previous_cluster_model(ctx.registry, spec.name)
     ctx.progress("k-means", 0.3)
-    model = fit_clusters(matrix, ClusterConfig(k=spec.k), previous)
+    logged = frozenset(spec.feature_traits) if spec.feature_traits else None
+    model = fit_clusters(matrix, ClusterConfig(k=spec.k), previous, log_columns=logged)
     assigned = model.assign(matrix)
     stored = ctx.registry.cluster_names(spec.name)
     names = cards_mod.name_clusters(model, {c: n for c, (n, renamed) in stored.items() if renamed})
@@ -142,6 +159,8 @@ def _cluster_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
         },
     )
     ctx.registry.save_artifact(spec.name, run_id, model, now_ms=now)
+    if spec.feature_traits:
+        push_live_model(ctx, export_clusters(model, spec.name, run_id, spec.feature_traits, names))
     if ctx.sink is not None:
         ids = assigned.tolist()
         ctx.sink.put_clusters(
@@ -259,10 +278,15 @@ def _train_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
     cutoffs = training_cutoffs(now, target.within_ms, spec.n_cutoffs)
     ctx.progress("training data", 0.1)
     ts = build_training_set(
-        ctx.con, target, cutoffs, events_table=ctx.events_table, columns=_columns(spec)
+        ctx.con,
+        target,
+        cutoffs,
+        events_table=ctx.events_table,
+        columns=_columns(spec),
+        feature_traits=spec.feature_traits,
     )
     ctx.progress("fit", 0.4)
-    model = train(ts, target)
+    model = train(ts, target, learner=spec.learner)
     warning = baseline_warning(spec.name, model.report)
     used = warning is None
     if used:
@@ -271,7 +295,8 @@ def _train_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
     scoring: dict[str, Any] | None = None
     if used or _has_artifact(ctx.registry, spec.name):  # else: no model worth scoring with yet
         _, _, scoring = _score_job(ctx, spec, run_id)
-    params = {"target": target.text, "n_cutoffs": spec.n_cutoffs, "features": list(ts.columns)}
+    params = {"target": target.text, "n_cutoffs": spec.n_cutoffs, "features": list(ts.columns),
+              "learner": spec.learner, "feature_traits": spec.feature_traits}  # fmt: skip
     window = {"cutoffs_ms": cutoffs, "label_window_ms": target.within_ms, "rows": len(ts.y)}
     verdict: dict[str, Any] = {"used_for_scoring": used}
     if warning is not None:
@@ -313,10 +338,19 @@ def _score_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
     if not isinstance(model, PropensityModel):
         raise MLInputError("model", f"{spec.name!r} is not a propensity model")
     now = ctx.clock.now_ms()
-    matrix = ctx.features_now(model.columns)
+    traits = _model_traits(spec, model.columns)
+    matrix = ctx.features_now(model.columns, traits)
     scores = model.score(matrix)
     ids = pa.array(matrix.profile_ids, pa.string())
     write_scores(ctx, spec.name, matrix.profile_ids, scores, now)
+    live = traits is not None and spec.learner == "logistic" and _is_logistic(model)
+    previous = ctx.con.execute(
+        "SELECT max(scored_at_ms) FROM ml_score_history WHERE model = ?", [spec.name]
+    ).fetchall()[0][0]
+    compared = live_vs_batch(ctx.con, spec.name, scores, previous) if live else None
+    if live:
+        assert traits is not None
+        push_live_model(ctx, export_propensity(model, spec.name, artifact_run, traits, scores))
     # the inputs of every score: "why this score" is computed from them when a profile is read
     # (segflow.ml.reasons), instead of one prediction pass per feature for everyone here
     inputs = pa.FixedSizeListArray.from_arrays(pa.array(matrix.values.ravel()), len(model.columns))
@@ -330,8 +364,26 @@ def _score_job(ctx: JobContext, spec: ModelSpec, run_id: str) -> JobOutput:
         else {}
     )
     metrics = {"profiles": len(scores), "mean_score": round(float(scores.mean()), 4) if len(scores) else None, **drift,
-               "score_quantiles": quantiles, "backtest": backtest(ctx, spec.name, model)}  # fmt: skip
+               "score_quantiles": quantiles, "backtest": backtest(ctx, spec.name, model), "live": live,
+               "live_vs_batch": compared}  # fmt: skip
     return {}, {"as_of_ms": now}, metrics
+
+
+def _model_traits(spec: ModelSpec, columns: tuple[str, ...]) -> dict[str, str] | None:
+    """The computed traits a model was trained on (None: warehouse features); a spec whose
+    features changed since is refused until the model is retrained."""
+    if not spec.feature_traits:
+        return None
+    missing = [c for c in columns if c not in spec.feature_traits]
+    if missing:
+        raise MLInputError(
+            "feature_traits", f"{spec.name}: the trained model reads {missing}; retrain it"
+        )
+    return {c: spec.feature_traits[c] for c in columns}
+
+
+def _is_logistic(model: PropensityModel) -> bool:
+    return "logisticregression" in getattr(model.booster, "named_steps", {})
 
 
 def _drift_and_history(

@@ -18,6 +18,7 @@ regression on log recency and log 30-day frequency, measured in the same run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from segflow.clock import DAY_MS
-from segflow.ml.exceptions import FitError
+from segflow.ml.exceptions import FitError, MLInputError
 from segflow.ml.features import FEATURE_COLUMNS, FeatureMatrix, features_at
 from segflow.ml.ltv import FloatArray
 from segflow.ml.metrics import classification_report
@@ -99,14 +100,24 @@ def build_training_set(
     *,
     events_table: str = "profile_events",
     columns: tuple[str, ...] = FEATURE_COLUMNS,
+    feature_traits: Mapping[str, str] | None = None,
 ) -> TrainingSet:
-    """Features at each cutoff joined with the label from the window after it."""
+    """Features at each cutoff joined with the label from the window after it; with
+    ``feature_traits`` the features are those computed traits at each cutoff
+    (:func:`segflow.ml.live.traits_at`)."""
     ids: list[str] = []
     cuts: list[IntArray] = []
     xs: list[FloatArray] = []
     ys: list[IntArray] = []
+    if feature_traits:
+        columns = tuple(feature_traits)
     for cutoff in cutoffs:
-        m = features_at(con, cutoff, events_table=events_table, columns=columns)
+        if feature_traits:
+            from segflow.ml.live import traits_at
+
+            m = traits_at(con, feature_traits, cutoff)
+        else:
+            m = features_at(con, cutoff, events_table=events_table, columns=columns)
         if not m.profile_ids:
             continue
         labels = _labels(con, target, m.profile_ids, cutoff, events_table)
@@ -191,20 +202,56 @@ class PropensityModel:
         ]
 
 
+def baseline_columns(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The baseline's two features: log recency and log 30-day frequency, or, for a model
+    whose features are computed traits (``segflow.ml.live``), its first two.
+
+    >>> baseline_columns(("events_1d", "events_7d", "orders_90d"))
+    ('events_1d', 'events_7d')
+    """
+    if all(c in columns for c in BASELINE_COLUMNS):
+        return BASELINE_COLUMNS
+    return columns[:2]
+
+
 def _baseline_fit(ts: TrainingSet, rows: IntArray) -> Any:
-    idx = [ts.columns.index(c) for c in BASELINE_COLUMNS]
+    idx = [ts.columns.index(c) for c in baseline_columns(ts.columns)]
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
     return model.fit(np.log1p(np.maximum(ts.X[rows][:, idx], 0)), ts.y[rows])
 
 
 def _baseline_score(model: Any, ts: TrainingSet, rows: IntArray) -> FloatArray:
-    idx = [ts.columns.index(c) for c in BASELINE_COLUMNS]
+    idx = [ts.columns.index(c) for c in baseline_columns(ts.columns)]
     out: FloatArray = model.predict_proba(np.log1p(np.maximum(ts.X[rows][:, idx], 0)))[:, 1]
     return out
 
 
+LEARNERS = {
+    "boosting": "HistGradientBoostingClassifier + isotonic calibration",
+    "logistic": "log1p + StandardScaler + LogisticRegression + isotonic calibration",
+}
+
+
+def _learner(learner: str, ts: TrainingSet, max_iter: int, random_state: int) -> Any:
+    """The estimator to fit: gradient-boosted trees, or the logistic regression that
+    ``segflow.stream.live`` can score in the processor (every feature ``log1p``-ed)."""
+    if learner == "boosting":
+        return HistGradientBoostingClassifier(max_iter=max_iter, random_state=random_state)
+    if learner == "logistic":
+        from segflow.ml.live import LogColumns
+
+        flags = tuple(True for _ in ts.columns)
+        return make_pipeline(LogColumns(flags), StandardScaler(), LogisticRegression(max_iter=1000))
+    raise MLInputError("learner", f"unknown learner {learner!r}; use one of {sorted(LEARNERS)}")
+
+
 def train(
-    ts: TrainingSet, target: Target, *, random_state: int = 0, max_iter: int = 200
+    ts: TrainingSet,
+    target: Target,
+    *,
+    random_state: int = 0,
+    max_iter: int = 200,
+    learner: str = "boosting",
 ) -> PropensityModel:
     """Fit on every cutoff but the last, calibrate on a held-out fifth, validate on the last."""
     validation_cutoff = int(ts.cutoff_ms.max())
@@ -214,7 +261,7 @@ def train(
         raise FitError("propensity", "the training cutoffs need both positive and negative labels")
     cal_rows, fit_rows = calibration_split(ts.y, train_rows, random_state)
     rng = np.random.default_rng(random_state)
-    booster = HistGradientBoostingClassifier(max_iter=max_iter, random_state=random_state)
+    booster = _learner(learner, ts, max_iter, random_state)
     booster.fit(ts.X[fit_rows], ts.y[fit_rows])
     method = "isotonic" if len(cal_rows) >= 1000 else "sigmoid"
     calibrated = CalibratedClassifierCV(FrozenEstimator(booster), method=method).fit(
@@ -229,6 +276,7 @@ def train(
     reference = np.median(ts.X[train_rows], axis=0)
     model = PropensityModel(target, ts.columns, booster, calibrated, baseline, reference)
     model.report = _report(model, ts, train_rows, valid_rows)
+    model.report["learner"] = LEARNERS[learner]
     return model
 
 

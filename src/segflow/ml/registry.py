@@ -18,6 +18,8 @@ Tables (created on first use):
   until the model's next scoring run replaces them).
 - ``ml_score_history(run_id, profile_id, model, score, scored_at_ms)``: a fixed sample of
   profiles per scoring run, for backtests and drift.
+- ``ml_live_models(model, run_id, created_at_ms, export JSON)``: what the processor needs to
+  score a model on the fly (``segflow.ml.live``), the newest per model.
 
 >>> import duckdb
 >>> reg = Registry(duckdb.connect())
@@ -56,6 +58,8 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS ml_score_reasons (profile_id VARCHAR NOT NULL, model VARCHAR NOT NULL, reasons JSON)""",
     """CREATE TABLE IF NOT EXISTS ml_score_inputs (profile_id VARCHAR NOT NULL, model VARCHAR NOT NULL,
         run_id VARCHAR NOT NULL, inputs DOUBLE[] NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ml_live_models (model VARCHAR PRIMARY KEY, run_id VARCHAR NOT NULL,
+        created_at_ms BIGINT NOT NULL, export JSON NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS ml_score_history (run_id VARCHAR NOT NULL, profile_id VARCHAR NOT NULL,
         model VARCHAR NOT NULL, score DOUBLE NOT NULL, scored_at_ms BIGINT NOT NULL)""",
 )
@@ -70,6 +74,10 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
     target: str | None = None
     k: int | None = None
     features: tuple[str, ...] | None = None
+    # feature name -> segment-language value expression: features as computed traits, scored
+    # on the fly by the processor when the learner is logistic or the model clusters
+    feature_traits: dict[str, str] | None = None
+    learner: Literal["boosting", "logistic"] = "boosting"
     n_cutoffs: int = 4
     horizon_days: int = 365
     order_event: str = "Order Completed"
@@ -122,7 +130,12 @@ class Registry:
         _add_cluster_ids(con)
 
     def put_model(self, spec: ModelSpec, *, now_ms: int) -> None:
-        """Create or replace a model definition."""
+        """Create or replace a model definition (live features are checked first:
+        ``MLInputError`` on field ``feature_traits``)."""
+        if spec.feature_traits is not None:
+            from segflow.ml.live import check_features
+
+            check_features(spec.feature_traits)
         self.con.execute(
             "INSERT INTO ml_models VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind,"
             " spec = excluded.spec, updated_at_ms = excluded.updated_at_ms",
@@ -219,6 +232,18 @@ class Registry:
         if not rows:
             raise ModelNotFound(model, details={"reason": f"no artifact of run {run_id}"})
         return pickle.loads(rows[0][0])
+
+    def save_live_model(self, export: dict[str, Any], *, now_ms: int) -> None:
+        """Store ``model``'s live-scoring export (``segflow.ml.live``), replacing the previous."""
+        self.con.execute(
+            "INSERT OR REPLACE INTO ml_live_models VALUES (?, ?, ?, ?)",
+            [export["model"], export["run_id"], now_ms, msgspec.json.encode(export).decode()],
+        )
+
+    def live_models(self) -> list[dict[str, Any]]:
+        """Every model's newest live-scoring export (what the processor loads on start)."""
+        rows = self.con.execute("SELECT export FROM ml_live_models ORDER BY model").fetchall()
+        return [msgspec.json.decode(r[0]) for r in rows]
 
     def cluster_names(self, model: str) -> dict[int, tuple[str, bool]]:
         rows = self.con.execute(

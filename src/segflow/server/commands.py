@@ -11,6 +11,7 @@ kind        args                                    done by the pipeline's proce
 scores      ``{model, values: [[id, x]], at_ms}``   ``put_scores`` (ML scores of API runs)
 clusters    ``{model, values: [[id, name, n]]...}`` ``put_clusters`` (runs, cluster renames)
 split       ``{profile_id, identifiers}``           ``split``; the API waits for its result
+live_model  a live-scoring export (``segflow.ml``)  ``put_live_model`` (models scored live)
 ==========  ======================================  ========================================
 
 :class:`QueuedSink` and :class:`QueuedSplitter` stand in for the processor in an API
@@ -176,6 +177,10 @@ class QueuedSink:
     def put_clusters(self, model: str, values: Sequence[tuple[str, str, int]], at_ms: int) -> None:
         self._put("clusters", model, values, at_ms)
 
+    def put_live_model(self, export: Mapping[str, Any]) -> None:
+        """A model to score on the fly (``segflow.ml.jobs.push_live_model``)."""
+        self.queue.submit("live_model", dict(export))
+
     def _put(self, kind: str, model: str, values: Sequence[Sequence[Any]], at_ms: int) -> None:
         rows = [list(v) for v in values]
         for start in range(0, max(1, len(rows)), CHUNK):
@@ -211,7 +216,10 @@ def handlers(processor: Processor) -> dict[str, Callable[[dict[str, Any]], Any]]
         found = processor.split(args["profile_id"], args["identifiers"])
         return msgspec.to_builtins(found)
 
-    return {"scores": scores, "clusters": clusters, "split": split}
+    def live_model(args: dict[str, Any]) -> None:
+        processor.put_live_model(args)
+
+    return {"scores": scores, "clusters": clusters, "split": split, "live_model": live_model}
 
 
 class CommandRunner(BackgroundLoop):

@@ -18,7 +18,7 @@ from segflow.background import BackgroundLoop
 from segflow.clock import Clock
 from segflow.config import MlSettings
 from segflow.ml.jobs import AttributeSink, JobContext
-from segflow.ml.registry import RunRecord
+from segflow.ml.registry import Registry, RunRecord
 from segflow.ml.scheduler import MlScheduler
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,27 @@ class MlService(BackgroundLoop):
         finally:
             con.close()
 
+    def load_live_models(self) -> int:
+        """Hand every model's stored live-scoring export to the sink (the processor scores
+        them on the fly: ``segflow.stream.live``); returns how many. Called on start."""
+        put = getattr(self.sink, "put_live_model", None)
+        if put is None:
+            return 0
+        con = self.warehouse()
+        try:
+            exports = Registry(con).live_models()
+        finally:
+            con.close()
+        for export in exports:
+            put(export)
+        return len(exports)
+
     wait_first = True
 
     def start(self) -> None:
+        try:
+            self.load_live_models()
+        except Exception:  # a warehouse that cannot be read now: the next run pushes them
+            log.warning("could not load the live models from the warehouse", exc_info=True)
         if self.settings.schedule_enabled:
             super().start()

@@ -9,6 +9,7 @@ from segflow.spec.changes import (
     IdentityLinked,
     MembershipChange,
     ProfileMerged,
+    ScoreChanged,
 )
 from segflow.spec.events import EVENT_TYPES, Event, decode_event, encode_event
 
@@ -23,6 +24,7 @@ __all__ = [
     "IdentityLinked",
     "MembershipChange",
     "ProfileMerged",
+    "ScoreChanged",
     "decode_event",
     "encode_event",
 ]

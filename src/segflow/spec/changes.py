@@ -73,7 +73,20 @@ class ConsentChanged(msgspec.Struct, frozen=True, kw_only=True, tag="consent_cha
     sequence: int
 
 
-AnyChange = MembershipChange | ProfileMerged | IdentityLinked | ConsentChanged
+class ScoreChanged(msgspec.Struct, frozen=True, kw_only=True, tag="score_changed"):
+    """A model's score of the profile moved on the fly (``segflow.stream.live``): emitted when
+    the score rounded to the processor's precision changes (``old`` is None the first time).
+    Ranks (``M:top``, ``M:bottom``) and batch runs' scores are not in the feed."""
+
+    profile_id: str
+    model: str
+    old: float | None
+    new: float
+    at_ms: int
+    sequence: int
+
+
+AnyChange = MembershipChange | ProfileMerged | IdentityLinked | ConsentChanged | ScoreChanged
 
 
 class ChangeFeed(Protocol):

@@ -41,6 +41,7 @@ from segflow.stream.dedupe import SeenIndex
 from segflow.stream.evaluator import NullEvaluator, SegmentEvaluator
 from segflow.stream.freshness import Freshness
 from segflow.stream.handler import EventHandler
+from segflow.stream.live import LiveScoring
 from segflow.stream.outbox import StateChangeFeed
 from segflow.stream.split import SplitResult, split_profile
 from segflow.stream.state.base import StateStore, StateTransaction
@@ -122,10 +123,12 @@ class Processor(BackgroundLoop):
             rules or IdentityRules(), self.native(evaluator or NullEvaluator()), log
         )
         self._pending_evaluator: SegmentEvaluator | None = None
+        self._program: SegmentEvaluator | None = evaluator  # as given, before live traits
         self._complete_for: str | None = None  # the rule set the state is backfilled for
         # where the backfill of a changed rule set is (read from any thread: the API, status)
         self.progress = backfill.Progress(running=False)
         self.attributes = AttributeInbox()
+        self.live = LiveScoring()  # models scored as profiles change (segflow.stream.live)
         self.freshness = Freshness()  # ack -> committed change, per segment
         self.wall_ms: Callable[[], int] = lambda: (
             time.time_ns() // 1_000_000
@@ -163,8 +166,10 @@ class Processor(BackgroundLoop):
         return self.settings.partitions or tuple(range(self.log.partitions))
 
     def set_evaluator(self, evaluator: SegmentEvaluator) -> None:
-        """Swap the rule set; takes effect at the next batch boundary (thread-safe)."""
-        native = self.native(evaluator)
+        """Swap the rule set; takes effect at the next batch boundary (thread-safe). A
+        compiled rule set gets the live models' feature traits (:mod:`segflow.stream.live`)."""
+        self._program = evaluator
+        native = self.native(self.live.extend(evaluator))
         with self._lock:
             self._pending_evaluator = native
 
@@ -262,6 +267,8 @@ class Processor(BackgroundLoop):
                 if batch.dirty and self.working is not None:
                     self.working.clear()  # the batch changed cached profiles in place
                 return
+            if self.live.active:  # after the rules ran: scores and clusters, then their rules
+                self.live.apply(batch, self.handler, self.clock.now_ms())
             batch.flush()
             tx.commit()
         except BaseException:
@@ -294,6 +301,13 @@ class Processor(BackgroundLoop):
     def put_clusters(self, model: str, values: Sequence[tuple[str, str, int]], at_ms: int) -> None:
         """Queue ML clusters ``(profile_id, name, stable id)`` for profiles (``segflow.ml.jobs.AttributeSink``)."""
         self.attributes.put_clusters(model, values, at_ms)
+
+    def put_live_model(self, export: Mapping[str, Any]) -> None:
+        """Score a model on the fly from now on (``segflow.ml.jobs.push_live_model``); a
+        model with new features recompiles the rule set with them."""
+        self.live.put_live_model(export)
+        if self._program is not None and self.live.extend(self._program) is not self._program:
+            self.set_evaluator(self._program)
 
     def apply_attributes(self, limit: int = 5000) -> int:
         """Apply up to ``limit`` queued scores/clusters in one transaction, re-evaluating the

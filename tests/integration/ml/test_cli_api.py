@@ -169,6 +169,17 @@ def test_models_api(api: tuple[str, str, str]) -> None:
             "/api/v1/models/x", json={"kind": "propensity", "target": "whatever"}, headers=admin
         )
         assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "target"
+        not_a_number = client.put(
+            "/api/v1/models/live",
+            json={
+                "kind": "cluster",
+                "feature_traits": {"fav": "most_frequent(category of any event)"},
+            },
+            headers=admin,
+        )
+        assert not_a_number.status_code == 400, not_a_number.text
+        error = not_a_number.json()["error"]
+        assert error["details"]["field"] == "feature_traits" and "fav" in error["message"]
         run = client.post("/api/v1/models/segs/runs", json={}, headers=admin)
         assert run.status_code == 200, run.text
         assert run.json()["run"]["status"] == "succeeded"

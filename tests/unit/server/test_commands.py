@@ -51,6 +51,24 @@ def test_queued_scores_and_clusters_reach_the_owning_processor_in_order(
     assert queue.claim() is None  # each command runs once
 
 
+def test_a_queued_live_model_reaches_the_owning_processor(
+    queue: CommandQueue, tmp_path: Path
+) -> None:
+    from segflow.clock import ManualClock
+    from segflow.stream import MemoryStateStore, Processor
+
+    class NoLog:
+        partitions = 1
+
+    processor = Processor(NoLog(), MemoryStateStore(), clock=ManualClock(0))  # type: ignore[arg-type]
+    export = {"model": "segs", "kind": "kmeans", "run_id": "r", "features": {"n": "count(any event)"},
+              "log1p": [True], "mean": [0.0], "scale": [1.0], "centroids": [[0.0], [2.0]],
+              "cluster_ids": [4, 7], "names": {"4": "Quiet", "7": "Busy"}}  # fmt: skip
+    QueuedSink(queue).put_live_model(export)
+    assert CommandRunner(queue, handlers(processor)).run_pending() == 1
+    assert processor.live.models()["segs"].names == {4: "Quiet", 7: "Busy"}
+
+
 def test_a_large_score_set_is_queued_in_chunks(queue: CommandQueue) -> None:
     QueuedSink(queue).put_scores("churn", [(f"p{n}", 0.5) for n in range(12_001)], 1)
     sizes = []
