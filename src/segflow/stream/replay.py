@@ -147,13 +147,14 @@ def _fold(
 ) -> tuple[bytes | None, EvalResult | None, bool]:
     """The rule state of ``profile``'s events at ``positions`` (those ``found``), the result
     at ``now_ms`` when one evaluation gave both, and whether every event was found."""
-    present = [(ts, found[(p, o)]) for ts, p, o in positions if (p, o) in found]
+    get = found.get
+    present = [(ts, event) for ts, p, o in positions if (event := get((p, o))) is not None]
     complete = len(present) == len(positions)
     if not present:
         return None, None, complete
     on_events = getattr(evaluator, "on_events", None)
     if on_events is not None:
-        result = on_events(profile, None, [e for _, e in present], now_ms)
+        result = on_events(profile, None, [event for _, event in present], now_ms)
         return result.state, result, complete
     state: bytes | None = None
     for ts, event in present:
