@@ -83,11 +83,9 @@ class SqliteEventLog(QueuedAppends):
         self._write = connect(self._path)
         self._write.execute("PRAGMA cache_size=-65536")  # keep the dedupe index's pages hot
         self._read = connect(self._path)
-        # timelines read back (a backfill, a split) are random reads across the whole log:
-        # through a memory map they cost no read() call and no copy into SQLite's page cache
-        # (the file's pages stay the OS's, counted in RSS while mapped; SQLite caps the map)
+        # timelines read back (a backfill, a split) are random reads across the whole log
         self._read.execute("PRAGMA cache_size=-65536")
-        self._read.execute(f"PRAGMA mmap_size={READ_MMAP_BYTES}")
+        self._mapped: sqlite3.Connection | None = None  # read_payloads' (opened at first use)
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         partitions = self._init_schema(partitions)
@@ -274,11 +272,18 @@ class SqliteEventLog(QueuedAppends):
             by_partition.setdefault(partition, []).append(offset)
         out: dict[Position, bytes] = {}
         with self._read_lock:
+            if self._mapped is None:
+                # random reads across the whole file, through a memory map: no read() call and
+                # no copy into SQLite's page cache per page (the pages stay the OS's; they
+                # count in the process's RSS while mapped). Apart from ``_read`` so that the
+                # processor's reads of the log's tail do not map the file.
+                self._mapped = connect(self._path)
+                self._mapped.execute(f"PRAGMA mmap_size={READ_MMAP_BYTES}")
             for partition, unsorted in sorted(by_partition.items()):
                 offsets = sorted(set(unsorted))  # in key order: neighbouring B-tree pages
                 for start in range(0, len(offsets), 500):
                     chunk = offsets[start : start + 500]
-                    rows = self._read.execute(
+                    rows = self._mapped.execute(
                         "SELECT offset, payload FROM records WHERE partition=? AND offset IN "
                         f"({','.join('?' * len(chunk))})",
                         (partition, *chunk),
@@ -403,6 +408,8 @@ class SqliteEventLog(QueuedAppends):
         self._bell.close()
         self._write.close()
         self._read.close()
+        if self._mapped is not None:
+            self._mapped.close()
 
 
 def read_dead_letters(
