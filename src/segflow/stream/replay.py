@@ -4,7 +4,8 @@ Used when the state cannot be updated incrementally: a changed rule set (the bac
 :mod:`segflow.stream.backfill`), a merge whose two states cannot be combined exactly
 (:meth:`segflow.stream.handler.EventHandler._merge`), a split. The profile's timeline
 (:mod:`segflow.stream.timeline`) gives the positions of its events and of those of the profiles
-it absorbed; they are read in one batch (:func:`segflow.log.base.read_found`; :func:`replay_many`
+it absorbed; they are read in one batch (:func:`segflow.log.base.read_found`, or the log's raw
+payloads decoded as :class:`RuleEvent` for a rule program; :func:`replay_many`
 reads many profiles' at once) and given to the rules in event-time order, all at once at
 ``now`` when the evaluator takes a batch (``on_events``: one evaluation), else one by one, each
 at its own time.
@@ -76,8 +77,7 @@ def replay_many(
 ) -> list[tuple[bytes | None, bool]]:
     """:func:`replay` for each of ``profiles``, their events read from the log at once."""
     timelines = [timeline.entries(source, profile) for profile in profiles]
-    positions = [(p, o) for entries in timelines for _, p, o in entries]
-    found = {pos: record.event for pos, record in read_found(log, positions).items()}
+    found = _events(log, evaluator, [(p, o) for entries in timelines for _, p, o in entries])
     out: list[tuple[bytes | None, bool]] = []
     for profile, entries in zip(profiles, timelines, strict=True):
         state, _, complete = _fold(evaluator, profile, entries, found, now_ms)
@@ -115,17 +115,9 @@ def evaluate_many(
     timelines = timeline.entries_many(source, profiles)
     t1 = clock()
     positions = [(p, o) for entries in timelines for _, p, o in entries]
-    payloads = getattr(log, "read_payloads", None)
-    found: dict[Position, Any]
-    # a rule program reads only RuleEvent's fields; another evaluator gets whole events
-    if payloads is not None and getattr(evaluator, "plan", None) is not None:
-        raw = payloads(positions)
-        t2 = clock()
-        decode = _rule_event
-        found = {pos: decode(data) for pos, data in raw.items()}
-    else:
-        found = {pos: record.event for pos, record in read_found(log, positions).items()}
-        t2 = clock()
+    times: list[float] = []
+    found = _events(log, evaluator, positions, times)
+    t2 = times[0] if times else t1
     t3 = clock()
     out: list[EvalResult] = []
     for profile, entries in zip(profiles, timelines, strict=True):
@@ -136,6 +128,28 @@ def evaluate_many(
         for name, seconds in split.items():
             stages[name] = stages.get(name, 0.0) + seconds
     return out
+
+
+def _events(
+    log: LogReader,
+    evaluator: SegmentEvaluator,
+    positions: Sequence[Position],
+    times: list[float] | None = None,
+) -> dict[Position, Any]:
+    """The events at ``positions`` still in the log, by position: each a :class:`RuleEvent`
+    when the evaluator is a rule program (it reads nothing else) and the log hands out its
+    payloads, else a whole event. ``times`` gets the clock after the read (before decoding)."""
+    payloads = getattr(log, "read_payloads", None)
+    if payloads is None or getattr(evaluator, "plan", None) is None:
+        found = {pos: record.event for pos, record in read_found(log, positions).items()}
+        if times is not None:
+            times.append(time.perf_counter())
+        return found
+    raw = payloads(positions)
+    if times is not None:
+        times.append(time.perf_counter())
+    decode = _rule_event
+    return {pos: decode(data) for pos, data in raw.items()}
 
 
 def _fold(
