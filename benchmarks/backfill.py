@@ -4,9 +4,11 @@ The issue's target: a new or changed rule over 10M events in under a minute. A s
 (``benchmarks.rules.stream``: views, adds, orders, pages, identifies over ~40 days) is appended
 to a real log (``log.sqlite``) and processed with the rules benchmark's ten segments but one;
 then the eleventh segment (``--rule``) is added and the processor rebuilds every profile from
-its history (``Processor.backfill_step`` until complete: each profile's log positions read in
-one query per partition, one evaluation per profile on the compiled kernel). Reported: the
-backfill's events/s (events in the log / seconds) and its per-profile cost.
+its history (``Processor.backfill_step(limit=--limit)`` until complete: a step's timelines in
+one range scan, its events in one query per partition through the log's memory map, decoded as
+``RuleEvent`` — the rules' fields only — and one evaluation per profile on the compiled kernel).
+Reported: the backfill's events/s (events in the log / seconds), its per-profile cost, and per
+round the seconds of each stage.
 
 Baseline, the same run: the new segment's members by SQL over the same events in DuckDB
 (``segflow.rules.sql.compile_members``, the table already loaded, the query alone timed) —
