@@ -60,7 +60,7 @@ _SCHEMA = (
     " payload BLOB NOT NULL)",
 )
 READ_MMAP_BYTES = 1 << 33
-"""How much of the file the read connection maps (SQLite caps it at its build's maximum)."""
+"""How much of the file ``read_payloads``' connection maps (SQLite caps it at its build's maximum)."""
 logger = logging.getLogger("segflow.log")
 
 
