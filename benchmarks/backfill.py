@@ -4,9 +4,11 @@ The issue's target: a new or changed rule over 10M events in under a minute. A s
 (``benchmarks.rules.stream``: views, adds, orders, pages, identifies over ~40 days) is appended
 to a real log (``log.sqlite``) and processed with the rules benchmark's ten segments but one;
 then the eleventh segment (``--rule``) is added and the processor rebuilds every profile from
-its history (``Processor.backfill_step`` until complete: each profile's log positions read in
-one query per partition, one evaluation per profile on the compiled kernel). Reported: the
-backfill's events/s (events in the log / seconds) and its per-profile cost.
+its history (``Processor.backfill_step(limit=--limit)`` until complete: a step's timelines in
+one range scan, its events in one query per partition through the log's memory map, decoded as
+``RuleEvent`` — the rules' fields only — and one evaluation per profile on the compiled kernel).
+Reported: the backfill's events/s (events in the log / seconds), its per-profile cost, and per
+round the seconds of each stage.
 
 Baseline, the same run: the new segment's members by SQL over the same events in DuckDB
 (``segflow.rules.sql.compile_members``, the table already loaded, the query alone timed) —
@@ -14,6 +16,9 @@ the answer a warehouse gives without building any state. The two member sets are
 (they must be equal).
 
 Run: ``python -m benchmarks.backfill [--events 1000000] [--profiles 100000] [--rounds 3]``
+``--data DIR`` keeps the prepared log and state in ``DIR`` and reuses them when present (the
+same events and profiles): two versions of segflow can then be timed in turns on one input.
+Each round prints the seconds per stage of the backfill (``Processor.backfill_stages``).
 """
 
 from __future__ import annotations
@@ -61,8 +66,23 @@ def prepare(events: list, work: Path) -> tuple[Path, int]:
     return work, end
 
 
-def backfill(work: Path, end: int) -> tuple[float, int, set[str]]:
-    """Seconds to backfill the new rule, profiles rebuilt, and the new segment's members."""
+def _prepared(events: list, work: Path, tag: str) -> tuple[Path, int]:
+    """:func:`prepare` into ``work``, or the input already prepared there for ``tag``."""
+    marker = work / "prepared.txt"
+    if marker.exists() and marker.read_text().split()[0] == tag:
+        return work, int(marker.read_text().split()[1])
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    _, end = prepare(events, work)
+    marker.write_text(f"{tag} {end}")
+    return work, end
+
+
+def backfill(
+    work: Path, end: int, limit: int = 2_000
+) -> tuple[float, int, set[str], dict[str, float]]:
+    """Seconds to backfill the new rule, profiles rebuilt, the new segment's members, and the
+    seconds per stage (``Processor.backfill_stages``)."""
     copy = work.parent / f"{work.name}-run"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(work, copy)
@@ -72,7 +92,7 @@ def backfill(work: Path, end: int) -> tuple[float, int, set[str]]:
     proc = Processor(log, store, compile_segments(rules), ManualClock(end), ProcessorSettings())
     rebuilt = 0
     started = time.perf_counter()
-    while (done := proc.backfill_step(limit=2_000)) > 0:
+    while (done := proc.backfill_step(limit=limit)) > 0:
         rebuilt += done
     seconds = time.perf_counter() - started
     reader = ProfileReader(store.reader(), log)
@@ -80,10 +100,11 @@ def backfill(work: Path, end: int) -> tuple[float, int, set[str]]:
     for pid in reader.members("new"):
         found = reader.identities(pid)
         members.update(v for t, v in found if t == "anonymous_id")
+    stages = dict(getattr(proc, "backfill_stages", {}))
     store.close()
     log.close()
     shutil.rmtree(copy, ignore_errors=True)
-    return seconds, rebuilt, members
+    return seconds, rebuilt, members, stages
 
 
 def warehouse(events: list, work: Path) -> duckdb.DuckDBPyConnection:
@@ -126,6 +147,8 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--profiles", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--limit", type=int, default=2_000, help="profiles per backfill step")
+    ap.add_argument("--data", type=Path, default=None, help="keep/reuse the prepared input here")
     args = ap.parse_args()
     events = [e for _, e in stream(args.events, args.profiles)]
     tmp = Path(tempfile.mkdtemp(prefix="segflow-bench-backfill-"))
@@ -133,13 +156,13 @@ def main() -> None:
     tune_gc(ProcessorSettings().gc_threshold)  # as the running processor does
     try:
         t0 = time.perf_counter()
-        work, end = prepare(events, tmp / "data")
+        work, end = _prepared(events, args.data or tmp / "data", f"{args.events}/{args.profiles}")
         print(f"prepared {len(events):,} events in {time.perf_counter() - t0:.0f} s", flush=True)
         con = warehouse(events, tmp)
         sql = compile_members(NEW_RULE, at_ms=end)
         ours, theirs, rebuilt = [], [], 0
         for rnd in range(args.rounds):
-            seconds, rebuilt, members = backfill(work, end)
+            seconds, rebuilt, members, stages = backfill(work, end, args.limit)
             q0 = time.perf_counter()
             by_sql = {r[0] for r in con.execute(sql).fetchall()}
             q = time.perf_counter() - q0
@@ -147,8 +170,10 @@ def main() -> None:
                 raise SystemExit(f"backfill {len(members)} members, SQL {len(by_sql)}: not equal")
             ours.append(seconds)
             theirs.append(q)
+            split = ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
             print(
-                f"round {rnd + 1}: backfill {seconds:.1f} s ({rebuilt:,} profiles), SQL {q:.2f} s",
+                f"round {rnd + 1}: backfill {seconds:.1f} s ({rebuilt:,} profiles; {split}),"
+                f" SQL {q:.2f} s",
                 flush=True,
             )
         con.close()

@@ -59,6 +59,8 @@ _SCHEMA = (
     " received_at_ms INTEGER NOT NULL, message_id TEXT, field TEXT NOT NULL, reason TEXT NOT NULL,"
     " payload BLOB NOT NULL)",
 )
+READ_MMAP_BYTES = 1 << 33
+"""How much of the file ``read_payloads``' connection maps (SQLite caps it at its build's maximum)."""
 logger = logging.getLogger("segflow.log")
 
 
@@ -83,6 +85,7 @@ class SqliteEventLog(QueuedAppends):
         self._read = connect(self._path)
         # timelines read back (a backfill, a split) are random reads across the whole log
         self._read.execute("PRAGMA cache_size=-65536")
+        self._mapped: sqlite3.Connection | None = None  # read_payloads' (opened at first use)
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         partitions = self._init_schema(partitions)
@@ -248,21 +251,44 @@ class SqliteEventLog(QueuedAppends):
     def read_at(self, positions: Sequence[Position]) -> list[Record]:
         """The records at ``positions`` that exist (any order; one query per partition and
         500 offsets): a profile's timeline, read back for a backfill or a split."""
+        found = self.read_payloads(positions)
+        return [Record(p, o, decode_event(payload)) for (p, o), payload in found.items()]
+
+    def read_payloads(self, positions: Sequence[Position]) -> dict[Position, bytes]:
+        """The encoded events (:func:`~segflow.spec.events.encode_event`) at ``positions``
+        that exist, by position, undecoded: a backfill decodes only what its rules read.
+
+        >>> import os, tempfile
+        >>> from segflow.spec import Event
+        >>> log = SqliteEventLog(os.path.join(tempfile.mkdtemp(), "log.sqlite"), partitions=1)
+        >>> e = Event(type="track", message_id="m1", source_id="s", timestamp_ms=1,
+        ...           received_at_ms=1, user_id="u1", event="Signed Up")
+        >>> _ = log.append([e]); list(log.read_payloads([(0, 0), (0, 7)]))
+        [(0, 0)]
+        >>> log.close()
+        """
         by_partition: dict[int, list[int]] = {}
         for partition, offset in positions:
             by_partition.setdefault(partition, []).append(offset)
-        out: list[Record] = []
+        out: dict[Position, bytes] = {}
         with self._read_lock:
+            if self._mapped is None:
+                # random reads across the whole file, through a memory map: no read() call and
+                # no copy into SQLite's page cache per page (the pages stay the OS's; they
+                # count in the process's RSS while mapped). Apart from ``_read`` so that the
+                # processor's reads of the log's tail do not map the file.
+                self._mapped = connect(self._path)
+                self._mapped.execute(f"PRAGMA mmap_size={READ_MMAP_BYTES}")
             for partition, unsorted in sorted(by_partition.items()):
                 offsets = sorted(set(unsorted))  # in key order: neighbouring B-tree pages
                 for start in range(0, len(offsets), 500):
                     chunk = offsets[start : start + 500]
-                    rows = self._read.execute(
+                    rows = self._mapped.execute(
                         "SELECT offset, payload FROM records WHERE partition=? AND offset IN "
                         f"({','.join('?' * len(chunk))})",
                         (partition, *chunk),
                     ).fetchall()
-                    out.extend(Record(partition, off, decode_event(p)) for off, p in rows)
+                    out.update(((partition, off), payload) for off, payload in rows)
         return out
 
     def end_offsets(self) -> dict[int, int]:
@@ -382,6 +408,8 @@ class SqliteEventLog(QueuedAppends):
         self._bell.close()
         self._write.close()
         self._read.close()
+        if self._mapped is not None:
+            self._mapped.close()
 
 
 def read_dead_letters(

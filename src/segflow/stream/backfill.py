@@ -24,17 +24,18 @@ retention is off by default for this reason; docs/segments.md, "Editing definiti
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from segflow.log.base import LogReader
-from segflow.profiles import Profile
+from segflow.profiles import Profile, decode_profile
 from segflow.stream import keys
 from segflow.stream.batch import Batch
 from segflow.stream.evaluator import SegmentEvaluator
-from segflow.stream.replay import replay_many
+from segflow.stream.replay import evaluate_many
 from segflow.stream.state.base import StateReader, StateTransaction
 
 if TYPE_CHECKING:
@@ -119,9 +120,11 @@ def step(
     fingerprint: str,
     now_ms: int,
     limit: int = 200,
+    stages: dict[str, float] | None = None,
 ) -> int:
     """Rebuild up to ``limit`` profiles in ``batch``'s transaction; returns how many (0 once
-    complete)."""
+    complete). ``stages`` (when given) accumulates the seconds spent per stage: ``profiles``
+    (the walk's scan), those of :func:`~segflow.stream.replay.evaluate_many`, ``apply``."""
     tx = batch.tx
     if _meta(tx, TARGET) == fingerprint:
         cursor = _meta(tx, CURSOR) or ""
@@ -131,11 +134,15 @@ def step(
         tx.set(keys.META, FROM, ",".join(str(tx.get_offset(p)) for p in parts).encode())
     tx.set(keys.META, TARGET, fingerprint.encode())
     start = cursor + "\x00" if cursor else ""
+    started = time.perf_counter()
     rows = tx.scan(keys.PROFILE, start, "\U0010ffff", limit=limit)
-    rebuild(batch, handler, log, [batch.profile(profile_id) for profile_id, _ in rows], now_ms)
+    profiles = [_loaded(batch, pid, raw) for pid, raw in rows]
+    if stages is not None:
+        stages["profiles"] = stages.get("profiles", 0.0) + time.perf_counter() - started
+    rebuild(batch, handler, log, profiles, now_ms, stages)
     if len(rows) < limit:
         merged = [batch.find(pid) for pid in sorted(_merged_since(tx, _meta(tx, FROM) or ""))]
-        rebuild(batch, handler, log, [p for p in merged if p is not None], now_ms)
+        rebuild(batch, handler, log, [p for p in merged if p is not None], now_ms, stages)
     if len(rows) < limit:
         tx.set(keys.META, FINGERPRINT, fingerprint.encode())
         tx.delete(keys.META, CURSOR)
@@ -152,15 +159,28 @@ def rebuild(
     log: LogReader,
     profiles: Sequence[Profile],
     now_ms: int,
+    stages: dict[str, float] | None = None,
 ) -> None:
     """Replay each of ``profiles``' timelines through the handler's rules (their events read
-    from the log at once) and apply the results at now."""
-    evaluator = handler.evaluator
-    states = replay_many(batch.tx, evaluator, log, profiles, now_ms)
-    for profile, (state, _) in zip(profiles, states, strict=True):
-        result = evaluator.on_time(profile, state, now_ms)
+    from the log at once, :func:`~segflow.stream.replay.evaluate_many`) and apply the results
+    at now."""
+    results = evaluate_many(batch.tx, handler.evaluator, log, profiles, now_ms, stages)
+    started = time.perf_counter()
+    for profile, result in zip(profiles, results, strict=True):
         handler.apply_result(batch, profile, result, now_ms)
         batch.put(profile)
+    if stages is not None:
+        stages["apply"] = stages.get("apply", 0.0) + time.perf_counter() - started
+
+
+def _loaded(batch: Batch, profile_id: str, raw: bytes) -> Profile:
+    """The profile ``profile_id`` as the batch holds it, else decoded from ``raw`` (the row
+    the step's scan returned: no second read)."""
+    working = batch.working
+    if profile_id in batch.profiles or (working is not None and profile_id in working.profiles):
+        return batch.profile(profile_id)
+    found = batch.profiles[profile_id] = decode_profile(raw)
+    return found
 
 
 def _merged_since(tx: StateTransaction, offsets: str) -> set[str]:

@@ -127,6 +127,7 @@ class Processor(BackgroundLoop):
         self._complete_for: str | None = None  # the rule set the state is backfilled for
         # where the backfill of a changed rule set is (read from any thread: the API, status)
         self.progress = backfill.Progress(running=False)
+        self.backfill_stages: dict[str, float] = {}  # seconds per stage (backfill.step; commit)
         self.attributes = AttributeInbox()
         self.live = LiveScoring()  # models scored as profiles change (segflow.stream.live)
         self.freshness = Freshness()  # ack -> committed change, per segment
@@ -236,8 +237,11 @@ class Processor(BackgroundLoop):
                 self.progress = backfill.Progress(running=False)
                 return 0
             now_ms = self.clock.now_ms()
-            done = backfill.step(batch, self.handler, self.log, fingerprint, now_ms, limit)
+            stages = self.backfill_stages
+            done = backfill.step(batch, self.handler, self.log, fingerprint, now_ms, limit, stages)
             self.progress = backfill.progress(batch.tx, fingerprint, definitions)
+            started = time.perf_counter()
+        stages["commit"] = stages.get("commit", 0.0) + time.perf_counter() - started
         if done < limit:
             self._complete_for = fingerprint
         return done

@@ -39,7 +39,7 @@ from segflow.profiles import Profile
 from segflow.rules import compile_segments
 from segflow.rules.incremental import kernel
 from segflow.rules.sql.compiler import compile_members, compile_traits
-from segflow.spec.events import Event
+from segflow.spec.events import Event, encode_event
 from segflow.stream import MemoryStateStore, Processor, ProfileReader, SqliteStateStore
 from segflow.stream.processor import ProcessorSettings
 from segflow.stream.state import StateStore
@@ -62,6 +62,11 @@ class MemoryLog:
 
     def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]:
         return self.records[partition][offset : offset + max_records]
+
+    def read_payloads(self, positions: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The encoded events, as ``SqliteEventLog`` hands them to a backfill (which decodes
+        only the rules' fields)."""
+        return {(p, o): encode_event(self.records[p][o].event) for p, o in positions}
 
 
 # --- people: 3 who log in (user u<k>, anonymous ids a<k>0..a<k>2), 1 who never does ----------

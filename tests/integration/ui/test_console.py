@@ -482,3 +482,25 @@ def test_a_model_no_better_than_its_baseline_is_flagged_on_its_card(served: Serv
     card = page[page.index("churn <span") :].split("</section>")[0]
     assert 'role="alert"' in card and "not better than its baseline (0.823)" in card
     assert "lift_top_decile <b>9.87</b>" in card
+
+
+def test_a_new_segment_says_it_is_filling_until_its_backfill_completes(served: Served) -> None:
+    served.parts.segments.put_segment("late_buyers", 'did "Order Completed" at least 1 times')
+    processor = served.parts.processor
+    processor.set_evaluator(served.parts.segments.program())
+    processor._swap_evaluator()  # what run_once does first
+    try:
+        assert processor.backfill_step(limit=1) == 1  # one profile rebuilt, the rest to go
+        assert processor.progress.segments == ("late_buyers",)
+        with login(served, "read") as client:
+            listing = client.get("/console/segments").text
+            row = listing[listing.index("late_buyers") :].split("</tr>")[0]
+            assert re.search(r'class="muted filling">filling \d+%', row), row
+            page = client.get("/console/segments/late_buyers").text
+            assert 'id="filling"' in page and "of profiles rebuilt from their history" in page
+            served.settle()  # the backfill completes
+            assert "filling" not in client.get("/console/segments").text
+            assert 'id="filling"' not in client.get("/console/segments/late_buyers").text
+    finally:
+        served.parts.segments.delete("segment", "late_buyers")
+        served.settle()

@@ -78,3 +78,24 @@ def test_retention_waits_for_every_required_consumer(open_log: OpenLog) -> None:
     log.commit("warehouse", {0: 2})
     assert log.apply_retention(required_groups=("processor", "warehouse")) == 2
     assert [r.offset for r in log.read(0, 0)] == [2, 3]
+
+
+def test_payloads_read_through_the_memory_map_survive_erasure_and_a_shrinking_file(
+    open_log: OpenLog,
+) -> None:
+    log = open_log(partitions=2)
+    events = [event(f"m{i}", f"user-{i % 7}") for i in range(3_000)]
+    log.append(events)
+    log.compact()  # the records in the file itself, not only in its write-ahead log
+    positions = [(p, o) for p, end in log.end_offsets().items() for o in range(end)]
+    before = log.read_payloads(positions)  # the file is mapped from here on
+    assert len(before) == 3_000
+    assert {r.offset: before[(r.partition, r.offset)] for r in log.read_at(positions[:5])}
+    erased = positions[: len(positions) // 2]
+    log.erase(erased)
+    size = log.path.stat().st_size
+    log.compact()
+    assert log.path.stat().st_size < size  # the mapped file shrank
+    after = log.read_payloads(positions)
+    assert set(after) == set(positions) - set(erased)
+    assert all(after[pos] == before[pos] for pos in after)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from segflow.clock import HOUR_MS, ManualClock
+from segflow.log.sqlite import SqliteEventLog
 from segflow.rules import compile_segments
 from segflow.spec import MembershipChange
 from segflow.stream import MemoryStateStore, Processor, ProfileReader, backfill
+from segflow.stream.processor import ProcessorSettings
 
 T0 = 1_700_000_000_000
 
@@ -121,3 +126,87 @@ def test_the_backfill_says_which_segments_are_filling_and_how_far_it_is(
         pass
     assert proc.progress == backfill.Progress(running=False)
     assert not backfill.progress(store.reader(), fingerprint, both).running
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "python"])
+def test_a_backfill_over_the_sqlite_log_reads_the_rules_fields_and_agrees_with_live_rules(
+    tmp_path: Path, make_event: Callable[..., Any], kernel: bool
+) -> None:
+    # every field a rule reads: a track's name and properties, a page's name, an identify's
+    # traits, the userId; the rest of the event (context, other ids) is not decoded
+    rules = {
+        "shoe_fans": 'did "Product Viewed" where category = "shoes" at least 2 times',
+        "pro": 'did identify and trait plan = "pro"',
+        "home": 'did page "Home" in last 1 hour',
+        "known": 'is identified and sum(revenue of "Order Completed") >= 10',
+    }
+    context = {"userAgent": "x" * 200, "ip": "10.0.0.1", "library": {"name": "analytics.js"}}
+    events = []
+    for n in range(30):
+        anon, ts = f"a{n}", T0 + n
+        events.append(
+            make_event(
+                ts=ts,
+                anonymous_id=anon,
+                event="Product Viewed",
+                properties={"category": "shoes" if n % 2 else "hats"},
+                context=context,
+            )
+        )
+        events.append(
+            make_event(
+                ts=ts + 1,
+                anonymous_id=anon,
+                event="Product Viewed",
+                properties={"category": "shoes"},
+                context=context,
+            )
+        )
+        events.append(
+            make_event("page", ts=ts + 2, anonymous_id=anon, name="Home" if n % 3 else "Search")
+        )
+        if n % 4 == 0:
+            events.append(
+                make_event(
+                    "identify",
+                    ts=ts + 3,
+                    anonymous_id=anon,
+                    user_id=f"u{n}",
+                    traits={"plan": "pro" if n % 8 else "free"},
+                )
+            )
+            events.append(
+                make_event(
+                    ts=ts + 4,
+                    user_id=f"u{n}",
+                    event="Order Completed",
+                    properties={"revenue": 5 * (n % 3)},
+                )
+            )
+    clock = ManualClock(T0 + 100)
+    logs = [SqliteEventLog(tmp_path / f"{name}.sqlite", partitions=4) for name in ("a", "b")]
+    settings = ProcessorSettings(kernel=kernel)
+    live = Processor(logs[0], MemoryStateStore(), compile_segments(rules), clock, settings)
+    late = Processor(logs[1], MemoryStateStore(), clock=clock, settings=settings)
+    try:
+        for log in logs:
+            log.append(events)
+        for proc in (live, late):
+            while proc.run_once() > 0:
+                pass
+        late.set_evaluator(compile_segments(rules))
+        late._swap_evaluator()
+        while late.backfill_step(limit=7) > 0:
+            pass
+        assert set(late.backfill_stages) >= {"timelines", "read", "decode", "rules", "commit"}
+
+        def members(proc: Processor, log: Any) -> dict[str, list[str]]:
+            reader = ProfileReader(proc.store.reader(), log)
+            return {seg: sorted(reader.members(seg)) for seg in rules}
+
+        expected = members(live, logs[0])
+        assert [s for s, found in expected.items() if not found] == []  # every rule has members
+        assert members(late, logs[1]) == expected
+    finally:
+        for log in logs:
+            log.close()
