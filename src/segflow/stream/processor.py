@@ -70,6 +70,7 @@ class Assignment(Protocol):
 
 
 STAGES = ("read", "identity", "rules", "commit", "events")
+BACKFILL_STEP_S = 0.1  # a backfill step's aim (live events wait for it): Processor.backfill_step
 
 
 class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -159,6 +160,7 @@ class Processor(BackgroundLoop):
         self.seen = SeenIndex(window) if window > 0 else None
         self._dropped_unerased = True  # positions noted before a restart are erased first
         self._owners_retry_at = 0.0  # when the working set may load every owner again
+        self._backfill_limit = 200  # profiles per backfill step (adapted: backfill_step)
 
     @property
     def owned_partitions(self) -> Sequence[int]:
@@ -223,13 +225,21 @@ class Processor(BackgroundLoop):
             reader.close()
         working.load_owners(rows)
 
-    def backfill_step(self, limit: int = 200) -> int:
+    def backfill_step(self, limit: int | None = None) -> int:
         """Rebuild up to ``limit`` profiles' rule state for a changed rule set (see
-        :mod:`segflow.stream.backfill`); returns how many (0 when the state is complete)."""
+        :mod:`segflow.stream.backfill`); returns how many (0 when the state is complete).
+
+        ``None``: as many as take about :data:`BACKFILL_STEP_S` (from the previous steps'
+        rate, between 50 and 5,000): live events wait for a step, so a step stays short
+        while a backfill on a fast machine takes few, large ones."""
+        adaptive = limit is None
+        if limit is None:
+            limit = self._backfill_limit
         fingerprint = backfill.fingerprint_of(self.handler.evaluator)
         if fingerprint is None or fingerprint == self._complete_for:
             return 0
         definitions = getattr(self.handler.evaluator, "definitions", None) or {}
+        began = time.perf_counter()
         with self.transaction() as batch:
             if not backfill.pending(batch.tx, fingerprint):
                 batch.discard = True
@@ -241,9 +251,13 @@ class Processor(BackgroundLoop):
             done = backfill.step(batch, self.handler, self.log, fingerprint, now_ms, limit, stages)
             self.progress = backfill.progress(batch.tx, fingerprint, definitions)
             started = time.perf_counter()
-        stages["commit"] = stages.get("commit", 0.0) + time.perf_counter() - started
+        ended = time.perf_counter()
+        stages["commit"] = stages.get("commit", 0.0) + ended - started
         if done < limit:
             self._complete_for = fingerprint
+        elif adaptive and done:
+            per_profile = (ended - began) / done
+            self._backfill_limit = max(50, min(5_000, int(BACKFILL_STEP_S / per_profile)))
         return done
 
     @contextlib.contextmanager

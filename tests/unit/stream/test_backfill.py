@@ -210,3 +210,24 @@ def test_a_backfill_over_the_sqlite_log_reads_the_rules_fields_and_agrees_with_l
     finally:
         for log in logs:
             log.close()
+
+
+def test_a_backfill_step_without_a_limit_sizes_itself_from_the_steps_before(
+    memory_log: Any, make_event: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from segflow.stream import processor as processor_module
+
+    proc = Processor(memory_log, MemoryStateStore(), clock=ManualClock(T0 + 10))
+    memory_log.append(
+        [make_event("track", ts=T0, user_id=f"u{n}", event="Order Completed") for n in range(600)]
+    )
+    while proc.run_once() > 0:
+        pass
+    proc.set_evaluator(compile_segments({"buyers": 'did "Order Completed"'}))
+    proc._swap_evaluator()
+    # steps may take as long as they like: after a first step of the default size, the
+    # next one takes every profile left (up to the 5,000 cap)
+    monkeypatch.setattr(processor_module, "BACKFILL_STEP_S", 1e9)
+    assert proc.backfill_step() == 200
+    assert proc.backfill_step() == 400
+    assert not proc.backfilling()
