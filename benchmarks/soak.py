@@ -123,8 +123,8 @@ async def _reader(
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if scheduled >= deadline:
-                return
+            if scheduled >= deadline or time.perf_counter() >= deadline:
+                return  # behind schedule at the end: the reads left are not sent
             path = paths[n % len(paths)]
             sent = time.perf_counter()
             writer.write(
