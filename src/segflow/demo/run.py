@@ -12,7 +12,10 @@ Steps (each printed as it happens):
    so that her cart is abandoned (one hour, no order) a couple of minutes into the demo, with no
    new event;
 6. once the warehouse has caught up: the models (clusters, propensities, LTV) through
-   ``/api/v1/models/{name}/runs``, then the segments on their scores;
+   ``/api/v1/models/{name}/runs``, then the segments on their clusters and scores — the
+   cluster model and the bundle model are applied in the stream (``definitions.LIVE_MODELS``):
+   ``footwear_prospect`` is the discovered cluster of today's footwear browsers, which a new
+   visitor joins with her first footwear page views;
 7. live traffic at ``--rate`` events/s with a status line, until Ctrl-C or ``--duration``.
 """
 
@@ -231,6 +234,9 @@ class Demo:
         # the demo's weeks of history fit a 14-day horizon at 2 cutoffs
         churn = {"kind": "propensity", "target": "no activity within 14 days", "n_cutoffs": 2}
         self._api("PUT", "/api/v1/models/churn", json=churn)
+        for name, spec in definitions.LIVE_MODELS.items():  # applied in the stream
+            self._api("PUT", f"/api/v1/models/{name}", json=spec)
+        runs: dict[str, Any] = {}
         with Progress(console=self.console, transient=True) as progress:
             task = progress.add_task("training models", total=len(MODELS))
             for name in MODELS:
@@ -238,6 +244,7 @@ class Demo:
                 r = self.client.post(f"/api/v1/models/{name}/runs", json={})
                 status = r.json()["run"]["status"] if r.status_code == 200 else "failed"
                 self.result.model_runs[name] = status
+                runs[name] = r.json().get("run", {}) if r.status_code == 200 else {}
                 if r.status_code != 200:  # e.g. too little history for a target: say so, go on
                     self.console.print(
                         f"  model {name} did not train: {r.json()['error']['message']}"
@@ -246,7 +253,14 @@ class Demo:
         self.console.print(
             "models: " + ", ".join(f"{n} {s}" for n, s in self.result.model_runs.items())
         )
-        for name, rule in definitions.score_segments().items():
+        segments = definitions.score_segments()
+        cards = runs.get(definitions.CLUSTER_MODEL, {}).get("metrics", {}).get("cards")
+        if cards:  # the discovered cluster of footwear browsers, assigned live
+            footwear = definitions.footwear_cluster(cards)
+            self.console.print(f"footwear_prospect: discovered cluster {footwear} of "
+                               f"{definitions.CLUSTER_MODEL}")  # fmt: skip
+            segments = {**definitions.cluster_segments(footwear), **segments}
+        for name, rule in segments.items():
             body = {"name": name, "rule": rule,
                     "description": definitions.DESCRIPTIONS.get(name, "")}  # fmt: skip
             self._api("POST", "/api/v1/segments", json=body)
