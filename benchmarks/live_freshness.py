@@ -16,7 +16,9 @@ it) are followed: from the moment the client read the 200, her
 this is ack -> log -> processor batch -> committed state -> readable). The figures are the
 client's wall clock; the poll interval bounds their resolution.
 
-There is no baseline process: the membership of the same events (``did "Product Viewed"``,
+``--without-model`` is the reference: the same server and history, no model, and a visitor is
+followed until her profile is readable at all (the scores route answers 200), which is what the
+processor's batch costs without live scoring. There is no other baseline process: the membership of the same events (``did "Product Viewed"``,
 read from the same response's profile) is committed in the same transaction, so the score's
 freshness is the processor's (``benchmarks.activation`` measures membership freshness against
 its baseline pipeline). What limits it is printed beside it: the processor's lag at the end of
@@ -103,8 +105,11 @@ def caught_up(client: httpx.Client, timeout_s: float = 600) -> None:
     raise RuntimeError("segflow did not catch up")
 
 
-def prepare(system: System, people: int, days: int, seed: int) -> dict[str, Any]:
-    """The seeded history in, the live model trained and handed to the processor: its report."""
+def prepare(
+    system: System, people: int, days: int, seed: int, *, model: bool = True
+) -> dict[str, Any]:
+    """The seeded history in, the live model trained and handed to the processor: its report
+    (an empty one ``without`` a model)."""
     now = int(time.time() * 1000)
     history = Simulator(people=people, seed=seed).history(end_ms=now - 60 * MINUTE_MS, days=days)
     with httpx.Client(
@@ -115,6 +120,8 @@ def prepare(system: System, people: int, days: int, seed: int) -> dict[str, Any]
             assert r.status_code == 200, r.text
     with api(system) as client:
         caught_up(client)
+        if not model:
+            return {"events": len(history), "metrics": {}}
         spec = {"kind": "propensity", "learner": "logistic", "target": TARGET,
                 "feature_traits": dict(DEFAULT_LIVE_FEATURES)}  # fmt: skip
         made = client.put(f"/api/v1/models/{MODEL}", json=spec)
@@ -129,7 +136,13 @@ def prepare(system: System, people: int, days: int, seed: int) -> dict[str, Any]
 
 
 async def offer(
-    system: System, rate: int, seconds: float, prefix: str, follow: int, poll_s: float
+    system: System,
+    rate: int,
+    seconds: float,
+    prefix: str,
+    follow: int,
+    poll_s: float,
+    model: str | None = MODEL,
 ) -> tuple[list[float], int, float, int]:
     """Offer ``rate`` events/s for ``seconds``; ack -> score visible (ms) of ``follow`` visitors
     a second, how many never showed within 30 s, the rate achieved, and the processor's lag
@@ -162,7 +175,7 @@ async def offer(
         nonlocal missing
         while (waited := time.time() - acked_at) < 30:
             r = await polls.get(f"/api/v1/profiles/user_id:{user}/scores")
-            if r.status_code == 200 and MODEL in r.json()["scores"]:
+            if r.status_code == 200 and (model is None or model in r.json()["scores"]):
                 latencies.append((time.time() - acked_at) * 1000)
                 return
             await asyncio.sleep(poll_s if waited < 0.2 else 4 * poll_s)
@@ -222,6 +235,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--follow", type=int, default=20, help="visitors followed a second")
     ap.add_argument("--poll-ms", type=float, default=5.0)
+    ap.add_argument("--without-model", action="store_true", help="the reference: no model")
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     os.sched_setaffinity(0, {1})
@@ -229,17 +243,21 @@ def main() -> None:
     system = start(tmp)
     try:
         t0 = time.monotonic()
-        prepared = prepare(system, args.people, args.days, args.seed)
+        prepared = prepare(system, args.people, args.days, args.seed, model=not args.without_model)
         m = prepared["metrics"]
-        print(f"history {prepared['events']:,} events, model trained and live in "
-              f"{time.monotonic() - t0:.1f} s: held-out ROC AUC {m['validation']['roc_auc']:.3f}, "
-              f"baseline {m['baseline']['roc_auc']:.3f}", file=sys.stderr)  # fmt: skip
+        print(
+            f"history {prepared['events']:,} events in {time.monotonic() - t0:.1f} s",
+            file=sys.stderr,
+        )
+        if m:
+            print(f"model trained and live: held-out ROC AUC {m['validation']['roc_auc']:.3f}, "
+                  f"baseline {m['baseline']['roc_auc']:.3f}", file=sys.stderr)  # fmt: skip
         results: dict[int, list[tuple[list[float], int, float, int]]] = {r: [] for r in rates}
         for rnd in range(args.rounds + 1):  # round 0 is the warm-up
             for rate in rates if rnd % 2 else reversed(rates):
                 lat, missing, achieved, lag = asyncio.run(
                     offer(system, rate, args.seconds, f"r{rnd}-{rate}", args.follow,
-                          args.poll_ms / 1000)
+                          args.poll_ms / 1000, None if args.without_model else MODEL)
                 )  # fmt: skip
                 with api(system) as client:
                     caught_up(client, 120)
@@ -251,8 +269,10 @@ def main() -> None:
                     results[rate].append((lat, missing, achieved, lag))
         print(f"\n{time.strftime('%Y-%m-%d')}, commit {commit()}, {machine()}")
         print(f"`python -m benchmarks.live_freshness --rates {args.rates} --rounds {args.rounds} "
-              f"--seconds {args.seconds:g}` (poll every {args.poll_ms:g} ms)\n")  # fmt: skip
-        print("| offered events/s | achieved (median) | ack -> live score visible p50 / p99 / max ms "
+              f"--seconds {args.seconds:g}"
+              f"{' --without-model' if args.without_model else ''}` (poll every {args.poll_ms:g} ms)\n")  # fmt: skip
+        what = "profile readable (no model)" if args.without_model else "live score visible"
+        print(f"| offered events/s | achieved (median) | ack -> {what} p50 / p99 / max ms "
               "(median of rounds) | followed / missing | processor lag at the last ack (median) |")  # fmt: skip
         print("| --- | --- | --- | --- | --- |")
         for rate, rows in results.items():

@@ -236,7 +236,6 @@ class Demo:
         self._api("PUT", "/api/v1/models/churn", json=churn)
         for name, spec in definitions.LIVE_MODELS.items():  # applied in the stream
             self._api("PUT", f"/api/v1/models/{name}", json=spec)
-        runs: dict[str, Any] = {}
         with Progress(console=self.console, transient=True) as progress:
             task = progress.add_task("training models", total=len(MODELS))
             for name in MODELS:
@@ -244,27 +243,33 @@ class Demo:
                 r = self.client.post(f"/api/v1/models/{name}/runs", json={})
                 status = r.json()["run"]["status"] if r.status_code == 200 else "failed"
                 self.result.model_runs[name] = status
-                runs[name] = r.json().get("run", {}) if r.status_code == 200 else {}
                 if r.status_code != 200:  # e.g. too little history for a target: say so, go on
                     self.console.print(
                         f"  model {name} did not train: {r.json()['error']['message']}"
                     )
+                # defined now, the processor rebuilds profiles while the other models train
+                self._segments_on(name, r.json()["run"] if r.status_code == 200 else {})
                 progress.advance(task)
         self.console.print(
             "models: " + ", ".join(f"{n} {s}" for n, s in self.result.model_runs.items())
         )
-        segments = definitions.score_segments()
-        cards = runs.get(definitions.CLUSTER_MODEL, {}).get("metrics", {}).get("cards")
-        if cards:  # the discovered cluster of footwear browsers, assigned live
+        self._model_warnings()
+
+    def _segments_on(self, model: str, run: dict[str, Any]) -> None:
+        """The segments on a model's output, once it has run: footwear_prospect on the
+        discovered cluster of footwear browsers, the score segments after the bundle model."""
+        segments: dict[str, str] = {}
+        cards = run.get("metrics", {}).get("cards")
+        if model == definitions.CLUSTER_MODEL and cards:
             footwear = definitions.footwear_cluster(cards)
-            self.console.print(f"footwear_prospect: discovered cluster {footwear} of "
-                               f"{definitions.CLUSTER_MODEL}")  # fmt: skip
-            segments = {**definitions.cluster_segments(footwear), **segments}
+            self.console.print(f"footwear_prospect: discovered cluster {footwear} of {model}")
+            segments = definitions.cluster_segments(footwear)
+        elif model == "bundle_72h":
+            segments = definitions.score_segments()
         for name, rule in segments.items():
             body = {"name": name, "rule": rule,
                     "description": definitions.DESCRIPTIONS.get(name, "")}  # fmt: skip
             self._api("POST", "/api/v1/segments", json=body)
-        self._model_warnings()
 
     def _model_warnings(self) -> None:
         """Say what the models' cards say: a model no better than its baseline is not used."""
