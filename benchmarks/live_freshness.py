@@ -16,13 +16,14 @@ it) are followed: from the moment the client read the 200, her
 this is ack -> log -> processor batch -> committed state -> readable). The figures are the
 client's wall clock; the poll interval bounds their resolution.
 
-``--without-model`` is the reference: the same server and history, no model, and a visitor is
-followed until her profile is readable at all (the scores route answers 200), which is what the
-processor's batch costs without live scoring. There is no other baseline process: the membership of the same events (``did "Product Viewed"``,
-read from the same response's profile) is committed in the same transaction, so the score's
-freshness is the processor's (``benchmarks.activation`` measures membership freshness against
-its baseline pipeline). What limits it is printed beside it: the processor's lag at the end of
-each round's load and the rate the server achieved.
+The reference, in the same run: a second ``segflow serve`` with the same history and no model,
+whose visitors are followed until their profile is readable at all (the scores route answers
+200): the processor's batch without live scoring. Both servers run all along; the one not
+measured is paused (SIGSTOP), and the sides alternate round by round after a warm-up round.
+The membership of the same events is committed in the same transaction as the score, so the
+score's freshness is the processor's (``benchmarks.activation`` measures membership freshness
+against a baseline pipeline). What limits it is printed beside it: the rate the server
+achieved and the processor's lag when the last request was acknowledged.
 """
 
 from __future__ import annotations
@@ -235,57 +236,76 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--follow", type=int, default=20, help="visitors followed a second")
     ap.add_argument("--poll-ms", type=float, default=5.0)
-    ap.add_argument("--without-model", action="store_true", help="the reference: no model")
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     os.sched_setaffinity(0, {1})
     tmp = Path(tempfile.mkdtemp(prefix="segflow-bench-livefresh-"))
-    system = start(tmp)
+    sides: dict[str, tuple[System, str | None]] = {}
     try:
-        t0 = time.monotonic()
-        prepared = prepare(system, args.people, args.days, args.seed, model=not args.without_model)
-        m = prepared["metrics"]
-        print(
-            f"history {prepared['events']:,} events in {time.monotonic() - t0:.1f} s",
-            file=sys.stderr,
-        )
-        if m:
-            print(f"model trained and live: held-out ROC AUC {m['validation']['roc_auc']:.3f}, "
-                  f"baseline {m['baseline']['roc_auc']:.3f}", file=sys.stderr)  # fmt: skip
-        results: dict[int, list[tuple[list[float], int, float, int]]] = {r: [] for r in rates}
+        for side, model in (("live", MODEL), ("reference", None)):
+            (tmp / side).mkdir()
+            system = start(tmp / side)
+            sides[side] = (system, model)
+            prepared = prepare(system, args.people, args.days, args.seed, model=model is not None)
+            m = prepared["metrics"]
+            print(f"{side}: history {prepared['events']:,} events", file=sys.stderr)
+            if m:
+                print(f"model trained and live: held-out ROC AUC {m['validation']['roc_auc']:.3f}, "
+                      f"baseline {m['baseline']['roc_auc']:.3f}", file=sys.stderr)  # fmt: skip
+            system.pause()
+        Row = tuple[list[float], int, float, int]
+        results: dict[tuple[str, int], list[Row]] = {}
         for rnd in range(args.rounds + 1):  # round 0 is the warm-up
-            for rate in rates if rnd % 2 else reversed(rates):
-                lat, missing, achieved, lag = asyncio.run(
-                    offer(system, rate, args.seconds, f"r{rnd}-{rate}", args.follow,
-                          args.poll_ms / 1000, None if args.without_model else MODEL)
-                )  # fmt: skip
-                with api(system) as client:
-                    caught_up(client, 120)
-                print(f"round {rnd} @ {rate}/s: achieved {achieved:,.0f}/s, p50 "
-                      f"{quantile(lat, 0.5):.1f} p99 {quantile(lat, 0.99):.1f} ms "
-                      f"({len(lat)} followed, {missing} missing), processor lag at the last ack {lag}",
-                      file=sys.stderr)  # fmt: skip
-                if rnd:
-                    results[rate].append((lat, missing, achieved, lag))
-        print(f"\n{time.strftime('%Y-%m-%d')}, commit {commit()}, {machine()}")
-        print(f"`python -m benchmarks.live_freshness --rates {args.rates} --rounds {args.rounds} "
-              f"--seconds {args.seconds:g}"
-              f"{' --without-model' if args.without_model else ''}` (poll every {args.poll_ms:g} ms)\n")  # fmt: skip
-        what = "profile readable (no model)" if args.without_model else "live score visible"
-        print(f"| offered events/s | achieved (median) | ack -> {what} p50 / p99 / max ms "
-              "(median of rounds) | followed / missing | processor lag at the last ack (median) |")  # fmt: skip
-        print("| --- | --- | --- | --- | --- |")
-        for rate, rows in results.items():
-            p50 = median([quantile(r[0], 0.5) for r in rows])
-            p99 = median([quantile(r[0], 0.99) for r in rows])
-            top = median([max(r[0], default=float("nan")) for r in rows])
-            followed = sum(len(r[0]) for r in rows)
-            print(f"| {rate:,} | {median([r[2] for r in rows]):,.0f} | {p50:.1f} / {p99:.1f} / "
-                  f"{top:.0f} | {followed} / {sum(r[1] for r in rows)} | "
-                  f"{median([r[3] for r in rows]):,.0f} |")  # fmt: skip
+            for rate in rates:
+                for side in list(sides) if rnd % 2 else list(sides)[::-1]:
+                    system, model = sides[side]
+                    system.resume()
+                    row = asyncio.run(
+                        offer(system, rate, args.seconds, f"r{rnd}-{rate}", args.follow,
+                              args.poll_ms / 1000, model)
+                    )  # fmt: skip
+                    with api(system) as client:
+                        caught_up(client, 120)
+                    system.pause()
+                    lat, missing, achieved, lag = row
+                    print(f"round {rnd} @ {rate}/s {side}: achieved {achieved:,.0f}/s, p50 "
+                          f"{quantile(lat, 0.5):.1f} p99 {quantile(lat, 0.99):.1f} ms "
+                          f"({len(lat)} followed, {missing} missing), lag at the last ack {lag}",
+                          file=sys.stderr)  # fmt: skip
+                    if rnd:
+                        results.setdefault((side, rate), []).append(row)
+        report(args, rates, results)
     finally:
-        system.stop()
+        for system, _ in sides.values():
+            system.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(
+    args: argparse.Namespace,
+    rates: list[int],
+    results: dict[tuple[str, int], list[tuple[list[float], int, float, int]]],
+) -> None:
+    """The markdown table: each side's median figures, and the median of per-round ratios."""
+
+    def fig(rows: list[tuple[list[float], int, float, int]]) -> str:
+        p50 = median([quantile(r[0], 0.5) for r in rows])
+        p99 = median([quantile(r[0], 0.99) for r in rows])
+        top = median([max(r[0], default=float("nan")) for r in rows])
+        return (f"{p50:.1f} / {p99:.1f} / {top:.0f} ({median([r[2] for r in rows]):,.0f}/s, "
+                f"lag {median([r[3] for r in rows]):,.0f}, {sum(r[1] for r in rows)} missing)")  # fmt: skip
+
+    print(f"\n{time.strftime('%Y-%m-%d')}, commit {commit()}, {machine()}")
+    print(f"`python -m benchmarks.live_freshness --rates {args.rates} --rounds {args.rounds} "
+          f"--seconds {args.seconds:g}` (poll every {args.poll_ms:g} ms, {args.follow} "
+          "visitors followed a second)\n")  # fmt: skip
+    print("| offered events/s | ack -> live score visible p50 / p99 / max ms (achieved, lag, missing) "
+          "| reference: ack -> profile readable, no model | ratio of p50 (median of rounds) |")  # fmt: skip
+    print("| --- | --- | --- | --- |")
+    for rate in rates:
+        live, ref = results[("live", rate)], results[("reference", rate)]
+        ratios = [quantile(a[0], 0.5) / quantile(b[0], 0.5) for a, b in zip(live, ref, strict=True)]
+        print(f"| {rate:,} | {fig(live)} | {fig(ref)} | {median(ratios):.2f} |")
 
 
 if __name__ == "__main__":
