@@ -12,7 +12,10 @@ Steps (each printed as it happens):
    so that her cart is abandoned (one hour, no order) a couple of minutes into the demo, with no
    new event;
 6. once the warehouse has caught up: the models (clusters, propensities, LTV) through
-   ``/api/v1/models/{name}/runs``, then the segments on their scores;
+   ``/api/v1/models/{name}/runs``, then the segments on their clusters and scores — the
+   cluster model and the bundle model are applied in the stream (``definitions.LIVE_MODELS``):
+   ``footwear_prospect`` is the discovered cluster of today's footwear browsers, which a new
+   visitor joins with her first footwear page views;
 7. live traffic at ``--rate`` events/s with a status line, until Ctrl-C or ``--duration``.
 """
 
@@ -231,6 +234,8 @@ class Demo:
         # the demo's weeks of history fit a 14-day horizon at 2 cutoffs
         churn = {"kind": "propensity", "target": "no activity within 14 days", "n_cutoffs": 2}
         self._api("PUT", "/api/v1/models/churn", json=churn)
+        for name, spec in definitions.LIVE_MODELS.items():  # applied in the stream
+            self._api("PUT", f"/api/v1/models/{name}", json=spec)
         with Progress(console=self.console, transient=True) as progress:
             task = progress.add_task("training models", total=len(MODELS))
             for name in MODELS:
@@ -242,15 +247,29 @@ class Demo:
                     self.console.print(
                         f"  model {name} did not train: {r.json()['error']['message']}"
                     )
+                # defined now, the processor rebuilds profiles while the other models train
+                self._segments_on(name, r.json()["run"] if r.status_code == 200 else {})
                 progress.advance(task)
         self.console.print(
             "models: " + ", ".join(f"{n} {s}" for n, s in self.result.model_runs.items())
         )
-        for name, rule in definitions.score_segments().items():
+        self._model_warnings()
+
+    def _segments_on(self, model: str, run: dict[str, Any]) -> None:
+        """The segments on a model's output, once it has run: footwear_prospect on the
+        discovered cluster of footwear browsers, the score segments after the bundle model."""
+        segments: dict[str, str] = {}
+        cards = run.get("metrics", {}).get("cards")
+        if model == definitions.CLUSTER_MODEL and cards:
+            footwear = definitions.footwear_cluster(cards)
+            self.console.print(f"footwear_prospect: discovered cluster {footwear} of {model}")
+            segments = definitions.cluster_segments(footwear)
+        elif model == "bundle_72h":
+            segments = definitions.score_segments()
+        for name, rule in segments.items():
             body = {"name": name, "rule": rule,
                     "description": definitions.DESCRIPTIONS.get(name, "")}  # fmt: skip
             self._api("POST", "/api/v1/segments", json=body)
-        self._model_warnings()
 
     def _model_warnings(self) -> None:
         """Say what the models' cards say: a model no better than its baseline is not used."""
