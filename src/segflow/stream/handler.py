@@ -21,7 +21,7 @@ from segflow.identity import (
 )
 from segflow.identity.identifiers import extractor
 from segflow.log.base import LogReader, Record
-from segflow.profiles import IdentityEntry, Profile, apply_event, merge_into
+from segflow.profiles import Profile, apply_event, merge_into
 from segflow.spec.changes import (
     CONSENT_TRAIT,
     ConsentChanged,
@@ -101,18 +101,17 @@ class EventHandler:
             if not ids or event.type == "alias":
                 self.attribute(batch, record, now_ms, ids)
                 continue
-            found = [f"{i.type}:{i.value}" for i in ids]
-            owner = owners.get(found[0], _MISS)
+            owner = owners.get(f"{ids[0].type}:{ids[0].value}", _MISS)
             if owner is _MISS or owner is None:
                 profile = None
             else:
-                for key in found[1:]:
-                    if owners.get(key, _MISS) != owner:
+                for ident in ids[1:]:
+                    if owners.get(f"{ident.type}:{ident.value}", _MISS) != owner:
                         owner = None
                         break
                 profile = None if owner is None else batch.find(owner)  # type: ignore[arg-type]
             if profile is None:
-                profile = self._newcomer(batch, event, ids, found)
+                profile = self._new(batch, event, ids)
                 if profile is None:
                     self.attribute(batch, record, now_ms, ids)
                     continue
@@ -212,44 +211,6 @@ class EventHandler:
         )
         batch.put(profile)
         self._link(batch, profile, idents, event.timestamp_ms)
-        return profile
-
-    def _newcomer(
-        self, batch: Batch, event: Event, idents: list[Identifier], found: list[str]
-    ) -> Profile | None:
-        """:meth:`_new` for the hot loop, with the identifiers' keys (``found``) worked out
-        and their owners loaded (:meth:`prefetch`): the same profile, links and changes."""
-        if len(idents) > self.rules.max_identifiers:
-            return None
-        owners = batch.owners
-        for key in found:
-            owner = owners.get(key, _MISS)
-            if owner is _MISS:
-                owner = batch.owner_of(key)
-            if owner is not None:
-                return None
-        if len(idents) > 1 and len({i.type for i in idents}) < len(idents):
-            return None
-        at_ms = event.timestamp_ms
-        digest = hashlib.blake2b(f"{event.message_id}|{found[0]}".encode(), digest_size=10)
-        pid = f"p_{digest.hexdigest()}"
-        profile = Profile(
-            profile_id=pid,
-            created_ms=at_ms,
-            identities=[IdentityEntry(i.type, i.value, at_ms) for i in idents],
-            sequence=len(idents),
-        )
-        batch.put(profile)
-        tx_set, changes, raw = batch.tx.set, batch.changes, pid.encode()
-        for n, (ident, key) in enumerate(zip(idents, found, strict=True), 1):
-            tx_set(keys.OWNER, key, raw)
-            owners[key] = pid
-            changes.append(
-                IdentityLinked(
-                    profile_id=pid, id_type=ident.type, id_value=ident.value, at_ms=at_ms,
-                    sequence=n,
-                )
-            )  # fmt: skip
         return profile
 
     def _resolve(
