@@ -66,9 +66,9 @@ from benchmarks.loadgen import run_load
 from benchmarks.rules import TEN_RULES
 
 
-def session_rss_mb(session: int) -> float:
-    """Resident memory (MB) of the live processes of a session."""
-    total_kb = 0
+def session_rss_mb(session: int) -> dict[str, float]:
+    """Resident memory (MB) of each live process of a session, by ``pid command``."""
+    found: dict[str, float] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -76,26 +76,37 @@ def session_rss_mb(session: int) -> float:
             stat = Path(entry.path, "stat").read_text()
             if int(stat[stat.rfind(")") + 2 :].split()[3]) != session:
                 continue
+            argv = [
+                a.decode(errors="replace")
+                for a in Path(entry.path, "cmdline").read_bytes().split(b"\0")
+            ]
+            role = argv[argv.index("--role") + 1] if "--role" in argv[:-1] else "supervisor"
+            label = f"{entry.name} {role}"
             for line in Path(entry.path, "status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
+                    found[label] = int(line.split()[1]) / 1024
         except (OSError, ValueError, IndexError):
             continue
-    return total_kb / 1024
+    return found
 
 
 class RssSampler(threading.Thread):
     def __init__(self, session: int, every_s: float = 5.0) -> None:
         super().__init__(daemon=True)
         self.session, self.every_s = session, every_s
-        self.samples: list[tuple[float, float]] = []  # (seconds since start, MB)
+        self.samples: list[tuple[float, float]] = []  # (seconds since start, MB in all)
+        self.first: dict[str, float] = {}  # MB per process at the first sample, and the last
+        self.last: dict[str, float] = {}
         self.done = threading.Event()
         self.start_time = time.perf_counter()
 
     def run(self) -> None:
         while not self.done.is_set():
             at = time.perf_counter() - self.start_time
-            self.samples.append((at, session_rss_mb(self.session)))
+            per_process = session_rss_mb(self.session)
+            self.first = self.first or per_process
+            self.last = per_process
+            self.samples.append((at, sum(per_process.values())))
             self.done.wait(self.every_s)
 
     def stop(self) -> None:
@@ -295,6 +306,9 @@ def main() -> None:
     print(f"| read errors (answers but 200) | {reads.errors} {dict(sorted(reads.statuses.items()))}"
           " | 0 |")  # fmt: skip
     print(f"| driver (load generator + readers) CPU share | {driver_cpu:.2f} cores | - |")
+    print("\nRSS MB per process, first sample -> last:")
+    for label in sorted(set(rss.first) | set(rss.last)):
+        print(f"  {rss.first.get(label, 0):7,.0f} -> {rss.last.get(label, 0):7,.0f}  {label}")
     if statistics.mean(lags or [0]) > 0:
         print(f"\nlag samples (s, events), every 30 s: "
               f"{[s for s in poller.samples if int(s[0]) % 30 == 0][:40]}")  # fmt: skip
