@@ -37,10 +37,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from segflow.collect.exceptions import Overloaded, RateLimited
 
 _MAX_KEYS = 100_000
+_R = TypeVar("_R")
 
 
 class SharedBucketTable:
@@ -121,10 +123,11 @@ class SharedBucketTable:
         self,
         key: str,
         default: tuple[float, float],
-        charge: Callable[[tuple[float, float]], tuple[float, float]],
-    ) -> None:
-        """Replace ``key``'s ``(tokens, at)`` (``default`` when absent) by ``charge`` of it,
-        finding the slot once; call inside ``with table:``."""
+        charge: Callable[[tuple[float, float]], tuple[tuple[float, float], _R]],
+    ) -> _R:
+        """Replace ``key``'s ``(tokens, at)`` (``default`` when absent) by the bucket
+        ``charge`` makes of it, finding the slot once, and return what else ``charge``
+        returned; call inside ``with table:``."""
         slot, found, h = self._find(key)
         offset = slot * self._SLOT.size
         if found:
@@ -132,8 +135,9 @@ class SharedBucketTable:
             bucket = (tokens, at)
         else:
             bucket = default
-        tokens, at = charge(bucket)
+        (tokens, at), result = charge(bucket)
         self._SLOT.pack_into(self._map, offset, h, tokens, at)
+        return result
 
     def close(self) -> None:
         self._map.close()
@@ -169,39 +173,34 @@ class TokenBuckets:
             return
         now = self.now()
         if self._shared is not None:
-            refusal: list[RateLimited | None] = [None]
-
-            def charge(bucket: tuple[float, float]) -> tuple[float, float]:
-                tokens, refusal[0] = self._charge(bucket, now, cost)
-                return tokens, now
-
             with self._shared as table:
-                table.update(key, (self.burst, now), charge)
-            refused = refusal[0]
+                refused = table.update(
+                    key, (self.burst, now), lambda bucket: self._charge(bucket, now, cost)
+                )
         else:
             with self._lock:
-                tokens, refused = self._charge(self._buckets.get(key, (self.burst, now)), now, cost)
+                after, refused = self._charge(self._buckets.get(key, (self.burst, now)), now, cost)
                 if len(self._buckets) >= _MAX_KEYS and key not in self._buckets:
                     self._buckets.clear()  # bounded memory: full buckets are the default anyway
-                self._buckets[key] = (tokens, now)
+                self._buckets[key] = after
         if refused is not None:
             raise refused
 
     def _charge(
         self, bucket: tuple[float, float], now: float, cost: float
-    ) -> tuple[float, RateLimited | None]:
-        """The bucket's tokens after this request, and the refusal when it cannot pay."""
+    ) -> tuple[tuple[float, float], RateLimited | None]:
+        """The bucket after this request at ``now``, and the refusal when it cannot pay."""
         tokens, at = bucket
         tokens = min(self.burst, tokens + (now - at) * self.rate)
         need = min(cost, self.burst)
         if tokens < need:
             wait = math.ceil((need - tokens) / self.rate)
-            return tokens, RateLimited(
+            return (tokens, now), RateLimited(
                 f"rate limit of {self.rate:g}/s exceeded",
                 retry_after_s=float(max(1, wait)),
                 details={"rate_per_s": self.rate, "burst": self.burst},
             )
-        return tokens - cost, None
+        return (tokens - cost, now), None
 
 
 class Admission:
