@@ -46,6 +46,17 @@ def serving(app: Any) -> Iterator[str]:
         thread.join(10)
 
 
+def settle(processor: Processor, loader: WarehouseLoader) -> None:
+    """Process everything in the log, then an idle round (queued ML attributes, timers, the
+    start of a rule set's backfill), the backfill to its end, and load the warehouse."""
+    while processor.run_once():
+        pass
+    processor.run_once()
+    while processor.backfill_step():
+        pass
+    loader.run_until_idle()
+
+
 def event(type: str, ts: int, mid: str, **fields: Any) -> Event:
     """An event received when it happened (``received_at_ms`` = ``timestamp_ms``)."""
     return Event(

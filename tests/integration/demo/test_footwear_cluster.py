@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 import msgspec
 import pytest
+from tests.support.pipeline import settle
 
 from segflow.clock import HOUR_MS, MINUTE_MS, ManualClock
 from segflow.demo import definitions
@@ -51,12 +52,7 @@ class Shop:
     footwear: int
 
     def settle(self) -> None:
-        while self.processor.run_once():
-            pass
-        self.processor.run_once()  # queued ML attributes, timers, the backfill of a rule set
-        while self.processor.backfill_step():
-            pass
-        self.loader.run_until_idle()
+        settle(self.processor, self.loader)
 
     def visit(self, visitor: str, views: list[str], search: str | None = None) -> int:
         """A new anonymous visitor's first page views (product ids), a minute after NOW."""

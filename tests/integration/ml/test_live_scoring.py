@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from tests.support.pipeline import settle
 
 from segflow.clock import DAY_MS, HOUR_MS, ManualClock
 from segflow.log.sqlite import SqliteEventLog
@@ -48,12 +49,7 @@ class Live:
     loader: WarehouseLoader
 
     def settle(self) -> None:
-        while self.processor.run_once():
-            pass
-        self.processor.run_once()  # queued ML attributes, timers, the backfill of a rule set
-        while self.processor.backfill_step():
-            pass
-        self.loader.run_until_idle()
+        settle(self.processor, self.loader)
 
     def warehouse(self) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(str(self.loader.path))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from tests.support.pipeline import settle
 
 from segflow.clock import DAY_MS, HOUR_MS, ManualClock
 from segflow.config import MlSettings
@@ -46,12 +47,7 @@ class Stack:
     catalog: Path
 
     def settle(self) -> None:
-        while self.processor.run_once():
-            pass
-        self.processor.run_once()  # queued ML attributes and the backfill of a new rule set
-        while self.processor.backfill_step():
-            pass
-        self.loader.run_until_idle()
+        settle(self.processor, self.loader)
 
     def job(self, name: str, job: str | None = None) -> None:
         con = duckdb.connect(str(self.loader.path))
