@@ -46,6 +46,7 @@ import httpx
 import msgspec
 
 from benchmarks.common import commit, machine, median, receiver_script
+from benchmarks.loadgen import exchange
 
 RECEIVER = receiver_script(
     """
@@ -150,37 +151,32 @@ def start_baseline(tmp: Path, hook: str, batch: int) -> System:
     return System("baseline", proc, port, ("-", ""))
 
 
-async def offer(system: System, rate: int, seconds: float, prefix: str) -> dict[str, float]:
-    """Send ``rate * seconds`` events (PER_REQUEST per request) on schedule over 64
-    keep-alive connections; the wall-clock time each one's 200 was read, by user id."""
+async def offer_batches(
+    system: System,
+    rate: int,
+    seconds: float,
+    prefix: str,
+    messages: Callable[[list[str]], list[dict[str, Any]]],
+    acked: Callable[[int, list[str], float], None],
+) -> float:
+    """Send ``rate * seconds`` events on schedule over 64 keep-alive connections,
+    ``PER_REQUEST`` per ``/v1/batch`` request: request ``i`` is ``messages(users)`` for the
+    users ``{prefix}-{i}-{k}``; ``acked(i, users, wall time)`` when its 200 is read. Returns
+    the seconds from the first request's schedule to the last answer."""
     auth = base64.b64encode(f"{system.auth[0]}:".encode()).decode()
     queue: asyncio.Queue[int | None] = asyncio.Queue()
-    acked: dict[str, float] = {}
     requests = int(rate * seconds) // PER_REQUEST
-
-    def payload(i: int) -> tuple[bytes, list[str]]:
-        users = [f"{prefix}-{i}-{k}" for k in range(PER_REQUEST)]
-        batch = [
-            {"type": "track", "userId": u, "event": "Signed Up", "messageId": u} for u in users
-        ]
-        body = msgspec.json.encode({"batch": batch})
-        head = (f"POST /v1/batch HTTP/1.1\r\nHost: bench\r\nAuthorization: Basic {auth}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")  # fmt: skip
-        return head.encode() + body, users
 
     async def connection() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", system.port)
         try:
             while (i := await queue.get()) is not None:
-                raw, users = payload(i)
-                writer.write(raw)
-                head = await reader.readuntil(b"\r\n\r\n")
-                at = head.lower().find(b"content-length:")
-                length = int(head[at + 15 : head.find(b"\r\n", at)]) if at >= 0 else 0
-                await reader.readexactly(length)
-                now = time.time()
-                if head[9:12] == b"200":
-                    acked.update((u, now) for u in users)
+                users = [f"{prefix}-{i}-{k}" for k in range(PER_REQUEST)]
+                body = msgspec.json.encode({"batch": messages(users)})
+                head = (f"POST /v1/batch HTTP/1.1\r\nHost: bench\r\nAuthorization: Basic {auth}\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")  # fmt: skip
+                if await exchange(reader, writer, head.encode() + body) == 200:
+                    acked(i, users, time.time())
         finally:
             writer.close()
 
@@ -194,7 +190,22 @@ async def offer(system: System, rate: int, seconds: float, prefix: str) -> dict[
     for _ in tasks:
         queue.put_nowait(None)
     await asyncio.gather(*tasks)
-    return acked
+    return time.perf_counter() - start
+
+
+async def offer(system: System, rate: int, seconds: float, prefix: str) -> dict[str, float]:
+    """``Signed Up`` events offered at ``rate`` (:func:`offer_batches`); the wall-clock time
+    each one's 200 was read, by user id."""
+    got: dict[str, float] = {}
+
+    def messages(users: list[str]) -> list[dict[str, Any]]:
+        return [{"type": "track", "userId": u, "event": "Signed Up", "messageId": u} for u in users]
+
+    def acked(i: int, users: list[str], now: float) -> None:
+        got.update((u, now) for u in users)
+
+    await offer_batches(system, rate, seconds, prefix, messages, acked)
+    return got
 
 
 def collect(receiver: str, expected: set[str], deadline_s: float = 120) -> dict[str, float]:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
 import shutil
 import subprocess
@@ -41,9 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 
-from benchmarks.activation import System, free_port, wait_listening
+from benchmarks.activation import System, free_port, offer_batches, wait_listening
 from benchmarks.common import commit, machine, median
 from segflow.clock import MINUTE_MS
 from segflow.demo.simulator import Simulator
@@ -149,9 +147,6 @@ async def offer(
     a second, how many never showed within 30 s, the rate achieved, and the processor's lag
     when the last request was acknowledged."""
     sample = max(1, rate // PER_REQUEST // follow)
-    auth = base64.b64encode(f"{system.auth[0]}:".encode()).decode()
-    queue: asyncio.Queue[int | None] = asyncio.Queue()
-    requests = int(rate * seconds) // PER_REQUEST
     latencies: list[float] = []
     missing = 0
     followers: list[asyncio.Task[None]] = []
@@ -163,16 +158,11 @@ async def offer(
     )
     acked = 0
 
-    def payload(i: int) -> tuple[bytes, list[str]]:
-        users = [f"{prefix}-{i}-{k}" for k in range(PER_REQUEST)]
-        batch = [{"type": "track", "userId": u, "event": "Product Viewed", "messageId": u,
-                  "properties": {"category": "shoes", "name": "Trail Runner GTX"}} for u in users]  # fmt: skip
-        body = msgspec.json.encode({"batch": batch})
-        head = (f"POST /v1/batch HTTP/1.1\r\nHost: bench\r\nAuthorization: Basic {auth}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")  # fmt: skip
-        return head.encode() + body, users
+    def messages(users: list[str]) -> list[dict[str, Any]]:
+        return [{"type": "track", "userId": u, "event": "Product Viewed", "messageId": u,
+                 "properties": {"category": "shoes", "name": "Trail Runner GTX"}} for u in users]  # fmt: skip
 
-    async def follow(user: str, acked_at: float) -> None:
+    async def watch(user: str, acked_at: float) -> None:
         nonlocal missing
         while (waited := time.time() - acked_at) < 30:
             r = await polls.get(f"/api/v1/profiles/user_id:{user}/scores")
@@ -182,36 +172,14 @@ async def offer(
             await asyncio.sleep(poll_s if waited < 0.2 else 4 * poll_s)
         missing += 1
 
-    async def connection() -> None:
+    def on_ack(i: int, users: list[str], now: float) -> None:
         nonlocal acked
-        reader, writer = await asyncio.open_connection("127.0.0.1", system.port)
-        try:
-            while (i := await queue.get()) is not None:
-                raw, users = payload(i)
-                writer.write(raw)
-                head = await reader.readuntil(b"\r\n\r\n")
-                at = head.lower().find(b"content-length:")
-                length = int(head[at + 15 : head.find(b"\r\n", at)]) if at >= 0 else 0
-                await reader.readexactly(length)
-                now = time.time()
-                if head[9:12] == b"200":
-                    acked += len(users)
-                    if i % sample == 0:
-                        followers.append(asyncio.create_task(follow(users[0], now)))
-        finally:
-            writer.close()
+        acked += len(users)
+        if i % sample == 0:
+            followers.append(asyncio.create_task(watch(users[0], now)))
 
-    tasks = [asyncio.create_task(connection()) for _ in range(64)]
-    start = time.perf_counter()
-    for i in range(requests):
-        delay = start + i * PER_REQUEST / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        queue.put_nowait(i)
-    for _ in tasks:
-        queue.put_nowait(None)
-    await asyncio.gather(*tasks)
-    achieved = acked / (time.perf_counter() - start)
+    elapsed = await offer_batches(system, rate, seconds, prefix, messages, on_ack)
+    achieved = acked / elapsed
     status = await polls.get("/api/v1/status")
     lag = int(status.json()["parts"]["processor"]["lag"] or 0)
     await asyncio.gather(*followers)

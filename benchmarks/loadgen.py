@@ -33,9 +33,11 @@ def request_bytes(path: str, body: bytes, write_key: str) -> bytes:
     return head.encode() + body
 
 
-async def _exchange(
+async def exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes
 ) -> int:
+    """Send one request (``payload``: its bytes) on a keep-alive connection, read the whole
+    answer; returns its status."""
     writer.write(payload)
     head = await reader.readuntil(b"\r\n\r\n")
     lower = head.lower()
@@ -69,9 +71,7 @@ async def _worker(
             sent_at = scheduled if interval is not None else time.perf_counter()
             if sent_at >= deadline or time.perf_counter() >= deadline:
                 return  # paced and behind schedule at the end: the rest is not sent in a burst
-            status = await _exchange(
-                reader, writer, request_bytes(path, bodies(next(counter)), key)
-            )
+            status = await exchange(reader, writer, request_bytes(path, bodies(next(counter)), key))
             if status == 200:
                 out.ok += 1
             else:

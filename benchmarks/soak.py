@@ -62,7 +62,7 @@ from benchmarks.end_to_end import (
     wait_lag_zero,
     wait_ready,
 )
-from benchmarks.loadgen import run_load
+from benchmarks.loadgen import exchange, run_load
 from benchmarks.rules import TEN_RULES
 
 
@@ -138,17 +138,8 @@ async def _reader(
                 return  # behind schedule at the end: the reads left are not sent
             path = paths[n % len(paths)]
             sent = time.perf_counter()
-            writer.write(
-                f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n"
-                .encode()
-            )  # fmt: skip
-            head = await reader.readuntil(b"\r\n\r\n")
-            lower = head.lower()
-            at = lower.find(b"content-length:")
-            length = int(lower[at + 15 : lower.find(b"\r\n", at)]) if at >= 0 else 0
-            if length:
-                await reader.readexactly(length)
-            status = int(head[9:12])
+            request = f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n"
+            status = await exchange(reader, writer, request.encode())
             out.statuses[status] = out.statuses.get(status, 0) + 1
             if status != 200:
                 out.errors += 1

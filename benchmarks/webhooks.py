@@ -31,7 +31,7 @@ from tests.support import webhooks as wh
 
 from benchmarks.common import commit, machine, median
 from benchmarks.ingest import free_port, wait_ready
-from benchmarks.loadgen import Outcome, _exchange
+from benchmarks.loadgen import Outcome, exchange
 
 Make = Callable[[int], bytes]
 
@@ -114,7 +114,7 @@ def load(port: int, make: Make, start: int, seconds: float, connections: int) ->
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
         try:
             while time.perf_counter() < deadline:
-                status = await _exchange(reader, writer, make(next(counter)))
+                status = await exchange(reader, writer, make(next(counter)))
                 out.ok += status == 200
                 out.failed += status != 200
         finally:
