@@ -18,20 +18,18 @@ Interleaved rounds after a warm-up; medians and the median of the per-round rati
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import platform
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.processor import BATCH, ListLog, make_stream
+from benchmarks.processor import BATCH, ListLog, make_stream, open_store, timed_drain
 from segflow.clock import ManualClock
 from segflow.ml.live import DEFAULT_LIVE_FEATURES
 
@@ -58,15 +56,9 @@ def run(
 ) -> tuple[float, int]:
     """Seconds to process the stream, and how many profile scorings the live models did."""
     from segflow.rules import compile_segments
-    from segflow.stream import Processor, ProcessorSettings, SqliteStateStore
-    from segflow.stream.processor import tune_gc
-    from segflow.stream.state.rocksdb import RocksStateStore
+    from segflow.stream import Processor, ProcessorSettings
 
-    store: Any = (
-        RocksStateStore(path / "state")
-        if store_kind == "rocksdb"
-        else SqliteStateStore(path / "state.sqlite")
-    )
+    store = open_store(path, store_kind)
     end = max(r.event.timestamp_ms for part in log.records for r in part)
     settings = ProcessorSettings(batch_size=BATCH)
     if live:
@@ -79,15 +71,7 @@ def run(
     if live:
         for export in exports():
             proc.put_live_model(export)
-    before = gc.get_threshold()
-    tune_gc(settings.gc_threshold)
-    t0 = time.perf_counter()
-    try:
-        while proc.run_once() > 0:
-            pass
-        elapsed = time.perf_counter() - t0
-    finally:
-        gc.set_threshold(*before)
+    elapsed = timed_drain(proc)
     store.close()
     return elapsed, proc.live.scored
 

@@ -131,6 +131,32 @@ class ListLog:
 STAGES: dict[str, list[float]] = {}  # us per event of each stage, per round
 
 
+def open_store(path: Path, kind: str) -> Any:
+    """segflow's state store for a run: ``rocksdb`` (``path/state``) or ``sqlite``."""
+    from segflow.stream import SqliteStateStore
+    from segflow.stream.state.rocksdb import RocksStateStore
+
+    if kind == "rocksdb":
+        return RocksStateStore(path / "state")
+    return SqliteStateStore(path / "state.sqlite")
+
+
+def timed_drain(proc: Any) -> float:
+    """Seconds for ``proc`` to process everything in its log, with the cyclic GC tuned as the
+    running processor tunes it (``Processor.start``)."""
+    from segflow.stream.processor import tune_gc
+
+    before = gc.get_threshold()
+    tune_gc(proc.settings.gc_threshold)
+    t0 = time.perf_counter()
+    try:
+        while proc.run_once() > 0:
+            pass
+        return time.perf_counter() - t0
+    finally:
+        gc.set_threshold(*before)
+
+
 def run_segflow(
     log: ListLog,
     path: Path,
@@ -139,28 +165,14 @@ def run_segflow(
     dedupe_window_ms: int = 0,
 ) -> float:
     from segflow.rules import compile_segments
-    from segflow.stream import Processor, ProcessorSettings, SqliteStateStore
-    from segflow.stream.processor import tune_gc
-    from segflow.stream.state.rocksdb import RocksStateStore
+    from segflow.stream import Processor, ProcessorSettings
 
-    store: Any = (
-        RocksStateStore(path / "state")
-        if store_kind == "rocksdb"
-        else SqliteStateStore(path / "state.sqlite")
-    )
+    store = open_store(path, store_kind)
     evaluator = evaluator_for(compile_segments(rules)) if rules else None
     end = max(r.event.timestamp_ms for part in log.records for r in part)
     settings = ProcessorSettings(batch_size=BATCH, dedupe_window_ms=dedupe_window_ms)
     proc = Processor(log, store, evaluator, ManualClock(end), settings=settings)
-    before = gc.get_threshold()
-    tune_gc(settings.gc_threshold)  # as the running processor does (Processor.start)
-    t0 = time.perf_counter()
-    try:
-        while proc.run_once() > 0:
-            pass
-        elapsed = time.perf_counter() - t0
-    finally:
-        gc.set_threshold(*before)
+    elapsed = timed_drain(proc)
     events = proc.stages["events"] or 1
     for stage in ("read", "identity", "rules", "commit"):
         STAGES.setdefault(stage, []).append(proc.stages[stage] / events * 1e6)
