@@ -59,7 +59,11 @@ def seen_key(partition: int, bucket: int, digest: str) -> str:
     >>> seen_key(3, 17, "ab")
     '0003|000000000011|ab'
     """
-    return f"{partition:04x}|{max(bucket, 0):012x}|{digest}"
+    return f"{partition:04x}|{_bucket(bucket)}|{digest}"
+
+
+def _bucket(bucket: int) -> str:
+    return f"{max(bucket, 0):012x}"
 
 
 class SeenIndex:
@@ -82,7 +86,7 @@ class SeenIndex:
             event = record.event
             at = event.received_at_ms
             bucket = at // window
-            head = f"{record.partition:04x}|"
+            head = f"{record.partition:04x}|"  # seen_key's layout, its parts built once
             tail = "|" + dedupe_key(event.source_id, event.message_id).hex()
             near = (bucket, bucket - 1, bucket + 1) if at + skew >= (bucket + 1) * window else (
                 bucket, bucket - 1)  # fmt: skip
@@ -90,7 +94,7 @@ class SeenIndex:
             for b in near:
                 text = hexes.get(b)
                 if text is None:
-                    text = hexes[b] = f"{max(b, 0):012x}"
+                    text = hexes[b] = _bucket(b)
                 names.append(head + text + tail)
             found.append((record, at, bucket, names))
             wanted += names

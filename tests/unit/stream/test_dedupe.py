@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from segflow.clock import MINUTE_MS, ManualClock
@@ -51,11 +52,7 @@ def processor(log: MemoryLog, store: Any, window_ms: int = WINDOW, now: int = T0
 
 def viewed(make_event: EventFactory, message_id: str, received_at: int, user: str = "u1") -> Any:
     event = make_event("track", T0, user_id=user, event="Viewed", message_id=message_id)
-    return event.__class__(**{**_fields(event), "received_at_ms": received_at})
-
-
-def _fields(event: Any) -> dict[str, Any]:
-    return {f: getattr(event, f) for f in event.__struct_fields__}
+    return msgspec.structs.replace(event, received_at_ms=received_at)
 
 
 def members(store: Any, log: MemoryLog, user: str = "u1") -> list[str]:
