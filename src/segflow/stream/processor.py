@@ -172,7 +172,10 @@ class Processor(BackgroundLoop):
         """Swap the rule set; takes effect at the next batch boundary (thread-safe). A
         compiled rule set gets the live models' feature traits (:mod:`segflow.stream.live`)."""
         self._program = evaluator
-        native = self.native(self.live.extend(evaluator))
+        self._hand_over(self.live.extend(evaluator))
+
+    def _hand_over(self, evaluator: SegmentEvaluator) -> None:
+        native = self.native(evaluator)
         with self._lock:
             self._pending_evaluator = native
 
@@ -324,8 +327,10 @@ class Processor(BackgroundLoop):
         """Score a model on the fly from now on (``segflow.ml.jobs.push_live_model``); a
         model with new features recompiles the rule set with them."""
         self.live.put_live_model(export)
-        if self._program is not None and self.live.extend(self._program) is not self._program:
-            self.set_evaluator(self._program)
+        if self._program is not None:
+            extended = self.live.extend(self._program)
+            if extended is not self._program:  # compiled once, not again by set_evaluator
+                self._hand_over(extended)
 
     def apply_attributes(self, limit: int = 5000) -> int:
         """Apply up to ``limit`` queued scores/clusters in one transaction, re-evaluating the
