@@ -104,9 +104,20 @@ class Serve:
         self.start()
 
     def start(self) -> None:
-        """Run a new process on the data directory, on a new port, and wait until it answers."""
-        self.port = free_port()
+        """Run a new process on the data directory, on a new port, and wait until it answers.
+        A port is only free when it is picked: when another socket took it meanwhile (the
+        server exits saying so), the server starts again on another."""
+        for _ in range(3):
+            if self._start_on(free_port()):
+                return
+            self._close_clients()
+        raise AssertionError(f"segflow serve found no free port in 3 tries:\n{self.logs()}")
+
+    def _start_on(self, port: int) -> bool:
+        """Start on ``port``; False when the port was taken, AssertionError on another exit."""
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
+        mark = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [*SEGFLOW, "serve", "--data-dir", str(self.data), "--port", str(self.port),
@@ -125,9 +136,16 @@ class Serve:
         except BaseException:
             self.stop()
             raise
+        if self.proc.poll() is None:
+            return True
+        printed = self.logs()[mark:]
+        assert "already in use" in printed, printed
+        return False
 
     def _up(self) -> bool:
-        assert self.proc.poll() is None, self.logs()
+        """Answering, or exited (the caller tells a taken port from another failure)."""
+        if self.proc.poll() is not None:
+            return True
         return httpx.get(f"{self.url}/api/v1/health", timeout=2).status_code == 200
 
     def logs(self) -> str:

@@ -135,6 +135,7 @@ class Cluster:
     def __init__(self, data: Path, env: dict[str, str]) -> None:
         self.data, self.env = data, env
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.started: dict[str, tuple[str, int | None, Path | None]] = {}  # role, port, data
         self.files: list[BinaryIO] = []
 
     def cli(self, *args: str) -> str:
@@ -148,6 +149,7 @@ class Cluster:
         self, name: str, role: str, port: int | None = None, data: Path | None = None
     ) -> None:
         """``segflow serve --role role`` on ``data`` (default: the cluster's one data dir)."""
+        self.started[name] = (role, port, data)
         where = str(data or self.data)
         args = ["serve", "--role", role, "--data-dir", where, "--log-level", "info"]
         if port is not None:
@@ -161,6 +163,31 @@ class Cluster:
 
     def log_of(self, name: str) -> str:
         return (self.data.parent / f"{name}.log").read_text(errors="replace")
+
+    def wait_healthy(self, name: str, port: int, deadline_s: float = 180) -> int:
+        """Wait until the process ``name`` answers ``/health`` on ``port`` and return the port it
+        listens on. When it exits because another socket took the port meanwhile (a free port
+        is only free when it is picked), it is started again on a new one; when it exits for
+        another reason, or the deadline passes, the test fails with its log."""
+        for _ in range(3):
+            proc = self.procs[name]
+
+            def answered(proc: subprocess.Popen[bytes] = proc, port: int = port) -> bool:
+                return proc.poll() is not None or healthy(port)
+
+            try:
+                until(answered, deadline_s, f"{name} on {port}")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; its log:\n{self.log_of(name)[-4000:]}") from None
+            if proc.poll() is None:
+                return port
+            log = self.log_of(name)
+            if "already in use" not in log:
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{log[-4000:]}")
+            role, _, data = self.started[name]
+            port = free_port()
+            self.start(name, role, port, data)
+        raise AssertionError(f"{name} found no free port in 3 tries")
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -211,8 +238,7 @@ def test_two_collectors_three_processors_a_loader_and_a_sigkill(cluster: Cluster
         cluster.start(f"processor{i}", "process")
     cluster.start("loader", "load")
 
-    for port in ports:
-        until(lambda p=port: healthy(p), 180, f"collector on {port}")  # type: ignore[misc]
+    ports = [cluster.wait_healthy(f"collector{i}", port) for i, port in enumerate(ports)]
     clients = [
         httpx.Client(base_url=f"http://127.0.0.1:{p}", auth=(write_key, ""), timeout=60)
         for p in ports
@@ -321,8 +347,7 @@ def test_processors_on_two_hosts_share_their_state_in_postgres(
         cluster.start(f"collector{i}", "collect", port, data=host)
         cluster.start(f"processor{i}", "process", data=host)
     cluster.start("loader", "load", data=hosts[1])
-    for port in ports:
-        until(lambda p=port: healthy(p), 180, f"collector on {port}")  # type: ignore[misc]
+    ports = [cluster.wait_healthy(f"collector{i}", port) for i, port in enumerate(ports)]
     messages = generate(EVENTS, (int(time.time()) - 86_400) * 1000, seed=5)
     batches = [messages[i : i + 50] for i in range(0, EVENTS, 50)]
     clients = [
