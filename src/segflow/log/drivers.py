@@ -14,7 +14,9 @@ from segflow.clock import Clock
 from segflow.config import Settings
 from segflow.errors import ConfigError
 from segflow.log.base import ServedLog
+from segflow.log.keys import KeyTable, SqliteKeyTable
 from segflow.log.reservations import ReservationStore, ReservationTable
+from segflow.log.shredding import Shredder
 
 DRIVERS = ("sqlite", "kafka")
 
@@ -28,6 +30,10 @@ def open_event_log(settings: Settings, *, clock: Clock | None = None) -> ServedL
     set, in the table ``dedupe_reservations`` of ``shared.schema`` on that PostgreSQL database,
     shared by the collectors of every host (:mod:`segflow.log.reservations_pg`). The embedded
     driver deduplicates inside its own append transaction and ignores ``shared.dsn``.
+
+    The Kafka driver seals its records (crypto-shredding, :mod:`segflow.log.shredding`) under
+    keys kept in ``DATA_DIR/keys.sqlite``, or with ``shared.dsn`` in the table ``shred_keys``
+    of ``shared.schema`` (:mod:`segflow.log.keys_pg`).
     """
     s = settings.log
     data = settings.data_path
@@ -51,6 +57,11 @@ def open_event_log(settings: Settings, *, clock: Clock | None = None) -> ServedL
             ) from exc
         dedupe = _reservations(settings)
         try:
+            shredder = Shredder(open_key_table(settings))
+        except BaseException:
+            dedupe.close()
+            raise
+        try:
             return KafkaEventLog(
                 s.bootstrap_servers,
                 dedupe=dedupe,
@@ -59,11 +70,23 @@ def open_event_log(settings: Settings, *, clock: Clock | None = None) -> ServedL
                 config=s.kafka,
                 max_pending_events=s.max_pending_events,
                 clock=clock,
+                shredder=shredder,
             )
         except BaseException:
             dedupe.close()
+            shredder.table.close()
             raise
     raise ConfigError(f"unknown log driver {s.driver!r} (available: {', '.join(DRIVERS)})")
+
+
+def open_key_table(settings: Settings) -> KeyTable:
+    """The Kafka driver's crypto-shredding keys: ``DATA_DIR/keys.sqlite``, or the table
+    ``shred_keys`` of ``shared.schema`` with ``shared.dsn``."""
+    if settings.shared.dsn:
+        from segflow.log.keys_pg import PgKeyTable
+
+        return PgKeyTable(settings.shared.dsn, schema=settings.shared.schema)
+    return SqliteKeyTable(settings.data_path / "keys.sqlite")
 
 
 def _reservations(settings: Settings) -> ReservationTable:

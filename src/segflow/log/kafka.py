@@ -14,6 +14,12 @@ Mapping onto :class:`~segflow.log.base.EventLog`:
   (:mod:`segflow.log.reservations`: a SQLite file on one host, or PostgreSQL with
   ``shared.dsn``), reserved before the produce, confirmed after the ack;
 - dead letters: the topic ``{topic}.dead-letters`` (one partition, msgpack ``DeadLetter``);
+- crypto-shredding (with a :class:`~segflow.log.shredding.Shredder`, as ``segflow serve``
+  opens it): every value is sealed under its person's key (dead letters under keys of their
+  own) and records carry no Kafka key (the identity key would name the person); reads open
+  them, skip the records whose key was deleted (``erased`` in :meth:`KafkaEventLog.stats`) and
+  read plain records written before sealing as they are. :meth:`KafkaEventLog.shred` is a
+  deletion regulation's erasure (docs/privacy.md, "Kafka");
 - retention is the broker's (``retention.ms`` on the topic): ``apply_retention`` does nothing.
 
 Consumer groups (:class:`PartitionLease`, in :mod:`segflow.log.lease`) give processors their
@@ -29,7 +35,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -48,11 +54,16 @@ from segflow.log.kafka_reader import TopicReader
 from segflow.log.lease import PartitionLease
 from segflow.log.queued import PendingAppend, QueuedAppends
 from segflow.log.reservations import Reservation, ReservationTable, dedupe_key
-from segflow.spec.events import Event
+from segflow.log.shredding import Shredder
+from segflow.spec.events import Event, decode_event
 
 logger = logging.getLogger("segflow.log.kafka")
 _dead_encoder = msgspec.msgpack.Encoder()
 _dead_decoder = msgspec.msgpack.Decoder(DeadLetter)
+
+
+def _payload(value: bytes) -> bytes:
+    return _dead_decoder.decode(value).payload
 
 
 class _Append(PendingAppend):
@@ -82,8 +93,10 @@ class KafkaEventLog(QueuedAppends):
         max_pending_events: int = 200_000,
         delivery_timeout_ms: int = 30_000,
         clock: Clock | None = None,
+        shredder: Shredder | None = None,
     ) -> None:
         self.topic = topic
+        self.shredder = shredder
         self.dead_topic = f"{topic}.dead-letters"
         self.base_config: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,
@@ -197,21 +210,28 @@ class KafkaEventLog(QueuedAppends):
         todo = [i for i, p in enumerate(pending.positions) if p is not None]
         pending.outstanding = 1  # a guard, released below: callbacks may come while we produce
         try:
-            for i in todo:
+            values, keys = self._values(pending, todo)
+            for i, value, key in zip(todo, values, keys, strict=True):
                 event = pending.events[i]
-                self._send(
-                    self.topic,
-                    pending.payloads[i],
-                    event.identity_key.encode(),
-                    _partition_for(event.identity_key, self._partitions),
-                    pending,
-                    i,
-                )
+                partition = _partition_for(event.identity_key, self._partitions)
+                self._send(self.topic, value, key, partition, pending, i)
             for letter in pending.dead_letters:
-                self._send(self.dead_topic, _dead_encoder.encode(letter), None, 0, pending, -1)
+                value = _dead_encoder.encode(letter)
+                if self.shredder is not None:
+                    value = self.shredder.seal_alone(value)
+                self._send(self.dead_topic, value, None, 0, pending, -1)
         except Exception as exc:  # a local produce error (e.g. a record too large)
             pending.error = pending.error or LogWriteFailed(f"the produce failed: {exc}")
         self._ack(pending)
+
+    def _values(self, pending: _Append, todo: list[int]) -> tuple[list[bytes], list[bytes | None]]:
+        """The records' values and Kafka keys: sealed and keyless with a shredder."""
+        if self.shredder is None:
+            keys: list[bytes | None] = [pending.events[i].identity_key.encode() for i in todo]
+            return [pending.payloads[i] for i in todo], keys
+        events = [pending.events[i] for i in todo]
+        sealed = self.shredder.seal_events(events, [pending.payloads[i] for i in todo])
+        return sealed, [None] * len(todo)
 
     def _send(
         self, topic: str, value: bytes, key: bytes | None, partition: int, pending: _Append, i: int
@@ -298,7 +318,7 @@ class KafkaEventLog(QueuedAppends):
         end = self._end_offset(self.dead_topic, 0)
         start = max(0, end - 10_000)
         out: list[DeadLetter] = []
-        for offset, value in self._reader().fetch(self.dead_topic, 0, start, end):
+        for offset, value in self._opened(self._reader().fetch(self.dead_topic, 0, start, end)):
             letter = msgspec.structs.replace(_dead_decoder.decode(value), id=offset + 1)
             if source_id is None or letter.source_id == source_id:
                 out.append(letter)
@@ -315,10 +335,60 @@ class KafkaEventLog(QueuedAppends):
                 self._all_readers.append(reader)
         return reader
 
+    def _opened(self, pairs: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        """``(offset, value)`` pairs opened, without the erased ones."""
+        if self.shredder is None:
+            return pairs
+        opened = self.shredder.open_many([v for _, v in pairs])
+        return [(o, v) for (o, _), v in zip(pairs, opened, strict=True) if v is not None]
+
     def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]:
-        """Records of ``partition`` with offset >= ``offset``, in offset order."""
+        """Records of ``partition`` with offset >= ``offset``, in offset order (erased
+        records skipped: a read returns nothing only when none is left to the end)."""
         known_end = self._appended.get(partition, 0)
-        return self._reader().read(self.topic, partition, offset, max_records, known_end)
+        reader = self._reader()
+        while True:
+            raw = reader.raw(self.topic, partition, offset, max_records, known_end)
+            if not raw:
+                return []
+            found = [Record(partition, o, decode_event(v)) for o, v in self._opened(raw)]
+            if found:
+                return found
+            offset = raw[-1][0] + 1
+
+    # -- shredding (deletion regulations) ------------------------------------------------------
+
+    def shred(self, identifiers: Sequence[tuple[str, str]]) -> int:
+        """Erase every record sealed under the keys of ``identifiers`` (``(type, value)``) by
+        deleting the keys; returns how many keys were deleted."""
+        if self.shredder is None:
+            raise LogWriteFailed("this Kafka log does not seal its records: nothing to shred")
+        return self.shredder.forget(identifiers)
+
+    def shred_dead_letters(self, holds: Callable[[bytes], bool], scan: int = 100_000) -> int:
+        """Erase the dead letters (of the last ``scan``) whose payload ``holds`` one of a
+        person's identifiers, by deleting their keys; returns how many."""
+        if self.shredder is None:
+            raise LogWriteFailed("this Kafka log does not seal its records: nothing to shred")
+        end = self._end_offset(self.dead_topic, 0)
+        pairs = self._reader().fetch(self.dead_topic, 0, max(0, end - scan), end)
+        ids = []
+        for (_, sealed), (_, value) in zip(pairs, self._opened_all(pairs), strict=True):
+            key_id = self.shredder.sealed_id(sealed)
+            if value is not None and key_id is not None and holds(_payload(value)):
+                ids.append(key_id)
+        return self.shredder.forget_ids(ids)
+
+    def _opened_all(self, pairs: list[tuple[int, bytes]]) -> list[tuple[int, bytes | None]]:
+        assert self.shredder is not None
+        opened = self.shredder.open_many([v for _, v in pairs])
+        return [(o, v) for (o, _), v in zip(pairs, opened, strict=True)]
+
+    def compact(self) -> None:
+        """Leave no byte of a deleted key in the key table's storage (the topic itself only
+        holds sealed records)."""
+        if self.shredder is not None:
+            self.shredder.table.compact()
 
     def _end_offset(self, topic: str, partition: int) -> int:
         return self._reader().end_offset(topic, partition)
@@ -387,6 +457,7 @@ class KafkaEventLog(QueuedAppends):
             "end_offsets": self.end_offsets(),
             "dead_letters": self._end_offset(self.dead_topic, 0),
             "pending_events": self._pending_events,
+            "erased": 0 if self.shredder is None else self.shredder.erased,
         }
 
     def close(self) -> None:
@@ -406,6 +477,8 @@ class KafkaEventLog(QueuedAppends):
             self._groups.clear()
             self._all_readers.clear()
         self._dedupe.close()
+        if self.shredder is not None:
+            self.shredder.table.close()
 
 
 __all__ = ["KafkaEventLog"]

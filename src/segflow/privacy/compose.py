@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from segflow.activate.store import DeliveryStore
 from segflow.catalog.audit import AuditLog
@@ -19,10 +20,10 @@ from segflow.clock import Clock
 from segflow.collect.ingest import Ingestor
 from segflow.config import Settings
 from segflow.errors import ValidationError
-from segflow.log.sqlite import SqliteEventLog
+from segflow.log.base import ServedLog
 from segflow.privacy import retention
 from segflow.privacy.compact import compact
-from segflow.privacy.job import Owners, RegulationJob
+from segflow.privacy.job import Owners, RegulationJob, ShreddingLog
 from segflow.privacy.runner import RegulationRunner
 from segflow.privacy.service import PrivacyService
 from segflow.privacy.store import PrivacyStore
@@ -31,6 +32,9 @@ from segflow.segments.service import SegmentService
 from segflow.segments.store import DefinitionStore
 from segflow.stream.processor import Processor
 from segflow.warehouse.loader import WarehouseLoader
+
+if TYPE_CHECKING:
+    from segflow.log.sqlite import SqliteEventLog
 
 
 @dataclass
@@ -48,7 +52,7 @@ def build(
     clock: Clock,
     *,
     ingestor: Ingestor,
-    log: SqliteEventLog,
+    log: ServedLog,
     processor: Processor,
     loader: WarehouseLoader,
     delivery: DeliveryStore,
@@ -64,7 +68,13 @@ def build(
     ingestor.blocked = suppressions.blocks_event
     processor.blocked = suppressions.blocks
     loader.skip = suppressions.blocks_event
-    owners = Owners(log=log, processor=processor, loader=loader, delivery=delivery, data_dir=data)
+    owners = Owners(
+        log=cast("SqliteEventLog | ShreddingLog", log),
+        processor=processor,
+        loader=loader,
+        delivery=delivery,
+        data_dir=data,
+    )
     job = RegulationJob(store, suppressions, owners, settings.privacy, clock, audit)
     runner = RegulationRunner(
         job,
@@ -88,21 +98,24 @@ def build(
 def regulations_unsupported(settings: Settings) -> str | None:
     """Why this deployment cannot carry out regulations, or ``None`` when it can.
 
-    The job erases events from the log by position, which needs the embedded log; Kafka
-    records are not deleted one by one (docs/scaling.md). A regulation accepted there would
-    stay queued forever, so it is refused instead.
+    The job erases events from the embedded log by position, and from a Kafka topic by
+    deleting the keys its records are sealed under (crypto-shredding, docs/privacy.md). A
+    regulation accepted by a driver that can do neither would stay queued forever, so it is
+    refused instead.
 
     >>> from segflow.config import load_settings
-    >>> kafka = load_settings(overrides={"log": {"driver": "kafka"}})
-    >>> regulations_unsupported(kafka).startswith("deletion and suppression regulations need")
+    >>> regulations_unsupported(load_settings(overrides={"log": {"driver": "kafka"}})) is None
     True
     >>> regulations_unsupported(load_settings()) is None
     True
+    >>> other = load_settings(overrides={"log": {"driver": "pulsar"}})
+    >>> regulations_unsupported(other).startswith("deletion and suppression regulations need")
+    True
     """
-    if settings.log.driver == "sqlite":
+    if settings.log.driver in ("sqlite", "kafka"):
         return None
     return (
-        "deletion and suppression regulations need the embedded log (log.driver = sqlite);"
+        "deletion and suppression regulations need the embedded log or Kafka;"
         f" with log.driver = {settings.log.driver} events cannot be erased from the log one by"
         " one, so no regulation would run (docs/scaling.md)"
     )

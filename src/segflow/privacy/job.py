@@ -19,11 +19,13 @@ notify      processor: the timeline's log positions; the loader starts deleting 
             rows in every warehouse table (its events by log position) in its thread; the
             delivery feeder has queued the exits; deletion notices are queued; the job waits
             (``privacy.notify_timeout_s``) for the profile's deliveries to be sent
-erase       the events leave the log (by position), with matching dead letters; queue entries,
+erase       the events leave the log (by position; on Kafka, the keys of every identifier of
+            the person are deleted: crypto-shredding), with matching dead letters; queue entries,
             attempts, sent state; file destinations in the data directory are scrubbed; the
             loader confirms the warehouse
 state       processor: delete the profiles, identity nodes, timelines, outbox changes, ...
 sweep       a second barrier: events in flight when the hold began are dropped and erased
+            (on Kafka, keys made meanwhile by in-flight events are deleted again)
 compact     (runner, once for every regulation erased) rewrite the stores without free space
 ==========  ===================================================================================
 """
@@ -38,7 +40,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -64,11 +66,26 @@ _T = TypeVar("_T")
 CHANGE_FEED_CURSOR = "change_feed"  # segflow.activate.feeder.CURSOR
 
 
+class ShreddingLog(Protocol):
+    """A log whose records cannot be deleted one by one but are sealed under per-person keys
+    (the Kafka driver, :mod:`segflow.log.shredding`): erasing is deleting the keys."""
+
+    def submit(self, events: Sequence[Any]) -> Future[Any]: ...
+
+    def end_offsets(self) -> dict[int, int]: ...
+
+    def shred(self, identifiers: Sequence[tuple[str, str]]) -> int: ...
+
+    def shred_dead_letters(self, holds: Callable[[bytes], bool]) -> int: ...
+
+    def compact(self) -> None: ...
+
+
 @dataclass
 class Owners:
     """The parts a regulation asks: each store's owner in this process."""
 
-    log: SqliteEventLog
+    log: SqliteEventLog | ShreddingLog
     processor: Processor
     loader: WarehouseLoader
     delivery: DeliveryStore
@@ -185,6 +202,8 @@ class RegulationJob:
         self._save(reg, work, "sweep")
         sweep = self._owned(self._barrier())
         self._wait(self.owners.processor.submit(_noop, after=sweep), "processor")
+        if not isinstance(self.owners.log, SqliteEventLog):  # keys an in-flight event made
+            self._count(work, "log.keys", self.owners.log.shred(work.expanded))
 
     def _hold(self, reg: Regulation, idents: Sequence[Identifier]) -> None:
         key = self.store.key()
@@ -254,12 +273,18 @@ class RegulationJob:
 
     def _erase_log(self, work: Work, positions: Sequence[tuple[int, int]]) -> None:
         values = sorted({v for _, v in work.expanded})
-        work.counts["log.records"] = work.counts.get("log.records", 0) + self.owners.log.erase(
-            positions
-        )
+        log = self.owners.log
+        if not isinstance(log, SqliteEventLog):  # Kafka: crypto-shredding (docs/privacy.md)
+            self._count(work, "log.keys", log.shred(work.expanded))
+            self._count(work, "log.dead_letters", log.shred_dead_letters(_json_holds(values)))
+            return
+        self._count(work, "log.records", log.erase(positions))
         needles = [v.encode() for v in values]
-        letters = self.owners.log.erase_dead_letters(_json_holds(values), needles)
-        work.counts["log.dead_letters"] = work.counts.get("log.dead_letters", 0) + letters
+        self._count(work, "log.dead_letters", log.erase_dead_letters(_json_holds(values), needles))
+
+    @staticmethod
+    def _count(work: Work, name: str, n: int) -> None:
+        work.counts[name] = work.counts.get(name, 0) + n
 
     def _erase_delivery(self, work: Work) -> None:
         store = self.owners.delivery

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from segflow.activate.files import ExportRoot, FileSink
 from segflow.activate.secretbox import SecretBox
@@ -86,7 +86,6 @@ from segflow.warehouse.loader import WarehouseLoader
 
 if TYPE_CHECKING:
     from segflow.log.lease import PartitionLease
-    from segflow.log.sqlite import SqliteEventLog
 
 
 @dataclass
@@ -162,7 +161,7 @@ def assemble(runtime: Runtime) -> Assembly:
         settings,
         clock,
         ingestor=runtime.ingestor,
-        log=cast("SqliteEventLog", runtime.log),  # erasing needs log.sqlite: see below
+        log=runtime.log,  # log.sqlite erases by position, Kafka by deleting keys
         processor=processor,
         loader=loader,
         delivery=store,
@@ -201,9 +200,9 @@ def assemble(runtime: Runtime) -> Assembly:
             required_groups=(settings.stream.group, LOADER_GROUP),
         )
         services.append(retention)
-    # it asks the processor and the loader of this process; erasing events from the log by
-    # position needs the embedded log (Kafka records are not deleted one by one: scaling.md)
-    if {"process", "load"} <= roles and settings.log.driver == "sqlite":
+    # it asks the processor and the loader of this process (and erases from the log: by
+    # position in log.sqlite, by deleting the records' keys on Kafka: docs/privacy.md)
+    if {"process", "load"} <= roles:
         services.append(privacy.runner)  # started after, stopped before, the parts it asks
     elif "collect" in roles:  # the runner keeps the list in step where it runs; here, this
         refresh = SuppressionRefresh(

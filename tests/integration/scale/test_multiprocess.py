@@ -298,16 +298,21 @@ def test_two_collectors_three_processors_a_loader_and_a_sigkill(cluster: Cluster
 
 def replay_embedded(cluster: Cluster) -> Summary:
     """The same stored events through the embedded single-process driver."""
+    from segflow.config import load_settings
+    from segflow.log.drivers import open_key_table
     from segflow.log.kafka import KafkaEventLog
     from segflow.log.reservations import ReservationStore
+    from segflow.log.shredding import Shredder
 
     env = cluster.env
     root = cluster.data.parent / "embedded"
     root.mkdir()
+    settings = load_settings(env=env, overrides={"server": {"data_dir": str(cluster.data)}})
     kafka = KafkaEventLog(
         env["SEGFLOW_LOG__BOOTSTRAP_SERVERS"],
         dedupe=ReservationStore(root / "unused.sqlite", window_ms=1),
         topic=env["SEGFLOW_LOG__TOPIC"],
+        shredder=Shredder(open_key_table(settings)),  # the records are sealed
     )
     log = SqliteEventLog(root / "log.sqlite", partitions=PARTITIONS)
     try:

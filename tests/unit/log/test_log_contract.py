@@ -62,15 +62,26 @@ class Drivers:
 
             assert self.broker is not None
             window = kwargs.pop("dedupe_window_ms", 24 * HOUR_MS)
+            from segflow.log.keys import KeyTable, SqliteKeyTable
+            from segflow.log.keys_pg import PgKeyTable
+            from segflow.log.shredding import Shredder
+
             store: ReservationTable
+            keys: KeyTable
             if self.dsn is None:
                 store = ReservationStore(self.root / f"{name}.dedupe.sqlite", window_ms=window)
+                keys = SqliteKeyTable(self.root / f"{name}.keys.sqlite")
             else:
                 schema = f"t_{self.run}_{name}"
                 self.schemas.add(schema)
                 store = PgReservationStore(self.dsn, schema=schema, window_ms=window)
-            log = KafkaEventLog(
-                self.broker.bootstrap, dedupe=store, topic=f"t-{self.run}-{name}", **kwargs
+                keys = PgKeyTable(self.dsn, schema=schema)
+            log = KafkaEventLog(  # records sealed, as segflow serve opens the driver
+                self.broker.bootstrap,
+                dedupe=store,
+                topic=f"t-{self.run}-{name}",
+                shredder=Shredder(keys),
+                **kwargs,
             )
         self.opened.append(log)
         return log

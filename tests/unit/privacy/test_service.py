@@ -14,10 +14,10 @@ from segflow.privacy.store import PrivacyStore
 from segflow.serving.errors import error_body, status_for
 
 
-def test_regulations_are_refused_on_the_kafka_driver(tmp_path: Path) -> None:
-    settings = load_settings(overrides={"log": {"driver": "kafka"}})
+def test_regulations_are_refused_on_a_log_that_can_erase_nothing(tmp_path: Path) -> None:
+    settings = load_settings(overrides={"log": {"driver": "pulsar"}})
     reason = regulations_unsupported(settings)
-    assert reason is not None and "log.driver = kafka" in reason
+    assert reason is not None and "log.driver = pulsar" in reason
     store = PrivacyStore(tmp_path / "catalog.sqlite")
     service = PrivacyService(store, unsupported=reason)
     with pytest.raises(RegulationsUnsupported) as refused:
@@ -26,6 +26,10 @@ def test_regulations_are_refused_on_the_kafka_driver(tmp_path: Path) -> None:
     assert error_body(refused.value)["error"]["code"] == "regulations_unsupported"
     assert service.regulations() == []  # nothing queued to wait forever
     store.close()
+
+
+def test_regulations_are_accepted_on_kafka_which_shreds_keys(tmp_path: Path) -> None:
+    assert regulations_unsupported(load_settings(overrides={"log": {"driver": "kafka"}})) is None
 
 
 def test_regulations_are_accepted_on_the_embedded_log(tmp_path: Path) -> None:
