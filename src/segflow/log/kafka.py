@@ -356,6 +356,28 @@ class KafkaEventLog(QueuedAppends):
                 return found
             offset = raw[-1][0] + 1
 
+    def readable_ends(self) -> dict[int, int]:
+        """Per partition, the offset after its last readable record: the end offset, less
+        the erased records at the end. A consumer's offset reaches it once it has read
+        everything (they skip erased records, so the end itself may never be reached): a
+        regulation's barrier."""
+        return {p: self._readable_end(p, end) for p, end in self.end_offsets().items()}
+
+    def _readable_end(self, partition: int, end: int) -> int:
+        if self.shredder is None:
+            return end
+        window = 64
+        while True:
+            start = max(0, end - window)
+            pairs = self._reader().fetch(self.topic, partition, start, end)
+            opened = self.shredder.open_many([v for _, v in pairs], count=False)
+            readable = [o for (o, _), v in zip(pairs, opened, strict=True) if v is not None]
+            if readable:
+                return readable[-1] + 1
+            if start == 0:
+                return 0
+            window *= 8
+
     # -- shredding (deletion regulations) ------------------------------------------------------
 
     def shred(self, identifiers: Sequence[tuple[str, str]]) -> int:

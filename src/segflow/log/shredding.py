@@ -168,9 +168,10 @@ class Shredder:
         name = os.urandom(NAME_BYTES)
         return _seal(*self._for_names([name])[name], payload)
 
-    def open_many(self, values: Sequence[bytes]) -> list[bytes | None]:
-        """The plain payloads; ``None`` for a record erased (its key is gone). Plain records
-        (written before sealing) are returned as they are."""
+    def open_many(self, values: Sequence[bytes], *, count: bool = True) -> list[bytes | None]:
+        """The plain payloads; ``None`` for a record erased (its key is gone), counted in
+        ``erased`` when ``count``. Plain records (written before sealing) are returned as
+        they are."""
         ids = [bytes(v[2:_HEADER]) for v in values if is_sealed(v)]
         ciphers = self._for_ids(ids) if ids else {}
         out: list[bytes | None] = []
@@ -179,7 +180,7 @@ class Shredder:
                 out.append(value)
                 continue
             opened = _open(ciphers.get(bytes(value[2:_HEADER])), value)
-            if opened is None:
+            if opened is None and count:
                 self.erased += 1
             out.append(opened)
         return out

@@ -72,7 +72,7 @@ class ShreddingLog(Protocol):
 
     def submit(self, events: Sequence[Any]) -> Future[Any]: ...
 
-    def end_offsets(self) -> dict[int, int]: ...
+    def readable_ends(self) -> dict[int, int]: ...
 
     def shred(self, identifiers: Sequence[tuple[str, str]]) -> int: ...
 
@@ -220,9 +220,11 @@ class RegulationJob:
         self.suppressions.add(h.hash for h in hashed)
 
     def _barrier(self) -> dict[int, int]:
-        """The log's end offsets once every append queued before now is on disk."""
-        self.owners.log.submit(()).result()
-        return self.owners.log.end_offsets()
+        """The log's end offsets once every append queued before now is on disk (on Kafka,
+        less the erased records at the ends, which no consumer's offset passes)."""
+        log = self.owners.log
+        log.submit(()).result()
+        return log.end_offsets() if isinstance(log, SqliteEventLog) else log.readable_ends()
 
     def _owned(self, barrier: Mapping[int, int]) -> dict[int, int]:
         """The part of a barrier the processor can pass (the partitions it owns)."""

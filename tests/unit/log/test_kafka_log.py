@@ -126,3 +126,72 @@ def test_open_event_log_keeps_reservations_in_sqlite_without_shared_dsn(
     finally:
         log.close()
     assert (tmp_path / "dedupe.sqlite").exists()
+
+
+def one_partition_log(broker: Broker, root: Path, topic: str, *, sealed: bool) -> Any:
+    from segflow.log.kafka import KafkaEventLog
+    from segflow.log.keys import SqliteKeyTable
+    from segflow.log.reservations import ReservationStore
+    from segflow.log.shredding import Shredder
+
+    return KafkaEventLog(
+        broker.bootstrap,
+        dedupe=ReservationStore(root / f"dedupe-{sealed}.sqlite", window_ms=3_600_000),
+        topic=topic,
+        partitions=1,
+        shredder=Shredder(SqliteKeyTable(root / "keys.sqlite")) if sealed else None,
+    )
+
+
+def by(user: str, message_id: str) -> Event:
+    return Event(type="track", message_id=message_id, source_id="s", timestamp_ms=5,
+                 received_at_ms=5, user_id=user, event="E")  # fmt: skip
+
+
+def test_a_sealed_log_reads_plain_records_from_before_and_skips_shredded_ones(
+    kafka_broker: Broker, tmp_path: Path
+) -> None:
+    topic = f"sealed-{uuid.uuid4().hex[:8]}"
+    plain = one_partition_log(kafka_broker, tmp_path, topic, sealed=False)
+    plain.append([by("old", "m0")])  # written before sealing: plain msgpack
+    plain.close()
+    log = one_partition_log(kafka_broker, tmp_path, topic, sealed=True)
+    try:
+        assert log.append([by("ann", "m1"), by("bob", "m2"), by("ann", "m3")]) == [
+            (0, 1), (0, 2), (0, 3)
+        ]  # fmt: skip
+        assert [r.event.message_id for r in log.read(0, 0)] == ["m0", "m1", "m2", "m3"]
+        assert log.readable_ends() == {0: 4}
+        assert log.shred([("user_id", "ann")]) == 1
+        assert log.shred([("user_id", "ann")]) == 0  # idempotent
+        assert [r.event.message_id for r in log.read(0, 0)] == ["m0", "m2"]
+        assert [r.event.message_id for r in log.read(0, 1, 1)] == ["m2"]  # past the erased
+        assert log.stats()["erased"] == 3
+        # the last record is erased: no consumer's offset passes it, so the barrier stops
+        # before it; the end offset is still the broker's
+        assert log.read(0, 3) == [] and log.readable_ends() == {0: 3}
+        assert log.end_offsets() == {0: 4}
+        log.append([by("ann", "m4")])  # the person comes back: a new key, readable
+        assert [r.event.message_id for r in log.read(0, 3)] == ["m4"]
+    finally:
+        log.close()
+
+
+def test_dead_letters_are_sealed_and_shredded_by_what_they_hold(
+    kafka_broker: Broker, tmp_path: Path
+) -> None:
+    from segflow.log.base import DeadLetter
+
+    log = one_partition_log(kafka_broker, tmp_path, f"dl-{uuid.uuid4().hex[:8]}", sealed=True)
+    try:
+        letters = [
+            DeadLetter(source_id="s", received_at_ms=1, field="event", reason="missing",
+                       payload=b'{"userId": "%s"}' % who)
+            for who in (b"ann-4711", b"bob-4712")
+        ]  # fmt: skip
+        log.dead_letter(letters)
+        assert sorted(d.payload for d in log.dead_letters()) == sorted(x.payload for x in letters)
+        assert log.shred_dead_letters(lambda payload: b"ann-4711" in payload) == 1
+        assert [d.payload for d in log.dead_letters()] == [letters[1].payload]
+    finally:
+        log.close()
