@@ -37,7 +37,6 @@ of those holding one of the person's identifiers.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import os
@@ -57,6 +56,7 @@ VERSION = 0x01
 _HEADER = 2 + ID_BYTES
 _NONCE = 12
 NAME_BYTES = 16
+NAMES_CACHED = 200_000  # identifiers whose key name a process remembers
 
 
 def is_sealed(value: bytes) -> bool:
@@ -108,15 +108,22 @@ class Shredder:
         self._generation = -1
         self._checked = 0.0
         self._secret: bytes | None = None
+        self._names: dict[str, bytes] = {}
 
     # -- names -----------------------------------------------------------------------------
     def name(self, id_type: str, value: str) -> bytes:
         """The key name of an identifier: HMAC-SHA256 of ``type:value`` with the table's
-        secret, cut to 16 bytes."""
-        if self._secret is None:
-            self._secret = self.table.secret()
-        digest = hmac.new(self._secret, f"{id_type}:{value}".encode(), hashlib.sha256)
-        return digest.digest()[:NAME_BYTES]
+        secret, cut to 16 bytes (remembered: the produce path names every event)."""
+        text = f"{id_type}:{value}"
+        found = self._names.get(text)
+        if found is None:
+            if self._secret is None:
+                self._secret = self.table.secret()
+            if len(self._names) >= NAMES_CACHED:
+                self._names.clear()
+            found = hmac.digest(self._secret, text.encode(), "sha256")[:NAME_BYTES]
+            self._names[text] = found
+        return found
 
     # -- caches ----------------------------------------------------------------------------
     def _fresh(self) -> None:
