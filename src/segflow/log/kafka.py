@@ -4,8 +4,8 @@ Mapping onto :class:`~segflow.log.base.EventLog`:
 
 - the log is one topic (``log.topic``, default ``segflow.events``) whose partitions are the
   log's partitions; an event goes to ``partition_for(identity_key)`` (the same crc32 as the
-  embedded driver, chosen by segflow, not by the client's partitioner), keyed by its identity
-  key, the value the msgpack-encoded event;
+  embedded driver, chosen by segflow, not by the client's partitioner), the value the
+  msgpack-encoded event (sealed, below), the Kafka key its identity key (none when sealed);
 - offsets are Kafka's offsets; ``committed`` / ``commit`` are the consumer group's offsets;
 - the producer uses ``acks=all`` and ``enable.idempotence``: a future resolves (and the
   collector answers 200) only after every in-sync replica has the record; retries never

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from segflow.db.postgres import connect_shared
+from segflow.db.postgres import SharedStoreUnavailable, connect_shared
 from segflow.log.keys import ID_BYTES, KEY_BYTES
 
 _DDL = (
@@ -38,10 +38,20 @@ class PgKeyTable:
         self._secret: bytes | None = None
 
     def _run(self, sql: str, params: Any = ()) -> list[Any]:
+        """One statement (autocommit); a lost connection raises
+        :class:`~segflow.db.postgres.SharedStoreUnavailable` and is reopened by the next call."""
+        import psycopg
+
         with self._lock:
             if self._con.closed:
                 self._con = connect_shared(self.dsn, self.schema, ddl=_DDL)
-            cur = self._con.execute(sql, params)
+            try:
+                cur = self._con.execute(sql, params)
+            except psycopg.OperationalError as exc:
+                if self._con.broken or self._con.closed:
+                    self._con.close()
+                    raise SharedStoreUnavailable(f"lost the shared database: {exc}") from exc
+                raise
             return cur.fetchall() if cur.description is not None else []
 
     def secret(self) -> bytes:
