@@ -4,8 +4,9 @@ Deleting a row frees its space but does not overwrite it: SQLite keeps it in fre
 the unused part of pages and in old page versions in the write-ahead file; DuckDB keeps freed
 blocks as they were. So after a regulation erases a person:
 
-- each SQLite file (``log.sqlite``, ``state.sqlite``, ``delivery.sqlite``, ``catalog.sqlite``)
-  is ``VACUUM``-ed by the connection that owns its writes, under that owner's lock, and its
+- each SQLite file (``log.sqlite``, ``state.sqlite``, ``delivery.sqlite``, ``catalog.sqlite``;
+  with the Kafka driver ``keys.sqlite``, the crypto-shredding keys, instead of the log) is
+  ``VACUUM``-ed by the connection that owns its writes, under that owner's lock, and its
   write-ahead file is checkpointed and truncated to zero bytes (:func:`segflow.db.sqlite.vacuum`);
 - the RocksDB state (``state/``) is flushed, fully compacted into its bottommost level with
   the tombstones dropped, and its MANIFEST started afresh, while the processor goes on; the
@@ -65,7 +66,7 @@ def compact(owners: Owners, catalog: PrivacyStore, *, timeout_s: float = 600.0) 
     return spent
 
 
-SQLITE_FILES = ("log.sqlite", "state.sqlite", "delivery.sqlite", "catalog.sqlite")
+SQLITE_FILES = ("log.sqlite", "state.sqlite", "delivery.sqlite", "catalog.sqlite", "keys.sqlite")
 
 
 def compact_data_dir(data_dir: str | Path, *, timeout_s: float = 600.0) -> dict[str, Any]:
