@@ -179,3 +179,39 @@ def test_a_deleted_person_is_readable_nowhere_on_kafka(
         control["anon"],
     ) == [(3,)]
     assert holds(files_under(parts.data), control["prop"])
+
+
+def test_a_regulation_passes_records_erased_at_the_end_of_a_partition(
+    composed: Callable[..., Any], kafka_broker: Broker
+) -> None:
+    """A record whose key went before any consumer read it (an event in flight while its
+    person was shredded) is skipped by every reader, so no consumer's offset passes it: the
+    next regulation's barriers stop before it instead of waiting for it."""
+    from segflow.spec import Event
+
+    parts = composed(
+        log={
+            "driver": "kafka",
+            "bootstrap_servers": kafka_broker.bootstrap,
+            "topic": f"tail-{uuid.uuid4().hex[:8]}",
+            "partitions": 1,
+        },
+        stream={"group": f"p-{uuid.uuid4().hex[:8]}"},
+        privacy={"step_timeout_s": 15.0},
+    )
+    ann, bob = person("ann"), person("bob")
+    parts.ingest(*traffic(ann)[:3], *traffic(bob)[:3])
+    parts.settled()
+    processor = next(s for s in parts.started if s.name == "processor")
+    processor.stop()
+    late = Event(type="track", message_id="late", source_id=parts.source.id, timestamp_ms=1,
+                 received_at_ms=1, user_id=ann["user"], event="Order Completed")  # fmt: skip
+    [position] = parts.runtime.log.append([late])
+    assert parts.runtime.log.shred([("user_id", ann["user"])]) == 1
+    assert parts.runtime.log.read(*position) == []  # erased before anyone read it
+    processor.start()
+
+    reg = parts.regulate("delete", ("user_id", bob["user"]))
+    assert reg.status == "finished", reg.error
+    assert parts.profile("user_id", bob["user"]) is None
+    assert parts.profile("user_id", ann["user"]) is not None  # derived state stays
