@@ -48,9 +48,13 @@ if TYPE_CHECKING:
     from segflow.stream.state.rocksdb import RocksReader
 
 MANIFEST = "manifest.json"
-# syncs.sqlite: pinned with the log, so a restored cursor is never ahead of the restored log
+# syncs.sqlite: pinned with the log, so a restored cursor is never ahead of the restored log;
+# keys.sqlite (the Kafka driver's crypto-shredding keys): copied consistently, since without
+# them a restored deployment could not read its own topic (docs/privacy.md: a backup taken
+# before a deletion can read the deleted person's records: keep it no longer than the bound)
 SQLITE_STORES = (
     "delivery.sqlite", "state.sqlite", "log.sqlite", "catalog.sqlite", "syncs.sqlite",
+    "keys.sqlite",
 )  # fmt: skip
 ROCKSDB_STATE = "state"  # the RocksDB state's directory (segflow.stream.state.rocksdb)
 WAREHOUSE = "warehouse.duckdb"
