@@ -1,0 +1,167 @@
+"""The embedded log's dedupe index with a window full of ids (#16): memory per id held, and
+appends per second, tiered (recent ids in memory, older ones in sealed runs behind Bloom
+filters) against everything in memory (main before #16, or the same code with
+``dedupe_memory_ids`` above the window).
+
+Run: ``python -m benchmarks.dedupe_memory [--ids 2000000] [--rounds 3] [--seconds 3]
+[--baseline-src PATH]``
+
+A template ``log.sqlite`` holds ``--ids`` rows in ``dedupe_log`` (one 24-hour window); each
+round copies it and, in a fresh child process per variant (alternating), opens the log
+(the tiered one seals the window into runs on open), reads ``RssAnon``/``RssFile`` from
+``/proc/self/status`` before and after, then appends batches of 1,000 events (900 new ids,
+100 ids of the window: duplicates) for ``--seconds``. ``--baseline-src`` runs the baseline
+with another tree's ``src`` (e.g. a checkout of main before #16); without it the baseline is
+this tree with every id in memory. Each figure is the median over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import commit, machine, median
+
+BATCH, DUPLICATES = 1_000, 100
+
+
+def make_template(path: Path, ids: int) -> None:
+    import sqlite3
+
+    from segflow.log.dedupe import dedupe_key
+    from segflow.log.sqlite import SqliteEventLog
+
+    SqliteEventLog(path, partitions=8).close()
+    con = sqlite3.connect(path)
+    con.executemany(
+        "INSERT INTO dedupe_log(key, received_at_ms) VALUES(?, ?)",
+        ((dedupe_key("s", f"w{i}"), 1_000 + i // 100) for i in range(ids)),
+    )
+    con.commit()
+    con.close()
+
+
+def _rss_kb() -> dict[str, int]:
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("RssAnon", "RssFile"):
+            fields[name] = int(value.split()[0])
+    return fields
+
+
+def child(path: str, ids: int, seconds: float, memory_ids: int) -> None:
+    """One variant in its own process: open, measure memory, append for ``seconds``."""
+    import inspect
+
+    from segflow.log.sqlite import SqliteEventLog
+    from segflow.spec.events import Event
+
+    kwargs = {"partitions": 8}
+    if "dedupe_memory_ids" in inspect.signature(SqliteEventLog).parameters:
+        kwargs["dedupe_memory_ids"] = memory_ids
+    before = _rss_kb()
+    started = time.perf_counter()
+    log = SqliteEventLog(path, **kwargs)
+    open_s = time.perf_counter() - started
+    opened = _rss_kb()
+
+    def event(message_id: str) -> Event:
+        received = 1_000 + ids // 100
+        return Event(
+            type="track", message_id=message_id, source_id="s", timestamp_ms=received,
+            received_at_ms=received, user_id=f"u{message_id}", event="E",
+        )  # fmt: skip
+
+    batches = [
+        [event(f"n{b}-{i}") for i in range(BATCH - DUPLICATES)]
+        + [event(f"w{(b * 7_919 + i * 104_729) % ids}") for i in range(DUPLICATES)]
+        for b in range(int(seconds * 60))
+    ]
+    appended = duplicates = 0
+    started = time.perf_counter()
+    for batch in batches:
+        positions = log.append(batch)
+        appended += len(batch)
+        duplicates += positions.count(None)
+        if time.perf_counter() - started >= seconds:
+            break
+    elapsed = time.perf_counter() - started
+    runs = getattr(log._dedupe, "_runs", None)
+    probes = runs.probes if runs is not None else 0
+    log.close()
+    out = {
+        "open_s": open_s,
+        "anon_bytes_per_id": (opened["RssAnon"] - before["RssAnon"]) * 1024 / ids,
+        "file_mb": (opened["RssFile"] - before["RssFile"]) / 1024,
+        "events_per_s": appended / elapsed,
+        "duplicates_found": duplicates / max(1, appended // BATCH * DUPLICATES),
+        "disk_probes_per_new_id": max(0, probes - duplicates) / max(1, appended - duplicates),
+    }
+    print(json.dumps(out))
+
+
+def run_child(src: Path, template: Path, root: Path, args: argparse.Namespace, memory: int) -> dict:
+    target = root / "log.sqlite"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    shutil.copy(template, target)
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{Path(__file__).resolve().parents[1]}"}
+    code = (
+        "from benchmarks.dedupe_memory import child; "
+        f"child({str(target)!r}, {args.ids}, {args.seconds}, {memory})"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ids", type=int, default=2_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--memory-ids", type=int, default=200_000)
+    parser.add_argument("--baseline-src", type=Path, default=None)
+    args = parser.parse_args()
+    here = Path(__file__).resolve().parents[1] / "src"
+    variants = {
+        "tiered": (here, args.memory_ids),
+        "all in memory": (args.baseline_src or here, 10**12),
+    }
+    results: dict[str, list[dict]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        template = Path(tmp) / "template.sqlite"
+        make_template(template, args.ids)
+        for _ in range(args.rounds):
+            for name, (src, memory) in variants.items():
+                results[name].append(run_child(src, template, Path(tmp) / "run", args, memory))
+    print(f"{machine()}, commit {commit()}, {args.ids:,} ids, load {os.getloadavg()[0]:.1f}")
+    print(
+        "| variant | anon RSS bytes/id | mapped file MB | open s | append events/s"
+        " | duplicates found | run reads per new id |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, rows in results.items():
+        cells = [median([r[k] for r in rows]) for k in rows[0]]
+        print(
+            f"| {name} | {cells[1]:,.1f} | {cells[2]:,.1f} | {cells[0]:.1f} | {cells[3]:,.0f} |"
+            f" {cells[4]:.0%} | {cells[5]:.2%} |"
+        )
+    ratios = [
+        t["events_per_s"] / b["events_per_s"]
+        for t, b in zip(results["tiered"], results["all in memory"], strict=True)
+    ]
+    print(f"append ratio tiered / all in memory (median of rounds): {median(ratios):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
