@@ -6,9 +6,10 @@ filters) against everything in memory (main before #16, or the same code with
 Run: ``python -m benchmarks.dedupe_memory [--ids 2000000] [--rounds 3] [--seconds 3]
 [--baseline-src PATH]``
 
-A template ``log.sqlite`` holds ``--ids`` rows in ``dedupe_log`` (one 24-hour window); each
-round copies it and, in a fresh child process per variant (alternating), opens the log
-(the tiered one seals the window into runs on open), reads ``RssAnon``/``RssFile`` from
+A template ``log.sqlite`` holds ``--ids`` rows in ``dedupe_log`` (one 24-hour window); a copy of
+it is sealed into runs once (timed: what the collector's sealer thread does in the background
+as the window fills). Each round copies the template of each variant and, in a fresh child
+process per variant (alternating, the order flipped every round), opens the log, reads ``RssAnon``/``RssFile`` from
 ``/proc/self/status`` before and after, then appends batches of 1,000 events (900 new ids,
 100 ids of the window: duplicates) for ``--seconds``. ``--baseline-src`` runs the baseline
 with another tree's ``src`` (e.g. a checkout of main before #16); without it the baseline is
@@ -94,6 +95,7 @@ def child(path: str, ids: int, seconds: float, memory_ids: int) -> None:
         if time.perf_counter() - started >= seconds:
             break
     elapsed = time.perf_counter() - started
+    appended_rss = _rss_kb()
     runs = getattr(log._dedupe, "_runs", None)
     probes = runs.probes if runs is not None else 0
     log.close()
@@ -101,6 +103,8 @@ def child(path: str, ids: int, seconds: float, memory_ids: int) -> None:
         "open_s": open_s,
         "anon_bytes_per_id": (opened["RssAnon"] - before["RssAnon"]) * 1024 / ids,
         "file_mb": (opened["RssFile"] - before["RssFile"]) / 1024,
+        "anon_mb_after": (appended_rss["RssAnon"] - before["RssAnon"]) / 1024,
+        "file_mb_after": (appended_rss["RssFile"] - before["RssFile"]) / 1024,
         "events_per_s": appended / elapsed,
         "duplicates_found": duplicates / max(1, appended // BATCH * DUPLICATES),
         "disk_probes_per_new_id": max(0, probes - duplicates) / max(1, appended - duplicates),
@@ -108,11 +112,21 @@ def child(path: str, ids: int, seconds: float, memory_ids: int) -> None:
     print(json.dumps(out))
 
 
+def seal_template(template: Path, memory_ids: int) -> float:
+    """Seal the template's window into runs (what a running collector's sealer thread has done
+    by the time its window is full); returns the seconds it took."""
+    from segflow.log.dedupe_runs import RunFiles, Sealer
+
+    started = time.perf_counter()
+    Sealer(RunFiles(template), memory_ids=memory_ids).build(wait=True)
+    return time.perf_counter() - started
+
+
 def run_child(src: Path, template: Path, root: Path, args: argparse.Namespace, memory: int) -> dict:
     target = root / "log.sqlite"
     shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    shutil.copy(template, target)
+    shutil.copytree(template.parent, root)
+    os.sync()  # the copy's writeback must not land in the timed appends
     env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{Path(__file__).resolve().parents[1]}"}
     code = (
         "from benchmarks.dedupe_memory import child; "
@@ -139,22 +153,35 @@ def main() -> None:
     }
     results: dict[str, list[dict]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
-        template = Path(tmp) / "template.sqlite"
-        make_template(template, args.ids)
-        for _ in range(args.rounds):
-            for name, (src, memory) in variants.items():
-                results[name].append(run_child(src, template, Path(tmp) / "run", args, memory))
+        plain, tiered = Path(tmp) / "plain" / "log.sqlite", Path(tmp) / "tiered" / "log.sqlite"
+        plain.parent.mkdir()
+        make_template(plain, args.ids)
+        shutil.copytree(plain.parent, tiered.parent)
+        seal_s = seal_template(tiered, args.memory_ids)
+        templates = {"tiered": tiered, "all in memory": plain}
+        for round_ in range(args.rounds):
+            order = list(variants) if round_ % 2 == 0 else list(reversed(variants))
+            for name in order:
+                src, memory = variants[name]
+                results[name].append(
+                    run_child(src, templates[name], Path(tmp) / "run", args, memory)
+                )
     print(f"{machine()}, commit {commit()}, {args.ids:,} ids, load {os.getloadavg()[0]:.1f}")
+    print(f"sealing the window into runs (once, before the rounds): {seal_s:.1f} s")
     print(
-        "| variant | anon RSS bytes/id | mapped file MB | open s | append events/s"
-        " | duplicates found | run reads per new id |"
+        "| variant | anon RSS bytes/id of the window, opened | file-backed RSS MB, opened |"
+        " open s | anon / file-backed RSS MB after the appends | append events/s (per round) |"
+        " duplicates found | run reads per new id |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, rows in results.items():
-        cells = [median([r[k] for r in rows]) for k in rows[0]]
+        m = {k: median([r[k] for r in rows]) for k in rows[0]}
+        rates = " / ".join(f"{r['events_per_s']:,.0f}" for r in rows)
         print(
-            f"| {name} | {cells[1]:,.1f} | {cells[2]:,.1f} | {cells[0]:.1f} | {cells[3]:,.0f} |"
-            f" {cells[4]:.0%} | {cells[5]:.2%} |"
+            f"| {name} | {m['anon_bytes_per_id']:,.1f} | {m['file_mb']:,.1f} | {m['open_s']:.1f} |"
+            f" {m['anon_mb_after']:,.0f} / {m['file_mb_after']:,.0f} |"
+            f" {m['events_per_s']:,.0f} ({rates}) | {m['duplicates_found']:.0%} |"
+            f" {m['disk_probes_per_new_id']:.2%} |"
         )
     ratios = [
         t["events_per_s"] / b["events_per_s"]
