@@ -6,7 +6,8 @@ Layout of ``log.sqlite``:
 - ``partitions(partition, next_offset)``: the next offset per partition, kept in the same
   transaction as the records so offsets never go backwards, even after retention;
 - ``dedupe_log(id, key, received_at_ms)``: the dedupe index, append-only, looked up in memory
-  (``segflow.log.dedupe``);
+  and, once sealed, in sorted runs under ``<stem>.dedupe/`` (``segflow.log.dedupe``,
+  ``segflow.log.dedupe_runs``, listed in ``dedupe_runs`` and ``dedupe_sealed``);
 - ``consumer_offsets(grp, partition, offset)``: committed offsets of named consumers;
 - ``dead_letters``: refused payloads with their reason.
 
