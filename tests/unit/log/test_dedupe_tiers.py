@@ -217,3 +217,45 @@ def test_a_key_stored_again_keeps_its_newest_time_through_seal_and_merge(tmp_pat
     run = connect(files.db(merged))
     assert run.execute("SELECT received_at_ms FROM keys WHERE key=?", (key,)).fetchone() == (9_000,)
     run.close()
+
+
+CHILD = """
+import sys
+from segflow.log.sqlite import SqliteEventLog
+from segflow.spec.events import Event
+
+log = SqliteEventLog(sys.argv[1], partitions=1, dedupe_memory_ids=50)
+for start in range(0, 1_000, 25):
+    log.append([
+        Event(type="track", message_id=f"m{i}", source_id="s1", timestamp_ms=1_000,
+              received_at_ms=1_000, user_id="u1", event="E")
+        for i in range(start, start + 25)
+    ])
+log.close()
+"""
+
+
+def test_two_processes_appending_the_same_ids_while_sealing_store_each_once(
+    tmp_path: Path,
+) -> None:
+    """Two real processes append the same 1,000 ids at once; 20 ranges are sealed and merged
+    meanwhile by whichever holds the seal lock."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "log.sqlite"
+    SqliteEventLog(path, partitions=1, dedupe_memory_ids=50).close()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    children = [
+        subprocess.Popen([sys.executable, "-c", CHILD, str(path)], env=env) for _ in range(2)
+    ]
+    assert [child.wait(timeout=120) for child in children] == [0, 0]
+    log = SqliteEventLog(path, partitions=1, dedupe_memory_ids=50)
+    try:
+        stored = [r.event.message_id for r in log.read(0, 0, max_records=5_000)]
+        assert sorted(stored) == sorted(f"m{i}" for i in range(1_000))
+        assert log.append(events("m", 1_000)) == [None] * 1_000
+        assert registry(path)[0] >= 900
+    finally:
+        log.close()
