@@ -115,6 +115,14 @@ class RunFiles:
     def __init__(self, log_path: str | Path) -> None:
         self.log_path = Path(log_path)
         self.directory = self.log_path.with_name(self.log_path.stem + ".dedupe")
+        self._building: sqlite3.Connection | None = None
+
+    def interrupt(self) -> None:
+        """Stop the build in progress (its statement raises; its files are left to the next
+        build's clean-up)."""
+        building = self._building
+        if building is not None:
+            building.interrupt()
 
     def db(self, run: Run) -> Path:
         return self.directory / f"{run.name}.sqlite"
@@ -174,7 +182,11 @@ class RunFiles:
                 " WITHOUT ROWID"
             )
             con.execute("BEGIN")
-            fill(con)
+            self._building = con
+            try:
+                fill(con)
+            finally:
+                self._building = None
             con.execute("COMMIT")
             count, newest = con.execute(
                 "SELECT count(*), coalesce(max(received_at_ms), 0) FROM keys"
@@ -388,11 +400,15 @@ class Sealer:
             try:
                 self.build()
             except Exception:  # the memory tier keeps the ids meanwhile; retried at next wake
-                logger.exception("sealing dedupe runs failed")
+                if not self._stopping:
+                    logger.exception("sealing dedupe runs failed")
 
     def close(self) -> None:
+        """Stop the thread, interrupting a seal or merge in progress (a long merge must not
+        hold up a shutdown)."""
         self._stopping = True
         self._wake.set()
+        self._files.interrupt()
         if self._thread is not None:
             self._thread.join()
 

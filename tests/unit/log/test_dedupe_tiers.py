@@ -259,3 +259,41 @@ def test_two_processes_appending_the_same_ids_while_sealing_store_each_once(
         assert registry(path)[0] >= 900
     finally:
         log.close()
+
+
+def test_closing_interrupts_a_build_and_the_next_one_cleans_up(tmp_path: Path) -> None:
+    import threading
+
+    from segflow.log.dedupe_runs import Sealer
+
+    path = tmp_path / "log.sqlite"
+    SqliteEventLog(path, partitions=1, dedupe_memory_ids=1_000_000).close()
+    con = connect(path)
+    con.execute("BEGIN")
+    con.executemany(  # enough rows that the seal is still sorting when it is interrupted
+        "INSERT INTO dedupe_log(key, received_at_ms) VALUES(randomblob(16), ?)",
+        [(1_000,)] * 200_000,
+    )
+    con.execute("COMMIT")
+    con.close()
+    files = RunFiles(path)
+    sealer = Sealer(files, memory_ids=200_000)
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            sealer.build()
+        except BaseException as exc:  # what the thread saw, checked below
+            errors.append(exc)
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    until(lambda: files._building is not None or not thread.is_alive(), 30, "started", 0.001)
+    sealer.close()
+    thread.join()
+    if errors:  # interrupted (else it finished first: both are consistent)
+        assert "interrupted" in str(errors[0])
+        assert registry(path) == (0, [])
+    assert Sealer(files, memory_ids=200_000).build()
+    assert registry(path) == (200_000, [(0, 200_000, 0)])
+    assert not list(files.directory.glob(".seal-*"))
