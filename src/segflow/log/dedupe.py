@@ -95,8 +95,13 @@ class DedupeIndex:
         self.catch_up()
 
     def __len__(self) -> int:
-        """Ids held in memory."""
-        return sum(len(seen) for seen in self._ranges.values())
+        """Ids held in memory (safe to call from another thread: a metrics scrape)."""
+        return sum(len(seen) for seen in list(self._ranges.values()))
+
+    @property
+    def runs(self) -> int:
+        """Sealed runs this process has open."""
+        return len(self._runs.runs) if self._runs is not None else 0
 
     @property
     def sealed_upto(self) -> int:

@@ -414,13 +414,16 @@ class SqliteEventLog(QueuedAppends):
         return int(cur.rowcount)
 
     def stats(self) -> dict[str, Any]:
-        """Counts for health pages: records per partition, dead letters, pending appends."""
+        """Counts for health pages: records per partition, dead letters, pending appends, the
+        dedupe index's ids in memory and sealed runs."""
         with self._read_lock:
             dead = self._read.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
         return {
             "end_offsets": self.end_offsets(),
             "dead_letters": int(dead),
             "pending_events": self._pending_events,
+            "dedupe_memory_ids": len(self._dedupe),
+            "dedupe_runs": self._dedupe.runs,
         }
 
     def close(self) -> None:

@@ -297,3 +297,15 @@ def test_closing_interrupts_a_build_and_the_next_one_cleans_up(tmp_path: Path) -
     assert Sealer(files, memory_ids=200_000).build()
     assert registry(path) == (200_000, [(0, 200_000, 0)])
     assert not list(files.directory.glob(".seal-*"))
+
+
+def test_the_log_reports_its_dedupe_tiers(open_log: OpenLog) -> None:
+    from segflow.server.gauges import StoreGauges
+
+    log = open_log()
+    log.append(events("m", 25))
+    sealed(log, 20)
+    assert (log.stats()["dedupe_memory_ids"], log.stats()["dedupe_runs"]) == (len(log._dedupe), 2)
+    gauges = {m.name: m.samples[0].value for m in StoreGauges(log.path.parent, log).collect()}
+    assert gauges["segflow_log_dedupe_runs"] == 2
+    assert gauges["segflow_log_dedupe_memory_ids"] == len(log._dedupe)
