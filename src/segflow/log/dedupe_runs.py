@@ -147,8 +147,9 @@ class RunFiles:
         """One run of the next level holding the keys of ``runs`` (neighbours, by id)."""
 
         def fill(con: sqlite3.Connection) -> None:
-            for i, run in enumerate(runs):
-                con.execute(f"ATTACH DATABASE ? AS r{i}", (str(self.db(run)),))
+            for i, run in enumerate(runs):  # read-only: a run gone meanwhile fails the merge
+                uri = f"{self.db(run).resolve().as_uri()}?mode=ro&immutable=1"
+                con.execute(f"ATTACH DATABASE ? AS r{i}", (uri,))
             union = " UNION ALL ".join(
                 f"SELECT key, received_at_ms FROM r{i}.keys" for i in range(len(runs))
             )
@@ -171,7 +172,7 @@ class RunFiles:
         tmp_db = self.directory / f".{tag}-{name}.sqlite"
         tmp_bloom = self.directory / f".{tag}-{name}.bloom"
         tmp_db.unlink(missing_ok=True)
-        con = sqlite3.connect(tmp_db, isolation_level=None)
+        con = sqlite3.connect(tmp_db.resolve().as_uri(), isolation_level=None, uri=True)
         try:
             con.execute("PRAGMA journal_mode=OFF")
             con.execute("PRAGMA synchronous=OFF")
