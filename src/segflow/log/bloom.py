@@ -43,7 +43,9 @@ def key_array(keys: list[bytes] | bytes) -> Keys:
     return np.frombuffer(blob, dtype="<u8").reshape(-1, 2)
 
 
-def _masks(keys: Keys) -> npt.NDArray[np.uint64]:
+def masks_of(keys: Keys) -> npt.NDArray[np.uint64]:
+    """The bits each key sets in its word: the same in every filter (compute them once per
+    batch, then :meth:`BloomFilter.may_contain` each filter with them)."""
     high = keys[:, 1]
     masks = np.zeros(len(keys), dtype=np.uint64)
     for i in range(PROBES):
@@ -68,11 +70,13 @@ class BloomFilter:
         return keys[:, 0] % np.uint64(len(self.words))
 
     def add(self, keys: Keys) -> None:
-        np.bitwise_or.at(self.words, self._slots(keys), _masks(keys))
+        np.bitwise_or.at(self.words, self._slots(keys), masks_of(keys))
 
-    def may_contain(self, keys: Keys) -> npt.NDArray[np.bool_]:
-        """Per key: False if it was certainly never added."""
-        masks = _masks(keys)
+    def may_contain(
+        self, keys: Keys, masks: npt.NDArray[np.uint64] | None = None
+    ) -> npt.NDArray[np.bool_]:
+        """Per key: False if it was certainly never added (``masks``: :func:`masks_of` keys)."""
+        masks = masks_of(keys) if masks is None else masks
         result: npt.NDArray[np.bool_] = (self.words[self._slots(keys)] & masks) == masks
         return result
 
@@ -89,4 +93,4 @@ class BloomFilter:
         return cls(np.memmap(path, dtype="<u8", mode="r"))
 
 
-__all__ = ["BITS_PER_KEY", "PROBES", "BloomFilter", "Keys", "key_array"]
+__all__ = ["BITS_PER_KEY", "PROBES", "BloomFilter", "Keys", "key_array", "masks_of"]

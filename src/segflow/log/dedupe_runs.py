@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segflow.db.sqlite import connect
-from segflow.log.bloom import BloomFilter, key_array
+from segflow.log.bloom import BloomFilter, key_array, masks_of
 
 REGISTRY = (
     "CREATE TABLE IF NOT EXISTS dedupe_runs(lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL,"
@@ -300,10 +300,11 @@ class SealedTier:
         if not keys or not self._open:
             return best
         array = key_array(keys)
+        masks = masks_of(array)
         for opened in self._open.values():
             if floor_ms is not None and opened.run.max_received_ms < floor_ms:
                 continue
-            maybe = opened.bloom.may_contain(array).nonzero()[0].tolist()
+            maybe = opened.bloom.may_contain(array, masks).nonzero()[0].tolist()
             if not maybe:
                 continue
             self.probes += len(maybe)
