@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "loader": ("benchmarks.loader", ["--events", "20000", "--executemany-events", "500", "--rounds", "2"]),
     "features": ("benchmarks.features", ["--profiles", "2000", "--events", "50000", "--rounds", "2"]),
     "imports": ("benchmarks.imports", ["--events", "5000", "--rounds", "2"]),
+    "dedupe_memory": ("benchmarks.dedupe_memory", ["--ids", "100000", "--rounds", "2", "--seconds", "0.5", "--memory-ids", "20000"]),
     "ml": ("benchmarks.ml", ["--profiles", "5000", "--rounds", "2"]),
     "delivery": ("benchmarks.delivery", ["--rounds", "2", "--seconds", "0.5"]),
     "privacy": ("benchmarks.privacy", ["--events", "5000", "--others", "5000", "--rounds", "2"]),

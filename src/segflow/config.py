@@ -16,7 +16,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -38,6 +38,8 @@ class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
     driver: str = "sqlite"
     partitions: int = 8
     dedupe_window_ms: int = 24 * 3_600_000
+    # the embedded log's dedupe ids held in memory per range; older ranges are sealed to disk
+    dedupe_memory_ids: Annotated[int, msgspec.Meta(ge=1_000)] = 200_000
     max_pending_events: int = 200_000
     retention_ms: int | None = None  # None: keep the log (timelines and rule backfills read it)
     retention_interval_s: float = 300.0

@@ -3,22 +3,32 @@ within the window.
 
 On disk it is an **append-only** table, ``dedupe_log(id, key, received_at_ms)``: appending
 costs the same however large the window is (a B-tree keyed by message id would rewrite pages
-all over the tree on every commit — measured in BENCHMARKS.md). The lookup structure is a dict
-in memory, loaded at open and caught up at the start of every write transaction with the rows
-other processes (``segflow import``) appended. Old rows are pruned by id ranges.
+all over the tree on every commit — measured in BENCHMARKS.md). It is the truth, written in the
+same transaction as the events. Lookups go through two tiers:
+
+- **memory**: the rows not sealed yet, in one dict per range of ``memory_ids`` ids, caught up
+  at the start of every write transaction with the rows other processes appended (``segflow
+  import``, the other HTTP workers). About 250 bytes per id, at most ~2 x ``memory_ids`` ids;
+- **sealed runs** (:mod:`segflow.log.dedupe_runs`): each full range of ``memory_ids`` ids is
+  copied into an immutable sorted file with a Bloom filter, by a background thread, outside the
+  append transaction; the range's dict is then dropped. A new id (the common case) is answered
+  by the filters (one numpy pass per run and append group), and only a "maybe" reads a run.
+
+Without ``runs`` (the doctest below) every id of the window stays in memory. Old rows are
+pruned by id ranges; whole runs leave when their newest key is older than the window.
 
 ``key`` is a 128-bit BLAKE2b of ``(source_id, message_id)``: a false duplicate would need a
-128-bit collision. Memory: about 150 bytes per message id in the window.
+128-bit collision (a Bloom filter's "maybe" is always checked against the run itself).
 
 >>> import sqlite3
 >>> con = sqlite3.connect(":memory:", isolation_level=None)
 >>> index = DedupeIndex(con, window_ms=1_000)
 >>> k = dedupe_key("src", "m1")
->>> index.is_duplicate(k, 10)
-False
+>>> index.duplicates([k], [10])
+[False]
 >>> index.stage([(k, 10)]); index.applied()
->>> index.is_duplicate(k, 900), index.is_duplicate(k, 1_011)
-(True, False)
+>>> index.duplicates([k, k], [900, 1_011])
+[True, False]
 """
 
 from __future__ import annotations
@@ -26,12 +36,22 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections import deque
+from collections.abc import Callable
+
+from segflow.log.dedupe_runs import Run, SealedTier, ensure_registry, expire_runs
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS dedupe_log(id INTEGER PRIMARY KEY, key BLOB NOT NULL,"
     " received_at_ms INTEGER NOT NULL)"
 )
 _MARK_EVERY = 10_000
+DEFAULT_MEMORY_IDS = 200_000
+
+
+def ensure_tables(con: sqlite3.Connection) -> None:
+    """Create ``dedupe_log`` and the list of sealed runs if they do not exist."""
+    con.execute(_SCHEMA)
+    ensure_registry(con)
 
 
 def dedupe_key(source_id: str, message_id: str) -> bytes:
@@ -44,84 +64,169 @@ def dedupe_key(source_id: str, message_id: str) -> bytes:
 
 
 class DedupeIndex:
-    """See the module docstring. Used only by the log's writer (under its write lock)."""
+    """See the module docstring. Used only by the log's writer (under its write lock).
 
-    def __init__(self, con: sqlite3.Connection, *, window_ms: int) -> None:
+    ``on_full`` is called when a whole range of ``memory_ids`` ids waits to be sealed.
+    """
+
+    def __init__(
+        self,
+        con: sqlite3.Connection,
+        *,
+        window_ms: int,
+        memory_ids: int = DEFAULT_MEMORY_IDS,
+        runs: SealedTier | None = None,
+        on_full: Callable[[], None] | None = None,
+    ) -> None:
         self._con = con
         self._window_ms = window_ms
-        self._seen: dict[bytes, int] = {}
+        self._memory_ids = memory_ids
+        self._runs = runs
+        self._on_full = on_full
+        self._ranges: dict[int, dict[bytes, int]] = {}  # id range -> key -> newest received
         self._last_id = 0
         self._pruned_to = 0
         self._marks: deque[tuple[int, int]] = deque()  # (last id, newest received_at) so far
         self._newest = 0
         self._staged: list[tuple[bytes, int]] = []
-        con.execute(_SCHEMA)
+        self._staged_last_id = 0
+        self._expired: list[Run] = []
+        ensure_tables(con)
         self.catch_up()
 
     def __len__(self) -> int:
-        return len(self._seen)
+        """Ids held in memory (safe to call from another thread: a metrics scrape)."""
+        return sum(len(seen) for seen in list(self._ranges.values()))
+
+    @property
+    def runs(self) -> int:
+        """Sealed runs this process has open."""
+        return len(self._runs.runs) if self._runs is not None else 0
+
+    @property
+    def sealed_upto(self) -> int:
+        return self._runs.sealed_upto if self._runs is not None else 0
 
     def catch_up(self) -> None:
-        """Read rows appended since we last looked (by this or another process)."""
+        """Follow the sealed runs and read rows appended since we last looked (by this or
+        another process)."""
+        if self._runs is not None:
+            self._runs.refresh(self._con)
+            self._forget_sealed()
+            for run in self._runs.runs:
+                self._newest = max(self._newest, run.max_received_ms)
         rows = self._con.execute(
             "SELECT id, key, received_at_ms FROM dedupe_log WHERE id > ? ORDER BY id",
-            (self._last_id,),
+            (max(self._last_id, self.sealed_upto),),
         )
         count = 0
         for row_id, key, received in rows:
-            self._remember(key, received)
+            self._remember(row_id, key, received)
             self._last_id = row_id
             count += 1
             if count % _MARK_EVERY == 0:
                 self._marks.append((row_id, self._newest))
         if count % _MARK_EVERY:
             self._marks.append((self._last_id, self._newest))
+        self._check_full()
 
-    def _remember(self, key: bytes, received: int) -> None:
-        if received >= self._seen.get(key, received):
-            self._seen[key] = received
+    def _forget_sealed(self) -> None:
+        sealed = self.sealed_upto
+        for number in [n for n in self._ranges if (n + 1) * self._memory_ids <= sealed]:
+            del self._ranges[number]
+
+    def _check_full(self) -> None:
+        if self._on_full is not None and self._last_id - self.sealed_upto >= self._memory_ids:
+            self._on_full()
+
+    def _remember(self, row_id: int, key: bytes, received: int) -> None:
+        number = (row_id - 1) // self._memory_ids
+        seen = self._ranges.get(number)
+        if seen is None:
+            seen = self._ranges[number] = {}
+        if received >= seen.get(key, received):
+            seen[key] = received
         self._newest = max(self._newest, received)
 
-    def is_duplicate(self, key: bytes, received_at_ms: int) -> bool:
-        """Was ``key`` appended within the window before ``received_at_ms``?"""
-        stored = self._seen.get(key)
-        return stored is not None and received_at_ms - stored <= self._window_ms
+    def duplicates(self, keys: list[bytes], received_at_ms: list[int]) -> list[bool]:
+        """Per key: was it appended within the window before its ``received_at_ms``?"""
+        window = self._window_ms
+        found = [False] * len(keys)
+        undecided: list[int] = []
+        for i, (key, received) in enumerate(zip(keys, received_at_ms, strict=True)):
+            for seen in self._ranges.values():
+                stored = seen.get(key)
+                if stored is not None and received - stored <= window:
+                    found[i] = True
+                    break
+            else:
+                undecided.append(i)
+        if undecided and self._runs is not None and self._runs.runs:
+            floor = min(received_at_ms[i] for i in undecided) - window
+            stored_in_runs = self._runs.lookup([keys[i] for i in undecided], floor_ms=floor)
+            for i, stored in zip(undecided, stored_in_runs, strict=True):
+                found[i] = stored is not None and received_at_ms[i] - stored <= window
+        return found
 
     def stage(self, rows: list[tuple[bytes, int]]) -> None:
         """Write ``(key, received_at_ms)`` rows in the caller's transaction."""
         if rows:
             self._con.executemany("INSERT INTO dedupe_log(key, received_at_ms) VALUES(?,?)", rows)
             self._staged.extend(rows)
+            # in the transaction: after COMMIT another process may have appended already
+            self._staged_last_id = int(
+                self._con.execute("SELECT max(id) FROM dedupe_log").fetchone()[0]
+            )
 
     def applied(self) -> None:
-        """The transaction committed: remember the staged rows."""
+        """The transaction committed: remember the staged rows, delete expired runs' files."""
+        if self._expired and self._runs is not None:
+            self._runs.remove_files(self._expired)
+        self._expired = []
         if not self._staged:
             return
-        for key, received in self._staged:
-            self._remember(key, received)
+        first = self._staged_last_id - len(self._staged) + 1
+        for offset, (key, received) in enumerate(self._staged):
+            self._remember(first + offset, key, received)
         self._staged = []
-        self._last_id = int(self._con.execute("SELECT max(id) FROM dedupe_log").fetchone()[0])
+        self._last_id = self._staged_last_id
         self._marks.append((self._last_id, self._newest))
+        self._check_full()
 
     def discarded(self) -> None:
-        """The transaction rolled back: forget the staged rows."""
+        """The transaction rolled back: forget the staged rows and the runs it unlisted."""
         self._staged = []
+        self._expired = []
+
+    def close(self) -> None:
+        """Close the sealed runs' files."""
+        if self._runs is not None:
+            self._runs.close()
 
     def prune(self) -> int:
-        """Delete rows older than the window (in the caller's transaction); returns how many."""
-        horizon = self._newest - self._window_ms
+        """Delete rows and unlist runs older than the window (in the caller's transaction);
+        returns how many rows were deleted."""
+        newest = max(self._newest, max((r for _, r in self._staged), default=0))
+        horizon = newest - self._window_ms
         upto = self._pruned_to
         while len(self._marks) > 1 and self._marks[0][1] < horizon:
             upto = self._marks.popleft()[0]
+        if self._runs is not None:
+            self._expired = expire_runs(self._con, horizon)
+            expired = {run.lo for run in self._expired}
+            live = [run.lo for run in self._runs.runs if run.lo not in expired]
+            upto = max(upto, min(live) if live else self._runs.sealed_upto)
+        upto = min(upto, self._last_id - 1)  # the newest row stays: ids are never reused
         if upto <= self._pruned_to:
             return 0
         rows = self._con.execute(
-            "SELECT key, received_at_ms FROM dedupe_log WHERE id > ? AND id <= ?",
-            (self._pruned_to, upto),
+            "SELECT id, key, received_at_ms FROM dedupe_log WHERE id > ? AND id <= ?",
+            (max(self._pruned_to, self.sealed_upto), upto),
         )
-        for key, received in rows:
-            if self._seen.get(key) == received:
-                del self._seen[key]
+        for row_id, key, received in rows:
+            seen = self._ranges.get((row_id - 1) // self._memory_ids)
+            if seen is not None and seen.get(key) == received:
+                del seen[key]
         deleted = self._con.execute("DELETE FROM dedupe_log WHERE id <= ?", (upto,)).rowcount
         self._pruned_to = upto
         return int(deleted)

@@ -45,6 +45,7 @@ def open_event_log(settings: Settings, *, clock: Clock | None = None) -> ServedL
             data / "log.sqlite",
             partitions=s.partitions,
             dedupe_window_ms=s.dedupe_window_ms,
+            dedupe_memory_ids=s.dedupe_memory_ids,
             max_pending_events=s.max_pending_events,
             clock=clock,
         )

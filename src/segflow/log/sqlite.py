@@ -6,7 +6,8 @@ Layout of ``log.sqlite``:
 - ``partitions(partition, next_offset)``: the next offset per partition, kept in the same
   transaction as the records so offsets never go backwards, even after retention;
 - ``dedupe_log(id, key, received_at_ms)``: the dedupe index, append-only, looked up in memory
-  (``segflow.log.dedupe``);
+  and, once sealed, in sorted runs under ``<stem>.dedupe/`` (``segflow.log.dedupe``,
+  ``segflow.log.dedupe_runs``, listed in ``dedupe_runs`` and ``dedupe_sealed``);
 - ``consumer_offsets(grp, partition, offset)``: committed offsets of named consumers;
 - ``dead_letters``: refused payloads with their reason.
 
@@ -43,7 +44,8 @@ from segflow.clock import DAY_MS, Clock, WallClock
 from segflow.db.sqlite import connect, vacuum
 from segflow.log.base import DeadLetter, Position, Record, partition_for
 from segflow.log.bell import Bell
-from segflow.log.dedupe import DedupeIndex, dedupe_key
+from segflow.log.dedupe import DEFAULT_MEMORY_IDS, DedupeIndex, dedupe_key, ensure_tables
+from segflow.log.dedupe_runs import RunFiles, SealedTier, Sealer, unsealed_ids
 from segflow.log.exceptions import LogWriteFailed
 from segflow.log.queued import PendingAppend, QueuedAppends
 from segflow.spec.events import decode_event
@@ -73,6 +75,7 @@ class SqliteEventLog(QueuedAppends):
         *,
         partitions: int = 8,
         dedupe_window_ms: int = DAY_MS,
+        dedupe_memory_ids: int = DEFAULT_MEMORY_IDS,
         max_pending_events: int = 200_000,
         max_group_events: int = 20_000,
         clock: Clock | None = None,
@@ -92,8 +95,7 @@ class SqliteEventLog(QueuedAppends):
         self._init_appends(
             partitions=partitions, max_pending=max_pending_events, waiting_for="the disk"
         )
-        with self._write_lock:
-            self._dedupe = DedupeIndex(self._write, window_ms=dedupe_window_ms)
+        self._dedupe = self._open_dedupe(dedupe_window_ms, dedupe_memory_ids)
         self._next = self._load_next_offsets()
         self._commits = 0
         self._listeners: list[Callable[[], None]] = []
@@ -109,6 +111,7 @@ class SqliteEventLog(QueuedAppends):
             self._write.execute("BEGIN IMMEDIATE")
             for stmt in _SCHEMA:
                 self._write.execute(stmt)
+            ensure_tables(self._write)
             row = self._write.execute("SELECT value FROM meta WHERE key='partitions'").fetchone()
             if row is None:
                 self._write.execute("INSERT INTO meta VALUES('partitions', ?)", (str(partitions),))
@@ -117,6 +120,23 @@ class SqliteEventLog(QueuedAppends):
                 )
             self._write.execute("COMMIT")
         return partitions if row is None else int(row[0])
+
+    def _open_dedupe(self, window_ms: int, memory_ids: int) -> DedupeIndex:
+        files = RunFiles(self._path)
+        self._sealer = Sealer(files, memory_ids=memory_ids)
+        if unsealed_ids(self._write) > 2 * memory_ids:  # a log from before sealed runs
+            self._sealer.build(wait=True)
+        with self._write_lock:
+            dedupe = DedupeIndex(
+                self._write,
+                window_ms=window_ms,
+                memory_ids=memory_ids,
+                runs=SealedTier(files),
+                on_full=self._sealer.wake,
+            )
+        self._sealer.start()
+        self._sealer.wake()  # a merge another process left undone
+        return dedupe
 
     def _load_next_offsets(self) -> list[int]:
         rows = dict(self._write.execute("SELECT partition, next_offset FROM partitions").fetchall())
@@ -182,14 +202,17 @@ class SqliteEventLog(QueuedAppends):
         results: list[list[Position | None]] = []
         now_ms = self._clock.now_ms()
         window = self._dedupe_window_ms
+        keys = [dedupe_key(e.source_id, e.message_id) for p in group for e in p.events]
+        seen = iter(
+            self._dedupe.duplicates(keys, [e.received_at_ms for p in group for e in p.events])
+        )
+        at = iter(keys)
         for pending in group:
             positions: list[Position | None] = []
             for event, payload in zip(pending.events, pending.payloads, strict=True):
-                key = dedupe_key(event.source_id, event.message_id)
+                key = next(at)
                 received = event.received_at_ms
-                if self._dedupe.is_duplicate(key, received) or (
-                    key in fresh and received - fresh[key] <= window
-                ):
+                if next(seen) or (key in fresh and received - fresh[key] <= window):
                     positions.append(None)
                     continue
                 fresh[key] = received
@@ -391,13 +414,16 @@ class SqliteEventLog(QueuedAppends):
         return int(cur.rowcount)
 
     def stats(self) -> dict[str, Any]:
-        """Counts for health pages: records per partition, dead letters, pending appends."""
+        """Counts for health pages: records per partition, dead letters, pending appends, the
+        dedupe index's ids in memory and sealed runs."""
         with self._read_lock:
             dead = self._read.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
         return {
             "end_offsets": self.end_offsets(),
             "dead_letters": int(dead),
             "pending_events": self._pending_events,
+            "dedupe_memory_ids": len(self._dedupe),
+            "dedupe_runs": self._dedupe.runs,
         }
 
     def close(self) -> None:
@@ -405,6 +431,8 @@ class SqliteEventLog(QueuedAppends):
         if self._closed:
             return
         self._stop_writer()
+        self._sealer.close()
+        self._dedupe.close()
         self._bell.close()
         self._write.close()
         self._read.close()

@@ -102,6 +102,9 @@ class StoreGauges(Collector):
         yield appended
         yield _gauge("segflow_log_pending_events", "Events queued for the log's writer (bounded by log.max_pending_events).", stats["pending_events"])  # fmt: skip
         yield _gauge("segflow_log_dead_letters", "Refused payloads kept in the log's dead letters.", stats["dead_letters"])  # fmt: skip
+        if "dedupe_memory_ids" in stats:  # the embedded log's dedupe index
+            yield _gauge("segflow_log_dedupe_memory_ids", "Message ids of the dedupe window this process holds in memory (bounded by about two ranges of log.dedupe_memory_ids).", stats["dedupe_memory_ids"])  # fmt: skip
+            yield _gauge("segflow_log_dedupe_runs", "Sealed runs of the dedupe index on disk (DATA_DIR/log.dedupe/).", stats["dedupe_runs"])  # fmt: skip
         path = getattr(self.log, "path", None)  # the embedded log's file (a Kafka log has none)
         if path is not None:
             yield _gauge("segflow_log_size_bytes", "Size of log.sqlite with its write-ahead file.", file_bytes(path))  # fmt: skip
