@@ -138,6 +138,33 @@ class Extractor:
         return self.rules.priority(ident.type) if rank is None else rank
 
     def __call__(self, event: Event) -> list[Identifier]:
+        context = event.context
+        if self.extras or event.type == "alias" or (context and "externalIds" in context):
+            return self._general(event)
+        # the usual event: user_id, email, anonymous_id only; three distinct types, so no
+        # duplicate to drop (the general path below gives the same list, test_identifiers.py)
+        blocked = self.blocked
+        found: list[Identifier] = []
+        value: Any = event.user_id
+        if value is not None:
+            text = value.strip() if type(value) is str else normalise("user_id", value)
+            if text is not None and text.lower() not in blocked:
+                found.append(Identifier("user_id", text))
+        value = _email(event)
+        if value is not None:
+            text = value.strip().lower() if type(value) is str else normalise("email", value)
+            if text is not None and text not in blocked:
+                found.append(Identifier("email", text))
+        value = event.anonymous_id
+        if value is not None:
+            text = value.strip() if type(value) is str else normalise("anonymous_id", value)
+            if text is not None and text.lower() not in blocked:
+                found.append(Identifier("anonymous_id", text))
+        if len(found) > 1 and not self.in_order:
+            found.sort(key=self._rank)
+        return found
+
+    def _general(self, event: Event) -> list[Identifier]:
         raw: list[tuple[str, Any]] = [
             ("user_id", event.user_id),
             ("email", _email(event)),

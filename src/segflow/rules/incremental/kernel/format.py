@@ -54,7 +54,6 @@ from segflow.rules.incremental.kernel.layout import (
     SeqLayout,
     SlotLayout,
     fingerprint_bytes,
-    key_id,
 )
 from segflow.rules.incremental.state import (
     Entry,
@@ -226,7 +225,7 @@ def _seq_fold(fold: SeqFold) -> bytes:
 def section_prefix(index: int, part: SlotLayout | SeqLayout) -> bytes:
     """A section's first bytes: its kind, index and key id (and an event slot's path ids)."""
     kind = SEQ if isinstance(part, SeqLayout) else TRAIT if part.kind == "trait" else EVENT
-    out = bytearray([kind]) + _U16.pack(index) + _U64.pack(key_id(part.key))
+    out = bytearray([kind]) + _U16.pack(index) + _U64.pack(part.key_id)
     if kind == EVENT:
         assert isinstance(part, SlotLayout)
         out.append(len(part.paths))

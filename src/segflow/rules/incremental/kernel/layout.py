@@ -16,6 +16,7 @@ values (the extension converts them once).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -81,11 +82,12 @@ class SlotLayout:
     predicates: tuple[tuple[str, Any], ...] = ()  # trait slots: (op, literal), one bit each
     needs_time: bool = False
 
-    @property
+    @functools.cached_property
     def key_id(self) -> int:
+        """:func:`key_id` of ``key`` (worked out once: a merge's decoding read it per slot)."""
         return key_id(self.key)
 
-    @property
+    @functools.cached_property
     def path_ids(self) -> tuple[int, ...]:
         return tuple(path_id(p) for p in self.paths)
 
@@ -97,7 +99,7 @@ class SeqLayout:
     matchers: tuple[int, ...]  # the steps', then the absent step's
     horizon_ms: int
 
-    @property
+    @functools.cached_property
     def key_id(self) -> int:
         return key_id(self.key)
 
