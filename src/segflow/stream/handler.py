@@ -6,10 +6,10 @@ inside the transaction that also commits the consumer offset.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
+from hashlib import blake2b
 from typing import Any
 
 from segflow.identity import (
@@ -54,8 +54,12 @@ def new_profile_id(event: Event, seed: Identifier) -> str:
     >>> new_profile_id(e, Identifier("anonymous_id", "a")) == new_profile_id(e, Identifier("anonymous_id", "a"))
     True
     """
-    digest = hashlib.blake2b(f"{event.message_id}|{seed}".encode(), digest_size=10).hexdigest()
-    return f"p_{digest}"
+    return _profile_id(event.message_id, str(seed))
+
+
+def _profile_id(message_id: str, seed_key: str) -> str:
+    """:func:`new_profile_id` from the seed identifier's key (``str(seed)``)."""
+    return "p_" + blake2b(f"{message_id}|{seed_key}".encode(), digest_size=10).hexdigest()
 
 
 class EventHandler:
@@ -88,9 +92,12 @@ class EventHandler:
     ) -> tuple[list[list[Identifier]], list[list[str]]]:
         """:meth:`prefetch`, with each identifier's key (``type:value``) as well, which
         :meth:`attribute_all` takes instead of formatting them again."""
-        extract = self.extract
-        idents = [extract(r.event) for r in records]
-        ident_keys = [[f"{t}:{v}" for t, v in ids] for ids in idents]
+        keyed = self.extract.keyed
+        idents, ident_keys = [], []
+        for record in records:
+            ids, found = keyed(record.event)
+            idents.append(ids)
+            ident_keys.append(found)
         batch.prefetch(ident_keys)
         return idents, ident_keys
 
@@ -194,7 +201,7 @@ class EventHandler:
         """A new profile owning ``ids`` (none known, distinct types, within the cap): what
         :meth:`_new` and :meth:`_link` do, without looking the owners up again."""
         ts = event.timestamp_ms
-        pid = new_profile_id(event, ids[0])
+        pid = _profile_id(event.message_id, ident_keys[0])
         profile = Profile(profile_id=pid, created_ms=ts)
         owners, raw_pid, seq = batch.owners, pid.encode(), 0
         entries = []

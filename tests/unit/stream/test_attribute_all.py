@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tests.support.state import changes_apart
 
 from segflow.clock import ManualClock
-from segflow.identity import ExternalId, IdentityRules
+from segflow.identity import ExternalId, Identifier, IdentityRules
 from segflow.identity.identifiers import Extractor
 from segflow.log.base import Record
 from segflow.rules import StaticProfile, compile_segments
@@ -186,7 +186,10 @@ EXTRACTORS = [
 @settings(max_examples=300, deadline=None)
 @given(events(), st.sampled_from(EXTRACTORS))
 def test_the_usual_events_extraction_equals_the_general_one(event: Event, extract: Any) -> None:
-    assert extract(event) == extract._general(event)
+    found, keys = extract.keyed(event)
+    assert found == extract._general(event) == extract(event)
+    assert all(type(i) is Identifier for i in found)
+    assert keys == [str(i) for i in found]
 
 
 @pytest.mark.skipif(not AVAILABLE, reason="the compiled rule kernel is not built")
