@@ -91,6 +91,12 @@ class SlotLayout:
     def path_ids(self) -> tuple[int, ...]:
         return tuple(path_id(p) for p in self.paths)
 
+    @functools.cached_property
+    def plan_pos_of_id(self) -> dict[int, int]:
+        """A stored path's id -> its position in the plan's order (``plan_paths``)."""
+        plan_pos = {p: j for j, p in enumerate(self.plan_paths)}
+        return {pid: plan_pos[p] for pid, p in zip(self.path_ids, self.paths, strict=True)}
+
 
 @dataclass
 class SeqLayout:
@@ -132,10 +138,15 @@ class Layout:
     )
     bucket_of: dict[Any, int] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def header(self) -> bytes:
         """The state's first 12 bytes: magic and version, then the rule set's id."""
-        return MAGIC + fingerprint_bytes(self.fingerprint)
+        return MAGIC + self.fingerprint_bytes
+
+    @functools.cached_property
+    def fingerprint_bytes(self) -> bytes:
+        """:func:`fingerprint_bytes` of the rule set (worked out once)."""
+        return fingerprint_bytes(self.fingerprint)
 
     def slot_index(self, key: str) -> int | None:
         return self._slot_index.get(key)
