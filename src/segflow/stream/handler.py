@@ -129,15 +129,14 @@ class EventHandler:
             if not ids or event.type == "alias":
                 self.attribute(batch, record, now_ms, ids)
                 continue
-            owner = owners.get(ks[0], _MISS)
-            if owner is _MISS:
-                owner = owner_of(ks[0])
+            first = ks[0]
+            owner = owners[first] if first in owners else owner_of(first)
             if owner is not None:  # a returning person, when every identifier is theirs
                 for key in ks[1:]:
                     if owners.get(key, _MISS) != owner:
                         owner = None
                         break
-                profile = None if owner is None else profiles.get(owner) or find(owner)  # type: ignore[arg-type]
+                profile = None if owner is None else profiles.get(owner) or find(owner)
                 if profile is None:
                     self.attribute(batch, record, now_ms, ids, fast=False)
                     continue

@@ -339,7 +339,7 @@ class _Reader:
             end = pos + 1 + data[pos]
             if end <= self.end:
                 self.pos = end
-                return data[pos + 1 : end].decode()  # type: ignore[no-any-return]
+                return data[pos + 1 : end].decode()
         return self.take(self.varint()).decode()
 
 
