@@ -138,6 +138,55 @@ class Extractor:
         return self.rules.priority(ident.type) if rank is None else rank
 
     def __call__(self, event: Event) -> list[Identifier]:
+        return self.keyed(event)[0]
+
+    def keyed(self, event: Event) -> tuple[list[Identifier], list[str]]:
+        """The identifiers of ``event`` (as calling the extractor) and their keys, ``str()``
+        of each (``type:value``, what the owner index is keyed by).
+
+        >>> from segflow.spec import Event
+        >>> e = Event(type="track", message_id="m", source_id="s", timestamp_ms=1,
+        ...           received_at_ms=1, user_id="u1", anonymous_id="a1")
+        >>> Extractor(IdentityRules()).keyed(e)[1]
+        ['user_id:u1', 'anonymous_id:a1']
+        """
+        context = event.context
+        if self.extras or event.type == "alias" or (context and "externalIds" in context):
+            found = self._general(event)
+            return found, [f"{t}:{v}" for t, v in found]
+        # the usual event: user_id, email, anonymous_id only; three distinct types, so no
+        # duplicate to drop (the general path gives the same list: test_attribute_all.py)
+        blocked = self.blocked
+        found, keys = [], []
+        value: Any = event.user_id
+        if value is not None:
+            text = value.strip() if type(value) is str else normalise("user_id", value)
+            if text is not None and text.lower() not in blocked:
+                found.append(_ident(Identifier, ("user_id", text)))
+                keys.append("user_id:" + text)
+        traits = event.traits
+        value = traits.get("email") if traits else None
+        if value is None and context:
+            ctx_traits = context.get("traits")
+            if isinstance(ctx_traits, dict):
+                value = ctx_traits.get("email")
+        if value is not None:
+            text = value.strip().lower() if type(value) is str else normalise("email", value)
+            if text is not None and text not in blocked:
+                found.append(_ident(Identifier, ("email", text)))
+                keys.append("email:" + text)
+        value = event.anonymous_id
+        if value is not None:
+            text = value.strip() if type(value) is str else normalise("anonymous_id", value)
+            if text is not None and text.lower() not in blocked:
+                found.append(_ident(Identifier, ("anonymous_id", text)))
+                keys.append("anonymous_id:" + text)
+        if len(found) > 1 and not self.in_order:
+            found.sort(key=self._rank)
+            keys = [f"{t}:{v}" for t, v in found]
+        return found, keys
+
+    def _general(self, event: Event) -> list[Identifier]:
         raw: list[tuple[str, Any]] = [
             ("user_id", event.user_id),
             ("email", _email(event)),
@@ -173,6 +222,9 @@ class Extractor:
         if len(found) > 1 and (self.extras or not self.in_order or len(raw) > 3):
             found.sort(key=self._rank)
         return found
+
+
+_ident = tuple.__new__  # Identifier(t, v) without its Python-level __new__ (the hot path)
 
 
 @functools.lru_cache(maxsize=16)

@@ -28,6 +28,7 @@ from segflow.stream.state.base import StateTransaction
 
 _encoder = msgspec.msgpack.Encoder()
 _MISS = object()
+_NONE: frozenset[Identifier] = frozenset()
 _V = TypeVar("_V")
 
 
@@ -291,7 +292,8 @@ class Batch:
         return self.profile(profile_id).merge_count
 
     def excluded(self, profile_id: str) -> frozenset[Identifier]:
-        return frozenset(Identifier.parse(k) for k in self.profile(profile_id).excluded)
+        found = self.profile(profile_id).excluded
+        return frozenset(Identifier.parse(k) for k in found) if found else _NONE
 
     # -- outputs ----------------------------------------------------------------------------
     def emit(self, change: AnyChange) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from segflow.rules.incremental.executor import ProfileView
+from segflow.rules.incremental.kernel import KernelProgram, merge_checked
 from segflow.spec.events import Event
 
 
@@ -79,3 +80,19 @@ class NullEvaluator:
 
     def merge_states(self, survivor: bytes | None, absorbed: bytes | None) -> bytes | None:
         return survivor
+
+
+def merge_rule_states(
+    evaluator: SegmentEvaluator, survivor: bytes | None, absorbed: bytes | None
+) -> tuple[bytes | None, bool]:
+    """``(merge_states(survivor, absorbed), can_merge(survivor, absorbed))`` of ``evaluator``:
+    the merged rule state of two profiles and whether it is exact. The compiled kernel
+    decodes each state once for both (:func:`~segflow.rules.incremental.kernel.merge_checked`).
+
+    >>> merge_rule_states(NullEvaluator(), b"s", b"a")
+    (b's', True)
+    """
+    if KernelProgram is not None and type(evaluator) is KernelProgram:
+        return merge_checked(evaluator, survivor, absorbed)
+    exact = evaluator.can_merge(survivor, absorbed)
+    return evaluator.merge_states(survivor, absorbed), exact

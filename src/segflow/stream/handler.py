@@ -6,10 +6,10 @@ inside the transaction that also commits the consumer offset.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
+from hashlib import blake2b
 from typing import Any
 
 from segflow.identity import (
@@ -22,6 +22,7 @@ from segflow.identity import (
 from segflow.identity.identifiers import extractor
 from segflow.log.base import LogReader, Record
 from segflow.profiles import Profile, apply_event, merge_into
+from segflow.profiles.profile import IdentityEntry
 from segflow.spec.changes import (
     CONSENT_TRAIT,
     ConsentChanged,
@@ -31,7 +32,12 @@ from segflow.spec.changes import (
 from segflow.spec.events import Event
 from segflow.stream import keys, timeline
 from segflow.stream.batch import Batch, Pending
-from segflow.stream.evaluator import EvalResult, Evaluation, SegmentEvaluator
+from segflow.stream.evaluator import (
+    EvalResult,
+    Evaluation,
+    SegmentEvaluator,
+    merge_rule_states,
+)
 from segflow.stream.freshness import LATE_MS
 from segflow.stream.replay import replay
 from segflow.telemetry.metrics import RULE_EVAL, RULE_EVAL_SAMPLE
@@ -48,8 +54,12 @@ def new_profile_id(event: Event, seed: Identifier) -> str:
     >>> new_profile_id(e, Identifier("anonymous_id", "a")) == new_profile_id(e, Identifier("anonymous_id", "a"))
     True
     """
-    digest = hashlib.blake2b(f"{event.message_id}|{seed}".encode(), digest_size=10).hexdigest()
-    return f"p_{digest}"
+    return _profile_id(event.message_id, str(seed))
+
+
+def _profile_id(message_id: str, seed_key: str) -> str:
+    """:func:`new_profile_id` from the seed identifier's key (``str(seed)``)."""
+    return "p_" + blake2b(f"{message_id}|{seed_key}".encode(), digest_size=10).hexdigest()
 
 
 class EventHandler:
@@ -75,10 +85,21 @@ class EventHandler:
     # -- events -----------------------------------------------------------------------------
     def prefetch(self, batch: Batch, records: Sequence[Record]) -> list[list[Identifier]]:
         """Extract every record's identifiers and load their owners and profiles in bulk."""
-        extract = self.extract
-        idents = [extract(r.event) for r in records]
-        batch.prefetch([[f"{t}:{v}" for t, v in ids] for ids in idents])
-        return idents
+        return self.prefetch_keyed(batch, records)[0]
+
+    def prefetch_keyed(
+        self, batch: Batch, records: Sequence[Record]
+    ) -> tuple[list[list[Identifier]], list[list[str]]]:
+        """:meth:`prefetch`, with each identifier's key (``type:value``) as well, which
+        :meth:`attribute_all` takes instead of formatting them again."""
+        keyed = self.extract.keyed
+        idents, ident_keys = [], []
+        for record in records:
+            ids, found = keyed(record.event)
+            idents.append(ids)
+            ident_keys.append(found)
+        batch.prefetch(ident_keys)
+        return idents, ident_keys
 
     def attribute_all(
         self,
@@ -86,44 +107,74 @@ class EventHandler:
         records: Sequence[Record],
         idents: Sequence[list[Identifier]],
         now_ms: int,
+        ident_keys: Sequence[list[str]] | None = None,
     ) -> None:
-        """:meth:`attribute` for every record, in order (``idents`` from :meth:`prefetch`).
+        """:meth:`attribute` for every record, in order (``idents`` and ``ident_keys`` from
+        :meth:`prefetch_keyed`).
 
         The processor's hot loop: a returning person (every identifier owned by one profile)
-        and a newcomer (no identifier known) are handled inline; anything else (an alias, a
-        link or merge, a conflict, a dead letter) goes through :meth:`attribute`, which gives
-        the same result for these two cases too (``tests/unit/stream/test_handler.py``).
+        and a newcomer (no identifier known, distinct types, within the cap) are handled
+        inline; anything else (an alias, a link or merge, a conflict, a dead letter) goes
+        through :meth:`attribute`, which gives the same result for these two cases too
+        (``tests/unit/stream/test_replay_properties.py``, ``test_attribute_all.py``).
         """
+        if ident_keys is None:
+            ident_keys = [[f"{t}:{v}" for t, v in ids] for ids in idents]
         owners, profiles, dirty, pending = batch.owners, batch.profiles, batch.dirty, batch.pending
         tx, pack, chunk = batch.tx, timeline.ENTRY.pack, timeline.CHUNK_BYTES
-        for record, ids in zip(records, idents, strict=True):
+        find, owner_of = batch.find, batch.owner_of
+        set_key, max_ids = tx.set, self.rules.max_identifiers
+        for record, ids, ks in zip(records, idents, ident_keys, strict=True):
             event = record.event
             if not ids or event.type == "alias":
                 self.attribute(batch, record, now_ms, ids)
                 continue
-            owner = owners.get(f"{ids[0].type}:{ids[0].value}", _MISS)
-            if owner is _MISS or owner is None:
-                profile = None
-            else:
-                for ident in ids[1:]:
-                    if owners.get(f"{ident.type}:{ident.value}", _MISS) != owner:
+            first = ks[0]
+            owner = owners[first] if first in owners else owner_of(first)
+            if owner is not None:  # a returning person, when every identifier is theirs
+                for key in ks[1:]:
+                    if owners.get(key, _MISS) != owner:
                         owner = None
                         break
-                profile = None if owner is None else batch.find(owner)  # type: ignore[arg-type]
-            if profile is None:
-                profile = self._new(batch, event, ids)
+                profile = None if owner is None else profiles.get(owner) or find(owner)
                 if profile is None:
-                    self.attribute(batch, record, now_ms, ids)
+                    self.attribute(batch, record, now_ms, ids, fast=False)
                     continue
+            else:  # a newcomer, when no identifier is known (as _new, inlined)
+                profile = None
+                if len(ids) > max_ids:
+                    pass
+                elif len(ids) == 1:
+                    profile = self._newcomer(batch, event, ids, ks, set_key)
+                elif len({i.type for i in ids}) == len(ids):
+                    for key in ks[1:]:
+                        if owners.get(key, _MISS) is not None:
+                            break
+                    else:
+                        profile = self._newcomer(batch, event, ids, ks, set_key)
+                if profile is None:
+                    self.attribute(batch, record, now_ms, ids, fast=False)
+                    continue
+            ts = event.timestamp_ms
             traits = event.traits
             if traits and CONSENT_TRAIT in traits:
                 consent = profile.traits.get(CONSENT_TRAIT)
                 apply_event(profile, event)
                 if profile.traits.get(CONSENT_TRAIT) != consent:
-                    self._consent_changed(batch, profile, event.timestamp_ms)
-            else:
+                    self._consent_changed(batch, profile, ts)
+            elif traits:
                 apply_event(profile, event)
-            tail = profile.timeline + pack(event.timestamp_ms, record.partition, record.offset)
+            else:  # apply_event without traits, inlined: first/last seen and the count
+                seen = profile.first_seen_ms
+                if seen is None or ts < seen:
+                    profile.first_seen_ms = ts
+                seen = profile.last_seen_ms
+                if seen is None or ts > seen:
+                    profile.last_seen_ms = ts
+                name = event.event if event.type == "track" and event.event else event.type
+                counts = profile.event_counts
+                counts[name] = counts.get(name, 0) + 1
+            tail = profile.timeline + pack(ts, record.partition, record.offset)
             if len(tail) >= chunk:
                 profile.timeline = tail
                 timeline.spill(tx, profile)
@@ -138,6 +189,35 @@ class EventHandler:
             queued.events.append(event)
             queued.cause_ms = event.received_at_ms
 
+    def _newcomer(
+        self,
+        batch: Batch,
+        event: Event,
+        ids: list[Identifier],
+        ident_keys: list[str],
+        set_key: Any,
+    ) -> Profile:
+        """A new profile owning ``ids`` (none known, distinct types, within the cap): what
+        :meth:`_new` and :meth:`_link` do, without looking the owners up again."""
+        ts = event.timestamp_ms
+        pid = _profile_id(event.message_id, ident_keys[0])
+        profile = Profile(profile_id=pid, created_ms=ts)
+        owners, raw_pid, seq = batch.owners, pid.encode(), 0
+        entries = []
+        for ident, key in zip(ids, ident_keys, strict=True):
+            entries.append(IdentityEntry(ident.type, ident.value, ts))
+            set_key(keys.OWNER, key, raw_pid)
+            owners[key] = pid
+            seq += 1
+            batch.changes.append(
+                IdentityLinked(
+                    profile_id=pid, id_type=ident.type, id_value=ident.value, at_ms=ts, sequence=seq
+                )
+            )
+        profile.identities = entries
+        profile.sequence = seq
+        return profile
+
     def handle(
         self, batch: Batch, record: Record, now_ms: int, idents: list[Identifier] | None = None
     ) -> str | None:
@@ -149,17 +229,24 @@ class EventHandler:
         return found
 
     def attribute(
-        self, batch: Batch, record: Record, now_ms: int, idents: list[Identifier] | None = None
+        self,
+        batch: Batch,
+        record: Record,
+        now_ms: int,
+        idents: list[Identifier] | None = None,
+        *,
+        fast: bool = True,
     ) -> str | None:
         """Resolve ``record``'s profile (links, merges, conflicts), update it, note the event
         on its timeline and queue it for the profile's rules (:meth:`settle`); returns the
-        profile id (None: no usable identifier, a dead letter)."""
+        profile id (None: no usable identifier, a dead letter). ``fast=False``: the caller
+        found it is neither a returning person nor a newcomer (:meth:`attribute_all`)."""
         event = record.event
         if idents is None:
             idents = self.extract(event)
         if event.type == "alias" and event.previous_id:
             idents = self._alias(batch, event, idents)
-        profile = self._known(batch, idents) or self._new(batch, event, idents)
+        profile = (self._known(batch, idents) or self._new(batch, event, idents)) if fast else None
         if profile is not None:
             consent = profile.traits.get(CONSENT_TRAIT)
         else:
@@ -320,8 +407,9 @@ class EventHandler:
         at_ms = record.event.timestamp_ms
         for segment in sorted(absorbed.members):
             batch.change_membership(absorbed, segment, "exited", at_ms)
-        exact = self.evaluator.can_merge(survivor.rule_state, absorbed.rule_state)
-        survivor.rule_state = self.evaluator.merge_states(survivor.rule_state, absorbed.rule_state)
+        survivor.rule_state, exact = merge_rule_states(
+            self.evaluator, survivor.rule_state, absorbed.rule_state
+        )
         batch.clear_timer(absorbed)
         timeline.spill(batch.tx, absorbed)  # its record goes: its newest positions stay
         merge_into(survivor, absorbed)

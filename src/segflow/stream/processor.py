@@ -398,17 +398,23 @@ class Processor(BackgroundLoop):
                 fresh = self.seen.filter(tx, records)
                 duplicates, records = len(records) - len(fresh), fresh
             t_read = clock()
-            idents = handler.prefetch(batch, records)
+            idents, ident_keys = handler.prefetch_keyed(batch, records)
             if blocked is None:
-                handler.attribute_all(batch, records, idents, now_ms)
+                handler.attribute_all(batch, records, idents, now_ms, ident_keys)
             else:
                 kept = []
-                for record, ids in zip(records, idents, strict=True):
+                for record, ids, ks in zip(records, idents, ident_keys, strict=True):
                     if blocked(ids):
                         self._drop(batch, record)
                     else:
-                        kept.append((record, ids))
-                handler.attribute_all(batch, [r for r, _ in kept], [i for _, i in kept], now_ms)
+                        kept.append((record, ids, ks))
+                handler.attribute_all(
+                    batch,
+                    [r for r, _, _ in kept],
+                    [i for _, i, _ in kept],
+                    now_ms,
+                    [k for _, _, k in kept],
+                )
             t_identity = clock()
             handler.settle(batch, now_ms)
             t_rules = clock()

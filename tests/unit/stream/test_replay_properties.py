@@ -108,7 +108,7 @@ def test_the_inline_paths_equal_the_general_one(events: list[Event], batch: int)
     proc = Processor(OnePartitionLog(events), store, clock=ManualClock(T0))
     handler = proc.handler
 
-    def general(batch: Any, records: Any, idents: Any, now_ms: int) -> None:
+    def general(batch: Any, records: Any, idents: Any, now_ms: int, *keys: Any) -> None:
         for record, ids in zip(records, idents, strict=True):
             handler.attribute(batch, record, now_ms, ids)
 

@@ -61,4 +61,33 @@ def compile_kernel(program: SegmentProgram) -> KernelProgram | SegmentProgram:
         return program
 
 
-__all__ = ["AVAILABLE", "KernelProgram", "KernelResult", "Unsupported", "compile_kernel"]
+def merge_checked(
+    program: KernelProgram, survivor: bytes | None, absorbed: bytes | None
+) -> tuple[bytes | None, bool]:
+    """``(program.merge_states(survivor, absorbed), program.can_merge(survivor, absorbed))``
+    with each state decoded once instead of twice (a merge's cost was mostly the decoding:
+    BENCHMARKS.md, #15).
+
+    >>> from segflow.rules import compile_segments
+    >>> kernel = compile_kernel(compile_segments({"s": 'did "A"'}))
+    >>> merge_checked(kernel, None, None)
+    (None, True)
+    """
+    if not survivor or not absorbed:
+        return survivor or absorbed, True
+    from segflow.rules.incremental.kernel import format as _format
+    from segflow.rules.incremental.program import merge, mergeable
+
+    a = program._profile_state(survivor)
+    b = program._profile_state(absorbed)
+    return _format.encode(merge(program.plan, a, b), program.layout), mergeable(a, b)
+
+
+__all__ = [
+    "AVAILABLE",
+    "KernelProgram",
+    "KernelResult",
+    "Unsupported",
+    "compile_kernel",
+    "merge_checked",
+]

@@ -7,6 +7,7 @@ from segflow.rules.incremental.executor import ProfileView
 from segflow.rules.incremental.kernel.layout import Layout
 from segflow.rules.incremental.plan import Plan
 from segflow.rules.incremental.program import Explanation, SegmentProgram
+from segflow.rules.incremental.state import ProfileState
 from segflow.spec.events import Event
 
 class KernelResult:
@@ -43,3 +44,4 @@ class KernelProgram:
     def explain(
         self, profile: ProfileView, state: bytes | None, segment: str, now_ms: int
     ) -> list[Explanation]: ...
+    def _profile_state(self, data: bytes) -> ProfileState: ...

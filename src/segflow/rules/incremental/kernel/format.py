@@ -53,8 +53,6 @@ from segflow.rules.incremental.kernel.layout import (
     Layout,
     SeqLayout,
     SlotLayout,
-    fingerprint_bytes,
-    key_id,
 )
 from segflow.rules.incremental.state import (
     Entry,
@@ -226,7 +224,7 @@ def _seq_fold(fold: SeqFold) -> bytes:
 def section_prefix(index: int, part: SlotLayout | SeqLayout) -> bytes:
     """A section's first bytes: its kind, index and key id (and an event slot's path ids)."""
     kind = SEQ if isinstance(part, SeqLayout) else TRAIT if part.kind == "trait" else EVENT
-    out = bytearray([kind]) + _U16.pack(index) + _U64.pack(key_id(part.key))
+    out = bytearray([kind]) + _U16.pack(index) + _U64.pack(part.key_id)
     if kind == EVENT:
         assert isinstance(part, SlotLayout)
         out.append(len(part.paths))
@@ -317,7 +315,11 @@ class _Reader:
         return out
 
     def u8(self) -> int:
-        return self.take(1)[0]
+        pos = self.pos
+        if pos >= self.end:
+            raise ValueError("a truncated kernel state")
+        self.pos = pos + 1
+        return self.data[pos]
 
     def unpack(self, fmt: struct.Struct) -> Any:
         return fmt.unpack(self.take(fmt.size))[0]
@@ -332,6 +334,12 @@ class _Reader:
             shift += 7
 
     def text(self) -> str:
+        data, pos = self.data, self.pos
+        if pos < self.end and data[pos] < 0x80:  # a one-byte length, the usual case
+            end = pos + 1 + data[pos]
+            if end <= self.end:
+                self.pos = end
+                return data[pos + 1 : end].decode()
         return self.take(self.varint()).decode()
 
 
@@ -363,9 +371,9 @@ def _entries(r: _Reader, row: Any) -> list[Entry]:
     n, widths = r.unpack(_U32), r.u8()
     if widths & 1:
         base = r.unpack(_I64)
-        ts = [base + r.unpack(_U32) for _ in range(n)]
+        ts = [base + t for t in struct.unpack(f"<{n}I", r.take(4 * n))]
     else:
-        ts = [r.unpack(_I64) for _ in range(n)]
+        ts = list(struct.unpack(f"<{n}q", r.take(8 * n)))
     r.take((2 if widths & 2 else 4) * n)  # row offsets: the rows are read in order
     rows = _Reader(r.data, r.pos + 4, r.pos + 4 + r.unpack(_U32))
     r.pos = rows.end
@@ -424,7 +432,7 @@ def decode(data: bytes, layout: Layout) -> ProfileState:
     r = _Reader(data)
     if r.take(4) != MAGIC:
         raise ValueError("not a kernel state (or of another format version)")
-    same = r.take(8) == fingerprint_bytes(layout.fingerprint)
+    same = r.take(8) == layout.fingerprint_bytes
     r.u8()
     n = r.unpack(_U16)
     have, value = r.take((n + 7) // 8), r.take((n + 7) // 8)
@@ -462,14 +470,14 @@ def decode(data: bytes, layout: Layout) -> ProfileState:
             entries = _entries(
                 body, lambda rows, k=len(old_ids): [decode_value(rows) for _ in range(k)]
             )
-            by_id = dict(zip(slot.path_ids, slot.paths, strict=True))
-            plan_pos = {p: j for j, p in enumerate(slot.plan_paths)}
+            plan_pos = slot.plan_pos_of_id  # the stored paths that the plan still reads
+            places = [(i, plan_pos[pid]) for i, pid in enumerate(old_ids) if pid in plan_pos]
+            width = len(slot.plan_paths)
             remapped = []
             for e in entries:
-                vals: list[Any] = [None] * len(slot.plan_paths)
-                for pid, raw in zip(old_ids, e.vals, strict=True):
-                    if pid in by_id:
-                        vals[plan_pos[by_id[pid]]] = raw
+                vals: list[Any] = [None] * width
+                for i, j in places:
+                    vals[j] = e.vals[i]
                 remapped.append(Entry(e.ts, e.mid, tuple(vals)))
             fold = None
             if body.u8():

@@ -16,6 +16,7 @@ values (the extension converts them once).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -81,13 +82,20 @@ class SlotLayout:
     predicates: tuple[tuple[str, Any], ...] = ()  # trait slots: (op, literal), one bit each
     needs_time: bool = False
 
-    @property
+    @functools.cached_property
     def key_id(self) -> int:
+        """:func:`key_id` of ``key`` (worked out once: a merge's decoding read it per slot)."""
         return key_id(self.key)
 
-    @property
+    @functools.cached_property
     def path_ids(self) -> tuple[int, ...]:
         return tuple(path_id(p) for p in self.paths)
+
+    @functools.cached_property
+    def plan_pos_of_id(self) -> dict[int, int]:
+        """A stored path's id -> its position in the plan's order (``plan_paths``)."""
+        plan_pos = {p: j for j, p in enumerate(self.plan_paths)}
+        return {pid: plan_pos[p] for pid, p in zip(self.path_ids, self.paths, strict=True)}
 
 
 @dataclass
@@ -97,7 +105,7 @@ class SeqLayout:
     matchers: tuple[int, ...]  # the steps', then the absent step's
     horizon_ms: int
 
-    @property
+    @functools.cached_property
     def key_id(self) -> int:
         return key_id(self.key)
 
@@ -130,10 +138,15 @@ class Layout:
     )
     bucket_of: dict[Any, int] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def header(self) -> bytes:
         """The state's first 12 bytes: magic and version, then the rule set's id."""
-        return MAGIC + fingerprint_bytes(self.fingerprint)
+        return MAGIC + self.fingerprint_bytes
+
+    @functools.cached_property
+    def fingerprint_bytes(self) -> bytes:
+        """:func:`fingerprint_bytes` of the rule set (worked out once)."""
+        return fingerprint_bytes(self.fingerprint)
 
     def slot_index(self, key: str) -> int | None:
         return self._slot_index.get(key)

@@ -1,0 +1,213 @@
+"""The processor's inline identity paths give what its general paths give.
+
+``EventHandler.attribute_all`` handles a returning person and a newcomer inline (identifier
+keys formatted once, the newcomer's profile, owners and links written without looking the
+owners up again); the identifier extractor has a path for the usual event; a merge decodes
+the compiled kernel's states once. Each is held equal to the general path here, with real
+components: the compiled rule kernel and RocksDB.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.support.state import changes_apart
+
+from segflow.clock import ManualClock
+from segflow.identity import ExternalId, Identifier, IdentityRules
+from segflow.identity.identifiers import Extractor
+from segflow.log.base import Record
+from segflow.rules import StaticProfile, compile_segments
+from segflow.rules.incremental.kernel import AVAILABLE, compile_kernel, merge_checked
+from segflow.spec import Event
+from segflow.stream import Processor
+from segflow.stream.state.rocksdb import RocksStateStore
+
+T0 = 1_700_000_000_000
+RULES = {
+    "buyers": 'did "Order Completed"',
+    "pros": 'trait plan = "pro"',
+    "view_then_buy": 'did "Viewed" then "Order Completed"',
+    "active": 'did "Viewed" at least 2 times in last 7 days',
+}
+
+
+class ListLog:
+    """One partition holding ``events`` in order."""
+
+    partitions = 1
+
+    def __init__(self, events: list[Event]) -> None:
+        self.records = [Record(0, i, e) for i, e in enumerate(events)]
+
+    def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]:
+        return self.records[offset : offset + max_records]
+
+
+def traffic(n: int, people: int, seed: int) -> list[Event]:
+    """Seeded traffic like the processor benchmark's (anonymous devices, logins that link and
+    merge them, server-side events by user id, tickets by email), with consent changes,
+    blocked values, padded and upper-case emails."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        p = rnd.randrange(people)
+        device = rnd.choice((f"d{p}-{rnd.randrange(2)}", f" d{p}-0 ", "null"))
+        ts = T0 + i * 1_000
+        common: dict[str, Any] = {
+            "message_id": f"m{i}",
+            "source_id": "s",
+            "timestamp_ms": ts,
+            "received_at_ms": ts,
+        }
+        r = rnd.random()
+        if r < 0.6:
+            out.append(
+                Event(
+                    type="track",
+                    anonymous_id=device,
+                    event=rnd.choice(("Viewed", "Added")),
+                    **common,
+                )
+            )
+        elif r < 0.75:
+            traits = {"email": f" U{p}@Example.com", "plan": rnd.choice(("free", "pro"))}
+            if rnd.random() < 0.3:
+                traits["consent"] = rnd.choice(("granted", "denied"))
+            out.append(
+                Event(
+                    type="identify",
+                    anonymous_id=device,
+                    user_id=f"user-{p}",
+                    traits=traits,
+                    **common,
+                )
+            )
+        elif r < 0.93:
+            out.append(
+                Event(
+                    type="track",
+                    user_id=f"user-{p}",
+                    anonymous_id=device,
+                    event="Order Completed",
+                    **common,
+                )
+            )
+        else:
+            ctx = {"traits": {"email": f"u{p}@example.com"}}
+            out.append(
+                Event(type="track", anonymous_id=f"srv-{i}", event="Ticket", context=ctx, **common)
+            )
+    return out  # fmt: skip
+
+
+def processed(events: list[Event], path: Path, *, general: bool) -> dict[str, Any]:
+    """Every namespace of the state after the processor consumed ``events`` in batches of 40
+    on RocksDB with the kernel-compiled ``RULES`` (``general``: every event through
+    ``EventHandler.attribute`` instead of the inline paths)."""
+    store = RocksStateStore(path, sync=False)
+    proc = Processor(ListLog(events), store, compile_segments(RULES), ManualClock(T0 + 10**8))
+    handler = proc.handler
+    if general:
+
+        def attribute_all(batch: Any, records: Any, idents: Any, now_ms: int, *_: Any) -> None:
+            for record, ids in zip(records, idents, strict=True):
+                handler.attribute(batch, record, now_ms, ids)
+
+        handler.attribute_all = attribute_all  # type: ignore[method-assign]
+    while proc.run_once(40) > 0:
+        pass
+    reader = store.reader()
+    namespaces = ("profile", "owner", "alias", "timeline", "timer", "member", "merge", "conflict")
+    dump = {ns: reader.scan(ns, "", "\U0010ffff") for ns in (*namespaces, "outbox", "dead")}
+    store.close()
+    return changes_apart(dump)
+
+
+def test_the_inline_paths_give_the_general_paths_state_with_rules_on_rocksdb(
+    tmp_path: Path,
+) -> None:
+    events = traffic(1_500, 300, seed=3)
+    inline = processed(events, tmp_path / "inline", general=False)
+    assert inline == processed(events, tmp_path / "general", general=True)
+    # the stream exercised every path: newcomers, returning people, links, merges, consent
+    assert len(inline["profile"]) > 100
+    assert len(inline["merge"]) > 10
+    assert len(inline["member"]) > 10
+    assert any(b"consent_changed" in row for _, row in inline["outbox"])
+
+
+values = st.one_of(
+    st.none(),
+    st.sampled_from(["u1", " u1 ", "NULL", "undefined", "", " ", "A@B.c ", "0", "x"]),
+    st.integers(-2, 3),
+    st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False, width=16),
+    st.just({}),
+)
+
+
+@st.composite
+def events(draw: Any) -> Event:
+    kind = draw(st.sampled_from(["track", "identify", "page", "alias", "group"]))
+    context: dict[str, Any] = {}
+    if draw(st.booleans()):
+        context["traits"] = {"email": draw(values)}
+    if draw(st.booleans()):
+        context["externalIds"] = [{"type": "stripe_customer_id", "id": draw(values)}]
+    return Event(
+        type=kind,
+        message_id="m",
+        source_id="s",
+        timestamp_ms=1,
+        received_at_ms=1,
+        user_id=draw(values),
+        anonymous_id=draw(values),
+        previous_id=draw(values) if kind == "alias" else None,
+        group_id=draw(st.sampled_from([None, "g1"])),
+        traits={"email": draw(values)} if draw(st.booleans()) else {},
+        context=context,
+    )
+
+
+EXTRACTORS = [
+    Extractor(IdentityRules()),
+    Extractor(IdentityRules(priority_order=("anonymous_id", "email", "user_id"))),
+    Extractor(IdentityRules(external_ids=(ExternalId(type="device", path="context.device"),))),
+    Extractor(IdentityRules(link_group_id=True)),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(events(), st.sampled_from(EXTRACTORS))
+def test_the_usual_events_extraction_equals_the_general_one(event: Event, extract: Any) -> None:
+    found, keys = extract.keyed(event)
+    assert found == extract._general(event) == extract(event)
+    assert all(type(i) is Identifier for i in found)
+    assert keys == [str(i) for i in found]
+
+
+@pytest.mark.skipif(not AVAILABLE, reason="the compiled rule kernel is not built")
+def test_merge_checked_is_merge_states_and_can_merge() -> None:
+    kernel = compile_kernel(compile_segments(RULES))
+
+    def state(*names: str, start: int = 0) -> bytes:
+        found = None
+        for i, name in enumerate(names):
+            e = Event(type="track", message_id=f"{name}{i}", source_id="s", timestamp_ms=start + i,
+                      received_at_ms=start + i, event=name)  # fmt: skip
+            found = kernel.on_event(StaticProfile("p"), found, e, now_ms=start + 7_200_000).state
+        assert found is not None
+        return found
+
+    early, late = state("Viewed", "Order Completed"), state("Viewed", "Added", start=50)
+    pairs = [(early, late), (late, early), (early, early), (None, late), (early, None)]
+    for survivor, absorbed in pairs:
+        expected = (kernel.merge_states(survivor, absorbed), kernel.can_merge(survivor, absorbed))
+        assert merge_checked(kernel, survivor, absorbed) == expected
+    assert not kernel.can_merge(early, early)  # the inexact case is among them
