@@ -126,17 +126,18 @@ class SqliteKeyTable:
         return self._secret
 
     def keys_for(self, names: Sequence[bytes]) -> dict[bytes, tuple[bytes, bytes]]:
+        """Read first, then a write transaction only for the names still missing: a process
+        refilling its cache after a deletion elsewhere takes no write lock."""
         wanted = sorted(set(names))
-        out: dict[bytes, tuple[bytes, bytes]] = {}
+        with self._lock:
+            out = _named(self._con, wanted)
+        missing = [n for n in wanted if n not in out]
+        if not missing:
+            return out
         with self._write() as con:  # one writer at a time: no two keys for one name
-            for part in chunks(wanted):
-                marks = ",".join("?" * len(part))
-                rows = con.execute(
-                    f"SELECT name, id, key FROM shred_keys WHERE name IN ({marks})", part
-                ).fetchall()
-                out.update((bytes(n), (bytes(i), bytes(k))) for n, i, k in rows)
+            out.update(_named(con, missing))  # made meanwhile by another process
             made = [
-                (os.urandom(ID_BYTES), n, os.urandom(KEY_BYTES)) for n in wanted if n not in out
+                (os.urandom(ID_BYTES), n, os.urandom(KEY_BYTES)) for n in missing if n not in out
             ]
             con.executemany("INSERT INTO shred_keys VALUES(?,?,?)", made)
         out.update((n, (i, k)) for i, n, k in made)
@@ -188,6 +189,17 @@ class SqliteKeyTable:
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):
             self._con.close()
+
+
+def _named(con: sqlite3.Connection, names: Sequence[bytes]) -> dict[bytes, tuple[bytes, bytes]]:
+    out: dict[bytes, tuple[bytes, bytes]] = {}
+    for part in chunks(names):
+        marks = ",".join("?" * len(part))
+        rows = con.execute(
+            f"SELECT name, id, key FROM shred_keys WHERE name IN ({marks})", part
+        ).fetchall()
+        out.update((bytes(n), (bytes(i), bytes(k))) for n, i, k in rows)
+    return out
 
 
 __all__ = ["ID_BYTES", "KEY_BYTES", "KeyTable", "SqliteKeyTable"]

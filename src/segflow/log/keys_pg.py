@@ -66,17 +66,25 @@ class PgKeyTable:
         return self._secret
 
     def keys_for(self, names: Sequence[bytes]) -> dict[bytes, tuple[bytes, bytes]]:
+        """One read when every key exists (a warm cache refilling); else an insert of the
+        missing ones and a read of those."""
         wanted = sorted(set(names))
-        if not wanted:
-            return {}
-        made = [(os.urandom(ID_BYTES), n, os.urandom(KEY_BYTES)) for n in wanted]
+        out = self._named(wanted) if wanted else {}
+        missing = [n for n in wanted if n not in out]
+        if not missing:
+            return out
+        made = [(os.urandom(ID_BYTES), n, os.urandom(KEY_BYTES)) for n in missing]
         self._run(
             "INSERT INTO shred_keys SELECT * FROM unnest(%s::bytea[], %s::bytea[], %s::bytea[])"
             " ORDER BY 2 ON CONFLICT (name) DO NOTHING",
             [[m[0] for m in made], [m[1] for m in made], [m[2] for m in made]],
         )
+        out.update(self._named(missing))  # ours, or another collector's that won the race
+        return out
+
+    def _named(self, names: Sequence[bytes]) -> dict[bytes, tuple[bytes, bytes]]:
         rows = self._run(
-            "SELECT name, id, key FROM shred_keys WHERE name = ANY(%s::bytea[])", [wanted]
+            "SELECT name, id, key FROM shred_keys WHERE name = ANY(%s::bytea[])", [list(names)]
         )
         return {bytes(n): (bytes(i), bytes(k)) for n, i, k in rows}
 

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from segflow.log.keys import KeyTable, SqliteKeyTable
-from segflow.log.shredding import MARKER, Shredder, is_sealed, primary_identifier
+from segflow.log.shredding import (
+    _NONCES,
+    MARKER,
+    NonceSource,
+    Shredder,
+    is_sealed,
+    primary_identifier,
+)
 from segflow.spec.events import Event, decode_event, encode_event
 
 
@@ -153,3 +162,124 @@ def test_an_event_without_identifiers_is_sealed_under_a_key_of_its_own(tmp_path:
     assert shredder.sealed_id(values[0]) != shredder.sealed_id(values[1])
     assert None not in shredder.open_many(values)
     shredder.table.close()
+
+
+# -- the cost per event (issue #20): what the faster paths must keep --------------------------
+
+# Sealed by the first version of the Kafka driver (25abe72: a random nonce per record) under the
+# key below: records already in a topic must open with every later version.
+GOLDEN_KEY_ID, GOLDEN_KEY = bytes(range(16)), bytes(range(32, 64))
+GOLDEN = bytes.fromhex(
+    "c101000102030405060708090a0b0c0d0e0f16b8027eefa26a52a6fcf339ef26d3e3d9c58f38e249cf0bd3de02"
+    "4b70b7c73e4ad5a908287e0a81372ffe73933a024e5d2b1c0f8a22bf7f2e02bc100922a8f4a5b6d34342c809dd"
+    "b86d50060fc45431afe9add344a2f8eafb0583ae06657ea6c3df79f21923b782cf07e3f8bb2a11469c70bc0240"
+    "62296b3ba4b5213900a013a1e453e6072e2bacd543628ef4de87b864c1cf279b4daafb2987381367c8b05f11e4"
+    "b66d23"
+)
+
+
+def test_a_record_sealed_by_the_first_format_still_opens(tmp_path: Path) -> None:
+    table = SqliteKeyTable(tmp_path / "keys.sqlite")
+    with sqlite3.connect(tmp_path / "keys.sqlite") as con:
+        con.execute("INSERT INTO shred_keys VALUES(?, ?, ?)", (GOLDEN_KEY_ID, b"n", GOLDEN_KEY))
+    shredder = Shredder(table)
+    [opened] = shredder.open_many([GOLDEN])
+    assert opened is not None
+    e = decode_event(opened)
+    assert (e.message_id, e.user_id, e.event, e.properties) == ("m-golden", "ann", "Paid", {"amount": 12})  # fmt: skip
+    assert shredder.sealed_id(GOLDEN) == GOLDEN_KEY_ID and shredder.erased == 0
+    shredder.table.close()
+
+
+def test_nonces_never_repeat_within_a_process_even_across_shredders(tmp_path: Path) -> None:
+    first = Shredder(SqliteKeyTable(tmp_path / "keys.sqlite"))
+    second = Shredder(SqliteKeyTable(tmp_path / "keys.sqlite"))  # the same keys
+    e = event("ann")
+    values = [v for _ in range(3) for s in (first, second) for v in s.seal_events([e] * 50, [encode_event(e)] * 50)]  # fmt: skip
+    values += [first.seal_alone(b"\x80") for _ in range(5)]
+    assert len({v[18:30] for v in values}) == len(values)
+    assert len({v[2:18] for v in values[:300]}) == 1  # one key: the nonces alone differ
+    assert None not in first.open_many(values) and None not in second.open_many(values)
+    first.table.close()
+    second.table.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
+def test_a_forked_child_draws_a_nonce_prefix_of_its_own() -> None:
+    before = _NONCES.take(1)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next nonce and leave at once
+        os.write(write, _NONCES.take(1).to_bytes(12, "big"))
+        os._exit(0)
+    os.close(write)
+    child = int.from_bytes(os.read(read, 12), "big")
+    os.close(read)
+    os.waitpid(pid, 0)
+    after = _NONCES.take(1)
+    assert after == before + 1  # the parent goes on with its own counter
+    assert child >> 32 != before >> 32  # not the parent's prefix: never its nonces
+
+
+def test_the_nonce_source_draws_a_new_prefix_when_its_counter_runs_out() -> None:
+    source = NonceSource()
+    first = source.take(2**32 - 5)
+    assert first & 0xFFFFFFFF == 0
+    again = source.take(10)  # 10 more do not fit under the prefix
+    assert again >> 32 != first >> 32 and again & 0xFFFFFFFF == 0
+
+
+def test_identifiers_that_normalise_alike_share_a_key_however_they_are_spelt(
+    tmp_path: Path,
+) -> None:
+    shredder = Shredder(SqliteKeyTable(tmp_path / "keys.sqlite"))
+    spelt = [event("ann"), event(" ann "), event("ann", anon="a9"), event("ann")]
+    assert len({shredder.sealed_id(sealed(shredder, e)) for e in spelt}) == 1
+    by_anon = [event(None, anon="a1"), event("  ", anon="a1"), event(None, anon=" a1")]
+    ids = [shredder.sealed_id(sealed(shredder, e)) for e in by_anon]
+    assert len(set(ids)) == 1 and ids[0] != shredder.sealed_id(sealed(shredder, event("a1")))
+    assert shredder.forget([("anonymous_id", "a1")]) == 1
+    assert shredder.open_many([sealed(shredder, by_anon[0])]) != [None]  # a new key, readable
+    shredder.table.close()
+
+
+class Deleting(list[bytes]):
+    """Records whose every reading runs a deletion after the first record (another thread's
+    regulation, made deterministic)."""
+
+    def __init__(self, values: list[bytes], hook: Callable[[], object]) -> None:
+        super().__init__(values)
+        self.hook = hook
+
+    def __iter__(self) -> Iterator[bytes]:
+        for i, value in enumerate(super().__iter__()):
+            yield value
+            if i == 0:
+                self.hook()
+
+
+def test_a_deletion_during_a_read_leaves_other_peoples_records_readable(tmp_path: Path) -> None:
+    shredder = Shredder(SqliteKeyTable(tmp_path / "keys.sqlite"))
+    bobs = [sealed(shredder, event("bob", note=str(i))) for i in range(4)]
+    carl = sealed(shredder, event("carl"))
+    assert None not in shredder.open_many(bobs)  # bob's key is cached
+    opened = shredder.open_many(Deleting(bobs, lambda: shredder.forget([("user_id", "carl")])))
+    assert None not in opened and shredder.erased == 0
+    assert shredder.open_many([carl]) == [None]  # the deletion itself took effect
+    shredder.table.close()
+
+
+def test_existing_keys_are_read_while_another_process_holds_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    table = SqliteKeyTable(tmp_path / "keys.sqlite")
+    made = table.keys_for([b"ann", b"bob"])
+    other = sqlite3.connect(tmp_path / "keys.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a collector elsewhere, making a key
+    try:
+        assert table.keys_for([b"bob", b"ann"]) == made  # no wait for the write lock
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert table.keys_for([b"ann", b"carl"])[b"ann"] == made[b"ann"]
+    table.close()
