@@ -378,7 +378,13 @@ cdef class KernelProgram:
     def merge_checked(self, survivor, absorbed):
         """``(merge_states(survivor, absorbed), can_merge(survivor, absorbed))`` in one pass over
         the bytes, in C++ when both states are of this rule set; otherwise (or without them) by
-        the reference, ``kernel.merge_checked_python``, which gives the same bytes and answer."""
+        the reference, ``kernel.merge_checked_python``, which gives the same bytes and answer.
+
+        >>> from segflow.rules import compile_segments
+        >>> k = KernelProgram(compile_segments({"s": 'did "A"'}))
+        >>> k.merge_checked(None, b"x")
+        (b'x', True)
+        """
         cdef cbool exact = True
         if not survivor or not absorbed:
             return survivor or absorbed, True
