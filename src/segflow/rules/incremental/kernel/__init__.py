@@ -65,13 +65,28 @@ def merge_checked(
     program: KernelProgram, survivor: bytes | None, absorbed: bytes | None
 ) -> tuple[bytes | None, bool]:
     """``(program.merge_states(survivor, absorbed), program.can_merge(survivor, absorbed))``
-    with each state decoded once instead of twice (a merge's cost was mostly the decoding:
-    BENCHMARKS.md, #15).
+    in one step: in C++ over the bytes of two states of the program's rule set (rows and
+    one-sided sections copied, only a fold both sides hold decoded), by
+    :func:`merge_checked_python` otherwise — the same bytes and answer either way.
 
     >>> from segflow.rules import compile_segments
     >>> kernel = compile_kernel(compile_segments({"s": 'did "A"'}))
     >>> merge_checked(kernel, None, None)
     (None, True)
+    """
+    return program.merge_checked(survivor, absorbed)
+
+
+def merge_checked_python(
+    program: KernelProgram, survivor: bytes | None, absorbed: bytes | None
+) -> tuple[bytes | None, bool]:
+    """The reference of :func:`merge_checked`: both states decoded once (``format.decode``,
+    any format or rule set), merged by ``program.merge`` and encoded (``format.encode``).
+
+    >>> from segflow.rules import compile_segments
+    >>> kernel = compile_kernel(compile_segments({"s": 'did "A"'}))
+    >>> merge_checked_python(kernel, None, b"x")
+    (b'x', True)
     """
     if not survivor or not absorbed:
         return survivor or absorbed, True
@@ -90,4 +105,5 @@ __all__ = [
     "Unsupported",
     "compile_kernel",
     "merge_checked",
+    "merge_checked_python",
 ]

@@ -133,6 +133,7 @@ cdef extern from "kernel.hpp" namespace "sfk":
     void run_evaluation(const Program&, Work&, PyObject*, int64_t, PyObject*, cbool&, int64_t&) except +
     object write_state(const Program&, Work&, PyObject*) except +
     object members(Program&, const Work&) except +
+    object merge_states_of "sfk::merge_states"(const Program&, Work&, Work&, const uint8_t*, size_t, const uint8_t*, size_t, cbool&) except +
 
 
 cdef extern from "Python.h":
@@ -189,6 +190,8 @@ cdef class KernelProgram:
 
     cdef Program* P
     cdef Work* W
+    cdef Work* MA  # a merge's two states (no Python runs during one: never re-entered)
+    cdef Work* MB
     cdef bint busy
     cdef readonly object python
     cdef readonly object plan
@@ -199,8 +202,12 @@ cdef class KernelProgram:
     def __cinit__(self):
         self.P = new Program()
         self.W = new Work()
+        self.MA = new Work()
+        self.MB = new Work()
 
     def __dealloc__(self):
+        del self.MB
+        del self.MA
         del self.W
         del self.P
 
@@ -362,20 +369,37 @@ cdef class KernelProgram:
 
     def can_merge(self, survivor, absorbed):
         """Whether :meth:`merge_states` is exact for these states (``SegmentProgram.can_merge``)."""
-        from segflow.rules.incremental.program import mergeable
-
-        if not survivor or not absorbed:
-            return True
-        return mergeable(self._profile_state(survivor), self._profile_state(absorbed))
+        return self.merge_checked(survivor, absorbed)[1]
 
     def merge_states(self, survivor, absorbed):
         """Two profiles' states merged (``SegmentProgram.merge_states``), as a kernel state."""
-        from segflow.rules.incremental.program import merge
+        return self.merge_checked(survivor, absorbed)[0]
 
+    def merge_checked(self, survivor, absorbed):
+        """``(merge_states(survivor, absorbed), can_merge(survivor, absorbed))`` in one pass over
+        the bytes, in C++ when both states are of this rule set; otherwise (or without them) by
+        the reference, ``kernel.merge_checked_python``, which gives the same bytes and answer.
+
+        >>> from segflow.rules import compile_segments
+        >>> k = KernelProgram(compile_segments({"s": 'did "A"'}))
+        >>> k.merge_checked(None, b"x")
+        (b'x', True)
+        """
+        cdef cbool exact = True
         if not survivor or not absorbed:
-            return survivor or absorbed
-        merged = merge(self.plan, self._profile_state(survivor), self._profile_state(absorbed))
-        return _format.encode(merged, self.layout)
+            return survivor or absorbed, True
+        a = survivor if type(survivor) is bytes else bytes(survivor)
+        b = absorbed if type(absorbed) is bytes else bytes(absorbed)
+        merged = merge_states_of(
+            self.P[0], self.MA[0], self.MB[0],
+            <const uint8_t*>PyBytes_AS_STRING(a), PyBytes_GET_SIZE(a),
+            <const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), exact,
+        )
+        if merged is None:
+            from segflow.rules.incremental.kernel import merge_checked_python
+
+            return merge_checked_python(self, a, b)
+        return merged, exact
 
     def explain(self, profile, state, segment, now_ms):
         """``SegmentProgram.explain`` of this state."""

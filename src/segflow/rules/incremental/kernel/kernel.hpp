@@ -2097,4 +2097,202 @@ inline PyObject* members(Program& P, const Work& W) {
   return out;
 }
 
+// --- merging two profiles' states (program.merge, program.mergeable, state.merge_fold) ----------
+//
+// The reference decodes both states, merges them and encodes the result; this does the same on
+// the bytes: rows are copied as they are (a row's bytes are what format.encode writes for the
+// values it holds), sections of one side are copied whole, and only a fold both sides have is
+// decoded. The merged state keeps no results or timers (the evaluator recomputes them).
+
+// min() / max() over (a, b) as Python picks: the first on a tie (and against a NaN)
+inline double py_min(double a, double b) { return b < a ? b : a; }
+inline double py_max(double a, double b) { return b > a ? b : a; }
+
+// merge_fold of one path: sums, extremes, first and last (a's on a tie), counts
+inline void merge_path(PathFold& a, const PathFold& b, bool counts) {
+  a.sum = a.sum + b.sum;
+  a.n += b.n;
+  if (b.has_min) { a.min = a.has_min ? py_min(a.min, b.min) : b.min; a.has_min = true; }
+  if (b.has_max) { a.max = a.has_max ? py_max(a.max, b.max) : b.max; a.has_max = true; }
+  if (b.first.has && (!a.first.has || cmp_key(b.first.ts, b.first.mid, a.first.ts, a.first.mid) < 0)) a.first = b.first;
+  if (b.last.has && (!a.last.has || cmp_key(b.last.ts, b.last.mid, a.last.ts, a.last.mid) > 0)) a.last = b.last;
+  if (!counts || (a.counts.empty() && b.counts.empty())) {
+    a.has_counts = false;
+    a.counts.clear();
+    return;
+  }
+  std::vector<std::pair<std::string, i64>> out;  // both sorted by text: a sorted union
+  out.reserve(a.counts.size() + b.counts.size());
+  size_t i = 0, j = 0;
+  while (i < a.counts.size() || j < b.counts.size()) {
+    int c = i == a.counts.size() ? 1 : j == b.counts.size() ? -1 : sv(a.counts[i].first).compare(sv(b.counts[j].first));
+    if (c < 0) out.push_back(std::move(a.counts[i++]));
+    else if (c > 0) out.push_back(b.counts[j++]);
+    else { out.push_back(std::move(a.counts[i++])); out.back().second += b.counts[j++].second; }
+  }
+  a.counts = std::move(out);
+  a.has_counts = true;
+}
+
+// merge_fold of two slot folds (both present), into ``a``
+inline void merge_folds(Fold& a, const Fold& b, const SlotDef& slot) {
+  a.count += b.count;
+  if (b.has_first && (!a.has_first || b.first_ts < a.first_ts)) { a.first_ts = b.first_ts; a.has_first = true; }
+  if (slot.kind == TRAIT_SLOT) {
+    if (b.has_raw && (!a.has_raw || cmp_key(b.raw_ts, b.raw_mid, a.raw_ts, a.raw_mid) > 0)) {
+      a.has_raw = true;
+      a.raw_ts = b.raw_ts;
+      a.raw_mid = b.raw_mid;
+      a.raw_val = b.raw_val;
+    }
+    return;
+  }
+  for (size_t p = 0; p < a.paths.size(); ++p) merge_path(a.paths[p], b.paths[p], slot.counts);
+}
+
+// One section present in both states: entries interleaved in (ts, message id) order with the
+// survivor's kept on an equal pair (state.insert), and the fold (merged, or the one there is)
+inline void merge_section(const View& a, const View& b, const std::string& prefix, const u8* fold, u32 fold_len,
+                          bool has_fold, std::vector<std::pair<const View*, u32>>& order, Bytes& out) {
+  order.clear();
+  order.reserve(static_cast<size_t>(a.n) + b.n);
+  u32 i = 0, j = 0;
+  size_t rows_len = 0;
+  while (i < a.n || j < b.n) {
+    int c = i == a.n ? 1 : j == b.n ? -1 : cmp_key(a.t(i), a.mid(i), b.t(j), b.mid(j));
+    const View* v = c <= 0 ? &a : &b;
+    u32 k = c <= 0 ? i++ : j++;
+    if (c == 0) ++j;
+    const u8* from = v->row(k);
+    const u8* to = v->row_end(k);
+    if (to < from) bad_state("row offsets out of order in a kernel state");
+    rows_len += to - from;
+    order.emplace_back(v, k);
+  }
+  size_t n = order.size();
+  i64 first = n ? order.front().first->t(order.front().second) : 0;
+  i64 last = n ? order.back().first->t(order.back().second) : 0;
+  u8 flags = body_flags(static_cast<u32>(n), first, last, rows_len);
+  size_t tw = (flags & 1) ? 4 : 8, ow = (flags & 2) ? 2 : 4;
+  size_t body = 4 + 1 + ((flags & 1) ? 8 : 0) + n * (tw + ow) + 4 + rows_len + 1 + (has_fold ? 4 + static_cast<size_t>(fold_len) : 0);
+  if (body > 0xFFFFFFFFull) bad_state("a section of a kernel state beyond 4 GiB");
+  out.append(prefix.data(), prefix.size());
+  put_u32(out, static_cast<u32>(body));
+  u8* p = out.extend(body);
+  u32 n32 = static_cast<u32>(n);
+  std::memcpy(p, &n32, 4);
+  p[4] = flags;
+  u8* ts_p = p + 5;
+  if (flags & 1) { std::memcpy(ts_p, &first, 8); ts_p += 8; }
+  u8* off_p = ts_p + n * tw;
+  u8* rows = off_p + n * ow;
+  u32 rl = static_cast<u32>(rows_len);
+  std::memcpy(rows, &rl, 4);
+  rows += 4;
+  size_t cur = 0;
+  for (const auto& e : order) {
+    i64 t = e.first->t(e.second);
+    if (flags & 1) { u32 d = static_cast<u32>(static_cast<u64>(t) - static_cast<u64>(first)); std::memcpy(ts_p, &d, 4); ts_p += 4; }
+    else { std::memcpy(ts_p, &t, 8); ts_p += 8; }
+    if (flags & 2) { u16 o = static_cast<u16>(cur); std::memcpy(off_p, &o, 2); off_p += 2; }
+    else { u32 o = static_cast<u32>(cur); std::memcpy(off_p, &o, 4); off_p += 4; }
+    const u8* from = e.first->row(e.second);
+    size_t len = e.first->row_end(e.second) - from;
+    std::memcpy(rows + cur, from, len);
+    cur += len;
+  }
+  u8* f = rows + rows_len;
+  *f++ = has_fold ? 1 : 0;
+  if (has_fold) {
+    std::memcpy(f, &fold_len, 4);
+    std::memcpy(f + 4, fold, fold_len);
+  }
+}
+
+// A sequence present in both states merges exactly (program._seq_mergeable)?
+inline bool seq_mergeable(const Program& P, int q, const View& a, const View& b) {
+  if (!a.has_fold && !b.has_fold) return true;
+  if (a.has_fold && b.has_fold) return false;
+  const View& folded = a.has_fold ? a : b;
+  const View& other = a.has_fold ? b : a;
+  if (other.n == 0) return true;
+  Fold f;
+  decode_fold(folded, SEQ_SECTION, nullptr, f, P.seqs[q].k);
+  return f.has_upto && other.t(0) > f.upto;
+}
+
+// program.merge + program.mergeable of two states of this rule set, as kernel bytes (a new
+// reference) with ``exact``; None when either state is not of this rule set (the caller takes
+// the reference's way, which converts them).
+inline PyObject* merge_states(const Program& P, Work& A, Work& B, const u8* a, size_t alen, const u8* b,
+                              size_t blen, bool& exact) {
+  A.reset(P);
+  B.reset(P);
+  if (!load(P, A, a, alen) || !load(P, B, b, blen)) Py_RETURN_NONE;
+  Bytes& out = A.scratch;
+  out.clear();
+  size_t nr = P.nrules(), nb = (nr + 7) / 8;
+  out.append(P.header.data(), P.header.size());
+  put_u8(out, 0);
+  put_u16(out, static_cast<u16>(nr));
+  std::memset(out.extend(2 * nb), 0, 2 * nb);
+  put_u16(out, 0);
+  size_t nsec_at = out.size();
+  put_u16(out, 0);
+  u16 nsec = 0;
+  exact = true;
+  std::vector<std::pair<const View*, u32>> order;
+  for (size_t s = 0; s < P.slots.size(); ++s) {
+    Section& sa = A.slot_sec[s];
+    Section& sb = B.slot_sec[s];
+    if (!sa.present && !sb.present) continue;
+    ++nsec;
+    if (!sa.present || !sb.present) {
+      const Section& one = sa.present ? sa : sb;
+      out.append(one.start, one.len);
+      continue;
+    }
+    const SlotDef& slot = P.slots[s];
+    const View& va = sa.view();
+    const View& vb = sb.view();
+    if (va.has_fold && vb.has_fold) {
+      Fold& fa = A.slot_fold[s];
+      Fold& fb = B.slot_fold[s];
+      decode_fold(va, slot.kind, &slot, fa);
+      decode_fold(vb, slot.kind, &slot, fb);
+      if (slot.kind == EVENT_SLOT) {
+        fa.paths.resize(slot.paths.size());
+        fb.paths.resize(slot.paths.size());
+      }
+      merge_folds(fa, fb, slot);
+      A.foldb.clear();
+      encode_fold(A.foldb, fa, slot.kind);
+      merge_section(va, vb, slot.prefix, A.foldb.data(), static_cast<u32>(A.foldb.size()), true, order, out);
+    } else {
+      const View& fv = va.has_fold ? va : vb;
+      merge_section(va, vb, slot.prefix, fv.fold, fv.fold_len, fv.has_fold, order, out);
+    }
+  }
+  for (size_t q = 0; q < P.seqs.size(); ++q) {
+    Section& sa = A.seq_sec[q];
+    Section& sb = B.seq_sec[q];
+    if (!sa.present && !sb.present) continue;
+    ++nsec;
+    if (!sa.present || !sb.present) {
+      const Section& one = sa.present ? sa : sb;
+      out.append(one.start, one.len);
+      continue;
+    }
+    const View& va = sa.view();
+    const View& vb = sb.view();
+    if (exact && !seq_mergeable(P, static_cast<int>(q), va, vb)) exact = false;
+    const View& fv = va.has_fold ? va : vb;  // the survivor's machine, else the absorbed one's
+    merge_section(va, vb, P.seqs[q].prefix, fv.fold, fv.fold_len, fv.has_fold, order, out);
+  }
+  std::memcpy(out.p + nsec_at, &nsec, 2);
+  PyObject* merged = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(out.data()), static_cast<Py_ssize_t>(out.size()));
+  if (!merged) throw PyError();
+  return merged;
+}
+
 }  // namespace sfk
