@@ -57,6 +57,7 @@ SQLITE_STORES = (
     "keys.sqlite",
 )  # fmt: skip
 ROCKSDB_STATE = "state"  # the RocksDB state's directory (segflow.stream.state.rocksdb)
+DEDUPE_RUNS = "log.dedupe"  # the log's sealed dedupe runs (segflow.log.dedupe_runs)
 WAREHOUSE = "warehouse.duckdb"
 _SIDE_SUFFIXES = ("-wal", "-shm", "-journal", ".wal", ".tmp")
 _CHUNK = 1 << 20
@@ -285,6 +286,8 @@ def _copy_extras(data: Path, target: Path) -> list[BackupFile]:
             continue  # the stores (and their -wal/-shm/.wal files) are copied above
         if path.is_relative_to(data / ROCKSDB_STATE):
             continue  # the RocksDB state is copied above (logically)
+        if path.is_relative_to(data / DEDUPE_RUNS):
+            continue  # derived from log.sqlite's dedupe_log, rebuilt from it when missing
         if path.name.endswith(_SIDE_SUFFIXES):
             continue
         out.append(_copy_file(path, target, path.relative_to(data).as_posix(), "file"))
