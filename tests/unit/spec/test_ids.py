@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import uuid
 
+import pytest
+
 from segflow.spec import ids
 from segflow.spec.normalize import new_message_id
 
@@ -27,6 +29,7 @@ def test_generated_message_ids_are_uuid4s() -> None:
     assert uuid.UUID(generated.removeprefix("segflow-")).version == 4
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_draws_a_different_sequence_than_its_parent() -> None:
     read, write = os.pipe()
     pid = os.fork()
