@@ -65,7 +65,15 @@ async def one_request(app: CollectorApp, body: bytes, key: bytes) -> int:
 
 def measure(repeat: int, requests: int) -> float:
     """Seconds of CPU a ``/v1/batch`` request of 100 events costs the collector app."""
-    catalog = SourceCatalog(Path(tempfile.mkdtemp(prefix="collect-path-")) / "catalog.sqlite")
+    with tempfile.TemporaryDirectory(prefix="collect-path-") as tmp:
+        catalog = SourceCatalog(Path(tmp) / "catalog.sqlite")
+        try:
+            return _measure(catalog, repeat, requests)
+        finally:
+            catalog.close()
+
+
+def _measure(catalog: SourceCatalog, repeat: int, requests: int) -> float:
     _, write_key = catalog.create("bench")
     app = CollectorApp(Ingestor(InstantLog(), catalog))  # type: ignore[arg-type]
     key = base64.b64encode(f"{write_key}:".encode())
