@@ -6,7 +6,7 @@ alternate segflow and the baseline. Reported: median events/s and ratio at satur
 latency of segflow and the baseline at 50% of segflow's maximum request rate; single-event
 ``/v1/track`` requests/s.
 
-Run: ``python -m benchmarks.ingest [--rounds 5] [--seconds 2]``
+Run: ``python -m benchmarks.ingest [--rounds 5] [--seconds 2] [--collect-only] [--granian]``
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ def wait_ready(port: int, path: str = "/health") -> None:
     raise RuntimeError("server did not start")
 
 
-def start_segflow(root: Path) -> tuple[subprocess.Popen[bytes], int, str]:
-    data = root / "segflow"
+def start_segflow(root: Path, roles: str | None = None) -> tuple[subprocess.Popen[bytes], int, str]:
+    """``segflow serve --single-process`` pinned to core 0; ``roles`` (e.g. ``"collect"``)
+    runs only those roles (default: all of them, processor and loader included)."""
+    data = root / ("segflow" if roles is None else f"segflow-{roles}")
     out = subprocess.run(
         [
             sys.executable,
@@ -82,6 +84,7 @@ def start_segflow(root: Path) -> tuple[subprocess.Popen[bytes], int, str]:
             str(data),
             "--port",
             str(port),
+            *(["--role", roles] if roles else []),
         ]
     )
     wait_ready(port)
@@ -166,6 +169,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--granian", action="store_true", help="also run segflow under granian")
+    parser.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="also run segflow with only the collect role (no processor, loader, delivery)",
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
     root = Path(tempfile.mkdtemp(prefix="segflow-bench-"))
@@ -177,6 +185,8 @@ def main() -> None:
     servers = {"segflow": start_segflow(root), "baseline": start_baseline(root)}
     if args.granian:
         servers["segflow-granian"] = start_segflow_granian(root)
+    if args.collect_only:
+        servers["segflow-collect"] = start_segflow(root, "collect")
     results: dict[str, dict[str, list[float]]] = {name: {"eps": [], "rps1": []} for name in servers}
     ratios: list[float] = []
     try:
@@ -260,6 +270,13 @@ def report(
         f"{median(s['rps1']):,.0f} | {median(b['rps1']):,.0f} | >= 150k ev/s, >= 3x, p99 <= 10 ms |"
     )
     print(json.dumps({"latency_failed": {k: v.failed for k, v in latency.items()}}))
+    if "segflow-collect" in results:
+        c = results["segflow-collect"]
+        print(
+            f"collect role only: batch events/s {median(c['eps']):,.0f} vs all roles "
+            f"{median(s['eps']):,.0f}; single-event req/s {median(c['rps1']):,.0f} "
+            f"vs {median(s['rps1']):,.0f}"
+        )
     if "segflow-granian" in results:
         g = results["segflow-granian"]
         print(

@@ -170,8 +170,9 @@ class Ingestor:
         self._refuse(prepared, request, 0, None, payload, exc)
         await asyncio.wrap_future(self.log.submit((), prepared.dead_letters))
 
-    def decode_raw(self, raw: bytes) -> WireMessage | InvalidMessage:
-        """Decode one message's bytes, checking the per-message size limit."""
+    def decode_raw(self, raw: bytes | msgspec.Raw) -> WireMessage | InvalidMessage:
+        """Decode one message's bytes (or a ``msgspec.Raw`` slice of a batch body), checking
+        the per-message size limit."""
         limit = self.settings.max_message_bytes
         if len(raw) > limit:
             return PayloadTooLargeMessage(limit, len(raw))
@@ -193,17 +194,18 @@ class Ingestor:
         """Validate and normalise every message; refused ones become dead letters."""
         prepared = Prepared()
         rules = request.source.name_rules()
+        blocked = self.blocked
+        events, payloads = prepared.events, prepared.payloads
         for index, item in enumerate(items):
             try:
                 if isinstance(item, InvalidMessage):
                     raise item
                 event = self._one(request, item, rules, prepared)
-                if self.blocked is not None and self.blocked(event):
+                if blocked is not None and blocked(event):
                     prepared.suppressed += 1
                     continue
-                payload = _encode_event(event)
-                prepared.events.append(event)
-                prepared.payloads.append(payload)
+                payloads.append(_encode_event(event))
+                events.append(event)
             except ValidationError as exc:
                 self._refuse(prepared, request, offset + index, item, raws[index], exc)
         return prepared
@@ -252,6 +254,8 @@ class Ingestor:
         raw: Any,
         exc: ValidationError,
     ) -> None:
+        if isinstance(raw, msgspec.Raw):  # a batch's message, kept as a view of the body
+            raw = bytes(raw)
         message_id = _message_id_of(exc, item, raw)
         prepared.reasons[(exc.code, _top_field(exc.field))] += 1
         prepared.refused.append(

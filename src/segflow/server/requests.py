@@ -1,7 +1,7 @@
 """Per-request context for the whole serve app: a request id, latency, one access-log line.
 
 The id is the incoming ``X-Request-Id`` when it is a short printable token, else a new random
-one; it is returned in the response's ``X-Request-Id`` header and set in
+one (from :mod:`segflow.spec.ids`: no system call on the request path); it is returned in the response's ``X-Request-Id`` header and set in
 :data:`segflow.telemetry.logs.REQUEST_ID` for every log line written while the request runs. Latency
 goes to ``segflow_http_request_duration_seconds`` labelled with the app (collect, admin,
 console, ops) and the route *template* (never a raw path: paths carry write keys and ids).
@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import time
 from typing import Any
 
 from segflow.collect.asgi import ASGIApp, Message, Receive, Scope, Send, header
+from segflow.spec.ids import random_hex
 from segflow.telemetry.logs import REQUEST_ID
 from segflow.telemetry.metrics import HTTP_DURATION
 
@@ -89,9 +89,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         incoming = header(scope, b"x-request-id")
-        request_id = (
-            incoming.decode() if incoming and _VALID_ID.match(incoming) else secrets.token_hex(8)
-        )
+        request_id = incoming.decode() if incoming and _VALID_ID.match(incoming) else random_hex(64)
         token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
         status = 500

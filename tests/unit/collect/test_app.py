@@ -87,3 +87,43 @@ def test_unknown_route_and_method(app: CollectorApp) -> None:
 
 def test_health(app: CollectorApp) -> None:
     assert call(app, "GET", "/health").json()["status"] == "ok"
+
+
+def test_a_batch_answers_per_message_and_dead_letters_the_exact_bytes_of_refused_ones(
+    app: CollectorApp, key: str, log: SqliteEventLog
+) -> None:
+    good = b'{"type":"track","userId":"u1","event":"E","messageId":"g1"}'
+    no_event = b'{"type": "track", "userId": "u2",  "messageId": "bad-1"}'
+    bad_type = b'{"type":"track","userId":["x"],"event":"E","messageId":"bad-2"}'
+    too_big = b'{"type":"track","userId":"u3","event":"E","messageId":"big","p":"%s"}' % (
+        b"x" * (33 * 1024)
+    )
+    body = b'{"batch":[%s]}' % b", ".join([good, no_event, bad_type, too_big, good])
+    r = call(app, "POST", "/v1/batch", auth=(key, ""), content=body)
+    assert r.status_code == 200
+    answer = r.json()
+    assert (answer["success"], answer["accepted"], answer["duplicates"]) == (True, 2, 1)
+    assert [(x["index"], x["messageId"], x["field"]) for x in answer["refused"]] == [
+        (1, "bad-1", "event"),
+        (2, "bad-2", "userId"),
+        (3, "big", "max_message_bytes"),
+    ]
+    assert answer["refused"][0]["reason"] == "required for track calls"
+    letters = {d.message_id: d for d in log.dead_letters()}
+    assert letters["bad-1"].payload == no_event  # the message's own bytes, spacing and all
+    assert letters["bad-2"].payload == bad_type
+    assert letters["big"].payload == too_big
+    assert sum(log.end_offsets().values()) == 1
+
+
+def test_a_batch_of_only_refused_messages_is_a_400_naming_each(
+    app: CollectorApp, key: str, log: SqliteEventLog
+) -> None:
+    body = {"batch": [{"type": "alias", "userId": "u", "messageId": "a1"}, {"type": "nope"}]}
+    r = call(app, "POST", "/v1/batch", auth=(key, ""), json=body)
+    assert r.status_code == 400
+    assert [(x["index"], x["field"]) for x in r.json()["refused"]] == [
+        (0, "previousId"),
+        (1, "type"),
+    ]
+    assert len(log.dead_letters()) == 2 and sum(log.end_offsets().values()) == 0

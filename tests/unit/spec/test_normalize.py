@@ -185,3 +185,23 @@ def test_a_time_outside_the_years_1_to_9999_in_utc_is_refused_naming_its_field()
         assert raised.value.field == field
     edge = WireMessage(timestamp="0001-01-01T00:00:00Z")
     assert event_time_ms(edge, now)[0] == MIN_TIME_MS
+
+
+@pytest.mark.parametrize(
+    ("call", "fields", "expected"),
+    [
+        ("track", {"event": "E"}, (None, None, None, None)),
+        ("page", {"name": "Home", "category": "Docs"}, ("Home", "Docs", None, None)),
+        ("screen", {"name": "Feed"}, ("Feed", None, None, None)),
+        ("group", {"group_id": 7}, (None, None, "7", None)),
+        ("alias", {"previous_id": ""}, (None, None, None, None)),
+        ("alias", {"previous_id": "anon-1"}, (None, None, None, "anon-1")),
+    ],
+)
+def test_every_call_keeps_its_own_fields_and_nothing_else(
+    call: str, fields: dict[str, object], expected: tuple[object, ...]
+) -> None:
+    msg = WireMessage(user_id="u", message_id="m", properties={"p": 1}, **fields)  # type: ignore[arg-type]
+    e = normalize(msg, call, source_id="s", received_at_ms=RECEIVED)
+    assert (e.name, e.category, e.group_id, e.previous_id) == expected
+    assert (e.type, e.user_id, e.message_id, e.properties) == (call, "u", "m", {"p": 1})
