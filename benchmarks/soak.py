@@ -1,7 +1,10 @@
 """Soak: ``segflow serve`` (every role, supervised) at 70% of its sustained end-to-end rate for
 10 minutes with 10 segments, and profile / members reads at up to 2,000 req/s meanwhile.
 
-Run: ``python -m benchmarks.soak [--minutes 10] [--share 0.7] [--read-rate 2000]``
+Run: ``python -m benchmarks.soak [--minutes 10] [--share 0.7] [--read-rate 2000] [--api-port]``
+
+``--api-port`` runs the server with ``segflow serve --api-port`` (the admin API in a process
+of its own on a second port, docs/serve.md "Reads beside ingest") and reads from that port.
 
 One server, on a data directory made by segflow's own CLI (a source, an admin token, the 10
 segments of :data:`benchmarks.rules.TEN_RULES`), nothing pinned (the supervisor sizes its
@@ -189,6 +192,7 @@ def main() -> None:
     ap.add_argument("--read-rate", type=float, default=2000.0)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--users", type=int, default=20_000)
+    ap.add_argument("--api-port", action="store_true", help="serve --api-port; read there")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, _sigterm)
     atexit.register(kill_all)
@@ -200,14 +204,17 @@ def main() -> None:
         bodies = Bodies(event_pool(args.users))
         template, key, token = make_template(root)
         port = free_port()
+        api_port = free_port() if args.api_port else port
+        api_flag = ["--api-port", str(api_port)] if args.api_port else []
         proc = launch(
             [sys.executable, "-m", "segflow.cli.main", "serve", "--data-dir", str(template),
-             "--port", str(port)],
+             "--port", str(port), *api_flag],
             log, "none",
         )  # fmt: skip
         wait_ready(proc, port, "/readyz", log)
+        wait_ready(proc, api_port, "/api/v1/health", log)
         counter = itertools.count()
-        poller = LagPoller(port, token)
+        poller = LagPoller(api_port, token)
         if args.rate:
             sustained = args.rate
             run_load(port, "/v1/batch", key, bodies, counter, seconds=5, connections=4)
@@ -238,7 +245,9 @@ def main() -> None:
         rss.start()
         reads_out: list[Reads] = []
         reader = threading.Thread(
-            target=lambda: reads_out.append(run_reads(port, token, paths, args.read_rate, seconds)),
+            target=lambda: reads_out.append(
+                run_reads(api_port, token, paths, args.read_rate, seconds)
+            ),
             daemon=True,
         )
         cpu0, t0 = own_cpu(), time.perf_counter()
@@ -274,7 +283,8 @@ def main() -> None:
     achieved = load.ok * PER_REQUEST / load.seconds
     read_rate = len(reads.latencies_ms) / seconds
     print(f"\nmachine: {machine()}; commit {commit()}; load average before "
-          f"{load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")  # fmt: skip
+          f"{load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}; "
+          f"{'--api-port' if args.api_port else 'one port'}")  # fmt: skip
     print("| measure | value | target |")
     print("| --- | --- | --- |")
     print(f"| offered / achieved events/s ({args.share:.0%} of the sustained {sustained:,.0f}), "

@@ -32,6 +32,10 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: str = "./segflow-data"
     roles: tuple[str, ...] = ()  # segflow serve --role: collect, process, load, activate, api
     workers: int | str = "auto"  # segflow serve --workers: HTTP worker processes (supervisor)
+    # segflow serve --api-port: the admin API and the console in processes of their own, on
+    # this port (the supervisor's api-1..N children, --api-workers); None: on the port
+    api_port: int | None = None
+    api_workers: int = 1
 
 
 class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,12 +173,16 @@ class PrivacySettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """The admin API (``/api/v1``): requests per second per API token (0: no limit), and the
-    largest request body it reads (413 over it, before reading; 0: no limit)."""
+    """The admin API (``/api/v1``): requests per second per API token (0: no limit), the
+    largest request body it reads (413 over it, before reading; 0: no limit), and how stale
+    its reads of the processor's state may be in a process that does not run the processor
+    (``state_refresh_ms``: the RocksDB secondary catches up at most that often; 0: before
+    every read; docs/serve.md, "Reads beside ingest")."""
 
     rate_limit_per_s: float = 0.0
     rate_limit_burst: float = 0.0
     max_body_bytes: int = 4 * 1024 * 1024
+    state_refresh_ms: float = 5.0
 
 
 class ObservabilitySettings(msgspec.Struct, frozen=True, kw_only=True):

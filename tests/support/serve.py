@@ -84,6 +84,9 @@ class Serve:
 
     >>> serve = Serve(tmp_path / "data", "--workers", "1", supervised=True)  # doctest: +SKIP
     >>> serve.api.get("/api/v1/status").json()["parts"]["supervisor"]  # doctest: +SKIP
+
+    ``api_port=True`` (supervised): ``--api-port`` on a port of its own, ``api_url``; ``api``
+    talks to it, ``collector`` to ``url``.
     """
 
     def __init__(
@@ -94,8 +97,11 @@ class Serve:
         supervised: bool = False,
         source: str | None = "web",
         role: str | None = "admin",
+        api_port: bool = False,
     ) -> None:
         self.data = data
+        self.api_port: int | None = None
+        self.separate_api = api_port  # --api-port: the API on a port of its own (api_url)
         self.args = (*(() if supervised else ("--single-process",)), *args)
         self.env = {**os.environ, **(env or {})}
         self.write_key = make_source(data, source) if source else None
@@ -116,19 +122,24 @@ class Serve:
     def _start_on(self, port: int) -> bool:
         """Start on ``port``; False when the port was taken, AssertionError on another exit."""
         self.port = port
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = self.api_url = f"http://127.0.0.1:{self.port}"
+        api: tuple[str, ...] = ()
+        if self.separate_api:
+            self.api_port = free_port()
+            self.api_url = f"http://127.0.0.1:{self.api_port}"
+            api = ("--api-port", str(self.api_port))
         mark = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [*SEGFLOW, "serve", "--data-dir", str(self.data), "--port", str(self.port),
-                 *self.args],
+                 *api, *self.args],
                 env=self.env,
                 cwd=self.data.parent,  # relative paths a request names land in the test's tmp
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
         auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self.api = httpx.Client(base_url=self.url, headers=auth, timeout=60)
+        self.api = httpx.Client(base_url=self.api_url, headers=auth, timeout=60)
         key = (self.write_key, "") if self.write_key else None
         self.collector = httpx.Client(base_url=self.url, auth=key, timeout=60)
         try:
@@ -146,7 +157,9 @@ class Serve:
         """Answering, or exited (the caller tells a taken port from another failure)."""
         if self.proc.poll() is not None:
             return True
-        return httpx.get(f"{self.url}/api/v1/health", timeout=2).status_code == 200
+        if httpx.get(f"{self.api_url}/api/v1/health", timeout=2).status_code != 200:
+            return False
+        return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200  # the collector's
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -34,11 +34,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from segflow.api.auth import Authorize
-from segflow.api.common import actor, endpoint, query_bool, query_int
+from segflow.api.common import actor, answer, endpoint, query_bool, query_int
 from segflow.errors import NotFoundError, ValidationError
 from segflow.rules.ast import split_scores
 from segflow.segments.service import SegmentService
@@ -47,6 +49,8 @@ from segflow.segments.store import Kind
 from segflow.stream.backfill import Progress
 from segflow.stream.history import valid_history
 from segflow.stream.reader import ProfileReader
+
+JSON = "application/json"
 
 
 async def _allow_all(request: Request, role: str) -> None:
@@ -139,25 +143,41 @@ def segment_routes(
             raise ValidationError("sample", "expected an integer between 1 and 1000")
         return service.preview(_text(body, "rule"), at_ms=at_ms, sample=sample)
 
-    def members(request: Request, body: dict[str, Any]) -> Any:
+    def members_at(request: Request) -> Any:
+        """Members at a past time: SQL over the warehouse (run in a thread)."""
         name = request.path_params["name"]
         service.get("segment", name)
         limit = query_int(request, "limit", 100, low=1, high=10_000)
-        if "at_ms" in request.query_params:
-            at_ms = query_int(request, "at_ms", 0, high=2**62)
-            recorded = query_bool(request, "as_recorded")
-            ids = service.members_at(name, at_ms, limit, recorded=recorded)
-            return {"segment": name, "at_ms": at_ms, "time": "recorded" if recorded else "valid",
-                    "members": ids, "returned": len(ids)}  # fmt: skip
+        at_ms = query_int(request, "at_ms", 0, high=2**62)
+        recorded = query_bool(request, "as_recorded")
+        ids = service.members_at(name, at_ms, limit, recorded=recorded)
+        return {"segment": name, "at_ms": at_ms, "time": "recorded" if recorded else "valid",
+                "members": ids, "returned": len(ids)}  # fmt: skip
+
+    def members_now(request: Request) -> Any:
+        """A page of the current members: one catalog row and one scan of the membership
+        index, answered inline like a profile read (no hop to a thread)."""
+        name = request.path_params["name"]
+        service.get("segment", name)
+        limit = query_int(request, "limit", 100, low=1, high=10_000)
         cursor = request.query_params.get("cursor") or None
         found = (
             []
             if reader is None
-            else list(itertools.islice(reader.members(name, cursor), limit + 1))
+            else list(itertools.islice(reader.members(name, cursor, page=limit + 1), limit + 1))
         )
         ids, more = found[:limit], len(found) > limit
         return {"segment": name, "members": ids, "returned": len(ids),
                 "next_cursor": ids[-1] if more else None}  # fmt: skip
+
+    async def members(request: Request) -> Response:
+        async def work() -> Any:
+            await authorize(request, "read")
+            if "at_ms" in request.query_params:
+                return await run_in_threadpool(members_at, request)
+            return Response(msgspec.json.encode(members_now(request)), media_type=JSON)
+
+        return await answer(request, work)
 
     def find(request: Request) -> Any:
         if reader is None:
@@ -260,7 +280,7 @@ def segment_routes(
             endpoint(authorize, "read", profile_scores),
             methods=["GET"],
         ),
-        Route(f"{base}/{{name}}/members", endpoint(authorize, "read", members), methods=["GET"]),
+        Route(f"{base}/{{name}}/members", members, methods=["GET"]),
         Route(f"{base}/{{name}}/sizes", endpoint(authorize, "read", sizes), methods=["GET"]),
         Route(traits, endpoint(authorize, "read", listing("trait")), methods=["GET"]),
         Route(traits, endpoint(authorize, "editor", put("trait"), status=201), methods=["POST"]),

@@ -38,6 +38,15 @@ def serve(
         help="HTTP worker processes under the supervisor: auto (cores - 1) or a number "
         "(default: server.workers)",
     ),
+    api_port: int | None = typer.Option(
+        None,
+        "--api-port",
+        help="serve the admin API and the console on this port, in processes of their own "
+        "(the port then serves collection only; default: server.api_port, none)",
+    ),
+    api_workers: int | None = typer.Option(
+        None, "--api-workers", help="API worker processes with --api-port (default 1)"
+    ),
     single_process: bool = typer.Option(
         False, "--single-process", help="run every part as threads of this one process"
     ),
@@ -57,11 +66,17 @@ def serve(
         settings = _with_server(settings, roles=_roles(role))
     if workers is not None:
         settings = _with_server(settings, workers=workers)
+    if api_port is not None:
+        settings = _with_server(settings, api_port=api_port)
+    if api_workers is not None:
+        settings = _with_server(settings, api_workers=api_workers)
     if _supervised(settings, single_process, role, http_server):
         _supervise(settings, config=config, log_level=log_level, log_format=log_format)
         return
-    if workers is not None:
-        raise ConfigError("--workers needs the supervised mode (no --single-process or --role)")
+    for flag, value in (("--workers", workers), ("--api-port", api_port),
+                        ("--api-workers", api_workers)):  # fmt: skip
+        if value is not None:
+            raise ConfigError(f"{flag} needs the supervised mode (no --single-process or --role)")
     _single_process(settings, log_level=log_level, http_server=http_server, fd=fd)
 
 

@@ -113,11 +113,16 @@ class DefinitionStore:
             )
 
     def get(self, kind: Kind, name: str) -> Definition:
-        """The current version; :class:`NotFoundError` when missing or deleted."""
-        row = self._current(kind).get(name)
-        if row is None:
+        """The current version; :class:`NotFoundError` when missing or deleted (one row read
+        through the primary key: the members API asks this on every page)."""
+        rows = self._query(
+            "SELECT kind, name, version, rule, description, created_at_ms, deleted "
+            "FROM definitions WHERE kind = ? AND name = ? ORDER BY version DESC LIMIT 1",
+            (kind, name),
+        )
+        if not rows or rows[0][6]:
             raise NotFoundError(f"no {kind} named {name!r}", details={"name": name})
-        return row
+        return _row(rows[0])
 
     def list(self, kind: Kind) -> list[Definition]:
         """Current (not deleted) definitions of ``kind``, by name."""

@@ -112,7 +112,12 @@ def assemble(runtime: Runtime) -> Assembly:
     roles = parse_roles(settings.server.roles)
     # only a process with the ``process`` role writes the state (RocksDB: one writer; the
     # others read it through secondaries), and every reader here goes through its store
-    processor = build_processor(settings, runtime.log, clock=clock, write="process" in roles)
+    # the API alone may read a little stale state (api.state_refresh_ms); delivery reads the
+    # profile of a change it was just handed, so a process that delivers catches up each read
+    refresh_ms = 0.0 if "activate" in roles else settings.api.state_refresh_ms
+    processor = build_processor(
+        settings, runtime.log, clock=clock, write="process" in roles, refresh_ms=refresh_ms
+    )
     on_commit = getattr(runtime.log, "on_commit", None)  # the embedded log tells its commits
     if on_commit is not None:
         on_commit(processor.wake)

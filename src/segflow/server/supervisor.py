@@ -14,6 +14,12 @@ child            roles       runs
 ``activate``     activate    delivery to destinations
 ===============  ==========  ===============================================================
 
+With an API port (``--api-port``, ``server.api_port``) the reads get processes of their own,
+as a hosted CDP serves its tracking API and its profile API apart: the ``http-1..N`` children
+run ``collect`` alone on the port, and ``api-1..M`` children (``--api-workers``, default 1) run
+``api`` (the admin API and the console) on the API port, so a profile or members read never
+waits for the collector's interpreter lock (docs/serve.md, "Reads beside ingest").
+
 A child that exits unexpectedly is restarted after a delay that doubles from 0.5 s to 30 s and
 starts again at 0.5 s once the child stayed up a minute. The supervisor keeps a small JSON file,
 ``DATA_DIR/supervisor.json`` (:data:`segflow.serving.status.SUPERVISOR_FILE`), which the admin
@@ -24,6 +30,8 @@ SIGKILL of ``segflow serve`` stops everything. docs/serve.md has the whole story
 
 >>> [(c.name, c.roles) for c in layout(2)]
 [('http-1', 'collect,api'), ('http-2', 'collect,api'), ('pipeline', 'process,load'), ('activate', 'activate')]
+>>> [(c.name, c.roles, c.listener) for c in layout(1, api_workers=1) if c.http]
+[('http-1', 'collect', 'main'), ('api-1', 'api', 'api')]
 """
 
 from __future__ import annotations
@@ -80,19 +88,38 @@ def resolve_workers(value: int | str, cpus: int | None = None) -> int:
     return workers
 
 
+def resolve_api_workers(value: int) -> int:
+    """The number of API worker processes (with an API port): a number >= 1.
+
+    >>> resolve_api_workers(2)
+    2
+    """
+    if value < 1:
+        raise ConfigError(f"server.api_workers: {value!r} is not a number >= 1")
+    return value
+
+
 @dataclass(frozen=True)
 class ChildSpec:
-    """One supervised process: its name, its roles (``--role``), whether it serves HTTP."""
+    """One supervised process: its name, its roles (``--role``), whether it serves HTTP and
+    on which listening socket (``main``: the port; ``api``: the API port)."""
 
     name: str
     roles: str
     http: bool = False
+    listener: str = "main"
 
 
-def layout(workers: int) -> tuple[ChildSpec, ...]:
-    """The children of a supervisor with ``workers`` HTTP workers (see the module's table)."""
-    http = tuple(ChildSpec(f"http-{n}", "collect,api", http=True) for n in range(1, workers + 1))
-    return (*http, ChildSpec("pipeline", "process,load"), ChildSpec("activate", "activate"))
+def layout(workers: int, *, api_workers: int = 0) -> tuple[ChildSpec, ...]:
+    """The children of a supervisor with ``workers`` HTTP workers and ``api_workers`` API
+    workers on an API port of their own (0: the HTTP workers serve the API; the module's
+    table)."""
+    roles = "collect" if api_workers else "collect,api"
+    http = tuple(ChildSpec(f"http-{n}", roles, http=True) for n in range(1, workers + 1))
+    api = tuple(
+        ChildSpec(f"api-{n}", "api", http=True, listener="api") for n in range(1, api_workers + 1)
+    )
+    return (*http, *api, ChildSpec("pipeline", "process,load"), ChildSpec("activate", "activate"))
 
 
 @dataclass
@@ -120,7 +147,8 @@ Command = Callable[[ChildSpec], list[str]]
 
 def child_command(settings: Settings, extra: Sequence[str] = ()) -> Command:
     """The command line of a child: ``segflow serve --single-process --role ...`` on the
-    supervisor's data directory, address and ``extra`` flags (``--config``, ``--log-level``).
+    supervisor's data directory, address (an API worker: the API port) and ``extra`` flags
+    (``--config``, ``--log-level``).
 
     >>> from segflow.config import load_settings
     >>> command = child_command(load_settings(overrides={"server": {"data_dir": "/d"}}))
@@ -129,10 +157,12 @@ def child_command(settings: Settings, extra: Sequence[str] = ()) -> Command:
     """
     base = [sys.executable, "-m", "segflow.cli.main", "serve", "--single-process"]
     server = settings.server
-    where = ["--data-dir", server.data_dir, "--host", server.host, "--port", str(server.port)]
+    where = ["--data-dir", server.data_dir, "--host", server.host]
 
     def command(spec: ChildSpec) -> list[str]:
-        return [*base, "--role", spec.roles, *where, *extra]
+        api = spec.listener == "api" and server.api_port is not None
+        port = server.api_port if api else server.port
+        return [*base, "--role", spec.roles, *where, "--port", str(port), *extra]
 
     return command
 
@@ -140,8 +170,9 @@ def child_command(settings: Settings, extra: Sequence[str] = ()) -> Command:
 class Supervisor:
     """Starts the children, restarts those that exit, stops them all on a signal.
 
-    ``listener`` is the bound socket the HTTP children inherit (``--fd``); ``command`` builds
-    a child's command line (:func:`child_command`)."""
+    ``listener`` is the bound socket the HTTP children inherit (``--fd``); ``api_listener``,
+    when given, the API port's, served by ``api_workers`` API children; ``command`` builds a
+    child's command line (:func:`child_command`)."""
 
     def __init__(
         self,
@@ -150,12 +181,16 @@ class Supervisor:
         command: Command,
         *,
         workers: int,
+        api_listener: socket.socket | None = None,
+        api_workers: int = 1,
         stop_timeout_s: float = STOP_TIMEOUT_S,
     ) -> None:
         self.settings = settings
         self.listener = listener
+        self.api_listener = api_listener
         self.command = command
-        self.children = [Child(spec) for spec in layout(workers)]
+        api = api_workers if api_listener is not None else 0
+        self.children = [Child(spec) for spec in layout(workers, api_workers=api)]
         self.stop_timeout_s = stop_timeout_s
         self.status_path = settings.data_path / SUPERVISOR_FILE
         self.started_ms = int(time.time() * 1000)
@@ -184,6 +219,8 @@ class Supervisor:
         self._stop_all()
         self.status_path.unlink(missing_ok=True)
         self.listener.close()
+        if self.api_listener is not None:
+            self.api_listener.close()
         return 0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -193,7 +230,8 @@ class Supervisor:
         cmd = self.command(child.spec)
         fds: tuple[int, ...] = ()
         if child.spec.http:
-            fds = (self.listener.fileno(),)
+            api = self.api_listener if child.spec.listener == "api" else None
+            fds = ((api or self.listener).fileno(),)
             cmd = [*cmd, "--fd", str(fds[0])]
         child.started_at = time.monotonic()
         try:
@@ -274,23 +312,40 @@ class Supervisor:
 def supervise(
     settings: Settings, *, workers: int, extra: Sequence[str] = (), log_level: str | None = None
 ) -> int:
-    """Bind the port (:class:`~segflow.server.exceptions.PortInUse` before anything else),
-    make the data directory's stores once, then supervise the children until a stop signal.
+    """Bind the port and the API port when there is one
+    (:class:`~segflow.server.exceptions.PortInUse` before anything else), make the data
+    directory's stores once, then supervise the children until a stop signal.
 
     ``extra`` are flags every child gets as well (``--config``, ``--log-level``...)."""
     from segflow.server.commands import CommandQueue, queue_path
     from segflow.serving.runtime import Runtime
     from segflow.telemetry.logs import configure_logging
 
-    listener = bind_listener(settings.server.host, settings.server.port)
+    server = settings.server
+    listener = bind_listener(server.host, server.port)
+    api_listener = None
+    if server.api_port is not None:
+        try:
+            api_listener = bind_listener(server.host, server.api_port)
+        except BaseException:
+            listener.close()
+            raise
     port = int(listener.getsockname()[1])  # --port 0: the one the kernel chose
+    api_port = None if api_listener is None else int(api_listener.getsockname()[1])
     settings = msgspec.structs.replace(
-        settings, server=msgspec.structs.replace(settings.server, port=port)
+        settings, server=msgspec.structs.replace(server, port=port, api_port=api_port)
     )
     level = (log_level or settings.observability.log_level).lower()
     configure_logging(level, settings.observability.log_format)
     command = child_command(settings, extra)
-    supervisor = Supervisor(settings, listener, command, workers=workers)
+    supervisor = Supervisor(
+        settings,
+        listener,
+        command,
+        workers=workers,
+        api_listener=api_listener,
+        api_workers=resolve_api_workers(server.api_workers),
+    )
     supervisor.catch_signals()  # Ctrl-C from here on stops cleanly, without a traceback
     Runtime.open(settings).close()  # the children then open existing files, none creates them
     CommandQueue(queue_path(settings.data_path)).close()
@@ -302,14 +357,15 @@ def banner(settings: Settings, children: Sequence[Child]) -> str:
     server = settings.server
     host = f"[{server.host}]" if ":" in server.host else server.host
     url = f"http://{host}:{server.port}"
+    api_url = url if server.api_port is None else f"http://{host}:{server.api_port}"
     lines = [f"segflow serve: supervisor pid {os.getpid()}, data {settings.data_path.resolve()}"]
     for child in children:
         pid = child.proc.pid if child.proc is not None else "-"
         lines.append(f"  {child.spec.name:<10} {child.spec.roles:<14} pid {pid}")
     lines += [
         f"  collect    {url}/v1",
-        f"  api        {url}/api/v1  (docs {url}/api/v1/docs)",
-        f"  console    {url}/console",
+        f"  api        {api_url}/api/v1  (docs {api_url}/api/v1/docs)",
+        f"  console    {api_url}/console",
         "Stop with Ctrl-C.",
     ]
     return "\n".join(lines) + "\n"

@@ -104,10 +104,13 @@ def dedupes(settings: Settings) -> bool:
     return mode == "on" or (mode == "auto" and settings.log.driver == "kafka")
 
 
-def open_state_store(settings: Settings, *, write: bool = True) -> StateStore:
+def open_state_store(
+    settings: Settings, *, write: bool = True, refresh_ms: float = 0.0
+) -> StateStore:
     """The configured state store (module docstring). ``write=False``: a process that reads
     the state and never commits (``serve`` without the ``process`` role): on RocksDB its
-    readers are secondaries and a transaction raises ``StateStoreReadOnly``."""
+    readers are secondaries, caught up with the writer at most every ``refresh_ms`` (0:
+    before every read), and a transaction raises ``StateStoreReadOnly``."""
     backend = state_backend(settings)
     if backend == "postgres":
         from segflow.stream.state.postgres import PostgresStateStore
@@ -118,7 +121,7 @@ def open_state_store(settings: Settings, *, write: bool = True) -> StateStore:
         from segflow.stream.state.rocksdb import RocksReadOnlyStore, RocksStateStore
 
         if not write:
-            return RocksReadOnlyStore(state_path(settings))
+            return RocksReadOnlyStore(state_path(settings), refresh_ms=refresh_ms)
         return RocksStateStore(
             state_path(settings),
             sync=s.synchronous.upper() != "OFF",
@@ -153,10 +156,12 @@ def build_processor(
     evaluator: SegmentEvaluator | None = None,
     clock: Clock | None = None,
     write: bool = True,
+    refresh_ms: float = 0.0,
 ) -> Processor:
     """A processor on the configured state store reading ``log`` with the identity rules
-    (``write=False``: one that will not run, for a process that only reads its state)."""
-    store = open_state_store(settings, write=write)
+    (``write=False``: one that will not run, for a process that only reads its state, whose
+    readers catch up at most every ``refresh_ms``: :func:`open_state_store`)."""
+    store = open_state_store(settings, write=write, refresh_ms=refresh_ms)
     return Processor(log, store, evaluator, clock, processor_settings(settings), settings.identity)
 
 

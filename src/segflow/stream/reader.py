@@ -85,13 +85,19 @@ class ProfileReader:
         return None if raw is None else raw.decode()
 
     def get(self, profile_id: str) -> Profile | None:
-        """The profile by its current or an absorbed id (identities, traits, memberships...)."""
-        current = self.resolve("profile_id", profile_id)
-        raw = None if current is None else self.reader.get(keys.PROFILE, current)
+        """The profile by its current or an absorbed id (identities, traits, memberships...):
+        one read of the state for a current id, two for an absorbed one."""
+        raw = self.reader.get(keys.PROFILE, profile_id)
+        if raw is None:
+            alias = self.reader.get(keys.ALIAS, profile_id)
+            raw = None if alias is None else self.reader.get(keys.PROFILE, alias.decode())
         return None if raw is None else decode_profile(raw)
 
     def lookup(self, id_type: str, value: str) -> Profile | None:
-        """The profile holding identifier ``id_type:value``, None when unknown."""
+        """The profile holding identifier ``id_type:value``, None when unknown (two reads of
+        the state: the identifier's owner, then its profile)."""
+        if id_type == "profile_id":
+            return self.get(value)
         pid = self.resolve(id_type, value)
         return None if pid is None else self.get(pid)
 
@@ -151,12 +157,13 @@ class ProfileReader:
         profile = self.get(profile_id)
         return [] if profile is None or profile.profile_id != profile_id else list(profile.members)
 
-    def members(self, segment: str, after: str | None = None) -> Iterator[str]:
+    def members(self, segment: str, after: str | None = None, *, page: int = 500) -> Iterator[str]:
         """Profile ids currently in ``segment`` in id order, after ``after`` when given (from
-        the membership index, paged)."""
+        the membership index, read ``page`` at a time: the size of the caller's page, when it
+        takes one)."""
         prefix = f"{segment}|"
         start = prefix if after is None else f"{prefix}{after}\x00"
-        for key, _ in iter_scan(self.reader, keys.MEMBER, start, prefix_end(prefix)):
+        for key, _ in iter_scan(self.reader, keys.MEMBER, start, prefix_end(prefix), page):
             yield key[len(prefix) :]
 
     def events(self, profile: Profile, limit: int = 50, before: str | None = None) -> list[Event]:

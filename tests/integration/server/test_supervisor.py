@@ -9,15 +9,13 @@ import os
 import signal
 import socket
 import subprocess
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from tests.support.cli import SEGFLOW
 from tests.support.serve import Serve, gone
+from tests.support.traffic import Traffic
 from tests.support.wait import until
 
 
@@ -49,42 +47,6 @@ def test_supervised_serve_runs_each_role_in_its_own_process_and_events_become_me
     banner = serve.logs()
     assert f"supervisor pid {serve.proc.pid}" in banner and f"{serve.url}/api/v1" in banner
     assert str(serve.data.resolve()) in banner
-
-
-class Traffic:
-    """A client posting batches of unique events until stopped, retrying a batch (same
-    messageIds) until it is acknowledged, so every event it sent is acknowledged once."""
-
-    def __init__(self, collector: httpx.Client) -> None:
-        self.collector = collector
-        self.acked = 0
-        self.failures = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        n = 0
-        while not self.stop.is_set():
-            batch = [{"type": "track", "userId": f"u{(n + i) % 7}", "event": "Ping",
-                      "messageId": f"m{n + i}", "properties": {"n": 1}} for i in range(10)]  # fmt: skip
-            while True:
-                try:
-                    got = self.collector.post("/v1/batch", json={"batch": batch})
-                    if got.status_code == 200 and got.json().get("accepted") == len(batch):
-                        break
-                except httpx.TransportError:
-                    pass
-                self.failures += 1
-                time.sleep(0.05)
-            n += len(batch)
-            self.acked = n
-
-    def finish(self) -> int:
-        self.stop.set()
-        self.thread.join(120)
-        assert not self.thread.is_alive()
-        return self.acked
 
 
 def test_killed_children_are_restarted_and_every_acknowledged_event_counts_once(

@@ -12,7 +12,16 @@ import pytest
 
 from segflow.config import load_settings
 from segflow.errors import ConfigError
-from segflow.server.supervisor import Child, ChildSpec, Supervisor, banner, resolve_workers
+from segflow.server.supervisor import (
+    Child,
+    ChildSpec,
+    Supervisor,
+    banner,
+    child_command,
+    layout,
+    resolve_api_workers,
+    resolve_workers,
+)
 from segflow.serving.status import SUPERVISOR_FILE, supervised
 
 
@@ -88,3 +97,38 @@ def test_the_banner_names_each_child_and_the_urls(supervisor: Supervisor) -> Non
     assert "http-1     collect,api" in text and "pipeline   process,load" in text
     assert "http://127.0.0.1:8080/v1" in text and "http://127.0.0.1:8080/console" in text
     assert str(supervisor.settings.data_path.resolve()) in text
+
+
+def test_with_an_api_port_the_http_workers_collect_and_api_workers_serve_the_api_there(
+    tmp_path: Path,
+) -> None:
+    server = {"data_dir": str(tmp_path), "port": 8080, "api_port": 8081}
+    settings = load_settings(overrides={"server": server})
+    children = layout(2, api_workers=2)
+    assert [(c.name, c.roles, c.http, c.listener) for c in children] == [
+        ("http-1", "collect", True, "main"),
+        ("http-2", "collect", True, "main"),
+        ("api-1", "api", True, "api"),
+        ("api-2", "api", True, "api"),
+        ("pipeline", "process,load", False, "main"),
+        ("activate", "activate", False, "main"),
+    ]
+    command = child_command(settings)
+    api, http = command(children[2]), command(children[0])
+    assert api[api.index("--role") + 1] == "api" and api[api.index("--port") + 1] == "8081"
+    assert http[http.index("--role") + 1] == "collect" and http[http.index("--port") + 1] == "8080"
+    text = banner(settings, [Child(c) for c in children])
+    assert "api-1      api" in text and "http://127.0.0.1:8080/v1" in text
+    assert "http://127.0.0.1:8081/api/v1" in text and "http://127.0.0.1:8081/console" in text
+
+
+def test_without_an_api_port_the_supervisor_keeps_one_port_for_everything(
+    supervisor: Supervisor,
+) -> None:
+    assert [c.spec.name for c in supervisor.children] == ["http-1", "pipeline", "activate"]
+    assert supervisor.children[0].spec.roles == "collect,api"
+
+
+def test_an_api_worker_count_below_one_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"server\.api_workers"):
+        resolve_api_workers(0)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.wait import until
 
 from segflow.stream import MemoryStateStore
 from segflow.stream.state.exceptions import StateStoreBusy, StateStoreReadOnly
@@ -328,4 +329,26 @@ def test_scans_and_offsets_stay_in_their_bounds_over_many_keys(tmp_path: Path) -
             assert reader.scan(ns, start, end, reverse=True, limit=7) == inside[::-1][:7]
             assert reader.scan(ns, "", "\U0010ffff") == [(k, k.encode()) for k in names]
     secondary.close()
+    store.close()
+
+
+def test_a_reader_with_a_refresh_interval_catches_up_at_most_that_often(tmp_path: Path) -> None:
+    store = RocksStateStore(tmp_path / "state", sync=False)
+    tx = store.begin_global()
+    tx.set("ns", "k", b"1")
+    tx.commit()
+    slow = open_reader(tmp_path / "state", refresh_ms=3_600_000)
+    quick = open_reader(tmp_path / "state", refresh_ms=1)
+    assert slow.get("ns", "k") == b"1" == quick.get("ns", "k")  # caught up at open
+    tx = store.begin_global()
+    tx.set("ns", "k", b"2")
+    tx.commit()
+    assert slow.get("ns", "k") == b"1"  # an hour has not passed: no catch-up
+    until(lambda: quick.get("ns", "k") == b"2", what="the 1 ms reader caught up")
+    slow.refresh()
+    assert slow.get("ns", "k") == b"2" and slow.scan("ns", "", "z") == [("k", b"2")]
+    view = RocksReadOnlyStore(tmp_path / "state", refresh_ms=3_600_000).reader()
+    assert view.refresh_s == 3600.0
+    for reader in (slow, quick, view):
+        reader.close()
     store.close()
