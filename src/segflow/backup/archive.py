@@ -41,8 +41,9 @@ import duckdb
 import msgspec
 
 from segflow.backup.exceptions import BackupCorrupt, TargetNotEmpty
-from segflow.backup.snapshot import BackupBusy, copy_pinned, fsync_file, pinned
+from segflow.backup.snapshot import BackupBusy, copy_pinned, pinned
 from segflow.backup.warehouse import hold_exclusively
+from segflow.db.files import fsync_path
 
 if TYPE_CHECKING:
     from segflow.stream.state.rocksdb import RocksReader
@@ -169,9 +170,9 @@ def _copy_state(state: RocksReader, target: Path) -> list[BackupFile]:
     copy_state(state, target / ROCKSDB_STATE)
     out = []
     for path in sorted((target / ROCKSDB_STATE).iterdir()):
-        fsync_file(path)
+        fsync_path(path)
         out.append(_describe(target, f"{ROCKSDB_STATE}/{path.name}", "rocksdb"))
-    _fsync_dir(target / ROCKSDB_STATE)
+    fsync_path(target / ROCKSDB_STATE)
     return out
 
 
@@ -238,9 +239,9 @@ def restore_backup(backup: str | Path, data_dir: str | Path, *, force: bool = Fa
         partial = target / (entry.name + ".tmp")
         partial.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / entry.name, partial)
-        fsync_file(partial)
+        fsync_path(partial)
         os.replace(partial, target / entry.name)
-    _fsync_dir(target)
+    fsync_path(target)
     return manifest
 
 
@@ -273,7 +274,7 @@ def _copy_file(source: Path, root: Path, name: str, kind: str) -> BackupFile:
     target = root / name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
-    fsync_file(target)
+    fsync_path(target)
     return _describe(root, name, kind)
 
 
@@ -310,9 +311,9 @@ def _sha256(path: Path) -> str:
 def _write_manifest(target: Path, manifest: Manifest) -> None:
     partial = target / (MANIFEST + ".tmp")
     partial.write_bytes(msgspec.json.format(msgspec.json.encode(manifest), indent=2))
-    fsync_file(partial)
+    fsync_path(partial)
     os.replace(partial, target / MANIFEST)
-    _fsync_dir(target)
+    fsync_path(target)
 
 
 def _clear(target: Path, manifest: Manifest) -> None:
@@ -322,14 +323,6 @@ def _clear(target: Path, manifest: Manifest) -> None:
         for suffix in ("", *_SIDE_SUFFIXES):
             with contextlib.suppress(FileNotFoundError):
                 (target / (name + suffix)).unlink()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _version() -> str:

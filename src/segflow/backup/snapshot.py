@@ -27,6 +27,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
+from segflow.db.files import fsync_path
 from segflow.errors import TransientError
 
 
@@ -100,12 +101,4 @@ def copy_pinned(reader: sqlite3.Connection, target: Path) -> None:
         reader.backup(dest)
     finally:
         dest.close()
-    fsync_file(target)
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(target)

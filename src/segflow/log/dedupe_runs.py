@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from segflow.db.files import fsync_path
 from segflow.db.sqlite import connect
 from segflow.log.bloom import BloomFilter, key_array, masks_of
 
@@ -198,11 +199,11 @@ class RunFiles:
         finally:
             con.close()
         run = Run(lo, hi, level, int(count), int(newest))
-        _fsync(tmp_db)
+        fsync_path(tmp_db)
         bloom.save(tmp_bloom)
         os.replace(tmp_bloom, self.bloom(run))
         os.replace(tmp_db, self.db(run))
-        _fsync(self.directory)
+        fsync_path(self.directory)
         return run
 
     def remove(self, runs: list[Run]) -> None:
@@ -232,14 +233,6 @@ def _key_chunks(con: sqlite3.Connection) -> Iterator[bytes]:
             return
         yield blob
         last = blob[-16:]
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _OpenRun:

@@ -39,6 +39,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from segflow.db.files import fsync_path
 from segflow.warehouse.exceptions import WarehouseBusy
 
 PROFILE_COLUMNS = ("profile_id", "survivor", "absorbed", "merged_into")
@@ -201,19 +202,11 @@ def rewrite(path: str | Path, timeout_s: float = 30.0) -> int:
         con.execute(f"ATTACH '{_sql_text(str(fresh))}' AS segflow_rewrite")
         con.execute(f'COPY FROM DATABASE "{name[0]}" TO segflow_rewrite')
         con.execute("DETACH segflow_rewrite")
-        _fsync(fresh)
+        fsync_path(fresh)
         os.replace(fresh, path)  # still holding the old file: nobody opens it meanwhile
-        _fsync(path.parent)
+        fsync_path(path.parent)
     return path.stat().st_size
 
 
 def _sql_text(text: str) -> str:
     return text.replace("'", "''")
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
