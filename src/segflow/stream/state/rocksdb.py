@@ -28,7 +28,9 @@ warehouse CLI, backups) use :class:`RocksReader`: a RocksDB *secondary* instance
 primary's MANIFEST and WAL, caught up before every read, or at most every ``refresh_ms``
 (a catch-up measured ~0.3 ms on an idle store: the admin API's readers use 5 ms,
 ``api.state_refresh_ms``); it works as well when no primary runs (it then reads what the last
-one left).
+one left). The following readers of one directory in one process share one secondary instance
+(:mod:`segflow.stream.state.secondary`: its memtables hold the primary's unflushed writes, once
+per process, and a 16 MB block cache).
 
 **Options** (:func:`options`), tuned for point lookups and batched writes:
 
