@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "features": ("benchmarks.features", ["--profiles", "2000", "--events", "50000", "--rounds", "2"]),
     "imports": ("benchmarks.imports", ["--events", "5000", "--rounds", "2"]),
     "dedupe_memory": ("benchmarks.dedupe_memory", ["--ids", "100000", "--rounds", "2", "--seconds", "0.5", "--memory-ids", "20000"]),
+    "reader_memory": ("benchmarks.reader_memory", ["--seconds", "3", "--rate", "5000"]),
     "ml": ("benchmarks.ml", ["--profiles", "5000", "--rounds", "2"]),
     "delivery": ("benchmarks.delivery", ["--rounds", "2", "--seconds", "0.5"]),
     "privacy": ("benchmarks.privacy", ["--events", "5000", "--others", "5000", "--rounds", "2"]),

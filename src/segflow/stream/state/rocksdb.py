@@ -28,7 +28,9 @@ warehouse CLI, backups) use :class:`RocksReader`: a RocksDB *secondary* instance
 primary's MANIFEST and WAL, caught up before every read, or at most every ``refresh_ms``
 (a catch-up measured ~0.3 ms on an idle store: the admin API's readers use 5 ms,
 ``api.state_refresh_ms``); it works as well when no primary runs (it then reads what the last
-one left).
+one left). The following readers of one directory in one process share one secondary instance
+(:mod:`segflow.stream.state.secondary`: its memtables hold the primary's unflushed writes, once
+per process, and a 16 MB block cache).
 
 **Options** (:func:`options`), tuned for point lookups and batched writes:
 
@@ -69,8 +71,6 @@ import fcntl
 import functools
 import itertools
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -79,6 +79,7 @@ from typing import Any
 
 import rocksdict
 
+from segflow.stream.state import secondary
 from segflow.stream.state.base import Offsets, Partition
 from segflow.stream.state.exceptions import StateStoreBusy, StateStoreReadOnly
 
@@ -98,12 +99,18 @@ __all__ = [
 
 
 def options(
-    *, cache_mb: int = 64, write_buffer_mb: int = 64, compression: str = "lz4", create: bool = True
+    *,
+    cache_mb: int = 64,
+    write_buffer_mb: int = 64,
+    compression: str = "lz4",
+    create: bool = True,
+    cache: rocksdict.Cache | None = None,
 ) -> rocksdict.Options:
-    """The store's RocksDB options (module docstring, "Options")."""
+    """The store's RocksDB options (module docstring, "Options"); ``cache``: a block cache
+    to share instead of a new one of ``cache_mb``."""
     table = rocksdict.BlockBasedOptions()
     table.set_bloom_filter(10, False)
-    table.set_block_cache(rocksdict.Cache(cache_mb << 20))
+    table.set_block_cache(cache if cache is not None else rocksdict.Cache(cache_mb << 20))
     # index and filter blocks live with the open table files, not in the block cache: an SST
     # file's index is one block (~1.3 MB for a 180 MB file), larger than a cache shard
     # (64 MB / 64 shards), so through the cache it was read and parsed again on every get:
@@ -505,13 +512,18 @@ class RocksReader(RocksLocalReader):
     a temporary directory), caught up with the primary before every read. Thread-safe. Until
     a writer has created the store it reads as empty (and it never creates one itself).
 
+    The following readers of one directory in one process share one secondary instance
+    (:mod:`segflow.stream.state.secondary`: one copy of the replayed WAL, one block cache of
+    ``READER_CACHE_MB``, one catch-up for all).
+
     ``follow=False`` catches up once, at open, and never again: a frozen, consistent view (a
-    backup copies one). ``refresh_ms`` > 0 catches up at most that often: a read then sees
-    the commits made up to ``refresh_ms`` before it. A catch-up costs about 0.3 ms even when
-    nothing changed (more while the processor commits), so the admin API's readers, which
-    serve thousands of reads a second beside a busy processor, take 5 ms
+    backup copies one; its instance is its own). ``refresh_ms`` > 0 catches up at most that
+    often: a read then sees the commits made up to ``refresh_ms`` before it. A catch-up costs
+    about 0.3 ms even when nothing changed (more while the processor commits), so the admin
+    API's readers, which serve thousands of reads a second beside a busy processor, take 5 ms
     (``api.state_refresh_ms``); 0, the default, catches up before every read.
 
+    >>> import tempfile
     >>> store = RocksStateStore(tempfile.mkdtemp(), sync=False)
     >>> reader = RocksReader(store.path, refresh_ms=60_000)
     >>> tx = store.begin_global(); tx.set("ns", "k", b"v"); tx.commit()
@@ -522,70 +534,59 @@ class RocksReader(RocksLocalReader):
     >>> reader.close(); store.close()
     """
 
-    def __init__(self, path: str | Path, *, follow: bool = True, refresh_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        follow: bool = True,
+        refresh_ms: float = 0.0,
+    ) -> None:
         self.path = Path(path)
         self.follow = follow
         self.refresh_s = max(0.0, refresh_ms) / 1000
-        self._caught_up = float("-inf")  # time.monotonic() of the last catch-up
-        self.lock = threading.Lock()
-        self._dir = tempfile.mkdtemp(prefix="segflow-state-reader-")
+        opener = functools.partial(_open_secondary, self.path)
+        if follow:
+            self.secondary = secondary.shared(self.path, opener)
+        else:  # a frozen view of its own, never caught up again
+            self.secondary = secondary.Secondary(str(self.path), opener)
+        self.closed = False
         try:
-            super().__init__(self._open())
+            with self.secondary.lock:
+                self.secondary.ready(0.0 if follow else float("inf"))  # caught up at open
         except Exception:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            self.close()
             raise
 
-    def _open(self) -> Any:
-        """The secondary instance (``None`` while the store does not exist)."""
-        if not (self.path / "CURRENT").exists():
-            return None
-        opts = options(create=False)
-        opts.set_max_open_files(-1)  # a secondary keeps every table file open
-        secondary = rocksdict.AccessType.secondary(self._dir)
-        db = open_db(self.path, opts, access_type=secondary)
-        db.try_catch_up_with_primary()
-        self._caught_up = time.monotonic()
-        return db
+    @property
+    def db(self) -> Any:
+        return self.secondary.db
 
     def refresh(self) -> None:
         """Catch up with the primary now, whenever the last catch-up was."""
-        with self.lock:
-            self._caught_up = float("-inf")
-            self._ready()
+        with self.secondary.lock:
+            self._ready(0.0)
 
-    def _ready(self) -> bool:
-        """Catch up (when following and ``refresh_ms`` passed); False while there is no store
-        to read."""
-        if self.db is None:
-            if self.follow:
-                self.db = self._open()
+    def _ready(self, refresh_s: float | None = None) -> bool:
+        """Catch up (when following and ``refresh_s`` passed); False while there is no store
+        to read. Called with the instance's lock held."""
+        if not self.follow:
             return self.db is not None
-        if self.follow:
-            now = time.monotonic()
-            if now - self._caught_up < self.refresh_s:
-                return True
-            try:
-                self.db.try_catch_up_with_primary()
-            except Exception:  # the primary deleted files we needed: start afresh
-                self.db.close()
-                self.db = self._open()
-            self._caught_up = now
-        return True
+        return self.secondary.ready(self.refresh_s if refresh_s is None else refresh_s)
 
     def get(self, ns: str, key: str) -> bytes | None:
-        with self.lock:
+        with self.secondary.lock:
             return super().get(ns, key) if self._ready() else None
 
     def scan(
         self, ns: str, start: str, end: str, *, reverse: bool = False, limit: int | None = None
     ) -> list[tuple[str, bytes]]:
-        with self.lock:
+        with self.secondary.lock:
             if not self._ready():
                 return []
             return super().scan(ns, start, end, reverse=reverse, limit=limit)
 
     def offsets(self) -> dict[int, int]:
-        with self.lock:
+        with self.secondary.lock:
             return super().offsets() if self._ready() else {}
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
@@ -593,11 +594,32 @@ class RocksReader(RocksLocalReader):
         return iter(()) if self.db is None else iter(self.db.items())
 
     def close(self) -> None:
-        with self.lock:
-            if self.db is not None:
-                with contextlib.suppress(Exception):
-                    self.db.close()
-            shutil.rmtree(self._dir, ignore_errors=True)
+        if self.closed:
+            return
+        self.closed = True
+        if self.follow:
+            secondary.release(self.secondary)
+        else:
+            with self.secondary.lock:
+                self.secondary.close()
+
+
+@functools.lru_cache(maxsize=1)
+def _reader_cache() -> rocksdict.Cache:
+    """The block cache of this process's secondaries (``READER_CACHE_MB``, shared)."""
+    return rocksdict.Cache(secondary.READER_CACHE_MB << 20)
+
+
+def _open_secondary(path: Path, info_dir: str) -> Any:
+    """A secondary instance of ``path`` caught up with its primary (``None`` while the store
+    does not exist), its info log in ``info_dir``."""
+    if not (path / "CURRENT").exists():
+        return None
+    opts = options(create=False, cache=_reader_cache())
+    opts.set_max_open_files(-1)  # a secondary keeps every table file open
+    db = open_db(path, opts, access_type=rocksdict.AccessType.secondary(info_dir))
+    db.try_catch_up_with_primary()
+    return db
 
 
 class RocksReadOnlyStore:
