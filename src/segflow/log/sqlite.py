@@ -264,12 +264,20 @@ class SqliteEventLog(QueuedAppends):
 
     def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]:
         """Records of ``partition`` with offset >= ``offset``, in offset order."""
+        rows = self.read_encoded(partition, offset, max_records)
+        return [Record(partition, off, decode_event(payload)) for off, payload in rows]
+
+    def read_encoded(
+        self, partition: int, offset: int, max_records: int = 1000
+    ) -> list[tuple[int, bytes]]:
+        """:meth:`read` undecoded: ``(offset, encoded event)`` pairs, for a reader that
+        decodes only the fields it reads (the processor: :mod:`segflow.stream.decode`)."""
         with self._read_lock:
-            rows = self._read.execute(
+            rows: list[tuple[int, bytes]] = self._read.execute(
                 "SELECT offset, payload FROM records WHERE partition=? AND offset>=? ORDER BY offset LIMIT ?",
                 (partition, offset, max_records),
             ).fetchall()
-        return [Record(partition, off, decode_event(payload)) for off, payload in rows]
+        return rows
 
     def read_at(self, positions: Sequence[Position]) -> list[Record]:
         """The records at ``positions`` that exist (any order; one query per partition and
