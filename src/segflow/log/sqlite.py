@@ -271,7 +271,17 @@ class SqliteEventLog(QueuedAppends):
         self, partition: int, offset: int, max_records: int = 1000
     ) -> list[tuple[int, bytes]]:
         """:meth:`read` undecoded: ``(offset, encoded event)`` pairs, for a reader that
-        decodes only the fields it reads (the processor: :mod:`segflow.stream.decode`)."""
+        decodes only the fields it reads (the processor: :mod:`segflow.stream.decode`).
+
+        >>> import os, tempfile
+        >>> from segflow.spec import Event
+        >>> log = SqliteEventLog(os.path.join(tempfile.mkdtemp(), "log.sqlite"), partitions=1)
+        >>> e = Event(type="track", message_id="m1", source_id="s", timestamp_ms=1,
+        ...           received_at_ms=1, user_id="u1", event="Signed Up")
+        >>> _ = log.append([e]); [(o, decode_event(p) == e) for o, p in log.read_encoded(0, 0)]
+        [(0, True)]
+        >>> log.close()
+        """
         with self._read_lock:
             rows: list[tuple[int, bytes]] = self._read.execute(
                 "SELECT offset, payload FROM records WHERE partition=? AND offset>=? ORDER BY offset LIMIT ?",

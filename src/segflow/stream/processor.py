@@ -383,9 +383,9 @@ class Processor(BackgroundLoop):
         decoding whole events was 11% of ``segflow serve``'s processor (issue #15)."""
         read_encoded = getattr(self.log, "read_encoded", None)
         decode = None
-        if read_encoded is not None and self.settings.narrow_decode:
+        if self.settings.narrow_decode:
             decode = decoder_for(self.handler.evaluator, self.handler.rules)
-        if decode is None:
+        if read_encoded is None or decode is None:
             return self.log.read(partition, offset, limit)
         rows = read_encoded(partition, offset, limit)
         return [Record(partition, off, decode(payload)) for off, payload in rows]
