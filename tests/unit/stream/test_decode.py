@@ -24,7 +24,14 @@ from segflow.rules import compile_segments
 from segflow.spec import Event
 from segflow.spec.events import encode_event
 from segflow.stream import Processor, ProcessorSettings
-from segflow.stream.decode import StreamEvent, decode_stream_event, decoder_for
+from segflow.stream.decode import (
+    PropertylessEvent,
+    StreamEvent,
+    decode_propertyless,
+    decode_stream_event,
+    decoder_for,
+    reads_properties,
+)
 from segflow.stream.state.rocksdb import RocksStateStore
 
 T0 = 1_700_000_000_000
@@ -35,6 +42,12 @@ RULES = {  # properties in filters and aggregates, traits, names, sequences, ide
     "view_then_buy": 'did "Viewed" then "Order Completed"',
     "pricing": 'did page "Pricing"',
     "known_active": 'is anonymous and did "Viewed" at least 2 times in last 7 days',
+}
+NAMES_AND_TRAITS = {  # no property read: events are decoded without their properties
+    "buyers": 'did "Order Completed" at least 2 times',
+    "pros": 'trait plan = "pro"',
+    "view_then_buy": 'did "Viewed" then "Order Completed"',
+    "pricing": 'did page "Pricing"',
 }
 CONTEXT = {
     "ip": "203.0.113.7",
@@ -128,11 +141,13 @@ def traffic(n: int, people: int, seed: int) -> list[Event]:
     return out  # fmt: skip
 
 
-def processed(log: SqliteEventLog, path: Path, *, narrow: bool, rules: IdentityRules) -> Any:
+def processed(
+    log: SqliteEventLog, path: Path, *, narrow: bool, rules: IdentityRules, segments: Any = None
+) -> Any:
     """Every namespace of the state after a processor consumed ``log`` in batches of 60."""
     store = RocksStateStore(path, sync=False)
     settings = ProcessorSettings(narrow_decode=narrow, mirror_offsets=False)
-    program = compile_segments(RULES)
+    program = compile_segments(segments or RULES)
     proc = Processor(log, store, program, ManualClock(T0 + 10**8), settings, rules)
     while proc.run_once(60) > 0:
         pass
@@ -158,6 +173,18 @@ def test_the_narrow_decode_gives_the_full_decodes_state_and_outbox(tmp_path: Pat
     log.close()
 
 
+def test_events_decoded_without_properties_give_the_full_decodes_state(tmp_path: Path) -> None:
+    log = SqliteEventLog(tmp_path / "log.sqlite", partitions=3)
+    log.append(traffic(1_000, 200, seed=5))
+    rules = IdentityRules(external_ids=(ExternalId(type="plan_id", path="traits.plan_id"),))
+    assert decoder_for(compile_segments(NAMES_AND_TRAITS), rules) is decode_propertyless
+    kw: Any = {"rules": rules, "segments": NAMES_AND_TRAITS}
+    narrow = processed(log, tmp_path / "narrow", narrow=True, **kw)
+    assert narrow == processed(log, tmp_path / "full", narrow=False, **kw)
+    assert {k.split("|")[0] for k, _ in narrow["member"]} >= {"buyers", "pros", "pricing"}
+    log.close()
+
+
 def test_the_processor_reads_stream_events_from_a_log_that_hands_out_encoded_ones(
     tmp_path: Path,
 ) -> None:
@@ -166,6 +193,8 @@ def test_the_processor_reads_stream_events_from_a_log_that_hands_out_encoded_one
     store = RocksStateStore(tmp_path / "state", sync=False)
     proc = Processor(log, store, compile_segments(RULES), ManualClock(T0))
     assert {type(r.event) for r in proc._read_log(0, 0, 10)} == {StreamEvent}
+    proc.handler.evaluator = compile_segments(NAMES_AND_TRAITS)
+    assert {type(r.event) for r in proc._read_log(0, 0, 10)} == {PropertylessEvent}
     proc.handler.evaluator = _Anything()  # an evaluator of unknown reads gets whole events
     assert {type(r.event) for r in proc._read_log(0, 0, 10)} == {Event}
     store.close()
@@ -183,6 +212,21 @@ def test_an_external_id_read_from_context_needs_whole_events() -> None:
     assert decoder_for(program, device) is None
     assert decoder_for(program, plan) is decode_stream_event
     assert decoder_for(program, IdentityRules()) is decode_stream_event
+
+
+def test_a_rule_set_reads_properties_through_filters_and_value_paths() -> None:
+    reading = [
+        'did "A" where plan = "pro"',
+        'sum(revenue of "Order Completed" in last 90 days) >= 100',
+        'did "A" then "B" where n > 1',
+        'did page "Pricing" where path exists at least 2 times',
+        'most_frequent(category of "Viewed" in last 7 days) = "shoes"',
+    ]
+    for rule in reading:
+        assert reads_properties(compile_segments({"s": rule})), rule
+    assert not reads_properties(compile_segments(NAMES_AND_TRAITS))
+    no_props = IdentityRules(external_ids=(ExternalId(type="sku", path="properties.sku"),))
+    assert decoder_for(compile_segments(NAMES_AND_TRAITS), no_props) is decode_stream_event
 
 
 values = st.one_of(
@@ -237,3 +281,6 @@ def test_a_stream_event_has_the_whole_events_identifiers_and_fields(
         if field != "identifiers":
             assert getattr(narrow, field) == getattr(event, field), field
     assert narrow.identity_key == event.identity_key
+    bare = decode_propertyless(encode_event(event))
+    assert extract.keyed(bare) == extract.keyed(event)
+    assert bare.properties == {} and bare.context == narrow.context
