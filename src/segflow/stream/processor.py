@@ -139,6 +139,8 @@ class Processor(BackgroundLoop):
             time.time_ns() // 1_000_000
         )  # ML scores and clusters, applied between batches
         self._records: dict[int, list[Record]] = {}
+        # the evaluator the decoder was chosen for, and the decoder (segflow.stream.decode)
+        self._decoder: tuple[object, Callable[[bytes], Any] | None] = (None, None)
         self._unmirrored: dict[int, int] = {}  # offsets committed, not yet mirrored to the log
         self._mirror_seeded: set[int] = set()  # partitions whose stored offset was mirrored
         self._mirrored_at = 0.0
@@ -382,9 +384,11 @@ class Processor(BackgroundLoop):
         when the log hands out encoded events and the rule set allows, else whole events:
         decoding whole events was 11% of ``segflow serve``'s processor (issue #15)."""
         read_encoded = getattr(self.log, "read_encoded", None)
-        decode = None
-        if self.settings.narrow_decode:
-            decode = decoder_for(self.handler.evaluator, self.handler.rules)
+        evaluator = self.handler.evaluator
+        if self._decoder[0] is not evaluator:  # worked out once per rule set (walks its rules)
+            on = self.settings.narrow_decode
+            self._decoder = (evaluator, decoder_for(evaluator, self.handler.rules) if on else None)
+        decode = self._decoder[1]
         if read_encoded is None or decode is None:
             return self.log.read(partition, offset, limit)
         rows = read_encoded(partition, offset, limit)
