@@ -3,10 +3,15 @@
     python -m benchmarks.processor [--events 100000] [--people 60000] [--rounds 5]
                                    [--lookup-seconds 4] [--rate 2000] [--skip-lookup]
                                    [--rules 0|10|100] [--cpu-stages]
+                                   [--log memory|sqlite] [--sdk-context]
 
 ``--rules``: segflow's processor also evaluates the rules benchmark's 10 or 100 segment rules
 (the clock at the stream's end, so windows and timers are live); the baseline stays identity
 only, so the ratio is the cost of the rules on top of stitching.
+
+``--log sqlite``: segflow reads a real embedded log (written once, before the rounds), so its
+``read`` stage counts the log's read and the records' decoding; ``--sdk-context`` gives every
+event analytics.js's context, the bulk of a real event that the processor does not read.
 
 Throughput: segflow's ``Processor`` on its default state store (RocksDB in ``state/``, every
 commit's WAL synced; ``--store sqlite``: ``state.sqlite``, ``synchronous=FULL``), default batch,
@@ -42,6 +47,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from benchmarks.baselines.processor_sqlite import SqliteBaseline
 from segflow.clock import ManualClock
 from segflow.log.base import Record, partition_for
@@ -52,8 +59,25 @@ BATCH = 500  # records per partition per transaction, as segflow's default
 T0 = 1_700_000_000_000
 
 
-def make_stream(n: int, people: int, seed: int = 7) -> list[Event]:
-    """Seeded realistic traffic: 70% anonymous, ~20% identified, logins link devices to users."""
+SDK_CONTEXT = {  # what analytics.js sends with every event (benchmarks.payloads)
+    "ip": "203.0.113.7",
+    "library": {"name": "analytics.js", "version": "next-1.70.0"},
+    "locale": "en-US",
+    "page": {"path": "/products/shoes", "url": "https://shop.example/products/shoes"},
+    "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36",
+}
+
+
+def make_stream(n: int, people: int, seed: int = 7, sdk: bool = False) -> list[Event]:
+    """Seeded realistic traffic: 70% anonymous, ~20% identified, logins link devices to users.
+    ``sdk``: every event carries analytics.js's context as well (~300 bytes more)."""
+    out = _stream(n, people, seed)
+    if sdk:
+        out = [msgspec.structs.replace(e, context={**SDK_CONTEXT, **e.context}) for e in out]
+    return out
+
+
+def _stream(n: int, people: int, seed: int) -> list[Event]:
     rnd = random.Random(seed)
     out = []
     for i in range(n):
@@ -128,6 +152,17 @@ class ListLog:
         return self.records[partition][offset : offset + max_records]
 
 
+def sqlite_log(events: list[Event], path: Path) -> Any:
+    """The events appended to a real embedded log at ``path`` (the processor then reads and
+    decodes its records, as ``segflow serve`` does), partitioned like :class:`ListLog`."""
+    from segflow.log.sqlite import SqliteEventLog
+
+    log = SqliteEventLog(path, partitions=PARTITIONS)
+    for start in range(0, len(events), 5000):
+        log.append(events[start : start + 5000])
+    return log
+
+
 STAGES: dict[str, list[float]] = {}  # us per event of each stage, per round
 
 
@@ -158,18 +193,21 @@ def timed_drain(proc: Any) -> float:
 
 
 def run_segflow(
-    log: ListLog,
+    log: Any,
     path: Path,
     rules: dict[str, str] | None = None,
     store_kind: str = "rocksdb",
     dedupe_window_ms: int = 0,
+    end_ms: int | None = None,
 ) -> float:
+    """Seconds for a fresh processor to drain ``log`` (a :class:`ListLog` or a real log: then
+    ``end_ms``, the clock's time, the stream's last timestamp, must be given)."""
     from segflow.rules import compile_segments
     from segflow.stream import Processor, ProcessorSettings
 
     store = open_store(path, store_kind)
     evaluator = evaluator_for(compile_segments(rules)) if rules else None
-    end = max(r.event.timestamp_ms for part in log.records for r in part)
+    end = end_ms or max(r.event.timestamp_ms for part in log.records for r in part)
     settings = ProcessorSettings(batch_size=BATCH, dedupe_window_ms=dedupe_window_ms)
     proc = Processor(log, store, evaluator, ManualClock(end), settings=settings)
     elapsed = timed_drain(proc)
@@ -399,6 +437,18 @@ def main() -> None:
         "of the wall clock, which on a shared machine counts other processes' time too "
         "(events/s stay wall-clock)",
     )
+    ap.add_argument(
+        "--log",
+        choices=("memory", "sqlite"),
+        default="memory",
+        help="segflow reads pre-decoded records (memory) or a real embedded log (sqlite: the "
+        "read stage then counts the log read and decoding; the baseline stays pre-decoded)",
+    )
+    ap.add_argument(
+        "--sdk-context",
+        action="store_true",
+        help="every event carries analytics.js's context (ip, library, page, userAgent)",
+    )
     ap.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -410,16 +460,19 @@ def main() -> None:
     from benchmarks.rules import TEN_RULES, hundred_rules
 
     rules = {0: {}, 10: TEN_RULES, 100: hundred_rules()}[args.rules]
-    events = make_stream(args.events, args.people)
+    events = make_stream(args.events, args.people, sdk=args.sdk_context)
     log = ListLog(events)
     tmp = Path(tempfile.mkdtemp(prefix="segflow-bench-proc-"))
+    source = sqlite_log(events, tmp / "events.log") if args.log == "sqlite" else log
+    end_ms = max(e.timestamp_ms for e in events)
     try:
         ours, theirs, ratios = [], [], []
         for rnd in range(args.rounds + 1):  # round 0 is the warm-up
             for p in tmp.glob("*.sqlite*"):
                 p.unlink()
             shutil.rmtree(tmp / "state", ignore_errors=True)
-            s = run_segflow(log, tmp, rules, args.store, 86_400_000 if args.dedupe else 0)
+            window = 86_400_000 if args.dedupe else 0
+            s = run_segflow(source, tmp, rules, args.store, window, end_ms)
             b = run_baseline(log, tmp / "baseline.sqlite")
             if rnd == 0:
                 continue
@@ -459,6 +512,8 @@ def main() -> None:
         if not args.skip_lookup and shutil.which("wrk"):
             lookups(tmp, events, args)
     finally:
+        if source is not log:
+            source.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -264,12 +264,30 @@ class SqliteEventLog(QueuedAppends):
 
     def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]:
         """Records of ``partition`` with offset >= ``offset``, in offset order."""
+        rows = self.read_encoded(partition, offset, max_records)
+        return [Record(partition, off, decode_event(payload)) for off, payload in rows]
+
+    def read_encoded(
+        self, partition: int, offset: int, max_records: int = 1000
+    ) -> list[tuple[int, bytes]]:
+        """:meth:`read` undecoded: ``(offset, encoded event)`` pairs, for a reader that
+        decodes only the fields it reads (the processor: :mod:`segflow.stream.decode`).
+
+        >>> import os, tempfile
+        >>> from segflow.spec import Event
+        >>> log = SqliteEventLog(os.path.join(tempfile.mkdtemp(), "log.sqlite"), partitions=1)
+        >>> e = Event(type="track", message_id="m1", source_id="s", timestamp_ms=1,
+        ...           received_at_ms=1, user_id="u1", event="Signed Up")
+        >>> _ = log.append([e]); [(o, decode_event(p) == e) for o, p in log.read_encoded(0, 0)]
+        [(0, True)]
+        >>> log.close()
+        """
         with self._read_lock:
-            rows = self._read.execute(
+            rows: list[tuple[int, bytes]] = self._read.execute(
                 "SELECT offset, payload FROM records WHERE partition=? AND offset>=? ORDER BY offset LIMIT ?",
                 (partition, offset, max_records),
             ).fetchall()
-        return [Record(partition, off, decode_event(payload)) for off, payload in rows]
+        return rows
 
     def read_at(self, positions: Sequence[Position]) -> list[Record]:
         """The records at ``positions`` that exist (any order; one query per partition and
