@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.support.state import changes_apart
+from tests.support.state import dump_state
 
 from segflow.clock import ManualClock
 from segflow.identity import ExternalId, Identifier, IdentityRules
@@ -122,11 +122,8 @@ def processed(events: list[Event], path: Path, *, general: bool) -> dict[str, An
         handler.attribute_all = attribute_all  # type: ignore[method-assign]
     while proc.run_once(40) > 0:
         pass
-    reader = store.reader()
-    namespaces = ("profile", "owner", "alias", "timeline", "timer", "member", "merge", "conflict")
-    dump = {ns: reader.scan(ns, "", "\U0010ffff") for ns in (*namespaces, "outbox", "dead")}
     store.close()
-    return changes_apart(dump)
+    return dump_state(path)
 
 
 def test_the_inline_paths_give_the_general_paths_state_with_rules_on_rocksdb(
