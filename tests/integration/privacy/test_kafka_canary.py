@@ -19,20 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.integration.privacy.test_canary import person
 from tests.support.kafka import Broker, kafka_broker
 
 __all__ = ["kafka_broker"]
-TAG = uuid.uuid4().hex[:10]
-
-
-def person(kind: str) -> dict[str, str]:
-    return {
-        "user": f"{kind}-user-{TAG}",
-        "anon": f"{kind}-anon-{TAG}",
-        "email": f"{kind}.{TAG}@example.org",
-        "prop": f"{kind}-in-properties-{TAG}",
-        "trait": f"{kind}-in-traits-{TAG}",
-    }
 
 
 def traffic(p: dict[str, str]) -> list[dict[str, Any]]:
