@@ -21,7 +21,6 @@ import itertools
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,16 +31,13 @@ from benchmarks.end_to_end import (
     Bodies,
     LagPoller,
     event_pool,
-    free_port,
-    launch,
     make_template,
     stop,
     wait_lag_zero,
-    wait_ready,
 )
 from benchmarks.loadgen import exchange, run_load
 from benchmarks.rules import TEN_RULES
-from benchmarks.soak import percentile
+from benchmarks.soak import percentile, start_serve
 
 USERS = 20_000
 
@@ -99,16 +95,7 @@ def main() -> None:
     proc = None
     try:
         template, key, token = make_template(root)
-        port = free_port()
-        api_port = free_port() if args.api_port else port
-        api_flag = ["--api-port", str(api_port)] if args.api_port else []
-        proc = launch(
-            [sys.executable, "-m", "segflow.cli.main", "serve", "--data-dir", str(template),
-             "--port", str(port), *api_flag],
-            log, "none",
-        )  # fmt: skip
-        wait_ready(proc, port, "/readyz", log)
-        wait_ready(proc, api_port, "/api/v1/health", log)
+        proc, port, api_port = start_serve(template, log, api_port=args.api_port)
         bodies = Bodies(event_pool(USERS))
         load = run_load(port, "/v1/batch", key, bodies, itertools.count(),
                         seconds=args.load_seconds, connections=8)  # fmt: skip

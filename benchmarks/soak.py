@@ -40,6 +40,7 @@ import random
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -174,6 +175,23 @@ def run_reads(port: int, token: str, paths: list[str], rate: float, seconds: flo
     return out
 
 
+def start_serve(
+    template: Path, log: Path, *, api_port: bool
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """``segflow serve`` (supervised, nothing pinned) on ``template``, ready: the process, the
+    collect port and the API's port (the same one unless ``api_port``: ``--api-port``)."""
+    port = free_port()
+    api = free_port() if api_port else port
+    proc = launch(
+        [sys.executable, "-m", "segflow.cli.main", "serve", "--data-dir", str(template),
+         "--port", str(port), *(["--api-port", str(api)] if api_port else [])],
+        log, "none",
+    )  # fmt: skip
+    wait_ready(proc, port, "/readyz", log)
+    wait_ready(proc, api, "/api/v1/health", log)
+    return proc, port, api
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -203,16 +221,7 @@ def main() -> None:
     try:
         bodies = Bodies(event_pool(args.users))
         template, key, token = make_template(root)
-        port = free_port()
-        api_port = free_port() if args.api_port else port
-        api_flag = ["--api-port", str(api_port)] if args.api_port else []
-        proc = launch(
-            [sys.executable, "-m", "segflow.cli.main", "serve", "--data-dir", str(template),
-             "--port", str(port), *api_flag],
-            log, "none",
-        )  # fmt: skip
-        wait_ready(proc, port, "/readyz", log)
-        wait_ready(proc, api_port, "/api/v1/health", log)
+        proc, port, api_port = start_serve(template, log, api_port=args.api_port)
         counter = itertools.count()
         poller = LagPoller(api_port, token)
         if args.rate:
