@@ -46,39 +46,11 @@ class _Identifiers(msgspec.Struct, frozen=True):
     external_ids: Any = msgspec.field(default=None, name="externalIds")
 
 
-class StreamEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """The fields of :class:`~segflow.spec.events.Event` that the processor reads, with the
-    same names, types and defaults; ``context`` holds only ``traits`` and ``externalIds``."""
-
-    type: str
-    message_id: str
-    source_id: str
-    timestamp_ms: int
-    received_at_ms: int
-    user_id: str | None = None
-    anonymous_id: str | None = None
-    event: str | None = None
-    name: str | None = None
-    group_id: str | None = None
-    previous_id: str | None = None
-    traits: dict[str, Any] = {}
-    properties: dict[str, Any] = {}
-    identifiers: _Identifiers | None = msgspec.field(default=None, name="context")
-
-    @property
-    def context(self) -> dict[str, Any]:
-        """``context`` as far as identity reads it: ``traits`` and ``externalIds`` (when sent)."""
-        return _context(self.identifiers)
-
-    @property
-    def identity_key(self) -> str:
-        """The log's partition key, as :attr:`Event.identity_key`."""
-        return self.user_id or self.anonymous_id or ""
-
-
 class PropertylessEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """:class:`StreamEvent` without ``properties`` (left undecoded; read as empty), for a
-    rule set and identity rules that read none."""
+    """The fields of :class:`~segflow.spec.events.Event` that the processor reads, with the
+    same names, types and defaults, but ``properties`` (left undecoded; read as empty), for a
+    rule set and identity rules that read none; ``context`` holds only ``traits`` and
+    ``externalIds``."""
 
     type: str
     message_id: str
@@ -101,13 +73,19 @@ class PropertylessEvent(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def context(self) -> dict[str, Any]:
-        """As :attr:`StreamEvent.context`."""
+        """``context`` as far as identity reads it: ``traits`` and ``externalIds`` (when sent)."""
         return _context(self.identifiers)
 
     @property
     def identity_key(self) -> str:
-        """As :attr:`StreamEvent.identity_key`."""
+        """The log's partition key, as :attr:`Event.identity_key`."""
         return self.user_id or self.anonymous_id or ""
+
+
+class StreamEvent(PropertylessEvent, frozen=True, kw_only=True):
+    """:class:`PropertylessEvent` with ``properties`` decoded (the rule set reads them)."""
+
+    properties: dict[str, Any] = {}
 
 
 def _context(ids: _Identifiers | None) -> dict[str, Any]:
