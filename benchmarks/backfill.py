@@ -41,7 +41,7 @@ from segflow.clock import ManualClock
 from segflow.log.sqlite import SqliteEventLog
 from segflow.rules import compile_segments
 from segflow.rules.sql.compiler import compile_members
-from segflow.stream import Processor, ProfileReader
+from segflow.stream import Processor, ProfileReader, replay
 from segflow.stream.processor import ProcessorSettings, tune_gc
 from segflow.stream.state.rocksdb import RocksStateStore
 
@@ -79,10 +79,11 @@ def _prepared(events: list, work: Path, tag: str) -> tuple[Path, int]:
 
 
 def backfill(
-    work: Path, end: int, limit: int = 2_000
+    work: Path, end: int, limit: int = 2_000, window_bytes: int = replay.WINDOW_BYTES
 ) -> tuple[float, int, set[str], dict[str, float]]:
     """Seconds to backfill the new rule, profiles rebuilt, the new segment's members, and the
-    seconds per stage (``Processor.backfill_stages``)."""
+    seconds per stage (``Processor.backfill_stages``); ``window_bytes``: the log window's
+    budget (0: each step reads its events at their positions, as before the window)."""
     copy = work.parent / f"{work.name}-run"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(work, copy)
@@ -91,10 +92,14 @@ def backfill(
     rules = {**{k: v for k, v in TEN_RULES.items() if k != "shoe_explorers"}, "new": NEW_RULE}
     proc = Processor(log, store, compile_segments(rules), ManualClock(end), ProcessorSettings())
     rebuilt = 0
-    started = time.perf_counter()
-    while (done := proc.backfill_step(limit=limit)) > 0:
-        rebuilt += done
-    seconds = time.perf_counter() - started
+    budget, replay.WINDOW_BYTES = replay.WINDOW_BYTES, window_bytes
+    try:
+        started = time.perf_counter()
+        while (done := proc.backfill_step(limit=limit)) > 0:
+            rebuilt += done
+        seconds = time.perf_counter() - started
+    finally:
+        replay.WINDOW_BYTES = budget
     reader = ProfileReader(store.reader(), log)
     members = set()  # each member by its anonymous id (the stream's one key per person)
     for pid in reader.members("new"):
@@ -149,7 +154,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--limit", type=int, default=2_000, help="profiles per backfill step")
     ap.add_argument("--data", type=Path, default=None, help="keep/reuse the prepared input here")
+    ap.add_argument(
+        "--window-mb",
+        type=int,
+        default=replay.WINDOW_BYTES >> 20,
+        help="the log window's budget (MB; 0: point reads per step)",
+    )
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="each round also without the window (point reads), alternated: the ratio",
+    )
     args = ap.parse_args()
+    variants = [("window", args.window_mb << 20)]
+    if args.compare:
+        variants.insert(0, ("point reads", 0))
     events = [e for _, e in stream(args.events, args.profiles)]
     tmp = Path(tempfile.mkdtemp(prefix="segflow-bench-backfill-"))
     before = gc.get_threshold()
@@ -161,21 +180,29 @@ def main() -> None:
         con = warehouse(events, tmp)
         sql = compile_members(NEW_RULE, at_ms=end)
         ours, theirs, rebuilt = [], [], 0
+        timed: dict[str, list[float]] = {name: [] for name, _ in variants}
         for rnd in range(args.rounds):
-            seconds, rebuilt, members, stages = backfill(work, end, args.limit)
-            q0 = time.perf_counter()
-            by_sql = {r[0] for r in con.execute(sql).fetchall()}
-            q = time.perf_counter() - q0
-            if members != by_sql:
-                raise SystemExit(f"backfill {len(members)} members, SQL {len(by_sql)}: not equal")
-            ours.append(seconds)
-            theirs.append(q)
-            split = ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
-            print(
-                f"round {rnd + 1}: backfill {seconds:.1f} s ({rebuilt:,} profiles; {split}),"
-                f" SQL {q:.2f} s",
-                flush=True,
-            )
+            for name, budget in variants:
+                seconds, rebuilt, members, stages = backfill(work, end, args.limit, budget)
+                q0 = time.perf_counter()
+                by_sql = {r[0] for r in con.execute(sql).fetchall()}
+                q = time.perf_counter() - q0
+                if members != by_sql:
+                    raise SystemExit(
+                        f"backfill {len(members)} members, SQL {len(by_sql)}: not equal"
+                    )
+                timed[name].append(seconds)
+                theirs.append(q)
+                split = ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+                print(
+                    f"round {rnd + 1} ({name}): backfill {seconds:.1f} s ({rebuilt:,} profiles;"
+                    f" {split}), SQL {q:.2f} s",
+                    flush=True,
+                )
+        ours = timed["window"]
+        if args.compare:
+            ratios = [a / b for a, b in zip(timed["point reads"], ours, strict=True)]
+            print(f"point reads / window, per round: {', '.join(f'{r:.2f}x' for r in ratios)}")
         con.close()
     finally:
         gc.set_threshold(*before)

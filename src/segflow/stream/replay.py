@@ -24,7 +24,7 @@ at its own time.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -54,6 +54,126 @@ class RuleEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _rule_event = msgspec.msgpack.Decoder(RuleEvent).decode
+
+WINDOW_BYTES = 512 << 20
+"""The memory a :class:`LogWindow` may hold: its payloads plus :data:`HELD_BYTES` each (0: no
+window, each backfill step reads its events at their positions)."""
+HELD_BYTES = 100
+"""What a payload held by a window costs beyond its own bytes (the object, the index's slot
+and key)."""
+_PAGE = 50_000  # records per sequential read
+
+
+class LogWindow:
+    """Encoded events of the log read in one sequential pass, by partition and offset: the
+    events of a run of profiles ``first`` .. ``last`` (ids; ``last`` None: to the end) for a
+    backfill, which takes them here instead of one point read each (:func:`read_window`).
+
+    It is a cache of the log, not of the state: a position it does not hold (an event
+    appended after the pass, one a merge since brought into the run) is read from the log.
+
+    >>> w = LogWindow([{0: b"a", 1: b"b"}], first="p_1", last=None)
+    >>> w.covers("p_2"), w.covers("p_0"), w.take([(0, 1), (0, 5), (3, 0)])
+    (True, False, ({(0, 1): b'b'}, [(0, 5), (3, 0)]))
+    """
+
+    def __init__(self, parts: list[dict[int, bytes]], first: str, last: str | None) -> None:
+        self.parts = parts
+        self.first = first
+        self.last = last
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+    def covers(self, profile_id: str) -> bool:
+        """Whether ``profile_id`` is in the window's run of profiles."""
+        return self.first <= profile_id and (self.last is None or profile_id <= self.last)
+
+    def decode(
+        self, timelines: Sequence[Sequence[timeline.Position]], decode: Callable[[bytes], Any]
+    ) -> list[list[Any] | None]:
+        """Each timeline's events, ``decode``d, in its order; None for a timeline with an
+        event the window does not hold.
+
+        >>> LogWindow([{0: b"a", 1: b"b"}], "", None).decode([[(9, 0, 1), (9, 0, 0)], [(9, 1, 0)]], bytes.upper)
+        [[b'B', b'A'], None]
+        """
+        parts = self.parts
+        out: list[list[Any] | None] = []
+        for entries in timelines:
+            try:
+                out.append([decode(parts[p][o]) for _, p, o in entries])
+            except (KeyError, IndexError):
+                out.append(None)
+        return out
+
+    def take(self, positions: Sequence[Position]) -> tuple[dict[Position, bytes], list[Position]]:
+        """The payloads held at ``positions``, and the positions not held."""
+        parts, count = self.parts, len(self.parts)
+        found: dict[Position, bytes] = {}
+        missing: list[Position] = []
+        for pos in positions:
+            data = parts[pos[0]].get(pos[1]) if pos[0] < count else None
+            if data is None:
+                missing.append(pos)
+            else:
+                found[pos] = data
+        return found, missing
+
+
+def sequential(log: LogReader) -> bool:
+    """Whether ``log`` hands out its payloads in offset order (``read_encoded``) and at
+    positions (``read_payloads``), with its end offsets: what :func:`read_window` reads."""
+    return all(
+        callable(getattr(log, name, None))
+        for name in ("read_encoded", "read_payloads", "end_offsets")
+    )
+
+
+def payload_bytes(log: Any, sample: int = 1_000) -> int:
+    """A held payload's bytes (:data:`HELD_BYTES` included), from the mean of up to
+    ``sample`` records at the start of the log's fullest partition."""
+    ends = log.end_offsets()
+    partition = max(ends, key=lambda p: ends[p]) if ends else 0
+    rows = log.read_encoded(partition, 0, sample)
+    mean = sum(len(data) for _, data in rows) // len(rows) if rows else 0
+    return mean + HELD_BYTES
+
+
+def read_window(
+    log: Any, first: str, last: str | None, wanted: Mapping[int, set[int]] | None = None
+) -> LogWindow:
+    """One sequential pass over ``log`` (each partition in offset order, through
+    ``read_encoded``, pages of 50,000), keeping every payload, or only those at ``wanted``
+    (offsets by partition; each partition read from its first wanted offset to its last).
+
+    >>> class Log:
+    ...     partitions = 2
+    ...     def read_encoded(self, partition, offset, max_records=1000):
+    ...         return [(o, b"e%d" % o) for o in range(offset, 3)][:max_records]
+    >>> read_window(Log(), "", None).parts
+    [{0: b'e0', 1: b'e1', 2: b'e2'}, {0: b'e0', 1: b'e1', 2: b'e2'}]
+    >>> read_window(Log(), "", None, {1: {1, 2}}).parts
+    [{}, {1: b'e1', 2: b'e2'}]
+    """
+    parts: list[dict[int, bytes]] = []
+    for partition in range(log.partitions):
+        held: dict[int, bytes] = {}
+        parts.append(held)
+        want = None if wanted is None else wanted.get(partition)
+        if wanted is not None and not want:
+            continue
+        offset, end = (min(want), max(want)) if want else (0, None)
+        while True:
+            rows = log.read_encoded(partition, offset, _PAGE)
+            if want is None:
+                held.update(rows)
+            else:
+                held.update([row for row in rows if row[0] in want])
+            if len(rows) < _PAGE or (end is not None and rows[-1][0] >= end):
+                break
+            offset = rows[-1][0] + 1
+    return LogWindow(parts, first, last)
 
 
 def replay(
@@ -92,13 +212,15 @@ def evaluate_many(
     profiles: Sequence[Profile],
     now_ms: int,
     stages: dict[str, float] | None = None,
+    window: LogWindow | None = None,
 ) -> list[EvalResult]:
     """The rules' result at ``now_ms`` for each of ``profiles`` (a run of neighbouring ids:
     a backfill step) rebuilt from its timeline alone: one range scan of the timelines, one
     read of the log, each event decoded as a :class:`RuleEvent` (the evaluators' fields only),
     and one evaluation per profile where the evaluator takes a batch (``on_events`` at now).
     ``stages`` (when given) accumulates the seconds of each: ``timelines``, ``read``,
-    ``decode``, ``rules``.
+    ``decode``, ``rules``. ``window`` (a :class:`LogWindow`): the events it holds are taken
+    from it, the others read from the log.
 
     >>> from segflow.stream.state import MemoryStateStore
     >>> from segflow.stream.evaluator import NullEvaluator
@@ -114,17 +236,34 @@ def evaluate_many(
     t0 = clock()
     timelines = timeline.entries_many(source, profiles)
     t1 = clock()
-    positions = [(p, o) for entries in timelines for _, p, o in entries]
+    held: list[list[Any] | None] = [None] * len(timelines)
+    if window is not None and _narrow(log, evaluator):
+        held = window.decode(timelines, _rule_event)
+    t2 = clock()
+    positions = [
+        (p, o)
+        for entries, events in zip(timelines, held, strict=True)
+        if events is None
+        for _, p, o in entries
+    ]
     times: list[float] = []
-    found = _events(log, evaluator, positions, times)
-    t2 = times[0] if times else t1
-    t3 = clock()
+    found = _events(log, evaluator, positions, times, window) if positions else {}
+    t3 = times[0] if times else t2
+    t4 = clock()
     out: list[EvalResult] = []
-    for profile, entries in zip(profiles, timelines, strict=True):
-        state, result, _ = _fold(evaluator, profile, entries, found, now_ms)
+    for profile, entries, events in zip(profiles, timelines, held, strict=True):
+        if events is None:
+            state, result, _ = _fold(evaluator, profile, entries, found, now_ms)
+        else:
+            state, result = _run(evaluator, profile, entries, events, now_ms)
         out.append(result if result is not None else evaluator.on_time(profile, state, now_ms))
     if stages is not None:
-        split = {"timelines": t1 - t0, "read": t2 - t1, "decode": t3 - t2, "rules": clock() - t3}
+        split = {
+            "timelines": t1 - t0,
+            "read": t3 - t2,
+            "decode": t2 - t1 + t4 - t3,
+            "rules": clock() - t4,
+        }
         for name, seconds in split.items():
             stages[name] = stages.get(name, 0.0) + seconds
     return out
@@ -135,21 +274,55 @@ def _events(
     evaluator: SegmentEvaluator,
     positions: Sequence[Position],
     times: list[float] | None = None,
+    window: LogWindow | None = None,
 ) -> dict[Position, Any]:
     """The events at ``positions`` still in the log, by position: each a :class:`RuleEvent`
     when the evaluator is a rule program (it reads nothing else) and the log hands out its
-    payloads, else a whole event. ``times`` gets the clock after the read (before decoding)."""
+    payloads (those ``window`` holds taken from it), else a whole event. ``times`` gets the
+    clock after the read (before decoding)."""
     payloads = getattr(log, "read_payloads", None)
-    if payloads is None or getattr(evaluator, "plan", None) is None:
+    if payloads is None or not _narrow(log, evaluator):
         found = {pos: record.event for pos, record in read_found(log, positions).items()}
         if times is not None:
             times.append(time.perf_counter())
         return found
-    raw = payloads(positions)
+    if window is None:
+        raw = payloads(positions)
+    else:
+        raw, missing = window.take(positions)
+        if missing:
+            raw.update(payloads(missing))
     if times is not None:
         times.append(time.perf_counter())
     decode = _rule_event
     return {pos: decode(data) for pos, data in raw.items()}
+
+
+def _narrow(log: LogReader, evaluator: SegmentEvaluator) -> bool:
+    """Whether the events are read as :class:`RuleEvent` payloads: the evaluator is a rule
+    program (it reads nothing else) and the log hands out its payloads."""
+    return getattr(evaluator, "plan", None) is not None and hasattr(log, "read_payloads")
+
+
+def _run(
+    evaluator: SegmentEvaluator,
+    profile: Profile,
+    entries: list[timeline.Position],
+    events: list[Any],
+    now_ms: int,
+) -> tuple[bytes | None, EvalResult | None]:
+    """The rule state of ``events`` (those at ``entries``, each of them, in order) and the
+    result at ``now_ms`` when one evaluation gave both (:func:`_fold`'s)."""
+    if not events:
+        return None, None
+    on_events = getattr(evaluator, "on_events", None)
+    if on_events is not None:
+        result = on_events(profile, None, events, now_ms)
+        return result.state, result
+    state: bytes | None = None
+    for (ts, _, _), event in zip(entries, events, strict=True):
+        state = evaluator.on_event(profile, state, event, min(ts, now_ms)).state
+    return state, None
 
 
 def _fold(

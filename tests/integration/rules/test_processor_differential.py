@@ -40,7 +40,7 @@ from segflow.rules import compile_segments
 from segflow.rules.incremental import kernel
 from segflow.rules.sql.compiler import compile_members, compile_traits
 from segflow.spec.events import Event, encode_event
-from segflow.stream import MemoryStateStore, Processor, ProfileReader, SqliteStateStore
+from segflow.stream import MemoryStateStore, Processor, ProfileReader, SqliteStateStore, replay
 from segflow.stream.processor import ProcessorSettings
 from segflow.stream.state import StateStore
 
@@ -67,6 +67,20 @@ class MemoryLog:
         """The encoded events, as ``SqliteEventLog`` hands them to a backfill (which decodes
         only the rules' fields)."""
         return {(p, o): encode_event(self.records[p][o].event) for p, o in positions}
+
+
+class SequentialLog(MemoryLog):
+    """:class:`MemoryLog` read in offset order as well, as ``SqliteEventLog`` is: a backfill
+    then takes its events from one pass over it (``segflow.stream.replay.LogWindow``)."""
+
+    def read_encoded(
+        self, partition: int, offset: int, max_records: int = 1000
+    ) -> list[tuple[int, bytes]]:
+        found = self.records[partition][offset : offset + max_records]
+        return [(r.offset, encode_event(r.event)) for r in found]
+
+    def end_offsets(self) -> dict[int, int]:
+        return {p: len(records) for p, records in enumerate(self.records)}
 
 
 # --- people: 3 who log in (user u<k>, anonymous ids a<k>0..a<k>2), 1 who never does ----------
@@ -379,7 +393,10 @@ def check_backfill(
     segments, traits = defs
     times = _times(arrivals, offsets, draw_boundaries(data, arrivals, segments, traits, 1))
     change_at = data.draw(st.sampled_from(times), label="rules set at")
-    log = MemoryLog()
+    # how the backfill reads the log: each event at its position, or one pass over the whole
+    # log, or a pass per run of profiles holding a few hundred bytes of events
+    budget = data.draw(st.sampled_from([0, replay.WINDOW_BYTES, 400]), label="window bytes")
+    log = SequentialLog() if budget else MemoryLog()
     live = Harness(
         log,
         MemoryStateStore(),
@@ -394,6 +411,7 @@ def check_backfill(
         log, store, warehouse(), segments, traits, ManualClock(BASE), False, evaluator=evaluator
     )
     pending = list(arrivals)
+    default, replay.WINDOW_BYTES = replay.WINDOW_BYTES, budget or replay.WINDOW_BYTES
     try:
         for at_ms in times:
             feed_until(log, [live, late], pending, at_ms)
@@ -410,6 +428,7 @@ def check_backfill(
                 _assert_same(backfilled, expected, segments, at_ms)
                 assert backfilled.members == got.members
     finally:
+        replay.WINDOW_BYTES = default
         store.close()
 
 

@@ -1,0 +1,159 @@
+"""A backfill over the SQLite log takes its events from one sequential pass (a LogWindow):
+the same states as reading each event at its position, with merges, late events and events
+arriving while the backfill runs; in runs of profiles when the log does not fit the budget."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from segflow.clock import HOUR_MS, ManualClock
+from segflow.log.sqlite import SqliteEventLog
+from segflow.profiles import decode_profile
+from segflow.rules import compile_segments
+from segflow.spec import Event
+from segflow.stream import MemoryStateStore, Processor, backfill, replay
+from segflow.stream.processor import ProcessorSettings
+
+T0 = 1_700_000_000_000
+RULES = {
+    "shoe_fans": 'did "Product Viewed" where category = "shoes" at least 2 times in last 2 hours',
+    "pro": 'did identify and trait plan = "pro"',
+    "home_then_buy": 'did page "Home" then "Order Completed" within 1 hour',
+    "spenders": 'is identified and sum(revenue of "Order Completed") >= 10',
+}
+
+
+def _history(make_event: Callable[..., Event], seed: int, people: int) -> list[Event]:
+    """Events of ``people``, each with two anonymous ids that a login joins (a merge) for
+    some, out of time order in the log (late events)."""
+    rng = random.Random(seed)
+    out = []
+    for n in range(people):
+        anons = [f"a{n}x", f"a{n}y"]
+        for _ in range(rng.randint(2, 9)):
+            ts = T0 + rng.randint(0, 3 * 60) * 60_000
+            anon = rng.choice(anons)
+            kind = rng.choice(["view", "view", "page", "order"])
+            if kind == "view":
+                props = {"category": rng.choice(["shoes", "hats"])}
+                out.append(
+                    make_event(ts=ts, anonymous_id=anon, event="Product Viewed", properties=props)
+                )
+            elif kind == "page":
+                out.append(
+                    make_event("page", ts=ts, anonymous_id=anon, name=rng.choice(["Home", "Cart"]))
+                )
+            else:
+                props = {"revenue": rng.choice([0, 5, 10])}
+                out.append(
+                    make_event(ts=ts, anonymous_id=anon, event="Order Completed", properties=props)
+                )
+        if n % 3 == 0:  # a login from each anonymous id: their profiles merge
+            plan = rng.choice(["pro", "free"])
+            for anon in anons:
+                ts = T0 + rng.randint(0, 3 * 60) * 60_000
+                out.append(make_event("identify", ts=ts, anonymous_id=anon, user_id=f"u{n}", traits={"plan": plan}))  # fmt: skip
+    return out
+
+
+def _state(proc: Processor) -> dict[str, tuple[Any, ...]]:
+    """Every profile's members, computed traits and rule state, by profile id."""
+    reader = proc.store.reader()
+    out = {}
+    for pid, raw in reader.scan("profile", "", "\U0010ffff"):
+        p = decode_profile(raw)
+        out[pid] = (sorted(p.members), p.computed_traits, p.rule_state, sorted(p.absorbed))
+    return out
+
+
+def _run(
+    tmp_path: Path,
+    name: str,
+    events: list[Event],
+    budget: int | None,
+    kernel: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[dict[str, tuple[Any, ...]], int]:
+    """Half the events processed without rules, then the rules (budget None: from the
+    start), a first backfill step, the other half (merges among them) and the backfill to
+    its end; the profiles' states and how many passes over the log the backfill made."""
+    passes = []
+    read_window = replay.read_window
+
+    def counted(*args: Any, **kwargs: Any) -> replay.LogWindow:
+        passes.append(args[1:])
+        return read_window(*args, **kwargs)
+
+    monkeypatch.setattr(replay, "read_window", counted)
+    monkeypatch.setattr(replay, "WINDOW_BYTES", budget or 0)
+    clock = ManualClock(T0 + 4 * HOUR_MS)
+    log = SqliteEventLog(tmp_path / f"{name}.sqlite", partitions=4)
+    program = compile_segments(RULES)
+    settings = ProcessorSettings(kernel=kernel)
+    proc = Processor(log, MemoryStateStore(), program if budget is None else None, clock, settings)
+    try:
+        half = len(events) // 2
+        log.append(events[:half])
+        while proc.run_once() > 0:
+            pass
+        if budget is not None:
+            proc.set_evaluator(program)
+            proc._swap_evaluator()
+            assert proc.backfill_step(limit=5) == 5
+        log.append(events[half:])
+        while proc.run_once() > 0 or proc.backfilling():
+            pass
+        assert proc.handler not in backfill._windows  # freed when the backfill ends
+        return _state(proc), len(passes)
+    finally:
+        log.close()
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "python"])
+def test_the_log_window_gives_the_states_of_point_reads_in_one_pass_or_in_runs(
+    tmp_path: Path,
+    make_event: Callable[..., Event],
+    monkeypatch: pytest.MonkeyPatch,
+    kernel: bool,
+) -> None:
+    events = _history(make_event, seed=7, people=40)
+    points, none = _run(tmp_path, "points", events, 0, kernel, monkeypatch)
+    whole, one = _run(tmp_path, "whole", events, 1 << 30, kernel, monkeypatch)
+    runs, many = _run(tmp_path, "runs", events, 3_000, kernel, monkeypatch)
+    assert (none, one) == (0, 1)
+    assert many > 3  # a run of a few profiles per pass
+    assert whole == points
+    assert runs == points
+    assert any(absorbed for *_, absorbed in points.values())  # merges happened
+    assert all(any(seg in members for members, *_ in points.values()) for seg in RULES)
+
+    # the rules set from the start: the same members (but of the sequence, which the live
+    # rules see in arrival order, late events included, and the backfill in time order)
+    live, _ = _run(tmp_path, "live", events, None, kernel, monkeypatch)
+
+    def plain(found: dict[str, tuple[Any, ...]]) -> dict[str, list[str]]:
+        return {p: [m for m in s[0] if m != "home_then_buy"] for p, s in found.items()}
+
+    assert plain(live) == plain(points)
+
+
+def test_a_window_is_a_cache_of_the_log_and_an_event_it_lacks_is_read_at_its_position(
+    tmp_path: Path, make_event: Callable[..., Event]
+) -> None:
+    log = SqliteEventLog(tmp_path / "log.sqlite", partitions=2)
+    try:
+        positions = log.append([make_event(anonymous_id=f"a{n}", event="A") for n in range(6)])
+        window = replay.read_window(log, "", None, {0: set(), 1: set()})
+        assert len(window) == 0
+        whole = replay.read_window(log, "", None)
+        assert len(whole) == 6 and whole.covers("p_0")
+        held, missing = whole.take([*positions, (1, 99)])
+        assert len(held) == 6 and missing == [(1, 99)]
+        assert replay.sequential(log) and replay.payload_bytes(log) > replay.HELD_BYTES
+    finally:
+        log.close()
