@@ -25,8 +25,9 @@ Reading the log: where the log is read sequentially (``read_encoded``: the SQLit
 rules are a rule program, the steps take their events from a :class:`~.replay.LogWindow`,
 one pass over the log in offset order per partition, held in memory across steps instead of
 one point read per event (~1 µs an event against 3). The whole log when it fits in
-:data:`~.replay.WINDOW_BYTES`; otherwise the events of the next run of profiles that does
-(their positions from the timelines, a pass per run). The window is only a cache of the log:
+:data:`~.replay.WINDOW_BYTES`; otherwise, for a log up to :data:`MAX_PASSES` times that, the
+events of the next run of profiles that fit (their positions from the timelines, a pass per
+run); a larger log is read at the positions, as before. The window is only a cache of the log:
 each step still reads its profiles and their timelines from the state in its transaction, so
 an event that arrived after the pass, or a merge that brought another profile's events in, is
 read from the log as before; every guarantee above holds unchanged. Other logs (Kafka, test
@@ -57,6 +58,10 @@ FINGERPRINT = "rules_fingerprint"
 TARGET = "backfill_target"
 CURSOR = "backfill_cursor"
 FROM = "backfill_from"
+MAX_PASSES = 2
+"""The passes over the log a backfill makes at most (a window of the profiles that hold
+1/``MAX_PASSES`` of its events each) before it reads each event at its position instead: a
+pass reads every record (~1 µs each), a point read only those wanted (~3 µs each)."""
 COMPLETE = "rules_complete"  # the definitions the state is complete for (msgpack name -> text)
 _merge_decoder = msgspec.msgpack.Decoder(keys.MergeRecord)
 _fields_decoder = msgspec.msgpack.Decoder(list[msgspec.Raw])  # a profile row, field by field
@@ -210,7 +215,8 @@ def _window(
     the handler holds when it covers ``first``, else a new pass (``stages["window"]``: its
     seconds); None when the log is not read sequentially, the rules are not a rule program
     (which decodes only its fields: see the module docstring) or the budget is 0 (the
-    window is off: each step reads its events at their positions)."""
+    window is off: each step reads its events at their positions) or the log would take more
+    than :data:`MAX_PASSES`."""
     budget = replay.WINDOW_BYTES if budget is None else budget
     if budget <= 0 or getattr(handler.evaluator, "plan", None) is None:
         return None
@@ -224,11 +230,14 @@ def _window(
     reader: Any = log
     each = replay.payload_bytes(reader)
     room = max(1, budget // each)
-    if sum(reader.end_offsets().values()) <= room:
+    total = sum(reader.end_offsets().values())
+    if total <= room:
         window = replay.read_window(reader, first, None)
-    else:
+    elif total <= room * MAX_PASSES:
         wanted, last = _wanted(tx, first, room)
         window = replay.read_window(reader, first, last, wanted)
+    else:
+        return None
     _windows[handler] = window
     if stages is not None:
         stages["window"] = stages.get("window", 0.0) + time.perf_counter() - started

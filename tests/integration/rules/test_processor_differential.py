@@ -40,7 +40,14 @@ from segflow.rules import compile_segments
 from segflow.rules.incremental import kernel
 from segflow.rules.sql.compiler import compile_members, compile_traits
 from segflow.spec.events import Event, encode_event
-from segflow.stream import MemoryStateStore, Processor, ProfileReader, SqliteStateStore, replay
+from segflow.stream import (
+    MemoryStateStore,
+    Processor,
+    ProfileReader,
+    SqliteStateStore,
+    backfill,
+    replay,
+)
 from segflow.stream.processor import ProcessorSettings
 from segflow.stream.state import StateStore
 
@@ -412,6 +419,7 @@ def check_backfill(
     )
     pending = list(arrivals)
     default, replay.WINDOW_BYTES = replay.WINDOW_BYTES, budget or replay.WINDOW_BYTES
+    passes, backfill.MAX_PASSES = backfill.MAX_PASSES, 1_000
     try:
         for at_ms in times:
             feed_until(log, [live, late], pending, at_ms)
@@ -428,7 +436,7 @@ def check_backfill(
                 _assert_same(backfilled, expected, segments, at_ms)
                 assert backfilled.members == got.members
     finally:
-        replay.WINDOW_BYTES = default
+        replay.WINDOW_BYTES, backfill.MAX_PASSES = default, passes
         store.close()
 
 

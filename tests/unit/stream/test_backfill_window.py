@@ -78,6 +78,7 @@ def _run(
     budget: int | None,
     kernel: bool,
     monkeypatch: pytest.MonkeyPatch,
+    max_passes: int = 1_000,
 ) -> tuple[dict[str, tuple[Any, ...]], int]:
     """Half the events processed without rules, then the rules (budget None: from the
     start), a first backfill step, the other half (merges among them) and the backfill to
@@ -91,6 +92,7 @@ def _run(
 
     monkeypatch.setattr(replay, "read_window", counted)
     monkeypatch.setattr(replay, "WINDOW_BYTES", budget or 0)
+    monkeypatch.setattr(backfill, "MAX_PASSES", max_passes)  # 1,000: runs of a few profiles
     clock = ManualClock(T0 + 4 * HOUR_MS)
     log = SqliteEventLog(tmp_path / f"{name}.sqlite", partitions=4)
     program = compile_segments(RULES)
@@ -127,6 +129,8 @@ def test_the_log_window_gives_the_states_of_point_reads_in_one_pass_or_in_runs(
     runs, many = _run(tmp_path, "runs", events, 3_000, kernel, monkeypatch)
     assert (none, one) == (0, 1)
     assert many > 3  # a run of a few profiles per pass
+    large = _run(tmp_path, "large", events, 3_000, kernel, monkeypatch, max_passes=2)
+    assert large == (points, 0)  # a log this much larger than the budget: point reads
     assert whole == points
     assert runs == points
     assert any(absorbed for *_, absorbed in points.values())  # merges happened
