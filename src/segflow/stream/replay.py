@@ -58,7 +58,7 @@ _rule_event = msgspec.msgpack.Decoder(RuleEvent).decode
 WINDOW_BYTES = 512 << 20
 """The memory a :class:`LogWindow` may hold: its payloads plus :data:`HELD_BYTES` each (0: no
 window, each backfill step reads its events at their positions)."""
-HELD_BYTES = 100
+HELD_BYTES = 130
 """What a payload held by a window costs beyond its own bytes (the object, the index's slot
 and key)."""
 _PAGE = 50_000  # records per sequential read
