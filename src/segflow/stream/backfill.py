@@ -146,7 +146,8 @@ def step(
 ) -> int:
     """Rebuild up to ``limit`` profiles in ``batch``'s transaction; returns how many (0 once
     complete). ``stages`` (when given) accumulates the seconds spent per stage: ``profiles``
-    (the walk's scan), those of :func:`~segflow.stream.replay.evaluate_many`, ``apply``."""
+    (the walk's scan), ``window`` (passes over the log: :class:`~.replay.LogWindow`), those of
+    :func:`~segflow.stream.replay.evaluate_many`, ``apply``."""
     tx = batch.tx
     if _meta(tx, TARGET) == fingerprint:
         cursor = _meta(tx, CURSOR) or ""
