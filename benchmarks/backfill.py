@@ -83,13 +83,14 @@ def _prepared(events: list, work: Path, tag: str) -> tuple[Path, int]:
 
 
 def backfill(
-    work: Path, end: int, limit: int = 2_000, window_bytes: int = replay.WINDOW_BYTES
+    work: Path, end: int, limit: int = 2_000, window_bytes: int | None = None
 ) -> tuple[float, int, set[str], dict[str, float]]:
     """Seconds to backfill the new rule, profiles rebuilt, the new segment's members, and the
     seconds per stage (``Processor.backfill_stages``, and ``cpu``: the process's CPU seconds
     over the backfill, less sensitive than the wall clock to a shared machine's load);
     ``window_bytes``: the log window's
-    budget (0: each step reads its events at their positions, as before the window)."""
+    budget (0: each step reads its events at their positions, as before the window; None:
+    ``replay.window_budget()``)."""
     copy = work.parent / f"{work.name}-run"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(work, copy)
@@ -165,8 +166,8 @@ def main() -> None:
     ap.add_argument(
         "--window-mb",
         type=int,
-        default=replay.WINDOW_BYTES >> 20,
-        help="the log window's budget (MB; 0: point reads per step)",
+        default=None,
+        help="the log window's budget (MB; 0: point reads per step; default: replay.window_budget)",
     )
     ap.add_argument(
         "--compare",
@@ -174,7 +175,9 @@ def main() -> None:
         help="each round also without the window (point reads), alternated: the ratio",
     )
     args = ap.parse_args()
-    variants = [("window", args.window_mb << 20)]
+    variants: list[tuple[str, int | None]] = [
+        ("window", None if args.window_mb is None else args.window_mb << 20)
+    ]
     if args.compare:
         variants.insert(0, ("point reads", 0))
     events = [e for _, e in stream(args.events, args.profiles)]

@@ -25,7 +25,7 @@ Reading the log: where the log is read sequentially (``read_encoded``: the SQLit
 rules are a rule program, the steps take their events from a :class:`~.replay.LogWindow`,
 one pass over the log in offset order per partition, held in memory across steps instead of
 one point read per event (~1 µs an event against 3). The whole log when it fits in
-:data:`~.replay.WINDOW_BYTES`; otherwise, for a log up to :data:`MAX_PASSES` times that (1 by
+:func:`~.replay.window_budget` (a quarter of the free memory, at most 4 GB); otherwise, for a log up to :data:`MAX_PASSES` times that (1 by
 default: never), the events of the next run of profiles that fit (their positions from the
 timelines, a pass per run); a larger log is read at the positions, as before. The window is only a cache of the log:
 each step still reads its profiles and their timelines from the state in its transaction, so
@@ -220,7 +220,7 @@ def _window(
     (which decodes only its fields: see the module docstring) or the budget is 0 (the
     window is off: each step reads its events at their positions) or the log would take more
     than :data:`MAX_PASSES`."""
-    budget = replay.WINDOW_BYTES if budget is None else budget
+    budget = replay.window_budget() if budget is None else budget
     if budget <= 0 or getattr(handler.evaluator, "plan", None) is None:
         return None
     if not replay.sequential(log):
