@@ -79,10 +79,11 @@ def _run(
     kernel: bool,
     monkeypatch: pytest.MonkeyPatch,
     max_passes: int = 1_000,
-) -> tuple[dict[str, tuple[Any, ...]], int]:
+) -> tuple[dict[str, tuple[Any, ...]], int, int]:
     """Half the events processed without rules, then the rules (budget None: from the
-    start), a first backfill step, the other half (merges among them) and the backfill to
-    its end; the profiles' states and how many passes over the log the backfill made."""
+    start), and the other half (merges among them) ten at a time, each batch after a
+    backfill step of three profiles, then the backfill to its end; the profiles' states, how many passes over the log the backfill made and how
+    many events it read at their positions."""
     passes = []
     read_window = replay.read_window
 
@@ -91,6 +92,14 @@ def _run(
         return read_window(*args, **kwargs)
 
     monkeypatch.setattr(replay, "read_window", counted)
+    point_reads = []
+    read_payloads = SqliteEventLog.read_payloads
+
+    def read_at(self: SqliteEventLog, positions: Any) -> dict[tuple[int, int], bytes]:
+        point_reads.extend(positions)
+        return read_payloads(self, positions)
+
+    monkeypatch.setattr(SqliteEventLog, "read_payloads", read_at)
     monkeypatch.setattr(replay, "WINDOW_BYTES", budget or 0)
     monkeypatch.setattr(backfill, "MAX_PASSES", max_passes)  # 1,000: runs of a few profiles
     clock = ManualClock(T0 + 4 * HOUR_MS)
@@ -106,12 +115,14 @@ def _run(
         if budget is not None:
             proc.set_evaluator(program)
             proc._swap_evaluator()
-            assert proc.backfill_step(limit=5) == 5
-        log.append(events[half:])
+        for start in range(half, len(events), 10):  # steps of 3 profiles between batches
+            log.append(events[start : start + 10])
+            proc._backfill_limit = 3
+            proc.run_once(max_records=5)
         while proc.run_once() > 0 or proc.backfilling():
             pass
         assert proc.handler not in backfill._windows  # freed when the backfill ends
-        return _state(proc), len(passes)
+        return _state(proc), len(passes), len(point_reads)
     finally:
         log.close()
 
@@ -124,13 +135,15 @@ def test_the_log_window_gives_the_states_of_point_reads_in_one_pass_or_in_runs(
     kernel: bool,
 ) -> None:
     events = _history(make_event, seed=7, people=40)
-    points, none = _run(tmp_path, "points", events, 0, kernel, monkeypatch)
-    whole, one = _run(tmp_path, "whole", events, 1 << 30, kernel, monkeypatch)
-    runs, many = _run(tmp_path, "runs", events, 3_000, kernel, monkeypatch)
+    points, none, every = _run(tmp_path, "points", events, 0, kernel, monkeypatch)
+    whole, one, later = _run(tmp_path, "whole", events, 1 << 30, kernel, monkeypatch)
+    runs, many, few = _run(tmp_path, "runs", events, 3_000, kernel, monkeypatch)
     assert (none, one) == (0, 1)
     assert many > 3  # a run of a few profiles per pass
+    # events that arrived after a pass are read at their positions
+    assert every >= len(events) // 2 and every > later > few, (every, later, few)
     large = _run(tmp_path, "large", events, 3_000, kernel, monkeypatch, max_passes=2)
-    assert large == (points, 0)  # a log this much larger than the budget: point reads
+    assert large == (points, 0, every)  # a log this much larger than the budget: point reads
     assert whole == points
     assert runs == points
     assert any(absorbed for *_, absorbed in points.values())  # merges happened
@@ -138,7 +151,7 @@ def test_the_log_window_gives_the_states_of_point_reads_in_one_pass_or_in_runs(
 
     # the rules set from the start: the same members (but of the sequence, which the live
     # rules see in arrival order, late events included, and the backfill in time order)
-    live, _ = _run(tmp_path, "live", events, None, kernel, monkeypatch)
+    live, *_ = _run(tmp_path, "live", events, None, kernel, monkeypatch)
 
     def plain(found: dict[str, tuple[Any, ...]]) -> dict[str, list[str]]:
         return {p: [m for m in s[0] if m != "home_then_buy"] for p, s in found.items()}
