@@ -37,12 +37,17 @@ from segflow.stream.evaluator import EvalResult, SegmentEvaluator
 from segflow.stream.state.base import StateReader, StateTransaction
 
 
-class RuleEvent(msgspec.Struct, frozen=True, kw_only=True):
+class RuleEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The fields of :class:`~segflow.spec.events.Event` that segment rules read (the
     incremental evaluators and the kernel: the event's kind and name, its properties and
     traits, whether it is identified, its time and message id), decoded from a log payload
     without the rest (``context``, ``integrations``, the other ids): a backfill replays whole
-    histories, and most of an event's bytes are context the rules never read."""
+    histories, and most of an event's bytes are context the rules never read.
+
+    Not tracked by the cyclic garbage collector (``gc=False``): it holds strings, numbers and
+    decoded JSON that nothing writes, so it is never part of a cycle, and a backfill creates
+    millions of them; tracked, they triggered the collections that took ~20% of a 1M-event
+    backfill (9.1-9.4 s against 7.4-7.5 s, alternated in one process)."""
 
     type: str
     message_id: str
