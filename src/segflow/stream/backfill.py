@@ -23,15 +23,16 @@ retention is off by default for this reason; docs/segments.md, "Editing definiti
 
 Reading the log: where the log is read sequentially (``read_encoded``: the SQLite log) and the
 rules are a rule program, the steps take their events from a :class:`~.replay.LogWindow`,
-one pass over the log in offset order per partition, held in memory across steps instead of
+one pass over the log in offset order per partition, held in memory across steps, instead of
 one point read per event (~1 µs an event against 3). The whole log when it fits in
-:func:`~.replay.window_budget` (a quarter of the free memory, at most 4 GB); otherwise, for a log up to :data:`MAX_PASSES` times that (1 by
-default: never), the events of the next run of profiles that fit (their positions from the
-timelines, a pass per run); a larger log is read at the positions, as before. The window is only a cache of the log:
-each step still reads its profiles and their timelines from the state in its transaction, so
-an event that arrived after the pass, or a merge that brought another profile's events in, is
-read from the log as before; every guarantee above holds unchanged. Other logs (Kafka, test
-doubles) are read at the positions, one read per step.
+:func:`~.replay.window_budget` (a quarter of the free memory, at most 4 GB); for a log up to
+:data:`MAX_PASSES` times that (1 by default: none), the events of the next run of profiles
+that fit (their positions from the timelines, a pass per run); a larger log is read at the
+positions, as before. The window is only a cache of the log: each step still reads its
+profiles and their timelines from the state in its transaction, so an event that arrived
+after the pass, or one a merge brought in, is read at its position; every guarantee above
+holds unchanged. Other logs (Kafka, test doubles) are read at the positions, one read per
+step.
 """
 
 from __future__ import annotations
@@ -216,10 +217,10 @@ def _window(
 ) -> LogWindow | None:
     """The window of the log holding the events of the profiles from ``first`` on: the one
     the handler holds when it covers ``first``, else a new pass (``stages["window"]``: its
-    seconds); None when the log is not read sequentially, the rules are not a rule program
-    (which decodes only its fields: see the module docstring) or the budget is 0 (the
-    window is off: each step reads its events at their positions) or the log would take more
-    than :data:`MAX_PASSES`."""
+    seconds), empty when the log would take more than :data:`MAX_PASSES`; None when the log
+    is not read sequentially, the rules are not a rule program (which decodes only its
+    fields: see the module docstring) or the budget is 0 (the window is off). Without a
+    window or with an empty one, each step reads its events at their positions."""
     budget = replay.window_budget() if budget is None else budget
     if budget <= 0 or getattr(handler.evaluator, "plan", None) is None:
         return None
@@ -239,8 +240,8 @@ def _window(
     elif total <= room * MAX_PASSES:
         wanted, last = _wanted(tx, first, room)
         window = replay.read_window(reader, first, last, wanted)
-    else:
-        return None
+    else:  # one that holds nothing, so that the next steps do not weigh the log again
+        window = LogWindow([], first, None)
     _windows[handler] = window
     if stages is not None:
         stages["window"] = stages.get("window", 0.0) + time.perf_counter() - started

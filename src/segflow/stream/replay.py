@@ -101,7 +101,8 @@ class LogWindow:
         """Each timeline's events, ``decode``d, in its order; None for a timeline with an
         event the window does not hold.
 
-        >>> LogWindow([{0: b"a", 1: b"b"}], "", None).decode([[(9, 0, 1), (9, 0, 0)], [(9, 1, 0)]], bytes.upper)
+        >>> w = LogWindow([{0: b"a", 1: b"b"}], "", None)
+        >>> w.decode([[(9, 0, 1), (9, 0, 0)], [(9, 1, 0)]], bytes.upper)
         [[b'B', b'A'], None]
         """
         parts = self.parts

@@ -57,7 +57,10 @@ def _history(make_event: Callable[..., Event], seed: int, people: int) -> list[E
             plan = rng.choice(["pro", "free"])
             for anon in anons:
                 ts = T0 + rng.randint(0, 3 * 60) * 60_000
-                out.append(make_event("identify", ts=ts, anonymous_id=anon, user_id=f"u{n}", traits={"plan": plan}))  # fmt: skip
+                traits = {"plan": plan}
+                out.append(
+                    make_event("identify", ts=ts, anonymous_id=anon, user_id=f"u{n}", traits=traits)
+                )
     return out
 
 
@@ -82,8 +85,9 @@ def _run(
 ) -> tuple[dict[str, tuple[Any, ...]], int, int]:
     """Half the events processed without rules, then the rules (budget None: from the
     start), and the other half (merges among them) ten at a time, each batch after a
-    backfill step of three profiles, then the backfill to its end; the profiles' states, how many passes over the log the backfill made and how
-    many events it read at their positions."""
+    backfill step of three profiles, then the backfill to its end; the profiles' states, how
+    many passes over the log the backfill made and how many events it read at their
+    positions."""
     passes = []
     read_window = replay.read_window
 
