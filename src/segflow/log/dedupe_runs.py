@@ -60,6 +60,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from segflow.db.files import fsync_path
 from segflow.db.sqlite import connect
 from segflow.log.bloom import BloomFilter, key_array, masks_of
@@ -74,7 +77,7 @@ FANIN = 4
 MAX_LEVEL = 4
 _CHUNK = 1_000_000  # keys per read while building a filter
 _IN = 500  # keys per ``IN (...)`` probe
-_LOG_IN = 20_000  # keys per ``IN (...)`` scan of a missing run's range of ``dedupe_log``
+_LOG_CHUNK = 100_000  # ids of a missing run's range of ``dedupe_log`` read at a time
 logger = logging.getLogger("segflow.log.dedupe")
 
 
@@ -348,25 +351,53 @@ class SealedTier:
         return best
 
     def _lookup_in_log(self, keys: list[bytes], best: list[int | None], floor: int | None) -> None:
-        """The missing runs' part of :meth:`lookup`: one scan of each run's ids a chunk."""
+        """The missing runs' part of :meth:`lookup`. ``dedupe_log`` has no index on ``key``:
+        each run's ids are read ``_LOG_CHUNK`` at a time as one blob of keys (SQLite's
+        ``group_concat``, no Python object per row), matched by their first 8 bytes in numpy,
+        and only a chunk holding a match is queried for the exact keys and their times."""
         assert self._log is not None, "refresh() gives the connection"
+        probe = np.unique(key_array(keys)[:, 0])
         found: dict[bytes, int] = {}
         for run in self.missing:
             if floor is not None and run.max_received_ms < floor:
                 continue
             self.log_lookups += len(keys)
-            for start in range(0, len(keys), _LOG_IN):
-                chunk = keys[start : start + _LOG_IN]
-                rows = self._log.execute(
-                    "SELECT key, max(received_at_ms) FROM dedupe_log WHERE id > ? AND id <= ?"
-                    f" AND key IN ({','.join('?' * len(chunk))}) GROUP BY key",
-                    (run.lo, run.hi, *chunk),
-                )
-                for key, received in rows:
-                    found[key] = max(received, found.get(key, received))
+            for lo in range(run.lo, run.hi, _LOG_CHUNK):
+                hi = min(lo + _LOG_CHUNK, run.hi)
+                blob = self._log.execute(
+                    "SELECT CAST(group_concat(key, '') AS BLOB) FROM dedupe_log"
+                    " WHERE id > ? AND id <= ?",
+                    (lo, hi),
+                ).fetchone()[0]
+                if blob:
+                    self._confirm(keys, probe, key_array(blob)[:, 0], (lo, hi), found)
         for i, key in enumerate(keys):
             if key in found:
                 best[i] = found[key]
+
+    def _confirm(
+        self,
+        keys: list[bytes],
+        probe: npt.NDArray[np.uint64],
+        stored: npt.NDArray[np.uint64],
+        ids: tuple[int, int],
+        found: dict[bytes, int],
+    ) -> None:
+        at = np.minimum(np.searchsorted(probe, stored), len(probe) - 1)
+        prefixes = set(stored[probe[at] == stored].tolist())
+        if not prefixes:
+            return
+        assert self._log is not None
+        maybe = [k for k in keys if int.from_bytes(k[:8], "little") in prefixes]
+        for start in range(0, len(maybe), _IN):
+            chunk = maybe[start : start + _IN]
+            rows = self._log.execute(
+                "SELECT key, max(received_at_ms) FROM dedupe_log WHERE id > ? AND id <= ?"
+                f" AND key IN ({','.join('?' * len(chunk))}) GROUP BY key",
+                (*ids, *chunk),
+            )
+            for key, received in rows:
+                found[key] = max(received, found.get(key, received))
 
     def remove_files(self, runs: list[Run]) -> None:
         """Delete the files of runs no longer listed (processes that opened them keep reading)."""

@@ -388,3 +388,31 @@ def test_the_log_reports_its_dedupe_tiers(open_log: OpenLog) -> None:
     gauges = {m.name: m.samples[0].value for m in StoreGauges(log.path.parent, log).collect()}
     assert gauges["segflow_log_dedupe_runs"] == 2
     assert gauges["segflow_log_dedupe_memory_ids"] == len(log._dedupe)
+
+
+def test_a_missing_run_is_answered_from_the_log_chunk_by_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback reads the run's ids a chunk at a time (3 here) and keeps a key's newest
+    time across chunks; keys outside the run's ids are not its to answer."""
+    from segflow.log import dedupe_runs
+    from segflow.log.dedupe import dedupe_key, ensure_tables
+
+    monkeypatch.setattr(dedupe_runs, "_LOG_CHUNK", 3)
+    path = tmp_path / "log.sqlite"
+    con = connect(path)
+    ensure_tables(con)
+    key = dedupe_key("s1", "twice")
+    rows = [(key, 5)] + [(dedupe_key("s1", f"x{i}"), 6) for i in range(6)] + [(key, 900)]
+    rows.append((dedupe_key("s1", "after"), 7))  # id 9: past the run
+    con.executemany("INSERT INTO dedupe_log(key, received_at_ms) VALUES(?, ?)", rows)
+    con.execute("INSERT INTO dedupe_runs VALUES(0, 8, 0, 7, 900)")
+    con.execute("INSERT INTO dedupe_sealed VALUES(0, 8)")
+    tier = dedupe_runs.SealedTier(RunFiles(path))
+    tier.refresh(con)
+    assert [(r.lo, r.hi) for r in tier.missing] == [(0, 8)]
+    asked = [key, dedupe_key("s1", "x4"), dedupe_key("s1", "after"), dedupe_key("s1", "no")]
+    assert tier.lookup(asked) == [900, 6, None, None]
+    assert tier.lookup(asked, floor_ms=1_000) == [None] * 4  # the run is older than the floor
+    tier.close()
+    con.close()
