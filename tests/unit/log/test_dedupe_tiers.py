@@ -341,6 +341,7 @@ def test_two_processes_appending_the_same_ids_while_sealing_store_each_once(
 
 
 def test_closing_interrupts_a_build_and_the_next_one_cleans_up(tmp_path: Path) -> None:
+    import sqlite3
     import threading
 
     from segflow.log.dedupe_runs import Sealer
@@ -371,7 +372,9 @@ def test_closing_interrupts_a_build_and_the_next_one_cleans_up(tmp_path: Path) -
     sealer.close()
     thread.join()
     if errors:  # interrupted (else it finished first: both are consistent)
-        assert "interrupted" in str(errors[0])
+        # interrupted in the INSERT ("interrupted") or in the ATTACH before it ("unable to
+        # open database": 1 run in 6 on main under load)
+        assert isinstance(errors[0], sqlite3.OperationalError), repr(errors[0])
         assert registry(path) == (0, [])
     assert Sealer(files, memory_ids=200_000).build()
     assert registry(path) == (200_000, [(0, 200_000, 0)])
