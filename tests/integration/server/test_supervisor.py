@@ -47,6 +47,7 @@ def test_supervised_serve_runs_each_role_in_its_own_process_and_events_become_me
     banner = serve.logs()
     assert f"supervisor pid {serve.proc.pid}" in banner and f"{serve.url}/api/v1" in banner
     assert str(serve.data.resolve()) in banner
+    assert "  rules      compiled rule kernel" in banner or "  rules      pure-Python" in banner
 
 
 def test_killed_children_are_restarted_and_every_acknowledged_event_counts_once(
