@@ -95,7 +95,9 @@ def test_killed_children_are_restarted_and_every_acknowledged_event_counts_once(
     assert pings() == acked  # and not more
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.long)]
+)
 def test_a_stop_signal_stops_every_child_and_exits_cleanly(
     serve_factory: Callable[..., Serve], signum: signal.Signals
 ) -> None:
