@@ -18,6 +18,7 @@ from segflow.identity import (
     Merge,
     Resolution,
     resolve,
+    violation,
 )
 from segflow.identity.identifiers import extractor
 from segflow.log.base import LogReader, Record
@@ -138,6 +139,8 @@ class EventHandler:
                         break
                 profile = None if owner is None else profiles.get(owner) or find(owner)
                 if profile is None:
+                    profile = self._linked(batch, event, ids, ks)
+                if profile is None:
                     self.attribute(batch, record, now_ms, ids, fast=False)
                     continue
             else:  # a newcomer, when no identifier is known (as _new, inlined)
@@ -152,6 +155,8 @@ class EventHandler:
                             break
                     else:
                         profile = self._newcomer(batch, event, ids, ks, set_key)
+                if profile is None and len(ids) > 1:
+                    profile = self._linked(batch, event, ids, ks)
                 if profile is None:
                     self.attribute(batch, record, now_ms, ids, fast=False)
                     continue
@@ -216,6 +221,45 @@ class EventHandler:
             )
         profile.identities = entries
         profile.sequence = seq
+        return profile
+
+    def _linked(
+        self, batch: Batch, event: Event, ids: list[Identifier], ident_keys: list[str]
+    ) -> Profile | None:
+        """A known person with new identifiers (a login on a known device): every known
+        identifier owned by one profile, the others unknown and distinct, and the profile with
+        all of them breaking no merge rule and excluding none (no split). ``resolve`` then
+        links the unknown ones to it in order, with no merge and no conflict, which is done
+        here without its walk (~25 µs an event in Python). None sends the event on (a merge,
+        a conflict, a split's exclusion).
+        """
+        owners, owner_of = batch.owners, batch.owner_of
+        target: str | None = None
+        fresh: list[Identifier] = []
+        for ident, key in zip(ids, ident_keys, strict=True):
+            owner = owners.get(key, _MISS)
+            if owner is _MISS:
+                owner = owner_of(key)
+            if owner is None:
+                fresh.append(ident)
+            elif target is None:
+                target = owner  # type: ignore[assignment]
+            elif owner != target:
+                return None  # a merge, or a conflict
+        if target is None or not fresh or len(set(fresh)) != len(fresh):
+            return None
+        profile = batch.find(target)
+        if profile is None or profile.excluded:
+            return None
+        ts = event.timestamp_ms
+        union = {Identifier(e.type, e.value): e.first_seen_ms for e in profile.identities}
+        for ident in fresh:
+            if ident in union:
+                return None  # an identity the owner index does not name: the walk decides
+            union[ident] = ts
+        if violation(union, self.rules, ts, profile.merge_count) is not None:
+            return None
+        self._link(batch, profile, fresh, ts)
         return profile
 
     def handle(
