@@ -32,7 +32,7 @@ from segflow.spec.changes import (
 )
 from segflow.spec.events import Event
 from segflow.stream import keys, timeline
-from segflow.stream.batch import Batch, Pending
+from segflow.stream.batch import Batch
 from segflow.stream.evaluator import (
     EvalResult,
     Evaluation,
@@ -190,9 +190,9 @@ class EventHandler:
             dirty.add(pid)
             queued = pending.get(pid)
             if queued is None:
-                queued = pending[pid] = Pending()
-            queued.events.append(event)
-            queued.cause_ms = event.received_at_ms
+                pending[pid] = [event]
+            else:
+                queued.append(event)
 
     def _newcomer(
         self,
@@ -304,11 +304,11 @@ class EventHandler:
         timeline.append(batch.tx, profile, event.timestamp_ms, record.partition, record.offset)
         pid = profile.profile_id
         batch.put(profile)
-        pending = batch.pending.get(pid)
-        if pending is None:
-            pending = batch.pending[pid] = Pending()
-        pending.events.append(event)
-        pending.cause_ms = event.received_at_ms
+        queued = batch.pending.get(pid)
+        if queued is None:
+            batch.pending[pid] = [event]
+        else:
+            queued.append(event)
         return pid
 
     def _known(self, batch: Batch, idents: list[Identifier]) -> Profile | None:
@@ -389,14 +389,14 @@ class EventHandler:
             return
         pids = list(pending) if only is None else [p for p in only if p in pending]
         for pid in pids:
-            queued = pending.pop(pid)
+            events = pending.pop(pid)
             profile = batch.find(pid)
             if profile is None:  # absorbed by a merge after its events were queued
                 continue
-            last = queued.events[-1]
-            batch.cause_ms = queued.cause_ms
-            batch.cause_late = last.received_at_ms - last.timestamp_ms > LATE_MS
-            self._evaluate(batch, profile, last.timestamp_ms, queued.events, now_ms)
+            last = events[-1]
+            batch.cause_ms = received = last.received_at_ms
+            batch.cause_late = received - last.timestamp_ms > LATE_MS
+            self._evaluate(batch, profile, last.timestamp_ms, events, now_ms)
         batch.cause_ms, batch.cause_late = None, False
 
     def _consent_changed(self, batch: Batch, profile: Profile, at_ms: int) -> None:
