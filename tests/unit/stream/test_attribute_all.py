@@ -13,13 +13,14 @@ import random
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.state import changes_apart, dump_state
 
 from segflow.clock import ManualClock
-from segflow.identity import ExternalId, Identifier, IdentityRules, TypeLimit
+from segflow.identity import ExternalId, Identifier, IdentityRules, TypeLimit, resolve
 from segflow.identity.identifiers import Extractor
 from segflow.log.base import Record
 from segflow.profiles import decode_profile, encode_profile
@@ -28,6 +29,8 @@ from segflow.rules.incremental.kernel import AVAILABLE, compile_kernel, merge_ch
 from segflow.spec import Event
 from segflow.spec.changes import IdentityLinked
 from segflow.stream import MemoryStateStore, Processor
+from segflow.stream import handler as handler_module
+from segflow.stream.keys import MergeRecord
 from segflow.stream.outbox import decode_change
 from segflow.stream.state.rocksdb import RocksStateStore
 
@@ -385,3 +388,48 @@ def test_an_unknown_identifier_the_profile_excludes_is_left_to_the_resolver() ->
     assert inline == run(True)
     assert inline["conflict"]
     assert dict(inline["owner"])["user_id:u9"] != dict(inline["owner"])["anonymous_id:d1"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(linking_streams(), st.sampled_from(TIGHT_RULES), st.integers(1, 6))
+def test_the_unrefused_resolution_is_the_resolvers_whenever_it_answers(
+    events: list[Event], rules: IdentityRules, batch: int
+) -> None:
+    store = MemoryStateStore()
+    proc = Processor(ListLog(events), store, clock=ManualClock(T0), rules=rules)
+    handler, quick = proc.handler, proc.handler._unrefused
+
+    def checked(b: Any, idents: list[Identifier], now_ms: int) -> Any:
+        found = quick(b, idents, now_ms)
+        assert found is None or found == resolve(idents, b, rules, now_ms)
+        return found
+
+    handler._unrefused = checked  # type: ignore[method-assign]
+    while proc.run_once(batch) > 0:
+        pass
+
+
+def test_a_second_device_merges_without_the_resolvers_walk() -> None:
+    """A person's second device logs in: the oldest profile (the user id's) survives, the
+    device's is merged in by the device id, the new email linked, as the resolver decides."""
+    events = [
+        Event(type="identify", message_id="m0", source_id="s", timestamp_ms=T0, received_at_ms=T0,
+              anonymous_id="d1", user_id="u1"),
+        Event(type="track", message_id="m1", source_id="s", timestamp_ms=T0 + 1,
+              received_at_ms=T0 + 1, anonymous_id="d2", event="Viewed"),
+        Event(type="identify", message_id="m2", source_id="s", timestamp_ms=T0 + 2,
+              received_at_ms=T0 + 2, anonymous_id="d2", user_id="u1", traits={"email": "a@x.io"}),
+    ]  # fmt: skip
+    walked: list[Any] = []
+    original = handler_module.resolve
+    handler_module.resolve = lambda *a: walked.append(a) or original(*a)  # type: ignore[assignment]
+    try:
+        inline = state_after(events, IdentityRules(), 10, general=False)
+    finally:
+        handler_module.resolve = original  # type: ignore[assignment]
+    assert walked == []
+    assert inline == state_after(events, IdentityRules(), 10, general=True)
+    (merge,) = [msgspec.msgpack.decode(v, type=MergeRecord) for _, v in inline["merge"]]
+    assert (merge.identifier, merge.rule) == ("anonymous_id:d2", "shared_identifier")
+    owners = dict(inline["owner"])
+    assert owners["anonymous_id:d2"] == owners["email:a@x.io"] == owners["user_id:u1"]
