@@ -226,40 +226,15 @@ class EventHandler:
     def _linked(
         self, batch: Batch, event: Event, ids: list[Identifier], ident_keys: list[str]
     ) -> Profile | None:
-        """A known person with new identifiers (a login on a known device): every known
-        identifier owned by one profile, the others unknown and distinct, and the profile with
-        all of them breaking no merge rule and excluding none (no split). ``resolve`` then
-        links the unknown ones to it in order, with no merge and no conflict, which is done
-        here without its walk (~25 µs an event in Python). None sends the event on (a merge,
-        a conflict, a split's exclusion).
-        """
-        owners, owner_of = batch.owners, batch.owner_of
-        target: str | None = None
-        fresh: list[Identifier] = []
-        for ident, key in zip(ids, ident_keys, strict=True):
-            owner = owners.get(key, _MISS)
-            if owner is _MISS:
-                owner = owner_of(key)
-            if owner is None:
-                fresh.append(ident)
-            elif target is None:
-                target = owner  # type: ignore[assignment]
-            elif owner != target:
-                return None  # a merge, or a conflict
-        if target is None or not fresh or len(set(fresh)) != len(fresh):
+        """A known person with new identifiers (a login on a known device): what
+        :meth:`_resolve` does when the resolution (:meth:`_unrefused`) has one owner and new
+        identifiers only — no merge, no conflict, nothing to settle first: link them. None
+        sends the event on (a merge, a conflict, a split's exclusion)."""
+        res = self._unrefused(batch, ids, event.timestamp_ms, ident_keys)
+        if res is None or res.merges or not res.links or res.profile_id is None:
             return None
-        profile = batch.find(target)
-        if profile is None or profile.excluded:
-            return None
-        ts = event.timestamp_ms
-        union = {Identifier(e.type, e.value): e.first_seen_ms for e in profile.identities}
-        for ident in fresh:
-            if ident in union:
-                return None  # an identity the owner index does not name: the walk decides
-            union[ident] = ts
-        if violation(union, self.rules, ts, profile.merge_count) is not None:
-            return None
-        self._link(batch, profile, fresh, ts)
+        profile = batch.profile(res.profile_id)
+        self._link(batch, profile, res.links, event.timestamp_ms)
         return profile
 
     def handle(
@@ -382,7 +357,13 @@ class EventHandler:
             )
         return profile, consent
 
-    def _unrefused(self, batch: Batch, idents: list[Identifier], now_ms: int) -> Resolution | None:
+    def _unrefused(
+        self,
+        batch: Batch,
+        idents: list[Identifier],
+        now_ms: int,
+        ident_keys: list[str] | None = None,
+    ) -> Resolution | None:
         """``resolve``'s answer when it refuses nothing: the identifiers' owners (in the order
         it visits them) all join, the unknown identifiers are linked, the oldest owner
         survives. That holds when no owner excludes anything (a split) and the union of
@@ -391,13 +372,15 @@ class EventHandler:
         are monotone. None otherwise (the walk decides: a conflict, a split's exclusion),
         and for a newcomer (no owner). The usual merge, a person's second device logging in,
         costs a fraction of the walk (``tests/unit/stream/test_attribute_all.py`` holds the
-        two equal).
+        two equal). ``ident_keys``: the identifiers' ``type:value`` keys, when formatted.
         """
         owner_of = batch.owner_of
+        if ident_keys is None:
+            ident_keys = [f"{i.type}:{i.value}" for i in idents]
         joined: dict[str, Identifier | None] = {}  # owner -> the identifier that joined it
         fresh: list[Identifier] = []
-        for n, ident in enumerate(idents):
-            owner = owner_of(f"{ident.type}:{ident.value}")
+        for n, (ident, key) in enumerate(zip(idents, ident_keys, strict=True)):
+            owner = owner_of(key)
             if owner is None:
                 fresh.append(ident)
             elif owner not in joined:

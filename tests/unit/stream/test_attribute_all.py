@@ -115,7 +115,8 @@ def traffic(n: int, people: int, seed: int) -> list[Event]:
 def processed(events: list[Event], path: Path, *, general: bool) -> dict[str, Any]:
     """Every namespace of the state after the processor consumed ``events`` in batches of 40
     on RocksDB with the kernel-compiled ``RULES`` (``general``: every event through
-    ``EventHandler.attribute`` instead of the inline paths)."""
+    ``EventHandler.attribute`` instead of the inline paths, and every resolution through the
+    resolver's walk)."""
     store = RocksStateStore(path, sync=False)
     proc = Processor(ListLog(events), store, compile_segments(RULES), ManualClock(T0 + 10**8))
     handler = proc.handler
@@ -126,6 +127,7 @@ def processed(events: list[Event], path: Path, *, general: bool) -> dict[str, An
                 handler.attribute(batch, record, now_ms, ids)
 
         handler.attribute_all = attribute_all  # type: ignore[method-assign]
+        handler._unrefused = lambda *_: None  # type: ignore[method-assign]  # the walk
     while proc.run_once(40) > 0:
         pass
     store.close()
@@ -256,6 +258,7 @@ def state_after(events: list[Event], rules: IdentityRules, batch: int, *, genera
                 handler.attribute(batch, record, now_ms, ids)
 
         handler.attribute_all = attribute_all  # type: ignore[method-assign]
+        handler._unrefused = lambda *_: None  # type: ignore[method-assign]  # the walk
     while proc.run_once(batch) > 0:
         pass
     reader = store.reader()
@@ -327,6 +330,7 @@ def test_a_split_profile_gets_its_new_identifiers_as_the_resolver_links_them(
                     handler.attribute(batch, record, now_ms, ids)
 
             handler.attribute_all = attribute_all  # type: ignore[method-assign]
+            handler._unrefused = lambda *_: None  # type: ignore[method-assign]  # the walk
         while proc.run_once() > 0:
             pass
         owner = store.reader().get("owner", "user_id:u1")
@@ -369,6 +373,7 @@ def test_an_unknown_identifier_the_profile_excludes_is_left_to_the_resolver() ->
                     handler.attribute(batch, record, now_ms, ids)
 
             handler.attribute_all = attribute_all  # type: ignore[method-assign]
+            handler._unrefused = lambda *_: None  # type: ignore[method-assign]  # the walk
         proc.run_once(1)
         tx = store.begin_global()
         pid = tx.get("owner", "anonymous_id:d1")
@@ -399,8 +404,8 @@ def test_the_unrefused_resolution_is_the_resolvers_whenever_it_answers(
     proc = Processor(ListLog(events), store, clock=ManualClock(T0), rules=rules)
     handler, quick = proc.handler, proc.handler._unrefused
 
-    def checked(b: Any, idents: list[Identifier], now_ms: int) -> Any:
-        found = quick(b, idents, now_ms)
+    def checked(b: Any, idents: list[Identifier], now_ms: int, *keys: Any) -> Any:
+        found = quick(b, idents, now_ms, *keys)
         assert found is None or found == resolve(idents, b, rules, now_ms)
         return found
 
