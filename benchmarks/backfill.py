@@ -39,7 +39,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from benchmarks.common import commit, machine, median
+from benchmarks.common import commit, evaluator, machine, median
 from benchmarks.rules import TEN_RULES, stream
 from segflow.clock import ManualClock
 from segflow.log.sqlite import SqliteEventLog
@@ -220,6 +220,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     s = median(ours)
     print(f"\n# backfill — {datetime.now(UTC):%Y-%m-%d}, commit {commit()}, {machine()}")
+    print(evaluator())
     print(f"# {len(events):,} events, {rebuilt:,} profiles, 9 rules then one more\n")
     print("| measure | segflow | baseline (SQL members only) | target |")
     print("| --- | --- | --- | --- |")

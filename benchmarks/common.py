@@ -30,6 +30,18 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def evaluator() -> str:
+    """The line every benchmark of the rules prints: which evaluator ran (a fresh worktree has
+    no compiled kernel and falls back to the pure-Python one).
+
+    >>> evaluator().startswith("# evaluator: ")
+    True
+    """
+    from segflow.rules.incremental.kernel import status
+
+    return f"# evaluator: {status()}"
+
+
 def commit() -> str:
     try:
         return subprocess.run(

@@ -50,6 +50,7 @@ from typing import Any
 import msgspec
 
 from benchmarks.baselines.processor_sqlite import SqliteBaseline
+from benchmarks.common import evaluator
 from segflow.clock import ManualClock
 from segflow.log.base import Record, partition_for
 from segflow.spec import Event
@@ -495,6 +496,7 @@ def main() -> None:
         print(
             f"\nmachine: {machine}; {args.events:,} events, {profiles:,} profiles; peak RSS {rss_mb:,.0f} MB"
         )
+        print(evaluator())
         print("| benchmark | segflow | baseline | ratio (median of rounds) | target |")
         print("| --- | --- | --- | --- | --- |")
         what = f"identity + {args.rules} rules (baseline: identity, no rules)" if rules else ""

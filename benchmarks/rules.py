@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from benchmarks.baselines.duckdb_rules import run_batches
-from benchmarks.common import commit, machine, median
+from benchmarks.common import commit, evaluator, machine, median
 from segflow.rules import StaticProfile, compile_segments
 from segflow.rules.incremental.kernel import compile_kernel
 from segflow.spec.events import Event
@@ -140,6 +140,7 @@ def main() -> None:
     PYTHON = args.python
     events = stream(args.events, args.profiles)
     print(f"# rules benchmark — {datetime.now(UTC):%Y-%m-%d}, commit {commit()}, {machine()}")
+    print(evaluator() if not PYTHON else "# evaluator: pure-Python evaluator (--python)")
     print(f"# {len(events)} events, {args.profiles} profiles, baseline batch {args.batch} events\n")
     print(
         "| rules | segflow events/s | DuckDB re-run events/s | ratio | state bytes per (profile, rule) |"

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from benchmarks.baselines.bytewax_windows import COUNT_RULES, run_bytewax
-from benchmarks.common import commit, machine, median
+from benchmarks.common import commit, evaluator, machine, median
 from benchmarks.rules import stream
 from segflow.rules import StaticProfile, compile_segments
 from segflow.rules.incremental.kernel import compile_kernel
@@ -94,11 +94,8 @@ def main() -> None:
         base.append(len(events) / t_base)
         ratios.append(t_base / t_ours)
     print(f"# windows benchmark — {datetime.now(UTC):%Y-%m-%d}, commit {commit()}, {machine()}")
-    evaluator = "pure-Python evaluator" if PYTHON else "compiled rule kernel"
-    print(
-        f"# {len(events)} events, {args.profiles} profiles, {len(COUNT_RULES)} count rules,"
-        f" segflow's {evaluator}\n"
-    )
+    print(evaluator() if not PYTHON else "# evaluator: pure-Python evaluator (--python)")
+    print(f"# {len(events)} events, {args.profiles} profiles, {len(COUNT_RULES)} count rules\n")
     print("| segflow events/s | Bytewax events/s | ratio | target |")
     print("| --- | --- | --- | --- |")
     print(f"| {median(seg):,.0f} | {median(base):,.0f} | {median(ratios):.2f}x | >= 2x |")

@@ -35,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 
 from segflow.activate.secretbox import SecretBox
 from segflow.api import docs, openapi
-from segflow.api.auth import authorizer
+from segflow.api.auth import CachedTokens, authorizer
 from segflow.api.backups import backup_routes
 from segflow.api.common import endpoint, internal_error, query_int
 from segflow.api.destinations import destination_routes
@@ -75,7 +75,8 @@ async def _crash(request: Request, exc: Exception) -> Response:
 
 def build_api(deps: ApiDeps) -> Starlette:
     """The ``/api/v1`` app; routes carry their full paths (mount it with ``KeepPath``)."""
-    authorize = authorizer(deps.tokens)
+    verified = CachedTokens(deps.tokens)  # a revoked token is refused within CACHE_S
+    authorize = authorizer(verified)
 
     def current_status(request: Request, body: dict[str, Any]) -> Any:
         out = status(deps.runtime.log, deps.activation.store)
@@ -124,7 +125,7 @@ def build_api(deps: ApiDeps) -> Starlette:
         ),
         *destination_routes(deps.activation, authorize, deps.audit),
         *build_model_routes(models),
-        *token_routes(deps.tokens, authorize, deps.audit),
+        *token_routes(deps.tokens, authorize, deps.audit, revoked=verified.forget),
         *source_routes(
             deps.runtime.catalog,
             deps.runtime.log.dead_letters,

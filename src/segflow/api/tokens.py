@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -33,9 +34,14 @@ from segflow.catalog.tokens import TokenStore, issue, revoke
 
 
 def token_routes(
-    store: TokenStore, authorize: Authorize, audit: AuditLog | None = None
+    store: TokenStore,
+    authorize: Authorize,
+    audit: AuditLog | None = None,
+    *,
+    revoked: Callable[[str], None] | None = None,
 ) -> list[Route]:
-    """The token routes over ``store``; changes are recorded in ``audit``."""
+    """The token routes over ``store``; changes are recorded in ``audit``; ``revoked(id)`` is
+    called after a revoke (:meth:`segflow.api.auth.CachedTokens.forget`)."""
 
     def listing(request: Request, body: dict[str, Any]) -> Any:
         return {"tokens": store.list()}
@@ -45,7 +51,10 @@ def token_routes(
         return {"token": token, "info": info}
 
     def delete(request: Request, body: dict[str, Any]) -> Any:
-        return {"revoked": revoke(store, audit, actor(request), request.path_params["token_id"])}
+        info = revoke(store, audit, actor(request), request.path_params["token_id"])
+        if revoked is not None:
+            revoked(info.token_id)
+        return {"revoked": info}
 
     base = "/api/v1/tokens"
     return [

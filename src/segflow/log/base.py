@@ -146,6 +146,13 @@ class ServedLog(EventLog, Protocol):
 
     def partition_of(self, event: Event) -> int: ...
 
+    def read_encoded(
+        self, partition: int, offset: int, max_records: int = 1000
+    ) -> list[tuple[int, bytes]]:
+        """:meth:`read` undecoded: ``(offset, encoded event)`` pairs, for a reader that
+        decodes only the fields it reads (the processor: :mod:`segflow.stream.decode`)."""
+        ...
+
     def dead_letter(self, letters: Sequence[DeadLetter]) -> None: ...
 
     def dead_letters(self, *, source_id: str | None = None, limit: int = 100) -> list[DeadLetter]:

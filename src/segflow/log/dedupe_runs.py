@@ -11,12 +11,19 @@ list at the start of its append transaction (the same snapshot as its ``dedupe_l
 catch-up), opens the new runs (``immutable=1``; the filter memory-mapped, so processes share its
 pages) and forgets the sealed rows of its in-memory tier.
 
-One process at a time builds (``seal.lock``, an ``flock``): it seals each full range of
-``memory_ids`` ids, then merges ``FANIN`` neighbouring runs of one level into one of the next
-(up to ``MAX_LEVEL``), so a 24-hour window holds a few dozen runs, not thousands. A run leaves
-when its newest key is older than the window (its row and files are deleted; no ``DELETE`` of
-keys). A crash between two steps leaves files nobody lists (removed at the next build) or a
-listed run whose file is gone (rebuilt from ``dedupe_log``, which keeps every row of the window).
+One process at a time seals (``seal.lock``, an ``flock``): each full range of ``memory_ids`` ids
+becomes a run of level 0. One process at a time merges (``merge.lock``, in its own thread, so
+that a seal never waits behind a long merge): ``FANIN`` neighbouring runs of one level become one
+of the next (up to ``MAX_LEVEL``), so a 24-hour window holds a few dozen runs, not thousands. A
+run leaves when its newest key is older than the window (its row and files are deleted; no
+``DELETE`` of keys). A crash between two steps leaves files nobody lists (removed by the next
+seal or merge) or a listed run whose files are gone (a restore of ``log.sqlite`` alone).
+
+A listed run whose files are missing is **rebuilt off the append path**: the merging thread
+rebuilds it from ``dedupe_log`` (which keeps every row of the window), smallest first, before it
+merges. Meanwhile :meth:`SealedTier.lookup` answers for that run's ids by querying
+``dedupe_log`` for its id range, in the caller's transaction: correct, at the cost of scanning
+the range once per append group until the files are back.
 
 >>> import os, tempfile
 >>> from segflow.db.sqlite import connect
@@ -29,10 +36,15 @@ listed run whose file is gone (rebuilt from ``dedupe_log``, which keeps every ro
 >>> files = RunFiles(path)
 >>> Sealer(files, memory_ids=4).build()  # two runs of 4 ids; ids 9 and 10 stay in memory
 True
->>> tier = SealedTier(files); tier.refresh(con); tier.sealed_upto
-8
+>>> tier = SealedTier(files); tier.refresh(con); tier.sealed_upto, tier.missing
+(8, [])
 >>> tier.lookup([dedupe_key("s", "5"), dedupe_key("s", "9")])
 [5, None]
+>>> tier.close(); files.db(read_registry(con)[1][0]).unlink()  # a lost file
+>>> tier.refresh(con); [r.name for r in tier.missing]  # answered from dedupe_log meanwhile
+['run-000000000000-000000000004-0']
+>>> tier.lookup([dedupe_key("s", "2"), dedupe_key("s", "9")]), tier.log_lookups
+([2, None], 2)
 >>> tier.close(); con.close()
 """
 
@@ -48,6 +60,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from segflow.db.files import fsync_path
 from segflow.db.sqlite import connect
 from segflow.log.bloom import BloomFilter, key_array, masks_of
@@ -62,6 +77,7 @@ FANIN = 4
 MAX_LEVEL = 4
 _CHUNK = 1_000_000  # keys per read while building a filter
 _IN = 500  # keys per ``IN (...)`` probe
+_LOG_CHUNK = 100_000  # ids of a missing run's range of ``dedupe_log`` read at a time
 logger = logging.getLogger("segflow.log.dedupe")
 
 
@@ -211,12 +227,26 @@ class RunFiles:
             self.db(run).unlink(missing_ok=True)
             self.bloom(run).unlink(missing_ok=True)
 
-    def remove_unlisted(self, runs: list[Run]) -> None:
-        """Delete what a crash left: build leftovers and runs nobody lists (under the lock)."""
+    def exist(self, run: Run) -> bool:
+        """Are both files of ``run`` in place?"""
+        return self.db(run).exists() and self.bloom(run).exists()
+
+    def remove_unlisted(self, runs: list[Run], *, merged: bool = False) -> None:
+        """Delete what a crash left: build leftovers and runs nobody lists. The sealer (under
+        ``seal.lock``) removes seal leftovers and runs of level 0; the merger (``merged``, under
+        ``merge.lock``) merge and rebuild leftovers and runs of higher levels: neither touches
+        what the other may be publishing."""
         keep = {p.name for r in runs for p in (self.db(r), self.bloom(r))}
+        leftovers = (".merge-", ".rebuild-") if merged else (".seal-",)
         if self.directory.is_dir():
             for path in self.directory.iterdir():
-                if path.name.startswith((".seal-", "run-")) and path.name not in keep:
+                name = path.name
+                if name in keep:
+                    continue
+                if name.startswith("run-"):
+                    if (Path(name).stem.rsplit("-", 1)[-1] != "0") is merged:
+                        path.unlink(missing_ok=True)
+                elif name.startswith(leftovers):
                     path.unlink(missing_ok=True)
 
 
@@ -256,40 +286,52 @@ class _OpenRun:
 
 
 class SealedTier:
-    """One process's view of the runs: opened as they are listed, probed a batch at a time."""
+    """One process's view of the runs: opened as they are listed, probed a batch at a time.
 
-    def __init__(self, files: RunFiles) -> None:
+    A listed run whose files are missing is in :attr:`missing` (``on_missing()`` is called:
+    the log wakes its merging thread, which rebuilds it) and is answered from ``dedupe_log``
+    through the connection last given to :meth:`refresh` (the append transaction's) until its
+    files are back.
+    """
+
+    def __init__(self, files: RunFiles, *, on_missing: Callable[[], None] | None = None) -> None:
         self._files = files
+        self._on_missing = on_missing
         self._open: dict[str, _OpenRun] = {}
+        self._log: sqlite3.Connection | None = None
         self.sealed_upto = 0
         self.runs: list[Run] = []
+        self.missing: list[Run] = []
         self.probes = 0  # keys looked up on disk (a filter said "maybe"), for tests and stats
+        self.log_lookups = 0  # keys looked up in ``dedupe_log`` for a missing run
 
     def refresh(self, con: sqlite3.Connection) -> None:
-        """Follow the list of runs as of ``con``'s snapshot."""
+        """Follow the list of runs as of ``con``'s snapshot (and open rebuilt ones)."""
+        self._log = con
         self.sealed_upto, runs = read_registry(con)
-        if runs == self.runs:
+        if runs == self.runs and not self.missing:
             return
         listed = {r.name for r in runs}
         for name in [n for n in self._open if n not in listed]:
             self._open.pop(name).con.close()
+        missing: list[Run] = []
         for run in runs:
-            if run.name not in self._open:
-                self._open[run.name] = self._opened(run)
-        self.runs = runs
-
-    def _opened(self, run: Run) -> _OpenRun:
-        if not (self._files.db(run).exists() and self._files.bloom(run).exists()):
-            logger.warning("dedupe run %s is missing: rebuilding it from dedupe_log", run.name)
-            self._files.build_from_log(
-                run.lo, run.hi, level=run.level, tag=f"rebuild-{os.getpid()}"
-            )
-        return _OpenRun(self._files, run)
+            if run.name in self._open:
+                continue
+            if self._files.exist(run):
+                self._open[run.name] = _OpenRun(self._files, run)
+            else:
+                missing.append(run)
+        self.runs, self.missing = runs, missing
+        if missing and self._on_missing is not None:
+            self._on_missing()
 
     def lookup(self, keys: list[bytes], *, floor_ms: int | None = None) -> list[int | None]:
         """Per key, the newest ``received_at_ms`` a run holds for it (None: in no run).
         Runs whose newest key is older than ``floor_ms`` are skipped."""
         best: list[int | None] = [None] * len(keys)
+        if keys and self.missing:
+            self._lookup_in_log(keys, best, floor_ms)
         if not keys or not self._open:
             return best
         array = key_array(keys)
@@ -308,6 +350,55 @@ class SealedTier:
                     best[i] = s
         return best
 
+    def _lookup_in_log(self, keys: list[bytes], best: list[int | None], floor: int | None) -> None:
+        """The missing runs' part of :meth:`lookup`. ``dedupe_log`` has no index on ``key``:
+        each run's ids are read ``_LOG_CHUNK`` at a time as one blob of keys (SQLite's
+        ``group_concat``, no Python object per row), matched by their first 8 bytes in numpy,
+        and only a chunk holding a match is queried for the exact keys and their times."""
+        assert self._log is not None, "refresh() gives the connection"
+        probe = np.unique(key_array(keys)[:, 0])
+        found: dict[bytes, int] = {}
+        for run in self.missing:
+            if floor is not None and run.max_received_ms < floor:
+                continue
+            self.log_lookups += len(keys)
+            for lo in range(run.lo, run.hi, _LOG_CHUNK):
+                hi = min(lo + _LOG_CHUNK, run.hi)
+                blob = self._log.execute(
+                    "SELECT CAST(group_concat(key, '') AS BLOB) FROM dedupe_log"
+                    " WHERE id > ? AND id <= ?",
+                    (lo, hi),
+                ).fetchone()[0]
+                if blob:
+                    self._confirm(keys, probe, key_array(blob)[:, 0], (lo, hi), found)
+        for i, key in enumerate(keys):
+            if key in found:
+                best[i] = found[key]
+
+    def _confirm(
+        self,
+        keys: list[bytes],
+        probe: npt.NDArray[np.uint64],
+        stored: npt.NDArray[np.uint64],
+        ids: tuple[int, int],
+        found: dict[bytes, int],
+    ) -> None:
+        at = np.minimum(np.searchsorted(probe, stored), len(probe) - 1)
+        prefixes = set(stored[probe[at] == stored].tolist())
+        if not prefixes:
+            return
+        assert self._log is not None
+        maybe = [k for k in keys if int.from_bytes(k[:8], "little") in prefixes]
+        for start in range(0, len(maybe), _IN):
+            chunk = maybe[start : start + _IN]
+            rows = self._log.execute(
+                "SELECT key, max(received_at_ms) FROM dedupe_log WHERE id > ? AND id <= ?"
+                f" AND key IN ({','.join('?' * len(chunk))}) GROUP BY key",
+                (*ids, *chunk),
+            )
+            for key, received in rows:
+                found[key] = max(received, found.get(key, received))
+
     def remove_files(self, runs: list[Run]) -> None:
         """Delete the files of runs no longer listed (processes that opened them keep reading)."""
         self._files.remove(runs)
@@ -316,36 +407,59 @@ class SealedTier:
         for opened in self._open.values():
             opened.con.close()
         self._open.clear()
-        self.runs = []
+        self.runs, self.missing = [], []
 
 
 class Sealer:
     """Builds runs for the log at ``files.log_path`` (see the module docstring): call
-    :meth:`build`, or :meth:`start` a thread that builds whenever :meth:`wake` is called."""
+    :meth:`build` (or :meth:`seal`, :meth:`merge`), or :meth:`start` two threads, one sealing
+    whenever :meth:`wake_seal` is called, one rebuilding and merging on :meth:`wake_merge`."""
 
     def __init__(self, files: RunFiles, *, memory_ids: int) -> None:
         self._files = files
+        self._merge_files = RunFiles(files.log_path)  # its own build, interrupted apart
         self._memory_ids = memory_ids
-        self._wake = threading.Event()
+        self._seal_wake = threading.Event()
+        self._merge_wake = threading.Event()
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def build(self, *, wait: bool = False) -> bool:
-        """Seal every full range, then merge; False when another process holds the lock."""
-        self._files.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._files.directory / "seal.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        """Seal every full range, then rebuild and merge; False when another process holds
+        either lock."""
+        sealed = self.seal(wait=wait)
+        return self.merge(wait=wait) and sealed
+
+    def seal(self, *, wait: bool = False) -> bool:
+        """Seal every full range (under ``seal.lock``); False when another process holds it."""
+        return self._locked("seal.lock", self._files, self._seal_next, wait=wait)
+
+    def merge(self, *, wait: bool = False) -> bool:
+        """Rebuild the listed runs whose files are missing, then merge (under ``merge.lock``);
+        False when another process holds it."""
+        return self._locked("merge.lock", self._merge_files, self._rebuild_or_merge, wait=wait)
+
+    def _locked(
+        self,
+        lock: str,
+        files: RunFiles,
+        step: Callable[[sqlite3.Connection], bool],
+        *,
+        wait: bool,
+    ) -> bool:
+        files.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(files.directory / lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 return False
-            con = connect(self._files.log_path)
+            con = connect(files.log_path)
             try:
                 ensure_registry(con)
-                self._files.remove_unlisted(read_registry(con)[1])
-                while self._seal_next(con) or self._merge_next(con):
-                    if self._stopping:
-                        break
+                files.remove_unlisted(read_registry(con)[1], merged=files is self._merge_files)
+                while step(con) and not self._stopping:
+                    pass
             finally:
                 con.close()
             return True
@@ -364,48 +478,86 @@ class Sealer:
             con.execute("INSERT OR REPLACE INTO dedupe_sealed VALUES(0, ?)", (hi,))
         if not run.keys:
             self._files.remove([run])
+        self._merge_wake.set()  # four runs of a level may be ready
+        return True
+
+    def _rebuild_or_merge(self, con: sqlite3.Connection) -> bool:
+        return self._rebuild_next(con) or self._merge_next(con)
+
+    def _rebuild_next(self, con: sqlite3.Connection) -> bool:
+        missing = [r for r in read_registry(con)[1] if not self._merge_files.exist(r)]
+        if not missing:
+            return False
+        run = min(missing, key=lambda r: r.hi - r.lo)  # the most ids back soonest
+        logger.warning("dedupe run %s is missing: rebuilding it from dedupe_log", run.name)
+        self._merge_files.build_from_log(run.lo, run.hi, level=run.level, tag="rebuild")
         return True
 
     def _merge_next(self, con: sqlite3.Connection) -> bool:
         group = mergeable(read_registry(con)[1])
         if not group:
             return False
-        merged = self._files.build_from_runs(group)
+        merged = self._merge_files.build_from_runs(group, tag="merge")
         with _immediate(con):
             gone = con.executemany("DELETE FROM dedupe_runs WHERE lo=?", [(r.lo,) for r in group])
             if gone.rowcount == len(group):
                 con.execute("INSERT INTO dedupe_runs VALUES(?,?,?,?,?)", _row(merged))
         # an input expired meanwhile: the merged run is not listed, its files go below
-        self._files.remove(group if gone.rowcount == len(group) else [merged])
+        self._merge_files.remove(group if gone.rowcount == len(group) else [merged])
         return True
 
     def wake(self) -> None:
-        self._wake.set()
+        """Wake both threads (a seal or a merge another process left undone)."""
+        self.wake_seal()
+        self.wake_merge()
+
+    def wake_seal(self) -> None:
+        self._seal_wake.set()
+
+    def wake_merge(self) -> None:
+        self._merge_wake.set()
+
+    @property
+    def started(self) -> bool:
+        return bool(self._threads)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="segflow-dedupe-sealer", daemon=True)
-        self._thread.start()
+        """Start the sealing and the merging threads (once; later calls do nothing)."""
+        if self._threads or self._stopping:
+            return
+        self._threads = [
+            threading.Thread(
+                target=self._run, args=(wake, work), name=f"segflow-dedupe-{name}", daemon=True
+            )
+            for name, wake, work in (
+                ("sealer", self._seal_wake, self.seal),
+                ("merger", self._merge_wake, self.merge),
+            )
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
+    def _run(self, wake: threading.Event, work: Callable[[], bool]) -> None:
         while not self._stopping:
-            self._wake.wait()
-            self._wake.clear()
+            wake.wait()
+            wake.clear()
             if self._stopping:
                 return
             try:
-                self.build()
-            except Exception:  # the memory tier keeps the ids meanwhile; retried at next wake
+                work()
+            except Exception:  # the other tiers keep the ids meanwhile; retried at next wake
                 if not self._stopping:
-                    logger.exception("sealing dedupe runs failed")
+                    logger.exception("building dedupe runs failed")
 
     def close(self) -> None:
-        """Stop the thread, interrupting a seal or merge in progress (a long merge must not
-        hold up a shutdown)."""
+        """Stop the threads, interrupting a seal, rebuild or merge in progress (a long merge
+        must not hold up a shutdown)."""
         self._stopping = True
-        self._wake.set()
+        self.wake()
         self._files.interrupt()
-        if self._thread is not None:
-            self._thread.join()
+        self._merge_files.interrupt()
+        for thread in self._threads:
+            thread.join()
 
 
 def mergeable(runs: list[Run]) -> list[Run]:

@@ -345,13 +345,22 @@ class KafkaEventLog(QueuedAppends):
     def read(self, partition: int, offset: int, max_records: int = 1000) -> list[Record]:
         """Records of ``partition`` with offset >= ``offset``, in offset order (erased
         records skipped: a read returns nothing only when none is left to the end)."""
+        pairs = self.read_encoded(partition, offset, max_records)
+        return [Record(partition, o, decode_event(v)) for o, v in pairs]
+
+    def read_encoded(
+        self, partition: int, offset: int, max_records: int = 1000
+    ) -> list[tuple[int, bytes]]:
+        """:meth:`read` undecoded: ``(offset, encoded event)`` pairs (opened when sealed;
+        erased records skipped), for a reader that decodes only the fields it reads (the
+        processor: :mod:`segflow.stream.decode`)."""
         known_end = self._appended.get(partition, 0)
         reader = self._reader()
         while True:
             raw = reader.raw(self.topic, partition, offset, max_records, known_end)
             if not raw:
                 return []
-            found = [Record(partition, o, decode_event(v)) for o, v in self._opened(raw)]
+            found = list(self._opened(raw))
             if found:
                 return found
             offset = raw[-1][0] + 1

@@ -125,17 +125,18 @@ class SqliteEventLog(QueuedAppends):
         files = RunFiles(self._path)
         self._sealer = Sealer(files, memory_ids=memory_ids)
         if unsealed_ids(self._write) > 2 * memory_ids:  # a log from before sealed runs
-            self._sealer.build(wait=True)
+            self._sealer.seal(wait=True)
         with self._write_lock:
             dedupe = DedupeIndex(
                 self._write,
                 window_ms=window_ms,
                 memory_ids=memory_ids,
-                runs=SealedTier(files),
-                on_full=self._sealer.wake,
+                runs=SealedTier(files, on_missing=self._sealer.wake_merge),
+                on_full=self._sealer.wake_seal,
             )
-        self._sealer.start()
-        self._sealer.wake()  # a merge another process left undone
+        # a seal, merge or rebuild another process left undone: from the first append on
+        # (:meth:`_write_group` starts the threads; a process that only reads never does)
+        self._sealer.wake()
         return dedupe
 
     def _load_next_offsets(self) -> list[int]:
@@ -149,6 +150,11 @@ class SqliteEventLog(QueuedAppends):
         return self._path
 
     @property
+    def sealing(self) -> bool:
+        """Does this process run the dedupe index's sealing threads (it appended)?"""
+        return self._sealer.started
+
+    @property
     def commits(self) -> int:
         """Group commits written since the log was opened (one fsync each)."""
         return self._commits
@@ -156,6 +162,7 @@ class SqliteEventLog(QueuedAppends):
     # -- appending ---------------------------------------------------------------------------
 
     def _write_group(self, group: list[PendingAppend]) -> None:
+        self._sealer.start()  # this process appends: it seals, merges and rebuilds runs too
         snapshot = list(self._next)
         with self._write_lock:
             try:

@@ -21,8 +21,14 @@ import msgspec
 
 HISTORY_CAP = 100
 
+# ``gc=False``: a profile and its entries hold only what decoded events carry (str, numbers,
+# lists and dicts of those), never themselves, so they cannot be part of a reference cycle;
+# untracked, they are not walked by the cyclic collector, which the processor runs every
+# 100,000 allocations while it creates a profile per newcomer (docs/engine.md, "The garbage
+# collector"). Reference counting frees them as before; the encoding is the same.
 
-class TraitChange(msgspec.Struct, frozen=True, array_like=True):
+
+class TraitChange(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """A trait set by an event: ``key`` = ``value`` at event time ``at_ms`` (``message_id``)."""
 
     key: str
@@ -31,7 +37,7 @@ class TraitChange(msgspec.Struct, frozen=True, array_like=True):
     message_id: str
 
 
-class IdentityEntry(msgspec.Struct, array_like=True):
+class IdentityEntry(msgspec.Struct, array_like=True, gc=False):
     """One identifier of the profile and when it was first seen (event time)."""
 
     type: str
@@ -39,7 +45,7 @@ class IdentityEntry(msgspec.Struct, array_like=True):
     first_seen_ms: int
 
 
-class Profile(msgspec.Struct, array_like=True, kw_only=True):
+class Profile(msgspec.Struct, array_like=True, kw_only=True, gc=False):
     """The state of one profile (keyed by ``profile_id``)."""
 
     profile_id: str

@@ -44,6 +44,7 @@ from segflow.activate.ssrf import UrlGuard
 from segflow.activate.store import DeliveryStore
 from segflow.activate.worker import DeliveryWorker
 from segflow.api.app import build_api
+from segflow.api.auth import CachedTokens
 from segflow.catalog.audit import AuditLog
 from segflow.catalog.db import catalog_target
 from segflow.catalog.tokens import TokenStore
@@ -239,7 +240,7 @@ def assemble(runtime: Runtime) -> Assembly:
             limits = settings.api
             api = TokenRateLimit(  # one limit for the server, shared by its HTTP workers
                 api,
-                tokens,
+                CachedTokens(tokens),  # not a catalog query per request (segflow.api.auth)
                 rate=limits.rate_limit_per_s,
                 burst=limits.rate_limit_burst,
                 shared=settings.data_path / "run" / "buckets-api.bin",

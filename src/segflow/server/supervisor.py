@@ -352,8 +352,14 @@ def supervise(
     return supervisor.run()
 
 
+_PYTHON_BY_SETTING = "pure-Python evaluator ([stream] kernel = false)"
+
+
 def banner(settings: Settings, children: Sequence[Child]) -> str:
-    """The block ``segflow serve`` prints to stderr once its children are started."""
+    """The block ``segflow serve`` prints to stderr once its children are started, with the
+    rule evaluator the children run (they inherit this process's install and environment)."""
+    from segflow.rules.incremental.kernel import status
+
     server = settings.server
     host = f"[{server.host}]" if ":" in server.host else server.host
     url = f"http://{host}:{server.port}"
@@ -366,6 +372,7 @@ def banner(settings: Settings, children: Sequence[Child]) -> str:
         f"  collect    {url}/v1",
         f"  api        {api_url}/api/v1  (docs {api_url}/api/v1/docs)",
         f"  console    {api_url}/console",
+        f"  rules      {status() if settings.stream.kernel else _PYTHON_BY_SETTING}",
         "Stop with Ctrl-C.",
     ]
     return "\n".join(lines) + "\n"

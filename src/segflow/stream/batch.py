@@ -105,16 +105,6 @@ def _trim(found: dict[str, _V], limit: int) -> bool:
     return True
 
 
-class Pending:
-    """One profile's events of this batch that its rules have not seen yet."""
-
-    __slots__ = ("cause_ms", "events")
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.cause_ms = 0  # received_at of the latest (freshness: ack -> change)
-
-
 class Batch:
     """Reads and writes of one transaction, with a profile cache and the outbox counter."""
 
@@ -127,7 +117,9 @@ class Batch:
         self.profiles: dict[str, Profile | None] = {}
         self.owners: dict[str, str | None] = {}  # identifier key -> owner, read or written here
         self.dirty: set[str] = set()
-        self.pending: dict[str, Pending] = {}  # events queued for their profile's rules
+        # each profile's events of this batch that its rules have not seen yet, in order (the
+        # last one's received_at is what its changes answer: freshness, ack -> change)
+        self.pending: dict[str, list[Event]] = {}
         self.discard = False  # Processor.transaction rolls back instead of committing
         self.cause_ms: int | None = None  # what the changes emitted now answer (freshness)
         self.caused: list[tuple[str, int]] = []  # (segment, cause_ms) of membership changes
@@ -319,14 +311,18 @@ class Batch:
         moved to its real time (:meth:`Processor.fire_timers`). So the row is written only
         when the due time moves earlier than the row (or there is none), not each time it
         moves later — as it does for ``in last 14 days`` with every event."""
-        row = timer_row(profile)
+        row = profile.timer_ms
+        if row is None:
+            row = profile.next_wakeup_ms  # timer_row(profile), inlined: once per profile
         profile.next_wakeup_ms = due_ms
         if due_ms is None or (row is not None and row <= due_ms):
             profile.timer_ms = row
             return
+        pid = profile.profile_id
         if row is not None:
-            self.tx.delete(keys.TIMER, keys.timer_key(row, profile.profile_id))
-        self.tx.set(keys.TIMER, keys.timer_key(due_ms, profile.profile_id), b"")
+            self.tx.delete(keys.TIMER, keys.timer_key(row, pid))
+        # keys.timer_key, inlined (every newcomer has a timer with windowed rules)
+        self.tx.set(keys.TIMER, f"{due_ms if due_ms > 0 else 0:016x}|{pid}", b"")
         profile.timer_ms = due_ms
 
     def clear_timer(self, profile: Profile) -> None:

@@ -18,6 +18,7 @@ from segflow.identity import (
     Merge,
     Resolution,
     resolve,
+    violation,
 )
 from segflow.identity.identifiers import extractor
 from segflow.log.base import LogReader, Record
@@ -31,7 +32,7 @@ from segflow.spec.changes import (
 )
 from segflow.spec.events import Event
 from segflow.stream import keys, timeline
-from segflow.stream.batch import Batch, Pending
+from segflow.stream.batch import Batch
 from segflow.stream.evaluator import (
     EvalResult,
     Evaluation,
@@ -138,6 +139,8 @@ class EventHandler:
                         break
                 profile = None if owner is None else profiles.get(owner) or find(owner)
                 if profile is None:
+                    profile = self._linked(batch, event, ids, ks)
+                if profile is None:
                     self.attribute(batch, record, now_ms, ids, fast=False)
                     continue
             else:  # a newcomer, when no identifier is known (as _new, inlined)
@@ -152,6 +155,8 @@ class EventHandler:
                             break
                     else:
                         profile = self._newcomer(batch, event, ids, ks, set_key)
+                if profile is None and len(ids) > 1:
+                    profile = self._linked(batch, event, ids, ks)
                 if profile is None:
                     self.attribute(batch, record, now_ms, ids, fast=False)
                     continue
@@ -185,9 +190,9 @@ class EventHandler:
             dirty.add(pid)
             queued = pending.get(pid)
             if queued is None:
-                queued = pending[pid] = Pending()
-            queued.events.append(event)
-            queued.cause_ms = event.received_at_ms
+                pending[pid] = [event]
+            else:
+                queued.append(event)
 
     def _newcomer(
         self,
@@ -216,6 +221,20 @@ class EventHandler:
             )
         profile.identities = entries
         profile.sequence = seq
+        return profile
+
+    def _linked(
+        self, batch: Batch, event: Event, ids: list[Identifier], ident_keys: list[str]
+    ) -> Profile | None:
+        """A known person with new identifiers (a login on a known device): what
+        :meth:`_resolve` does when the resolution (:meth:`_unrefused`) has one owner and new
+        identifiers only — no merge, no conflict, nothing to settle first: link them. None
+        sends the event on (a merge, a conflict, a split's exclusion)."""
+        res = self._unrefused(batch, ids, event.timestamp_ms, ident_keys)
+        if res is None or res.merges or not res.links or res.profile_id is None:
+            return None
+        profile = batch.profile(res.profile_id)
+        self._link(batch, profile, res.links, event.timestamp_ms)
         return profile
 
     def handle(
@@ -260,11 +279,11 @@ class EventHandler:
         timeline.append(batch.tx, profile, event.timestamp_ms, record.partition, record.offset)
         pid = profile.profile_id
         batch.put(profile)
-        pending = batch.pending.get(pid)
-        if pending is None:
-            pending = batch.pending[pid] = Pending()
-        pending.events.append(event)
-        pending.cause_ms = event.received_at_ms
+        queued = batch.pending.get(pid)
+        if queued is None:
+            batch.pending[pid] = [event]
+        else:
+            queued.append(event)
         return pid
 
     def _known(self, batch: Batch, idents: list[Identifier]) -> Profile | None:
@@ -306,7 +325,9 @@ class EventHandler:
         """The slow path: links, merges, conflicts, a new profile. Returns the profile and its
         consent before the merges (a merge that brings consent is a consent change)."""
         event = record.event
-        res = resolve(idents, batch, self.rules, event.timestamp_ms)
+        res = self._unrefused(batch, idents, event.timestamp_ms)
+        if res is None:
+            res = resolve(idents, batch, self.rules, event.timestamp_ms)
         if res.profile_id is None and not res.links:
             batch.tx.set(
                 keys.DEAD, f"{record.partition:04x}|{record.offset:016x}", b"no_usable_identifier"
@@ -336,6 +357,63 @@ class EventHandler:
             )
         return profile, consent
 
+    def _unrefused(
+        self,
+        batch: Batch,
+        idents: list[Identifier],
+        now_ms: int,
+        ident_keys: list[str] | None = None,
+    ) -> Resolution | None:
+        """``resolve``'s answer when it refuses nothing: the identifiers' owners (in the order
+        it visits them) all join, the unknown identifiers are linked, the oldest owner
+        survives. That holds when no owner excludes anything (a split) and the union of
+        every owner's identities and the unknown ones, with all their merges, breaks no
+        merge rule: each step of the walk checks a subset with fewer merges, and the rules
+        are monotone. None otherwise (the walk decides: a conflict, a split's exclusion),
+        and for a newcomer (no owner). The usual merge, a person's second device logging in,
+        costs a fraction of the walk (``tests/unit/stream/test_attribute_all.py`` holds the
+        two equal). ``ident_keys``: the identifiers' ``type:value`` keys, when formatted.
+        """
+        owner_of = batch.owner_of
+        if ident_keys is None:
+            ident_keys = [f"{i.type}:{i.value}" for i in idents]
+        joined: dict[str, Identifier | None] = {}  # owner -> the identifier that joined it
+        fresh: list[Identifier] = []
+        for n, (ident, key) in enumerate(zip(idents, ident_keys, strict=True)):
+            owner = owner_of(key)
+            if owner is None:
+                fresh.append(ident)
+            elif owner not in joined:
+                joined[owner] = ident if n else None  # the seed's owner chooses, not joins
+        if not joined or len(set(fresh)) != len(fresh):
+            return None
+        union: dict[Identifier, int] = {}
+        merges = len(joined) - 1
+        for pid in joined:
+            profile = batch.find(pid)
+            if profile is None or profile.excluded:
+                return None
+            merges += profile.merge_count
+            size = len(union) + len(profile.identities)
+            for e in profile.identities:
+                union[Identifier(e.type, e.value)] = e.first_seen_ms
+            if len(union) != size:
+                return None  # an identity two owners list: the walk decides
+        for ident in fresh:
+            if ident in union:
+                return None
+            union[ident] = now_ms
+        if violation(union, self.rules, now_ms, merges) is not None:
+            return None
+        survivor = min(joined, key=batch.age)
+        by = joined[survivor]
+        absorbed = [
+            Merge(survivor, pid, str(ident if ident is not None else by), "shared_identifier")
+            for pid, ident in joined.items()
+            if pid != survivor
+        ]
+        return Resolution(survivor, fresh, absorbed, [])
+
     def settle(self, batch: Batch, now_ms: int, only: Sequence[str | None] | None = None) -> None:
         """Run the rules of the profiles with queued events (of ``only`` when given) over
         those events, at ``now_ms``: an event stamped in the future counts from its own time
@@ -345,14 +423,14 @@ class EventHandler:
             return
         pids = list(pending) if only is None else [p for p in only if p in pending]
         for pid in pids:
-            queued = pending.pop(pid)
+            events = pending.pop(pid)
             profile = batch.find(pid)
             if profile is None:  # absorbed by a merge after its events were queued
                 continue
-            last = queued.events[-1]
-            batch.cause_ms = queued.cause_ms
-            batch.cause_late = last.received_at_ms - last.timestamp_ms > LATE_MS
-            self._evaluate(batch, profile, last.timestamp_ms, queued.events, now_ms)
+            last = events[-1]
+            batch.cause_ms = received = last.received_at_ms
+            batch.cause_late = received - last.timestamp_ms > LATE_MS
+            self._evaluate(batch, profile, last.timestamp_ms, events, now_ms)
         batch.cause_ms, batch.cause_late = None, False
 
     def _consent_changed(self, batch: Batch, profile: Profile, at_ms: int) -> None:

@@ -112,7 +112,7 @@ class Traffic(threading.Thread):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("store", ["rocksdb", "sqlite"])
+@pytest.mark.parametrize("store", ["rocksdb", pytest.param("sqlite", marks=pytest.mark.long)])
 def test_backup_during_traffic_restores_every_table_and_serves_the_same_profiles(
     store: str, tmp_path: Path, serve_factory: Callable[..., Any], request: pytest.FixtureRequest
 ) -> None:
@@ -247,6 +247,7 @@ def _positions(log: sqlite3.Connection) -> dict[str, tuple[int, int]]:
     }
 
 
+@pytest.mark.long  # ~25 s: three server starts
 def test_backup_through_the_server_when_it_keeps_the_warehouse_open(
     tmp_path: Path, serve_factory: Callable[..., Any]
 ) -> None:

@@ -36,6 +36,7 @@ def batch(user: str, anon: str, email: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # ~35 s: a server killed and restarted at each step
 def test_a_deletion_killed_midway_resumes_after_restart(
     tmp_path: Path,
     serve_factory: Callable[..., Any],

@@ -165,6 +165,7 @@ test_generated_rules_agree_on_spark = pytest.mark.spark(_generated("spark"))
 
 
 @pytest.mark.slow
+@pytest.mark.long  # ~30 s; the generated rules run on both engines in `make test`
 @settings(
     max_examples=4,
     deadline=None,

@@ -47,6 +47,7 @@ def test_supervised_serve_runs_each_role_in_its_own_process_and_events_become_me
     banner = serve.logs()
     assert f"supervisor pid {serve.proc.pid}" in banner and f"{serve.url}/api/v1" in banner
     assert str(serve.data.resolve()) in banner
+    assert "  rules      compiled rule kernel" in banner or "  rules      pure-Python" in banner
 
 
 def test_killed_children_are_restarted_and_every_acknowledged_event_counts_once(
@@ -94,7 +95,9 @@ def test_killed_children_are_restarted_and_every_acknowledged_event_counts_once(
     assert pings() == acked  # and not more
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.long)]
+)
 def test_a_stop_signal_stops_every_child_and_exits_cleanly(
     serve_factory: Callable[..., Serve], signum: signal.Signals
 ) -> None:

@@ -14,7 +14,7 @@ from tests.support.wait import until
 from segflow.clock import HOUR_MS
 from segflow.db.sqlite import connect
 from segflow.log import bloom
-from segflow.log.dedupe_runs import RunFiles, read_registry
+from segflow.log.dedupe_runs import Run, RunFiles, read_registry
 from segflow.log.sqlite import SqliteEventLog
 from segflow.spec.events import Event
 
@@ -45,6 +45,14 @@ def registry(path: Path) -> tuple[int, list[tuple[int, int, int]]]:
     finally:
         con.close()
     return upto, [(r.lo, r.hi, r.level) for r in runs]
+
+
+def read_registry_of(path: Path) -> list[Run]:
+    con = connect(path)
+    try:
+        return read_registry(con)[1]
+    finally:
+        con.close()
 
 
 def sealed(log: SqliteEventLog, upto: int) -> None:
@@ -134,6 +142,32 @@ def test_four_runs_of_a_level_merge_into_one(open_log: OpenLog) -> None:
     assert log.append(events("m", 45)) == [None] * 45
 
 
+def test_seals_go_on_while_a_merge_is_held(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    merging, release = threading.Event(), threading.Event()
+    build_from_runs = RunFiles.build_from_runs
+
+    def held(self: RunFiles, runs: list[Run], **kwargs: object) -> Run:
+        merging.set()
+        assert release.wait(30), "the test never released the merge"
+        return build_from_runs(self, runs, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RunFiles, "build_from_runs", held)
+    log = open_log()
+    log.append(events("m", 45))
+    assert merging.wait(30), "the merge of the first four runs started"
+    log.append(events("n", 20))
+    sealed(log, 60)  # two more runs sealed behind the held merge
+    assert registry(log.path)[1][-2:] == [(40, 50, 0), (50, 60, 0)]
+    release.set()
+    until(lambda: registry(log.path)[1][0] == (0, 40, 1), 30, "the merge listed")
+    log.append([])
+    assert log.append(events("m", 45) + events("n", 20)) == [None] * 65
+
+
 def test_runs_older_than_the_window_are_dropped_whole(open_log: OpenLog) -> None:
     log = open_log(dedupe_window_ms=HOUR_MS)
     log.append(events("old", 22, received_at_ms=1_000))
@@ -185,17 +219,62 @@ def test_files_of_an_unlisted_seal_are_replaced_and_leftovers_removed(
     assert reopened.append(events("m", 15) + events("n", 10)) == [None] * 25
 
 
-def test_a_listed_run_whose_files_are_gone_is_rebuilt_from_the_log(open_log: OpenLog) -> None:
-    """A restore of ``log.sqlite`` alone (backups copy it, not the runs)."""
+def test_a_listed_run_whose_files_are_gone_is_rebuilt_off_the_append_path(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore of ``log.sqlite`` alone (backups copy it, not the runs): while the rebuild is
+    held, appends go on and the missing runs' ids are still refused (from ``dedupe_log``)."""
+    import threading
+
     log = open_log()
     log.append(events("m", 25))
     sealed(log, 20)
     log.close()
     for path in RunFiles(log.path).directory.glob("run-*"):
         path.unlink()
+    started, release = threading.Event(), threading.Event()
+    build_from_log = RunFiles.build_from_log
+
+    def held(self: RunFiles, lo: int, hi: int, **kwargs: object) -> object:
+        if kwargs.get("tag") == "rebuild":
+            started.set()
+            assert release.wait(30), "the test never released the rebuild"
+        return build_from_log(self, lo, hi, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RunFiles, "build_from_log", held)
     reopened = open_log()
+    tier = reopened._dedupe._runs
+    assert tier is not None and [(r.lo, r.hi) for r in tier.missing] == [(0, 10), (10, 20)]
+    assert reopened.append(events("m", 25)) == [None] * 25  # refused while the rebuild waits
+    assert started.wait(30), "the rebuild started"
+    assert all(p is not None for p in reopened.append(events("new", 5)))
+    assert tier.log_lookups > 0 and tier.missing
+    release.set()
+    files = RunFiles(log.path)
+    until(lambda: all(files.exist(r) for r in read_registry_of(log.path)), 30, "rebuilt")
+    reopened.append([])  # the next append opens the rebuilt runs
+    assert tier.missing == []
+    lookups = tier.log_lookups
     assert reopened.append(events("m", 25)) == [None] * 25
-    assert len(list(RunFiles(log.path).directory.glob("run-*"))) == 4
+    assert tier.log_lookups == lookups  # answered by the runs again
+
+
+def test_a_process_that_only_reads_starts_no_sealing_thread(open_log: OpenLog) -> None:
+    import threading
+
+    def sealing_threads() -> set[int | None]:
+        return {t.ident for t in threading.enumerate() if t.name.startswith("segflow-dedupe-")}
+
+    writer = open_log()
+    writer.append(events("m", 25))
+    sealed(writer, 20)
+    before = sealing_threads()
+    reader = open_log()
+    reader.read(0, 0)
+    reader.end_offsets()
+    assert not reader.sealing and sealing_threads() == before
+    assert reader.append(events("m", 3)) == [None] * 3  # its first append starts them
+    assert reader.sealing and len(sealing_threads() - before) == 2
 
 
 def test_a_key_stored_again_keeps_its_newest_time_through_seal_and_merge(tmp_path: Path) -> None:
@@ -262,6 +341,7 @@ def test_two_processes_appending_the_same_ids_while_sealing_store_each_once(
 
 
 def test_closing_interrupts_a_build_and_the_next_one_cleans_up(tmp_path: Path) -> None:
+    import sqlite3
     import threading
 
     from segflow.log.dedupe_runs import Sealer
@@ -292,7 +372,9 @@ def test_closing_interrupts_a_build_and_the_next_one_cleans_up(tmp_path: Path) -
     sealer.close()
     thread.join()
     if errors:  # interrupted (else it finished first: both are consistent)
-        assert "interrupted" in str(errors[0])
+        # interrupted in the INSERT ("interrupted") or in the ATTACH before it ("unable to
+        # open database": 1 run in 6 on main under load)
+        assert isinstance(errors[0], sqlite3.OperationalError), repr(errors[0])
         assert registry(path) == (0, [])
     assert Sealer(files, memory_ids=200_000).build()
     assert registry(path) == (200_000, [(0, 200_000, 0)])
@@ -309,3 +391,31 @@ def test_the_log_reports_its_dedupe_tiers(open_log: OpenLog) -> None:
     gauges = {m.name: m.samples[0].value for m in StoreGauges(log.path.parent, log).collect()}
     assert gauges["segflow_log_dedupe_runs"] == 2
     assert gauges["segflow_log_dedupe_memory_ids"] == len(log._dedupe)
+
+
+def test_a_missing_run_is_answered_from_the_log_chunk_by_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback reads the run's ids a chunk at a time (3 here) and keeps a key's newest
+    time across chunks; keys outside the run's ids are not its to answer."""
+    from segflow.log import dedupe_runs
+    from segflow.log.dedupe import dedupe_key, ensure_tables
+
+    monkeypatch.setattr(dedupe_runs, "_LOG_CHUNK", 3)
+    path = tmp_path / "log.sqlite"
+    con = connect(path)
+    ensure_tables(con)
+    key = dedupe_key("s1", "twice")
+    rows = [(key, 5)] + [(dedupe_key("s1", f"x{i}"), 6) for i in range(6)] + [(key, 900)]
+    rows.append((dedupe_key("s1", "after"), 7))  # id 9: past the run
+    con.executemany("INSERT INTO dedupe_log(key, received_at_ms) VALUES(?, ?)", rows)
+    con.execute("INSERT INTO dedupe_runs VALUES(0, 8, 0, 7, 900)")
+    con.execute("INSERT INTO dedupe_sealed VALUES(0, 8)")
+    tier = dedupe_runs.SealedTier(RunFiles(path))
+    tier.refresh(con)
+    assert [(r.lo, r.hi) for r in tier.missing] == [(0, 8)]
+    asked = [key, dedupe_key("s1", "x4"), dedupe_key("s1", "after"), dedupe_key("s1", "no")]
+    assert tier.lookup(asked) == [900, 6, None, None]
+    assert tier.lookup(asked, floor_ms=1_000) == [None] * 4  # the run is older than the floor
+    tier.close()
+    con.close()

@@ -15,7 +15,7 @@ from tests.support.wait import until
 
 from segflow.log.dedupe import dedupe_key
 from segflow.log.exceptions import DuplicateInFlight
-from segflow.spec.events import Event
+from segflow.spec.events import Event, decode_event
 
 __all__ = ["kafka_broker"]
 
@@ -167,6 +167,7 @@ def test_a_sealed_log_reads_plain_records_from_before_and_skips_shredded_ones(
         assert [r.event.message_id for r in log.read(0, 0)] == ["m0", "m2"]
         assert [r.event.message_id for r in log.read(0, 1, 1)] == ["m2"]  # past the erased
         assert log.stats()["erased"] == 3
+        assert [decode_event(v).message_id for _, v in log.read_encoded(0, 1)] == ["m2"]
         # the last record is erased: no consumer's offset passes it, so the barrier stops
         # before it; the end offset is still the broker's
         assert log.read(0, 3) == [] and log.readable_ends() == {0: 3}

@@ -19,7 +19,7 @@ from tests.support.kafka import Broker, kafka_broker
 from segflow.clock import HOUR_MS
 from segflow.log.base import DeadLetter, EventLog, ServedLog, partition_for
 from segflow.log.sqlite import SqliteEventLog
-from segflow.spec.events import Event
+from segflow.spec.events import Event, decode_event
 
 __all__ = ["kafka_broker"]  # the fixture, re-exported for this module
 
@@ -140,6 +140,17 @@ def test_read_returns_events_in_offset_order(open_log: OpenLog) -> None:
     assert [(r.offset, r.event.message_id) for r in records] == [(2, "m2"), (3, "m3")]
     assert [r.offset for r in log.read(0, 0)] == [0, 1, 2, 3, 4]  # back to an earlier offset
     assert log.read(0, 5) == []
+
+
+def test_read_encoded_is_read_undecoded(open_log: OpenLog) -> None:
+    """What the processor reads when it decodes only the fields its rules read."""
+    log = open_log(partitions=1)
+    log.append([make_event(f"m{i}") for i in range(5)])
+    pairs = log.read_encoded(0, 1, max_records=3)
+    assert [(o, decode_event(v)) for o, v in pairs] == [
+        (r.offset, r.event) for r in log.read(0, 1, 3)
+    ]
+    assert [o for o, _ in pairs] == [1, 2, 3] and log.read_encoded(0, 5) == []
 
 
 def test_duplicates_are_stored_once(open_log: OpenLog) -> None:

@@ -68,3 +68,20 @@ def test_roundtrip_encoding() -> None:
     p = Profile(profile_id="p", created_ms=0, rule_state=b"\x00\x01", members=["vip"])
     apply_event(p, ev("identify", 1, "m", traits={"n": [1, {"x": None}]}))
     assert decode_profile(encode_profile(p)) == p
+
+
+def test_profiles_and_their_entries_are_not_tracked_by_the_cyclic_collector() -> None:
+    """They never form cycles (their values come from decoded events), so they stay out of
+    the collector's generations: fewer objects for it to walk, as the processor creates one
+    profile per newcomer (docs/engine.md, "The garbage collector")."""
+    import gc
+
+    from segflow.profiles.profile import IdentityEntry, TraitChange
+
+    profile = Profile(profile_id="p1", created_ms=1)
+    profile.add_identity("user_id", "u1", 1)
+    entries = [*profile.identities, TraitChange("plan", "pro", 1, "m1")]
+    assert not gc.is_tracked(profile)
+    assert not any(gc.is_tracked(e) for e in entries)
+    assert all(isinstance(e, IdentityEntry | TraitChange) for e in entries)
+    assert decode_profile(encode_profile(profile)) == profile

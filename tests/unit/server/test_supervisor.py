@@ -99,6 +99,34 @@ def test_the_banner_names_each_child_and_the_urls(supervisor: Supervisor) -> Non
     assert str(supervisor.settings.data_path.resolve()) in text
 
 
+@pytest.mark.parametrize(
+    ("built", "enabled", "line"),
+    [
+        (True, True, "rules      compiled rule kernel (_kernel"),
+        (True, False, "rules      pure-Python evaluator (the compiled rule kernel is turned off"),
+        (False, False, "rules      pure-Python evaluator (the compiled rule kernel is not built"),
+    ],
+)
+def test_the_banner_says_which_rule_evaluator_runs(
+    supervisor: Supervisor,
+    monkeypatch: pytest.MonkeyPatch,
+    built: bool,
+    enabled: bool,
+    line: str,
+) -> None:
+    from types import SimpleNamespace
+
+    from segflow.rules.incremental import kernel
+
+    extension = SimpleNamespace(__file__="/x/_kernel.cpython-311-x86_64-linux-gnu.so")
+    monkeypatch.setattr(kernel, "_kernel", extension if built else None)
+    monkeypatch.setattr(kernel, "AVAILABLE", built and enabled)
+    assert line in banner(supervisor.settings, supervisor.children)
+    server = {"data_dir": str(supervisor.settings.data_path)}
+    off = load_settings(overrides={"server": server, "stream": {"kernel": False}})
+    assert "rules      pure-Python evaluator ([stream] kernel = false)" in banner(off, [])
+
+
 def test_with_an_api_port_the_http_workers_collect_and_api_workers_serve_the_api_there(
     tmp_path: Path,
 ) -> None:

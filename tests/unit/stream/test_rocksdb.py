@@ -252,11 +252,14 @@ def test_compaction_leaves_no_erased_byte_in_any_file(tmp_path: Path) -> None:
 
 
 KEYS = st.sampled_from(["a", "b", "ba", "c", "é", "z", "\U0001f600", ""])
+# neighbouring namespaces: a scan overlays only its own namespace's writes of the transaction
+NAMESPACES = ("ns", "n", "nt")
+NS = st.sampled_from(NAMESPACES)
 OPS = st.lists(
     st.one_of(
-        st.tuples(st.just("set"), KEYS, st.binary(max_size=3)),
-        st.tuples(st.just("delete"), KEYS, st.just(b"")),
-        st.tuples(st.just("scan"), KEYS, KEYS, st.booleans(), st.none() | st.integers(0, 4)),
+        st.tuples(st.just("set"), NS, KEYS, st.binary(max_size=3)),
+        st.tuples(st.just("delete"), NS, KEYS, st.just(b"")),
+        st.tuples(st.just("scan"), NS, KEYS, KEYS, st.booleans(), st.none() | st.integers(0, 4)),
         st.tuples(st.just("commit")),
         st.tuples(st.just("rollback")),
     ),
@@ -289,22 +292,24 @@ def _replay(
             continue
         answers = []
         for tx in txs:
+            ns = str(op[1])
             if kind == "set":
-                tx.set("ns", str(op[1]), bytes(op[2]))  # type: ignore[arg-type]
+                tx.set(ns, str(op[2]), bytes(op[3]))  # type: ignore[arg-type]
             elif kind == "delete":
-                tx.delete("ns", str(op[1]))
+                tx.delete(ns, str(op[2]))
             else:
-                _, start, end, reverse, limit = op
+                _, _, start, end, reverse, limit = op
                 answers.append(
-                    tx.scan("ns", str(start), str(end), reverse=bool(reverse), limit=limit)
+                    tx.scan(ns, str(start), str(end), reverse=bool(reverse), limit=limit)
                 )  # type: ignore[arg-type]
-            answers.append([tx.get("ns", str(k)) for k in ("a", "b", "ba", "é", "")])
+            answers.append([tx.get(ns, str(k)) for k in ("a", "b", "ba", "é", "")])
         assert answers[: len(answers) // 2] == answers[len(answers) // 2 :], op
     for tx in txs:
         tx.commit()
-    assert rocks.reader().scan("ns", "", "\U0010ffff") == memory.reader().scan(
-        "ns", "", "\U0010ffff"
-    )
+    for ns in NAMESPACES:
+        assert rocks.reader().scan(ns, "", "\U0010ffff") == memory.reader().scan(
+            ns, "", "\U0010ffff"
+        )
 
 
 def test_scans_and_offsets_stay_in_their_bounds_over_many_keys(tmp_path: Path) -> None:

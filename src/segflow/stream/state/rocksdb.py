@@ -401,9 +401,10 @@ class RocksTransaction(Offsets):
         self.db: Any = store.db
         self.partition = partition
         self.pending: dict[bytes, bytes | None] = {}
-        # the same writes by namespace: a scan overlays only its namespace's (a backfill step
-        # scans each profile's timeline while it writes thousands of other keys)
-        self.pending_by_ns: dict[str, dict[bytes, bytes | None]] = {}
+        # the same writes by namespace, from the first scan on: a scan overlays only its
+        # namespace's (a backfill step scans each profile's timeline while it writes thousands
+        # of other keys); a processor batch, which scans nothing, does not keep it
+        self.pending_by_ns: dict[str, dict[bytes, bytes | None]] | None = None
         self.seen: dict[bytes, bytes | None] = {}  # committed values read (stable: we lock)
         self.offsets: dict[int, int] = {}
         self.open = True
@@ -428,10 +429,12 @@ class RocksTransaction(Offsets):
         """Write ``value`` at ``key`` of ``ns`` when the transaction commits (None deletes)."""
         k = f"{ns}{SEP}{key}".encode()
         self.pending[k] = value
-        found = self.pending_by_ns.get(ns)
-        if found is None:
-            found = self.pending_by_ns[ns] = {}
-        found[k] = value
+        by_ns = self.pending_by_ns
+        if by_ns is not None:
+            found = by_ns.get(ns)
+            if found is None:
+                found = by_ns[ns] = {}
+            found[k] = value
 
     def delete(self, ns: str, key: str) -> None:
         self.set(ns, key, None)
@@ -440,7 +443,12 @@ class RocksTransaction(Offsets):
         self, ns: str, start: str, end: str, *, reverse: bool = False, limit: int | None = None
     ) -> list[tuple[str, bytes]]:
         lower, upper, skip = _bounds(ns, start, end)
-        written = self.pending_by_ns.get(ns, {})
+        by_ns = self.pending_by_ns
+        if by_ns is None:
+            by_ns = self.pending_by_ns = {}
+            for k, v in self.pending.items():
+                by_ns.setdefault(k[: k.index(b"\0")].decode(), {})[k] = v
+        written = by_ns.get(ns, {})
         mine = sorted(((k, v) for k, v in written.items() if lower <= k < upper), reverse=reverse)
         rows = scan_db(self.db, lower, upper, reverse)
         return _decode(merge(rows, mine, reverse, limit), skip)
@@ -473,7 +481,7 @@ class RocksTransaction(Offsets):
     def _end(self) -> None:
         if self.open:
             self.open = False
-            self.pending, self.pending_by_ns, self.seen, self.offsets = {}, {}, {}, {}
+            self.pending, self.pending_by_ns, self.seen, self.offsets = {}, None, {}, {}
             self.store.lock.release()
 
 

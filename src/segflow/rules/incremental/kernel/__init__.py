@@ -42,6 +42,24 @@ except ImportError:  # not built: no compiler at install time, or SEGFLOW_NO_KER
 AVAILABLE = _kernel is not None and os.environ.get("SEGFLOW_KERNEL", "1") != "0"
 
 
+def status() -> str:
+    """One line saying which evaluator :func:`compile_kernel` gives (``segflow serve``'s banner
+    and the benchmarks print it: a fresh checkout has no compiled kernel and would silently
+    measure the pure-Python evaluator).
+
+    >>> status().startswith(("compiled rule kernel", "pure-Python evaluator"))
+    True
+    """
+    if AVAILABLE:
+        return f"compiled rule kernel ({os.path.basename(_kernel.__file__ or '_kernel')})"
+    if _kernel is not None:
+        return "pure-Python evaluator (the compiled rule kernel is turned off: SEGFLOW_KERNEL=0)"
+    return (
+        "pure-Python evaluator (the compiled rule kernel is not built:"
+        " `python setup.py build_ext --inplace`)"
+    )
+
+
 def compile_kernel(program: SegmentProgram) -> KernelProgram | SegmentProgram:
     """The fastest evaluator of ``program``: a :class:`KernelProgram` when the kernel is
     :data:`AVAILABLE` and covers the plan, otherwise ``program`` itself.
@@ -106,4 +124,5 @@ __all__ = [
     "compile_kernel",
     "merge_checked",
     "merge_checked_python",
+    "status",
 ]
