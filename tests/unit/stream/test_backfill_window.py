@@ -153,8 +153,9 @@ def test_the_log_window_gives_the_states_of_point_reads_in_one_pass_or_in_runs(
     assert any(absorbed for *_, absorbed in points.values())  # merges happened
     assert all(any(seg in members for members, *_ in points.values()) for seg in RULES)
 
-    # the rules set from the start: the same members (but of the sequence, which the live
-    # rules see in arrival order, late events included, and the backfill in time order)
+    # the rules set from the start: the same members, but the sequence's (the clock is hours
+    # past the events: live, they are over late_ms behind it and folded in arrival order,
+    # docs/segments.md "Out-of-order events"; the backfill replays them in time order)
     live, *_ = _run(tmp_path, "live", events, None, kernel, monkeypatch)
 
     def plain(found: dict[str, tuple[Any, ...]]) -> dict[str, list[str]]:
