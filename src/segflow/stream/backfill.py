@@ -207,6 +207,16 @@ def rebuild(
         stages["apply"] = stages.get("apply", 0.0) + time.perf_counter() - started
 
 
+def forget_windows() -> None:
+    """Drop every window of the log a backfill holds (a deletion erased events one may hold;
+    the next step reads a new one).
+
+    >>> forget_windows(); len(_windows)
+    0
+    """
+    _windows.clear()
+
+
 def _window(
     tx: StateTransaction,
     handler: EventHandler,

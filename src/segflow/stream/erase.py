@@ -33,7 +33,7 @@ import msgspec
 
 from segflow.identity import Identifier
 from segflow.profiles import Profile
-from segflow.stream import keys, timeline
+from segflow.stream import backfill, keys, timeline
 from segflow.stream.batch import Batch
 from segflow.stream.outbox import decode_row, encode_changes
 from segflow.stream.state.base import StateTransaction, prefix_end
@@ -107,6 +107,7 @@ def erase_profiles(
     """Delete every trace of ``profile_ids`` (and of ``identifiers`` they own) from the
     state; returns counts by kind."""
     ids = set(profile_ids)
+    backfill.forget_windows()  # a backfill's copy of the log may hold the erased events
     counts = {"profiles": 0, "identifiers": 0, "timeline": 0, "records": 0, "changes": 0}
     for pid in sorted(ids):
         profile = batch.find(pid)

@@ -179,3 +179,32 @@ def test_a_window_is_a_cache_of_the_log_and_an_event_it_lacks_is_read_at_its_pos
         assert replay.sequential(log) and replay.payload_bytes(log) > replay.HELD_BYTES
     finally:
         log.close()
+
+
+def test_a_deletion_during_a_backfill_drops_the_window_that_may_hold_its_events(
+    tmp_path: Path, make_event: Callable[..., Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from segflow.stream.erase import erase_profiles
+
+    monkeypatch.setattr(replay, "WINDOW_BYTES", 1 << 30)
+    log = SqliteEventLog(tmp_path / "log.sqlite", partitions=2)
+    proc = Processor(log, MemoryStateStore(), None, ManualClock(T0 + 4 * HOUR_MS))
+    try:
+        log.append(_history(make_event, 5, 12))
+        while proc.run_once() > 0:
+            pass
+        proc.set_evaluator(compile_segments(RULES))
+        proc._swap_evaluator()
+        proc._backfill_limit = 3
+        proc.run_once()  # one step: the window is read and held for the next ones
+        assert proc.backfilling() and proc.handler in backfill._windows
+        victim = next(iter(_state(proc)))
+        done = proc.submit(lambda batch, now_ms: erase_profiles(batch, [victim], []))
+        proc.run_commands()
+        assert done.result(timeout=10)["profiles"] == 1
+        assert proc.handler not in backfill._windows  # its copy of the erased events is gone
+        while proc.run_once() > 0 or proc.backfilling():
+            pass
+        assert victim not in _state(proc)
+    finally:
+        log.close()
