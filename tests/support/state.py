@@ -127,3 +127,16 @@ def consumed_shared(dsn: str, schema: str) -> int:
         except psycopg.errors.UndefinedTable:
             return 0
     return int(row[0]) if row else 0
+
+
+def general_path(handler: Any) -> None:
+    """Send every event of ``handler`` through ``attribute`` and the resolver's walk: the
+    general path the inline ones (``attribute_all``'s newcomer and returning person,
+    ``_unrefused``) are compared with."""
+
+    def attribute_all(batch: Any, records: Any, idents: Any, now_ms: int, *_: Any) -> None:
+        for record, ids in zip(records, idents, strict=True):
+            handler.attribute(batch, record, now_ms, ids)
+
+    handler.attribute_all = attribute_all
+    handler._unrefused = lambda *_: None  # the walk

@@ -17,7 +17,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.support.state import changes_apart, dump_state
+from tests.support.state import changes_apart, dump_state, general_path
 
 from segflow.clock import ManualClock
 from segflow.identity import ExternalId, Identifier, IdentityRules, TypeLimit, resolve
@@ -119,15 +119,8 @@ def processed(events: list[Event], path: Path, *, general: bool) -> dict[str, An
     resolver's walk)."""
     store = RocksStateStore(path, sync=False)
     proc = Processor(ListLog(events), store, compile_segments(RULES), ManualClock(T0 + 10**8))
-    handler = proc.handler
     if general:
-
-        def attribute_all(batch: Any, records: Any, idents: Any, now_ms: int, *_: Any) -> None:
-            for record, ids in zip(records, idents, strict=True):
-                handler.attribute(batch, record, now_ms, ids)
-
-        handler.attribute_all = attribute_all  # type: ignore[method-assign]
-        handler._unrefused = lambda *_: None  # type: ignore[method-assign]  # the walk
+        general_path(proc.handler)
     while proc.run_once(40) > 0:
         pass
     store.close()
@@ -251,14 +244,7 @@ def state_after(events: list[Event], rules: IdentityRules, batch: int, *, genera
     store = MemoryStateStore()
     proc = Processor(ListLog(events), store, clock=ManualClock(T0), rules=rules)
     if general:
-        handler = proc.handler
-
-        def attribute_all(batch: Any, records: Any, idents: Any, now_ms: int, *_: Any) -> None:
-            for record, ids in zip(records, idents, strict=True):
-                handler.attribute(batch, record, now_ms, ids)
-
-        handler.attribute_all = attribute_all  # type: ignore[method-assign]
-        handler._unrefused = lambda *_: None  # type: ignore[method-assign]  # the walk
+        general_path(proc.handler)
     while proc.run_once(batch) > 0:
         pass
     reader = store.reader()
@@ -323,14 +309,7 @@ def test_a_split_profile_gets_its_new_identifiers_as_the_resolver_links_them(
         store = MemoryStateStore()
         proc = Processor(log, store, clock=ManualClock(T0 + 10))
         if general:
-            handler = proc.handler
-
-            def attribute_all(batch: Any, records: Any, idents: Any, now_ms: int, *_: Any) -> None:
-                for record, ids in zip(records, idents, strict=True):
-                    handler.attribute(batch, record, now_ms, ids)
-
-            handler.attribute_all = attribute_all  # type: ignore[method-assign]
-            handler._unrefused = lambda *_: None  # type: ignore[method-assign]  # the walk
+            general_path(proc.handler)
         while proc.run_once() > 0:
             pass
         owner = store.reader().get("owner", "user_id:u1")
@@ -366,14 +345,7 @@ def test_an_unknown_identifier_the_profile_excludes_is_left_to_the_resolver() ->
         store = MemoryStateStore()
         proc = Processor(ListLog(events), store, clock=ManualClock(T0))
         if general:
-            handler = proc.handler
-
-            def attribute_all(batch: Any, records: Any, idents: Any, now_ms: int, *_: Any) -> None:
-                for record, ids in zip(records, idents, strict=True):
-                    handler.attribute(batch, record, now_ms, ids)
-
-            handler.attribute_all = attribute_all  # type: ignore[method-assign]
-            handler._unrefused = lambda *_: None  # type: ignore[method-assign]  # the walk
+            general_path(proc.handler)
         proc.run_once(1)
         tx = store.begin_global()
         pid = tx.get("owner", "anonymous_id:d1")

@@ -8,7 +8,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.support.state import changes_apart
+from tests.support.state import changes_apart, general_path
 
 from segflow.clock import ManualClock
 from segflow.identity import IdentityRules
@@ -106,14 +106,7 @@ def test_the_inline_paths_equal_the_general_one(events: list[Event], batch: int)
     through ``attribute`` instead gives the same state."""
     store = MemoryStateStore()
     proc = Processor(OnePartitionLog(events), store, clock=ManualClock(T0))
-    handler = proc.handler
-
-    def general(batch: Any, records: Any, idents: Any, now_ms: int, *keys: Any) -> None:
-        for record, ids in zip(records, idents, strict=True):
-            handler.attribute(batch, record, now_ms, ids)
-
-    handler.attribute_all = general  # type: ignore[method-assign]
-    handler._unrefused = lambda *_: None  # type: ignore[method-assign]  # the walk
+    general_path(proc.handler)
     while proc.run_once(batch) > 0:
         pass
     assert dump(store) == run(events, MemoryStateStore(), batch)
