@@ -1,6 +1,12 @@
 """End-to-end activation: event accepted (HTTP 200) -> webhook received, and membership reads.
 
 Run: ``python -m benchmarks.activation [--rounds 5] [--seconds 3] [--lookup-seconds 4]``
+``[--serve supervised,single] [--before SRC] [--no-baseline] [--server-cpus 0]``
+
+segflow runs as users run it: ``segflow serve``, the supervisor and its children (``--serve
+single``: ``--single-process``; both: alternated in each round). ``--before SRC`` also runs the
+segflow of another source tree (a worktree of the previous commit) in the same rounds, for a
+before/after in one run.
 
 - **Freshness**: a load generator offers ``track "Signed Up"`` events of new users (5 per
   ``/v1/batch`` request) at 1,000 and 5,000 events/s to a real ``segflow serve`` process; the
@@ -20,9 +26,10 @@ Baseline (``benchmarks/baselines/webhook_pipeline.py``): FastAPI + pydantic + uv
 events appended to SQLite (``synchronous=FULL``) before the 200, one thread polling them and
 POSTing signed webhooks (the same batching), memberships in a SQLite table for the reads.
 
-Placement (2 cores): the server under test on core 0; the load generator, the receiver and
-``wrk`` on core 1. Both servers run all along; the one not measured is paused (SIGSTOP), and
-rounds alternate segflow / baseline after a warm-up round.
+Placement (2 cores): the server under test on core 0 (``--server-cpus``); the load
+generator, the receiver and ``wrk`` on core 1. Every server runs all along; those not measured
+are paused (SIGSTOP to each process of the tree: the supervisor's children have process groups
+of their own), and rounds alternate the servers after a warm-up round.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -78,33 +86,70 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], deadline_s: float =
     raise RuntimeError("server did not start")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux ``/proc``): a supervised ``segflow serve`` puts each
+    child in a process group of its own, so one signal to the group would not reach them."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in task.read_text().split()]
+    return found
+
+
 class System:
-    """One server under test: its process (paused when not measured) and how to reach it."""
+    """One server under test: its processes (paused when not measured) and how to reach it."""
 
     def __init__(self, name: str, proc: subprocess.Popen[bytes], port: int, auth: Any) -> None:
         self.name, self.proc, self.port, self.auth = name, proc, port, auth
         self.token = ""
+        self.stopped: list[int] = []
+
+    @property
+    def is_segflow(self) -> bool:
+        return self.name.startswith("segflow")
 
     def pause(self) -> None:
-        self.proc.send_signal(signal.SIGSTOP)
+        self.stopped = process_tree(self.proc.pid)
+        for pid in self.stopped:  # the supervisor first: it restarts no paused child
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
 
     def resume(self) -> None:
-        self.proc.send_signal(signal.SIGCONT)
+        for pid in reversed(self.stopped or [self.proc.pid]):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.stopped = []
 
     def stop(self) -> None:
         self.resume()
         self.proc.terminate()
-        self.proc.wait(30)
+        self.proc.wait(60)
 
 
-def start_segflow(tmp: Path, hook: str, batch: int) -> System:
+def start_segflow(
+    tmp: Path,
+    hook: str,
+    batch: int,
+    mode: str = "supervised",
+    src: str | None = None,
+    cpus: str = "0",
+) -> System:
+    """``segflow serve`` on core 0: ``supervised`` (the default layout: http-1, pipeline,
+    activate; docs/serve.md) or ``single`` (``--single-process``: every part as threads);
+    ``src``: run the segflow of that source tree instead (``--before``); ``cpus``: its cores."""
     from typer.testing import CliRunner
 
     from segflow.cli.main import _register_all, app
 
     _register_all()
-    data = tmp / f"segflow-{batch}"
+    name = ("segflow" if mode == "supervised" else f"segflow-{mode}") + ("-before" if src else "")
+    data = tmp / f"{name}-{batch}"
     env = {**os.environ, "SEGFLOW_ACTIVATE__ALLOW_LIST": '["127.0.0.1/32"]'}
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
 
     def cli(*args: str) -> str:
         result = CliRunner().invoke(app, [*args, "--data-dir", str(data)], env=env)
@@ -113,14 +158,14 @@ def start_segflow(tmp: Path, hook: str, batch: int) -> System:
 
     write_key, token = cli("sources", "create", "web"), cli("tokens", "create", "--role", "admin")
     port = free_port()
+    single = ["--single-process"] if mode == "single" else []
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "segflow.cli.main", "serve",
-         "--single-process",  # paused with SIGSTOP while the other system is measured
+        ["taskset", "-c", cpus, sys.executable, "-m", "segflow.cli.main", "serve", *single,
          "--data-dir", str(data), "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "serve.log").open("ab"),
+        env=env, stdout=subprocess.DEVNULL, stderr=(tmp / f"{name}.log").open("ab"),
     )  # fmt: skip
     wait_listening(port, proc)
-    system = System("segflow", proc, port, (write_key, ""))
+    system = System(name, proc, port, (write_key, ""))
     system.token = token
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as api:
         api.headers["Authorization"] = f"Bearer {token}"
@@ -140,10 +185,10 @@ def start_segflow(tmp: Path, hook: str, batch: int) -> System:
     return system
 
 
-def start_baseline(tmp: Path, hook: str, batch: int) -> System:
+def start_baseline(tmp: Path, hook: str, batch: int, cpus: str = "0") -> System:
     port = free_port()
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "benchmarks.baselines.webhook_pipeline",
+        ["taskset", "-c", cpus, sys.executable, "-m", "benchmarks.baselines.webhook_pipeline",
          str(tmp / f"baseline-{batch}.sqlite"), str(port), hook, str(batch), SECRET],
         stdout=subprocess.DEVNULL, stderr=(tmp / "baseline.log").open("ab"),
     )  # fmt: skip
@@ -227,7 +272,7 @@ def freshness(
         acked = run(offer(system, rate, seconds, tag))
         offered = len(acked) / (time.perf_counter() - t0)
         seen = collect(receiver, set(acked))
-        if system.name == "segflow":
+        if system.is_segflow:
             measured = segment_freshness(system)
     finally:
         system.pause()
@@ -245,10 +290,15 @@ def segment_freshness(system: System) -> dict[str, float]:
     membership change committed (``signed``, event-driven) and the lateness of the exits of
     ``recent`` (time-driven, due 2 s after each entry: waited for before the pause)."""
     time.sleep(2.5)
+    end = time.monotonic() + 60  # a loaded machine: the timers, or the snapshot, come later
     with httpx.Client(base_url=f"http://127.0.0.1:{system.port}", timeout=60) as api:
         api.headers["Authorization"] = f"Bearer {system.token}"
-        signed = api.get("/api/v1/segments/signed").json()["freshness"]
-        timers = api.get("/api/v1/segments/recent").json()["freshness"]["timers"]
+        while True:
+            signed = api.get("/api/v1/segments/signed").json()["freshness"]
+            timers = (api.get("/api/v1/segments/recent").json()["freshness"] or {}).get("timers")
+            if (signed and timers) or time.monotonic() > end:
+                break
+            time.sleep(0.5)
     return {"m50": signed["p50_ms"], "m99": signed["p99_ms"], "mmax": signed["max_ms"],
             "t50": timers["p50_ms"], "t99": timers["p99_ms"], "tmax": timers["max_ms"]}  # fmt: skip
 
@@ -319,13 +369,19 @@ def table(rows: list[str]) -> None:
 
 
 def row(
-    label: str, s: list[dict[str, float]], b: list[dict[str, float]], target: str, unit: str
+    label: str,
+    s: list[dict[str, float]],
+    b: list[dict[str, float]] | None,
+    target: str,
+    unit: str,
 ) -> str:
     def fig(results: list[dict[str, float]]) -> str:
         med: Callable[[str], float] = lambda k: median([r[k] for r in results])  # noqa: E731
         extra = f"rps {med('rps'):,.0f}" if "rps" in results[0] else f"{med('achieved'):,.0f}/s"
         return f"{med('p50'):.1f} / {med('p99'):.1f} / {med('max'):.0f} {unit} ({extra})"
 
+    if b is None:
+        return f"| {label} | {fig(s)} | - | - | {target} |"
     ratio = median([y["p99"] / x["p99"] for x, y in zip(s, b, strict=True)])
     return f"| {label} | {fig(s)} | {fig(b)} | {ratio:.2f}x | {target} |"
 
@@ -341,9 +397,31 @@ def main() -> None:
         default="1:1000,100:1000,100:5000",
         help="batch_max:events/s pairs (unbatched delivery tops out near 1,000 changes/s here)",
     )
+    ap.add_argument(
+        "--serve",
+        default="supervised",
+        help="segflow serve's layouts to measure, alternated in each round: supervised (the "
+        "default `segflow serve`), single (--single-process), or both: supervised,single",
+    )
+    ap.add_argument("--no-baseline", action="store_true", help="measure segflow alone")
+    ap.add_argument(
+        "--before",
+        metavar="SRC",
+        help="also measure the segflow of the source tree SRC (e.g. a worktree of the commit "
+        "before a change), in the same layouts, alternating with this one",
+    )
     ap.add_argument("--lookup-seconds", type=int, default=4)
     ap.add_argument("--lookup-rate", type=int, default=2000)
+    ap.add_argument(
+        "--server-cpus",
+        default="0",
+        help="the servers' cores for taskset (default 0; 0,1: the supervised server spreads its "
+        "children over both cores, as on a machine of its own, sharing core 1 with the load)",
+    )
     args = ap.parse_args()
+    modes = [m.strip() for m in args.serve.split(",") if m.strip()]
+    if not modes or set(modes) - {"supervised", "single"}:
+        ap.error("--serve: supervised, single or supervised,single")
     os.sched_setaffinity(0, {1})
     tmp = Path(tempfile.mkdtemp(prefix="segflow-bench-activation-"))
     port = free_port()
@@ -352,12 +430,18 @@ def main() -> None:
     receiver = subprocess.Popen(["taskset", "-c", "1", sys.executable, str(script), str(port)])
     hook, seen_url = f"http://127.0.0.1:{port}/hook", f"http://127.0.0.1:{port}/seen"
     rows: list[str] = []
+    load = os.getloadavg()
     try:
         wait_listening(port, receiver)
         plan = [tuple(int(x) for x in p.split(":")) for p in args.plan.split(",")]
         for batch in dict.fromkeys(b for b, _ in plan):
             rates = [r for b, r in plan if b == batch]
-            systems = [start_segflow(tmp, hook, batch), start_baseline(tmp, hook, batch)]
+            cpus = args.server_cpus
+            systems = [start_segflow(tmp, hook, batch, m, cpus=cpus) for m in modes]
+            if args.before:
+                systems += [start_segflow(tmp, hook, batch, m, args.before, cpus) for m in modes]
+            if not args.no_baseline:
+                systems.append(start_baseline(tmp, hook, batch, cpus))
             for s in systems:
                 s.pause()
             try:
@@ -369,8 +453,10 @@ def main() -> None:
         receiver.terminate()
         receiver.wait()
         shutil.rmtree(tmp, ignore_errors=True)
+    after = os.getloadavg()
     print(f"machine: {machine()}  commit: {commit()}  rounds: {args.rounds}  "
-          f"{PER_REQUEST} events per request, {args.seconds:g} s per round")  # fmt: skip
+          f"{PER_REQUEST} events per request, {args.seconds:g} s per round  "
+          f"load average {load[0]:.2f} -> {after[0]:.2f}")  # fmt: skip
     table(rows)
 
 
@@ -384,8 +470,9 @@ def rounds(
 ) -> list[str]:
     out: list[str] = []
     users: dict[str, list[str]] = {s.name: [] for s in systems}
+    baseline = next((s for s in systems if not s.is_segflow), None)
     for rate in rates:
-        res: dict[str, list[dict[str, float]]] = {"segflow": [], "baseline": []}
+        res: dict[str, list[dict[str, float]]] = {s.name: [] for s in systems}
         for rnd in range(args.rounds + 1):  # round 0: warm-up
             for s in systems:
                 tag = f"{s.name}-r{rate}b{batch}n{rnd}"
@@ -396,15 +483,19 @@ def rounds(
         for s in systems:
             n = int(rate * args.seconds) // PER_REQUEST
             users[s.name] += [f"{s.name}-r{rate}b{batch}n1-{i}-0" for i in range(n)]
-        label = f"freshness @ {rate:,} events/s, batch_max {batch}: p50 / p99 / max (achieved)"
-        out.append(row(label, res["segflow"], res["baseline"], "p99 <= 50 ms", "ms"))
-        out.append(measured_row(f"ack -> membership change @ {rate:,} events/s, batch_max "
-                                f"{batch} (segflow's per-segment figure)", res["segflow"], "m",
-                                "p99 <= 20 ms at 5,000 events/s"))  # fmt: skip
-        out.append(measured_row(f"timer lateness (exits of `{RECENT}`) @ {rate:,} events/s, "
-                                f"batch_max {batch}", res["segflow"], "t", "<= 1 s"))  # fmt: skip
-    if batch == 1 and shutil.which("wrk"):
-        res = {"segflow": [], "baseline": []}
+        for s in systems:
+            if not s.is_segflow:
+                continue
+            at = f"@ {rate:,} events/s, batch_max {batch}, {s.name}"
+            label = f"freshness {at}: p50 / p99 / max (achieved)"
+            other = res[baseline.name] if baseline is not None else None
+            out.append(row(label, res[s.name], other, "p99 <= 50 ms", "ms"))
+            out.append(measured_row(f"ack -> membership change {at} (segflow's per-segment "
+                                    "figure)", res[s.name], "m", "p99 <= 50 ms at 5,000 events/s"))  # fmt: skip
+            out.append(measured_row(f"timer lateness (exits of `{RECENT}`) {at}", res[s.name],
+                                    "t", "<= 1 s"))  # fmt: skip
+    if batch == 1 and baseline is not None and shutil.which("wrk"):
+        res = {s.name: [] for s in systems}
         for rnd in range(args.rounds + 1):
             for s in systems:
                 r = reads(
@@ -414,7 +505,10 @@ def rounds(
                 if rnd:
                     res[s.name].append(r)
         label = f"membership reads (/segments) at <= {args.lookup_rate:,} req/s: p50 / p99 / max"
-        out.append(row(label, res["segflow"], res["baseline"], "p99 <= 5 ms", "ms"))
+        for s in systems:
+            if s.is_segflow:
+                out.append(row(f"{label}, {s.name}", res[s.name], res[baseline.name],
+                               "p99 <= 5 ms", "ms"))  # fmt: skip
     return out
 
 

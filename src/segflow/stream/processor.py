@@ -158,6 +158,7 @@ class Processor(BackgroundLoop):
         self._lock = threading.Lock()
         self.interval_s = self.settings.poll_interval_ms / 1000  # idle: the next poll
         self._commands: list[_Pending[Any]] = []
+        self._change_listeners: list[Callable[[], None]] = []  # on_changes
         # events carrying one of these identifiers are dropped (segflow.privacy suppressions)
         self.blocked: Callable[[Sequence[Identifier]], bool] | None = None
         # message ids processed within the window, for logs that may hold a duplicate
@@ -183,6 +184,7 @@ class Processor(BackgroundLoop):
         native = self.native(evaluator)
         with self._lock:
             self._pending_evaluator = native
+        self.wake()  # its backfill starts now, not when the next event or the poll comes
 
     def native(self, evaluator: SegmentEvaluator) -> SegmentEvaluator:
         """The evaluator this processor runs for ``evaluator``: a rule set compiled by
@@ -191,6 +193,20 @@ class Processor(BackgroundLoop):
         if self.settings.kernel and isinstance(evaluator, SegmentProgram):
             return compile_kernel(evaluator)
         return evaluator
+
+    def on_changes(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after each commit that added changes to the outbox (from the
+        processor's thread): ``segflow serve`` wakes delivery with it, in this process or,
+        through a bell, in another (:mod:`segflow.server.wakeups`), instead of letting it
+        poll the change feed."""
+        self._change_listeners.append(listener)
+
+    def _changes_committed(self) -> None:
+        for listener in self._change_listeners:
+            try:
+                listener()
+            except Exception:  # a wake-up is a hint: the feed's poll still finds the changes
+                log.exception("a change listener failed")
 
     def change_feed(self) -> StateChangeFeed:
         """The committed outbox as a ``segflow.spec.ChangeFeed`` (its own read connection)."""
@@ -295,6 +311,7 @@ class Processor(BackgroundLoop):
                 return
             if self.live.active:  # after the rules ran: scores and clusters, then their rules
                 self.live.apply(batch, self.handler, self.clock.now_ms())
+            emitted = bool(batch.changes)  # flush moves them into the outbox
             batch.flush()
             tx.commit()
         except BaseException:
@@ -304,6 +321,8 @@ class Processor(BackgroundLoop):
             raise
         batch.committed()
         _count_memberships(batch)
+        if emitted:
+            self._changes_committed()
 
     @property
     def backfill_pending(self) -> bool:
