@@ -60,6 +60,11 @@ class BackgroundLoop:
         self._thread = threading.Thread(target=self._main, name=f"segflow-{self.name}", daemon=True)
         self._thread.start()
 
+    def idle_wait_s(self) -> float:
+        """How long to wait after an idle tick unless :meth:`wake` comes first:
+        ``interval_s``, or less when the service knows its next work is due sooner."""
+        return self.interval_s
+
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
@@ -80,4 +85,4 @@ class BackgroundLoop:
                 )
                 busy = False
             if not busy and not self._stop.is_set():
-                self._wake.wait(self.interval_s)
+                self._wake.wait(self.idle_wait_s())

@@ -159,6 +159,7 @@ class Processor(BackgroundLoop):
         self.interval_s = self.settings.poll_interval_ms / 1000  # idle: the next poll
         self._commands: list[_Pending[Any]] = []
         self._change_listeners: list[Callable[[], None]] = []  # on_changes
+        self._next_due_ms: int | None = None  # the earliest timer row (fire_timers)
         # events carrying one of these identifiers are dropped (segflow.privacy suppressions)
         self.blocked: Callable[[Sequence[Identifier]], bool] | None = None
         # message ids processed within the window, for logs that may hold a duplicate
@@ -597,8 +598,11 @@ class Processor(BackgroundLoop):
                 keys.TIMER, "", keys.timer_key(now_ms + 1, ""), limit=self.settings.timer_batch
             )
             if not due:
+                first = batch.tx.scan(keys.TIMER, "", "\U0010ffff", limit=1)
+                self._next_due_ms = int(first[0][0].split("|", 1)[0], 16) if first else None
                 batch.discard = True
                 return 0
+            self._next_due_ms = now_ms  # more may be due: the next idle wait is short
             for key, _ in due:
                 due_hex, profile_id = key.split("|", 1)
                 profile = batch.find(profile_id)
@@ -640,6 +644,15 @@ class Processor(BackgroundLoop):
     def tick(self) -> bool:
         """One batch; ``True`` when it did work (another follows at once)."""
         return self.run_once() > 0
+
+    def idle_wait_s(self) -> float:
+        """Idle until the poll interval, or until the earliest timer comes due when that is
+        sooner (a window's exit would otherwise wait up to a whole interval: ~120 ms late
+        at p50 with the 200 ms poll)."""
+        due = self._next_due_ms
+        if due is None:
+            return self.interval_s
+        return min(self.interval_s, max(0.001, (due - self.clock.now_ms()) / 1000))
 
     def start(self) -> None:
         """Run in a background thread (``segflow serve``, ``segflow process``), after tuning the

@@ -46,3 +46,40 @@ def test_a_log_commit_wakes_the_idle_processor(tmp_path: Path) -> None:
     finally:
         processor.stop()
         log.close()
+
+
+def test_an_idle_processor_wakes_when_its_next_timer_comes_due(tmp_path: Path) -> None:
+    """A window's exit is due while nothing arrives: the idle wait ends at the timer, not at
+    the poll (an hour here), so the membership leaves on time."""
+    from segflow.rules import compile_segments
+
+    log = SqliteEventLog(tmp_path / "log.sqlite", partitions=1)
+    store = MemoryStateStore()
+    program = compile_segments({"fresh": 'did "Signed Up" in last 2 seconds'})
+    hour = ProcessorSettings(poll_interval_ms=3_600_000)
+    processor = Processor(log, store, program, settings=hour)
+    log.on_commit(processor.wake)
+    processor.start()
+    try:
+        now = int(time.time() * 1000)
+        log.append(
+            [Event(type="track", event="Signed Up", message_id="m1", source_id="s",
+                   user_id="u1", timestamp_ms=now, received_at_ms=now)]
+        )  # fmt: skip
+        reader = ProfileReader(store.reader(), log)
+
+        def members() -> list[str] | None:
+            profile = reader.lookup("user_id", "u1")
+            return None if profile is None else sorted(profile.members)
+
+        history = []
+        deadline = time.monotonic() + 30  # a liveness bound, far below the hour
+        while time.monotonic() < deadline and (not history or history[-1] != []):
+            seen = members()
+            if seen is not None and (not history or history[-1] != seen):
+                history.append(seen)
+            time.sleep(0.01)
+        assert history == [["fresh"], []]  # entered with the event, left on its timer alone
+    finally:
+        processor.stop()
+        log.close()
