@@ -171,9 +171,33 @@ def test_a_failed_key_commit_produces_nothing_and_the_retry_is_stored(
     assert [r.event.message_id for r in log.read(0, 0)] == [e.message_id for e in events]
 
 
-def test_two_collectors_making_keys_for_the_same_new_people_agree(open_log: Open) -> None:
-    first = open_log()
-    second = open_log(topic=first.topic)  # another process: its own connections and caches
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_table(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
+    """``open_table()``: one more key table on one store (``keys.sqlite``, or a schema of the
+    session's PostgreSQL server): one per collector process."""
+    schema = f"k_{uuid.uuid4().hex[:8]}"
+    dsn = request.getfixturevalue("postgres_dsn") if request.param == "postgres" else None
+
+    def make() -> Any:
+        if dsn is None:
+            return SqliteKeyTable(tmp_path / "keys.sqlite")
+        from segflow.log.keys_pg import PgKeyTable
+
+        return PgKeyTable(dsn, schema=schema)
+
+    yield make
+    if dsn is not None:
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as con:
+            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_two_collectors_making_keys_for_the_same_new_people_agree(
+    open_log: Open, open_table: Callable[[], Any]
+) -> None:
+    first = open_log(table=open_table())
+    second = open_log(topic=first.topic, table=open_table())  # another process
     people = [f"both-{i}" for i in range(30)]
     start = threading.Barrier(2)
 
