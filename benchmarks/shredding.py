@@ -2,7 +2,7 @@
 path and opening on every reader, against the plain records (no sealing) as the baseline.
 
 Run: ``python -m benchmarks.shredding [--events 20000] [--batch 500] [--rounds 7] [--new 0.0]
-[--before REF]``
+[--before REF] [--append-size K] [--clock cpu|wall]``
 
 Generated Segment events (``benchmarks.payloads``-like: a track with ~10 properties, ~600
 bytes encoded) of ``events / 4`` people, all known to the key table after the warm-up round
@@ -17,6 +17,12 @@ with the current one, each on a key table of its own: ``before`` / ``after`` fig
 median of the per-round ratios of what sealing adds. Prints the median µs per event of each (CPU
 time of the process by default: on a shared machine, elapsed time measures the neighbours too);
 the key tables are ``keys.sqlite`` files in a temporary directory.
+
+With ``--append-size K`` a batch is what the Kafka collector's writer takes at once: a group of
+appends of ``K`` events each (HTTP requests). A ``Shredder`` with ``seal`` (since issue #20's
+key-commit fold) seals the group in one call, as the driver now does: one key-table commit for
+its new people; one without it seals each append on its own, as the driver did before: one
+commit per append with a new person. Use ``--clock wall`` to count the commits' fsyncs.
 """
 
 from __future__ import annotations
@@ -69,12 +75,27 @@ def shredder_at(ref: str) -> Any:
     return module.Shredder
 
 
+_append_size = 0  # --append-size: 0, each batch sealed in one call
+
+
+def seal_batch(shredder: Any, evs: list[Event], payloads: list[bytes]) -> list[bytes]:
+    """One collector group's envelopes, sealed as the driver of ``shredder``'s version does."""
+    if not _append_size:
+        return list(shredder.seal_events(evs, payloads))
+    if hasattr(shredder, "seal"):  # the driver since the fold: the group in one call
+        return list(shredder.seal(evs, payloads)[0])
+    out: list[bytes] = []  # the driver before: each append on its own
+    for j in range(0, len(evs), _append_size):
+        out += shredder.seal_events(evs[j : j + _append_size], payloads[j : j + _append_size])
+    return out
+
+
 def sealed_paths(shredder: Any, evs: list[Event], payloads: list[bytes], batch: int) -> tuple[float, float]:  # fmt: skip
     """Seconds to seal ``payloads`` in batches, then to open and decode them."""
     t0 = _now()
     sealed: list[bytes] = []
     for i in range(0, len(evs), batch):
-        sealed += shredder.seal_events(evs[i : i + batch], payloads[i : i + batch])
+        sealed += seal_batch(shredder, evs[i : i + batch], payloads[i : i + batch])
     t1 = _now()
     for i in range(0, len(sealed), batch):
         for value in shredder.open_many(sealed[i : i + batch]):
@@ -130,9 +151,12 @@ def main() -> None:
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="cpu: the process's CPU time (default: what the work costs a core on a"
                          " shared machine; fsync waits excluded); wall: elapsed time")  # fmt: skip
+    ap.add_argument("--append-size", type=int, default=0, metavar="K",
+                    help="a batch is a group of appends of K events (the Kafka collector's)")  # fmt: skip
     args = ap.parse_args()
-    global _now
+    global _now, _append_size
     _now = time.process_time if args.clock == "cpu" else time.perf_counter
+    _append_size = args.append_size
     root = Path(tempfile.mkdtemp(prefix="segflow-bench-shredding-"))
     shredders: dict[str, Any] = {"sealed": Shredder(SqliteKeyTable(root / "keys.sqlite"))}
     if args.before:
@@ -153,6 +177,7 @@ def main() -> None:
     print(
         f"# {machine()}, commit {commit()}, {args.events} events, batches of {args.batch},"
         f" {args.new:.0%} by new people, {args.clock} time"
+        + (f", appends of {args.append_size}" if args.append_size else "")
         + (f", before = {args.before}" if args.before else "")
     )
     report(rounds, sorted(shredders, reverse=True))

@@ -16,7 +16,10 @@ Mapping onto :class:`~segflow.log.base.EventLog`:
 - dead letters: the topic ``{topic}.dead-letters`` (one partition, msgpack ``DeadLetter``);
 - crypto-shredding (with a :class:`~segflow.log.shredding.Shredder`, as ``segflow serve``
   opens it): every value is sealed under its person's key (dead letters under keys of their
-  own) and records carry no Kafka key (the identity key would name the person); reads open
+  own) and records carry no Kafka key (the identity key would name the person); the keys a
+  group of appends needs (its new people, its dead letters) are made in one commit of the key
+  table, after the reservation and before the produce, so no record names a key that is not
+  durable (docs/privacy.md, "Kafka: crypto-shredding"); reads open
   them, skip the records whose key was deleted (``erased`` in :meth:`KafkaEventLog.stats`) and
   read plain records written before sealing as they are. :meth:`KafkaEventLog.shred` is a
   deletion regulation's erasure (docs/privacy.md, "Kafka");
@@ -60,6 +63,9 @@ from segflow.spec.events import Event, decode_event
 logger = logging.getLogger("segflow.log.kafka")
 _dead_encoder = msgspec.msgpack.Encoder()
 _dead_decoder = msgspec.msgpack.Decoder(DeadLetter)
+
+
+_Records = list[tuple[int, bytes, bytes | None]]  # (event index, value, Kafka key)
 
 
 def _payload(value: bytes) -> bytes:
@@ -162,6 +168,9 @@ class KafkaEventLog(QueuedAppends):
         return _Append(events, payloads, dead_letters)
 
     def _write_group(self, group: list[_Append]) -> None:
+        """Reserve the group's message ids (one transaction), seal what is fresh (one write to
+        the key table for the whole group), then produce: every key a record names is
+        durable before the record can reach the broker."""
         try:
             self._reserve(group)
         except Exception as exc:  # the reservation table failed: nothing was produced
@@ -169,11 +178,29 @@ class KafkaEventLog(QueuedAppends):
             for pending in group:
                 self._finish(pending, LogWriteFailed(f"the dedupe store failed: {exc}"))
             return
+        live: list[_Append] = []
         for pending in group:
             if pending.error is not None:
                 self._finish(pending, pending.error)
-                continue
-            self._produce(pending)
+            else:
+                live.append(pending)
+        try:
+            values = self._values(live)
+        except Exception as exc:  # the key table failed: nothing was produced
+            logger.exception("sealing failed")
+            self._fail(live, LogWriteFailed(f"the key table failed: {exc}", retry_after_s=1.0))
+            return
+        for pending, (records, letters) in zip(live, values, strict=True):
+            self._produce(pending, records, letters)
+
+    def _fail(self, group: list[_Append], error: LogWriteFailed) -> None:
+        """Answer ``error`` to appends that produced nothing, releasing their reservations."""
+        try:
+            self._dedupe.release([k for p in group for k in p.keys])
+        except Exception:  # the retry is refused as in flight until the pending timeout
+            logger.exception("could not release dedupe reservations")
+        for pending in group:
+            self._finish(pending, error)
 
     def _reserve(self, group: list[_Append]) -> None:
         """One reservation transaction for the whole group (like the embedded group commit)."""
@@ -206,32 +233,47 @@ class KafkaEventLog(QueuedAppends):
                     retry_after_s=1.0,
                 )
 
-    def _produce(self, pending: _Append) -> None:
-        todo = [i for i, p in enumerate(pending.positions) if p is not None]
+    def _produce(self, pending: _Append, records: _Records, letters: list[bytes]) -> None:
         pending.outstanding = 1  # a guard, released below: callbacks may come while we produce
         try:
-            values, keys = self._values(pending, todo)
-            for i, value, key in zip(todo, values, keys, strict=True):
+            for i, value, key in records:
                 event = pending.events[i]
                 partition = _partition_for(event.identity_key, self._partitions)
                 self._send(self.topic, value, key, partition, pending, i)
-            for letter in pending.dead_letters:
-                value = _dead_encoder.encode(letter)
-                if self.shredder is not None:
-                    value = self.shredder.seal_alone(value)
+            for value in letters:
                 self._send(self.dead_topic, value, None, 0, pending, -1)
         except Exception as exc:  # a local produce error (e.g. a record too large)
             pending.error = pending.error or LogWriteFailed(f"the produce failed: {exc}")
         self._ack(pending)
 
-    def _values(self, pending: _Append, todo: list[int]) -> tuple[list[bytes], list[bytes | None]]:
-        """The records' values and Kafka keys: sealed and keyless with a shredder."""
+    def _values(self, group: list[_Append]) -> list[tuple[_Records, list[bytes]]]:
+        """Per append, its fresh records as ``(index, value, Kafka key)`` and its dead letters'
+        values. With a shredder, sealed (keyless) in one :meth:`Shredder.seal
+        <segflow.log.shredding.Shredder.seal>` for the whole group: the keys of its new people
+        and dead letters made in one commit of the key table, which returns before anything
+        is produced."""
+        todo = [[i for i, p in enumerate(a.positions) if p is not None] for a in group]
+        letters = [[_dead_encoder.encode(d) for d in a.dead_letters] for a in group]
         if self.shredder is None:
-            keys: list[bytes | None] = [pending.events[i].identity_key.encode() for i in todo]
-            return [pending.payloads[i] for i in todo], keys
-        events = [pending.events[i] for i in todo]
-        sealed = self.shredder.seal_events(events, [pending.payloads[i] for i in todo])
-        return sealed, [None] * len(todo)
+            return [
+                ([(i, a.payloads[i], a.events[i].identity_key.encode()) for i in ids], dead)
+                for a, ids, dead in zip(group, todo, letters, strict=True)
+            ]
+        events = [a.events[i] for a, ids in zip(group, todo, strict=True) for i in ids]
+        payloads = [a.payloads[i] for a, ids in zip(group, todo, strict=True) for i in ids]
+        sealed, sealed_letters = self.shredder.seal(
+            events, payloads, [v for dead in letters for v in dead]
+        )
+        out: list[tuple[_Records, list[bytes]]] = []
+        at = at_letter = 0
+        for ids, dead in zip(todo, letters, strict=True):
+            records: _Records = [
+                (i, v, None) for i, v in zip(ids, sealed[at : at + len(ids)], strict=True)
+            ]
+            out.append((records, sealed_letters[at_letter : at_letter + len(dead)]))
+            at += len(ids)
+            at_letter += len(dead)
+        return out
 
     def _send(
         self, topic: str, value: bytes, key: bytes | None, partition: int, pending: _Append, i: int

@@ -279,26 +279,48 @@ class Shredder:
         (True, True)
         >>> shredder.table.close()
         """
-        if len(events) != len(payloads):
-            raise ValueError(f"{len(events)} events but {len(payloads)} payloads")
-        if not events:
-            return []
-        sealers = self._sealers(self._names_of(events))
-        first = _NONCES.take(len(payloads))
-        join = b"".join
-        return [
-            join((header, nonce := n.to_bytes(_NONCE, "big"), encrypt(nonce, payload, header)))
-            for n, (header, encrypt), payload in zip(
-                range(first, first + len(payloads)), sealers, payloads, strict=True
-            )
-        ]
+        return self.seal(events, payloads)[0]
 
     def seal_alone(self, payload: bytes) -> bytes:
         """``payload`` under a key of its own (a dead letter)."""
-        name = os.urandom(NAME_BYTES)
-        header, encrypt = self._sealers([name])[0]
-        nonce = _NONCES.take(1).to_bytes(_NONCE, "big")
-        return header + nonce + encrypt(nonce, payload, header)
+        return self.seal((), (), [payload])[1][0]
+
+    def seal(
+        self, events: Sequence[Event], payloads: Sequence[bytes], alone: Sequence[bytes] = ()
+    ) -> tuple[list[bytes], list[bytes]]:
+        """The envelopes of ``payloads`` (as :meth:`seal_events`) and of ``alone`` (each under
+        a key of its own, as :meth:`seal_alone`), with **one** write to the key table for every
+        key they need: a collector seals a whole group of appends (and its dead letters) in
+        one call, so a batch of new people costs one commit. The keys are durable when this
+        returns (a commit of the table, fsynced), before the caller can produce a record
+        naming them.
+
+        >>> import os, tempfile
+        >>> from segflow.log.keys import SqliteKeyTable
+        >>> shredder = Shredder(SqliteKeyTable(os.path.join(tempfile.mkdtemp(), "k.sqlite")))
+        >>> people = [Event(type="track", message_id=f"m{i}", source_id="s", timestamp_ms=1,
+        ...                 received_at_ms=1, user_id=f"u{i}") for i in range(3)]
+        >>> records, letters = shredder.seal(people, [b"\\x80"] * 3, [b"refused"])
+        >>> shredder.open_many(records + letters)
+        [b'\\x80', b'\\x80', b'\\x80', b'refused']
+        >>> shredder.table.close()
+        """
+        if len(events) != len(payloads):
+            raise ValueError(f"{len(events)} events but {len(payloads)} payloads")
+        names = self._names_of(events) if events else []
+        names += [os.urandom(NAME_BYTES) for _ in alone]
+        if not names:
+            return [], []
+        sealers = self._sealers(names)
+        first = _NONCES.take(len(names))
+        join = b"".join
+        sealed = [
+            join((header, nonce := n.to_bytes(_NONCE, "big"), encrypt(nonce, payload, header)))
+            for n, (header, encrypt), payload in zip(
+                range(first, first + len(names)), sealers, [*payloads, *alone], strict=True
+            )
+        ]
+        return sealed[: len(payloads)], sealed[len(payloads) :]
 
     def open_many(self, values: Sequence[bytes], *, count: bool = True) -> list[bytes | None]:
         """The plain payloads; ``None`` for a record erased (its key is gone), counted in
