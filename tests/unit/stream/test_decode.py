@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.state import dump_state
@@ -179,6 +180,49 @@ def test_events_decoded_without_properties_give_the_full_decodes_state(tmp_path:
     narrow = processed(log, tmp_path / "narrow", narrow=True, **kw)
     assert narrow == processed(log, tmp_path / "full", narrow=False, **kw)
     assert {k.split("|")[0] for k, _ in narrow["member"]} >= {"buyers", "pros", "pricing"}
+    log.close()
+
+
+NESTED = {  # a few keys, nested paths, a key no event has, values of every kind
+    "shoe_viewers": 'did "Viewed" where product.category = "shoes" at least 2 times',
+    "hat_viewers": 'did "Viewed" where (product.tags contains "wool" or category = "hats")',
+    "missing": 'did "Viewed" where product.size exists',
+    "top_category": 'most_frequent(product.category of "Viewed" in last 7 days) = "shoes"',
+    "spenders": 'sum(revenue of "Order Completed") >= 100',
+}
+
+
+def nested_traffic(n: int, people: int, seed: int) -> list[Event]:
+    """:func:`traffic` whose views carry nested ``product`` properties (some without, some
+    with a null or a non-dict ``product``) next to keys no rule reads."""
+    rnd = random.Random(seed)
+    out = []
+    for e in traffic(n, people, seed):
+        if e.event == "Viewed":
+            product = rnd.choice(
+                (
+                    {"category": rnd.choice(("shoes", "hats")), "tags": ["wool", "red"]},
+                    {"category": "shoes", "sku": "s-1"},
+                    None,
+                    "shoes",
+                )
+            )
+            props = {**e.properties, "product": product, "unread": {"x": [1, 2]}}
+            if rnd.random() < 0.2:
+                del props["product"]
+            e = msgspec.structs.replace(e, properties=props)
+        out.append(e)
+    return out
+
+
+def test_nested_property_paths_give_the_full_decodes_state(tmp_path: Path) -> None:
+    log = SqliteEventLog(tmp_path / "log.sqlite", partitions=2)
+    log.append(nested_traffic(1_000, 150, seed=3))
+    rules = IdentityRules()
+    assert decoder_for(compile_segments(NESTED), rules) is decode_stream_event
+    narrow = processed(log, tmp_path / "narrow", narrow=True, rules=rules, segments=NESTED)
+    assert narrow == processed(log, tmp_path / "full", narrow=False, rules=rules, segments=NESTED)
+    assert {k.split("|")[0] for k, _ in narrow["member"]} >= {"shoe_viewers", "hat_viewers"}
     log.close()
 
 
