@@ -715,9 +715,16 @@ def test_every_type_of_event_is_read_as_an_exact_event_is(
     # the kernel reads the fields of each type of event at their offsets when they are slots
     # (Event, the processor's StreamEvent, any slotted class) and through getattr otherwise
     # (PropertylessEvent's properties, computed attributes): the Python program's answers
+    from segflow.spec.events import encode_event
+    from segflow.stream.decode import picking_decoder, property_keys
+
     py = compile_segments(*defs)
     k = kernel.KernelProgram(py)
-    for convert in (_narrow, _propertyless, _Slotted, _Computed):
+    keys = property_keys(py)
+    converts: list[Any] = [_narrow, _propertyless, _Slotted, _Computed]
+    if keys is not None:  # only the keys the rule set reads, in a struct the kernel reads
+        converts.append(lambda e: picking_decoder(keys)(encode_event(e)))
+    for convert in converts:
         states: dict[str, tuple[Any, Any]] = {}
         for a in arrivals:
             view = StaticProfile(a.profile_id, scores=scores.get(a.profile_id, {}),
@@ -754,3 +761,25 @@ def test_an_unset_slot_raises_attribute_error() -> None:
     del event.message_id
     with pytest.raises(AttributeError):
         k.on_event(StaticProfile("p"), None, event, BASE)
+
+
+@needs_kernel
+def test_picked_properties_are_read_from_their_struct_in_cpp() -> None:
+    # the kernel builds the dict of the picked keys itself: the event type's Python
+    # ``properties`` is never called (here it would raise)
+    from segflow.spec.events import encode_event
+    from segflow.stream.decode import picking_decoder
+
+    decode = picking_decoder(("revenue", "zz-only-in-this-test"))
+    events = [decode(encode_event(_track(f"m{i}", BASE + i, v=1, revenue=i))) for i in range(4)]
+    events.append(decode(encode_event(_track("m9", BASE + 9))))  # no revenue: not counted
+    assert events[1].properties == {"revenue": 1} and events[-1].properties == {}
+
+    def refuse(self: Any) -> Any:
+        raise AssertionError("read through getattr")
+
+    type(events[0]).properties = property(refuse)  # type: ignore[method-assign,assignment]
+    k = kernel.KernelProgram(compile_segments({}, {"n": 'count("A" where revenue exists)',
+                                                   "s": 'sum(revenue of "A")'}))  # fmt: skip
+    res = k.on_events(StaticProfile("p"), None, events, BASE + 10)
+    assert res.computed_traits == {"n": 4, "s": 6}

@@ -22,6 +22,7 @@ from segflow.identity import ExternalId, IdentityRules
 from segflow.identity.identifiers import Extractor
 from segflow.log.sqlite import SqliteEventLog
 from segflow.rules import compile_segments
+from segflow.rules.incremental import kernel
 from segflow.spec import Event
 from segflow.spec.events import encode_event
 from segflow.stream import Processor, ProcessorSettings
@@ -233,6 +234,12 @@ def test_the_processor_reads_stream_events_from_a_log_that_hands_out_encoded_one
     log.append(traffic(5, 5, seed=1))
     store = RocksStateStore(tmp_path / "state", sync=False)
     proc = Processor(log, store, compile_segments(RULES), ManualClock(T0))
+    picked = {type(r.event) for r in proc._read_log(0, 0, 10)}
+    if kernel.AVAILABLE:  # the kernel reads only the keys it needs, in a struct (C++)
+        assert [t.__name__ for t in picked] == ["PickedEvent"]
+    else:
+        assert picked == {StreamEvent}
+    proc.handler.evaluator = compile_segments(RULES)  # the Python program: all the properties
     assert {type(r.event) for r in proc._read_log(0, 0, 10)} == {StreamEvent}
     proc.handler.evaluator = compile_segments(NAMES_AND_TRAITS)
     assert {type(r.event) for r in proc._read_log(0, 0, 10)} == {PropertylessEvent}

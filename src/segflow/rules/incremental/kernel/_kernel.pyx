@@ -119,6 +119,7 @@ cdef extern from "kernel.hpp" namespace "sfk":
         PyObject* a_clusters
         PyObject* a_cluster_ids
         PyObject* a_get
+        PyObject* unset
 
     cdef cppclass Work:
         void reset(const Program&)
@@ -349,6 +350,7 @@ cdef class KernelProgram:
         P.a_clusters = _keep(PyUnicode_InternFromString(b"clusters"))
         P.a_cluster_ids = _keep(PyUnicode_InternFromString(b"cluster_ids"))
         P.a_get = _keep(PyUnicode_InternFromString(b"get"))
+        P.unset = _keep(msgspec.UNSET)
 
     # --- the SegmentEvaluator protocol --------------------------------------------------------
     def on_event(self, profile, state, event, int64_t now_ms):

@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace sfk {
@@ -350,6 +351,12 @@ constexpr int MAX_EVENT_TYPES = 8;  // more types than that are read through get
 struct EventLayout {
   PyTypeObject* type = nullptr;  // (a reference)
   Py_ssize_t off[N_EVENT_FIELDS];  // a member's offset in an instance, or -1: getattr
+  // a type naming ``__segflow_picked__ = (field, struct type)`` (segflow.stream.decode) holds
+  // only the property keys the rule set reads, in a struct: properties() makes the dict of the
+  // keys it holds (its fields not UNSET) in place of reading the type's ``properties``
+  Py_ssize_t picked = -1;  // the struct's offset in the event
+  PyTypeObject* picked_type = nullptr;  // (a reference)
+  std::vector<std::pair<PyObject*, Py_ssize_t>> picked_fields;  // (key (a reference), offset)
 };
 
 struct Program {
@@ -380,6 +387,7 @@ struct Program {
   PyObject* a_timestamp_ms = nullptr; PyObject* a_message_id = nullptr;
   PyObject* a_scores = nullptr; PyObject* a_clusters = nullptr; PyObject* a_cluster_ids = nullptr;
   PyObject* a_get = nullptr;
+  PyObject* unset = nullptr;  // msgspec.UNSET: a picked property the event does not have
   // where the fields an event is read for lie in each type of event seen (event_layout): an
   // exact Event, the processor's narrow StreamEvent / PropertylessEvent, any slotted class
   mutable EventLayout layouts[MAX_EVENT_TYPES];
@@ -398,9 +406,13 @@ struct Program {
     for (auto& kv : members_cache) drop(kv.second);
     for (PyObject** o : {&bucket_of, &to_time_ms, &encode_raw, &a_type, &a_event, &a_name, &a_user_id,
                          &a_properties, &a_traits, &a_timestamp_ms, &a_message_id, &a_scores,
-                         &a_clusters, &a_cluster_ids, &a_get})
+                         &a_clusters, &a_cluster_ids, &a_get, &unset})
       drop(*o);
-    for (int i = 0; i < nlayouts; ++i) Py_XDECREF(reinterpret_cast<PyObject*>(layouts[i].type));
+    for (int i = 0; i < nlayouts; ++i) {
+      Py_XDECREF(reinterpret_cast<PyObject*>(layouts[i].type));
+      Py_XDECREF(reinterpret_cast<PyObject*>(layouts[i].picked_type));
+      for (auto& kv : layouts[i].picked_fields) Py_XDECREF(kv.first);
+    }
   }
 };
 
@@ -913,25 +925,74 @@ inline Py_ssize_t member_offset(PyTypeObject* type, PyObject* name) {
   return off;
 }
 
+// found.picked*: where ``t``'s struct of picked properties lies, its keys and their offsets,
+// when ``t`` names one (``__segflow_picked__``) and all of it is slots; otherwise left unset
+inline void picked_layout(const Program& P, PyTypeObject* t, EventLayout& found) {
+  PyObject* spec = PyObject_GetAttrString(reinterpret_cast<PyObject*>(t), "__segflow_picked__");
+  if (!spec) { PyErr_Clear(); return; }
+  PyObject* keys = nullptr;
+  PyObject* fields = nullptr;
+  std::vector<std::pair<PyObject*, Py_ssize_t>> out;
+  Py_ssize_t at = -1;
+  PyTypeObject* st = nullptr;
+  bool ok = P.unset && PyTuple_Check(spec) && PyTuple_GET_SIZE(spec) == 2 &&
+            PyUnicode_Check(PyTuple_GET_ITEM(spec, 0)) && PyType_Check(PyTuple_GET_ITEM(spec, 1));
+  if (ok) {
+    at = member_offset(t, PyTuple_GET_ITEM(spec, 0));
+    st = reinterpret_cast<PyTypeObject*>(PyTuple_GET_ITEM(spec, 1));
+    keys = PyObject_GetAttrString(reinterpret_cast<PyObject*>(st), "__struct_encode_fields__");
+    fields = PyObject_GetAttrString(reinterpret_cast<PyObject*>(st), "__struct_fields__");
+    ok = at >= 0 && keys && fields && PyTuple_Check(keys) && PyTuple_Check(fields) &&
+         PyTuple_GET_SIZE(keys) == PyTuple_GET_SIZE(fields);
+  }
+  for (Py_ssize_t i = 0; ok && i < PyTuple_GET_SIZE(keys); ++i) {
+    PyObject* key = PyTuple_GET_ITEM(keys, i);
+    Py_ssize_t o = member_offset(st, PyTuple_GET_ITEM(fields, i));
+    ok = o >= 0 && PyUnicode_Check(key);
+    if (ok) out.emplace_back(own(key), o);
+  }
+  PyErr_Clear();
+  if (ok) {
+    found.picked = at;
+    found.picked_type = reinterpret_cast<PyTypeObject*>(own(reinterpret_cast<PyObject*>(st)));
+    found.picked_fields = std::move(out);
+  } else {
+    for (auto& kv : out) Py_DECREF(kv.first);
+  }
+  Py_XDECREF(keys);
+  Py_XDECREF(fields);
+  Py_DECREF(spec);
+}
+
 // The offsets of the fields the kernel reads in ``obj``'s exact type, found once a type and kept
 // (the program holds the type); nullptr past MAX_EVENT_TYPES types: every field through getattr
-inline const Py_ssize_t* event_layout(const Program& P, PyObject* obj) {
+inline const EventLayout* event_layout(const Program& P, PyObject* obj) {
   PyTypeObject* t = Py_TYPE(obj);
   for (int i = 0; i < P.nlayouts; ++i)
-    if (P.layouts[i].type == t) return P.layouts[i].off;
+    if (P.layouts[i].type == t) return &P.layouts[i];
   if (P.nlayouts == MAX_EVENT_TYPES) return nullptr;
   EventLayout found;
   PyObject* names[N_EVENT_FIELDS] = {P.a_type, P.a_event, P.a_name, P.a_user_id, P.a_properties,
                                      P.a_traits, P.a_timestamp_ms, P.a_message_id};
   for (int f = 0; f < N_EVENT_FIELDS; ++f) found.off[f] = member_offset(t, names[f]);
+  picked_layout(P, t, found);
   // (a lookup may run Python code, e.g. a metaclass's, which may call the program again)
-  for (int i = 0; i < P.nlayouts; ++i)
-    if (P.layouts[i].type == t) return P.layouts[i].off;
-  if (P.nlayouts == MAX_EVENT_TYPES) return nullptr;
+  for (int i = 0; i < P.nlayouts; ++i) {
+    if (P.layouts[i].type == t) {
+      Py_XDECREF(reinterpret_cast<PyObject*>(found.picked_type));
+      for (auto& kv : found.picked_fields) Py_DECREF(kv.first);
+      return &P.layouts[i];
+    }
+  }
+  if (P.nlayouts == MAX_EVENT_TYPES) {
+    Py_XDECREF(reinterpret_cast<PyObject*>(found.picked_type));
+    for (auto& kv : found.picked_fields) Py_DECREF(kv.first);
+    return nullptr;
+  }
   Py_INCREF(reinterpret_cast<PyObject*>(t));
   found.type = t;
-  P.layouts[P.nlayouts] = found;
-  return P.layouts[P.nlayouts++].off;
+  P.layouts[P.nlayouts] = std::move(found);
+  return &P.layouts[P.nlayouts++];
 }
 
 struct Event {
@@ -947,17 +1008,17 @@ struct Event {
   PyObject* props = nullptr;
   PyObject* traits = nullptr;
   const Program* P;
-  const Py_ssize_t* off;  // event_layout(obj)
+  const EventLayout* lay;  // event_layout(obj)
 
-  Event(const Program* prog, PyObject* o) : obj(o), P(prog), off(event_layout(*prog, o)) {}
+  Event(const Program* prog, PyObject* o) : obj(o), P(prog), lay(event_layout(*prog, o)) {}
   ~Event() {
     Py_XDECREF(type_obj); Py_XDECREF(mid_obj); Py_XDECREF(name); Py_XDECREF(page_name);
     Py_XDECREF(user_id); Py_XDECREF(props); Py_XDECREF(traits);
   }
   PyObject* attr(PyObject*& slot, PyObject* name_, EventField field) {
     if (!slot) {
-      if (off && off[field] >= 0) {
-        slot = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(obj) + off[field]);
+      if (lay && lay->off[field] >= 0) {
+        slot = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(obj) + lay->off[field]);
         Py_XINCREF(slot);  // (NULL, an unset slot: getattr raises its AttributeError)
       }
       if (!slot) slot = PyObject_GetAttr(obj, name_);
@@ -965,7 +1026,21 @@ struct Event {
     }
     return slot;
   }
-  PyObject* properties() { return attr(props, P->a_properties, F_PROPERTIES); }
+  PyObject* properties() {
+    if (!props && lay && lay->picked >= 0) {
+      PyObject* st = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(obj) + lay->picked);
+      if (st && Py_TYPE(st) == lay->picked_type) {
+        PyObject* d = PyDict_New();
+        if (!d) throw PyError();
+        for (const auto& kv : lay->picked_fields) {
+          PyObject* v = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(st) + kv.second);
+          if (v && v != P->unset && PyDict_SetItem(d, kv.first, v) < 0) { Py_DECREF(d); throw PyError(); }
+        }
+        props = d;
+      }
+    }
+    return attr(props, P->a_properties, F_PROPERTIES);
+  }
   PyObject* trait_values() { return attr(traits, P->a_traits, F_TRAITS); }
 };
 
