@@ -6,7 +6,9 @@ the processor never reads. :class:`StreamEvent` decodes the rest: the ids, times
 the identity stage, the profile update and the dedupe index read, the ``properties`` and
 ``traits`` the rules read, and of ``context`` only what identity reads (``traits`` for the
 email, ``externalIds``); msgspec skips the other keys without building them.
-:class:`PropertylessEvent` leaves ``properties`` out as well, when nothing reads them.
+:class:`PropertylessEvent` leaves ``properties`` out as well, when nothing reads them; for
+the compiled kernel, :func:`picking_decoder` keeps only the keys of ``properties`` the rule
+set reads (:func:`property_keys`), in a struct the kernel reads in C++.
 
 It answers every attribute the processor's stages, the rule programs (Python and the
 compiled kernel) and the identity extractor ask for as the full event would, so the
@@ -26,13 +28,15 @@ path of ``context`` beyond those two keys; otherwise the processor decodes whole
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
 
 from segflow.identity import IdentityRules
-from segflow.rules.ast import Aggregate
+from segflow.rules.ast import Aggregate, FAnd, Filter, FNot, FOr, Selector
 from segflow.rules.passes import selectors, values
 from segflow.stream.evaluator import NullEvaluator
 
@@ -108,7 +112,8 @@ decode_propertyless: Callable[[bytes], PropertylessEvent] = msgspec.msgpack.Deco
 def decoder_for(evaluator: Any, rules: IdentityRules) -> Callable[[bytes], Any] | None:
     """The decoder of the fields the processor's stages read under ``evaluator`` and
     ``rules``: :func:`decode_stream_event`, or :func:`decode_propertyless` when nothing reads
-    ``properties``; None when whole events are needed.
+    ``properties``, or for the compiled kernel :func:`picking_decoder` of the keys of
+    ``properties`` the rule set reads (:func:`property_keys`); None when whole events are needed.
 
     A rule program (``plan``: :class:`~segflow.rules.incremental.SegmentProgram` or its
     kernel) reads the kind, names, ids, times, traits and (:func:`reads_properties`)
@@ -125,9 +130,105 @@ def decoder_for(evaluator: Any, rules: IdentityRules) -> Callable[[bytes], Any] 
     roots = {x.path.split(".", 1)[0] for x in rules.external_ids if x.path}
     if "context" in roots:
         return None
-    if "properties" in roots or reads_properties(evaluator):
+    if "properties" in roots:
         return decode_stream_event
-    return decode_propertyless
+    if not reads_properties(evaluator):
+        return decode_propertyless
+    keys = property_keys(evaluator) if _is_kernel(evaluator) else None
+    return picking_decoder(keys) if keys is not None else decode_stream_event
+
+
+def _is_kernel(evaluator: Any) -> bool:
+    from segflow.rules.incremental.kernel import KernelProgram
+
+    return KernelProgram is not None and isinstance(evaluator, KernelProgram)
+
+
+def _selectors_and_paths(plan: Any) -> tuple[list[Selector], list[tuple[str, ...]]]:
+    """Every selector of a plan and every path of ``properties`` it reads a value at (the
+    walk of :func:`reads_properties`)."""
+    found = [s for cond in plan.segments.values() for s in selectors(cond)]
+    aggregates = [v for c in plan.segments.values() for v in values(c) if isinstance(v, Aggregate)]
+    aggregates += plan.traits.values()
+    found += [agg.selector for agg in aggregates]
+    found += [sd.selector for sd in plan.slots.values()]
+    paths = [
+        agg.path for agg in aggregates if agg.path is not None and agg.selector.kind != "trait"
+    ]
+    paths += [p for sd in plan.slots.values() if sd.selector.kind != "trait" for p in sd.paths]
+    return found, paths
+
+
+def _filter_paths(flt: Filter) -> Iterator[tuple[str, ...]]:
+    if isinstance(flt, FAnd | FOr):
+        for item in flt.items:
+            yield from _filter_paths(item)
+    elif isinstance(flt, FNot):
+        yield from _filter_paths(flt.item)
+    else:
+        yield flt.path
+
+
+_PLAIN_KEY = re.compile(r'[^"\\\x00-\x1f]+')  # what msgspec accepts as a renamed field
+
+
+def property_keys(evaluator: Any) -> tuple[str, ...] | None:
+    """The top-level keys of ``properties`` a rule program reads (a filter's path, a value's
+    path: ``product.category`` reads ``product`` whole), sorted; None when it may read any.
+
+    >>> from segflow.rules import compile_segments
+    >>> property_keys(compile_segments({"s": 'did "A" where (product.sku = "x" or plan exists)'}))
+    ('plan', 'product')
+    >>> property_keys(compile_segments({"s": 'sum(revenue of "B") > 1', "t": 'did "C"'}))
+    ('revenue',)
+    """
+    plan = getattr(evaluator, "plan", None)
+    if plan is None:
+        return None
+    found, paths = _selectors_and_paths(plan)
+    paths += [p for sel in found if sel.filter is not None for p in _filter_paths(sel.filter)]
+    if any(not p or not isinstance(p[0], str) or not _PLAIN_KEY.fullmatch(p[0]) for p in paths):
+        return None
+    return tuple(sorted({p[0] for p in paths}))
+
+
+@functools.lru_cache(maxsize=64)
+def picking_decoder(keys: tuple[str, ...]) -> Callable[[bytes], PropertylessEvent]:
+    """A decoder of :class:`PropertylessEvent` with only ``keys`` of ``properties``: the
+    event's ``picked`` struct holds their values (``msgspec.UNSET`` for a key the event does
+    not have) and its ``properties`` is the dict of those it has. The compiled kernel reads the
+    struct at its fields' offsets (``__segflow_picked__``) and builds that dict in C++.
+
+    >>> from segflow.spec.events import Event, encode_event
+    >>> e = Event(type="track", message_id="m1", source_id="web", timestamp_ms=5,
+    ...           received_at_ms=6, event="A", properties={"plan": "pro", "x": [1]})
+    >>> picking_decoder(("plan", "sku"))(encode_event(e)).properties
+    {'plan': 'pro'}
+    """
+    fields = [f"p{i}" for i in range(len(keys))]
+    picked = msgspec.defstruct(
+        "PickedProperties",
+        [(f, Any, msgspec.UNSET) for f in fields],
+        rename=dict(zip(fields, keys, strict=True)),
+        frozen=True,
+    )
+
+    def _properties(self: Any) -> dict[str, Any]:
+        got = msgspec.structs.astuple(self.picked)
+        return {k: v for k, v in zip(keys, got, strict=True) if v is not msgspec.UNSET}
+
+    event = msgspec.defstruct(
+        "PickedEvent",
+        [("picked", picked, msgspec.field(default_factory=picked, name="properties"))],
+        bases=(PropertylessEvent,),
+        namespace={
+            "properties": property(_properties, doc="The properties the rule set reads."),
+            "__segflow_picked__": ("picked", picked),
+        },
+        frozen=True,
+        kw_only=True,
+    )
+    return msgspec.msgpack.Decoder(event).decode  # type: ignore[return-value]  # a subclass
 
 
 def reads_properties(evaluator: Any) -> bool:
@@ -143,13 +244,5 @@ def reads_properties(evaluator: Any) -> bool:
     plan = getattr(evaluator, "plan", None)
     if plan is None:
         return False
-    found = [s for cond in plan.segments.values() for s in selectors(cond)]
-    aggregates = [v for c in plan.segments.values() for v in values(c) if isinstance(v, Aggregate)]
-    aggregates += plan.traits.values()
-    found += [agg.selector for agg in aggregates]
-    found += [sd.selector for sd in plan.slots.values()]
-    if any(sel.filter is not None for sel in found):
-        return True
-    if any(agg.path is not None and agg.selector.kind != "trait" for agg in aggregates):
-        return True
-    return any(sd.paths and sd.selector.kind != "trait" for sd in plan.slots.values())
+    found, paths = _selectors_and_paths(plan)
+    return bool(paths) or any(sel.filter is not None for sel in found)

@@ -669,3 +669,117 @@ def test_the_python_program_reads_a_kernel_state() -> None:
     state = k.on_event(StaticProfile("p"), state, _track("m2", BASE + 1), BASE + 1).state
     res = prog.on_time(StaticProfile("p"), state, BASE + 2)
     assert res.members == {"n2"} and res.next_wakeup_ms == BASE + 3_600_000
+
+
+class _Slotted:
+    """An event of no msgspec type whose fields are slots (read at their offsets too)."""
+
+    __slots__ = ("event", "message_id", "name", "properties", "timestamp_ms", "traits", "type",
+                 "user_id")  # fmt: skip
+
+    def __init__(self, e: Event) -> None:
+        for f in _Slotted.__slots__:
+            setattr(self, f, getattr(e, f))
+
+
+class _Computed:
+    """An event whose every field is computed on access (read through getattr)."""
+
+    def __init__(self, e: Event) -> None:
+        self._e = e
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._e, name)
+
+
+def _narrow(e: Event) -> Any:
+    from segflow.spec.events import encode_event
+    from segflow.stream.decode import decode_stream_event
+
+    return decode_stream_event(encode_event(e))
+
+
+def _propertyless(e: Event) -> Any:
+    from segflow.spec.events import encode_event
+    from segflow.stream.decode import decode_propertyless
+
+    return decode_propertyless(encode_event(e))
+
+
+@needs_kernel
+@settings(SETTINGS, max_examples=60)
+@given(histories(), definitions(), models, clusters)
+def test_every_type_of_event_is_read_as_an_exact_event_is(
+    arrivals: list[Arrival], defs: tuple[dict[str, str], dict[str, str]], scores: Any, labels: Any
+) -> None:
+    # the kernel reads the fields of each type of event at their offsets when they are slots
+    # (Event, the processor's StreamEvent, any slotted class) and through getattr otherwise
+    # (PropertylessEvent's properties, computed attributes): the Python program's answers
+    from segflow.spec.events import encode_event
+    from segflow.stream.decode import picking_decoder, property_keys
+
+    py = compile_segments(*defs)
+    k = kernel.KernelProgram(py)
+    keys = property_keys(py)
+    converts: list[Any] = [_narrow, _propertyless, _Slotted, _Computed]
+    if keys is not None:  # only the keys the rule set reads, in a struct the kernel reads
+        converts.append(lambda e: picking_decoder(keys)(encode_event(e)))
+    for convert in converts:
+        states: dict[str, tuple[Any, Any]] = {}
+        for a in arrivals:
+            view = StaticProfile(a.profile_id, scores=scores.get(a.profile_id, {}),
+                                 clusters=labels.get(a.profile_id, {}))  # fmt: skip
+            ps, ks = states.get(a.profile_id, (None, None))
+            # a PropertylessEvent reads as an event without properties, to both evaluators
+            ev = convert(a.event) if convert is _propertyless else a.event
+            r_py = py.on_event(view, ps, ev, a.arrived_ms)
+            r_k = k.on_event(view, ks, convert(a.event), a.arrived_ms)
+            same(r_py, r_k, (convert, a.event.message_id))
+            states[a.profile_id] = (r_py.state, r_k.state)
+
+
+@needs_kernel
+def test_more_types_of_event_than_the_kernel_keeps_offsets_for_are_read_through_getattr() -> None:
+    both = side_by_side({"big": 'did "A" where v > 1'}, {"total": 'sum(v of "A")'})
+    k, py = both.k, both.py
+    kinds = [type(f"Slotted{i}", (_Slotted,), {"__slots__": ()}) for i in range(12)]
+    ks = ps = None
+    for i, kind in enumerate(kinds):
+        e = _track(f"m{i:02d}", BASE + i, v=i)
+        ks = k.on_event(StaticProfile("p"), ks, kind(e), BASE + i).state
+        r = py.on_event(StaticProfile("p"), ps, e, BASE + i)
+        ps = r.state
+    last = k.on_time(StaticProfile("p"), ks, BASE + 20)
+    same(py.on_time(StaticProfile("p"), ps, BASE + 20), last, "after 12 types")
+    assert last.computed_traits == {"total": sum(range(12))} and last.members == {"big"}
+
+
+@needs_kernel
+def test_an_unset_slot_raises_attribute_error() -> None:
+    k = kernel.KernelProgram(compile_segments({"s": 'did "A"'}))
+    event = _Slotted(_track("m1", BASE))
+    del event.message_id
+    with pytest.raises(AttributeError):
+        k.on_event(StaticProfile("p"), None, event, BASE)
+
+
+@needs_kernel
+def test_picked_properties_are_read_from_their_struct_in_cpp() -> None:
+    # the kernel builds the dict of the picked keys itself: the event type's Python
+    # ``properties`` is never called (here it would raise)
+    from segflow.spec.events import encode_event
+    from segflow.stream.decode import picking_decoder
+
+    decode = picking_decoder(("revenue", "zz-only-in-this-test"))
+    events = [decode(encode_event(_track(f"m{i}", BASE + i, v=1, revenue=i))) for i in range(4)]
+    events.append(decode(encode_event(_track("m9", BASE + 9))))  # no revenue: not counted
+    assert events[1].properties == {"revenue": 1} and events[-1].properties == {}
+
+    def refuse(self: Any) -> Any:
+        raise AssertionError("read through getattr")
+
+    type(events[0]).properties = property(refuse)  # type: ignore[method-assign,assignment]
+    k = kernel.KernelProgram(compile_segments({}, {"n": 'count("A" where revenue exists)',
+                                                   "s": 'sum(revenue of "A")'}))  # fmt: skip
+    res = k.on_events(StaticProfile("p"), None, events, BASE + 10)
+    assert res.computed_traits == {"n": 4, "s": 6}

@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.state import dump_state
@@ -21,6 +22,7 @@ from segflow.identity import ExternalId, IdentityRules
 from segflow.identity.identifiers import Extractor
 from segflow.log.sqlite import SqliteEventLog
 from segflow.rules import compile_segments
+from segflow.rules.incremental import kernel
 from segflow.spec import Event
 from segflow.spec.events import encode_event
 from segflow.stream import Processor, ProcessorSettings
@@ -182,6 +184,49 @@ def test_events_decoded_without_properties_give_the_full_decodes_state(tmp_path:
     log.close()
 
 
+NESTED = {  # a few keys, nested paths, a key no event has, values of every kind
+    "shoe_viewers": 'did "Viewed" where product.category = "shoes" at least 2 times',
+    "hat_viewers": 'did "Viewed" where (product.tags contains "wool" or category = "hats")',
+    "missing": 'did "Viewed" where product.size exists',
+    "top_category": 'most_frequent(product.category of "Viewed" in last 7 days) = "shoes"',
+    "spenders": 'sum(revenue of "Order Completed") >= 100',
+}
+
+
+def nested_traffic(n: int, people: int, seed: int) -> list[Event]:
+    """:func:`traffic` whose views carry nested ``product`` properties (some without, some
+    with a null or a non-dict ``product``) next to keys no rule reads."""
+    rnd = random.Random(seed)
+    out = []
+    for e in traffic(n, people, seed):
+        if e.event == "Viewed":
+            product = rnd.choice(
+                (
+                    {"category": rnd.choice(("shoes", "hats")), "tags": ["wool", "red"]},
+                    {"category": "shoes", "sku": "s-1"},
+                    None,
+                    "shoes",
+                )
+            )
+            props = {**e.properties, "product": product, "unread": {"x": [1, 2]}}
+            if rnd.random() < 0.2:
+                del props["product"]
+            e = msgspec.structs.replace(e, properties=props)
+        out.append(e)
+    return out
+
+
+def test_nested_property_paths_give_the_full_decodes_state(tmp_path: Path) -> None:
+    log = SqliteEventLog(tmp_path / "log.sqlite", partitions=2)
+    log.append(nested_traffic(1_000, 150, seed=3))
+    rules = IdentityRules()
+    assert decoder_for(compile_segments(NESTED), rules) is decode_stream_event
+    narrow = processed(log, tmp_path / "narrow", narrow=True, rules=rules, segments=NESTED)
+    assert narrow == processed(log, tmp_path / "full", narrow=False, rules=rules, segments=NESTED)
+    assert {k.split("|")[0] for k, _ in narrow["member"]} >= {"shoe_viewers", "hat_viewers"}
+    log.close()
+
+
 def test_the_processor_reads_stream_events_from_a_log_that_hands_out_encoded_ones(
     tmp_path: Path,
 ) -> None:
@@ -189,6 +234,12 @@ def test_the_processor_reads_stream_events_from_a_log_that_hands_out_encoded_one
     log.append(traffic(5, 5, seed=1))
     store = RocksStateStore(tmp_path / "state", sync=False)
     proc = Processor(log, store, compile_segments(RULES), ManualClock(T0))
+    picked = {type(r.event) for r in proc._read_log(0, 0, 10)}
+    if kernel.AVAILABLE:  # the kernel reads only the keys it needs, in a struct (C++)
+        assert [t.__name__ for t in picked] == ["PickedEvent"]
+    else:
+        assert picked == {StreamEvent}
+    proc.handler.evaluator = compile_segments(RULES)  # the Python program: all the properties
     assert {type(r.event) for r in proc._read_log(0, 0, 10)} == {StreamEvent}
     proc.handler.evaluator = compile_segments(NAMES_AND_TRAITS)
     assert {type(r.event) for r in proc._read_log(0, 0, 10)} == {PropertylessEvent}

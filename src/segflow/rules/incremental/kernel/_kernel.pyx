@@ -19,7 +19,6 @@ from segflow.rules.incremental import state as _state
 from segflow.rules.incremental.kernel import format as _format
 from segflow.rules.incremental.kernel.layout import build_layout
 from segflow.rules.values import to_time_ms as _to_time_ms
-from segflow.spec.events import Event
 
 
 cdef extern from "kernel.hpp" namespace "sfk":
@@ -120,12 +119,12 @@ cdef extern from "kernel.hpp" namespace "sfk":
         PyObject* a_clusters
         PyObject* a_cluster_ids
         PyObject* a_get
+        PyObject* unset
 
     cdef cppclass Work:
         void reset(const Program&)
 
     PyObject* own(PyObject*)
-    void set_event_type(Program&, PyObject*) except +
     void literal_from_py(Literal&, PyObject*) except +
     cbool load(const Program&, Work&, const uint8_t*, size_t) except +
     void record(const Program&, Work&, PyObject*, int64_t) except +
@@ -351,7 +350,7 @@ cdef class KernelProgram:
         P.a_clusters = _keep(PyUnicode_InternFromString(b"clusters"))
         P.a_cluster_ids = _keep(PyUnicode_InternFromString(b"cluster_ids"))
         P.a_get = _keep(PyUnicode_InternFromString(b"get"))
-        set_event_type(P[0], <PyObject*>Event)
+        P.unset = _keep(msgspec.UNSET)
 
     # --- the SegmentEvaluator protocol --------------------------------------------------------
     def on_event(self, profile, state, event, int64_t now_ms):

@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace sfk {
@@ -343,6 +344,21 @@ struct Bucket {
   std::vector<int> matchers, never, slots, seqs;  // never: track matchers of another name
 };
 
+// The fields of an event the kernel reads (Event::attr), and where they lie in one type of event
+enum EventField : int { F_TYPE, F_EVENT, F_NAME, F_USER_ID, F_PROPERTIES, F_TRAITS, F_TIMESTAMP_MS,
+                        F_MESSAGE_ID, N_EVENT_FIELDS };
+constexpr int MAX_EVENT_TYPES = 8;  // more types than that are read through getattr
+struct EventLayout {
+  PyTypeObject* type = nullptr;  // (a reference)
+  Py_ssize_t off[N_EVENT_FIELDS];  // a member's offset in an instance, or -1: getattr
+  // a type naming ``__segflow_picked__ = (field, struct type)`` (segflow.stream.decode) holds
+  // only the property keys the rule set reads, in a struct: properties() makes the dict of the
+  // keys it holds (its fields not UNSET) in place of reading the type's ``properties``
+  Py_ssize_t picked = -1;  // the struct's offset in the event
+  PyTypeObject* picked_type = nullptr;  // (a reference)
+  std::vector<std::pair<PyObject*, Py_ssize_t>> picked_fields;  // (key (a reference), offset)
+};
+
 struct Program {
   std::string header;  // magic, version, rule set id (12 bytes)
   std::vector<MatcherDef> matchers;
@@ -371,10 +387,11 @@ struct Program {
   PyObject* a_timestamp_ms = nullptr; PyObject* a_message_id = nullptr;
   PyObject* a_scores = nullptr; PyObject* a_clusters = nullptr; PyObject* a_cluster_ids = nullptr;
   PyObject* a_get = nullptr;
-  // the Event struct's fields, read at their offsets when an event is exactly an Event
-  PyTypeObject* event_type = nullptr;
-  Py_ssize_t o_type = -1, o_event = -1, o_name = -1, o_user_id = -1, o_properties = -1,
-             o_traits = -1, o_timestamp_ms = -1, o_message_id = -1;
+  PyObject* unset = nullptr;  // msgspec.UNSET: a picked property the event does not have
+  // where the fields an event is read for lie in each type of event seen (event_layout): an
+  // exact Event, the processor's narrow StreamEvent / PropertylessEvent, any slotted class
+  mutable EventLayout layouts[MAX_EVENT_TYPES];
+  mutable int nlayouts = 0;
 
   size_t nrules() const { return rule_root.size(); }
 
@@ -389,9 +406,13 @@ struct Program {
     for (auto& kv : members_cache) drop(kv.second);
     for (PyObject** o : {&bucket_of, &to_time_ms, &encode_raw, &a_type, &a_event, &a_name, &a_user_id,
                          &a_properties, &a_traits, &a_timestamp_ms, &a_message_id, &a_scores,
-                         &a_clusters, &a_cluster_ids, &a_get})
+                         &a_clusters, &a_cluster_ids, &a_get, &unset})
       drop(*o);
-    Py_XDECREF(reinterpret_cast<PyObject*>(event_type));
+    for (int i = 0; i < nlayouts; ++i) {
+      Py_XDECREF(reinterpret_cast<PyObject*>(layouts[i].type));
+      Py_XDECREF(reinterpret_cast<PyObject*>(layouts[i].picked_type));
+      for (auto& kv : layouts[i].picked_fields) Py_XDECREF(kv.first);
+    }
   }
 };
 
@@ -886,30 +907,92 @@ inline bool load(const Program& P, Work& W, const u8* data, size_t len) {
 
 // --- recording an event (program._record) --------------------------------------------------------
 
-// The offset of a member (slot) field of ``type`` named ``name``, or -1
-inline Py_ssize_t member_offset(PyObject* type, PyObject* name) {
-  PyObject* d = PyObject_GetAttr(type, name);
+// The offset of a member (slot) field of ``type`` named ``name``, or -1 (a property, a plain
+// attribute, a class whose attribute lookup is not the generic one: read through getattr)
+inline Py_ssize_t member_offset(PyTypeObject* type, PyObject* name) {
+  if (type->tp_getattro != PyObject_GenericGetAttr) return -1;
+  PyObject* d = PyObject_GetAttr(reinterpret_cast<PyObject*>(type), name);
   if (!d) { PyErr_Clear(); return -1; }
   Py_ssize_t off = -1;
-  if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
-    PyMemberDef* m = reinterpret_cast<PyMemberDescrObject*>(d)->d_member;
-    if (m->type == T_OBJECT_EX || m->type == T_OBJECT) off = m->offset;
+  if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {  // a data descriptor: an instance dict cannot shadow it
+    PyMemberDescrObject* md = reinterpret_cast<PyMemberDescrObject*>(d);
+    PyMemberDef* m = md->d_member;
+    bool own = PyType_IsSubtype(type, md->d_common.d_type);  // (the descriptor's check)
+    if (own && (m->type == T_OBJECT_EX || m->type == T_OBJECT) && !(m->flags & READ_RESTRICTED))
+      off = m->offset;
   }
   Py_DECREF(d);
   return off;
 }
 
-inline void set_event_type(Program& P, PyObject* type) {
-  Py_INCREF(type);
-  P.event_type = reinterpret_cast<PyTypeObject*>(type);
-  P.o_type = member_offset(type, P.a_type);
-  P.o_event = member_offset(type, P.a_event);
-  P.o_name = member_offset(type, P.a_name);
-  P.o_user_id = member_offset(type, P.a_user_id);
-  P.o_properties = member_offset(type, P.a_properties);
-  P.o_traits = member_offset(type, P.a_traits);
-  P.o_timestamp_ms = member_offset(type, P.a_timestamp_ms);
-  P.o_message_id = member_offset(type, P.a_message_id);
+// found.picked*: where ``t``'s struct of picked properties lies, its keys and their offsets,
+// when ``t`` names one (``__segflow_picked__``) and all of it is slots; otherwise left unset
+inline void picked_layout(const Program& P, PyTypeObject* t, EventLayout& found) {
+  PyObject* spec = PyObject_GetAttrString(reinterpret_cast<PyObject*>(t), "__segflow_picked__");
+  if (!spec) { PyErr_Clear(); return; }
+  PyObject* keys = nullptr;
+  PyObject* fields = nullptr;
+  std::vector<std::pair<PyObject*, Py_ssize_t>> out;
+  Py_ssize_t at = -1;
+  PyTypeObject* st = nullptr;
+  bool ok = P.unset && PyTuple_Check(spec) && PyTuple_GET_SIZE(spec) == 2 &&
+            PyUnicode_Check(PyTuple_GET_ITEM(spec, 0)) && PyType_Check(PyTuple_GET_ITEM(spec, 1));
+  if (ok) {
+    at = member_offset(t, PyTuple_GET_ITEM(spec, 0));
+    st = reinterpret_cast<PyTypeObject*>(PyTuple_GET_ITEM(spec, 1));
+    keys = PyObject_GetAttrString(reinterpret_cast<PyObject*>(st), "__struct_encode_fields__");
+    fields = PyObject_GetAttrString(reinterpret_cast<PyObject*>(st), "__struct_fields__");
+    ok = at >= 0 && keys && fields && PyTuple_Check(keys) && PyTuple_Check(fields) &&
+         PyTuple_GET_SIZE(keys) == PyTuple_GET_SIZE(fields);
+  }
+  for (Py_ssize_t i = 0; ok && i < PyTuple_GET_SIZE(keys); ++i) {
+    PyObject* key = PyTuple_GET_ITEM(keys, i);
+    Py_ssize_t o = member_offset(st, PyTuple_GET_ITEM(fields, i));
+    ok = o >= 0 && PyUnicode_Check(key);
+    if (ok) out.emplace_back(own(key), o);
+  }
+  PyErr_Clear();
+  if (ok) {
+    found.picked = at;
+    found.picked_type = reinterpret_cast<PyTypeObject*>(own(reinterpret_cast<PyObject*>(st)));
+    found.picked_fields = std::move(out);
+  } else {
+    for (auto& kv : out) Py_DECREF(kv.first);
+  }
+  Py_XDECREF(keys);
+  Py_XDECREF(fields);
+  Py_DECREF(spec);
+}
+
+// The offsets of the fields the kernel reads in ``obj``'s exact type, found once a type and kept
+// (the program holds the type); nullptr past MAX_EVENT_TYPES types: every field through getattr
+inline const EventLayout* event_layout(const Program& P, PyObject* obj) {
+  PyTypeObject* t = Py_TYPE(obj);
+  for (int i = 0; i < P.nlayouts; ++i)
+    if (P.layouts[i].type == t) return &P.layouts[i];
+  if (P.nlayouts == MAX_EVENT_TYPES) return nullptr;
+  EventLayout found;
+  PyObject* names[N_EVENT_FIELDS] = {P.a_type, P.a_event, P.a_name, P.a_user_id, P.a_properties,
+                                     P.a_traits, P.a_timestamp_ms, P.a_message_id};
+  for (int f = 0; f < N_EVENT_FIELDS; ++f) found.off[f] = member_offset(t, names[f]);
+  picked_layout(P, t, found);
+  // (a lookup may run Python code, e.g. a metaclass's, which may call the program again)
+  for (int i = 0; i < P.nlayouts; ++i) {
+    if (P.layouts[i].type == t) {
+      Py_XDECREF(reinterpret_cast<PyObject*>(found.picked_type));
+      for (auto& kv : found.picked_fields) Py_DECREF(kv.first);
+      return &P.layouts[i];
+    }
+  }
+  if (P.nlayouts == MAX_EVENT_TYPES) {
+    Py_XDECREF(reinterpret_cast<PyObject*>(found.picked_type));
+    for (auto& kv : found.picked_fields) Py_DECREF(kv.first);
+    return nullptr;
+  }
+  Py_INCREF(reinterpret_cast<PyObject*>(t));
+  found.type = t;
+  P.layouts[P.nlayouts] = std::move(found);
+  return &P.layouts[P.nlayouts++];
 }
 
 struct Event {
@@ -925,25 +1008,40 @@ struct Event {
   PyObject* props = nullptr;
   PyObject* traits = nullptr;
   const Program* P;
+  const EventLayout* lay;  // event_layout(obj)
 
-  Event(const Program* prog, PyObject* o) : obj(o), P(prog) {}
+  Event(const Program* prog, PyObject* o) : obj(o), P(prog), lay(event_layout(*prog, o)) {}
   ~Event() {
     Py_XDECREF(type_obj); Py_XDECREF(mid_obj); Py_XDECREF(name); Py_XDECREF(page_name);
     Py_XDECREF(user_id); Py_XDECREF(props); Py_XDECREF(traits);
   }
-  PyObject* attr(PyObject*& slot, PyObject* name_, Py_ssize_t offset) {
+  PyObject* attr(PyObject*& slot, PyObject* name_, EventField field) {
     if (!slot) {
-      if (offset >= 0 && Py_TYPE(obj) == P->event_type) {
-        slot = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(obj) + offset);
-        Py_XINCREF(slot);
+      if (lay && lay->off[field] >= 0) {
+        slot = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(obj) + lay->off[field]);
+        Py_XINCREF(slot);  // (NULL, an unset slot: getattr raises its AttributeError)
       }
       if (!slot) slot = PyObject_GetAttr(obj, name_);
       if (!slot) throw PyError();
     }
     return slot;
   }
-  PyObject* properties() { return attr(props, P->a_properties, P->o_properties); }
-  PyObject* trait_values() { return attr(traits, P->a_traits, P->o_traits); }
+  PyObject* properties() {
+    if (!props && lay && lay->picked >= 0) {
+      PyObject* st = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(obj) + lay->picked);
+      if (st && Py_TYPE(st) == lay->picked_type) {
+        PyObject* d = PyDict_New();
+        if (!d) throw PyError();
+        for (const auto& kv : lay->picked_fields) {
+          PyObject* v = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(st) + kv.second);
+          if (v && v != P->unset && PyDict_SetItem(d, kv.first, v) < 0) { Py_DECREF(d); throw PyError(); }
+        }
+        props = d;
+      }
+    }
+    return attr(props, P->a_properties, F_PROPERTIES);
+  }
+  PyObject* trait_values() { return attr(traits, P->a_traits, F_TRAITS); }
 };
 
 inline u8 event_type(PyObject* t) {
@@ -985,14 +1083,14 @@ inline bool selector_matches(const Program& P, const MatcherDef& m, Event& ev) {
     case M_PAGE: case M_SCREEN: {
       ok = ev.type == (m.kind == M_PAGE ? T_PAGE : T_SCREEN);
       if (ok && m.name) {
-        int eq = PyObject_RichCompareBool(ev.attr(ev.page_name, P.a_name, P.o_name), m.name, Py_EQ);
+        int eq = PyObject_RichCompareBool(ev.attr(ev.page_name, P.a_name, F_NAME), m.name, Py_EQ);
         if (eq < 0) throw PyError();
         ok = eq == 1;
       }
       break;
     }
     case M_IDENTIFY: ok = ev.type == T_IDENTIFY; break;
-    case M_IDENTIFIED: ok = ev.attr(ev.user_id, P.a_user_id, P.o_user_id) != Py_None; break;
+    case M_IDENTIFIED: ok = ev.attr(ev.user_id, P.a_user_id, F_USER_ID) != Py_None; break;
     case M_TRAIT: ok = ev.type == T_IDENTIFY && py_get_path(ev.trait_values(), m.trait) != nullptr; break;
     default: ok = true;
   }
@@ -1284,15 +1382,15 @@ inline void touch(std::vector<u8>& flags, std::vector<int>& list, int i) {
 
 inline void record(const Program& P, Work& W, PyObject* obj, i64 now) {
   Event ev(&P, obj);
-  ev.type = event_type(ev.attr(ev.type_obj, P.a_type, P.o_type));
+  ev.type = event_type(ev.attr(ev.type_obj, P.a_type, F_TYPE));
   PyObject* tso = nullptr;
-  ev.ts = PyLong_AsLong(ev.attr(tso, P.a_timestamp_ms, P.o_timestamp_ms));  // (long is 64-bit)
+  ev.ts = PyLong_AsLong(ev.attr(tso, P.a_timestamp_ms, F_TIMESTAMP_MS));  // (long is 64-bit)
   Py_DECREF(tso);
   if (ev.ts == -1 && PyErr_Occurred()) throw PyError();
-  ev.mid = utf8_of(ev.attr(ev.mid_obj, P.a_message_id, P.o_message_id));
+  ev.mid = utf8_of(ev.attr(ev.mid_obj, P.a_message_id, F_MESSAGE_ID));
   const Bucket* bucket = &P.buckets[0];
   if (ev.type == T_TRACK) {
-    PyObject* name = ev.attr(ev.name, P.a_event, P.o_event);
+    PyObject* name = ev.attr(ev.name, P.a_event, F_EVENT);
     PyObject* found = PyDict_GetItemWithError(P.bucket_of, name);
     if (!found && PyErr_Occurred()) {
       if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw PyError();
