@@ -13,6 +13,12 @@ from segflow.stream import MemoryStateStore, ProfileReader
 from segflow.stream.processor import Processor, ProcessorSettings
 
 
+def signed_up_now() -> Event:
+    now = int(time.time() * 1000)
+    return Event(type="track", event="Signed Up", message_id="m1", source_id="s",
+                 user_id="u1", timestamp_ms=now, received_at_ms=now)  # fmt: skip
+
+
 def test_a_log_commit_wakes_the_idle_processor(tmp_path: Path) -> None:
     log = SqliteEventLog(tmp_path / "log.sqlite", partitions=2)
     store = MemoryStateStore()
@@ -30,11 +36,7 @@ def test_a_log_commit_wakes_the_idle_processor(tmp_path: Path) -> None:
     processor.start()
     try:
         assert waiting.wait(30)  # the thread found nothing to do and sleeps
-        now = int(time.time() * 1000)
-        log.append(
-            [Event(type="track", event="Signed Up", message_id="m1", source_id="s",
-                   user_id="u1", timestamp_ms=now, received_at_ms=now)]
-        )  # fmt: skip
+        log.append([signed_up_now()])
         reader = ProfileReader(store.reader(), log)
         seen = threading.Event()
         deadline = time.monotonic() + 20  # a liveness bound, far below the hour
@@ -61,11 +63,7 @@ def test_an_idle_processor_wakes_when_its_next_timer_comes_due(tmp_path: Path) -
     log.on_commit(processor.wake)
     processor.start()
     try:
-        now = int(time.time() * 1000)
-        log.append(
-            [Event(type="track", event="Signed Up", message_id="m1", source_id="s",
-                   user_id="u1", timestamp_ms=now, received_at_ms=now)]
-        )  # fmt: skip
+        log.append([signed_up_now()])
         reader = ProfileReader(store.reader(), log)
 
         def members() -> list[str] | None:
