@@ -311,15 +311,12 @@ def _change_feed(processor: Processor) -> StateChangeFeed:
     (segflow.stream.state.secondary), so the profile of a change the feed just handed out is
     read at least as new as the change without a catch-up per lookup (two per change were
     most of the ``activate`` child's time at 5,000 changes/s)."""
-    store = processor.store
-    path, refresh_ms = getattr(store, "path", None), getattr(store, "refresh_ms", None)
-    if path is None or not refresh_ms:  # a writer, or readers that catch up every read
-        return processor.change_feed()
     from segflow.stream.state.rocksdb import RocksReadOnlyStore, open_reader
 
-    if not isinstance(store, RocksReadOnlyStore):
-        return processor.change_feed()
-    return StateChangeFeed(open_reader(path, refresh_ms=0.0))
+    store = processor.store
+    if not isinstance(store, RocksReadOnlyStore) or not store.refresh_ms:
+        return processor.change_feed()  # a writer, or readers that catch up every read
+    return StateChangeFeed(open_reader(store.path, refresh_ms=0.0))
 
 
 def _lease(runtime: Runtime) -> PartitionLease | None:

@@ -311,18 +311,14 @@ class Batch:
         moved to its real time (:meth:`Processor.fire_timers`). So the row is written only
         when the due time moves earlier than the row (or there is none), not each time it
         moves later — as it does for ``in last 14 days`` with every event."""
-        row = profile.timer_ms
-        if row is None:
-            row = profile.next_wakeup_ms  # timer_row(profile), inlined: once per profile
+        row = timer_row(profile)
         profile.next_wakeup_ms = due_ms
         if due_ms is None or (row is not None and row <= due_ms):
             profile.timer_ms = row
             return
-        pid = profile.profile_id
         if row is not None:
-            self.tx.delete(keys.TIMER, keys.timer_key(row, pid))
-        # keys.timer_key, inlined (every newcomer has a timer with windowed rules)
-        self.tx.set(keys.TIMER, f"{due_ms if due_ms > 0 else 0:016x}|{pid}", b"")
+            self.tx.delete(keys.TIMER, keys.timer_key(row, profile.profile_id))
+        self.tx.set(keys.TIMER, keys.timer_key(due_ms, profile.profile_id), b"")
         profile.timer_ms = due_ms
 
     def clear_timer(self, profile: Profile) -> None:

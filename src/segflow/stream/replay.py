@@ -278,7 +278,8 @@ def evaluate_many(
         if events is None:
             state, result, _ = _fold(evaluator, profile, entries, found, now_ms)
         else:
-            state, result = _run(evaluator, profile, entries, events, now_ms)
+            present = [(ts, event) for (ts, _, _), event in zip(entries, events, strict=True)]
+            state, result = _run(evaluator, profile, present, now_ms)
         out.append(result if result is not None else evaluator.on_time(profile, state, now_ms))
     if stages is not None:
         split = {
@@ -328,22 +329,20 @@ def _narrow(log: LogReader, evaluator: SegmentEvaluator) -> bool:
 
 
 def _run(
-    evaluator: SegmentEvaluator,
-    profile: Profile,
-    entries: list[timeline.Position],
-    events: list[Any],
-    now_ms: int,
+    evaluator: SegmentEvaluator, profile: Profile, present: list[tuple[int, Any]], now_ms: int
 ) -> tuple[bytes | None, EvalResult | None]:
-    """The rule state of ``events`` (those at ``entries``, each of them, in order) and the
-    result at ``now_ms`` when one evaluation gave both (:func:`_fold`'s)."""
-    if not events:
+    """The rule state of ``present`` (``(event time, event)`` pairs, in timeline order) and
+    the result at ``now_ms`` when one evaluation gave both."""
+    if not present:
         return None, None
     on_events = getattr(evaluator, "on_events", None)
     if on_events is not None:
-        result = on_events(profile, None, events, now_ms)
+        result = on_events(profile, None, [event for _, event in present], now_ms)
         return result.state, result
     state: bytes | None = None
-    for (ts, _, _), event in zip(entries, events, strict=True):
+    for ts, event in present:
+        # as of its own time, never later than now (compaction at a later time would drop
+        # entries that a window still holds at now)
         state = evaluator.on_event(profile, state, event, min(ts, now_ms)).state
     return state, None
 
@@ -359,16 +358,5 @@ def _fold(
     at ``now_ms`` when one evaluation gave both, and whether every event was found."""
     get = found.get
     present = [(ts, event) for ts, p, o in positions if (event := get((p, o))) is not None]
-    complete = len(present) == len(positions)
-    if not present:
-        return None, None, complete
-    on_events = getattr(evaluator, "on_events", None)
-    if on_events is not None:
-        result = on_events(profile, None, [event for _, event in present], now_ms)
-        return result.state, result, complete
-    state: bytes | None = None
-    for ts, event in present:
-        # as of its own time, never later than now (compaction at a later time would drop
-        # entries that a window still holds at now)
-        state = evaluator.on_event(profile, state, event, min(ts, now_ms)).state
-    return state, None, complete
+    state, result = _run(evaluator, profile, present, now_ms)
+    return state, result, len(present) == len(positions)
