@@ -40,7 +40,8 @@ def test_supervised_serve_runs_each_role_in_its_own_process_and_events_become_me
         "http-1": "collect,api", "http-2": "collect,api",
         "pipeline": "process,load", "activate": "activate",
     }  # fmt: skip
-    assert all(c["state"] == "running" and c["restarts"] == 0 for c in children.values())
+    running = all(c["state"] == "running" and c["restarts"] == 0 for c in children.values())
+    assert running, (children, serve.logs()[-6000:])  # which child left, and its last words
     pids = {c["pid"] for c in children.values()}
     assert len(pids) == 4 and serve.proc.pid not in pids and not any(map(gone, pids))
     until(lambda: serve.status()["parts"]["processor"]["lag"] == 0)
