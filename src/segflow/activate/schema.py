@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from segflow.db.sqlite import create_schema
+
 TABLES = """
 CREATE TABLE IF NOT EXISTS destinations (name TEXT PRIMARY KEY, spec BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS secrets (
@@ -80,8 +82,4 @@ def columns(con: sqlite3.Connection, table: str) -> set[str]:
 
 def create(con: sqlite3.Connection) -> None:
     """Create missing tables, add missing columns, then the indexes (idempotent)."""
-    con.executescript(TABLES)
-    for table, column, decl in ADDED_COLUMNS:
-        if column not in columns(con, table):
-            con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
-    con.executescript(INDEXES)
+    create_schema(con, TABLES, added=ADDED_COLUMNS, after=INDEXES)

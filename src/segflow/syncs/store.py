@@ -20,7 +20,6 @@ runner calls after the page's events are durable in the log.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
@@ -28,6 +27,7 @@ from urllib.parse import urlparse
 import msgspec
 
 from segflow.activate.secretbox import SecretBox, fingerprint
+from segflow.db.sqlite import connect, create_schema
 from segflow.syncs import auth
 from segflow.syncs.auth import Credential
 from segflow.syncs.exceptions import SyncExists, SyncInvalid, UnknownSync
@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS progress(sync TEXT PRIMARY KEY, status BLOB NOT NULL)
 """
 # the credential's parts beside its token (an email, a refresh token...), encrypted JSON; added
 # after the first release: a store made before has the column added when opened
-_SECRETS_COLUMN = "ALTER TABLE syncs ADD COLUMN secrets TEXT NOT NULL DEFAULT ''"
+_ADDED_COLUMNS = (("syncs", "secrets", "TEXT NOT NULL DEFAULT ''"),)
 
 
 class SyncDefinition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -116,14 +116,8 @@ class SyncStore:
     """See the module docstring. Thread-safe."""
 
     def __init__(self, path: str | Path, *, box: SecretBox) -> None:
-        self._con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=FULL")
-        self._con.execute("PRAGMA busy_timeout=10000")
-        self._con.executescript(_SCHEMA)
-        columns = {r[1] for r in self._con.execute("PRAGMA table_info(syncs)")}
-        if "secrets" not in columns:
-            self._con.execute(_SECRETS_COLUMN)
+        self._con = connect(path)  # WAL, synchronous=FULL, a busy timeout
+        create_schema(self._con, _SCHEMA, added=_ADDED_COLUMNS)
         self._box = box
         self._lock = threading.Lock()
 

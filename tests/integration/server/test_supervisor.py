@@ -41,7 +41,7 @@ def test_supervised_serve_runs_each_role_in_its_own_process_and_events_become_me
         "pipeline": "process,load", "activate": "activate",
     }  # fmt: skip
     running = all(c["state"] == "running" and c["restarts"] == 0 for c in children.values())
-    assert running, (children, serve.logs()[-6000:])  # which child left, and its last words
+    assert running, f"{children}\n{serve.logs()[-6000:]}"  # which child left, its last words
     pids = {c["pid"] for c in children.values()}
     assert len(pids) == 4 and serve.proc.pid not in pids and not any(map(gone, pids))
     until(lambda: serve.status()["parts"]["processor"]["lag"] == 0)
