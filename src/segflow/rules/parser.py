@@ -33,6 +33,10 @@ that reads more than they keep). A longer window reads the same events as ``ever
 overflow the 64-bit times of the SQL and kernel back ends, so it is refused with the limit.
 """
 MAX_DEPTH = 50
+FILTER_HINT = (
+    "; an event's 'where' takes one comparison: to join several, put them in parentheses,"
+    ' e.g. where (plan = "pro" {op} plan = "team")'
+)
 """How deep parentheses and ``not`` may nest (conditions and event filters together).
 
 Every later stage (passes, the incremental plan, the SQL compiler, the kernel layout) walks
@@ -51,6 +55,8 @@ class Parser:
         self.tokens, self.errors = tokenize(text)
         self.i = 0
         self.depth = 0
+        self.filtered = False  # an event with a filter was read (filter_hint)
+        self.hinted = False
 
     # --- nesting ---------------------------------------------------------------------------
     def too_deep(self) -> bool:
@@ -240,8 +246,28 @@ class Parser:
             return self.aggregate()
         raise self.fail(
             f"expected a condition (did ..., trait ..., score ..., in segment ..., count(...)) "
-            f"but found {self.describe()}"
+            f"but found {self.describe()}{self.filter_hint()}"
         )
+
+    def filter_hint(self) -> str:
+        """Said when a property comparison stands where a condition should, right after the
+        ``and``/``or`` that followed an event's filter: ``where`` takes one comparison, so
+        ``did "Viewed" where plan = "pro" or plan = "team"`` read ``plan = "team"`` as a
+        second condition."""
+        joiner = self.tokens[self.i - 1] if self.i else None
+        if not (self.filtered and joiner is not None and joiner.text.lower() in ("and", "or")):
+            return ""
+        if self.tok.kind is not Kind.WORD:
+            return ""
+        return self.hint_once(joiner.text)
+
+    def hint_once(self, op: str) -> str:
+        """:data:`FILTER_HINT` for ``op``, the first time a rule needs it (its later errors
+        are the same mistake's echoes)."""
+        if self.hinted:
+            return ""
+        self.hinted = True
+        return FILTER_HINT.format(op=op.lower())
 
     def aggregate(self) -> ast.Aggregate:
         tok = self.take()
@@ -260,7 +286,8 @@ class Parser:
             self.expect("of", ' (write e.g. sum(revenue of "Order Completed"))')
         selector = self.selector()
         window = self.window(required=False) or ast.ALL_TIME
-        self.expect(")")
+        joined = selector.filter is not None and self.at("and", "or")
+        self.expect(")", self.hint_once(self.tok.text) if joined else "")
         if func != "count" and path is None:
             raise self.fail(
                 f'{func} needs a property: {func}(price of "{selector.name or "..."}")', tok
@@ -429,6 +456,7 @@ class Parser:
                 f"screen, but found {self.describe()}"
             )
         flt = self.filter_primary() if self.accept("where", "with") else None
+        self.filtered = self.filtered or flt is not None
         return ast.Selector(kind, name, flt)
 
     def filter_or(self) -> ast.Filter:

@@ -95,6 +95,31 @@ def test_unclosed_string_and_paren() -> None:
     assert any("never closed" in m for m in messages)
 
 
+@pytest.mark.parametrize(
+    ("rule", "op"),
+    [
+        ('did "Viewed" where plan = "pro" or plan = "team"', "or"),
+        ('did "Viewed" where plan = "pro" and country = "DE"', "and"),
+        ('count("Viewed" where plan = "pro" or plan = "team") >= 3', "or"),
+    ],
+)
+def test_a_filter_joined_without_parentheses_says_to_add_them(rule: str, op: str) -> None:
+    with pytest.raises(RuleSyntaxError) as info:
+        parse(rule)
+    messages = [d.message for d in info.value.diagnostics]
+    hinted = [m for m in messages if "put them in parentheses" in m]
+    assert len(hinted) == 1, messages  # once, at the first error of the mistake
+    assert f'where (plan = "pro" {op} plan = "team")' in hinted[0]
+    assert parse(rule.replace("where ", "where (").replace(' "team"', ' "team")', 1)
+                 .replace(' "DE"', ' "DE")', 1))  # fmt: skip
+
+
+def test_a_condition_after_an_unfiltered_event_gets_no_filter_hint() -> None:
+    with pytest.raises(RuleSyntaxError) as info:
+        parse('did "Viewed" and plan = "pro"')
+    assert "parentheses" not in str(info.value)
+
+
 def test_type_errors_from_validation() -> None:
     diags = check('count("A") = "x" or score churn = "high" or most_frequent(c of "A") > 3')
     assert len(diags) == 3 and all(d.severity == "error" for d in diags)
