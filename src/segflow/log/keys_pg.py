@@ -67,19 +67,24 @@ class PgKeyTable:
 
     def keys_for(self, names: Sequence[bytes]) -> dict[bytes, tuple[bytes, bytes]]:
         """One read when every key exists (a warm cache refilling); else an insert of the
-        missing ones and a read of those."""
+        missing ones that returns those it made (two round trips), and a read of the rest only
+        when another collector made some of them first (its rows are not in the insert's
+        snapshot: ``ON CONFLICT DO NOTHING`` skips them without returning them)."""
         wanted = sorted(set(names))
         out = self._named(wanted) if wanted else {}
         missing = [n for n in wanted if n not in out]
         if not missing:
             return out
         made = [(os.urandom(ID_BYTES), n, os.urandom(KEY_BYTES)) for n in missing]
-        self._run(
+        rows = self._run(
             "INSERT INTO shred_keys SELECT * FROM unnest(%s::bytea[], %s::bytea[], %s::bytea[])"
-            " ORDER BY 2 ON CONFLICT (name) DO NOTHING",
+            " ORDER BY 2 ON CONFLICT (name) DO NOTHING RETURNING name, id, key",
             [[m[0] for m in made], [m[1] for m in made], [m[2] for m in made]],
         )
-        out.update(self._named(missing))  # ours, or another collector's that won the race
+        out.update((bytes(n), (bytes(i), bytes(k))) for n, i, k in rows)
+        lost = [n for n in missing if n not in out]
+        if lost:  # another collector's, made since our read
+            out.update(self._named(lost))
         return out
 
     def _named(self, names: Sequence[bytes]) -> dict[bytes, tuple[bytes, bytes]]:

@@ -220,3 +220,44 @@ def test_two_collectors_making_keys_for_the_same_new_people_agree(
     assert all(len(ids) == 1 for ids in key_ids.values())  # one key per person
     assert second.shred([("user_id", "both-3")]) == 1  # and a deletion removes it for both
     until(lambda: "both-3" not in [r.event.user_id for r in first.read(0, 0, 100)])
+
+
+def test_postgres_keys_cost_two_round_trips_and_agree_with_a_collector_that_won_the_race(
+    postgres_dsn: str,
+) -> None:
+    from segflow.log.keys_pg import PgKeyTable
+
+    schema = f"k_{uuid.uuid4().hex[:8]}"
+    mine, other = PgKeyTable(postgres_dsn, schema=schema), PgKeyTable(postgres_dsn, schema=schema)
+    try:
+        calls: list[str] = []
+        run = mine._run
+
+        def counted(sql: str, params: Any = ()) -> list[Any]:
+            calls.append(sql.split()[0])
+            return run(sql, params)
+
+        mine._run = counted  # type: ignore[method-assign]
+        assert len(mine.keys_for([b"new-1", b"new-2"])) == 2
+        assert calls == ["SELECT", "INSERT"]  # the read, and an insert that returns its rows
+
+        read = mine._named
+
+        def raced(names: Any) -> dict[bytes, tuple[bytes, bytes]]:
+            found = read(names)
+            if not calls[2:]:  # right after the first read: the other collector makes one
+                other.keys_for([b"raced"])
+            return found
+
+        mine._named = raced  # type: ignore[method-assign]
+        calls.clear()
+        got = mine.keys_for([b"raced", b"new-3"])
+        assert got[b"raced"] == other.keys_for([b"raced"])[b"raced"]  # one key for the person
+        assert calls == ["SELECT", "INSERT", "SELECT"]  # the race costs a third
+    finally:
+        mine.close()
+        other.close()
+        import psycopg
+
+        with psycopg.connect(postgres_dsn, autocommit=True) as con:
+            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
