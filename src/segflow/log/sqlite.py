@@ -95,7 +95,13 @@ class SqliteEventLog(QueuedAppends):
         self._init_appends(
             partitions=partitions, max_pending=max_pending_events, waiting_for="the disk"
         )
-        self._dedupe = self._open_dedupe(dedupe_window_ms, dedupe_memory_ids)
+        self._dedupe_memory_ids = dedupe_memory_ids
+        self._run_files = RunFiles(self._path)
+        self._sealer = Sealer(self._run_files, memory_ids=dedupe_memory_ids)
+        # a seal, merge or rebuild another process left undone: from the first append on
+        # (:meth:`_write_group` starts the threads; a process that only reads never does)
+        self._sealer.wake()
+        self._index: DedupeIndex | None = None  # built at the first append (_dedupe_index)
         self._next = self._load_next_offsets()
         self._commits = 0
         self._listeners: list[Callable[[], None]] = []
@@ -121,23 +127,27 @@ class SqliteEventLog(QueuedAppends):
             self._write.execute("COMMIT")
         return partitions if row is None else int(row[0])
 
-    def _open_dedupe(self, window_ms: int, memory_ids: int) -> DedupeIndex:
-        files = RunFiles(self._path)
-        self._sealer = Sealer(files, memory_ids=memory_ids)
-        if unsealed_ids(self._write) > 2 * memory_ids:  # a log from before sealed runs
-            self._sealer.seal(wait=True)
-        with self._write_lock:
-            dedupe = DedupeIndex(
-                self._write,
-                window_ms=window_ms,
-                memory_ids=memory_ids,
-                runs=SealedTier(files, on_missing=self._sealer.wake_merge),
-                on_full=self._sealer.wake_seal,
-            )
-        # a seal, merge or rebuild another process left undone: from the first append on
-        # (:meth:`_write_group` starts the threads; a process that only reads never does)
-        self._sealer.wake()
-        return dedupe
+    @property
+    def _dedupe(self) -> DedupeIndex:
+        """The dedupe index, built at this process's first append: a process that only reads
+        the log (the ``pipeline`` and ``activate`` children of ``segflow serve``, a backup)
+        never holds the window's ids in memory (up to ~2 x ``dedupe_memory_ids``) nor spends
+        its start-up reading them. Called by the writer thread outside ``_write_lock``."""
+        if self._index is None:
+            memory_ids = self._dedupe_memory_ids
+            with self._write_lock:
+                unsealed = unsealed_ids(self._write)
+            if unsealed > 2 * memory_ids:  # a log from before sealed runs
+                self._sealer.seal(wait=True)
+            with self._write_lock:
+                self._index = DedupeIndex(
+                    self._write,
+                    window_ms=self._dedupe_window_ms,
+                    memory_ids=memory_ids,
+                    runs=SealedTier(self._run_files, on_missing=self._sealer.wake_merge),
+                    on_full=self._sealer.wake_seal,
+                )
+        return self._index
 
     def _load_next_offsets(self) -> list[int]:
         rows = dict(self._write.execute("SELECT partition, next_offset FROM partitions").fetchall())
@@ -163,6 +173,7 @@ class SqliteEventLog(QueuedAppends):
 
     def _write_group(self, group: list[PendingAppend]) -> None:
         self._sealer.start()  # this process appends: it seals, merges and rebuilds runs too
+        dedupe = self._dedupe  # built before the lock is taken (the first group builds it)
         snapshot = list(self._next)
         with self._write_lock:
             try:
@@ -170,7 +181,7 @@ class SqliteEventLog(QueuedAppends):
             except Exception as exc:  # every failure must reach the waiting callers
                 self._next = snapshot
                 self._rollback()
-                self._dedupe.discarded()
+                dedupe.discarded()
                 if not isinstance(exc, sqlite3.Error):
                     logger.exception("unexpected error in the log writer")
                 error = LogWriteFailed(f"the log write failed: {exc}", retry_after_s=1.0)
@@ -447,8 +458,8 @@ class SqliteEventLog(QueuedAppends):
             "end_offsets": self.end_offsets(),
             "dead_letters": int(dead),
             "pending_events": self._pending_events,
-            "dedupe_memory_ids": len(self._dedupe),
-            "dedupe_runs": self._dedupe.runs,
+            "dedupe_memory_ids": len(index) if (index := self._index) is not None else 0,
+            "dedupe_runs": index.runs if index is not None else 0,
         }
 
     def close(self) -> None:
@@ -457,7 +468,8 @@ class SqliteEventLog(QueuedAppends):
             return
         self._stop_writer()
         self._sealer.close()
-        self._dedupe.close()
+        if self._index is not None:
+            self._index.close()
         self._bell.close()
         self._write.close()
         self._read.close()

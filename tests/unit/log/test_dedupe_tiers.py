@@ -121,13 +121,16 @@ def test_runs_survive_a_reopen(open_log: OpenLog) -> None:
     assert len(reopened._dedupe) < 10
 
 
-def test_a_log_from_before_runs_is_sealed_when_opened(open_log: OpenLog) -> None:
+def test_a_log_from_before_runs_is_sealed_at_its_first_append(open_log: OpenLog) -> None:
     log = open_log(dedupe_memory_ids=1_000_000)  # everything in memory, as before runs
     log.append(events("m", 45))
     log.close()
     reopened = open_log()
+    assert reopened.read(0, 0, 100)  # a reader: no index built, nothing sealed
+    assert reopened._index is None and registry(reopened.path)[0] == 0
+    assert reopened.stats()["dedupe_memory_ids"] == 0
+    assert reopened.append(events("m", 45)) == [None] * 45  # every one a duplicate
     assert registry(reopened.path)[0] == 40 and len(reopened._dedupe) == 5
-    assert reopened.append(events("m", 45)) == [None] * 45
 
 
 def test_four_runs_of_a_level_merge_into_one(open_log: OpenLog) -> None:
