@@ -8,6 +8,10 @@ Events are also unique on ``(source_id, message_id)`` (``INSERT OR IGNORE``), so
 appended twice to the log is loaded once. The log's own consumer-group offset (group
 ``warehouse``) is committed after the DuckDB commit, for lag monitoring only.
 
+The loader shares its process with the processor, so it holds the interpreter as little as it
+can: it reads the log's encoded events (``read_encoded``), never decoded records, and lets
+DuckDB parse the scalar columns (:func:`segflow.warehouse.batches.encoded_table`).
+
 >>> import tempfile, os
 >>> from segflow.clock import ManualClock
 >>> from segflow.log.memory import MemoryEventLog
@@ -36,11 +40,11 @@ from typing import Any, Generic, TypeVar
 from segflow.background import BackgroundLoop
 from segflow.clock import Clock
 from segflow.config import WarehouseSettings
-from segflow.log.base import EventLog, Record
+from segflow.log.base import EventLog
 from segflow.spec.changes import AnyChange, ChangeFeed
-from segflow.spec.events import Event
+from segflow.spec.events import Event, encode_event
 from segflow.telemetry.metrics import JOB_DURATION, LOADER_EVENTS
-from segflow.warehouse.batches import events_table
+from segflow.warehouse.batches import INSERT_ENCODED_SQL, LogBatch, encoded_table
 from segflow.warehouse.changes import apply_changes
 from segflow.warehouse.connection import connect
 from segflow.warehouse.schema import CHANGES_CURSOR, log_cursor_name
@@ -264,19 +268,19 @@ class WarehouseLoader(BackgroundLoop):
     def _load(self, con: Any, t0: float) -> LoadInfo:
         cursors = read_cursors(con)
         offsets = {p: cursors.get(log_cursor_name(p), 0) for p in range(self.log.partitions)}
-        records, new_offsets = self._read_log(offsets)
+        batch, new_offsets = self._read_log(offsets)
         change_seq = cursors.get(CHANGES_CURSOR, 0)
         changes = (
             self.change_feed.read(change_seq, self.settings.batch_max_events)
             if self.change_feed
             else []
         )
-        if not records and not changes:
+        if not batch.parts and not changes:
             return LoadInfo(offsets=offsets, change_seq=change_seq)
         con.execute("BEGIN")
         try:
             # INSERT OR IGNORE also drops repeats inside the batch itself.
-            loaded = self._insert_events(con, self._kept(records))
+            loaded = self._insert_batch(con, batch)
             applied = self._apply_changes(con, changes)
             new_seq = changes[-1][0] if changes else change_seq
             _write_cursors(con, new_offsets, new_seq)
@@ -284,10 +288,11 @@ class WarehouseLoader(BackgroundLoop):
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        read = len(batch)
         return LoadInfo(
-            events_read=len(records),
+            events_read=read,
             events_loaded=loaded,
-            duplicates=len(records) - loaded,
+            duplicates=read - loaded,
             changes_applied=applied,
             offsets=new_offsets,
             change_seq=new_seq,
@@ -297,35 +302,37 @@ class WarehouseLoader(BackgroundLoop):
     def _apply_changes(self, con: Any, changes: list[tuple[int, AnyChange]]) -> int:
         return apply_changes(con, changes)
 
-    def _read_log(self, offsets: dict[int, int]) -> tuple[list[Record], dict[int, int]]:
+    def _read_log(self, offsets: dict[int, int]) -> tuple[LogBatch, dict[int, int]]:
         budget = self.settings.batch_max_events
         per_partition = max(1, budget // max(1, self.log.partitions))
-        records: list[Record] = []
+        parts: list[tuple[int, list[tuple[int, bytes]]]] = []
         new_offsets = dict(offsets)
         for p, start in offsets.items():
-            got = self.log.read(p, start, per_partition)
+            got = self._read_encoded(p, start, per_partition)
             if got:
-                records.extend(got)
-                new_offsets[p] = got[-1].offset + 1
-        return records, new_offsets
+                parts.append((p, got))
+                new_offsets[p] = got[-1][0] + 1
+        return LogBatch(parts), new_offsets
 
-    def _kept(self, records: list[Record]) -> list[Record]:
-        """``records`` without the suppressed events (``skip``)."""
-        skip = self.skip
-        return records if skip is None else [r for r in records if not skip(r.event)]
+    def _read_encoded(self, partition: int, offset: int, n: int) -> list[tuple[int, bytes]]:
+        """``(offset, encoded event)`` pairs: the log's own bytes where it hands them out
+        (SQLite, Kafka), else its records encoded (an in-memory log)."""
+        read_encoded = getattr(self.log, "read_encoded", None)
+        if read_encoded is not None:
+            return read_encoded(partition, offset, n)  # type: ignore[no-any-return]
+        return [(r.offset, encode_event(r.event)) for r in self.log.read(partition, offset, n)]
 
-    def _insert_events(self, con: Any, records: list[Record]) -> int:
-        if not records:
+    def _insert_batch(self, con: Any, batch: LogBatch) -> int:
+        """Insert the events of ``batch`` but the suppressed ones (``skip``); returns how
+        many were new (``INSERT OR IGNORE`` also drops repeats inside the batch itself)."""
+        if not batch.parts:
             return 0
-        table = events_table(records, loaded_at_ms=self.clock.now_ms())
+        table = encoded_table(batch, self.skip)
+        if not table.num_rows:
+            return 0
         con.register("_wh_batch", table)
         try:
-            row = next(
-                iter(
-                    con.execute("INSERT OR IGNORE INTO events SELECT * FROM _wh_batch").fetchall()
-                ),
-                None,
-            )
+            row = con.execute(INSERT_ENCODED_SQL, {"loaded_at_ms": self.clock.now_ms()}).fetchone()
         finally:
             con.unregister("_wh_batch")
         return int(row[0]) if row else 0

@@ -15,14 +15,14 @@ import msgspec
 
 from segflow.clock import Clock
 from segflow.config import WarehouseSettings
-from segflow.log.base import EventLog, Record
+from segflow.log.base import EventLog
 from segflow.spec.changes import (
     AnyChange,
     ChangeFeed,
     IdentityLinked,
     MembershipChange,
 )
-from segflow.warehouse.batches import events_table
+from segflow.warehouse.batches import LogBatch, events_table
 from segflow.warehouse.changes import (
     CLOSE_EXITS_SQL,
     OPEN_INTERVALS_SQL,
@@ -61,7 +61,9 @@ class PostgresLoader(WarehouseLoader):
             self._con = connect_postgres(self.dsn, timeout_s=self.settings.lock_timeout_s)
         return self._con  # type: ignore[no-any-return]
 
-    def _insert_events(self, con: PgConnection, records: list[Record]) -> int:
+    def _insert_batch(self, con: PgConnection, batch: LogBatch) -> int:
+        skip = self.skip
+        records = [r for r in batch.records() if skip is None or not skip(r.event)]
         if not records:
             return 0
         rows = events_table(records, loaded_at_ms=self.clock.now_ms()).to_pylist()
