@@ -67,7 +67,7 @@ def build(
     suppressions = SuppressionList(store.key(), settings.identity, store.suppressed_hashes())
     ingestor.blocked = suppressions.blocks_event
     processor.blocked = suppressions.blocks
-    loader.skip = suppressions.blocks_event
+    loader.skip, loader.suppressions = suppressions.blocks_event, suppressions
     owners = Owners(
         log=cast("SqliteEventLog | ShreddingLog", log),
         processor=processor,

@@ -62,7 +62,7 @@ class PostgresLoader(WarehouseLoader):
         return self._con  # type: ignore[no-any-return]
 
     def _insert_batch(self, con: PgConnection, batch: LogBatch) -> int:
-        skip = self.skip
+        skip = self._skip()
         records = [r for r in batch.records() if skip is None or not skip(r.event)]
         if not records:
             return 0

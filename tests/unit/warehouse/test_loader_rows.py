@@ -194,3 +194,29 @@ def test_suppressed_events_are_read_past_but_not_loaded(tmp_path: Path) -> None:
     read = loader_load(log, tmp_path / "w.duckdb", lambda e: True, batch_max=4)
     assert read == len(varied_events())
     assert warehouse(tmp_path / "w.duckdb")[0] == []
+
+
+def test_empty_suppressions_are_not_asked_and_listed_ones_are(tmp_path: Path) -> None:
+    log = MemoryEventLog(partitions=2)
+    log.append(varied_events()[:4])
+    listed: list[str] = []
+    asked: list[str] = []
+
+    def blocks(event: Event) -> bool:
+        asked.append(event.message_id)
+        return event.user_id in listed
+
+    settings = WarehouseSettings(batch_max_events=100, release_between_batches=False)
+    loader = WarehouseLoader(log, None, tmp_path / "w.duckdb", ManualClock(LOADED_AT), settings)
+    loader.skip, loader.suppressions = blocks, listed
+    try:
+        loader.run_until_idle()
+        assert asked == []  # an empty list: nothing asked, every event loaded
+        listed.append("u1")
+        log.append(varied_events()[4:])
+        loader.run_until_idle()
+    finally:
+        loader.stop()
+    assert sorted(asked) == sorted(e.message_id for e in varied_events()[4:])
+    loaded = {r[0] for r in warehouse(tmp_path / "w.duckdb")[0]}
+    assert loaded == {"t1", "t2", "i1", "p1", "s1", "t3"}  # u1's later events (g1, al1) not
