@@ -129,3 +129,46 @@ def test_the_decoder_holds_only_what_the_rules_read() -> None:
         picked = replay.rule_decoder(compile_kernel(python))(payload)
         assert picked.properties == {"category": "shoes", "product": {"sku": "x1"}}
         assert picked.message_id == "m1" and picked.timestamp_ms == T0
+
+
+SKIPPING = {
+    "names": {
+        "shoes": 'did "Viewed" where category = "shoes" at least 2 times in last 7 days',
+        "spend": 'sum(revenue of "Ordered" in last 30 days) >= 20',
+    },
+    "pages, identifies and sequences": {
+        "home_then_buy": 'did page "Home" then "Ordered" within 1 day then not "Viewed"',
+        "pro": 'did identify where plan exists and trait plan = "pro"',
+        "known": "is identified",
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(SKIPPING))
+def test_skipping_the_events_no_rule_reads_gives_the_states_and_results_of_all(name: str) -> None:
+    for evaluator in _programs(SKIPPING[name]):
+        keep, decode = replay.rule_filter(evaluator), replay.rule_decoder(evaluator)
+        assert keep is not None
+        skipped = 0
+        for seed in range(12):
+            events = _events(seed, 4 + seed * 3)
+            payloads = [encode_event(e) for e in events]
+            kept = [decode(p) for p in payloads if keep(p)]
+            skipped += len(events) - len(kept)
+            profile = StaticProfile("p", user_id="u1", first_seen_ms=T0)
+            for now in (T0 + 5 * DAY, T0 + 21 * DAY, T0 + 40 * DAY):
+                whole = evaluator.on_events(profile, None, events, now)
+                got = evaluator.on_events(profile, None, kept, now)
+                assert got.state == whole.state, (name, seed, now)
+                assert (got.members, got.computed_traits, got.next_wakeup_ms) == (
+                    whole.members,
+                    whole.computed_traits,
+                    whole.next_wakeup_ms,
+                )
+        assert skipped > 10  # (the "Other" events, and the views or the pages and identifies)
+
+
+def test_a_rule_on_any_event_reads_every_event_and_nothing_is_skipped() -> None:
+    for rules in (RULE_SETS["any event, quiet and traits"], RULE_SETS["no properties"]):
+        for evaluator in _programs(rules):
+            assert replay.rule_filter(evaluator) is None
