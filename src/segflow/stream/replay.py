@@ -4,11 +4,11 @@ Used when the state cannot be updated incrementally: a changed rule set (the bac
 :mod:`segflow.stream.backfill`), a merge whose two states cannot be combined exactly
 (:meth:`segflow.stream.handler.EventHandler._merge`), a split. The profile's timeline
 (:mod:`segflow.stream.timeline`) gives the positions of its events and of those of the profiles
-it absorbed; they are read in one batch (:func:`segflow.log.base.read_found`, or the log's raw
-payloads decoded as :class:`RuleEvent`, or narrower, for a rule program: :func:`rule_decoder`; :func:`replay_many`
-reads many profiles' at once) and given to the rules in event-time order, all at once at
-``now`` when the evaluator takes a batch (``on_events``: one evaluation), else one by one, each
-at its own time.
+it absorbed; they are read in one batch (:func:`segflow.log.base.read_found`, or for a rule
+program the log's raw payloads decoded with the fields its rules read, :func:`rule_decoder`;
+:func:`replay_many` reads many profiles' at once) and given to the rules in event-time
+order, all at once at ``now`` when the evaluator takes a batch (``on_events``: one
+evaluation), else one by one, each at its own time.
 
 >>> from segflow.stream.state import MemoryStateStore
 >>> from segflow.stream.evaluator import NullEvaluator
@@ -131,9 +131,8 @@ def rule_filter(evaluator: Any) -> Callable[[bytes], Any] | None:
     plan = getattr(evaluator, "plan", None)
     if plan is None or not callable(getattr(evaluator, "on_events", None)):
         return None
-    found, _ = decode._selectors_and_paths(plan)
     needles: set[bytes] = set()
-    for sel in found:
+    for sel in decode.selectors_read(plan):
         if sel.kind == "any":
             return None
         if sel.kind == "identified":
@@ -437,14 +436,17 @@ def evaluate_many(
     t3 = times[0] if times else t2
     t4 = clock()
     out: list[EvalResult] = []
+    on_events = getattr(evaluator, "on_events", None)
     for profile, entries, events in zip(profiles, timelines, held, strict=True):
         if events is None:
             state, result, _ = _fold(evaluator, profile, entries, found, now_ms)
+        elif events and on_events is not None:  # (skipped ones only here: ``rule_filter``)
+            result = on_events(profile, None, events, now_ms)
         elif keep is None:
             present = [(ts, event) for (ts, _, _), event in zip(entries, events, strict=True)]
             state, result = _run(evaluator, profile, present, now_ms)
-        else:  # some skipped (``rule_filter``: the evaluator takes them all at once, at now)
-            state, result = _run(evaluator, profile, [(now_ms, e) for e in events], now_ms)
+        else:  # every event skipped
+            state, result = None, None
         out.append(result if result is not None else evaluator.on_time(profile, state, now_ms))
     if stages is not None:
         split = {
