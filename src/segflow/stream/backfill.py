@@ -32,7 +32,9 @@ positions, as before. The window is only a cache of the log: each step still rea
 profiles and their timelines from the state in its transaction, so an event that arrived
 after the pass, or one a merge brought in, is read at its position; every guarantee above
 holds unchanged. Other logs (Kafka, test doubles) are read at the positions, one read per
-step.
+step. The events are decoded with only the fields the rules read, and those the window holds
+that no rule reads are not decoded (:func:`~.replay.rule_decoder`,
+:func:`~.replay.rule_filter`).
 """
 
 from __future__ import annotations

@@ -159,6 +159,17 @@ def _selectors_and_paths(plan: Any) -> tuple[list[Selector], list[tuple[str, ...
     return found, paths
 
 
+def selectors_read(plan: Any) -> list[Selector]:
+    """Every event selector of a rule plan (its segments', computed traits' and slots'): an
+    event none of them matches is recorded by no rule.
+
+    >>> from segflow.rules import compile_segments
+    >>> sorted({s.kind for s in selectors_read(compile_segments({"s": 'did page'}).plan)})
+    ['page']
+    """
+    return _selectors_and_paths(plan)[0]
+
+
 def _filter_paths(flt: Filter) -> Iterator[tuple[str, ...]]:
     if isinstance(flt, FAnd | FOr):
         for item in flt.items:

@@ -4,11 +4,11 @@ Used when the state cannot be updated incrementally: a changed rule set (the bac
 :mod:`segflow.stream.backfill`), a merge whose two states cannot be combined exactly
 (:meth:`segflow.stream.handler.EventHandler._merge`), a split. The profile's timeline
 (:mod:`segflow.stream.timeline`) gives the positions of its events and of those of the profiles
-it absorbed; they are read in one batch (:func:`segflow.log.base.read_found`, or the log's raw
-payloads decoded as :class:`RuleEvent` for a rule program; :func:`replay_many`
-reads many profiles' at once) and given to the rules in event-time order, all at once at
-``now`` when the evaluator takes a batch (``on_events``: one evaluation), else one by one, each
-at its own time.
+it absorbed; they are read in one batch (:func:`segflow.log.base.read_found`, or for a rule
+program the log's raw payloads decoded with the fields its rules read, :func:`rule_decoder`;
+:func:`replay_many` reads many profiles' at once) and given to the rules in event-time
+order, all at once at ``now`` when the evaluator takes a batch (``on_events``: one
+evaluation), else one by one, each at its own time.
 
 >>> from segflow.stream.state import MemoryStateStore
 >>> from segflow.stream.evaluator import NullEvaluator
@@ -23,26 +23,29 @@ at its own time.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from segflow.log.base import LogReader, Position, read_found
 from segflow.profiles import Profile
-from segflow.stream import timeline
+from segflow.stream import decode, timeline
 from segflow.stream.evaluator import EvalResult, SegmentEvaluator
 from segflow.stream.state.base import StateReader, StateTransaction
 
 
-class RuleEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class RuleHead(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The fields of :class:`~segflow.spec.events.Event` that segment rules read (the
-    incremental evaluators and the kernel: the event's kind and name, its properties and
-    traits, whether it is identified, its time and message id), decoded from a log payload
-    without the rest (``context``, ``integrations``, the other ids): a backfill replays whole
-    histories, and most of an event's bytes are context the rules never read.
+    incremental evaluators and the kernel: the event's kind and name, its traits, whether it is
+    identified, its time and message id) but ``properties`` (read as empty), decoded from a log
+    payload without the rest (``context``, ``integrations``, the other ids): a backfill
+    replays whole histories, and most of an event's bytes are context the rules never read.
+    :class:`RuleEvent` adds the properties, :func:`rule_decoder` only those the rules read.
 
     Not tracked by the cyclic garbage collector (``gc=False``): it holds strings, numbers and
     decoded JSON that nothing writes, so it is never part of a cycle, and a backfill creates
@@ -55,18 +58,146 @@ class RuleEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     user_id: str | None = None
     event: str | None = None
     name: str | None = None
-    properties: dict[str, Any] = {}
     traits: dict[str, Any] = {}
 
+    @property
+    def properties(self) -> dict[str, Any]:
+        """Empty: the rules that read this event read no properties."""
+        return _NOTHING
 
+
+class RuleEvent(RuleHead, frozen=True, kw_only=True, gc=False):
+    """:class:`RuleHead` with the whole of ``properties``."""
+
+    properties: dict[str, Any] = {}
+
+
+_NOTHING: dict[str, Any] = {}  # shared, never written (nothing writes an event's dicts)
 _rule_event = msgspec.msgpack.Decoder(RuleEvent).decode
+_rule_head = msgspec.msgpack.Decoder(RuleHead).decode
+
+
+def rule_decoder(evaluator: Any) -> Callable[[bytes], RuleHead]:
+    """The decoder of log payloads for a rule program's replay: only the fields its rules
+    read. :class:`RuleHead` when no rule reads ``properties``; for the compiled kernel, a
+    :class:`RuleHead` with only the keys of ``properties`` the rules read
+    (:func:`~segflow.stream.decode.property_keys`), in a struct the kernel reads in C++
+    (as :func:`~segflow.stream.decode.picking_decoder` for the live path); else
+    :class:`RuleEvent`. Decoding the other keys' values was ~45% of the decode's time.
+
+    >>> from segflow.rules import compile_segments
+    >>> from segflow.spec.events import Event, encode_event
+    >>> e = Event(type="track", message_id="m1", source_id="web", timestamp_ms=5,
+    ...           received_at_ms=6, event="A", properties={"plan": "pro", "x": [1]})
+    >>> rule_decoder(compile_segments({"s": 'did "A"'}))(encode_event(e)).properties
+    {}
+    >>> rule_decoder(compile_segments({"s": 'did "A" where plan = "pro"'}))(encode_event(e)).event
+    'A'
+    """
+    if not decode.reads_properties(evaluator):
+        return _rule_head
+    if not _is_kernel(evaluator):
+        return _rule_event
+    keys = decode.property_keys(evaluator)
+    return _rule_event if keys is None else _picking_rule_decoder(keys)
+
+
+def rule_filter(evaluator: Any) -> Callable[[bytes], Any] | None:
+    """A test of a log payload that is false only for an event no rule of ``evaluator``
+    reads, so that a backfill skips it before decoding it; None when every event may be read
+    (a selector of ``any event``: ``did any event``, ``not did any event in last 14 days``)
+    or when the evaluator does not take a profile's events at once (``on_events``).
+
+    An event is read by a selector of its kind: a track event by its name, a page or screen
+    by its type, an identify (``did identify``, an event trait) by its type, ``is
+    identified`` by its ``user_id``. The test looks for the bytes of one of those fields as
+    ``encode_event`` writes them (the key and the value, side by side in the msgpack map):
+    an event it keeps may still match nothing (the bytes elsewhere, a filter), never the
+    other way round. Skipping one changes nothing: an event no selector matches is recorded
+    nowhere, by the kernel and by the Python program alike.
+
+    >>> from segflow.rules import compile_segments
+    >>> from segflow.spec.events import Event, encode_event
+    >>> keep = rule_filter(compile_segments({"s": 'did "A" where x = 1', "t": 'did page'}))
+    >>> def event(**f): return encode_event(Event(message_id="m", source_id="w",
+    ...     timestamp_ms=1, received_at_ms=1, **f))
+    >>> [bool(keep(event(type="track", event=n))) for n in ("A", "B")]
+    [True, False]
+    >>> bool(keep(event(type="page", name="Home"))), bool(keep(event(type="identify")))
+    (True, False)
+    >>> rule_filter(compile_segments({"s": "not did any event in last 14 days"})) is None
+    True
+    """
+    plan = getattr(evaluator, "plan", None)
+    if plan is None or not callable(getattr(evaluator, "on_events", None)):
+        return None
+    needles: set[bytes] = set()
+    for sel in decode.selectors_read(plan):
+        if sel.kind == "any":
+            return None
+        if sel.kind == "identified":
+            needles.add(_packed("user_id"))
+        elif sel.kind == "track" and sel.name is not None:
+            needles.add(_packed("event") + _packed(sel.name))
+        else:
+            kind = "identify" if sel.kind == "trait" else sel.kind
+            needles.add(_packed("type") + _packed(kind))
+    if not needles:
+        return lambda payload: False
+    return re.compile(b"|".join(re.escape(n) for n in sorted(needles))).search
+
+
+def _packed(text: str) -> bytes:
+    return msgspec.msgpack.encode(text)
+
+
+def _is_kernel(evaluator: Any) -> bool:
+    from segflow.rules.incremental.kernel import KernelProgram
+
+    return KernelProgram is not None and isinstance(evaluator, KernelProgram)
+
+
+@functools.lru_cache(maxsize=64)
+def _picking_rule_decoder(keys: tuple[str, ...]) -> Callable[[bytes], RuleHead]:
+    """A decoder of :class:`RuleHead` with only ``keys`` of ``properties``: the event's
+    ``picked`` struct holds their values (``msgspec.UNSET`` for a key the event does not
+    have; the kernel reads it at its fields' offsets, ``__segflow_picked__``) and its
+    ``properties`` is the dict of those it has."""
+    fields = [f"p{i}" for i in range(len(keys))]
+    picked = msgspec.defstruct(
+        "PickedRuleProperties",
+        [(f, Any, msgspec.UNSET) for f in fields],
+        rename=dict(zip(fields, keys, strict=True)),
+        frozen=True,
+        gc=False,
+    )
+
+    def _properties(self: Any) -> dict[str, Any]:
+        got = msgspec.structs.astuple(self.picked)
+        return {k: v for k, v in zip(keys, got, strict=True) if v is not msgspec.UNSET}
+
+    event = msgspec.defstruct(
+        "PickedRuleEvent",
+        [("picked", picked, msgspec.field(default_factory=picked, name="properties"))],
+        bases=(RuleHead,),
+        namespace={
+            "properties": property(_properties, doc="The properties the rule set reads."),
+            "__segflow_picked__": ("picked", picked),
+        },
+        frozen=True,
+        kw_only=True,
+        gc=False,
+    )
+    return msgspec.msgpack.Decoder(event).decode  # type: ignore[return-value]  # a subclass
+
 
 WINDOW_BYTES: int | None = None
 """The memory a :class:`LogWindow` may hold: its payloads plus :data:`HELD_BYTES` each (0: no
 window, each backfill step reads its events at their positions; None: :func:`window_budget`)."""
-HELD_BYTES = 130
-"""What a payload held by a window costs beyond its own bytes (the object, the index's slot
-and key)."""
+HELD_BYTES = 48
+"""What a payload held by a window costs beyond its own bytes (the bytes object and its slot
+in the partition's list: 41 measured by tracemalloc over 250k events; with a dict by offset
+it was 107)."""
 _PAGE = 50_000  # records per sequential read
 
 
@@ -77,41 +208,57 @@ class LogWindow:
 
     It is a cache of the log, not of the state: a position it does not hold (an event
     appended after the pass, one a merge since brought into the run) is read from the log.
+    Each partition's payloads are a list indexed by offset (None: not held): a slot of 8 bytes
+    an event where a dict by offset took ~90 (its table and the offset's int), and a third
+    faster to look up at random (a backfill's profiles' events are spread over the log; ~20%
+    less for the lookup and the decode together).
 
-    >>> w = LogWindow([{0: b"a", 1: b"b"}], first="p_1", last=None)
+    >>> w = LogWindow([[b"a", b"b"]], first="p_1", last=None)
     >>> w.covers("p_2"), w.covers("p_0"), w.take([(0, 1), (0, 5), (3, 0)])
     (True, False, ({(0, 1): b'b'}, [(0, 5), (3, 0)]))
     """
 
-    def __init__(self, parts: list[dict[int, bytes]], first: str, last: str | None) -> None:
+    def __init__(self, parts: list[list[bytes | None]], first: str, last: str | None) -> None:
         self.parts = parts
         self.first = first
         self.last = last
 
     def __len__(self) -> int:
-        return sum(len(part) for part in self.parts)
+        return sum(len(part) - part.count(None) for part in self.parts)
 
     def covers(self, profile_id: str) -> bool:
         """Whether ``profile_id`` is in the window's run of profiles."""
         return self.first <= profile_id and (self.last is None or profile_id <= self.last)
 
     def decode(
-        self, timelines: Sequence[Sequence[timeline.Position]], decode: Callable[[bytes], Any]
+        self,
+        timelines: Sequence[Sequence[timeline.Position]],
+        decode: Callable[[bytes], Any],
+        keep: Callable[[bytes], Any] | None = None,
     ) -> list[list[Any] | None]:
-        """Each timeline's events, ``decode``d, in its order; None for a timeline with an
-        event the window does not hold.
+        """Each timeline's events, ``decode``d, in its order (only those whose payload
+        ``keep`` accepts, when given); None for a timeline with an event the window does not
+        hold.
 
-        >>> w = LogWindow([{0: b"a", 1: b"b"}], "", None)
-        >>> w.decode([[(9, 0, 1), (9, 0, 0)], [(9, 1, 0)]], bytes.upper)
-        [[b'B', b'A'], None]
+        >>> w = LogWindow([[b"a", b"b", None]], "", None)
+        >>> w.decode([[(9, 0, 1), (9, 0, 0)], [(9, 1, 0)], [(9, 0, 2)]], bytes.upper)
+        [[b'B', b'A'], None, None]
+        >>> w.decode([[(9, 0, 1), (9, 0, 0)]], bytes.upper, keep=lambda b: b != b"a")
+        [[b'B']]
         """
         parts = self.parts
         out: list[list[Any] | None] = []
         for entries in timelines:
             try:
-                out.append([decode(parts[p][o]) for _, p, o in entries])
-            except (KeyError, IndexError):
+                raw = [parts[p][o] for _, p, o in entries]
+            except IndexError:
                 out.append(None)
+                continue
+            if None in raw:
+                out.append(None)
+                continue
+            held = cast(list[bytes], raw)
+            out.append(list(map(decode, held if keep is None else filter(keep, held))))
         return out
 
     def take(self, positions: Sequence[Position]) -> tuple[dict[Position, bytes], list[Position]]:
@@ -120,7 +267,8 @@ class LogWindow:
         found: dict[Position, bytes] = {}
         missing: list[Position] = []
         for pos in positions:
-            data = parts[pos[0]].get(pos[1]) if pos[0] < count else None
+            part = parts[pos[0]] if pos[0] < count else _NONE
+            data = part[pos[1]] if pos[1] < len(part) else None
             if data is None:
                 missing.append(pos)
             else:
@@ -128,9 +276,12 @@ class LogWindow:
         return found, missing
 
 
+_NONE: list[bytes | None] = []  # a partition the window holds nothing of
+
+
 def window_budget() -> int:
     """:data:`WINDOW_BYTES`, or when None a quarter of the memory free now, at most 4 GB (512 MB
-    where the system does not say): a 10M-event log of 160-byte events takes ~2.9 GB.
+    where the system does not say): a 10M-event log of 160-byte events takes ~2.1 GB.
 
     >>> 0 < window_budget() <= 4 << 30
     True
@@ -175,13 +326,13 @@ def read_window(
     ...     def read_encoded(self, partition, offset, max_records=1000):
     ...         return [(o, b"e%d" % o) for o in range(offset, 3)][:max_records]
     >>> read_window(Log(), "", None).parts
-    [{0: b'e0', 1: b'e1', 2: b'e2'}, {0: b'e0', 1: b'e1', 2: b'e2'}]
+    [[b'e0', b'e1', b'e2'], [b'e0', b'e1', b'e2']]
     >>> read_window(Log(), "", None, {1: {1, 2}}).parts
-    [{}, {1: b'e1', 2: b'e2'}]
+    [[], [None, b'e1', b'e2']]
     """
-    parts: list[dict[int, bytes]] = []
+    parts: list[list[bytes | None]] = []
     for partition in range(log.partitions):
-        held: dict[int, bytes] = {}
+        held: list[bytes | None] = []
         parts.append(held)
         want = None if wanted is None else wanted.get(partition)
         if wanted is not None and not want:
@@ -189,14 +340,24 @@ def read_window(
         offset, end = (min(want), max(want)) if want else (0, None)
         while True:
             rows = log.read_encoded(partition, offset, _PAGE)
-            if want is None:
-                held.update(rows)
-            else:
-                held.update([row for row in rows if row[0] in want])
+            _hold(held, rows if want is None else [row for row in rows if row[0] in want])
             if len(rows) < _PAGE or (end is not None and rows[-1][0] >= end):
                 break
             offset = rows[-1][0] + 1
     return LogWindow(parts, first, last)
+
+
+def _hold(held: list[bytes | None], rows: list[tuple[int, bytes]]) -> None:
+    """``rows`` (``(offset, payload)``, in offset order) put at their offsets in ``held``
+    (None at the offsets between)."""
+    if not rows:
+        return
+    if rows[0][0] == len(held) and rows[-1][0] - rows[0][0] == len(rows) - 1:
+        held.extend([data for _, data in rows])  # the usual page: the next offsets, no gap
+        return
+    held.extend([None] * (rows[-1][0] + 1 - len(held)))
+    for offset, data in rows:
+        held[offset] = data
 
 
 def replay(
@@ -239,7 +400,7 @@ def evaluate_many(
 ) -> list[EvalResult]:
     """The rules' result at ``now_ms`` for each of ``profiles`` (a run of neighbouring ids:
     a backfill step) rebuilt from its timeline alone: one range scan of the timelines, one
-    read of the log, each event decoded as a :class:`RuleEvent` (the evaluators' fields only),
+    read of the log, each event decoded with the fields the rules read (:func:`rule_decoder`),
     and one evaluation per profile where the evaluator takes a batch (``on_events`` at now).
     ``stages`` (when given) accumulates the seconds of each: ``timelines``, ``read``,
     ``decode``, ``rules``. ``window`` (a :class:`LogWindow`): the events it holds are taken
@@ -260,8 +421,10 @@ def evaluate_many(
     timelines = timeline.entries_many(source, profiles)
     t1 = clock()
     held: list[list[Any] | None] = [None] * len(timelines)
+    keep = None
     if window is not None and _narrow(log, evaluator):
-        held = window.decode(timelines, _rule_event)
+        keep = rule_filter(evaluator)
+        held = window.decode(timelines, rule_decoder(evaluator), keep)
     t2 = clock()
     positions = [
         (p, o)
@@ -274,12 +437,17 @@ def evaluate_many(
     t3 = times[0] if times else t2
     t4 = clock()
     out: list[EvalResult] = []
+    on_events = getattr(evaluator, "on_events", None)
     for profile, entries, events in zip(profiles, timelines, held, strict=True):
         if events is None:
             state, result, _ = _fold(evaluator, profile, entries, found, now_ms)
-        else:
+        elif events and on_events is not None:  # (skipped ones only here: ``rule_filter``)
+            result = on_events(profile, None, events, now_ms)
+        elif keep is None:
             present = [(ts, event) for (ts, _, _), event in zip(entries, events, strict=True)]
             state, result = _run(evaluator, profile, present, now_ms)
+        else:  # every event skipped
+            state, result = None, None
         out.append(result if result is not None else evaluator.on_time(profile, state, now_ms))
     if stages is not None:
         split = {
@@ -300,9 +468,9 @@ def _events(
     times: list[float] | None = None,
     window: LogWindow | None = None,
 ) -> dict[Position, Any]:
-    """The events at ``positions`` still in the log, by position: each a :class:`RuleEvent`
-    when the evaluator is a rule program (it reads nothing else) and the log hands out its
-    payloads (those ``window`` holds taken from it), else a whole event. ``times`` gets the
+    """The events at ``positions`` still in the log, by position: each decoded with the
+    fields the rules read (:func:`rule_decoder`) when the evaluator is a rule program (it
+    reads nothing else) and the log hands out its payloads (those ``window`` holds taken from it), else a whole event. ``times`` gets the
     clock after the read (before decoding)."""
     payloads = getattr(log, "read_payloads", None)
     if payloads is None or not _narrow(log, evaluator):
@@ -318,8 +486,8 @@ def _events(
             raw.update(payloads(missing))
     if times is not None:
         times.append(time.perf_counter())
-    decode = _rule_event
-    return {pos: decode(data) for pos, data in raw.items()}
+    decoder = rule_decoder(evaluator)
+    return {pos: decoder(data) for pos, data in raw.items()}
 
 
 def _narrow(log: LogReader, evaluator: SegmentEvaluator) -> bool:

@@ -16,6 +16,7 @@ from segflow.log.sqlite import SqliteEventLog
 from segflow.profiles import decode_profile
 from segflow.rules import compile_segments
 from segflow.spec import Event
+from segflow.spec.events import encode_event
 from segflow.stream import MemoryStateStore, Processor, backfill, replay
 from segflow.stream.processor import ProcessorSettings
 
@@ -82,6 +83,7 @@ def _run(
     kernel: bool,
     monkeypatch: pytest.MonkeyPatch,
     max_passes: int = 1_000,
+    rules: dict[str, str] = RULES,
 ) -> tuple[dict[str, tuple[Any, ...]], int, int]:
     """Half the events processed without rules, then the rules (budget None: from the
     start), and the other half (merges among them) ten at a time, each batch after a
@@ -108,7 +110,7 @@ def _run(
     monkeypatch.setattr(backfill, "MAX_PASSES", max_passes)  # 1,000: runs of a few profiles
     clock = ManualClock(T0 + 4 * HOUR_MS)
     log = SqliteEventLog(tmp_path / f"{name}.sqlite", partitions=4)
-    program = compile_segments(RULES)
+    program = compile_segments(rules)
     settings = ProcessorSettings(kernel=kernel)
     proc = Processor(log, MemoryStateStore(), program if budget is None else None, clock, settings)
     try:
@@ -164,6 +166,36 @@ def test_the_log_window_gives_the_states_of_point_reads_in_one_pass_or_in_runs(
     assert plain(live) == plain(points)
 
 
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "python"])
+def test_events_no_rule_reads_are_skipped_and_the_states_are_those_of_point_reads(
+    tmp_path: Path,
+    make_event: Callable[..., Event],
+    monkeypatch: pytest.MonkeyPatch,
+    kernel: bool,
+) -> None:
+    rules = {  # no rule reads a view or an identify (a page by its type, the "Cart" ones too)
+        "buyers": 'did "Order Completed" at least 2 times in last 2 hours',
+        "home": 'did page "Home" then not "Order Completed" within 1 hour',
+        "pro": 'trait plan = "pro" and is identified',
+    }
+    keep = replay.rule_filter(compile_segments(rules))
+    assert keep is not None and not keep(encode_event(make_event(event="Product Viewed")))
+    skipped = []
+    rule_filter = replay.rule_filter
+
+    def counted(evaluator: Any) -> Any:
+        test = rule_filter(evaluator)
+        return None if test is None else lambda b: test(b) or skipped.append(b)
+
+    monkeypatch.setattr(replay, "rule_filter", counted)
+    events = _history(make_event, seed=11, people=30)
+    points, *_ = _run(tmp_path, "points", events, 0, kernel, monkeypatch, rules=rules)
+    assert not skipped  # the point reads decode every event
+    whole, *_ = _run(tmp_path, "whole", events, 1 << 30, kernel, monkeypatch, rules=rules)
+    assert whole == points and skipped
+    assert all(any(seg in members for members, *_ in points.values()) for seg in rules)
+
+
 def test_a_window_is_a_cache_of_the_log_and_an_event_it_lacks_is_read_at_its_position(
     tmp_path: Path, make_event: Callable[..., Event]
 ) -> None:
@@ -179,6 +211,38 @@ def test_a_window_is_a_cache_of_the_log_and_an_event_it_lacks_is_read_at_its_pos
         assert replay.sequential(log) and replay.payload_bytes(log) > replay.HELD_BYTES
     finally:
         log.close()
+
+
+class HoledLog:
+    """A log whose partition 0 lacks some offsets (removed by retention or an erasure), read
+    in pages of two."""
+
+    partitions = 2
+
+    def __init__(self, held: dict[int, bytes]) -> None:
+        self.held = held
+
+    def read_encoded(self, partition: int, offset: int, max_records: int = 1000) -> Any:
+        rows = sorted((o, b) for o, b in self.held.items() if partition == 0 and o >= offset)
+        return rows[: min(max_records, 2)]
+
+
+def test_a_window_over_a_log_with_holes_holds_nothing_there_and_reads_those_at_positions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(replay, "_PAGE", 2)
+    log = HoledLog({3: b"c", 4: b"d", 7: b"g", 8: b"h", 9: b"i"})
+    window = replay.read_window(log, "", None)
+    assert len(window) == 5
+    assert window.parts == [[None, None, None, b"c", b"d", None, None, b"g", b"h", b"i"], []]
+    assert window.take([(0, 4), (0, 5), (0, 10), (1, 0), (2, 0)]) == (
+        {(0, 4): b"d"},
+        [(0, 5), (0, 10), (1, 0), (2, 0)],
+    )
+    timelines = [[(1, 0, 3), (2, 0, 9)], [(1, 0, 3), (2, 0, 5)], [(1, 0, 12)], [(1, 1, 0)]]
+    assert window.decode(timelines, bytes.upper) == [[b"C", b"I"], None, None, None]
+    some = replay.read_window(log, "", None, {0: {4, 8}})
+    assert some.parts[0][4] == b"d" and some.parts[0][8] == b"h" and len(some) == 2
 
 
 def test_a_deletion_during_a_backfill_drops_the_window_that_may_hold_its_events(
