@@ -173,7 +173,11 @@ class SqliteEventLog(QueuedAppends):
 
     def _write_group(self, group: list[PendingAppend]) -> None:
         self._sealer.start()  # this process appends: it seals, merges and rebuilds runs too
-        dedupe = self._dedupe  # built before the lock is taken (the first group builds it)
+        try:
+            dedupe = self._dedupe  # built before the lock is taken (the first group builds it)
+        except Exception as exc:  # a failed build fails this group; the next one tries again
+            self._failed(group, exc)
+            return
         snapshot = list(self._next)
         with self._write_lock:
             try:
@@ -182,11 +186,7 @@ class SqliteEventLog(QueuedAppends):
                 self._next = snapshot
                 self._rollback()
                 dedupe.discarded()
-                if not isinstance(exc, sqlite3.Error):
-                    logger.exception("unexpected error in the log writer")
-                error = LogWriteFailed(f"the log write failed: {exc}", retry_after_s=1.0)
-                for pending in group:
-                    self._settle(pending, None, error)
+                self._failed(group, exc)
                 return
         for pending, result in zip(group, results, strict=True):
             self._settle(pending, result, None)
@@ -197,6 +197,14 @@ class SqliteEventLog(QueuedAppends):
                 listener()
             except Exception:
                 logger.exception("a log commit listener failed")
+
+    def _failed(self, group: list[PendingAppend], exc: Exception) -> None:
+        """Answer every append of ``group`` with the failure (retryable)."""
+        if not isinstance(exc, sqlite3.Error):
+            logger.exception("unexpected error in the log writer")
+        error = LogWriteFailed(f"the log write failed: {exc}", retry_after_s=1.0)
+        for pending in group:
+            self._settle(pending, None, error)
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` after each group commit, this process's or another's on the same

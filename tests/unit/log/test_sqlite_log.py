@@ -78,6 +78,28 @@ def test_write_failure_is_transient_and_leaves_no_gap(open_log: OpenLog) -> None
     assert log.append([make_event("big0")]) == [(0, 2)]  # the failed append left no dedupe entry
 
 
+def test_a_dedupe_index_that_fails_to_build_fails_the_append_and_the_next_builds_it(
+    open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import segflow.log.sqlite as sqlite_log
+
+    log = open_log(partitions=1)
+    assert log._index is None  # not built at open: built by the first append
+    real = sqlite_log.DedupeIndex
+    broken = [True]
+
+    def index(*args: object, **kwargs: object) -> object:
+        if broken.pop() if broken else False:
+            raise sqlite_log.sqlite3.OperationalError("disk I/O error")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_log, "DedupeIndex", index)
+    with pytest.raises(LogWriteFailed):  # answered, not left waiting on a dead writer
+        log.append([make_event("m0")])
+    assert log.append([make_event("m0")]) == [(0, 0)]
+    assert log.append([make_event("m0")]) == [None]  # the index built, a duplicate
+
+
 def test_backpressure_when_too_much_is_waiting(open_log: OpenLog) -> None:
     log = open_log(max_pending_events=10)
     with log._write_lock:  # hold the writer
