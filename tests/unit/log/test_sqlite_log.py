@@ -81,19 +81,20 @@ def test_write_failure_is_transient_and_leaves_no_gap(open_log: OpenLog) -> None
 def test_a_dedupe_index_that_fails_to_build_fails_the_append_and_the_next_builds_it(
     open_log: OpenLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import segflow.log.sqlite as sqlite_log
+    import sqlite3
+
+    from segflow.log.dedupe import DedupeIndex
 
     log = open_log(partitions=1)
     assert log._index is None  # not built at open: built by the first append
-    real = sqlite_log.DedupeIndex
     broken = [True]
 
     def index(*args: object, **kwargs: object) -> object:
         if broken.pop() if broken else False:
-            raise sqlite_log.sqlite3.OperationalError("disk I/O error")
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+            raise sqlite3.OperationalError("disk I/O error")
+        return DedupeIndex(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(sqlite_log, "DedupeIndex", index)
+    monkeypatch.setattr("segflow.log.sqlite.DedupeIndex", index)
     with pytest.raises(LogWriteFailed):  # answered, not left waiting on a dead writer
         log.append([make_event("m0")])
     assert log.append([make_event("m0")]) == [(0, 0)]
