@@ -19,6 +19,7 @@ notices         what the operator must know (a destination disabled by 410 ...)
 
 >>> import sqlite3
 >>> con = sqlite3.connect(":memory:")
+>>> from segflow.db.sqlite import columns
 >>> create(con); sorted(columns(con, "deliveries"))[:3]
 ['at_ms', 'attempts', 'batch_key']
 """
@@ -74,10 +75,6 @@ CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id, id);
 
 # columns added after the first release: (table, column, declaration)
 ADDED_COLUMNS = (("deliveries", "batch_key", "TEXT"),)
-
-
-def columns(con: sqlite3.Connection, table: str) -> set[str]:
-    return {str(r[1]) for r in con.execute(f"PRAGMA table_info({table})")}
 
 
 def create(con: sqlite3.Connection) -> None:

@@ -52,6 +52,11 @@ def _wal(con: sqlite3.Connection) -> None:
         time.sleep(0.005)
 
 
+def columns(con: sqlite3.Connection, table: str) -> set[str]:
+    """The names of ``table``'s columns."""
+    return {str(r[1]) for r in con.execute(f"PRAGMA table_info({table})")}
+
+
 def create_schema(
     con: sqlite3.Connection,
     tables: str,
@@ -74,13 +79,13 @@ def create_schema(
     >>> _ = con.execute("CREATE TABLE t(a)")  # a file from before column b
     >>> for _ in range(2):  # idempotent
     ...     create_schema(con, "CREATE TABLE IF NOT EXISTS t(a);", added=(("t", "b", "TEXT"),))
-    >>> [r[1] for r in con.execute("PRAGMA table_info(t)")]
+    >>> sorted(columns(con, "t"))
     ['a', 'b']
     """
     con.executescript("BEGIN IMMEDIATE;\n" + tables)
     try:
         for table, column, declaration in added:
-            if column not in {str(r[1]) for r in con.execute(f"PRAGMA table_info({table})")}:
+            if column not in columns(con, table):
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
     except BaseException:
         con.execute("ROLLBACK")
