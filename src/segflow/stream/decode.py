@@ -205,10 +205,8 @@ def property_keys(evaluator: Any) -> tuple[str, ...] | None:
 
 @functools.lru_cache(maxsize=64)
 def picking_decoder(keys: tuple[str, ...]) -> Callable[[bytes], PropertylessEvent]:
-    """A decoder of :class:`PropertylessEvent` with only ``keys`` of ``properties``: the
-    event's ``picked`` struct holds their values (``msgspec.UNSET`` for a key the event does
-    not have) and its ``properties`` is the dict of those it has. The compiled kernel reads the
-    struct at its fields' offsets (``__segflow_picked__``) and builds that dict in C++.
+    """A decoder of :class:`PropertylessEvent` with only ``keys`` of ``properties``
+    (:func:`picking_type`).
 
     >>> from segflow.spec.events import Event, encode_event
     >>> e = Event(type="track", message_id="m1", source_id="web", timestamp_ms=5,
@@ -216,30 +214,43 @@ def picking_decoder(keys: tuple[str, ...]) -> Callable[[bytes], PropertylessEven
     >>> picking_decoder(("plan", "sku"))(encode_event(e)).properties
     {'plan': 'pro'}
     """
+    event = picking_type(PropertylessEvent, keys, prefix="Picked")
+    return msgspec.msgpack.Decoder(event).decode  # type: ignore[return-value]  # a subclass
+
+
+def picking_type(
+    base: type[msgspec.Struct], keys: tuple[str, ...], *, prefix: str, gc: bool = True
+) -> type[msgspec.Struct]:
+    """``base`` (a struct without ``properties``) with only ``keys`` of ``properties``: its
+    ``picked`` struct holds their values (``msgspec.UNSET`` for a key the event does not have)
+    and its ``properties`` is the dict of those it has. The compiled kernel reads the struct at
+    its fields' offsets (``__segflow_picked__``) and builds that dict in C++. ``gc=False``: the
+    cyclic collector does not track them (a backfill's many short-lived events)."""
     fields = [f"p{i}" for i in range(len(keys))]
     picked = msgspec.defstruct(
-        "PickedProperties",
+        f"{prefix}Properties",
         [(f, Any, msgspec.UNSET) for f in fields],
         rename=dict(zip(fields, keys, strict=True)),
         frozen=True,
+        gc=gc,
     )
 
     def _properties(self: Any) -> dict[str, Any]:
         got = msgspec.structs.astuple(self.picked)
         return {k: v for k, v in zip(keys, got, strict=True) if v is not msgspec.UNSET}
 
-    event = msgspec.defstruct(
-        "PickedEvent",
+    return msgspec.defstruct(
+        f"{prefix}Event",
         [("picked", picked, msgspec.field(default_factory=picked, name="properties"))],
-        bases=(PropertylessEvent,),
+        bases=(base,),
         namespace={
             "properties": property(_properties, doc="The properties the rule set reads."),
             "__segflow_picked__": ("picked", picked),
         },
         frozen=True,
         kw_only=True,
+        gc=gc,
     )
-    return msgspec.msgpack.Decoder(event).decode  # type: ignore[return-value]  # a subclass
 
 
 def reads_properties(evaluator: Any) -> bool:

@@ -159,35 +159,9 @@ def _is_kernel(evaluator: Any) -> bool:
 
 @functools.lru_cache(maxsize=64)
 def _picking_rule_decoder(keys: tuple[str, ...]) -> Callable[[bytes], RuleHead]:
-    """A decoder of :class:`RuleHead` with only ``keys`` of ``properties``: the event's
-    ``picked`` struct holds their values (``msgspec.UNSET`` for a key the event does not
-    have; the kernel reads it at its fields' offsets, ``__segflow_picked__``) and its
-    ``properties`` is the dict of those it has."""
-    fields = [f"p{i}" for i in range(len(keys))]
-    picked = msgspec.defstruct(
-        "PickedRuleProperties",
-        [(f, Any, msgspec.UNSET) for f in fields],
-        rename=dict(zip(fields, keys, strict=True)),
-        frozen=True,
-        gc=False,
-    )
-
-    def _properties(self: Any) -> dict[str, Any]:
-        got = msgspec.structs.astuple(self.picked)
-        return {k: v for k, v in zip(keys, got, strict=True) if v is not msgspec.UNSET}
-
-    event = msgspec.defstruct(
-        "PickedRuleEvent",
-        [("picked", picked, msgspec.field(default_factory=picked, name="properties"))],
-        bases=(RuleHead,),
-        namespace={
-            "properties": property(_properties, doc="The properties the rule set reads."),
-            "__segflow_picked__": ("picked", picked),
-        },
-        frozen=True,
-        kw_only=True,
-        gc=False,
-    )
+    """A decoder of :class:`RuleHead` with only ``keys`` of ``properties``
+    (:func:`~segflow.stream.decode.picking_type`), untracked by the collector like it."""
+    event = decode.picking_type(RuleHead, keys, prefix="PickedRule", gc=False)
     return msgspec.msgpack.Decoder(event).decode  # type: ignore[return-value]  # a subclass
 
 
