@@ -86,6 +86,21 @@ def _programs(rules: dict[str, str]) -> list[Any]:
     return [program, compile_kernel(program)]
 
 
+def assert_same_results(evaluator: Any, events: list[Any], given: list[Any], label: Any) -> None:
+    """``evaluator`` given ``given`` instead of ``events`` (both in one evaluation) has the
+    same state, members, computed traits and next wake-up at three instants."""
+    profile = StaticProfile("p", user_id="u1", first_seen_ms=T0)
+    for now in (T0 + 5 * DAY, T0 + 21 * DAY, T0 + 40 * DAY):
+        whole = evaluator.on_events(profile, None, events, now)
+        got = evaluator.on_events(profile, None, given, now)
+        assert got.state == whole.state, (label, now)
+        assert (got.members, got.computed_traits, got.next_wakeup_ms) == (
+            whole.members,
+            whole.computed_traits,
+            whole.next_wakeup_ms,
+        )
+
+
 @pytest.mark.parametrize("name", sorted(RULE_SETS))
 def test_the_rules_fields_alone_give_the_states_and_results_of_whole_events(name: str) -> None:
     for evaluator in _programs(RULE_SETS[name]):
@@ -93,16 +108,7 @@ def test_the_rules_fields_alone_give_the_states_and_results_of_whole_events(name
         for seed in range(12):
             events = _events(seed, 4 + seed * 3)
             narrow = [decode(encode_event(e)) for e in events]
-            profile = StaticProfile("p", user_id="u1", first_seen_ms=T0)
-            for now in (T0 + 5 * DAY, T0 + 21 * DAY, T0 + 40 * DAY):
-                whole = evaluator.on_events(profile, None, events, now)
-                got = evaluator.on_events(profile, None, narrow, now)
-                assert got.state == whole.state, (name, seed, now)
-                assert (got.members, got.computed_traits, got.next_wakeup_ms) == (
-                    whole.members,
-                    whole.computed_traits,
-                    whole.next_wakeup_ms,
-                )
+            assert_same_results(evaluator, events, narrow, (name, seed))
 
 
 def test_the_decoder_holds_only_what_the_rules_read() -> None:
@@ -155,16 +161,7 @@ def test_skipping_the_events_no_rule_reads_gives_the_states_and_results_of_all(n
             payloads = [encode_event(e) for e in events]
             kept = [decode(p) for p in payloads if keep(p)]
             skipped += len(events) - len(kept)
-            profile = StaticProfile("p", user_id="u1", first_seen_ms=T0)
-            for now in (T0 + 5 * DAY, T0 + 21 * DAY, T0 + 40 * DAY):
-                whole = evaluator.on_events(profile, None, events, now)
-                got = evaluator.on_events(profile, None, kept, now)
-                assert got.state == whole.state, (name, seed, now)
-                assert (got.members, got.computed_traits, got.next_wakeup_ms) == (
-                    whole.members,
-                    whole.computed_traits,
-                    whole.next_wakeup_ms,
-                )
+            assert_same_results(evaluator, events, kept, (name, seed))
         assert skipped > 10  # (the "Other" events, and the views or the pages and identifies)
 
 
