@@ -27,7 +27,7 @@ import functools
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import msgspec
@@ -395,8 +395,10 @@ def evaluate_many(
     timelines = timeline.entries_many(source, profiles)
     t1 = clock()
     held: list[list[Any] | None] = [None] * len(timelines)
+    keep = None
     if window is not None and _narrow(log, evaluator):
-        held = window.decode(timelines, rule_decoder(evaluator), rule_filter(evaluator))
+        keep = rule_filter(evaluator)
+        held = window.decode(timelines, rule_decoder(evaluator), keep)
     t2 = clock()
     positions = [
         (p, o)
@@ -409,12 +411,17 @@ def evaluate_many(
     t3 = times[0] if times else t2
     t4 = clock()
     out: list[EvalResult] = []
+    on_events = getattr(evaluator, "on_events", None)
     for profile, entries, events in zip(profiles, timelines, held, strict=True):
         if events is None:
             state, result, _ = _fold(evaluator, profile, entries, found, now_ms)
-        else:  # events were skipped (``rule_filter``) only where ``_run`` reads no times
-            times_of = (ts for ts, _, _ in entries)
-            state, result = _run(evaluator, profile, events, times_of, now_ms)
+        elif events and on_events is not None:  # (skipped ones only here: ``rule_filter``)
+            result = on_events(profile, None, events, now_ms)
+        elif keep is None:
+            present = [(ts, event) for (ts, _, _), event in zip(entries, events, strict=True)]
+            state, result = _run(evaluator, profile, present, now_ms)
+        else:  # every event skipped
+            state, result = None, None
         out.append(result if result is not None else evaluator.on_time(profile, state, now_ms))
     if stages is not None:
         split = {
@@ -464,23 +471,18 @@ def _narrow(log: LogReader, evaluator: SegmentEvaluator) -> bool:
 
 
 def _run(
-    evaluator: SegmentEvaluator,
-    profile: Profile,
-    events: list[Any],
-    times: Iterable[int],
-    now_ms: int,
+    evaluator: SegmentEvaluator, profile: Profile, present: list[tuple[int, Any]], now_ms: int
 ) -> tuple[bytes | None, EvalResult | None]:
-    """The rule state of ``events`` (in timeline order; ``times``, their event times, are
-    read only by an evaluator without ``on_events``) and the result at ``now_ms`` when one
-    evaluation gave both."""
-    if not events:
+    """The rule state of ``present`` (``(event time, event)`` pairs, in timeline order) and
+    the result at ``now_ms`` when one evaluation gave both."""
+    if not present:
         return None, None
     on_events = getattr(evaluator, "on_events", None)
     if on_events is not None:
-        result = on_events(profile, None, events, now_ms)
+        result = on_events(profile, None, [event for _, event in present], now_ms)
         return result.state, result
     state: bytes | None = None
-    for ts, event in zip(times, events, strict=True):
+    for ts, event in present:
         # as of its own time, never later than now (compaction at a later time would drop
         # entries that a window still holds at now)
         state = evaluator.on_event(profile, state, event, min(ts, now_ms)).state
@@ -498,6 +500,5 @@ def _fold(
     at ``now_ms`` when one evaluation gave both, and whether every event was found."""
     get = found.get
     present = [(ts, event) for ts, p, o in positions if (event := get((p, o))) is not None]
-    events = [event for _, event in present]
-    state, result = _run(evaluator, profile, events, (ts for ts, _ in present), now_ms)
+    state, result = _run(evaluator, profile, present, now_ms)
     return state, result, len(present) == len(positions)
