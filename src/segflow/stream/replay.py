@@ -415,6 +415,7 @@ def evaluate_many(
     for profile, entries, events in zip(profiles, timelines, held, strict=True):
         if events is None:
             state, result, _ = _fold(evaluator, profile, entries, found, now_ms)
+        # on_events called here, not through _run: ~0.8 µs a profile less (a backfill step)
         elif events and on_events is not None:  # (skipped ones only here: ``rule_filter``)
             result = on_events(profile, None, events, now_ms)
         elif keep is None:
