@@ -429,6 +429,7 @@ class Processor(BackgroundLoop):
             # read would be in the future at that clock, evaluated without itself, and only
             # counted by the timer at its timestamp (an extra transaction, a later change)
             now_ms = self.clock.now_ms()
+            batch.now_ms = now_ms  # its changes recorded then too, never before their events
             records = [r for _, found in reads for r in found]
             if not records:
                 batch.discard = True

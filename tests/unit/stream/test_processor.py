@@ -332,6 +332,29 @@ def test_timers_fire_membership_exit(
     assert proc.fire_timers() == 0
 
 
+def test_an_event_appended_while_the_batch_began_is_recorded_no_earlier_than_it_happened(
+    store: Any, memory_log: MemoryLog, make_event: EventFactory
+) -> None:
+    clock = ManualClock(T0)
+    read, arrived = memory_log.read, [False]
+
+    def late_read(partition: int, offset: int, limit: int = 1000) -> Any:
+        # the event arrives between the transaction's start and the log reads
+        if not arrived[0]:
+            arrived[0] = True
+            clock.advance(5)
+            memory_log.append([make_event("track", clock.now_ms(), anonymous_id="a", event="x")])
+        return read(partition, offset, limit)
+
+    memory_log.read = late_read
+    proc = Processor(memory_log, store, clock=clock, evaluator=WindowEvaluator())
+    drain(proc)
+    changes = [c for _, c in proc.change_feed().read(0) if isinstance(c, MembershipChange)]
+    assert [c.kind for c in changes] == ["entered"]
+    recorded = changes[0].recorded_at_ms
+    assert recorded is not None and recorded >= changes[0].at_ms == T0 + 5
+
+
 def test_set_evaluator_applies_at_next_batch(
     memory_log: MemoryLog, make_event: EventFactory
 ) -> None:
