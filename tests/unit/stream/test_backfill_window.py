@@ -167,7 +167,7 @@ def test_the_log_window_gives_the_states_of_point_reads_in_one_pass_or_in_runs(
 
 
 @pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "python"])
-def test_events_no_rule_reads_are_skipped_and_the_states_are_those_of_point_reads(
+def test_events_no_rule_reads_are_skipped_and_the_states_are_those_of_every_event_decoded(
     tmp_path: Path,
     make_event: Callable[..., Event],
     monkeypatch: pytest.MonkeyPatch,
@@ -187,12 +187,15 @@ def test_events_no_rule_reads_are_skipped_and_the_states_are_those_of_point_read
         test = rule_filter(evaluator)
         return None if test is None else lambda b: test(b) or skipped.append(b)
 
-    monkeypatch.setattr(replay, "rule_filter", counted)
     events = _history(make_event, seed=11, people=30)
+    monkeypatch.setattr(replay, "rule_filter", lambda evaluator: None)  # every event decoded
+    every, *_ = _run(tmp_path, "every", events, 0, kernel, monkeypatch, rules=rules)
+    monkeypatch.setattr(replay, "rule_filter", counted)
     points, *_ = _run(tmp_path, "points", events, 0, kernel, monkeypatch, rules=rules)
-    assert not skipped  # the point reads decode every event
+    assert points == every and skipped  # the point reads skip them too
+    skipped.clear()
     whole, *_ = _run(tmp_path, "whole", events, 1 << 30, kernel, monkeypatch, rules=rules)
-    assert whole == points and skipped
+    assert whole == every and skipped
     assert all(any(seg in members for members, *_ in points.values()) for seg in rules)
 
 
@@ -270,5 +273,48 @@ def test_a_deletion_during_a_backfill_drops_the_window_that_may_hold_its_events(
         while proc.run_once() > 0 or proc.backfilling():
             pass
         assert victim not in _state(proc)
+    finally:
+        log.close()
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "python"])
+def test_point_reads_give_the_results_of_the_events_the_log_still_has(
+    tmp_path: Path, make_event: Callable[..., Event], kernel: bool
+) -> None:
+    from segflow.profiles import Profile
+    from segflow.rules.incremental.kernel import KernelProgram, compile_kernel
+    from segflow.stream import timeline
+
+    program = compile_segments(RULES)
+    if kernel and KernelProgram is None:
+        pytest.skip("the kernel is not built")
+    evaluator: Any = compile_kernel(program) if kernel else program
+    log = SqliteEventLog(tmp_path / "log.sqlite", partitions=1)
+    try:
+        events = _history(make_event, seed=3, people=4)[:12]
+        log.append(events)
+        tx = MemoryStateStore().begin_global()
+        some, none = (
+            Profile(profile_id="p_a", created_ms=0),
+            Profile(profile_id="p_b", created_ms=0),
+        )
+        for offset, event in enumerate(events):
+            timeline.append(tx, some, ts_ms=event.timestamp_ms, partition=0, offset=offset)
+        for offset in (40, 41):  # removed from the log (retention, an erasure)
+            timeline.append(tx, some, ts_ms=T0 + offset, partition=0, offset=offset)
+            timeline.append(tx, none, ts_ms=T0 + offset, partition=0, offset=offset)
+        now = T0 + 4 * HOUR_MS
+        got = replay.evaluate_many(tx, evaluator, log, [some, none], now)
+        kept = sorted(events, key=lambda e: e.timestamp_ms)
+        whole = program.on_events(some, None, kept, now)
+        assert (got[0].members, got[0].next_wakeup_ms) == (whole.members, whole.next_wakeup_ms)
+        assert got[0].members  # (the events matter)
+        assert got[1].members == program.on_time(none, None, now).members
+        # the window's path: the same, its events taken from it and the rest read
+        window = replay.read_window(log, "", None)
+        again = replay.evaluate_many(tx, evaluator, log, [some, none], now, window=window)
+        assert [r.members for r in again] == [r.members for r in got]
+        if kernel:
+            assert again[0].state == got[0].state
     finally:
         log.close()
