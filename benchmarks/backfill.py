@@ -119,6 +119,7 @@ def backfill(
     budget, replay.WINDOW_BYTES = replay.WINDOW_BYTES, window_bytes
     collecting = _Collections()
     gc.callbacks.append(collecting)
+    window_gb = replay.window_budget() / (1 << 30)  # the budget as the first step sees it
     try:
         started, cpu = time.perf_counter(), time.process_time()
         while (done := proc.backfill_step(limit=limit)) > 0:
@@ -136,6 +137,7 @@ def backfill(
     stages = dict(getattr(proc, "backfill_stages", {}))
     stages["cpu"] = cpu  # the process's CPU seconds (the others: wall clock)
     stages["gc"] = collecting.seconds  # the cyclic collector's, within the stages
+    stages["budget GB"] = window_gb
     stages["peak GB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20)
     store.close()
     log.close()

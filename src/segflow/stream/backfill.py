@@ -74,6 +74,17 @@ _TIMELINE_AT = Profile.__struct_fields__.index("timeline")
 _ABSORBED_AT = Profile.__struct_fields__.index("absorbed")
 # each processor's (its handler's) window of the log, held across its steps
 _windows: weakref.WeakKeyDictionary[object, LogWindow] = weakref.WeakKeyDictionary()
+# per store, the committed FINGERPRINT and COMPLETE (_completion)
+_completions: weakref.WeakKeyDictionary[object, dict[str, bytes | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class _NoStore:
+    """The key of no store (a transaction or reader without ``store``): never held."""
+
+
+_NO_STORE = _NoStore()
 
 
 def fingerprint_of(evaluator: SegmentEvaluator) -> str | None:
@@ -115,12 +126,12 @@ def progress(
     >>> progress(store.reader(), "f2", {"a": 'did "A"'})
     Progress(running=True, done=0.25, segments=('a',))
     """
-    if fingerprint is None or _meta(source, FINGERPRINT) == fingerprint:
+    if fingerprint is None or _held(source, FINGERPRINT) == fingerprint.encode():
         return Progress(running=False)
     done = 0.0
     if _meta(source, TARGET) == fingerprint:
         done = _share(_meta(source, CURSOR) or "")
-    raw = source.get(keys.META, COMPLETE)
+    raw = _held(source, COMPLETE)
     complete: dict[str, str] = msgspec.msgpack.decode(raw) if raw else {}
     filling = tuple(sorted(n for n, text in definitions.items() if complete.get(n) != text))
     return Progress(running=True, done=done, segments=filling)
@@ -136,16 +147,44 @@ def _share(profile_id: str) -> float:
 
 
 def pending(tx: StateTransaction, fingerprint: str | None) -> bool:
-    """True while the state is not complete for the rule set ``fingerprint``.
+    """True while the state is not complete for the rule set ``fingerprint`` (``tx``: a
+    transaction that has written no meta key yet, as at its start).
 
-    It reads, in one multi-get, the meta keys a step and its :func:`progress` read after it:
-    on RocksDB the last ones (``rules_*``) share a data block with the outbox's first entry,
-    which can be a megabyte, more than a block-cache shard holds; each get of them read and
-    decompressed it again, 2-6 ms, twice a step (~0.5 s of a 1M-event backfill)."""
+    The rule set the state is complete for, and its definitions (:func:`progress`), are read
+    once per store and backfill, not once per step (:func:`_completion`)."""
     if fingerprint is None:
         return False
-    tx.prefetch(keys.META, (FINGERPRINT, COMPLETE, TARGET, CURSOR))
-    return _meta(tx, FINGERPRINT) != fingerprint
+    return _completion(tx)[FINGERPRINT] != fingerprint.encode()
+
+
+def _completion(tx: StateTransaction) -> dict[str, bytes | None]:
+    """``FINGERPRINT`` and ``COMPLETE`` as committed in ``tx``'s store, read in one multi-get
+    and held for the store (only :func:`step` writes them, and drops what is held first).
+
+    Each step read them again: on RocksDB they share a data block with the outbox's first
+    entry, which can be a megabyte, more than a block-cache shard holds, so each get of them
+    read and decompressed it again (2-6 ms a get on a quiet machine, 10-40 ms on a loaded
+    one; ~14 s of a 136 s 10M-event backfill at load 6-11)."""
+    store = _store_of(tx)
+    held = _completions.get(store)
+    if held is None:
+        tx.prefetch(keys.META, (FINGERPRINT, COMPLETE))
+        held = {name: tx.get(keys.META, name) for name in (FINGERPRINT, COMPLETE)}
+        if store is not _NO_STORE:
+            _completions[store] = held
+    return held
+
+
+def _held(source: StateTransaction | StateReader, name: str) -> bytes | None:
+    """``name`` (``FINGERPRINT`` or ``COMPLETE``) as :func:`_completion` holds it for
+    ``source``'s store, else read from ``source``."""
+    held = _completions.get(_store_of(source))
+    return held[name] if held is not None else source.get(keys.META, name)
+
+
+def _store_of(source: object) -> object:
+    store = getattr(source, "store", None)
+    return _NO_STORE if store is None else store
 
 
 def step(
@@ -186,6 +225,7 @@ def step(
         merged = [batch.find(pid) for pid in sorted(_merged_since(tx, _meta(tx, FROM) or ""))]
         rebuild(batch, handler, log, [p for p in merged if p is not None], now_ms, stages)
     if len(rows) < limit:
+        _completions.pop(_store_of(tx), None)  # read again after this commits
         tx.set(keys.META, FINGERPRINT, fingerprint.encode())
         tx.delete(keys.META, CURSOR)
         definitions = getattr(handler.evaluator, "definitions", None) or {}

@@ -231,3 +231,41 @@ def test_a_backfill_step_without_a_limit_sizes_itself_from_the_steps_before(
     assert proc.backfill_step() == 200
     assert proc.backfill_step() == 400
     assert not proc.backfilling()
+
+
+def test_the_rule_set_the_state_is_complete_for_is_read_once_per_backfill_not_per_step(
+    tmp_path: Path, memory_log: Any, make_event: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from segflow.stream.state.rocksdb import RocksStateStore, RocksTransaction
+
+    reads: list[str] = []
+    get = RocksTransaction.get
+
+    def counted(self: RocksTransaction, ns: str, key: str) -> bytes | None:
+        if ns == "meta" and key in (backfill.FINGERPRINT, backfill.COMPLETE):
+            reads.append(key)
+        return get(self, ns, key)
+
+    monkeypatch.setattr(RocksTransaction, "get", counted)
+    store = RocksStateStore(tmp_path / "state")
+    try:
+        proc = Processor(memory_log, store, clock=ManualClock(T0 + 10))
+        memory_log.append(
+            [make_event("track", ts=T0, user_id=f"u{n}", event="Order Completed") for n in range(9)]
+        )
+        while proc.run_once() > 0:
+            pass
+        for n, rule in enumerate(('did "Order Completed"', 'did "Order Completed" in last 1 hour')):
+            proc.set_evaluator(compile_segments({f"buyers{n}": rule}))
+            proc._swap_evaluator()
+            reads.clear()
+            steps = 0
+            while (done := proc.backfill_step(limit=2)) > 0:
+                steps += 1
+                if done == 2:  # (the last step, of one profile, completes it)
+                    assert proc.progress.segments == (f"buyers{n}",)
+            assert steps >= 4 and len(reads) <= 4, reads  # held across steps, not read per step
+            assert not proc.backfilling() and not proc.progress.running  # its completion is seen
+            assert _members(proc, memory_log, "u3") == [f"buyers{n}"]
+    finally:
+        store.close()
