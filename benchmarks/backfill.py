@@ -27,7 +27,8 @@ Run: ``python -m benchmarks.backfill [--events 1000000] [--profiles 100000] [--r
 present (the same events and profiles; the stream is then not generated at all): two versions
 of segflow can then be timed in turns on one input. Each round prints the seconds per stage of
 the backfill (``Processor.backfill_stages``; ``window``: the passes over the log), the backfill
-process's CPU seconds and its peak RSS. ``--compare`` runs each round without
+process's CPU seconds (RocksDB's background threads included), the collector's seconds within
+the stages (``gc``), the window's budget as the first step sees it and the peak RSS. ``--compare`` runs each round without
 the window as well (``--window-mb 0``: each step reads its events at their positions, one query
 per partition), alternated with it on the same input, and prints the per-round ratios.
 """
@@ -55,6 +56,7 @@ from segflow.clock import ManualClock
 from segflow.log.sqlite import SqliteEventLog
 from segflow.rules import compile_segments
 from segflow.rules.sql.compiler import compile_members
+from segflow.spec import Event
 from segflow.stream import Processor, ProfileReader, replay
 from segflow.stream.processor import ProcessorSettings, tune_gc
 from segflow.stream.state.rocksdb import RocksStateStore
@@ -81,7 +83,7 @@ def prepare(events: list, work: Path) -> tuple[Path, int]:
     return work, end
 
 
-def _prepared(events: Callable[[], list], work: Path, tag: str) -> tuple[Path, int]:
+def _prepared(events: Callable[[], list[Event]], work: Path, tag: str) -> tuple[Path, int]:
     """:func:`prepare` and :func:`warehouse` into ``work``, or the input already prepared
     there for ``tag`` (``events``: the stream, generated only when something is missing)."""
     marker = work / "prepared.txt"
@@ -291,7 +293,7 @@ def main() -> None:
     print(f"| per profile rebuilt | {s / max(rebuilt, 1) * 1e6:,.0f} µs | - | - |")
 
 
-def _events(n_events: int, n_profiles: int) -> list:
+def _events(n_events: int, n_profiles: int) -> list[Event]:
     """The seeded stream's events (``benchmarks.rules.stream``)."""
     return [e for _, e in stream(n_events, n_profiles)]
 

@@ -440,9 +440,9 @@ def evaluate_many(
         raw = _payloads(log, positions, window)
         t3 = clock()
         for at in todo:
-            payloads = [raw.get((p, o)) for _, p, o in timelines[at]]
-            present = [data for data in payloads if data is not None]
-            held[at] = list(map(decoder, present if keep is None else filter(keep, present)))
+            looked_up = [raw.get((p, o)) for _, p, o in timelines[at]]
+            got = [data for data in looked_up if data is not None]
+            held[at] = list(map(decoder, got if keep is None else filter(keep, got)))
     elif positions:
         times: list[float] = []
         found = _events(log, evaluator, positions, times, window)
