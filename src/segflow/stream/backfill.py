@@ -52,6 +52,7 @@ from segflow.stream import keys, replay, timeline
 from segflow.stream.batch import Batch
 from segflow.stream.evaluator import SegmentEvaluator
 from segflow.stream.replay import LogWindow, evaluate_many
+from segflow.stream.state import MemoryStateStore, RocksStateStore
 from segflow.stream.state.base import StateReader, StateTransaction
 
 if TYPE_CHECKING:
@@ -159,7 +160,8 @@ def pending(tx: StateTransaction, fingerprint: str | None) -> bool:
 
 def _completion(tx: StateTransaction) -> dict[str, bytes | None]:
     """``FINGERPRINT`` and ``COMPLETE`` as committed in ``tx``'s store, read in one multi-get
-    and held for the store (only :func:`step` writes them, and drops what is held first).
+    and held for the store when only this process writes it (:func:`_store_of`; only
+    :func:`step` writes them, and drops what is held first).
 
     Each step read them again: on RocksDB they share a data block with the outbox's first
     entry, which can be a megabyte, more than a block-cache shard holds, so each get of them
@@ -183,8 +185,11 @@ def _held(source: StateTransaction | StateReader, name: str) -> bytes | None:
 
 
 def _store_of(source: object) -> object:
+    """``source``'s store when only this process writes it (RocksDB: a writer lock on its
+    directory; memory), else :data:`_NO_STORE`: SQL stores are shared by processors in other
+    processes, which may complete a backfill, and validate what a transaction read."""
     store = getattr(source, "store", None)
-    return _NO_STORE if store is None else store
+    return store if isinstance(store, (MemoryStateStore, RocksStateStore)) else _NO_STORE
 
 
 def step(

@@ -269,3 +269,23 @@ def test_the_rule_set_the_state_is_complete_for_is_read_once_per_backfill_not_pe
             assert _members(proc, memory_log, "u3") == [f"buyers{n}"]
     finally:
         store.close()
+
+
+def test_on_a_store_other_processes_write_the_completion_is_read_at_each_step(
+    tmp_path: Path,
+) -> None:
+    from segflow.stream import SqliteStateStore
+
+    store = SqliteStateStore(tmp_path / "state.sqlite")  # shared by processors in many processes
+    try:
+        tx = store.begin_global()
+        assert backfill.pending(tx, "f2")
+        tx.rollback()
+        other = store.begin_global()  # another process completes the backfill
+        other.set("meta", backfill.FINGERPRINT, b"f2")
+        other.commit()
+        tx = store.begin_global()
+        assert not backfill.pending(tx, "f2")
+        tx.rollback()
+    finally:
+        store.close()
