@@ -55,11 +55,14 @@ def http_worker(supervisor: int) -> int:
             except OSError:
                 continue
             parent = int(stat[stat.rfind(")") + 2 :].split()[1])
-            if parent == supervisor and b"--role" in cmd:
-                if b"collect" in cmd[cmd.index(b"--role") + 1]:
-                    return int(entry.name)
+            if parent == supervisor and b"--role" in cmd and b"collect" in _role(cmd):
+                return int(entry.name)
         time.sleep(0.1)
     raise RuntimeError("no HTTP worker found")
+
+
+def _role(cmd: list[bytes]) -> bytes:
+    return cmd[cmd.index(b"--role") + 1]
 
 
 def one_round(src: str, seconds: float, counter: itertools.count[int]) -> float:
@@ -68,15 +71,15 @@ def one_round(src: str, seconds: float, counter: itertools.count[int]) -> float:
     with tempfile.TemporaryDirectory(prefix="worker-cpu-") as tmp:
         data = Path(tmp) / "data"
         created = subprocess.run(
-            [sys.executable, "-m", "segflow.cli.main", "sources", "create", "bench"]
-            + ["--data-dir", str(data)],
+            [sys.executable, "-m", "segflow.cli.main", "sources", "create", "bench",
+             "--data-dir", str(data)],
             env=env, check=True, capture_output=True, text=True,
         )  # fmt: skip
         key = created.stdout.strip().splitlines()[-1]
         port = free_port()
         proc = subprocess.Popen(
-            ["taskset", "-c", "0", sys.executable, "-m", "segflow.cli.main", "serve"]
-            + ["--data-dir", str(data), "--port", str(port)],
+            ["taskset", "-c", "0", sys.executable, "-m", "segflow.cli.main", "serve",
+             "--data-dir", str(data), "--port", str(port)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         try:

@@ -182,7 +182,9 @@ class Ingestor:
         except InvalidMessage as exc:
             return exc
 
-    def decode_many(self, raws: Sequence[bytes | msgspec.Raw]) -> list[WireMessage | InvalidMessage]:
+    def decode_many(
+        self, raws: Sequence[bytes | msgspec.Raw]
+    ) -> list[WireMessage | InvalidMessage]:
         """:meth:`decode_raw` of each of a batch's messages, in one loop (the common case:
         none over the size limit, every one decoded by :func:`decode_messages`)."""
         limit = self.settings.max_message_bytes

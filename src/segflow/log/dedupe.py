@@ -77,9 +77,7 @@ def dedupe_keys(pairs: Iterable[tuple[str, str]]) -> list[bytes]:
     for source_id, message_id in pairs:
         base = prefixes.get(source_id)
         if base is None:
-            base = prefixes[source_id] = hashlib.blake2b(
-                f"{source_id}\0".encode(), digest_size=16
-            )
+            base = prefixes[source_id] = hashlib.blake2b(f"{source_id}\0".encode(), digest_size=16)
         hasher = base.copy()
         hasher.update(message_id.encode())
         append(hasher.digest())

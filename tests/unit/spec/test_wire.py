@@ -165,7 +165,9 @@ def test_any_json_object_is_accepted_or_refused_with_a_field(obj: dict[str, obje
         assert isinstance(exc.reason, str) and exc.reason
 
 
-def test_decoding_a_batchs_messages_in_one_loop_refuses_each_bad_one_as_decode_message_does() -> None:
+def test_decoding_a_batchs_messages_in_one_loop_refuses_each_bad_one_as_decode_message_does() -> (
+    None
+):
     bodies = [
         _msg(type="track", userId="u1", event="A"),
         _msg(type="track", userId=[]),
