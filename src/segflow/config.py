@@ -36,6 +36,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     # this port (the supervisor's api-1..N children, --api-workers); None: on the port
     api_port: int | None = None
     api_workers: int = 1
+    # the cyclic GC's first threshold in a process that serves HTTP (segflow.server.heap)
+    gc_threshold: int = 50_000
 
 
 class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
