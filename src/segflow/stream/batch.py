@@ -96,20 +96,6 @@ class WorkingSet:
         self.complete = False
 
 
-def _set_all(tx: StateTransaction, segments: list[str], suffix: str, value: bytes | None) -> None:
-    """Write (``None``: delete) the member index rows ``{segment}{suffix}`` of ``segments``:
-    in one call when the transaction has ``set_many``."""
-    set_many = getattr(tx, "set_many", None)
-    if set_many is not None:
-        set_many(keys.MEMBER, segments, value, suffix)
-    elif value is None:
-        for segment in segments:
-            tx.delete(keys.MEMBER, segment + suffix)
-    else:
-        for segment in segments:
-            tx.set(keys.MEMBER, segment + suffix, value)
-
-
 def _trim(found: dict[str, _V], limit: int) -> bool:
     """Drop the oldest entries beyond ``limit``; returns whether any went."""
     if len(found) <= limit:
@@ -152,6 +138,8 @@ class Batch:
         self.deferred = getattr(tx, "defer", None) is not None
         self.changes: list[Item] = []  # numbered and written at flush (commit)
         self.in_runs = 0  # positions the MembershipRuns of ``changes`` hold beyond one each
+        # the member index rows to write at flush: segment -> {profile id: b"" | None (delete)}
+        self.member_rows: dict[str, dict[str, bytes | None]] = {}
         self.records: list[tuple[str, str, bytes]] = []
         self._outbox_seq: int | None = None
         self._record_seq: int | None = None
@@ -244,13 +232,9 @@ class Batch:
         """``profile`` enters or leaves ``segment``: the member index and the outbox, with the
         profile's next sequence number, valid from ``at_ms`` and recorded at the batch's
         ``now_ms`` (never before the profile's previous recorded change)."""
-        key = f"{segment}|{profile.profile_id}"
         recorded = max(at_ms if self.now_ms is None else self.now_ms, profile.recorded_ms)
         profile.recorded_ms = recorded
-        if kind == "entered":
-            self.tx.set(keys.MEMBER, key, b"")
-        else:
-            self.tx.delete(keys.MEMBER, key)
+        self.index_member(segment, profile.profile_id, kind == "entered")
         self.emit(
             MembershipChange(
                 profile_id=profile.profile_id,
@@ -278,14 +262,16 @@ class Batch:
             recorded = profile.recorded_ms = at_ms if now_ms is None else now_ms
         first = profile.sequence + 1
         profile.sequence += n
-        suffix = "|" + pid
-        tx = self.tx
-        if entered:
-            _set_all(tx, entered, suffix, b"")
-            self.runs_entered.append(entered)
-        if exited:
-            _set_all(tx, exited, suffix, None)
-            self.runs_exited.append(exited)
+        rows = self.member_rows
+        for segments, value in ((entered, b""), (exited, None)):
+            if not segments:
+                continue
+            for segment in segments:
+                found = rows.get(segment)
+                if found is None:
+                    found = rows[segment] = {}
+                found[pid] = value
+            (self.runs_entered if value is not None else self.runs_exited).append(segments)
         if self.cause_ms is not None:
             caused = self.caused_late if self.cause_late else self.caused
             if entered:
@@ -294,6 +280,17 @@ class Batch:
                 caused.append((exited, self.cause_ms))
         self.changes.append(MembershipRun(pid, at_ms, recorded, first, entered, exited))
         self.in_runs += n - 1
+
+    def index_member(self, segment: str, profile_id: str, present: bool) -> None:
+        """Add (``present``) or remove the member index row of ``profile_id`` in ``segment``.
+
+        Rows are written at :meth:`flush`, sorted (a segment's rows next to each other: RocksDB
+        inserts each next to the one before, ~2-5 µs an event less at 100 rules, #15); a
+        read through ``tx`` sees them after it."""
+        found = self.member_rows.get(segment)
+        if found is None:
+            found = self.member_rows[segment] = {}
+        found[profile_id] = b"" if present else None
 
     def membership_counts(self) -> Counter[tuple[str, str]]:
         """How many membership changes the batch emitted per ``(segment, kind)``."""
@@ -396,7 +393,9 @@ class Batch:
         profile.timer_ms = profile.next_wakeup_ms = None
 
     def flush(self) -> None:
-        """Write dirty profiles and counters into the transaction (before commit)."""
+        """Write dirty profiles, the member index rows and counters into the transaction
+        (before commit)."""
+        self._write_member_rows()
         for pid in sorted(self.dirty):
             profile = self.profiles.get(pid)
             if profile is None:
@@ -412,6 +411,24 @@ class Batch:
             self._write_changes(seq)
         if self._record_seq is not None:
             self.tx.set(keys.META, "record_seq", str(self._record_seq).encode())
+
+    def _write_member_rows(self) -> None:
+        """The member index rows of :meth:`index_member`, in key order (in one call per
+        segment when the transaction has ``set_rows``)."""
+        rows, self.member_rows = self.member_rows, {}
+        tx = self.tx
+        set_rows = getattr(tx, "set_rows", None)
+        for segment in sorted(rows):
+            ordered = sorted(rows[segment].items())
+            prefix = segment + "|"
+            if set_rows is not None:
+                set_rows(keys.MEMBER, prefix, ordered)
+                continue
+            for pid, value in ordered:
+                if value is None:
+                    tx.delete(keys.MEMBER, prefix + pid)
+                else:
+                    tx.set(keys.MEMBER, prefix + pid, value)
 
     def committed(self) -> None:
         """The transaction committed: hand what it read and wrote to the working set."""

@@ -237,3 +237,14 @@ def test_a_merges_exits_and_the_survivors_run_share_one_numbering(
         f"buyer|{merged.survivor}",
         f"viewer|{merged.survivor}",
     ]
+
+
+def test_a_profile_erased_in_the_batch_it_entered_leaves_no_member_row(store: Any) -> None:
+    p = Profile(profile_id="p", created_ms=0)
+    batch = Batch(store.begin_global(), now_ms=T0)
+    batch.change_memberships(p, ["a", "b"], [], T0)
+    p.members = ["a", "b"]
+    batch.put(p)
+    erase_profiles(batch, ["p"], [])  # the rows are written at flush: the erasure's win
+    commit(batch)
+    assert members(store) == []

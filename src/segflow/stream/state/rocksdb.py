@@ -310,7 +310,6 @@ class RocksStateStore:
         self.write_options.sync = sync
         self.lock = threading.RLock()
         self.closed = False
-        self.encoded_keys: dict[str, dict[str, bytes]] = {}  # RocksTransaction.set_many
 
     def partition(self, partition: int) -> Partition[RocksTransaction]:
         return Partition(functools.partial(RocksTransaction, self), partition)
@@ -437,22 +436,15 @@ class RocksTransaction(Offsets):
                 found = by_ns[ns] = {}
             found[k] = value
 
-    def set_many(self, ns: str, keys: Iterable[str], value: bytes | None, suffix: str = "") -> None:
-        """:meth:`set` of ``value`` at ``key + suffix`` for every key of ``keys`` (the member
-        index rows of a profile's membership changes, ``Batch.change_memberships``: the
-        segments' encoded keys are kept, so each row costs a concatenation)."""
-        encoded = self.store.encoded_keys.get(ns)
-        if encoded is None or len(encoded) >= 100_000:
-            encoded = self.store.encoded_keys[ns] = {}
-        tail = suffix.encode()
+    def set_rows(self, ns: str, prefix: str, rows: Iterable[tuple[str, bytes | None]]) -> None:
+        """:meth:`set` of each ``value`` at ``prefix + key`` for ``(key, value)`` in ``rows``,
+        the prefix encoded once (a segment's member index rows, ``Batch.flush``)."""
+        head = f"{ns}{SEP}{prefix}".encode()
         pending = self.pending
         by_ns = self.pending_by_ns
         mine = None if by_ns is None else by_ns.setdefault(ns, {})
-        for key in keys:
-            head = encoded.get(key)
-            if head is None:
-                head = encoded[key] = f"{ns}{SEP}{key}".encode()
-            row = head + tail
+        for key, value in rows:
+            row = head + key.encode()
             pending[row] = value
             if mine is not None:
                 mine[row] = value
