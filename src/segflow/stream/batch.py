@@ -419,12 +419,13 @@ class Batch:
         tx = self.tx
         set_rows = getattr(tx, "set_rows", None)
         for segment in sorted(rows):
-            ordered = sorted(rows[segment].items())
+            found = rows[segment]
             prefix = segment + "|"
             if set_rows is not None:
-                set_rows(keys.MEMBER, prefix, ordered)
+                set_rows(keys.MEMBER, prefix, sorted(found), found)
                 continue
-            for pid, value in ordered:
+            for pid in sorted(found):
+                value = found[pid]
                 if value is None:
                     tx.delete(keys.MEMBER, prefix + pid)
                 else:

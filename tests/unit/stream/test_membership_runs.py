@@ -248,3 +248,15 @@ def test_a_profile_erased_in_the_batch_it_entered_leaves_no_member_row(store: An
     erase_profiles(batch, ["p"], [])  # the rows are written at flush: the erasure's win
     commit(batch)
     assert members(store) == []
+
+
+def test_rows_set_in_one_call_are_seen_by_the_transactions_scans(tmp_path: Path) -> None:
+    store = RocksStateStore(tmp_path / "s")
+    tx = store.begin_global()
+    tx.set(keys.MEMBER, "a|p0", b"")
+    assert tx.scan(keys.MEMBER, "a|", "a}") == [("a|p0", b"")]  # the scans' overlay exists now
+    tx.set_rows(keys.MEMBER, "a|", ["p0", "p1", "p2"], {"p0": None, "p1": b"", "p2": b""})
+    assert tx.scan(keys.MEMBER, "a|", "a}") == [("a|p1", b""), ("a|p2", b"")]
+    tx.commit()
+    assert members(store) == ["a|p1", "a|p2"]
+    store.close()

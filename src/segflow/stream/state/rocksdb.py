@@ -73,7 +73,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -436,16 +436,18 @@ class RocksTransaction(Offsets):
                 found = by_ns[ns] = {}
             found[k] = value
 
-    def set_rows(self, ns: str, prefix: str, rows: Iterable[tuple[str, bytes | None]]) -> None:
-        """:meth:`set` of each ``value`` at ``prefix + key`` for ``(key, value)`` in ``rows``,
-        the prefix encoded once (a segment's member index rows, ``Batch.flush``)."""
+    def set_rows(
+        self, ns: str, prefix: str, keys: Iterable[str], values: Mapping[str, bytes | None]
+    ) -> None:
+        """:meth:`set` of ``values[key]`` at ``prefix + key`` for each of ``keys``, in that
+        order, the prefix encoded once (a segment's member index rows, ``Batch.flush``)."""
         head = f"{ns}{SEP}{prefix}".encode()
         pending = self.pending
         by_ns = self.pending_by_ns
         mine = None if by_ns is None else by_ns.setdefault(ns, {})
-        for key, value in rows:
+        for key in keys:
             row = head + key.encode()
-            pending[row] = value
+            pending[row] = value = values[key]
             if mine is not None:
                 mine[row] = value
 
@@ -477,11 +479,12 @@ class RocksTransaction(Offsets):
         try:
             if self.pending or self.offsets:
                 batch = rocksdict.WriteBatch(raw_mode=True)
+                put, delete = batch.put, batch.delete
                 for k, v in self.pending.items():
                     if v is None:
-                        batch.delete(k)
+                        delete(k)
                     else:
-                        batch.put(k, v)
+                        put(k, v)
                 for partition, offset in self.offsets.items():
                     batch.put(offset_key(partition), str(offset).encode())
                 self.store.write(batch)
