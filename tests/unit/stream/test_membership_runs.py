@@ -255,7 +255,7 @@ def test_rows_set_in_one_call_are_seen_by_the_transactions_scans(tmp_path: Path)
     tx = store.begin_global()
     tx.set(keys.MEMBER, "a|p0", b"")
     assert tx.scan(keys.MEMBER, "a|", "a}") == [("a|p0", b"")]  # the scans' overlay exists now
-    tx.set_rows(keys.MEMBER, "a|", ["p0", "p1", "p2"], {"p0": None, "p1": b"", "p2": b""})
+    tx.set_rows(keys.MEMBER, "a|", ["p0", "p1", "p2"], [None, b"", b""])
     assert tx.scan(keys.MEMBER, "a|", "a}") == [("a|p1", b""), ("a|p2", b"")]
     tx.commit()
     assert members(store) == ["a|p1", "a|p2"]

@@ -73,7 +73,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -437,17 +437,18 @@ class RocksTransaction(Offsets):
             found[k] = value
 
     def set_rows(
-        self, ns: str, prefix: str, keys: Iterable[str], values: Mapping[str, bytes | None]
+        self, ns: str, prefix: str, keys: Iterable[str], values: Iterable[bytes | None]
     ) -> None:
-        """:meth:`set` of ``values[key]`` at ``prefix + key`` for each of ``keys``, in that
-        order, the prefix encoded once (a segment's member index rows, ``Batch.flush``)."""
+        """:meth:`set` of each value of ``values`` at ``prefix`` + the key of ``keys`` beside
+        it, in that order, the prefix encoded once (a segment's member index rows,
+        ``Batch.flush``)."""
         head = f"{ns}{SEP}{prefix}".encode()
         pending = self.pending
         by_ns = self.pending_by_ns
         mine = None if by_ns is None else by_ns.setdefault(ns, {})
-        for key in keys:
+        for key, value in zip(keys, values, strict=True):
             row = head + key.encode()
-            pending[row] = value = values[key]
+            pending[row] = value
             if mine is not None:
                 mine[row] = value
 
