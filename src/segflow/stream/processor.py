@@ -689,7 +689,7 @@ class _Pending(Generic[_T]):
 
 def _count_memberships(batch: Batch) -> None:
     """Add a committed batch's membership changes to ``segflow_memberships_total``."""
-    for (segment, kind), n in batch.memberships.items():
+    for (segment, kind), n in batch.membership_counts().items():
         MEMBERSHIPS.labels(segment=segment, kind=kind).inc(n)
 
 
