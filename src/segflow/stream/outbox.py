@@ -142,10 +142,18 @@ def row_sequences(key: str, data: bytes) -> list[tuple[int, AnyChange | None]]:
 
 
 class StateChangeFeed:
-    """``segflow.spec.ChangeFeed`` over the committed outbox of a state store."""
+    """``segflow.spec.ChangeFeed`` over the committed outbox of a state store.
+
+    A row holds a whole batch's changes (thousands under load) and a reader asks for fewer
+    at a time (delivery: 1,000), so the row a read ends in is where the next one starts: the
+    last row decoded is kept (with its bytes, so a row rewritten since, by an erasure, is
+    decoded again), and a read fetches the rows it needs one scan at a time, not 64 rows of
+    which it uses one.
+    """
 
     def __init__(self, reader: StateReader) -> None:
         self.reader = reader
+        self._row: tuple[str, bytes, list[tuple[int, AnyChange | None]]] | None = None
 
     def close(self) -> None:
         """Close the read connection."""
@@ -154,22 +162,38 @@ class StateChangeFeed:
     def read(self, after_seq: int, limit: int = 1000) -> list[tuple[int, AnyChange]]:
         """Up to ``limit`` changes with a sequence number above ``after_seq``, in order."""
         start = seq_key(after_seq + 1)
+        out: list[tuple[int, AnyChange]] = []
         # the row holding after_seq + 1 starts at or before it
         found = self.reader.scan(OUTBOX, "", start + "\x00", reverse=True, limit=1)
         if found:
-            start = found[0][0]
-        out: list[tuple[int, AnyChange]] = []
+            if self._collect(found[0], after_seq, out, limit):
+                return out[:limit]
+            start = found[0][0] + "\x00"
+        size = 1  # rows a scan asks for: one first (it may hold the whole read), then more
         while True:
-            rows = self.reader.scan(OUTBOX, start, _END, limit=64)
-            for key, value in rows:
-                for seq, change in row_sequences(key, value):
-                    if seq > after_seq and change is not None:
-                        out.append((seq, change))
-                if len(out) >= limit:
+            rows = self.reader.scan(OUTBOX, start, _END, limit=size)
+            for row in rows:
+                if self._collect(row, after_seq, out, limit):
                     return out[:limit]
-            if len(rows) < 64:
+            if len(rows) < size:
                 return out
-            start = rows[-1][0] + "\x00"
+            start, size = rows[-1][0] + "\x00", 64
+
+    def _collect(
+        self, row: tuple[str, bytes], after_seq: int, out: list[tuple[int, AnyChange]], limit: int
+    ) -> bool:
+        """Add the changes of ``row`` after ``after_seq`` to ``out``; whether it has ``limit``."""
+        key, value = row
+        cached = self._row
+        if cached is not None and cached[0] == key and cached[1] == value:
+            sequences = cached[2]
+        else:
+            sequences = row_sequences(key, value)
+            self._row = (key, value, sequences)
+        for seq, change in sequences:
+            if seq > after_seq and change is not None:
+                out.append((seq, change))
+        return len(out) >= limit
 
     def last_seq(self) -> int:
         """The sequence number of the newest committed change (0 when there is none)."""
