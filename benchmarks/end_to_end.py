@@ -251,19 +251,39 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def cpu_seconds(session: int) -> float:
     """User + system CPU seconds of the live processes of a session (threads included)."""
+    return sum(cpu_by_role(session).values())
+
+
+def cpu_by_role(session: int) -> dict[str, float]:
+    """:func:`cpu_seconds` per process of the session, keyed by its ``--role`` (a supervised
+    child: ``http-1``, ``pipeline``, ...; its command line's value) or ``server`` (the
+    supervisor, or the one process of ``--single-process``)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    found: dict[str, float] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             raw = Path(entry.path, "stat").read_text()
+            argv = Path(entry.path, "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         fields = raw[raw.rfind(")") + 2 :].split()
-        if int(fields[3]) == session:  # field 6 (session), counted after the name
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+        if int(fields[3]) != session:  # field 6 (session), counted after the name
+            continue
+        role = "server"
+        if b"--role" in argv and argv.index(b"--role") + 1 < len(argv):
+            role = argv[argv.index(b"--role") + 1].decode()
+        for task in os.scandir(Path(entry.path, "task")):  # native threads apart (RocksDB's)
+            try:
+                raw = Path(task.path, "stat").read_text()
+            except OSError:
+                continue
+            name = raw[raw.find("(") + 1 : raw.rfind(")")]
+            what = role if name.startswith("python") else f"{role}/{name.split(':')[0]}"
+            spent = sum(map(int, raw[raw.rfind(")") + 2 :].split()[11:13])) / tick
+            found[what] = found.get(what, 0.0) + spent
+    return found
 
 
 def own_cpu() -> float:
@@ -307,6 +327,8 @@ class Round:
     processed_loaded_eps: float = 0.0  # processor events/s while the load ran
     processed_draining_eps: float = 0.0
     server_cpu: float = 0.0  # CPU seconds / wall seconds over load + drain
+    # CPU µs an acknowledged event per process role over load + drain (where the time goes)
+    role_cpu_us: dict[str, float] = field(default_factory=dict)
     loadgen_cpu: float = 0.0  # the driver's CPU seconds / wall seconds during the load
     lag_samples: list[tuple[float, int]] = field(default_factory=list)
     segment_sizes: dict[str, int] = field(default_factory=dict)  # members after the drain
@@ -377,7 +399,8 @@ def segflow_round(
             raise ServerFailed(f"probe batch: {got.status_code} {got.text[:500]}")
         poller = LagPoller(port, token)
         wait_lag_zero(poller, PER_REQUEST, timeout=60)
-        cpu0, own0 = cpu_seconds(proc.pid), own_cpu()
+        roles0, own0 = cpu_by_role(proc.pid), own_cpu()
+        cpu0 = sum(roles0.values())
         poller.start_time = time.perf_counter()
         poller.start()
         try:
@@ -394,7 +417,12 @@ def segflow_round(
         out.max_lag = max((lag for _, lag in poller.samples), default=0)
         lag_end = wait_lag_zero(poller, out.acked_events + PER_REQUEST, args.drain_timeout)
         out.drain_s = time.perf_counter() - loaded_at
-        out.server_cpu = (cpu_seconds(proc.pid) - cpu0) / (out.load_s + out.drain_s)
+        roles = cpu_by_role(proc.pid)
+        out.server_cpu = (sum(roles.values()) - cpu0) / (out.load_s + out.drain_s)
+        out.role_cpu_us = {
+            role: (spent - roles0.get(role, 0.0)) / max(out.acked_events, 1) * 1e6
+            for role, spent in sorted(roles.items())
+        }
         out.lag_at_end = lag_end
         out.max_lag = max(out.max_lag, lag_end)
         out.ingest_eps = out.acked_events / out.load_s
@@ -534,7 +562,8 @@ def describe(s: Round, b: Round) -> str:
         f"segflow e2e {s.e2e_eps:,.0f}/s (ingest {s.ingest_eps:,.0f}/s, {s.acked_events:,} events, "
         f"load {s.load_s:.1f} s + drain {s.drain_s:.1f} s, max lag {s.max_lag:,}, processor "
         f"{s.processed_loaded_eps:,.0f}/s loaded, {s.processed_draining_eps:,.0f}/s draining, "
-        f"server CPU {s.server_cpu:.0%}, loadgen CPU {s.loadgen_cpu:.0%}, failed {s.failed_requests}); "
+        f"server CPU {s.server_cpu:.0%}, loadgen CPU {s.loadgen_cpu:.0%}, failed {s.failed_requests}; "
+        f"CPU µs an event by role {', '.join(f'{k} {v:.1f}' for k, v in s.role_cpu_us.items() if v >= 0.05)}); "
         f"baseline {b.e2e_eps:,.0f}/s (server CPU {b.server_cpu:.0%}, loadgen CPU "
         f"{b.loadgen_cpu:.0%}, failed {b.failed_requests}); ratio {s.e2e_eps / b.e2e_eps:.3f}x"
     )
@@ -571,6 +600,16 @@ def report(
         f"{med(s, 'ingest_eps'):,.0f} | {med(s, 'max_lag'):,.0f} | {med(s, 'drain_s'):.1f} | "
         f"{med(s, 'processed_loaded_eps'):,.0f} / {med(s, 'processed_draining_eps'):,.0f} | "
         f"{TARGET} |"
+    )
+    roles = sorted({role for r in s for role in r.role_cpu_us})
+    print(
+        "segflow CPU µs an acknowledged event by process (median of rounds, load + drain): "
+        + ", ".join(
+            f"{role} {median([r.role_cpu_us.get(role, 0.0) for r in s]):.1f}"
+            for role in roles
+            if median([r.role_cpu_us.get(role, 0.0) for r in s]) >= 0.05
+        )
+        + f"; all {median([sum(r.role_cpu_us.values()) for r in s]):.1f}"
     )
     if args.json:
         args.json.write_text(json.dumps([[asdict(x), asdict(y)] for x, y in rounds], indent=1))

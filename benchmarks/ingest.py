@@ -6,7 +6,8 @@ alternate segflow and the baseline. Reported: median events/s and ratio at satur
 latency of segflow and the baseline at 50% of segflow's maximum request rate; single-event
 ``/v1/track`` requests/s.
 
-Run: ``python -m benchmarks.ingest [--rounds 5] [--seconds 2] [--collect-only] [--granian]``
+Run: ``python -m benchmarks.ingest [--rounds 5] [--seconds 2] [--collect-only] [--granian]
+[--supervised]``
 """
 
 from __future__ import annotations
@@ -49,10 +50,16 @@ def wait_ready(port: int, path: str = "/health") -> None:
     raise RuntimeError("server did not start")
 
 
-def start_segflow(root: Path, roles: str | None = None) -> tuple[subprocess.Popen[bytes], int, str]:
+def start_segflow(
+    root: Path, roles: str | None = None, *, supervised: bool = False
+) -> tuple[subprocess.Popen[bytes], int, str]:
     """``segflow serve --single-process`` pinned to core 0; ``roles`` (e.g. ``"collect"``)
-    runs only those roles (default: all of them, processor and loader included)."""
+    runs only those roles (default: all of them, processor and loader included);
+    ``supervised``: the default ``segflow serve`` instead (a supervisor and its role
+    processes, every one pinned to core 0)."""
     data = root / ("segflow" if roles is None else f"segflow-{roles}")
+    if supervised:
+        data = root / "segflow-supervised"
     out = subprocess.run(
         [
             sys.executable,
@@ -79,7 +86,8 @@ def start_segflow(root: Path, roles: str | None = None) -> tuple[subprocess.Pope
             "-m",
             "segflow.cli.main",
             "serve",
-            "--single-process",  # the budget is events/s on one core: one process, pinned
+            # the budget is events/s on one core: one process, pinned
+            *([] if supervised else ["--single-process"]),
             "--data-dir",
             str(data),
             "--port",
@@ -170,6 +178,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--granian", action="store_true", help="also run segflow under granian")
     parser.add_argument(
+        "--supervised",
+        action="store_true",
+        help="also run the default supervised segflow serve (role processes, all on core 0)",
+    )
+    parser.add_argument(
         "--collect-only",
         action="store_true",
         help="also run segflow with only the collect role (no processor, loader, delivery)",
@@ -187,6 +200,8 @@ def main() -> None:
         servers["segflow-granian"] = start_segflow_granian(root)
     if args.collect_only:
         servers["segflow-collect"] = start_segflow(root, "collect")
+    if args.supervised:
+        servers["segflow-supervised"] = start_segflow(root, supervised=True)
     results: dict[str, dict[str, list[float]]] = {name: {"eps": [], "rps1": []} for name in servers}
     ratios: list[float] = []
     try:
@@ -276,6 +291,14 @@ def report(
             f"collect role only: batch events/s {median(c['eps']):,.0f} vs all roles "
             f"{median(s['eps']):,.0f}; single-event req/s {median(c['rps1']):,.0f} "
             f"vs {median(s['rps1']):,.0f}"
+        )
+    if "segflow-supervised" in results:
+        v = results["segflow-supervised"]
+        per_round = [x / y for x, y in zip(v["eps"], b["eps"], strict=True)]
+        print(
+            f"supervised (role processes): batch events/s {median(v['eps']):,.0f} "
+            f"({statistics.median(per_round):.2f}x the baseline) vs single process "
+            f"{median(s['eps']):,.0f}; single-event req/s {median(v['rps1']):,.0f}"
         )
     if "segflow-granian" in results:
         g = results["segflow-granian"]

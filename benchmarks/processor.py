@@ -15,7 +15,7 @@ event analytics.js's context, the bulk of a real event that the processor does n
 
 Throughput: segflow's ``Processor`` on its default state store (RocksDB in ``state/``, every
 commit's WAL synced; ``--store sqlite``: ``state.sqlite``, ``synchronous=FULL``), default batch,
-the garbage collector tuned as the running processor tunes it (``Processor.tune_gc``), vs
+the garbage collector tuned as the running processor tunes it (``Processor.gc_policy``), vs
 ``baselines/processor_sqlite.py`` (the same stitching and profile updates written straight
 in SQLite, with less work: no limits, no merge records, no outbox), interleaved, from the same
 pre-decoded log records (log reads are not measured). The stream is seeded: 70% anonymous
@@ -183,13 +183,19 @@ def timed_drain(proc: Any) -> float:
     from segflow.stream.processor import tune_gc
 
     before = gc.get_threshold()
-    tune_gc(proc.settings.gc_threshold)
+    policy = getattr(proc, "gc_policy", None)  # a checkout before it: the threshold only
+    if policy is not None:
+        policy.start()
+    else:
+        tune_gc(proc.settings.gc_threshold)
     t0 = time.perf_counter()
     try:
         while proc.run_once() > 0:
             pass
         return time.perf_counter() - t0
     finally:
+        if policy is not None:
+            policy.stop()
         gc.set_threshold(*before)
 
 

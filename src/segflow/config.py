@@ -36,6 +36,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     # this port (the supervisor's api-1..N children, --api-workers); None: on the port
     api_port: int | None = None
     api_workers: int = 1
+    # the cyclic GC's first threshold in a process that serves HTTP (segflow.server.heap)
+    gc_threshold: int = 50_000
 
 
 class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,6 +128,8 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     - ``working_profiles``: committed profiles kept decoded in memory between batches when the
       store is the processor's alone (RocksDB); ``gc_threshold``: the cyclic garbage
       collector's first threshold while the processor runs (docs/engine.md; 0: CPython's);
+      ``gc_freeze``: while it runs, what each loop step kept is frozen out of the collector's
+      walks, and everything collected once the heap grew by a quarter (False: not frozen);
       ``kernel``: rule sets run on the compiled rule kernel when it is built (False: on the
       pure-Python evaluator; the same answers, slower);
     - ``dedupe``: drop a record whose message id its partition processed within
@@ -145,6 +149,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     rocksdb_compression: Literal["lz4", "none"] = "lz4"
     working_profiles: int = 200_000
     gc_threshold: int = 100_000
+    gc_freeze: bool = True
     kernel: bool = True
     dedupe: Literal["auto", "on", "off"] = "auto"
 

@@ -211,8 +211,7 @@ class CollectorApp:
             raise PayloadTooLarge("max_batch_messages", limit, actual=len(batch.batch))
         self.limits.take(source.id, len(batch.batch))
         raws = batch.batch  # msgspec.Raw views of the body: decoded in place, never copied
-        decode = self.ingestor.decode_raw
-        items = [decode(raw) for raw in raws]
+        items = self.ingestor.decode_many(raws)
         result = await self.ingestor.ingest_async(
             self._request(scope, source, None, batch), items, raws
         )

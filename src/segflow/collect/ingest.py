@@ -38,7 +38,7 @@ from segflow.collect.plans import check_fields, describe
 from segflow.config import CollectSettings
 from segflow.errors import ValidationError
 from segflow.log.base import DeadLetter, Position, ServedLog
-from segflow.spec.events import Event, encode_event
+from segflow.spec.events import EVENT_ENCODER, Event
 from segflow.spec.exceptions import InvalidMessage
 from segflow.spec.normalize import NameRules, normalize
 from segflow.spec.wire import (
@@ -46,6 +46,7 @@ from segflow.spec.wire import (
     WireMessage,
     convert_message,
     decode_message,
+    decode_messages,
     peek_message_id,
     validate,
 )
@@ -181,6 +182,16 @@ class Ingestor:
         except InvalidMessage as exc:
             return exc
 
+    def decode_many(
+        self, raws: Sequence[bytes | msgspec.Raw]
+    ) -> list[WireMessage | InvalidMessage]:
+        """:meth:`decode_raw` of each of a batch's messages, in one loop (the common case:
+        none over the size limit, every one decoded by :func:`decode_messages`)."""
+        limit = self.settings.max_message_bytes
+        if all(len(raw) <= limit for raw in raws):
+            return decode_messages(raws)
+        return [self.decode_raw(raw) for raw in raws]
+
     # -- the pipeline ------------------------------------------------------------------------
 
     def prepare(
@@ -196,6 +207,7 @@ class Ingestor:
         rules = request.source.name_rules()
         blocked = self.blocked
         events, payloads = prepared.events, prepared.payloads
+        encode = EVENT_ENCODER.encode
         for index, item in enumerate(items):
             try:
                 if isinstance(item, InvalidMessage):
@@ -204,7 +216,10 @@ class Ingestor:
                 if blocked is not None and blocked(event):
                     prepared.suppressed += 1
                     continue
-                payloads.append(_encode_event(event))
+                try:
+                    payloads.append(encode(event))
+                except (OverflowError, msgspec.EncodeError, RecursionError) as exc:
+                    raise _unstorable(event, exc) from exc
                 events.append(event)
             except ValidationError as exc:
                 self._refuse(prepared, request, offset + index, item, raws[index], exc)
@@ -290,13 +305,9 @@ def PayloadTooLargeMessage(limit: int, size: int) -> InvalidMessage:
     return InvalidMessage(exc.field, exc.reason, details=exc.details)
 
 
-def _encode_event(event: Event) -> bytes:
-    try:
-        return encode_event(event)
-    except (OverflowError, msgspec.EncodeError, RecursionError) as exc:
-        raise InvalidMessage(
-            "", f"a value cannot be stored: {exc}", message_id=event.message_id
-        ) from exc
+def _unstorable(event: Event, exc: Exception) -> InvalidMessage:
+    """The refusal of an event whose values msgpack cannot store (an int over 64 bits...)."""
+    return InvalidMessage("", f"a value cannot be stored: {exc}", message_id=event.message_id)
 
 
 def _message_id_of(exc: ValidationError, item: Any, raw: Any) -> str | None:

@@ -44,7 +44,7 @@ from segflow.clock import DAY_MS, Clock, WallClock
 from segflow.db.sqlite import connect, vacuum
 from segflow.log.base import DeadLetter, Position, Record, partition_for
 from segflow.log.bell import Bell
-from segflow.log.dedupe import DEFAULT_MEMORY_IDS, DedupeIndex, dedupe_key, ensure_tables
+from segflow.log.dedupe import DEFAULT_MEMORY_IDS, DedupeIndex, dedupe_keys, ensure_tables
 from segflow.log.dedupe_runs import RunFiles, SealedTier, Sealer, unsealed_ids
 from segflow.log.exceptions import LogWriteFailed
 from segflow.log.queued import PendingAppend, QueuedAppends
@@ -228,11 +228,12 @@ class SqliteEventLog(QueuedAppends):
         results: list[list[Position | None]] = []
         now_ms = self._clock.now_ms()
         window = self._dedupe_window_ms
-        keys = [dedupe_key(e.source_id, e.message_id) for p in group for e in p.events]
+        keys = dedupe_keys((e.source_id, e.message_id) for p in group for e in p.events)
         seen = iter(
             self._dedupe.duplicates(keys, [e.received_at_ms for p in group for e in p.events])
         )
         at = iter(keys)
+        nexts, partitions = self._next, self._partitions
         for pending in group:
             positions: list[Position | None] = []
             for event, payload in zip(pending.events, pending.payloads, strict=True):
@@ -242,9 +243,9 @@ class SqliteEventLog(QueuedAppends):
                     positions.append(None)
                     continue
                 fresh[key] = received
-                partition = partition_for(event.identity_key, self._partitions)
-                offset = self._next[partition]
-                self._next[partition] = offset + 1
+                partition = partition_for(event.identity_key, partitions)
+                offset = nexts[partition]
+                nexts[partition] = offset + 1
                 records.append((partition, offset, now_ms, payload))
                 positions.append((partition, offset))
             results.append(positions)

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from segflow.activate.secretbox import SecretBox
 from segflow.collect.app import CollectorApp
 from segflow.collect.asgi import ASGIApp, Receive, Scope, Send
+from segflow.server.heap import settle_heap
 from segflow.server.requests import RequestContext
 from segflow.server.roles import not_found, parse_roles
 from segflow.server.services import Service, ServiceGroup
@@ -55,8 +56,10 @@ class ServeApp:
         root: ASGIApp,
         mounts: Mapping[str, ASGIApp],
         services: Sequence[Service],
+        gc_threshold: int | None = None,
     ) -> None:
         self.runtime = runtime
+        self.gc_threshold = gc_threshold  # None: the process's collector is left alone
         self.root = root
         self.mounts = sorted(
             ((p.rstrip("/"), a) for p, a in mounts.items()), key=lambda m: -len(m[0])
@@ -93,6 +96,8 @@ class ServeApp:
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                if self.gc_threshold is not None:  # start-up is over (services included)
+                    settle_heap(self.gc_threshold)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.services.stop()
@@ -106,10 +111,15 @@ def build_app(
     *,
     services: Sequence[Service] = (),
     mounts: Mapping[str, ASGIApp] | None = None,
+    own_process: bool = False,
 ) -> ServeApp:
     """The whole serve app: collector at ``/``, ``mounts`` (e.g. ``{"/api": admin_app}``)
     under their prefixes, ``services`` started and stopped with the server. The runtime's
-    stores are closed at shutdown, after the services stop."""
+    stores are closed at shutdown, after the services stop. ``own_process``: the process is
+    the server's alone (``segflow serve``, the granian factory), so once started the app tunes
+    its garbage collector (:mod:`segflow.server.heap`); an app embedded in another process
+    (tests) leaves it alone."""
     collect = "collect" in parse_roles(runtime.settings.server.roles)
     root = build_collector(runtime) if collect else not_found
-    return ServeApp(runtime, root, mounts or {}, services)
+    threshold = runtime.settings.server.gc_threshold if own_process else None
+    return ServeApp(runtime, root, mounts or {}, services, gc_threshold=threshold)

@@ -32,4 +32,4 @@ def create_app() -> ServeApp:
     configure_logging(settings.observability.log_level, settings.observability.log_format)
     runtime = Runtime.open(settings)
     parts = compose.assemble(runtime)
-    return build_app(runtime, services=parts.services, mounts=parts.mounts)
+    return build_app(runtime, services=parts.services, mounts=parts.mounts, own_process=True)

@@ -124,6 +124,8 @@ def assemble(runtime: Runtime) -> Assembly:
         write="process" in roles,
         refresh_ms=settings.api.state_refresh_ms,
     )
+    if roles & {"collect", "api"}:  # an HTTP server here: asyncio's short-lived cycles are
+        processor.gc_policy.freeze = False  # for young collections, not a freeze (engine.md)
     reader = build_reader(settings, runtime.log, processor.store)
     warehouse = warehouse_backends.opener(settings)  # DuckDB file or PostgreSQL (engine)
 

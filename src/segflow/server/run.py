@@ -79,6 +79,7 @@ def serve(
         runtime,
         services=built.services if built else (),
         mounts=built.mounts if built else None,
+        own_process=True,
     )
     config = uvicorn.Config(
         app,

@@ -18,6 +18,7 @@ event - required for track calls
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -103,6 +104,33 @@ def decode_message(data: bytes) -> WireMessage:
     """Decode one JSON message; raises :class:`InvalidMessage` naming the bad field."""
     result: WireMessage = _decode(_message_decoder, data)
     return result
+
+
+def decode_messages(
+    raws: Sequence[bytes | msgspec.Raw],
+) -> list[WireMessage | InvalidMessage]:
+    """Decode each of a batch's messages; one that fails gets the :class:`InvalidMessage`
+    that :func:`decode_message` raises for it (the others are kept).
+
+    One loop around msgspec's decoder instead of a call of :func:`decode_message` per message
+    (three Python frames and a ``try`` each, ~0.3 us a message); only a message that fails
+    goes through :func:`decode_message`, so its field and reason are the same.
+
+    >>> [type(m).__name__ for m in decode_messages([b'{"userId": "u1"}', b'{"userId": []}'])]
+    ['WireMessage', 'InvalidMessage']
+    """
+    decode = _message_decoder.decode
+    out: list[WireMessage | InvalidMessage] = []
+    append = out.append
+    for raw in raws:
+        try:
+            append(decode(raw))
+        except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError):
+            try:
+                append(decode_message(raw))
+            except InvalidMessage as exc:
+                append(exc)
+    return out
 
 
 def decode_batch(data: bytes) -> WireBatch:

@@ -86,6 +86,7 @@ def processor_settings(settings: Settings) -> ProcessorSettings:
         optimistic_tries=3 if optimistic else 0,
         working_profiles=s.working_profiles,
         gc_threshold=s.gc_threshold,
+        gc_freeze=s.gc_freeze,
         kernel=s.kernel,
         dedupe_window_ms=settings.log.dedupe_window_ms if dedupes(settings) else 0,
     )

@@ -135,7 +135,7 @@ def erase_profiles(
 
 def _forget_profile(batch: Batch, profile: Profile) -> None:
     for segment in profile.members:
-        batch.tx.delete(keys.MEMBER, f"{segment}|{profile.profile_id}")
+        batch.index_member(segment, profile.profile_id, present=False)
     batch.clear_timer(profile)
     for old in profile.absorbed:
         batch.tx.delete(keys.ALIAS, old)

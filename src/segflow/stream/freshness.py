@@ -13,9 +13,9 @@ latencies of each kind in memory, summarised as count, p50, p99 and max
 ``segflow_membership_freshness_seconds{segment, kind}`` (``/metrics``).
 
 >>> f = Freshness(window=100)
->>> f.observe([("buyers", 1_000), ("buyers", 1_010)], committed_ms=1_020)
->>> f.observe([("buyers", 1_000)], committed_ms=1_150, kind="timer")
->>> f.observe([("buyers", 1_000)], committed_ms=61_000, kind="backfill")
+>>> f.observe([(["buyers"], 1_000), (["buyers"], 1_010)], committed_ms=1_020)
+>>> f.observe([(["buyers"], 1_000)], committed_ms=1_150, kind="timer")
+>>> f.observe([(["buyers"], 1_000)], committed_ms=61_000, kind="backfill")
 >>> f.summary()["buyers"]["timers"]
 {'count': 1, 'p50_ms': 150.0, 'p99_ms': 150.0, 'max_ms': 150}
 >>> s = f.summary()["buyers"]; s["count"], s["p50_ms"], s["backfill"]["p50_ms"]
@@ -48,16 +48,18 @@ class Freshness:
         self._latencies: dict[tuple[str, Kind], deque[int]] = {}
 
     def observe(
-        self, causes: Iterable[tuple[str, int]], committed_ms: int, kind: Kind = "event"
+        self, causes: Iterable[tuple[Iterable[str], int]], committed_ms: int, kind: Kind = "event"
     ) -> None:
-        """Record ``committed_ms - cause_ms`` for each ``(segment, cause_ms)`` (a batch's
-        changes: grouped by segment, then counted per segment with numpy)."""
+        """Record ``committed_ms - cause_ms`` for each segment of each ``(segments, cause_ms)``
+        (a batch's changes, one evaluation's together: grouped by segment, then counted per
+        segment with numpy)."""
         by_segment: dict[str, list[int]] = {}
-        for segment, cause_ms in causes:
-            found = by_segment.get(segment)
-            if found is None:
-                found = by_segment[segment] = []
-            found.append(cause_ms)
+        for segments, cause_ms in causes:
+            for segment in segments:
+                found = by_segment.get(segment)
+                if found is None:
+                    found = by_segment[segment] = []
+                found.append(cause_ms)
         for segment, caused in by_segment.items():
             latencies = np.maximum(0, committed_ms - np.asarray(caused, dtype=np.int64))
             with self._lock:

@@ -582,7 +582,8 @@ class EventHandler:
         self.apply_result(batch, profile, result, at_ms)
 
     def apply_result(self, batch: Batch, profile: Profile, result: EvalResult, at_ms: int) -> None:
-        """Store the evaluator's result on the profile and emit the membership changes.
+        """Store the evaluator's result on the profile and emit the membership changes (one
+        run: :meth:`Batch.change_memberships`, the segments entered, then those exited).
 
         A profile being erased (``Profile.erasing``, see :mod:`segflow.stream.erase`) keeps
         no memberships and no timer, whatever its rules say."""
@@ -593,17 +594,27 @@ class EventHandler:
         if result.computed_traits or profile.computed_traits:
             profile.computed_traits = dict(result.computed_traits)
         new = result.members
-        if new or profile.members:
-            old = set(profile.members)
+        members = profile.members
+        if members:
+            old = set(members)
             if old != new:
-                self._diff(batch, profile, old, new, at_ms)
+                batch.change_memberships(profile, sorted(new - old), sorted(old - new), at_ms)
                 profile.members = sorted(new)
+        elif new:  # a newcomer's first segments (kernel: one frozenset per set of members)
+            entered = _sorted(new) if type(new) is frozenset else sorted(new)
+            batch.change_memberships(profile, entered, [], at_ms)
+            profile.members = list(entered)
         batch.set_timer(profile, result.next_wakeup_ms)
 
-    def _diff(
-        self, batch: Batch, profile: Profile, old: set[str], new: frozenset[str], at_ms: int
-    ) -> None:
-        for segment in sorted(new - old):
-            batch.change_membership(profile, segment, "entered", at_ms)
-        for segment in sorted(old - new):
-            batch.change_membership(profile, segment, "exited", at_ms)
+
+_SORTED: dict[frozenset[str], list[str]] = {}
+
+
+def _sorted(members: frozenset[str]) -> list[str]:
+    """``sorted(members)``, kept for the sets seen most (a read-only list: copy to change)."""
+    found = _SORTED.get(members)
+    if found is None:
+        if len(_SORTED) >= 4096:
+            _SORTED.clear()
+        found = _SORTED[members] = sorted(members)
+    return found

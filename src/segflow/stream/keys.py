@@ -11,7 +11,7 @@ timer      ``{due_ms:016x}|{profile_id}``              empty
 member     ``{segment}|{profile_id}``                  empty (segment -> members index)
 merge      ``{profile_id}|{seq:016x}``                 msgpack :class:`MergeRecord`
 conflict   ``{profile_id}|{seq:016x}``                 msgpack :class:`ConflictRecord`
-outbox     ``{seq:016x}``                              msgpack change (``ChangeFeed``)
+outbox     ``{seq:016x}``                              msgpack row of changes (:mod:`~segflow.stream.outbox`)
 dead       ``{part:04x}|{off:016x}``                   reason (utf-8)
 dropped    ``{part:04x}|{off:016x}``                   empty (a suppressed event to erase from the log)
 seen       ``{part:04x}|{bucket:012x}|{digest}``       first ``received_at_ms`` (:mod:`~segflow.stream.dedupe`)

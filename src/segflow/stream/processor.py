@@ -17,7 +17,6 @@ offset 0 (or a restart after a crash) walks the same batches and reproduces the 
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import threading
 import time
@@ -41,6 +40,8 @@ from segflow.stream.decode import decoder_for
 from segflow.stream.dedupe import SeenIndex
 from segflow.stream.evaluator import NullEvaluator, SegmentEvaluator
 from segflow.stream.freshness import Freshness
+from segflow.stream.garbage import GcPolicy
+from segflow.stream.garbage import tune_gc as tune_gc  # where the benchmarks import it from
 from segflow.stream.handler import EventHandler
 from segflow.stream.live import LiveScoring
 from segflow.stream.outbox import StateChangeFeed
@@ -92,6 +93,8 @@ class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     optimistic_tries: int = 0  # > 0: batches run optimistically first (several processors)
     working_profiles: int = 200_000  # committed profiles kept decoded (stores only it writes)
     gc_threshold: int = 100_000  # the cyclic GC's first threshold while running (see tune_gc)
+    # while running: each step's survivors frozen out of the collector's walks (GcPolicy)
+    gc_freeze: bool = True
     kernel: bool = True  # run rule sets on the compiled kernel when it is built (see native)
     # > 0: drop a record whose message id its partition processed within this window
     # (segflow.stream.dedupe: for logs that can let a duplicate through, e.g. Kafka)
@@ -169,6 +172,8 @@ class Processor(BackgroundLoop):
         self._dropped_unerased = True  # positions noted before a restart are erased first
         self._owners_retry_at = 0.0  # when the working set may load every owner again
         self._backfill_limit = 200  # profiles per backfill step (adapted: backfill_step)
+        # the cyclic garbage collector while the loop runs (segflow.stream.garbage)
+        self.gc_policy = GcPolicy(self.settings.gc_threshold, freeze=self.settings.gc_freeze)
 
     @property
     def owned_partitions(self) -> Sequence[int]:
@@ -230,6 +235,7 @@ class Processor(BackgroundLoop):
         self.fire_due_timers()
         if not done:
             self.flush_offsets()
+        self.gc_policy.after_step()
         return done
 
     def _load_owners(self) -> None:
@@ -659,37 +665,17 @@ class Processor(BackgroundLoop):
         return min(self.interval_s, wait)
 
     def start(self) -> None:
-        """Run in a background thread (``segflow serve``, ``segflow process``), after tuning the
-        process's cyclic garbage collector (:func:`tune_gc`)."""
-        tune_gc(self.settings.gc_threshold)
+        """Run in a background thread (``segflow serve``, ``segflow process``), with the
+        process's cyclic garbage collector tuned for it (:class:`GcPolicy`)."""
+        self.gc_policy.start()
         super().start()
 
     def stop(self) -> None:
         """Stop the background thread after its current batch; mirror the offsets."""
         super().stop()
+        self.gc_policy.stop()
         with contextlib.suppress(Exception):  # the log may be closed already
             self.flush_offsets()
-
-
-def tune_gc(threshold: int) -> None:
-    """Collect cyclic garbage every ``threshold`` allocations instead of every 700.
-
-    The processor keeps hundreds of thousands of profiles (dicts and lists) in memory and
-    creates a few containers per event; with CPython's default thresholds the collector ran
-    every ~50 events and walked the working set, ~40% of the processor's time on the
-    processor benchmark (profiled with py-spy; BENCHMARKS.md). Almost nothing it creates is
-    cyclic (reference counting frees it), so rarer collections cost memory only for the few
-    cycles that wait longer. Process-wide, like every ``gc`` setting; 0 leaves it alone.
-
-    >>> import gc
-    >>> before = gc.get_threshold()
-    >>> tune_gc(50_000); gc.get_threshold()[0]
-    50000
-    >>> gc.set_threshold(*before)
-    """
-    if threshold > 0:
-        _, gen1, gen2 = gc.get_threshold()
-        gc.set_threshold(threshold, max(gen1, 50), max(gen2, 100))
 
 
 class _Pending(Generic[_T]):
@@ -703,7 +689,7 @@ class _Pending(Generic[_T]):
 
 def _count_memberships(batch: Batch) -> None:
     """Add a committed batch's membership changes to ``segflow_memberships_total``."""
-    for (segment, kind), n in batch.memberships.items():
+    for (segment, kind), n in batch.membership_counts().items():
         MEMBERSHIPS.labels(segment=segment, kind=kind).inc(n)
 
 

@@ -202,3 +202,21 @@ def test_write_key_redaction_handles_escapes() -> None:
 
     raw = b'{"writeKey": "a\\"b\\\\c", "event": "E"}'
     assert redact_write_key(raw) == b'{"writeKey": "[redacted]", "event": "E"}'
+
+
+def test_decode_many_refuses_a_message_over_the_size_limit_and_decodes_the_others(
+    log: SqliteEventLog, catalog: SourceCatalog
+) -> None:
+    from segflow.config import CollectSettings
+    from segflow.spec.exceptions import InvalidMessage
+    from segflow.spec.wire import WireMessage
+
+    ingestor = Ingestor(log, catalog, CollectSettings(max_message_bytes=200))
+    small = msgspec.json.encode({"type": "track", "userId": "u1", "event": "A"})
+    big = msgspec.json.encode({"type": "track", "userId": "u1", "event": "x" * 300})
+    bad = b'{"userId": []}'
+    items = ingestor.decode_many([small, big, bad])
+    assert isinstance(items[0], WireMessage) and items[0].event == "A"
+    assert isinstance(items[1], InvalidMessage) and items[1].field == "max_message_bytes"
+    assert isinstance(items[2], InvalidMessage) and items[2].field == "userId"
+    assert [type(i) for i in ingestor.decode_many([small, bad])] == [WireMessage, InvalidMessage]

@@ -85,3 +85,46 @@ def test_retention_service_deletes_consumed_records(tmp_path: Path) -> None:
         retention.stop()
     finally:
         runtime.close()
+
+
+def _lifespan(app: Any) -> list[str]:
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "lifespan"}, receive, send))
+    return [m["type"] for m in sent]
+
+
+def test_a_server_in_its_own_process_freezes_its_start_up_heap_and_raises_the_gc_threshold(
+    tmp_path: Path,
+) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    settings = {"server": {"data_dir": str(tmp_path), "gc_threshold": before[0] + 12_345}}
+    runtime = Runtime.open(load_settings(overrides=settings))
+    app = build_app(runtime, own_process=True)
+    try:
+        assert _lifespan(app) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+        assert gc.get_threshold()[0] == before[0] + 12_345
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_an_embedded_server_leaves_the_processs_garbage_collector_alone(tmp_path: Path) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    settings = {"server": {"data_dir": str(tmp_path), "gc_threshold": before[0] + 12_345}}
+    app = build_app(Runtime.open(load_settings(overrides=settings)))
+    assert _lifespan(app) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

@@ -422,3 +422,34 @@ def test_a_missing_run_is_answered_from_the_log_chunk_by_chunk(
     assert tier.lookup(asked, floor_ms=1_000) == [None] * 4  # the run is older than the floor
     tier.close()
     con.close()
+
+
+def test_a_commit_across_a_range_boundary_remembers_every_id_in_its_range() -> None:
+    import sqlite3
+
+    from segflow.log.dedupe import DedupeIndex, dedupe_key
+
+    con = sqlite3.connect(":memory:", isolation_level=None)
+    index = DedupeIndex(con, window_ms=HOUR_MS, memory_ids=MEMORY)
+    first = [(dedupe_key("s1", f"a{i}"), 1_000) for i in range(7)]
+    index.stage(first)
+    index.applied()
+    second = [(dedupe_key("s1", f"b{i}"), 2_000 + i) for i in range(16)]  # ids 8-23: 3 ranges
+    index.stage(second)
+    index.applied()
+    keys = [k for k, _ in first + second]
+    assert index.duplicates(keys, [3_000] * len(keys)) == [True] * len(keys)
+    assert len(index) == 23
+    assert sorted(len(seen) for seen in index._ranges.values()) == [3, 10, 10]
+    again = (first[0][0], 1_000 + HOUR_MS + 1)  # out of the window: stored again, newer
+    index.stage([again])
+    index.applied()
+    assert index.duplicates([first[0][0]], [1_000 + 2 * HOUR_MS]) == [True]
+
+
+def test_dedupe_keys_of_many_messages_are_each_messages_dedupe_key() -> None:
+    from segflow.log.dedupe import dedupe_key, dedupe_keys
+
+    pairs = [("s1", "m1"), ("s2", "m1"), ("s1", "ü-☃"), ("", ""), ("s1", "m1")]
+    assert dedupe_keys(pairs) == [dedupe_key(s, m) for s, m in pairs]
+    assert len(set(dedupe_keys(pairs))) == 4

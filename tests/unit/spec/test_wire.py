@@ -12,6 +12,7 @@ from segflow.spec.wire import (
     convert_message,
     decode_batch,
     decode_message,
+    decode_messages,
     peek_write_key,
     validate,
 )
@@ -162,3 +163,27 @@ def test_any_json_object_is_accepted_or_refused_with_a_field(obj: dict[str, obje
         validate(msg, msg.type or "track")
     except InvalidMessage as exc:
         assert isinstance(exc.reason, str) and exc.reason
+
+
+def test_decoding_a_batchs_messages_in_one_loop_refuses_each_bad_one_as_decode_message_does() -> (
+    None
+):
+    bodies = [
+        _msg(type="track", userId="u1", event="A"),
+        _msg(type="track", userId=[]),
+        b'{"type": "track",',
+        b'{"userId": "\xff"}',
+        b"[" * 10_000,
+        _msg(type="identify", anonymousId=7),
+    ]
+    raws = decode_batch(b'{"batch": [%s]}' % b",".join(bodies[:2] + bodies[5:])).batch
+    for items, sources in ((decode_messages(bodies), bodies), (decode_messages(raws), raws)):
+        assert len(items) == len(sources)
+        for item, body in zip(items, sources, strict=True):
+            try:
+                expected: object = decode_message(body)
+            except InvalidMessage as exc:
+                assert isinstance(item, InvalidMessage)
+                assert (type(item), item.field, item.reason) == (type(exc), exc.field, exc.reason)
+            else:
+                assert item == expected

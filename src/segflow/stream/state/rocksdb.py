@@ -436,6 +436,22 @@ class RocksTransaction(Offsets):
                 found = by_ns[ns] = {}
             found[k] = value
 
+    def set_rows(
+        self, ns: str, prefix: str, keys: Iterable[str], values: Iterable[bytes | None]
+    ) -> None:
+        """:meth:`set` of each value of ``values`` at ``prefix`` + the key of ``keys`` beside
+        it, in that order, the prefix encoded once (a segment's member index rows,
+        ``Batch.flush``)."""
+        head = f"{ns}{SEP}{prefix}".encode()
+        pending = self.pending
+        by_ns = self.pending_by_ns
+        mine = None if by_ns is None else by_ns.setdefault(ns, {})
+        for key, value in zip(keys, values, strict=True):
+            row = head + key.encode()
+            pending[row] = value
+            if mine is not None:
+                mine[row] = value
+
     def delete(self, ns: str, key: str) -> None:
         self.set(ns, key, None)
 
@@ -464,11 +480,12 @@ class RocksTransaction(Offsets):
         try:
             if self.pending or self.offsets:
                 batch = rocksdict.WriteBatch(raw_mode=True)
+                put, delete = batch.put, batch.delete
                 for k, v in self.pending.items():
                     if v is None:
-                        batch.delete(k)
+                        delete(k)
                     else:
-                        batch.put(k, v)
+                        put(k, v)
                 for partition, offset in self.offsets.items():
                     batch.put(offset_key(partition), str(offset).encode())
                 self.store.write(batch)
