@@ -34,6 +34,7 @@ def garbage_cycle() -> weakref.ref[Node]:
 @pytest.fixture(autouse=True)
 def thawed() -> Iterator[None]:
     threshold = gc.get_threshold()
+    gc.collect()  # every generation's count from zero: what the tests count is their own
     yield
     gc.unfreeze()  # whatever a failed test left frozen
     gc.set_threshold(*threshold)
