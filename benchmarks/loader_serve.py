@@ -9,9 +9,13 @@ feed (identity links, membership changes) arrives with the events, and the file 
 between micro-batches. This benchmark reproduces that: a warehouse that already holds
 ``--preload`` events and their changes (made once, copied for each measurement), then
 micro-batches of ``--batch`` events and their changes from a SQLite log and a change feed,
-``release_between_batches`` on. Per event it prints the process's CPU (every thread: DuckDB
-runs its own) and the loader thread's (``time.thread_time``), and per step of the batch the
-loader thread's share (read the log, insert, apply the changes, commit, open + close).
+``release_between_batches`` on, the loader's clock advanced a flush interval (1 s) a batch, and
+the file held between batches as a started loader holds it (:meth:`watch_release_requests`,
+on a tree that has it). Its final release (a checkpoint of all it held) is counted. Per
+event it prints the process's CPU (every thread: DuckDB runs its own) and the loader
+thread's (``time.thread_time``), and per step of the batch (read the log, insert, apply the
+changes, commit, open + close) the loader thread's and the process's CPU meanwhile
+(``step/process``), and the peak RSS.
 
 The changes are generated, seeded, in the shape the end-to-end benchmark's processor makes
 them: a user's first event links its ``anonymous_id`` (and ``user_id``, 3 users in 4) to its

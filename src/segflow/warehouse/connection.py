@@ -2,8 +2,9 @@
 
 DuckDB lets one process open a database file for writing, and no other process may open it
 (not even read-only) while it does. segflow's loader therefore lets it go between micro-batches
-(``warehouse.release_between_batches``, the default): when another process asks for it
-(``warehouse.release_on_request``, the default) or after every batch. Every other opener
+(``warehouse.release_between_batches``, the default): after every batch, or, while batches
+keep coming, when another process asks for it, when idle, and at least every
+``warehouse.hold_file_max_ms`` (:mod:`segflow.warehouse.loader`). Every other opener
 (``segflow sql``, ``segflow export``, the API process's previews, ML jobs) retries on the lock
 for up to ``lock_timeout_s`` and, while it waits, asks the holder to let go by touching the
 file's *release marker* (:func:`ask_release`; docs/warehouse.md, "Who owns the file"). Inside
