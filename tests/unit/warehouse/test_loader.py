@@ -253,3 +253,34 @@ def test_a_file_held_between_batches_gets_the_same_rows(
         found[held] = _every_table(path)
     assert found[True] == found[False]
     assert len(found[True]["events"]) == 13
+
+
+def test_the_changes_table_holds_each_change_as_its_own_json(tmp_path: Path) -> None:
+    import msgspec
+
+    from segflow.warehouse.changes import profile_of
+
+    feed = ListChangeFeed()
+    odd = 'line\nbreak "quoted" \\ é ✓'
+    changes = [
+        IdentityLinked(profile_id="p1", id_type="email", id_value=odd, at_ms=1, sequence=1),
+        MembershipChange(
+            profile_id=odd, segment="s\n2", kind="entered", at_ms=2, sequence=2, recorded_at_ms=3
+        ),
+        ProfileMerged(survivor="p2", absorbed="p1", reason="login", at_ms=4, sequence=3),
+        MembershipChange(profile_id="p2", segment="s", kind="exited", at_ms=5, sequence=4),
+    ]
+    for change in changes:
+        feed.add(change)
+    loader = _loader(tmp_path, MemoryEventLog(partitions=1), feed)
+    assert loader.run_once().changes_applied == 4
+    with open_warehouse(loader.path, read_only=True) as con:
+        rows = con.execute(
+            "SELECT seq, kind, profile_id, at_ms, sequence, payload::VARCHAR FROM changes ORDER BY seq"
+        ).fetchall()
+    expected = [
+        (i, type(c).__struct_config__.tag, profile_of(c), c.at_ms, c.sequence,
+         msgspec.json.encode(c).decode())
+        for i, c in enumerate(changes, start=1)
+    ]  # fmt: skip
+    assert rows == expected
