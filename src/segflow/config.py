@@ -101,6 +101,7 @@ class WarehouseSettings(msgspec.Struct, frozen=True, kw_only=True):
     flush_interval_ms: int = 1000
     batch_max_events: int = 50_000
     release_between_batches: bool = True
+    hold_file_max_ms: int = 10_000  # held between busy batches at most this long (0: never)
     lock_timeout_s: float = 30.0
     session_gap_minutes: int = 30
     active_event_types: tuple[str, ...] = ("track", "page", "screen")

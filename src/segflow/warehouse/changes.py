@@ -25,6 +25,7 @@ import msgspec
 import pyarrow as pa
 
 from segflow.spec.changes import AnyChange, IdentityLinked, MembershipChange, ProfileMerged
+from segflow.warehouse.batches import lines_array
 
 ID_TYPE_ALIASES = {"userId": "user_id", "anonymousId": "anonymous_id", "groupId": "group_id"}
 _json = msgspec.json.Encoder()
@@ -80,18 +81,23 @@ def profile_of(change: AnyChange) -> str:
 
 
 def _insert_changes(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[int, AnyChange]]) -> None:
+    changes = [c for _, c in items]
     table = pa.table(
         {
             "seq": pa.array([s for s, _ in items], pa.int64()),
-            "kind": [type(c).__struct_config__.tag for _, c in items],
-            "profile_id": [profile_of(c) for _, c in items],
-            "at_ms": pa.array([c.at_ms for _, c in items], pa.int64()),
-            "sequence": pa.array([c.sequence for _, c in items], pa.int64()),
-            "payload": [_json.encode(c).decode() for _, c in items],
+            "kind": [type(c).__struct_config__.tag for c in changes],
+            "profile_id": [profile_of(c) for c in changes],
+            "at_ms": pa.array([c.at_ms for c in changes], pa.int64()),
+            "sequence": pa.array([c.sequence for c in changes], pa.int64()),
+            # one JSON line a change, written in one call (no str a change: ~0.5 µs each)
+            "payload": lines_array(_json.encode_lines(changes), len(changes)),
         }
     )
     con.register("_wh_changes", table)
-    con.execute("INSERT OR IGNORE INTO changes SELECT * FROM _wh_changes")
+    con.execute(
+        "INSERT OR IGNORE INTO changes SELECT seq, kind, profile_id, at_ms, sequence,"
+        " rtrim(payload, chr(10)) FROM _wh_changes"
+    )
     con.unregister("_wh_changes")
 
 

@@ -1,12 +1,15 @@
 """Opening ``warehouse.duckdb``: one writing process per file, readers wait for the lock.
 
 DuckDB lets one process open a database file for writing, and no other process may open it
-(not even read-only) while it does. segflow's loader therefore holds the file only while it
-writes a micro-batch (``warehouse.release_between_batches``, the default), and every other
-opener (``segflow sql``, ``segflow export``, ML jobs) retries on the lock for up to
-``lock_timeout_s`` (docs/warehouse.md, "Who owns the file"). Inside one process DuckDB shares one database
-instance per file between connections, so in-process readers open it read-write (the
-default) and never wait.
+(not even read-only) while it does. segflow's loader therefore lets it go between micro-batches
+(``warehouse.release_between_batches``, the default): after every batch, or, while batches
+keep coming, when another process asks for it, when idle, and at least every
+``warehouse.hold_file_max_ms`` (:mod:`segflow.warehouse.loader`). Every other opener
+(``segflow sql``, ``segflow export``, the API process's previews, ML jobs) retries on the lock
+for up to ``lock_timeout_s`` and, while it waits, asks the holder to let go by touching the
+file's *release marker* (:func:`ask_release`; docs/warehouse.md, "Who owns the file"). Inside
+one process DuckDB shares one database instance per file between connections, so in-process
+readers open it read-write (the default) and never wait.
 
 >>> import tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "warehouse.duckdb")
@@ -17,6 +20,8 @@ default) and never wait.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +36,7 @@ from segflow.warehouse.schema import ensure_schema
 WAREHOUSE_FILE = "warehouse.duckdb"
 _RETRY_S = 0.05
 _SCHEMA_LOCK = threading.Lock()
+RELEASE_MARKER_SUFFIX = ".release"
 
 
 def warehouse_path(data_dir: str | Path) -> Path:
@@ -42,10 +48,50 @@ def warehouse_path(data_dir: str | Path) -> Path:
     return Path(data_dir) / WAREHOUSE_FILE
 
 
+def release_marker(path: str | Path) -> Path:
+    """The file whose modification time asks the process holding ``path`` to release it.
+
+    >>> release_marker("/data/warehouse.duckdb").name
+    'warehouse.duckdb.release'
+    """
+    path = Path(path)
+    return path.with_name(path.name + RELEASE_MARKER_SUFFIX)
+
+
+def ask_release(path: str | Path) -> None:
+    """Ask the process holding ``path`` (``segflow serve``'s loader) to release it: touch its
+    :func:`release_marker`. :func:`connect` does it while it waits for the lock; a tool that
+    opens the file another way can do the same (``touch warehouse.duckdb.release``).
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "warehouse.duckdb")
+    >>> ask_release(path); release_asked(path, within_s=60)
+    True
+    """
+    with contextlib.suppress(OSError):  # a read-only data directory: nobody can be asked
+        release_marker(path).touch()
+
+
+def release_asked(path: str | Path, *, within_s: float) -> bool:
+    """Whether another process asked for ``path`` in the last ``within_s`` seconds.
+
+    >>> import tempfile, os
+    >>> release_asked(os.path.join(tempfile.mkdtemp(), "warehouse.duckdb"), within_s=60)
+    False
+    """
+    try:
+        asked = os.stat(release_marker(path)).st_mtime
+    except OSError:
+        return False
+    return time.time() - asked < within_s
+
+
 def connect(
-    path: str | Path, *, read_only: bool = False, timeout_s: float = 30.0
+    path: str | Path, *, read_only: bool = False, timeout_s: float = 30.0, ask: bool = True
 ) -> duckdb.DuckDBPyConnection:
     """Open ``path``, retrying while another process holds its lock; writers get the schema.
+    While it waits it asks the holder to release the file (:func:`ask_release`; ``ask=False``:
+    the loader itself, which only waits).
 
     Raises :class:`WarehouseBusy` when the lock is still held after ``timeout_s``.
     """
@@ -62,6 +108,8 @@ def connect(
                 if _is_lock_conflict(exc):
                     raise WarehouseBusy(str(path)) from exc
                 raise
+            if ask:
+                ask_release(path)
             time.sleep(_RETRY_S)
     if not read_only:
         _ensure_schema_once(con)

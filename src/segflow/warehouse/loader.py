@@ -8,6 +8,17 @@ Events are also unique on ``(source_id, message_id)`` (``INSERT OR IGNORE``), so
 appended twice to the log is loaded once. The log's own consumer-group offset (group
 ``warehouse``) is committed after the DuckDB commit, for lag monitoring only.
 
+Between batches the file is let go for other processes (``warehouse.release_between_batches``).
+A loader running as a service (:meth:`WarehouseLoader.start`) holds it between busy batches and
+releases it after a batch when another process asked for it (segflow's
+:func:`~segflow.warehouse.connection.connect` touches the release marker while it waits; a
+watcher thread looks every :data:`RELEASE_POLL_S`), when it finds nothing new (idle), or when
+it has held it ``warehouse.hold_file_max_ms`` (10 s; a tool that opens the file without asking
+still gets in, as before). Reopening and closing the file every batch cost more than the rest
+of the batch: the close checkpoints, and every checkpoint recompresses the table's last,
+growing row group (docs/warehouse.md, "What a batch costs"). A held file is checkpointed when
+its write-ahead file passes :data:`HELD_CHECKPOINT_THRESHOLD`, or when it is released.
+
 The loader shares its process with the processor, so it holds the interpreter as little as it
 can: it reads the log's encoded events (``read_encoded``), never decoded records, and lets
 DuckDB parse the scalar columns (:func:`segflow.warehouse.batches.encoded_table`).
@@ -46,10 +57,18 @@ from segflow.spec.events import Event, encode_event
 from segflow.telemetry.metrics import JOB_DURATION, LOADER_EVENTS
 from segflow.warehouse.batches import INSERT_ENCODED_SQL, LogBatch, encoded_table
 from segflow.warehouse.changes import apply_changes
-from segflow.warehouse.connection import connect
+from segflow.warehouse.connection import connect, release_asked
 from segflow.warehouse.schema import CHANGES_CURSOR, log_cursor_name
 
 CONSUMER_GROUP = "warehouse"
+RELEASE_POLL_S = 0.05
+"""How often a loader holding the file looks for another process asking for it."""
+RELEASE_ASKED_S = 2.0
+"""After a request, the loader releases the file after every batch for this long (the
+asking process retries every 50 ms; once it holds the file it stops asking)."""
+HELD_CHECKPOINT_THRESHOLD = "256MB"
+"""DuckDB's ``checkpoint_threshold`` while the loader holds the file (DuckDB's default, 16 MB,
+is one batch of ~35,000 events: a checkpoint a batch, the cost this avoids)."""
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
@@ -111,6 +130,8 @@ class WarehouseLoader(BackgroundLoop):
         # decoded whole to ask it (~0.5 µs an event)
         self.suppressions: Sized | None = None
         self.lock = self._file_lock  # a backup holds it to keep the file still (segflow.backup)
+        self._watch: _ReleaseWatch | None = None  # running: the file is held between batches
+        self._opened_ms = 0  # when the file was last opened (clock time)
 
     # -- one micro-batch -------------------------------------------------------------------
     def run_once(self) -> LoadInfo:
@@ -118,6 +139,9 @@ class WarehouseLoader(BackgroundLoop):
         t0 = time.perf_counter()
         reopens = self.settings.release_between_batches and self.releases_file
         if reopens and self._last is not None and self._nothing_new(self._last):
+            if self._con is not None:  # idle: a held file is let go
+                with self._file_lock:
+                    self._release()
             return LoadInfo(offsets=self._last.offsets, change_seq=self._last.change_seq)
         with self._file_lock:
             try:
@@ -127,7 +151,7 @@ class WarehouseLoader(BackgroundLoop):
                     self._run_commands(con)
                     self._apply_retention(con)
                 finally:
-                    if self.settings.release_between_batches and self.releases_file:
+                    if reopens and not self._holds_file():
                         self._release()
                 self._run_file_commands()
             except Exception:
@@ -145,6 +169,25 @@ class WarehouseLoader(BackgroundLoop):
         self.change_seq = info.change_seq
         self._last = info
         return info
+
+    def _holds_file(self) -> bool:
+        """Whether the file stays open after this batch: the release watcher runs, no other
+        process asked for the file lately, and it was opened less than
+        ``warehouse.hold_file_max_ms`` ago."""
+        if self._watch is None:
+            return False
+        if self.clock.now_ms() - self._opened_ms >= self.settings.hold_file_max_ms:
+            return False
+        return not release_asked(self.path, within_s=RELEASE_ASKED_S)
+
+    def release_if_asked(self) -> bool:
+        """Release the file when another process asked for it (the watcher's tick); returns
+        whether it did."""
+        if self._con is None or not release_asked(self.path, within_s=RELEASE_ASKED_S):
+            return False
+        with self._file_lock:
+            self._release()
+        return True
 
     def _nothing_new(self, last: LoadInfo) -> bool:
         """No record or change after ``last``'s cursors, no queued command, no retention due:
@@ -348,7 +391,10 @@ class WarehouseLoader(BackgroundLoop):
     # -- the file --------------------------------------------------------------------------
     def _connection(self) -> Any:
         if self._con is None:
-            self._con = connect(self.path, timeout_s=self.settings.lock_timeout_s)
+            con = connect(self.path, timeout_s=self.settings.lock_timeout_s, ask=False)
+            if self._watch is not None:
+                con.execute(f"SET checkpoint_threshold = '{HELD_CHECKPOINT_THRESHOLD}'")
+            self._con, self._opened_ms = con, self.clock.now_ms()
         return self._con
 
     def _release(self) -> None:
@@ -357,6 +403,22 @@ class WarehouseLoader(BackgroundLoop):
             self._con = None
 
     # -- background service (a BackgroundLoop: start() / stop()) ----------------------------
+    def start(self) -> None:
+        """Start the loader's thread (and, when it may hold the file between batches, the
+        watcher that releases it for another process)."""
+        self.watch_release_requests()
+        super().start()
+
+    def watch_release_requests(self) -> None:
+        """Hold the file between busy batches from now on (see the module docstring;
+        :meth:`stop` ends it). :meth:`start` calls it."""
+        s = self.settings
+        if not (s.release_between_batches and s.hold_file_max_ms > 0 and self.releases_file):
+            return
+        if self._watch is None:
+            self._watch = _ReleaseWatch(self)
+            self._watch.start()
+
     def tick(self) -> bool:
         """One micro-batch; ``True`` when it was full (the next one follows at once). A failed
         batch is kept as :attr:`last_error` (shown by ``/api/v1/status``) and retried after
@@ -371,8 +433,27 @@ class WarehouseLoader(BackgroundLoop):
 
     def stop(self) -> None:
         """Stop the thread after its current batch and release the file."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.stop()
         super().stop()
-        self._release()
+        with self._file_lock:
+            self._release()
+
+
+class _ReleaseWatch(BackgroundLoop):
+    """Looks every :data:`RELEASE_POLL_S` for another process asking for the loader's file."""
+
+    name = "warehouse-release"
+    join_s = 30.0
+
+    def __init__(self, loader: WarehouseLoader) -> None:
+        super().__init__()
+        self.loader = loader
+        self.interval_s = RELEASE_POLL_S
+
+    def tick(self) -> None:
+        self.loader.release_if_asked()
 
 
 class _Command(Generic[_T]):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from segflow.clock import ManualClock
 from segflow.log.sqlite import SqliteEventLog
@@ -28,12 +29,13 @@ def _events(n: int, prefix: str = "m") -> list[Event]:
     ]  # fmt: skip
 
 
-def test_sigkill_mid_batch_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["kept", "held"])
+def test_sigkill_mid_batch_loses_and_duplicates_nothing(tmp_path: Path, mode: str) -> None:
     log_path, wh_path = tmp_path / "log.sqlite", tmp_path / "warehouse.duckdb"
     log = SqliteEventLog(log_path, partitions=4)
     log.append(_events(6_000))
     log.close()
-    child = subprocess.Popen([sys.executable, str(HERE / "loader_child.py"), str(log_path), str(wh_path)],
+    child = subprocess.Popen([sys.executable, str(HERE / "loader_child.py"), str(log_path), str(wh_path), mode],
                              stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert child.stdout is not None
     batches = 0

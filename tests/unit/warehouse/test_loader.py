@@ -212,3 +212,75 @@ def test_an_idle_loader_does_not_open_the_file(
     assert loader.run_once().changes_applied == 1  # a new change too
     assert _count(tmp_path / "warehouse.duckdb") == 2
     assert len(opened) == before + 2
+
+
+def _every_table(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    tables = ("events", "identities", "identity_history", "profiles", "profile_merges",
+              "memberships", "changes", "warehouse_cursors")  # fmt: skip
+    with open_warehouse(path, read_only=True) as con:
+        return {t: sorted(con.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+
+
+def test_a_file_held_between_batches_gets_the_same_rows(
+    tmp_path: Path, event_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[object] = []
+    real = loader_module.connect
+    monkeypatch.setattr(loader_module, "connect", lambda *a, **k: opened.append(a) or real(*a, **k))
+    log = MemoryEventLog(partitions=2)
+    feed = ListChangeFeed()
+    for i in range(12):
+        log.append([event_factory(user_id=f"u{i % 4}", anonymous_id=f"a{i}", timestamp_ms=i)])
+        feed.add(IdentityLinked(profile_id=f"p{i % 4}", id_type="anonymous_id", id_value=f"a{i}", at_ms=i, sequence=i))  # fmt: skip
+        kind = "entered" if i % 3 else "exited"
+        feed.add(MembershipChange(profile_id=f"p{i % 4}", segment="s", kind=kind, at_ms=i, sequence=i))  # fmt: skip
+        if i == 6:
+            feed.add(ProfileMerged(survivor="p0", absorbed="p1", reason="login", at_ms=i, sequence=i))  # fmt: skip
+    log.append([event_factory(message_id="dup", user_id="u9")] * 2)  # a duplicate is dropped
+    found = {}
+    for held in (False, True):
+        settings = WarehouseSettings(batch_max_events=3)
+        path = tmp_path / f"held-{held}.duckdb"
+        loader = WarehouseLoader(log, feed, path, ManualClock(10), settings)
+        if held:
+            loader.watch_release_requests()
+        opened.clear()
+        infos = loader.run_until_idle()
+        assert len(infos) > 3
+        assert len(opened) == (1 if held else len(infos))  # held: opened once
+        assert loader._con is None  # the last, empty batch found it idle: let go
+        loader.stop()
+        found[held] = _every_table(path)
+    assert found[True] == found[False]
+    assert len(found[True]["events"]) == 13
+
+
+def test_the_changes_table_holds_each_change_as_its_own_json(tmp_path: Path) -> None:
+    import msgspec
+
+    from segflow.warehouse.changes import profile_of
+
+    feed = ListChangeFeed()
+    odd = 'line\nbreak "quoted" \\ é ✓'
+    changes = [
+        IdentityLinked(profile_id="p1", id_type="email", id_value=odd, at_ms=1, sequence=1),
+        MembershipChange(
+            profile_id=odd, segment="s\n2", kind="entered", at_ms=2, sequence=2, recorded_at_ms=3
+        ),
+        ProfileMerged(survivor="p2", absorbed="p1", reason="login", at_ms=4, sequence=3),
+        MembershipChange(profile_id="p2", segment="s", kind="exited", at_ms=5, sequence=4),
+    ]
+    for change in changes:
+        feed.add(change)
+    loader = _loader(tmp_path, MemoryEventLog(partitions=1), feed)
+    assert loader.run_once().changes_applied == 4
+    with open_warehouse(loader.path, read_only=True) as con:
+        rows = con.execute(
+            "SELECT seq, kind, profile_id, at_ms, sequence, payload::VARCHAR FROM changes ORDER BY seq"
+        ).fetchall()
+    expected = [
+        (i, type(c).__struct_config__.tag, profile_of(c), c.at_ms, c.sequence,
+         msgspec.json.encode(c).decode())
+        for i, c in enumerate(changes, start=1)
+    ]  # fmt: skip
+    assert rows == expected
