@@ -232,8 +232,7 @@ class Batch:
         """``profile`` enters or leaves ``segment``: the member index and the outbox, with the
         profile's next sequence number, valid from ``at_ms`` and recorded at the batch's
         ``now_ms`` (never before the profile's previous recorded change)."""
-        recorded = max(at_ms if self.now_ms is None else self.now_ms, profile.recorded_ms)
-        profile.recorded_ms = recorded
+        recorded = self._recorded(profile, at_ms)
         self.index_member(segment, profile.profile_id, kind == "entered")
         self.emit(
             MembershipChange(
@@ -256,27 +255,18 @@ class Batch:
         if not n:
             return
         pid = profile.profile_id
-        now_ms = self.now_ms
-        recorded = profile.recorded_ms
-        if (at_ms if now_ms is None else now_ms) > recorded:
-            recorded = profile.recorded_ms = at_ms if now_ms is None else now_ms
+        recorded = self._recorded(profile, at_ms)
         first = profile.sequence + 1
         profile.sequence += n
-        rows = self.member_rows.get(pid)
-        if rows is None:
-            rows = self.member_rows[pid] = {}
+        rows = self._member_rows(pid)
         if entered:
             rows.update(dict.fromkeys(entered, b""))
             self.runs_entered.append(entered)
+            self._caused(entered)
         if exited:
             rows.update(dict.fromkeys(exited))
             self.runs_exited.append(exited)
-        if self.cause_ms is not None:
-            caused = self.caused_late if self.cause_late else self.caused
-            if entered:
-                caused.append((entered, self.cause_ms))
-            if exited:
-                caused.append((exited, self.cause_ms))
+            self._caused(exited)
         self.changes.append(MembershipRun(pid, at_ms, recorded, first, entered, exited))
         self.in_runs += n - 1
 
@@ -286,10 +276,29 @@ class Batch:
         Rows are written at :meth:`flush`, sorted (a segment's rows next to each other: RocksDB
         inserts each next to the one before, ~2-5 µs an event less at 100 rules, #15); a
         read through ``tx`` sees them after it."""
+        self._member_rows(profile_id)[segment] = b"" if present else None
+
+    def _member_rows(self, profile_id: str) -> dict[str, bytes | None]:
+        """The member index rows of ``profile_id`` to write at :meth:`flush`."""
         found = self.member_rows.get(profile_id)
         if found is None:
             found = self.member_rows[profile_id] = {}
-        found[segment] = b"" if present else None
+        return found
+
+    def _recorded(self, profile: Profile, at_ms: int) -> int:
+        """When a change of ``profile`` valid from ``at_ms`` is recorded: the batch's
+        ``now_ms`` (``at_ms`` without one), never before the profile's previous recorded
+        change (kept on the profile)."""
+        recorded = max(at_ms if self.now_ms is None else self.now_ms, profile.recorded_ms)
+        profile.recorded_ms = recorded
+        return recorded
+
+    def _caused(self, segments: Sequence[str]) -> None:
+        """Note that membership changes of ``segments`` answer :attr:`cause_ms` (freshness;
+        a backfilled event's apart)."""
+        if self.cause_ms is not None:
+            caused = self.caused_late if self.cause_late else self.caused
+            caused.append((segments, self.cause_ms))
 
     def membership_counts(self) -> Counter[tuple[str, str]]:
         """How many membership changes the batch emitted per ``(segment, kind)``."""
@@ -353,9 +362,7 @@ class Batch:
     def emit(self, change: AnyChange) -> None:
         if isinstance(change, MembershipChange):
             self.memberships[(change.segment, change.kind)] += 1
-            if self.cause_ms is not None:
-                caused = self.caused_late if self.cause_late else self.caused
-                caused.append(((change.segment,), self.cause_ms))
+            self._caused((change.segment,))
         self.changes.append(change)
 
     def record(self, ns: str, profile_id: str, record: msgspec.Struct) -> None:
