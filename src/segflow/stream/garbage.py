@@ -27,7 +27,6 @@ middle one); a working set that neither grows nor leaks is never collected whole
 from __future__ import annotations
 
 import gc
-import time
 
 
 def tune_gc(threshold: int) -> None:
@@ -88,7 +87,6 @@ class GcPolicy:
         self.freeze = freeze
         self.min_growth = min_growth
         self.collections = 0  # full collections run (each after a thaw)
-        self.collect_s = 0.0  # seconds they took, together
         self.active = False
         self._base = 0  # tracked objects the last full collection left
         self._grown = 0  # tracked objects added since (estimated)
@@ -115,11 +113,9 @@ class GcPolicy:
         self._grown += gc.get_count()[0]
         gc.freeze()
         if self._grown > max(self.min_growth, self._base * GROWTH):
-            started = time.perf_counter()
             gc.unfreeze()
             gc.collect()
             gc.freeze()
-            self.collect_s += time.perf_counter() - started
             self.collections += 1
             self._base, self._grown = gc.get_freeze_count(), 0
 
