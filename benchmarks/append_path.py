@@ -16,18 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import commit, machine
+from benchmarks.common import ROOT, commit, machine, run_in_tree
 from benchmarks.payloads import batch_template, fill
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def requests(count: int) -> list[tuple[list[object], list[bytes]]]:
@@ -75,13 +71,10 @@ def _client(log: Any, share: list[tuple[list[object], list[bytes]]]) -> None:
 
 
 def in_tree(src: str, args: argparse.Namespace) -> float:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(ROOT)])}
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.append_path", "--seconds-only",
-         "--requests", str(args.requests), "--repeat", str(args.repeat)],
-        env=env, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return float(out.stdout.split()[-1])
+    """:func:`measure` run in a process whose ``segflow`` comes from ``src``."""
+    argv = ["--seconds-only", "--requests", str(args.requests), "--clients", str(args.clients),
+            "--repeat", str(args.repeat)]  # fmt: skip
+    return float(run_in_tree("benchmarks.append_path", src, argv).split()[-1])
 
 
 def main() -> None:

@@ -14,17 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import commit, machine
+from benchmarks.common import commit, machine, run_in_tree
 from benchmarks.payloads import batch_template, fill
 from segflow.collect.app import CollectorApp
 from segflow.collect.catalog import SourceCatalog
@@ -94,23 +91,8 @@ def _measure(catalog: SourceCatalog, repeat: int, requests: int) -> float:
 
 def in_tree(src: str, repeat: int) -> float:
     """:func:`measure` run in a process whose ``segflow`` comes from ``src``."""
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, root])}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.collect_path",
-            "--repeat",
-            str(repeat),
-            "--seconds-only",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return float(out.stdout.split()[-1])
+    argv = ["--repeat", str(repeat), "--seconds-only"]
+    return float(run_in_tree("benchmarks.collect_path", src, argv).split()[-1])
 
 
 def main() -> None:

@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: ``benchmarks`` importable
 
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def tree_env(src: str | Path) -> dict[str, str]:
+    """The environment of a child process whose ``segflow`` comes from the tree ``src`` (another
+    checkout's ``src/``: a before/after in one invocation) and ``benchmarks`` from this one."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(ROOT)])}
+
+
+def run_in_tree(module: str, src: str | Path, argv: Sequence[str]) -> str:
+    """The standard output of ``python -m module *argv`` run on the tree ``src``
+    (:func:`tree_env`); a child that fails raises ``CalledProcessError``."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *argv],
+        env=tree_env(src),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout
 
 
 def machine() -> str:
@@ -25,8 +49,6 @@ def machine() -> str:
         )
     except (OSError, subprocess.CalledProcessError):
         model = platform.processor() or "?"
-    import os
-
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import commit, machine, median
+from benchmarks.common import commit, machine, median, tree_env
 
 BATCH, DUPLICATES = 1_000, 100
 
@@ -133,7 +133,7 @@ def run_child(src: Path, template: Path, root: Path, args: argparse.Namespace, m
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(template.parent, root)
     os.sync()  # the copy's writeback must not land in the timed appends
-    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{Path(__file__).resolve().parents[1]}"}
+    env = tree_env(src)
     code = (
         "from benchmarks.dedupe_memory import child; "
         f"child({str(target)!r}, {args.ids}, {args.seconds}, {memory})"

@@ -15,11 +15,8 @@ one log) and prints the medians and their ratio.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,7 +25,7 @@ from typing import Any
 
 import pandas  # noqa: F401  (pyarrow imports it lazily: not inside the timed batches)
 
-from benchmarks.common import machine
+from benchmarks.common import machine, run_in_tree
 from segflow.clock import ManualClock
 from segflow.config import WarehouseSettings
 from segflow.identity import IdentityRules
@@ -115,16 +112,8 @@ def measure(
 
 def in_tree(src: str, argv: list[str]) -> tuple[float, float]:
     """:func:`measure` run in a process whose ``segflow`` comes from ``src``."""
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, root])}
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.loader_cpu", *argv, "--seconds-only"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    cpu, python = out.stdout.split()[-2:]
+    out = run_in_tree("benchmarks.loader_cpu", src, [*argv, "--seconds-only"])
+    cpu, python = out.split()[-2:]
     return float(cpu), float(python)
 
 

@@ -27,14 +27,11 @@ inputs) and prints medians and the median ratio.
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
 import random
 import resource
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,7 +39,7 @@ from typing import Any
 
 import pandas  # noqa: F401  (pyarrow imports it lazily: not inside the timed batches)
 
-from benchmarks.common import machine
+from benchmarks.common import machine, run_in_tree
 from benchmarks.loader_cpu import make_events
 from segflow.clock import ManualClock
 from segflow.config import WarehouseSettings
@@ -221,16 +218,7 @@ def _process_cpu() -> float:
 
 def in_tree(src: str, argv: list[str]) -> dict[str, float]:
     """:func:`measure` run in a process whose ``segflow`` comes from ``src``."""
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, root])}
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.loader_serve", *argv, "--seconds-only"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    fields = out.stdout.split()
+    fields = run_in_tree("benchmarks.loader_serve", src, [*argv, "--seconds-only"]).split()
     return {k: float(v) for k, v in zip(fields[::2], fields[1::2], strict=True)}
 
 

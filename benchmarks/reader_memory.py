@@ -29,9 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import commit, machine, median
-
-HERE = Path(__file__).resolve().parent.parent
+from benchmarks.common import ROOT, commit, machine, median, tree_env
 
 
 def _rss_anon_mb() -> float:
@@ -86,7 +84,7 @@ def reader(path: str, readers: int, seconds: float) -> None:
 
 
 def run_variant(src: str, readers: int, rate: int, seconds: float) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(HERE)])}
+    env = tree_env(src)
     with tempfile.TemporaryDirectory(prefix="reader-memory-") as tmp:
         state = str(Path(tmp) / "state")
         cmd = [sys.executable, "-m", "benchmarks.reader_memory"]
@@ -132,7 +130,7 @@ def main() -> None:
         else:
             reader(path, int(rest[0]), float(rest[1]))
         return
-    variants = {"shared (this tree)": str(HERE / "src")}
+    variants = {"shared (this tree)": str(ROOT / "src")}
     if args.baseline_src:
         variants["baseline"] = args.baseline_src
     results: dict[str, list[dict[str, float]]] = {name: [] for name in variants}

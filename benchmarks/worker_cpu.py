@@ -27,12 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import commit, machine
+from benchmarks.common import ROOT, commit, machine, tree_env
 from benchmarks.ingest import free_port, wait_ready
 from benchmarks.loadgen import run_load
 from benchmarks.payloads import batch_template, fill
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def cpu_seconds(pid: int) -> float:
@@ -67,7 +65,7 @@ def _role(cmd: list[bytes]) -> bytes:
 
 def one_round(src: str, seconds: float, counter: itertools.count[int]) -> float:
     """Seconds of the HTTP worker's CPU a request, one server from tree ``src``."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(ROOT)])}
+    env = tree_env(src)
     with tempfile.TemporaryDirectory(prefix="worker-cpu-") as tmp:
         data = Path(tmp) / "data"
         created = subprocess.run(
