@@ -40,27 +40,14 @@ def test_mounts_lifespan_and_services(tmp_path: Path) -> None:
     app = build_app(runtime, services=[Recorder(calls)], mounts={"/api": _mounted})
 
     async def go() -> tuple[str, int]:
-        messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return next(messages)
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             mounted = (await client.get("/api/v1/x")).text
             health = (await client.get("/health")).status_code
-        await app({"type": "lifespan"}, receive, send)
-        assert [m["type"] for m in sent] == [
-            "lifespan.startup.complete",
-            "lifespan.shutdown.complete",
-        ]
         return mounted, health
 
     assert asyncio.run(go()) == ("/api|/v1/x", 200)
+    assert _lifespan(app) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert calls == ["start", "stop"]
 
 

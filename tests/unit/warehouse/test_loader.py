@@ -191,12 +191,18 @@ def test_background_service_loads_and_releases_the_file(tmp_path: Path, event_fa
     duckdb.connect(str(loader.path)).close()  # released: a writer can open it
 
 
-def test_an_idle_loader_does_not_open_the_file(
-    tmp_path: Path, event_factory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    opened: list[object] = []
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every opening of the warehouse file by the loader (its ``connect``'s arguments)."""
+    calls: list[object] = []
     real = loader_module.connect
-    monkeypatch.setattr(loader_module, "connect", lambda *a, **k: opened.append(a) or real(*a, **k))
+    monkeypatch.setattr(loader_module, "connect", lambda *a, **k: calls.append(a) or real(*a, **k))
+    return calls
+
+
+def test_an_idle_loader_does_not_open_the_file(
+    tmp_path: Path, event_factory, opened: list[object]
+) -> None:
     log = MemoryEventLog(partitions=2)
     feed = ListChangeFeed()
     log.append([event_factory(user_id="u1")])
@@ -222,11 +228,8 @@ def _every_table(path: Path) -> dict[str, list[tuple[object, ...]]]:
 
 
 def test_a_file_held_between_batches_gets_the_same_rows(
-    tmp_path: Path, event_factory, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, event_factory, opened: list[object]
 ) -> None:
-    opened: list[object] = []
-    real = loader_module.connect
-    monkeypatch.setattr(loader_module, "connect", lambda *a, **k: opened.append(a) or real(*a, **k))
     log = MemoryEventLog(partitions=2)
     feed = ListChangeFeed()
     for i in range(12):
